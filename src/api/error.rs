@@ -1,0 +1,120 @@
+//! Error policy at the HTTP edge: every failure a client can cause becomes one `ApiError`, which
+//! renders as an OperationOutcome with the right status. Store errors map to statuses here and
+//! nowhere else (not found 404, deleted 410, If-Match mismatch 412, lost race 409, pool 503).
+
+use crate::fhir::{Issue, operation_outcome};
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use std::fmt;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<Issue>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, issue: Issue) -> Self {
+        ApiError {
+            status,
+            issues: vec![issue],
+        }
+    }
+
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Issue::error("invalid", msg))
+    }
+
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, Issue::error("not-found", msg))
+    }
+
+    /// Validation failures: 400 for malformed structure, 422 for well-formed but invalid content.
+    pub fn invalid(issues: Vec<Issue>) -> Self {
+        let structural = issues.iter().any(|i| i.code == "structure");
+        let status = if structural {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError { status, issues }
+    }
+
+    pub fn unknown_type(rtype: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            Issue::error("not-supported", format!("unknown resource type '{rtype}'")),
+        )
+    }
+
+    /// Prefix each issue's diagnostics (e.g. with the Bundle entry it came from).
+    pub fn in_context(mut self, prefix: &str) -> Self {
+        for i in &mut self.issues {
+            i.diagnostics = format!("{prefix}: {}", i.diagnostics);
+        }
+        self
+    }
+
+    pub fn status_line(&self) -> String {
+        format!(
+            "{} {}",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or("")
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text: Vec<&str> = self.issues.iter().map(|i| i.diagnostics.as_str()).collect();
+        write!(f, "{}: {}", self.status, text.join("; "))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        builder.content_type("application/fhir+json; charset=utf-8");
+        if self.status == StatusCode::UNAUTHORIZED {
+            builder.insert_header(("WWW-Authenticate", "Bearer realm=\"emrsync\""));
+        }
+        builder.body(operation_outcome(&self.issues).to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (status, code) = match &e {
+            StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
+            StoreError::Gone { .. } => (StatusCode::GONE, "deleted"),
+            StoreError::PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
+            StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
+            StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "store failure");
+        }
+        ApiError::new(status, Issue::error(code, e.to_string()))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Issue::error("transient", e.to_string()),
+        )
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}

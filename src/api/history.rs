@@ -1,0 +1,164 @@
+//! History at three levels (system, type, instance) with `_since`, `_count` and cursor paging:
+//! the `next` link names the last sequence number seen, so pages stay exact while others write.
+
+use super::AppState;
+use super::context::RequestContext;
+use super::error::ApiError;
+use super::interaction::{check_type, parse_id};
+use super::render;
+use crate::fhir::bundle::{bundle, history_entry, link};
+use crate::fhir::resource::parse_instant;
+use crate::store::{HistoryQuery, versions};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+const DEFAULT_COUNT: i64 = 50;
+const MAX_COUNT: i64 = 1000;
+/// Our paging cursor: entries older than this sequence number.
+const CURSOR: &str = "_cursor";
+
+pub async fn system(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    history(state, req, ctx, None, None).await
+}
+
+pub async fn of_type(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let rtype = path.into_inner();
+    check_type(&rtype)?;
+    history(state, req, ctx, Some(rtype), None).await
+}
+
+pub async fn of_instance(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let (rtype, id) = path.into_inner();
+    check_type(&rtype)?;
+    parse_id(&id)?;
+    history(state, req, ctx, Some(rtype), Some(id)).await
+}
+
+async fn history(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ctx: RequestContext,
+    rtype: Option<String>,
+    id: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let mut q = HistoryQuery {
+        resource_type: rtype.clone(),
+        id: id.clone(),
+        count: DEFAULT_COUNT,
+        ..Default::default()
+    };
+    for (name, value) in &params {
+        match name.as_str() {
+            "_since" => {
+                q.since = Some(parse_instant(value).ok_or_else(|| {
+                    ApiError::bad_request(format!("_since '{value}' is not an instant"))
+                })?)
+            }
+            "_count" => {
+                let n: i64 = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("_count '{value}' is not a number"))
+                })?;
+                q.count = n.clamp(0, MAX_COUNT);
+            }
+            CURSOR => {
+                q.before_seq = Some(
+                    value
+                        .parse()
+                        .map_err(|_| ApiError::bad_request("bad paging cursor"))?,
+                )
+            }
+            "_format" | "_pretty" => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "history parameter '{other}' is not supported (supported: _since, _count)"
+                )));
+            }
+        }
+    }
+    let store = state.store.clone();
+    let query = q.clone();
+    let (page, total) = web::block(move || {
+        store.read(|c| {
+            let mut page = versions::history(c, &query)?;
+            let total = versions::history_total(c, &query)?;
+            if let (Some(rt), Some(id), true) = (&query.resource_type, &query.id, total == 0) {
+                // an instance that never existed is a 404, not an empty history
+                if versions::current(c, rt, id)?.is_none() {
+                    return Err(crate::store::StoreError::NotFound {
+                        resource_type: rt.clone(),
+                        id: id.clone(),
+                    });
+                }
+            }
+            page.truncate(query.count as usize);
+            Ok((page, total))
+        })
+    })
+    .await??;
+
+    let base = &state.base_url;
+    let mut path = base.clone();
+    if let Some(t) = &rtype {
+        path = format!("{path}/{t}");
+    }
+    if let Some(i) = &id {
+        path = format!("{path}/{i}");
+    }
+    path.push_str("/_history");
+    let keep: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != CURSOR)
+        .cloned()
+        .collect();
+    let with = |extra: Option<(String, String)>| {
+        let mut all = keep.clone();
+        all.extend(extra);
+        let qs = serde_urlencoded::to_string(&all).unwrap_or_default();
+        if qs.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{qs}")
+        }
+    };
+    let mut links = vec![
+        link(
+            "self",
+            &format!(
+                "{path}{}",
+                if req.query_string().is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", req.query_string())
+                }
+            ),
+        ),
+        link("first", &with(None)),
+    ];
+    if page.len() as i64 == q.count && q.count > 0 {
+        if let Some(last) = page.last() {
+            links.push(link(
+                "next",
+                &with(Some((CURSOR.to_string(), last.seq.to_string()))),
+            ));
+        }
+    }
+    let entries = page.iter().map(|v| history_entry(v, base)).collect();
+    let b = bundle("history", Some(total), links, entries);
+    render::fhir(StatusCode::OK, &b, &ctx)
+}

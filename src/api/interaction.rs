@@ -1,0 +1,263 @@
+//! The RESTful interactions as plain functions over a store transaction, shared by the single
+//! request handlers and by batch/transaction Bundles: prepare (validate + canonicalise), create,
+//! update, patch, delete.
+
+use super::error::ApiError;
+use crate::fhir::definitions::Definitions;
+use crate::fhir::validate::validate_resource;
+use crate::fhir::{FhirId, Issue, model};
+use crate::store::versions::{self, Method, Written};
+use crate::store::{Tx, WriteContext};
+use actix_web::http::StatusCode;
+use serde_json::Value;
+
+/// A resource that passed validation, in canonical JSON, with the warnings to report.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub resource: Value,
+    pub warnings: Vec<Issue>,
+}
+
+pub fn check_type(rtype: &str) -> Result<(), ApiError> {
+    if Definitions::get().is_resource_type(rtype) {
+        Ok(())
+    } else {
+        Err(ApiError::unknown_type(rtype))
+    }
+}
+
+pub fn parse_id(id: &str) -> Result<FhirId, ApiError> {
+    FhirId::parse(id).map_err(ApiError::bad_request)
+}
+
+/// `If-Match: W/"3"` (or `"3"`, or `3`) to version 3.
+pub fn parse_etag(value: &str) -> Result<i64, ApiError> {
+    let v = value.trim().trim_start_matches("W/").trim_matches('"');
+    v.parse().map_err(|_| {
+        ApiError::bad_request(format!("If-Match '{value}' is not an ETag such as W/\"3\""))
+    })
+}
+
+/// Validate `resource` as a `rtype` and bring it to canonical form.
+pub fn prepare(mut resource: Value, rtype: &str, lenient: bool) -> Result<Prepared, ApiError> {
+    let actual = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if actual != rtype {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Issue::error(
+                "invalid",
+                format!("resourceType '{actual}' does not match the URL's type '{rtype}'"),
+            )
+            .at(format!("{rtype}.resourceType")),
+        ));
+    }
+    let report = validate_resource(&mut resource, lenient);
+    if !report.is_valid() {
+        return Err(ApiError::invalid(report.errors));
+    }
+    let canonical = model::canonical_json(resource).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Issue::error("structure", format!("invalid {rtype}: {e}")),
+        )
+    })?;
+    Ok(Prepared {
+        resource: canonical,
+        warnings: report.warnings,
+    })
+}
+
+/// Resolve an `If-None-Exist` (or conditional reference) query to matching ids. Until the
+/// search index lands this supports `identifier=[system|]value` and `_id=id`.
+pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<String>, ApiError> {
+    let query = query.trim_start_matches('?');
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::bad_request(format!("condition '{query}' is not a query string: {e}"))
+    })?;
+    let mut matches: Option<Vec<String>> = None;
+    for (name, value) in params {
+        let found = match name.as_str() {
+            "identifier" => match value.split_once('|') {
+                Some((system, code)) => {
+                    versions::find_by_identifier(tx.conn, rtype, Some(system), code)?
+                }
+                None => versions::find_by_identifier(tx.conn, rtype, None, &value)?,
+            },
+            "_id" => match versions::current(tx.conn, rtype, &value)? {
+                Some(v) if !v.deleted => vec![v.id],
+                _ => vec![],
+            },
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "conditional parameter '{other}' is not supported (supported: identifier, _id)"
+                )));
+            }
+        };
+        matches = Some(match matches {
+            None => found,
+            Some(prev) => prev.into_iter().filter(|id| found.contains(id)).collect(),
+        });
+    }
+    matches
+        .ok_or_else(|| ApiError::bad_request("empty condition: give at least one search parameter"))
+}
+
+/// Create (POST): a new server-assigned id, or with `If-None-Exist` the existing match.
+pub fn create(
+    tx: &mut Tx,
+    rtype: &str,
+    prepared: &Prepared,
+    if_none_exist: Option<&str>,
+    ctx: &WriteContext,
+) -> Result<Written, ApiError> {
+    if let Some(cond) = if_none_exist {
+        let found = resolve_condition(tx, rtype, cond)?;
+        match found.as_slice() {
+            [] => {}
+            [id] => {
+                let version = versions::current(tx.conn, rtype, id)?
+                    .ok_or_else(|| ApiError::not_found(id.clone()))?;
+                return Ok(Written {
+                    version,
+                    created: false,
+                    noop: true,
+                });
+            }
+            _ => {
+                let msg = format!("If-None-Exist '{cond}' matches {} resources", found.len());
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    Issue::error("duplicate", msg),
+                ));
+            }
+        }
+    }
+    create_with_id(tx, rtype, &FhirId::generate(), prepared, ctx)
+}
+
+/// Create under an id already chosen (transactions pick ids before writing).
+pub fn create_with_id(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &FhirId,
+    prepared: &Prepared,
+    ctx: &WriteContext,
+) -> Result<Written, ApiError> {
+    let w = versions::put(
+        tx.conn,
+        rtype,
+        id,
+        &prepared.resource,
+        Method::Post,
+        None,
+        ctx,
+    )?;
+    tx.wrote(&w);
+    Ok(w)
+}
+
+/// Update (PUT), creating the resource when the id is new. The body's id must match the URL.
+pub fn update(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &FhirId,
+    prepared: &Prepared,
+    expected: Option<i64>,
+    ctx: &WriteContext,
+) -> Result<Written, ApiError> {
+    match prepared.resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id.as_str() => {}
+        Some(body_id) => {
+            return Err(ApiError::bad_request(format!(
+                "the body's id '{body_id}' does not match the URL's id '{id}'"
+            )));
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "an update must carry the resource id in the body",
+            ));
+        }
+    }
+    let w = versions::put(
+        tx.conn,
+        rtype,
+        id,
+        &prepared.resource,
+        Method::Put,
+        expected,
+        ctx,
+    )?;
+    tx.wrote(&w);
+    Ok(w)
+}
+
+/// Patch (JSON Patch, RFC 6902) the current version; the result is validated like an update.
+/// Without If-Match, the version read here is still required at write time: a concurrent
+/// change makes this patch fail with 409 rather than be silently lost.
+pub fn patch(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &FhirId,
+    operations: &Value,
+    expected: Option<i64>,
+    lenient: bool,
+    ctx: &WriteContext,
+) -> Result<(Written, Vec<Issue>), ApiError> {
+    let current = versions::current(tx.conn, rtype, id.as_str())?
+        .ok_or_else(|| ApiError::not_found(format!("{rtype}/{id} is not known")))?;
+    if current.deleted {
+        return Err(crate::store::StoreError::Gone {
+            resource_type: rtype.into(),
+            id: id.to_string(),
+            version_id: current.version_id,
+            last_updated: current.last_updated,
+        }
+        .into());
+    }
+    let ops: json_patch::Patch = serde_json::from_value(operations.clone())
+        .map_err(|e| ApiError::bad_request(format!("not a JSON Patch document: {e}")))?;
+    let mut doc = current.json();
+    json_patch::patch(&mut doc, &ops).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Issue::error("processing", format!("patch failed: {e}")),
+        )
+    })?;
+    if doc.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Issue::error(
+                "processing",
+                "a patch may not change or remove the resource id",
+            ),
+        ));
+    }
+    let prepared = prepare(doc, rtype, lenient)?;
+    let expected = Some(expected.unwrap_or(current.version_id));
+    let w = versions::put(
+        tx.conn,
+        rtype,
+        id,
+        &prepared.resource,
+        Method::Patch,
+        expected,
+        ctx,
+    )?;
+    tx.wrote(&w);
+    Ok((w, prepared.warnings))
+}
+
+pub fn delete(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &FhirId,
+    expected: Option<i64>,
+    ctx: &WriteContext,
+) -> Result<Written, ApiError> {
+    let w = versions::delete(tx.conn, rtype, id.as_str(), expected, ctx)?;
+    tx.wrote(&w);
+    Ok(w)
+}

@@ -1,0 +1,63 @@
+//! `GET /metadata`: the CapabilityStatement, built from `capability/capability-statement.json`
+//! (what the server does) and the resource types the validator knows (which types it does it to).
+
+use super::AppState;
+use super::context::RequestContext;
+use super::error::ApiError;
+use super::render;
+use crate::fhir::definitions::Definitions;
+use crate::fhir::resource::{instant, now_micros};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+const TEMPLATE: &str = include_str!("../../capability/capability-statement.json");
+
+/// The statement for a server at `base_url` (built once per process).
+pub fn capability_statement(base_url: &str) -> Value {
+    static BUILT: OnceLock<Value> = OnceLock::new();
+    let mut cs = BUILT
+        .get_or_init(|| {
+            let mut cs: Value =
+                serde_json::from_str(TEMPLATE).expect("capability-statement.json is valid JSON");
+            cs["date"] = json!(instant(now_micros())[..10]);
+            cs["software"]["version"] = json!(env!("CARGO_PKG_VERSION"));
+            let rest = &mut cs["rest"][0];
+            let template = rest
+                .as_object_mut()
+                .and_then(|r| r.remove("resourceTemplate"))
+                .unwrap_or_default();
+            let mut types: Vec<&str> = Definitions::get().resource_types().collect();
+            types.sort_unstable();
+            let resources: Vec<Value> = types
+                .into_iter()
+                .map(|t| {
+                    let mut r = template.clone();
+                    r["type"] = json!(t);
+                    r["profile"] = json!(format!("http://hl7.org/fhir/StructureDefinition/{t}"));
+                    let mut ordered = serde_json::Map::new();
+                    ordered.insert("type".into(), r["type"].take());
+                    ordered.insert("profile".into(), r["profile"].take());
+                    for (k, v) in r.as_object().cloned().unwrap_or_default() {
+                        if !v.is_null() {
+                            ordered.insert(k, v);
+                        }
+                    }
+                    Value::Object(ordered)
+                })
+                .collect();
+            rest["resource"] = Value::Array(resources);
+            cs
+        })
+        .clone();
+    cs["implementation"]["url"] = json!(base_url);
+    cs
+}
+
+pub async fn metadata(
+    state: web::Data<AppState>,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    render::fhir(StatusCode::OK, &capability_statement(&state.base_url), &ctx)
+}

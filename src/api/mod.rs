@@ -1,0 +1,102 @@
+//! The HTTP surface (actix-web). One route table, grouped by who calls it; handlers are thin.
+
+mod body;
+mod bundle;
+pub mod context;
+mod crud;
+pub mod error;
+mod health;
+mod history;
+mod interaction;
+mod metadata;
+mod render;
+
+pub use metadata::capability_statement;
+
+use crate::fhir::Issue;
+use crate::store::Store;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpResponse, body::MessageBody, web};
+use error::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub base_url: String,
+    pub insecure_dev: bool,
+    pub max_body_bytes: usize,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    cfg.app_data(state)
+        .route("/health", web::get().to(health::health))
+        .service(
+            web::scope("/fhir")
+                .wrap(from_fn(require_auth))
+                .wrap(from_fn(context::correlate))
+                .route("/metadata", web::get().to(metadata::metadata))
+                .route("", web::post().to(bundle::process))
+                .route("/", web::post().to(bundle::process))
+                .route("/_history", web::get().to(history::system))
+                .route("/{type}", web::post().to(crud::create))
+                .route("/{type}/_history", web::get().to(history::of_type))
+                .route("/{type}/{id}", web::get().to(crud::read))
+                .route("/{type}/{id}", web::put().to(crud::update))
+                .route("/{type}/{id}", web::patch().to(crud::patch))
+                .route("/{type}/{id}", web::delete().to(crud::delete))
+                .route("/{type}/{id}/_history", web::get().to(history::of_instance))
+                .route("/{type}/{id}/_history/{vid}", web::get().to(crud::vread))
+                .default_service(web::to(unknown_route)),
+        )
+        .default_service(web::to(unknown_route));
+}
+
+async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let path = req.path();
+    let is_fhir = path.starts_with("/fhir/");
+    let known_type = path
+        .trim_start_matches("/fhir/")
+        .split('/')
+        .next()
+        .is_some_and(|t| crate::fhir::definitions::Definitions::get().is_resource_type(t));
+    if is_fhir && known_type {
+        let msg = format!("{} {path} is not a supported interaction", req.method());
+        Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Issue::error("not-supported", msg),
+        ))
+    } else {
+        Err(ApiError::not_found(format!(
+            "no such endpoint: {} {path}",
+            req.method()
+        )))
+    }
+}
+
+/// Security on by default: until the SMART authorization server is in place, FHIR data is only
+/// served when the operator started with `--insecure-dev`. The CapabilityStatement stays public.
+async fn require_auth(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let open = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.insecure_dev);
+    if open || req.path() == "/fhir/metadata" {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let err = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        Issue::error(
+            "login",
+            "authentication required: this server has no token issuer yet; start it with --insecure-dev for local development",
+        ),
+    );
+    let response: HttpResponse = actix_web::ResponseError::error_response(&err);
+    Ok(req.into_response(response).map_into_right_body())
+}

@@ -1,0 +1,104 @@
+//! One typed configuration for `serve` (and the commands that open the store): each flag has an
+//! environment twin, shown by `emrsync serve --help`.
+
+use crate::store::{Database, StoreSettings};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the data lives: shared by `serve`, `migrate` and the other commands that open it.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite database (used when no database URL is given).
+    #[arg(long, env = "EMRSYNC_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// PostgreSQL URL (postgres://user:pass@host:port/db) to run on PostgreSQL instead of SQLite;
+    /// sqlite://PATH picks an SQLite file explicitly.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn database(&self) -> anyhow::Result<Database> {
+        Database::from_settings(self.database_url.as_deref(), &self.data_dir)
+    }
+}
+
+/// Everything `emrsync serve` needs.
+#[derive(Args, Debug, Clone)]
+pub struct Settings {
+    /// Address and port the HTTP server listens on (port 0 picks a free one).
+    #[arg(long, env = "EMRSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Public FHIR base URL used in Location headers, links and fullUrls
+    /// [default: http://<listen>/fhir].
+    #[arg(long, env = "EMRSYNC_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Serve FHIR without authentication. For local development only: logged loudly at start.
+    #[arg(long, env = "EMRSYNC_INSECURE_DEV")]
+    pub insecure_dev: bool,
+
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "EMRSYNC_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Database connections in the pool [default: 16 on PostgreSQL, 8 on SQLite].
+    #[arg(long, env = "EMRSYNC_POOL_SIZE")]
+    pub pool_size: Option<u32>,
+
+    /// Resources kept in the read cache (0 turns it off).
+    #[arg(long, env = "EMRSYNC_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: u64,
+
+    /// Seconds a cached resource may be served; with several processes on one PostgreSQL this
+    /// bounds how stale a read of another process's write can be [default: 300 SQLite, 2 PostgreSQL].
+    #[arg(long, env = "EMRSYNC_CACHE_TTL_SECS")]
+    pub cache_ttl_secs: Option<u64>,
+
+    /// HTTP worker threads [default: number of CPUs].
+    #[arg(long, env = "EMRSYNC_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Write logs as JSON lines instead of text.
+    #[arg(long, env = "EMRSYNC_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Settings {
+    /// Settings for a server on `listen` with defaults elsewhere (tests and benchmarks).
+    pub fn new(listen: &str, store: StoreArgs) -> Self {
+        Settings {
+            listen: listen.to_string(),
+            store,
+            base_url: None,
+            insecure_dev: false,
+            max_body_bytes: 16 * 1024 * 1024,
+            pool_size: None,
+            cache_capacity: 100_000,
+            cache_ttl_secs: None,
+            workers: None,
+            log_json: false,
+        }
+    }
+
+    pub fn store_settings(&self) -> anyhow::Result<StoreSettings> {
+        let database = self.store.database()?;
+        let sqlite = database.is_sqlite();
+        Ok(StoreSettings {
+            pool_size: self.pool_size.unwrap_or(if sqlite { 8 } else { 16 }),
+            cache_capacity: self.cache_capacity,
+            cache_ttl: Duration::from_secs(self.cache_ttl_secs.unwrap_or(if sqlite {
+                300
+            } else {
+                2
+            })),
+            database,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! The R4 structure facts the validator needs, derived from the spec's StructureDefinitions and
+//! ValueSets by `scripts/gen-fhir-definitions.py` into `capability/fhir/definitions.json` and
+//! compiled into the binary, so a server never runs with facts other than its own.
+
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+
+const DEFINITIONS_JSON: &str = include_str!("../../capability/fhir/definitions.json");
+
+/// One element of a structure: `[types, max, required binding, is choice, min]` in the file.
+#[derive(Debug, Deserialize)]
+pub struct ElementDef(
+    pub Vec<String>,
+    pub String,
+    pub Option<String>,
+    pub bool,
+    pub u32,
+);
+
+impl ElementDef {
+    pub fn types(&self) -> &[String] {
+        &self.0
+    }
+    pub fn is_array(&self) -> bool {
+        self.1 != "1" && self.1 != "0"
+    }
+    pub fn binding(&self) -> Option<&str> {
+        self.2.as_deref()
+    }
+    pub fn is_choice(&self) -> bool {
+        self.3
+    }
+    pub fn is_required(&self) -> bool {
+        self.4 > 0
+    }
+}
+
+#[derive(Deserialize)]
+struct RawDefinitions {
+    primitives: HashMap<String, Option<String>>,
+    resources: Vec<String>,
+    aliases: HashMap<String, String>,
+    types: HashMap<String, HashMap<String, ElementDef>>,
+    valuesets: HashMap<String, HashMap<String, Vec<String>>>,
+}
+
+/// The loaded facts, with the spec's primitive regexes compiled and anchored.
+pub struct Definitions {
+    primitives: HashMap<String, Option<Regex>>,
+    resources: HashSet<String>,
+    aliases: HashMap<String, String>,
+    types: HashMap<String, HashMap<String, ElementDef>>,
+    valuesets: HashMap<String, HashMap<String, HashSet<String>>>,
+}
+
+impl Definitions {
+    /// The process-wide definitions (parsed once, on first use).
+    pub fn get() -> &'static Definitions {
+        static DEFS: OnceLock<Definitions> = OnceLock::new();
+        DEFS.get_or_init(|| {
+            let raw: RawDefinitions = serde_json::from_str(DEFINITIONS_JSON)
+                .expect("capability/fhir/definitions.json is valid (generated file)");
+            Definitions::from_raw(raw)
+        })
+    }
+
+    fn from_raw(raw: RawDefinitions) -> Self {
+        let primitives = raw
+            .primitives
+            .into_iter()
+            .map(|(name, rx)| {
+                let compiled = rx.map(|r| {
+                    Regex::new(&format!("^(?:{r})$")).expect("spec primitive regex compiles")
+                });
+                (name, compiled)
+            })
+            .collect();
+        let valuesets = raw
+            .valuesets
+            .into_iter()
+            .map(|(url, systems)| {
+                let systems = systems
+                    .into_iter()
+                    .map(|(s, codes)| (s, codes.into_iter().collect()))
+                    .collect();
+                (url, systems)
+            })
+            .collect();
+        Definitions {
+            primitives,
+            resources: raw.resources.into_iter().collect(),
+            aliases: raw.aliases,
+            types: raw.types,
+            valuesets,
+        }
+    }
+
+    pub fn is_resource_type(&self, name: &str) -> bool {
+        self.resources.contains(name)
+    }
+
+    pub fn resource_types(&self) -> impl Iterator<Item = &str> {
+        self.resources.iter().map(String::as_str)
+    }
+
+    pub fn is_primitive(&self, type_name: &str) -> bool {
+        self.primitives.contains_key(type_name)
+    }
+
+    /// The anchored regex of a primitive type (`None` for types the spec gives none, like xhtml).
+    pub fn primitive_regex(&self, type_name: &str) -> Option<&Regex> {
+        self.primitives.get(type_name).and_then(Option::as_ref)
+    }
+
+    /// The elements of a type or backbone path (`Patient`, `HumanName`, `Patient.contact`).
+    pub fn structure(&self, name: &str) -> Option<&HashMap<String, ElementDef>> {
+        let name = self.aliases.get(name).map(String::as_str).unwrap_or(name);
+        self.types.get(name)
+    }
+
+    /// The codes of a required value set by system; `None` when the set could not be expanded
+    /// from the package (such bindings are not checked rather than guessed).
+    pub fn valueset(&self, url: &str) -> Option<&HashMap<String, HashSet<String>>> {
+        self.valuesets.get(url)
+    }
+}

@@ -1,0 +1,12 @@
+//! FHIR R4 itself: the structure facts, validation, the fhirbolt model, OperationOutcome and
+//! Bundles, independent of HTTP and of the store.
+
+pub mod bundle;
+pub mod definitions;
+pub mod model;
+pub mod outcome;
+pub mod resource;
+pub mod validate;
+
+pub use outcome::{Issue, Severity, operation_outcome};
+pub use resource::FhirId;

@@ -1,0 +1,57 @@
+//! The one place that calls fhirbolt's R4 model. Its generic (de)serialisers monomorphise over
+//! ~118K lines of generated code, so each is instantiated here once, behind plain functions.
+
+use fhirbolt::model::r4::Resource;
+use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
+use serde_json::Value;
+
+fn strict() -> Option<DeserializationConfig> {
+    Some(DeserializationConfig {
+        mode: DeserializationMode::Strict,
+    })
+}
+
+/// Parse JSON into the typed R4 model (strict: structure, JSON types, required fields) and write
+/// it back in the spec's element order: the canonical JSON the store keeps.
+pub fn canonical_json(value: Value) -> Result<Value, String> {
+    let typed: Resource =
+        fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
+    fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
+}
+
+/// Parse a FHIR XML document into its JSON form.
+pub fn xml_to_json(bytes: &[u8]) -> Result<Value, String> {
+    let typed: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(|e| e.to_string())?;
+    fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
+}
+
+/// Render a stored (already valid) resource as FHIR XML.
+pub fn json_to_xml(value: Value) -> Result<String, String> {
+    let typed: Resource =
+        fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
+    fhirbolt::xml::to_string(&typed, None).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_orders_elements_and_keeps_decimals() {
+        let text = r#"{"valueQuantity":{"value":1.500,"unit":"mg"},"status":"final","code":{"text":"x"},"resourceType":"Observation"}"#;
+        let v: Value = serde_json::from_str(text).unwrap();
+        let c = canonical_json(v).unwrap();
+        let keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["resourceType", "status", "code", "valueQuantity"]);
+        assert_eq!(c["valueQuantity"]["value"].to_string(), "1.500");
+    }
+
+    #[test]
+    fn xml_round_trip() {
+        let v = json!({"resourceType":"Patient","id":"x","active":true,"name":[{"family":"Ng"}]});
+        let xml = json_to_xml(v.clone()).unwrap();
+        assert!(xml.contains("<family value=\"Ng\"/>"), "{xml}");
+        assert_eq!(xml_to_json(xml.as_bytes()).unwrap(), v);
+    }
+}

@@ -1,0 +1,136 @@
+//! Small domain types of a stored resource: its id, its version, and the server's instants.
+
+use serde_json::{Map, Value, json};
+use std::fmt;
+
+/// A resource's logical id, checked against the spec's `[A-Za-z0-9\-\.]{1,64}` when built.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FhirId(String);
+
+impl FhirId {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if ok {
+            Ok(FhirId(s.to_string()))
+        } else {
+            Err(format!(
+                "'{s}' is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)"
+            ))
+        }
+    }
+
+    /// A fresh server-assigned id.
+    pub fn generate() -> Self {
+        FhirId(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FhirId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Server time as microseconds since the Unix epoch: how the store keeps `lastUpdated`.
+pub type Micros = i64;
+
+pub fn now_micros() -> Micros {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Format as a FHIR `instant` (UTC, microseconds).
+pub fn instant(micros: Micros) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// HTTP-date for `Last-Modified`.
+pub fn http_date(micros: Micros) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// Parse a FHIR instant or dateTime (`_since`): partial dates mean their first moment, and a
+/// time without zone is taken as UTC.
+pub fn parse_instant(s: &str) -> Option<Micros> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    let padded = match s.len() {
+        4 => format!("{s}-01-01T00:00:00"),
+        7 => format!("{s}-01T00:00:00"),
+        10 => format!("{s}T00:00:00"),
+        _ => s.to_string(),
+    };
+    chrono::NaiveDateTime::parse_from_str(&padded, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+/// Set `id` and the server-owned parts of `meta` (versionId, lastUpdated), keeping the client's
+/// profile, tag and security, with keys in the spec's order: resourceType, id, meta, the rest.
+pub fn stamp(resource: &Value, id: &FhirId, version: i64, last_updated: Micros) -> Value {
+    let src = resource.as_object().cloned().unwrap_or_default();
+    let mut meta = src
+        .get("meta")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    meta.remove("versionId");
+    meta.remove("lastUpdated");
+    let mut new_meta = Map::new();
+    new_meta.insert("versionId".into(), json!(version.to_string()));
+    new_meta.insert("lastUpdated".into(), json!(instant(last_updated)));
+    new_meta.extend(meta);
+    let mut out = Map::new();
+    out.insert(
+        "resourceType".into(),
+        src.get("resourceType").cloned().unwrap_or(Value::Null),
+    );
+    out.insert("id".into(), json!(id.as_str()));
+    out.insert("meta".into(), Value::Object(new_meta));
+    for (k, v) in src {
+        if !matches!(k.as_str(), "resourceType" | "id" | "meta") {
+            out.insert(k, v);
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_spec() {
+        assert!(FhirId::parse("abc-1.2").is_ok());
+        assert!(FhirId::parse("").is_err());
+        assert!(FhirId::parse("a/b").is_err());
+        assert!(FhirId::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn stamp_puts_meta_in_order_and_keeps_tags() {
+        let r = json!({"name":[{"family":"X"}],"resourceType":"Patient","meta":{"versionId":"9","tag":[{"code":"t"}]}});
+        let s = stamp(&r, &FhirId::parse("p1").unwrap(), 2, 0);
+        let keys: Vec<&String> = s.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["resourceType", "id", "meta", "name"]);
+        assert_eq!(s["meta"]["versionId"], "2");
+        assert_eq!(s["meta"]["tag"][0]["code"], "t");
+        assert_eq!(s["meta"]["lastUpdated"], "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn since_accepts_partial_dates() {
+        assert_eq!(parse_instant("1970-01-02"), Some(86_400_000_000));
+        assert_eq!(parse_instant("1970-01-01T00:00:01Z"), Some(1_000_000));
+        assert_eq!(parse_instant("yesterday"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! emrsync: a real-time EMR sync hub.
+//!
+//! - [`fhir`]: FHIR R4 itself: structure facts, validation, fhirbolt model, OperationOutcome.
+//! - [`store`]: the canonical store (diesel, SQLite or PostgreSQL): versions, outbox, audit.
+//! - [`api`]: the actix-web HTTP surface: REST interactions, Bundles, metadata, health.
+//! - [`config`]: one typed configuration from flags and `EMRSYNC_*` environment variables.
+//! - [`startup`]: builds the application on a bound listener and runs it.
+//! - [`bench`]: a load tool that drives a running server and prints figures.
+
+pub mod api;
+pub mod bench;
+pub mod config;
+pub mod fhir;
+pub mod startup;
+pub mod store;

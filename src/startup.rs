@@ -1,0 +1,68 @@
+//! Builds the application on a bound listener (port 0 works: tests read the real port back)
+//! and runs it until stopped.
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::store::Store;
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use std::net::TcpListener;
+
+pub struct Application {
+    port: u16,
+    base_url: String,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store_settings = settings.store_settings()?;
+        tracing::info!(database = %store_settings.database.describe(), "opening store");
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_settings)).await??;
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let base_url = settings
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}/fhir"))
+            .trim_end_matches('/')
+            .to_string();
+        if settings.insecure_dev {
+            tracing::warn!(
+                "!!! --insecure-dev: FHIR API served WITHOUT AUTHENTICATION on {addr}. \
+                 Never use this with real patient data. !!!"
+            );
+        }
+        let state = web::Data::new(AppState {
+            store,
+            base_url: base_url.clone(),
+            insecure_dev: settings.insecure_dev,
+            max_body_bytes: settings.max_body_bytes,
+        });
+        let mut server =
+            HttpServer::new(move || App::new().configure(|cfg| api::routes(cfg, state.clone())))
+                .listen(listener)?;
+        if let Some(n) = settings.workers {
+            server = server.workers(n);
+        }
+        tracing::info!(%addr, %base_url, "emrsync listening");
+        Ok(Application {
+            port: addr.port(),
+            base_url,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

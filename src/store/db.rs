@@ -1,0 +1,130 @@
+//! Connections: one diesel `MultiConnection` over SQLite and PostgreSQL, a pool that knows which
+//! backend its URL names, and the embedded migrations of each backend.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to whichever backend the configuration chose.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(diesel::SqliteConnection),
+    Pg(diesel::PgConnection),
+}
+
+/// Where the data lives: an embedded SQLite file, or a PostgreSQL server shared by processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    /// `DATABASE_URL` when given (postgres://, postgresql://, sqlite://), else `<data_dir>/emrsync.db`.
+    pub fn from_settings(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        match database_url {
+            None | Some("") => Ok(Database::Sqlite(data_dir.join("emrsync.db"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Database::Postgres(url.to_string()))
+            }
+            Some(url) => match url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            {
+                Some(path) => Ok(Database::Sqlite(PathBuf::from(path))),
+                None => anyhow::bail!(
+                    "unsupported database URL '{url}': use postgres://... or sqlite://PATH"
+                ),
+            },
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Database::Sqlite(_))
+    }
+
+    /// A description safe for logs: no password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(p) => format!("sqlite {}", p.display()),
+            Database::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(s), Some(at)) => format!("postgres {}***{}", &url[..s + 3], &url[at..]),
+                _ => format!("postgres {url}"),
+            },
+        }
+    }
+
+    fn connect(&self) -> ConnectionResult<DbConnection> {
+        match self {
+            Database::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
+                // WAL lets readers run beside the single writer; FULL sync makes a commit
+                // durable before the client hears "created" (an ACK must never be lost).
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Database::Postgres(url) => Ok(DbConnection::Pg(diesel::PgConnection::establish(url)?)),
+        }
+    }
+
+    /// Create the database if needed and apply pending migrations; returns how many ran.
+    pub fn migrate(&self) -> anyhow::Result<usize> {
+        if let Database::Sqlite(path) = self {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let mut conn = self.connect()?;
+        let applied = match &mut conn {
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        Ok(applied.len())
+    }
+
+    /// A connection pool of `size` connections.
+    pub fn pool(&self, size: u32) -> anyhow::Result<Pool> {
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .connection_timeout(Duration::from_secs(10))
+            .build(Manager { db: self.clone() })?;
+        Ok(pool)
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// r2d2 manager that opens connections of the backend its `Database` names.
+#[derive(Debug)]
+pub struct Manager {
+    db: Database,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        self.db.connect().map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.ping().map(|_| ()).map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}

@@ -1,0 +1,55 @@
+//! What the store can answer besides success. Handlers turn these into HTTP statuses in one
+//! place (`api::error`); the store itself knows nothing of HTTP.
+
+use crate::fhir::resource::Micros;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{resource_type}/{id} is not known")]
+    NotFound { resource_type: String, id: String },
+    #[error("{resource_type}/{id} was deleted (version {version_id})")]
+    Gone {
+        resource_type: String,
+        id: String,
+        version_id: i64,
+        last_updated: Micros,
+    },
+    /// If-Match named a version that is no longer current.
+    #[error("version conflict: If-Match expected version {expected}, current is {current}")]
+    PreconditionFailed { expected: i64, current: i64 },
+    /// Another writer changed the resource between our read and our write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => StoreError::Conflict(
+                format!("a concurrent write won the race ({})", info.message()),
+            ),
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                StoreError::Conflict(info.message().to_string())
+            }
+            other => {
+                let text = other.to_string();
+                if text.contains("database is locked") || text.contains("busy") {
+                    StoreError::Unavailable(text)
+                } else {
+                    StoreError::Database(text)
+                }
+            }
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for StoreError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,159 @@
+//! The canonical store: every version of every resource, with its outbox event and audit row
+//! written in the same transaction, on SQLite (embedded default) or PostgreSQL (scale-out).
+
+mod cache;
+pub mod db;
+mod error;
+pub mod schema;
+pub mod versions;
+
+pub use db::{Database, DbConnection};
+pub use error::StoreError;
+pub use versions::{HistoryQuery, Method, Version, WriteContext, Written};
+
+use cache::ResourceCache;
+use diesel::Connection;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub database: Database,
+    pub pool_size: u32,
+    pub cache_capacity: u64,
+    pub cache_ttl: Duration,
+}
+
+/// A handle on the store, cheap to clone and shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    pool: db::Pool,
+    /// SQLite has one writer at a time; taking turns here instead of in SQLite's busy loop
+    /// avoids upgrade deadlocks between deferred transactions. PostgreSQL needs no lock.
+    write_lock: Option<Arc<Mutex<()>>>,
+    cache: ResourceCache,
+    database: Database,
+}
+
+/// A write transaction: the connection, and the versions written so far (for the cache).
+pub struct Tx<'a> {
+    pub conn: &'a mut DbConnection,
+    written: Vec<Arc<Version>>,
+}
+
+impl Tx<'_> {
+    /// Note a version written in this transaction; it reaches the cache once committed.
+    pub fn wrote(&mut self, w: &Written) {
+        if !w.noop {
+            self.written.push(Arc::new(w.version.clone()));
+        }
+    }
+}
+
+impl Store {
+    /// Open (creating and migrating the database first).
+    pub fn open(settings: &StoreSettings) -> anyhow::Result<Store> {
+        let applied = settings.database.migrate()?;
+        if applied > 0 {
+            tracing::info!(applied, database = %settings.database.describe(), "applied migrations");
+        }
+        let pool = settings.database.pool(settings.pool_size)?;
+        Ok(Store {
+            pool,
+            write_lock: settings
+                .database
+                .is_sqlite()
+                .then(|| Arc::new(Mutex::new(()))),
+            cache: ResourceCache::new(settings.cache_capacity, settings.cache_ttl),
+            database: settings.database.clone(),
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Run `f` in one database transaction: all its writes commit together or none do.
+    /// `E` is the caller's error type; any error rolls the transaction back.
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut Tx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError> + From<diesel::result::Error>,
+    {
+        let mut conn = self.pool.get().map_err(|e| E::from(StoreError::from(e)))?;
+        let _turn = self
+            .write_lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut written = Vec::new();
+        let out = conn.transaction(|c| {
+            let mut tx = Tx {
+                conn: c,
+                written: Vec::new(),
+            };
+            let out = f(&mut tx)?;
+            written = tx.written;
+            Ok::<T, E>(out)
+        })?;
+        for v in written {
+            self.cache.offer(v);
+        }
+        Ok(out)
+    }
+
+    /// Run read-only work on a pooled connection.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+
+    /// The current version of a resource (from the cache when hot); errors for absent or deleted.
+    pub fn current(&self, rtype: &str, id: &str) -> Result<Arc<Version>, StoreError> {
+        let version = match self.cache.get(rtype, id) {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .read(|c| versions::current(c, rtype, id))?
+                    .ok_or_else(|| StoreError::NotFound {
+                        resource_type: rtype.into(),
+                        id: id.into(),
+                    })?;
+                let v = Arc::new(v);
+                self.cache.offer(v.clone());
+                v
+            }
+        };
+        if version.deleted {
+            return Err(StoreError::Gone {
+                resource_type: rtype.into(),
+                id: id.into(),
+                version_id: version.version_id,
+                last_updated: version.last_updated,
+            });
+        }
+        Ok(version)
+    }
+
+    /// Record a refused change in the audit trail; a failure to do so is logged, not raised,
+    /// because the client's error matters more than the audit row of it.
+    pub fn audit_failure(
+        &self,
+        action: &str,
+        target: Option<(&str, &str)>,
+        detail: &str,
+        ctx: &WriteContext,
+    ) {
+        let result: Result<(), StoreError> =
+            self.write(|tx| versions::audit_failure(tx.conn, action, target, detail, ctx));
+        if let Err(e) = result {
+            tracing::error!(error = %e, correlation_id = %ctx.correlation_id, "could not write failure audit row");
+        }
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
