@@ -266,10 +266,10 @@ pub async fn delete(
     };
     let outcome = crate::fhir::operation_outcome(&[Issue::information("informational", text)]);
     let mut res = render::fhir(StatusCode::OK, &outcome, &ctx)?;
-    if !written.noop {
-        if let Ok(v) = render::etag(written.version.version_id).parse() {
-            res.headers_mut().insert(actix_web::http::header::ETAG, v);
-        }
+    if !written.noop
+        && let Ok(v) = render::etag(written.version.version_id).parse()
+    {
+        res.headers_mut().insert(actix_web::http::header::ETAG, v);
     }
     Ok(res)
 }

@@ -150,13 +150,14 @@ async fn history(
         ),
         link("first", &with(None)),
     ];
-    if page.len() as i64 == q.count && q.count > 0 {
-        if let Some(last) = page.last() {
-            links.push(link(
-                "next",
-                &with(Some((CURSOR.to_string(), last.seq.to_string()))),
-            ));
-        }
+    if page.len() as i64 == q.count
+        && q.count > 0
+        && let Some(last) = page.last()
+    {
+        links.push(link(
+            "next",
+            &with(Some((CURSOR.to_string(), last.seq.to_string()))),
+        ));
     }
     let entries = page.iter().map(|v| history_entry(v, base)).collect();
     let b = bundle("history", Some(total), links, entries);

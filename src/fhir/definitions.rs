@@ -72,7 +72,8 @@ impl Definitions {
             .into_iter()
             .map(|(name, rx)| {
                 let compiled = rx.map(|r| {
-                    Regex::new(&format!("^(?:{r})$")).expect("spec primitive regex compiles")
+                    Regex::new(&format!("^(?:{})$", ascii_whitespace_classes(&r)))
+                        .expect("spec primitive regex compiles")
                 });
                 (name, compiled)
             })
@@ -124,5 +125,31 @@ impl Definitions {
     /// from the package (such bindings are not checked rather than guessed).
     pub fn valueset(&self, url: &str) -> Option<&HashMap<String, HashSet<String>>> {
         self.valuesets.get(url)
+    }
+}
+
+/// The spec's regexes were written for engines where `\s` is ASCII whitespace (Java, XML
+/// Schema); in Rust's Unicode mode it also matches U+00A0 and friends, which would refuse real
+/// text such as "Program\u{a0}". Spell the classes out in ASCII.
+fn ascii_whitespace_classes(rx: &str) -> String {
+    rx.replace(r"\s", r"[\t\n\x0B\x0C\r ]")
+        .replace(r"\S", r"[^\t\n\x0B\x0C\r ]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_regex_accepts_unicode_spaces_and_refuses_empty() {
+        let d = Definitions::get();
+        let string = d.primitive_regex("string").unwrap();
+        assert!(string.is_match("Program\u{a0}"));
+        assert!(string.is_match(" Seul"));
+        assert!(!string.is_match(""));
+        let code = d.primitive_regex("code").unwrap();
+        assert!(code.is_match("in-progress"));
+        assert!(!code.is_match("two  spaces"));
+        assert!(!code.is_match(" lead"));
     }
 }

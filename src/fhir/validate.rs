@@ -238,15 +238,15 @@ impl Walk {
             }
             return;
         }
-        if let Some(rx) = self.defs.primitive_regex(type_name) {
-            if !rx.is_match(&text) {
-                let shown: String = text.chars().take(80).collect();
-                return self.error(
-                    "value",
-                    path,
-                    format!("'{shown}' is not a valid {type_name}"),
-                );
-            }
+        if let Some(rx) = self.defs.primitive_regex(type_name)
+            && !rx.is_match(&text)
+        {
+            let shown: String = text.chars().take(80).collect();
+            return self.error(
+                "value",
+                path,
+                format!("'{shown}' is not a valid {type_name}"),
+            );
         }
         if matches!(type_name, "date" | "dateTime" | "instant") && !real_calendar_date(&text) {
             return self.error(
@@ -255,13 +255,12 @@ impl Walk {
                 format!("'{text}' is not a real calendar date"),
             );
         }
-        if let (Some(vs), "code") = (binding, type_name) {
-            if let Some(systems) = self.defs.valueset(vs) {
-                if !systems.values().any(|codes| codes.contains(&text)) {
-                    let msg = format!("'{text}' is not a code of the required value set {vs}");
-                    self.error("code-invalid", path, msg);
-                }
-            }
+        if let (Some(vs), "code") = (binding, type_name)
+            && let Some(systems) = self.defs.valueset(vs)
+            && !systems.values().any(|codes| codes.contains(&text))
+        {
+            let msg = format!("'{text}' is not a code of the required value set {vs}");
+            self.error("code-invalid", path, msg);
         }
     }
 
@@ -308,10 +307,10 @@ fn find_element<'a>(
     elements: &'a std::collections::HashMap<String, ElementDef>,
     key: &str,
 ) -> Option<(&'a ElementDef, &'a str)> {
-    if let Some(def) = elements.get(key) {
-        if !def.is_choice() {
-            return def.types().first().map(|t| (def, t.as_str()));
-        }
+    if let Some(def) = elements.get(key)
+        && !def.is_choice()
+    {
+        return def.types().first().map(|t| (def, t.as_str()));
     }
     // Choice element: the longest element name that prefixes the key, then the type suffix.
     elements

@@ -60,7 +60,8 @@ impl Database {
         }
     }
 
-    fn connect(&self) -> ConnectionResult<DbConnection> {
+    /// One connection, outside any pool (migrations, tools, tests).
+    pub fn connect(&self) -> ConnectionResult<DbConnection> {
         match self {
             Database::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
@@ -79,10 +80,10 @@ impl Database {
 
     /// Create the database if needed and apply pending migrations; returns how many ran.
     pub fn migrate(&self) -> anyhow::Result<usize> {
-        if let Database::Sqlite(path) = self {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
+        if let Database::Sqlite(path) = self
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)?;
         }
         let mut conn = self.connect()?;
         let applied = match &mut conn {

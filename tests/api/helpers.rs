@@ -1,0 +1,223 @@
+//! Black-box test harness: each test starts the real server on a free port with a fresh
+//! database (a temporary SQLite file, or a new database on the PostgreSQL server named by
+//! EMRSYNC_TEST_POSTGRES, which `scripts/test` starts) and talks to it over real HTTP.
+
+use diesel::prelude::*;
+use emrsync::config::{Settings, StoreArgs};
+use emrsync::startup::Application;
+use emrsync::store::{Database, DbConnection};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    /// FHIR base URL, e.g. http://127.0.0.1:41234/fhir
+    pub base: String,
+    pub root: String,
+    pub client: reqwest::Client,
+    pub database: Database,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+    /// The OperationOutcome's first issue as (code, expression), for error assertions.
+    pub fn first_issue(&self) -> (String, String) {
+        let oo = self.json();
+        assert_eq!(oo["resourceType"], "OperationOutcome", "{}", self.text);
+        let i = &oo["issue"][0];
+        let expr = i["expression"][0].as_str().unwrap_or("").to_string();
+        (i["code"].as_str().unwrap().to_string(), expr)
+    }
+}
+
+pub async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |_| {}).await
+}
+
+pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres_database()),
+    };
+    let store = StoreArgs {
+        data_dir: dir.path().to_path_buf(),
+        database_url,
+    };
+    let mut settings = Settings::new("127.0.0.1:0", store);
+    settings.insecure_dev = true;
+    settings.workers = Some(2);
+    tweak(&mut settings);
+    let database = settings.store.database().unwrap();
+    let app = Application::build(settings).await.expect("server starts");
+    let root = format!("http://127.0.0.1:{}", app.port());
+    let base = app.base_url().to_string();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        root,
+        client: reqwest::Client::new(),
+        database,
+        _dir: dir,
+    }
+}
+
+fn fresh_postgres_database() -> String {
+    let admin = std::env::var("EMRSYNC_TEST_POSTGRES").expect(
+        "EMRSYNC_TEST_POSTGRES is not set: run the suite with scripts/test, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("emrsync_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::establish(&admin).expect("connect to the test PostgreSQL server");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .unwrap();
+    let (prefix, _) = admin
+        .rsplit_once('/')
+        .expect("EMRSYNC_TEST_POSTGRES ends in /dbname");
+    format!("{prefix}/{name}")
+}
+
+static CAPTURED: AtomicUsize = AtomicUsize::new(0);
+
+/// When EMRSYNC_TEST_CAPTURE_DIR is set, keep every FHIR JSON body the server sent, so that
+/// `scripts/validate_captured.py` can check them with an independent R4 validator.
+fn capture(resp: &Resp) {
+    let Ok(dir) = std::env::var("EMRSYNC_TEST_CAPTURE_DIR") else {
+        return;
+    };
+    let is_fhir_json = resp
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/fhir+json"));
+    if !is_fhir_json || resp.text.is_empty() {
+        return;
+    }
+    let n = CAPTURED.fetch_add(1, Ordering::Relaxed);
+    let path = PathBuf::from(dir).join(format!("{}-{n}.json", std::process::id()));
+    std::fs::write(path, &resp.text).unwrap();
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let r = req.send().await.expect("request reaches the server");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let resp = Resp {
+            status,
+            headers,
+            text,
+        };
+        capture(&resp);
+        resp
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn get_url(&self, url: &str) -> Resp {
+        self.send(self.client.get(url)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .put(self.url(path))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    /// Create and return (id, body); panics unless 201.
+    pub async fn create(&self, body: &Value) -> (String, Value) {
+        let rtype = body["resourceType"].as_str().unwrap();
+        let r = self.post(rtype, body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let v = r.json();
+        (v["id"].as_str().unwrap().to_string(), v)
+    }
+
+    /// A direct connection to this server's database, to check what was really written.
+    pub fn db(&self) -> DbConnection {
+        self.database
+            .connect()
+            .expect("connect to the test database")
+    }
+}
+
+/// Run one async test body against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::spawn($crate::helpers::Backend::Sqlite).await).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::spawn($crate::helpers::Backend::Postgres).await).await
+                }
+            }
+        )*
+    };
+}
+
+/// The FHIR R4 examples package: `EMRSYNC_FHIR_EXAMPLES`, else the shared copy beside the repo.
+/// `scripts/test` sets the variable (fetching the package from the npm registry if needed).
+pub fn examples_package() -> PathBuf {
+    let path = std::env::var_os("EMRSYNC_FHIR_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fhir-packages/hl7.fhir.r4.examples-4.0.1.tgz")
+        });
+    assert!(
+        path.exists(),
+        "FHIR examples package not found at {}: run the suite with scripts/test, or set EMRSYNC_FHIR_EXAMPLES",
+        path.display()
+    );
+    path
+}

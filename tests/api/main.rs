@@ -1,0 +1,9 @@
+//! Integration tests: one binary (the crate is heavy to link), a module per behaviour.
+
+mod bundles;
+mod corpus;
+mod crud;
+mod helpers;
+mod history;
+mod server;
+mod validation;

@@ -1,0 +1,172 @@
+//! The server as a whole: health, metadata, unknown routes, security by default, formats.
+
+use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::on_both_backends;
+use serde_json::json;
+
+on_both_backends!(
+    health_reports_the_database,
+    metadata_says_what_is_supported,
+    unknown_routes_and_types_get_operation_outcomes,
+    xml_in_and_out,
+);
+
+async fn health_reports_the_database(app: TestApp) {
+    let r = app
+        .send(app.client.get(format!("{}/health", app.root)))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["status"], "pass");
+    assert_eq!(r.json()["database"], "ok");
+}
+
+async fn metadata_says_what_is_supported(app: TestApp) {
+    let r = app.get("metadata").await;
+    assert_eq!(r.status, 200);
+    let cs = r.json();
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    assert_eq!(cs["implementation"]["url"], app.base);
+    let resources = cs["rest"][0]["resource"].as_array().unwrap();
+    assert_eq!(resources.len(), 146, "every R4 resource type");
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    let codes: Vec<&str> = patient["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    for c in [
+        "read",
+        "vread",
+        "update",
+        "patch",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+    ] {
+        assert!(codes.contains(&c), "Patient supports {c}: {codes:?}");
+    }
+    assert!(
+        codes.iter().all(|c| *c != "search-type"),
+        "search is not claimed before it exists"
+    );
+    assert!(
+        patient.get("searchParam").is_none(),
+        "no search parameters are claimed yet"
+    );
+    let system: Vec<&str> = cs["rest"][0]["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(system, ["transaction", "batch", "history-system"]);
+}
+
+async fn unknown_routes_and_types_get_operation_outcomes(app: TestApp) {
+    let unknown_type = app.get("Pateint/1").await;
+    assert_eq!(unknown_type.status, 404);
+    assert_eq!(unknown_type.first_issue().0, "not-supported");
+    let bad_id = app.get("Patient/has space").await;
+    assert_eq!(bad_id.status, 400);
+    let wrong_method = app.send(app.client.delete(app.url("Patient"))).await;
+    assert_eq!(wrong_method.status, 405, "{}", wrong_method.text);
+    assert_eq!(wrong_method.first_issue().0, "not-supported");
+    let nowhere = app
+        .send(app.client.get(format!("{}/nowhere", app.root)))
+        .await;
+    assert_eq!(nowhere.status, 404);
+    assert_eq!(nowhere.first_issue().0, "not-found");
+    let bad_format = app.get("metadata?_format=yaml").await;
+    assert_eq!(bad_format.status, 406);
+}
+
+async fn xml_in_and_out(app: TestApp) {
+    let xml = r#"<Patient xmlns="http://hl7.org/fhir"><gender value="male"/><birthDate value="1980-03-04"/></Patient>"#;
+    let created = app
+        .send(
+            app.client
+                .post(app.url("Patient"))
+                .header("content-type", "application/fhir+xml")
+                .body(xml),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let as_xml = app
+        .send(
+            app.client
+                .get(app.url(&format!("Patient/{id}")))
+                .header("accept", "application/fhir+xml"),
+        )
+        .await;
+    assert!(
+        as_xml
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/fhir+xml")
+    );
+    assert!(
+        as_xml.text.contains(r#"<birthDate value="1980-03-04"/>"#),
+        "{}",
+        as_xml.text
+    );
+    assert!(
+        as_xml.text.contains(&format!(r#"<id value="{id}"/>"#)),
+        "{}",
+        as_xml.text
+    );
+    let by_param = app.get(&format!("Patient/{id}?_format=xml")).await;
+    assert!(
+        by_param
+            .text
+            .contains("<Patient xmlns=\"http://hl7.org/fhir\">"),
+        "{}",
+        by_param.text
+    );
+    let bad_xml = app
+        .send(
+            app.client
+                .post(app.url("Patient"))
+                .header("content-type", "application/fhir+xml")
+                .body("<Patient"),
+        )
+        .await;
+    assert_eq!(bad_xml.status, 400);
+    assert_eq!(bad_xml.first_issue().0, "structure");
+}
+
+/// Without --insecure-dev and before the SMART issuer exists, FHIR data is refused, while the
+/// CapabilityStatement and health stay public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_by_default() {
+    let app = spawn_with(Backend::Sqlite, |s| s.insecure_dev = false).await;
+    let r = app
+        .post("Patient", &json!({"resourceType":"Patient"}))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert_eq!(r.first_issue().0, "login");
+    assert_eq!(app.get("Patient/x").await.status, 401);
+    assert_eq!(app.get("metadata").await.status, 200);
+    let health = app
+        .send(app.client.get(format!("{}/health", app.root)))
+        .await;
+    assert_eq!(health.status, 200);
+}
+
+/// The body limit is configurable, and a body past it is refused before it is buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_over_the_limit_is_413() {
+    let app = spawn_with(Backend::Sqlite, |s| s.max_body_bytes = 1024).await;
+    let big = json!({"resourceType":"Patient","name":[{"family":"x".repeat(2000)}]});
+    let r = app.post("Patient", &big).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert_eq!(r.first_issue().0, "too-costly");
+    let small = app
+        .post("Patient", &json!({"resourceType":"Patient","active":true}))
+        .await;
+    assert_eq!(small.status, 201, "the server still serves after refusing");
+}
