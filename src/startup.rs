@@ -7,6 +7,7 @@ use crate::store::Store;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use std::net::TcpListener;
+use std::time::Duration;
 
 pub struct Application {
     port: u16,
@@ -42,6 +43,9 @@ impl Application {
         });
         let mut server =
             HttpServer::new(move || App::new().configure(|cfg| api::routes(cfg, state.clone())))
+                // Longer than clients' usual idle pools hold a connection (actix's default is
+                // 5 s): a client that reuses a connection the server just closed sees a reset.
+                .keep_alive(Duration::from_secs(75))
                 .listen(listener)?;
         if let Some(n) = settings.workers {
             server = server.workers(n);

@@ -439,11 +439,11 @@ fn execute(
     ctx: &RequestContext,
 ) -> Result<Value, ApiError> {
     let with_refs = |p: &Prepared| {
-        let mut p = p.clone();
+        let mut resource = p.resource.clone();
         if !ids.is_empty() {
-            rewrite_references(&mut p.resource, ids);
+            rewrite_references(&mut resource, ids);
         }
-        p
+        resource
     };
     let written = match (action, target) {
         (
@@ -461,7 +461,7 @@ fn execute(
                     noop: true,
                 }
             } else {
-                interaction::create_with_id(tx, rtype, id, &with_refs(prepared), wctx)?
+                interaction::create_with_id(tx, rtype, id, with_refs(prepared), wctx)?
             }
         }
         (
@@ -473,9 +473,9 @@ fn execute(
             },
             Some((id, _)),
         ) => {
-            let mut p = with_refs(prepared);
-            p.resource["id"] = json!(id.as_str()); // a conditional update names the id for the client
-            interaction::update(tx, rtype, id, &p, *if_match, wctx)?
+            let mut resource = with_refs(prepared);
+            resource["id"] = json!(id.as_str()); // a conditional update names the id for the client
+            interaction::update(tx, rtype, id, resource, *if_match, wctx)?
         }
         (
             Action::Delete {

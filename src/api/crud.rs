@@ -5,7 +5,7 @@ use super::AppState;
 use super::body::{parse_resource, read_limited};
 use super::context::{RequestContext, body_format};
 use super::error::ApiError;
-use super::interaction::{self, check_type, parse_etag, parse_id, prepare};
+use super::interaction::{self, Prepared, check_type, parse_etag, parse_id, prepare};
 use super::render;
 use crate::fhir::Issue;
 use crate::fhir::resource::http_date;
@@ -139,10 +139,10 @@ pub async fn create(
     let rt = rtype.clone();
     let lenient = ctx.lenient;
     let result = web::block(move || {
-        let prepared = prepare(body, &rt, lenient)?;
+        let Prepared { resource, warnings } = prepare(body, &rt, lenient)?;
         let written = store
-            .write(|tx| interaction::create(tx, &rt, &prepared, condition.as_deref(), &wctx))?;
-        Ok::<_, ApiError>((written, prepared.warnings))
+            .write(|tx| interaction::create(tx, &rt, resource, condition.as_deref(), &wctx))?;
+        Ok::<_, ApiError>((written, warnings))
     })
     .await?;
     let (written, warnings) = audited(&state, &ctx, "create", Some(&rtype), None, result)?;
@@ -177,10 +177,10 @@ pub async fn update(
     let rt = rtype.clone();
     let lenient = ctx.lenient;
     let result = web::block(move || {
-        let prepared = prepare(body, &rt, lenient)?;
+        let Prepared { resource, warnings } = prepare(body, &rt, lenient)?;
         let written =
-            store.write(|tx| interaction::update(tx, &rt, &fid, &prepared, expected, &wctx))?;
-        Ok::<_, ApiError>((written, prepared.warnings))
+            store.write(|tx| interaction::update(tx, &rt, &fid, resource, expected, &wctx))?;
+        Ok::<_, ApiError>((written, warnings))
     })
     .await?;
     let (written, warnings) = audited(&state, &ctx, "update", Some(&rtype), Some(&id), result)?;

@@ -6,10 +6,7 @@ use serde_json::json;
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
-    let db = web::block(move || {
-        store.read(|c| crate::store::versions::history_total(c, &Default::default()).map(|_| ()))
-    })
-    .await;
+    let db = web::block(move || store.ping()).await;
     match db {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "pass", "database": "ok", "cachedResources": state.store.cached_entries() })),
         Ok(Err(e)) => HttpResponse::ServiceUnavailable().json(json!({ "status": "fail", "database": e.to_string() })),

@@ -7,6 +7,7 @@ use crate::fhir::definitions::Definitions;
 use crate::fhir::validate::validate_resource;
 use crate::fhir::{FhirId, Issue, model};
 use crate::store::versions::{self, Method, Written};
+use crate::store::write;
 use crate::store::{Tx, WriteContext};
 use actix_web::http::StatusCode;
 use serde_json::Value;
@@ -109,7 +110,7 @@ pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<St
 pub fn create(
     tx: &mut Tx,
     rtype: &str,
-    prepared: &Prepared,
+    resource: Value,
     if_none_exist: Option<&str>,
     ctx: &WriteContext,
 ) -> Result<Written, ApiError> {
@@ -135,28 +136,18 @@ pub fn create(
             }
         }
     }
-    create_with_id(tx, rtype, &FhirId::generate(), prepared, ctx)
+    create_with_id(tx, rtype, &FhirId::generate(), resource, ctx)
 }
 
-/// Create under an id already chosen (transactions pick ids before writing).
+/// Create under a fresh id already chosen (transactions pick ids before writing).
 pub fn create_with_id(
     tx: &mut Tx,
     rtype: &str,
     id: &FhirId,
-    prepared: &Prepared,
+    resource: Value,
     ctx: &WriteContext,
 ) -> Result<Written, ApiError> {
-    let w = versions::put(
-        tx.conn,
-        rtype,
-        id,
-        &prepared.resource,
-        Method::Post,
-        None,
-        ctx,
-    )?;
-    tx.wrote(&w);
-    Ok(w)
+    Ok(write::create(tx, rtype, id, resource, ctx)?)
 }
 
 /// Update (PUT), creating the resource when the id is new. The body's id must match the URL.
@@ -164,11 +155,11 @@ pub fn update(
     tx: &mut Tx,
     rtype: &str,
     id: &FhirId,
-    prepared: &Prepared,
+    resource: Value,
     expected: Option<i64>,
     ctx: &WriteContext,
 ) -> Result<Written, ApiError> {
-    match prepared.resource.get("id").and_then(Value::as_str) {
+    match resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id.as_str() => {}
         Some(body_id) => {
             return Err(ApiError::bad_request(format!(
@@ -181,17 +172,15 @@ pub fn update(
             ));
         }
     }
-    let w = versions::put(
-        tx.conn,
+    Ok(write::put(
+        tx,
         rtype,
         id,
-        &prepared.resource,
+        resource,
         Method::Put,
         expected,
         ctx,
-    )?;
-    tx.wrote(&w);
-    Ok(w)
+    )?)
 }
 
 /// Patch (JSON Patch, RFC 6902) the current version; the result is validated like an update.
@@ -237,16 +226,15 @@ pub fn patch(
     }
     let prepared = prepare(doc, rtype, lenient)?;
     let expected = Some(expected.unwrap_or(current.version_id));
-    let w = versions::put(
-        tx.conn,
+    let w = write::put(
+        tx,
         rtype,
         id,
-        &prepared.resource,
+        prepared.resource,
         Method::Patch,
         expected,
         ctx,
     )?;
-    tx.wrote(&w);
     Ok((w, prepared.warnings))
 }
 
@@ -257,7 +245,5 @@ pub fn delete(
     expected: Option<i64>,
     ctx: &WriteContext,
 ) -> Result<Written, ApiError> {
-    let w = versions::delete(tx.conn, rtype, id.as_str(), expected, ctx)?;
-    tx.wrote(&w);
-    Ok(w)
+    Ok(write::delete(tx, rtype, id.as_str(), expected, ctx)?)
 }

@@ -76,13 +76,14 @@ pub fn parse_instant(s: &str) -> Option<Micros> {
 
 /// Set `id` and the server-owned parts of `meta` (versionId, lastUpdated), keeping the client's
 /// profile, tag and security, with keys in the spec's order: resourceType, id, meta, the rest.
-pub fn stamp(resource: &Value, id: &FhirId, version: i64, last_updated: Micros) -> Value {
-    let src = resource.as_object().cloned().unwrap_or_default();
-    let mut meta = src
-        .get("meta")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+pub fn stamp(resource: Value, id: &FhirId, version: i64, last_updated: Micros) -> Value {
+    let Value::Object(mut src) = resource else {
+        return resource;
+    };
+    let mut meta = match src.shift_remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
     meta.remove("versionId");
     meta.remove("lastUpdated");
     let mut new_meta = Map::new();
@@ -92,15 +93,12 @@ pub fn stamp(resource: &Value, id: &FhirId, version: i64, last_updated: Micros) 
     let mut out = Map::new();
     out.insert(
         "resourceType".into(),
-        src.get("resourceType").cloned().unwrap_or(Value::Null),
+        src.shift_remove("resourceType").unwrap_or(Value::Null),
     );
     out.insert("id".into(), json!(id.as_str()));
     out.insert("meta".into(), Value::Object(new_meta));
-    for (k, v) in src {
-        if !matches!(k.as_str(), "resourceType" | "id" | "meta") {
-            out.insert(k, v);
-        }
-    }
+    src.shift_remove("id");
+    out.extend(src);
     Value::Object(out)
 }
 
@@ -119,7 +117,7 @@ mod tests {
     #[test]
     fn stamp_puts_meta_in_order_and_keeps_tags() {
         let r = json!({"name":[{"family":"X"}],"resourceType":"Patient","meta":{"versionId":"9","tag":[{"code":"t"}]}});
-        let s = stamp(&r, &FhirId::parse("p1").unwrap(), 2, 0);
+        let s = stamp(r, &FhirId::parse("p1").unwrap(), 2, 0);
         let keys: Vec<&String> = s.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["resourceType", "id", "meta", "name"]);
         assert_eq!(s["meta"]["versionId"], "2");

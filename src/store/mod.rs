@@ -6,6 +6,7 @@ pub mod db;
 mod error;
 pub mod schema;
 pub mod versions;
+pub mod write;
 
 pub use db::{Database, DbConnection};
 pub use error::StoreError;
@@ -36,18 +37,19 @@ pub struct Store {
     database: Database,
 }
 
-/// A write transaction: the connection, and the versions written so far (for the cache).
+/// A write transaction: the connection, the versions written so far (they reach the cache once
+/// committed) and the changes whose outbox events and audit rows are inserted before COMMIT.
 pub struct Tx<'a> {
     pub conn: &'a mut DbConnection,
     written: Vec<Arc<Version>>,
+    changes: Vec<write::Change>,
 }
 
 impl Tx<'_> {
-    /// Note a version written in this transaction; it reaches the cache once committed.
-    pub fn wrote(&mut self, w: &Written) {
-        if !w.noop {
-            self.written.push(Arc::new(w.version.clone()));
-        }
+    /// Note a change made in this transaction (see `store::write`).
+    fn record(&mut self, w: &Written, action: &'static str, ctx: &WriteContext) {
+        self.changes.push(write::Change::new(w, action, ctx));
+        self.written.push(Arc::new(w.version.clone()));
     }
 }
 
@@ -90,8 +92,10 @@ impl Store {
             let mut tx = Tx {
                 conn: c,
                 written: Vec::new(),
+                changes: Vec::new(),
             };
             let out = f(&mut tx)?;
+            write::flush_changes(tx.conn, &tx.changes)?;
             written = tx.written;
             Ok::<T, E>(out)
         })?;
@@ -147,10 +151,19 @@ impl Store {
         ctx: &WriteContext,
     ) {
         let result: Result<(), StoreError> =
-            self.write(|tx| versions::audit_failure(tx.conn, action, target, detail, ctx));
+            self.write(|tx| write::audit_failure(tx.conn, action, target, detail, ctx));
         if let Err(e) = result {
             tracing::error!(error = %e, correlation_id = %ctx.correlation_id, "could not write failure audit row");
         }
+    }
+
+    /// Can a pooled connection reach the database (cheap: no table is read).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        use diesel::RunQueryDsl;
+        self.read(|c| {
+            diesel::sql_query("SELECT 1").execute(c)?;
+            Ok(())
+        })
     }
 
     pub fn cached_entries(&self) -> u64 {

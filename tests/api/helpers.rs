@@ -78,7 +78,11 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
     TestApp {
         base,
         root,
-        client: reqwest::Client::new(),
+        // idle connections are dropped well before the server's keep-alive ends them
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap(),
         database,
         _dir: dir,
     }

@@ -1,0 +1,251 @@
+//! `emrsync bench`: a load tool that drives a running server over real HTTP with N concurrent
+//! clients and prints throughput and latency percentiles per scenario. It measures; it asserts
+//! nothing. `scripts/bench` runs it against fresh SQLite and PostgreSQL servers.
+
+mod data;
+mod stats;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use stats::Sample;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// FHIR base URL of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:8080/fhir")]
+    pub url: String,
+
+    /// Concurrent clients, each sending one request at a time.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+
+    /// How long each scenario runs, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+
+    /// Scenarios to run, in order (comma separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create,read,update,transaction"
+    )]
+    pub scenario: Vec<Scenario>,
+
+    /// Entries per transaction Bundle.
+    #[arg(long, default_value_t = 100)]
+    pub bundle_size: usize,
+
+    /// Resources created before `read` and `update` run (they pick among these at random).
+    #[arg(long, default_value_t = 2000)]
+    pub population: usize,
+
+    /// Bearer token to send (for a server that is not in --insecure-dev mode).
+    #[arg(long, env = "EMRSYNC_BENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// A label printed with the figures (e.g. "sqlite", "postgres").
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// POST one Patient.
+    Create,
+    /// GET one existing Patient by id.
+    Read,
+    /// PUT a changed version of an existing Patient.
+    Update,
+    /// POST a transaction Bundle: one Patient and Observations that reference it by urn:uuid.
+    Transaction,
+}
+
+/// What one request did: how long it took, and how many resources it wrote or read.
+struct Outcome {
+    latency: Duration,
+    ok: bool,
+    resources: u64,
+}
+
+/// A scenario's shared setup: the client, the URL, and the ids that reads and updates use.
+struct Target {
+    client: Client,
+    base: String,
+    token: Option<String>,
+    ids: Vec<String>,
+    bundle_size: usize,
+    clients: usize,
+}
+
+impl Target {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self
+            .client
+            .request(method, format!("{}/{path}", self.base))
+            .header("accept", "application/fhir+json");
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, expect: StatusCode) -> (bool, Value) {
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+                (status == expect, body)
+            }
+            Err(_) => (false, Value::Null),
+        }
+    }
+
+    async fn one(&self, scenario: Scenario, client_no: usize, n: u64) -> Outcome {
+        let started = Instant::now();
+        let (ok, resources) = match scenario {
+            Scenario::Create => {
+                let body = data::patient(None, n);
+                let req = self
+                    .request(reqwest::Method::POST, "Patient")
+                    .json_fhir(&body);
+                (self.send(req, StatusCode::CREATED).await.0, 1)
+            }
+            Scenario::Read => {
+                let id = &self.ids[fastrand::usize(..self.ids.len())];
+                let req = self.request(reqwest::Method::GET, &format!("Patient/{id}"));
+                (self.send(req, StatusCode::OK).await.0, 1)
+            }
+            Scenario::Update => {
+                // each client owns a slice of the ids, so updates never race each other
+                let share = self.ids.len() / self.clients.max(1);
+                let id = &self.ids[client_no * share + fastrand::usize(..share.max(1))];
+                let body = data::patient(Some(id), n);
+                let req = self
+                    .request(reqwest::Method::PUT, &format!("Patient/{id}"))
+                    .json_fhir(&body);
+                (self.send(req, StatusCode::OK).await.0, 1)
+            }
+            Scenario::Transaction => {
+                let body = data::transaction(self.bundle_size, n);
+                let req = self.request(reqwest::Method::POST, "").json_fhir(&body);
+                let (ok, resp) = self.send(req, StatusCode::OK).await;
+                let written = resp["entry"].as_array().map(Vec::len).unwrap_or(0);
+                (ok && written == self.bundle_size, written as u64)
+            }
+        };
+        Outcome {
+            latency: started.elapsed(),
+            ok,
+            resources,
+        }
+    }
+}
+
+trait JsonFhir {
+    fn json_fhir(self, body: &Value) -> Self;
+}
+
+impl JsonFhir for reqwest::RequestBuilder {
+    fn json_fhir(self, body: &Value) -> Self {
+        self.header("content-type", "application/fhir+json")
+            .body(body.to_string())
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let client = Client::builder()
+        .pool_max_idle_per_host(args.clients * 2)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let base = args.url.trim_end_matches('/').to_string();
+    let mut target = Target {
+        client,
+        base,
+        token: args.token.clone(),
+        ids: Vec::new(),
+        bundle_size: args.bundle_size,
+        clients: args.clients,
+    };
+    check_server(&target).await?;
+    println!(
+        "emrsync bench {} against {} — {} clients, {} s per scenario",
+        args.label, target.base, args.clients, args.seconds
+    );
+    println!("{}", Sample::header());
+    for scenario in &args.scenario {
+        if matches!(scenario, Scenario::Read | Scenario::Update) && target.ids.is_empty() {
+            target.ids = populate(&target, args.population).await?;
+        }
+        let shared = Arc::new(target);
+        let sample = drive(shared.clone(), *scenario, args.seconds).await;
+        target = Arc::into_inner(shared).expect("every client task has finished");
+        println!("{}", sample.row(&format!("{scenario:?}").to_lowercase()));
+    }
+    Ok(())
+}
+
+async fn check_server(t: &Target) -> anyhow::Result<()> {
+    let resp = t
+        .request(reqwest::Method::GET, "metadata")
+        .send()
+        .await
+        .with_context(|| format!("no server answers at {}", t.base))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "{}/metadata answered {}",
+        t.base,
+        resp.status()
+    );
+    Ok(())
+}
+
+/// Create `n` Patients (in transactions of 100) for reads and updates to use.
+async fn populate(t: &Target, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        let size = (n - ids.len()).min(100);
+        let bundle = data::patients_transaction(size, ids.len() as u64);
+        let req = t.request(reqwest::Method::POST, "").json_fhir(&bundle);
+        let (ok, resp) = t.send(req, StatusCode::OK).await;
+        anyhow::ensure!(ok, "could not create the bench population: {resp}");
+        for e in resp["entry"].as_array().into_iter().flatten() {
+            let loc = e["response"]["location"].as_str().unwrap_or("");
+            if let Some(id) = loc.split('/').nth(1) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Run `scenario` from `clients` concurrent tasks for `seconds`, and gather their figures.
+async fn drive(target: Arc<Target>, scenario: Scenario, seconds: u64) -> Sample {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(target.clients);
+    for client_no in 0..target.clients {
+        let t = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut n = (client_no as u64) << 32;
+            while Instant::now() < deadline {
+                outcomes.push(t.one(scenario, client_no, n).await);
+                n += 1;
+            }
+            outcomes
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed();
+    Sample::from_outcomes(
+        all.iter().map(|o| (o.latency, o.ok, o.resources)).collect(),
+        elapsed,
+    )
+}
