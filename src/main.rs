@@ -4,6 +4,11 @@ use clap::{Parser, Subcommand};
 use emrsync::config::{Settings, StoreArgs};
 use emrsync::startup::Application;
 
+/// The server allocates many small JSON values per resource: glibc's malloc spent about a third
+/// of a transaction's CPU time in profiles, mimalloc far less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "emrsync",

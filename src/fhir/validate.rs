@@ -28,8 +28,9 @@ pub fn validate_resource(resource: &mut Value, lenient: bool) -> Report {
         defs: Definitions::get(),
         lenient,
         report: Report::default(),
+        path: String::with_capacity(128),
     };
-    walk.resource(resource, None);
+    walk.resource(resource);
     walk.report
 }
 
@@ -37,55 +38,69 @@ struct Walk {
     defs: &'static Definitions,
     lenient: bool,
     report: Report,
+    /// The FHIRPath of the element being checked. One buffer for the whole walk, extended on
+    /// the way down and cut back on the way up: paths are only copied when an issue is found.
+    path: String,
 }
 
 impl Walk {
-    fn error(&mut self, code: &'static str, path: &str, msg: String) {
-        self.report.errors.push(Issue::error(code, msg).at(path));
+    fn error(&mut self, code: &'static str, msg: String) {
+        self.report
+            .errors
+            .push(Issue::error(code, msg).at(self.path.clone()));
+    }
+
+    /// Run `f` with `.name` (or `[3]`, or `.ofType(X)`) appended to the current path.
+    fn within<T>(&mut self, step: std::fmt::Arguments, f: impl FnOnce(&mut Self) -> T) -> T {
+        use std::fmt::Write;
+        let len = self.path.len();
+        let _ = self.path.write_fmt(step);
+        let out = f(self);
+        self.path.truncate(len);
+        out
     }
 
     /// A whole resource (top level, contained, or inside a Bundle entry or Parameters).
-    fn resource(&mut self, value: &mut Value, path: Option<&str>) {
+    fn resource(&mut self, value: &mut Value) {
+        let top = self.path.is_empty();
         let Some(obj) = value.as_object_mut() else {
-            let at = path.unwrap_or("Resource").to_string();
-            self.error("structure", &at, "a resource must be a JSON object".into());
-            return;
+            if top {
+                self.path.push_str("Resource");
+            }
+            return self.error("structure", "a resource must be a JSON object".into());
         };
         let rtype = match obj.get("resourceType") {
             Some(Value::String(t)) => t.clone(),
             _ => {
-                let at = path.unwrap_or("Resource").to_string();
-                self.error(
-                    "required",
-                    &at,
-                    "resourceType is missing or not a string".into(),
-                );
-                return;
+                if top {
+                    self.path.push_str("Resource");
+                }
+                return self.error("required", "resourceType is missing or not a string".into());
             }
         };
         if !self.defs.is_resource_type(&rtype) {
-            let at = path.unwrap_or(&rtype).to_string();
-            self.error(
-                "not-supported",
-                &at,
-                format!("unknown resource type '{rtype}'"),
-            );
-            return;
+            if top {
+                self.path.push_str(&rtype);
+            }
+            return self.error("not-supported", format!("unknown resource type '{rtype}'"));
         }
         // Inside a container, the FHIRPath of the nested resource continues the outer one.
-        let here = match path {
-            Some(p) => format!("{p}.ofType({rtype})"),
-            None => rtype.clone(),
-        };
-        self.structure(&rtype, obj, &here, true);
+        if top {
+            self.path.push_str(&rtype);
+            self.structure(&rtype, obj, true);
+        } else {
+            self.within(format_args!(".ofType({rtype})"), |w| {
+                w.structure(&rtype, obj, true)
+            });
+        }
     }
 
-    fn structure(&mut self, sname: &str, obj: &mut Map<String, Value>, path: &str, root: bool) {
+    fn structure(&mut self, sname: &str, obj: &mut Map<String, Value>, root: bool) {
         let Some(elements) = self.defs.structure(sname) else {
             return; // a type the package does not describe: fhirbolt still checks its shape
         };
-        let keys: Vec<String> = obj.keys().cloned().collect();
-        for key in keys {
+        let mut unknown = Vec::new();
+        for (key, value) in obj.iter_mut() {
             if root && key == "resourceType" {
                 continue;
             }
@@ -93,80 +108,65 @@ impl Walk {
                 Some(n) => (n, true),
                 None => (key.as_str(), false),
             };
-            let found = find_element(elements, name);
-            let Some((def, type_name)) = found else {
-                let at = format!("{path}.{key}");
-                let msg = format!("unknown element '{key}' in {sname}");
-                if self.lenient {
-                    obj.remove(&key);
-                    self.report.warnings.push(
-                        Issue::warning("structure", msg + " (ignored: lenient handling)").at(at),
-                    );
-                } else {
-                    self.error("structure", &at, msg);
-                }
+            let Some((def, type_name)) = find_element(elements, name) else {
+                unknown.push(key.clone());
                 continue;
             };
-            let type_name = type_name.to_string();
-            let binding = def.binding().map(str::to_string);
+            let binding = def.binding();
             let is_array = def.is_array();
-            let elem_path = format!("{path}.{name}");
-            let value = obj.get_mut(&key).expect("key listed above");
-            match value {
+            self.within(format_args!(".{name}"), |w| match value {
                 Value::Array(items) if is_array => {
                     if items.is_empty() {
-                        self.error(
-                            "structure",
-                            &elem_path,
-                            format!("'{key}' is an empty array"),
-                        );
+                        w.error("structure", format!("'{key}' is an empty array"));
                     }
                     for (i, item) in items.iter_mut().enumerate() {
-                        let at = format!("{elem_path}[{i}]");
-                        self.item(item, &type_name, binding.as_deref(), is_ext, &at);
+                        w.within(format_args!("[{i}]"), |w| {
+                            w.item(item, type_name, binding, is_ext)
+                        });
                     }
                 }
-                Value::Array(_) => {
-                    self.error(
-                        "structure",
-                        &elem_path,
-                        format!("'{key}' must be a single value, not an array"),
-                    );
+                Value::Array(_) => w.error(
+                    "structure",
+                    format!("'{key}' must be a single value, not an array"),
+                ),
+                _ if is_array => w.error("structure", format!("'{key}' must be an array")),
+                item => w.item(item, type_name, binding, is_ext),
+            });
+        }
+        for key in unknown {
+            let msg = format!("unknown element '{key}' in {sname}");
+            self.within(format_args!(".{key}"), |w| {
+                if w.lenient {
+                    let issue = Issue::warning("structure", msg + " (ignored: lenient handling)");
+                    w.report.warnings.push(issue.at(w.path.clone()));
+                } else {
+                    w.error("structure", msg);
                 }
-                _ if is_array => {
-                    self.error("structure", &elem_path, format!("'{key}' must be an array"));
-                }
-                item => self.item(item, &type_name, binding.as_deref(), is_ext, &elem_path),
+            });
+            if self.lenient {
+                obj.remove(&key);
             }
         }
         for (name, def) in elements {
             if def.is_required() && !has_element(obj, name, def) {
-                let at = format!("{path}.{name}");
-                self.error(
-                    "required",
-                    &at,
-                    format!("{sname}.{name} is required (min 1) but missing"),
-                );
+                self.within(format_args!(".{name}"), |w| {
+                    w.error(
+                        "required",
+                        format!("{sname}.{name} is required (min 1) but missing"),
+                    )
+                });
             }
         }
     }
 
-    fn item(
-        &mut self,
-        item: &mut Value,
-        type_name: &str,
-        binding: Option<&str>,
-        is_ext: bool,
-        path: &str,
-    ) {
+    fn item(&mut self, item: &mut Value, type_name: &str, binding: Option<&str>, is_ext: bool) {
         if is_ext {
             // `_name`: the id and extensions of a primitive; null where the array has no extras.
             match item {
                 Value::Null => {}
-                Value::Object(obj) => self.structure("Element", obj, path, false),
+                Value::Object(obj) => self.structure("Element", obj, false),
                 _ => self.error(
                     "structure",
-                    path,
                     "a primitive's '_' companion must be an object".into(),
                 ),
             }
@@ -174,103 +174,87 @@ impl Walk {
         }
         if let Some(inner) = type_name.strip_prefix('#') {
             match item {
-                Value::Object(obj) => self.structure(inner, obj, path, false),
-                _ => self.error("structure", path, "expected a JSON object".into()),
+                Value::Object(obj) => self.structure(inner, obj, false),
+                _ => self.error("structure", "expected a JSON object".into()),
             }
         } else if type_name == "Resource" {
-            self.resource(item, Some(path));
+            self.resource(item);
         } else if self.defs.is_primitive(type_name) {
-            self.primitive(item, type_name, binding, path);
+            self.primitive(item, type_name, binding);
         } else {
             match item {
                 Value::Object(obj) => {
                     if let Some(vs) = binding {
-                        self.coded(obj, type_name, vs, path);
+                        self.coded(obj, type_name, vs);
                     }
-                    self.structure(type_name, obj, path, false);
+                    self.structure(type_name, obj, false);
                 }
-                _ => self.error("structure", path, format!("expected a {type_name} object")),
+                _ => self.error("structure", format!("expected a {type_name} object")),
             }
         }
     }
 
-    fn primitive(&mut self, item: &Value, type_name: &str, binding: Option<&str>, path: &str) {
-        let text = match (type_name, item) {
+    fn primitive(&mut self, item: &Value, type_name: &str, binding: Option<&str>) {
+        let number;
+        let text: &str = match (type_name, item) {
             (_, Value::Null) => return, // placeholder in a primitive array that has '_' extras
             ("boolean", Value::Bool(_)) => return,
             ("boolean", _) => {
-                return self.error("structure", path, "expected a JSON boolean".into());
+                return self.error("structure", "expected a JSON boolean".into());
             }
             (
                 "integer" | "positiveInt" | "unsignedInt" | "decimal" | "integer64",
                 Value::Number(n),
-            ) => n.to_string(),
-            ("integer" | "positiveInt" | "unsignedInt" | "decimal" | "integer64", _) => {
-                return self.error(
-                    "structure",
-                    path,
-                    format!("{type_name} must be a JSON number"),
-                );
+            ) => {
+                number = n.to_string();
+                &number
             }
-            (_, Value::String(s)) => s.clone(),
+            ("integer" | "positiveInt" | "unsignedInt" | "decimal" | "integer64", _) => {
+                return self.error("structure", format!("{type_name} must be a JSON number"));
+            }
+            (_, Value::String(s)) => s,
             _ => {
-                return self.error(
-                    "structure",
-                    path,
-                    format!("{type_name} must be a JSON string"),
-                );
+                return self.error("structure", format!("{type_name} must be a JSON string"));
             }
         };
         if text.is_empty() {
             return self.error(
                 "value",
-                path,
                 "empty strings are not allowed in FHIR; omit the element instead".into(),
             );
         }
         if type_name == "xhtml" {
             if !text.trim_start().starts_with("<div") {
-                self.error(
-                    "value",
-                    path,
-                    "narrative xhtml must be a <div> element".into(),
-                );
+                self.error("value", "narrative xhtml must be a <div> element".into());
             }
             return;
         }
-        if let Some(rx) = self.defs.primitive_regex(type_name)
-            && !rx.is_match(&text)
-        {
-            let shown: String = text.chars().take(80).collect();
-            return self.error(
-                "value",
-                path,
-                format!("'{shown}' is not a valid {type_name}"),
-            );
+        if let Some(rx) = self.defs.primitive_regex(type_name) {
+            if !rx.is_match(text) {
+                let shown: String = text.chars().take(80).collect();
+                return self.error("value", format!("'{shown}' is not a valid {type_name}"));
+            }
         }
-        if matches!(type_name, "date" | "dateTime" | "instant") && !real_calendar_date(&text) {
-            return self.error(
-                "value",
-                path,
-                format!("'{text}' is not a real calendar date"),
-            );
+        if matches!(type_name, "date" | "dateTime" | "instant") && !real_calendar_date(text) {
+            return self.error("value", format!("'{text}' is not a real calendar date"));
         }
-        if let (Some(vs), "code") = (binding, type_name)
-            && let Some(systems) = self.defs.valueset(vs)
-            && !systems.values().any(|codes| codes.contains(&text))
-        {
-            let msg = format!("'{text}' is not a code of the required value set {vs}");
-            self.error("code-invalid", path, msg);
+        if let (Some(vs), "code") = (binding, type_name) {
+            if let Some(systems) = self.defs.valueset(vs) {
+                if !systems.values().any(|codes| codes.contains(text)) {
+                    let msg = format!("'{text}' is not a code of the required value set {vs}");
+                    self.error("code-invalid", msg);
+                }
+            }
         }
     }
 
     /// Required bindings on Coding and CodeableConcept: a coding in one of the value set's
     /// systems must use one of its codes (codings in other systems are translations).
-    fn coded(&mut self, obj: &Map<String, Value>, type_name: &str, vs: &str, path: &str) {
+    fn coded(&mut self, obj: &Map<String, Value>, type_name: &str, vs: &str) {
         let Some(systems) = self.defs.valueset(vs) else {
             return;
         };
-        let pair = |c: &Map<String, Value>| {
+        let pair = |c: &'_ Map<String, Value>| {
             let system = c.get("system").and_then(Value::as_str)?;
             let code = c.get("code").and_then(Value::as_str)?;
             Some((system.to_string(), code.to_string()))
@@ -295,7 +279,7 @@ impl Walk {
                 .is_some_and(|codes| !codes.contains(&code))
             {
                 let msg = format!("'{system}|{code}' is not in the required value set {vs}");
-                self.error("code-invalid", path, msg);
+                self.error("code-invalid", msg);
             }
         }
     }

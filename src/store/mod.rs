@@ -49,7 +49,12 @@ impl Tx<'_> {
     /// Note a change made in this transaction (see `store::write`).
     fn record(&mut self, w: &Written, action: &'static str, ctx: &WriteContext) {
         self.changes.push(write::Change::new(w, action, ctx));
-        self.written.push(Arc::new(w.version.clone()));
+        // A POST creates a fresh id that no reader can have cached, so the cache is left alone
+        // (bulk loads would otherwise churn it). Other writes must refresh it: a reader that
+        // loaded the previous version could otherwise put it back after this commit.
+        if w.version.method != Method::Post {
+            self.written.push(Arc::new(w.version.clone()));
+        }
     }
 }
 
