@@ -229,22 +229,21 @@ impl Walk {
             }
             return;
         }
-        if let Some(rx) = self.defs.primitive_regex(type_name) {
-            if !rx.is_match(text) {
-                let shown: String = text.chars().take(80).collect();
-                return self.error("value", format!("'{shown}' is not a valid {type_name}"));
-            }
+        if let Some(rx) = self.defs.primitive_regex(type_name)
+            && !rx.is_match(text)
+        {
+            let shown: String = text.chars().take(80).collect();
+            return self.error("value", format!("'{shown}' is not a valid {type_name}"));
         }
         if matches!(type_name, "date" | "dateTime" | "instant") && !real_calendar_date(text) {
             return self.error("value", format!("'{text}' is not a real calendar date"));
         }
-        if let (Some(vs), "code") = (binding, type_name) {
-            if let Some(systems) = self.defs.valueset(vs) {
-                if !systems.values().any(|codes| codes.contains(text)) {
-                    let msg = format!("'{text}' is not a code of the required value set {vs}");
-                    self.error("code-invalid", msg);
-                }
-            }
+        if let (Some(vs), "code") = (binding, type_name)
+            && let Some(systems) = self.defs.valueset(vs)
+            && !systems.values().any(|codes| codes.contains(text))
+        {
+            let msg = format!("'{text}' is not a code of the required value set {vs}");
+            self.error("code-invalid", msg);
         }
     }
 
