@@ -55,9 +55,36 @@ async fn transaction_rewrites_urn_uuid_references(app: TestApp) {
         "Txn"
     );
 
-    // one correlation id and one outbox event per resource written
+    // one outbox event per resource written, and both are in the history, newest first
     let events: i64 = outbox::table.count().get_result(&mut app.db()).unwrap();
     assert_eq!(events, 2);
+    let history = app.get("_history").await.json();
+    let urls: Vec<&str> = history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request"]["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), 2, "{history}");
+    assert!(
+        urls.contains(&"Patient") && urls.contains(&"Observation"),
+        "{urls:?}"
+    );
+    // the identifier of a resource created in a transaction is indexed (conditional create finds it)
+    let again = app
+        .send(
+            app.client
+                .post(app.url("Patient"))
+                .header("content-type", "application/fhir+json")
+                .header(
+                    "If-None-Exist",
+                    "identifier=http://hospital.example/mrn|Txn",
+                )
+                .body(json!({"resourceType":"Patient"}).to_string()),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["id"], patient_id);
 }
 
 async fn failing_entry_rolls_back_the_whole_transaction(app: TestApp) {

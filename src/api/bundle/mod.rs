@@ -1,0 +1,244 @@
+//! Batch and transaction Bundles (`POST [base]`).
+//!
+//! A transaction runs in one database transaction: entries are processed DELETE, POST, PUT,
+//! GET (the spec's order), `urn:uuid:` fullUrls get their server ids and every reference to them
+//! is rewritten, and any failing entry rolls the whole Bundle back. A batch runs each entry on
+//! its own and reports each entry's outcome.
+
+mod run;
+
+use super::AppState;
+use super::context::RequestContext;
+use super::crud::{audited, resource_body};
+use super::error::ApiError;
+use super::interaction::{Prepared, check_type, parse_etag, parse_id, prepare};
+use super::render;
+use crate::fhir::FhirId;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::Value;
+
+/// What one entry asks for, parsed and validated before any write.
+#[derive(Debug, Clone)]
+enum Action {
+    Create {
+        rtype: String,
+        prepared: Prepared,
+        if_none_exist: Option<String>,
+    },
+    Update {
+        rtype: String,
+        target: Target,
+        prepared: Prepared,
+        if_match: Option<i64>,
+    },
+    Delete {
+        rtype: String,
+        target: Target,
+        if_match: Option<i64>,
+    },
+    Read {
+        rtype: String,
+        id: String,
+        version: Option<i64>,
+    },
+}
+
+/// The resource an update or delete names: by id, or by a condition (`Patient?identifier=...`).
+#[derive(Debug, Clone)]
+enum Target {
+    Id(FhirId),
+    Condition(String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    full_url: Option<String>,
+    action: Action,
+}
+
+impl Action {
+    fn rtype(&self) -> &str {
+        match self {
+            Action::Create { rtype, .. }
+            | Action::Update { rtype, .. }
+            | Action::Delete { rtype, .. }
+            | Action::Read { rtype, .. } => rtype,
+        }
+    }
+}
+
+impl Entry {
+    /// The spec's processing order within a transaction.
+    fn order(&self) -> u8 {
+        match self.action {
+            Action::Delete { .. } => 0,
+            Action::Create { .. } => 1,
+            Action::Update { .. } => 2,
+            Action::Read { .. } => 3,
+        }
+    }
+}
+
+pub async fn process(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let body = resource_body(&state, &req, payload).await?;
+    if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(ApiError::bad_request(
+            "POST to the base URL takes a Bundle of type batch or transaction",
+        ));
+    }
+    let kind = body
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let is_transaction = match kind.as_str() {
+        "transaction" => true,
+        "batch" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Bundle.type must be batch or transaction, not '{other}'"
+            )));
+        }
+    };
+    let store = state.store.clone();
+    let base = state.base_url.clone();
+    let c = ctx.clone();
+    let mut body = body;
+    let result = web::block(move || {
+        let raw = take_entries(&mut body)?;
+        if is_transaction {
+            let entries = raw
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    parse_entry(r, c.lenient)
+                        .map_err(|e| e.in_context(&format!("Bundle.entry[{i}]")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            run::run_transaction(&store, entries, &base, &c)
+        } else {
+            let entries = raw.into_iter().map(|r| parse_entry(r, c.lenient)).collect();
+            Ok(run::run_batch(&store, entries, &base, &c))
+        }
+    })
+    .await?;
+    let response = audited(&state, &ctx, &kind, None, None, result)?;
+    render::fhir(StatusCode::OK, &response, &ctx)
+}
+
+/// The Bundle's entries, moved out of it.
+fn take_entries(bundle: &mut Value) -> Result<Vec<Value>, ApiError> {
+    match bundle.get_mut("entry").map(Value::take) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(ApiError::bad_request("Bundle.entry must be an array")),
+    }
+}
+
+/// Parse and validate one entry (no database access).
+fn parse_entry(mut raw: Value, lenient: bool) -> Result<Entry, ApiError> {
+    let mut body = raw.get_mut("resource").map(Value::take);
+    let request = raw.get("request").ok_or_else(|| {
+        ApiError::bad_request("entry.request is required in a batch or transaction")
+    })?;
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim_start_matches('/');
+    if url.is_empty() {
+        return Err(ApiError::bad_request("entry.request.url is required"));
+    }
+    let if_match = request
+        .get("ifMatch")
+        .and_then(Value::as_str)
+        .map(parse_etag)
+        .transpose()?;
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_string())),
+        None => (url, None),
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    let rtype = parts[0].to_string();
+    check_type(&rtype)?;
+    let target = || -> Result<Target, ApiError> {
+        match (parts.as_slice(), &query) {
+            ([_, id], None) => Ok(Target::Id(parse_id(id)?)),
+            ([_], Some(q)) => Ok(Target::Condition(q.clone())),
+            _ => Err(ApiError::bad_request(format!(
+                "'{url}' is not [type]/[id] or [type]?[condition]"
+            ))),
+        }
+    };
+    let mut resource = || -> Result<Prepared, ApiError> {
+        let r = body
+            .take()
+            .ok_or_else(|| ApiError::bad_request(format!("{method} {url} needs entry.resource")))?;
+        prepare(r, &rtype, lenient)
+    };
+    let action = match method {
+        "POST" if parts.len() == 1 => Action::Create {
+            prepared: resource()?,
+            if_none_exist: request
+                .get("ifNoneExist")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            rtype,
+        },
+        "PUT" => Action::Update {
+            target: target()?,
+            prepared: resource()?,
+            if_match,
+            rtype,
+        },
+        "DELETE" => Action::Delete {
+            target: target()?,
+            if_match,
+            rtype,
+        },
+        "GET" => match parts.as_slice() {
+            [_, id] if query.is_none() => Action::Read {
+                id: id.to_string(),
+                version: None,
+                rtype,
+            },
+            [_, id, "_history", v] => Action::Read {
+                id: id.to_string(),
+                version: Some(
+                    v.parse()
+                        .map_err(|_| ApiError::bad_request(format!("bad version in '{url}'")))?,
+                ),
+                rtype,
+            },
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "GET '{url}' in a Bundle: only read and vread are supported"
+                )));
+            }
+        },
+        "PATCH" => {
+            return Err(ApiError::bad_request(
+                "PATCH inside a Bundle is not supported; send it as its own request",
+            ));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "'{other} {url}' is not a supported Bundle request"
+            )));
+        }
+    };
+    Ok(Entry {
+        full_url: raw
+            .get("fullUrl")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        action,
+    })
+}

@@ -1,0 +1,325 @@
+//! Running parsed entries against the store: a transaction in one database transaction, a batch
+//! one entry at a time, and the response entries the spec describes for each.
+
+use super::{Action, Entry, Target};
+use crate::api::context::{RequestContext, Return};
+use crate::api::error::ApiError;
+use crate::api::interaction::{self, parse_id, resolve_condition};
+use crate::fhir::bundle::bundle;
+use crate::fhir::resource::instant;
+use crate::fhir::{FhirId, Issue, operation_outcome};
+use crate::store::{Store, StoreError, Tx, WriteContext, Written, versions, write};
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+
+/// Where an entry's write lands: the id it names or that its condition resolved to, and
+/// whether an `If-None-Exist` create matched an existing resource (then nothing is written).
+#[derive(Debug, Clone)]
+struct Resolved {
+    id: FhirId,
+    existing: bool,
+}
+
+/// All entries in one database transaction: any failure rolls every entry back.
+pub(super) fn run_transaction(
+    store: &Store,
+    mut entries: Vec<Entry>,
+    base: &str,
+    ctx: &RequestContext,
+) -> Result<Value, ApiError> {
+    check_no_duplicates(&entries)?;
+    let wctx = ctx.write_context();
+    let results = store.write(|tx| {
+        // 1. Resolve every target and what each fullUrl will be called, before any write.
+        let mut ids: HashMap<String, String> = HashMap::new();
+        let mut targets = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let resolved = resolve(tx, &e.action).map_err(|err| at_entry(err, i))?;
+            if let (Some(url), Some(r)) = (&e.full_url, &resolved) {
+                ids.insert(url.clone(), format!("{}/{}", e.action.rtype(), r.id));
+            }
+            targets.push(resolved);
+        }
+        // 2. Execute in the spec's order (DELETE, POST, PUT, GET); answer in the request's.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|&i| entries[i].order());
+        let fresh: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| is_fresh_create(&entries[i].action, &targets[i]))
+            .collect();
+        let mut results: Vec<Option<Value>> = vec![None; entries.len()];
+        for i in order {
+            if !is_fresh_create(&entries[i].action, &targets[i]) {
+                let out = execute(tx, &mut entries[i].action, targets[i].as_ref(), &ids, &wctx)
+                    .map(|w| entry_response(&w, &entries[i].action, base, ctx))
+                    .map_err(|err| at_entry(err, i))?;
+                results[i] = Some(out);
+            } else if results[i].is_none() {
+                // the first new resource: write all of them together, in a few statements
+                let creates = fresh
+                    .iter()
+                    .map(|&j| {
+                        let id = targets[j].as_ref().map(|r| r.id.clone());
+                        let rtype = entries[j].action.rtype().to_string();
+                        let resource = take_resource(&mut entries[j].action, &ids);
+                        (rtype, id.expect("a create has a target"), resource)
+                    })
+                    .collect();
+                let written = write::create_many(tx, creates, &wctx)?;
+                for (&j, w) in fresh.iter().zip(&written) {
+                    results[j] = Some(entry_response(w, &entries[j].action, base, ctx));
+                }
+            }
+        }
+        Ok::<_, ApiError>(results)
+    })?;
+    let entries = results.into_iter().flatten().collect();
+    Ok(bundle("transaction-response", None, vec![], entries))
+}
+
+/// Each entry alone: one failing entry is reported in its place and the others still run.
+pub(super) fn run_batch(
+    store: &Store,
+    entries: Vec<Result<Entry, ApiError>>,
+    base: &str,
+    ctx: &RequestContext,
+) -> Value {
+    let wctx = ctx.write_context();
+    let out = entries
+        .into_iter()
+        .map(|entry| {
+            let result = entry.and_then(|mut entry| {
+                store.write(|tx| {
+                    let target = resolve(tx, &entry.action)?;
+                    let w =
+                        execute(tx, &mut entry.action, target.as_ref(), &HashMap::new(), &wctx)?;
+                    Ok(entry_response(&w, &entry.action, base, ctx))
+                })
+            });
+            result.unwrap_or_else(|e| {
+                json!({ "response": { "status": e.status_line(), "outcome": operation_outcome(&e.issues) } })
+            })
+        })
+        .collect();
+    bundle("batch-response", None, vec![], out)
+}
+
+fn at_entry(err: ApiError, i: usize) -> ApiError {
+    err.in_context(&format!("Bundle.entry[{i}]"))
+}
+
+fn is_fresh_create(action: &Action, target: &Option<Resolved>) -> bool {
+    matches!(action, Action::Create { .. }) && target.as_ref().is_some_and(|r| !r.existing)
+}
+
+/// The id an entry writes to. Reads resolve nothing; a conditional update or delete that
+/// matches nothing gets a fresh id (create, or delete of nothing).
+fn resolve(tx: &mut Tx, action: &Action) -> Result<Option<Resolved>, ApiError> {
+    let resolved = match action {
+        Action::Create {
+            rtype,
+            if_none_exist,
+            ..
+        } => {
+            let existing = match if_none_exist {
+                Some(q) => single_match(tx, rtype, q)?,
+                None => None,
+            };
+            Resolved {
+                existing: existing.is_some(),
+                id: existing.unwrap_or_else(FhirId::generate),
+            }
+        }
+        Action::Update { rtype, target, .. } | Action::Delete { rtype, target, .. } => {
+            let id = match target {
+                Target::Id(id) => id.clone(),
+                Target::Condition(q) => {
+                    single_match(tx, rtype, q)?.unwrap_or_else(FhirId::generate)
+                }
+            };
+            Resolved {
+                id,
+                existing: false,
+            }
+        }
+        Action::Read { .. } => return Ok(None),
+    };
+    Ok(Some(resolved))
+}
+
+/// The one resource a condition matches: none is `None`, several is 412.
+fn single_match(tx: &mut Tx, rtype: &str, query: &str) -> Result<Option<FhirId>, ApiError> {
+    let found = resolve_condition(tx, rtype, query)?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(parse_id(id)?)),
+        _ => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            Issue::error(
+                "duplicate",
+                format!("'{rtype}?{query}' matches {} resources", found.len()),
+            ),
+        )),
+    }
+}
+
+fn check_no_duplicates(entries: &[Entry]) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let (Action::Update {
+            rtype,
+            target: Target::Id(id),
+            ..
+        }
+        | Action::Delete {
+            rtype,
+            target: Target::Id(id),
+            ..
+        }) = &e.action
+        else {
+            continue;
+        };
+        let key = format!("{rtype}/{id}");
+        if !seen.insert(key.clone()) {
+            return Err(ApiError::bad_request(format!(
+                "Bundle.entry[{i}]: {key} is changed by more than one entry of this transaction"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Move the resource out of a create or update entry (it is written once), with its
+/// references to Bundle-local fullUrls rewritten to the server's `Type/id`.
+fn take_resource(action: &mut Action, ids: &HashMap<String, String>) -> Value {
+    let mut resource = match action {
+        Action::Create { prepared, .. } | Action::Update { prepared, .. } => {
+            std::mem::take(&mut prepared.resource)
+        }
+        _ => Value::Null,
+    };
+    if !ids.is_empty() {
+        rewrite_references(&mut resource, ids);
+    }
+    resource
+}
+
+/// Replace every `reference` that names a Bundle-local fullUrl with the server's `Type/id`.
+fn rewrite_references(value: &mut Value, ids: &HashMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(s) if k == "reference" => {
+                        if let Some(new) = ids.get(s.as_str()) {
+                            *s = new.clone();
+                        }
+                    }
+                    other => rewrite_references(other, ids),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_references(i, ids)),
+        _ => {}
+    }
+}
+
+/// Run one entry (other than a transaction's new resources, written by `create_many`).
+fn execute(
+    tx: &mut Tx,
+    action: &mut Action,
+    target: Option<&Resolved>,
+    ids: &HashMap<String, String>,
+    wctx: &WriteContext,
+) -> Result<Written, ApiError> {
+    if let Action::Read { rtype, id, version } = action {
+        return read(tx, rtype, id, *version);
+    }
+    let Some(Resolved { id, existing }) = target else {
+        return Err(ApiError::bad_request("entry could not be resolved"));
+    };
+    let rtype = action.rtype().to_string();
+    match action {
+        Action::Create { .. } if *existing => {
+            let version = versions::current(tx.conn, &rtype, id.as_str())?
+                .ok_or_else(|| ApiError::not_found(id.to_string()))?;
+            Ok(Written {
+                version,
+                created: false,
+                noop: true,
+            })
+        }
+        Action::Create { .. } => {
+            let resource = take_resource(action, ids);
+            interaction::create_with_id(tx, &rtype, id, resource, wctx)
+        }
+        Action::Update { if_match, .. } => {
+            let if_match = *if_match;
+            let mut resource = take_resource(action, ids);
+            resource["id"] = json!(id.as_str()); // a conditional update names the id for the client
+            interaction::update(tx, &rtype, id, resource, if_match, wctx)
+        }
+        Action::Delete { if_match, .. } => interaction::delete(tx, &rtype, id, *if_match, wctx),
+        Action::Read { .. } => unreachable!("handled above"),
+    }
+}
+
+/// A read or vread entry, as the version read (a deleted one is 410).
+fn read(tx: &mut Tx, rtype: &str, id: &str, version: Option<i64>) -> Result<Written, ApiError> {
+    let v = match version {
+        Some(vid) => versions::version(tx.conn, rtype, id, vid)?,
+        None => versions::current(tx.conn, rtype, id)?,
+    }
+    .ok_or_else(|| StoreError::NotFound {
+        resource_type: rtype.into(),
+        id: id.into(),
+    })?;
+    if v.deleted {
+        return Err(StoreError::Gone {
+            resource_type: rtype.into(),
+            id: id.into(),
+            version_id: v.version_id,
+            last_updated: v.last_updated,
+        }
+        .into());
+    }
+    Ok(Written {
+        version: v,
+        created: false,
+        noop: true,
+    })
+}
+
+/// The response entry of one request entry, as the spec's transaction-response describes it.
+fn entry_response(w: &Written, action: &Action, base: &str, ctx: &RequestContext) -> Value {
+    let v = &w.version;
+    let is_read = matches!(action, Action::Read { .. });
+    let is_delete = matches!(action, Action::Delete { .. });
+    let status = match action {
+        Action::Delete { .. } => "204 No Content",
+        _ if w.created => "201 Created",
+        _ => "200 OK",
+    };
+    let mut response = json!({ "status": status });
+    if !v.deleted || !w.noop {
+        response["etag"] = json!(format!("W/\"{}\"", v.version_id));
+        response["lastModified"] = json!(instant(v.last_updated));
+    }
+    if !is_delete && !is_read {
+        response["location"] = json!(format!(
+            "{}/{}/_history/{}",
+            v.resource_type, v.id, v.version_id
+        ));
+    }
+    let mut entry = json!({ "response": response });
+    if !is_delete {
+        entry["fullUrl"] = json!(format!("{base}/{}/{}", v.resource_type, v.id));
+        // Writes answer with the response parts only, unless the client asks for resources.
+        if is_read || ctx.prefer_return == Some(Return::Representation) {
+            entry["resource"] = v.json();
+        }
+    }
+    entry
+}
