@@ -8,8 +8,7 @@ use super::error::ApiError;
 use super::interaction::{self, Prepared, check_type, parse_etag, parse_id, prepare};
 use super::render;
 use crate::fhir::Issue;
-use crate::fhir::resource::http_date;
-use crate::store::{StoreError, versions};
+use crate::store::versions;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
@@ -27,26 +26,6 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// 410 for a deleted resource carries the tombstone's ETag, as clients use it for history.
-fn gone_response(e: ApiError, err: &StoreError) -> HttpResponse {
-    let mut res = actix_web::ResponseError::error_response(&e);
-    if let StoreError::Gone {
-        version_id,
-        last_updated,
-        ..
-    } = err
-    {
-        let h = res.headers_mut();
-        if let Ok(v) = render::etag(*version_id).parse() {
-            h.insert(actix_web::http::header::ETAG, v);
-        }
-        if let Ok(v) = http_date(*last_updated).parse() {
-            h.insert(actix_web::http::header::LAST_MODIFIED, v);
-        }
-    }
-    res
-}
-
 pub async fn read(
     state: web::Data<AppState>,
     path: Path2,
@@ -58,14 +37,7 @@ pub async fn read(
     parse_id(&id)?;
     let store = state.store.clone();
     let (rt, i) = (rtype.clone(), id.clone());
-    let version = match web::block(move || store.current(&rt, &i)).await? {
-        Ok(v) => v,
-        Err(e @ StoreError::Gone { .. }) => {
-            let api = ApiError::new(StatusCode::GONE, Issue::error("deleted", e.to_string()));
-            return Ok(gone_response(api, &e));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let version = web::block(move || store.current(&rt, &i)).await??;
     if header(&req, "if-none-match").is_some_and(|t| parse_etag(t).ok() == Some(version.version_id))
     {
         return Ok(HttpResponse::NotModified()
@@ -96,14 +68,7 @@ pub async fn vread(
     let version =
         found.ok_or_else(|| ApiError::not_found(format!("{rtype}/{id} has no version {vid}")))?;
     if version.deleted {
-        let err = StoreError::Gone {
-            resource_type: rtype,
-            id,
-            version_id: vid,
-            last_updated: version.last_updated,
-        };
-        let api = ApiError::new(StatusCode::GONE, Issue::error("deleted", err.to_string()));
-        return Ok(gone_response(api, &err));
+        return Err(version.gone().into());
     }
     let ctx = RequestContext {
         prefer_return: None,

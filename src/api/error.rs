@@ -2,6 +2,7 @@
 //! renders as an OperationOutcome with the right status. Store errors map to statuses here and
 //! nowhere else (not found 404, deleted 410, If-Match mismatch 412, lost race 409, pool 503).
 
+use crate::fhir::resource::http_date;
 use crate::fhir::{Issue, operation_outcome};
 use crate::store::StoreError;
 use actix_web::http::StatusCode;
@@ -12,6 +13,9 @@ use std::fmt;
 pub struct ApiError {
     pub status: StatusCode,
     pub issues: Vec<Issue>,
+    /// Headers the error response carries besides the OperationOutcome (a 410 Gone names
+    /// the deleted version's ETag and Last-Modified, which clients use to read history).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -19,6 +23,7 @@ impl ApiError {
         ApiError {
             status,
             issues: vec![issue],
+            headers: Vec::new(),
         }
     }
 
@@ -38,7 +43,11 @@ impl ApiError {
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
         };
-        ApiError { status, issues }
+        ApiError {
+            status,
+            issues,
+            headers: Vec::new(),
+        }
     }
 
     pub fn unknown_type(rtype: &str) -> Self {
@@ -83,6 +92,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             builder.insert_header(("WWW-Authenticate", "Bearer realm=\"emrsync\""));
         }
+        for (name, value) in &self.headers {
+            builder.insert_header((*name, value.as_str()));
+        }
         builder.body(operation_outcome(&self.issues).to_string())
     }
 }
@@ -100,7 +112,19 @@ impl From<StoreError> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "store failure");
         }
-        ApiError::new(status, Issue::error(code, e.to_string()))
+        let mut api = ApiError::new(status, Issue::error(code, e.to_string()));
+        if let StoreError::Gone {
+            version_id,
+            last_updated,
+            ..
+        } = e
+        {
+            api.headers = vec![
+                ("ETag", crate::api::render::etag(version_id)),
+                ("Last-Modified", http_date(last_updated)),
+            ];
+        }
+        api
     }
 }
 

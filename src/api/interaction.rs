@@ -198,13 +198,7 @@ pub fn patch(
     let current = versions::current(tx.conn, rtype, id.as_str())?
         .ok_or_else(|| ApiError::not_found(format!("{rtype}/{id} is not known")))?;
     if current.deleted {
-        return Err(crate::store::StoreError::Gone {
-            resource_type: rtype.into(),
-            id: id.to_string(),
-            version_id: current.version_id,
-            last_updated: current.last_updated,
-        }
-        .into());
+        return Err(current.gone().into());
     }
     let ops: json_patch::Patch = serde_json::from_value(operations.clone())
         .map_err(|e| ApiError::bad_request(format!("not a JSON Patch document: {e}")))?;

@@ -136,12 +136,7 @@ impl Store {
             }
         };
         if version.deleted {
-            return Err(StoreError::Gone {
-                resource_type: rtype.into(),
-                id: id.into(),
-                version_id: version.version_id,
-                last_updated: version.last_updated,
-            });
+            return Err(version.gone());
         }
         Ok(version)
     }

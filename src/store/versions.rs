@@ -62,6 +62,16 @@ impl Version {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.content).unwrap_or(Value::Null)
     }
+
+    /// The answer to reading a deleted version (410 Gone, with its version and time).
+    pub fn gone(&self) -> StoreError {
+        StoreError::Gone {
+            resource_type: self.resource_type.clone(),
+            id: self.id.clone(),
+            version_id: self.version_id,
+            last_updated: self.last_updated,
+        }
+    }
 }
 
 /// The result of a write, for the response and the cache.

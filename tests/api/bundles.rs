@@ -72,15 +72,13 @@ async fn transaction_rewrites_urn_uuid_references(app: TestApp) {
     );
     // the identifier of a resource created in a transaction is indexed (conditional create finds it)
     let again = app
-        .send(
-            app.client
-                .post(app.url("Patient"))
-                .header("content-type", "application/fhir+json")
-                .header(
-                    "If-None-Exist",
-                    "identifier=http://hospital.example/mrn|Txn",
-                )
-                .body(json!({"resourceType":"Patient"}).to_string()),
+        .post_with(
+            "Patient",
+            &json!({"resourceType":"Patient"}),
+            (
+                "If-None-Exist",
+                "identifier=http://hospital.example/mrn|Txn",
+            ),
         )
         .await;
     assert_eq!(again.status, 200, "{}", again.text);

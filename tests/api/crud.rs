@@ -107,6 +107,12 @@ async fn delete_then_read_is_gone(app: TestApp) {
     assert_eq!(read.status, 410, "{}", read.text);
     assert_eq!(read.first_issue().0, "deleted");
     assert_eq!(
+        read.header("etag").unwrap(),
+        "W/\"2\"",
+        "410 names the deleted version"
+    );
+    assert!(read.header("last-modified").is_some());
+    assert_eq!(
         app.get(&format!("Patient/{id}/_history/1")).await.status,
         200,
         "old versions stay readable"
@@ -259,12 +265,10 @@ async fn json_patch_applies_and_validates(app: TestApp) {
 
 async fn change_writes_outbox_and_audit_with_correlation_id(app: TestApp) {
     let r = app
-        .send(
-            app.client
-                .post(app.url("Patient"))
-                .header("content-type", "application/fhir+json")
-                .header("X-Request-Id", "corr-test-123")
-                .body(patient("Audit").to_string()),
+        .post_with(
+            "Patient",
+            &patient("Audit"),
+            ("X-Request-Id", "corr-test-123"),
         )
         .await;
     assert_eq!(r.header("x-request-id").unwrap(), "corr-test-123");
@@ -312,12 +316,10 @@ async fn change_writes_outbox_and_audit_with_correlation_id(app: TestApp) {
 
     // a refused write is audited as a failure, and leaves no outbox event
     let refused = app
-        .send(
-            app.client
-                .post(app.url("Patient"))
-                .header("content-type", "application/fhir+json")
-                .header("X-Request-Id", "corr-refused")
-                .body(json!({"resourceType":"Patient","gender":"banana"}).to_string()),
+        .post_with(
+            "Patient",
+            &json!({"resourceType":"Patient","gender":"banana"}),
+            ("X-Request-Id", "corr-refused"),
         )
         .await;
     assert_eq!(refused.status, 422);

@@ -159,6 +159,17 @@ impl TestApp {
         .await
     }
 
+    /// POST a JSON resource with one extra request header.
+    pub async fn post_with(&self, path: &str, body: &Value, header: (&str, &str)) -> Resp {
+        let req = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .header(header.0, header.1)
+            .body(body.to_string());
+        self.send(req).await
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> Resp {
         self.send(
             self.client

@@ -133,12 +133,10 @@ async fn unknown_elements_refused_unless_lenient(app: TestApp) {
         ("structure".to_string(), "Patient.nmae".to_string())
     );
     let lenient = app
-        .send(
-            app.client
-                .post(app.url("Patient"))
-                .header("content-type", "application/fhir+json")
-                .header("Prefer", "handling=lenient, return=OperationOutcome")
-                .body(body.to_string()),
+        .post_with(
+            "Patient",
+            &body,
+            ("Prefer", "handling=lenient, return=OperationOutcome"),
         )
         .await;
     assert_eq!(lenient.status, 201, "{}", lenient.text);

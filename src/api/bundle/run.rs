@@ -277,13 +277,7 @@ fn read(tx: &mut Tx, rtype: &str, id: &str, version: Option<i64>) -> Result<Writ
         id: id.into(),
     })?;
     if v.deleted {
-        return Err(StoreError::Gone {
-            resource_type: rtype.into(),
-            id: id.into(),
-            version_id: v.version_id,
-            last_updated: v.last_updated,
-        }
-        .into());
+        return Err(v.gone().into());
     }
     Ok(Written {
         version: v,
