@@ -37,6 +37,46 @@ impl ElementDef {
     }
 }
 
+/// An element seen from FHIRPath: its type, or for a choice `value[x]` the type that a JSON key
+/// suffix names (`Quantity` for `valueQuantity`).
+#[derive(Debug, Clone, Copy)]
+pub struct Member(&'static ElementDef);
+
+impl Member {
+    pub fn is_choice(&self) -> bool {
+        self.0.is_choice()
+    }
+
+    /// The element's type; a backbone element's is its path (`Observation.component`).
+    pub fn type_name(&self) -> &'static str {
+        self.0
+            .types()
+            .first()
+            .map(|t| t.trim_start_matches('#'))
+            .unwrap_or("")
+    }
+
+    /// The type a choice element's JSON key suffix names, if it is one of the element's types.
+    pub fn choice_type(&self, suffix: &str) -> Option<&'static str> {
+        self.0
+            .types()
+            .iter()
+            .find(|t| is_upper_first_of(suffix, t))
+            .map(String::as_str)
+    }
+}
+
+/// `suffix` is `ty` with its first letter in upper case (`Quantity`/`Quantity`, `DateTime`/`dateTime`).
+pub fn is_upper_first_of(suffix: &str, ty: &str) -> bool {
+    let (mut a, mut b) = (suffix.chars(), ty.chars());
+    match (a.next(), b.next()) {
+        (Some(x), Some(y)) => {
+            x.is_uppercase() && x == y.to_ascii_uppercase() && a.as_str() == b.as_str()
+        }
+        _ => false,
+    }
+}
+
 #[derive(Deserialize)]
 struct RawDefinitions {
     primitives: HashMap<String, Option<String>>,
@@ -119,6 +159,20 @@ impl Definitions {
     pub fn structure(&self, name: &str) -> Option<&HashMap<String, ElementDef>> {
         let name = self.aliases.get(name).map(String::as_str).unwrap_or(name);
         self.types.get(name)
+    }
+
+    /// The interned name of a resource or data type (`None` if the spec has no such type).
+    pub fn type_name(&'static self, name: &str) -> Option<&'static str> {
+        self.resources
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| self.types.get_key_value(name).map(|(k, _)| k.as_str()))
+            .or_else(|| self.primitives.get_key_value(name).map(|(k, _)| k.as_str()))
+    }
+
+    /// The element `name` of type (or backbone path) `type_name`, for FHIRPath member access.
+    pub fn member(&'static self, type_name: &str, name: &str) -> Option<Member> {
+        self.structure(type_name)?.get(name).map(Member)
     }
 
     /// The codes of a required value set by system; `None` when the set could not be expanded

@@ -3,9 +3,11 @@
 
 pub mod bundle;
 pub mod definitions;
+pub mod fhirpath;
 pub mod model;
 pub mod outcome;
 pub mod resource;
+pub mod search;
 pub mod validate;
 
 pub use outcome::{Issue, Severity, operation_outcome};

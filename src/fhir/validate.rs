@@ -5,7 +5,7 @@
 //! The walk is driven by `Definitions` (the spec's StructureDefinitions) over the JSON form.
 //! In lenient mode unknown elements are removed and reported as warnings instead of errors.
 
-use super::definitions::{Definitions, ElementDef};
+use super::definitions::{Definitions, ElementDef, is_upper_first_of};
 use super::outcome::Issue;
 use serde_json::{Map, Value};
 
@@ -303,7 +303,7 @@ fn find_element<'a>(
             let suffix = &key[name.len()..];
             def.types()
                 .iter()
-                .find(|t| upper_first(t) == suffix)
+                .find(|t| is_upper_first_of(suffix, t))
                 .map(|t| (def, t.as_str()))
         })
 }
@@ -315,14 +315,6 @@ fn has_element(obj: &Map<String, Value>, name: &str, def: &ElementDef) -> bool {
             .any(|k| k.trim_start_matches('_').starts_with(name));
     }
     obj.contains_key(name) || obj.contains_key(&format!("_{name}"))
-}
-
-fn upper_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 /// The regexes allow 2023-02-31; a full date must also exist on the calendar.
