@@ -56,6 +56,11 @@ impl Member {
             .unwrap_or("")
     }
 
+    /// The required value set the element is bound to.
+    pub fn binding(&self) -> Option<&'static str> {
+        self.0.binding()
+    }
+
     /// The type a choice element's JSON key suffix names, if it is one of the element's types.
     pub fn choice_type(&self, suffix: &str) -> Option<&'static str> {
         self.0

@@ -5,5 +5,6 @@ mod corpus;
 mod crud;
 mod helpers;
 mod history;
+mod search_index;
 mod server;
 mod validation;

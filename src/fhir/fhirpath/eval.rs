@@ -12,6 +12,8 @@ use serde_json::Value;
 pub struct Item<'a> {
     pub value: Option<&'a Value>,
     pub ty: &'static str,
+    /// The required value set the element is bound to, if any (a `code`'s implied system).
+    pub binding: Option<&'static str>,
 }
 
 /// What an expression yields: items of the resource, or values it made itself (literals and
@@ -32,6 +34,7 @@ pub fn evaluate<'a>(expr: &Expr, resource: &'a Value) -> Vec<Out<'a>> {
     let root = Item {
         value: Some(resource),
         ty,
+        binding: None,
     };
     eval(expr, &[Out::Item(root)])
 }
@@ -112,21 +115,24 @@ fn members<'a>(input: &[Out<'a>], name: &str) -> Vec<Out<'a>> {
         let Out::Item(Item {
             value: Some(Value::Object(obj)),
             ty,
+            ..
         }) = o
         else {
             continue;
         };
+        let member = defs.member(ty, name);
+        let binding = member.and_then(|m| m.binding());
         let mut push = |v: &'a Value, ty: &'static str| match v {
             Value::Array(items) => out.extend(
                 items
                     .iter()
                     .filter(|i| !i.is_null())
-                    .map(|i| Out::Item(item_of(i, ty))),
+                    .map(|i| Out::Item(item_of(i, ty, binding))),
             ),
             Value::Null => {}
-            single => out.push(Out::Item(item_of(single, ty))),
+            single => out.push(Out::Item(item_of(single, ty, binding))),
         };
-        match defs.member(ty, name) {
+        match member {
             Some(member) if member.is_choice() => {
                 for (key, value) in obj.iter() {
                     if let Some(t) = key
@@ -154,7 +160,11 @@ fn members<'a>(input: &[Out<'a>], name: &str) -> Vec<Out<'a>> {
 }
 
 /// A contained or Bundle-held resource takes its type from its `resourceType`.
-fn item_of<'a>(value: &'a Value, declared: &'static str) -> Item<'a> {
+fn item_of<'a>(
+    value: &'a Value,
+    declared: &'static str,
+    binding: Option<&'static str>,
+) -> Item<'a> {
     let ty = if declared == "Resource" {
         value
             .get("resourceType")
@@ -167,6 +177,7 @@ fn item_of<'a>(value: &'a Value, declared: &'static str) -> Item<'a> {
     Item {
         value: Some(value),
         ty,
+        binding,
     }
 }
 
@@ -267,7 +278,11 @@ fn resolve<'a>(o: &Out<'a>) -> Option<Out<'a>> {
             .filter(|_| !last.is_empty())
     });
     let ty = from_type.or(from_reference)?;
-    Some(Out::Item(Item { value: None, ty }))
+    Some(Out::Item(Item {
+        value: None,
+        ty,
+        binding: None,
+    }))
 }
 
 /// A collection as a boolean: empty is unknown, a single boolean is itself, anything else true.

@@ -1,6 +1,8 @@
 //! FHIR search, independent of the store: the spec's search parameters (`params`) and the
 //! values a resource is indexed under for each of them (`index`).
 
+pub mod date;
+pub mod index;
 pub mod params;
 
 pub use params::{ParamType, SearchParam, SearchParams};
