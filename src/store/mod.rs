@@ -1,10 +1,31 @@
 //! The canonical store: every version of every resource, with its outbox event and audit row
 //! written in the same transaction, on SQLite (embedded default) or PostgreSQL (scale-out).
 
+/// Insert `rows` into `table`: one multi-row statement on PostgreSQL, where round trips are
+/// what costs; one cached statement per row on SQLite, which runs in-process (and for which
+/// diesel cannot batch these rows through the multi-backend connection).
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            DbConnection::Pg(c) => diesel::insert_into($table)
+                .values($rows)
+                .execute(c)
+                .map(|_| ()),
+            DbConnection::Sqlite(c) => $rows.into_iter().try_for_each(|row| {
+                diesel::insert_into($table)
+                    .values(row)
+                    .execute(c)
+                    .map(|_| ())
+            }),
+        }
+    };
+}
+
 mod cache;
 pub mod db;
 mod error;
 pub mod schema;
+pub mod search_index;
 pub mod versions;
 pub mod write;
 

@@ -60,10 +60,111 @@ diesel::table! {
     }
 }
 
+// The search index tables. diesel wants a primary key: the one named here is not unique in
+// the tables (they have none); nothing selects by it.
+
+diesel::table! {
+    search_string (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        norm -> Text,
+        exact -> Text,
+    }
+}
+
+diesel::table! {
+    search_token (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        system -> Nullable<Text>,
+        code -> Nullable<Text>,
+        text -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_reference (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        url -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_date (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        low -> BigInt,
+        high -> BigInt,
+    }
+}
+
+diesel::table! {
+    search_number (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        value -> Double,
+    }
+}
+
+diesel::table! {
+    search_quantity (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        low -> Double,
+        high -> Double,
+        system -> Nullable<Text>,
+        code -> Nullable<Text>,
+        unit -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_uri (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    search_composite (resource_type, resource_id, param) {
+        resource_type -> Text,
+        resource_id -> Text,
+        param -> Text,
+        system1 -> Nullable<Text>,
+        code1 -> Text,
+        system2 -> Nullable<Text>,
+        code2 -> Nullable<Text>,
+        low -> Nullable<Double>,
+        high -> Nullable<Double>,
+        date_low -> Nullable<BigInt>,
+        date_high -> Nullable<BigInt>,
+        text -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,
     resource_identifiers,
     outbox,
-    audit_events
+    audit_events,
+    search_string,
+    search_token,
+    search_reference,
+    search_date,
+    search_number,
+    search_quantity,
+    search_uri,
+    search_composite
 );

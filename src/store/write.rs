@@ -8,33 +8,15 @@ use super::Tx;
 use super::db::DbConnection;
 use super::error::StoreError;
 use super::schema::{audit_events, outbox, resource_identifiers, resource_versions, resources};
+use super::search_index;
 use super::versions::{Method, Version, WriteContext, Written};
 use crate::fhir::FhirId;
 use crate::fhir::resource::{Micros, now_micros, stamp};
+use crate::fhir::search::index::{Entries, index};
 use diesel::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Insert `rows` into `table`: one multi-row statement on PostgreSQL, where round trips are
-/// what costs; one cached statement per row on SQLite, which runs in-process (and for which
-/// diesel cannot batch these rows through the multi-backend connection).
-macro_rules! insert_all {
-    ($conn:expr, $table:expr, $rows:expr) => {
-        match $conn {
-            DbConnection::Pg(c) => diesel::insert_into($table)
-                .values($rows)
-                .execute(c)
-                .map(|_| ()),
-            DbConnection::Sqlite(c) => $rows.into_iter().try_for_each(|row| {
-                diesel::insert_into($table)
-                    .values(row)
-                    .execute(c)
-                    .map(|_| ())
-            }),
-        }
-    };
-}
 
 /// A committed change as the outbox and the audit trail record it.
 #[derive(Debug, Clone)]
@@ -126,6 +108,13 @@ pub fn create_many(
         .map(|(w, v)| (w.version.resource_type.as_str(), w.version.id.as_str(), v))
         .collect();
     index_identifiers(tx.conn, &owners)?;
+    let entries: Vec<Entries> = stamped.iter().map(index).collect();
+    let indexed: Vec<(&str, &str, &Entries)> = owners
+        .iter()
+        .zip(&entries)
+        .map(|((t, id, _), e)| (*t, *id, e))
+        .collect();
+    search_index::insert(tx.conn, &indexed)?;
     for w in &written {
         tx.record(w, "create", ctx);
     }
@@ -180,8 +169,11 @@ fn write_version(
     set_head(tx.conn, &version, current.is_some())?;
     if current.is_some() {
         clear_identifiers(tx.conn, rtype, id.as_str())?;
+        search_index::clear(tx.conn, rtype, id.as_str())?;
     }
     index_identifiers(tx.conn, &[(rtype, id.as_str(), &stamped)])?;
+    let entries = index(&stamped);
+    search_index::insert(tx.conn, &[(rtype, id.as_str(), &entries)])?;
     let written = Written {
         version: Version { seq, ..version },
         created,
@@ -223,6 +215,7 @@ pub fn delete(
     version.seq = insert_version(tx.conn, &version, ctx)?;
     set_head(tx.conn, &version, true)?;
     clear_identifiers(tx.conn, rtype, id)?;
+    search_index::clear(tx.conn, rtype, id)?;
     let written = Written {
         version,
         created: false,

@@ -5,6 +5,7 @@ mod corpus;
 mod crud;
 mod helpers;
 mod history;
+mod search;
 mod search_index;
 mod server;
 mod validation;
