@@ -4,5 +4,6 @@
 pub mod date;
 pub mod index;
 pub mod params;
+pub mod query;
 
 pub use params::{ParamType, SearchParam, SearchParams};
