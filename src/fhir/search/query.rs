@@ -296,10 +296,10 @@ fn reference(
         (None, None) if param.target.len() == 1 => (Some(param.target[0].clone()), v.clone()),
         (None, None) => (None, v.clone()),
     };
-    if let (Some(t), Some(m)) = (&target_type, modifier) {
-        if t != m {
-            return err(format!("{}:{m}={v}: the value names a {t}", param.code));
-        }
+    if let (Some(t), Some(m)) = (&target_type, modifier)
+        && t != m
+    {
+        return err(format!("{}:{m}={v}: the value names a {t}", param.code));
     }
     Ok(Predicate::Reference {
         target_type,
