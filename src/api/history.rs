@@ -5,8 +5,9 @@ use super::AppState;
 use super::context::RequestContext;
 use super::error::ApiError;
 use super::interaction::{check_type, parse_id};
+use super::paging::{self, CURSOR};
 use super::render;
-use crate::fhir::bundle::{bundle, history_entry, link};
+use crate::fhir::bundle::{bundle, history_entry};
 use crate::fhir::resource::parse_instant;
 use crate::store::{HistoryQuery, versions};
 use actix_web::http::StatusCode;
@@ -14,8 +15,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 const DEFAULT_COUNT: i64 = 50;
 const MAX_COUNT: i64 = 1000;
-/// Our paging cursor: entries older than this sequence number.
-const CURSOR: &str = "_cursor";
 
 pub async fn system(
     state: web::Data<AppState>,
@@ -121,44 +120,10 @@ async fn history(
         path = format!("{path}/{i}");
     }
     path.push_str("/_history");
-    let keep: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| k != CURSOR)
-        .cloned()
-        .collect();
-    let with = |extra: Option<(String, String)>| {
-        let mut all = keep.clone();
-        all.extend(extra);
-        let qs = serde_urlencoded::to_string(&all).unwrap_or_default();
-        if qs.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{qs}")
-        }
-    };
-    let mut links = vec![
-        link(
-            "self",
-            &format!(
-                "{path}{}",
-                if req.query_string().is_empty() {
-                    String::new()
-                } else {
-                    format!("?{}", req.query_string())
-                }
-            ),
-        ),
-        link("first", &with(None)),
-    ];
-    if page.len() as i64 == q.count
-        && q.count > 0
-        && let Some(last) = page.last()
-    {
-        links.push(link(
-            "next",
-            &with(Some((CURSOR.to_string(), last.seq.to_string()))),
-        ));
-    }
+    let next = (page.len() as i64 == q.count && q.count > 0)
+        .then(|| page.last().map(|last| last.seq.to_string()))
+        .flatten();
+    let links = paging::links(&path, &params, next);
     let entries = page.iter().map(|v| history_entry(v, base)).collect();
     let b = bundle("history", Some(total), links, entries);
     render::fhir(StatusCode::OK, &b, &ctx)

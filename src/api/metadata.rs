@@ -7,6 +7,7 @@ use super::error::ApiError;
 use super::render;
 use crate::fhir::definitions::Definitions;
 use crate::fhir::resource::{instant, now_micros};
+use crate::fhir::search::SearchParams;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
@@ -44,6 +45,12 @@ pub fn capability_statement(base_url: &str) -> Value {
                             ordered.insert(k, v);
                         }
                     }
+                    let params: Vec<Value> = SearchParams::get()
+                        .of_type(t)
+                        .filter(|p| p.is_supported())
+                        .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()}))
+                        .collect();
+                    ordered.insert("searchParam".into(), Value::Array(params));
                     Value::Object(ordered)
                 })
                 .collect();

@@ -9,7 +9,9 @@ mod health;
 mod history;
 mod interaction;
 mod metadata;
+mod paging;
 mod render;
+mod search;
 
 pub use metadata::capability_statement;
 
@@ -40,7 +42,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("", web::post().to(bundle::process))
                 .route("/", web::post().to(bundle::process))
                 .route("/_history", web::get().to(history::system))
+                .route("/{type}", web::get().to(search::get))
                 .route("/{type}", web::post().to(crud::create))
+                .route("/{type}/_search", web::post().to(search::post))
                 .route("/{type}/_history", web::get().to(history::of_type))
                 .route("/{type}/{id}", web::get().to(crud::read))
                 .route("/{type}/{id}", web::put().to(crud::update))

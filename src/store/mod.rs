@@ -25,6 +25,7 @@ mod cache;
 pub mod db;
 mod error;
 pub mod schema;
+pub mod search;
 pub mod search_index;
 pub mod versions;
 pub mod write;

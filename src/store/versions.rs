@@ -35,7 +35,7 @@ impl Method {
         }
     }
 
-    fn parse(s: &str) -> Method {
+    pub fn parse(s: &str) -> Method {
         match s {
             "POST" => Method::Post,
             "PATCH" => Method::Patch,

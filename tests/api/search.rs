@@ -59,3 +59,223 @@ async fn index_rows_follow_the_current_version(app: TestApp) {
         .unwrap();
     assert_eq!(refs, 0);
 }
+
+on_both_backends!(
+    basic_search_by_each_parameter_type,
+    search_paging_and_errors
+);
+
+/// The ids of a searchset's matches, sorted.
+async fn ids(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app.get(query).await;
+    assert_eq!(r.status, 200, "{query}: {}", r.text);
+    let b = r.json();
+    assert_eq!(b["type"], "searchset");
+    let mut out: Vec<String> = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+async fn put(app: &TestApp, body: serde_json::Value) {
+    let path = format!(
+        "{}/{}",
+        body["resourceType"].as_str().unwrap(),
+        body["id"].as_str().unwrap()
+    );
+    let r = app.put(&path, &body).await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+}
+
+async fn basic_search_by_each_parameter_type(app: TestApp) {
+    put(&app, json!({"resourceType":"Patient","id":"p1","name":[{"family":"Müller","given":["Anna"]}],"gender":"female","birthDate":"1974-12-25",
+        "identifier":[{"system":"http://mrn","value":"A1"}],"address":[{"city":"Zürich"}]})).await;
+    put(&app, json!({"resourceType":"Patient","id":"p2","name":[{"family":"Mullins"}],"gender":"male","birthDate":"1980",
+        "identifier":[{"system":"http://other","value":"A1"}]})).await;
+    put(
+        &app,
+        json!({"resourceType":"Patient","id":"p3","name":[{"family":"Ng"}],"gender":"other"}),
+    )
+    .await;
+    let obs = |id: &str, patient: &str, code: &str, value: f64, date: &str| {
+        json!({"resourceType":"Observation","id":id,"status":"final",
+               "code":{"coding":[{"system":"http://loinc.org","code":code}],"text":"Heart rate"},
+               "subject":{"reference":format!("Patient/{patient}")},"effectiveDateTime":date,
+               "valueQuantity":{"value":value,"unit":"beats/min","system":"http://unitsofmeasure.org","code":"/min"}})
+    };
+    put(
+        &app,
+        obs("o1", "p1", "8867-4", 72.0, "2026-01-10T08:00:00Z"),
+    )
+    .await;
+    put(
+        &app,
+        obs("o2", "p1", "8867-4", 110.0, "2026-02-10T08:00:00Z"),
+    )
+    .await;
+    put(
+        &app,
+        obs("o3", "p2", "9279-1", 16.0, "2025-12-31T23:00:00Z"),
+    )
+    .await;
+
+    // string: prefix, case- and accent-insensitive; :exact; :contains
+    assert_eq!(ids(&app, "Patient?family=mul").await, ["p1", "p2"]);
+    assert_eq!(ids(&app, "Patient?family=MÜLLER").await, ["p1"]);
+    assert_eq!(ids(&app, "Patient?family:exact=Müller").await, ["p1"]);
+    assert!(ids(&app, "Patient?family:exact=muller").await.is_empty());
+    assert_eq!(ids(&app, "Patient?name:contains=llin").await, ["p2"]);
+    assert_eq!(ids(&app, "Patient?address-city=zurich").await, ["p1"]);
+    // token
+    assert_eq!(ids(&app, "Patient?gender=male,other").await, ["p2", "p3"]);
+    assert_eq!(ids(&app, "Patient?gender:not=male").await, ["p1", "p3"]);
+    assert_eq!(ids(&app, "Patient?identifier=A1").await, ["p1", "p2"]);
+    assert_eq!(ids(&app, "Patient?identifier=http://mrn|A1").await, ["p1"]);
+    assert_eq!(ids(&app, "Patient?identifier=http://mrn|").await, ["p1"]);
+    assert_eq!(ids(&app, "Patient?identifier:missing=true").await, ["p3"]);
+    assert_eq!(
+        ids(&app, "Observation?code:text=heart").await,
+        ["o1", "o2", "o3"]
+    );
+    assert_eq!(ids(&app, "Patient?_id=p2,p3").await, ["p2", "p3"]);
+    // reference, with and without type
+    assert_eq!(
+        ids(&app, "Observation?subject=Patient/p1").await,
+        ["o1", "o2"]
+    );
+    assert_eq!(ids(&app, "Observation?patient=p2").await, ["o3"]);
+    assert_eq!(ids(&app, "Observation?subject:Patient=p2").await, ["o3"]);
+    // date prefixes and partial dates
+    assert_eq!(ids(&app, "Patient?birthdate=1974").await, ["p1"]);
+    assert_eq!(ids(&app, "Patient?birthdate=lt1975-01-01").await, ["p1"]);
+    // ge: the range at or after June 1980 overlaps the year 1980 (the spec's range semantics)
+    assert_eq!(ids(&app, "Patient?birthdate=ge1980-06").await, ["p2"]);
+    assert_eq!(
+        ids(&app, "Patient?birthdate=sa1980-06").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(&app, "Observation?date=2026-01").await, ["o1"]);
+    assert_eq!(
+        ids(&app, "Observation?date=ge2026-01-01&date=lt2026-03-01").await,
+        ["o1", "o2"]
+    );
+    assert_eq!(ids(&app, "Observation?date=sa2026-01-31").await, ["o2"]);
+    assert_eq!(ids(&app, "Observation?date=eb2026").await, ["o3"]);
+    // quantity with precision and units
+    assert_eq!(ids(&app, "Observation?value-quantity=72").await, ["o1"]);
+    assert_eq!(ids(&app, "Observation?value-quantity=gt100").await, ["o2"]);
+    assert_eq!(
+        ids(
+            &app,
+            "Observation?value-quantity=lt80|http://unitsofmeasure.org|/min"
+        )
+        .await,
+        ["o1", "o3"]
+    );
+    assert!(
+        ids(
+            &app,
+            "Observation?value-quantity=72|http://unitsofmeasure.org|mg"
+        )
+        .await
+        .is_empty()
+    );
+    // composite: code and value of the same observation
+    assert_eq!(
+        ids(
+            &app,
+            "Observation?code-value-quantity=http://loinc.org|8867-4$gt100"
+        )
+        .await,
+        ["o2"]
+    );
+    // several clauses are ANDed
+    assert_eq!(
+        ids(&app, "Observation?patient=p1&value-quantity=lt100").await,
+        ["o1"]
+    );
+}
+
+async fn search_paging_and_errors(app: TestApp) {
+    for i in 0..7 {
+        put(
+            &app,
+            json!({"resourceType":"Patient","id":format!("pg{i}"),"gender":"unknown"}),
+        )
+        .await;
+    }
+    let first = app.get("Patient?gender=unknown&_count=3").await.json();
+    assert_eq!(first["total"], 7);
+    let mut seen: Vec<String> = Vec::new();
+    let mut late = 0;
+    let mut page = first;
+    loop {
+        seen.extend(
+            page["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_string()),
+        );
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+        let Some(next) = next else { break };
+        // a write while paging neither repeats nor skips anything
+        put(
+            &app,
+            json!({"resourceType":"Patient","id":format!("late{}", seen.len()),"gender":"unknown"}),
+        )
+        .await;
+        late += 1;
+        page = app.get_url(&next).await.json();
+    }
+    let mut sorted = seen.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len());
+    assert!((0..7).all(|i| seen.contains(&format!("pg{i}"))), "{seen:?}");
+
+    let unknown = app.get("Patient?nmae=x").await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.text.contains("nmae"), "{}", unknown.text);
+    let lenient = app
+        .send(
+            app.client
+                .get(app.url("Patient?nmae=x&gender=unknown&_count=1"))
+                .header("Prefer", "handling=lenient"),
+        )
+        .await
+        .json();
+    let outcome = lenient["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .unwrap();
+    assert_eq!(outcome["resource"]["issue"][0]["severity"], "warning");
+    assert_eq!(app.get("Patient?birthdate=yesterday").await.status, 400);
+    assert_eq!(app.get("Patient?family:below=x").await.status, 400);
+    assert_eq!(
+        app.get("Patient?_sort=family").await.status,
+        400,
+        "not offered yet, so refused"
+    );
+    let post = app
+        .send(
+            app.client
+                .post(app.url("Patient/_search"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("gender=unknown&_count=2"),
+        )
+        .await;
+    assert_eq!(post.status, 200, "{}", post.text);
+    assert_eq!(post.json()["total"], 7 + late);
+}

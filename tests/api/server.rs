@@ -48,13 +48,47 @@ async fn metadata_says_what_is_supported(app: TestApp) {
     ] {
         assert!(codes.contains(&c), "Patient supports {c}: {codes:?}");
     }
+    assert!(codes.contains(&"search-type"));
+    let params: Vec<&str> = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "_id",
+        "_lastUpdated",
+        "family",
+        "identifier",
+        "birthdate",
+        "general-practitioner",
+    ] {
+        assert!(params.contains(&p), "Patient lists {p}: {params:?}");
+    }
+    let obs = resources
+        .iter()
+        .find(|r| r["type"] == "Observation")
+        .unwrap();
+    let obs_params: Vec<&str> = obs["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(obs_params.contains(&"code-value-quantity"));
+    let seq = resources
+        .iter()
+        .find(|r| r["type"] == "MolecularSequence")
+        .unwrap();
+    let seq_params: Vec<&str> = seq["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert!(
-        codes.iter().all(|c| *c != "search-type"),
-        "search is not claimed before it exists"
-    );
-    assert!(
-        patient.get("searchParam").is_none(),
-        "no search parameters are claimed yet"
+        !seq_params.contains(&"chromosome-variant-coordinate"),
+        "a three-part composite is not offered"
     );
     let system: Vec<&str> = cs["rest"][0]["interaction"]
         .as_array()

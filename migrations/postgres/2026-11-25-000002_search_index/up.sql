@@ -9,7 +9,8 @@ CREATE TABLE search_string (
     norm TEXT NOT NULL,                    -- lower case, accents removed
     exact TEXT NOT NULL
 );
-CREATE INDEX search_string_lookup ON search_string (resource_type, param, norm);
+-- text_pattern_ops: prefix LIKE 'abc%' can use the index whatever the database's collation
+CREATE INDEX search_string_lookup ON search_string (resource_type, param, norm text_pattern_ops);
 CREATE INDEX search_string_owner ON search_string (resource_type, resource_id);
 
 CREATE TABLE search_token (
@@ -74,7 +75,7 @@ CREATE TABLE search_uri (
     param TEXT NOT NULL,
     value TEXT NOT NULL
 );
-CREATE INDEX search_uri_lookup ON search_uri (resource_type, param, value);
+CREATE INDEX search_uri_lookup ON search_uri (resource_type, param, value text_pattern_ops);
 CREATE INDEX search_uri_owner ON search_uri (resource_type, resource_id);
 
 -- A token paired with a second value from the same element (Observation.component).

@@ -74,6 +74,22 @@ pub struct SearchParam {
     pub components: Vec<Component>,
 }
 
+impl SearchParam {
+    /// Whether searches by this parameter are offered: all kinds but `special`, and the
+    /// composites of two parts that start with a token (73 of the spec's 79).
+    pub fn is_supported(&self) -> bool {
+        match self.kind {
+            ParamType::Special => false,
+            ParamType::Composite => matches!(
+                self.components.as_slice(),
+                [first, second] if first.kind == ParamType::Token
+                    && matches!(second.kind, ParamType::Token | ParamType::Quantity | ParamType::Number | ParamType::Date | ParamType::String)
+            ),
+            _ => true,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Component {
     pub code: String,

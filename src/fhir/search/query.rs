@@ -115,6 +115,12 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
     let Some(param) = SearchParams::get().find(rtype, code) else {
         return Ok(None);
     };
+    if !param.is_supported() {
+        return err(format!(
+            "{name}: searching by this {} parameter is not supported",
+            param.kind.as_str()
+        ));
+    }
     let mut clause = Clause {
         param,
         negate: false,
