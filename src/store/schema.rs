@@ -60,13 +60,13 @@ diesel::table! {
     }
 }
 
-// The search index tables. diesel wants a primary key: the one named here is not unique in
-// the tables (they have none); nothing selects by it.
+// The search index tables: rows keyed by their owner and a row number within it.
 
 diesel::table! {
-    search_string (resource_type, resource_id, param) {
+    search_string (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         norm -> Text,
         exact -> Text,
@@ -74,9 +74,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_token (resource_type, resource_id, param) {
+    search_token (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         system -> Nullable<Text>,
         code -> Nullable<Text>,
@@ -85,9 +86,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_reference (resource_type, resource_id, param) {
+    search_reference (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         target_type -> Nullable<Text>,
         target_id -> Nullable<Text>,
@@ -96,9 +98,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_date (resource_type, resource_id, param) {
+    search_date (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         low -> BigInt,
         high -> BigInt,
@@ -106,18 +109,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_number (resource_type, resource_id, param) {
+    search_number (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         value -> Double,
     }
 }
 
 diesel::table! {
-    search_quantity (resource_type, resource_id, param) {
+    search_quantity (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         low -> Double,
         high -> Double,
@@ -128,18 +133,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_uri (resource_type, resource_id, param) {
+    search_uri (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         value -> Text,
     }
 }
 
 diesel::table! {
-    search_composite (resource_type, resource_id, param) {
+    search_composite (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
+        n -> Integer,
         param -> Text,
         system1 -> Nullable<Text>,
         code1 -> Text,

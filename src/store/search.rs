@@ -9,6 +9,7 @@ use super::db::DbConnection;
 use super::error::StoreError;
 use super::versions::{Method, Version};
 use crate::fhir::search::date::DateRange;
+use crate::fhir::search::index::is_stored_elsewhere;
 use crate::fhir::search::query::{Clause, Predicate, Prefix, SystemMatch, UriMatch};
 use crate::fhir::search::{ParamType, SearchParam};
 use diesel::prelude::*;
@@ -235,6 +236,9 @@ fn table_of(kind: ParamType) -> &'static str {
 /// `r.resource_id [NOT] IN (...)` for one clause.
 fn clause_sql(sql: &mut Sql, rt: &str, clause: &Clause) -> String {
     let param: &SearchParam = clause.param;
+    if is_stored_elsewhere(&param.code) {
+        return own_column_sql(sql, clause);
+    }
     let table = table_of(param.kind);
     let p = sql.text(&param.code);
     let rows = |predicates: String| {
@@ -256,6 +260,33 @@ fn clause_sql(sql: &mut Sql, rt: &str, clause: &Clause) -> String {
         "r.resource_id {not}IN ({})",
         rows(format!(" AND (({}))", any.join(") OR (")))
     )
+}
+
+/// `_id` and `_lastUpdated`, answered from the `resources` row itself.
+fn own_column_sql(sql: &mut Sql, clause: &Clause) -> String {
+    if let Some(missing) = clause.missing {
+        return if missing {
+            "FALSE".into()
+        } else {
+            "TRUE".into()
+        };
+    }
+    let any: Vec<String> = clause
+        .any_of
+        .iter()
+        .map(|pred| match pred {
+            Predicate::Token { code: Some(id), .. } => {
+                let v = sql.text(id);
+                format!("r.resource_id = {v}")
+            }
+            Predicate::Date { prefix, range } => {
+                range_sql(sql, *prefix, *range, "r.last_updated", "r.last_updated")
+            }
+            _ => "FALSE".into(),
+        })
+        .collect();
+    let not = if clause.negate { "NOT " } else { "" };
+    format!("{not}(({}))", any.join(") OR ("))
 }
 
 /// The condition one value puts on an index row of a `kind` table (columns prefixed with `c`).

@@ -13,7 +13,8 @@ use diesel::prelude::*;
 /// Rows per multi-row statement (PostgreSQL allows 65,535 bound values; composites bind 12).
 const CHUNK: usize = 1000;
 
-/// Remove every index row of `rtype/id` (its old version's, before an update or on delete).
+/// Remove every index row of `rtype/id` (its old version's, before an update or on delete):
+/// a range of the tables' primary keys.
 pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
     macro_rules! clear_table {
         ($table:ident) => {
@@ -46,10 +47,11 @@ pub fn insert(
             let rows: Vec<_> = owners
                 .iter()
                 .flat_map(|(rtype, id, entries)| {
-                    entries.$field.iter().map(move |$e| {
+                    entries.$field.iter().enumerate().map(move |(n, $e)| {
                         (
                             $table::resource_type.eq(*rtype),
                             $table::resource_id.eq(*id),
+                            $table::n.eq(n as i32),
                             $table::param.eq($e.param),
                             $($table::$col.eq($val),)*
                         )

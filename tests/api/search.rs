@@ -194,6 +194,20 @@ async fn basic_search_by_each_parameter_type(app: TestApp) {
         .await,
         ["o2"]
     );
+    // _id and _lastUpdated come from the stored resource itself
+    assert_eq!(
+        ids(&app, "Patient?_lastUpdated=gt2020-01-01").await,
+        ["p1", "p2", "p3"]
+    );
+    assert!(
+        ids(&app, "Patient?_lastUpdated=lt2020-01-01")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&app, "Patient?_id:not=p1&gender=male,female").await,
+        ["p2"]
+    );
     // several clauses are ANDed
     assert_eq!(
         ids(&app, "Observation?patient=p1&value-quantity=lt100").await,

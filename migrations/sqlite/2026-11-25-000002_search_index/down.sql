@@ -1,3 +1,4 @@
+DROP INDEX resources_by_time;
 DROP TABLE search_composite;
 DROP TABLE search_uri;
 DROP TABLE search_quantity;

@@ -110,11 +110,20 @@ pub fn index(resource: &Value) -> Entries {
         return entries;
     };
     for param in SearchParams::get().of_type(rtype) {
+        if is_stored_elsewhere(&param.code) {
+            continue;
+        }
         let found = evaluate(&param.expression, resource);
         entries.add(param, &found);
     }
     entries.dedup();
     entries
+}
+
+/// `_id` and `_lastUpdated` are columns of every stored resource: searches read them there
+/// instead of from index rows.
+pub fn is_stored_elsewhere(code: &str) -> bool {
+    code == "_id" || code == "_lastUpdated"
 }
 
 impl Entries {
@@ -541,11 +550,11 @@ mod tests {
             token("_tag"),
             [(Some("http://t".into()), Some("vip".into()))]
         );
-        assert_eq!(token("_id"), [(None, Some("p1".into()))]);
+        assert!(token("_id").is_empty(), "_id is the resource's own column");
         assert_eq!(token("phone"), [(Some("phone".into()), Some("555".into()))]);
         let birth = e.dates.iter().find(|d| d.param == "birthdate").unwrap();
         assert_eq!(birth.range, DateRange::parse("1974-12").unwrap());
-        assert!(e.dates.iter().any(|d| d.param == "_lastUpdated"));
+        assert!(!e.dates.iter().any(|d| d.param == "_lastUpdated"));
         let gp = e
             .references
             .iter()
