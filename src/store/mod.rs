@@ -24,6 +24,7 @@ macro_rules! insert_all {
 mod cache;
 pub mod db;
 mod error;
+mod group_commit;
 pub mod schema;
 pub mod search;
 pub mod search_index;
@@ -36,7 +37,7 @@ pub use versions::{HistoryQuery, Method, Version, WriteContext, Written};
 
 use cache::ResourceCache;
 use diesel::Connection;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the store is opened.
@@ -52,9 +53,9 @@ pub struct StoreSettings {
 #[derive(Clone)]
 pub struct Store {
     pool: db::Pool,
-    /// SQLite has one writer at a time; taking turns here instead of in SQLite's busy loop
-    /// avoids upgrade deadlocks between deferred transactions. PostgreSQL needs no lock.
-    write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite has one writer at a time: its writes go through one connection that commits
+    /// concurrent writers together (see `group_commit`). PostgreSQL writes use the pool.
+    group: Option<Arc<group_commit::GroupCommit>>,
     cache: ResourceCache,
     database: Database,
 }
@@ -88,12 +89,15 @@ impl Store {
             tracing::info!(applied, database = %settings.database.describe(), "applied migrations");
         }
         let pool = settings.database.pool(settings.pool_size)?;
+        let group = match settings.database.is_sqlite() {
+            true => Some(Arc::new(group_commit::GroupCommit::new(
+                settings.database.connect()?,
+            ))),
+            false => None,
+        };
         Ok(Store {
             pool,
-            write_lock: settings
-                .database
-                .is_sqlite()
-                .then(|| Arc::new(Mutex::new(()))),
+            group,
             cache: ResourceCache::new(settings.cache_capacity, settings.cache_ttl),
             database: settings.database.clone(),
         })
@@ -109,13 +113,8 @@ impl Store {
     where
         E: From<StoreError> + From<diesel::result::Error>,
     {
-        let mut conn = self.pool.get().map_err(|e| E::from(StoreError::from(e)))?;
-        let _turn = self
-            .write_lock
-            .as_ref()
-            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         let mut written = Vec::new();
-        let out = conn.transaction(|c| {
+        let work = |c: &mut DbConnection| {
             let mut tx = Tx {
                 conn: c,
                 written: Vec::new(),
@@ -125,7 +124,15 @@ impl Store {
             write::flush_changes(tx.conn, &tx.changes)?;
             written = tx.written;
             Ok::<T, E>(out)
-        })?;
+        };
+        let out = match &self.group {
+            Some(group) => group.write(work)?,
+            None => {
+                let mut conn = self.pool.get().map_err(|e| E::from(StoreError::from(e)))?;
+                let conn: &mut DbConnection = &mut conn;
+                conn.transaction(work)?
+            }
+        };
         for v in written {
             self.cache.offer(v);
         }

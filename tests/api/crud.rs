@@ -344,3 +344,64 @@ async fn change_writes_outbox_and_audit_with_correlation_id(app: TestApp) {
         .unwrap();
     assert_eq!(leaked, 0);
 }
+
+on_both_backends!(concurrent_writers_commit_together_and_fail_alone);
+
+/// Many writers at once (on SQLite they share commits): every accepted create is stored, and a
+/// writer refused in the middle of a group changes nothing and harms no one else.
+async fn concurrent_writers_commit_together_and_fail_alone(app: TestApp) {
+    let (target, body) = app.create(&patient("Target")).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = app.client.clone();
+        let (url, req_body, if_match) = if i % 2 == 0 {
+            (app.url("Patient"), patient(&format!("Group{i}")), None)
+        } else {
+            (
+                app.url(&format!("Patient/{target}")),
+                body.clone(),
+                Some("W/\"99\""),
+            )
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut req = if if_match.is_some() {
+                client.put(url)
+            } else {
+                client.post(url)
+            };
+            req = req
+                .header("content-type", "application/fhir+json")
+                .body(req_body.to_string());
+            if let Some(m) = if_match {
+                req = req.header("If-Match", m);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        20,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        20,
+        "{statuses:?}"
+    );
+    let versions: i64 = emrsync::store::schema::resource_versions::table
+        .count()
+        .get_result(&mut app.db())
+        .unwrap();
+    assert_eq!(
+        versions, 21,
+        "20 creates and the target's first version, nothing else"
+    );
+    assert_eq!(
+        app.get(&format!("Patient/{target}")).await.json()["meta"]["versionId"],
+        "1"
+    );
+}
