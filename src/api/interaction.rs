@@ -4,8 +4,10 @@
 
 use super::error::ApiError;
 use crate::fhir::definitions::Definitions;
+use crate::fhir::search::query::parse_clause;
 use crate::fhir::validate::validate_resource;
 use crate::fhir::{FhirId, Issue, model};
+use crate::store::search::{SearchSpec, search};
 use crate::store::versions::{self, Method, Written};
 use crate::store::write;
 use crate::store::{Tx, WriteContext};
@@ -71,39 +73,40 @@ pub fn prepare(mut resource: Value, rtype: &str, lenient: bool) -> Result<Prepar
     })
 }
 
-/// Resolve an `If-None-Exist` (or conditional reference) query to matching ids. Until the
-/// search index lands this supports `identifier=[system|]value` and `_id=id`.
+/// Resolve a condition (`If-None-Exist`, a conditional update or delete) to the ids of the
+/// current resources it matches, with the search machinery: any supported search parameter
+/// works. At most two ids come back: enough to tell none, one and several apart.
 pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<String>, ApiError> {
     let query = query.trim_start_matches('?');
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
         ApiError::bad_request(format!("condition '{query}' is not a query string: {e}"))
     })?;
-    let mut matches: Option<Vec<String>> = None;
-    for (name, value) in params {
-        let found = match name.as_str() {
-            "identifier" => match value.split_once('|') {
-                Some((system, code)) => {
-                    versions::find_by_identifier(tx.conn, rtype, Some(system), code)?
-                }
-                None => versions::find_by_identifier(tx.conn, rtype, None, &value)?,
-            },
-            "_id" => match versions::current(tx.conn, rtype, &value)? {
-                Some(v) if !v.deleted => vec![v.id],
-                _ => vec![],
-            },
-            other => {
+    if params.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty condition: give at least one search parameter",
+        ));
+    }
+    let mut clauses = Vec::with_capacity(params.len());
+    for (name, value) in &params {
+        match parse_clause(rtype, name, value) {
+            Ok(Some(c)) => clauses.push(c),
+            Ok(None) => {
                 return Err(ApiError::bad_request(format!(
-                    "conditional parameter '{other}' is not supported (supported: identifier, _id)"
+                    "condition '{query}': '{name}' is not a search parameter of {rtype}"
                 )));
             }
-        };
-        matches = Some(match matches {
-            None => found,
-            Some(prev) => prev.into_iter().filter(|id| found.contains(id)).collect(),
-        });
+            Err(e) => return Err(ApiError::bad_request(format!("condition '{query}': {e}"))),
+        }
     }
-    matches
-        .ok_or_else(|| ApiError::bad_request("empty condition: give at least one search parameter"))
+    let spec = SearchSpec {
+        resource_type: rtype,
+        clauses: &clauses,
+        count: 2,
+        after_id: None,
+        total: false,
+    };
+    let page = search(tx.conn, &spec)?;
+    Ok(page.versions.into_iter().map(|v| v.id).collect())
 }
 
 /// Create (POST): a new server-assigned id, or with `If-None-Exist` the existing match.

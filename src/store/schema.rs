@@ -25,15 +25,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    resource_identifiers (resource_type, resource_id, system, value) {
-        resource_type -> Text,
-        resource_id -> Text,
-        system -> Text,
-        value -> Text,
-    }
-}
-
-diesel::table! {
     outbox (seq) {
         seq -> BigInt,
         resource_type -> Text,
@@ -163,7 +154,6 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,
-    resource_identifiers,
     outbox,
     audit_events,
     search_string,

@@ -3,7 +3,7 @@
 
 use super::db::DbConnection;
 use super::error::StoreError;
-use super::schema::{resource_identifiers, resource_versions, resources};
+use super::schema::{resource_versions, resources};
 use crate::fhir::resource::Micros;
 use diesel::prelude::*;
 use serde_json::Value;
@@ -197,23 +197,4 @@ pub fn history_total(conn: &mut DbConnection, q: &HistoryQuery) -> Result<i64, S
         query = query.filter(resource_versions::last_updated.ge(since));
     }
     Ok(query.get_result(conn)?)
-}
-
-/// Ids of current, not deleted resources of a type carrying an identifier (`system` None: any).
-pub fn find_by_identifier(
-    conn: &mut DbConnection,
-    rtype: &str,
-    system: Option<&str>,
-    value: &str,
-) -> Result<Vec<String>, StoreError> {
-    let mut query = resource_identifiers::table
-        .filter(resource_identifiers::resource_type.eq(rtype))
-        .filter(resource_identifiers::value.eq(value))
-        .select(resource_identifiers::resource_id)
-        .distinct()
-        .into_boxed();
-    if let Some(s) = system {
-        query = query.filter(resource_identifiers::system.eq(s.to_string()));
-    }
-    Ok(query.load(conn)?)
 }

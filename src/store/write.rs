@@ -7,7 +7,7 @@
 use super::Tx;
 use super::db::DbConnection;
 use super::error::StoreError;
-use super::schema::{audit_events, outbox, resource_identifiers, resource_versions, resources};
+use super::schema::{audit_events, outbox, resource_versions, resources};
 use super::search_index;
 use super::versions::{Method, Version, WriteContext, Written};
 use crate::fhir::FhirId;
@@ -102,17 +102,11 @@ pub fn create_many(
             .values(heads)
             .execute(pg)?;
     }
-    let owners: Vec<(&str, &str, &Value)> = written
-        .iter()
-        .zip(&stamped)
-        .map(|(w, v)| (w.version.resource_type.as_str(), w.version.id.as_str(), v))
-        .collect();
-    index_identifiers(tx.conn, &owners)?;
     let entries: Vec<Entries> = stamped.iter().map(index).collect();
-    let indexed: Vec<(&str, &str, &Entries)> = owners
+    let indexed: Vec<(&str, &str, &Entries)> = written
         .iter()
         .zip(&entries)
-        .map(|((t, id, _), e)| (*t, *id, e))
+        .map(|(w, e)| (w.version.resource_type.as_str(), w.version.id.as_str(), e))
         .collect();
     search_index::insert(tx.conn, &indexed)?;
     for w in &written {
@@ -168,10 +162,8 @@ fn write_version(
     let seq = insert_version(tx.conn, &version, ctx)?;
     set_head(tx.conn, &version, current.is_some())?;
     if current.is_some() {
-        clear_identifiers(tx.conn, rtype, id.as_str())?;
         search_index::clear(tx.conn, rtype, id.as_str())?;
     }
-    index_identifiers(tx.conn, &[(rtype, id.as_str(), &stamped)])?;
     let entries = index(&stamped);
     search_index::insert(tx.conn, &[(rtype, id.as_str(), &entries)])?;
     let written = Written {
@@ -214,7 +206,6 @@ pub fn delete(
     version.version_id = current + 1;
     version.seq = insert_version(tx.conn, &version, ctx)?;
     set_head(tx.conn, &version, true)?;
-    clear_identifiers(tx.conn, rtype, id)?;
     search_index::clear(tx.conn, rtype, id)?;
     let written = Written {
         version,
@@ -412,60 +403,6 @@ fn set_head(conn: &mut DbConnection, v: &Version, exists: bool) -> Result<(), St
         diesel::insert_into(resources::table)
             .values(head_row(v))
             .execute(conn)?;
-    }
-    Ok(())
-}
-
-fn clear_identifiers(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
-    let owner = resource_identifiers::table
-        .filter(resource_identifiers::resource_type.eq(rtype))
-        .filter(resource_identifiers::resource_id.eq(id));
-    diesel::delete(owner).execute(conn)?;
-    Ok(())
-}
-
-/// The distinct `(system, value)` pairs of a resource's identifiers (system '' when absent).
-fn identifier_pairs(resource: &Value) -> Vec<(&str, &str)> {
-    let list: Vec<&Value> = match resource.get("identifier") {
-        None => return Vec::new(),
-        Some(Value::Array(a)) => a.iter().collect(),
-        Some(single) => vec![single], // a few resources (e.g. Bundle) have a single identifier
-    };
-    let mut pairs: Vec<(&str, &str)> = list
-        .into_iter()
-        .filter_map(|i| {
-            let value = i.get("value")?.as_str()?;
-            let system = i.get("system").and_then(Value::as_str).unwrap_or("");
-            Some((system, value))
-        })
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    pairs
-}
-
-/// Index the identifiers of new current versions: `(type, id, resource)` each.
-fn index_identifiers(
-    conn: &mut DbConnection,
-    resources: &[(&str, &str, &Value)],
-) -> Result<(), StoreError> {
-    let rows: Vec<_> = resources
-        .iter()
-        .flat_map(|(rtype, id, resource)| {
-            identifier_pairs(resource)
-                .into_iter()
-                .map(move |(system, value)| {
-                    (
-                        resource_identifiers::resource_type.eq(*rtype),
-                        resource_identifiers::resource_id.eq(*id),
-                        resource_identifiers::system.eq(system),
-                        resource_identifiers::value.eq(value),
-                    )
-                })
-        })
-        .collect();
-    for chunk in rows.chunks(1000) {
-        insert_all!(conn, resource_identifiers::table, chunk)?;
     }
     Ok(())
 }

@@ -195,6 +195,28 @@ async fn if_none_exist_finds_the_existing_identifier(app: TestApp) {
     // two matches: the condition is ambiguous
     app.create(&body).await;
     assert_eq!(app.send(post()).await.status, 412);
+    // any search parameter can be a condition; an unknown one is refused
+    let by_name = app
+        .post_with(
+            "Patient",
+            &patient("Other"),
+            ("If-None-Exist", "family=Chalmers-not&birthdate=1974-12-25"),
+        )
+        .await;
+    assert_eq!(by_name.status, 201, "{}", by_name.text);
+    let again = app
+        .post_with(
+            "Patient",
+            &patient("Other"),
+            ("If-None-Exist", "family=other&birthdate=1974-12-25"),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["id"], by_name.json()["id"]);
+    let bad = app
+        .post_with("Patient", &patient("Other"), ("If-None-Exist", "nmae=x"))
+        .await;
+    assert_eq!(bad.status, 400);
 }
 
 async fn prefer_return_shapes_the_answer(app: TestApp) {
