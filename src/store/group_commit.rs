@@ -127,6 +127,7 @@ impl GroupCommit {
             let keep_after = st.epoch.saturating_sub(10_000);
             st.failures.retain(|(epoch, _)| *epoch >= keep_after);
         }
+        tracing::trace!(writers = st.members, "group committed");
         st.open = false;
         st.members = 0;
         st.epoch += 1;

@@ -91,7 +91,7 @@ impl Store {
         let pool = settings.database.pool(settings.pool_size)?;
         let group = match settings.database.is_sqlite() {
             true => Some(Arc::new(group_commit::GroupCommit::new(
-                settings.database.connect()?,
+                settings.database.connect_writer()?,
             ))),
             false => None,
         };
