@@ -96,6 +96,7 @@ def main():
     pkg = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_PKG
     data = load(pkg)
     primitives, types, resources, bindings, aliases = {}, {}, [], set(), {}
+    summary = {}  # resource type -> its top-level elements marked isSummary (for _summary=true)
     for sd in data["StructureDefinition"]:
         core = "http://hl7.org/fhir/StructureDefinition/"
         if sd.get("kind") == "logical":
@@ -141,6 +142,8 @@ def main():
             if b and b.get("strength") == "required" and b.get("valueSet"):
                 binding = b["valueSet"].split("|")[0]
                 bindings.add(binding)
+            if kind == "resource" and parent == tname and e.get("isSummary"):
+                summary.setdefault(tname, []).append(name)
             types.setdefault(parent, {})[name] = [tlist, e.get("max", "1"), binding, choice, e.get("min", 0)]
     valuesets = {}
     for url in sorted(bindings):
@@ -154,6 +157,7 @@ def main():
         "aliases": dict(sorted(aliases.items())),
         "types": dict(sorted(types.items())),
         "valuesets": valuesets,
+        "summary": {t: summary.get(t, []) for t in sorted(resources)},
     }
     with open(OUT, "w") as f:
         json.dump(out, f, separators=(",", ":"), sort_keys=False)

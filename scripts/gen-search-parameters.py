@@ -6,6 +6,10 @@ SearchParameters) and writes capability/search-parameters.json:
 
   { base type: { code: { "type", "expression", "url", "target"?, "components"? } } }
 
+and capability/compartment-patient.json (from CompartmentDefinition-patient.json):
+
+  { resource type: [ reference parameter codes that make a resource a member ] }
+
 where `expression` keeps only the union branches of the spec's expression that apply to that
 base (the spec writes one expression for all bases: "Patient.name.family | Practitioner.name.family"),
 and a composite's components name the component parameter's code, type and relative expression.
@@ -23,6 +27,7 @@ import tarfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PKG = os.path.join(HERE, "..", "..", "shared", "fhir-packages", "hl7.fhir.r4.examples-4.0.1.tgz")
 OUT = os.path.join(HERE, "..", "capability", "search-parameters.json")
+COMPARTMENT_OUT = os.path.join(HERE, "..", "capability", "compartment-patient.json")
 
 
 def split_union(expression):
@@ -54,6 +59,12 @@ def for_base(expression, base):
 def main(pkg):
     with tarfile.open(pkg) as tf:
         bundle = json.load(tf.extractfile("package/Bundle-searchParams.json"))
+        compartment = json.load(tf.extractfile("package/CompartmentDefinition-patient.json"))
+    members = {r["code"]: r["param"] for r in compartment["resource"] if r.get("param")}
+    with open(COMPARTMENT_OUT, "w") as f:
+        json.dump(members, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"wrote {COMPARTMENT_OUT}: {len(members)} resource types in the Patient compartment")
     params = [e["resource"] for e in bundle["entry"]]
     by_url = {p["url"]: p for p in params}
     out = {}

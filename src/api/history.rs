@@ -123,7 +123,7 @@ async fn history(
     let next = (page.len() as i64 == q.count && q.count > 0)
         .then(|| page.last().map(|last| last.seq.to_string()))
         .flatten();
-    let links = paging::links(&path, &params, next);
+    let links = paging::links(&path, &params, next, None);
     let entries = page.iter().map(|v| history_entry(v, base)).collect();
     let b = bundle("history", Some(total), links, entries);
     render::fhir(StatusCode::OK, &b, &ctx)

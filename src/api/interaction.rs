@@ -4,10 +4,10 @@
 
 use super::error::ApiError;
 use crate::fhir::definitions::Definitions;
-use crate::fhir::search::query::parse_clause;
+use crate::fhir::search::filter::parse_filter;
 use crate::fhir::validate::validate_resource;
 use crate::fhir::{FhirId, Issue, model};
-use crate::store::search::{SearchSpec, search};
+use crate::store::search::{Scope, SearchSpec, search};
 use crate::store::versions::{self, Method, Written};
 use crate::store::write;
 use crate::store::{Tx, WriteContext};
@@ -86,10 +86,10 @@ pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<St
             "empty condition: give at least one search parameter",
         ));
     }
-    let mut clauses = Vec::with_capacity(params.len());
+    let mut filters = Vec::with_capacity(params.len());
     for (name, value) in &params {
-        match parse_clause(rtype, name, value) {
-            Ok(Some(c)) => clauses.push(c),
+        match parse_filter(rtype, name, value) {
+            Ok(Some(f)) => filters.push(f),
             Ok(None) => {
                 return Err(ApiError::bad_request(format!(
                     "condition '{query}': '{name}' is not a search parameter of {rtype}"
@@ -98,11 +98,12 @@ pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<St
             Err(e) => return Err(ApiError::bad_request(format!("condition '{query}': {e}"))),
         }
     }
+    let scope = [(rtype.to_string(), filters)];
     let spec = SearchSpec {
-        resource_type: rtype,
-        clauses: &clauses,
+        scope: Scope::Types(&scope),
+        sort: &[],
         count: 2,
-        after_id: None,
+        cursor: None,
         total: false,
     };
     let page = search(tx.conn, &spec)?;

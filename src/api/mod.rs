@@ -41,6 +41,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/metadata", web::get().to(metadata::metadata))
                 .route("", web::post().to(bundle::process))
                 .route("/", web::post().to(bundle::process))
+                .route("", web::get().to(search::system_get))
+                .route("/", web::get().to(search::system_get))
+                .route("/_search", web::post().to(search::system_post))
                 .route("/_history", web::get().to(history::system))
                 .route("/{type}", web::get().to(search::get))
                 .route("/{type}", web::post().to(crud::create))
@@ -52,6 +55,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/{type}/{id}", web::delete().to(crud::delete))
                 .route("/{type}/{id}/_history", web::get().to(history::of_instance))
                 .route("/{type}/{id}/_history/{vid}", web::get().to(crud::vread))
+                .route(
+                    "/{compartment}/{id}/{type}",
+                    web::get().to(search::compartment),
+                )
                 .default_service(web::to(unknown_route)),
         )
         .default_service(web::to(unknown_route));

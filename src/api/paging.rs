@@ -8,8 +8,14 @@ use serde_json::Value;
 /// The query parameter that carries the cursor.
 pub const CURSOR: &str = "_cursor";
 
-/// `self`, `first` and (when `next_cursor` is given) `next` links for `path` with `params`.
-pub fn links(path: &str, params: &[(String, String)], next_cursor: Option<String>) -> Vec<Value> {
+/// `self`, `first` and (when their cursors are given) `next` and `previous` links for `path`
+/// with `params`.
+pub fn links(
+    path: &str,
+    params: &[(String, String)],
+    next_cursor: Option<String>,
+    previous_cursor: Option<String>,
+) -> Vec<Value> {
     let keep: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != CURSOR).collect();
     let url = |extra: Option<(String, String)>| {
         let mut all: Vec<(String, String)> = keep.iter().map(|p| (*p).clone()).collect();
@@ -28,6 +34,9 @@ pub fn links(path: &str, params: &[(String, String)], next_cursor: Option<String
     let mut out = vec![link("self", &url(this)), link("first", &url(None))];
     if let Some(c) = next_cursor {
         out.push(link("next", &url(Some((CURSOR.to_string(), c)))));
+    }
+    if let Some(c) = previous_cursor {
+        out.push(link("previous", &url(Some((CURSOR.to_string(), c)))));
     }
     out
 }

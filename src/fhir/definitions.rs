@@ -89,6 +89,7 @@ struct RawDefinitions {
     aliases: HashMap<String, String>,
     types: HashMap<String, HashMap<String, ElementDef>>,
     valuesets: HashMap<String, HashMap<String, Vec<String>>>,
+    summary: HashMap<String, Vec<String>>,
 }
 
 /// The loaded facts, with the spec's primitive regexes compiled and anchored.
@@ -98,6 +99,8 @@ pub struct Definitions {
     aliases: HashMap<String, String>,
     types: HashMap<String, HashMap<String, ElementDef>>,
     valuesets: HashMap<String, HashMap<String, HashSet<String>>>,
+    /// Top-level elements marked isSummary, per resource type (choices by their base name).
+    summary: HashMap<String, HashSet<String>>,
 }
 
 impl Definitions {
@@ -140,7 +143,20 @@ impl Definitions {
             aliases: raw.aliases,
             types: raw.types,
             valuesets,
+            summary: raw
+                .summary
+                .into_iter()
+                .map(|(t, names)| (t, names.into_iter().collect()))
+                .collect(),
         }
+    }
+
+    /// Whether `element` (a top-level element name, a choice by its base name) of `rtype` is
+    /// part of the summary view (`_summary=true`).
+    pub fn is_summary(&self, rtype: &str, element: &str) -> bool {
+        self.summary
+            .get(rtype)
+            .is_some_and(|names| names.contains(element))
     }
 
     pub fn is_resource_type(&self, name: &str) -> bool {

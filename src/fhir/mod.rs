@@ -8,6 +8,7 @@ pub mod model;
 pub mod outcome;
 pub mod resource;
 pub mod search;
+pub mod subset;
 pub mod validate;
 
 pub use outcome::{Issue, Severity, operation_outcome};

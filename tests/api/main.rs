@@ -6,6 +6,7 @@ mod crud;
 mod helpers;
 mod history;
 mod search;
+mod search_examples;
 mod search_index;
 mod server;
 mod validation;

@@ -278,9 +278,16 @@ async fn search_paging_and_errors(app: TestApp) {
     assert_eq!(app.get("Patient?birthdate=yesterday").await.status, 400);
     assert_eq!(app.get("Patient?family:below=x").await.status, 400);
     assert_eq!(
-        app.get("Patient?_sort=family").await.status,
+        app.get("Observation?_sort=code-value-quantity")
+            .await
+            .status,
         400,
-        "not offered yet, so refused"
+        "a composite has no order"
+    );
+    assert_eq!(
+        app.get("Patient?_filter=name eq x").await.status,
+        400,
+        "not offered, so refused"
     );
     let post = app
         .send(

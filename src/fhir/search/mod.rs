@@ -2,6 +2,7 @@
 //! values a resource is indexed under for each of them (`index`).
 
 pub mod date;
+pub mod filter;
 pub mod index;
 pub mod params;
 pub mod query;

@@ -1,0 +1,269 @@
+//! Search: `GET [base]/[type]?params`, `POST [base]/[type]/_search`, the Patient compartment
+//! (`GET [base]/Patient/[id]/[type]`) and system search (`GET [base]?_type=...`). Parameters
+//! become filters (`request`); the page of matches, what `_include`/`_revinclude` add and the
+//! paging links make a searchset Bundle.
+
+mod request;
+
+use super::AppState;
+use super::body::read_limited;
+use super::context::RequestContext;
+use super::error::ApiError;
+use super::interaction::check_type;
+use super::paging;
+use super::render;
+use crate::fhir::bundle::bundle;
+use crate::fhir::search::filter::patient_compartment;
+use crate::fhir::subset;
+use crate::fhir::{Issue, operation_outcome};
+use crate::store::db::DbConnection;
+use crate::store::search::{Cursor, Page, Scope, SearchError, SearchSpec, includes, search};
+use crate::store::versions::Version;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+pub use request::{SearchRequest, Types};
+use serde_json::{Value, json};
+
+/// Resources `_include` and `_revinclude` add to one page, at most.
+const MAX_INCLUDED: usize = 1000;
+
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let rtype = path.into_inner();
+    check_type(&rtype)?;
+    let params = query_params(req.query_string())?;
+    let path = format!("{}/{rtype}", state.base_url);
+    run(state, Types::One(rtype), None, params, path, ctx).await
+}
+
+/// `POST [type]/_search`: parameters in the form body (and the URL).
+pub async fn post(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let rtype = path.into_inner();
+    check_type(&rtype)?;
+    let params = form_params(&state, &req, payload).await?;
+    let path = format!("{}/{rtype}", state.base_url);
+    run(state, Types::One(rtype), None, params, path, ctx).await
+}
+
+/// `GET [base]/Patient/[id]/[type]`: a search of one patient's compartment.
+pub async fn compartment(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let (compartment, id, rtype) = path.into_inner();
+    check_type(&compartment)?;
+    if compartment != "Patient" {
+        return Err(ApiError::not_found(format!(
+            "only the Patient compartment is searchable, not {compartment}"
+        )));
+    }
+    check_type(&rtype)?;
+    let filter = patient_compartment(&rtype, &id).map_err(|e| ApiError::bad_request(e.0))?;
+    let params = query_params(req.query_string())?;
+    let path = format!("{}/Patient/{id}/{rtype}", state.base_url);
+    run(state, Types::One(rtype), Some(filter), params, path, ctx).await
+}
+
+/// `GET [base]?params`: every type, or those `_type` names.
+pub async fn system_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let params = query_params(req.query_string())?;
+    system(state, params, ctx).await
+}
+
+/// `POST [base]/_search`.
+pub async fn system_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let params = form_params(&state, &req, payload).await?;
+    system(state, params, ctx).await
+}
+
+async fn system(
+    state: web::Data<AppState>,
+    params: Vec<(String, String)>,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let mut named: Vec<String> = Vec::new();
+    for (_, v) in params.iter().filter(|(k, _)| k == "_type") {
+        for t in v.split(',').filter(|t| !t.is_empty()) {
+            check_type(t)?;
+            if !named.iter().any(|n| n == t) {
+                named.push(t.to_string());
+            }
+        }
+    }
+    let types = match named.len() {
+        0 => Types::All,
+        1 => Types::One(named.remove(0)),
+        _ => Types::Some(named),
+    };
+    let path = state.base_url.clone();
+    run(state, types, None, params, path, ctx).await
+}
+
+async fn form_params(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Issue::error(
+                "not-supported",
+                "POST _search takes application/x-www-form-urlencoded parameters",
+            ),
+        ));
+    }
+    let body = read_limited(payload, state.max_body_bytes).await?;
+    let mut params = query_params(req.query_string())?;
+    params.extend(query_params(&String::from_utf8_lossy(&body))?);
+    Ok(params)
+}
+
+fn query_params(qs: &str) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(qs)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::BadCursor => ApiError::bad_request(e.to_string()),
+            SearchError::Store(s) => s.into(),
+        }
+    }
+}
+
+async fn run(
+    state: web::Data<AppState>,
+    types: Types,
+    compartment: Option<crate::fhir::search::filter::Filter>,
+    params: Vec<(String, String)>,
+    path: String,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let request = SearchRequest::parse(&types, &params, compartment, ctx.lenient)?;
+    let store = state.store.clone();
+    let (page, included, cut, request) =
+        web::block(move || store.read(|c| Ok(execute(c, request)))).await???;
+    let base = &state.base_url;
+    let (next, previous) = page_cursors(&page, &request);
+    let links = paging::links(&path, &params, next, previous);
+    let shape = |v: &Version| -> Value {
+        let mut resource = v.json();
+        if let Some(s) = request.summary {
+            subset::summarize(&mut resource, s);
+        }
+        if let Some(e) = &request.elements {
+            subset::elements(&mut resource, e);
+        }
+        resource
+    };
+    let entry = |v: &Version, mode: &str| {
+        json!({
+            "fullUrl": format!("{base}/{}/{}", v.resource_type, v.id),
+            "resource": shape(v),
+            "search": { "mode": mode }
+        })
+    };
+    let mut entries: Vec<Value> = page.versions.iter().map(|v| entry(v, "match")).collect();
+    entries.extend(included.iter().map(|v| entry(v, "include")));
+    let mut notes = request.ignored.clone();
+    if cut {
+        notes.push(Issue::warning(
+            "too-costly",
+            format!("_include and _revinclude added the first {MAX_INCLUDED} resources only"),
+        ));
+    }
+    if !notes.is_empty() {
+        entries.push(json!({
+            "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            "resource": operation_outcome(&notes),
+            "search": { "mode": "outcome" }
+        }));
+    }
+    let b = bundle("searchset", page.total, links, entries);
+    render::fhir(StatusCode::OK, &b, &ctx)
+}
+
+/// The page of matches, and what `_include`/`_revinclude` add to it (with whether the
+/// limit cut that list short).
+fn execute(
+    c: &mut DbConnection,
+    request: SearchRequest,
+) -> Result<(Page, Vec<Version>, bool, SearchRequest), SearchError> {
+    let spec = SearchSpec {
+        scope: if request.all_types {
+            Scope::AllTypes(&request.filters[0].1)
+        } else {
+            Scope::Types(&request.filters)
+        },
+        sort: &request.sort,
+        count: if request.count_only { 0 } else { request.count },
+        cursor: request.cursor.as_ref(),
+        total: request.total || request.count_only,
+    };
+    let page = search(c, &spec)?;
+    let (included, cut) = includes(c, &page.versions, &request.includes, MAX_INCLUDED)?;
+    Ok((page, included, cut, request))
+}
+
+/// The cursors of the `next` and `previous` pages, when there are such pages.
+fn page_cursors(page: &Page, request: &SearchRequest) -> (Option<String>, Option<String>) {
+    let sort = &request.sort;
+    let backward = request.cursor.as_ref().is_some_and(|c| c.before);
+    let (has_next, has_previous) = if backward {
+        (true, page.more)
+    } else {
+        (page.more, request.cursor.is_some())
+    };
+    let at = |v: Option<&Version>, before: bool| -> Option<String> {
+        match v {
+            Some(v) => Some(Cursor::of(v, sort, before).encode()),
+            // an empty page: turn round at the position asked for
+            None => request.cursor.as_ref().map(|c| {
+                Cursor {
+                    before,
+                    ..c.clone()
+                }
+                .encode()
+            }),
+        }
+    };
+    let next = if has_next && !request.count_only {
+        at(page.versions.last(), false)
+    } else {
+        None
+    };
+    let previous = if has_previous && !request.count_only {
+        at(page.versions.first(), true)
+    } else {
+        None
+    };
+    (next, previous)
+}

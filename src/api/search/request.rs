@@ -1,0 +1,313 @@
+//! A search's query string, understood: which resources (filters per type), in which order,
+//! which page, and how the Bundle is shaped (`_include`, `_summary`, `_elements`, `_total`).
+//! Anything this server does not know is refused by name, so that a client is never handed an
+//! unfiltered or unsorted result it did not ask for (unless it asked for lenient handling).
+
+use crate::api::error::ApiError;
+use crate::api::paging::CURSOR;
+use crate::fhir::Issue;
+use crate::fhir::definitions::Definitions;
+use crate::fhir::search::filter::{Filter, parse_filter};
+use crate::fhir::search::{ParamType, SearchParams};
+use crate::fhir::subset::Summary;
+use crate::store::search::{Cursor, Include, IncludeKind, SortKey};
+use actix_web::http::StatusCode;
+
+pub const DEFAULT_COUNT: i64 = 20;
+pub const MAX_COUNT: i64 = 1000;
+
+/// Result parameters of the spec this server does not offer.
+const NOT_OFFERED: &[&str] = &[
+    "_contained",
+    "_containedType",
+    "_list",
+    "_text",
+    "_content",
+    "_query",
+    "_filter",
+];
+
+/// Which types a search covers.
+#[derive(Debug, Clone)]
+pub enum Types {
+    /// `GET [type]` or a compartment: one type.
+    One(String),
+    /// `GET [base]?_type=A,B`: these.
+    Some(Vec<String>),
+    /// `GET [base]` without `_type`: every type.
+    All,
+}
+
+/// What the query string asked for.
+pub struct SearchRequest {
+    /// The filters of each type searched (for `Types::All`, one entry named "Resource").
+    pub filters: Vec<(String, Vec<Filter>)>,
+    pub all_types: bool,
+    pub sort: Vec<SortKey>,
+    pub count: i64,
+    pub cursor: Option<Cursor>,
+    pub total: bool,
+    /// `_summary=count`: the total only.
+    pub count_only: bool,
+    pub summary: Option<Summary>,
+    pub elements: Option<Vec<String>>,
+    pub includes: Vec<Include>,
+    /// Parameters ignored under lenient handling, reported to the client.
+    pub ignored: Vec<Issue>,
+}
+
+impl SearchRequest {
+    /// Parse `params` for a search of `types`; `extra` filters (a compartment) apply to each.
+    pub fn parse(
+        types: &Types,
+        params: &[(String, String)],
+        extra: Option<Filter>,
+        lenient: bool,
+    ) -> Result<SearchRequest, ApiError> {
+        let type_names: Vec<String> = match types {
+            Types::One(t) => vec![t.clone()],
+            Types::Some(ts) => ts.clone(),
+            Types::All => vec!["Resource".into()],
+        };
+        let mut req = SearchRequest {
+            filters: type_names.iter().map(|t| (t.clone(), Vec::new())).collect(),
+            all_types: matches!(types, Types::All),
+            sort: Vec::new(),
+            count: DEFAULT_COUNT,
+            cursor: None,
+            total: true,
+            count_only: false,
+            summary: None,
+            elements: None,
+            includes: Vec::new(),
+            ignored: Vec::new(),
+        };
+        if let Some(f) = extra {
+            for (_, filters) in &mut req.filters {
+                filters.push(f.clone());
+            }
+        }
+        for (name, value) in params {
+            req.parameter(&type_names, name, value, lenient)?;
+        }
+        Ok(req)
+    }
+
+    fn parameter(
+        &mut self,
+        types: &[String],
+        name: &str,
+        value: &str,
+        lenient: bool,
+    ) -> Result<(), ApiError> {
+        let bad = |msg: String| Err(ApiError::bad_request(msg));
+        match name {
+            "_count" => {
+                let n: i64 = match value.parse() {
+                    Ok(n) => n,
+                    Err(_) => return bad(format!("_count '{value}' is not a number")),
+                };
+                self.count = n.clamp(0, MAX_COUNT);
+            }
+            "_total" => {
+                self.total = match value {
+                    "none" => false,
+                    // an estimate would cost the same query here: both are exact
+                    "estimate" | "accurate" => true,
+                    other => {
+                        return bad(format!(
+                            "_total '{other}' must be none, estimate or accurate"
+                        ));
+                    }
+                }
+            }
+            "_summary" => match value {
+                "true" => self.summary = Some(Summary::True),
+                "text" => self.summary = Some(Summary::Text),
+                "data" => self.summary = Some(Summary::Data),
+                "count" => self.count_only = true,
+                "false" => self.summary = None,
+                other => {
+                    return bad(format!(
+                        "_summary '{other}' must be true, text, data, count or false"
+                    ));
+                }
+            },
+            "_elements" => {
+                self.elements = Some(
+                    value
+                        .split(',')
+                        .map(|e| e.trim().rsplit('.').next().unwrap_or("").to_string())
+                        .filter(|e| !e.is_empty())
+                        .collect(),
+                )
+            }
+            "_sort" => {
+                for key in value.split(',').filter(|k| !k.is_empty()) {
+                    self.sort.push(sort_key(types, key)?);
+                }
+            }
+            "_type" | "_format" | "_pretty" => {}
+            CURSOR => {
+                self.cursor = Some(Cursor::decode(value).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{CURSOR} '{value}' is not a paging cursor of this server"
+                    ))
+                })?)
+            }
+            n if n == "_include"
+                || n == "_revinclude"
+                || n.starts_with("_include:")
+                || n.starts_with("_revinclude:") =>
+            {
+                self.include(types, n, value)?
+            }
+            n => {
+                let code = n.split([':', '.']).next().unwrap_or(n);
+                if NOT_OFFERED.contains(&code) {
+                    return self
+                        .unsupported(format!("search parameter '{n}' is not supported"), lenient);
+                }
+                for i in 0..self.filters.len() {
+                    let rtype = self.filters[i].0.clone();
+                    match parse_filter(&rtype, n, value) {
+                        Ok(Some(f)) => self.filters[i].1.push(f),
+                        Ok(None) => {
+                            let msg = if self.all_types {
+                                format!(
+                                    "'{n}' is not a search parameter of every resource type; name the types with _type"
+                                )
+                            } else {
+                                format!(
+                                    "'{n}' is not a search parameter of {rtype} (see the CapabilityStatement)"
+                                )
+                            };
+                            return self.unsupported(msg, lenient);
+                        }
+                        Err(e) => return bad(e.0),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unsupported(&mut self, msg: String, lenient: bool) -> Result<(), ApiError> {
+        if lenient {
+            self.ignored.push(Issue::warning(
+                "not-supported",
+                format!("{msg} (ignored: lenient handling)"),
+            ));
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("not-supported", msg),
+            ))
+        }
+    }
+
+    /// `_include[:iterate]=Source:param[:Target]`, `Source:*` or `*`; the same for `_revinclude`.
+    fn include(&mut self, types: &[String], name: &str, value: &str) -> Result<(), ApiError> {
+        let (base, modifier) = name.split_once(':').unwrap_or((name, ""));
+        let iterate = match modifier {
+            "" => false,
+            "iterate" | "recurse" => true,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "{name}: unknown modifier ':{other}' (supported: iterate)"
+                )));
+            }
+        };
+        let kind = if base == "_include" {
+            IncludeKind::Include
+        } else {
+            IncludeKind::RevInclude
+        };
+        if value == "*" {
+            if kind == IncludeKind::RevInclude {
+                return Err(ApiError::bad_request(
+                    "_revinclude=*: name the source type, as in Provenance:*",
+                ));
+            }
+            for t in types {
+                self.includes.push(Include {
+                    kind,
+                    source_type: t.clone(),
+                    param: None,
+                    target_type: None,
+                    iterate,
+                });
+            }
+            return Ok(());
+        }
+        let parts: Vec<&str> = value.split(':').collect();
+        let (source, code, target) = match parts.as_slice() {
+            [s, c] => (*s, *c, None),
+            [s, c, t] => (*s, *c, Some(*t)),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "{name}={value}: write SourceType:parameter[:TargetType]"
+                )));
+            }
+        };
+        if !Definitions::get().is_resource_type(source) {
+            return Err(ApiError::bad_request(format!(
+                "{name}={value}: '{source}' is not a resource type"
+            )));
+        }
+        let param = if code == "*" {
+            None
+        } else {
+            match SearchParams::get().find(source, code) {
+                Some(p) if p.kind == ParamType::Reference => {
+                    if let Some(t) = target
+                        && !p.target.iter().any(|x| x == t)
+                    {
+                        return Err(ApiError::bad_request(format!(
+                            "{name}={value}: {source}.{code} never points at a {t}"
+                        )));
+                    }
+                    Some(p.code.clone())
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "{name}={value}: '{code}' is not a reference parameter of {source}"
+                    )));
+                }
+            }
+        };
+        self.includes.push(Include {
+            kind,
+            source_type: source.to_string(),
+            param,
+            target_type: target.map(str::to_string),
+            iterate,
+        });
+        Ok(())
+    }
+}
+
+/// One `_sort` key (`-date` descending), the same parameter in every type searched.
+fn sort_key(types: &[String], key: &str) -> Result<SortKey, ApiError> {
+    let (code, descending) = match key.strip_prefix('-') {
+        Some(c) => (c, true),
+        None => (key, false),
+    };
+    let mut found: Option<SortKey> = None;
+    for t in types {
+        let param = SearchParams::get().find(t, code).ok_or_else(|| {
+            ApiError::bad_request(format!("_sort: '{code}' is not a search parameter of {t}"))
+        })?;
+        let k = SortKey::of(param, descending).map_err(ApiError::bad_request)?;
+        if let Some(prev) = &found
+            && prev.kind != k.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "_sort: '{code}' is not of one kind across the types searched"
+            )));
+        }
+        found = Some(k);
+    }
+    found.ok_or_else(|| ApiError::bad_request("_sort needs a type to search"))
+}

@@ -1,0 +1,264 @@
+//! What a search selects by: a resource's own index rows (`Clause`), or another resource it
+//! points at (chaining, `subject:Patient.name=peter`), or one that points at it (reverse
+//! chaining, `_has:Observation:patient:code=1234-5`), or membership of a patient's compartment
+//! (`/Patient/123/Observation`). Filters nest: a chain can end in a `_has` and vice versa.
+
+use super::params::{ParamType, SearchParam, SearchParams};
+use super::query::{Clause, QueryError, parse_clause};
+use crate::fhir::definitions::Definitions;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// How deep chains and `_has` may nest: enough for any real query, and a bound on the SQL.
+const MAX_DEPTH: usize = 4;
+
+#[derive(Debug, Clone)]
+pub enum Filter {
+    /// A test on the resource's own index rows.
+    Clause(Clause),
+    /// `param[:Type].rest=value`: the resource points, through `param`, at a resource of one
+    /// of the listed types that matches that type's filter.
+    Chain {
+        param: &'static SearchParam,
+        targets: Vec<(String, Filter)>,
+    },
+    /// `_has:Source:param:rest=value`: some `Source` resource points at this one through
+    /// `param` and matches `inner`.
+    Has {
+        source_type: String,
+        param: &'static SearchParam,
+        inner: Box<Filter>,
+    },
+    /// A member of `Patient/{patient}`'s compartment: the patient itself, or a resource that
+    /// refers to it through one of the compartment's parameters for its type.
+    Compartment {
+        patient: String,
+        params: Vec<&'static SearchParam>,
+        is_patient_type: bool,
+    },
+}
+
+impl Filter {
+    /// A filter that only keeps resources with index rows: no `:not` and no `:missing=true`
+    /// anywhere at its top. Such a filter can be answered from the index alone.
+    pub fn needs_only_index(&self) -> bool {
+        match self {
+            Filter::Clause(c) => !c.negate && c.missing != Some(true),
+            _ => false,
+        }
+    }
+}
+
+/// Parse `name=value` for `rtype`: a plain parameter, a chain or a `_has`. `Ok(None)` when the
+/// name is not a search parameter of the type (the caller decides whether that is an error).
+pub fn parse_filter(rtype: &str, name: &str, value: &str) -> Result<Option<Filter>, QueryError> {
+    parse_at(rtype, name, value, 0)
+}
+
+fn parse_at(
+    rtype: &str,
+    name: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Option<Filter>, QueryError> {
+    if depth > MAX_DEPTH {
+        return Err(QueryError(format!(
+            "{name}: chains and _has nest at most {MAX_DEPTH} levels deep"
+        )));
+    }
+    if let Some(rest) = name.strip_prefix("_has:") {
+        return parse_has(rtype, rest, value, depth).map(Some);
+    }
+    if let Some((head, rest)) = name.split_once('.') {
+        return parse_chain(rtype, head, rest, value, depth);
+    }
+    Ok(parse_clause(rtype, name, value)?.map(Filter::Clause))
+}
+
+/// `Source:param:rest` of `_has:Source:param:rest`.
+fn parse_has(rtype: &str, spec: &str, value: &str, depth: usize) -> Result<Filter, QueryError> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(source), Some(code), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(QueryError(format!(
+            "_has:{spec}: reverse chains are _has:Type:reference-parameter:parameter"
+        )));
+    };
+    if !Definitions::get().is_resource_type(source) {
+        return Err(QueryError(format!(
+            "_has:{spec}: '{source}' is not a resource type"
+        )));
+    }
+    let param = reference_param(source, code, &format!("_has:{spec}"))?;
+    if !param.target.iter().any(|t| t == rtype) {
+        return Err(QueryError(format!(
+            "_has:{spec}: {source}.{code} never points at a {rtype}"
+        )));
+    }
+    let inner = parse_at(source, rest, value, depth + 1)?.ok_or_else(|| {
+        QueryError(format!(
+            "_has:{spec}: '{rest}' is not a search parameter of {source}"
+        ))
+    })?;
+    Ok(Filter::Has {
+        source_type: source.to_string(),
+        param,
+        inner: Box::new(inner),
+    })
+}
+
+/// `head.rest` where head is `param` or `param:Type`.
+fn parse_chain(
+    rtype: &str,
+    head: &str,
+    rest: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Option<Filter>, QueryError> {
+    let (code, type_modifier) = match head.split_once(':') {
+        Some((c, t)) => (c, Some(t)),
+        None => (head, None),
+    };
+    if SearchParams::get().find(rtype, code).is_none() {
+        return Ok(None);
+    }
+    let whole = format!("{head}.{rest}");
+    let param = reference_param(rtype, code, &whole)?;
+    let candidates: Vec<&String> = match type_modifier {
+        Some(t) if param.target.iter().any(|x| x == t) => {
+            param.target.iter().filter(|x| *x == t).collect()
+        }
+        Some(t) => {
+            return Err(QueryError(format!(
+                "{whole}: {rtype}.{code} does not point at a {t} (it may point at: {})",
+                param.target.join(", ")
+            )));
+        }
+        None => param.target.iter().collect(),
+    };
+    let mut targets = Vec::new();
+    for target in candidates {
+        if let Some(f) = parse_at(target, rest, value, depth + 1)? {
+            targets.push((target.clone(), f));
+        }
+    }
+    if targets.is_empty() {
+        return Err(QueryError(format!(
+            "{whole}: '{rest}' is not a search parameter of any type {rtype}.{code} points at"
+        )));
+    }
+    Ok(Some(Filter::Chain { param, targets }))
+}
+
+fn reference_param(
+    rtype: &str,
+    code: &str,
+    whole: &str,
+) -> Result<&'static SearchParam, QueryError> {
+    match SearchParams::get().find(rtype, code) {
+        Some(p) if p.kind == ParamType::Reference => Ok(p),
+        Some(p) => Err(QueryError(format!(
+            "{whole}: {rtype}.{code} is a {} parameter; only references chain",
+            p.kind.as_str()
+        ))),
+        None => Err(QueryError(format!(
+            "{whole}: '{code}' is not a search parameter of {rtype}"
+        ))),
+    }
+}
+
+/// The Patient compartment (R4 CompartmentDefinition/patient): for each resource type, the
+/// reference parameters that make a resource a member. Derived by
+/// `scripts/gen-search-parameters.py` into `capability/compartment-patient.json`.
+pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryError> {
+    static COMPARTMENT: OnceLock<BTreeMap<String, Vec<String>>> = OnceLock::new();
+    let members = COMPARTMENT.get_or_init(|| {
+        serde_json::from_str(include_str!("../../../capability/compartment-patient.json"))
+            .expect("capability/compartment-patient.json is valid (generated file)")
+    });
+    let codes = members.get(rtype).ok_or_else(|| {
+        QueryError(format!(
+            "{rtype} resources are not in the Patient compartment"
+        ))
+    })?;
+    let params = codes
+        .iter()
+        .filter_map(|c| SearchParams::get().find(rtype, c))
+        .filter(|p| p.kind == ParamType::Reference)
+        .collect();
+    Ok(Filter::Compartment {
+        patient: patient.to_string(),
+        params,
+        is_patient_type: rtype == "Patient",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_follow_reference_targets() {
+        let f = parse_filter("Observation", "subject:Patient.name", "peter")
+            .unwrap()
+            .unwrap();
+        let Filter::Chain { param, targets } = f else {
+            panic!("not a chain")
+        };
+        assert_eq!(param.code, "subject");
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].0, "Patient");
+        // without a type, every target type that has the parameter
+        let Filter::Chain { targets, .. } = parse_filter("Observation", "subject.name", "x")
+            .unwrap()
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(targets.iter().any(|(t, _)| t == "Patient"));
+        assert!(targets.iter().any(|(t, _)| t == "Location"));
+        // two levels
+        assert!(
+            parse_filter("Observation", "encounter.patient.family", "x")
+                .unwrap()
+                .is_some()
+        );
+        assert!(parse_filter("Observation", "code.text", "x").is_err());
+        assert!(parse_filter("Observation", "subject:Patient.nonsense", "x").is_err());
+        assert!(
+            parse_filter("Observation", "nonsense.name", "x")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn reverse_chains_name_a_source_that_points_here() {
+        let f = parse_filter("Patient", "_has:Observation:patient:code", "1234-5")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(f, Filter::Has { ref source_type, .. } if source_type == "Observation"));
+        assert!(parse_filter("Patient", "_has:Observation:code:code", "x").is_err());
+        assert!(parse_filter("Patient", "_has:Spaceship:patient:code", "x").is_err());
+        assert!(parse_filter("Patient", "_has:Observation:patient", "x").is_err());
+        assert!(
+            parse_filter(
+                "Patient",
+                "_has:Observation:patient:_has:Provenance:target:agent",
+                "Practitioner/1"
+            )
+            .unwrap()
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn the_patient_compartment_comes_from_the_spec() {
+        let Filter::Compartment { params, .. } = patient_compartment("Observation", "p1").unwrap()
+        else {
+            panic!()
+        };
+        let codes: Vec<&str> = params.iter().map(|p| p.code.as_str()).collect();
+        assert_eq!(codes, ["subject", "performer"]);
+        assert!(patient_compartment("CodeSystem", "p1").is_err());
+    }
+}

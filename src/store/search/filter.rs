@@ -1,0 +1,186 @@
+//! A filter (`fhir::search::filter`) as an SQL condition on one `resources` row: plain
+//! parameters test the row's own index rows, chains test the rows of what it points at,
+//! `_has` the rows of what points at it, compartments its references to one patient.
+//!
+//! Every condition has the form `owner.resource_id [NOT] IN (SELECT ... )` over an index
+//! table's lookup index, so the planner can either drive from the index or probe it per row.
+
+use super::predicate::{predicate_sql, range_sql};
+use super::sql::Sql;
+use crate::fhir::search::ParamType;
+use crate::fhir::search::filter::Filter;
+use crate::fhir::search::index::is_stored_elsewhere;
+use crate::fhir::search::query::{Clause, Predicate};
+
+/// The `resources` row a condition is about: its alias and an SQL expression for its type
+/// (a placeholder when the type is fixed, the row's own column in a search of all types).
+pub struct Owner<'a> {
+    pub row: &'a str,
+    pub ty: &'a str,
+}
+
+pub fn table_of(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::String => "search_string",
+        ParamType::Token => "search_token",
+        ParamType::Reference => "search_reference",
+        ParamType::Date => "search_date",
+        ParamType::Number => "search_number",
+        ParamType::Quantity => "search_quantity",
+        ParamType::Uri => "search_uri",
+        ParamType::Composite | ParamType::Special => "search_composite",
+    }
+}
+
+/// The condition `filter` puts on `owner`.
+pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
+    let id = format!("{}.resource_id", owner.row);
+    match filter {
+        Filter::Clause(clause) => clause_sql(sql, owner, clause),
+        Filter::Chain { param, targets } => {
+            let s = sql.alias("c");
+            let p = sql.text(&param.code);
+            let any: Vec<String> = targets
+                .iter()
+                .map(|(target, inner)| {
+                    let t = sql.text(target);
+                    let ids = ids_matching(sql, &t, inner);
+                    format!("{s}.target_type = {t} AND {s}.target_id IN ({ids})")
+                })
+                .collect();
+            format!(
+                "{id} IN (SELECT {s}.resource_id FROM search_reference {s} \
+                 WHERE {s}.resource_type = {ty} AND {s}.param = {p} AND (({any})))",
+                ty = owner.ty,
+                any = any.join(") OR ("),
+            )
+        }
+        Filter::Has {
+            source_type,
+            param,
+            inner,
+        } => {
+            let h = sql.alias("h");
+            let src = sql.text(source_type);
+            let p = sql.text(&param.code);
+            let ids = ids_matching(sql, &src, inner);
+            format!(
+                "{id} IN (SELECT {h}.target_id FROM search_reference {h} \
+                 WHERE {h}.resource_type = {src} AND {h}.param = {p} \
+                 AND {h}.target_type = {ty} AND {h}.resource_id IN ({ids}))",
+                ty = owner.ty
+            )
+        }
+        Filter::Compartment {
+            patient,
+            params,
+            is_patient_type,
+        } => {
+            let pid = sql.text(patient);
+            let mut any = Vec::new();
+            if *is_patient_type {
+                any.push(format!("{id} = {pid}"));
+            }
+            if !params.is_empty() {
+                let s = sql.alias("m");
+                let codes: Vec<String> = params.iter().map(|p| sql.text(&p.code)).collect();
+                let patient_type = sql.text("Patient");
+                any.push(format!(
+                    "{id} IN (SELECT {s}.resource_id FROM search_reference {s} \
+                     WHERE {s}.resource_type = {ty} AND {s}.param IN ({codes}) \
+                     AND {s}.target_type = {patient_type} AND {s}.target_id = {pid})",
+                    ty = owner.ty,
+                    codes = codes.join(", ")
+                ));
+            }
+            if any.is_empty() {
+                "FALSE".into()
+            } else {
+                format!("(({}))", any.join(") OR ("))
+            }
+        }
+    }
+}
+
+/// `SELECT resource_id` of the current resources of type `ty` that match `filter`: straight
+/// from the index when the filter only keeps resources with index rows (deleted resources
+/// have none), else from `resources`.
+fn ids_matching(sql: &mut Sql, ty: &str, filter: &Filter) -> String {
+    if let Filter::Clause(clause) = filter
+        && filter.needs_only_index()
+        && !is_stored_elsewhere(&clause.param.code)
+    {
+        return index_rows(sql, ty, clause);
+    }
+    let r = sql.alias("r");
+    let cond = filter_sql(sql, &Owner { row: &r, ty }, filter);
+    format!(
+        "SELECT {r}.resource_id FROM resources {r} \
+         WHERE {r}.resource_type = {ty} AND {r}.deleted = FALSE AND {cond}"
+    )
+}
+
+/// `SELECT resource_id` of the index rows of `clause`'s parameter in type `ty` that match any
+/// of its values (all of its rows with `:missing`).
+fn index_rows(sql: &mut Sql, ty: &str, clause: &Clause) -> String {
+    let kind = clause.param.kind;
+    let table = table_of(kind);
+    let s = sql.alias("s");
+    let p = sql.text(&clause.param.code);
+    let head = format!(
+        "SELECT {s}.resource_id FROM {table} {s} WHERE {s}.resource_type = {ty} AND {s}.param = {p}"
+    );
+    if clause.missing.is_some() {
+        return head;
+    }
+    let column_prefix = format!("{s}.");
+    let any: Vec<String> = clause
+        .any_of
+        .iter()
+        .map(|pred| predicate_sql(sql, pred, &column_prefix, kind))
+        .collect();
+    format!("{head} AND (({}))", any.join(") OR ("))
+}
+
+/// `owner.resource_id [NOT] IN (index rows)` for one parameter.
+fn clause_sql(sql: &mut Sql, owner: &Owner, clause: &Clause) -> String {
+    if is_stored_elsewhere(&clause.param.code) {
+        return own_column_sql(sql, owner, clause);
+    }
+    let not = match clause.missing {
+        Some(true) => "NOT ",
+        Some(false) => "",
+        None if clause.negate => "NOT ",
+        None => "",
+    };
+    let rows = index_rows(sql, owner.ty, clause);
+    format!("{}.resource_id {not}IN ({rows})", owner.row)
+}
+
+/// `_id` and `_lastUpdated`, answered from the `resources` row itself.
+fn own_column_sql(sql: &mut Sql, owner: &Owner, clause: &Clause) -> String {
+    if let Some(missing) = clause.missing {
+        return if missing { "FALSE" } else { "TRUE" }.into();
+    }
+    let row = owner.row;
+    let any: Vec<String> = clause
+        .any_of
+        .iter()
+        .map(|pred| match pred {
+            Predicate::Token { code: Some(id), .. } => {
+                let v = sql.text(id);
+                format!("{row}.resource_id = {v}")
+            }
+            Predicate::Date { prefix, range } => range_sql(
+                sql,
+                *prefix,
+                *range,
+                &format!("{row}.last_updated"),
+                &format!("{row}.last_updated"),
+            ),
+            _ => "FALSE".into(),
+        })
+        .collect();
+    let not = if clause.negate { "NOT " } else { "" };
+    format!("{not}(({}))", any.join(") OR ("))
+}
