@@ -54,6 +54,11 @@ fn pick<'a>(items: &[&'a str], n: u64) -> &'a str {
     items[(n as usize).wrapping_mul(2_654_435_761) % items.len()]
 }
 
+/// The family name of patient `n`.
+pub fn family(n: u64) -> &'static str {
+    pick(FAMILY, n)
+}
+
 /// A Patient; `id` set for an update (PUT), absent for a create.
 pub fn patient(id: Option<&str>, n: u64) -> Value {
     let mut p = json!({

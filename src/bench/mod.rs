@@ -3,6 +3,7 @@
 //! nothing. `scripts/bench` runs it against fresh SQLite and PostgreSQL servers.
 
 mod data;
+mod search;
 mod stats;
 
 use anyhow::Context;
@@ -43,6 +44,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2000)]
     pub population: usize,
 
+    /// Patients in the search data set (`search-data` loads them, each with 10 Observations,
+    /// 2 Encounters and a Condition; the search scenarios pick among them).
+    #[arg(long, default_value_t = 100_000)]
+    pub patients: usize,
+
     /// Bearer token to send (for a server that is not in --insecure-dev mode).
     #[arg(long, env = "EMRSYNC_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -62,6 +68,20 @@ pub enum Scenario {
     Update,
     /// POST a transaction Bundle: one Patient and Observations that reference it by urn:uuid.
     Transaction,
+    /// Load the search data set (`--patients`), timed as a whole.
+    SearchData,
+    /// `Patient?family=` (about 100 matches).
+    SearchFamily,
+    /// `Patient?identifier=system|value`.
+    SearchIdentifier,
+    /// `Observation?patient=X&code=Y&date=ge...`.
+    SearchPatientCodeDate,
+    /// `Observation?code=...&_sort=-date&_count=10` (about 1 in 7 Observations match).
+    SearchCodeSorted,
+    /// `Encounter?patient=X&_include=Encounter:subject`.
+    SearchInclude,
+    /// `Patient?_has:Observation:patient:code=...` (a lab code of about 0.1% of Observations).
+    SearchHas,
 }
 
 /// What one request did: how long it took, and how many resources it wrote or read.
@@ -79,6 +99,7 @@ struct Target {
     ids: Vec<String>,
     bundle_size: usize,
     clients: usize,
+    patients: usize,
 }
 
 impl Target {
@@ -136,6 +157,14 @@ impl Target {
                 let written = resp["entry"].as_array().map(Vec::len).unwrap_or(0);
                 (ok && written == self.bundle_size, written as u64)
             }
+            Scenario::SearchData => unreachable!("the data set is loaded by search::load"),
+            _ => {
+                let query = search::query(scenario, self.patients);
+                let req = self.request(reqwest::Method::GET, &query);
+                let (ok, resp) = self.send(req, StatusCode::OK).await;
+                let entries = resp["entry"].as_array().map(Vec::len).unwrap_or(0);
+                (ok, entries as u64)
+            }
         };
         Outcome {
             latency: started.elapsed(),
@@ -169,6 +198,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ids: Vec::new(),
         bundle_size: args.bundle_size,
         clients: args.clients,
+        patients: args.patients,
     };
     check_server(&target).await?;
     println!(
@@ -181,6 +211,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             target.ids = populate(&target, args.population).await?;
         }
         let shared = Arc::new(target);
+        if *scenario == Scenario::SearchData {
+            search::load(shared.clone(), args.patients).await?;
+            target = Arc::into_inner(shared).expect("every loader task has finished");
+            continue;
+        }
         let sample = drive(shared.clone(), *scenario, args.seconds).await;
         target = Arc::into_inner(shared).expect("every client task has finished");
         println!("{}", sample.row(&format!("{scenario:?}").to_lowercase()));

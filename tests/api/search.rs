@@ -223,8 +223,16 @@ async fn search_paging_and_errors(app: TestApp) {
         )
         .await;
     }
-    let first = app.get("Patient?gender=unknown&_count=3").await.json();
+    let first = app
+        .get("Patient?gender=unknown&_count=3&_total=accurate")
+        .await
+        .json();
     assert_eq!(first["total"], 7);
+    // without _total, a result of several pages is not counted; one that fits in a page is
+    let uncounted = app.get("Patient?gender=unknown&_count=3").await.json();
+    assert!(uncounted.get("total").is_none(), "{uncounted}");
+    let one_page = app.get("Patient?gender=unknown&_count=7").await.json();
+    assert_eq!(one_page["total"], 7);
     let mut seen: Vec<String> = Vec::new();
     let mut late = 0;
     let mut page = first;
@@ -294,7 +302,7 @@ async fn search_paging_and_errors(app: TestApp) {
             app.client
                 .post(app.url("Patient/_search"))
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body("gender=unknown&_count=2"),
+                .body("gender=unknown&_count=2&_total=accurate"),
         )
         .await;
     assert_eq!(post.status, 200, "{}", post.text);

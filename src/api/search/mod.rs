@@ -21,7 +21,7 @@ use crate::store::search::{Cursor, Page, Scope, SearchError, SearchSpec, include
 use crate::store::versions::Version;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-pub use request::{SearchRequest, Types};
+pub use request::{SearchRequest, Total, Types};
 use serde_json::{Value, json};
 
 /// Resources `_include` and `_revinclude` add to one page, at most.
@@ -226,9 +226,16 @@ fn execute(
         sort: &request.sort,
         count: if request.count_only { 0 } else { request.count },
         cursor: request.cursor.as_ref(),
-        total: request.total || request.count_only,
+        total: request.total == Total::Count || request.count_only || request.count == 0,
     };
-    let page = search(c, &spec)?;
+    let mut page = search(c, &spec)?;
+    if page.total.is_none()
+        && request.total == Total::WhenFree
+        && request.cursor.is_none()
+        && !page.more
+    {
+        page.total = Some(page.versions.len() as i64);
+    }
     let (included, cut) = includes(c, &page.versions, &request.includes, MAX_INCLUDED)?;
     Ok((page, included, cut, request))
 }

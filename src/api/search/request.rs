@@ -38,6 +38,15 @@ pub enum Types {
     All,
 }
 
+/// `_total`: by default a Bundle carries the total when it costs nothing (the whole result
+/// fits in the first page); `accurate` (or `estimate`, answered exactly) counts every match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    WhenFree,
+    None,
+    Count,
+}
+
 /// What the query string asked for.
 pub struct SearchRequest {
     /// The filters of each type searched (for `Types::All`, one entry named "Resource").
@@ -46,7 +55,7 @@ pub struct SearchRequest {
     pub sort: Vec<SortKey>,
     pub count: i64,
     pub cursor: Option<Cursor>,
-    pub total: bool,
+    pub total: Total,
     /// `_summary=count`: the total only.
     pub count_only: bool,
     pub summary: Option<Summary>,
@@ -75,7 +84,7 @@ impl SearchRequest {
             sort: Vec::new(),
             count: DEFAULT_COUNT,
             cursor: None,
-            total: true,
+            total: Total::WhenFree,
             count_only: false,
             summary: None,
             elements: None,
@@ -111,9 +120,9 @@ impl SearchRequest {
             }
             "_total" => {
                 self.total = match value {
-                    "none" => false,
+                    "none" => Total::None,
                     // an estimate would cost the same query here: both are exact
-                    "estimate" | "accurate" => true,
+                    "estimate" | "accurate" => Total::Count,
                     other => {
                         return bad(format!(
                             "_total '{other}' must be none, estimate or accurate"

@@ -32,6 +32,85 @@ pub fn table_of(kind: ParamType) -> &'static str {
     }
 }
 
+/// The conditions `filters` put on `owner`. When `may_drive`, the filter likely to match the
+/// fewest rows is written as `id IN (index rows)`, from which the planner drives; the other
+/// plain parameters are probed per candidate row (`EXISTS` on the owner's own index rows, a
+/// primary-key range), so that no large list of ids is ever built just to be intersected.
+pub fn filters_sql(
+    sql: &mut Sql,
+    owner: &Owner,
+    filters: &[Filter],
+    may_drive: bool,
+) -> Vec<String> {
+    let driver = if may_drive {
+        filters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| selectivity(f).map(|rank| (rank, i)))
+            .min()
+            .map(|(_, i)| i)
+    } else {
+        None
+    };
+    filters
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match f {
+            Filter::Clause(c) if Some(i) != driver && !is_stored_elsewhere(&c.param.code) => {
+                clause_probe(sql, owner, c)
+            }
+            _ => filter_sql(sql, owner, f),
+        })
+        .collect()
+}
+
+/// How few rows a filter is likely to match, by the kind of its parameter (lower is fewer);
+/// `None` for filters that cannot drive a search (`:not`, `:missing`, `_id` is a key lookup).
+fn selectivity(filter: &Filter) -> Option<u8> {
+    match filter {
+        Filter::Clause(c) if !filter.needs_only_index() || is_stored_elsewhere(&c.param.code) => {
+            None
+        }
+        Filter::Clause(c) => Some(match c.param.kind {
+            ParamType::Reference => 0,
+            ParamType::Token if c.param.code.contains("identifier") => 1,
+            ParamType::String => 2,
+            ParamType::Token | ParamType::Uri | ParamType::Composite => 3,
+            ParamType::Number | ParamType::Quantity => 5,
+            _ => 6,
+        }),
+        _ => Some(2),
+    }
+}
+
+/// `[NOT] EXISTS` over the owner's own index rows of the clause's parameter.
+fn clause_probe(sql: &mut Sql, owner: &Owner, clause: &Clause) -> String {
+    let kind = clause.param.kind;
+    let table = table_of(kind);
+    let s = sql.alias("e");
+    let p = sql.text(&clause.param.code);
+    let row = owner.row;
+    let param = sql.no_index(&format!("{s}.param"));
+    let head = format!(
+        "SELECT 1 FROM {table} {s} WHERE {s}.resource_type = {row}.resource_type \
+         AND {s}.resource_id = {row}.resource_id AND {param} = {p}"
+    );
+    match clause.missing {
+        Some(true) => format!("NOT EXISTS ({head})"),
+        Some(false) => format!("EXISTS ({head})"),
+        None => {
+            let column_prefix = format!("{s}.");
+            let any: Vec<String> = clause
+                .any_of
+                .iter()
+                .map(|pred| predicate_sql(sql, pred, &column_prefix, kind))
+                .collect();
+            let not = if clause.negate { "NOT " } else { "" };
+            format!("{not}EXISTS ({head} AND (({})))", any.join(") OR ("))
+        }
+    }
+}
+
 /// The condition `filter` puts on `owner`.
 pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
     let id = format!("{}.resource_id", owner.row);
@@ -64,9 +143,12 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
             let src = sql.text(source_type);
             let p = sql.text(&param.code);
             let ids = ids_matching(sql, &src, inner);
+            // read the references of the matching sources (primary key), not every reference
+            // of that parameter (lookup index)
+            let param = sql.no_index(&format!("{h}.param"));
             format!(
                 "{id} IN (SELECT {h}.target_id FROM search_reference {h} \
-                 WHERE {h}.resource_type = {src} AND {h}.param = {p} \
+                 WHERE {h}.resource_type = {src} AND {param} = {p} \
                  AND {h}.target_type = {ty} AND {h}.resource_id IN ({ids}))",
                 ty = owner.ty
             )

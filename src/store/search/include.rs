@@ -120,7 +120,13 @@ fn linked(
             };
             if let Some(p) = &spec.param {
                 let p = sql.text(p);
-                conds.push(format!("s.param = {p}"));
+                // _include reads the page's own rows (primary key), not every row of the
+                // parameter (lookup index); _revinclude wants the lookup index
+                let param = match spec.kind {
+                    IncludeKind::Include => sql.no_index("s.param"),
+                    IncludeKind::RevInclude => "s.param".to_string(),
+                };
+                conds.push(format!("{param} = {p}"));
             }
             let q = format!(
                 "SELECT DISTINCT {select} FROM search_reference s WHERE {}",

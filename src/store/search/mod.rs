@@ -17,8 +17,9 @@ pub use order::{Cursor, SortKey, SortKind};
 use super::db::DbConnection;
 use super::error::StoreError;
 use super::versions::Version;
+use crate::fhir::search::ParamType;
 use crate::fhir::search::filter::Filter;
-use filter::{Owner, filter_sql};
+use filter::{Owner, filter_sql, filters_sql};
 use sql::{Bind, Count, Sql, VERSION_COLUMNS, VersionRow, load};
 
 /// Which resources a search looks at.
@@ -62,8 +63,9 @@ pub enum SearchError {
     Store(#[from] StoreError),
 }
 
-/// The `WHERE` condition on `resources r` that selects the scope's matches.
-fn matches_sql(sql: &mut Sql, scope: Scope) -> String {
+/// The `WHERE` condition on `resources r` that selects the scope's matches; `may_drive` lets
+/// one filter drive the plan (see `filters_sql`).
+fn matches_sql(sql: &mut Sql, scope: Scope, may_drive: bool) -> String {
     let mut all = vec!["r.deleted = FALSE".to_string()];
     match scope {
         Scope::Types(types) => {
@@ -72,7 +74,7 @@ fn matches_sql(sql: &mut Sql, scope: Scope) -> String {
                 let t = sql.text(rtype);
                 let owner = Owner { row: "r", ty: &t };
                 let mut conds = vec![format!("r.resource_type = {t}")];
-                conds.extend(filters.iter().map(|f| filter_sql(sql, &owner, f)));
+                conds.extend(filters_sql(sql, &owner, filters, may_drive));
                 any.push(conds.join(" AND "));
             }
             match any.len() {
@@ -95,8 +97,11 @@ fn matches_sql(sql: &mut Sql, scope: Scope) -> String {
 /// Run `spec`: one page of current, not deleted resources that match.
 pub fn search(conn: &mut DbConnection, spec: &SearchSpec) -> Result<Page, SearchError> {
     let pg = matches!(conn, DbConnection::Pg(_));
+    if let Some(page) = search_in_key_order(conn, pg, spec)? {
+        return Ok(page);
+    }
     let mut sql = Sql::new(pg);
-    let matches = matches_sql(&mut sql, spec.scope);
+    let matches = matches_sql(&mut sql, spec.scope, true);
     let total = if spec.total {
         let count_sql = format!("SELECT COUNT(*) AS n FROM resources r WHERE {matches}");
         let counted: Vec<Count> = load(conn, &count_sql, &sql.binds)?;
@@ -110,20 +115,37 @@ pub fn search(conn: &mut DbConnection, spec: &SearchSpec) -> Result<Page, Search
         .enumerate()
         .map(|(i, key)| format!(", {} AS k{}", key.sql(&mut sql, "r"), i + 1))
         .collect();
+    let source = format!(
+        "SELECT r.resource_type, r.resource_id, r.version_id{keys} FROM resources r WHERE {matches}",
+        keys = keys.concat()
+    );
+    let mut page = run_page(conn, sql, &source, spec, false)?;
+    page.total = total;
+    Ok(page)
+}
+
+/// The rows of `source` (a subquery with type, id, version and keys `k1`...) beyond the cursor,
+/// in result order, one more than a page to tell whether more follow.
+fn run_page(
+    conn: &mut DbConnection,
+    mut sql: Sql,
+    source: &str,
+    spec: &SearchSpec,
+    first_key_never_null: bool,
+) -> Result<Page, SearchError> {
     let reverse = spec.cursor.is_some_and(|c| c.before);
     let beyond = match spec.cursor {
         Some(c) => order::beyond(&mut sql, spec.sort, c).ok_or(SearchError::BadCursor)?,
         None => "TRUE".into(),
     };
-    let order = order::order_by(&sql, spec.sort, reverse);
+    let order = order::order_by(&sql, spec.sort, reverse, first_key_never_null);
     let limit = sql.bind(Bind::Int(spec.count + 1));
     let page_sql = format!(
-        "SELECT {VERSION_COLUMNS} FROM (SELECT r.resource_type, r.resource_id, r.version_id{keys} \
-         FROM resources r WHERE {matches}) m JOIN resource_versions v \
+        "SELECT {VERSION_COLUMNS} FROM ({source}) m JOIN resource_versions v \
          ON v.resource_type = m.resource_type AND v.resource_id = m.resource_id \
-         AND v.version_id = m.version_id WHERE {beyond} ORDER BY {order} LIMIT {limit}",
-        keys = keys.concat()
+         AND v.version_id = m.version_id WHERE {beyond} ORDER BY {order} LIMIT {limit}"
     );
+    tracing::trace!(target: "emrsync::sql", sql = %page_sql, "search page");
     let mut rows: Vec<VersionRow> = load(conn, &page_sql, &sql.binds)?;
     let more = rows.len() as i64 > spec.count;
     rows.truncate(spec.count.max(0) as usize);
@@ -133,7 +155,69 @@ pub fn search(conn: &mut DbConnection, spec: &SearchSpec) -> Result<Page, Search
     }
     Ok(Page {
         versions,
-        total,
+        total: None,
         more,
     })
+}
+
+/// A sorted search read in the order of the first sort key's index (`Observation?code=X&
+/// _sort=-date&_count=10` reads the newest dates first and stops after ten that match),
+/// instead of computing the key of every match and sorting them all. It answers when the
+/// page fills from resources that have a value for the key; otherwise (the tail of the
+/// result, where resources without a value come, or a previous page) it returns `None` and
+/// the general plan runs. Both plans order rows the same way.
+fn search_in_key_order(
+    conn: &mut DbConnection,
+    pg: bool,
+    spec: &SearchSpec,
+) -> Result<Option<Page>, SearchError> {
+    let (Some(first), Scope::Types([(rtype, filters)])) = (spec.sort.first(), spec.scope) else {
+        return Ok(None);
+    };
+    let column = match (first.kind, first.descending) {
+        (SortKind::Index(ParamType::Date | ParamType::Quantity), false) => "low",
+        (SortKind::Index(ParamType::Date | ParamType::Quantity), true) => "high",
+        (SortKind::Index(ParamType::Number), _) => "value",
+        _ => return Ok(None),
+    };
+    if spec.total
+        || spec.count == 0
+        || spec
+            .cursor
+            .is_some_and(|c| c.before || c.keys.first().is_none_or(|k| k.is_null()))
+    {
+        return Ok(None);
+    }
+    let SortKind::Index(kind) = first.kind else {
+        return Ok(None);
+    };
+    let table = filter::table_of(kind);
+    let mut sql = Sql::new(pg);
+    let t = sql.text(rtype);
+    let p = sql.text(&first.code);
+    let better = if first.descending { ">" } else { "<" };
+    let other_param = sql.no_index("o.param");
+    let owner = Owner { row: "r", ty: &t };
+    let conds = filters_sql(&mut sql, &owner, filters, false);
+    let other_keys: Vec<String> = spec.sort[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, key)| format!(", {} AS k{}", key.sql(&mut sql, "r"), i + 2))
+        .collect();
+    // each resource once: at the index row holding its key (the least or greatest value)
+    let source = format!(
+        "SELECT r.resource_type, r.resource_id, r.version_id, d.{column} AS k1{others} \
+         FROM {table} d JOIN resources r ON r.resource_type = d.resource_type AND r.resource_id = d.resource_id \
+         WHERE d.resource_type = {t} AND d.param = {p} AND r.resource_type = {t} AND r.deleted = FALSE \
+         AND NOT EXISTS (SELECT 1 FROM {table} o WHERE o.resource_type = d.resource_type \
+         AND o.resource_id = d.resource_id AND {other_param} = d.param \
+         AND (o.{column} {better} d.{column} OR (o.{column} = d.{column} AND o.n < d.n))){conds}",
+        others = other_keys.concat(),
+        conds = conds
+            .iter()
+            .map(|c| format!(" AND {c}"))
+            .collect::<String>(),
+    );
+    let page = run_page(conn, sql, &source, spec, true)?;
+    Ok(page.more.then_some(page))
 }

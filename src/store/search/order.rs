@@ -85,9 +85,11 @@ impl SortKey {
         };
         let aggregate = if self.descending { "MAX" } else { "MIN" };
         let p = sql.text(&self.code);
+        // the row's own index rows: a primary-key range, never a scan of the lookup index
+        let param = sql.no_index(&format!("{k}.param"));
         format!(
             "(SELECT {aggregate}({column}) FROM {table} {k} WHERE {k}.resource_type = {row}.resource_type \
-             AND {k}.resource_id = {row}.resource_id AND {k}.param = {p})",
+             AND {k}.resource_id = {row}.resource_id AND {param} = {p})",
             table = table_of(kind)
         )
     }
@@ -238,16 +240,19 @@ impl Cursor {
 }
 
 /// `ORDER BY` terms over the subquery `m` (keys `m.k1`, ...), reversed for a `previous` page.
-/// Rows without a value for a key come last, whichever the direction.
-pub fn order_by(sql: &Sql, sort: &[SortKey], reverse: bool) -> String {
+/// Rows without a value for a key come last, whichever the direction (a term left out when
+/// the first key never lacks one, so that an index can give the order).
+pub fn order_by(sql: &Sql, sort: &[SortKey], reverse: bool, first_never_null: bool) -> String {
     let dir = |desc: bool| if desc != reverse { "DESC" } else { "ASC" };
     let mut terms = Vec::new();
     for (i, key) in sort.iter().enumerate() {
         let k = format!("m.k{}", i + 1);
-        terms.push(format!(
-            "CASE WHEN {k} IS NULL THEN 1 ELSE 0 END {}",
-            dir(false)
-        ));
+        if !(i == 0 && first_never_null) {
+            terms.push(format!(
+                "CASE WHEN {k} IS NULL THEN 1 ELSE 0 END {}",
+                dir(false)
+            ));
+        }
         let k = if key.is_text() { sql.bytewise(&k) } else { k };
         terms.push(format!("{k} {}", dir(key.descending)));
     }

@@ -166,14 +166,17 @@ pub fn range_sql(sql: &mut Sql, prefix: Prefix, r: DateRange, low: &str, high: &
         Prefix::Ne => format!("NOT ({low} >= {} AND {high} <= {})", b(r.low), b(r.high)),
         Prefix::Gt => format!("{high} > {}", b(r.high)),
         Prefix::Lt => format!("{low} < {}", b(r.low)),
+        // each begins with a condition both branches imply, which an index on the column answers
         Prefix::Ge => format!(
-            "({high} > {} OR ({low} >= {} AND {high} <= {}))",
+            "{high} >= {} AND ({high} > {} OR ({low} >= {} AND {high} <= {}))",
+            b(r.low),
             b(r.high),
             b(r.low),
             b(r.high)
         ),
         Prefix::Le => format!(
-            "({low} < {} OR ({low} >= {} AND {high} <= {}))",
+            "{low} <= {} AND ({low} < {} OR ({low} >= {} AND {high} <= {}))",
+            b(r.high),
             b(r.low),
             b(r.low),
             b(r.high)

@@ -61,6 +61,16 @@ impl Sql {
         }
     }
 
+    /// `expr` in a form SQLite's planner will not answer from an index, steering it to the
+    /// primary key (PostgreSQL plans from statistics and needs no hint).
+    pub fn no_index(&self, expr: &str) -> String {
+        if self.pg {
+            expr.to_string()
+        } else {
+            format!("+{expr}")
+        }
+    }
+
     /// `column` starts with `prefix`, in a form each backend can answer from an index
     /// (GLOB on SQLite, whose LIKE ignores case; LIKE on PostgreSQL, text_pattern_ops index).
     pub fn starts_with(&mut self, column: &str, prefix: &str) -> String {
