@@ -88,6 +88,38 @@ pub async fn resource_body(
     parse_resource(&bytes, format)
 }
 
+/// A JSON Patch document from a PATCH request's body.
+pub async fn patch_body(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Value, ApiError> {
+    let ct = header(req, "content-type")
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if ct != "application/json-patch+json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Issue::error(
+                "not-supported",
+                format!("PATCH needs Content-Type application/json-patch+json, not '{ct}'"),
+            ),
+        ));
+    }
+    let bytes = read_limited(payload, state.max_body_bytes).await?;
+    let ops: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Issue::error("structure", format!("invalid JSON: {e}")),
+        )
+    })?;
+    Ok(ops)
+}
+
 pub async fn create(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -169,29 +201,7 @@ pub async fn patch(
     check_type(&rtype)?;
     let fid = parse_id(&id)?;
     let expected = if_match(&req)?;
-    let ct = header(&req, "content-type")
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if ct != "application/json-patch+json" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Issue::error(
-                "not-supported",
-                format!("PATCH needs Content-Type application/json-patch+json, not '{ct}'"),
-            ),
-        ));
-    }
-    let bytes = read_limited(payload, state.max_body_bytes).await?;
-    let ops: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            Issue::error("structure", format!("invalid JSON: {e}")),
-        )
-    })?;
+    let ops = patch_body(&state, &req, payload).await?;
     let wctx = ctx.write_context();
     let store = state.store.clone();
     let rt = rtype.clone();
@@ -221,6 +231,17 @@ pub async fn delete(
         web::block(move || store.write(|tx| interaction::delete(tx, &rt, &fid, expected, &wctx)))
             .await?;
     let written = audited(&state, &ctx, "delete", Some(&rtype), Some(&id), result)?;
+    deleted(&written, &rtype, &id, &ctx)
+}
+
+/// The answer to a delete: an OperationOutcome that says what happened, and the ETag of the
+/// deletion's version.
+pub fn deleted(
+    written: &versions::Written,
+    rtype: &str,
+    id: &str,
+    ctx: &RequestContext,
+) -> Result<HttpResponse, ApiError> {
     let text = if written.noop {
         format!("{rtype}/{id} was already absent; nothing to delete")
     } else {
@@ -230,7 +251,7 @@ pub async fn delete(
         )
     };
     let outcome = crate::fhir::operation_outcome(&[Issue::information("informational", text)]);
-    let mut res = render::fhir(StatusCode::OK, &outcome, &ctx)?;
+    let mut res = render::fhir(StatusCode::OK, &outcome, ctx)?;
     if !written.noop
         && let Ok(v) = render::etag(written.version.version_id).parse()
     {

@@ -110,6 +110,22 @@ pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<St
     Ok(page.versions.into_iter().map(|v| v.id).collect())
 }
 
+/// The one resource a condition matches: none is `None`, several is 412.
+pub fn single_match(tx: &mut Tx, rtype: &str, query: &str) -> Result<Option<FhirId>, ApiError> {
+    let found = resolve_condition(tx, rtype, query)?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(parse_id(id)?)),
+        _ => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            Issue::error(
+                "duplicate",
+                format!("'{rtype}?{query}' matches {} resources", found.len()),
+            ),
+        )),
+    }
+}
+
 /// Create (POST): a new server-assigned id, or with `If-None-Exist` the existing match.
 pub fn create(
     tx: &mut Tx,

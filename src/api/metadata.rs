@@ -7,10 +7,11 @@ use super::error::ApiError;
 use super::render;
 use crate::fhir::definitions::Definitions;
 use crate::fhir::resource::{instant, now_micros};
-use crate::fhir::search::SearchParams;
+use crate::fhir::search::{ParamType, SearchParams};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 const TEMPLATE: &str = include_str!("../../capability/capability-statement.json");
@@ -31,6 +32,7 @@ pub fn capability_statement(base_url: &str) -> Value {
                 .unwrap_or_default();
             let mut types: Vec<&str> = Definitions::get().resource_types().collect();
             types.sort_unstable();
+            let rev_includes = rev_includes(&types);
             let resources: Vec<Value> = types
                 .into_iter()
                 .map(|t| {
@@ -50,6 +52,8 @@ pub fn capability_statement(base_url: &str) -> Value {
                         .filter(|p| p.is_supported())
                         .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()}))
                         .collect();
+                    ordered.insert("searchInclude".into(), json!(includes_of(t)));
+                    ordered.insert("searchRevInclude".into(), json!(rev_includes.get(t).cloned().unwrap_or_default()));
                     ordered.insert("searchParam".into(), Value::Array(params));
                     Value::Object(ordered)
                 })
@@ -60,6 +64,35 @@ pub fn capability_statement(base_url: &str) -> Value {
         .clone();
     cs["implementation"]["url"] = json!(base_url);
     cs
+}
+
+/// `_include` values a search of `rtype` takes: each of its reference parameters, and `*`.
+fn includes_of(rtype: &str) -> Vec<String> {
+    let mut out: Vec<String> = SearchParams::get()
+        .of_type(rtype)
+        .filter(|p| p.kind == ParamType::Reference)
+        .map(|p| format!("{rtype}:{}", p.code))
+        .collect();
+    out.push("*".into());
+    out
+}
+
+/// `_revinclude` values per target type: every `Source:param` that may point at it.
+fn rev_includes(types: &[&str]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for source in types {
+        for p in SearchParams::get().of_type(source) {
+            if p.kind != ParamType::Reference {
+                continue;
+            }
+            for target in &p.target {
+                out.entry(target.clone())
+                    .or_default()
+                    .push(format!("{source}:{}", p.code));
+            }
+        }
+    }
+    out
 }
 
 pub async fn metadata(

@@ -2,6 +2,7 @@
 
 mod body;
 mod bundle;
+mod conditional;
 pub mod context;
 mod crud;
 pub mod error;
@@ -47,6 +48,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/_history", web::get().to(history::system))
                 .route("/{type}", web::get().to(search::get))
                 .route("/{type}", web::post().to(crud::create))
+                .route("/{type}", web::put().to(conditional::update))
+                .route("/{type}", web::patch().to(conditional::patch))
+                .route("/{type}", web::delete().to(conditional::delete))
                 .route("/{type}/_search", web::post().to(search::post))
                 .route("/{type}/_history", web::get().to(history::of_type))
                 .route("/{type}/{id}", web::get().to(crud::read))

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (the crate is heavy to link), a module per behaviour.
 
 mod bundles;
+mod conditional;
 mod corpus;
 mod crud;
 mod helpers;

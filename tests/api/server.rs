@@ -76,6 +76,17 @@ async fn metadata_says_what_is_supported(app: TestApp) {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(obs_params.contains(&"code-value-quantity"));
+    let has = |r: &serde_json::Value, key: &str, v: &str| {
+        r[key].as_array().unwrap().iter().any(|x| x == v)
+    };
+    assert!(has(obs, "searchInclude", "Observation:subject"));
+    assert!(has(patient, "searchRevInclude", "Observation:subject"));
+    assert!(
+        !has(patient, "searchInclude", "Patient:name"),
+        "only references include"
+    );
+    assert_eq!(patient["conditionalUpdate"], true);
+    assert_eq!(patient["conditionalDelete"], "single");
     let seq = resources
         .iter()
         .find(|r| r["type"] == "MolecularSequence")
@@ -96,7 +107,10 @@ async fn metadata_says_what_is_supported(app: TestApp) {
         .iter()
         .map(|i| i["code"].as_str().unwrap())
         .collect();
-    assert_eq!(system, ["transaction", "batch", "history-system"]);
+    assert_eq!(
+        system,
+        ["transaction", "batch", "history-system", "search-system"]
+    );
 }
 
 async fn unknown_routes_and_types_get_operation_outcomes(app: TestApp) {
@@ -105,7 +119,9 @@ async fn unknown_routes_and_types_get_operation_outcomes(app: TestApp) {
     assert_eq!(unknown_type.first_issue().0, "not-supported");
     let bad_id = app.get("Patient/has space").await;
     assert_eq!(bad_id.status, 400);
-    let wrong_method = app.send(app.client.delete(app.url("Patient"))).await;
+    let wrong_method = app
+        .send(app.client.put(app.url("Patient/p1/_history")))
+        .await;
     assert_eq!(wrong_method.status, 405, "{}", wrong_method.text);
     assert_eq!(wrong_method.first_issue().0, "not-supported");
     let nowhere = app

@@ -4,12 +4,11 @@
 use super::{Action, Entry, Target};
 use crate::api::context::{RequestContext, Return};
 use crate::api::error::ApiError;
-use crate::api::interaction::{self, parse_id, resolve_condition};
+use crate::api::interaction::{self, single_match};
 use crate::fhir::bundle::bundle;
 use crate::fhir::resource::instant;
-use crate::fhir::{FhirId, Issue, operation_outcome};
+use crate::fhir::{FhirId, operation_outcome};
 use crate::store::{Store, StoreError, Tx, WriteContext, Written, versions, write};
-use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
@@ -147,22 +146,6 @@ fn resolve(tx: &mut Tx, action: &Action) -> Result<Option<Resolved>, ApiError> {
         Action::Read { .. } => return Ok(None),
     };
     Ok(Some(resolved))
-}
-
-/// The one resource a condition matches: none is `None`, several is 412.
-fn single_match(tx: &mut Tx, rtype: &str, query: &str) -> Result<Option<FhirId>, ApiError> {
-    let found = resolve_condition(tx, rtype, query)?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [id] => Ok(Some(parse_id(id)?)),
-        _ => Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            Issue::error(
-                "duplicate",
-                format!("'{rtype}?{query}' matches {} resources", found.len()),
-            ),
-        )),
-    }
 }
 
 fn check_no_duplicates(entries: &[Entry]) -> Result<(), ApiError> {
