@@ -308,3 +308,93 @@ async fn search_paging_and_errors(app: TestApp) {
     assert_eq!(post.status, 200, "{}", post.text);
     assert_eq!(post.json()["total"], 7 + late);
 }
+
+on_both_backends!(paging_a_large_sorted_result_while_another_client_writes);
+
+/// 300 matches walked 17 at a time, sorted by birth date, while another client keeps creating
+/// matching Patients (with birth dates before, among and after the ones paged) and updating
+/// others: every one of the 300 is seen exactly once.
+async fn paging_a_large_sorted_result_while_another_client_writes(app: TestApp) {
+    let patient = |i: usize, tag: &str| {
+        json!({"resourceType": "Patient", "gender": "unknown",
+               "identifier": [{"system": "http://paging.test", "value": format!("{tag}{i}")}],
+               "birthDate": format!("{}-{:02}-{:02}", 1950 + i % 50, 1 + i % 12, 1 + i % 28)})
+    };
+    let entries: Vec<serde_json::Value> = (0..300)
+        .map(|i| json!({"resource": patient(i, "orig"), "request": {"method": "POST", "url": "Patient"}}))
+        .collect();
+    let r = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (client, base) = (app.client.clone(), app.base.clone());
+        let written = written.clone();
+        tokio::spawn(async move {
+            let mut i = 0;
+            loop {
+                let body = patient(i * 7, "late");
+                let resp = client
+                    .post(format!("{base}/Patient"))
+                    .header("content-type", "application/fhir+json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                if !resp.is_ok_and(|r| r.status() == 201) {
+                    break;
+                }
+                written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                i += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut url = app.url("Patient?gender=unknown&_sort=birthdate&_count=17");
+    let mut pages = 0;
+    loop {
+        let page = app.get_url(&url).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let page = page.json();
+        pages += 1;
+        for e in page["entry"].as_array().into_iter().flatten() {
+            seen.push(
+                e["resource"]["identifier"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    writer.abort();
+    let written = written.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        written >= 10,
+        "the other client wrote while paging ({written})"
+    );
+    let originals: Vec<&String> = seen.iter().filter(|v| v.starts_with("orig")).collect();
+    let mut unique = originals.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), originals.len(), "no result is repeated");
+    assert_eq!(originals.len(), 300, "no result is missing");
+    let late = seen.len() - originals.len();
+    assert!(pages >= 18, "{pages} pages");
+    eprintln!("walked {pages} pages while {written} Patients were written; {late} of them seen");
+}
