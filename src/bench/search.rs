@@ -51,17 +51,27 @@ fn patient(n: usize) -> Value {
     p
 }
 
+/// A well-mixed hash of `k` (splitmix64), so that codes, dates and patients are independent of
+/// each other as in real data (a multiplicative hash ties dates to `k mod 7`, hence to codes).
+fn mix(k: u64) -> u64 {
+    let mut z = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn code_of(k: u64) -> &'static str {
-    if k.is_multiple_of(100) {
-        RARE_LABS[(k / 100) as usize % RARE_LABS.len()]
+    let h = mix(k ^ 0xC0DE);
+    if h.is_multiple_of(100) {
+        RARE_LABS[(h / 100) as usize % RARE_LABS.len()]
     } else {
-        VITALS[k as usize % VITALS.len()]
+        VITALS[(h / 7) as usize % VITALS.len()]
     }
 }
 
 /// A date-time within 2021-2026, spread by `k`.
 fn moment(k: u64) -> String {
-    let k = k.wrapping_mul(2_654_435_761);
+    let k = mix(k);
     format!(
         "{}-{:02}-{:02}T{:02}:{:02}:00Z",
         2021 + k % 6,

@@ -64,6 +64,20 @@ pub fn filters_sql(
         .collect()
 }
 
+/// The index rows of the filter `filters_sql` would let drive (a plain parameter only), to
+/// count how many resources it matches at most.
+pub fn driver_rows(sql: &mut Sql, ty: &str, filters: &[Filter]) -> Option<String> {
+    let (_, i) = filters
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| selectivity(f).map(|rank| (rank, i)))
+        .min()?;
+    match &filters[i] {
+        Filter::Clause(c) => Some(index_rows(sql, ty, c)),
+        _ => None,
+    }
+}
+
 /// How few rows a filter is likely to match, by the kind of its parameter (lower is fewer);
 /// `None` for filters that cannot drive a search (`:not`, `:missing`, `_id` is a key lookup).
 fn selectivity(filter: &Filter) -> Option<u8> {

@@ -160,6 +160,9 @@ fn run_page(
     })
 }
 
+/// Below this many matches a sorted search sorts them all rather than walk the key's index.
+const FEW: i64 = 2000;
+
 /// A sorted search read in the order of the first sort key's index (`Observation?code=X&
 /// _sort=-date&_count=10` reads the newest dates first and stops after ten that match),
 /// instead of computing the key of every match and sorting them all. It answers when the
@@ -191,6 +194,23 @@ fn search_in_key_order(
     let SortKind::Index(kind) = first.kind else {
         return Ok(None);
     };
+    // A filter that matches few resources is cheaper to sort whole than to find by walking the
+    // key's index (which, for a rare code, would visit most of it): count up to that few.
+    {
+        let mut probe = Sql::new(pg);
+        let t = probe.text(rtype);
+        if let Some(rows) = filter::driver_rows(&mut probe, &t, filters) {
+            let few = probe.bind(Bind::Int(FEW));
+            let q = format!("SELECT COUNT(*) AS n FROM ({rows} LIMIT {few}) x");
+            let n = load::<Count>(conn, &q, &probe.binds)?
+                .first()
+                .map(|c| c.n)
+                .unwrap_or(0);
+            if n < FEW {
+                return Ok(None);
+            }
+        }
+    }
     let table = filter::table_of(kind);
     let mut sql = Sql::new(pg);
     let t = sql.text(rtype);
