@@ -163,6 +163,28 @@ fn run_page(
 /// Below this many matches a sorted search sorts them all rather than walk the key's index.
 const FEW: i64 = 2000;
 
+/// Whether the filter that would drive a search of `rtype` matches `FEW` resources or more
+/// (counted up to that many only); true when no plain filter could drive.
+fn filters_match_many(
+    conn: &mut DbConnection,
+    pg: bool,
+    rtype: &str,
+    filters: &[Filter],
+) -> Result<bool, SearchError> {
+    let mut probe = Sql::new(pg);
+    let t = probe.text(rtype);
+    let Some(rows) = filter::driver_rows(&mut probe, &t, filters) else {
+        return Ok(true);
+    };
+    let few = probe.bind(Bind::Int(FEW));
+    let q = format!("SELECT COUNT(*) AS n FROM ({rows} LIMIT {few}) x");
+    let n = load::<Count>(conn, &q, &probe.binds)?
+        .first()
+        .map(|c| c.n)
+        .unwrap_or(0);
+    Ok(n >= FEW)
+}
+
 /// A sorted search read in the order of the first sort key's index (`Observation?code=X&
 /// _sort=-date&_count=10` reads the newest dates first and stops after ten that match),
 /// instead of computing the key of every match and sorting them all. It answers when the
@@ -195,21 +217,9 @@ fn search_in_key_order(
         return Ok(None);
     };
     // A filter that matches few resources is cheaper to sort whole than to find by walking the
-    // key's index (which, for a rare code, would visit most of it): count up to that few.
-    {
-        let mut probe = Sql::new(pg);
-        let t = probe.text(rtype);
-        if let Some(rows) = filter::driver_rows(&mut probe, &t, filters) {
-            let few = probe.bind(Bind::Int(FEW));
-            let q = format!("SELECT COUNT(*) AS n FROM ({rows} LIMIT {few}) x");
-            let n = load::<Count>(conn, &q, &probe.binds)?
-                .first()
-                .map(|c| c.n)
-                .unwrap_or(0);
-            if n < FEW {
-                return Ok(None);
-            }
-        }
+    // key's index (which, for a rare code, would visit most of it).
+    if !filters_match_many(conn, pg, rtype, filters)? {
+        return Ok(None);
     }
     let table = filter::table_of(kind);
     let mut sql = Sql::new(pg);
