@@ -208,6 +208,15 @@ async fn basic_search_by_each_parameter_type(app: TestApp) {
         ids(&app, "Patient?_id:not=p1&gender=male,female").await,
         ["p2"]
     );
+    // a reference to this server written as an absolute URL is the same reference
+    assert_eq!(
+        ids(
+            &app,
+            &format!("Observation?subject={}/Patient/p1", app.base)
+        )
+        .await,
+        ["o1", "o2"]
+    );
     // several clauses are ANDed
     assert_eq!(
         ids(&app, "Observation?patient=p1&value-quantity=lt100").await,
