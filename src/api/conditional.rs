@@ -5,7 +5,7 @@
 
 use super::AppState;
 use super::context::RequestContext;
-use super::crud::{audited, deleted, patch_body, resource_body};
+use super::crud::{audited, deleted, patch_body, resource_body, updated};
 use super::error::ApiError;
 use super::interaction::{self, Prepared, check_type, prepare, single_match};
 use super::render;
@@ -68,13 +68,7 @@ pub async fn update(
     })
     .await?;
     let (written, warnings) = audited(&state, &ctx, "update", Some(&rtype), None, result)?;
-    let status = if written.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let location = written.created.then_some(state.base_url.as_str());
-    render::version(status, &written.version, &ctx, location, &warnings)
+    updated(&state, &written, &ctx, &warnings)
 }
 
 pub async fn patch(

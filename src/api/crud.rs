@@ -181,13 +181,23 @@ pub async fn update(
     })
     .await?;
     let (written, warnings) = audited(&state, &ctx, "update", Some(&rtype), Some(&id), result)?;
+    updated(&state, &written, &ctx, &warnings)
+}
+
+/// The answer to an update: 201 with a Location when it created the resource, else 200.
+pub fn updated(
+    state: &AppState,
+    written: &versions::Written,
+    ctx: &RequestContext,
+    warnings: &[Issue],
+) -> Result<HttpResponse, ApiError> {
     let status = if written.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     let location = written.created.then_some(state.base_url.as_str());
-    render::version(status, &written.version, &ctx, location, &warnings)
+    render::version(status, &written.version, ctx, location, warnings)
 }
 
 pub async fn patch(

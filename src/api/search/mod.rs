@@ -9,7 +9,7 @@ use super::AppState;
 use super::body::read_limited;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::interaction::check_type;
+use super::interaction::{check_type, parse_id};
 use super::paging;
 use super::render;
 use crate::fhir::bundle::bundle;
@@ -71,6 +71,7 @@ pub async fn compartment(
         )));
     }
     check_type(&rtype)?;
+    parse_id(&id)?;
     let filter = patient_compartment(&rtype, &id).map_err(|e| ApiError::bad_request(e.0))?;
     let params = query_params(req.query_string())?;
     let path = format!("{}/Patient/{id}/{rtype}", state.base_url);

@@ -113,14 +113,11 @@ fn clause_probe(sql: &mut Sql, owner: &Owner, clause: &Clause) -> String {
         Some(true) => format!("NOT EXISTS ({head})"),
         Some(false) => format!("EXISTS ({head})"),
         None => {
-            let column_prefix = format!("{s}.");
-            let any: Vec<String> = clause
-                .any_of
-                .iter()
-                .map(|pred| predicate_sql(sql, pred, &column_prefix, kind))
-                .collect();
             let not = if clause.negate { "NOT " } else { "" };
-            format!("{not}EXISTS ({head} AND (({})))", any.join(") OR ("))
+            format!(
+                "{not}EXISTS ({head} AND {})",
+                any_value_sql(sql, clause, &s)
+            )
         }
     }
 }
@@ -229,13 +226,18 @@ fn index_rows(sql: &mut Sql, ty: &str, clause: &Clause) -> String {
     if clause.missing.is_some() {
         return head;
     }
-    let column_prefix = format!("{s}.");
+    format!("{head} AND {}", any_value_sql(sql, clause, &s))
+}
+
+/// The clause's values (ORed) as conditions on the index row aliased `alias`.
+fn any_value_sql(sql: &mut Sql, clause: &Clause, alias: &str) -> String {
+    let column_prefix = format!("{alias}.");
     let any: Vec<String> = clause
         .any_of
         .iter()
-        .map(|pred| predicate_sql(sql, pred, &column_prefix, kind))
+        .map(|pred| predicate_sql(sql, pred, &column_prefix, clause.param.kind))
         .collect();
-    format!("{head} AND (({}))", any.join(") OR ("))
+    format!("(({}))", any.join(") OR ("))
 }
 
 /// `owner.resource_id [NOT] IN (index rows)` for one parameter.
