@@ -99,7 +99,8 @@ async fn basic_search_by_each_parameter_type(app: TestApp) {
         "identifier":[{"system":"http://other","value":"A1"}]})).await;
     put(
         &app,
-        json!({"resourceType":"Patient","id":"p3","name":[{"family":"Ng"}],"gender":"other"}),
+        json!({"resourceType":"Patient","id":"p3","name":[{"family":"Ng"}],"gender":"other",
+               "meta":{"tag":[{"system":"http://example.org/tags","code":"vip"}]}}),
     )
     .await;
     let obs = |id: &str, patient: &str, code: &str, value: f64, date: &str| {
@@ -208,6 +209,12 @@ async fn basic_search_by_each_parameter_type(app: TestApp) {
         ids(&app, "Patient?_id:not=p1&gender=male,female").await,
         ["p2"]
     );
+    // meta.tag
+    assert_eq!(
+        ids(&app, "Patient?_tag=http://example.org/tags|vip").await,
+        ["p3"]
+    );
+    assert!(ids(&app, "Patient?_tag=vip-not").await.is_empty());
     // a reference to this server written as an absolute URL is the same reference
     assert_eq!(
         ids(

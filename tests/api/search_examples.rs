@@ -1,10 +1,10 @@
 //! Search over the spec's own R4 examples: each query's expected ids were written down by hand
 //! from the example files (hl7.fhir.r4.examples 4.0.1), not from this server's answers.
 
-use crate::helpers::{TestApp, examples_package};
+use crate::corpus::example_resources;
+use crate::helpers::TestApp;
 use crate::on_both_backends;
 use serde_json::{Value, json};
-use std::io::Read;
 
 /// The types loaded: enough for every parameter kind, chain, include and compartment below.
 const TYPES: &[&str] = &[
@@ -29,27 +29,15 @@ const TYPES: &[&str] = &[
 
 /// The example resources of `TYPES`, read from the package.
 fn examples() -> Vec<Value> {
-    let file = std::fs::File::open(examples_package()).expect("open the examples package");
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut out = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().to_string();
-        let name = path.trim_start_matches("package/");
-        let Some((rtype, _)) = name.split_once('-') else {
-            continue;
-        };
-        if !TYPES.contains(&rtype) || !name.ends_with(".json") {
-            continue;
-        }
-        let mut text = String::new();
-        entry.read_to_string(&mut text).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap();
-        if v["resourceType"] == rtype {
-            out.push(v);
-        }
-    }
-    out
+    example_resources()
+        .into_iter()
+        .map(|(_, resource)| resource)
+        .filter(|r| {
+            r["resourceType"]
+                .as_str()
+                .is_some_and(|t| TYPES.contains(&t))
+        })
+        .collect()
 }
 
 /// Load the examples in one transaction (PUT each: the examples carry their ids).
@@ -231,6 +219,27 @@ const TOKENS: &[(&str, &[&str])] = &[
         ],
     ),
     ("Patient?_id=pat1,pat2", &["pat1", "pat2"]),
+    (
+        "Observation?_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns",
+        &[
+            "blood-pressure",
+            "blood-pressure-cancel",
+            "blood-pressure-dar",
+            "bmi",
+            "body-height",
+            "body-length",
+            "body-temperature",
+            "head-circumference",
+            "heart-rate",
+            "respiratory-rate",
+            "satO2",
+            "vitals-panel",
+        ],
+    ),
+    (
+        "Condition?_security=http://terminology.hl7.org/CodeSystem/v3-ActCode|TBOO",
+        &["f202"],
+    ),
     ("Observation?code=http://loinc.org|8867-4", &["heart-rate"]),
     ("Observation?code=39156-5", &["bmi", "bmi-using-related"]),
     (
@@ -407,11 +416,38 @@ const DATES: &[(&str, &[&str])] = &[
     ("MedicationRequest?authoredon=2015-03-01", &["medrx002"]),
     ("Immunization?date=2013-01-10", &["example", "notGiven"]),
     ("Patient?_lastUpdated=lt2000-01-01", &[]),
+    (
+        "Patient?birthdate=ne1974-12-25",
+        &[
+            "animal",
+            "f001",
+            "f201",
+            "genetics-example1",
+            "glossy",
+            "infant-mom",
+            "infant-twin-1",
+            "infant-twin-2",
+            "mom",
+            "newborn",
+            "pat3",
+            "pat4",
+            "proband",
+            "xcda",
+            "xds",
+        ],
+    ),
+    // approximately: within a tenth of the distance from now (about 9 years here)
+    ("Patient?birthdate=ap1932-09-24", &["glossy", "xcda"]),
 ];
 
 const NUMBERS_URIS_COMPOSITES: &[(&str, &[&str])] = &[
     ("RiskAssessment?probability=gt0.01", &["cardiac"]),
     ("RiskAssessment?probability=0.02", &["cardiac"]),
+    ("RiskAssessment?probability=ap0.021", &["cardiac"]),
+    (
+        "RiskAssessment?probability=ne0.02",
+        &["genetic", "riskexample"],
+    ),
     ("RiskAssessment?probability=lt0.0002", &["genetic"]),
     (
         "Observation?value-quantity=gt100",
