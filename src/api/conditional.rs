@@ -41,6 +41,7 @@ pub async fn update(
     let store = state.store.clone();
     let rt = rtype.clone();
     let lenient = ctx.lenient;
+    let base = state.base_url.clone();
     let result = web::block(move || {
         let Prepared {
             mut resource,
@@ -51,7 +52,7 @@ pub async fn update(
                 .get("id")
                 .and_then(|v| v.as_str())
                 .map(str::to_string);
-            let id = match (single_match(tx, &rt, &query)?, body_id) {
+            let id = match (single_match(tx, &rt, &query, &base)?, body_id) {
                 (Some(found), Some(given)) if found.as_str() != given => {
                     return Err(ApiError::bad_request(format!(
                         "the search matches {rt}/{found}, but the body's id is '{given}'"
@@ -86,9 +87,10 @@ pub async fn patch(
     let store = state.store.clone();
     let rt = rtype.clone();
     let lenient = ctx.lenient;
+    let base = state.base_url.clone();
     let result = web::block(move || {
         store.write(|tx| {
-            let id = single_match(tx, &rt, &query)?.ok_or_else(|| {
+            let id = single_match(tx, &rt, &query, &base)?.ok_or_else(|| {
                 ApiError::not_found(format!("'{rt}?{query}' matches no resource to patch"))
             })?;
             interaction::patch(tx, &rt, &id, &ops, None, lenient, &wctx)
@@ -112,8 +114,9 @@ pub async fn delete(
     let store = state.store.clone();
     let rt = rtype.clone();
     let q = query.clone();
+    let base = state.base_url.clone();
     let result = web::block(move || {
-        store.write(|tx| match single_match(tx, &rt, &q)? {
+        store.write(|tx| match single_match(tx, &rt, &q, &base)? {
             Some(id) => {
                 let written = interaction::delete(tx, &rt, &id, None, &wctx)?;
                 Ok::<_, ApiError>(Some((id, written)))

@@ -135,10 +135,12 @@ pub async fn create(
     let store = state.store.clone();
     let rt = rtype.clone();
     let lenient = ctx.lenient;
+    let base = state.base_url.clone();
     let result = web::block(move || {
         let Prepared { resource, warnings } = prepare(body, &rt, lenient)?;
-        let written = store
-            .write(|tx| interaction::create(tx, &rt, resource, condition.as_deref(), &wctx))?;
+        let written = store.write(|tx| {
+            interaction::create(tx, &rt, resource, condition.as_deref(), &base, &wctx)
+        })?;
         Ok::<_, ApiError>((written, warnings))
     })
     .await?;

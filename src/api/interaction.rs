@@ -5,6 +5,7 @@
 use super::error::ApiError;
 use crate::fhir::definitions::Definitions;
 use crate::fhir::search::filter::parse_filter;
+use crate::fhir::search::{ParamType, SearchParams};
 use crate::fhir::validate::validate_resource;
 use crate::fhir::{FhirId, Issue, model};
 use crate::store::search::{Scope, SearchSpec, search};
@@ -73,10 +74,47 @@ pub fn prepare(mut resource: Value, rtype: &str, lenient: bool) -> Result<Prepar
     })
 }
 
+/// References to this server written as absolute URLs (`{base}/Patient/1`, as clients copy
+/// them from a `fullUrl`) in the reference parameters of `rtypes`, made the relative
+/// `Patient/1` that the index holds: for searches and for conditions alike.
+pub fn local_references(
+    params: &[(String, String)],
+    rtypes: &[&str],
+    base: &str,
+) -> Vec<(String, String)> {
+    let prefix = format!("{}/", base.trim_end_matches('/'));
+    params
+        .iter()
+        .map(|(name, value)| {
+            let code = name.split(':').next().unwrap_or(name);
+            let is_reference = !name.contains('.')
+                && rtypes.iter().any(|t| {
+                    SearchParams::get()
+                        .find(t, code)
+                        .is_some_and(|p| p.kind == ParamType::Reference)
+                });
+            if !is_reference || !value.contains(&prefix) {
+                return (name.clone(), value.clone());
+            }
+            let value = value
+                .split(',')
+                .map(|v| v.strip_prefix(&prefix).unwrap_or(v))
+                .collect::<Vec<_>>()
+                .join(",");
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 /// Resolve a condition (`If-None-Exist`, a conditional update or delete) to the ids of the
 /// current resources it matches, with the search machinery: any supported search parameter
 /// works. At most two ids come back: enough to tell none, one and several apart.
-pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<String>, ApiError> {
+pub fn resolve_condition(
+    tx: &mut Tx,
+    rtype: &str,
+    query: &str,
+    base: &str,
+) -> Result<Vec<String>, ApiError> {
     let query = query.trim_start_matches('?');
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
         ApiError::bad_request(format!("condition '{query}' is not a query string: {e}"))
@@ -86,6 +124,7 @@ pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<St
             "empty condition: give at least one search parameter",
         ));
     }
+    let params = local_references(&params, &[rtype], base);
     let mut filters = Vec::with_capacity(params.len());
     for (name, value) in &params {
         match parse_filter(rtype, name, value) {
@@ -111,8 +150,13 @@ pub fn resolve_condition(tx: &mut Tx, rtype: &str, query: &str) -> Result<Vec<St
 }
 
 /// The one resource a condition matches: none is `None`, several is 412.
-pub fn single_match(tx: &mut Tx, rtype: &str, query: &str) -> Result<Option<FhirId>, ApiError> {
-    let found = resolve_condition(tx, rtype, query)?;
+pub fn single_match(
+    tx: &mut Tx,
+    rtype: &str,
+    query: &str,
+    base: &str,
+) -> Result<Option<FhirId>, ApiError> {
+    let found = resolve_condition(tx, rtype, query, base)?;
     match found.as_slice() {
         [] => Ok(None),
         [id] => Ok(Some(parse_id(id)?)),
@@ -132,10 +176,11 @@ pub fn create(
     rtype: &str,
     resource: Value,
     if_none_exist: Option<&str>,
+    base: &str,
     ctx: &WriteContext,
 ) -> Result<Written, ApiError> {
     if let Some(cond) = if_none_exist {
-        let found = resolve_condition(tx, rtype, cond)?;
+        let found = resolve_condition(tx, rtype, cond, base)?;
         match found.as_slice() {
             [] => {}
             [id] => {

@@ -75,6 +75,19 @@ async fn conditional_writes_change_exactly_the_match(app: TestApp) {
     assert_eq!(again.status, 200);
     assert!(again.text.contains("matches no resource"), "{}", again.text);
 
+    // a condition naming a reference by this server's absolute URL finds the relative one
+    let obs = json!({"resourceType": "Observation", "status": "final",
+                     "code": {"text": "heart rate"}, "subject": {"reference": "Patient/someone"}});
+    let (obs_id, _) = app.create(&obs).await;
+    let by_subject = format!("Observation?subject={}/Patient/someone", app.base);
+    let again = app.put(&by_subject, &obs).await;
+    assert_eq!(
+        again.status, 200,
+        "the match is updated, not duplicated: {}",
+        again.text
+    );
+    assert_eq!(again.json()["id"], obs_id.as_str());
+
     // without a search, a conditional write would touch everything: refused
     assert_eq!(app.put("Patient", &patient("D4", "Q")).await.status, 400);
     assert_eq!(app.delete("Patient").await.status, 400);

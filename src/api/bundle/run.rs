@@ -34,7 +34,7 @@ pub(super) fn run_transaction(
         let mut ids: HashMap<String, String> = HashMap::new();
         let mut targets = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let resolved = resolve(tx, &e.action).map_err(|err| at_entry(err, i))?;
+            let resolved = resolve(tx, &e.action, base).map_err(|err| at_entry(err, i))?;
             if let (Some(url), Some(r)) = (&e.full_url, &resolved) {
                 ids.insert(url.clone(), format!("{}/{}", e.action.rtype(), r.id));
             }
@@ -91,7 +91,7 @@ pub(super) fn run_batch(
         .map(|entry| {
             let result = entry.and_then(|mut entry| {
                 store.write(|tx| {
-                    let target = resolve(tx, &entry.action)?;
+                    let target = resolve(tx, &entry.action, base)?;
                     let w =
                         execute(tx, &mut entry.action, target.as_ref(), &HashMap::new(), &wctx)?;
                     Ok(entry_response(&w, &entry.action, base, ctx))
@@ -115,7 +115,7 @@ fn is_fresh_create(action: &Action, target: &Option<Resolved>) -> bool {
 
 /// The id an entry writes to. Reads resolve nothing; a conditional update or delete that
 /// matches nothing gets a fresh id (create, or delete of nothing).
-fn resolve(tx: &mut Tx, action: &Action) -> Result<Option<Resolved>, ApiError> {
+fn resolve(tx: &mut Tx, action: &Action, base: &str) -> Result<Option<Resolved>, ApiError> {
     let resolved = match action {
         Action::Create {
             rtype,
@@ -123,7 +123,7 @@ fn resolve(tx: &mut Tx, action: &Action) -> Result<Option<Resolved>, ApiError> {
             ..
         } => {
             let existing = match if_none_exist {
-                Some(q) => single_match(tx, rtype, q)?,
+                Some(q) => single_match(tx, rtype, q, base)?,
                 None => None,
             };
             Resolved {
@@ -135,7 +135,7 @@ fn resolve(tx: &mut Tx, action: &Action) -> Result<Option<Resolved>, ApiError> {
             let id = match target {
                 Target::Id(id) => id.clone(),
                 Target::Condition(q) => {
-                    single_match(tx, rtype, q)?.unwrap_or_else(FhirId::generate)
+                    single_match(tx, rtype, q, base)?.unwrap_or_else(FhirId::generate)
                 }
             };
             Resolved {

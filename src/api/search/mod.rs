@@ -9,12 +9,11 @@ use super::AppState;
 use super::body::read_limited;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::interaction::{check_type, parse_id};
+use super::interaction::{check_type, local_references, parse_id};
 use super::paging;
 use super::render;
 use crate::fhir::bundle::bundle;
 use crate::fhir::search::filter::patient_compartment;
-use crate::fhir::search::{ParamType, SearchParams};
 use crate::fhir::subset;
 use crate::fhir::{Issue, operation_outcome};
 use crate::store::db::DbConnection;
@@ -169,7 +168,12 @@ async fn run(
     path: String,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let own = relative_to_base(&params, &types, &state.base_url);
+    let names: Vec<&str> = match &types {
+        Types::One(t) => vec![t.as_str()],
+        Types::Some(ts) => ts.iter().map(String::as_str).collect(),
+        Types::All => Vec::new(),
+    };
+    let own = local_references(&params, &names, &state.base_url);
     let request = SearchRequest::parse(&types, &own, compartment, ctx.lenient)?;
     let store = state.store.clone();
     let (page, included, cut, request) =
@@ -212,42 +216,6 @@ async fn run(
     }
     let b = bundle("searchset", page.total, links, entries);
     render::fhir(StatusCode::OK, &b, &ctx)
-}
-
-/// References to this server written as absolute URLs (`{base}/Patient/1`, as clients copy
-/// them from a `fullUrl`) are searched as the relative `Patient/1` that the index holds.
-fn relative_to_base(
-    params: &[(String, String)],
-    types: &Types,
-    base: &str,
-) -> Vec<(String, String)> {
-    let names: Vec<&str> = match types {
-        Types::One(t) => vec![t.as_str()],
-        Types::Some(ts) => ts.iter().map(String::as_str).collect(),
-        Types::All => Vec::new(),
-    };
-    let prefix = format!("{}/", base.trim_end_matches('/'));
-    params
-        .iter()
-        .map(|(name, value)| {
-            let code = name.split(':').next().unwrap_or(name);
-            let is_reference = !name.contains('.')
-                && names.iter().any(|t| {
-                    SearchParams::get()
-                        .find(t, code)
-                        .is_some_and(|p| p.kind == ParamType::Reference)
-                });
-            if !is_reference || !value.contains(&prefix) {
-                return (name.clone(), value.clone());
-            }
-            let value = value
-                .split(',')
-                .map(|v| v.strip_prefix(&prefix).unwrap_or(v))
-                .collect::<Vec<_>>()
-                .join(",");
-            (name.clone(), value)
-        })
-        .collect()
 }
 
 /// The page of matches, and what `_include`/`_revinclude` add to it (with whether the
