@@ -8,6 +8,7 @@
 //! - [`bench`]: a load tool that drives a running server and prints figures.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod fhir;

@@ -26,8 +26,40 @@ enum Command {
     Serve(Box<Settings>),
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate(StoreArgs),
+    /// Print an access token signed with this server's key (for local use and scripts).
+    Token(TokenArgs),
     /// Drive a running server over HTTP and print throughput and latency percentiles.
     Bench(emrsync::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// The FHIR base URL of the server the token is for (its `aud`).
+    #[arg(
+        long,
+        env = "EMRSYNC_BASE_URL",
+        default_value = "http://127.0.0.1:8080/fhir"
+    )]
+    base_url: String,
+
+    /// SMART scopes, space separated (e.g. "system/*.cruds" or "patient/*.rs").
+    #[arg(long)]
+    scope: String,
+
+    /// The patient whose compartment `patient/` scopes open.
+    #[arg(long)]
+    patient: Option<String>,
+
+    /// The user the token speaks for, as `fhirUser` (e.g. Practitioner/123).
+    #[arg(long)]
+    user: Option<String>,
+
+    /// How long the token is valid (e.g. 15m, 1h, 7d).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    expires: std::time::Duration,
 }
 
 fn init_logs(json: bool) {
@@ -68,6 +100,25 @@ async fn main() -> anyhow::Result<()> {
                 "{applied} migration(s) applied to {}",
                 store.database()?.describe()
             );
+        }
+        Command::Token(args) => {
+            init_logs(false);
+            let mint = emrsync::auth::Mint {
+                subject: args.user.clone().unwrap_or_else(|| "emrsync-cli".into()),
+                scope: args.scope.clone(),
+                client_id: Some("emrsync-cli".into()),
+                patient: args.patient.clone(),
+                encounter: None,
+                fhir_user: args.user.clone(),
+                lifetime: args.expires,
+            };
+            let database = args.store.database()?;
+            let base = args.base_url.trim_end_matches('/').to_string();
+            let token = tokio::task::spawn_blocking(move || {
+                emrsync::auth::mint_offline(&database, &base, &mint)
+            })
+            .await??;
+            println!("{token}");
         }
         Command::Bench(args) => {
             init_logs(false);

@@ -2,11 +2,13 @@
 //! and runs it until stopped.
 
 use crate::api::{self, AppState};
+use crate::auth::{Authority, Grant};
 use crate::config::Settings;
 use crate::store::Store;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Application {
@@ -35,10 +37,16 @@ impl Application {
                  Never use this with real patient data. !!!"
             );
         }
+        let authority = {
+            let (store, base_url) = (store.clone(), base_url.clone());
+            tokio::task::spawn_blocking(move || Authority::open(&store, &base_url)).await??
+        };
         let state = web::Data::new(AppState {
             store,
             base_url: base_url.clone(),
+            authority: Arc::new(authority),
             insecure_dev: settings.insecure_dev,
+            open_grant: Arc::new(Grant::unrestricted()),
             max_body_bytes: settings.max_body_bytes,
         });
         let mut server =

@@ -3,6 +3,7 @@
 //! client's `Prefer` choices.
 
 use super::error::ApiError;
+use crate::auth::Grant;
 use crate::store::WriteContext;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -10,6 +11,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use std::future::{Ready, ready};
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -70,14 +72,17 @@ pub struct RequestContext {
     pub prefer_return: Option<Return>,
     /// `Prefer: handling=lenient`: drop unknown elements and parameters with a warning.
     pub lenient: bool,
-    pub actor: String,
+    /// The caller's verified token (set by `api::require_auth`), or everything under
+    /// `--insecure-dev`.
+    pub grant: Arc<Grant>,
 }
 
 impl RequestContext {
     pub fn write_context(&self) -> WriteContext {
         WriteContext {
             correlation_id: self.correlation_id.clone(),
-            actor: self.actor.clone(),
+            actor: self.grant.actor(),
+            grant: self.grant.clone(),
         }
     }
 
@@ -134,7 +139,13 @@ impl RequestContext {
             pretty: param("_pretty") == Some("true"),
             prefer_return,
             lenient,
-            actor: "anonymous (insecure-dev)".to_string(),
+            grant: req
+                .extensions()
+                .get::<Arc<Grant>>()
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::unauthorized("no access token was verified for this request")
+                })?,
         })
     }
 }

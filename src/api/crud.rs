@@ -7,6 +7,7 @@ use super::context::{RequestContext, body_format};
 use super::error::ApiError;
 use super::interaction::{self, Prepared, check_type, parse_etag, parse_id, prepare};
 use super::render;
+use crate::auth::Interaction;
 use crate::fhir::Issue;
 use crate::store::versions;
 use actix_web::http::StatusCode;
@@ -37,7 +38,10 @@ pub async fn read(
     parse_id(&id)?;
     let store = state.store.clone();
     let (rt, i) = (rtype.clone(), id.clone());
+    ctx.grant.reach(Interaction::Read, &rtype)?;
     let version = web::block(move || store.current(&rt, &i)).await??;
+    ctx.grant
+        .check(Interaction::Read, &rtype, &id, || version.json())?;
     if header(&req, "if-none-match").is_some_and(|t| parse_etag(t).ok() == Some(version.version_id))
     {
         return Ok(HttpResponse::NotModified()
@@ -64,12 +68,15 @@ pub async fn vread(
         .map_err(|_| ApiError::bad_request(format!("version id '{vid}' is not a number")))?;
     let store = state.store.clone();
     let (rt, i) = (rtype.clone(), id.clone());
+    ctx.grant.reach(Interaction::Read, &rtype)?;
     let found = web::block(move || store.read(|c| versions::version(c, &rt, &i, vid))).await??;
     let version =
         found.ok_or_else(|| ApiError::not_found(format!("{rtype}/{id} has no version {vid}")))?;
     if version.deleted {
         return Err(version.gone().into());
     }
+    ctx.grant
+        .check(Interaction::Read, &rtype, &id, || version.json())?;
     let ctx = RequestContext {
         prefer_return: None,
         ..ctx

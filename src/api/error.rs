@@ -50,6 +50,38 @@ impl ApiError {
         }
     }
 
+    /// 401: no token, or one that is expired, forged or not for this server. The
+    /// `WWW-Authenticate` header says so in RFC 6750's terms.
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        let msg = msg.into();
+        let challenge = format!(
+            "Bearer realm=\"emrsync\", error=\"invalid_token\", error_description=\"{}\"",
+            msg.replace(['"', '\\'], "'")
+        );
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, Issue::error("login", msg));
+        e.headers.push(("www-authenticate", challenge));
+        e
+    }
+
+    /// 401 for a request without a token: the challenge names no error (RFC 6750 section 3.1).
+    pub fn token_required() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            Issue::error(
+                "login",
+                "an access token is required: send Authorization: Bearer <token> (see /fhir/.well-known/smart-configuration)",
+            ),
+        );
+        e.headers
+            .push(("www-authenticate", "Bearer realm=\"emrsync\"".to_string()));
+        e
+    }
+
+    /// 403: a valid token whose scopes or launch context do not allow the interaction.
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, Issue::error("forbidden", msg))
+    }
+
     pub fn unknown_type(rtype: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -71,6 +103,12 @@ impl ApiError {
             self.status.as_u16(),
             self.status.canonical_reason().unwrap_or("")
         )
+    }
+}
+
+impl From<crate::auth::Denied> for ApiError {
+    fn from(d: crate::auth::Denied) -> Self {
+        ApiError::forbidden(d.0)
     }
 }
 
@@ -106,6 +144,7 @@ impl From<StoreError> for ApiError {
             StoreError::Gone { .. } => (StatusCode::GONE, "deleted"),
             StoreError::PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            StoreError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
             StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
         };

@@ -7,6 +7,7 @@ use super::error::ApiError;
 use super::interaction::{check_type, parse_id};
 use super::paging::{self, CURSOR};
 use super::render;
+use crate::auth::{Interaction, Reach};
 use crate::fhir::bundle::{bundle, history_entry};
 use crate::fhir::resource::parse_instant;
 use crate::store::{HistoryQuery, versions};
@@ -90,10 +91,24 @@ async fn history(
             }
         }
     }
+    // A token confined to one patient sees the versions that were in that patient's
+    // compartment; an instance outside it is refused outright, and the total of a type or
+    // system history (which would count other patients' changes) is left out.
+    let confined = match &rtype {
+        Some(t) => ctx.grant.reach(Interaction::Read, t)? != Reach::All,
+        None => !ctx.grant.reaches_everything(Interaction::Read),
+    };
     let store = state.store.clone();
     let query = q.clone();
+    let grant = ctx.grant.clone();
     let (page, total) = web::block(move || {
         store.read(|c| {
+            if let (true, Some(rt), Some(id)) = (confined, &query.resource_type, &query.id)
+                && let Some(current) = versions::current(c, rt, id)?
+                && !current.deleted
+            {
+                grant.check(Interaction::Read, rt, id, || current.json())?;
+            }
             let mut page = versions::history(c, &query)?;
             let total = versions::history_total(c, &query)?;
             if let (Some(rt), Some(id), true) = (&query.resource_type, &query.id, total == 0) {
@@ -124,7 +139,19 @@ async fn history(
         .then(|| page.last().map(|last| last.seq.to_string()))
         .flatten();
     let links = paging::links(&path, &params, next, None);
-    let entries = page.iter().map(|v| history_entry(v, base)).collect();
-    let b = bundle("history", Some(total), links, entries);
+    let entries = page
+        .iter()
+        .filter(|v| {
+            !confined
+                || (!v.deleted
+                    && ctx
+                        .grant
+                        .check(Interaction::Read, &v.resource_type, &v.id, || v.json())
+                        .is_ok())
+        })
+        .map(|v| history_entry(v, base))
+        .collect();
+    let total = (!confined || id.is_some()).then_some(total);
+    let b = bundle("history", total, links, entries);
     render::fhir(StatusCode::OK, &b, &ctx)
 }

@@ -3,6 +3,7 @@
 //! update, patch, delete.
 
 use super::error::ApiError;
+use crate::auth::Interaction;
 use crate::fhir::definitions::Definitions;
 use crate::fhir::search::filter::parse_filter;
 use crate::fhir::search::{ParamType, SearchParams};
@@ -186,6 +187,9 @@ pub fn create(
             [id] => {
                 let version = versions::current(tx.conn, rtype, id)?
                     .ok_or_else(|| ApiError::not_found(id.clone()))?;
+                // the existing match is returned: the caller must be allowed to read it
+                ctx.grant
+                    .check(Interaction::Read, rtype, id, || version.json())?;
                 return Ok(Written {
                     version,
                     created: false,

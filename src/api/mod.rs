@@ -13,28 +13,36 @@ mod metadata;
 mod paging;
 mod render;
 mod search;
+mod smart;
 
 pub use metadata::capability_statement;
 
+use crate::auth::{Authority, Grant};
 use crate::fhir::Issue;
 use crate::store::Store;
+use actix_web::HttpMessage;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, body::MessageBody, web};
 use error::ApiError;
+use std::sync::Arc;
 
 /// What every handler shares.
 pub struct AppState {
     pub store: Store,
     pub base_url: String,
+    pub authority: Arc<Authority>,
     pub insecure_dev: bool,
+    /// The grant of every request under `--insecure-dev`.
+    pub open_grant: Arc<Grant>,
     pub max_body_bytes: usize,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .route("/health", web::get().to(health::health))
+        .route("/auth/jwks", web::get().to(smart::jwks))
         .service(
             web::scope("/fhir")
                 .wrap(from_fn(require_auth))
@@ -90,28 +98,53 @@ async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiE
     }
 }
 
-/// Security on by default: until the SMART authorization server is in place, FHIR data is only
-/// served when the operator started with `--insecure-dev`. The CapabilityStatement stays public.
+/// Security on by default: every FHIR request but the public ones (CapabilityStatement, SMART
+/// configuration) needs a valid bearer token, whose grant the handlers then check against each
+/// interaction. `--insecure-dev` serves everything to everyone, and says so loudly at start.
 async fn require_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    let open = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.insecure_dev);
-    if open || req.path() == "/fhir/metadata" {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    }
-    let err = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        Issue::error(
-            "login",
-            "authentication required: this server has no token issuer yet; start it with --insecure-dev for local development",
-        ),
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(actix_web::error::ErrorInternalServerError(
+            "no application state",
+        ));
+    };
+    let public = matches!(
+        req.path(),
+        "/fhir/metadata" | "/fhir/.well-known/smart-configuration"
     );
-    let response: HttpResponse = actix_web::ResponseError::error_response(&err);
-    Ok(req.into_response(response).map_into_right_body())
+    let grant = if state.insecure_dev {
+        Ok(state.open_grant.clone())
+    } else if public {
+        Ok(Arc::new(Grant::public()))
+    } else {
+        match bearer_token(req.headers()) {
+            None => Err(ApiError::token_required()),
+            Some(token) => state
+                .authority
+                .authenticate(token)
+                .map_err(|e| ApiError::unauthorized(e.to_string())),
+        }
+    };
+    match grant {
+        Ok(grant) => {
+            req.extensions_mut().insert(grant);
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        }
+        Err(err) => {
+            let response: HttpResponse = actix_web::ResponseError::error_response(&err);
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
+fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

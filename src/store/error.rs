@@ -20,6 +20,9 @@ pub enum StoreError {
     /// Another writer changed the resource between our read and our write.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The writer's token does not allow this write (403).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -45,6 +48,12 @@ impl From<diesel::result::Error> for StoreError {
                 }
             }
         }
+    }
+}
+
+impl From<crate::auth::Denied> for StoreError {
+    fn from(d: crate::auth::Denied) -> Self {
+        StoreError::Forbidden(d.0)
     }
 }
 

@@ -151,6 +151,18 @@ diesel::table! {
     }
 }
 
+// SMART: the keys this server signs access tokens with.
+
+diesel::table! {
+    auth_signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        private_pkcs8 -> Text,
+        created_at -> BigInt,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,

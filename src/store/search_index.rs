@@ -13,9 +13,71 @@ use diesel::prelude::*;
 /// Rows per multi-row statement (PostgreSQL allows 65,535 bound values; composites bind 12).
 const CHUNK: usize = 1000;
 
-/// Remove every index row of `rtype/id` (its old version's, before an update or on delete):
-/// a range of the tables' primary keys.
+/// The index's tables, one per kind of search parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    String,
+    Token,
+    Reference,
+    Date,
+    Number,
+    Quantity,
+    Uri,
+    Composite,
+}
+
+const TABLES: [Table; 8] = [
+    Table::String,
+    Table::Token,
+    Table::Reference,
+    Table::Date,
+    Table::Number,
+    Table::Quantity,
+    Table::Uri,
+    Table::Composite,
+];
+
+/// Whether two versions' rows for `table` differ.
+fn differ(old: &Entries, new: &Entries, table: Table) -> bool {
+    match table {
+        Table::String => old.strings != new.strings,
+        Table::Token => old.tokens != new.tokens,
+        Table::Reference => old.references != new.references,
+        Table::Date => old.dates != new.dates,
+        Table::Number => old.numbers != new.numbers,
+        Table::Quantity => old.quantities != new.quantities,
+        Table::Uri => old.uris != new.uris,
+        Table::Composite => old.composites != new.composites,
+    }
+}
+
+/// Remove every index row of `rtype/id` (on delete): a range of the tables' primary keys.
 pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
+    clear_tables(conn, rtype, id, |_| true)
+}
+
+/// Move the index of `rtype/id` from its `old` version's entries to its `new` one's. Only the
+/// tables whose rows differ are touched: an update usually changes one or two kinds of value,
+/// and deleting and re-inserting identical rows was most of an update's index cost. A table
+/// that differs is cleared even when `old` has no rows in it: rows written under older
+/// SearchParameter definitions must not collide with the new ones.
+pub fn replace(
+    conn: &mut DbConnection,
+    rtype: &str,
+    id: &str,
+    old: &Entries,
+    new: &Entries,
+) -> Result<(), StoreError> {
+    clear_tables(conn, rtype, id, |t| differ(old, new, t))?;
+    insert_tables(conn, &[(rtype, id, new)], |t| differ(old, new, t))
+}
+
+fn clear_tables(
+    conn: &mut DbConnection,
+    rtype: &str,
+    id: &str,
+    only: impl Fn(Table) -> bool,
+) -> Result<(), StoreError> {
     macro_rules! clear_table {
         ($table:ident) => {
             diesel::delete(
@@ -23,17 +85,21 @@ pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), Store
                     .filter($table::resource_type.eq(rtype))
                     .filter($table::resource_id.eq(id)),
             )
-            .execute(conn)?;
+            .execute(conn)?
         };
     }
-    clear_table!(search_string);
-    clear_table!(search_token);
-    clear_table!(search_reference);
-    clear_table!(search_date);
-    clear_table!(search_number);
-    clear_table!(search_quantity);
-    clear_table!(search_uri);
-    clear_table!(search_composite);
+    for table in TABLES.into_iter().filter(|t| only(*t)) {
+        match table {
+            Table::String => clear_table!(search_string),
+            Table::Token => clear_table!(search_token),
+            Table::Reference => clear_table!(search_reference),
+            Table::Date => clear_table!(search_date),
+            Table::Number => clear_table!(search_number),
+            Table::Quantity => clear_table!(search_quantity),
+            Table::Uri => clear_table!(search_uri),
+            Table::Composite => clear_table!(search_composite),
+        };
+    }
     Ok(())
 }
 
@@ -42,8 +108,17 @@ pub fn insert(
     conn: &mut DbConnection,
     owners: &[(&str, &str, &Entries)],
 ) -> Result<(), StoreError> {
+    insert_tables(conn, owners, |_| true)
+}
+
+fn insert_tables(
+    conn: &mut DbConnection,
+    owners: &[(&str, &str, &Entries)],
+    only: impl Fn(Table) -> bool,
+) -> Result<(), StoreError> {
     macro_rules! insert_rows {
-        ($table:ident, $field:ident, |$e:ident| ( $($col:ident = $val:expr),* $(,)? )) => {{
+        ($kind:ident, $table:ident, $field:ident, |$e:ident| ( $($col:ident = $val:expr),* $(,)? )) => {{
+            if only(Table::$kind) {
             let rows: Vec<_> = owners
                 .iter()
                 .flat_map(|(rtype, id, entries)| {
@@ -61,36 +136,37 @@ pub fn insert(
             for chunk in rows.chunks(CHUNK) {
                 insert_all!(conn, $table::table, chunk)?;
             }
+            }
         }};
     }
-    insert_rows!(search_string, strings, |e| (
+    insert_rows!(String, search_string, strings, |e| (
         norm = &e.norm,
         exact = &e.exact
     ));
-    insert_rows!(search_token, tokens, |e| (
+    insert_rows!(Token, search_token, tokens, |e| (
         system = &e.system,
         code = &e.code,
         text = &e.text
     ));
-    insert_rows!(search_reference, references, |e| (
+    insert_rows!(Reference, search_reference, references, |e| (
         target_type = &e.target_type,
         target_id = &e.target_id,
         url = &e.url
     ));
-    insert_rows!(search_date, dates, |e| (
+    insert_rows!(Date, search_date, dates, |e| (
         low = e.range.low,
         high = e.range.high
     ));
-    insert_rows!(search_number, numbers, |e| (value = e.value));
-    insert_rows!(search_quantity, quantities, |e| (
+    insert_rows!(Number, search_number, numbers, |e| (value = e.value));
+    insert_rows!(Quantity, search_quantity, quantities, |e| (
         low = e.low,
         high = e.high,
         system = &e.system,
         code = &e.code,
         unit = &e.unit
     ));
-    insert_rows!(search_uri, uris, |e| (value = &e.value));
-    insert_rows!(search_composite, composites, |e| (
+    insert_rows!(Uri, search_uri, uris, |e| (value = &e.value));
+    insert_rows!(Composite, search_composite, composites, |e| (
         system1 = &e.first.system,
         code1 = e.first.code.as_deref().unwrap_or(""),
         system2 = second_token(&e.second).and_then(|t| t.system.as_ref()),

@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub struct WriteContext {
     pub correlation_id: String,
     pub actor: String,
+    /// What the writer may do: every write is checked against it where the old and new
+    /// contents are at hand (`store::write`), so no path (REST, Bundle, conditional) skips it.
+    pub grant: std::sync::Arc<crate::auth::Grant>,
 }
 
 /// The kind of change, as recorded in history (`Bundle.entry.request.method`) and the outbox.

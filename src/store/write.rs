@@ -10,6 +10,7 @@ use super::error::StoreError;
 use super::schema::{audit_events, outbox, resource_versions, resources};
 use super::search_index;
 use super::versions::{Method, Version, WriteContext, Written};
+use crate::auth::Interaction;
 use crate::fhir::FhirId;
 use crate::fhir::resource::{Micros, now_micros, stamp};
 use crate::fhir::search::index::{Entries, index};
@@ -58,6 +59,10 @@ pub fn create_many(
             .into_iter()
             .map(|(rtype, id, resource)| create(tx, &rtype, &id, resource, ctx))
             .collect();
+    }
+    for (rtype, id, resource) in &creates {
+        ctx.grant
+            .check(Interaction::Create, rtype, id.as_str(), || resource)?;
     }
     let now = now_micros();
     let mut stamped = Vec::with_capacity(creates.len());
@@ -144,6 +149,23 @@ fn write_version(
     let current = head.flatten();
     let version_id = current.map(|(v, _)| v + 1).unwrap_or(1);
     let created = current.is_none_or(|(_, deleted)| deleted);
+    // The version being replaced: its index rows are the ones to change, and a writer confined
+    // to a patient's compartment may not take over another patient's resource.
+    let old = match current {
+        Some((v, false)) => {
+            super::versions::version(tx.conn, rtype, id.as_str(), v)?.map(|old| old.json())
+        }
+        _ => None,
+    };
+    let what = if created {
+        Interaction::Create
+    } else {
+        Interaction::Update
+    };
+    ctx.grant.check(what, rtype, id.as_str(), || &resource)?;
+    if let Some(old) = &old {
+        ctx.grant.check(what, rtype, id.as_str(), || old)?;
+    }
     let now = now_micros();
     let stamped = stamp(resource, id, version_id, now);
     let content: Arc<str> = serde_json::to_string(&stamped)
@@ -159,13 +181,16 @@ fn write_version(
         content,
         seq: 0,
     };
+    // Only the index rows that changed are rewritten. A deleted resource has none (its delete
+    // cleared them).
+    let old_entries = old.as_ref().map(index);
     let seq = insert_version(tx.conn, &version, ctx)?;
     set_head(tx.conn, &version, current.is_some())?;
-    if current.is_some() {
-        search_index::clear(tx.conn, rtype, id.as_str())?;
-    }
     let entries = index(&stamped);
-    search_index::insert(tx.conn, &[(rtype, id.as_str(), &entries)])?;
+    match old_entries {
+        Some(old) => search_index::replace(tx.conn, rtype, id.as_str(), &old, &entries)?,
+        None => search_index::insert(tx.conn, &[(rtype, id.as_str(), &entries)])?,
+    }
     let written = Written {
         version: Version { seq, ..version },
         created,
@@ -203,6 +228,13 @@ pub fn delete(
             noop: true,
         });
     };
+    ctx.grant.check(Interaction::Delete, rtype, id, || {
+        super::versions::version(tx.conn, rtype, id, current)
+            .ok()
+            .flatten()
+            .map(|v| v.json())
+            .unwrap_or_default()
+    })?;
     version.version_id = current + 1;
     version.seq = insert_version(tx.conn, &version, ctx)?;
     set_head(tx.conn, &version, true)?;

@@ -20,9 +20,13 @@ pub struct TestApp {
     /// FHIR base URL, e.g. http://127.0.0.1:41234/fhir
     pub base: String,
     pub root: String,
+    /// Sends every request with `token` (a `system/*.cruds` access token of this server).
     pub client: reqwest::Client,
+    /// Sends no token.
+    pub anonymous: reqwest::Client,
+    pub token: String,
     pub database: Database,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 /// A response, read whole.
@@ -67,7 +71,6 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
         database_url,
     };
     let mut settings = Settings::new("127.0.0.1:0", store);
-    settings.insecure_dev = true;
     settings.workers = Some(2);
     tweak(&mut settings);
     let database = settings.store.database().unwrap();
@@ -75,17 +78,40 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
     let root = format!("http://127.0.0.1:{}", app.port());
     let base = app.base_url().to_string();
     tokio::spawn(app.run_until_stopped());
+    // every test speaks to the server as a real client would: with a signed access token
+    let token = mint(&database, &base, "system/*.cruds", None);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    // idle connections are dropped well before the server's keep-alive ends them
+    let client = |headers| {
+        reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(20))
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
     TestApp {
         base,
         root,
-        // idle connections are dropped well before the server's keep-alive ends them
-        client: reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(20))
-            .build()
-            .unwrap(),
+        client: client(headers),
+        anonymous: client(Default::default()),
+        token,
         database,
-        _dir: dir,
+        dir,
     }
+}
+
+/// An access token for the server of `database` at `base`, as `emrsync token` makes one.
+pub fn mint(database: &Database, base: &str, scope: &str, patient: Option<&str>) -> String {
+    let m = emrsync::auth::Mint {
+        subject: "test".into(),
+        scope: scope.into(),
+        client_id: Some("tests".into()),
+        patient: patient.map(str::to_string),
+        lifetime: std::time::Duration::from_secs(600),
+        ..Default::default()
+    };
+    emrsync::auth::mint_offline(database, base, &m).expect("mint a token")
 }
 
 fn fresh_postgres_database() -> String {
@@ -191,6 +217,37 @@ impl TestApp {
         assert_eq!(r.status, 201, "{}", r.text);
         let v = r.json();
         (v["id"].as_str().unwrap().to_string(), v)
+    }
+
+    /// An access token of this server with `scope` (and a launch patient).
+    pub fn token_for(&self, scope: &str, patient: Option<&str>) -> String {
+        mint(&self.database, &self.base, scope, patient)
+    }
+
+    /// GET with `token` instead of the default one.
+    pub async fn get_as(&self, token: &str, path: &str) -> Resp {
+        self.send(self.anonymous.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    /// A request with `token` instead of the default one, with a FHIR JSON body.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut req = self
+            .anonymous
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
+        }
+        self.send(req).await
     }
 
     /// A direct connection to this server's database, to check what was really written.

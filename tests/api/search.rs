@@ -46,6 +46,26 @@ async fn index_rows_follow_the_current_version(app: TestApp) {
         ["ng"],
         "an update replaces the old version's rows"
     );
+    let genders = |db: &mut emrsync::store::DbConnection| -> Vec<Option<String>> {
+        search_token::table
+            .filter(search_token::resource_id.eq(&id))
+            .filter(search_token::param.eq("gender"))
+            .select(search_token::code)
+            .load(db)
+            .unwrap()
+    };
+    assert_eq!(
+        genders(&mut db),
+        [Some("female".to_string())],
+        "rows of values an update left alone stay"
+    );
+    body.as_object_mut().unwrap().remove("gender");
+    assert_eq!(app.put(&format!("Patient/{id}"), &body).await.status, 200);
+    assert!(
+        genders(&mut db).is_empty(),
+        "a removed value is not findable"
+    );
+    assert_eq!(families(&mut db), ["ng"]);
 
     assert_eq!(app.delete(&format!("Patient/{id}")).await.status, 200);
     assert!(
@@ -58,6 +78,14 @@ async fn index_rows_follow_the_current_version(app: TestApp) {
         .get_result(&mut db)
         .unwrap();
     assert_eq!(refs, 0);
+
+    body["gender"] = json!("other");
+    assert_eq!(app.put(&format!("Patient/{id}"), &body).await.status, 201);
+    assert_eq!(
+        (families(&mut db), genders(&mut db)),
+        (vec!["ng".to_string()], vec![Some("other".to_string())]),
+        "a resource re-created after its delete is indexed again"
+    );
 }
 
 on_both_backends!(

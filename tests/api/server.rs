@@ -188,25 +188,6 @@ async fn xml_in_and_out(app: TestApp) {
     assert_eq!(bad_xml.first_issue().0, "structure");
 }
 
-/// Without --insecure-dev and before the SMART issuer exists, FHIR data is refused, while the
-/// CapabilityStatement and health stay public.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secure_by_default() {
-    let app = spawn_with(Backend::Sqlite, |s| s.insecure_dev = false).await;
-    let r = app
-        .post("Patient", &json!({"resourceType":"Patient"}))
-        .await;
-    assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
-    assert_eq!(r.first_issue().0, "login");
-    assert_eq!(app.get("Patient/x").await.status, 401);
-    assert_eq!(app.get("metadata").await.status, 200);
-    let health = app
-        .send(app.client.get(format!("{}/health", app.root)))
-        .await;
-    assert_eq!(health.status, 200);
-}
-
 /// The body limit is configurable, and a body past it is refused before it is buffered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_over_the_limit_is_413() {

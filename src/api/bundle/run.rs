@@ -5,6 +5,7 @@ use super::{Action, Entry, Target};
 use crate::api::context::{RequestContext, Return};
 use crate::api::error::ApiError;
 use crate::api::interaction::{self, single_match};
+use crate::auth::Interaction;
 use crate::fhir::bundle::bundle;
 use crate::fhir::resource::instant;
 use crate::fhir::{FhirId, operation_outcome};
@@ -218,7 +219,10 @@ fn execute(
     wctx: &WriteContext,
 ) -> Result<Written, ApiError> {
     if let Action::Read { rtype, id, version } = action {
-        return read(tx, rtype, id, *version);
+        let read = read(tx, rtype, id, *version)?;
+        wctx.grant
+            .check(Interaction::Read, rtype, id, || read.version.json())?;
+        return Ok(read);
     }
     let Some(Resolved { id, existing }) = target else {
         return Err(ApiError::bad_request("entry could not be resolved"));
@@ -228,6 +232,8 @@ fn execute(
         Action::Create { .. } if *existing => {
             let version = versions::current(tx.conn, &rtype, id.as_str())?
                 .ok_or_else(|| ApiError::not_found(id.to_string()))?;
+            wctx.grant
+                .check(Interaction::Read, &rtype, id.as_str(), || version.json())?;
             Ok(Written {
                 version,
                 created: false,

@@ -3,6 +3,7 @@
 //! become filters (`request`); the page of matches, what `_include`/`_revinclude` add and the
 //! paging links make a searchset Bundle.
 
+mod confine;
 mod request;
 
 use super::AppState;
@@ -12,6 +13,7 @@ use super::error::ApiError;
 use super::interaction::{check_type, local_references, parse_id};
 use super::paging;
 use super::render;
+use crate::auth::Interaction;
 use crate::fhir::bundle::bundle;
 use crate::fhir::search::filter::patient_compartment;
 use crate::fhir::subset;
@@ -174,10 +176,17 @@ async fn run(
         Types::All => Vec::new(),
     };
     let own = local_references(&params, &names, &state.base_url);
-    let request = SearchRequest::parse(&types, &own, compartment, ctx.lenient)?;
+    let mut request = SearchRequest::parse(&types, &own, compartment, ctx.lenient)?;
+    confine::confine(&ctx.grant, &mut request)?;
     let store = state.store.clone();
-    let (page, included, cut, request) =
+    let (page, mut included, cut, request) =
         web::block(move || store.read(|c| Ok(execute(c, request)))).await???;
+    // what _include and _revinclude add is read like any other resource
+    included.retain(|v| {
+        ctx.grant
+            .check(Interaction::Search, &v.resource_type, &v.id, || v.json())
+            .is_ok()
+    });
     let base = &state.base_url;
     let (next, previous) = page_cursors(&page, &request);
     let links = paging::links(&path, &params, next, previous);

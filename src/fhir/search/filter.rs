@@ -36,6 +36,9 @@ pub enum Filter {
         params: Vec<&'static SearchParam>,
         is_patient_type: bool,
     },
+    /// Every one of these (what a chain or `_has` must match when the caller may only reach
+    /// one patient's compartment: its own filter and the compartment).
+    And(Vec<Filter>),
 }
 
 impl Filter {
@@ -166,16 +169,22 @@ fn reference_param(
     }
 }
 
-/// The Patient compartment (R4 CompartmentDefinition/patient): for each resource type, the
-/// reference parameters that make a resource a member. Derived by
-/// `scripts/gen-search-parameters.py` into `capability/compartment-patient.json`.
-pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryError> {
+/// The codes of the reference parameters that make a `rtype` resource a member of a patient's
+/// compartment; `None` for types that are never members.
+pub fn compartment_params(rtype: &str) -> Option<&'static [String]> {
     static COMPARTMENT: OnceLock<BTreeMap<String, Vec<String>>> = OnceLock::new();
     let members = COMPARTMENT.get_or_init(|| {
         serde_json::from_str(include_str!("../../../capability/compartment-patient.json"))
             .expect("capability/compartment-patient.json is valid (generated file)")
     });
-    let codes = members.get(rtype).ok_or_else(|| {
+    members.get(rtype).map(Vec::as_slice)
+}
+
+/// The Patient compartment (R4 CompartmentDefinition/patient): for each resource type, the
+/// reference parameters that make a resource a member. Derived by
+/// `scripts/gen-search-parameters.py` into `capability/compartment-patient.json`.
+pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryError> {
+    let codes = compartment_params(rtype).ok_or_else(|| {
         QueryError(format!(
             "{rtype} resources are not in the Patient compartment"
         ))

@@ -164,6 +164,10 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
                 ty = owner.ty
             )
         }
+        Filter::And(parts) => {
+            let all: Vec<String> = parts.iter().map(|p| filter_sql(sql, owner, p)).collect();
+            format!("({})", all.join(" AND "))
+        }
         Filter::Compartment {
             patient,
             params,

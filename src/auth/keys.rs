@@ -1,0 +1,117 @@
+//! The keys this server signs access tokens with: ES256 (ECDSA P-256), generated on first start
+//! and kept in the database (`auth_signing_keys`), so that `emrsync token` and every process on
+//! one PostgreSQL sign and verify alike. The newest key signs; every key not retired verifies.
+
+use crate::fhir::resource::now_micros;
+use crate::store::schema::auth_signing_keys;
+use crate::store::{DbConnection, StoreError};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use diesel::prelude::*;
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use std::collections::HashMap;
+
+/// The signing algorithm of the server's own tokens.
+pub const ALG: Algorithm = Algorithm::ES256;
+
+/// One key: its id, what signs with it, what verifies with it, and its public JWK.
+pub struct Key {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+    pub jwk: Jwk,
+}
+
+/// The keys not retired, newest first: the first signs.
+pub struct KeyRing {
+    keys: Vec<Key>,
+    by_kid: HashMap<String, usize>,
+}
+
+impl KeyRing {
+    /// The keys of the database, creating the first one when there is none.
+    pub fn load_or_create(conn: &mut DbConnection) -> Result<KeyRing, StoreError> {
+        let ring = KeyRing::load(conn)?;
+        if !ring.keys.is_empty() {
+            return Ok(ring);
+        }
+        let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .and_then(|k| k.to_pkcs8v1())
+            .map_err(|_| StoreError::Database("cannot generate a signing key".into()))?;
+        let key = key_from_pkcs8(pkcs8.as_ref())?;
+        diesel::insert_into(auth_signing_keys::table)
+            .values((
+                auth_signing_keys::kid.eq(&key.kid),
+                auth_signing_keys::alg.eq("ES256"),
+                auth_signing_keys::private_pkcs8.eq(STANDARD.encode(pkcs8.as_ref())),
+                auth_signing_keys::created_at.eq(now_micros()),
+            ))
+            .execute(conn)?;
+        tracing::info!(kid = %key.kid, "generated a new token signing key");
+        // Read back rather than use `key`: another process may have created one at the same time.
+        KeyRing::load(conn)
+    }
+
+    /// The keys of the database that are not retired.
+    pub fn load(conn: &mut DbConnection) -> Result<KeyRing, StoreError> {
+        let rows: Vec<String> = auth_signing_keys::table
+            .filter(auth_signing_keys::retired_at.is_null())
+            .filter(auth_signing_keys::alg.eq("ES256"))
+            .order((
+                auth_signing_keys::created_at.desc(),
+                auth_signing_keys::kid.asc(),
+            ))
+            .select(auth_signing_keys::private_pkcs8)
+            .load(conn)?;
+        let keys = rows
+            .iter()
+            .map(|b64| {
+                let der = STANDARD
+                    .decode(b64)
+                    .map_err(|e| StoreError::Database(format!("stored signing key: {e}")))?;
+                key_from_pkcs8(&der)
+            })
+            .collect::<Result<Vec<Key>, StoreError>>()?;
+        let by_kid = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.kid.clone(), i))
+            .collect();
+        Ok(KeyRing { keys, by_kid })
+    }
+
+    pub fn signing(&self) -> Option<&Key> {
+        self.keys.first()
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&Key> {
+        self.by_kid.get(kid).map(|i| &self.keys[*i])
+    }
+
+    /// The public keys, as `GET /auth/jwks` serves them.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.keys.iter().map(|k| k.jwk.clone()).collect(),
+        }
+    }
+}
+
+/// A key from its PKCS#8 document; its id is the RFC 7638 thumbprint of its public JWK.
+fn key_from_pkcs8(der: &[u8]) -> Result<Key, StoreError> {
+    let bad = |e: jsonwebtoken::errors::Error| StoreError::Database(format!("signing key: {e}"));
+    let encoding = EncodingKey::from_ec_der(der);
+    let mut jwk = Jwk::from_encoding_key(&encoding, ALG).map_err(bad)?;
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(bad)?;
+    let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(bad)?;
+    jwk.common.key_id = Some(kid.clone());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
+    Ok(Key {
+        kid,
+        encoding,
+        decoding,
+        jwk,
+    })
+}

@@ -1,0 +1,172 @@
+//! SMART on FHIR: the server's own token issuer and the checks every interaction goes through.
+//!
+//! - [`keys`]: the ES256 signing keys, kept in the database.
+//! - [`token`]: access-token claims, signing and verification.
+//! - [`scopes`]: SMART v1 and v2 scopes.
+//! - [`access`]: a verified token as a [`Grant`], and the decisions made from it.
+
+pub mod access;
+pub mod keys;
+pub mod scopes;
+pub mod token;
+
+pub use access::{Denied, Grant, Reach};
+pub use scopes::Interaction;
+pub use token::{AccessClaims, TokenError};
+
+use crate::store::{Database, Store, StoreError};
+use keys::KeyRing;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Verified tokens are kept this long (and never past their `exp`), so that a busy client's
+/// requests do not each pay for an ECDSA verification.
+const VERIFIED_TTL: Duration = Duration::from_secs(300);
+/// An unknown `kid` reloads the keys from the database (another process may have rotated them),
+/// at most this often.
+const RELOAD_EVERY: Duration = Duration::from_secs(10);
+
+/// The token issuer of one FHIR base: mints, verifies and caches access tokens.
+pub struct Authority {
+    issuer: String,
+    audience: String,
+    store: Store,
+    ring: RwLock<Arc<KeyRing>>,
+    last_reload: Mutex<Instant>,
+    verified: moka::sync::Cache<String, Arc<Grant>>,
+}
+
+/// What to put in a token that this server mints.
+#[derive(Debug, Clone, Default)]
+pub struct Mint {
+    pub subject: String,
+    pub scope: String,
+    pub client_id: Option<String>,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    pub fhir_user: Option<String>,
+    pub lifetime: Duration,
+}
+
+/// The issuer of the tokens for FHIR base `base_url`: its origin's `/auth`.
+pub fn issuer_for(base_url: &str) -> String {
+    let base = base_url.trim_end_matches('/');
+    format!("{}/auth", base.strip_suffix("/fhir").unwrap_or(base))
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// A signed access token for `audience` (a FHIR base), with `ring`'s newest key.
+pub fn mint_with(ring: &KeyRing, issuer: &str, audience: &str, m: &Mint) -> (String, AccessClaims) {
+    let now = now_secs();
+    let claims = AccessClaims {
+        iss: issuer.to_string(),
+        aud: audience.trim_end_matches('/').to_string(),
+        sub: m.subject.clone(),
+        exp: now + m.lifetime.as_secs() as i64,
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        scope: m.scope.clone(),
+        client_id: m.client_id.clone(),
+        patient: m.patient.clone(),
+        encounter: m.encounter.clone(),
+        fhir_user: m.fhir_user.clone(),
+    };
+    (token::sign(ring, &claims), claims)
+}
+
+/// `emrsync token`: a token signed with the keys of `database` (created if it has none), for
+/// the server whose FHIR base is `base_url`.
+pub fn mint_offline(database: &Database, base_url: &str, m: &Mint) -> anyhow::Result<String> {
+    database.migrate()?;
+    let mut conn = database.connect()?;
+    let ring = KeyRing::load_or_create(&mut conn)?;
+    Ok(mint_with(&ring, &issuer_for(base_url), base_url, m).0)
+}
+
+impl Authority {
+    /// The authority of `base_url`, with the store's keys (creating the first one if needed).
+    pub fn open(store: &Store, base_url: &str) -> Result<Authority, StoreError> {
+        let ring = store.read(KeyRing::load_or_create)?;
+        Ok(Authority {
+            issuer: issuer_for(base_url),
+            audience: base_url.trim_end_matches('/').to_string(),
+            store: store.clone(),
+            ring: RwLock::new(Arc::new(ring)),
+            last_reload: Mutex::new(Instant::now()),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().expect("key ring lock").clone()
+    }
+
+    /// A signed access token.
+    pub fn mint(&self, m: &Mint) -> (String, AccessClaims) {
+        mint_with(&self.ring(), &self.issuer, &self.audience, m)
+    }
+
+    /// The grant of a bearer token, or why it is refused.
+    pub fn authenticate(&self, bearer: &str) -> Result<Arc<Grant>, TokenError> {
+        if let Some(grant) = self.verified.get(bearer) {
+            if grant.expires_at + 30 < now_secs() {
+                self.verified.invalidate(bearer);
+                return Err(TokenError::Expired);
+            }
+            return Ok(grant);
+        }
+        let claims = match token::verify(&self.ring(), bearer, &self.issuer, &self.audience) {
+            Err(TokenError::UnknownKey) if self.reload_keys() => {
+                token::verify(&self.ring(), bearer, &self.issuer, &self.audience)?
+            }
+            other => other?,
+        };
+        let grant = Arc::new(Grant::from_claims(claims));
+        self.verified.insert(bearer.to_string(), grant.clone());
+        Ok(grant)
+    }
+
+    /// Reload the keys if the last reload is old enough; true when it reloaded.
+    fn reload_keys(&self) -> bool {
+        {
+            let mut last = self.last_reload.lock().expect("reload lock");
+            if last.elapsed() < RELOAD_EVERY {
+                return false;
+            }
+            *last = Instant::now();
+        }
+        match self.store.read(KeyRing::load) {
+            Ok(ring) if ring.signing().is_some() => {
+                *self.ring.write().expect("key ring lock") = Arc::new(ring);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload the token signing keys");
+                false
+            }
+        }
+    }
+
+    /// The public keys (`GET /auth/jwks`).
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.ring().jwks()
+    }
+}
