@@ -28,8 +28,51 @@ enum Command {
     Migrate(StoreArgs),
     /// Print an access token signed with this server's key (for local use and scripts).
     Token(TokenArgs),
+    /// The SMART client registry: add, list or remove clients.
+    Client(ClientArgs),
     /// Drive a running server over HTTP and print throughput and latency percentiles.
     Bench(emrsync::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    action: ClientAction,
+}
+
+#[derive(Subcommand)]
+enum ClientAction {
+    /// Register a client.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum)]
+        kind: emrsync::auth::clients::ClientKind,
+        /// The most this client may be granted (space separated SMART scopes).
+        #[arg(long)]
+        scope: String,
+        /// Where users may be sent back after authorizing (exact match); repeatable.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// The shared secret of a symmetric client (at least 16 characters).
+        #[arg(long, env = "EMRSYNC_CLIENT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// A file holding an asymmetric client's public JWK Set.
+        #[arg(long)]
+        jwks_file: Option<std::path::PathBuf>,
+        /// Where an asymmetric client publishes its JWK Set.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+    },
+    /// List the registered clients.
+    List,
+    /// Remove a client.
+    Remove {
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -120,9 +163,67 @@ async fn main() -> anyhow::Result<()> {
             .await??;
             println!("{token}");
         }
+        Command::Client(args) => {
+            init_logs(false);
+            tokio::task::spawn_blocking(move || client_command(args)).await??;
+        }
         Command::Bench(args) => {
             init_logs(false);
             emrsync::bench::run(args).await?;
+        }
+    }
+    Ok(())
+}
+
+fn client_command(args: ClientArgs) -> anyhow::Result<()> {
+    use emrsync::auth::clients;
+    let database = args.store.database()?;
+    database.migrate()?;
+    let mut conn = database.connect()?;
+    match args.action {
+        ClientAction::Add {
+            id,
+            kind,
+            scope,
+            redirect_uris,
+            secret,
+            jwks_file,
+            jwks_uri,
+        } => {
+            let jwks = jwks_file
+                .map(|f| {
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))
+                })
+                .transpose()?;
+            let new = clients::NewClient {
+                client_id: id.clone(),
+                kind,
+                scope,
+                redirect_uris,
+                secret,
+                jwks,
+                jwks_uri,
+            };
+            clients::add(&mut conn, &new)?;
+            println!("client {id} registered");
+        }
+        ClientAction::List => {
+            for c in clients::list(&mut conn)? {
+                println!(
+                    "{}\t{:?}\t{}\t{}",
+                    c.client_id,
+                    c.kind,
+                    c.scope,
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientAction::Remove { id } => {
+            if !clients::remove(&mut conn, &id)? {
+                anyhow::bail!("no client '{id}' is registered");
+            }
+            println!("client {id} removed");
         }
     }
     Ok(())

@@ -43,11 +43,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .route("/health", web::get().to(health::health))
         .route("/auth/jwks", web::get().to(smart::jwks))
+        .route("/auth/token", web::post().to(smart::token))
         .service(
             web::scope("/fhir")
                 .wrap(from_fn(require_auth))
                 .wrap(from_fn(context::correlate))
                 .route("/metadata", web::get().to(metadata::metadata))
+                .route(
+                    "/.well-known/smart-configuration",
+                    web::get().to(smart::smart_configuration),
+                )
                 .route("", web::post().to(bundle::process))
                 .route("/", web::post().to(bundle::process))
                 .route("", web::get().to(search::system_get))

@@ -1,12 +1,136 @@
-//! The public face of the token issuer: its signing keys (`GET /auth/jwks`), which resource
-//! servers and clients use to verify the tokens this server signs.
+//! The authorization server's HTTP face: SMART discovery (`/fhir/.well-known/smart-configuration`),
+//! the signing keys (`GET /auth/jwks`) and the token endpoint (`POST /auth/token`). The grants
+//! themselves live in `auth`; these handlers parse and answer in OAuth's terms (RFC 6749).
 
 use super::AppState;
-use actix_web::{HttpResponse, web};
+use crate::auth::backend::{self, ASSERTION_TYPE, Credentials, OAuthError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("cache-control", "public, max-age=300"))
         .json(state.authority.jwks())
+}
+
+/// SMART App Launch 2.x discovery: only what this server really does.
+pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
+    let a = &state.authority;
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .json(json!({
+            "issuer": a.issuer(),
+            "jwks_uri": format!("{}/jwks", a.issuer()),
+            "token_endpoint": a.token_endpoint(),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "scopes_supported": ["system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
+            "capabilities": [
+                "client-confidential-asymmetric",
+                "client-confidential-symmetric",
+                "permission-v1",
+                "permission-v2"
+            ]
+        }))
+}
+
+pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    match token_response(&state, &req, &body).await {
+        Ok(t) => HttpResponse::Ok()
+            .insert_header(("cache-control", "no-store"))
+            .insert_header(("pragma", "no-cache"))
+            .json(t),
+        Err(e) => {
+            tracing::info!(error = e.error, description = %e.description, "token request refused");
+            let mut r = HttpResponse::build(
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            );
+            r.insert_header(("cache-control", "no-store"));
+            if e.status == 401 {
+                r.insert_header(("www-authenticate", "Basic realm=\"emrsync\""));
+            }
+            r.json(json!({"error": e.error, "error_description": e.description}))
+        }
+    }
+}
+
+async fn token_response(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<backend::TokenResponse, OAuthError> {
+    let form = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(OAuthError::invalid_request(
+            "the token request must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| OAuthError::invalid_request(format!("bad form body: {e}")))?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some((dup, _)) = params.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(OAuthError::invalid_request(format!(
+            "parameter '{dup}' is repeated"
+        )));
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match get("grant_type") {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(OAuthError::unsupported_grant_type(format!(
+                "grant_type '{other}' is not supported here"
+            )));
+        }
+        None => return Err(OAuthError::invalid_request("grant_type is missing")),
+    }
+    let credentials = match get("client_assertion_type") {
+        Some(ASSERTION_TYPE) => Credentials::Assertion(
+            get("client_assertion")
+                .ok_or_else(|| OAuthError::invalid_request("client_assertion is missing"))?
+                .to_string(),
+        ),
+        Some(_) => {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}"
+            )));
+        }
+        None => basic_credentials(req)
+            .ok_or_else(|| OAuthError::invalid_client("no client authentication was sent"))?,
+    };
+    backend::client_credentials(&state.authority, credentials, get("scope").unwrap_or("")).await
+}
+
+/// `Authorization: Basic base64(urlencoded id ":" urlencoded secret)` (RFC 6749 section 2.3.1).
+fn basic_credentials(req: &HttpRequest) -> Option<Credentials> {
+    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .map(|(_, v)| v)
+    };
+    Some(Credentials::Basic {
+        client_id: unescape(id)?,
+        secret: unescape(secret)?,
+    })
 }

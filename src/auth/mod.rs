@@ -4,8 +4,12 @@
 //! - [`token`]: access-token claims, signing and verification.
 //! - [`scopes`]: SMART v1 and v2 scopes.
 //! - [`access`]: a verified token as a [`Grant`], and the decisions made from it.
+//! - [`clients`]: the registry of SMART clients.
+//! - [`backend`]: the `client_credentials` grant of SMART Backend Services.
 
 pub mod access;
+pub mod backend;
+pub mod clients;
 pub mod keys;
 pub mod scopes;
 pub mod token;
@@ -25,15 +29,20 @@ const VERIFIED_TTL: Duration = Duration::from_secs(300);
 /// An unknown `kid` reloads the keys from the database (another process may have rotated them),
 /// at most this often.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
+/// How long a client's fetched JWK Set is trusted before it is fetched again.
+const CLIENT_KEYS_TTL: Duration = Duration::from_secs(600);
 
 /// The token issuer of one FHIR base: mints, verifies and caches access tokens.
 pub struct Authority {
     issuer: String,
     audience: String,
-    store: Store,
+    pub(crate) store: Store,
     ring: RwLock<Arc<KeyRing>>,
     last_reload: Mutex<Instant>,
     verified: moka::sync::Cache<String, Arc<Grant>>,
+    /// Client JWK Sets fetched from their `jwks_uri`, with when they were fetched.
+    client_keys: moka::sync::Cache<String, (Arc<jsonwebtoken::jwk::JwkSet>, Instant)>,
+    http: reqwest::Client,
 }
 
 /// What to put in a token that this server mints.
@@ -103,7 +112,54 @@ impl Authority {
                 .max_capacity(100_000)
                 .time_to_live(VERIFIED_TTL)
                 .build(),
+            client_keys: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(CLIENT_KEYS_TTL)
+                .build(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| StoreError::Database(format!("HTTP client: {e}")))?,
         })
+    }
+
+    /// Where clients get tokens; the `aud` of their assertions.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+
+    /// The JWK Set at a client's `jwks_uri`: cached, and fetched again when it lacks the `kid`
+    /// an assertion names (the client rotated its keys), at most every few seconds.
+    pub async fn client_jwks(
+        &self,
+        url: &str,
+        kid: Option<&str>,
+    ) -> Result<Arc<jsonwebtoken::jwk::JwkSet>, backend::OAuthError> {
+        if let Some((set, fetched)) = self.client_keys.get(url) {
+            let has_kid = kid.is_none_or(|k| set.find(k).is_some());
+            if has_kid || fetched.elapsed() < RELOAD_EVERY {
+                return Ok(set);
+            }
+        }
+        let fail = |e: String| {
+            backend::OAuthError::invalid_client(format!(
+                "cannot fetch the client's jwks_uri {url}: {e}"
+            ))
+        };
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("HTTP {}", resp.status())));
+        }
+        let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+        let set = Arc::new(backend::parse_jwks(&body)?);
+        self.client_keys
+            .insert(url.to_string(), (set.clone(), Instant::now()));
+        Ok(set)
     }
 
     pub fn issuer(&self) -> &str {

@@ -156,6 +156,38 @@ impl fmt::Display for ResourceScope {
     }
 }
 
+impl ResourceScope {
+    /// Whether this scope allows everything `other` asks for.
+    pub fn covers(&self, other: &ResourceScope) -> bool {
+        self.context == other.context
+            && (self.resource_type.is_none() || self.resource_type == other.resource_type)
+            && self.perms & other.perms == other.perms
+            && (self.query.is_none() || self.query == other.query)
+    }
+}
+
+/// What to grant of `requested` given what a client is `allowed`: each requested scope that
+/// some allowed scope covers (resource scopes), or that is allowed as written (`openid`,
+/// `launch/patient`, ...). Nothing requested means everything allowed.
+pub fn grant(requested: &str, allowed: &str) -> Vec<String> {
+    let allowed_scopes: Vec<&str> = allowed.split_ascii_whitespace().collect();
+    if requested.split_ascii_whitespace().next().is_none() {
+        return allowed_scopes.iter().map(|s| s.to_string()).collect();
+    }
+    let allowed_resource: Vec<ResourceScope> = resource_scopes(allowed);
+    let mut granted: Vec<String> = Vec::new();
+    for s in requested.split_ascii_whitespace() {
+        let ok = match ResourceScope::parse(s) {
+            Some(r) => allowed_resource.iter().any(|a| a.covers(&r)),
+            None => allowed_scopes.contains(&s),
+        };
+        if ok && !granted.iter().any(|g| g == s) {
+            granted.push(s.to_string());
+        }
+    }
+    granted
+}
+
 /// The resource scopes of a space-separated scope string.
 pub fn resource_scopes(scope: &str) -> Vec<ResourceScope> {
     scope
@@ -214,6 +246,28 @@ mod tests {
             ResourceScope::parse("patient/Observation.cu?category=x"),
             None
         );
+    }
+
+    #[test]
+    fn a_grant_is_what_was_asked_within_what_is_allowed() {
+        assert_eq!(
+            grant("system/Patient.rs system/Observation.r", "system/*.rs"),
+            ["system/Patient.rs", "system/Observation.r"]
+        );
+        assert_eq!(
+            grant("system/Patient.cruds", "system/*.rs"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            grant("user/Patient.rs", "system/*.rs"),
+            Vec::<String>::new()
+        );
+        assert_eq!(grant("system/*.read", "system/*.rs"), ["system/*.read"]);
+        assert_eq!(
+            grant("", "system/Patient.rs openid"),
+            ["system/Patient.rs", "openid"]
+        );
+        assert_eq!(grant("openid offline_access", "openid"), ["openid"]);
     }
 
     #[test]

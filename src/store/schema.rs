@@ -163,6 +163,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    auth_clients (client_id) {
+        client_id -> Text,
+        kind -> Text,
+        secret_hash -> Nullable<Text>,
+        jwks -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
+        scope -> Text,
+        redirect_uris -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_assertions (client_id, jti) {
+        client_id -> Text,
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,

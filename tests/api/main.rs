@@ -11,4 +11,5 @@ mod search;
 mod search_examples;
 mod search_index;
 mod server;
+mod smart;
 mod validation;

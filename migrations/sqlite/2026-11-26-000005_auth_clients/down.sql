@@ -1,0 +1,2 @@
+DROP TABLE auth_assertions;
+DROP TABLE auth_clients;
