@@ -52,7 +52,7 @@ pub async fn update(
                 .get("id")
                 .and_then(|v| v.as_str())
                 .map(str::to_string);
-            let id = match (single_match(tx, &rt, &query, &base)?, body_id) {
+            let id = match (single_match(tx, &rt, &query, &base, &wctx.grant)?, body_id) {
                 (Some(found), Some(given)) if found.as_str() != given => {
                     return Err(ApiError::bad_request(format!(
                         "the search matches {rt}/{found}, but the body's id is '{given}'"
@@ -90,7 +90,7 @@ pub async fn patch(
     let base = state.base_url.clone();
     let result = web::block(move || {
         store.write(|tx| {
-            let id = single_match(tx, &rt, &query, &base)?.ok_or_else(|| {
+            let id = single_match(tx, &rt, &query, &base, &wctx.grant)?.ok_or_else(|| {
                 ApiError::not_found(format!("'{rt}?{query}' matches no resource to patch"))
             })?;
             interaction::patch(tx, &rt, &id, &ops, None, lenient, &wctx)
@@ -116,7 +116,7 @@ pub async fn delete(
     let q = query.clone();
     let base = state.base_url.clone();
     let result = web::block(move || {
-        store.write(|tx| match single_match(tx, &rt, &q, &base)? {
+        store.write(|tx| match single_match(tx, &rt, &q, &base, &wctx.grant)? {
             Some(id) => {
                 let written = interaction::delete(tx, &rt, &id, None, &wctx)?;
                 Ok::<_, ApiError>(Some((id, written)))

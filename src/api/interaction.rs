@@ -3,9 +3,9 @@
 //! update, patch, delete.
 
 use super::error::ApiError;
-use crate::auth::Interaction;
+use crate::auth::{Grant, Interaction};
 use crate::fhir::definitions::Definitions;
-use crate::fhir::search::filter::parse_filter;
+use crate::fhir::search::filter::{parse_filter, patient_compartment};
 use crate::fhir::search::{ParamType, SearchParams};
 use crate::fhir::validate::validate_resource;
 use crate::fhir::{FhirId, Issue, model};
@@ -115,6 +115,7 @@ pub fn resolve_condition(
     rtype: &str,
     query: &str,
     base: &str,
+    grant: &Grant,
 ) -> Result<Vec<String>, ApiError> {
     let query = query.trim_start_matches('?');
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
@@ -138,6 +139,11 @@ pub fn resolve_condition(
             Err(e) => return Err(ApiError::bad_request(format!("condition '{query}': {e}"))),
         }
     }
+    // a writer confined to one patient matches inside that compartment only: what lies
+    // outside is neither found (its existence would show) nor written
+    if let Some(patient) = grant.confinement(rtype) {
+        filters.push(patient_compartment(rtype, &patient).map_err(|e| ApiError::forbidden(e.0))?);
+    }
     let scope = [(rtype.to_string(), filters)];
     let spec = SearchSpec {
         scope: Scope::Types(&scope),
@@ -156,8 +162,9 @@ pub fn single_match(
     rtype: &str,
     query: &str,
     base: &str,
+    grant: &Grant,
 ) -> Result<Option<FhirId>, ApiError> {
-    let found = resolve_condition(tx, rtype, query, base)?;
+    let found = resolve_condition(tx, rtype, query, base, grant)?;
     match found.as_slice() {
         [] => Ok(None),
         [id] => Ok(Some(parse_id(id)?)),
@@ -181,7 +188,7 @@ pub fn create(
     ctx: &WriteContext,
 ) -> Result<Written, ApiError> {
     if let Some(cond) = if_none_exist {
-        let found = resolve_condition(tx, rtype, cond, base)?;
+        let found = resolve_condition(tx, rtype, cond, base, &ctx.grant)?;
         match found.as_slice() {
             [] => {}
             [id] => {

@@ -63,7 +63,30 @@ pub fn capability_statement(base_url: &str) -> Value {
         })
         .clone();
     cs["implementation"]["url"] = json!(base_url);
+    cs["rest"][0]["security"] = security(base_url);
     cs
+}
+
+/// `rest.security`: SMART on FHIR, with the OAuth endpoints in the extension SMART App Launch
+/// defines (clients read them here or at `.well-known/smart-configuration`).
+fn security(base_url: &str) -> Value {
+    let issuer = crate::auth::issuer_for(base_url);
+    json!({
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "token", "valueUri": format!("{issuer}/token")}
+            ]
+        }],
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"
+            }],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+        }],
+        "description": "Every interaction but this statement and the SMART configuration needs a bearer token; SMART v1 and v2 scopes are enforced, patient scopes to the launch patient's compartment."
+    })
 }
 
 /// `_include` values a search of `rtype` takes: each of its reference parameters, and `*`.

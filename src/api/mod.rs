@@ -44,6 +44,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/health", web::get().to(health::health))
         .route("/auth/jwks", web::get().to(smart::jwks))
         .route("/auth/token", web::post().to(smart::token))
+        .route("/auth/revoke", web::post().to(smart::revoke))
+        .route("/auth/introspect", web::post().to(smart::introspect))
         .service(
             web::scope("/fhir")
                 .wrap(from_fn(require_auth))
@@ -129,6 +131,7 @@ async fn require_auth(
             Some(token) => state
                 .authority
                 .authenticate(token)
+                .await
                 .map_err(|e| ApiError::unauthorized(e.to_string())),
         }
     };

@@ -1,6 +1,7 @@
 //! The authorization server's HTTP face: SMART discovery (`/fhir/.well-known/smart-configuration`),
-//! the signing keys (`GET /auth/jwks`) and the token endpoint (`POST /auth/token`). The grants
-//! themselves live in `auth`; these handlers parse and answer in OAuth's terms (RFC 6749).
+//! the signing keys (`GET /auth/jwks`), the token endpoint (`POST /auth/token`), revocation
+//! (`POST /auth/revoke`, RFC 7009) and introspection (`POST /auth/introspect`, RFC 7662). The
+//! grants themselves live in `auth`; these handlers parse and answer in OAuth's terms.
 
 use super::AppState;
 use crate::auth::backend::{self, ASSERTION_TYPE, Credentials, OAuthError};
@@ -26,6 +27,8 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
             "issuer": a.issuer(),
             "jwks_uri": format!("{}/jwks", a.issuer()),
             "token_endpoint": a.token_endpoint(),
+            "revocation_endpoint": format!("{}/revoke", a.issuer()),
+            "introspection_endpoint": format!("{}/introspect", a.issuer()),
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
@@ -40,13 +43,71 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    match token_response(&state, &req, &body).await {
-        Ok(t) => HttpResponse::Ok()
+    answer(token_response(&state, &req, &body).await)
+}
+
+/// RFC 7009: a client revokes one of its own tokens. The answer is 200 whatever the token was
+/// (an unknown or foreign token is not an error the caller may learn anything from).
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let result = async {
+        let params = form(&req, &body)?;
+        let token = param(&params, "token")
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let client =
+            backend::authenticate_client(&state.authority, credentials(&req, &params)?).await?;
+        if let Ok(claims) = state.authority.verify(token, false)
+            && claims.client_id.as_deref() == Some(client.client_id.as_str())
+        {
+            state
+                .authority
+                .revoke(token, &claims)
+                .await
+                .map_err(OAuthError::server)?;
+        }
+        Ok(json!({}))
+    }
+    .await;
+    answer(result)
+}
+
+/// RFC 7662: whether a token is active, and its claims, for an authenticated client.
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let result = async {
+        let params = form(&req, &body)?;
+        let token = param(&params, "token")
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        backend::authenticate_client(&state.authority, credentials(&req, &params)?).await?;
+        Ok(match state.authority.introspect(token).await {
+            Some(c) => {
+                let mut v = serde_json::to_value(&c).map_err(OAuthError::server)?;
+                v["active"] = json!(true);
+                v["token_type"] = json!("Bearer");
+                v
+            }
+            None => json!({"active": false}),
+        })
+    }
+    .await;
+    answer(result)
+}
+
+/// An OAuth answer: the JSON body, or the error with its status; never cached.
+fn answer<T: serde::Serialize>(result: Result<T, OAuthError>) -> HttpResponse {
+    match result {
+        Ok(body) => HttpResponse::Ok()
             .insert_header(("cache-control", "no-store"))
             .insert_header(("pragma", "no-cache"))
-            .json(t),
+            .json(body),
         Err(e) => {
-            tracing::info!(error = e.error, description = %e.description, "token request refused");
+            tracing::info!(error = e.error, description = %e.description, "OAuth request refused");
             let mut r = HttpResponse::build(
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             );
@@ -59,19 +120,16 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     }
 }
 
-async fn token_response(
-    state: &AppState,
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<backend::TokenResponse, OAuthError> {
-    let form = req
+/// The form parameters of an OAuth request; none may repeat (RFC 6749 section 3.1).
+fn form(req: &HttpRequest, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    let is_form = req
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if !form {
+    if !is_form {
         return Err(OAuthError::invalid_request(
-            "the token request must be application/x-www-form-urlencoded",
+            "the request must be application/x-www-form-urlencoded",
         ));
     }
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
@@ -82,13 +140,39 @@ async fn token_response(
             "parameter '{dup}' is repeated"
         )));
     }
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    match get("grant_type") {
+    Ok(params)
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// How the client authenticates: a JWT assertion in the form, or HTTP Basic.
+fn credentials(req: &HttpRequest, params: &[(String, String)]) -> Result<Credentials, OAuthError> {
+    match param(params, "client_assertion_type") {
+        Some(ASSERTION_TYPE) => Ok(Credentials::Assertion(
+            param(params, "client_assertion")
+                .ok_or_else(|| OAuthError::invalid_request("client_assertion is missing"))?
+                .to_string(),
+        )),
+        Some(_) => Err(OAuthError::invalid_request(format!(
+            "client_assertion_type must be {ASSERTION_TYPE}"
+        ))),
+        None => basic_credentials(req)
+            .ok_or_else(|| OAuthError::invalid_client("no client authentication was sent")),
+    }
+}
+
+async fn token_response(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<backend::TokenResponse, OAuthError> {
+    let params = form(req, body)?;
+    match param(&params, "grant_type") {
         Some("client_credentials") => {}
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!(
@@ -97,21 +181,13 @@ async fn token_response(
         }
         None => return Err(OAuthError::invalid_request("grant_type is missing")),
     }
-    let credentials = match get("client_assertion_type") {
-        Some(ASSERTION_TYPE) => Credentials::Assertion(
-            get("client_assertion")
-                .ok_or_else(|| OAuthError::invalid_request("client_assertion is missing"))?
-                .to_string(),
-        ),
-        Some(_) => {
-            return Err(OAuthError::invalid_request(format!(
-                "client_assertion_type must be {ASSERTION_TYPE}"
-            )));
-        }
-        None => basic_credentials(req)
-            .ok_or_else(|| OAuthError::invalid_client("no client authentication was sent"))?,
-    };
-    backend::client_credentials(&state.authority, credentials, get("scope").unwrap_or("")).await
+    let credentials = credentials(req, &params)?;
+    backend::client_credentials(
+        &state.authority,
+        credentials,
+        param(&params, "scope").unwrap_or(""),
+    )
+    .await
 }
 
 /// `Authorization: Basic base64(urlencoded id ":" urlencoded secret)` (RFC 6749 section 2.3.1).

@@ -165,6 +165,26 @@ impl Grant {
         }
     }
 
+    /// The patient whose compartment bounds everything this grant does on `rtype`, if any:
+    /// none when some user or system scope covers the type. A conditional write matches its
+    /// condition inside that compartment.
+    pub fn confinement(&self, rtype: &str) -> Option<String> {
+        if self.unrestricted {
+            return None;
+        }
+        let broad = self.scopes.iter().any(|s| {
+            s.context != Context::Patient
+                && s.query.is_none()
+                && s.resource_type.as_deref().is_none_or(|t| t == rtype)
+        });
+        let in_compartment =
+            rtype == "Patient" || compartment_params(rtype).is_some_and(|p| !p.is_empty());
+        match (&self.patient, broad) {
+            (Some(p), false) if in_compartment => Some(p.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether `what` reaches every resource of every type (a system search without `_type`
     /// needs it).
     pub fn reaches_everything(&self, what: Interaction) -> bool {

@@ -106,16 +106,7 @@ pub async fn client_credentials(
     credentials: Credentials,
     requested_scope: &str,
 ) -> Result<TokenResponse, OAuthError> {
-    let client = match credentials {
-        Credentials::Assertion(jwt) => authenticate_assertion(authority, &jwt).await?,
-        Credentials::Basic { client_id, secret } => {
-            let client = load_client(authority, &client_id).await?;
-            if client.kind != ClientKind::Symmetric || !client.secret_matches(&secret) {
-                return Err(OAuthError::invalid_client("client authentication failed"));
-            }
-            client
-        }
-    };
+    let client = authenticate_client(authority, credentials).await?;
     let scopes: Vec<String> = grant(requested_scope, &client.scope)
         .into_iter()
         .filter(|s| ResourceScope::parse(s).is_some_and(|r| r.context == Context::System))
@@ -140,6 +131,23 @@ pub async fn client_credentials(
         expires_in: SYSTEM_TOKEN_LIFETIME.as_secs(),
         scope,
     })
+}
+
+/// The registered client that `credentials` prove to be.
+pub async fn authenticate_client(
+    authority: &Authority,
+    credentials: Credentials,
+) -> Result<Client, OAuthError> {
+    match credentials {
+        Credentials::Assertion(jwt) => authenticate_assertion(authority, &jwt).await,
+        Credentials::Basic { client_id, secret } => {
+            let client = load_client(authority, &client_id).await?;
+            if client.kind != ClientKind::Symmetric || !client.secret_matches(&secret) {
+                return Err(OAuthError::invalid_client("client authentication failed"));
+            }
+            Ok(client)
+        }
+    }
 }
 
 async fn load_client(authority: &Authority, client_id: &str) -> Result<Client, OAuthError> {

@@ -11,6 +11,7 @@ pub mod access;
 pub mod backend;
 pub mod clients;
 pub mod keys;
+pub mod revocation;
 pub mod scopes;
 pub mod token;
 
@@ -25,7 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Verified tokens are kept this long (and never past their `exp`), so that a busy client's
 /// requests do not each pay for an ECDSA verification.
-const VERIFIED_TTL: Duration = Duration::from_secs(300);
+/// It also bounds how long another process on the same database may still accept a token
+/// revoked here.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// An unknown `kid` reloads the keys from the database (another process may have rotated them),
 /// at most this often.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
@@ -179,8 +182,9 @@ impl Authority {
         mint_with(&self.ring(), &self.issuer, &self.audience, m)
     }
 
-    /// The grant of a bearer token, or why it is refused.
-    pub fn authenticate(&self, bearer: &str) -> Result<Arc<Grant>, TokenError> {
+    /// The grant of a bearer token, or why it is refused. A token seen before is answered from
+    /// the cache; a new one is verified, then looked up among the revoked.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Arc<Grant>, TokenError> {
         if let Some(grant) = self.verified.get(bearer) {
             if grant.expires_at + 30 < now_secs() {
                 self.verified.invalidate(bearer);
@@ -188,15 +192,53 @@ impl Authority {
             }
             return Ok(grant);
         }
-        let claims = match token::verify(&self.ring(), bearer, &self.issuer, &self.audience) {
-            Err(TokenError::UnknownKey) if self.reload_keys() => {
-                token::verify(&self.ring(), bearer, &self.issuer, &self.audience)?
-            }
-            other => other?,
-        };
+        let claims = self.verify(bearer, true)?;
+        if self.is_revoked(&claims.jti).await? {
+            return Err(TokenError::Invalid("the access token was revoked".into()));
+        }
         let grant = Arc::new(Grant::from_claims(claims));
         self.verified.insert(bearer.to_string(), grant.clone());
         Ok(grant)
+    }
+
+    /// The claims of a token this server signed; `check_exp` false still checks everything else.
+    pub fn verify(&self, bearer: &str, check_exp: bool) -> Result<AccessClaims, TokenError> {
+        let verify =
+            |ring: &KeyRing| token::verify(ring, bearer, &self.issuer, &self.audience, check_exp);
+        match verify(&self.ring()) {
+            Err(TokenError::UnknownKey) if self.reload_keys() => verify(&self.ring()),
+            other => other,
+        }
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, TokenError> {
+        let store = self.store.clone();
+        let jti = jti.to_string();
+        tokio::task::spawn_blocking(move || store.read(|c| revocation::is_revoked(c, &jti)))
+            .await
+            .map_err(|e| TokenError::Invalid(format!("revocation check failed: {e}")))?
+            .map_err(|e| TokenError::Invalid(format!("revocation check failed: {e}")))
+    }
+
+    /// Revoke a token (RFC 7009): it is refused from now on, here at once and by other
+    /// processes on the same database once their cache of it expires.
+    pub async fn revoke(&self, bearer: &str, claims: &AccessClaims) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let (jti, exp) = (claims.jti.clone(), claims.exp);
+        tokio::task::spawn_blocking(move || store.read(|c| revocation::revoke(c, &jti, exp)))
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))??;
+        self.verified.invalidate(bearer);
+        Ok(())
+    }
+
+    /// RFC 7662: the claims of an active token, or `None`.
+    pub async fn introspect(&self, bearer: &str) -> Option<AccessClaims> {
+        let claims = self.verify(bearer, true).ok()?;
+        match self.is_revoked(&claims.jti).await {
+            Ok(false) => Some(claims),
+            _ => None,
+        }
     }
 
     /// Reload the keys if the last reload is old enough; true when it reloaded.

@@ -72,6 +72,7 @@ pub fn verify(
     token: &str,
     issuer: &str,
     audience: &str,
+    check_exp: bool,
 ) -> Result<AccessClaims, TokenError> {
     let kid = key_id(token)?;
     let key = ring.get(&kid).ok_or(TokenError::UnknownKey)?;
@@ -80,6 +81,7 @@ pub fn verify(
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = 30;
+    validation.validate_exp = check_exp;
     jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
         .map(|data| data.claims)
         .map_err(|e| match e.kind() {

@@ -184,6 +184,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    auth_revoked (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,

@@ -463,6 +463,36 @@ async fn a_patient_token_stays_in_its_compartment(app: TestApp) {
         format!("Patient/{b}")
     );
 
+    // a conditional write looks for its match inside the compartment only: B's Observation of
+    // that code is neither found (which would tell it exists) nor touched
+    let w = app
+        .send_as(
+            &t,
+            reqwest::Method::PUT,
+            "Observation?code=secret-b",
+            Some(&obs(&a, "secret-b")),
+        )
+        .await;
+    assert_eq!(
+        w.status, 201,
+        "no match in A's compartment: a create: {}",
+        w.text
+    );
+    let w = app
+        .send_as(
+            &t,
+            reqwest::Method::DELETE,
+            "Observation?code=secret-b",
+            None,
+        )
+        .await;
+    assert_eq!(w.status, 200, "{}", w.text);
+    assert_eq!(
+        app.get(&format!("Observation/{ob}")).await.status,
+        200,
+        "B's is still there"
+    );
+
     // a transaction with one entry outside the compartment is refused whole
     let before = app.get("Observation?_summary=count").await.json()["total"].clone();
     let tx = json!({"resourceType":"Bundle","type":"transaction","entry":[

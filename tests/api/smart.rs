@@ -307,13 +307,14 @@ async fn a_symmetric_client_authenticates_with_its_secret() {
         Some("correct horse battery staple"),
         None,
     );
-    let basic = |secret: &str| {
+    let basic_as = |id: &str, secret: &str| {
         use base64::Engine;
         format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("hie:{secret}"))
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
         )
     };
+    let basic = |secret: &str| basic_as("hie", secret);
     let post = |auth: String| {
         app.anonymous
             .post(token_url(&app))
@@ -326,6 +327,86 @@ async fn a_symmetric_client_authenticates_with_its_secret() {
     assert_eq!(ok.header("cache-control").as_deref(), Some("no-store"));
     let token = ok.json()["access_token"].as_str().unwrap().to_string();
     assert_eq!(app.get_as(&token, "Patient").await.status, 200);
+
+    // introspection and revocation, each by an authenticated client
+    register(
+        &app,
+        "other",
+        ClientKind::Symmetric,
+        "system/*.rs",
+        Some("another long secret!"),
+        None,
+    );
+    let form = |path: &str, auth: String, body: String| {
+        app.anonymous
+            .post(format!("{}/auth/{path}", app.root))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", auth)
+            .body(body)
+    };
+    let token_form = format!("token={token}");
+    let seen = app
+        .send(form(
+            "introspect",
+            basic("correct horse battery staple"),
+            token_form.clone(),
+        ))
+        .await
+        .json();
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["scope"], "system/*.rs");
+    assert_eq!(seen["client_id"], "hie");
+    let anonymous = app
+        .send(
+            app.anonymous
+                .post(format!("{}/auth/introspect", app.root))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(token_form.clone()),
+        )
+        .await;
+    assert_eq!(anonymous.status, 401, "introspection needs a client");
+    let foreign = app
+        .send(form(
+            "revoke",
+            basic_as("other", "another long secret!"),
+            token_form.clone(),
+        ))
+        .await;
+    assert_eq!(
+        foreign.status, 200,
+        "RFC 7009 answers 200 whatever the token"
+    );
+    assert_eq!(
+        app.get_as(&token, "Patient").await.status,
+        200,
+        "another client cannot revoke it"
+    );
+    let revoked = app
+        .send(form(
+            "revoke",
+            basic("correct horse battery staple"),
+            token_form.clone(),
+        ))
+        .await;
+    assert_eq!(revoked.status, 200);
+    let after = app.get_as(&token, "Patient").await;
+    assert_eq!(after.status, 401);
+    assert!(
+        after
+            .header("www-authenticate")
+            .unwrap()
+            .contains("revoked")
+    );
+    let seen = app
+        .send(form(
+            "introspect",
+            basic("correct horse battery staple"),
+            token_form,
+        ))
+        .await
+        .json();
+    assert_eq!(seen, json!({"active": false}));
+
     let bad = app.send(post(basic("wrong horse battery staple"))).await;
     assert_eq!(bad.status, 401);
     assert_eq!(bad.json()["error"], "invalid_client");

@@ -5,7 +5,7 @@ use super::{Action, Entry, Target};
 use crate::api::context::{RequestContext, Return};
 use crate::api::error::ApiError;
 use crate::api::interaction::{self, single_match};
-use crate::auth::Interaction;
+use crate::auth::{Grant, Interaction};
 use crate::fhir::bundle::bundle;
 use crate::fhir::resource::instant;
 use crate::fhir::{FhirId, operation_outcome};
@@ -35,7 +35,8 @@ pub(super) fn run_transaction(
         let mut ids: HashMap<String, String> = HashMap::new();
         let mut targets = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let resolved = resolve(tx, &e.action, base).map_err(|err| at_entry(err, i))?;
+            let resolved =
+                resolve(tx, &e.action, base, &wctx.grant).map_err(|err| at_entry(err, i))?;
             if let (Some(url), Some(r)) = (&e.full_url, &resolved) {
                 ids.insert(url.clone(), format!("{}/{}", e.action.rtype(), r.id));
             }
@@ -92,7 +93,7 @@ pub(super) fn run_batch(
         .map(|entry| {
             let result = entry.and_then(|mut entry| {
                 store.write(|tx| {
-                    let target = resolve(tx, &entry.action, base)?;
+                    let target = resolve(tx, &entry.action, base, &wctx.grant)?;
                     let w =
                         execute(tx, &mut entry.action, target.as_ref(), &HashMap::new(), &wctx)?;
                     Ok(entry_response(&w, &entry.action, base, ctx))
@@ -116,7 +117,12 @@ fn is_fresh_create(action: &Action, target: &Option<Resolved>) -> bool {
 
 /// The id an entry writes to. Reads resolve nothing; a conditional update or delete that
 /// matches nothing gets a fresh id (create, or delete of nothing).
-fn resolve(tx: &mut Tx, action: &Action, base: &str) -> Result<Option<Resolved>, ApiError> {
+fn resolve(
+    tx: &mut Tx,
+    action: &Action,
+    base: &str,
+    grant: &Grant,
+) -> Result<Option<Resolved>, ApiError> {
     let resolved = match action {
         Action::Create {
             rtype,
@@ -124,7 +130,7 @@ fn resolve(tx: &mut Tx, action: &Action, base: &str) -> Result<Option<Resolved>,
             ..
         } => {
             let existing = match if_none_exist {
-                Some(q) => single_match(tx, rtype, q, base)?,
+                Some(q) => single_match(tx, rtype, q, base, grant)?,
                 None => None,
             };
             Resolved {
@@ -136,7 +142,7 @@ fn resolve(tx: &mut Tx, action: &Action, base: &str) -> Result<Option<Resolved>,
             let id = match target {
                 Target::Id(id) => id.clone(),
                 Target::Condition(q) => {
-                    single_match(tx, rtype, q, base)?.unwrap_or_else(FhirId::generate)
+                    single_match(tx, rtype, q, base, grant)?.unwrap_or_else(FhirId::generate)
                 }
             };
             Resolved {
