@@ -30,6 +30,8 @@ enum Command {
     Token(TokenArgs),
     /// The SMART client registry: add, list or remove clients.
     Client(ClientArgs),
+    /// People who sign in when an app asks for authorization.
+    User(UserArgs),
     /// Drive a running server over HTTP and print throughput and latency percentiles.
     Bench(emrsync::bench::BenchArgs),
 }
@@ -40,6 +42,29 @@ struct ClientArgs {
     store: StoreArgs,
     #[command(subcommand)]
     action: ClientAction,
+}
+
+#[derive(clap::Args)]
+struct UserArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    action: UserAction,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user who can sign in at /auth/authorize.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// At least 8 characters (kept as an argon2 hash).
+        #[arg(long, env = "EMRSYNC_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// The FHIR resource the user is: Practitioner/ID, Patient/ID, RelatedPerson/ID.
+        #[arg(long)]
+        fhir_user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +191,27 @@ async fn main() -> anyhow::Result<()> {
         Command::Client(args) => {
             init_logs(false);
             tokio::task::spawn_blocking(move || client_command(args)).await??;
+        }
+        Command::User(args) => {
+            init_logs(false);
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let database = args.store.database()?;
+                database.migrate()?;
+                let mut conn = database.connect()?;
+                match args.action {
+                    UserAction::Add {
+                        username,
+                        password,
+                        fhir_user,
+                    } => {
+                        emrsync::auth::users::add(&mut conn, &username, &password, &fhir_user)
+                            .map_err(|e| anyhow::anyhow!(e))?;
+                        println!("user {username} added as {fhir_user}");
+                    }
+                }
+                Ok(())
+            })
+            .await??;
         }
         Command::Bench(args) => {
             init_logs(false);

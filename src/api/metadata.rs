@@ -75,7 +75,10 @@ fn security(base_url: &str) -> Value {
         "extension": [{
             "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
             "extension": [
-                {"url": "token", "valueUri": format!("{issuer}/token")}
+                {"url": "authorize", "valueUri": format!("{issuer}/authorize")},
+                {"url": "token", "valueUri": format!("{issuer}/token")},
+                {"url": "revoke", "valueUri": format!("{issuer}/revoke")},
+                {"url": "introspect", "valueUri": format!("{issuer}/introspect")}
             ]
         }],
         "service": [{

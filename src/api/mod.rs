@@ -1,5 +1,6 @@
 //! The HTTP surface (actix-web). One route table, grouped by who calls it; handlers are thin.
 
+mod authorize;
 mod body;
 mod bundle;
 mod conditional;
@@ -43,6 +44,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .route("/health", web::get().to(health::health))
         .route("/auth/jwks", web::get().to(smart::jwks))
+        .route("/auth/authorize", web::get().to(authorize::start))
+        .route("/auth/authorize", web::post().to(authorize::sign_in))
+        .route("/auth/consent", web::post().to(authorize::consent))
         .route("/auth/token", web::post().to(smart::token))
         .route("/auth/revoke", web::post().to(smart::revoke))
         .route("/auth/introspect", web::post().to(smart::introspect))

@@ -4,6 +4,7 @@
 //! grants themselves live in `auth`; these handlers parse and answer in OAuth's terms.
 
 use super::AppState;
+use crate::auth::authorize;
 use crate::auth::backend::{self, ASSERTION_TYPE, Credentials, OAuthError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -26,16 +27,29 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
         .json(json!({
             "issuer": a.issuer(),
             "jwks_uri": format!("{}/jwks", a.issuer()),
+            "authorization_endpoint": format!("{}/authorize", a.issuer()),
             "token_endpoint": a.token_endpoint(),
             "revocation_endpoint": format!("{}/revoke", a.issuer()),
             "introspection_endpoint": format!("{}/introspect", a.issuer()),
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+            "grant_types_supported": ["authorization_code", "client_credentials"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "none"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-            "scopes_supported": ["system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
+            "scopes_supported": [
+                "openid", "fhirUser", "launch/patient",
+                "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs",
+                "system/*.cruds", "system/*.rs"
+            ],
             "capabilities": [
+                "launch-standalone",
+                "client-public",
                 "client-confidential-asymmetric",
                 "client-confidential-symmetric",
+                "sso-openid-connect",
+                "context-standalone-patient",
+                "permission-patient",
+                "permission-user",
                 "permission-v1",
                 "permission-v2"
             ]
@@ -170,24 +184,34 @@ async fn token_response(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
-) -> Result<backend::TokenResponse, OAuthError> {
+) -> Result<serde_json::Value, OAuthError> {
     let params = form(req, body)?;
     match param(&params, "grant_type") {
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(OAuthError::unsupported_grant_type(format!(
-                "grant_type '{other}' is not supported here"
-            )));
+        Some("client_credentials") => {
+            let credentials = credentials(req, &params)?;
+            let t = backend::client_credentials(
+                &state.authority,
+                credentials,
+                param(&params, "scope").unwrap_or(""),
+            )
+            .await?;
+            serde_json::to_value(t).map_err(OAuthError::server)
         }
-        None => return Err(OAuthError::invalid_request("grant_type is missing")),
+        Some("authorization_code") => {
+            // a public client names itself; a confidential one authenticates
+            let authenticated = param(&params, "client_assertion_type").is_some()
+                || req.headers().contains_key("authorization");
+            let credentials = authenticated
+                .then(|| credentials(req, &params))
+                .transpose()?;
+            let t = authorize::exchange(&state.authority, &params, credentials).await?;
+            serde_json::to_value(t).map_err(OAuthError::server)
+        }
+        Some(other) => Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type '{other}' is not supported here"
+        ))),
+        None => Err(OAuthError::invalid_request("grant_type is missing")),
     }
-    let credentials = credentials(req, &params)?;
-    backend::client_credentials(
-        &state.authority,
-        credentials,
-        param(&params, "scope").unwrap_or(""),
-    )
-    .await
 }
 
 /// `Authorization: Basic base64(urlencoded id ":" urlencoded secret)` (RFC 6749 section 2.3.1).

@@ -1,11 +1,10 @@
 //! The SMART client registry (`emrsync client add|list|remove`): how each client proves who it
 //! is, and the most it may be granted. Secrets are kept as argon2 hashes, never in clear.
 
+use super::secret;
 use crate::fhir::resource::now_micros;
 use crate::store::schema::auth_clients;
 use crate::store::{DbConnection, StoreError};
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use diesel::prelude::*;
 use jsonwebtoken::jwk::JwkSet;
 
@@ -87,16 +86,9 @@ impl From<diesel::result::Error> for ClientError {
 impl Client {
     /// Whether `secret` is this client's secret (constant-time inside argon2).
     pub fn secret_matches(&self, secret: &str) -> bool {
-        let Some(hash) = &self.secret_hash else {
-            return false;
-        };
-        PasswordHash::new(hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+        self.secret_hash
+            .as_deref()
+            .is_some_and(|h| secret::matches(h, secret))
     }
 }
 
@@ -110,12 +102,9 @@ pub fn add(conn: &mut DbConnection, new: &NewClient) -> Result<(), ClientError> 
         return invalid("give the client at least one scope (--scope)");
     }
     let secret_hash = match (new.kind, &new.secret) {
-        (ClientKind::Symmetric, Some(s)) if s.len() >= 16 => Some(
-            Argon2::default()
-                .hash_password(s.as_bytes(), &salt()?)
-                .map_err(|e| ClientError::Invalid(format!("cannot hash the secret: {e}")))?
-                .to_string(),
-        ),
+        (ClientKind::Symmetric, Some(s)) if s.len() >= 16 => {
+            Some(secret::hash(s).map_err(ClientError::Invalid)?)
+        }
         (ClientKind::Symmetric, _) => {
             return invalid("a symmetric client needs --secret of at least 16 characters");
         }
@@ -167,14 +156,6 @@ pub fn add(conn: &mut DbConnection, new: &NewClient) -> Result<(), ClientError> 
         ))),
         Err(e) => Err(e.into()),
     }
-}
-
-/// A fresh random salt for a secret's hash.
-fn salt() -> Result<SaltString, ClientError> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| ClientError::Invalid("no randomness for a salt".into()))?;
-    SaltString::encode_b64(&bytes).map_err(|e| ClientError::Invalid(e.to_string()))
 }
 
 type Row = (

@@ -8,12 +8,15 @@
 //! - [`backend`]: the `client_credentials` grant of SMART Backend Services.
 
 pub mod access;
+pub mod authorize;
 pub mod backend;
 pub mod clients;
 pub mod keys;
 pub mod revocation;
 pub mod scopes;
+pub mod secret;
 pub mod token;
+pub mod users;
 
 pub use access::{Denied, Grant, Reach};
 pub use scopes::Interaction;
@@ -261,6 +264,20 @@ impl Authority {
                 false
             }
         }
+    }
+
+    /// Sign any claims with the server's key (id tokens, login tickets).
+    pub fn sign<T: serde::Serialize>(&self, claims: &T) -> String {
+        token::sign(&self.ring(), claims)
+    }
+
+    /// Verify claims this server signed for `audience`.
+    pub fn verify_for<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, TokenError> {
+        token::verify_as(&self.ring(), token, &self.issuer, audience, true)
     }
 
     /// The public keys (`GET /auth/jwks`).

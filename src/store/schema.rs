@@ -191,6 +191,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    auth_users (username) {
+        username -> Text,
+        password_hash -> Text,
+        fhir_user -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        redirect_uri -> Text,
+        code_challenge -> Text,
+        username -> Text,
+        fhir_user -> Text,
+        scope -> Text,
+        patient -> Nullable<Text>,
+        encounter -> Nullable<Text>,
+        expires_at -> BigInt,
+        used -> Bool,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,

@@ -189,6 +189,30 @@ async fn discovery_names_the_endpoints_that_exist() {
             .unwrap()
             .contains(&json!("RS384"))
     );
+    assert_eq!(conf["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(
+        conf["authorization_endpoint"],
+        format!("{}/auth/authorize", app.root)
+    );
+    let cs = app.get("metadata").await.json();
+    let security = &cs["rest"][0]["security"];
+    assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+    let uris: Vec<(String, String)> = security["extension"][0]["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["url"].as_str().unwrap().to_string(),
+                e["valueUri"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        uris.contains(&("token".into(), token_url(&app))),
+        "{uris:?}"
+    );
+    assert!(uris.contains(&("authorize".into(), format!("{}/auth/authorize", app.root))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

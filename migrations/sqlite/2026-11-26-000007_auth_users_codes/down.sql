@@ -1,0 +1,2 @@
+DROP TABLE auth_codes;
+DROP TABLE auth_users;

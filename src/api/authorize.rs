@@ -1,0 +1,207 @@
+//! The pages a user sees during an app's authorization (SMART standalone launch): sign in at
+//! `GET /auth/authorize`, approve the scopes, and be sent back to the app with a code. Plain
+//! HTML forms, no scripts; the request travels in hidden fields and, once the user has signed
+//! in, in a ticket the server signed (`auth::authorize::Ticket`).
+
+use super::AppState;
+use crate::auth::authorize::{self, AuthRequest, AuthorizeError, Ticket};
+use crate::auth::users;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+/// `GET /auth/authorize`: check the request, then ask the user to sign in.
+pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    match authorize::check(&state.authority, &params).await {
+        Ok(_) => page(StatusCode::OK, &login_page(&params, None)),
+        Err(e) => refused(e),
+    }
+}
+
+/// `POST /auth/authorize`: the login form. A wrong password shows the form again.
+pub async fn sign_in(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let request = match authorize::check(&state.authority, &params).await {
+        Ok(r) => r,
+        Err(e) => return refused(e),
+    };
+    let get = |n: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (username, password) = (get("username"), get("password"));
+    let store = state.store.clone();
+    let user = web::block(move || store.read(|c| users::sign_in(c, &username, &password)))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    match user {
+        Some(user) => {
+            let ticket = authorize::ticket(&state.authority, &user, request.clone());
+            page(
+                StatusCode::OK,
+                &consent_page(&request, &user.fhir_user, &ticket),
+            )
+        }
+        None => page(
+            StatusCode::UNAUTHORIZED,
+            &login_page(&params, Some("Wrong username or password.")),
+        ),
+    }
+}
+
+/// `POST /auth/consent`: the user approved (a code goes back to the app) or denied.
+pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let audience = authorize::ticket_audience(&state.authority);
+    let ticket: Ticket = match state
+        .authority
+        .verify_for(get("ticket").unwrap_or(""), &audience)
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                &message_page(&format!(
+                    "This sign-in is no longer valid ({e}). Start again from the app."
+                )),
+            );
+        }
+    };
+    let r = &ticket.request;
+    if get("decision") != Some("approve") {
+        return redirect(
+            &r.redirect_uri,
+            &[("error", "access_denied"), ("state", &r.state)],
+        );
+    }
+    let store = state.store.clone();
+    let t = ticket.clone();
+    match web::block(move || store.read(|c| authorize::issue_code(c, &t))).await {
+        Ok(Ok(code)) => redirect(&r.redirect_uri, &[("code", &code), ("state", &r.state)]),
+        _ => redirect(
+            &r.redirect_uri,
+            &[("error", "server_error"), ("state", &r.state)],
+        ),
+    }
+}
+
+fn refused(e: AuthorizeError) -> HttpResponse {
+    match e {
+        AuthorizeError::Page(msg) => page(StatusCode::BAD_REQUEST, &message_page(&msg)),
+        AuthorizeError::Redirect {
+            redirect_uri,
+            error,
+            description,
+            state,
+        } => {
+            let mut q = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
+            if let Some(s) = &state {
+                q.push(("state", s.as_str()));
+            }
+            redirect(&redirect_uri, &q)
+        }
+    }
+}
+
+fn redirect(uri: &str, query: &[(&str, &str)]) -> HttpResponse {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    let q = serde_urlencoded::to_string(query).unwrap_or_default();
+    HttpResponse::Found()
+        .insert_header(("location", format!("{uri}{sep}{q}")))
+        .insert_header(("cache-control", "no-store"))
+        .finish()
+}
+
+fn page(status: StatusCode, body: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("cache-control", "no-store"))
+        // no framing (clickjacking), no scripts, forms post to this origin only
+        .insert_header(("x-frame-options", "DENY"))
+        .insert_header((
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .body(body.to_string())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn layout(title: &str, inner: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} - emrsync</title>\
+         <style>body{{font-family:sans-serif;max-width:32em;margin:3em auto}}label{{display:block;margin:.6em 0}}\
+         li{{margin:.2em 0}}.error{{color:#a00}}</style></head><body><h1>{t}</h1>{inner}</body></html>",
+        t = escape(title)
+    )
+}
+
+fn login_page(params: &[(String, String)], error: Option<&str>) -> String {
+    let hidden: String = params
+        .iter()
+        .filter(|(k, _)| k != "username" && k != "password")
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    layout(
+        "Sign in",
+        &format!(
+            "{error}<form method=\"post\" action=\"authorize\">{hidden}\
+             <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\
+             <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\">Sign in</button></form>"
+        ),
+    )
+}
+
+fn consent_page(request: &AuthRequest, fhir_user: &str, ticket: &str) -> String {
+    let scopes: String = request
+        .scope
+        .split_ascii_whitespace()
+        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+        .collect();
+    layout(
+        "Allow access?",
+        &format!(
+            "<p>Signed in as <strong>{user}</strong>. The application <strong>{client}</strong> asks for:</p>\
+             <ul>{scopes}</ul>\
+             <form method=\"post\" action=\"consent\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+             <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button> \
+             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+            user = escape(fhir_user),
+            client = escape(&request.client_id),
+            ticket = escape(ticket),
+        ),
+    )
+}
+
+fn message_page(msg: &str) -> String {
+    layout(
+        "Cannot continue",
+        &format!("<p class=\"error\">{}</p>", escape(msg)),
+    )
+}

@@ -1,0 +1,336 @@
+//! The authorization-code grant of SMART App Launch (standalone launch): check the request an
+//! app sends the user's browser with, issue a single-use code once the user has signed in and
+//! approved, and exchange that code (with the PKCE verifier) for tokens.
+
+use super::backend::{Credentials, OAuthError, authenticate_client};
+use super::clients::{self, Client, ClientKind};
+use super::scopes::{Context, ResourceScope, grant};
+use super::secret::{random_token, sha256_b64url};
+use super::users::User;
+use super::{Authority, Mint, now_secs};
+use crate::store::schema::auth_codes;
+use crate::store::{DbConnection, StoreError};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long a code may wait for its exchange.
+const CODE_LIFETIME: i64 = 120;
+/// Lifetime of an access token obtained by a user's authorization.
+pub const USER_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long a user has between signing in and approving.
+const TICKET_LIFETIME: i64 = 600;
+
+/// A checked authorization request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// What the user is asked to approve: the asked scopes within the client's.
+    pub scope: String,
+    pub state: String,
+    pub code_challenge: String,
+}
+
+/// Why a request is refused: shown to the user when the client or its redirect URI cannot be
+/// trusted, else sent back to the app's redirect URI (RFC 6749 section 4.1.2.1).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthorizeError {
+    Page(String),
+    Redirect {
+        redirect_uri: String,
+        error: &'static str,
+        description: String,
+        state: Option<String>,
+    },
+}
+
+/// Check an authorization request's parameters.
+pub async fn check(
+    authority: &Authority,
+    params: &[(String, String)],
+) -> Result<AuthRequest, AuthorizeError> {
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let client_id =
+        get("client_id").ok_or_else(|| AuthorizeError::Page("client_id is missing".into()))?;
+    let client = {
+        let store = authority.store.clone();
+        let id = client_id.to_string();
+        tokio::task::spawn_blocking(move || store.read(|c| clients::find(c, &id)))
+            .await
+            .map_err(|e| AuthorizeError::Page(e.to_string()))?
+            .map_err(|e| AuthorizeError::Page(e.to_string()))?
+            .ok_or_else(|| AuthorizeError::Page(format!("no client '{client_id}' is registered")))?
+    };
+    let redirect_uri = get("redirect_uri")
+        .filter(|r| client.redirect_uris.iter().any(|u| u == r))
+        .ok_or_else(|| {
+            AuthorizeError::Page(
+                "redirect_uri is missing or is not one the client registered (exact match)".into(),
+            )
+        })?
+        .to_string();
+    let state = get("state").map(str::to_string);
+    let refuse = |error: &'static str, description: &str| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        error,
+        description: description.to_string(),
+        state: state.clone(),
+    };
+    if get("response_type") != Some("code") {
+        return Err(refuse(
+            "unsupported_response_type",
+            "response_type must be code",
+        ));
+    }
+    let Some(state) = state.clone().filter(|s| !s.is_empty()) else {
+        return Err(refuse("invalid_request", "state is required"));
+    };
+    if get("aud").map(|a| a.trim_end_matches('/')) != Some(authority.audience()) {
+        return Err(refuse(
+            "invalid_request",
+            &format!(
+                "aud must be this server's FHIR base URL, {}",
+                authority.audience()
+            ),
+        ));
+    }
+    let challenge = match (get("code_challenge"), get("code_challenge_method")) {
+        (Some(c), Some("S256")) if (43..=128).contains(&c.len()) => c.to_string(),
+        (_, Some(m)) if m != "S256" => {
+            return Err(refuse(
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is refused)",
+            ));
+        }
+        _ => {
+            return Err(refuse(
+                "invalid_request",
+                "PKCE is required: code_challenge with code_challenge_method S256",
+            ));
+        }
+    };
+    let scopes: Vec<String> = grant(get("scope").unwrap_or(""), &client.scope)
+        .into_iter()
+        .filter(|s| ResourceScope::parse(s).is_none_or(|r| r.context != Context::System))
+        .collect();
+    if scopes.is_empty() {
+        return Err(refuse(
+            "invalid_scope",
+            "none of the scopes asked for may be granted to this client",
+        ));
+    }
+    Ok(AuthRequest {
+        client_id: client.client_id,
+        redirect_uri,
+        scope: scopes.join(" "),
+        state,
+        code_challenge: challenge,
+    })
+}
+
+/// What carries a signed-in user from the login page to the consent page: signed by the
+/// server, for the authorize endpoint only, and short-lived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ticket {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub exp: i64,
+    #[serde(rename = "fhirUser")]
+    pub fhir_user: String,
+    pub request: AuthRequest,
+}
+
+pub fn ticket_audience(authority: &Authority) -> String {
+    format!("{}/authorize", authority.issuer())
+}
+
+pub fn ticket(authority: &Authority, user: &User, request: AuthRequest) -> String {
+    authority.sign(&Ticket {
+        iss: authority.issuer().to_string(),
+        aud: ticket_audience(authority),
+        sub: user.username.clone(),
+        exp: now_secs() + TICKET_LIFETIME,
+        fhir_user: user.fhir_user.clone(),
+        request,
+    })
+}
+
+/// The user approved: a code for the app, to be exchanged within two minutes.
+pub fn issue_code(conn: &mut DbConnection, ticket: &Ticket) -> Result<String, StoreError> {
+    let code = random_token();
+    let user = User {
+        username: ticket.sub.clone(),
+        fhir_user: ticket.fhir_user.clone(),
+    };
+    diesel::insert_into(auth_codes::table)
+        .values((
+            auth_codes::code_hash.eq(sha256_b64url(&code)),
+            auth_codes::client_id.eq(&ticket.request.client_id),
+            auth_codes::redirect_uri.eq(&ticket.request.redirect_uri),
+            auth_codes::code_challenge.eq(&ticket.request.code_challenge),
+            auth_codes::username.eq(&user.username),
+            auth_codes::fhir_user.eq(&user.fhir_user),
+            auth_codes::scope.eq(&ticket.request.scope),
+            auth_codes::patient.eq(user.own_patient()),
+            auth_codes::encounter.eq(None::<String>),
+            auth_codes::expires_at.eq(now_secs() + CODE_LIFETIME),
+            auth_codes::used.eq(false),
+        ))
+        .execute(conn)?;
+    Ok(code)
+}
+
+/// The token response of an authorization code: SMART's launch context beside the token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeTokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    pub need_patient_banner: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+type CodeRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+);
+
+/// `grant_type=authorization_code`: the code, once, by the client it was issued to, with the
+/// same redirect URI and the verifier of its PKCE challenge.
+pub async fn exchange(
+    authority: &Authority,
+    params: &[(String, String)],
+    credentials: Option<Credentials>,
+) -> Result<CodeTokenResponse, OAuthError> {
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let invalid_grant = |d: &str| OAuthError {
+        status: 400,
+        error: "invalid_grant",
+        description: d.to_string(),
+    };
+    let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+    let verifier = get("code_verifier")
+        .ok_or_else(|| OAuthError::invalid_request("code_verifier is missing (PKCE)"))?;
+    let client_id = match credentials {
+        Some(c) => authenticate_client(authority, c).await?.client_id,
+        None => {
+            let id = get("client_id")
+                .ok_or_else(|| OAuthError::invalid_client("client_id is missing"))?
+                .to_string();
+            let store = authority.store.clone();
+            let lookup = id.clone();
+            let client: Option<Client> =
+                tokio::task::spawn_blocking(move || store.read(|c| clients::find(c, &lookup)))
+                    .await
+                    .map_err(OAuthError::server)??;
+            match client {
+                Some(c) if c.kind == ClientKind::Public => id,
+                Some(_) => {
+                    return Err(OAuthError::invalid_client(
+                        "a confidential client must authenticate",
+                    ));
+                }
+                None => {
+                    return Err(OAuthError::invalid_client(format!(
+                        "no client '{id}' is registered"
+                    )));
+                }
+            }
+        }
+    };
+    // Take the code: one UPDATE marks it used, so of two racing exchanges only one wins.
+    let store = authority.store.clone();
+    let hash = sha256_b64url(code);
+    let row: Option<CodeRow> = tokio::task::spawn_blocking(move || {
+        store.read(|c| {
+            let taken = diesel::update(
+                auth_codes::table
+                    .filter(auth_codes::code_hash.eq(&hash))
+                    .filter(auth_codes::used.eq(false)),
+            )
+            .set(auth_codes::used.eq(true))
+            .execute(c)?;
+            if taken == 0 {
+                return Ok(None);
+            }
+            Ok(auth_codes::table
+                .filter(auth_codes::code_hash.eq(&hash))
+                .select((
+                    auth_codes::client_id,
+                    auth_codes::redirect_uri,
+                    auth_codes::code_challenge,
+                    auth_codes::username,
+                    auth_codes::fhir_user,
+                    auth_codes::scope,
+                    auth_codes::patient,
+                    auth_codes::expires_at,
+                ))
+                .first(c)
+                .optional()?)
+        })
+    })
+    .await
+    .map_err(OAuthError::server)??;
+    let Some((owner, redirect_uri, challenge, username, fhir_user, scope, patient, expires_at)) =
+        row
+    else {
+        return Err(invalid_grant("the code is unknown or was already used"));
+    };
+    if expires_at < now_secs() {
+        return Err(invalid_grant("the code has expired"));
+    }
+    if owner != client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if get("redirect_uri") != Some(redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "redirect_uri differs from the authorization request's",
+        ));
+    }
+    if sha256_b64url(verifier) != challenge {
+        return Err(invalid_grant(
+            "code_verifier does not match the code_challenge (PKCE)",
+        ));
+    }
+    let (access_token, _) = authority.mint(&Mint {
+        subject: username.clone(),
+        scope: scope.clone(),
+        client_id: Some(client_id.clone()),
+        patient: patient.clone(),
+        encounter: None,
+        fhir_user: Some(fhir_user.clone()),
+        lifetime: USER_TOKEN_LIFETIME,
+    });
+    let scopes: Vec<&str> = scope.split_ascii_whitespace().collect();
+    let id_token = (scopes.contains(&"openid") && scopes.contains(&"fhirUser")).then(|| {
+        authority.sign(&serde_json::json!({
+            "iss": authority.issuer(),
+            "sub": username,
+            "aud": client_id,
+            "iat": now_secs(),
+            "exp": now_secs() + USER_TOKEN_LIFETIME.as_secs() as i64,
+            "fhirUser": format!("{}/{fhir_user}", authority.audience()),
+        }))
+    });
+    Ok(CodeTokenResponse {
+        access_token,
+        token_type: "bearer".into(),
+        expires_in: USER_TOKEN_LIFETIME.as_secs(),
+        scope,
+        need_patient_banner: patient.is_some(),
+        patient,
+        id_token,
+    })
+}

@@ -1,0 +1,356 @@
+//! SMART standalone launch, driven as a browser and an app would over HTTP: the authorize
+//! request, the login and consent forms, the redirect with a code, and the code's exchange with
+//! PKCE; then the token at work, and every way the flow must refuse.
+
+use crate::helpers::{Backend, TestApp, spawn};
+use emrsync::auth::clients::{self, ClientKind, NewClient};
+use emrsync::auth::secret::sha256_b64url;
+use serde_json::{Value, json};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const SCOPE: &str = "openid fhirUser launch/patient patient/*.rs";
+
+struct Flow<'a> {
+    app: &'a TestApp,
+    /// Does not follow redirects: the test reads each Location as an app would.
+    browser: reqwest::Client,
+    verifier: String,
+}
+
+impl<'a> Flow<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Flow {
+            app,
+            browser: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            verifier: emrsync::auth::secret::random_token(),
+        }
+    }
+
+    fn authorize_params(&self) -> Vec<(String, String)> {
+        [
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", REDIRECT),
+            ("scope", SCOPE),
+            ("state", "st-123"),
+            ("aud", &self.app.base),
+            ("code_challenge", &sha256_b64url(&self.verifier)),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn authorize_url(&self, params: &[(String, String)]) -> String {
+        format!(
+            "{}/auth/authorize?{}",
+            self.app.root,
+            serde_urlencoded::to_string(params).unwrap()
+        )
+    }
+
+    async fn get(&self, url: &str) -> reqwest::Response {
+        self.browser.get(url).send().await.unwrap()
+    }
+
+    async fn post_form(&self, path: &str, form: &[(String, String)]) -> reqwest::Response {
+        self.browser
+            .post(format!("{}/auth/{path}", self.app.root))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sign in and approve; the query of the redirect back to the app.
+    async fn approve(&self, params: &[(String, String)], password: &str) -> Vec<(String, String)> {
+        let page = self.get(&self.authorize_url(params)).await;
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("name=\"password\""));
+        let mut login = params.to_vec();
+        login.push(("username".into(), "pat".into()));
+        login.push(("password".into(), password.into()));
+        let consent = self.post_form("authorize", &login).await;
+        assert_eq!(consent.status(), 200, "signed in");
+        let html = consent.text().await.unwrap();
+        assert!(
+            html.contains("patient/*.rs"),
+            "the consent page shows the scopes"
+        );
+        let ticket = regex::Regex::new(r#"name="ticket" value="([^"]+)""#)
+            .unwrap()
+            .captures(&html)
+            .expect("a ticket in the consent form")[1]
+            .to_string();
+        let back = self
+            .post_form(
+                "consent",
+                &[
+                    ("ticket".into(), ticket),
+                    ("decision".into(), "approve".into()),
+                ],
+            )
+            .await;
+        redirect_query(&back)
+    }
+
+    async fn exchange(&self, code: &str, verifier: &str, redirect: &str) -> (u16, Value) {
+        let form: Vec<(String, String)> = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("client_id", "app"),
+            ("code_verifier", verifier),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let r = self.post_form("token", &form).await;
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The query parameters of a 302 back to the app's redirect URI.
+fn redirect_query(r: &reqwest::Response) -> Vec<(String, String)> {
+    assert_eq!(r.status(), 302, "a redirect back to the app");
+    let location = r.headers()["location"].to_str().unwrap();
+    let (target, query) = location.split_once('?').unwrap();
+    assert_eq!(target, REDIRECT);
+    serde_urlencoded::from_str(query).unwrap()
+}
+
+fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+async fn setup(app: &TestApp) -> (String, String) {
+    clients::add(
+        &mut app.db(),
+        &NewClient {
+            client_id: "app".into(),
+            kind: ClientKind::Public,
+            scope: format!("{SCOPE} offline_access"),
+            redirect_uris: vec![REDIRECT.into()],
+            secret: None,
+            jwks: None,
+            jwks_uri: None,
+        },
+    )
+    .unwrap();
+    let (me, _) = app
+        .create(&json!({"resourceType":"Patient","name":[{"family":"Self"}]}))
+        .await;
+    let (other, _) = app
+        .create(&json!({"resourceType":"Patient","name":[{"family":"Other"}]}))
+        .await;
+    emrsync::auth::users::add(
+        &mut app.db(),
+        "pat",
+        "s3cret-pass",
+        &format!("Patient/{me}"),
+    )
+    .unwrap();
+    (me, other)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_signs_in_and_the_app_reads_their_record() {
+    let app = spawn(Backend::Sqlite).await;
+    let (me, other) = setup(&app).await;
+    let flow = Flow::new(&app);
+    let params = flow.authorize_params();
+
+    // a wrong password shows the form again, and nothing else
+    let mut bad = params.clone();
+    bad.push(("username".into(), "pat".into()));
+    bad.push(("password".into(), "guess".into()));
+    let r = flow.post_form("authorize", &bad).await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Wrong username or password")
+    );
+
+    let back = flow.approve(&params, "s3cret-pass").await;
+    assert_eq!(get(&back, "state"), Some("st-123"));
+    let code = get(&back, "code").expect("a code").to_string();
+
+    let (status, body) = flow.exchange(&code, &flow.verifier, REDIRECT).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["patient"], me.as_str());
+    assert_eq!(body["need_patient_banner"], true);
+    assert_eq!(body["scope"], SCOPE);
+    let id_token = body["id_token"]
+        .as_str()
+        .expect("openid fhirUser gives an id_token");
+    let claims: Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(id_token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["fhirUser"], format!("{}/Patient/{me}", app.base));
+    assert_eq!(claims["aud"], "app");
+
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get_as(token, &format!("Patient/{me}")).await.status,
+        200
+    );
+    assert_eq!(
+        app.get_as(token, &format!("Patient/{other}")).await.status,
+        403
+    );
+    let write = app
+        .send_as(
+            token,
+            reqwest::Method::POST,
+            "Patient",
+            Some(&json!({"resourceType":"Patient"})),
+        )
+        .await;
+    assert_eq!(write.status, 403, "read scopes only");
+
+    // a code works once
+    let (status, body) = flow.exchange(&code, &flow.verifier, REDIRECT).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_refuses_what_it_must() {
+    let app = spawn(Backend::Postgres).await;
+    setup(&app).await;
+    let flow = Flow::new(&app);
+    let params = flow.authorize_params();
+    let with = |name: &str, value: &str| -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> =
+            params.iter().filter(|(k, _)| k != name).cloned().collect();
+        if !value.is_empty() {
+            p.push((name.to_string(), value.to_string()));
+        }
+        p
+    };
+
+    // a redirect URI the client did not register is never redirected to
+    let r = flow
+        .get(&flow.authorize_url(&with("redirect_uri", "http://evil.example/cb")))
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    let r = flow
+        .get(&flow.authorize_url(&with("client_id", "nobody")))
+        .await;
+    assert_eq!(r.status(), 400);
+
+    // the others go back to the app with an error
+    for (why, p, error) in [
+        (
+            "plain PKCE",
+            with("code_challenge_method", "plain"),
+            "invalid_request",
+        ),
+        ("no PKCE", with("code_challenge", ""), "invalid_request"),
+        (
+            "another server's aud",
+            with("aud", "https://elsewhere.example/fhir"),
+            "invalid_request",
+        ),
+        ("no state", with("state", ""), "invalid_request"),
+        (
+            "token response type",
+            with("response_type", "token"),
+            "unsupported_response_type",
+        ),
+        (
+            "no allowed scope",
+            with("scope", "system/*.cruds"),
+            "invalid_scope",
+        ),
+    ] {
+        let r = flow.get(&flow.authorize_url(&p)).await;
+        let q = redirect_query(&r);
+        assert_eq!(get(&q, "error"), Some(error), "{why}");
+    }
+
+    // the user says no
+    let page = flow.get(&flow.authorize_url(&params)).await;
+    assert_eq!(page.status(), 200);
+    let mut login = params.clone();
+    login.push(("username".into(), "pat".into()));
+    login.push(("password".into(), "s3cret-pass".into()));
+    let html = flow
+        .post_form("authorize", &login)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let ticket = regex::Regex::new(r#"name="ticket" value="([^"]+)""#)
+        .unwrap()
+        .captures(&html)
+        .unwrap()[1]
+        .to_string();
+    let r = flow
+        .post_form(
+            "consent",
+            &[
+                ("ticket".into(), ticket),
+                ("decision".into(), "deny".into()),
+            ],
+        )
+        .await;
+    assert_eq!(get(&redirect_query(&r), "error"), Some("access_denied"));
+    // a forged ticket is no sign-in
+    let r = flow
+        .post_form(
+            "consent",
+            &[
+                ("ticket".into(), app.token.clone()),
+                ("decision".into(), "approve".into()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400, "an access token is not a login ticket");
+
+    // PKCE and the redirect URI are checked at the exchange
+    let code = get(&flow.approve(&params, "s3cret-pass").await, "code")
+        .unwrap()
+        .to_string();
+    let (status, body) = flow
+        .exchange(
+            &code,
+            "not-the-verifier-not-the-verifier-0123456789",
+            REDIRECT,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "PKCE mismatch"
+    );
+    let (status, _) = flow.exchange(&code, &flow.verifier, REDIRECT).await;
+    assert_eq!(status, 400, "a code that met a wrong verifier is spent");
+    let code = get(&flow.approve(&params, "s3cret-pass").await, "code")
+        .unwrap()
+        .to_string();
+    let (status, body) = flow
+        .exchange(&code, &flow.verifier, "http://127.0.0.1:9/other")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "redirect_uri mismatch"
+    );
+}
