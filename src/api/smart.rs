@@ -4,8 +4,8 @@
 //! grants themselves live in `auth`; these handlers parse and answer in OAuth's terms.
 
 use super::AppState;
-use crate::auth::authorize;
 use crate::auth::backend::{self, ASSERTION_TYPE, Credentials, OAuthError};
+use crate::auth::{authorize, refresh};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
@@ -31,13 +31,13 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
             "token_endpoint": a.token_endpoint(),
             "revocation_endpoint": format!("{}/revoke", a.issuer()),
             "introspection_endpoint": format!("{}/introspect", a.issuer()),
-            "grant_types_supported": ["authorization_code", "client_credentials"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "none"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "scopes_supported": [
-                "openid", "fhirUser", "launch/patient",
+                "openid", "fhirUser", "launch/patient", "offline_access", "online_access",
                 "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs",
                 "system/*.cruds", "system/*.rs"
             ],
@@ -180,6 +180,17 @@ fn credentials(req: &HttpRequest, params: &[(String, String)]) -> Result<Credent
     }
 }
 
+/// A user's grants come from public clients (which name themselves with `client_id`) and
+/// confidential ones (which authenticate): the credentials when some were sent.
+fn optional_credentials(
+    req: &HttpRequest,
+    params: &[(String, String)],
+) -> Result<Option<Credentials>, OAuthError> {
+    let sent = param(params, "client_assertion_type").is_some()
+        || req.headers().contains_key("authorization");
+    sent.then(|| credentials(req, params)).transpose()
+}
+
 async fn token_response(
     state: &AppState,
     req: &HttpRequest,
@@ -198,13 +209,13 @@ async fn token_response(
             serde_json::to_value(t).map_err(OAuthError::server)
         }
         Some("authorization_code") => {
-            // a public client names itself; a confidential one authenticates
-            let authenticated = param(&params, "client_assertion_type").is_some()
-                || req.headers().contains_key("authorization");
-            let credentials = authenticated
-                .then(|| credentials(req, &params))
-                .transpose()?;
+            let credentials = optional_credentials(req, &params)?;
             let t = authorize::exchange(&state.authority, &params, credentials).await?;
+            serde_json::to_value(t).map_err(OAuthError::server)
+        }
+        Some("refresh_token") => {
+            let credentials = optional_credentials(req, &params)?;
+            let t = refresh::refresh(&state.authority, &params, credentials).await?;
             serde_json::to_value(t).map_err(OAuthError::server)
         }
         Some(other) => Err(OAuthError::unsupported_grant_type(format!(

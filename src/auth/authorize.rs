@@ -4,6 +4,7 @@
 
 use super::backend::{Credentials, OAuthError, authenticate_client};
 use super::clients::{self, Client, ClientKind};
+use super::refresh;
 use super::scopes::{Context, ResourceScope, grant};
 use super::secret::{random_token, sha256_b64url};
 use super::users::User;
@@ -194,6 +195,70 @@ pub struct CodeTokenResponse {
     pub need_patient_banner: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// Who a user's tokens are for: what a code or a refresh token carries.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub client_id: String,
+    pub username: String,
+    pub fhir_user: String,
+    pub scope: String,
+    pub patient: Option<String>,
+}
+
+impl Holder {
+    fn has_scope(&self, s: &str) -> bool {
+        self.scope.split_ascii_whitespace().any(|x| x == s)
+    }
+
+    /// `offline_access` or `online_access` asks for a refresh token.
+    pub fn wants_refresh(&self) -> bool {
+        self.has_scope("offline_access") || self.has_scope("online_access")
+    }
+
+    pub fn offline(&self) -> bool {
+        self.has_scope("offline_access")
+    }
+}
+
+/// The access token (and id token) of a holder, with its launch context.
+pub fn tokens(
+    authority: &Authority,
+    h: &Holder,
+    refresh_token: Option<String>,
+) -> CodeTokenResponse {
+    let (access_token, _) = authority.mint(&Mint {
+        subject: h.username.clone(),
+        scope: h.scope.clone(),
+        client_id: Some(h.client_id.clone()),
+        patient: h.patient.clone(),
+        encounter: None,
+        fhir_user: Some(h.fhir_user.clone()),
+        lifetime: USER_TOKEN_LIFETIME,
+    });
+    let id_token = (h.has_scope("openid") && h.has_scope("fhirUser")).then(|| {
+        authority.sign(&serde_json::json!({
+            "iss": authority.issuer(),
+            "sub": h.username,
+            "aud": h.client_id,
+            "iat": now_secs(),
+            "exp": now_secs() + USER_TOKEN_LIFETIME.as_secs() as i64,
+            "fhirUser": format!("{}/{}", authority.audience(), h.fhir_user),
+        }))
+    });
+    CodeTokenResponse {
+        access_token,
+        token_type: "bearer".into(),
+        expires_in: USER_TOKEN_LIFETIME.as_secs(),
+        scope: h.scope.clone(),
+        need_patient_banner: h.patient.is_some(),
+        patient: h.patient.clone(),
+        id_token,
+        refresh_token,
+    }
 }
 
 type CodeRow = (
@@ -206,6 +271,36 @@ type CodeRow = (
     Option<String>,
     i64,
 );
+
+/// The client making a token request: authenticated when confidential, named by `client_id`
+/// when public (a confidential client that does not authenticate is refused).
+pub async fn identify_client(
+    authority: &Authority,
+    named: Option<&str>,
+    credentials: Option<Credentials>,
+) -> Result<String, OAuthError> {
+    if let Some(c) = credentials {
+        return Ok(authenticate_client(authority, c).await?.client_id);
+    }
+    let id = named
+        .ok_or_else(|| OAuthError::invalid_client("client_id is missing"))?
+        .to_string();
+    let store = authority.store.clone();
+    let lookup = id.clone();
+    let client: Option<Client> =
+        tokio::task::spawn_blocking(move || store.read(|c| clients::find(c, &lookup)))
+            .await
+            .map_err(OAuthError::server)??;
+    match client {
+        Some(c) if c.kind == ClientKind::Public => Ok(id),
+        Some(_) => Err(OAuthError::invalid_client(
+            "a confidential client must authenticate",
+        )),
+        None => Err(OAuthError::invalid_client(format!(
+            "no client '{id}' is registered"
+        ))),
+    }
+}
 
 /// `grant_type=authorization_code`: the code, once, by the client it was issued to, with the
 /// same redirect URI and the verifier of its PKCE challenge.
@@ -223,33 +318,7 @@ pub async fn exchange(
     let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let verifier = get("code_verifier")
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is missing (PKCE)"))?;
-    let client_id = match credentials {
-        Some(c) => authenticate_client(authority, c).await?.client_id,
-        None => {
-            let id = get("client_id")
-                .ok_or_else(|| OAuthError::invalid_client("client_id is missing"))?
-                .to_string();
-            let store = authority.store.clone();
-            let lookup = id.clone();
-            let client: Option<Client> =
-                tokio::task::spawn_blocking(move || store.read(|c| clients::find(c, &lookup)))
-                    .await
-                    .map_err(OAuthError::server)??;
-            match client {
-                Some(c) if c.kind == ClientKind::Public => id,
-                Some(_) => {
-                    return Err(OAuthError::invalid_client(
-                        "a confidential client must authenticate",
-                    ));
-                }
-                None => {
-                    return Err(OAuthError::invalid_client(format!(
-                        "no client '{id}' is registered"
-                    )));
-                }
-            }
-        }
-    };
+    let client_id = identify_client(authority, get("client_id"), credentials).await?;
     // Take the code: one UPDATE marks it used, so of two racing exchanges only one wins.
     let store = authority.store.clone();
     let hash = sha256_b64url(code);
@@ -304,33 +373,26 @@ pub async fn exchange(
             "code_verifier does not match the code_challenge (PKCE)",
         ));
     }
-    let (access_token, _) = authority.mint(&Mint {
-        subject: username.clone(),
-        scope: scope.clone(),
-        client_id: Some(client_id.clone()),
-        patient: patient.clone(),
-        encounter: None,
-        fhir_user: Some(fhir_user.clone()),
-        lifetime: USER_TOKEN_LIFETIME,
-    });
-    let scopes: Vec<&str> = scope.split_ascii_whitespace().collect();
-    let id_token = (scopes.contains(&"openid") && scopes.contains(&"fhirUser")).then(|| {
-        authority.sign(&serde_json::json!({
-            "iss": authority.issuer(),
-            "sub": username,
-            "aud": client_id,
-            "iat": now_secs(),
-            "exp": now_secs() + USER_TOKEN_LIFETIME.as_secs() as i64,
-            "fhirUser": format!("{}/{fhir_user}", authority.audience()),
-        }))
-    });
-    Ok(CodeTokenResponse {
-        access_token,
-        token_type: "bearer".into(),
-        expires_in: USER_TOKEN_LIFETIME.as_secs(),
+    let holder = Holder {
+        client_id,
+        username,
+        fhir_user,
         scope,
-        need_patient_banner: patient.is_some(),
         patient,
-        id_token,
-    })
+    };
+    let refresh = holder.wants_refresh().then(|| {
+        let store = authority.store.clone();
+        let h = holder.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.read(|c| refresh::issue(c, None, &h)))
+                .await
+                .map_err(OAuthError::server)?
+                .map_err(OAuthError::from)
+        }
+    });
+    let refresh_token = match refresh {
+        Some(f) => Some(f.await?),
+        None => None,
+    };
+    Ok(tokens(authority, &holder, refresh_token))
 }

@@ -216,6 +216,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    auth_refresh (token_hash) {
+        token_hash -> Text,
+        family -> Text,
+        client_id -> Text,
+        username -> Text,
+        fhir_user -> Text,
+        scope -> Text,
+        patient -> Nullable<Text>,
+        expires_at -> BigInt,
+        used -> Bool,
+        revoked -> Bool,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,

@@ -15,6 +15,7 @@ struct Flow<'a> {
     /// Does not follow redirects: the test reads each Location as an app would.
     browser: reqwest::Client,
     verifier: String,
+    scope: String,
 }
 
 impl<'a> Flow<'a> {
@@ -26,6 +27,7 @@ impl<'a> Flow<'a> {
                 .build()
                 .unwrap(),
             verifier: emrsync::auth::secret::random_token(),
+            scope: SCOPE.into(),
         }
     }
 
@@ -34,7 +36,7 @@ impl<'a> Flow<'a> {
             ("response_type", "code"),
             ("client_id", "app"),
             ("redirect_uri", REDIRECT),
-            ("scope", SCOPE),
+            ("scope", &self.scope),
             ("state", "st-123"),
             ("aud", &self.app.base),
             ("code_challenge", &sha256_b64url(&self.verifier)),
@@ -352,5 +354,87 @@ async fn the_flow_refuses_what_it_must() {
         (status, body["error"].as_str()),
         (400, Some("invalid_grant")),
         "redirect_uri mismatch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_rotate_and_a_replayed_one_ends_the_grant() {
+    let app = spawn(Backend::Sqlite).await;
+    let (me, _) = setup(&app).await;
+    let mut flow = Flow::new(&app);
+    flow.scope = format!("{SCOPE} offline_access");
+    let params = flow.authorize_params();
+    let code = get(&flow.approve(&params, "s3cret-pass").await, "code")
+        .unwrap()
+        .to_string();
+    let (status, body) = flow.exchange(&code, &flow.verifier, REDIRECT).await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["refresh_token"]
+        .as_str()
+        .expect("offline_access gives a refresh token")
+        .to_string();
+
+    let refresh = |token: String, scope: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type".to_string(), "refresh_token".to_string()),
+            ("refresh_token".to_string(), token),
+            ("client_id".to_string(), "app".to_string()),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope".into(), s.into()));
+        }
+        let flow = &flow;
+        async move {
+            let r = flow.post_form("token", &form).await;
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = refresh(first.clone(), Some("patient/Observation.rs")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["scope"], "patient/Observation.rs",
+        "a refresh may narrow the grant"
+    );
+    assert_eq!(body["patient"], me.as_str());
+    let second = body["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(second, first, "rotated");
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(app.get_as(token, "Observation").await.status, 200);
+    assert_eq!(
+        app.get_as(token, &format!("Patient/{me}")).await.status,
+        403,
+        "narrowed"
+    );
+
+    let (status, body) = refresh(second.clone(), Some("patient/*.cruds")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
+    // a refused request leaves the token unspent
+    let (status, body) = refresh(second, None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // a fresh grant, then its first token replayed after rotation: the family dies
+    let code = get(&flow.approve(&params, "s3cret-pass").await, "code")
+        .unwrap()
+        .to_string();
+    let (_, body) = flow.exchange(&code, &flow.verifier, REDIRECT).await;
+    let old = body["refresh_token"].as_str().unwrap().to_string();
+    let (status, body) = refresh(old.clone(), None).await;
+    assert_eq!(status, 200);
+    let newer = body["refresh_token"].as_str().unwrap().to_string();
+    let (status, body) = refresh(old, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "replay"
+    );
+    let (status, body) = refresh(newer, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the family is revoked: {body}"
     );
 }
