@@ -91,6 +91,16 @@ enum ClientAction {
         #[arg(long)]
         jwks_uri: Option<String>,
     },
+    /// Make an ES384 key pair for a Backend Services client: keep the private key, register
+    /// the JWK Set with `client add --kind asymmetric --jwks-file`.
+    Keygen {
+        #[arg(long)]
+        private_key: std::path::PathBuf,
+        #[arg(long)]
+        jwks: std::path::PathBuf,
+        #[arg(long, default_value = "key-1")]
+        kid: String,
+    },
     /// List the registered clients.
     List,
     /// Remove a client.
@@ -223,6 +233,26 @@ async fn main() -> anyhow::Result<()> {
 
 fn client_command(args: ClientArgs) -> anyhow::Result<()> {
     use emrsync::auth::clients;
+    if let ClientAction::Keygen {
+        private_key,
+        jwks,
+        kid,
+    } = &args.action
+    {
+        let (pem, set) = clients::generate_es384(kid).map_err(|e| anyhow::anyhow!(e))?;
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        std::io::Write::write_all(&mut file.open(private_key)?, pem.as_bytes())?;
+        std::fs::write(jwks, set)?;
+        println!(
+            "private key in {} (keep it secret), public JWK Set in {}",
+            private_key.display(),
+            jwks.display()
+        );
+        return Ok(());
+    }
     let database = args.store.database()?;
     database.migrate()?;
     let mut conn = database.connect()?;
@@ -265,6 +295,7 @@ fn client_command(args: ClientArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        ClientAction::Keygen { .. } => unreachable!("handled above"),
         ClientAction::Remove { id } => {
             if !clients::remove(&mut conn, &id)? {
                 anyhow::bail!("no client '{id}' is registered");

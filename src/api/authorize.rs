@@ -83,7 +83,7 @@ pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
     }
     let store = state.store.clone();
     let t = ticket.clone();
-    match web::block(move || store.read(|c| authorize::issue_code(c, &t))).await {
+    match web::block(move || store.write_rows(|c| authorize::issue_code(c, &t))).await {
         Ok(Ok(code)) => redirect(&r.redirect_uri, &[("code", &code), ("state", &r.state)]),
         _ => redirect(
             &r.redirect_uri,

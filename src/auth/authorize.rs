@@ -323,7 +323,7 @@ pub async fn exchange(
     let store = authority.store.clone();
     let hash = sha256_b64url(code);
     let row: Option<CodeRow> = tokio::task::spawn_blocking(move || {
-        store.read(|c| {
+        store.write_rows(|c| {
             let taken = diesel::update(
                 auth_codes::table
                     .filter(auth_codes::code_hash.eq(&hash))
@@ -384,7 +384,7 @@ pub async fn exchange(
         let store = authority.store.clone();
         let h = holder.clone();
         async move {
-            tokio::task::spawn_blocking(move || store.read(|c| refresh::issue(c, None, &h)))
+            tokio::task::spawn_blocking(move || store.write_rows(|c| refresh::issue(c, None, &h)))
                 .await
                 .map_err(OAuthError::server)?
                 .map_err(OAuthError::from)

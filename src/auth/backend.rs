@@ -220,9 +220,10 @@ async fn authenticate_assertion(authority: &Authority, jwt: &str) -> Result<Clie
     }
     let store = authority.store.clone();
     let (id, jti, exp) = (client.client_id.clone(), claims.jti.clone(), claims.exp);
-    let fresh = tokio::task::spawn_blocking(move || store.read(|c| record_jti(c, &id, &jti, exp)))
-        .await
-        .map_err(OAuthError::server)??;
+    let fresh =
+        tokio::task::spawn_blocking(move || store.write_rows(|c| record_jti(c, &id, &jti, exp)))
+            .await
+            .map_err(OAuthError::server)??;
     if !fresh {
         return Err(OAuthError::invalid_client(
             "this assertion's jti was already used: assertions are single-use",

@@ -158,6 +158,34 @@ pub fn add(conn: &mut DbConnection, new: &NewClient) -> Result<(), ClientError> 
     }
 }
 
+/// A new ES384 key pair for a Backend Services client (`emrsync client keygen`): the private
+/// key as PKCS#8 PEM, and the public JWK Set (with `kid`) to register.
+pub fn generate_es384(kid: &str) -> Result<(String, String), String> {
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+    use base64::Engine;
+    let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING)
+        .and_then(|k| k.to_pkcs8v1())
+        .map_err(|_| "cannot generate a key".to_string())?;
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref());
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::ES384)
+            .map_err(|e| e.to_string())?;
+    jwk.common.key_id = Some(kid.to_string());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    );
+    let jwks =
+        serde_json::to_string_pretty(&JwkSet { keys: vec![jwk] }).map_err(|e| e.to_string())?;
+    Ok((pem, jwks))
+}
+
 type Row = (
     String,
     String,

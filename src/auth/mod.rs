@@ -229,7 +229,7 @@ impl Authority {
     pub async fn revoke(&self, bearer: &str, claims: &AccessClaims) -> Result<(), StoreError> {
         let store = self.store.clone();
         let (jti, exp) = (claims.jti.clone(), claims.exp);
-        tokio::task::spawn_blocking(move || store.read(|c| revocation::revoke(c, &jti, exp)))
+        tokio::task::spawn_blocking(move || store.write_rows(|c| revocation::revoke(c, &jti, exp)))
             .await
             .map_err(|e| StoreError::Database(e.to_string()))??;
         self.verified.invalidate(bearer);

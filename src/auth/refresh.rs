@@ -157,7 +157,7 @@ pub async fn refresh(
     };
     let store = authority.store.clone();
     let hash = sha256_b64url(token);
-    let taken = tokio::task::spawn_blocking(move || store.read(|c| take(c, &hash, check)))
+    let taken = tokio::task::spawn_blocking(move || store.write_rows(|c| take(c, &hash, check)))
         .await
         .map_err(OAuthError::server)??;
     let (family, _, username, fhir_user, scope, patient, expires_at, _, _) = match taken {
@@ -182,7 +182,7 @@ pub async fn refresh(
     let store = authority.store.clone();
     let h = holder.clone();
     let next = tokio::task::spawn_blocking(move || {
-        store.read(|c| issue(c, Some((&family, expires_at)), &h))
+        store.write_rows(|c| issue(c, Some((&family, expires_at)), &h))
     })
     .await
     .map_err(OAuthError::server)??;

@@ -53,6 +53,18 @@ pub struct BenchArgs {
     #[arg(long, env = "EMRSYNC_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// The Backend Services client the `token` scenario authenticates as.
+    #[arg(long, default_value = "bench")]
+    pub client_id: String,
+
+    /// Its ES384 private key (PKCS#8 PEM, from `emrsync client keygen`).
+    #[arg(long)]
+    pub client_key: Option<std::path::PathBuf>,
+
+    /// The `kid` its registered JWK Set gives that key.
+    #[arg(long, default_value = "key-1")]
+    pub client_kid: String,
+
     /// A label printed with the figures (e.g. "sqlite", "postgres").
     #[arg(long, default_value = "")]
     pub label: String,
@@ -82,6 +94,8 @@ pub enum Scenario {
     SearchInclude,
     /// `Patient?_has:Observation:patient:code=...` (a lab code of about 0.1% of Observations).
     SearchHas,
+    /// `POST /auth/token`: client_credentials with a fresh ES384 client assertion each time.
+    Token,
 }
 
 /// What one request did: how long it took, and how many resources it wrote or read.
@@ -100,6 +114,8 @@ struct Target {
     bundle_size: usize,
     clients: usize,
     patients: usize,
+    /// client id, kid and signing key of the `token` scenario
+    assertion: Option<(String, String, jsonwebtoken::EncodingKey)>,
 }
 
 impl Target {
@@ -157,6 +173,7 @@ impl Target {
                 let written = resp["entry"].as_array().map(Vec::len).unwrap_or(0);
                 (ok && written == self.bundle_size, written as u64)
             }
+            Scenario::Token => (self.token_request().await, 1),
             Scenario::SearchData => unreachable!("the data set is loaded by search::load"),
             _ => {
                 let query = search::query(scenario, self.patients);
@@ -170,6 +187,50 @@ impl Target {
             latency: started.elapsed(),
             ok,
             resources,
+        }
+    }
+}
+
+impl Target {
+    /// One client_credentials request with a fresh assertion; true when a token came back.
+    async fn token_request(&self) -> bool {
+        let Some((client_id, kid, key)) = &self.assertion else {
+            return false;
+        };
+        let origin = self.base.strip_suffix("/fhir").unwrap_or(&self.base);
+        let url = format!("{origin}/auth/token");
+        let now = crate::auth::now_secs();
+        let claims = serde_json::json!({
+            "iss": client_id, "sub": client_id, "aud": url,
+            "exp": now + 240, "jti": uuid::Uuid::new_v4().to_string()
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        header.kid = Some(kid.clone());
+        let Ok(jwt) = jsonwebtoken::encode(&header, &claims, key) else {
+            return false;
+        };
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            (
+                "client_assertion_type",
+                crate::auth::backend::ASSERTION_TYPE,
+            ),
+            ("client_assertion", &jwt),
+        ];
+        let resp = self
+            .client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap_or_default())
+            .send()
+            .await;
+        match resp {
+            Ok(r) if r.status().is_success() => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|v| v["access_token"].is_string()),
+            _ => false,
         }
     }
 }
@@ -199,7 +260,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bundle_size: args.bundle_size,
         clients: args.clients,
         patients: args.patients,
+        assertion: match &args.client_key {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem)
+                    .with_context(|| format!("{} is not an EC private key", path.display()))?;
+                Some((args.client_id.clone(), args.client_kid.clone(), key))
+            }
+            None => None,
+        },
     };
+    anyhow::ensure!(
+        !args.scenario.contains(&Scenario::Token) || target.assertion.is_some(),
+        "the token scenario needs --client-key (see emrsync client keygen)"
+    );
     check_server(&target).await?;
     println!(
         "emrsync bench {} against {} — {} clients, {} s per scenario",

@@ -139,6 +139,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Run small writes that are not resource changes (the authorization server's codes,
+    /// refresh tokens, revocations) in a write transaction: on SQLite through the one writer,
+    /// so that they never contend with it for the database's write lock.
+    pub fn write_rows<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|tx| f(tx.conn))
+    }
+
     /// Run read-only work on a pooled connection.
     pub fn read<T>(
         &self,
