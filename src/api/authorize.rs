@@ -1,10 +1,14 @@
-//! The pages a user sees during an app's authorization (SMART standalone launch): sign in at
+//! The pages a user sees during an app's authorization (SMART standalone and EHR launch): sign in at
 //! `GET /auth/authorize`, approve the scopes, and be sent back to the app with a code. Plain
 //! HTML forms, no scripts; the request travels in hidden fields and, once the user has signed
 //! in, in a ticket the server signed (`auth::authorize::Ticket`).
 
 use super::AppState;
+use super::error::ApiError;
+use super::interaction::parse_id;
+use crate::auth::Interaction;
 use crate::auth::authorize::{self, AuthRequest, AuthorizeError, Ticket};
+use crate::auth::launch::{self, LaunchContext};
 use crate::auth::users;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -90,6 +94,41 @@ pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
             &[("error", "server_error"), ("state", &r.state)],
         ),
     }
+}
+
+/// `POST /auth/launch`: an EHR asks for a launch handle for the context it opens an app in
+/// (`{"patient": ..., "encounter": ..., "intent": ..., "need_patient_banner": ...,
+/// "smart_style_url": ...}`) and passes it to the app as `launch`. Only a caller that may read
+/// every resource (an EHR's `system/` or `user/` token) may mint one.
+pub async fn launch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let grant = if state.insecure_dev {
+        state.open_grant.clone()
+    } else {
+        let token = super::bearer_token(req.headers()).ok_or_else(ApiError::token_required)?;
+        state
+            .authority
+            .authenticate(token)
+            .await
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?
+    };
+    if !grant.reaches_everything(Interaction::Read) {
+        return Err(ApiError::forbidden(
+            "minting a launch needs a token that may read every resource (an EHR's system/*.rs or user/*.rs)",
+        ));
+    }
+    let context: LaunchContext = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the launch context is not valid JSON: {e}")))?;
+    for id in [&context.patient, &context.encounter].into_iter().flatten() {
+        parse_id(id)?;
+    }
+    let handle = launch::mint(&state.authority, &grant.subject, context);
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(serde_json::json!({ "launch": handle })))
 }
 
 fn refused(e: AuthorizeError) -> HttpResponse {

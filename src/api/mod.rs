@@ -47,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/auth/authorize", web::get().to(authorize::start))
         .route("/auth/authorize", web::post().to(authorize::sign_in))
         .route("/auth/consent", web::post().to(authorize::consent))
+        .route("/auth/launch", web::post().to(authorize::launch))
         .route("/auth/token", web::post().to(smart::token))
         .route("/auth/revoke", web::post().to(smart::revoke))
         .route("/auth/introspect", web::post().to(smart::introspect))
@@ -154,7 +155,7 @@ async fn require_auth(
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
-fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

@@ -37,12 +37,15 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "none"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "scopes_supported": [
-                "openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+                "openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
                 "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs",
                 "system/*.cruds", "system/*.rs"
             ],
             "capabilities": [
+                "launch-ehr",
                 "launch-standalone",
+                "context-ehr-patient",
+                "context-ehr-encounter",
                 "client-public",
                 "client-confidential-asymmetric",
                 "client-confidential-symmetric",

@@ -4,6 +4,7 @@
 
 use super::backend::{Credentials, OAuthError, authenticate_client};
 use super::clients::{self, Client, ClientKind};
+use super::launch::{self, LaunchContext};
 use super::refresh;
 use super::scopes::{Context, ResourceScope, grant};
 use super::secret::{random_token, sha256_b64url};
@@ -31,6 +32,9 @@ pub struct AuthRequest {
     pub scope: String,
     pub state: String,
     pub code_challenge: String,
+    /// The EHR's context, when the app was launched from one (`launch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchContext>,
 }
 
 /// Why a request is refused: shown to the user when the client or its redirect URI cannot be
@@ -121,12 +125,25 @@ pub async fn check(
             "none of the scopes asked for may be granted to this client",
         ));
     }
+    let launch = match get("launch") {
+        Some(handle) => {
+            if !scopes.iter().any(|s| s == "launch") {
+                return Err(refuse(
+                    "invalid_scope",
+                    "an EHR launch asks for the launch scope (and the client must be allowed it)",
+                ));
+            }
+            Some(launch::open(authority, handle).map_err(|e| refuse("invalid_request", &e))?)
+        }
+        None => None,
+    };
     Ok(AuthRequest {
         client_id: client.client_id,
         redirect_uri,
         scope: scopes.join(" "),
         state,
         code_challenge: challenge,
+        launch,
     })
 }
 
@@ -161,6 +178,7 @@ pub fn ticket(authority: &Authority, user: &User, request: AuthRequest) -> Strin
 /// The user approved: a code for the app, to be exchanged within two minutes.
 pub fn issue_code(conn: &mut DbConnection, ticket: &Ticket) -> Result<String, StoreError> {
     let code = random_token();
+    let launch = ticket.request.launch.clone().unwrap_or_default();
     let user = User {
         username: ticket.sub.clone(),
         fhir_user: ticket.fhir_user.clone(),
@@ -174,8 +192,13 @@ pub fn issue_code(conn: &mut DbConnection, ticket: &Ticket) -> Result<String, St
             auth_codes::username.eq(&user.username),
             auth_codes::fhir_user.eq(&user.fhir_user),
             auth_codes::scope.eq(&ticket.request.scope),
-            auth_codes::patient.eq(user.own_patient()),
-            auth_codes::encounter.eq(None::<String>),
+            auth_codes::patient.eq(launch.patient.as_deref().or(user.own_patient())),
+            auth_codes::encounter.eq(&launch.encounter),
+            auth_codes::context.eq(ticket
+                .request
+                .launch
+                .as_ref()
+                .map(|l| serde_json::to_string(l).expect("launch context serialises"))),
             auth_codes::expires_at.eq(now_secs() + CODE_LIFETIME),
             auth_codes::used.eq(false),
         ))
@@ -194,6 +217,12 @@ pub struct CodeTokenResponse {
     pub patient: Option<String>,
     pub need_patient_banner: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smart_style_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
@@ -207,6 +236,9 @@ pub struct Holder {
     pub fhir_user: String,
     pub scope: String,
     pub patient: Option<String>,
+    pub encounter: Option<String>,
+    /// An EHR launch's further context (intent, banner, style).
+    pub launch: Option<LaunchContext>,
 }
 
 impl Holder {
@@ -235,7 +267,7 @@ pub fn tokens(
         scope: h.scope.clone(),
         client_id: Some(h.client_id.clone()),
         patient: h.patient.clone(),
-        encounter: None,
+        encounter: h.encounter.clone(),
         fhir_user: Some(h.fhir_user.clone()),
         lifetime: USER_TOKEN_LIFETIME,
     });
@@ -249,13 +281,19 @@ pub fn tokens(
             "fhirUser": format!("{}/{}", authority.audience(), h.fhir_user),
         }))
     });
+    let launch = h.launch.as_ref();
     CodeTokenResponse {
         access_token,
         token_type: "bearer".into(),
         expires_in: USER_TOKEN_LIFETIME.as_secs(),
         scope: h.scope.clone(),
-        need_patient_banner: h.patient.is_some(),
+        need_patient_banner: launch
+            .and_then(|l| l.need_patient_banner)
+            .unwrap_or(h.patient.is_some()),
         patient: h.patient.clone(),
+        encounter: h.encounter.clone(),
+        intent: launch.and_then(|l| l.intent.clone()),
+        smart_style_url: launch.and_then(|l| l.smart_style_url.clone()),
         id_token,
         refresh_token,
     }
@@ -268,6 +306,8 @@ type CodeRow = (
     String,
     String,
     String,
+    Option<String>,
+    Option<String>,
     Option<String>,
     i64,
 );
@@ -344,6 +384,8 @@ pub async fn exchange(
                     auth_codes::fhir_user,
                     auth_codes::scope,
                     auth_codes::patient,
+                    auth_codes::encounter,
+                    auth_codes::context,
                     auth_codes::expires_at,
                 ))
                 .first(c)
@@ -352,8 +394,18 @@ pub async fn exchange(
     })
     .await
     .map_err(OAuthError::server)??;
-    let Some((owner, redirect_uri, challenge, username, fhir_user, scope, patient, expires_at)) =
-        row
+    let Some((
+        owner,
+        redirect_uri,
+        challenge,
+        username,
+        fhir_user,
+        scope,
+        patient,
+        encounter,
+        context,
+        expires_at,
+    )) = row
     else {
         return Err(invalid_grant("the code is unknown or was already used"));
     };
@@ -379,6 +431,8 @@ pub async fn exchange(
         fhir_user,
         scope,
         patient,
+        encounter,
+        launch: context.and_then(|c| serde_json::from_str(&c).ok()),
     };
     let refresh = holder.wants_refresh().then(|| {
         let store = authority.store.clone();

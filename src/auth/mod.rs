@@ -12,6 +12,7 @@ pub mod authorize;
 pub mod backend;
 pub mod clients;
 pub mod keys;
+pub mod launch;
 pub mod refresh;
 pub mod revocation;
 pub mod scopes;

@@ -172,12 +172,15 @@ pub async fn refresh(
         Some(asked) => grant(asked, &scope).join(" "),
         None => scope,
     };
+    // the launch's encounter and other context belong to the first token only
     let holder = Holder {
         client_id,
         username,
         fhir_user,
         scope,
         patient,
+        encounter: None,
+        launch: None,
     };
     let store = authority.store.clone();
     let h = holder.clone();

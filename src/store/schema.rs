@@ -213,6 +213,7 @@ diesel::table! {
         encounter -> Nullable<Text>,
         expires_at -> BigInt,
         used -> Bool,
+        context -> Nullable<Text>,
     }
 }
 

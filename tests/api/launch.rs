@@ -16,6 +16,7 @@ struct Flow<'a> {
     browser: reqwest::Client,
     verifier: String,
     scope: String,
+    username: String,
 }
 
 impl<'a> Flow<'a> {
@@ -28,6 +29,7 @@ impl<'a> Flow<'a> {
                 .unwrap(),
             verifier: emrsync::auth::secret::random_token(),
             scope: SCOPE.into(),
+            username: "pat".into(),
         }
     }
 
@@ -75,7 +77,7 @@ impl<'a> Flow<'a> {
         assert_eq!(page.status(), 200);
         assert!(page.text().await.unwrap().contains("name=\"password\""));
         let mut login = params.to_vec();
-        login.push(("username".into(), "pat".into()));
+        login.push(("username".into(), self.username.clone()));
         login.push(("password".into(), password.into()));
         let consent = self.post_form("authorize", &login).await;
         assert_eq!(consent.status(), 200, "signed in");
@@ -136,7 +138,7 @@ async fn setup(app: &TestApp) -> (String, String) {
         &NewClient {
             client_id: "app".into(),
             kind: ClientKind::Public,
-            scope: format!("{SCOPE} offline_access"),
+            scope: format!("{SCOPE} launch offline_access"),
             redirect_uris: vec![REDIRECT.into()],
             secret: None,
             jwks: None,
@@ -437,4 +439,80 @@ async fn refresh_tokens_rotate_and_a_replayed_one_ends_the_grant() {
         (400, Some("invalid_grant")),
         "the family is revoked: {body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ehr_launches_an_app_in_its_patient_and_encounter() {
+    let app = spawn(Backend::Postgres).await;
+    let (me, other) = setup(&app).await;
+    emrsync::auth::users::add(&mut app.db(), "drx", "s3cret-pass", "Practitioner/dr1").unwrap();
+    let (enc, _) = app
+        .create(&json!({"resourceType":"Encounter","status":"in-progress",
+            "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},
+            "subject":{"reference":format!("Patient/{other}")}}))
+        .await;
+    let context = json!({"patient": other, "encounter": enc, "intent": "reconcile-medications",
+        "need_patient_banner": false, "smart_style_url": "https://ehr.example/style.json"});
+    let launch_url = format!("{}/auth/launch", app.root);
+    let minted = app
+        .send(
+            app.client
+                .post(&launch_url)
+                .header("content-type", "application/json")
+                .body(context.to_string()),
+        )
+        .await;
+    assert_eq!(minted.status, 200, "{}", minted.text);
+    let handle = minted.json()["launch"].as_str().unwrap().to_string();
+    let anonymous = app
+        .send(app.anonymous.post(&launch_url).body(context.to_string()))
+        .await;
+    assert_eq!(anonymous.status, 401);
+    let patient_app = app.token_for("patient/*.rs", Some(&me));
+    let r = app
+        .send(
+            app.anonymous
+                .post(&launch_url)
+                .bearer_auth(&patient_app)
+                .body(context.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "an app cannot mint launches");
+
+    let mut flow = Flow::new(&app);
+    flow.scope = "launch openid fhirUser patient/*.rs".into();
+    flow.username = "drx".into();
+    let mut params = flow.authorize_params();
+    params.push(("launch".into(), handle));
+    let code = get(&flow.approve(&params, "s3cret-pass").await, "code")
+        .unwrap()
+        .to_string();
+    let (status, body) = flow.exchange(&code, &flow.verifier, REDIRECT).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["patient"], other.as_str());
+    assert_eq!(body["encounter"], enc.as_str());
+    assert_eq!(body["intent"], "reconcile-medications");
+    assert_eq!(body["need_patient_banner"], false);
+    assert_eq!(body["smart_style_url"], "https://ehr.example/style.json");
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get_as(token, &format!("Encounter/{enc}")).await.status,
+        200
+    );
+    assert_eq!(
+        app.get_as(token, &format!("Patient/{me}")).await.status,
+        403,
+        "the launch's patient only"
+    );
+
+    // a handle must be one the server minted, and asks for the launch scope
+    let mut forged = flow.authorize_params();
+    forged.push(("launch".into(), app.token.clone()));
+    let q = redirect_query(&flow.get(&flow.authorize_url(&forged)).await);
+    assert_eq!(get(&q, "error"), Some("invalid_request"));
+    flow.scope = "openid fhirUser patient/*.rs".into();
+    let mut no_scope = flow.authorize_params();
+    no_scope.push(("launch".into(), "x".into()));
+    let q = redirect_query(&flow.get(&flow.authorize_url(&no_scope)).await);
+    assert_eq!(get(&q, "error"), Some("invalid_scope"));
 }
