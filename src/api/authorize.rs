@@ -10,6 +10,8 @@ use crate::auth::Interaction;
 use crate::auth::authorize::{self, AuthRequest, AuthorizeError, Ticket};
 use crate::auth::launch::{self, LaunchContext};
 use crate::auth::users;
+use crate::fhir::search::filter::parse_filter;
+use crate::store::search::{Scope, SearchSpec, search};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -47,9 +49,13 @@ pub async fn sign_in(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
     match user {
         Some(user) => {
             let ticket = authorize::ticket(&state.authority, &user, request.clone());
+            let picker = match needs_picker(&request, &user.fhir_user) {
+                true => Some(picker(&state, "").await),
+                false => None,
+            };
             page(
                 StatusCode::OK,
-                &consent_page(&request, &user.fhir_user, &ticket),
+                &consent_page(&request, &user.fhir_user, &ticket, picker.as_ref()),
             )
         }
         None => page(
@@ -64,7 +70,7 @@ pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let audience = authorize::ticket_audience(&state.authority);
-    let ticket: Ticket = match state
+    let mut ticket: Ticket = match state
         .authority
         .verify_for(get("ticket").unwrap_or(""), &audience)
     {
@@ -78,6 +84,31 @@ pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
             );
         }
     };
+    let raw_ticket = get("ticket").unwrap_or("");
+    if needs_picker(&ticket.request, &ticket.fhir_user) {
+        // a practitioner's standalone launch/patient: the user picks the patient here
+        let chosen = match get("patient").filter(|p| !p.is_empty()) {
+            Some(id) if get("decision") == Some("approve") => {
+                patient_exists(&state, id).await.then(|| id.to_string())
+            }
+            _ => None,
+        };
+        match chosen {
+            Some(id) => {
+                let mut launch = ticket.request.launch.clone().unwrap_or_default();
+                launch.patient = Some(id);
+                ticket.request.launch = Some(launch);
+            }
+            None if get("decision") == Some("deny") => {}
+            None => {
+                let list = picker(&state, get("q").unwrap_or("")).await;
+                return page(
+                    StatusCode::OK,
+                    &consent_page(&ticket.request, &ticket.fhir_user, raw_ticket, Some(&list)),
+                );
+            }
+        }
+    }
     let r = &ticket.request;
     if get("decision") != Some("approve") {
         return redirect(
@@ -129,6 +160,95 @@ pub async fn launch(
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(serde_json::json!({ "launch": handle })))
+}
+
+/// A patient to pick: id, and a label (name and birth date).
+struct Picker {
+    query: String,
+    patients: Vec<(String, String)>,
+}
+
+/// Whether the user picks the patient: `launch/patient` was asked, no EHR launch named one,
+/// and the user is not a patient signing in for themselves.
+fn needs_picker(request: &AuthRequest, fhir_user: &str) -> bool {
+    request
+        .scope
+        .split_ascii_whitespace()
+        .any(|s| s == "launch/patient")
+        && request
+            .launch
+            .as_ref()
+            .and_then(|l| l.patient.as_ref())
+            .is_none()
+        && !fhir_user.starts_with("Patient/")
+}
+
+/// Up to 50 patients whose name matches `query` (any patient when it is empty).
+async fn picker(state: &AppState, query: &str) -> Picker {
+    let store = state.store.clone();
+    let q = query.trim().to_string();
+    let found = web::block(move || {
+        let filters = match q.is_empty() {
+            true => Vec::new(),
+            false => parse_filter("Patient", "name", &q)
+                .ok()
+                .flatten()
+                .into_iter()
+                .collect(),
+        };
+        let scope = [("Patient".to_string(), filters)];
+        let spec = SearchSpec {
+            scope: Scope::Types(&scope),
+            sort: &[],
+            count: 50,
+            cursor: None,
+            total: false,
+        };
+        store.read(|c| {
+            search(c, &spec).map_err(|e| crate::store::StoreError::Database(e.to_string()))
+        })
+    })
+    .await;
+    let patients = match found {
+        Ok(Ok(page)) => page
+            .versions
+            .iter()
+            .map(|v| (v.id.clone(), label(&v.json())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Picker {
+        query: query.to_string(),
+        patients,
+    }
+}
+
+fn label(patient: &serde_json::Value) -> String {
+    let name = &patient["name"][0];
+    let given: Vec<&str> = name["given"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let full = format!(
+        "{} {}",
+        given.join(" "),
+        name["family"].as_str().unwrap_or("")
+    )
+    .trim()
+    .to_string();
+    match patient["birthDate"].as_str() {
+        Some(b) => format!("{full} (born {b})"),
+        None => full,
+    }
+}
+
+async fn patient_exists(state: &AppState, id: &str) -> bool {
+    let store = state.store.clone();
+    let id = id.to_string();
+    matches!(
+        web::block(move || store.current("Patient", &id)).await,
+        Ok(Ok(_))
+    )
 }
 
 fn refused(e: AuthorizeError) -> HttpResponse {
@@ -217,23 +337,58 @@ fn login_page(params: &[(String, String)], error: Option<&str>) -> String {
     )
 }
 
-fn consent_page(request: &AuthRequest, fhir_user: &str, ticket: &str) -> String {
+fn consent_page(
+    request: &AuthRequest,
+    fhir_user: &str,
+    ticket: &str,
+    picker: Option<&Picker>,
+) -> String {
     let scopes: String = request
         .scope
         .split_ascii_whitespace()
         .map(|s| format!("<li><code>{}</code></li>", escape(s)))
         .collect();
+    let ticket = escape(ticket);
+    let (search, choices) = match picker {
+        None => (String::new(), String::new()),
+        Some(p) => {
+            let search = format!(
+                "<form method=\"post\" action=\"consent\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+                 <label>Find a patient by name <input name=\"q\" value=\"{}\"></label>\
+                 <button type=\"submit\" name=\"decision\" value=\"search\">Search</button></form>",
+                escape(&p.query)
+            );
+            let list: String = p
+                .patients
+                .iter()
+                .map(|(id, label)| {
+                    format!(
+                        "<li><label><input type=\"radio\" name=\"patient\" value=\"{}\" required> {} <small>Patient/{}</small></label></li>",
+                        escape(id),
+                        escape(label),
+                        escape(id)
+                    )
+                })
+                .collect();
+            let list = match list.is_empty() {
+                true => "<p>No patient matches.</p>".to_string(),
+                false => {
+                    format!("<fieldset><legend>Open the app for</legend><ul>{list}</ul></fieldset>")
+                }
+            };
+            (search, list)
+        }
+    };
     layout(
         "Allow access?",
         &format!(
             "<p>Signed in as <strong>{user}</strong>. The application <strong>{client}</strong> asks for:</p>\
-             <ul>{scopes}</ul>\
-             <form method=\"post\" action=\"consent\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+             <ul>{scopes}</ul>{search}\
+             <form method=\"post\" action=\"consent\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">{choices}\
              <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button> \
-             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+             <button type=\"submit\" name=\"decision\" value=\"deny\" formnovalidate>Deny</button></form>",
             user = escape(fhir_user),
             client = escape(&request.client_id),
-            ticket = escape(ticket),
         ),
     )
 }

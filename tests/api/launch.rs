@@ -516,3 +516,75 @@ async fn an_ehr_launches_an_app_in_its_patient_and_encounter() {
     let q = redirect_query(&flow.get(&flow.authorize_url(&no_scope)).await);
     assert_eq!(get(&q, "error"), Some("invalid_scope"));
 }
+
+/// A practitioner's standalone launch with `launch/patient` picks the patient on the consent page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_practitioner_picks_the_patient_in_a_standalone_launch() {
+    let app = spawn(Backend::Sqlite).await;
+    let (me, other) = setup(&app).await;
+    emrsync::auth::users::add(&mut app.db(), "drx", "s3cret-pass", "Practitioner/dr1").unwrap();
+    let mut flow = Flow::new(&app);
+    flow.username = "drx".into();
+    let params = flow.authorize_params();
+    let mut login = params.clone();
+    login.push(("username".into(), "drx".into()));
+    login.push(("password".into(), "s3cret-pass".into()));
+    let html = flow
+        .post_form("authorize", &login)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!("value=\"{me}\"")) && html.contains(&format!("value=\"{other}\"")),
+        "both patients offered"
+    );
+    let ticket = regex::Regex::new(r#"name="ticket" value="([^"]+)""#)
+        .unwrap()
+        .captures(&html)
+        .unwrap()[1]
+        .to_string();
+    let consent = |extra: Vec<(&str, String)>| {
+        let mut form = vec![("ticket".to_string(), ticket.clone())];
+        form.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let flow = &flow;
+        async move { flow.post_form("consent", &form).await }
+    };
+    let found = consent(vec![("decision", "search".into()), ("q", "Other".into())]).await;
+    let found = found.text().await.unwrap();
+    assert!(
+        found.contains(&format!("value=\"{other}\""))
+            && !found.contains(&format!("value=\"{me}\"")),
+        "search by name"
+    );
+    let unpicked = consent(vec![("decision", "approve".into())]).await;
+    assert_eq!(
+        unpicked.status(),
+        200,
+        "no patient picked: the picker again"
+    );
+    let made_up = consent(vec![
+        ("decision", "approve".into()),
+        ("patient", "no-such-patient".into()),
+    ])
+    .await;
+    assert_eq!(made_up.status(), 200, "an unknown patient cannot be picked");
+    let back = consent(vec![
+        ("decision", "approve".into()),
+        ("patient", other.clone()),
+    ])
+    .await;
+    let code = get(&redirect_query(&back), "code").unwrap().to_string();
+    let (status, body) = flow.exchange(&code, &flow.verifier, REDIRECT).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["patient"], other.as_str());
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get_as(token, &format!("Patient/{other}")).await.status,
+        200
+    );
+    assert_eq!(
+        app.get_as(token, &format!("Patient/{me}")).await.status,
+        403
+    );
+}
