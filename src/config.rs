@@ -65,6 +65,18 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_WORKERS")]
     pub workers: Option<usize>,
 
+    /// An external identity provider whose access tokens are accepted (its `iss`).
+    #[arg(long, env = "EMRSYNC_IDP_ISSUER", requires = "idp_jwks_uri")]
+    pub idp_issuer: Option<String>,
+
+    /// Where that provider publishes its signing keys (a JWK Set).
+    #[arg(long, env = "EMRSYNC_IDP_JWKS_URI", requires = "idp_issuer")]
+    pub idp_jwks_uri: Option<String>,
+
+    /// The `aud` the provider's tokens carry for this server [default: the FHIR base URL].
+    #[arg(long, env = "EMRSYNC_IDP_AUDIENCE")]
+    pub idp_audience: Option<String>,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -83,6 +95,9 @@ impl Settings {
             cache_capacity: 100_000,
             cache_ttl_secs: None,
             workers: None,
+            idp_issuer: None,
+            idp_jwks_uri: None,
+            idp_audience: None,
             log_json: false,
         }
     }

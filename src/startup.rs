@@ -2,6 +2,7 @@
 //! and runs it until stopped.
 
 use crate::api::{self, AppState};
+use crate::auth::idp::IdpConfig;
 use crate::auth::{Authority, Grant};
 use crate::config::Settings;
 use crate::store::Store;
@@ -39,7 +40,21 @@ impl Application {
         }
         let authority = {
             let (store, base_url) = (store.clone(), base_url.clone());
-            tokio::task::spawn_blocking(move || Authority::open(&store, &base_url)).await??
+            let idp = match (&settings.idp_issuer, &settings.idp_jwks_uri) {
+                (Some(issuer), Some(jwks_uri)) => {
+                    tracing::info!(%issuer, %jwks_uri, "accepting the identity provider's tokens");
+                    Some(IdpConfig {
+                        issuer: issuer.clone(),
+                        jwks_uri: jwks_uri.clone(),
+                        audience: settings
+                            .idp_audience
+                            .clone()
+                            .unwrap_or_else(|| base_url.clone()),
+                    })
+                }
+                _ => None,
+            };
+            tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp)).await??
         };
         let state = web::Data::new(AppState {
             store,

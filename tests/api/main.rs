@@ -7,6 +7,7 @@ mod corpus;
 mod crud;
 mod helpers;
 mod history;
+mod idp;
 mod launch;
 mod search;
 mod search_examples;
