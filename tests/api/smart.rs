@@ -517,3 +517,54 @@ async fn the_client_command_registers_lists_and_removes() {
     let jwt = assertion(&app, "payer", &ec, |_| {});
     assert_eq!(with_assertion(&app, &jwt, "system/Patient.rs").await.0, 401);
 }
+
+/// A Backend Services client written with PyJWT (`tests/clients/backend_services.py`), with a
+/// key from `emrsync client keygen`: discovery, a token, a search, and its replay refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pyjwt_backend_services_client_gets_a_token_and_searches() {
+    let app = spawn(Backend::Sqlite).await;
+    let (p1, _) = app.create(&json!({"resourceType":"Patient"})).await;
+    let (p2, _) = app.create(&json!({"resourceType":"Patient"})).await;
+    let (pem, set) = clients::generate_es384("py-1").unwrap();
+    let key = app.dir.path().join("payer.pem");
+    std::fs::write(&key, pem).unwrap();
+    register(
+        &app,
+        "py-payer",
+        ClientKind::Asymmetric,
+        "system/Patient.rs",
+        None,
+        Some(set),
+    );
+    let python = std::env::var("EMRSYNC_TEST_PYTHON").expect(
+        "EMRSYNC_TEST_PYTHON is not set: run the suite with scripts/test, which makes the venv",
+    );
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/clients/backend_services.py"
+            ))
+            .args([&base, "py-payer", "py-1"])
+            .arg(&key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["token_status"], 200, "{seen}");
+    assert_eq!(seen["scope"], "system/Patient.rs");
+    assert_eq!(seen["replay_status"], 401, "the same assertion twice");
+    assert_eq!(seen["search_status"], 200);
+    let mut expected = vec![p1, p2];
+    expected.sort();
+    assert_eq!(seen["patients"], json!(expected));
+    assert_eq!(seen["observation_status"], 403);
+}
