@@ -5,6 +5,7 @@
 
 use super::AppState;
 use crate::auth::backend::{self, ASSERTION_TYPE, Credentials, OAuthError};
+use crate::auth::clients::Client;
 use crate::auth::{authorize, refresh};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -71,11 +72,8 @@ pub async fn revoke(
     body: web::Bytes,
 ) -> HttpResponse {
     let result = async {
-        let params = form(&req, &body)?;
-        let token = param(&params, "token")
-            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-        let client =
-            backend::authenticate_client(&state.authority, credentials(&req, &params)?).await?;
+        let (token, client) = token_of_client(&state, &req, &body).await?;
+        let token = token.as_str();
         if let Ok(claims) = state.authority.verify(token, false)
             && claims.client_id.as_deref() == Some(client.client_id.as_str())
         {
@@ -98,10 +96,8 @@ pub async fn introspect(
     body: web::Bytes,
 ) -> HttpResponse {
     let result = async {
-        let params = form(&req, &body)?;
-        let token = param(&params, "token")
-            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-        backend::authenticate_client(&state.authority, credentials(&req, &params)?).await?;
+        let (token, _) = token_of_client(&state, &req, &body).await?;
+        let token = token.as_str();
         Ok(match state.authority.introspect(token).await {
             Some(c) => {
                 let mut v = serde_json::to_value(&c).map_err(OAuthError::server)?;
@@ -114,6 +110,21 @@ pub async fn introspect(
     }
     .await;
     answer(result)
+}
+
+/// The `token` a revocation or introspection request names, and the client that sent it
+/// (both endpoints answer authenticated clients only).
+async fn token_of_client(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(String, Client), OAuthError> {
+    let params = form(req, body)?;
+    let token = param(&params, "token")
+        .ok_or_else(|| OAuthError::invalid_request("token is missing"))?
+        .to_string();
+    let client = backend::authenticate_client(&state.authority, credentials(req, &params)?).await?;
+    Ok((token, client))
 }
 
 /// An OAuth answer: the JSON body, or the error with its status; never cached.

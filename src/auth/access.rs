@@ -5,7 +5,7 @@
 use super::scopes::{Context, Interaction, ResourceScope, resource_scopes};
 use super::token::AccessClaims;
 use crate::fhir::search::filter::compartment_params;
-use crate::fhir::search::index::index;
+use crate::fhir::search::index::references_of;
 use serde_json::Value;
 use std::borrow::Borrow;
 
@@ -217,10 +217,8 @@ pub fn in_compartment(patient: &str, rtype: &str, id: &str, resource: &Value) ->
     let Some(params) = compartment_params(rtype) else {
         return false;
     };
-    index(resource).references.iter().any(|r| {
-        params.iter().any(|p| p == r.param)
-            && r.target_type.as_deref() == Some("Patient")
-            && r.target_id.as_deref() == Some(patient)
+    references_of(resource, params).iter().any(|r| {
+        r.target_type.as_deref() == Some("Patient") && r.target_id.as_deref() == Some(patient)
     })
 }
 

@@ -3,7 +3,7 @@
 //! approved, and exchange that code (with the PKCE verifier) for tokens.
 
 use super::backend::{Credentials, OAuthError, authenticate_client};
-use super::clients::{self, Client, ClientKind};
+use super::clients::ClientKind;
 use super::launch::{self, LaunchContext};
 use super::refresh;
 use super::scopes::{Context, ResourceScope, grant};
@@ -58,15 +58,11 @@ pub async fn check(
     let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let client_id =
         get("client_id").ok_or_else(|| AuthorizeError::Page("client_id is missing".into()))?;
-    let client = {
-        let store = authority.store.clone();
-        let id = client_id.to_string();
-        tokio::task::spawn_blocking(move || store.read(|c| clients::find(c, &id)))
-            .await
-            .map_err(|e| AuthorizeError::Page(e.to_string()))?
-            .map_err(|e| AuthorizeError::Page(e.to_string()))?
-            .ok_or_else(|| AuthorizeError::Page(format!("no client '{client_id}' is registered")))?
-    };
+    let client = authority
+        .find_client(client_id)
+        .await
+        .map_err(|e| AuthorizeError::Page(e.to_string()))?
+        .ok_or_else(|| AuthorizeError::Page(format!("no client '{client_id}' is registered")))?;
     let redirect_uri = get("redirect_uri")
         .filter(|r| client.redirect_uris.iter().any(|u| u == r))
         .ok_or_else(|| {
@@ -325,12 +321,7 @@ pub async fn identify_client(
     let id = named
         .ok_or_else(|| OAuthError::invalid_client("client_id is missing"))?
         .to_string();
-    let store = authority.store.clone();
-    let lookup = id.clone();
-    let client: Option<Client> =
-        tokio::task::spawn_blocking(move || store.read(|c| clients::find(c, &lookup)))
-            .await
-            .map_err(OAuthError::server)??;
+    let client = authority.find_client(&id).await?;
     match client {
         Some(c) if c.kind == ClientKind::Public => Ok(id),
         Some(_) => Err(OAuthError::invalid_client(
@@ -350,20 +341,14 @@ pub async fn exchange(
     credentials: Option<Credentials>,
 ) -> Result<CodeTokenResponse, OAuthError> {
     let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-    let invalid_grant = |d: &str| OAuthError {
-        status: 400,
-        error: "invalid_grant",
-        description: d.to_string(),
-    };
     let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let verifier = get("code_verifier")
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is missing (PKCE)"))?;
     let client_id = identify_client(authority, get("client_id"), credentials).await?;
     // Take the code: one UPDATE marks it used, so of two racing exchanges only one wins.
-    let store = authority.store.clone();
     let hash = sha256_b64url(code);
-    let row: Option<CodeRow> = tokio::task::spawn_blocking(move || {
-        store.write_rows(|c| {
+    let row: Option<CodeRow> = authority
+        .write(move |c| {
             let taken = diesel::update(
                 auth_codes::table
                     .filter(auth_codes::code_hash.eq(&hash))
@@ -391,9 +376,7 @@ pub async fn exchange(
                 .first(c)
                 .optional()?)
         })
-    })
-    .await
-    .map_err(OAuthError::server)??;
+        .await?;
     let Some((
         owner,
         redirect_uri,
@@ -407,21 +390,25 @@ pub async fn exchange(
         expires_at,
     )) = row
     else {
-        return Err(invalid_grant("the code is unknown or was already used"));
+        return Err(OAuthError::invalid_grant(
+            "the code is unknown or was already used",
+        ));
     };
     if expires_at < now_secs() {
-        return Err(invalid_grant("the code has expired"));
+        return Err(OAuthError::invalid_grant("the code has expired"));
     }
     if owner != client_id {
-        return Err(invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if get("redirect_uri") != Some(redirect_uri.as_str()) {
-        return Err(invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "redirect_uri differs from the authorization request's",
         ));
     }
     if sha256_b64url(verifier) != challenge {
-        return Err(invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "code_verifier does not match the code_challenge (PKCE)",
         ));
     }
@@ -434,19 +421,16 @@ pub async fn exchange(
         encounter,
         launch: context.and_then(|c| serde_json::from_str(&c).ok()),
     };
-    let refresh = holder.wants_refresh().then(|| {
-        let store = authority.store.clone();
-        let h = holder.clone();
-        async move {
-            tokio::task::spawn_blocking(move || store.write_rows(|c| refresh::issue(c, None, &h)))
-                .await
-                .map_err(OAuthError::server)?
-                .map_err(OAuthError::from)
+    let refresh_token = match holder.wants_refresh() {
+        true => {
+            let h = holder.clone();
+            Some(
+                authority
+                    .write(move |c| refresh::issue(c, None, &h))
+                    .await?,
+            )
         }
-    });
-    let refresh_token = match refresh {
-        Some(f) => Some(f.await?),
-        None => None,
+        false => None,
     };
     Ok(tokens(authority, &holder, refresh_token))
 }

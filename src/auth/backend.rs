@@ -3,11 +3,11 @@
 //! minutes ahead, each `jti` once) or with its secret (`client_secret_basic`), and gets a
 //! short-lived token with the `system/` scopes it asked for and is allowed.
 
-use super::clients::{self, Client, ClientKeys, ClientKind};
+use super::clients::{Client, ClientKeys, ClientKind};
 use super::scopes::{Context, ResourceScope, grant};
 use super::{Authority, Mint, now_secs};
 use crate::store::schema::auth_assertions;
-use crate::store::{DbConnection, StoreError};
+use crate::store::{DbConnection, StoreError, inserted};
 use diesel::prelude::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -51,6 +51,13 @@ impl OAuthError {
         OAuthError {
             status: 400,
             error: "invalid_scope",
+            description: d.into(),
+        }
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        OAuthError {
+            status: 400,
+            error: "invalid_grant",
             description: d.into(),
         }
     }
@@ -151,11 +158,9 @@ pub async fn authenticate_client(
 }
 
 async fn load_client(authority: &Authority, client_id: &str) -> Result<Client, OAuthError> {
-    let store = authority.store.clone();
-    let id = client_id.to_string();
-    tokio::task::spawn_blocking(move || store.read(|c| clients::find(c, &id)))
-        .await
-        .map_err(OAuthError::server)??
+    authority
+        .find_client(client_id)
+        .await?
         .ok_or_else(|| OAuthError::invalid_client(format!("no client '{client_id}' is registered")))
 }
 
@@ -218,12 +223,10 @@ async fn authenticate_assertion(authority: &Authority, jwt: &str) -> Result<Clie
             "the assertion's exp is more than five minutes ahead",
         ));
     }
-    let store = authority.store.clone();
     let (id, jti, exp) = (client.client_id.clone(), claims.jti.clone(), claims.exp);
-    let fresh =
-        tokio::task::spawn_blocking(move || store.write_rows(|c| record_jti(c, &id, &jti, exp)))
-            .await
-            .map_err(OAuthError::server)??;
+    let fresh = authority
+        .write(move |c| record_jti(c, &id, &jti, exp))
+        .await?;
     if !fresh {
         return Err(OAuthError::invalid_client(
             "this assertion's jti was already used: assertions are single-use",
@@ -243,21 +246,15 @@ fn record_jti(
         auth_assertions::table.filter(auth_assertions::expires_at.lt(now_secs() - LEEWAY)),
     )
     .execute(conn)?;
-    let inserted = diesel::insert_into(auth_assertions::table)
-        .values((
-            auth_assertions::client_id.eq(client_id),
-            auth_assertions::jti.eq(jti),
-            auth_assertions::expires_at.eq(expires_at),
-        ))
-        .execute(conn);
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    inserted(
+        diesel::insert_into(auth_assertions::table)
+            .values((
+                auth_assertions::client_id.eq(client_id),
+                auth_assertions::jti.eq(jti),
+                auth_assertions::expires_at.eq(expires_at),
+            ))
+            .execute(conn),
+    )
 }
 
 /// Parse and check a JWK Set fetched from a client's `jwks_uri`.

@@ -4,7 +4,7 @@
 use super::secret;
 use crate::fhir::resource::now_micros;
 use crate::store::schema::auth_clients;
-use crate::store::{DbConnection, StoreError};
+use crate::store::{DbConnection, StoreError, inserted};
 use diesel::prelude::*;
 use jsonwebtoken::jwk::JwkSet;
 
@@ -132,30 +132,27 @@ pub fn add(conn: &mut DbConnection, new: &NewClient) -> Result<(), ClientError> 
     if new.kind == ClientKind::Public && new.redirect_uris.is_empty() {
         return invalid("a public client needs at least one --redirect-uri");
     }
-    let inserted = diesel::insert_into(auth_clients::table)
-        .values((
-            auth_clients::client_id.eq(&new.client_id),
-            auth_clients::kind.eq(new.kind.as_str()),
-            auth_clients::secret_hash.eq(&secret_hash),
-            auth_clients::jwks.eq(&new.jwks),
-            auth_clients::jwks_uri.eq(&new.jwks_uri),
-            auth_clients::scope.eq(&new.scope),
-            auth_clients::redirect_uris
-                .eq(serde_json::to_string(&new.redirect_uris).expect("strings serialise")),
-            auth_clients::created_at.eq(now_micros()),
-        ))
-        .execute(conn);
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Err(ClientError::Invalid(format!(
+    if !inserted(
+        diesel::insert_into(auth_clients::table)
+            .values((
+                auth_clients::client_id.eq(&new.client_id),
+                auth_clients::kind.eq(new.kind.as_str()),
+                auth_clients::secret_hash.eq(&secret_hash),
+                auth_clients::jwks.eq(&new.jwks),
+                auth_clients::jwks_uri.eq(&new.jwks_uri),
+                auth_clients::scope.eq(&new.scope),
+                auth_clients::redirect_uris
+                    .eq(serde_json::to_string(&new.redirect_uris).expect("strings serialise")),
+                auth_clients::created_at.eq(now_micros()),
+            ))
+            .execute(conn),
+    )? {
+        return Err(ClientError::Invalid(format!(
             "a client '{}' is already registered",
             new.client_id
-        ))),
-        Err(e) => Err(e.into()),
+        )));
     }
+    Ok(())
 }
 
 /// A new ES384 key pair for a Backend Services client (`emrsync client keygen`): the private

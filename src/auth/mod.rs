@@ -25,7 +25,7 @@ pub use access::{Denied, Grant, Reach};
 pub use scopes::Interaction;
 pub use token::{AccessClaims, TokenError};
 
-use crate::store::{Database, Store, StoreError};
+use crate::store::{Database, DbConnection, Store, StoreError};
 use keys::KeyRing;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +38,8 @@ const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// An unknown `kid` reloads the keys from the database (another process may have rotated them),
 /// at most this often.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
+/// The largest JWK Set read from a `jwks_uri`.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// How long a client's fetched JWK Set is trusted before it is fetched again.
 const CLIENT_KEYS_TTL: Duration = Duration::from_secs(600);
 
@@ -139,6 +141,38 @@ impl Authority {
         })
     }
 
+    /// Run store work off the async runtime (reads on a pooled connection).
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.read(f))
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    /// Write the authorization server's own rows (codes, refresh tokens, `jti`, revocations)
+    /// off the async runtime, through the store's writer.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.write_rows(f))
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    /// A registered client.
+    pub(crate) async fn find_client(
+        &self,
+        id: &str,
+    ) -> Result<Option<clients::Client>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| clients::find(c, &id)).await
+    }
+
     /// Where clients get tokens; the `aud` of their assertions.
     pub fn token_endpoint(&self) -> String {
         format!("{}/token", self.issuer)
@@ -162,7 +196,7 @@ impl Authority {
                 "cannot fetch the client's jwks_uri {url}: {e}"
             ))
         };
-        let resp = self
+        let mut resp = self
             .http
             .get(url)
             .send()
@@ -171,7 +205,14 @@ impl Authority {
         if !resp.status().is_success() {
             return Err(fail(format!("HTTP {}", resp.status())));
         }
-        let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+        // a JWK Set is a few KiB: read no more than a bound, whatever the server sends
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string()))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_JWKS_BYTES {
+                return Err(fail(format!("larger than {MAX_JWKS_BYTES} bytes")));
+            }
+        }
         let set = Arc::new(backend::parse_jwks(&body)?);
         self.client_keys
             .insert(url.to_string(), (set.clone(), Instant::now()));
@@ -226,8 +267,19 @@ impl Authority {
 
     /// The claims of a token this server signed; `check_exp` false still checks everything else.
     pub fn verify(&self, bearer: &str, check_exp: bool) -> Result<AccessClaims, TokenError> {
+        self.verify_as(bearer, &self.audience, check_exp)
+    }
+
+    /// Verify claims this server signed for `audience`, with its keys reloaded once if the
+    /// `kid` is new to this process (another process may have rotated them).
+    fn verify_as<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+        check_exp: bool,
+    ) -> Result<T, TokenError> {
         let verify =
-            |ring: &KeyRing| token::verify(ring, bearer, &self.issuer, &self.audience, check_exp);
+            |ring: &KeyRing| token::verify_as(ring, token, &self.issuer, audience, check_exp);
         match verify(&self.ring()) {
             Err(TokenError::UnknownKey) if self.reload_keys() => verify(&self.ring()),
             other => other,
@@ -235,22 +287,18 @@ impl Authority {
     }
 
     async fn is_revoked(&self, jti: &str) -> Result<bool, TokenError> {
-        let store = self.store.clone();
         let jti = jti.to_string();
-        tokio::task::spawn_blocking(move || store.read(|c| revocation::is_revoked(c, &jti)))
+        self.read(move |c| revocation::is_revoked(c, &jti))
             .await
-            .map_err(|e| TokenError::Invalid(format!("revocation check failed: {e}")))?
             .map_err(|e| TokenError::Invalid(format!("revocation check failed: {e}")))
     }
 
     /// Revoke a token (RFC 7009): it is refused from now on, here at once and by other
     /// processes on the same database once their cache of it expires.
     pub async fn revoke(&self, bearer: &str, claims: &AccessClaims) -> Result<(), StoreError> {
-        let store = self.store.clone();
         let (jti, exp) = (claims.jti.clone(), claims.exp);
-        tokio::task::spawn_blocking(move || store.write_rows(|c| revocation::revoke(c, &jti, exp)))
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))??;
+        self.write(move |c| revocation::revoke(c, &jti, exp))
+            .await?;
         self.verified.invalidate(bearer);
         Ok(())
     }
@@ -297,7 +345,7 @@ impl Authority {
         token: &str,
         audience: &str,
     ) -> Result<T, TokenError> {
-        token::verify_as(&self.ring(), token, &self.issuer, audience, true)
+        self.verify_as(token, audience, true)
     }
 
     /// The public keys (`GET /auth/jwks`).

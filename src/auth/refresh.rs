@@ -130,11 +130,6 @@ pub async fn refresh(
     credentials: Option<Credentials>,
 ) -> Result<CodeTokenResponse, OAuthError> {
     let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-    let invalid_grant = |d: &str| OAuthError {
-        status: 400,
-        error: "invalid_grant",
-        description: d.to_string(),
-    };
     let token = get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
     let client_id = identify_client(authority, get("client_id"), credentials).await?;
@@ -155,18 +150,15 @@ pub async fn refresh(
         }
         Ok(())
     };
-    let store = authority.store.clone();
     let hash = sha256_b64url(token);
-    let taken = tokio::task::spawn_blocking(move || store.write_rows(|c| take(c, &hash, check)))
-        .await
-        .map_err(OAuthError::server)??;
+    let taken = authority.write(move |c| take(c, &hash, check)).await?;
     let (family, _, username, fhir_user, scope, patient, expires_at, _, _) = match taken {
         Taken::Fresh(row) => row,
-        Taken::Unknown => return Err(invalid_grant("the refresh token is unknown")),
+        Taken::Unknown => return Err(OAuthError::invalid_grant("the refresh token is unknown")),
         Taken::Refused(why) if why.contains("widen") => {
             return Err(OAuthError::invalid_scope(why));
         }
-        Taken::Refused(why) => return Err(invalid_grant(&why)),
+        Taken::Refused(why) => return Err(OAuthError::invalid_grant(&why)),
     };
     let scope = match get("scope") {
         Some(asked) => grant(asked, &scope).join(" "),
@@ -182,12 +174,9 @@ pub async fn refresh(
         encounter: None,
         launch: None,
     };
-    let store = authority.store.clone();
     let h = holder.clone();
-    let next = tokio::task::spawn_blocking(move || {
-        store.write_rows(|c| issue(c, Some((&family, expires_at)), &h))
-    })
-    .await
-    .map_err(OAuthError::server)??;
+    let next = authority
+        .write(move |c| issue(c, Some((&family, expires_at)), &h))
+        .await?;
     Ok(tokens(authority, &holder, Some(next)))
 }

@@ -2,7 +2,7 @@
 
 use super::now_secs;
 use crate::store::schema::auth_revoked;
-use crate::store::{DbConnection, StoreError};
+use crate::store::{DbConnection, StoreError, inserted};
 use diesel::prelude::*;
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, StoreError> {
@@ -17,18 +17,13 @@ pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, StoreError
 pub fn revoke(conn: &mut DbConnection, jti: &str, expires_at: i64) -> Result<(), StoreError> {
     diesel::delete(auth_revoked::table.filter(auth_revoked::expires_at.lt(now_secs() - 60)))
         .execute(conn)?;
-    let inserted = diesel::insert_into(auth_revoked::table)
-        .values((
-            auth_revoked::jti.eq(jti),
-            auth_revoked::expires_at.eq(expires_at),
-        ))
-        .execute(conn);
-    match inserted {
-        Ok(_)
-        | Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    inserted(
+        diesel::insert_into(auth_revoked::table)
+            .values((
+                auth_revoked::jti.eq(jti),
+                auth_revoked::expires_at.eq(expires_at),
+            ))
+            .execute(conn),
+    )?;
+    Ok(())
 }

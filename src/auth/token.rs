@@ -67,18 +67,8 @@ pub fn key_id(token: &str) -> Result<String, TokenError> {
         .ok_or_else(|| TokenError::Invalid("the header has no kid".into()))
 }
 
-/// Verify `token` against `ring`, `issuer` and `audience`.
-pub fn verify(
-    ring: &KeyRing,
-    token: &str,
-    issuer: &str,
-    audience: &str,
-    check_exp: bool,
-) -> Result<AccessClaims, TokenError> {
-    verify_as(ring, token, issuer, audience, check_exp)
-}
-
-/// `verify` for any claims this server signs; `audience` tells them apart (an access token is
+/// Verify a token this server signed against `ring`, `issuer` and `audience`; the audience
+/// tells its kinds apart (an access token is
 /// for the FHIR base, a login ticket for the authorize endpoint), so none passes for another.
 pub fn verify_as<T: serde::de::DeserializeOwned>(
     ring: &KeyRing,

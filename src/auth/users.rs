@@ -4,7 +4,7 @@
 use super::secret;
 use crate::fhir::resource::now_micros;
 use crate::store::schema::auth_users;
-use crate::store::{DbConnection, StoreError};
+use crate::store::{DbConnection, StoreError, inserted};
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,21 +39,20 @@ pub fn add(
         ));
     }
     let hash = secret::hash(password)?;
-    diesel::insert_into(auth_users::table)
-        .values((
-            auth_users::username.eq(username),
-            auth_users::password_hash.eq(hash),
-            auth_users::fhir_user.eq(fhir_user),
-            auth_users::created_at.eq(now_micros()),
-        ))
-        .execute(conn)
-        .map_err(|e| match e {
-            diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ) => format!("a user '{username}' already exists"),
-            other => other.to_string(),
-        })?;
+    let fresh = inserted(
+        diesel::insert_into(auth_users::table)
+            .values((
+                auth_users::username.eq(username),
+                auth_users::password_hash.eq(hash),
+                auth_users::fhir_user.eq(fhir_user),
+                auth_users::created_at.eq(now_micros()),
+            ))
+            .execute(conn),
+    )
+    .map_err(|e| e.to_string())?;
+    if !fresh {
+        return Err(format!("a user '{username}' already exists"));
+    }
     Ok(())
 }
 

@@ -51,6 +51,17 @@ impl From<diesel::result::Error> for StoreError {
     }
 }
 
+/// The outcome of an INSERT whose key may already exist: `true` when the row went in, `false`
+/// when a row with that key was already there (a duplicate client, a replayed `jti`).
+pub fn inserted(result: diesel::QueryResult<usize>) -> Result<bool, StoreError> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match result {
+        Ok(_) => Ok(true),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl From<crate::auth::Denied> for StoreError {
     fn from(d: crate::auth::Denied) -> Self {
         StoreError::Forbidden(d.0)

@@ -32,7 +32,7 @@ pub mod versions;
 pub mod write;
 
 pub use db::{Database, DbConnection};
-pub use error::StoreError;
+pub use error::{StoreError, inserted};
 pub use versions::{HistoryQuery, Method, Version, WriteContext, Written};
 
 use cache::ResourceCache;

@@ -7,47 +7,37 @@ use super::schema::{
     search_composite, search_date, search_number, search_quantity, search_reference, search_string,
     search_token, search_uri,
 };
+use crate::fhir::search::ParamType;
 use crate::fhir::search::index::{Entries, Second};
 use diesel::prelude::*;
 
 /// Rows per multi-row statement (PostgreSQL allows 65,535 bound values; composites bind 12).
 const CHUNK: usize = 1000;
 
-/// The index's tables, one per kind of search parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Table {
-    String,
-    Token,
-    Reference,
-    Date,
-    Number,
-    Quantity,
-    Uri,
-    Composite,
-}
-
-const TABLES: [Table; 8] = [
-    Table::String,
-    Table::Token,
-    Table::Reference,
-    Table::Date,
-    Table::Number,
-    Table::Quantity,
-    Table::Uri,
-    Table::Composite,
+/// The index's tables, one per kind of search parameter (special parameters have none).
+const TABLES: [ParamType; 8] = [
+    ParamType::String,
+    ParamType::Token,
+    ParamType::Reference,
+    ParamType::Date,
+    ParamType::Number,
+    ParamType::Quantity,
+    ParamType::Uri,
+    ParamType::Composite,
 ];
 
 /// Whether two versions' rows for `table` differ.
-fn differ(old: &Entries, new: &Entries, table: Table) -> bool {
+fn differ(old: &Entries, new: &Entries, table: ParamType) -> bool {
     match table {
-        Table::String => old.strings != new.strings,
-        Table::Token => old.tokens != new.tokens,
-        Table::Reference => old.references != new.references,
-        Table::Date => old.dates != new.dates,
-        Table::Number => old.numbers != new.numbers,
-        Table::Quantity => old.quantities != new.quantities,
-        Table::Uri => old.uris != new.uris,
-        Table::Composite => old.composites != new.composites,
+        ParamType::String => old.strings != new.strings,
+        ParamType::Token => old.tokens != new.tokens,
+        ParamType::Reference => old.references != new.references,
+        ParamType::Date => old.dates != new.dates,
+        ParamType::Number => old.numbers != new.numbers,
+        ParamType::Quantity => old.quantities != new.quantities,
+        ParamType::Uri => old.uris != new.uris,
+        ParamType::Composite => old.composites != new.composites,
+        ParamType::Special => false,
     }
 }
 
@@ -76,7 +66,7 @@ fn clear_tables(
     conn: &mut DbConnection,
     rtype: &str,
     id: &str,
-    only: impl Fn(Table) -> bool,
+    only: impl Fn(ParamType) -> bool,
 ) -> Result<(), StoreError> {
     macro_rules! clear_table {
         ($table:ident) => {
@@ -90,14 +80,15 @@ fn clear_tables(
     }
     for table in TABLES.into_iter().filter(|t| only(*t)) {
         match table {
-            Table::String => clear_table!(search_string),
-            Table::Token => clear_table!(search_token),
-            Table::Reference => clear_table!(search_reference),
-            Table::Date => clear_table!(search_date),
-            Table::Number => clear_table!(search_number),
-            Table::Quantity => clear_table!(search_quantity),
-            Table::Uri => clear_table!(search_uri),
-            Table::Composite => clear_table!(search_composite),
+            ParamType::String => clear_table!(search_string),
+            ParamType::Token => clear_table!(search_token),
+            ParamType::Reference => clear_table!(search_reference),
+            ParamType::Date => clear_table!(search_date),
+            ParamType::Number => clear_table!(search_number),
+            ParamType::Quantity => clear_table!(search_quantity),
+            ParamType::Uri => clear_table!(search_uri),
+            ParamType::Composite => clear_table!(search_composite),
+            ParamType::Special => 0,
         };
     }
     Ok(())
@@ -114,11 +105,11 @@ pub fn insert(
 fn insert_tables(
     conn: &mut DbConnection,
     owners: &[(&str, &str, &Entries)],
-    only: impl Fn(Table) -> bool,
+    only: impl Fn(ParamType) -> bool,
 ) -> Result<(), StoreError> {
     macro_rules! insert_rows {
         ($kind:ident, $table:ident, $field:ident, |$e:ident| ( $($col:ident = $val:expr),* $(,)? )) => {{
-            if only(Table::$kind) {
+            if only(ParamType::$kind) {
             let rows: Vec<_> = owners
                 .iter()
                 .flat_map(|(rtype, id, entries)| {

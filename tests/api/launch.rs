@@ -71,26 +71,32 @@ impl<'a> Flow<'a> {
             .unwrap()
     }
 
-    /// Sign in and approve; the query of the redirect back to the app.
-    async fn approve(&self, params: &[(String, String)], password: &str) -> Vec<(String, String)> {
-        let page = self.get(&self.authorize_url(params)).await;
-        assert_eq!(page.status(), 200);
-        assert!(page.text().await.unwrap().contains("name=\"password\""));
+    /// Sign in as `self.username`; the consent page and the ticket its form carries.
+    async fn sign_in(&self, params: &[(String, String)], password: &str) -> (String, String) {
         let mut login = params.to_vec();
         login.push(("username".into(), self.username.clone()));
         login.push(("password".into(), password.into()));
         let consent = self.post_form("authorize", &login).await;
         assert_eq!(consent.status(), 200, "signed in");
         let html = consent.text().await.unwrap();
-        assert!(
-            html.contains("patient/*.rs"),
-            "the consent page shows the scopes"
-        );
         let ticket = regex::Regex::new(r#"name="ticket" value="([^"]+)""#)
             .unwrap()
             .captures(&html)
             .expect("a ticket in the consent form")[1]
             .to_string();
+        (html, ticket)
+    }
+
+    /// Sign in and approve; the query of the redirect back to the app.
+    async fn approve(&self, params: &[(String, String)], password: &str) -> Vec<(String, String)> {
+        let page = self.get(&self.authorize_url(params)).await;
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("name=\"password\""));
+        let (html, ticket) = self.sign_in(params, password).await;
+        assert!(
+            html.contains("patient/*.rs"),
+            "the consent page shows the scopes"
+        );
         let back = self
             .post_form(
                 "consent",
@@ -292,20 +298,7 @@ async fn the_flow_refuses_what_it_must() {
     // the user says no
     let page = flow.get(&flow.authorize_url(&params)).await;
     assert_eq!(page.status(), 200);
-    let mut login = params.clone();
-    login.push(("username".into(), "pat".into()));
-    login.push(("password".into(), "s3cret-pass".into()));
-    let html = flow
-        .post_form("authorize", &login)
-        .await
-        .text()
-        .await
-        .unwrap();
-    let ticket = regex::Regex::new(r#"name="ticket" value="([^"]+)""#)
-        .unwrap()
-        .captures(&html)
-        .unwrap()[1]
-        .to_string();
+    let (_, ticket) = flow.sign_in(&params, "s3cret-pass").await;
     let r = flow
         .post_form(
             "consent",
@@ -526,24 +519,11 @@ async fn a_practitioner_picks_the_patient_in_a_standalone_launch() {
     let mut flow = Flow::new(&app);
     flow.username = "drx".into();
     let params = flow.authorize_params();
-    let mut login = params.clone();
-    login.push(("username".into(), "drx".into()));
-    login.push(("password".into(), "s3cret-pass".into()));
-    let html = flow
-        .post_form("authorize", &login)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let (html, ticket) = flow.sign_in(&params, "s3cret-pass").await;
     assert!(
         html.contains(&format!("value=\"{me}\"")) && html.contains(&format!("value=\"{other}\"")),
         "both patients offered"
     );
-    let ticket = regex::Regex::new(r#"name="ticket" value="([^"]+)""#)
-        .unwrap()
-        .captures(&html)
-        .unwrap()[1]
-        .to_string();
     let consent = |extra: Vec<(&str, String)>| {
         let mut form = vec![("ticket".to_string(), ticket.clone())];
         form.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));

@@ -120,6 +120,24 @@ pub fn index(resource: &Value) -> Entries {
     entries
 }
 
+/// The reference entries of `resource` for the parameters `codes` of its type only: what a
+/// compartment test needs, without evaluating every other parameter of the type.
+pub fn references_of(resource: &Value, codes: &[String]) -> Vec<ReferenceEntry> {
+    let mut entries = Entries::default();
+    let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    for param in codes
+        .iter()
+        .filter_map(|c| SearchParams::get().find(rtype, c))
+    {
+        if param.kind == ParamType::Reference {
+            entries.add(param, &evaluate(&param.expression, resource));
+        }
+    }
+    entries.references
+}
+
 /// `_id` and `_lastUpdated` are columns of every stored resource: searches read them there
 /// instead of from index rows.
 pub fn is_stored_elsewhere(code: &str) -> bool {
