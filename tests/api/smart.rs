@@ -568,3 +568,64 @@ async fn a_pyjwt_backend_services_client_gets_a_token_and_searches() {
     assert_eq!(seen["patients"], json!(expected));
     assert_eq!(seen["observation_status"], 403);
 }
+
+/// A client whose keys live at its own `jwks_uri` (a real HTTP server here): its assertions
+/// are verified with the keys fetched from there, and a key it adds later (rotation) is
+/// found by fetching again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_publishing_its_keys_at_a_jwks_uri_is_verified_with_them() {
+    use std::sync::{Arc, Mutex};
+    let app = spawn(Backend::Sqlite).await;
+    let first = es384("k1");
+    let second = es384("k2");
+    let published = Arc::new(Mutex::new(jwks(&[&first])));
+    let served = published.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || {
+        let keys = served.clone();
+        actix_web::App::new().route(
+            "/jwks.json",
+            actix_web::web::get().to(move || {
+                let body = keys.lock().unwrap().clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    clients::add(
+        &mut app.db(),
+        &NewClient {
+            client_id: "hosted".into(),
+            kind: ClientKind::Asymmetric,
+            scope: "system/Patient.rs".into(),
+            redirect_uris: Vec::new(),
+            secret: None,
+            jwks: None,
+            jwks_uri: Some(format!("http://127.0.0.1:{port}/jwks.json")),
+        },
+    )
+    .unwrap();
+
+    let jwt = assertion(&app, "hosted", &first, |_| {});
+    let (status, body) = with_assertion(&app, &jwt, "system/Patient.rs").await;
+    assert_eq!(status, 200, "{body}");
+    let jwt = assertion(&app, "hosted", &second, |_| {});
+    let (status, _) = with_assertion(&app, &jwt, "system/Patient.rs").await;
+    assert_eq!(status, 401, "k2 is not published yet");
+
+    *published.lock().unwrap() = jwks(&[&first, &second]);
+    // an unknown kid is fetched again at most every 10 s
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let jwt = assertion(&app, "hosted", &second, |_| {});
+    let (status, body) = with_assertion(&app, &jwt, "system/Patient.rs").await;
+    assert_eq!(status, 200, "the rotated-in key is fetched: {body}");
+}
