@@ -95,7 +95,7 @@ async fn history(
     // compartment; an instance outside it is refused outright, and the total of a type or
     // system history (which would count other patients' changes) is left out.
     let confined = match &rtype {
-        Some(t) => ctx.grant.reach(Interaction::Read, t)? != Reach::All,
+        Some(t) => !matches!(ctx.grant.reach(Interaction::Read, t)?, Reach::All),
         None => !ctx.grant.reaches_everything(Interaction::Read),
     };
     let store = state.store.clone();

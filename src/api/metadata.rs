@@ -55,6 +55,12 @@ pub fn capability_statement(base_url: &str) -> Value {
                     ordered.insert("searchInclude".into(), json!(includes_of(t)));
                     ordered.insert("searchRevInclude".into(), json!(rev_includes.get(t).cloned().unwrap_or_default()));
                     ordered.insert("searchParam".into(), Value::Array(params));
+                    if t == "Patient" {
+                        ordered.insert("operation".into(), json!([{
+                            "name": "everything",
+                            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                        }]));
+                    }
                     Value::Object(ordered)
                 })
                 .collect();

@@ -7,6 +7,7 @@ mod conditional;
 pub mod context;
 mod crud;
 pub mod error;
+mod everything;
 mod health;
 mod history;
 mod interaction;
@@ -79,6 +80,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/{type}/{id}", web::delete().to(crud::delete))
                 .route("/{type}/{id}/_history", web::get().to(history::of_instance))
                 .route("/{type}/{id}/_history/{vid}", web::get().to(crud::vread))
+                .route(
+                    "/Patient/{id}/$everything",
+                    web::get().to(everything::patient),
+                )
                 .route(
                     "/{compartment}/{id}/{type}",
                     web::get().to(search::compartment),

@@ -4,8 +4,10 @@
 
 use super::scopes::{Context, Interaction, ResourceScope, resource_scopes};
 use super::token::AccessClaims;
-use crate::fhir::search::filter::compartment_params;
+use crate::fhir::search::filter::{Filter, compartment_params, patient_compartment};
 use crate::fhir::search::index::references_of;
+use crate::fhir::search::matcher::matches_all;
+use crate::fhir::search::query::{Clause, QueryError, parse_clause};
 use serde_json::Value;
 use std::borrow::Borrow;
 
@@ -26,12 +28,43 @@ pub struct Grant {
 }
 
 /// How far an allowed interaction reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Reach {
     /// Every resource of the type.
     All,
-    /// Only the members of this patient's compartment.
-    Compartment(String),
+    /// Only the resources one of these limits admits (one per scope that allows it).
+    Only(Vec<Limit>),
+}
+
+/// What one scope lets through: a patient's compartment, a v2 query restriction, or both.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    /// Only members of this patient's compartment.
+    pub patient: Option<String>,
+    /// Only resources matching every one of these (`?category=laboratory`).
+    pub clauses: Vec<Clause>,
+}
+
+impl Limit {
+    fn admits(&self, rtype: &str, id: &str, resource: &Value) -> bool {
+        self.patient
+            .as_ref()
+            .is_none_or(|p| in_compartment(p, rtype, id, resource))
+            && matches_all(resource, &self.clauses)
+    }
+
+    /// This limit as a search filter on `rtype` (`None` when it limits nothing).
+    pub fn filter(&self, rtype: &str) -> Result<Option<Filter>, Denied> {
+        let mut all: Vec<Filter> = self.clauses.iter().cloned().map(Filter::Clause).collect();
+        if let Some(p) = &self.patient {
+            all.push(patient_compartment(rtype, p).map_err(|e| Denied(e.0))?);
+        }
+        Ok(match all.len() {
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Filter::And(all)),
+        })
+    }
 }
 
 /// Resource types that hold no patient's data but that a patient-facing app needs to make sense
@@ -110,45 +143,60 @@ impl Grant {
 
     /// How far `what` on `rtype` reaches, or why it is refused.
     ///
-    /// Scopes with a v2 query restriction (`?category=...`) grant nothing yet: honouring them
-    /// needs the restriction applied to every read and search, and granting too little is the
-    /// safe side. `user/` scopes reach every resource (there are no per-user access lists).
+    /// Scopes add up: each one that allows `what` on `rtype` admits what its context
+    /// (`patient/`: the launch patient's compartment) and its query restriction let through. A
+    /// restriction that is not a search of `rtype` admits nothing. `user/` scopes reach every
+    /// resource (there are no per-user access lists).
     pub fn reach(&self, what: Interaction, rtype: &str) -> Result<Reach, Denied> {
         if self.unrestricted {
             return Ok(Reach::All);
         }
-        let mut compartment = None;
-        for s in self.scopes.iter().filter(|s| s.allows(what, rtype)) {
-            if s.query.is_some() {
-                continue;
-            }
-            match s.context {
-                Context::User | Context::System => return Ok(Reach::All),
-                Context::Patient => compartment = compartment.or(self.patient.as_ref()),
-            }
-        }
-        let Some(patient) = compartment else {
-            return Err(Denied(format!(
-                "the access token's scopes ({}) do not allow {} on {rtype}",
-                self.scope,
-                verb(what)
-            )));
-        };
         let reads = matches!(what, Interaction::Read | Interaction::Search);
-        if compartment_params(rtype).is_some_and(|p| !p.is_empty()) || rtype == "Patient" {
-            Ok(Reach::Compartment(patient.clone()))
-        } else if reads && SHARED_TYPES.contains(&rtype) {
-            Ok(Reach::All)
-        } else {
-            Err(Denied(format!(
-                "{rtype} resources are not in a patient's compartment: patient scopes do not allow {} on them",
-                verb(what)
-            )))
+        let in_compartment =
+            rtype == "Patient" || compartment_params(rtype).is_some_and(|p| !p.is_empty());
+        let mut limits = Vec::new();
+        let mut refusal = None;
+        for s in self.scopes.iter().filter(|s| s.allows(what, rtype)) {
+            let clauses = match s.query.as_deref().map(|q| restriction(rtype, q)) {
+                None => Vec::new(),
+                Some(Ok(clauses)) => clauses,
+                Some(Err(e)) => {
+                    refusal = Some(format!("the scope {s} does not apply to {rtype}: {e}"));
+                    continue;
+                }
+            };
+            let patient = match (s.context, &self.patient) {
+                (Context::User | Context::System, _) => None,
+                (Context::Patient, None) => continue,
+                (Context::Patient, Some(p)) if in_compartment => Some(p.clone()),
+                (Context::Patient, Some(_)) if reads && SHARED_TYPES.contains(&rtype) => None,
+                (Context::Patient, Some(_)) => {
+                    refusal = Some(format!(
+                        "{rtype} resources are not in a patient's compartment: patient scopes do not allow {} on them",
+                        verb(what)
+                    ));
+                    continue;
+                }
+            };
+            if patient.is_none() && clauses.is_empty() {
+                return Ok(Reach::All);
+            }
+            limits.push(Limit { patient, clauses });
         }
+        if limits.is_empty() {
+            return Err(Denied(refusal.unwrap_or_else(|| {
+                format!(
+                    "the access token's scopes ({}) do not allow {} on {rtype}",
+                    self.scope,
+                    verb(what)
+                )
+            })));
+        }
+        Ok(Reach::Only(limits))
     }
 
     /// `reach`, then whether the resource `rtype/id` lies within it. Its content is only asked
-    /// for (and parsed) when the reach is a compartment.
+    /// for (and parsed) when the reach is limited.
     pub fn check<R: Borrow<Value>>(
         &self,
         what: Interaction,
@@ -156,13 +204,26 @@ impl Grant {
         id: &str,
         resource: impl FnOnce() -> R,
     ) -> Result<(), Denied> {
-        match self.reach(what, rtype)? {
-            Reach::All => Ok(()),
-            Reach::Compartment(p) if in_compartment(&p, rtype, id, resource().borrow()) => Ok(()),
-            Reach::Compartment(p) => Err(Denied(format!(
-                "{rtype}/{id} is not in the compartment of Patient/{p}, the only patient this token may reach"
-            ))),
+        let Reach::Only(limits) = self.reach(what, rtype)? else {
+            return Ok(());
+        };
+        let resource = resource();
+        if limits
+            .iter()
+            .any(|l| l.admits(rtype, id, resource.borrow()))
+        {
+            return Ok(());
         }
+        let patients: Vec<&str> = limits.iter().filter_map(|l| l.patient.as_deref()).collect();
+        Err(Denied(match patients.first() {
+            Some(p) if limits.iter().all(|l| l.clauses.is_empty()) => format!(
+                "{rtype}/{id} is not in the compartment of Patient/{p}, the only patient this token may reach"
+            ),
+            _ => format!(
+                "{rtype}/{id} is outside what the access token's scopes ({}) allow",
+                self.scope
+            ),
+        }))
     }
 
     /// The patient whose compartment bounds everything this grant does on `rtype`, if any:
@@ -196,6 +257,20 @@ impl Grant {
                     && s.allows(what, "*")
             })
     }
+}
+
+/// The clauses of a v2 scope's query restriction, as a search of `rtype`. Only the type's own
+/// search parameters may restrict (no chains, `_has` or result parameters).
+fn restriction(rtype: &str, query: &str) -> Result<Vec<Clause>, QueryError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| QueryError(format!("the query '{query}' does not decode: {e}")))?;
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            parse_clause(rtype, name, value)?
+                .ok_or_else(|| QueryError(format!("{name} is not a search parameter of {rtype}")))
+        })
+        .collect()
 }
 
 fn verb(what: Interaction) -> &'static str {
@@ -246,11 +321,14 @@ mod tests {
     #[test]
     fn patient_scopes_reach_the_compartment_and_shared_types() {
         let g = grant("patient/*.rs", Some("p1"));
-        assert_eq!(
+        assert!(matches!(
             g.reach(Interaction::Search, "Observation"),
-            Ok(Reach::Compartment("p1".into()))
-        );
-        assert_eq!(g.reach(Interaction::Read, "Medication"), Ok(Reach::All));
+            Ok(Reach::Only(l)) if l.len() == 1 && l[0].patient.as_deref() == Some("p1")
+        ));
+        assert!(matches!(
+            g.reach(Interaction::Read, "Medication"),
+            Ok(Reach::All)
+        ));
         assert!(g.reach(Interaction::Read, "CodeSystem").is_err());
         assert!(g.reach(Interaction::Create, "Observation").is_err());
         let obs = json!({"resourceType":"Observation","subject":{"reference":"Patient/p1"}});
@@ -295,15 +373,58 @@ mod tests {
     #[test]
     fn system_and_user_scopes_reach_everything_they_name() {
         let g = grant("system/Patient.rs user/Observation.c", None);
-        assert_eq!(g.reach(Interaction::Read, "Patient"), Ok(Reach::All));
-        assert_eq!(g.reach(Interaction::Create, "Observation"), Ok(Reach::All));
+        assert!(matches!(
+            g.reach(Interaction::Read, "Patient"),
+            Ok(Reach::All)
+        ));
+        assert!(matches!(
+            g.reach(Interaction::Create, "Observation"),
+            Ok(Reach::All)
+        ));
         assert!(g.reach(Interaction::Read, "Observation").is_err());
         assert!(g.reach(Interaction::Delete, "Patient").is_err());
     }
 
     #[test]
-    fn query_restricted_scopes_grant_nothing_yet() {
-        let g = grant("system/Observation.rs?category=laboratory", None);
-        assert!(g.reach(Interaction::Search, "Observation").is_err());
+    fn query_restricted_scopes_admit_what_their_query_matches() {
+        let lab = json!({"resourceType":"Observation","subject":{"reference":"Patient/p1"},
+            "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}]});
+        let vitals = json!({"resourceType":"Observation","subject":{"reference":"Patient/p1"},
+            "category":[{"coding":[{"code":"vital-signs"}]}]});
+        let lab_p2 = json!({"resourceType":"Observation","subject":{"reference":"Patient/p2"},
+            "category":[{"coding":[{"code":"laboratory"}]}]});
+        let read = |g: &Grant, r: &Value| g.check(Interaction::Read, "Observation", "o", || r);
+
+        let g = grant(
+            "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category%7Claboratory",
+            None,
+        );
+        assert!(read(&g, &lab).is_ok());
+        assert!(read(&g, &vitals).is_err());
+        assert!(g.reach(Interaction::Read, "Patient").is_err());
+
+        // several restricted scopes add up; a patient scope also keeps to the compartment
+        let g = grant(
+            "patient/Observation.rs?category=laboratory patient/Observation.rs?category=vital-signs",
+            Some("p1"),
+        );
+        assert!(read(&g, &lab).is_ok());
+        assert!(read(&g, &vitals).is_ok());
+        assert!(read(&g, &lab_p2).is_err());
+
+        // an unrestricted scope on the type reaches everything the restricted one did, and more
+        let g = grant(
+            "system/Observation.rs?category=laboratory system/Observation.r",
+            None,
+        );
+        assert!(matches!(
+            g.reach(Interaction::Read, "Observation"),
+            Ok(Reach::All)
+        ));
+
+        // a restriction that is no search of the type admits nothing
+        let g = grant("system/Observation.rs?no-such-param=1", None);
+        let e = g.reach(Interaction::Read, "Observation").unwrap_err();
+        assert!(e.0.contains("no-such-param"), "{e}");
     }
 }

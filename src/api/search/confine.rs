@@ -1,11 +1,12 @@
 //! A search confined to what the caller's token may search: each type searched must be allowed,
-//! and where the token reaches one patient only, the Patient compartment is added to the base
-//! type and to every chain and `_has` inside, so that no criterion reads another patient's data.
+//! and where the token's reach is limited (one patient's compartment, a v2 query restriction
+//! such as `?category=laboratory`), the limit is added to the base type and to every chain and
+//! `_has` inside, so that no criterion reads what the token may not.
 
 use super::request::SearchRequest;
 use crate::api::error::ApiError;
 use crate::auth::{Denied, Grant, Interaction, Reach};
-use crate::fhir::search::filter::{Filter, patient_compartment};
+use crate::fhir::search::filter::Filter;
 
 pub fn confine(grant: &Grant, request: &mut SearchRequest) -> Result<(), ApiError> {
     if request.all_types {
@@ -20,21 +21,30 @@ pub fn confine(grant: &Grant, request: &mut SearchRequest) -> Result<(), ApiErro
         for f in filters.iter_mut() {
             confine_inner(grant, f)?;
         }
-        if let Some(c) = compartment(grant, rtype)? {
+        if let Some(c) = limit(grant, rtype)? {
             filters.push(c);
         }
     }
     Ok(())
 }
 
-/// The compartment filter `grant` puts on a search of `rtype`, if any.
-fn compartment(grant: &Grant, rtype: &str) -> Result<Option<Filter>, Denied> {
-    match grant.reach(Interaction::Search, rtype)? {
-        Reach::All => Ok(None),
-        Reach::Compartment(p) => patient_compartment(rtype, &p)
-            .map(Some)
-            .map_err(|e| Denied(e.0)),
+/// The filter `grant` puts on a search of `rtype`, if any: one limit, or any of several.
+fn limit(grant: &Grant, rtype: &str) -> Result<Option<Filter>, Denied> {
+    let Reach::Only(limits) = grant.reach(Interaction::Search, rtype)? else {
+        return Ok(None);
+    };
+    let mut any = Vec::with_capacity(limits.len());
+    for limit in &limits {
+        match limit.filter(rtype)? {
+            Some(f) => any.push(f),
+            None => return Ok(None),
+        }
     }
+    Ok(if any.len() == 1 {
+        any.pop()
+    } else {
+        Some(Filter::Or(any))
+    })
 }
 
 /// Confine the resources a chain or `_has` looks at. A chain target the caller may not search
@@ -61,14 +71,16 @@ fn confine_inner(grant: &Grant, filter: &mut Filter) -> Result<(), Denied> {
         Filter::Has {
             source_type, inner, ..
         } => confine_one(grant, source_type, inner),
-        Filter::And(parts) => parts.iter_mut().try_for_each(|p| confine_inner(grant, p)),
+        Filter::And(parts) | Filter::Or(parts) => {
+            parts.iter_mut().try_for_each(|p| confine_inner(grant, p))
+        }
         Filter::Clause(_) | Filter::Compartment { .. } => Ok(()),
     }
 }
 
 fn confine_one(grant: &Grant, rtype: &str, inner: &mut Filter) -> Result<(), Denied> {
     confine_inner(grant, inner)?;
-    if let Some(c) = compartment(grant, rtype)? {
+    if let Some(c) = limit(grant, rtype)? {
         *inner = Filter::And(vec![inner.clone(), c]);
     }
     Ok(())

@@ -176,7 +176,19 @@ async fn run(
         Types::All => Vec::new(),
     };
     let own = local_references(&params, &names, &state.base_url);
-    let mut request = SearchRequest::parse(&types, &own, compartment, ctx.lenient)?;
+    let request = SearchRequest::parse(&types, &own, compartment, ctx.lenient)?;
+    respond(state, request, &params, &path, ctx).await
+}
+
+/// A searchset Bundle of what `request` finds, within what the caller's token reaches; its
+/// paging links repeat `params` at `path`.
+pub async fn respond(
+    state: web::Data<AppState>,
+    mut request: SearchRequest,
+    params: &[(String, String)],
+    path: &str,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
     confine::confine(&ctx.grant, &mut request)?;
     let store = state.store.clone();
     let (page, mut included, cut, request) =
@@ -189,7 +201,7 @@ async fn run(
     });
     let base = &state.base_url;
     let (next, previous) = page_cursors(&page, &request);
-    let links = paging::links(&path, &params, next, previous);
+    let links = paging::links(path, params, next, previous);
     let shape = |v: &Version| -> Value {
         let mut resource = v.json();
         if let Some(s) = request.summary {

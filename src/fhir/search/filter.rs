@@ -39,6 +39,9 @@ pub enum Filter {
     /// Every one of these (what a chain or `_has` must match when the caller may only reach
     /// one patient's compartment: its own filter and the compartment).
     And(Vec<Filter>),
+    /// Any one of these (what a token with several query-restricted scopes on one type may
+    /// read: `?category=laboratory` or `?category=vital-signs`).
+    Or(Vec<Filter>),
 }
 
 impl Filter {
@@ -169,15 +172,27 @@ fn reference_param(
     }
 }
 
+/// The Patient compartment's members: for each type, its parameters (see `patient_compartment`).
+fn compartment_members() -> &'static BTreeMap<String, Vec<String>> {
+    static COMPARTMENT: OnceLock<BTreeMap<String, Vec<String>>> = OnceLock::new();
+    COMPARTMENT.get_or_init(|| {
+        serde_json::from_str(include_str!("../../../capability/compartment-patient.json"))
+            .expect("capability/compartment-patient.json is valid (generated file)")
+    })
+}
+
 /// The codes of the reference parameters that make a `rtype` resource a member of a patient's
 /// compartment; `None` for types that are never members.
 pub fn compartment_params(rtype: &str) -> Option<&'static [String]> {
-    static COMPARTMENT: OnceLock<BTreeMap<String, Vec<String>>> = OnceLock::new();
-    let members = COMPARTMENT.get_or_init(|| {
-        serde_json::from_str(include_str!("../../../capability/compartment-patient.json"))
-            .expect("capability/compartment-patient.json is valid (generated file)")
-    });
-    members.get(rtype).map(Vec::as_slice)
+    compartment_members().get(rtype).map(Vec::as_slice)
+}
+
+/// The types with members in a patient's compartment, Patient among them, in name order.
+pub fn compartment_types() -> impl Iterator<Item = &'static str> {
+    compartment_members()
+        .iter()
+        .filter(|(t, params)| t.as_str() == "Patient" || !params.is_empty())
+        .map(|(t, _)| t.as_str())
 }
 
 /// The Patient compartment (R4 CompartmentDefinition/patient): for each resource type, the

@@ -138,6 +138,15 @@ pub fn references_of(resource: &Value, codes: &[String]) -> Vec<ReferenceEntry> 
     entries.references
 }
 
+/// The index entries of `resource` for one parameter: what an in-memory match of a clause
+/// (`matcher`) compares with, without evaluating the type's other parameters. `_id` and
+/// `_lastUpdated` are evaluated too (the store keeps them as columns instead).
+pub fn index_param(resource: &Value, param: &'static SearchParam) -> Entries {
+    let mut entries = Entries::default();
+    entries.add(param, &evaluate(&param.expression, resource));
+    entries
+}
+
 /// `_id` and `_lastUpdated` are columns of every stored resource: searches read them there
 /// instead of from index rows.
 pub fn is_stored_elsewhere(code: &str) -> bool {

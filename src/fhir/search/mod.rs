@@ -4,6 +4,7 @@
 pub mod date;
 pub mod filter;
 pub mod index;
+pub mod matcher;
 pub mod params;
 pub mod query;
 

@@ -168,6 +168,11 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
             let all: Vec<String> = parts.iter().map(|p| filter_sql(sql, owner, p)).collect();
             format!("({})", all.join(" AND "))
         }
+        Filter::Or(parts) if parts.is_empty() => "FALSE".into(),
+        Filter::Or(parts) => {
+            let any: Vec<String> = parts.iter().map(|p| filter_sql(sql, owner, p)).collect();
+            format!("(({}))", any.join(") OR ("))
+        }
         Filter::Compartment {
             patient,
             params,

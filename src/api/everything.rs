@@ -1,0 +1,88 @@
+//! `GET [base]/Patient/[id]/$everything`: the patient, every resource in its compartment and
+//! what those refer to (practitioners, organisations, medications...), as a paged searchset.
+//! It is a search of every compartment type at once, so it goes through the same confinement
+//! as any search: a token sees only what it could have searched for itself.
+
+use super::AppState;
+use super::context::RequestContext;
+use super::error::ApiError;
+use super::interaction::parse_id;
+use super::search::{SearchRequest, Types, respond};
+use crate::auth::Interaction;
+use crate::fhir::search::filter::Filter;
+use crate::fhir::search::filter::{compartment_types, patient_compartment};
+use crate::fhir::search::query::parse_clause;
+use crate::store::search::{Include, IncludeKind};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub async fn patient(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    parse_id(&id)?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("the query string does not decode: {e}")))?;
+
+    // the patient must exist and be readable: a 404 or 403 says so before any search
+    let store = state.store.clone();
+    let pid = id.clone();
+    ctx.grant.reach(Interaction::Read, "Patient")?;
+    let patient = web::block(move || store.current("Patient", &pid)).await??;
+    ctx.grant
+        .check(Interaction::Read, "Patient", &id, || patient.json())?;
+
+    let mut types: Vec<String> = Vec::new();
+    let mut since = None;
+    let mut rest = Vec::new();
+    for (name, value) in &params {
+        match name.as_str() {
+            "_type" => {
+                for t in value.split(',').filter(|t| !t.is_empty()) {
+                    if !compartment_types().any(|c| c == t) {
+                        return Err(ApiError::bad_request(format!(
+                            "_type: {t} resources are not in a patient's compartment"
+                        )));
+                    }
+                    types.push(t.to_string());
+                }
+            }
+            "_since" => since = Some(value.clone()),
+            "start" | "end" => {
+                return Err(ApiError::bad_request(format!(
+                    "{name}: $everything does not filter by care date here; use _since or a search"
+                )));
+            }
+            _ => rest.push((name.clone(), value.clone())),
+        }
+    }
+    if types.is_empty() {
+        // every type the token may search; named types it may not are refused (403) below
+        types = compartment_types()
+            .filter(|t| ctx.grant.reach(Interaction::Search, t).is_ok())
+            .map(str::to_string)
+            .collect();
+    }
+
+    let mut request = SearchRequest::parse(&Types::Some(types), &rest, None, ctx.lenient)?;
+    for (rtype, filters) in &mut request.filters {
+        filters.push(patient_compartment(rtype, &id).map_err(|e| ApiError::bad_request(e.0))?);
+        if let Some(since) = &since {
+            let clause = parse_clause(rtype, "_lastUpdated", &format!("ge{since}"))
+                .map_err(|e| ApiError::bad_request(format!("_since: {e}")))?
+                .expect("_lastUpdated is a parameter of every type");
+            filters.push(Filter::Clause(clause));
+        }
+        request.includes.push(Include {
+            kind: IncludeKind::Include,
+            source_type: rtype.clone(),
+            param: None,
+            target_type: None,
+            iterate: false,
+        });
+    }
+    let path = format!("{}/Patient/{id}/$everything", state.base_url);
+    respond(state, request, &params, &path, ctx).await
+}
