@@ -10,6 +10,7 @@ mod helpers;
 mod history;
 mod idp;
 mod launch;
+mod launch_clients;
 mod scope_queries;
 mod search;
 mod search_examples;
