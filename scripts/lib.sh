@@ -15,6 +15,9 @@ ensure_debian_packages() {
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     command -v curl >/dev/null 2>&1 || need+=(curl)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+    # the browser test: Debian's Chromium, driven by playwright-core under Node.js
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
     if [ ${#need[@]} -gt 0 ]; then
         say "installing ${need[*]}"
         as_root apt-get update -qq

@@ -20,7 +20,11 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
     let params: Vec<(String, String)> =
         serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     match authorize::check(&state.authority, &params).await {
-        Ok(_) => page(StatusCode::OK, &login_page(&params, None)),
+        Ok(r) => page(
+            StatusCode::OK,
+            &login_page(&params, None),
+            Some(&r.redirect_uri),
+        ),
         Err(e) => refused(e),
     }
 }
@@ -56,11 +60,13 @@ pub async fn sign_in(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
             page(
                 StatusCode::OK,
                 &consent_page(&request, &user.fhir_user, &ticket, picker.as_ref()),
+                Some(&request.redirect_uri),
             )
         }
         None => page(
             StatusCode::UNAUTHORIZED,
             &login_page(&params, Some("Wrong username or password.")),
+            Some(&request.redirect_uri),
         ),
     }
 }
@@ -81,6 +87,7 @@ pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
                 &message_page(&format!(
                     "This sign-in is no longer valid ({e}). Start again from the app."
                 )),
+                None,
             );
         }
     };
@@ -105,6 +112,7 @@ pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
                 return page(
                     StatusCode::OK,
                     &consent_page(&ticket.request, &ticket.fhir_user, raw_ticket, Some(&list)),
+                    Some(&ticket.request.redirect_uri),
                 );
             }
         }
@@ -253,7 +261,7 @@ async fn patient_exists(state: &AppState, id: &str) -> bool {
 
 fn refused(e: AuthorizeError) -> HttpResponse {
     match e {
-        AuthorizeError::Page(msg) => page(StatusCode::BAD_REQUEST, &message_page(&msg)),
+        AuthorizeError::Page(msg) => page(StatusCode::BAD_REQUEST, &message_page(&msg), None),
         AuthorizeError::Redirect {
             redirect_uri,
             error,
@@ -281,15 +289,28 @@ fn redirect(uri: &str, query: &[(&str, &str)]) -> HttpResponse {
         .finish()
 }
 
-fn page(status: StatusCode, body: &str) -> HttpResponse {
+/// A page of the sign-in flow. `app` is the verified redirect URI the page's forms end at:
+/// browsers apply `form-action` to the redirect a form's answer makes too, so the app's origin
+/// must be allowed beside this one, or the code never reaches the app.
+fn page(status: StatusCode, body: &str, app: Option<&str>) -> HttpResponse {
+    // an http(s) app by its origin; a native app's private scheme (`com.example.app:`) by scheme
+    let app_origin = app
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .map(|u| match u.origin() {
+            o if o.is_tuple() => format!(" {}", o.ascii_serialization()),
+            _ => format!(" {}:", u.scheme()),
+        })
+        .unwrap_or_default();
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("cache-control", "no-store"))
-        // no framing (clickjacking), no scripts, forms post to this origin only
+        // no framing (clickjacking), no scripts, forms post to this origin (and end at the app)
         .insert_header(("x-frame-options", "DENY"))
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{app_origin}; frame-ancestors 'none'"
+            ),
         ))
         .body(body.to_string())
 }

@@ -44,18 +44,35 @@ pub struct AppState {
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .route("/health", web::get().to(health::health))
-        .route("/auth/jwks", web::get().to(smart::jwks))
+        // what a browser app calls from its own origin (SMART's JS client does)
+        .service(
+            web::resource("/auth/jwks")
+                .wrap(cors())
+                .route(web::get().to(smart::jwks)),
+        )
+        .service(
+            web::resource("/auth/token")
+                .wrap(cors())
+                .route(web::post().to(smart::token)),
+        )
+        .service(
+            web::resource("/auth/revoke")
+                .wrap(cors())
+                .route(web::post().to(smart::revoke)),
+        )
+        // pages the browser navigates to, and calls from EHRs and resource servers
         .route("/auth/authorize", web::get().to(authorize::start))
         .route("/auth/authorize", web::post().to(authorize::sign_in))
         .route("/auth/consent", web::post().to(authorize::consent))
         .route("/auth/launch", web::post().to(authorize::launch))
-        .route("/auth/token", web::post().to(smart::token))
-        .route("/auth/revoke", web::post().to(smart::revoke))
         .route("/auth/introspect", web::post().to(smart::introspect))
         .service(
             web::scope("/fhir")
                 .wrap(from_fn(require_auth))
                 .wrap(from_fn(context::correlate))
+                // outermost: a preflight is answered before authentication, and a 401 carries
+                // the headers that let the app's script read it
+                .wrap(cors())
                 .route("/metadata", web::get().to(metadata::metadata))
                 .route(
                     "/.well-known/smart-configuration",
@@ -91,6 +108,43 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .default_service(web::to(unknown_route)),
         )
         .default_service(web::to(unknown_route));
+}
+
+/// Cross-origin access for browser apps (SMART apps run on their own origin). Any origin may
+/// call, as with any bearer-token API: no cookie or other ambient credential is honoured, so
+/// a page can only act with a token it already holds.
+fn cors() -> actix_cors::Cors {
+    use actix_web::http::{Method, header};
+    actix_cors::Cors::default()
+        .allow_any_origin()
+        .send_wildcard()
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::HeaderName::from_static("if-none-exist"),
+            header::HeaderName::from_static("prefer"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CONTENT_LOCATION,
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(3600)
 }
 
 async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -78,6 +78,14 @@ impl<'a> Flow<'a> {
         login.push(("password".into(), password.into()));
         let consent = self.post_form("authorize", &login).await;
         assert_eq!(consent.status(), 200, "signed in");
+        // the consent form's answer redirects to the app: its origin, and only it, is allowed
+        let csp = consent.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("form-action 'self' http://127.0.0.1:9;"),
+            "{csp}"
+        );
         let html = consent.text().await.unwrap();
         let ticket = regex::Regex::new(r#"name="ticket" value="([^"]+)""#)
             .unwrap()

@@ -201,3 +201,69 @@ async fn body_over_the_limit_is_413() {
         .await;
     assert_eq!(small.status, 201, "the server still serves after refusing");
 }
+
+/// A browser app on its own origin can call the FHIR API and the token endpoint: preflights
+/// are answered before authentication, and a 401 is readable by the app's script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_apps_on_another_origin_may_call() {
+    let app = crate::helpers::spawn(crate::helpers::Backend::Sqlite).await;
+    let origin = "http://127.0.0.1:5555";
+    for path in [
+        format!("{}/Patient", app.base),
+        format!("{}/auth/token", app.root),
+    ] {
+        let pre = app
+            .send(
+                app.anonymous
+                    .request(reqwest::Method::OPTIONS, &path)
+                    .header("origin", origin)
+                    .header("access-control-request-method", "POST")
+                    .header(
+                        "access-control-request-headers",
+                        "authorization,content-type",
+                    ),
+            )
+            .await;
+        assert_eq!(pre.status, 200, "{path}: {}", pre.text);
+        assert_eq!(
+            pre.header("access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+        let allowed = pre
+            .header("access-control-allow-headers")
+            .unwrap_or_default();
+        assert!(allowed.contains("authorization"), "{allowed}");
+    }
+    let r = app
+        .send(
+            app.anonymous
+                .get(app.url("Patient"))
+                .header("origin", origin),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let exposed = r
+        .header("access-control-expose-headers")
+        .unwrap_or_default();
+    assert!(
+        exposed.to_lowercase().contains("www-authenticate"),
+        "{exposed}"
+    );
+    // the login pages are navigated to, never fetched across origins
+    let r = app
+        .send(
+            app.anonymous
+                .request(
+                    reqwest::Method::OPTIONS,
+                    format!("{}/auth/authorize", app.root),
+                )
+                .header("origin", origin)
+                .header("access-control-request-method", "POST"),
+        )
+        .await;
+    assert!(r.header("access-control-allow-origin").is_none());
+}
