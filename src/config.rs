@@ -77,6 +77,28 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_IDP_AUDIENCE")]
     pub idp_audience: Option<String>,
 
+    /// Only send Subscription notifications to endpoints starting with one of these (repeat
+    /// the flag, or separate with commas) [default: any http or https endpoint].
+    #[arg(
+        long,
+        env = "EMRSYNC_SUBSCRIPTION_ENDPOINT_ALLOW",
+        value_delimiter = ','
+    )]
+    pub subscription_endpoint_allow: Vec<String>,
+
+    /// The longest wait, in seconds, between two attempts to deliver a notification.
+    #[arg(
+        long,
+        env = "EMRSYNC_SUBSCRIPTION_RETRY_MAX_SECS",
+        default_value_t = 60
+    )]
+    pub subscription_retry_max_secs: u64,
+
+    /// Failed deliveries in a row after which a subscription shows `error` (it keeps its
+    /// events and recovers when its endpoint answers again).
+    #[arg(long, env = "EMRSYNC_SUBSCRIPTION_ERROR_AFTER", default_value_t = 5)]
+    pub subscription_error_after: i32,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -98,6 +120,9 @@ impl Settings {
             idp_issuer: None,
             idp_jwks_uri: None,
             idp_audience: None,
+            subscription_endpoint_allow: Vec::new(),
+            subscription_retry_max_secs: 60,
+            subscription_error_after: 5,
             log_json: false,
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`fhir`]: FHIR R4 itself: structure facts, validation, fhirbolt model, OperationOutcome.
 //! - [`store`]: the canonical store (diesel, SQLite or PostgreSQL): versions, outbox, audit.
+//! - [`subscriptions`]: topic-based Subscriptions: topics, matching, queues, delivery.
 //! - [`api`]: the actix-web HTTP surface: REST interactions, Bundles, metadata, health.
 //! - [`config`]: one typed configuration from flags and `EMRSYNC_*` environment variables.
 //! - [`startup`]: builds the application on a bound listener and runs it.
@@ -14,3 +15,4 @@ pub mod config;
 pub mod fhir;
 pub mod startup;
 pub mod store;
+pub mod subscriptions;

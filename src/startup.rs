@@ -56,6 +56,15 @@ impl Application {
             };
             tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp)).await??
         };
+        crate::subscriptions::start(
+            store.clone(),
+            base_url.clone(),
+            crate::subscriptions::delivery::DeliverySettings {
+                retry_max: Duration::from_secs(settings.subscription_retry_max_secs.max(1)),
+                error_after: settings.subscription_error_after.max(1),
+                ..Default::default()
+            },
+        );
         let state = web::Data::new(AppState {
             store,
             base_url: base_url.clone(),
@@ -63,6 +72,9 @@ impl Application {
             insecure_dev: settings.insecure_dev,
             open_grant: Arc::new(Grant::unrestricted()),
             max_body_bytes: settings.max_body_bytes,
+            endpoints: Arc::new(crate::subscriptions::subscription::EndpointPolicy {
+                allow: settings.subscription_endpoint_allow.clone(),
+            }),
         });
         let mut server =
             HttpServer::new(move || App::new().configure(|cfg| api::routes(cfg, state.clone())))

@@ -75,6 +75,8 @@ pub struct RequestContext {
     /// The caller's verified token (set by `api::require_auth`), or everything under
     /// `--insecure-dev`.
     pub grant: Arc<Grant>,
+    /// Where Subscriptions written in this request may send notifications.
+    pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,
 }
 
 impl RequestContext {
@@ -83,6 +85,7 @@ impl RequestContext {
             correlation_id: self.correlation_id.clone(),
             actor: self.grant.actor(),
             grant: self.grant.clone(),
+            endpoints: self.endpoints.clone(),
         }
     }
 
@@ -139,6 +142,10 @@ impl RequestContext {
             pretty: param("_pretty") == Some("true"),
             prefer_return,
             lenient,
+            endpoints: req
+                .app_data::<actix_web::web::Data<super::AppState>>()
+                .map(|s| s.endpoints.clone())
+                .unwrap_or_default(),
             grant: req
                 .extensions()
                 .get::<Arc<Grant>>()

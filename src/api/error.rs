@@ -139,6 +139,9 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Invalid(issues) = e {
+            return ApiError::invalid(issues);
+        }
         let (status, code) = match &e {
             StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
             StoreError::Gone { .. } => (StatusCode::GONE, "deleted"),
@@ -146,7 +149,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             StoreError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
-            StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
+            StoreError::Database(_) | StoreError::Invalid(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "exception")
+            }
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "store failure");

@@ -55,6 +55,24 @@ pub fn capability_statement(base_url: &str) -> Value {
                     ordered.insert("searchInclude".into(), json!(includes_of(t)));
                     ordered.insert("searchRevInclude".into(), json!(rev_includes.get(t).cloned().unwrap_or_default()));
                     ordered.insert("searchParam".into(), Value::Array(params));
+                    if t == "Subscription" {
+                        // the Backport IG's way of naming the topics a server offers
+                        let topics: Vec<Value> = crate::subscriptions::topics::catalogue()
+                            .iter()
+                            .map(|topic| json!({
+                                "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical",
+                                "valueCanonical": topic.url
+                            }))
+                            .collect();
+                        let mut with_ext = serde_json::Map::new();
+                        with_ext.insert("extension".into(), Value::Array(topics));
+                        with_ext.extend(ordered);
+                        ordered = with_ext;
+                        ordered.insert("operation".into(), json!([
+                            {"name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"},
+                            {"name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"}
+                        ]));
+                    }
                     if t == "Patient" {
                         ordered.insert("operation".into(), json!([{
                             "name": "everything",

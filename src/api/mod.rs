@@ -16,6 +16,7 @@ mod paging;
 mod render;
 mod search;
 mod smart;
+mod subscription_ops;
 
 pub use metadata::capability_statement;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     /// The grant of every request under `--insecure-dev`.
     pub open_grant: Arc<Grant>,
     pub max_body_bytes: usize,
+    /// Where Subscription notifications may go.
+    pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
@@ -97,6 +100,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/{type}/{id}", web::delete().to(crud::delete))
                 .route("/{type}/{id}/_history", web::get().to(history::of_instance))
                 .route("/{type}/{id}/_history/{vid}", web::get().to(crud::vread))
+                .route(
+                    "/Subscription/{id}/$status",
+                    web::get().to(subscription_ops::status),
+                )
+                .route(
+                    "/Subscription/{id}/$events",
+                    web::get().to(subscription_ops::events),
+                )
                 .route(
                     "/Patient/{id}/$everything",
                     web::get().to(everything::patient),

@@ -116,6 +116,22 @@ impl Grant {
         }
     }
 
+    /// The authorization a subscription was created under, kept with it: its scopes and
+    /// launch patient, without an expiry (the subscription outlives the token).
+    pub fn stored(actor: &str, scope: &str, patient: Option<String>) -> Grant {
+        Grant {
+            subject: actor.to_string(),
+            client_id: None,
+            patient,
+            encounter: None,
+            fhir_user: None,
+            scope: scope.to_string(),
+            scopes: resource_scopes(scope),
+            expires_at: i64::MAX,
+            unrestricted: false,
+        }
+    }
+
     pub fn from_claims(c: AccessClaims) -> Grant {
         Grant {
             scopes: resource_scopes(&c.scope),

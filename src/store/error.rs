@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The writer's token does not allow this write (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The content is not acceptable for reasons the store checks itself (a Subscription
+    /// with an unknown topic, say): 422 with these issues.
+    #[error("{}", .0.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<crate::fhir::Issue>),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]

@@ -58,6 +58,9 @@ pub struct Store {
     group: Option<Arc<group_commit::GroupCommit>>,
     cache: ResourceCache,
     database: Database,
+    /// Notified after every commit that recorded a change (the subscription dispatcher waits
+    /// on it).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// A write transaction: the connection, the versions written so far (they reach the cache once
@@ -66,11 +69,44 @@ pub struct Tx<'a> {
     pub conn: &'a mut DbConnection,
     written: Vec<Arc<Version>>,
     changes: Vec<write::Change>,
+    /// Subscriptions' channel headers taken out of their resources, by id, until recorded.
+    headers: Vec<(String, Vec<String>)>,
 }
 
 impl Tx<'_> {
+    /// A Subscription's channel headers are write-only: they are taken out of the resource
+    /// before it is stored and handed to the subscription registry when the change is
+    /// recorded, so that no read, search or history can show them.
+    /// A client's Subscription also starts (again) as `requested` unless it turns it `off`:
+    /// only the server moves it to `active` or `error`.
+    fn set_aside(
+        &mut self,
+        rtype: &str,
+        id: &str,
+        resource: serde_json::Value,
+        ctx: &WriteContext,
+    ) -> serde_json::Value {
+        use crate::subscriptions::{registry, subscription};
+        if rtype != "Subscription" || ctx.actor == registry::SERVER_ACTOR {
+            return resource;
+        }
+        let headers = subscription::headers_of(&resource);
+        self.headers.push((id.to_string(), headers));
+        subscription::requested(subscription::without_headers(resource))
+    }
+
     /// Note a change made in this transaction (see `store::write`).
-    fn record(&mut self, w: &Written, action: &'static str, ctx: &WriteContext) {
+    fn record(
+        &mut self,
+        w: &Written,
+        action: &'static str,
+        ctx: &WriteContext,
+    ) -> Result<(), StoreError> {
+        if w.version.resource_type == "Subscription" {
+            let at = self.headers.iter().position(|(id, _)| *id == w.version.id);
+            let headers = at.map(|i| self.headers.swap_remove(i).1);
+            crate::subscriptions::registry::on_write(self.conn, &w.version, action, headers, ctx)?;
+        }
         self.changes.push(write::Change::new(w, action, ctx));
         // A POST creates a fresh id that no reader can have cached, so the cache is left alone
         // (bulk loads would otherwise churn it). Other writes must refresh it: a reader that
@@ -78,6 +114,7 @@ impl Tx<'_> {
         if w.version.method != Method::Post {
             self.written.push(Arc::new(w.version.clone()));
         }
+        Ok(())
     }
 }
 
@@ -100,6 +137,7 @@ impl Store {
             group,
             cache: ResourceCache::new(settings.cache_capacity, settings.cache_ttl),
             database: settings.database.clone(),
+            changed: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -114,15 +152,18 @@ impl Store {
         E: From<StoreError> + From<diesel::result::Error>,
     {
         let mut written = Vec::new();
+        let mut changed = false;
         let work = |c: &mut DbConnection| {
             let mut tx = Tx {
                 conn: c,
                 written: Vec::new(),
                 changes: Vec::new(),
+                headers: Vec::new(),
             };
             let out = f(&mut tx)?;
             write::flush_changes(tx.conn, &tx.changes)?;
             written = tx.written;
+            changed = !tx.changes.is_empty();
             Ok::<T, E>(out)
         };
         let out = match &self.group {
@@ -135,6 +176,9 @@ impl Store {
         };
         for v in written {
             self.cache.offer(v);
+        }
+        if changed {
+            self.changed.notify_one();
         }
         Ok(out)
     }
@@ -203,6 +247,11 @@ impl Store {
             diesel::sql_query("SELECT 1").execute(c)?;
             Ok(())
         })
+    }
+
+    /// Notified after each commit that recorded a resource change.
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 
     pub fn cached_entries(&self) -> u64 {

@@ -33,6 +33,50 @@ diesel::table! {
         action -> Text,
         correlation_id -> Text,
         created_at -> BigInt,
+        dispatched_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        topic -> Text,
+        filters -> Text,
+        status -> Text,
+        channel -> Text,
+        endpoint -> Nullable<Text>,
+        headers -> Text,
+        payload -> Text,
+        content_type -> Text,
+        heartbeat_secs -> Nullable<BigInt>,
+        timeout_secs -> BigInt,
+        max_count -> BigInt,
+        scope -> Text,
+        patient -> Nullable<Text>,
+        actor -> Text,
+        events_since_start -> BigInt,
+        delivered_through -> BigInt,
+        handshake_done -> Bool,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        last_error -> Nullable<Text>,
+        last_sent_at -> BigInt,
+        lease_until -> BigInt,
+        lease_owner -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    subscription_events (subscription_id, event_number) {
+        subscription_id -> Text,
+        event_number -> BigInt,
+        outbox_seq -> BigInt,
+        resource_type -> Text,
+        resource_id -> Text,
+        version_id -> BigInt,
+        action -> Text,
+        occurred_at -> BigInt,
+        correlation_id -> Text,
     }
 }
 
@@ -236,6 +280,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,
     outbox,
+    subscription_events,
+    subscriptions,
     audit_events,
     search_string,
     search_token,

@@ -17,6 +17,8 @@ pub struct WriteContext {
     /// What the writer may do: every write is checked against it where the old and new
     /// contents are at hand (`store::write`), so no path (REST, Bundle, conditional) skips it.
     pub grant: std::sync::Arc<crate::auth::Grant>,
+    /// Where a Subscription written by this writer may send notifications.
+    pub endpoints: std::sync::Arc<crate::subscriptions::subscription::EndpointPolicy>,
 }
 
 /// The kind of change, as recorded in history (`Bundle.entry.request.method`) and the outbox.

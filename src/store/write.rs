@@ -68,6 +68,7 @@ pub fn create_many(
     let mut stamped = Vec::with_capacity(creates.len());
     let mut written: Vec<Written> = Vec::with_capacity(creates.len());
     for (rtype, id, resource) in creates {
+        let resource = tx.set_aside(&rtype, id.as_str(), resource, ctx);
         let value = stamp(resource, &id, 1, now);
         let content: Arc<str> = serde_json::to_string(&value)
             .expect("JSON values serialise")
@@ -115,7 +116,7 @@ pub fn create_many(
         .collect();
     search_index::insert(tx.conn, &indexed)?;
     for w in &written {
-        tx.record(w, "create", ctx);
+        tx.record(w, "create", ctx)?;
     }
     Ok(written)
 }
@@ -167,6 +168,7 @@ fn write_version(
         ctx.grant.check(what, rtype, id.as_str(), || old)?;
     }
     let now = now_micros();
+    let resource = tx.set_aside(rtype, id.as_str(), resource, ctx);
     let stamped = stamp(resource, id, version_id, now);
     let content: Arc<str> = serde_json::to_string(&stamped)
         .expect("JSON values serialise")
@@ -196,7 +198,7 @@ fn write_version(
         created,
         noop: false,
     };
-    tx.record(&written, if created { "create" } else { "update" }, ctx);
+    tx.record(&written, if created { "create" } else { "update" }, ctx)?;
     Ok(written)
 }
 
@@ -244,7 +246,7 @@ pub fn delete(
         created: false,
         noop: false,
     };
-    tx.record(&written, "delete", ctx);
+    tx.record(&written, "delete", ctx)?;
     Ok(written)
 }
 

@@ -49,6 +49,30 @@ async fn metadata_says_what_is_supported(app: TestApp) {
         assert!(codes.contains(&c), "Patient supports {c}: {codes:?}");
     }
     assert!(codes.contains(&"search-type"));
+    assert_eq!(patient["operation"][0]["name"], "everything");
+    // the Subscription topics, the Backport IG's way, and its operations
+    let subscription = resources
+        .iter()
+        .find(|r| r["type"] == "Subscription")
+        .unwrap();
+    let topics: Vec<&str> = subscription["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["valueCanonical"].as_str().unwrap())
+        .collect();
+    assert!(
+        topics.contains(&"http://emrsync.org/SubscriptionTopic/encounter-start"),
+        "{topics:?}"
+    );
+    assert!(topics.len() >= 12);
+    let ops: Vec<&str> = subscription["operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["status", "events"]);
     let params: Vec<&str> = patient["searchParam"]
         .as_array()
         .unwrap()

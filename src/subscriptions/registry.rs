@@ -1,0 +1,208 @@
+//! Each subscription's runtime state, beside its resource: the authorization it was created
+//! under, its write-only headers, its status and its numbered event queue. Rows change in the
+//! same transaction as the Subscription resource they belong to.
+
+use super::subscription::{Payload, parse};
+use crate::fhir::resource::now_micros;
+use crate::store::db::DbConnection;
+use crate::store::schema::{subscription_events, subscriptions};
+use crate::store::{StoreError, Version, WriteContext};
+use diesel::prelude::*;
+
+/// The actor of the server's own writes to Subscription resources (status changes): these
+/// keep the runtime state as it is.
+pub const SERVER_ACTOR: &str = "emrsync subscriptions";
+
+/// Subscription status, as the IG names it.
+pub mod status {
+    pub const REQUESTED: &str = "requested";
+    pub const ACTIVE: &str = "active";
+    pub const ERROR: &str = "error";
+    pub const OFF: &str = "off";
+}
+
+/// One subscription's row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = subscriptions)]
+pub struct Subscriber {
+    pub id: String,
+    pub topic: String,
+    pub filters: String,
+    pub status: String,
+    pub channel: String,
+    pub endpoint: Option<String>,
+    pub headers: String,
+    pub payload: String,
+    pub content_type: String,
+    pub heartbeat_secs: Option<i64>,
+    pub timeout_secs: i64,
+    pub max_count: i64,
+    pub scope: String,
+    pub patient: Option<String>,
+    pub actor: String,
+    pub events_since_start: i64,
+    pub delivered_through: i64,
+    pub handshake_done: bool,
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub last_sent_at: i64,
+    pub lease_until: i64,
+    pub lease_owner: Option<String>,
+}
+
+impl Subscriber {
+    pub fn payload(&self) -> Payload {
+        Payload::parse(&self.payload).unwrap_or(Payload::Empty)
+    }
+
+    pub fn headers(&self) -> Vec<String> {
+        serde_json::from_str(&self.headers).unwrap_or_default()
+    }
+
+    pub fn filters(&self) -> Vec<String> {
+        serde_json::from_str(&self.filters).unwrap_or_default()
+    }
+}
+
+/// One queued event.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = subscription_events)]
+pub struct Event {
+    pub subscription_id: String,
+    pub event_number: i64,
+    pub outbox_seq: i64,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub version_id: i64,
+    pub action: String,
+    pub occurred_at: i64,
+    pub correlation_id: String,
+}
+
+/// Keep the registry in step with a write of Subscription `version` (called by the store in
+/// the write's transaction). `headers` are the channel headers the store set aside.
+pub fn on_write(
+    conn: &mut DbConnection,
+    version: &Version,
+    action: &str,
+    headers: Option<Vec<String>>,
+    ctx: &WriteContext,
+) -> Result<(), StoreError> {
+    let id = version.id.as_str();
+    if action == "delete" {
+        diesel::delete(
+            subscription_events::table.filter(subscription_events::subscription_id.eq(id)),
+        )
+        .execute(conn)?;
+        diesel::delete(subscriptions::table.find(id)).execute(conn)?;
+        return Ok(());
+    }
+    if ctx.actor == SERVER_ACTOR {
+        return Ok(());
+    }
+    let spec = parse(&version.json(), &ctx.endpoints).map_err(StoreError::Invalid)?;
+    let existing: Option<String> = subscriptions::table
+        .find(id)
+        .select(subscriptions::headers)
+        .first(conn)
+        .optional()?;
+    // write-only headers: an update that sends none keeps those set before
+    let headers = match (headers.filter(|h| !h.is_empty()), existing.as_ref()) {
+        (Some(h), _) => serde_json::to_string(&h).expect("strings serialise"),
+        (None, Some(old)) => old.clone(),
+        (None, None) => "[]".into(),
+    };
+    let status = if spec.off {
+        status::OFF
+    } else {
+        status::REQUESTED
+    };
+    let filters = serde_json::to_string(&spec.filters).expect("strings serialise");
+    let scope = ctx.grant.scope.clone();
+    let patient = ctx.grant.patient.clone();
+    let actor = ctx.grant.actor();
+    if existing.is_some() {
+        diesel::update(subscriptions::table.find(id))
+            .set((
+                subscriptions::topic.eq(&spec.topic.url),
+                subscriptions::filters.eq(&filters),
+                subscriptions::status.eq(status),
+                subscriptions::channel.eq(&spec.channel),
+                subscriptions::endpoint.eq(&spec.endpoint),
+                subscriptions::headers.eq(&headers),
+                subscriptions::payload.eq(spec.payload.as_str()),
+                subscriptions::content_type.eq(&spec.content_type),
+                subscriptions::heartbeat_secs.eq(spec.heartbeat_secs),
+                subscriptions::timeout_secs.eq(spec.timeout_secs),
+                subscriptions::max_count.eq(spec.max_count),
+                subscriptions::scope.eq(&scope),
+                subscriptions::patient.eq(&patient),
+                subscriptions::actor.eq(&actor),
+                subscriptions::handshake_done.eq(false),
+                subscriptions::attempts.eq(0),
+                subscriptions::next_attempt_at.eq(0),
+                subscriptions::last_error.eq(None::<String>),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(subscriptions::table)
+            .values((
+                subscriptions::id.eq(id),
+                subscriptions::topic.eq(&spec.topic.url),
+                subscriptions::filters.eq(&filters),
+                subscriptions::status.eq(status),
+                subscriptions::channel.eq(&spec.channel),
+                subscriptions::endpoint.eq(&spec.endpoint),
+                subscriptions::headers.eq(&headers),
+                subscriptions::payload.eq(spec.payload.as_str()),
+                subscriptions::content_type.eq(&spec.content_type),
+                subscriptions::heartbeat_secs.eq(spec.heartbeat_secs),
+                subscriptions::timeout_secs.eq(spec.timeout_secs),
+                subscriptions::max_count.eq(spec.max_count),
+                subscriptions::scope.eq(&scope),
+                subscriptions::patient.eq(&patient),
+                subscriptions::actor.eq(&actor),
+                subscriptions::events_since_start.eq(0i64),
+                subscriptions::delivered_through.eq(0i64),
+                subscriptions::handshake_done.eq(false),
+                subscriptions::attempts.eq(0),
+                subscriptions::next_attempt_at.eq(0i64),
+                subscriptions::last_sent_at.eq(now_micros()),
+                subscriptions::lease_until.eq(0i64),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The subscriptions that queue events (all but `off`).
+pub fn listening(conn: &mut DbConnection) -> Result<Vec<Subscriber>, StoreError> {
+    Ok(subscriptions::table
+        .filter(subscriptions::status.ne(status::OFF))
+        .select(Subscriber::as_select())
+        .load(conn)?)
+}
+
+pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<Subscriber>, StoreError> {
+    Ok(subscriptions::table
+        .find(id)
+        .select(Subscriber::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Events `from..=to` of a subscription, in order.
+pub fn events(
+    conn: &mut DbConnection,
+    id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Event>, StoreError> {
+    Ok(subscription_events::table
+        .filter(subscription_events::subscription_id.eq(id))
+        .filter(subscription_events::event_number.between(from, to))
+        .order(subscription_events::event_number.asc())
+        .select(Event::as_select())
+        .load(conn)?)
+}
