@@ -27,8 +27,9 @@ pub struct DeliverySettings {
     pub retry_max: Duration,
     /// Failures in a row after which the subscription shows `error`.
     pub error_after: i32,
-    /// How long one process holds a subscription while it sends.
-    pub lease: Duration,
+    /// How long one process holds a subscription beyond the endpoint's timeout while it sends:
+    /// a process that dies mid-delivery blocks that subscription no longer than this.
+    pub lease_margin: Duration,
     /// Notifications in flight at once, over all subscriptions.
     pub concurrency: usize,
 }
@@ -38,7 +39,7 @@ impl Default for DeliverySettings {
         DeliverySettings {
             retry_max: Duration::from_secs(60),
             error_after: 5,
-            lease: Duration::from_secs(90),
+            lease_margin: Duration::from_secs(5),
             concurrency: 64,
         }
     }
@@ -51,6 +52,8 @@ pub struct Deliverer {
     http: reqwest::Client,
     owner: String,
     slots: Arc<Semaphore>,
+    /// Wakes the claim loop: a dispatch queued events, or a delivery left more to send.
+    wake: Arc<Notify>,
 }
 
 /// What one attempt came to.
@@ -61,7 +64,12 @@ enum Outcome {
 }
 
 impl Deliverer {
-    pub fn new(store: Store, base: String, settings: DeliverySettings) -> Deliverer {
+    pub fn new(
+        store: Store,
+        base: String,
+        settings: DeliverySettings,
+        wake: Arc<Notify>,
+    ) -> Deliverer {
         Deliverer {
             store,
             base,
@@ -72,12 +80,13 @@ impl Deliverer {
             owner: uuid::Uuid::new_v4().to_string(),
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
+            wake,
         }
     }
 
     /// Deliver until the process ends: at each wake-up (a dispatch queued events) and at least
     /// every `tick`, to catch retries and heartbeats that come due.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, tick: Duration) {
+    pub async fn run(self: Arc<Self>, tick: Duration) {
         loop {
             let claimed = {
                 let me = self.clone();
@@ -105,7 +114,7 @@ impl Deliverer {
                 Err(e) => tracing::error!(error = %e, "delivery claim task failed"),
             }
             tokio::select! {
-                _ = wake.notified() => {}
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(tick) => {}
             }
         }
@@ -114,7 +123,7 @@ impl Deliverer {
     /// Lease every subscription with something due to this process.
     fn claim_due(&self) -> Result<Vec<Subscriber>, StoreError> {
         let now = now_micros();
-        let until = now + self.settings.lease.as_micros() as i64;
+        let margin = self.settings.lease_margin.as_micros() as i64;
         self.store.write_rows(|c| {
             use subscriptions::dsl as s;
             // whether a heartbeat is due is decided below, per row
@@ -143,6 +152,7 @@ impl Deliverer {
                     continue;
                 }
                 // the lease is taken only if no other process took it since the read
+                let until = now + sub.timeout_secs * 1_000_000 + margin;
                 let took = diesel::update(
                     s::subscriptions
                         .filter(s::id.eq(&sub.id))
@@ -160,6 +170,15 @@ impl Deliverer {
 
     async fn deliver(&self, sub: Subscriber) {
         let outcome = self.attempt(&sub).await;
+        // a sent notification with more queued behind it: claim again at once, not at the tick
+        let more = matches!(outcome, Outcome::Sent { through, .. } if through < sub.events_since_start)
+            || matches!(
+                outcome,
+                Outcome::Sent {
+                    kind: Kind::Handshake,
+                    ..
+                }
+            );
         let store = self.store.clone();
         let settings = self.settings.clone();
         let base = self.base.clone();
@@ -167,6 +186,9 @@ impl Deliverer {
             record_outcome(&store, &base, &settings, &sub, outcome)
         })
         .await;
+        if more {
+            self.wake.notify_one();
+        }
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record a delivery outcome"),
@@ -191,7 +213,10 @@ impl Deliverer {
             .await
             {
                 Ok(Ok(events)) if !events.is_empty() => (Kind::EventNotification, events),
-                Ok(Ok(_)) => return Outcome::Nothing,
+                Ok(Ok(_)) => {
+                    tracing::warn!(subscription = %sub.id, from, to, "queued events missing");
+                    return Outcome::Nothing;
+                }
                 Ok(Err(e)) => return Outcome::Failed(format!("reading the queue: {e}")),
                 Err(e) => return Outcome::Failed(e.to_string()),
             }

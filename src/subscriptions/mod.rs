@@ -30,8 +30,8 @@ const TICK: Duration = Duration::from_millis(250);
 pub fn start(store: Store, base: String, settings: DeliverySettings) {
     let wake_delivery = Arc::new(Notify::new());
     tokio::spawn(dispatch_loop(store.clone(), wake_delivery.clone()));
-    let deliverer = Arc::new(Deliverer::new(store, base, settings));
-    tokio::spawn(deliverer.run(wake_delivery, TICK));
+    let deliverer = Arc::new(Deliverer::new(store, base, settings, wake_delivery));
+    tokio::spawn(deliverer.run(TICK));
 }
 
 async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>) {

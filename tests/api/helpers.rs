@@ -114,7 +114,7 @@ pub fn mint(database: &Database, base: &str, scope: &str, patient: Option<&str>)
     emrsync::auth::mint_offline(database, base, &m).expect("mint a token")
 }
 
-fn fresh_postgres_database() -> String {
+pub fn fresh_postgres_database() -> String {
     let admin = std::env::var("EMRSYNC_TEST_POSTGRES").expect(
         "EMRSYNC_TEST_POSTGRES is not set: run the suite with scripts/test, which starts a throwaway PostgreSQL",
     );

@@ -18,6 +18,7 @@ mod search_examples;
 mod search_index;
 mod server;
 mod smart;
+mod subscription_crash;
 mod subscription_rules;
 mod subscriptions;
 mod validation;
