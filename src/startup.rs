@@ -56,6 +56,7 @@ impl Application {
             };
             tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp)).await??
         };
+        let sockets = crate::subscriptions::websocket::Sockets::default();
         crate::subscriptions::start(
             store.clone(),
             base_url.clone(),
@@ -64,6 +65,7 @@ impl Application {
                 error_after: settings.subscription_error_after.max(1),
                 ..Default::default()
             },
+            sockets.clone(),
         );
         let state = web::Data::new(AppState {
             store,
@@ -75,6 +77,7 @@ impl Application {
             endpoints: Arc::new(crate::subscriptions::subscription::EndpointPolicy {
                 allow: settings.subscription_endpoint_allow.clone(),
             }),
+            sockets,
         });
         let mut server =
             HttpServer::new(move || App::new().configure(|cfg| api::routes(cfg, state.clone())))

@@ -17,6 +17,7 @@ mod render;
 mod search;
 mod smart;
 mod subscription_ops;
+mod websocket;
 
 pub use metadata::capability_statement;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Where Subscription notifications may go.
     pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,
+    /// Websocket subscribers' open sockets in this process.
+    pub sockets: crate::subscriptions::websocket::Sockets,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
@@ -69,6 +72,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/auth/consent", web::post().to(authorize::consent))
         .route("/auth/launch", web::post().to(authorize::launch))
         .route("/auth/introspect", web::post().to(smart::introspect))
+        .route("/ws/subscriptions", web::get().to(websocket::socket))
         .service(
             web::scope("/fhir")
                 .wrap(from_fn(require_auth))
@@ -107,6 +111,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route(
                     "/Subscription/{id}/$events",
                     web::get().to(subscription_ops::events),
+                )
+                .route(
+                    "/Subscription/{id}/$get-ws-binding-token",
+                    web::route().to(websocket::binding),
                 )
                 .route(
                     "/Patient/{id}/$everything",

@@ -3,6 +3,7 @@
 //! nothing. `scripts/bench` runs it against fresh SQLite and PostgreSQL servers.
 
 mod data;
+mod notify;
 mod search;
 mod stats;
 
@@ -65,6 +66,18 @@ pub struct BenchArgs {
     #[arg(long, default_value = "key-1")]
     pub client_kid: String,
 
+    /// Subscriptions the `notify` scenario creates (each on its own Patient).
+    #[arg(long, default_value_t = 100)]
+    pub subscriptions: usize,
+
+    /// Writes per second the `notify` scenario offers.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u64,
+
+    /// Subscriptions the `fanout` scenario creates (all on one Patient).
+    #[arg(long, default_value_t = 1000)]
+    pub fanout: usize,
+
     /// A label printed with the figures (e.g. "sqlite", "postgres").
     #[arg(long, default_value = "")]
     pub label: String,
@@ -96,6 +109,11 @@ pub enum Scenario {
     SearchHas,
     /// `POST /auth/token`: client_credentials with a fresh ES384 client assertion each time.
     Token,
+    /// Updates at `--rate` per second, each matching one of `--subscriptions` subscriptions:
+    /// write-to-notification latency at a loopback REST hook.
+    Notify,
+    /// One change matching `--fanout` subscriptions: the time until the last is notified.
+    Fanout,
 }
 
 /// What one request did: how long it took, and how many resources it wrote or read.
@@ -175,6 +193,7 @@ impl Target {
             }
             Scenario::Token => (self.token_request().await, 1),
             Scenario::SearchData => unreachable!("the data set is loaded by search::load"),
+            Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
             _ => {
                 let query = search::query(scenario, self.patients);
                 let req = self.request(reqwest::Method::GET, &query);
@@ -286,6 +305,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             target.ids = populate(&target, args.population).await?;
         }
         let shared = Arc::new(target);
+        if *scenario == Scenario::Notify {
+            notify::notify(shared.clone(), args.subscriptions, args.rate, args.seconds).await?;
+            target = Arc::into_inner(shared).expect("every writer task has finished");
+            continue;
+        }
+        if *scenario == Scenario::Fanout {
+            notify::fanout(shared.clone(), args.fanout).await?;
+            target = Arc::into_inner(shared).expect("every writer task has finished");
+            continue;
+        }
         if *scenario == Scenario::SearchData {
             search::load(shared.clone(), args.patients).await?;
             target = Arc::into_inner(shared).expect("every loader task has finished");

@@ -8,6 +8,7 @@ use super::notification::{self, About, Kind, Shown};
 use super::registry::{self, Event, SERVER_ACTOR, Subscriber, status};
 use super::subscription::Payload;
 use super::topics;
+use super::websocket::Sockets;
 use crate::auth::{Grant, Interaction};
 use crate::fhir::FhirId;
 use crate::fhir::resource::now_micros;
@@ -52,8 +53,10 @@ pub struct Deliverer {
     http: reqwest::Client,
     owner: String,
     slots: Arc<Semaphore>,
-    /// Wakes the claim loop: a dispatch queued events, or a delivery left more to send.
+    /// Wakes the claim loop: a dispatch queued events, a delivery left more to send, a
+    /// websocket bound.
     wake: Arc<Notify>,
+    sockets: Sockets,
 }
 
 /// What one attempt came to.
@@ -68,7 +71,7 @@ impl Deliverer {
         store: Store,
         base: String,
         settings: DeliverySettings,
-        wake: Arc<Notify>,
+        sockets: Sockets,
     ) -> Deliverer {
         Deliverer {
             store,
@@ -80,7 +83,8 @@ impl Deliverer {
             owner: uuid::Uuid::new_v4().to_string(),
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
-            wake,
+            wake: sockets.wake.clone(),
+            sockets,
         }
     }
 
@@ -132,7 +136,7 @@ impl Deliverer {
                 .and(s::handshake_done.eq(true));
             let candidates: Vec<Subscriber> = s::subscriptions
                 .filter(s::status.ne(status::OFF))
-                .filter(s::channel.eq("rest-hook"))
+                .filter(s::channel.eq_any(["rest-hook", "websocket"]))
                 .filter(s::lease_until.lt(now))
                 .filter(s::next_attempt_at.le(now))
                 .filter(
@@ -145,6 +149,10 @@ impl Deliverer {
                 .load(c)?;
             let mut mine = Vec::new();
             for sub in candidates {
+                // a websocket subscription is served by the process holding its socket
+                if sub.channel == "websocket" && !self.sockets.has(&sub.id) {
+                    continue;
+                }
                 if sub.handshake_done
                     && sub.delivered_through >= sub.events_since_start
                     && !heartbeat_is_due(&sub, now)
@@ -197,9 +205,6 @@ impl Deliverer {
     }
 
     async fn attempt(&self, sub: &Subscriber) -> Outcome {
-        let Some(endpoint) = sub.endpoint.clone() else {
-            return Outcome::Nothing;
-        };
         let (kind, events) = if !sub.handshake_done {
             (Kind::Handshake, Vec::new())
         } else if sub.delivered_through < sub.events_since_start {
@@ -239,6 +244,16 @@ impl Deliverer {
                 Ok(b) => b,
                 Err(e) => return Outcome::Failed(e.to_string()),
             }
+        };
+        if sub.channel == "websocket" {
+            // no socket open (any more): the events wait for the next binding
+            return match self.sockets.send(&sub.id, &body.to_string()).await {
+                true => Outcome::Sent { through, kind },
+                false => Outcome::Nothing,
+            };
+        }
+        let Some(endpoint) = sub.endpoint.clone() else {
+            return Outcome::Nothing;
         };
         let mut request = self
             .http

@@ -3,13 +3,14 @@
 //! subscription's next numbered event, in the same transaction that marks the change done.
 //! Several processes on one PostgreSQL claim disjoint batches (`FOR UPDATE SKIP LOCKED`).
 
-use super::registry::{self, Event, Subscriber};
+use super::registry::{self, Event};
 use super::subscription::parsed_filters;
 use super::topics::{self, Action, Change};
 use crate::auth::Grant;
 use crate::auth::access::in_compartment;
 use crate::fhir::resource::now_micros;
-use crate::fhir::search::matcher::matches_all;
+use crate::fhir::search::index::{Entries, index_param};
+use crate::fhir::search::matcher::matches_entries;
 use crate::fhir::search::query::Clause;
 use crate::store::db::DbConnection;
 use crate::store::schema::{outbox, subscription_events, subscriptions};
@@ -32,10 +33,42 @@ struct Pending {
 
 /// A listening subscription, ready to test changes against.
 struct Listener {
-    sub: Subscriber,
+    id: String,
     topic: topics::Criteria,
     filters: Vec<(String, Vec<Clause>)>,
     grant: Grant,
+}
+
+/// The listening subscriptions, parsed once and kept while they do not change: each batch
+/// asks only for a fingerprint of the registry (a cheap aggregate), and reloads when it moved.
+#[derive(Default)]
+pub struct Listeners {
+    fingerprint: Option<(i64, String)>,
+    listeners: Vec<Listener>,
+}
+
+impl Listeners {
+    fn listeners(&mut self, conn: &mut DbConnection) -> Result<&[Listener], StoreError> {
+        let now = registry::fingerprint(conn)?;
+        if self.fingerprint.as_ref() != Some(&now) {
+            self.listeners = registry::listening(conn)?
+                .into_iter()
+                .filter_map(|sub| {
+                    let topic = topics::resolve(&sub.topic).ok()?;
+                    let filters = parsed_filters(&sub.filters());
+                    let grant = Grant::stored(&sub.actor, &sub.scope, sub.patient.clone());
+                    Some(Listener {
+                        id: sub.id,
+                        topic,
+                        filters,
+                        grant,
+                    })
+                })
+                .collect();
+            self.fingerprint = Some(now);
+        }
+        Ok(&self.listeners)
+    }
 }
 
 /// What one batch did.
@@ -48,7 +81,30 @@ pub struct Dispatched {
 }
 
 /// Dispatch up to `limit` pending changes, oldest first. Run in a write transaction.
-pub fn dispatch_batch(conn: &mut DbConnection, limit: i64) -> Result<Dispatched, StoreError> {
+pub fn dispatch_batch(
+    conn: &mut DbConnection,
+    cache: &mut Listeners,
+    limit: i64,
+) -> Result<Dispatched, StoreError> {
+    let plan = plan(conn, cache, limit)?;
+    apply(conn, plan)
+}
+
+/// What a batch takes and writes: the changes dispatched, and the subscription each event
+/// goes to, in commit order.
+pub struct Plan {
+    seqs: Vec<i64>,
+    matched: Vec<(String, Pending)>,
+}
+
+/// Read up to `limit` pending changes and match them (reads only; on PostgreSQL, inside the
+/// caller's transaction, the rows taken are locked against other dispatchers). SQLite runs
+/// this on a reader so that the one writer only does `apply`'s few statements.
+pub fn plan(
+    conn: &mut DbConnection,
+    cache: &mut Listeners,
+    limit: i64,
+) -> Result<Plan, StoreError> {
     macro_rules! q {
         () => {
             outbox::table
@@ -64,66 +120,96 @@ pub fn dispatch_batch(conn: &mut DbConnection, limit: i64) -> Result<Dispatched,
         DbConnection::Sqlite(c) => q!().load(c)?,
     };
     if pending.is_empty() {
-        return Ok(Dispatched::default());
+        return Ok(Plan {
+            seqs: Vec::new(),
+            matched: Vec::new(),
+        });
     }
-    let listeners: Vec<Listener> = registry::listening(conn)?
-        .into_iter()
-        .filter_map(|sub| {
-            let topic = topics::resolve(&sub.topic).ok()?;
-            let filters = parsed_filters(&sub.filters());
-            let grant = Grant::stored(&sub.actor, &sub.scope, sub.patient.clone());
-            Some(Listener {
-                sub,
-                topic,
-                filters,
-                grant,
-            })
-        })
-        .collect();
-    let mut next: HashMap<String, i64> = listeners
-        .iter()
-        .map(|l| (l.sub.id.clone(), l.sub.events_since_start))
-        .collect();
-    let mut events = Vec::new();
-    if !listeners.is_empty() {
-        for p in &pending {
-            // a subscription's own changes (its creation, its status) are not events of any
-            // topic: a subscriber would otherwise hear of itself going active
-            if p.resource_type == "Subscription" {
-                continue;
-            }
-            let Some(action) = Action::parse(&p.action) else {
-                continue;
-            };
-            let (previous, current) = versions_of(conn, p, action)?;
-            let change = Change {
-                rtype: &p.resource_type,
-                action,
-                previous: previous.as_ref(),
-                current: current.as_ref(),
-            };
-            for l in &listeners {
-                if !l.topic.fires(&change) || !passes(l, &change, &p.resource_id) {
-                    continue;
-                }
-                let n = next
-                    .get_mut(&l.sub.id)
-                    .expect("every listener has a counter");
-                *n += 1;
-                events.push(Event {
-                    subscription_id: l.sub.id.clone(),
-                    event_number: *n,
-                    outbox_seq: p.seq,
-                    resource_type: p.resource_type.clone(),
-                    resource_id: p.resource_id.clone(),
-                    version_id: p.version_id,
-                    action: p.action.clone(),
-                    occurred_at: p.created_at,
-                    correlation_id: p.correlation_id.clone(),
-                });
+    let listeners = cache.listeners(conn)?;
+    // which listeners each change fires, in commit order
+    let mut matched: Vec<(usize, &Pending)> = Vec::new();
+    for p in &pending {
+        // a subscription's own changes (its creation, its status) are not events of any
+        // topic: a subscriber would otherwise hear of itself going active
+        if p.resource_type == "Subscription" {
+            continue;
+        }
+        let Some(action) = Action::parse(&p.action) else {
+            continue;
+        };
+        let interested: Vec<usize> = (0..listeners.len())
+            .filter(|&i| listeners[i].topic.covers(&p.resource_type))
+            .collect();
+        if interested.is_empty() {
+            continue;
+        }
+        let needs_previous = interested
+            .iter()
+            .any(|&i| listeners[i].topic.needs_previous(&p.resource_type));
+        let (previous, current) = versions_of(conn, p, action, needs_previous)?;
+        let change = Change {
+            rtype: &p.resource_type,
+            action,
+            previous: previous.as_ref(),
+            current: current.as_ref(),
+        };
+        // each filter parameter's values are computed once per change, whatever the number
+        // of subscriptions filtering by it
+        let mut entries: HashMap<&str, Entries> = HashMap::new();
+        for i in interested {
+            let l = &listeners[i];
+            if l.topic.fires(&change) && passes(l, &change, &p.resource_id, &mut entries) {
+                matched.push((i, p));
             }
         }
     }
+    Ok(Plan {
+        seqs: pending.iter().map(|p| p.seq).collect(),
+        matched: matched
+            .into_iter()
+            .map(|(i, p)| (listeners[i].id.clone(), p.clone()))
+            .collect(),
+    })
+}
+
+/// Write a plan: number its events, queue them, and mark its changes dispatched.
+pub fn apply(conn: &mut DbConnection, plan: Plan) -> Result<Dispatched, StoreError> {
+    if plan.seqs.is_empty() {
+        return Ok(Dispatched::default());
+    }
+    let matched = &plan.matched;
+    // each subscription's numbers, taken atomically: concurrent dispatchers (other processes
+    // on PostgreSQL) never hand out the same number twice
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for (id, _) in matched {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    let mut next: HashMap<&str, i64> = HashMap::new();
+    for (id, k) in counts {
+        let end: i64 = diesel::update(subscriptions::table.find(id))
+            .set(subscriptions::events_since_start.eq(subscriptions::events_since_start + k))
+            .returning(subscriptions::events_since_start)
+            .get_result(conn)?;
+        next.insert(id, end - k);
+    }
+    let events: Vec<Event> = matched
+        .iter()
+        .map(|(id, p)| {
+            let n = next.get_mut(id.as_str()).expect("counted above");
+            *n += 1;
+            Event {
+                subscription_id: id.clone(),
+                event_number: *n,
+                outbox_seq: p.seq,
+                resource_type: p.resource_type.clone(),
+                resource_id: p.resource_id.clone(),
+                version_id: p.version_id,
+                action: p.action.clone(),
+                occurred_at: p.created_at,
+                correlation_id: p.correlation_id.clone(),
+            }
+        })
+        .collect();
     for chunk in events.chunks(500) {
         match conn {
             DbConnection::Pg(c) => {
@@ -140,20 +226,11 @@ pub fn dispatch_batch(conn: &mut DbConnection, limit: i64) -> Result<Dispatched,
             }
         }
     }
-    for l in &listeners {
-        let n = next[&l.sub.id];
-        if n != l.sub.events_since_start {
-            diesel::update(subscriptions::table.find(&l.sub.id))
-                .set(subscriptions::events_since_start.eq(n))
-                .execute(conn)?;
-        }
-    }
-    let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
-    diesel::update(outbox::table.filter(outbox::seq.eq_any(&seqs)))
+    diesel::update(outbox::table.filter(outbox::seq.eq_any(&plan.seqs)))
         .set(outbox::dispatched_at.eq(now_micros()))
         .execute(conn)?;
     Ok(Dispatched {
-        changes: pending.len(),
+        changes: plan.seqs.len(),
         events: events.len(),
     })
 }
@@ -163,6 +240,7 @@ fn versions_of(
     conn: &mut DbConnection,
     p: &Pending,
     action: Action,
+    needs_previous: bool,
 ) -> Result<(Option<Value>, Option<Value>), StoreError> {
     let mut read = |v: i64| -> Result<Option<Value>, StoreError> {
         if v < 1 {
@@ -176,14 +254,20 @@ fn versions_of(
     };
     Ok(match action {
         Action::Create => (None, read(p.version_id)?),
-        Action::Update => (read(p.version_id - 1)?, read(p.version_id)?),
+        Action::Update if needs_previous => (read(p.version_id - 1)?, read(p.version_id)?),
+        Action::Update => (None, read(p.version_id)?),
         Action::Delete => (read(p.version_id - 1)?, None),
     })
 }
 
 /// The subscriber's filters for the change's type, and its authorization: a subscriber whose
 /// token was confined to one patient hears of that patient's changes only.
-fn passes(l: &Listener, change: &Change, id: &str) -> bool {
+fn passes(
+    l: &Listener,
+    change: &Change,
+    id: &str,
+    entries: &mut HashMap<&'static str, Entries>,
+) -> bool {
     let Some(focus) = change.current.or(change.previous) else {
         return false;
     };
@@ -191,7 +275,14 @@ fn passes(l: &Listener, change: &Change, id: &str) -> bool {
         .filters
         .iter()
         .filter(|(t, _)| t == change.rtype)
-        .all(|(_, clauses)| matches_all(focus, clauses));
+        .all(|(_, clauses)| {
+            clauses.iter().all(|c| {
+                let e = entries
+                    .entry(c.param.code.as_str())
+                    .or_insert_with(|| index_param(focus, c.param));
+                matches_entries(e, c)
+            })
+        });
     if !filtered {
         return false;
     }

@@ -176,6 +176,33 @@ pub fn on_write(
     Ok(())
 }
 
+/// A websocket subscriber bound a socket: it gets a handshake on it first, then what is
+/// queued.
+pub fn rebind(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    diesel::update(subscriptions::table.find(id))
+        .set((
+            subscriptions::handshake_done.eq(false),
+            subscriptions::next_attempt_at.eq(0i64),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A value that changes whenever a subscription is added, removed, changed by its client or
+/// turned off or on: how many listen, and the newest version among their resources.
+pub fn fingerprint(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
+    use crate::store::schema::resources;
+    let listening: i64 = subscriptions::table
+        .filter(subscriptions::status.ne(status::OFF))
+        .count()
+        .get_result(conn)?;
+    let newest: Option<i64> = resources::table
+        .filter(resources::resource_type.eq("Subscription"))
+        .select(diesel::dsl::max(resources::last_updated))
+        .first(conn)?;
+    Ok((listening, newest.unwrap_or_default().to_string()))
+}
+
 /// The subscriptions that queue events (all but `off`).
 pub fn listening(conn: &mut DbConnection) -> Result<Vec<Subscriber>, StoreError> {
     Ok(subscriptions::table

@@ -337,6 +337,15 @@ impl Topic {
             .any(|(t, p)| (t == rtype || t == "Resource") && (p == param || p == "*"))
     }
 
+    /// Whether a change of `rtype` needs its previous version to be tested (previous criteria,
+    /// or a field that must have changed).
+    pub fn needs_previous(&self, rtype: &str) -> bool {
+        self.triggers.iter().any(|t| {
+            (t.resource == rtype || t.resource == "Resource")
+                && (t.previous.is_some() || t.changed.is_some())
+        })
+    }
+
     /// Whether `rtype` is a type this topic's triggers cover.
     pub fn covers(&self, rtype: &str) -> bool {
         self.triggers
@@ -442,5 +451,224 @@ mod tests {
         assert!(end.fires(&change(Action::Update, Some(&in_b), Some(&done))));
         assert!(!end.fires(&change(Action::Update, Some(&done), Some(&done))));
         assert!(!end.fires(&change(Action::Delete, Some(&done), None)));
+    }
+
+    fn fires(
+        topic: &str,
+        rtype: &str,
+        action: Action,
+        previous: Option<&Value>,
+        current: Option<&Value>,
+    ) -> bool {
+        find(&format!("http://emrsync.org/SubscriptionTopic/{topic}"))
+            .unwrap()
+            .fires(&Change {
+                rtype,
+                action,
+                previous,
+                current,
+            })
+    }
+
+    #[test]
+    fn each_topic_fires_on_what_it_should_and_not_on_what_it_should_not() {
+        let lab = |status: &str| {
+            json!({"resourceType":"Observation","status":status,"code":{"text":"x"},
+                "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}]})
+        };
+        let vital = json!({"resourceType":"Observation","status":"final","code":{"text":"x"},
+            "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}]});
+        let (c, u, d) = (Action::Create, Action::Update, Action::Delete);
+        assert!(fires(
+            "lab-result",
+            "Observation",
+            c,
+            None,
+            Some(&lab("final"))
+        ));
+        assert!(fires(
+            "lab-result",
+            "Observation",
+            u,
+            Some(&lab("final")),
+            Some(&lab("corrected"))
+        ));
+        assert!(!fires(
+            "lab-result",
+            "Observation",
+            c,
+            None,
+            Some(&lab("preliminary"))
+        ));
+        assert!(!fires("lab-result", "Observation", c, None, Some(&vital)));
+        let report =
+            json!({"resourceType":"DiagnosticReport","status":"amended","code":{"text":"x"}});
+        assert!(fires(
+            "lab-result",
+            "DiagnosticReport",
+            u,
+            Some(&report),
+            Some(&report)
+        ));
+
+        let problem = json!({"resourceType":"Condition","subject":{"reference":"Patient/p"},
+            "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-category","code":"problem-list-item"}]}]});
+        let diagnosis = json!({"resourceType":"Condition","subject":{"reference":"Patient/p"},
+            "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-category","code":"encounter-diagnosis"}]}]});
+        assert!(fires(
+            "problem-list-change",
+            "Condition",
+            c,
+            None,
+            Some(&problem)
+        ));
+        assert!(fires(
+            "problem-list-change",
+            "Condition",
+            d,
+            Some(&problem),
+            None
+        ));
+        assert!(
+            fires(
+                "problem-list-change",
+                "Condition",
+                u,
+                Some(&problem),
+                Some(&diagnosis)
+            ),
+            "taken off the list"
+        );
+        assert!(!fires(
+            "problem-list-change",
+            "Condition",
+            c,
+            None,
+            Some(&diagnosis)
+        ));
+        assert!(!fires(
+            "problem-list-change",
+            "Condition",
+            d,
+            Some(&diagnosis),
+            None
+        ));
+
+        let order = |status: &str| json!({"resourceType":"ServiceRequest","status":status,"intent":"order","subject":{"reference":"Patient/p"}});
+        assert!(fires(
+            "order-placed",
+            "ServiceRequest",
+            c,
+            None,
+            Some(&order("active"))
+        ));
+        assert!(fires(
+            "order-placed",
+            "ServiceRequest",
+            u,
+            Some(&order("draft")),
+            Some(&order("active"))
+        ));
+        assert!(!fires(
+            "order-placed",
+            "ServiceRequest",
+            u,
+            Some(&order("active")),
+            Some(&order("active"))
+        ));
+        assert!(!fires(
+            "order-placed",
+            "ServiceRequest",
+            c,
+            None,
+            Some(&order("draft"))
+        ));
+
+        let shot = |status: &str| json!({"resourceType":"Immunization","status":status,"vaccineCode":{"text":"x"},"patient":{"reference":"Patient/p"},"occurrenceDateTime":"2026"});
+        assert!(fires(
+            "immunization-recorded",
+            "Immunization",
+            c,
+            None,
+            Some(&shot("completed"))
+        ));
+        assert!(!fires(
+            "immunization-recorded",
+            "Immunization",
+            c,
+            None,
+            Some(&shot("not-done"))
+        ));
+
+        let doc =
+            |status: &str| json!({"resourceType":"DocumentReference","status":status,"content":[]});
+        assert!(fires(
+            "document-added",
+            "DocumentReference",
+            c,
+            None,
+            Some(&doc("current"))
+        ));
+        assert!(!fires(
+            "document-added",
+            "DocumentReference",
+            c,
+            None,
+            Some(&doc("entered-in-error"))
+        ));
+        assert!(!fires(
+            "document-added",
+            "DocumentReference",
+            u,
+            Some(&doc("current")),
+            Some(&doc("current"))
+        ));
+
+        let med = json!({"resourceType":"MedicationRequest","status":"active","intent":"order"});
+        assert!(fires(
+            "medication-change",
+            "MedicationRequest",
+            d,
+            Some(&med),
+            None
+        ));
+        let allergy =
+            json!({"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/p"}});
+        assert!(fires(
+            "allergy-change",
+            "AllergyIntolerance",
+            u,
+            Some(&allergy),
+            Some(&allergy)
+        ));
+        let patient = json!({"resourceType":"Patient"});
+        assert!(fires(
+            "patient-demographics",
+            "Patient",
+            u,
+            Some(&patient),
+            Some(&patient)
+        ));
+        assert!(!fires(
+            "patient-demographics",
+            "Patient",
+            d,
+            Some(&patient),
+            None
+        ));
+        assert!(!fires(
+            "patient-demographics",
+            "Observation",
+            c,
+            None,
+            Some(&vital)
+        ));
+        assert!(fires(
+            "resource-change",
+            "Observation",
+            d,
+            Some(&vital),
+            None
+        ));
     }
 }

@@ -20,5 +20,6 @@ mod server;
 mod smart;
 mod subscription_crash;
 mod subscription_rules;
+mod subscription_ws;
 mod subscriptions;
 mod validation;

@@ -16,14 +16,19 @@ pub fn matches_all(resource: &Value, clauses: &[Clause]) -> bool {
 
 /// Whether `resource` matches `clause` (any of its values; none of them with `:not`).
 pub fn matches(resource: &Value, clause: &Clause) -> bool {
-    let entries = index_param(resource, clause.param);
+    matches_entries(&index_param(resource, clause.param), clause)
+}
+
+/// `matches`, given the resource's entries for the clause's parameter (computed once for
+/// many clauses on the same parameter: many subscriptions filtering one change).
+pub fn matches_entries(entries: &Entries, clause: &Clause) -> bool {
     match clause.missing {
         Some(missing) => entries.is_empty() == missing,
         None => {
             let any = clause
                 .any_of
                 .iter()
-                .any(|p| entry_matches(&entries, clause.param.kind, p));
+                .any(|p| entry_matches(entries, clause.param.kind, p));
             any != clause.negate
         }
     }
