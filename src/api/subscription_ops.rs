@@ -111,8 +111,11 @@ pub async fn events(
     let until = until
         .unwrap_or(sub.events_since_start)
         .min(sub.events_since_start);
-    let since = since.unwrap_or(until - DEFAULT_EVENTS + 1).max(1);
-    if until - since + 1 > MAX_EVENTS {
+    // saturating: a client's number may be anything an i64 holds
+    let since = since
+        .unwrap_or(until.saturating_sub(DEFAULT_EVENTS - 1))
+        .max(1);
+    if until.saturating_sub(since) >= MAX_EVENTS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_EVENTS} events at once: ask for eventsSinceNumber..eventsUntilNumber in parts"
         )));

@@ -189,11 +189,9 @@ impl Deliverer {
             );
         let store = self.store.clone();
         let settings = self.settings.clone();
-        let base = self.base.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            record_outcome(&store, &base, &settings, &sub, outcome)
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || record_outcome(&store, &settings, &sub, outcome))
+                .await;
         if more {
             self.wake.notify_one();
         }
@@ -399,7 +397,6 @@ fn context(
 /// bring its resource's status in line.
 fn record_outcome(
     store: &Store,
-    base: &str,
     settings: &DeliverySettings,
     sub: &Subscriber,
     outcome: Outcome,
@@ -468,7 +465,7 @@ fn record_outcome(
         Ok(new_status.map(str::to_string))
     })?;
     if let Some(st) = new_status {
-        set_resource_status(store, base, &sub.id, &st)?;
+        set_resource_status(store, &sub.id, &st)?;
     }
     Ok(())
 }
@@ -484,12 +481,7 @@ fn backoff(attempts: i32, max: Duration) -> Duration {
 
 /// Write `status` into the Subscription resource (a new version), so that a client reading
 /// it sees what `$status` says. A concurrent client update wins (it restarts the subscription).
-pub fn set_resource_status(
-    store: &Store,
-    _base: &str,
-    id: &str,
-    st: &str,
-) -> Result<(), StoreError> {
+pub fn set_resource_status(store: &Store, id: &str, st: &str) -> Result<(), StoreError> {
     let ctx = WriteContext {
         correlation_id: uuid::Uuid::new_v4().to_string(),
         actor: SERVER_ACTOR.into(),

@@ -122,52 +122,40 @@ pub fn on_write(
     let scope = ctx.grant.scope.clone();
     let patient = ctx.grant.patient.clone();
     let actor = ctx.grant.actor();
+    // what the client asked for, and a fresh start of delivery (a new handshake is due)
+    let asked = (
+        subscriptions::topic.eq(&spec.topic.url),
+        subscriptions::filters.eq(&filters),
+        subscriptions::status.eq(status),
+        subscriptions::channel.eq(&spec.channel),
+        subscriptions::endpoint.eq(&spec.endpoint),
+        subscriptions::headers.eq(&headers),
+        subscriptions::payload.eq(spec.payload.as_str()),
+        subscriptions::content_type.eq(&spec.content_type),
+        subscriptions::heartbeat_secs.eq(spec.heartbeat_secs),
+        subscriptions::timeout_secs.eq(spec.timeout_secs),
+        subscriptions::max_count.eq(spec.max_count),
+        (
+            subscriptions::scope.eq(&scope),
+            subscriptions::patient.eq(&patient),
+            subscriptions::actor.eq(&actor),
+            subscriptions::handshake_done.eq(false),
+            subscriptions::attempts.eq(0),
+            subscriptions::next_attempt_at.eq(0i64),
+        ),
+    );
     if existing.is_some() {
+        // the event count and delivery cursor carry over: numbering never restarts
         diesel::update(subscriptions::table.find(id))
-            .set((
-                subscriptions::topic.eq(&spec.topic.url),
-                subscriptions::filters.eq(&filters),
-                subscriptions::status.eq(status),
-                subscriptions::channel.eq(&spec.channel),
-                subscriptions::endpoint.eq(&spec.endpoint),
-                subscriptions::headers.eq(&headers),
-                subscriptions::payload.eq(spec.payload.as_str()),
-                subscriptions::content_type.eq(&spec.content_type),
-                subscriptions::heartbeat_secs.eq(spec.heartbeat_secs),
-                subscriptions::timeout_secs.eq(spec.timeout_secs),
-                subscriptions::max_count.eq(spec.max_count),
-                subscriptions::scope.eq(&scope),
-                subscriptions::patient.eq(&patient),
-                subscriptions::actor.eq(&actor),
-                subscriptions::handshake_done.eq(false),
-                subscriptions::attempts.eq(0),
-                subscriptions::next_attempt_at.eq(0),
-                subscriptions::last_error.eq(None::<String>),
-            ))
+            .set((asked, subscriptions::last_error.eq(None::<String>)))
             .execute(conn)?;
     } else {
         diesel::insert_into(subscriptions::table)
             .values((
                 subscriptions::id.eq(id),
-                subscriptions::topic.eq(&spec.topic.url),
-                subscriptions::filters.eq(&filters),
-                subscriptions::status.eq(status),
-                subscriptions::channel.eq(&spec.channel),
-                subscriptions::endpoint.eq(&spec.endpoint),
-                subscriptions::headers.eq(&headers),
-                subscriptions::payload.eq(spec.payload.as_str()),
-                subscriptions::content_type.eq(&spec.content_type),
-                subscriptions::heartbeat_secs.eq(spec.heartbeat_secs),
-                subscriptions::timeout_secs.eq(spec.timeout_secs),
-                subscriptions::max_count.eq(spec.max_count),
-                subscriptions::scope.eq(&scope),
-                subscriptions::patient.eq(&patient),
-                subscriptions::actor.eq(&actor),
+                asked,
                 subscriptions::events_since_start.eq(0i64),
                 subscriptions::delivered_through.eq(0i64),
-                subscriptions::handshake_done.eq(false),
-                subscriptions::attempts.eq(0),
-                subscriptions::next_attempt_at.eq(0i64),
                 subscriptions::last_sent_at.eq(now_micros()),
                 subscriptions::lease_until.eq(0i64),
             ))

@@ -190,6 +190,28 @@ async fn admissions_reach_the_subscriber_in_order_with_their_context(app: TestAp
     assert_eq!(event_numbers(&ev.json()), [1, 2]);
     assert_eq!(kind(&ev.json()), "query-event");
     assert!(ev.json()["entry"][1].get("resource").is_none(), "id-only");
+    // numbers at the edges of an i64 are a range like any other, or a clear 400
+    let edge = app
+        .get(&format!(
+            "Subscription/{sid}/$events?eventsUntilNumber={}",
+            i64::MIN
+        ))
+        .await;
+    assert_eq!(edge.status, 200, "{}", edge.text);
+    assert!(event_numbers(&edge.json()).is_empty());
+    let wide = app
+        .get(&format!(
+            "Subscription/{sid}/$events?eventsSinceNumber={}&eventsUntilNumber={}",
+            i64::MIN,
+            i64::MAX
+        ))
+        .await;
+    assert_eq!(wide.status, 200, "{}", wide.text);
+    assert_eq!(event_numbers(&wide.json()), [1, 2]);
+    let junk = app
+        .get(&format!("Subscription/{sid}/$events?eventsSinceNumber=abc"))
+        .await;
+    assert_eq!(junk.status, 400);
 }
 
 async fn an_endpoint_that_was_down_gets_every_event_in_order(app: TestApp) {
