@@ -56,6 +56,16 @@ impl Application {
             };
             tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp)).await??
         };
+        {
+            let store = store.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                crate::subscriptions::topic_basic::publish(&store)
+            })
+            .await??;
+            if written > 0 {
+                tracing::info!(written, "published SubscriptionTopics as Basic resources");
+            }
+        }
         let sockets = crate::subscriptions::websocket::Sockets::default();
         crate::subscriptions::start(
             store.clone(),

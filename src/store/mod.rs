@@ -102,6 +102,12 @@ impl Tx<'_> {
         action: &'static str,
         ctx: &WriteContext,
     ) -> Result<(), StoreError> {
+        if w.version.resource_type == "Basic"
+            && ctx.actor != crate::subscriptions::registry::SERVER_ACTOR
+        {
+            let content = (!w.version.deleted).then(|| w.version.json());
+            crate::subscriptions::topic_basic::check_client_write(&w.version.id, content.as_ref())?;
+        }
         if w.version.resource_type == "Subscription" {
             let at = self.headers.iter().position(|(id, _)| *id == w.version.id);
             let headers = at.map(|i| self.headers.swap_remove(i).1);

@@ -1,7 +1,8 @@
 //! Topic-based Subscriptions (the R5 Backport IG for R4): the topic catalogue (`topics`), the
 //! Subscription resource read and checked (`subscription`), each subscription's state and
 //! numbered event queue (`registry`), the outbox matched against topics (`dispatch`),
-//! notification Bundles (`notification`) and their delivery by REST hook (`delivery`).
+//! notification Bundles (`notification`) and their delivery by REST hook (`delivery`); the
+//! catalogue as R4 `Basic` resources clients can read (`topic_basic`).
 //!
 //! A change commits with its outbox row; the dispatcher, woken by the commit, turns it into
 //! numbered events of the subscriptions it matches (in one transaction); the deliverer sends
@@ -12,6 +13,7 @@ pub mod dispatch;
 pub mod notification;
 pub mod registry;
 pub mod subscription;
+pub mod topic_basic;
 pub mod topics;
 pub mod websocket;
 

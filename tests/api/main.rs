@@ -22,4 +22,5 @@ mod subscription_crash;
 mod subscription_rules;
 mod subscription_ws;
 mod subscriptions;
+mod topics;
 mod validation;
