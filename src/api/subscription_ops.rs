@@ -129,7 +129,7 @@ pub async fn events(
         let shown: Vec<_> = events
             .iter()
             .map(|e| shown(&store, &grant, &sub, payload, e))
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok::<_, StoreError>(notification::bundle(
             &about(&base, &sub),
             Kind::QueryEvent,

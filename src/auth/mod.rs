@@ -124,7 +124,13 @@ impl Authority {
             audience: base_url.trim_end_matches('/').to_string(),
             store: store.clone(),
             ring: RwLock::new(Arc::new(ring)),
-            last_reload: Mutex::new(Instant::now()),
+            // a key unknown right after start-up reloads at once: processes started together
+            // on one database may each have created a first key
+            last_reload: Mutex::new(
+                Instant::now()
+                    .checked_sub(RELOAD_EVERY)
+                    .unwrap_or_else(Instant::now),
+            ),
             verified: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(VERIFIED_TTL)

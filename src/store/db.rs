@@ -99,6 +99,7 @@ impl Database {
     }
 
     /// Create the database if needed and apply pending migrations; returns how many ran.
+    /// Several processes may start at once on one database.
     pub fn migrate(&self) -> anyhow::Result<usize> {
         if let Database::Sqlite(path) = self
             && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -108,7 +109,13 @@ impl Database {
         let mut conn = self.connect()?;
         let applied = match &mut conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-            DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+            DbConnection::Pg(c) => {
+                // Processes started together on one database would otherwise both create the
+                // first tables (and one fail): the first to take this lock migrates, the others
+                // wait and then find nothing pending. It ends with the session.
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+                c.run_pending_migrations(POSTGRES_MIGRATIONS)
+            }
         }
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(applied.len())
@@ -123,6 +130,9 @@ impl Database {
         Ok(pool)
     }
 }
+
+/// The PostgreSQL advisory lock key migrations hold ("emrsync" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0065_6d72_7379_6e63;
 
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConnection = r2d2::PooledConnection<Manager>;

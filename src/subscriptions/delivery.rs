@@ -134,43 +134,62 @@ impl Deliverer {
             let heartbeat_due = s::heartbeat_secs
                 .is_not_null()
                 .and(s::handshake_done.eq(true));
-            let candidates: Vec<Subscriber> = s::subscriptions
+            let due = s::handshake_done
+                .eq(false)
+                .or(s::delivered_through.lt(s::events_since_start))
+                .or(heartbeat_due);
+            // in id order, as every writer of these rows takes them (else two processes could
+            // deadlock)
+            let candidates: Vec<String> = s::subscriptions
                 .filter(s::status.ne(status::OFF))
                 .filter(s::channel.eq_any(["rest-hook", "websocket"]))
                 .filter(s::lease_until.lt(now))
                 .filter(s::next_attempt_at.le(now))
-                .filter(
-                    s::handshake_done
-                        .eq(false)
-                        .or(s::delivered_through.lt(s::events_since_start))
-                        .or(heartbeat_due),
-                )
-                .select(Subscriber::as_select())
+                .filter(due)
+                .order(s::id)
+                .select(s::id)
                 .load(c)?;
             let mut mine = Vec::new();
-            for sub in candidates {
-                // a websocket subscription is served by the process holding its socket
-                if sub.channel == "websocket" && !self.sockets.has(&sub.id) {
-                    continue;
-                }
-                if sub.handshake_done
-                    && sub.delivered_through >= sub.events_since_start
-                    && !heartbeat_is_due(&sub, now)
-                {
-                    continue;
-                }
-                // the lease is taken only if no other process took it since the read
-                let until = now + sub.timeout_secs * 1_000_000 + margin;
+            for id in candidates {
+                // The lease is taken only if no other process took it since the read, and the
+                // row it returns is the state as of taking it: another process may have
+                // delivered and released it in between, and a stale copy would send its
+                // events again.
+                // (PostgreSQL re-tests the WHERE on the newest row when it waited for a lock,
+                // and the SELECT after it, in READ COMMITTED, sees the row as locked.)
+                let until = now + margin;
                 let took = diesel::update(
                     s::subscriptions
-                        .filter(s::id.eq(&sub.id))
-                        .filter(s::lease_until.lt(now)),
+                        .filter(s::id.eq(&id))
+                        .filter(s::lease_until.lt(now))
+                        .filter(s::next_attempt_at.le(now))
+                        .filter(due),
                 )
                 .set((s::lease_until.eq(until), s::lease_owner.eq(&self.owner)))
                 .execute(c)?;
-                if took == 1 {
-                    mine.push(sub);
+                let Some(sub) = (took == 1)
+                    .then(|| registry::get(c, &id))
+                    .transpose()?
+                    .flatten()
+                else {
+                    continue;
+                };
+                let serves = sub.channel != "websocket" || self.sockets.has(&sub.id);
+                let has_work = !sub.handshake_done
+                    || sub.delivered_through < sub.events_since_start
+                    || heartbeat_is_due(&sub, now);
+                if !(serves && has_work) {
+                    // a websocket subscription is served by the process holding its socket
+                    diesel::update(s::subscriptions.find(&sub.id))
+                        .set(s::lease_until.eq(0i64))
+                        .execute(c)?;
+                    continue;
                 }
+                // the lease covers the endpoint's timeout
+                diesel::update(s::subscriptions.find(&sub.id))
+                    .set(s::lease_until.eq(until + sub.timeout_secs * 1_000_000))
+                    .execute(c)?;
+                mine.push(sub);
             }
             Ok(mine)
         })
@@ -239,7 +258,8 @@ impl Deliverer {
             })
             .await
             {
-                Ok(b) => b,
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return Outcome::Failed(format!("building the notification: {e}")),
                 Err(e) => return Outcome::Failed(e.to_string()),
             }
         };
@@ -285,12 +305,12 @@ pub fn notification_for(
     sub: &Subscriber,
     kind: Kind,
     events: &[Event],
-) -> Value {
+) -> Result<Value, StoreError> {
     let grant = Grant::stored(&sub.actor, &sub.scope, sub.patient.clone());
     let shown: Vec<Shown> = events
         .iter()
         .map(|e| shown(store, &grant, sub, sub.payload(), e))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let about = About {
         base,
         id: &sub.id,
@@ -303,18 +323,19 @@ pub fn notification_for(
         events_since_start: sub.events_since_start,
         error: None,
     };
-    notification::bundle(&about, kind, &shown)
+    Ok(notification::bundle(&about, kind, &shown))
 }
 
 /// One event as `grant` may see it: the focus only if the grant may read it (else the
 /// payload is downgraded to `empty`), and of the topic's context only what it may read.
+/// A failure to read is an error, never a downgrade: the attempt is retried.
 pub fn shown<'a>(
     store: &Store,
     grant: &Grant,
     sub: &Subscriber,
     payload: Payload,
     e: &'a Event,
-) -> Shown<'a> {
+) -> Result<Shown<'a>, StoreError> {
     let mut out = Shown {
         event: e,
         payload,
@@ -322,7 +343,7 @@ pub fn shown<'a>(
         context: Vec::new(),
     };
     if payload == Payload::Empty {
-        return out;
+        return Ok(out);
     }
     // the version the event is about; for a delete, the one deleted
     let vid = if e.action == "delete" {
@@ -331,9 +352,7 @@ pub fn shown<'a>(
         e.version_id
     };
     let focus = store
-        .read(|c| versions::version(c, &e.resource_type, &e.resource_id, vid))
-        .ok()
-        .flatten()
+        .read(|c| versions::version(c, &e.resource_type, &e.resource_id, vid))?
         .filter(|v| !v.deleted)
         .map(|v| v.json());
     let readable = focus.as_ref().is_some_and(|f| {
@@ -343,14 +362,14 @@ pub fn shown<'a>(
     });
     if !readable {
         out.payload = Payload::Empty;
-        return out;
+        return Ok(out);
     }
     if payload == Payload::FullResource && e.action != "delete" {
         let focus = focus.expect("readable means present");
-        out.context = context(store, grant, sub, &e.resource_type, &focus);
+        out.context = context(store, grant, sub, &e.resource_type, &focus)?;
         out.focus = Some(focus);
     }
-    out
+    Ok(out)
 }
 
 /// The topic's notification shape for the focus's type: the resources its includes point at,
@@ -361,9 +380,9 @@ fn context(
     sub: &Subscriber,
     rtype: &str,
     focus: &Value,
-) -> Vec<Value> {
+) -> Result<Vec<Value>, StoreError> {
     let Some(topic) = topics::find(&sub.topic) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let params: Vec<String> = topic
         .shapes
@@ -383,14 +402,18 @@ fn context(
         {
             continue;
         }
-        if let Ok(v) = store.current(&t, &id) {
-            let json = v.json();
-            if grant.check(Interaction::Read, &t, &id, || &json).is_ok() {
-                out.push(json);
-            }
+        let v = match store.current(&t, &id) {
+            Ok(v) => v,
+            // a reference to nothing (or to what was deleted) adds nothing
+            Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let json = v.json();
+        if grant.check(Interaction::Read, &t, &id, || &json).is_ok() {
+            out.push(json);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Advance (or schedule the retry of) a subscription after an attempt, release its lease, and

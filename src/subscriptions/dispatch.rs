@@ -180,7 +180,9 @@ pub fn apply(conn: &mut DbConnection, plan: Plan) -> Result<Dispatched, StoreErr
     let matched = &plan.matched;
     // each subscription's numbers, taken atomically: concurrent dispatchers (other processes
     // on PostgreSQL) never hand out the same number twice
-    let mut counts: HashMap<&str, i64> = HashMap::new();
+    // (in id order: two dispatchers locking the same subscriptions in different orders would
+    // deadlock)
+    let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
     for (id, _) in matched {
         *counts.entry(id.as_str()).or_default() += 1;
     }
