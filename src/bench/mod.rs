@@ -78,6 +78,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub fanout: usize,
 
+    /// Subscriptions listening (to every Patient change, matching none) while the other
+    /// scenarios run: what listening subscriptions cost writes.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: usize,
+
     /// A label printed with the figures (e.g. "sqlite", "postgres").
     #[arg(long, default_value = "")]
     pub label: String,
@@ -299,6 +304,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "emrsync bench {} against {} — {} clients, {} s per scenario",
         args.label, target.base, args.clients, args.seconds
     );
+    let watchers = match args.watchers {
+        0 => Vec::new(),
+        n => {
+            let ids = notify::watch(&target, n).await?;
+            println!("({n} subscriptions listening to every Patient change, matching none)");
+            ids
+        }
+    };
     println!("{}", Sample::header());
     for scenario in &args.scenario {
         if matches!(scenario, Scenario::Read | Scenario::Update) && target.ids.is_empty() {
@@ -324,6 +337,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         target = Arc::into_inner(shared).expect("every client task has finished");
         println!("{}", sample.row(&format!("{scenario:?}").to_lowercase()));
     }
+    notify::unwatch(&target, &watchers).await;
     Ok(())
 }
 

@@ -306,3 +306,17 @@ pub async fn fanout(t: Arc<Target>, subscriptions: usize) -> anyhow::Result<()> 
     unsubscribe(&t, &subs).await;
     Ok(())
 }
+
+/// `--watchers N`: N subscriptions that listen to every Patient change and match none (each
+/// filters on an id no Patient has), so that the other scenarios measure what listening
+/// subscriptions cost a write. Returns their ids, to delete at the end.
+pub async fn watch(t: &Target, n: usize) -> anyhow::Result<Vec<String>> {
+    let (url, seen) = endpoint()?;
+    let nobody: Vec<String> = (0..n).map(|i| format!("bench-nobody-{i}")).collect();
+    subscribe(t, &url, &seen, &nobody, 1).await
+}
+
+/// Delete the `--watchers` subscriptions.
+pub async fn unwatch(t: &Target, ids: &[String]) {
+    unsubscribe(t, ids).await
+}

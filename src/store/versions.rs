@@ -155,6 +155,35 @@ pub fn version(
     Ok(row.map(to_version))
 }
 
+/// Many versions at once, by (type, id, version): one query instead of one per version (the
+/// subscription dispatcher reads a batch of changes this way). Absent ones are left out.
+pub fn versions(
+    conn: &mut DbConnection,
+    keys: &[(&str, &str, i64)],
+) -> Result<Vec<Version>, StoreError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(300) {
+        let mut types: Vec<&str> = chunk.iter().map(|k| k.0).collect();
+        types.sort_unstable();
+        types.dedup();
+        let ids: Vec<&str> = chunk.iter().map(|k| k.1).collect();
+        let vids: Vec<i64> = chunk.iter().map(|k| k.2).collect();
+        // a superset (every listed version of every listed id), narrowed below
+        let rows: Vec<VersionRow> = resource_versions::table
+            .filter(resource_versions::resource_type.eq_any(&types))
+            .filter(resource_versions::resource_id.eq_any(&ids))
+            .filter(resource_versions::version_id.eq_any(&vids))
+            .select(version_columns!())
+            .load(conn)?;
+        out.extend(
+            rows.into_iter()
+                .filter(|r| chunk.iter().any(|k| k.0 == r.1 && k.1 == r.2 && k.2 == r.3))
+                .map(to_version),
+        );
+    }
+    Ok(out)
+}
+
 /// Which history to read: system (no type), type, or instance; newest first.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {

@@ -126,8 +126,8 @@ pub fn plan(
         });
     }
     let listeners = cache.listeners(conn)?;
-    // which listeners each change fires, in commit order
-    let mut matched: Vec<(usize, &Pending)> = Vec::new();
+    // the changes some listener covers, with the versions their topics need
+    let mut considered: Vec<(&Pending, Action, Vec<usize>, bool)> = Vec::new();
     for p in &pending {
         // a subscription's own changes (its creation, its status) are not events of any
         // topic: a subscriber would otherwise hear of itself going active
@@ -146,12 +146,18 @@ pub fn plan(
         let needs_previous = interested
             .iter()
             .any(|&i| listeners[i].topic.needs_previous(&p.resource_type));
-        let (previous, current) = versions_of(conn, p, action, needs_previous)?;
+        considered.push((p, action, interested, needs_previous));
+    }
+    let read = VersionsRead::load(conn, &considered)?;
+    // which listeners each change fires, in commit order
+    let mut matched: Vec<(usize, &Pending)> = Vec::new();
+    for (p, action, interested, needs_previous) in considered {
+        let (previous, current) = read.of(p, action, needs_previous);
         let change = Change {
             rtype: &p.resource_type,
             action,
-            previous: previous.as_ref(),
-            current: current.as_ref(),
+            previous,
+            current,
         };
         // each filter parameter's values are computed once per change, whatever the number
         // of subscriptions filtering by it
@@ -237,29 +243,62 @@ pub fn apply(conn: &mut DbConnection, plan: Plan) -> Result<Dispatched, StoreErr
     })
 }
 
-/// The versions before and after a change, as JSON.
-fn versions_of(
-    conn: &mut DbConnection,
-    p: &Pending,
-    action: Action,
-    needs_previous: bool,
-) -> Result<(Option<Value>, Option<Value>), StoreError> {
-    let mut read = |v: i64| -> Result<Option<Value>, StoreError> {
-        if v < 1 {
-            return Ok(None);
+/// The versions a batch of changes needs, read in one query: for each change its new version
+/// (none for a delete) and, when a topic compares, the one before.
+struct VersionsRead(HashMap<(String, String, i64), Value>);
+
+impl VersionsRead {
+    fn load(
+        conn: &mut DbConnection,
+        changes: &[(&Pending, Action, Vec<usize>, bool)],
+    ) -> Result<VersionsRead, StoreError> {
+        let mut keys: Vec<(&str, &str, i64)> = Vec::new();
+        for (p, action, _, needs_previous) in changes {
+            let (t, id, v) = (
+                p.resource_type.as_str(),
+                p.resource_id.as_str(),
+                p.version_id,
+            );
+            if *action != Action::Delete {
+                keys.push((t, id, v));
+            }
+            if (*action == Action::Delete || *needs_previous) && v > 1 {
+                keys.push((t, id, v - 1));
+            }
         }
-        Ok(
-            versions::version(conn, &p.resource_type, &p.resource_id, v)?
+        let found = versions::versions(conn, &keys)?;
+        Ok(VersionsRead(
+            found
+                .into_iter()
                 .filter(|v| !v.deleted)
-                .map(|v| v.json()),
-        )
-    };
-    Ok(match action {
-        Action::Create => (None, read(p.version_id)?),
-        Action::Update if needs_previous => (read(p.version_id - 1)?, read(p.version_id)?),
-        Action::Update => (None, read(p.version_id)?),
-        Action::Delete => (read(p.version_id - 1)?, None),
-    })
+                .map(|v| {
+                    (
+                        (v.resource_type.clone(), v.id.clone(), v.version_id),
+                        v.json(),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// (previous, current) of one change.
+    fn of(
+        &self,
+        p: &Pending,
+        action: Action,
+        needs_previous: bool,
+    ) -> (Option<&Value>, Option<&Value>) {
+        let take = |v: i64| {
+            self.0
+                .get(&(p.resource_type.clone(), p.resource_id.clone(), v))
+        };
+        match action {
+            Action::Create => (None, take(p.version_id)),
+            Action::Update if needs_previous => (take(p.version_id - 1), take(p.version_id)),
+            Action::Update => (None, take(p.version_id)),
+            Action::Delete => (take(p.version_id - 1), None),
+        }
+    }
 }
 
 /// The subscriber's filters for the change's type, and its authorization: a subscriber whose
