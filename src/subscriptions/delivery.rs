@@ -140,56 +140,46 @@ impl Deliverer {
                 .or(heartbeat_due);
             // in id order, as every writer of these rows takes them (else two processes could
             // deadlock)
-            let candidates: Vec<String> = s::subscriptions
+            let candidates: Vec<Subscriber> = s::subscriptions
                 .filter(s::status.ne(status::OFF))
                 .filter(s::channel.eq_any(["rest-hook", "websocket"]))
                 .filter(s::lease_until.lt(now))
                 .filter(s::next_attempt_at.le(now))
                 .filter(due)
                 .order(s::id)
-                .select(s::id)
+                .select(Subscriber::as_select())
                 .load(c)?;
             let mut mine = Vec::new();
-            for id in candidates {
-                // The lease is taken only if no other process took it since the read, and the
-                // row it returns is the state as of taking it: another process may have
-                // delivered and released it in between, and a stale copy would send its
-                // events again.
-                // (PostgreSQL re-tests the WHERE on the newest row when it waited for a lock,
-                // and the SELECT after it, in READ COMMITTED, sees the row as locked.)
-                let until = now + margin;
+            for sub in candidates {
+                // a websocket subscription is served by the process holding its socket
+                if sub.channel == "websocket" && !self.sockets.has(&sub.id) {
+                    continue;
+                }
+                if sub.handshake_done
+                    && sub.delivered_through >= sub.events_since_start
+                    && !heartbeat_is_due(&sub, now)
+                {
+                    continue;
+                }
+                // The lease is taken only if no other process took it since the read, and
+                // only while the row still is as read: another process may have delivered
+                // and released it in between, and this stale copy would send those events
+                // again. (PostgreSQL re-tests the WHERE on the newest row when it waited.)
+                let until = now + margin + sub.timeout_secs * 1_000_000;
                 let took = diesel::update(
                     s::subscriptions
-                        .filter(s::id.eq(&id))
+                        .filter(s::id.eq(&sub.id))
                         .filter(s::lease_until.lt(now))
-                        .filter(s::next_attempt_at.le(now))
-                        .filter(due),
+                        .filter(s::delivered_through.eq(sub.delivered_through))
+                        .filter(s::handshake_done.eq(sub.handshake_done))
+                        .filter(s::attempts.eq(sub.attempts))
+                        .filter(s::last_sent_at.eq(sub.last_sent_at)),
                 )
                 .set((s::lease_until.eq(until), s::lease_owner.eq(&self.owner)))
                 .execute(c)?;
-                let Some(sub) = (took == 1)
-                    .then(|| registry::get(c, &id))
-                    .transpose()?
-                    .flatten()
-                else {
-                    continue;
-                };
-                let serves = sub.channel != "websocket" || self.sockets.has(&sub.id);
-                let has_work = !sub.handshake_done
-                    || sub.delivered_through < sub.events_since_start
-                    || heartbeat_is_due(&sub, now);
-                if !(serves && has_work) {
-                    // a websocket subscription is served by the process holding its socket
-                    diesel::update(s::subscriptions.find(&sub.id))
-                        .set(s::lease_until.eq(0i64))
-                        .execute(c)?;
-                    continue;
+                if took == 1 {
+                    mine.push(sub);
                 }
-                // the lease covers the endpoint's timeout
-                diesel::update(s::subscriptions.find(&sub.id))
-                    .set(s::lease_until.eq(until + sub.timeout_secs * 1_000_000))
-                    .execute(c)?;
-                mine.push(sub);
             }
             Ok(mine)
         })

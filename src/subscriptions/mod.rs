@@ -52,13 +52,9 @@ async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>) {
             let (s, cache) = (store.clone(), cache.clone());
             let done = tokio::task::spawn_blocking(move || {
                 let mut cache = cache.lock().expect("not poisoned");
-                if s.database().is_sqlite() {
-                    // match on a reader; the one writer only numbers, queues and marks
-                    let plan = s.read(|c| dispatch::plan(c, &mut cache, BATCH))?;
-                    s.write_rows(|c| dispatch::apply(c, plan))
-                } else {
-                    s.write_rows(|c| dispatch::dispatch_batch(c, &mut cache, BATCH))
-                }
+                // On SQLite too the matching runs on the writer: its page cache is the one that
+                // stays warm, where a reader's is dropped after every commit and read again.
+                s.write_rows(|c| dispatch::dispatch_batch(c, &mut cache, BATCH))
             })
             .await;
             match done {
