@@ -99,6 +99,18 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_SUBSCRIPTION_ERROR_AFTER", default_value_t = 5)]
     pub subscription_error_after: i32,
 
+    /// Listen for HL7v2 over MLLP on this address (e.g. 0.0.0.0:2575) [default: off].
+    #[arg(long, env = "EMRSYNC_MLLP")]
+    pub mllp: Option<String>,
+
+    /// Largest HL7v2 message accepted over MLLP, in bytes (a larger one gets an AR).
+    #[arg(long, env = "EMRSYNC_MLLP_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub mllp_max_bytes: usize,
+
+    /// Seconds an MLLP connection may stay silent before it is closed.
+    #[arg(long, env = "EMRSYNC_MLLP_IDLE_SECS", default_value_t = 300)]
+    pub mllp_idle_secs: u64,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -123,6 +135,9 @@ impl Settings {
             subscription_endpoint_allow: Vec::new(),
             subscription_retry_max_secs: 60,
             subscription_error_after: 5,
+            mllp: None,
+            mllp_max_bytes: 10 * 1024 * 1024,
+            mllp_idle_secs: 300,
             log_json: false,
         }
     }

@@ -8,6 +8,7 @@
 //! - [`startup`]: builds the application on a bound listener and runs it.
 //! - [`bench`]: a load tool that drives a running server and prints figures.
 
+pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod bench;

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 pub struct Application {
     port: u16,
+    /// The MLLP listener's port, when HL7v2 is on.
+    mllp_port: Option<u16>,
     base_url: String,
     server: Server,
 }
@@ -66,6 +68,25 @@ impl Application {
                 tracing::info!(written, "published SubscriptionTopics as Basic resources");
             }
         }
+        let mllp_port = match &settings.mllp {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen for MLLP on {addr}: {e}"))?;
+                let port = listener.local_addr()?.port();
+                tracing::info!(addr = %listener.local_addr()?, "HL7v2 MLLP listening");
+                tokio::spawn(crate::adapters::hl7v2::mllp::serve(
+                    listener,
+                    store.clone(),
+                    crate::adapters::hl7v2::mllp::MllpSettings {
+                        max_message_bytes: settings.mllp_max_bytes,
+                        idle_timeout: Duration::from_secs(settings.mllp_idle_secs.max(1)),
+                    },
+                ));
+                Some(port)
+            }
+            None => None,
+        };
         let sockets = crate::subscriptions::websocket::Sockets::default();
         crate::subscriptions::start(
             store.clone(),
@@ -101,6 +122,7 @@ impl Application {
         tracing::info!(%addr, %base_url, "emrsync listening");
         Ok(Application {
             port: addr.port(),
+            mllp_port,
             base_url,
             server: server.run(),
         })
@@ -108,6 +130,10 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn mllp_port(&self) -> Option<u16> {
+        self.mllp_port
     }
 
     pub fn base_url(&self) -> &str {

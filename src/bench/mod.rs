@@ -3,6 +3,7 @@
 //! nothing. `scripts/bench` runs it against fresh SQLite and PostgreSQL servers.
 
 mod data;
+mod mllp;
 mod notify;
 mod search;
 mod stats;
@@ -83,6 +84,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub watchers: usize,
 
+    /// The server's MLLP listener, for the `mllp` scenario.
+    #[arg(long = "mllp", default_value = "127.0.0.1:2575")]
+    pub mllp_addr: String,
+
     /// A label printed with the figures (e.g. "sqlite", "postgres").
     #[arg(long, default_value = "")]
     pub label: String,
@@ -119,6 +124,8 @@ pub enum Scenario {
     Notify,
     /// One change matching `--fanout` subscriptions: the time until the last is notified.
     Fanout,
+    /// HL7v2 ADT messages over MLLP from `--clients` senders, each waiting for its ACK.
+    Mllp,
 }
 
 /// What one request did: how long it took, and how many resources it wrote or read.
@@ -199,6 +206,7 @@ impl Target {
             Scenario::Token => (self.token_request().await, 1),
             Scenario::SearchData => unreachable!("the data set is loaded by search::load"),
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
+            Scenario::Mllp => unreachable!("run by bench::mllp"),
             _ => {
                 let query = search::query(scenario, self.patients);
                 let req = self.request(reqwest::Method::GET, &query);
@@ -326,6 +334,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if *scenario == Scenario::Fanout {
             notify::fanout(shared.clone(), args.fanout).await?;
             target = Arc::into_inner(shared).expect("every writer task has finished");
+            continue;
+        }
+        if *scenario == Scenario::Mllp {
+            mllp::run(&args.mllp_addr, args.clients, args.seconds).await?;
+            target = Arc::into_inner(shared).expect("nothing else holds the target");
             continue;
         }
         if *scenario == Scenario::SearchData {

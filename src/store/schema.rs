@@ -276,6 +276,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    hl7v2_messages (id) {
+        id -> Text,
+        correlation_id -> Text,
+        sending_application -> Text,
+        sending_facility -> Text,
+        control_id -> Text,
+        content_hash -> Text,
+        message_type -> Text,
+        trigger_event -> Text,
+        version -> Text,
+        received_at -> BigInt,
+        processed_at -> BigInt,
+        status -> Text,
+        ack_code -> Text,
+        error_location -> Nullable<Text>,
+        error_code -> Nullable<Text>,
+        error -> Nullable<Text>,
+        attempts -> Integer,
+        resources -> Text,
+        raw -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,

@@ -68,6 +68,24 @@ impl Version {
         serde_json::from_str(&self.content).unwrap_or(Value::Null)
     }
 
+    /// True when this version is live and says what `wanted` says (its `meta` aside): writers
+    /// that restate a resource (the server's topics, HL7v2 maps) skip a write that would
+    /// change nothing.
+    pub fn says(&self, wanted: &Value) -> bool {
+        if self.deleted {
+            return false;
+        }
+        let mut stored = self.json();
+        if let Some(o) = stored.as_object_mut() {
+            o.remove("meta");
+        }
+        let mut wanted = wanted.clone();
+        if let Some(o) = wanted.as_object_mut() {
+            o.remove("meta");
+        }
+        stored == wanted
+    }
+
     /// The answer to reading a deleted version (410 Gone, with its version and time).
     pub fn gone(&self) -> StoreError {
         StoreError::Gone {

@@ -124,10 +124,7 @@ pub fn publish(store: &Store) -> Result<usize, StoreError> {
         let fid = FhirId::parse(&id).map_err(|e| StoreError::Conflict(e.to_string()))?;
         let changed = store.write(|tx| {
             let current = versions::current(tx.conn, "Basic", &id)?;
-            if let Some(v) = &current
-                && !v.deleted
-                && same_content(&v.json(), &basic)
-            {
+            if current.as_ref().is_some_and(|v| v.says(&basic)) {
                 return Ok::<bool, StoreError>(false);
             }
             write::put(tx, "Basic", &fid, basic.clone(), Method::Put, None, &ctx)?;
@@ -142,14 +139,6 @@ pub fn publish(store: &Store) -> Result<usize, StoreError> {
         }
     }
     Ok(written)
-}
-
-fn same_content(stored: &Value, wanted: &Value) -> bool {
-    let mut stored = stored.clone();
-    if let Some(o) = stored.as_object_mut() {
-        o.remove("meta");
-    }
-    stored == *wanted
 }
 
 /// Refuse a client's write that would change a server topic or define a topic of its own

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub token: String,
     pub database: Database,
     pub dir: tempfile::TempDir,
+    /// The MLLP port, when the test turned HL7v2 on (`settings.mllp`).
+    pub mllp: Option<u16>,
 }
 
 /// A response, read whole.
@@ -77,6 +79,7 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
     let app = Application::build(settings).await.expect("server starts");
     let root = format!("http://127.0.0.1:{}", app.port());
     let base = app.base_url().to_string();
+    let mllp = app.mllp_port();
     tokio::spawn(app.run_until_stopped());
     // every test speaks to the server as a real client would: with a signed access token
     let token = mint(&database, &base, "system/*.cruds", None);
@@ -98,6 +101,7 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
         token,
         database,
         dir,
+        mllp,
     }
 }
 
@@ -292,4 +296,24 @@ pub fn examples_package() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Run one async test body against SQLite and against PostgreSQL, on a server that `$spawn`
+/// (a function of this module's parent taking a `Backend`) starts.
+#[macro_export]
+macro_rules! on_both_backends_with {
+    ($spawn:ident, $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::$spawn($crate::helpers::Backend::Sqlite).await).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::$spawn($crate::helpers::Backend::Postgres).await).await
+                }
+            }
+        )*
+    };
 }

@@ -60,26 +60,8 @@ pub async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
     panic!("Subscription/{id} never became {status}: {}", st.text);
 }
 
-/// Each test on both backends, with delivery retried fast (at most a second apart) and
-/// `error` shown after two failures.
-macro_rules! fast_on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(super::spawn_fast(crate::helpers::Backend::Sqlite).await).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::spawn_fast(crate::helpers::Backend::Postgres).await).await
-                }
-            }
-        )*
-    };
-}
-
-fast_on_both_backends!(
+crate::on_both_backends_with!(
+    spawn_fast,
     admissions_reach_the_subscriber_in_order_with_their_context,
     an_endpoint_that_was_down_gets_every_event_in_order
 );

@@ -1,0 +1,1 @@
+DROP TABLE hl7v2_messages;

@@ -1,0 +1,208 @@
+//! Original-mode acknowledgements: `AA` once the message's data is committed, `AE` for a
+//! message understood but not applied (it waits in the exception queue), `AR` for one refused
+//! outright (unreadable header, unsupported type). The MSA echoes the control id; an ERR
+//! segment says where and why, with a code of HL7 table 0357.
+
+use super::message::{Delimiters, Header};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckCode {
+    Accept,
+    Error,
+    Reject,
+}
+
+impl AckCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckCode::Accept => "AA",
+            AckCode::Error => "AE",
+            AckCode::Reject => "AR",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AckCode> {
+        match s {
+            "AA" => Some(AckCode::Accept),
+            "AE" => Some(AckCode::Error),
+            "AR" => Some(AckCode::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// Why a message was not accepted: where (`PID-3`), a table 0357 code, and words for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub location: String,
+    pub code: &'static str,
+    pub text: String,
+}
+
+/// The ACK message for `header` (as much of it as could be read).
+pub fn ack(
+    d: &Delimiters,
+    header: &Header,
+    code: AckCode,
+    problem: Option<&Problem>,
+    control_id: &str,
+) -> String {
+    let f = d.field;
+    let c = d.component;
+    let e = |t: &str| d.escape_text(t);
+    let now = chrono::Utc::now().format("%Y%m%d%H%M%S%z");
+    let version = if header.version.is_empty() {
+        "2.5.1"
+    } else {
+        header.version.as_str()
+    };
+    let mut out = String::new();
+    // sender and receiver swap places
+    out.push_str(&format!(
+        "MSH{f}{enc}{f}{ra}{f}{rf}{f}{sa}{f}{sf}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK{f}{control_id}{f}{pid}{f}{version}\r",
+        enc = d.encoding_characters(),
+        ra = e(&header.receiving_application),
+        rf = e(&header.receiving_facility),
+        sa = e(&header.sending_application),
+        sf = e(&header.sending_facility),
+        trigger = e(&header.trigger),
+        pid = if header.processing_id.is_empty() { "P" } else { &header.processing_id },
+    ));
+    out.push_str(&format!(
+        "MSA{f}{}{f}{}",
+        code.as_str(),
+        e(&header.control_id)
+    ));
+    if let Some(p) = problem {
+        // MSA-3 (text) is deprecated but still what many engines show
+        out.push_str(&format!("{f}{}", e(&p.text)));
+    }
+    out.push('\r');
+    if let Some(p) = problem {
+        out.push_str(&err_segment(d, version, p));
+    }
+    out
+}
+
+/// ERR: before v2.5, ERR-1 (segment^sequence^field^code); from v2.5, ERR-2 (location),
+/// ERR-3 (code), ERR-4 (severity) and ERR-8 (user message).
+fn err_segment(d: &Delimiters, version: &str, p: &Problem) -> String {
+    let (f, c) = (d.field, d.component);
+    let (segment, field) = split_location(&p.location);
+    let name = code_name(p.code);
+    let code = format!("{}{c}{}{c}HL70357", p.code, d.escape_text(name));
+    let text = d.escape_text(&p.text);
+    if version_before(version, "2.5") {
+        // ELD: the code is its 4th component, so its own parts are subcomponents
+        let s = d.subcomponent;
+        let code = format!("{}{s}{}{s}HL70357", p.code, d.escape_text(name));
+        format!("ERR{f}{segment}{c}1{c}{field}{c}{code}\r")
+    } else {
+        format!("ERR{f}{f}{segment}{c}1{c}{field}{f}{code}{f}E{f}{f}{f}{f}{text}\r")
+    }
+}
+
+fn split_location(location: &str) -> (String, String) {
+    match location.split_once('-') {
+        Some((s, f)) => (s.to_string(), f.to_string()),
+        None => (location.to_string(), String::new()),
+    }
+}
+
+fn version_before(version: &str, than: &str) -> bool {
+    let parts = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    parts(version) < parts(than)
+}
+
+/// HL7 table 0357 (message error condition codes).
+fn code_name(code: &str) -> &'static str {
+    match code {
+        "100" => "Segment sequence error",
+        "101" => "Required field missing",
+        "102" => "Data type error",
+        "103" => "Table value not found",
+        "200" => "Unsupported message type",
+        "201" => "Unsupported event code",
+        "202" => "Unsupported processing id",
+        "203" => "Unsupported version id",
+        "204" => "Unknown key identifier",
+        "205" => "Duplicate key identifier",
+        "206" => "Application record locked",
+        _ => "Application internal error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::hl7v2::message::parse;
+
+    fn header() -> Header {
+        parse("MSH|^~\\&|LAB|GH|EMRSYNC|HUB|2026||ORU^R01^ORU_R01|C42|P|2.5.1\r")
+            .unwrap()
+            .header()
+    }
+
+    #[test]
+    fn an_accept_echoes_the_control_id_and_swaps_the_parties() {
+        let a = ack(
+            &Delimiters::default(),
+            &header(),
+            AckCode::Accept,
+            None,
+            "A1",
+        );
+        let m = parse(&a).unwrap();
+        let h = m.header();
+        assert_eq!(
+            (
+                h.sending_application.as_str(),
+                h.receiving_application.as_str()
+            ),
+            ("EMRSYNC", "LAB")
+        );
+        assert_eq!(h.message_type, "ACK");
+        assert_eq!(h.trigger, "R01");
+        assert_eq!(h.control_id, "A1");
+        let msa = m.first("MSA").unwrap();
+        assert_eq!((msa.value(1), msa.value(2)), ("AA", "C42"));
+        assert!(m.first("ERR").is_none());
+    }
+
+    #[test]
+    fn an_error_says_where_and_why() {
+        let p = Problem {
+            location: "PID-3".into(),
+            code: "101",
+            text: "PID-3 has no identifier | none".into(),
+        };
+        let a = ack(
+            &Delimiters::default(),
+            &header(),
+            AckCode::Error,
+            Some(&p),
+            "A2",
+        );
+        let m = parse(&a).unwrap();
+        assert_eq!(m.first("MSA").unwrap().value(1), "AE");
+        let err = m.first("ERR").unwrap();
+        assert_eq!(err.get(2, 1), "PID");
+        assert_eq!(err.get(2, 3), "3");
+        assert_eq!(err.get(3, 1), "101");
+        assert_eq!(err.value(4), "E");
+        // the text's own delimiters were escaped and come back whole
+        assert_eq!(err.value(8), "PID-3 has no identifier | none");
+        // before 2.5, ERR-1 carries it
+        let mut old = header();
+        old.version = "2.3".into();
+        let m = parse(&ack(
+            &Delimiters::default(),
+            &old,
+            AckCode::Reject,
+            Some(&p),
+            "A3",
+        ))
+        .unwrap();
+        assert_eq!(m.first("ERR").unwrap().get(1, 4), "101");
+    }
+}

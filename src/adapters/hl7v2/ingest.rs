@@ -1,0 +1,478 @@
+//! One message, from bytes to ACK: read it, map it, and write its resources, its archive row,
+//! audit rows and outbox events in one transaction; only then answer AA. A resend of a message
+//! already applied (same sending application, facility and control id) is answered AA again
+//! and applied nothing. A message that cannot be applied is answered AE and kept, with the
+//! reason, in the exception queue (`hl7v2_messages` with status `failed`) for replay.
+
+use super::ack::{AckCode, Problem, ack};
+use super::map::{self, Resource, Unmapped};
+use super::message::{self, Delimiters, Header, Message};
+use crate::auth::Grant;
+use crate::fhir::resource::{FhirId, now_micros};
+use crate::fhir::validate::validate_resource;
+use crate::store::schema::hl7v2_messages as m;
+use crate::store::{Method, Store, StoreError, WriteContext, versions, write};
+use diesel::prelude::*;
+use std::sync::Arc;
+
+/// Message status in the archive.
+pub mod status {
+    pub const APPLIED: &str = "applied";
+    /// In the exception queue: understood, not applied; replay once fixed.
+    pub const FAILED: &str = "failed";
+    pub const REJECTED: &str = "rejected";
+}
+
+/// What became of one message (the ACK to send back, and for the caller's logs and tests).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ack: String,
+    pub code: AckCode,
+    pub correlation_id: String,
+    pub duplicate: bool,
+    pub problem: Option<Problem>,
+}
+
+/// Handle one message's bytes (blocking: call from a blocking thread).
+pub fn handle(store: &Store, raw: &[u8]) -> Outcome {
+    let received_at = now_micros();
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let text = message::decode(raw);
+    let msg = match message::parse(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            let problem = Problem {
+                location: e.location,
+                code: e.code,
+                text: e.text,
+            };
+            // as much of the header as can be read, for the ACK's addressing
+            let header = loose_header(&text);
+            let d = Delimiters::default();
+            archive(
+                store,
+                &header,
+                &text,
+                &correlation_id,
+                received_at,
+                status::REJECTED,
+                AckCode::Reject,
+                Some(&problem),
+                &[],
+            );
+            return reply(
+                &d,
+                &header,
+                AckCode::Reject,
+                Some(problem),
+                correlation_id,
+                false,
+            );
+        }
+    };
+    process(store, &msg, &text, correlation_id, received_at)
+}
+
+/// Map and apply a parsed message (also what replay runs).
+pub fn process(
+    store: &Store,
+    msg: &Message,
+    text: &str,
+    correlation_id: String,
+    received_at: i64,
+) -> Outcome {
+    let header = msg.header();
+    let d = msg.delimiters;
+    if !header.version.starts_with("2.") {
+        let p = Problem {
+            location: "MSH-12".into(),
+            code: "203",
+            text: format!("version '{}' is not HL7 v2.x", header.version),
+        };
+        archive(
+            store,
+            &header,
+            text,
+            &correlation_id,
+            received_at,
+            status::REJECTED,
+            AckCode::Reject,
+            Some(&p),
+            &[],
+        );
+        return reply(&d, &header, AckCode::Reject, Some(p), correlation_id, false);
+    }
+    let resources = match map::map(msg).and_then(validated) {
+        Ok(r) => r,
+        Err(Unmapped::Unsupported(p)) => {
+            archive(
+                store,
+                &header,
+                text,
+                &correlation_id,
+                received_at,
+                status::REJECTED,
+                AckCode::Reject,
+                Some(&p),
+                &[],
+            );
+            return reply(&d, &header, AckCode::Reject, Some(p), correlation_id, false);
+        }
+        Err(Unmapped::Failed(p)) => {
+            archive(
+                store,
+                &header,
+                text,
+                &correlation_id,
+                received_at,
+                status::FAILED,
+                AckCode::Error,
+                Some(&p),
+                &[],
+            );
+            return reply(&d, &header, AckCode::Error, Some(p), correlation_id, false);
+        }
+    };
+    match apply(
+        store,
+        &header,
+        text,
+        &correlation_id,
+        received_at,
+        &resources,
+    ) {
+        Ok(Applied::Now) => reply(&d, &header, AckCode::Accept, None, correlation_id, false),
+        Ok(Applied::Before(first)) => {
+            tracing::info!(control_id = %header.control_id, first = %first, "resent message acknowledged again, not applied twice");
+            reply(&d, &header, AckCode::Accept, None, first, true)
+        }
+        Err(e) => {
+            let p = Problem {
+                location: String::new(),
+                code: "207",
+                text: format!("the message could not be stored: {e}"),
+            };
+            tracing::warn!(control_id = %header.control_id, error = %e, "HL7v2 message not applied");
+            archive(
+                store,
+                &header,
+                text,
+                &correlation_id,
+                received_at,
+                status::FAILED,
+                AckCode::Error,
+                Some(&p),
+                &[],
+            );
+            reply(&d, &header, AckCode::Error, Some(p), correlation_id, false)
+        }
+    }
+}
+
+/// Every mapped resource must be valid R4 before anything is written: a map that produced an
+/// invalid one is a failed message (AE), never a half-written one.
+fn validated(resources: Vec<Resource>) -> Result<Vec<Resource>, Unmapped> {
+    resources
+        .into_iter()
+        .map(|mut r| {
+            let report = validate_resource(&mut r.body, false);
+            match report.errors.first() {
+                // stored in the same canonical form as a REST client's resources
+                None => match crate::fhir::model::canonical_json(r.body.clone()) {
+                    Ok(body) => Ok(Resource { body, ..r }),
+                    Err(e) => Err(map::failed(
+                        "",
+                        "207",
+                        format!(
+                            "the {} mapped from this message is not valid FHIR: {e}",
+                            r.rtype
+                        ),
+                    )),
+                },
+                Some(issue) => Err(map::failed(
+                    "",
+                    "207",
+                    format!(
+                        "the {} mapped from this message is not valid FHIR: {} ({})",
+                        r.rtype,
+                        issue.diagnostics,
+                        issue.expression.clone().unwrap_or_default()
+                    ),
+                )),
+            }
+        })
+        .collect()
+}
+
+enum Applied {
+    Now,
+    /// Applied before, under this correlation id.
+    Before(String),
+}
+
+fn apply(
+    store: &Store,
+    header: &Header,
+    text: &str,
+    correlation_id: &str,
+    received_at: i64,
+    resources: &[Resource],
+) -> Result<Applied, StoreError> {
+    let ctx = WriteContext {
+        correlation_id: correlation_id.to_string(),
+        actor: format!(
+            "hl7v2 {}@{}",
+            header.sending_application, header.sending_facility
+        ),
+        grant: Arc::new(Grant::unrestricted()),
+        endpoints: Default::default(),
+    };
+    let once = || {
+        store.write(|tx| {
+            if let Some((st, first)) = previous(tx.conn, header, text)?
+                && st == status::APPLIED
+            {
+                return Ok(Applied::Before(first));
+            }
+            let mut written = Vec::with_capacity(resources.len());
+            for r in resources {
+                // a practitioner or location named by many messages is written when it
+                // changes, not each time
+                let current = versions::current(tx.conn, r.rtype, &r.id)?;
+                if current.as_ref().is_some_and(|v| v.says(&r.body)) {
+                    continue;
+                }
+                let id = FhirId::parse(&r.id).map_err(|e| StoreError::Conflict(e.to_string()))?;
+                let w = write::put(tx, r.rtype, &id, r.body.clone(), Method::Put, None, &ctx)?;
+                written.push(format!(
+                    "{}/{}/_history/{}",
+                    r.rtype, r.id, w.version.version_id
+                ));
+            }
+            record(
+                tx.conn,
+                header,
+                text,
+                correlation_id,
+                received_at,
+                status::APPLIED,
+                AckCode::Accept,
+                None,
+                &written,
+            )?;
+            Ok::<_, StoreError>(Applied::Now)
+        })
+    };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match once() {
+            // Another connection wrote one of these resources (or this very message) at the
+            // same moment. The same message: it was applied once. Otherwise the maps are
+            // pure, so trying again on the new versions is safe.
+            Err(StoreError::Conflict(why)) => match store.read(|c| previous(c, header, text))? {
+                Some((st, first)) if st == status::APPLIED => return Ok(Applied::Before(first)),
+                _ if tries < 5 => {
+                    tracing::debug!(%why, tries, "HL7v2 message raced another; trying again");
+                }
+                _ => return Err(StoreError::Conflict(why)),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// What makes two messages with one control id the same message: their text but for MSH-7
+/// (a sender resending may stamp a new time). Some senders reuse control ids for different
+/// messages; those are different messages, not resends.
+fn content_hash(text: &str) -> String {
+    let text = text.trim_start_matches('\u{feff}');
+    let (first, rest) = text.split_once(['\r', '\n']).unwrap_or((text, ""));
+    let sep = first.get(3..4).unwrap_or("|");
+    let mut fields: Vec<&str> = first.split(sep).collect();
+    if fields.len() > 6 {
+        fields[6] = "";
+    }
+    let normalised = format!(
+        "{}\r{}",
+        fields.join(sep),
+        rest.replace("\r\n", "\r").replace('\n', "\r")
+    );
+    super::identity::stable_id("hl7v2-message", &[&normalised])
+}
+
+/// The archived message with this key (and content): its status and first correlation id.
+fn previous(
+    conn: &mut crate::store::db::DbConnection,
+    header: &Header,
+    text: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(m::table
+        .filter(m::sending_application.eq(&header.sending_application))
+        .filter(m::sending_facility.eq(&header.sending_facility))
+        .filter(m::control_id.eq(&header.control_id))
+        .filter(m::content_hash.eq(content_hash(text)))
+        .select((m::status, m::correlation_id))
+        .first(conn)
+        .optional()?)
+}
+
+/// Insert or update the message's archive row.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    conn: &mut crate::store::db::DbConnection,
+    header: &Header,
+    text: &str,
+    correlation_id: &str,
+    received_at: i64,
+    st: &str,
+    code: AckCode,
+    problem: Option<&Problem>,
+    written: &[String],
+) -> Result<(), StoreError> {
+    let now = now_micros();
+    let resources = serde_json::to_string(written).unwrap_or_else(|_| "[]".into());
+    let updated = diesel::update(
+        m::table
+            .filter(m::sending_application.eq(&header.sending_application))
+            .filter(m::sending_facility.eq(&header.sending_facility))
+            .filter(m::control_id.eq(&header.control_id))
+            .filter(m::content_hash.eq(content_hash(text))),
+    )
+    .set((
+        m::correlation_id.eq(correlation_id),
+        m::processed_at.eq(now),
+        m::status.eq(st),
+        m::ack_code.eq(code.as_str()),
+        m::error_location.eq(problem.map(|p| p.location.clone())),
+        m::error_code.eq(problem.map(|p| p.code.to_string())),
+        m::error.eq(problem.map(|p| p.text.clone())),
+        m::attempts.eq(m::attempts + 1),
+        m::resources.eq(&resources),
+        m::raw.eq(text),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(m::table)
+            .values((
+                m::id.eq(correlation_id),
+                m::correlation_id.eq(correlation_id),
+                m::sending_application.eq(&header.sending_application),
+                m::sending_facility.eq(&header.sending_facility),
+                m::control_id.eq(&header.control_id),
+                m::content_hash.eq(content_hash(text)),
+                m::message_type.eq(&header.message_type),
+                m::trigger_event.eq(&header.trigger),
+                m::version.eq(&header.version),
+                m::received_at.eq(received_at),
+                m::processed_at.eq(now),
+                m::status.eq(st),
+                m::ack_code.eq(code.as_str()),
+                m::error_location.eq(problem.map(|p| p.location.clone())),
+                m::error_code.eq(problem.map(|p| p.code.to_string())),
+                m::error.eq(problem.map(|p| p.text.clone())),
+                m::attempts.eq(1),
+                m::resources.eq(&resources),
+                m::raw.eq(text),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Keep a message that was not applied. A message without a readable key is kept under its
+/// correlation id (so that two of them never collide). A failure to archive is logged: the
+/// sender still gets its AE/AR and will resend or be looked into.
+#[allow(clippy::too_many_arguments)]
+fn archive(
+    store: &Store,
+    header: &Header,
+    text: &str,
+    correlation_id: &str,
+    received_at: i64,
+    st: &str,
+    code: AckCode,
+    problem: Option<&Problem>,
+    written: &[String],
+) {
+    let mut header = header.clone();
+    if header.control_id.is_empty() {
+        header.control_id = correlation_id.to_string();
+    }
+    let result = store.write_rows(|c| {
+        // a message applied before stays applied: a later failed resend does not undo it
+        if let Some((prev, _)) = previous(c, &header, text)?
+            && prev == status::APPLIED
+        {
+            return Ok(());
+        }
+        record(
+            c,
+            &header,
+            text,
+            correlation_id,
+            received_at,
+            st,
+            code,
+            problem,
+            written,
+        )
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, %correlation_id, "could not archive an HL7v2 message");
+    }
+}
+
+fn reply(
+    d: &Delimiters,
+    header: &Header,
+    code: AckCode,
+    problem: Option<Problem>,
+    correlation_id: String,
+    duplicate: bool,
+) -> Outcome {
+    let ack_id = format!("ACK{}", &correlation_id.replace('-', "")[..16]);
+    Outcome {
+        ack: ack(d, header, code, problem.as_ref(), &ack_id),
+        code,
+        correlation_id,
+        duplicate,
+        problem,
+    }
+}
+
+/// The header fields of a message the parser refused, read as far as they go (for addressing
+/// the AR): split the first line on its apparent field separator.
+fn loose_header(text: &str) -> Header {
+    let first = text
+        .trim_start_matches('\u{feff}')
+        .split(['\r', '\n'])
+        .next()
+        .unwrap_or("");
+    if !first.starts_with("MSH") || first.len() < 4 {
+        return Header::default();
+    }
+    let sep = first[3..].chars().next().unwrap_or('|');
+    let parts: Vec<&str> = first.split(sep).collect();
+    let get = |n: usize| {
+        parts
+            .get(n - 1)
+            .map(|p| p.split('^').next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let ty = parts.get(8).copied().unwrap_or("");
+    let mut t = ty.split('^');
+    Header {
+        sending_application: get(3),
+        sending_facility: get(4),
+        receiving_application: get(5),
+        receiving_facility: get(6),
+        message_type: t.next().unwrap_or("").to_string(),
+        trigger: t.next().unwrap_or("").to_string(),
+        control_id: get(10),
+        processing_id: get(11),
+        version: get(12),
+        accept_ack: String::new(),
+        application_ack: String::new(),
+    }
+}

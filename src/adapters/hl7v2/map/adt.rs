@@ -1,0 +1,296 @@
+//! ADT: PID -> Patient, PV1 -> Encounter (with its Location and Practitioners); the trigger
+//! event sets the Encounter's status (admit, transfer, discharge, pre-admit, cancels).
+//! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
+
+use super::super::datatypes::{
+    address, date, date_time, each, identifier, location_name, name, put, telecom,
+};
+use super::super::identity::stable_id;
+use super::super::message::{Rep, Segment};
+use super::{Context, Resource, Unmapped, failed, supported};
+use crate::adapters::hl7v2::ack::Problem;
+use serde_json::{Map, Value, json};
+
+const TRIGGERS: [&str; 13] = [
+    "A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28", "A31",
+];
+
+pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
+    if !TRIGGERS.contains(&trigger) {
+        return Err(Unmapped::Unsupported(Problem {
+            location: "MSH-9".into(),
+            code: "201",
+            text: format!(
+                "ADT trigger event '{trigger}' is not one this server takes ({})",
+                supported(&TRIGGERS)
+            ),
+        }));
+    }
+    let pid = cx
+        .msg
+        .first("PID")
+        .ok_or_else(|| failed("PID", "100", "an ADT message needs a PID segment"))?;
+    let patient = patient(cx, pid)?;
+    let mut out = vec![patient];
+    // A28 and A31 are about the person, not a visit
+    if matches!(trigger, "A28" | "A31") {
+        return Ok(out);
+    }
+    let Some(pv1) = cx.msg.first("PV1") else {
+        return Err(failed(
+            "PV1",
+            "100",
+            format!("ADT^{trigger} needs a PV1 segment (the visit)"),
+        ));
+    };
+    let patient_ref = out[0].reference();
+    out.extend(encounter(cx, trigger, pv1, &patient_ref));
+    Ok(out)
+}
+
+/// PID -> Patient, under the id of its first medical record number (or first identifier).
+fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
+    let facility = &cx.header.sending_facility;
+    let ids: Vec<Value> = pid
+        .field(3)
+        .repetitions()
+        .filter_map(|r| identifier(r, cx.systems, facility))
+        .collect();
+    let key = ids
+        .iter()
+        .find(|i| i["type"]["coding"][0]["code"] == "MR")
+        .or(ids.first())
+        .ok_or_else(|| {
+            failed(
+                "PID-3",
+                "101",
+                "PID-3 (patient identifier list) has no identifier: the patient cannot be identified",
+            )
+        })?;
+    let id = stable_id(
+        "Patient",
+        &[
+            key["system"].as_str().unwrap_or_default(),
+            key["value"].as_str().unwrap_or_default(),
+        ],
+    );
+    let mut p = Map::new();
+    p.insert("resourceType".into(), json!("Patient"));
+    p.insert("id".into(), json!(id));
+    put(&mut p, "identifier", Value::Array(ids));
+    put(&mut p, "name", each(pid.field(5), name));
+    let mut telecoms: Vec<Value> = pid
+        .field(13)
+        .repetitions()
+        .filter_map(|r| telecom(r, "home"))
+        .collect();
+    telecoms.extend(
+        pid.field(14)
+            .repetitions()
+            .filter_map(|r| telecom(r, "work")),
+    );
+    put(&mut p, "telecom", Value::Array(telecoms));
+    let gender = match pid.value(8) {
+        "M" => "male",
+        "F" => "female",
+        "O" | "A" | "X" => "other",
+        "U" | "N" => "unknown",
+        _ => "",
+    };
+    put(&mut p, "gender", json!(gender));
+    if let Some(d) = date(pid.value(7)) {
+        p.insert("birthDate".into(), json!(d));
+    }
+    match (date_time(pid.value(29)), pid.value(30)) {
+        (Some(at), _) => {
+            p.insert("deceasedDateTime".into(), json!(at));
+        }
+        (None, "Y") => {
+            p.insert("deceasedBoolean".into(), json!(true));
+        }
+        _ => {}
+    }
+    put(&mut p, "address", each(pid.field(11), address));
+    let marital = pid.get(16, 1);
+    if !marital.is_empty() {
+        p.insert(
+            "maritalStatus".into(),
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+                               "code": marital}]}),
+        );
+    }
+    Ok(Resource {
+        rtype: "Patient",
+        id,
+        body: Value::Object(p),
+    })
+}
+
+/// The Encounter's status after this trigger event.
+fn status(trigger: &str, pv1: &Segment) -> &'static str {
+    match trigger {
+        "A03" => "finished",
+        "A05" => "planned",
+        "A11" => "cancelled",
+        // an update says where the visit stands: discharged once PV1-45 is set
+        "A08" if !pv1.value(45).is_empty() => "finished",
+        _ => "in-progress",
+    }
+}
+
+/// PV1-2 patient class -> Encounter.class (v3 ActCode).
+fn class(pv1: &Segment) -> Value {
+    let (code, display) = match pv1.get(2, 1) {
+        "I" => ("IMP", "inpatient encounter"),
+        "E" => ("EMER", "emergency"),
+        "O" | "R" | "B" => ("AMB", "ambulatory"),
+        "P" => ("PRENC", "pre-admission"),
+        _ => {
+            return json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+                          "code": "UNK", "display": "unknown"});
+        }
+    };
+    json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code,
+           "display": display})
+}
+
+/// PV1 -> Encounter, and the Location and Practitioners it points at.
+fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> Vec<Resource> {
+    let facility = &cx.header.sending_facility;
+    let visit = identifier(pv1.field(19).first(), cx.systems, facility);
+    // without a visit number, the admission time names the visit; failing that, the message
+    let id = match &visit {
+        Some(v) => stable_id(
+            "Encounter",
+            &[
+                v["system"].as_str().unwrap_or_default(),
+                v["value"].as_str().unwrap_or_default(),
+            ],
+        ),
+        None if !pv1.value(44).is_empty() => stable_id("Encounter", &[patient_ref, pv1.value(44)]),
+        None => stable_id(
+            "Encounter",
+            &[
+                facility,
+                &cx.header.sending_application,
+                &cx.header.control_id,
+            ],
+        ),
+    };
+    let mut out = Vec::new();
+    let mut e = Map::new();
+    e.insert("resourceType".into(), json!("Encounter"));
+    e.insert("id".into(), json!(id));
+    if let Some(v) = visit {
+        e.insert("identifier".into(), json!([v]));
+    }
+    e.insert("status".into(), json!(status(trigger, pv1)));
+    e.insert("class".into(), class(pv1));
+    e.insert("subject".into(), json!({"reference": patient_ref}));
+    let mut period = Map::new();
+    if let Some(start) = date_time(pv1.value(44)) {
+        period.insert("start".into(), json!(start));
+    }
+    if let Some(end) = date_time(pv1.value(45)) {
+        period.insert("end".into(), json!(end));
+    }
+    put(&mut e, "period", Value::Object(period));
+    // attending, referring, consulting, admitting
+    let mut participants = Vec::new();
+    for (field, code, display) in [
+        (7, "ATND", "attender"),
+        (8, "REF", "referrer"),
+        (9, "CON", "consultant"),
+        (17, "ADM", "admitter"),
+    ] {
+        for xcn in pv1.field(field).repetitions() {
+            if let Some(pr) = practitioner(cx, xcn) {
+                participants.push(json!({
+                    "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                          "code": code, "display": display}]}],
+                    "individual": {"reference": pr.reference()}
+                }));
+                if !out.iter().any(|r: &Resource| r.id == pr.id) {
+                    out.push(pr);
+                }
+            }
+        }
+    }
+    put(&mut e, "participant", Value::Array(participants));
+    if let Some(loc) = location(cx, pv1.field(3).first()) {
+        e.insert(
+            "location".into(),
+            json!([{"location": {"reference": loc.reference(),
+                                 "display": loc.body["name"]}, "status": "active"}]),
+        );
+        out.push(loc);
+    }
+    out.push(Resource {
+        rtype: "Encounter",
+        id,
+        body: Value::Object(e),
+    });
+    out
+}
+
+/// XCN -> Practitioner, under the id of its identifier (or of its name, without one).
+fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
+    let value = xcn.get(1).trim();
+    let family = xcn.sub(2, 1).trim();
+    if value.is_empty() && family.is_empty() {
+        return None;
+    }
+    let system = cx.systems.for_authority(
+        xcn.sub(9, 1),
+        xcn.sub(9, 2),
+        xcn.sub(9, 3),
+        &cx.header.sending_facility,
+    );
+    let id = match value {
+        "" => stable_id("Practitioner", &["name", family, xcn.get(3)]),
+        v => stable_id("Practitioner", &[&system, v]),
+    };
+    let mut p = Map::new();
+    p.insert("resourceType".into(), json!("Practitioner"));
+    p.insert("id".into(), json!(id));
+    if !value.is_empty() {
+        p.insert(
+            "identifier".into(),
+            json!([{"system": system, "value": value}]),
+        );
+    }
+    let mut n = Map::new();
+    put(&mut n, "family", json!(family));
+    if !xcn.get(3).trim().is_empty() {
+        n.insert("given".into(), json!([xcn.get(3).trim()]));
+    }
+    if !xcn.get(6).trim().is_empty() {
+        n.insert("prefix".into(), json!([xcn.get(6).trim()]));
+    }
+    if !n.is_empty() {
+        p.insert("name".into(), json!([n]));
+    }
+    Some(Resource {
+        rtype: "Practitioner",
+        id,
+        body: Value::Object(p),
+    })
+}
+
+/// PL -> Location (the bed, room or point of care the patient is in).
+fn location(cx: &Context, pl: Rep) -> Option<Resource> {
+    let name = location_name(pl)?;
+    let id = stable_id("Location", &[&cx.header.sending_facility, &name]);
+    let body = json!({
+        "resourceType": "Location",
+        "id": id,
+        "status": "active",
+        "name": name,
+        "mode": "instance",
+    });
+    Some(Resource {
+        rtype: "Location",
+        id,
+        body,
+    })
+}

@@ -1,0 +1,264 @@
+//! MLLP: each message framed as 0x0B ... 0x1C 0x0D on a TCP connection. The framer survives
+//! what real links send: a frame split across reads or several in one, bytes outside any frame
+//! (skipped and counted), a frame restarted before it ended, and frames larger than allowed
+//! (discarded to their end and answered with an AR). Each connection is served in order: the
+//! next message is read once the previous one's ACK has been written, as senders expect.
+
+use super::ack::{AckCode, Problem, ack};
+use super::ingest;
+use super::message::{Delimiters, Header};
+use crate::store::Store;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const START: u8 = 0x0B;
+pub const END: u8 = 0x1C;
+pub const CR: u8 = 0x0D;
+
+/// What the framer found in the bytes it was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole message.
+    Message(Vec<u8>),
+    /// A frame longer than allowed, dropped.
+    TooLarge(usize),
+}
+
+/// Splits a byte stream into frames.
+#[derive(Debug)]
+pub struct Framer {
+    buf: Vec<u8>,
+    in_frame: bool,
+    /// Past the size limit: bytes are dropped until the frame ends.
+    dropping: usize,
+    max: usize,
+    /// Bytes seen outside any frame (other than line ends between frames).
+    pub garbage: usize,
+}
+
+impl Framer {
+    pub fn new(max: usize) -> Framer {
+        Framer {
+            buf: Vec::new(),
+            in_frame: false,
+            dropping: 0,
+            max,
+            garbage: 0,
+        }
+    }
+
+    /// Feed bytes; returns the frames they completed.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for &b in data {
+            if !self.in_frame {
+                match b {
+                    START => self.in_frame = true,
+                    // the CR after an end marker, or line ends a sender puts between frames
+                    CR | b'\n' => {}
+                    _ => self.garbage += 1,
+                }
+                continue;
+            }
+            match b {
+                END => {
+                    self.in_frame = false;
+                    if self.dropping > 0 {
+                        out.push(Frame::TooLarge(self.dropping));
+                        self.dropping = 0;
+                    } else {
+                        out.push(Frame::Message(std::mem::take(&mut self.buf)));
+                    }
+                }
+                // a new start before the end: the sender gave up on the last one
+                START => {
+                    self.garbage += self.buf.len() + self.dropping;
+                    self.buf.clear();
+                    self.dropping = 0;
+                }
+                _ if self.dropping > 0 => self.dropping += 1,
+                _ => {
+                    self.buf.push(b);
+                    if self.buf.len() > self.max {
+                        self.dropping = self.buf.len();
+                        self.buf = Vec::new();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Bytes of an unfinished frame held.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.dropping
+    }
+}
+
+/// Frame a message for sending.
+pub fn frame(message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 3);
+    out.push(START);
+    out.extend_from_slice(message.as_bytes());
+    out.push(END);
+    out.push(CR);
+    out
+}
+
+#[derive(Debug, Clone)]
+pub struct MllpSettings {
+    /// Largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for MllpSettings {
+    fn default() -> Self {
+        MllpSettings {
+            max_message_bytes: 10 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Accept connections until the process ends.
+pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let (store, settings) = (store.clone(), settings.clone());
+                tokio::spawn(async move {
+                    tracing::debug!(%peer, "MLLP connection");
+                    if let Err(e) = connection(stream, store, settings).await {
+                        tracing::info!(%peer, error = %e, "MLLP connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "MLLP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    store: Store,
+    settings: MllpSettings,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut framer = Framer::new(settings.max_message_bytes);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match tokio::time::timeout(settings.idle_timeout, stream.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::info!("MLLP connection idle too long; closing it");
+                return Ok(());
+            }
+        };
+        if n == 0 {
+            if framer.pending() > 0 {
+                tracing::warn!(
+                    bytes = framer.pending(),
+                    "MLLP connection closed in the middle of a message"
+                );
+            }
+            return Ok(());
+        }
+        let garbage_before = framer.garbage;
+        for got in framer.push(&buf[..n]) {
+            let reply = match got {
+                Frame::Message(bytes) => {
+                    let store = store.clone();
+                    let outcome =
+                        tokio::task::spawn_blocking(move || ingest::handle(&store, &bytes))
+                            .await
+                            .map_err(std::io::Error::other)?;
+                    outcome.ack
+                }
+                Frame::TooLarge(size) => {
+                    tracing::warn!(
+                        size,
+                        max = settings.max_message_bytes,
+                        "MLLP message too large; refused"
+                    );
+                    let p = Problem {
+                        location: String::new(),
+                        code: "207",
+                        text: format!(
+                            "message of {size} bytes or more refused: at most {} bytes are accepted",
+                            settings.max_message_bytes
+                        ),
+                    };
+                    ack(
+                        &Delimiters::default(),
+                        &Header::default(),
+                        AckCode::Reject,
+                        Some(&p),
+                        "TOOLARGE",
+                    )
+                }
+            };
+            stream.write_all(&frame(&reply)).await?;
+        }
+        if framer.garbage > garbage_before {
+            tracing::warn!(
+                bytes = framer.garbage - garbage_before,
+                "bytes outside any MLLP frame skipped"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_across_reads_and_several_in_one() {
+        let mut f = Framer::new(1000);
+        let mut all = frame("MSH|one");
+        all.extend(frame("MSH|two"));
+        // one byte at a time
+        let mut got = Vec::new();
+        for b in &all {
+            got.extend(f.push(std::slice::from_ref(b)));
+        }
+        assert_eq!(
+            got,
+            [
+                Frame::Message(b"MSH|one".to_vec()),
+                Frame::Message(b"MSH|two".to_vec())
+            ]
+        );
+        // all at once
+        let mut f = Framer::new(1000);
+        assert_eq!(f.push(&all).len(), 2);
+        assert_eq!(f.garbage, 0);
+    }
+
+    #[test]
+    fn garbage_restarts_and_oversized_frames() {
+        let mut f = Framer::new(10);
+        let mut bytes = b"noise".to_vec();
+        bytes.extend([START]);
+        bytes.extend(b"abandoned");
+        bytes.extend(frame("MSH|ok"));
+        bytes.extend(frame("MSH|far too long for the limit"));
+        bytes.extend(frame("MSH|after"));
+        let got = f.push(&bytes);
+        assert_eq!(
+            got,
+            [
+                Frame::Message(b"MSH|ok".to_vec()),
+                Frame::TooLarge(30),
+                Frame::Message(b"MSH|after".to_vec())
+            ]
+        );
+        assert_eq!(f.garbage, 5 + 9);
+    }
+}

@@ -1,0 +1,11 @@
+//! HL7v2 in: an MLLP listener (`mllp`), the message parser (`message`), original-mode ACKs
+//! (`ack`), v2-to-FHIR maps (`map`, with `datatypes` and stable `identity`), and `ingest`,
+//! which writes a message's resources and its archive row in one transaction before the ACK.
+
+pub mod ack;
+pub mod datatypes;
+pub mod identity;
+pub mod ingest;
+pub mod map;
+pub mod message;
+pub mod mllp;

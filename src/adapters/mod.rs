@@ -1,0 +1,3 @@
+//! Adapters between legacy interfaces and the canonical FHIR store.
+
+pub mod hl7v2;

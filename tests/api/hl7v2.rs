@@ -1,0 +1,305 @@
+//! HL7v2 over a real MLLP socket: ACK after commit, stable identity, idempotent resends, NAKs
+//! that say why, and the server carrying on after bad input.
+
+use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::mllp_client::{Mllp, frame};
+use crate::receiver::{Receiver, focuses, kind};
+use crate::subscriptions::subscription;
+use diesel::prelude::*;
+use emrsync::store::schema::{audit_events, hl7v2_messages, outbox, resource_versions};
+use serde_json::Value;
+
+const MRN_SYSTEM: &str = "urn:oid:1.2.840.114350.1";
+
+pub async fn spawn_mllp(backend: Backend) -> TestApp {
+    spawn_with(backend, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.mllp_max_bytes = 64 * 1024;
+    })
+    .await
+}
+
+/// An ADT message of `trigger` for patient `mrn` in visit `visit`.
+pub fn adt(trigger: &str, control: &str, mrn: &str, visit: &str, family: &str) -> String {
+    let discharge = if trigger == "A03" {
+        "20261125180000"
+    } else {
+        ""
+    };
+    format!(
+        "MSH|^~\\&|REG|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^{trigger}^ADT_A01|{control}|P|2.5.1\r\
+         EVN|{trigger}|20261125120000\r\
+         PID|1||{mrn}^^^GH&1.2.840.114350.1&ISO^MR~123-45-6789^^^SSA^SS||{family}^Adam^Q||19800214|M|||12 Main St^^Springfield^IL^62701^USA^H||^PRN^PH^^1^217^5551234\r\
+         PV1|1|I|4W^401^B^GOOD HEALTH||||1234^Welby^Marcus^^^Dr^^^NPI&2.16.840.1.113883.4.6&ISO||||||||||||{visit}^^^GH&1.2.840.114350.1&ISO^VN|||||||||||||||||||||||||20261125113000|{discharge}\r"
+    )
+}
+
+fn found(r: &crate::helpers::Resp) -> Vec<Value> {
+    r.json()["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+async fn patient(app: &TestApp, mrn: &str) -> Vec<Value> {
+    found(
+        &app.get(&format!("Patient?identifier={MRN_SYSTEM}|{mrn}"))
+            .await,
+    )
+}
+
+async fn an_admission_becomes_resources_after_an_aa(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp
+        .send(&adt("A01", "CTRL1", "MRN100", "V100", "Everyman"))
+        .await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    assert_eq!(ack.field("MSA", 2), "CTRL1");
+    // sender and receiver swap places in the ACK
+    assert_eq!(ack.field("MSH", 3), "EMRSYNC");
+    assert_eq!(ack.field("MSH", 5), "REG");
+    assert!(ack.field("MSH", 9).starts_with("ACK^A01"));
+
+    // the ACK came after the commit: everything is readable at once
+    let p = patient(&app, "MRN100").await;
+    assert_eq!(p.len(), 1);
+    let p = &p[0];
+    assert_eq!(p["name"][0]["family"], "Everyman");
+    assert_eq!(p["name"][0]["given"][0], "Adam");
+    assert_eq!(p["birthDate"], "1980-02-14");
+    assert_eq!(p["gender"], "male");
+    assert_eq!(p["address"][0]["city"], "Springfield");
+    assert_eq!(p["telecom"][0]["value"], "+1 217 5551234");
+    assert_eq!(
+        p["identifier"][1]["system"],
+        "http://hl7.org/fhir/sid/us-ssn"
+    );
+    let pid = p["id"].as_str().unwrap();
+    let encounters = found(&app.get(&format!("Encounter?patient=Patient/{pid}")).await);
+    assert_eq!(encounters.len(), 1);
+    let e = &encounters[0];
+    assert_eq!(e["status"], "in-progress");
+    assert_eq!(e["class"]["code"], "IMP");
+    assert_eq!(e["identifier"][0]["value"], "V100");
+    assert_eq!(e["period"]["start"], "2026-11-25T11:30:00Z");
+    let loc = app
+        .get(e["location"][0]["location"]["reference"].as_str().unwrap())
+        .await
+        .json();
+    assert_eq!(loc["name"], "4W 401 B GOOD HEALTH");
+    let doc = app
+        .get(
+            e["participant"][0]["individual"]["reference"]
+                .as_str()
+                .unwrap(),
+        )
+        .await
+        .json();
+    assert_eq!(doc["name"][0]["family"], "Welby");
+
+    // one correlation id links the archived message, the versions, audit rows and events
+    let mut db = app.db();
+    let (status, correlation): (String, String) = hl7v2_messages::table
+        .filter(hl7v2_messages::control_id.eq("CTRL1"))
+        .select((hl7v2_messages::status, hl7v2_messages::correlation_id))
+        .first(&mut db)
+        .unwrap();
+    assert_eq!(status, "applied");
+    let versions: i64 = resource_versions::table
+        .filter(resource_versions::correlation_id.eq(&correlation))
+        .count()
+        .get_result(&mut db)
+        .unwrap();
+    assert_eq!(versions, 4, "Patient, Encounter, Location, Practitioner");
+    let events: i64 = outbox::table
+        .filter(outbox::correlation_id.eq(&correlation))
+        .count()
+        .get_result(&mut db)
+        .unwrap();
+    assert_eq!(events, 4);
+    let audits: i64 = audit_events::table
+        .filter(audit_events::correlation_id.eq(&correlation))
+        .count()
+        .get_result(&mut db)
+        .unwrap();
+    assert!(audits >= 4, "{audits}");
+}
+
+async fn resends_updates_and_discharges_land_on_the_same_resources(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let a01 = adt("A01", "C1", "MRN200", "V200", "Before");
+    assert_eq!(mllp.send(&a01).await.code(), "AA");
+    // the same message again (same sender, facility and control id): AA, applied once
+    let again = mllp.send(&a01).await;
+    assert_eq!(again.code(), "AA", "{}", again.text);
+    let p = patient(&app, "MRN200").await;
+    assert_eq!(p[0]["meta"]["versionId"], "1");
+    // an update of the demographics and a discharge: the same Patient and Encounter
+    assert_eq!(
+        mllp.send(&adt("A08", "C2", "MRN200", "V200", "After"))
+            .await
+            .code(),
+        "AA"
+    );
+    assert_eq!(
+        mllp.send(&adt("A03", "C3", "MRN200", "V200", "After"))
+            .await
+            .code(),
+        "AA"
+    );
+    let p = patient(&app, "MRN200").await;
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["name"][0]["family"], "After");
+    let pid = p[0]["id"].as_str().unwrap();
+    let encounters = found(&app.get(&format!("Encounter?patient=Patient/{pid}")).await);
+    assert_eq!(encounters.len(), 1, "one visit, however many messages");
+    assert_eq!(encounters[0]["status"], "finished");
+    assert_eq!(encounters[0]["period"]["end"], "2026-11-25T18:00:00Z");
+    let messages: i64 = hl7v2_messages::table
+        .count()
+        .get_result(&mut app.db())
+        .unwrap();
+    assert_eq!(messages, 3, "the resend is not a message of its own");
+}
+
+async fn bad_input_gets_a_nak_and_the_server_carries_on(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    // bytes outside any frame are skipped
+    mllp.write_raw(b"GET / HTTP/1.1\r\n\r\n").await;
+    // a header that cannot be read: AR, with where and why
+    let ack = mllp
+        .send("MSH|^&&^|X|Y|Z|W|2026||ADT^A01|Q1|P|2.5\rPID|1\r")
+        .await;
+    assert_eq!(ack.code(), "AR", "{}", ack.text);
+    assert_eq!(ack.error_location(), "MSH-2");
+    assert_eq!(ack.error_code(), "102");
+    // a type we do not take: AR 200 (and a trigger we do not take: AR 201)
+    let ack = mllp
+        .send("MSH|^~\\&|X|Y|Z|W|2026||QRY^A19|Q2|P|2.5\rQRD|1\r")
+        .await;
+    assert_eq!(
+        (ack.code().as_str(), ack.error_code().as_str()),
+        ("AR", "200"),
+        "{}",
+        ack.text
+    );
+    let ack = mllp
+        .send(&adt("A01", "Q3", "MRN300", "V300", "X").replace("ADT^A01", "ADT^A99"))
+        .await;
+    assert_eq!(
+        (ack.code().as_str(), ack.error_code().as_str()),
+        ("AR", "201"),
+        "{}",
+        ack.text
+    );
+    // understood but not applicable (no patient identifier): AE, and kept for replay
+    let no_id = adt("A01", "Q4", "", "V400", "Nobody")
+        .replace("^^^GH&1.2.840.114350.1&ISO^MR~123-45-6789^^^SSA^SS", "");
+    let ack = mllp.send(&no_id).await;
+    assert_eq!(ack.code(), "AE", "{}", ack.text);
+    assert_eq!(ack.error_location(), "PID-3");
+    assert_eq!(ack.error_code(), "101");
+    let (status, raw): (String, String) = hl7v2_messages::table
+        .filter(hl7v2_messages::control_id.eq("Q4"))
+        .select((hl7v2_messages::status, hl7v2_messages::raw))
+        .first(&mut app.db())
+        .unwrap();
+    assert_eq!(status, "failed");
+    assert_eq!(raw, no_id);
+    // too large for the limit: AR, the rest of the stream still read
+    let huge = adt("A01", "Q5", "MRN500", "V500", &"X".repeat(70 * 1024));
+    let ack = mllp.send(&huge).await;
+    assert_eq!(ack.code(), "AR", "{}", ack.text);
+    // nothing of the refused messages was written
+    assert!(patient(&app, "MRN300").await.is_empty());
+    assert!(patient(&app, "MRN500").await.is_empty());
+
+    // the same connection goes on, and a message arriving in pieces is read whole
+    let bytes = frame(adt("A04", "Q6", "MRN600", "V600", "Pieces").as_bytes());
+    for chunk in bytes.chunks(7) {
+        mllp.write_raw(chunk).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(mllp.ack().await.code(), "AA");
+    assert_eq!(patient(&app, "MRN600").await.len(), 1);
+    // and a connection dropped mid-message harms no other
+    let mut broken = Mllp::connect(app.mllp.unwrap()).await;
+    broken.write_raw(&bytes[..bytes.len() / 2]).await;
+    drop(broken);
+    let mut fresh = Mllp::connect(app.mllp.unwrap()).await;
+    assert_eq!(
+        fresh
+            .send(&adt("A08", "Q7", "MRN600", "V600", "Whole"))
+            .await
+            .code(),
+        "AA"
+    );
+}
+
+async fn many_connections_at_once(app: TestApp) {
+    let port = app.mllp.unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let mut mllp = Mllp::connect(port).await;
+            for i in 0..15 {
+                let ack = mllp
+                    .send(&adt(
+                        "A01",
+                        &format!("M{c}-{i}"),
+                        &format!("MRN-{c}-{i}"),
+                        &format!("V-{c}-{i}"),
+                        "Many",
+                    ))
+                    .await;
+                assert_eq!(ack.code(), "AA", "{}", ack.text);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = app.get("Patient?family=Many&_summary=count").await.json();
+    assert_eq!(r["total"], 120);
+}
+
+crate::on_both_backends_with!(
+    spawn_mllp,
+    an_admission_becomes_resources_after_an_aa,
+    resends_updates_and_discharges_land_on_the_same_resources,
+    bad_input_gets_a_nak_and_the_server_carries_on,
+    many_connections_at_once,
+);
+
+/// A change that came in over MLLP reaches subscribers like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_over_mllp_notifies_its_subscribers() {
+    let app = spawn_mllp(Backend::Sqlite).await;
+    let hook = Receiver::start().await;
+    let (_, _) = app
+        .create(&subscription("encounter-start", &[], &hook.url, "id-only"))
+        .await;
+    hook.wait_until(10, "the handshake", |g| !g.is_empty())
+        .await;
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    assert_eq!(
+        mllp.send(&adt("A01", "N1", "MRN700", "V700", "Notified"))
+            .await
+            .code(),
+        "AA"
+    );
+    let got = hook
+        .wait_until(10, "the admission's notification", |g| {
+            g.iter().any(|r| kind(&r.body) == "event-notification")
+        })
+        .await;
+    let event = got
+        .iter()
+        .find(|r| kind(&r.body) == "event-notification")
+        .unwrap();
+    let focus = focuses(&event.body);
+    assert_eq!(focus.len(), 1);
+    assert!(focus[0].contains("/Encounter/"), "{focus:?}");
+}
