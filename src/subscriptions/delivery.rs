@@ -341,10 +341,15 @@ pub fn shown<'a>(
     } else {
         e.version_id
     };
-    let focus = store
-        .read(|c| versions::version(c, &e.resource_type, &e.resource_id, vid))?
-        .filter(|v| !v.deleted)
-        .map(|v| v.json());
+    // the current version is most often the one (and is cached: a change fanned out to many
+    // subscribers is read once, not once each)
+    let focus = match store.current(&e.resource_type, &e.resource_id) {
+        Ok(v) if v.version_id == vid => Some(v.json()),
+        _ => store
+            .read(|c| versions::version(c, &e.resource_type, &e.resource_id, vid))?
+            .filter(|v| !v.deleted)
+            .map(|v| v.json()),
+    };
     let readable = focus.as_ref().is_some_and(|f| {
         grant
             .check(Interaction::Read, &e.resource_type, &e.resource_id, || f)

@@ -220,7 +220,12 @@ async fn a_notification_never_carries_what_the_subscriber_may_not_read() {
     );
     // the Encounter it may read arrives whole
     let shown: Vec<String> = events.iter().flat_map(|b| focuses(b)).collect();
-    assert_eq!(shown, [format!("{}/Encounter/{enc}", app.base)]);
+    assert_eq!(
+        shown,
+        [format!("{}/Encounter/{enc}", app.base)],
+        "all received: {}",
+        serde_json::to_string_pretty(&got.iter().map(|r| &r.body).collect::<Vec<_>>()).unwrap()
+    );
     let with_encounter = events.iter().find(|b| !focuses(b).is_empty()).unwrap();
     assert_eq!(with_encounter["entry"][1]["resource"]["id"], enc.as_str());
 }

@@ -1,6 +1,7 @@
-//! HL7v2 in: an MLLP listener (`mllp`), the message parser (`message`), original-mode ACKs
-//! (`ack`), v2-to-FHIR maps (`map`, with `datatypes` and stable `identity`), and `ingest`,
-//! which writes a message's resources and its archive row in one transaction before the ACK.
+//! HL7v2 in (ADT and ORU^R01 so far): an MLLP listener (`mllp`), the message parser
+//! (`message`), original-mode ACKs (`ack`), v2-to-FHIR maps (`map`, with `datatypes` and
+//! stable `identity`), and `ingest`, which writes a message's resources and its archive row in
+//! one transaction before the ACK.
 
 pub mod ack;
 pub mod datatypes;

@@ -2,9 +2,7 @@
 //! event sets the Encounter's status (admit, transfer, discharge, pre-admit, cancels).
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
-use super::super::datatypes::{
-    address, date, date_time, each, identifier, location_name, name, put, telecom,
-};
+use super::super::datatypes::{date_time, identifier, location_name, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, failed, supported};
@@ -30,7 +28,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         .msg
         .first("PID")
         .ok_or_else(|| failed("PID", "100", "an ADT message needs a PID segment"))?;
-    let patient = patient(cx, pid)?;
+    let patient = super::patient::patient(cx, pid)?;
     let mut out = vec![patient];
     // A28 and A31 are about the person, not a visit
     if matches!(trigger, "A28" | "A31") {
@@ -46,84 +44,6 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     let patient_ref = out[0].reference();
     out.extend(encounter(cx, trigger, pv1, &patient_ref));
     Ok(out)
-}
-
-/// PID -> Patient, under the id of its first medical record number (or first identifier).
-fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
-    let facility = &cx.header.sending_facility;
-    let ids: Vec<Value> = pid
-        .field(3)
-        .repetitions()
-        .filter_map(|r| identifier(r, cx.systems, facility))
-        .collect();
-    let key = ids
-        .iter()
-        .find(|i| i["type"]["coding"][0]["code"] == "MR")
-        .or(ids.first())
-        .ok_or_else(|| {
-            failed(
-                "PID-3",
-                "101",
-                "PID-3 (patient identifier list) has no identifier: the patient cannot be identified",
-            )
-        })?;
-    let id = stable_id(
-        "Patient",
-        &[
-            key["system"].as_str().unwrap_or_default(),
-            key["value"].as_str().unwrap_or_default(),
-        ],
-    );
-    let mut p = Map::new();
-    p.insert("resourceType".into(), json!("Patient"));
-    p.insert("id".into(), json!(id));
-    put(&mut p, "identifier", Value::Array(ids));
-    put(&mut p, "name", each(pid.field(5), name));
-    let mut telecoms: Vec<Value> = pid
-        .field(13)
-        .repetitions()
-        .filter_map(|r| telecom(r, "home"))
-        .collect();
-    telecoms.extend(
-        pid.field(14)
-            .repetitions()
-            .filter_map(|r| telecom(r, "work")),
-    );
-    put(&mut p, "telecom", Value::Array(telecoms));
-    let gender = match pid.value(8) {
-        "M" => "male",
-        "F" => "female",
-        "O" | "A" | "X" => "other",
-        "U" | "N" => "unknown",
-        _ => "",
-    };
-    put(&mut p, "gender", json!(gender));
-    if let Some(d) = date(pid.value(7)) {
-        p.insert("birthDate".into(), json!(d));
-    }
-    match (date_time(pid.value(29)), pid.value(30)) {
-        (Some(at), _) => {
-            p.insert("deceasedDateTime".into(), json!(at));
-        }
-        (None, "Y") => {
-            p.insert("deceasedBoolean".into(), json!(true));
-        }
-        _ => {}
-    }
-    put(&mut p, "address", each(pid.field(11), address));
-    let marital = pid.get(16, 1);
-    if !marital.is_empty() {
-        p.insert(
-            "maritalStatus".into(),
-            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
-                               "code": marital}]}),
-        );
-    }
-    Ok(Resource {
-        rtype: "Patient",
-        id,
-        body: Value::Object(p),
-    })
 }
 
 /// The Encounter's status after this trigger event.

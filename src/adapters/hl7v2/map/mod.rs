@@ -4,6 +4,8 @@
 //! or that the type is not one we take (an AR).
 
 mod adt;
+mod oru;
+mod patient;
 
 use super::ack::Problem;
 use super::identity::Systems;
@@ -49,10 +51,13 @@ pub fn map(msg: &Message) -> Result<Vec<Resource>, Unmapped> {
     let (ty, trigger) = (cx.header.message_type.as_str(), cx.header.trigger.as_str());
     match ty {
         "ADT" => adt::map(&cx, trigger),
+        "ORU" => oru::map(&cx, trigger),
         _ => Err(Unmapped::Unsupported(Problem {
             location: "MSH-9".into(),
             code: "200",
-            text: format!("message type '{ty}' is not one this server takes (it takes ADT)"),
+            text: format!(
+                "message type '{ty}' is not one this server takes (it takes ADT and ORU)"
+            ),
         })),
     }
 }

@@ -1,0 +1,450 @@
+//! ORU^R01 (results): each OBR -> a DiagnosticReport, each of its OBX -> an Observation
+//! (category laboratory), for the patient of PID. IG: ORU_R01, OBR[DiagnosticReport],
+//! OBX[Observation] and the value-type maps.
+//!
+//! Identity: a report is its order's filler number (OBR-3; the placer number OBR-2 without
+//! one), an observation is its report plus OBX-3 and OBX-4 (the test and sub-id), so that a
+//! corrected result (OBX-11 `C`) updates the Observation it corrects.
+
+use super::super::datatypes::{codeable, date_time, put};
+use super::super::identity::stable_id;
+use super::super::message::{Rep, Segment};
+use super::{Context, Resource, Unmapped, failed};
+use serde_json::{Map, Value, json};
+
+pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
+    if trigger != "R01" {
+        return Err(Unmapped::Unsupported(
+            crate::adapters::hl7v2::ack::Problem {
+                location: "MSH-9".into(),
+                code: "201",
+                text: format!("ORU trigger event '{trigger}' is not one this server takes (R01)"),
+            },
+        ));
+    }
+    let pid = cx
+        .msg
+        .first("PID")
+        .ok_or_else(|| failed("PID", "100", "an ORU^R01 needs a PID segment"))?;
+    let patient = super::patient::patient(cx, pid)?;
+    let subject = json!({"reference": patient.reference()});
+    let mut out = vec![patient];
+    // each OBR with the OBX segments that follow it (until the next OBR); OBX before any OBR
+    // are observations of the patient (v2.8's PATIENT_OBSERVATION group), in no report
+    let mut about_patient: Vec<&Segment> = Vec::new();
+    let mut groups: Vec<(&Segment, Vec<&Segment>)> = Vec::new();
+    for seg in &cx.msg.segments {
+        match seg.id.as_str() {
+            "OBR" => groups.push((seg, Vec::new())),
+            "OBX" => match groups.last_mut() {
+                Some((_, obx)) => obx.push(seg),
+                None => about_patient.push(seg),
+            },
+            _ => {}
+        }
+    }
+    if groups.is_empty() {
+        return Err(failed("OBR", "100", "an ORU^R01 needs an OBR segment"));
+    }
+    let patient_id = out[0].id.clone();
+    let key = [cx.header.sending_facility.as_str(), "patient", &patient_id];
+    for group in lines(&about_patient) {
+        // an attached document without a test code is a document, not an observation (MDM)
+        if group[0].get(3, 1).is_empty() && matches!(group[0].value(2), "ED" | "RP") {
+            tracing::info!(control_id = %cx.header.control_id, "an OBX of type ED/RP without OBX-3 left out");
+            continue;
+        }
+        let o = observation(&key, None, &group, None, &subject)?;
+        out.push(o);
+    }
+    for (n, (obr, obx)) in groups.iter().enumerate() {
+        out.extend(report(cx, n + 1, obr, obx, &subject)?);
+    }
+    Ok(out)
+}
+
+/// The order a report belongs to: filler number, else placer number, else this message.
+fn order_key(cx: &Context, n: usize, obr: &Segment) -> Vec<String> {
+    for field in [3, 2] {
+        let ei = obr.field(field).first();
+        if !ei.get(1).trim().is_empty() {
+            let authority = [ei.get(2), ei.get(3)]
+                .into_iter()
+                .find(|a| !a.is_empty())
+                .unwrap_or(&cx.header.sending_facility);
+            return vec![authority.to_string(), ei.get(1).trim().to_string()];
+        }
+    }
+    vec![
+        cx.header.sending_facility.clone(),
+        cx.header.control_id.clone(),
+        n.to_string(),
+    ]
+}
+
+fn report(
+    cx: &Context,
+    n: usize,
+    obr: &Segment,
+    obx: &[&Segment],
+    subject: &Value,
+) -> Result<Vec<Resource>, Unmapped> {
+    let key = order_key(cx, n, obr);
+    let keys: Vec<&str> = key.iter().map(String::as_str).collect();
+    let id = stable_id("DiagnosticReport", &keys);
+    let code = codeable(obr.field(4).first()).ok_or_else(|| {
+        failed(
+            "OBR-4",
+            "101",
+            "OBR-4 (universal service identifier) is empty",
+        )
+    })?;
+    let effective = date_time(obr.value(7));
+    let mut out = Vec::new();
+    let mut results = Vec::new();
+    for group in lines(obx) {
+        let o = observation(
+            &keys,
+            Some((obr, &code)),
+            &group,
+            effective.as_deref(),
+            subject,
+        )?;
+        results.push(json!({"reference": o.reference()}));
+        out.push(o);
+    }
+    let mut r = Map::new();
+    r.insert("resourceType".into(), json!("DiagnosticReport"));
+    r.insert("id".into(), json!(id));
+    let filler = obr.field(3).first();
+    if !filler.get(1).trim().is_empty() {
+        r.insert(
+            "identifier".into(),
+            json!([{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "FILL"}]},
+                    "system": format!("{}order/{}", "http://emrsync.org/hl7v2/", super::super::datatypes::uri_part(&key[0])),
+                    "value": filler.get(1).trim()}]),
+        );
+    }
+    r.insert("status".into(), json!(report_status(obr.value(25))));
+    r.insert(
+        "category".into(),
+        json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}]),
+    );
+    r.insert("code".into(), code);
+    r.insert("subject".into(), subject.clone());
+    if let Some(at) = effective {
+        r.insert("effectiveDateTime".into(), json!(at));
+    }
+    if let Some(at) = date_time(obr.value(22)) {
+        r.insert("issued".into(), json!(issued(&at)));
+    }
+    put(&mut r, "result", Value::Array(results));
+    out.push(Resource {
+        rtype: "DiagnosticReport",
+        id,
+        body: Value::Object(r),
+    });
+    Ok(out)
+}
+
+/// OBX segments that make one Observation: text lines (TX, FT, ST) of one test and sub-id in a
+/// row are one text, as senders split long results; any other OBX stands alone.
+fn lines<'a>(obx: &[&'a Segment]) -> Vec<Vec<&'a Segment>> {
+    let mut out: Vec<Vec<&Segment>> = Vec::new();
+    let is_text = |s: &Segment| matches!(s.value(2), "TX" | "FT" | "ST");
+    for &s in obx {
+        if let Some(last) = out.last_mut() {
+            let prev = last[0];
+            if is_text(prev)
+                && is_text(s)
+                && prev.get(3, 1) == s.get(3, 1)
+                && prev.value(4) == s.value(4)
+            {
+                last.push(s);
+                continue;
+            }
+        }
+        out.push(vec![s]);
+    }
+    out
+}
+
+/// One Observation from its OBX segment(s); `order` is its OBR and that OBR's test, when it
+/// belongs to a report.
+fn observation(
+    report: &[&str],
+    order: Option<(&Segment, &Value)>,
+    group: &[&Segment],
+    effective: Option<&str>,
+    subject: &Value,
+) -> Result<Resource, Unmapped> {
+    let obx = group[0];
+    // without OBX-3 (text lines of a report) the observation is the report's test
+    let code = match (codeable(obx.field(3).first()), order) {
+        (Some(c), _) => c,
+        (None, Some((_, report_code))) => report_code.clone(),
+        (None, None) => {
+            return Err(failed(
+                "OBX-3",
+                "101",
+                "OBX-3 (observation identifier) is empty",
+            ));
+        }
+    };
+    let test = match (obx.get(3, 1), order) {
+        ("", Some((obr, _))) => obr.get(4, 1),
+        (c, _) => c,
+    };
+    let set_id = obx.value(1);
+    let mut key: Vec<&str> = report.to_vec();
+    key.extend([test, obx.value(4)]);
+    if test.is_empty() {
+        key.push(set_id);
+    }
+    let id = stable_id("Observation", &key);
+    let mut o = Map::new();
+    o.insert("resourceType".into(), json!("Observation"));
+    o.insert("id".into(), json!(id));
+    o.insert("status".into(), json!(observation_status(obx.value(11))));
+    o.insert(
+        "category".into(),
+        json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "laboratory", "display": "Laboratory"}]}]),
+    );
+    o.insert("code".into(), code);
+    o.insert("subject".into(), subject.clone());
+    if let Some(at) = date_time(obx.value(14)).as_deref().or(effective) {
+        o.insert("effectiveDateTime".into(), json!(at));
+    }
+    value(&mut o, group)?;
+    if let Some(range) = reference_range(obx) {
+        o.insert("referenceRange".into(), json!([range]));
+    }
+    let flags: Vec<Value> = obx
+        .field(8)
+        .repetitions()
+        .filter(|r| !r.get(1).is_empty())
+        .map(|r| {
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                               "code": r.get(1)}]})
+        })
+        .collect();
+    put(&mut o, "interpretation", Value::Array(flags));
+    Ok(Resource {
+        rtype: "Observation",
+        id,
+        body: Value::Object(o),
+    })
+}
+
+/// OBX-5 by its type (OBX-2) -> value[x].
+fn value(o: &mut Map<String, Value>, group: &[&Segment]) -> Result<(), Unmapped> {
+    let obx = group[0];
+    let field = obx.field(5);
+    if field.is_empty() {
+        return Ok(());
+    }
+    let v = field.first();
+    match obx.value(2) {
+        "NM" => {
+            let q =
+                quantity(v.get(1), obx.field(6).first()).ok_or_else(|| number_error(v.get(1)))?;
+            o.insert("valueQuantity".into(), q);
+        }
+        "SN" => {
+            let (comparator, n1, sep, n2) = (v.get(1), v.get(2), v.get(3), v.get(4));
+            let units = obx.field(6).first();
+            match sep {
+                ":" | "/" => {
+                    o.insert(
+                        "valueRatio".into(),
+                        json!({"numerator": quantity(n1, units).ok_or_else(|| number_error(n1))?,
+                               "denominator": {"value": decimal(n2).ok_or_else(|| number_error(n2))?}}),
+                    );
+                }
+                "-" => {
+                    o.insert(
+                        "valueRange".into(),
+                        json!({"low": quantity(n1, units).ok_or_else(|| number_error(n1))?,
+                               "high": quantity(n2, units).ok_or_else(|| number_error(n2))?}),
+                    );
+                }
+                _ => {
+                    let mut q = quantity(n1, units).ok_or_else(|| number_error(n1))?;
+                    if matches!(comparator, "<" | "<=" | ">=" | ">") {
+                        q["comparator"] = json!(comparator);
+                    }
+                    o.insert("valueQuantity".into(), q);
+                }
+            }
+        }
+        "CE" | "CWE" | "CNE" | "CF" => {
+            if let Some(cc) = codeable(v) {
+                o.insert("valueCodeableConcept".into(), cc);
+            }
+        }
+        // encapsulated data and pointers are documents, not values (MDM's business)
+        "ED" | "RP" => {}
+        "DT" | "DTM" | "TS" => match date_time(v.get(1)) {
+            Some(at) => {
+                o.insert("valueDateTime".into(), json!(at));
+            }
+            None => {
+                return Err(failed(
+                    "OBX-5",
+                    "102",
+                    format!("'{}' is not a date", v.get(1)),
+                ));
+            }
+        },
+        // text, possibly over several OBX and repetitions
+        _ => {
+            let text: Vec<String> = group
+                .iter()
+                .flat_map(|s| {
+                    s.field(5)
+                        .repetitions()
+                        .map(|r| r.get(1).to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let text = text.join("\n");
+            if !text.trim().is_empty() {
+                o.insert("valueString".into(), json!(text));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn number_error(text: &str) -> Unmapped {
+    failed("OBX-5", "102", format!("'{text}' is not a number"))
+}
+
+/// A decimal as FHIR writes it (JSON number), or `None`.
+fn decimal(text: &str) -> Option<Value> {
+    let t = text.trim();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let ok = !t.is_empty()
+        && t.parse::<f64>().is_ok_and(f64::is_finite)
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-');
+    ok.then(|| serde_json::from_str::<Value>(&normalise_decimal(t)).ok())
+        .flatten()
+}
+
+/// `.5` -> `0.5`, `-.5` -> `-0.5`, `5.` -> `5` (JSON forms).
+fn normalise_decimal(t: &str) -> String {
+    let (sign, body) = t.strip_prefix('-').map(|b| ("-", b)).unwrap_or(("", t));
+    let body = if body.starts_with('.') {
+        format!("0{body}")
+    } else {
+        body.to_string()
+    };
+    let body = body.strip_suffix('.').map(str::to_string).unwrap_or(body);
+    format!("{sign}{body}")
+}
+
+/// A number with OBX-6's units: UCUM when the units say so (or name no system and look like
+/// UCUM), else the unit as text.
+fn quantity(number: &str, units: Rep) -> Option<Value> {
+    let mut q = Map::new();
+    q.insert("value".into(), decimal(number)?);
+    let (code, text, system) = (
+        units.get(1).trim(),
+        units.get(2).trim(),
+        units.get(3).trim(),
+    );
+    if !code.is_empty() {
+        q.insert(
+            "unit".into(),
+            json!(if text.is_empty() { code } else { text }),
+        );
+        if matches!(system, "UCUM" | "ANSI+" | "ISO+" | "") && !code.contains(' ') {
+            q.insert("system".into(), json!("http://unitsofmeasure.org"));
+            q.insert("code".into(), json!(code));
+        }
+    }
+    Some(Value::Object(q))
+}
+
+/// OBX-7 `low-high`, `<x`, `>x`, or text.
+fn reference_range(obx: &Segment) -> Option<Value> {
+    let text = obx.value(7).trim();
+    if text.is_empty() {
+        return None;
+    }
+    let units = obx.field(6).first();
+    let bound = |n: &str| quantity(n, units);
+    if let Some((lo, hi)) = text.split_once('-').filter(|(lo, _)| !lo.is_empty())
+        && let (Some(l), Some(h)) = (bound(lo), bound(hi))
+    {
+        return Some(json!({"low": l, "high": h}));
+    }
+    if let Some(v) = text
+        .strip_prefix('<')
+        .and_then(|n| bound(n.trim_start_matches('=')))
+    {
+        return Some(json!({"high": v}));
+    }
+    if let Some(v) = text
+        .strip_prefix('>')
+        .and_then(|n| bound(n.trim_start_matches('=')))
+    {
+        return Some(json!({"low": v}));
+    }
+    Some(json!({"text": text}))
+}
+
+/// OBX-11 (HL7 table 0085) -> Observation.status.
+fn observation_status(code: &str) -> &'static str {
+    match code {
+        "C" => "corrected",
+        "P" | "R" | "S" => "preliminary",
+        "I" | "O" => "registered",
+        "D" | "W" => "entered-in-error",
+        "X" => "cancelled",
+        "A" => "amended",
+        _ => "final",
+    }
+}
+
+/// OBR-25 (HL7 table 0123) -> DiagnosticReport.status.
+fn report_status(code: &str) -> &'static str {
+    match code {
+        "C" => "corrected",
+        "P" => "preliminary",
+        "A" | "R" | "S" => "partial",
+        "I" | "O" => "registered",
+        "X" => "cancelled",
+        "M" => "amended",
+        _ => "final",
+    }
+}
+
+/// `issued` is an instant: it needs seconds and a zone.
+fn issued(at: &str) -> String {
+    match at.len() {
+        4 => format!("{at}-01-01T00:00:00Z"),
+        7 => format!("{at}-01T00:00:00Z"),
+        10 => format!("{at}T00:00:00Z"),
+        _ => at.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_in_json_form() {
+        assert_eq!(decimal("7.25"), Some(json!(7.25)));
+        assert_eq!(decimal(".5"), Some(json!(0.5)));
+        assert_eq!(decimal("-.5"), Some(json!(-0.5)));
+        assert_eq!(decimal("+12"), Some(json!(12)));
+        assert_eq!(decimal("12."), Some(json!(12)));
+        assert_eq!(decimal("1e5"), None);
+        assert_eq!(decimal("high"), None);
+        assert_eq!(decimal(""), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! PID -> Patient, shared by every message that names a patient (ADT, ORU, ...): the IG's
+//! PID map, under a stable id from the first medical record number (else the first identifier).
+
+use super::super::datatypes::{address, date, date_time, each, identifier, name, put, telecom};
+use super::super::identity::stable_id;
+use super::super::message::Segment;
+use super::{Context, Resource, Unmapped, failed};
+use serde_json::{Map, Value, json};
+
+/// PID -> Patient, under the id of its first medical record number (or first identifier).
+pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
+    let facility = &cx.header.sending_facility;
+    // PID-3, then the older external (PID-2) and alternate (PID-4) ids some senders still fill
+    let ids: Vec<Value> = [3, 2, 4]
+        .into_iter()
+        .flat_map(|f| pid.field(f).repetitions())
+        .filter_map(|r| identifier(r, cx.systems, facility))
+        .collect();
+    let key = ids
+        .iter()
+        .find(|i| i["type"]["coding"][0]["code"] == "MR")
+        .or(ids.first())
+        .ok_or_else(|| {
+            failed(
+                "PID-3",
+                "101",
+                "PID-3 (patient identifier list) has no identifier, nor PID-2 or PID-4: the patient cannot be identified",
+            )
+        })?;
+    let id = stable_id(
+        "Patient",
+        &[
+            key["system"].as_str().unwrap_or_default(),
+            key["value"].as_str().unwrap_or_default(),
+        ],
+    );
+    let mut p = Map::new();
+    p.insert("resourceType".into(), json!("Patient"));
+    p.insert("id".into(), json!(id));
+    put(&mut p, "identifier", Value::Array(ids));
+    put(&mut p, "name", each(pid.field(5), name));
+    let mut telecoms: Vec<Value> = pid
+        .field(13)
+        .repetitions()
+        .filter_map(|r| telecom(r, "home"))
+        .collect();
+    telecoms.extend(
+        pid.field(14)
+            .repetitions()
+            .filter_map(|r| telecom(r, "work")),
+    );
+    put(&mut p, "telecom", Value::Array(telecoms));
+    let gender = match pid.value(8) {
+        "M" => "male",
+        "F" => "female",
+        "O" | "A" | "X" => "other",
+        "U" | "N" => "unknown",
+        _ => "",
+    };
+    put(&mut p, "gender", json!(gender));
+    if let Some(d) = date(pid.value(7)) {
+        p.insert("birthDate".into(), json!(d));
+    }
+    match (date_time(pid.value(29)), pid.value(30)) {
+        (Some(at), _) => {
+            p.insert("deceasedDateTime".into(), json!(at));
+        }
+        (None, "Y") => {
+            p.insert("deceasedBoolean".into(), json!(true));
+        }
+        _ => {}
+    }
+    put(&mut p, "address", each(pid.field(11), address));
+    let marital = pid.get(16, 1);
+    if !marital.is_empty() {
+        p.insert(
+            "maritalStatus".into(),
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+                               "code": marital}]}),
+        );
+    }
+    Ok(Resource {
+        rtype: "Patient",
+        id,
+        body: Value::Object(p),
+    })
+}
