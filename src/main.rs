@@ -34,6 +34,23 @@ enum Command {
     User(UserArgs),
     /// Drive a running server over HTTP and print throughput and latency percentiles.
     Bench(emrsync::bench::BenchArgs),
+    /// Run HL7v2 messages of the exception queue again, once the cause is fixed.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The message's id (as `GET /admin/hl7v2/messages` lists it).
+    #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+    id: Option<String>,
+    /// Every message of the exception queue, oldest first.
+    #[arg(long)]
+    all_failed: bool,
+    /// Replay this corrected text instead of the stored one (with an id only).
+    #[arg(long, conflicts_with = "all_failed")]
+    message_file: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -227,8 +244,50 @@ async fn main() -> anyhow::Result<()> {
             init_logs(false);
             emrsync::bench::run(args).await?;
         }
+        Command::Replay(args) => {
+            init_logs(false);
+            let accepted = tokio::task::spawn_blocking(move || replay_command(args)).await??;
+            if !accepted {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
+}
+
+/// Replay one message or the whole exception queue; true when every one was accepted (AA).
+fn replay_command(args: ReplayArgs) -> anyhow::Result<bool> {
+    use emrsync::adapters::hl7v2::queue;
+    let settings = emrsync::config::Settings::new("127.0.0.1:0", args.store);
+    let store = emrsync::store::Store::open(&settings.store_settings()?)?;
+    let outcomes = match &args.id {
+        Some(id) => {
+            let corrected = match &args.message_file {
+                Some(f) => Some(emrsync::adapters::hl7v2::message::decode(&std::fs::read(
+                    f,
+                )?)),
+                None => None,
+            };
+            match queue::replay(&store, id, corrected)? {
+                Some(o) => vec![(id.clone(), o)],
+                None => anyhow::bail!("no HL7v2 message {id} in the archive"),
+            }
+        }
+        None => queue::replay_failed(&store)?,
+    };
+    for (id, o) in &outcomes {
+        let why = o.problem.as_ref().map(|p| format!(": {}", p.text));
+        println!(
+            "{id} {} {}{}",
+            o.code.as_str(),
+            o.correlation_id,
+            why.unwrap_or_default()
+        );
+    }
+    println!("{} replayed", outcomes.len());
+    Ok(outcomes
+        .iter()
+        .all(|(_, o)| o.code == emrsync::adapters::hl7v2::ack::AckCode::Accept))
 }
 
 fn client_command(args: ClientArgs) -> anyhow::Result<()> {

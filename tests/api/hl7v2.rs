@@ -451,3 +451,135 @@ async fn a_lab_result_over_mllp_notifies_its_subscribers() {
         .unwrap();
     assert_eq!(entry["resource"]["valueQuantity"]["value"], 3.1);
 }
+
+/// The exception queue: a message that could not be applied is listed with its reason and
+/// raw text (to a token that may read every Patient), replayed as it was (still AE), replayed
+/// corrected (AA, the entry closed), and `emrsync replay` does the same from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exception_queue_lists_and_replays() {
+    let app = spawn_mllp(Backend::Sqlite).await;
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let bad = oru("X1", "MRN950", "F", "high");
+    assert_eq!(mllp.send(&bad).await.code(), "AE");
+    let admin = |path: &str| format!("{}/admin/hl7v2/{path}", app.root);
+
+    // who may look: not without a token, not a patient's token
+    let r = app.anonymous.get(admin("messages")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let patient_token = app.token_for("patient/*.rs", Some("someone"));
+    let r = app
+        .anonymous
+        .get(admin("messages"))
+        .bearer_auth(&patient_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let queue: Value = app
+        .client
+        .get(admin("messages?status=failed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = queue["messages"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{queue}");
+    let e = &entries[0];
+    assert_eq!(e["controlId"], "X1");
+    assert_eq!(e["messageType"], "ORU");
+    assert_eq!(e["errorLocation"], "OBX-5");
+    assert!(e["error"].as_str().unwrap().contains("not a number"), "{e}");
+    let id = e["id"].as_str().unwrap().to_string();
+    let one: Value = app
+        .client
+        .get(admin(&format!("messages/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["raw"], bad.as_str());
+
+    // replayed as it is: still wrong, still queued, one more attempt
+    let replay = |body: Option<String>| {
+        let req = app.client.post(admin(&format!("messages/{id}/replay")));
+        let req = match body {
+            Some(b) => req.body(b),
+            None => req,
+        };
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(replay(None).await["code"], "AE");
+    let again: Value = app
+        .client
+        .get(admin(&format!("messages/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["message"]["attempts"], 2);
+    assert_eq!(again["message"]["status"], "failed");
+    // corrected by a person: applied, and the queue entry is closed
+    let fixed = replay(Some(bad.replace("||high|", "||5.9|"))).await;
+    assert_eq!(fixed["code"], "AA", "{fixed}");
+    assert_eq!(patient(&app, "MRN950").await.len(), 1);
+    let queue: Value = app
+        .client
+        .get(admin("messages?status=failed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(queue["messages"].as_array().unwrap().is_empty(), "{queue}");
+
+    // the command line: a message still wrong fails the run (exit 1), its correction passes
+    let bad2 = oru("X2", "MRN951", "F", "low");
+    assert_eq!(mllp.send(&bad2).await.code(), "AE");
+    let dir = app.dir.path().to_path_buf();
+    let run = |args: Vec<String>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"))
+                .arg("replay")
+                .arg("--data-dir")
+                .arg(&dir)
+                .args(args)
+                .env("EMRSYNC_LOG", "warn")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(vec!["--all-failed".into()]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(" AE ") && stdout.contains("1 replayed"),
+        "{stdout}"
+    );
+    let id2 = stdout.split_whitespace().next().unwrap().to_string();
+    let file = dir.join("fixed.hl7");
+    std::fs::write(&file, bad2.replace("||low|", "||3.3|")).unwrap();
+    let out = run(vec![
+        id2,
+        "--message-file".into(),
+        file.display().to_string(),
+    ])
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" AA "), "{stdout}");
+    assert_eq!(patient(&app, "MRN951").await.len(), 1);
+}

@@ -21,6 +21,8 @@ pub mod status {
     /// In the exception queue: understood, not applied; replay once fixed.
     pub const FAILED: &str = "failed";
     pub const REJECTED: &str = "rejected";
+    /// Was in the exception queue; a corrected copy of it has since been accepted.
+    pub const REPLAYED: &str = "replayed";
 }
 
 /// What became of one message (the ACK to send back, and for the caller's logs and tests).

@@ -1,0 +1,115 @@
+//! The message archive as the integration team sees it: the exception queue (messages that
+//! got an AE and wait, with the reason), any message by id with its raw text, and replay,
+//! which runs a message through the maps again (as it was, or as corrected by a person) once
+//! the cause is fixed.
+
+use super::ingest::{self, Outcome, status};
+use super::message;
+use crate::fhir::resource::now_micros;
+use crate::store::db::DbConnection;
+use crate::store::schema::hl7v2_messages as m;
+use crate::store::{Store, StoreError};
+use diesel::prelude::*;
+use serde::Serialize;
+
+/// One archived message, without its raw text.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = m)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub id: String,
+    pub correlation_id: String,
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub control_id: String,
+    pub message_type: String,
+    pub trigger_event: String,
+    pub version: String,
+    /// Microseconds since the epoch.
+    pub received_at: i64,
+    pub processed_at: i64,
+    pub status: String,
+    pub ack_code: String,
+    pub error_location: Option<String>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    /// JSON array of `Type/id/_history/version` written.
+    pub resources: String,
+}
+
+/// Messages with `status` (all when `None`), newest first.
+pub fn list(
+    conn: &mut DbConnection,
+    st: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Entry>, StoreError> {
+    let mut q = m::table
+        .select(Entry::as_select())
+        .order(m::received_at.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(st) = st {
+        q = q.filter(m::status.eq(st.to_string()));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// One message and its raw text.
+pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<(Entry, String)>, StoreError> {
+    Ok(m::table
+        .find(id)
+        .select((Entry::as_select(), m::raw))
+        .first(conn)
+        .optional()?)
+}
+
+/// Run message `id` again: its raw text, or `corrected` (a person's fix of it). Returns `None`
+/// when there is no such message. A corrected message that is accepted also closes the
+/// entry it corrects (status `replayed`).
+pub fn replay(
+    store: &Store,
+    id: &str,
+    corrected: Option<String>,
+) -> Result<Option<Outcome>, StoreError> {
+    let Some((entry, raw)) = store.read(|c| get(c, id))? else {
+        return Ok(None);
+    };
+    let text = corrected.unwrap_or(raw);
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let outcome = match message::parse(&text) {
+        Ok(msg) => ingest::process(store, &msg, &text, correlation_id, entry.received_at),
+        // a correction that cannot be read is refused like any such message
+        Err(_) => ingest::handle(store, text.as_bytes()),
+    };
+    if outcome.code == super::ack::AckCode::Accept && entry.status != status::APPLIED {
+        store.write_rows(|c| {
+            diesel::update(m::table.find(id).filter(m::status.ne(status::APPLIED)))
+                .set((
+                    m::status.eq(status::REPLAYED),
+                    m::processed_at.eq(now_micros()),
+                    m::error.eq(Some(format!(
+                        "replayed: accepted as correlation id {}",
+                        outcome.correlation_id
+                    ))),
+                ))
+                .execute(c)?;
+            Ok(())
+        })?;
+    }
+    Ok(Some(outcome))
+}
+
+/// Replay every message in the exception queue, oldest first; returns each id with its
+/// outcome.
+pub fn replay_failed(store: &Store) -> Result<Vec<(String, Outcome)>, StoreError> {
+    let mut failed = store.read(|c| list(c, Some(status::FAILED), 10_000))?;
+    failed.reverse();
+    let mut out = Vec::new();
+    for e in failed {
+        if let Some(o) = replay(store, &e.id, None)? {
+            out.push((e.id, o));
+        }
+    }
+    Ok(out)
+}
