@@ -583,3 +583,76 @@ async fn the_exception_queue_lists_and_replays() {
     assert!(stdout.contains(" AA "), "{stdout}");
     assert_eq!(patient(&app, "MRN951").await.len(), 1);
 }
+
+/// An admission's allergies (AL1), diagnoses (DG1) and next of kin (NK1) become the patient's
+/// AllergyIntolerance, the visit's Condition and a RelatedPerson; restated, they are updated.
+async fn allergies_diagnoses_and_next_of_kin(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let extra = "AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives~Wheezing|20200101\r\
+                 AL1|2|FA|256349002^Peanut^SCT|MI\r\
+                 DG1|1||J18.9^Pneumonia, unspecified organism^I10||20261125113000|A\r\
+                 NK1|1|Everyman^Eve|SPO^Spouse^HL70063|12 Main St^^Springfield^IL^62701^USA^H|^PRN^PH^^1^217^5550000\r";
+    let msg = format!("{}{extra}", adt("A01", "K1", "MRN990", "V990", "Kin"));
+    let ack = mllp.send(&msg).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let pid = patient(&app, "MRN990").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let allergies = found(
+        &app.get(&format!("AllergyIntolerance?patient=Patient/{pid}"))
+            .await,
+    );
+    assert_eq!(allergies.len(), 2);
+    let pen = allergies
+        .iter()
+        .find(|a| a["code"]["coding"][0]["code"] == "70618")
+        .unwrap();
+    assert_eq!(pen["category"][0], "medication");
+    assert_eq!(pen["criticality"], "high");
+    assert_eq!(pen["reaction"][0]["manifestation"][1]["text"], "Wheezing");
+    assert_eq!(pen["reaction"][0]["severity"], "severe");
+    assert_eq!(
+        pen["code"]["coding"][0]["system"],
+        "http://www.nlm.nih.gov/research/umls/rxnorm"
+    );
+    let conditions = found(&app.get(&format!("Condition?patient=Patient/{pid}")).await);
+    assert_eq!(conditions.len(), 1);
+    assert_eq!(conditions[0]["code"]["coding"][0]["code"], "J18.9");
+    assert!(
+        conditions[0]["encounter"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Encounter/")
+    );
+    let kin = found(
+        &app.get(&format!("RelatedPerson?patient=Patient/{pid}"))
+            .await,
+    );
+    assert_eq!(kin.len(), 1);
+    assert_eq!(kin[0]["name"][0]["given"][0], "Eve");
+    assert_eq!(kin[0]["relationship"][0]["coding"][0]["code"], "SPO");
+    // an update restating the allergy with a new reaction: the same resource, a new version
+    let msg = format!(
+        "{}{}",
+        adt("A08", "K2", "MRN990", "V990", "Kin"),
+        extra.replace("Hives~Wheezing", "Anaphylaxis")
+    );
+    assert_eq!(mllp.send(&msg).await.code(), "AA");
+    let allergies = found(
+        &app.get(&format!("AllergyIntolerance?patient=Patient/{pid}"))
+            .await,
+    );
+    assert_eq!(allergies.len(), 2);
+    let pen = allergies
+        .iter()
+        .find(|a| a["code"]["coding"][0]["code"] == "70618")
+        .unwrap();
+    assert_eq!(pen["meta"]["versionId"], "2");
+    assert_eq!(
+        pen["reaction"][0]["manifestation"][0]["text"],
+        "Anaphylaxis"
+    );
+}
+
+crate::on_both_backends_with!(spawn_mllp, allergies_diagnoses_and_next_of_kin);

@@ -1,11 +1,12 @@
-//! ADT: PID -> Patient, PV1 -> Encounter (with its Location and Practitioners); the trigger
-//! event sets the Encounter's status (admit, transfer, discharge, pre-admit, cancels).
+//! ADT: PID -> Patient, PV1 -> Encounter (with its Location and Practitioners), AL1, DG1 and
+//! NK1 (see `clinical`); the trigger event sets the Encounter's status (admit, transfer,
+//! discharge, pre-admit, cancels).
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
 use super::super::datatypes::{date_time, identifier, location_name, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
-use super::{Context, Resource, Unmapped, failed, supported};
+use super::{Context, Resource, Unmapped, clinical, failed, supported};
 use crate::adapters::hl7v2::ack::Problem;
 use serde_json::{Map, Value, json};
 
@@ -29,7 +30,18 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         .first("PID")
         .ok_or_else(|| failed("PID", "100", "an ADT message needs a PID segment"))?;
     let patient = super::patient::patient(cx, pid)?;
+    let patient_id = patient.id.clone();
     let mut out = vec![patient];
+    out.extend(
+        cx.msg
+            .all("AL1")
+            .filter_map(|s| clinical::allergy(s, &patient_id)),
+    );
+    out.extend(
+        cx.msg
+            .all("NK1")
+            .filter_map(|s| clinical::next_of_kin(s, &patient_id)),
+    );
     // A28 and A31 are about the person, not a visit
     if matches!(trigger, "A28" | "A31") {
         return Ok(out);
@@ -43,6 +55,15 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     };
     let patient_ref = out[0].reference();
     out.extend(encounter(cx, trigger, pv1, &patient_ref));
+    let encounter_id = out
+        .iter()
+        .find(|r| r.rtype == "Encounter")
+        .map(|r| r.id.clone());
+    out.extend(
+        cx.msg
+            .all("DG1")
+            .filter_map(|s| clinical::diagnosis(s, &patient_id, encounter_id.as_deref())),
+    );
     Ok(out)
 }
 

@@ -4,6 +4,7 @@
 //! or that the type is not one we take (an AR).
 
 mod adt;
+mod clinical;
 mod oru;
 mod patient;
 

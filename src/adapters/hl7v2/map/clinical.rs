@@ -1,0 +1,158 @@
+//! The patient-level segments an ADT message carries besides PID and PV1: AL1 ->
+//! AllergyIntolerance, DG1 -> Condition (an encounter diagnosis), NK1 -> RelatedPerson.
+//! IG: the AL1, DG1 and NK1 segment maps. Each is identified by its patient and its code (or
+//! name), so a later message restating it updates it.
+
+use super::super::datatypes::{address, codeable, date_time, each, name, put, telecom};
+use super::super::identity::stable_id;
+use super::super::message::Segment;
+use super::Resource;
+use serde_json::{Map, Value, json};
+
+/// AL1 -> AllergyIntolerance; `None` without an allergen.
+pub fn allergy(al1: &Segment, patient_id: &str) -> Option<Resource> {
+    let code = codeable(al1.field(3).first())?;
+    let key = al1.get(3, 1).trim();
+    let key = if key.is_empty() { al1.get(3, 2) } else { key };
+    let id = stable_id("AllergyIntolerance", &[patient_id, key]);
+    let mut a = Map::new();
+    a.insert("resourceType".into(), json!("AllergyIntolerance"));
+    a.insert("id".into(), json!(id));
+    a.insert(
+        "clinicalStatus".into(),
+        json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                           "code": "active"}]}),
+    );
+    let category = match al1.get(2, 1) {
+        "DA" | "MA" => "medication",
+        "FA" => "food",
+        "EA" | "AA" | "PA" | "LA" => "environment",
+        _ => "",
+    };
+    if !category.is_empty() {
+        a.insert("category".into(), json!([category]));
+    }
+    match al1.get(4, 1) {
+        "SV" => {
+            a.insert("criticality".into(), json!("high"));
+        }
+        "MI" | "MO" => {
+            a.insert("criticality".into(), json!("low"));
+        }
+        _ => {}
+    }
+    a.insert("code".into(), code);
+    a.insert(
+        "patient".into(),
+        json!({"reference": format!("Patient/{patient_id}")}),
+    );
+    if let Some(d) = date_time(al1.value(6)) {
+        a.insert("recordedDate".into(), json!(d));
+    }
+    let manifestations: Vec<Value> = al1
+        .field(5)
+        .repetitions()
+        .map(|r| r.get(1).trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(|t| json!({"text": t}))
+        .collect();
+    if !manifestations.is_empty() {
+        let mut reaction = Map::new();
+        reaction.insert("manifestation".into(), Value::Array(manifestations));
+        let severity = match al1.get(4, 1) {
+            "SV" => "severe",
+            "MO" => "moderate",
+            "MI" => "mild",
+            _ => "",
+        };
+        put(&mut reaction, "severity", json!(severity));
+        a.insert("reaction".into(), json!([reaction]));
+    }
+    Some(Resource {
+        rtype: "AllergyIntolerance",
+        id,
+        body: Value::Object(a),
+    })
+}
+
+/// DG1 -> Condition, a diagnosis of the visit `encounter` (when there is one).
+pub fn diagnosis(dg1: &Segment, patient_id: &str, encounter: Option<&str>) -> Option<Resource> {
+    let mut code = codeable(dg1.field(3).first());
+    if code.is_none() && !dg1.value(4).trim().is_empty() {
+        // DG1-4, the description, from versions before CWE carried the text
+        code = Some(json!({"text": dg1.value(4).trim()}));
+    }
+    let code = code?;
+    let key = match dg1.get(3, 1).trim() {
+        "" => dg1.value(4).trim(),
+        c => c,
+    };
+    let id = stable_id("Condition", &[encounter.unwrap_or(patient_id), key]);
+    let mut c = Map::new();
+    c.insert("resourceType".into(), json!("Condition"));
+    c.insert("id".into(), json!(id));
+    c.insert(
+        "category".into(),
+        json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                            "code": "encounter-diagnosis", "display": "Encounter Diagnosis"}]}]),
+    );
+    c.insert("code".into(), code);
+    c.insert(
+        "subject".into(),
+        json!({"reference": format!("Patient/{patient_id}")}),
+    );
+    if let Some(e) = encounter {
+        c.insert(
+            "encounter".into(),
+            json!({"reference": format!("Encounter/{e}")}),
+        );
+    }
+    if let Some(d) = date_time(dg1.value(5)) {
+        c.insert("recordedDate".into(), json!(d));
+    }
+    Some(Resource {
+        rtype: "Condition",
+        id,
+        body: Value::Object(c),
+    })
+}
+
+/// NK1 -> RelatedPerson; `None` without a name.
+pub fn next_of_kin(nk1: &Segment, patient_id: &str) -> Option<Resource> {
+    let names = each(nk1.field(2), name);
+    let first_name = names.as_array().and_then(|n| n.first())?.clone();
+    let label = format!(
+        "{}|{}",
+        first_name["family"].as_str().unwrap_or(""),
+        first_name["given"][0].as_str().unwrap_or("")
+    );
+    let id = stable_id("RelatedPerson", &[patient_id, &label]);
+    let mut r = Map::new();
+    r.insert("resourceType".into(), json!("RelatedPerson"));
+    r.insert("id".into(), json!(id));
+    r.insert(
+        "patient".into(),
+        json!({"reference": format!("Patient/{patient_id}")}),
+    );
+    if let Some(rel) = codeable(nk1.field(3).first()) {
+        r.insert("relationship".into(), json!([rel]));
+    }
+    r.insert("name".into(), names);
+    let mut telecoms: Vec<Value> = nk1
+        .field(5)
+        .repetitions()
+        .filter_map(|t| telecom(t, "home"))
+        .collect();
+    telecoms.extend(
+        nk1.field(6)
+            .repetitions()
+            .filter_map(|t| telecom(t, "work")),
+    );
+    put(&mut r, "telecom", Value::Array(telecoms));
+    put(&mut r, "address", each(nk1.field(4), address));
+    Some(Resource {
+        rtype: "RelatedPerson",
+        id,
+        body: Value::Object(r),
+    })
+}
