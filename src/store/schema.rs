@@ -63,6 +63,7 @@ diesel::table! {
         last_sent_at -> BigInt,
         lease_until -> BigInt,
         lease_owner -> Nullable<Text>,
+        starts_after -> BigInt,
     }
 }
 

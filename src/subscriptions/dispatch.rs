@@ -34,6 +34,8 @@ struct Pending {
 /// A listening subscription, ready to test changes against.
 struct Listener {
     id: String,
+    /// Changes at or before this outbox position came before the subscription.
+    starts_after: i64,
     topic: topics::Criteria,
     filters: Vec<(String, Vec<Clause>)>,
     grant: Grant,
@@ -58,6 +60,7 @@ impl Listeners {
                     let filters = parsed_filters(&sub.filters());
                     let grant = Grant::stored(&sub.actor, &sub.scope, sub.patient.clone());
                     Some(Listener {
+                        starts_after: sub.starts_after,
                         id: sub.id,
                         topic,
                         filters,
@@ -138,6 +141,7 @@ pub fn plan(
             continue;
         };
         let interested: Vec<usize> = (0..listeners.len())
+            .filter(|&i| p.seq > listeners[i].starts_after)
             .filter(|&i| listeners[i].topic.covers(&p.resource_type))
             .collect();
         if interested.is_empty() {

@@ -49,6 +49,8 @@ pub struct Subscriber {
     pub last_sent_at: i64,
     pub lease_until: i64,
     pub lease_owner: Option<String>,
+    /// The outbox position this subscription starts after: earlier changes are not its.
+    pub starts_after: i64,
 }
 
 impl Subscriber {
@@ -150,8 +152,14 @@ pub fn on_write(
             .set((asked, subscriptions::last_error.eq(None::<String>)))
             .execute(conn)?;
     } else {
+        // changes committed before this one are not this subscription's, even when the
+        // dispatcher has not reached them yet
+        let starts_after: Option<i64> = crate::store::schema::outbox::table
+            .select(diesel::dsl::max(crate::store::schema::outbox::seq))
+            .first(conn)?;
         diesel::insert_into(subscriptions::table)
             .values((
+                subscriptions::starts_after.eq(starts_after.unwrap_or(0)),
                 subscriptions::id.eq(id),
                 asked,
                 subscriptions::events_since_start.eq(0i64),

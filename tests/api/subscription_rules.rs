@@ -254,3 +254,70 @@ async fn a_quiet_subscription_gets_heartbeats() {
         "status only"
     );
 }
+
+/// A subscription hears of changes made after it was created, even when changes made before
+/// it had not been dispatched yet (the server's own start-up writes, a busy dispatcher). The
+/// store is driven directly, with no dispatcher running, so that such changes are pending.
+#[test]
+fn changes_from_before_a_subscription_are_not_its_events() {
+    use emrsync::auth::Grant;
+    use emrsync::config::{Settings, StoreArgs};
+    use emrsync::fhir::resource::FhirId;
+    use emrsync::store::{Method, Store, StoreError, WriteContext, write};
+    use emrsync::subscriptions::dispatch;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::new(
+        "127.0.0.1:0",
+        StoreArgs {
+            data_dir: dir.path().to_path_buf(),
+            database_url: None,
+        },
+    );
+    let store = Store::open(&settings.store_settings().unwrap()).unwrap();
+    let ctx = WriteContext {
+        correlation_id: "t".into(),
+        actor: "test".into(),
+        grant: std::sync::Arc::new(Grant::unrestricted()),
+        endpoints: Default::default(),
+    };
+    let put = |rtype: &str, id: &str, body: Value| {
+        store
+            .write(|tx| {
+                write::put(
+                    tx,
+                    rtype,
+                    &FhirId::parse(id).unwrap(),
+                    body,
+                    Method::Put,
+                    None,
+                    &ctx,
+                )
+            })
+            .unwrap();
+    };
+    put(
+        "Patient",
+        "before",
+        json!({"resourceType":"Patient","id":"before"}),
+    );
+    let mut sub = subscription("resource-change", &[], "http://127.0.0.1:9/hook", "id-only");
+    sub["id"] = json!("s1");
+    put("Subscription", "s1", sub);
+    put(
+        "Patient",
+        "after",
+        json!({"resourceType":"Patient","id":"after"}),
+    );
+    let mut listeners = dispatch::Listeners::default();
+    store
+        .write_rows(|c| dispatch::dispatch_batch(c, &mut listeners, 500))
+        .unwrap();
+    let events: Vec<(String, i64)> = store
+        .read(|c| {
+            use diesel::prelude::*;
+            use emrsync::store::schema::subscription_events as e;
+            Ok::<_, StoreError>(e::table.select((e::resource_id, e::event_number)).load(c)?)
+        })
+        .unwrap();
+    assert_eq!(events, [("after".to_string(), 1)]);
+}
