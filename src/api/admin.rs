@@ -11,30 +11,26 @@
 
 use super::AppState;
 use crate::adapters::hl7v2::queue;
-use crate::auth::{Interaction, Reach};
-use actix_web::{HttpRequest, HttpResponse, web};
+use crate::auth::{Grant, Interaction, Reach};
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 
-fn problem(status: actix_web::http::StatusCode, text: impl Into<String>) -> HttpResponse {
+fn problem(status: StatusCode, text: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({"error": text.into()}))
 }
 
-/// `Some(response)` when the caller may not use the admin API.
-async fn refused(state: &AppState, req: &HttpRequest) -> Option<HttpResponse> {
-    use actix_web::http::StatusCode;
-    if state.insecure_dev {
-        return None;
-    }
-    let Some(token) = super::bearer_token(req.headers()) else {
+/// `Some(response)` when the caller's token (verified by `require_auth`, which guards the
+/// whole `/admin` scope) may not read every Patient.
+fn refused(req: &HttpRequest) -> Option<HttpResponse> {
+    let Some(grant) = req.extensions().get::<Arc<Grant>>().cloned() else {
         return Some(problem(
             StatusCode::UNAUTHORIZED,
             "a bearer token is required",
         ));
-    };
-    let grant = match state.authority.authenticate(token).await {
-        Ok(g) => g,
-        Err(e) => return Some(problem(StatusCode::UNAUTHORIZED, e.to_string())),
     };
     match grant.reach(Interaction::Read, "Patient") {
         Ok(Reach::All) => None,
@@ -42,6 +38,20 @@ async fn refused(state: &AppState, req: &HttpRequest) -> Option<HttpResponse> {
             StatusCode::FORBIDDEN,
             "the HL7v2 archive holds patient data: it needs a token that may read every Patient",
         )),
+    }
+}
+
+/// Run `work` on a blocking thread and answer with what `ok` makes of its result, 404 for
+/// `None`, 503 when the database failed.
+async fn answer<T: Send + 'static>(
+    work: impl FnOnce() -> Result<Option<T>, StoreError> + Send + 'static,
+    ok: impl FnOnce(T) -> serde_json::Value,
+) -> HttpResponse {
+    match web::block(work).await {
+        Ok(Ok(Some(v))) => HttpResponse::Ok().json(ok(v)),
+        Ok(Ok(None)) => problem(StatusCode::NOT_FOUND, "no such message"),
+        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -56,23 +66,21 @@ pub async fn list(
     req: HttpRequest,
     q: web::Query<ListQuery>,
 ) -> HttpResponse {
-    if let Some(r) = refused(&state, &req).await {
+    if let Some(r) = refused(&req) {
         return r;
     }
     let store = state.store.clone();
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let st = q.status.clone();
-    match web::block(move || store.read(|c| queue::list(c, st.as_deref(), limit))).await {
-        Ok(Ok(entries)) => HttpResponse::Ok().json(json!({"messages": entries})),
-        Ok(Err(e)) => problem(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            e.to_string(),
-        ),
-        Err(e) => problem(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-        ),
-    }
+    answer(
+        move || {
+            store
+                .read(|c| queue::list(c, st.as_deref(), limit))
+                .map(Some)
+        },
+        |entries| json!({"messages": entries}),
+    )
+    .await
 }
 
 pub async fn get(
@@ -80,25 +88,16 @@ pub async fn get(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if let Some(r) = refused(&state, &req).await {
+    if let Some(r) = refused(&req) {
         return r;
     }
     let store = state.store.clone();
     let id = id.into_inner();
-    match web::block(move || store.read(|c| queue::get(c, &id))).await {
-        Ok(Ok(Some((entry, raw)))) => {
-            HttpResponse::Ok().json(json!({"message": entry, "raw": raw}))
-        }
-        Ok(Ok(None)) => problem(actix_web::http::StatusCode::NOT_FOUND, "no such message"),
-        Ok(Err(e)) => problem(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            e.to_string(),
-        ),
-        Err(e) => problem(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-        ),
-    }
+    answer(
+        move || store.read(|c| queue::get(c, &id)),
+        |(entry, raw)| json!({"message": entry, "raw": raw}),
+    )
+    .await
 }
 
 pub async fn replay(
@@ -107,27 +106,22 @@ pub async fn replay(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(r) = refused(&state, &req).await {
+    if let Some(r) = refused(&req) {
         return r;
     }
     let corrected = (!body.is_empty()).then(|| crate::adapters::hl7v2::message::decode(&body));
     let store = state.store.clone();
     let id = id.into_inner();
-    match web::block(move || queue::replay(&store, &id, corrected)).await {
-        Ok(Ok(Some(o))) => HttpResponse::Ok().json(json!({
-            "code": o.code.as_str(),
-            "correlationId": o.correlation_id,
-            "ack": o.ack,
-            "error": o.problem.map(|p| p.text),
-        })),
-        Ok(Ok(None)) => problem(actix_web::http::StatusCode::NOT_FOUND, "no such message"),
-        Ok(Err(e)) => problem(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            e.to_string(),
-        ),
-        Err(e) => problem(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-        ),
-    }
+    answer(
+        move || queue::replay(&store, &id, corrected),
+        |o| {
+            json!({
+                "code": o.code.as_str(),
+                "correlationId": o.correlation_id,
+                "ack": o.ack,
+                "error": o.problem.map(|p| p.text),
+            })
+        },
+    )
+    .await
 }

@@ -74,11 +74,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/auth/launch", web::post().to(authorize::launch))
         .route("/auth/introspect", web::post().to(smart::introspect))
         .route("/ws/subscriptions", web::get().to(websocket::socket))
-        .route("/admin/hl7v2/messages", web::get().to(admin::list))
-        .route("/admin/hl7v2/messages/{id}", web::get().to(admin::get))
-        .route(
-            "/admin/hl7v2/messages/{id}/replay",
-            web::post().to(admin::replay),
+        .service(
+            web::scope("/admin")
+                .wrap(from_fn(require_auth))
+                .route("/hl7v2/messages", web::get().to(admin::list))
+                .route("/hl7v2/messages/{id}", web::get().to(admin::get))
+                .route("/hl7v2/messages/{id}/replay", web::post().to(admin::replay)),
         )
         .service(
             web::scope("/fhir")

@@ -376,3 +376,33 @@ async fn allergies_diagnoses_and_next_of_kin(app: TestApp) {
 }
 
 crate::on_both_backends_with!(spawn_mllp, allergies_diagnoses_and_next_of_kin);
+
+/// A connection silent for `--mllp-idle-secs` is closed by the server; one that talks is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_with(Backend::Sqlite, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.mllp_idle_secs = 1;
+    })
+    .await;
+    let port = app.mllp.unwrap();
+    let mut busy = Mllp::connect(port).await;
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let ack = busy
+            .send(&adt("A08", &format!("I{i}"), "MRN-IDLE", "V-IDLE", "Busy"))
+            .await;
+        assert_eq!(ack.code(), "AA");
+    }
+    // by now (1.8 s) the silent one has been closed: a read sees the end of the stream
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the server closes the idle connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}

@@ -169,6 +169,11 @@ async fn the_exception_queue_lists_and_replays() {
     let bad = oru("X1", "MRN950", "F", "high");
     assert_eq!(mllp.send(&bad).await.code(), "AE");
     let admin = |path: &str| format!("{}/admin/hl7v2/{path}", app.root);
+    // what the admin API answers a GET with, as the app's (system) client
+    let admin_json = |path: String| {
+        let req = app.client.get(admin(&path));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
 
     // who may look: not without a token, not a patient's token
     let r = app.anonymous.get(admin("messages")).send().await.unwrap();
@@ -183,15 +188,7 @@ async fn the_exception_queue_lists_and_replays() {
         .unwrap();
     assert_eq!(r.status(), 403);
 
-    let queue: Value = app
-        .client
-        .get(admin("messages?status=failed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queue: Value = admin_json("messages?status=failed".to_string()).await;
     let entries = queue["messages"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{queue}");
     let e = &entries[0];
@@ -200,15 +197,7 @@ async fn the_exception_queue_lists_and_replays() {
     assert_eq!(e["errorLocation"], "OBX-5");
     assert!(e["error"].as_str().unwrap().contains("not a number"), "{e}");
     let id = e["id"].as_str().unwrap().to_string();
-    let one: Value = app
-        .client
-        .get(admin(&format!("messages/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = admin_json(format!("messages/{id}")).await;
     assert_eq!(one["raw"], bad.as_str());
 
     // replayed as it is: still wrong, still queued, one more attempt
@@ -221,30 +210,14 @@ async fn the_exception_queue_lists_and_replays() {
         async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
     };
     assert_eq!(replay(None).await["code"], "AE");
-    let again: Value = app
-        .client
-        .get(admin(&format!("messages/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = admin_json(format!("messages/{id}")).await;
     assert_eq!(again["message"]["attempts"], 2);
     assert_eq!(again["message"]["status"], "failed");
     // corrected by a person: applied, and the queue entry is closed
     let fixed = replay(Some(bad.replace("||high|", "||5.9|"))).await;
     assert_eq!(fixed["code"], "AA", "{fixed}");
     assert_eq!(patient(&app, "MRN950").await.len(), 1);
-    let queue: Value = app
-        .client
-        .get(admin("messages?status=failed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queue: Value = admin_json("messages?status=failed".to_string()).await;
     assert!(queue["messages"].as_array().unwrap().is_empty(), "{queue}");
 
     // the command line: a message still wrong fails the run (exit 1), its correction passes

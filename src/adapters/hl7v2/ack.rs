@@ -20,15 +20,6 @@ impl AckCode {
             AckCode::Reject => "AR",
         }
     }
-
-    pub fn parse(s: &str) -> Option<AckCode> {
-        match s {
-            "AA" => Some(AckCode::Accept),
-            "AE" => Some(AckCode::Error),
-            "AR" => Some(AckCode::Reject),
-            _ => None,
-        }
-    }
 }
 
 /// Why a message was not accepted: where (`PID-3`), a table 0357 code, and words for a person.

@@ -35,44 +35,76 @@ pub struct Outcome {
     pub problem: Option<Problem>,
 }
 
+/// One message as received: what its archive row and its ACK are made of.
+struct Received<'a> {
+    header: Header,
+    delimiters: Delimiters,
+    text: &'a str,
+    /// `content_hash(text)`, computed once.
+    hash: String,
+    correlation_id: String,
+    received_at: i64,
+}
+
+impl Received<'_> {
+    /// The control id the archive keys it by: a message without a readable one is kept under
+    /// its correlation id (so that two of them never collide).
+    fn control_id(&self) -> &str {
+        match self.header.control_id.as_str() {
+            "" => &self.correlation_id,
+            id => id,
+        }
+    }
+
+    /// Answer AR or AE with `problem`, after keeping the message with status `st`.
+    fn refuse(self, store: &Store, st: &str, code: AckCode, problem: Problem) -> Outcome {
+        archive(store, &self, st, code, &problem);
+        self.reply(code, Some(problem), false)
+    }
+
+    fn reply(self, code: AckCode, problem: Option<Problem>, duplicate: bool) -> Outcome {
+        let ack_id = format!("ACK{}", &self.correlation_id.replace('-', "")[..16]);
+        Outcome {
+            ack: ack(
+                &self.delimiters,
+                &self.header,
+                code,
+                problem.as_ref(),
+                &ack_id,
+            ),
+            code,
+            correlation_id: self.correlation_id,
+            duplicate,
+            problem,
+        }
+    }
+}
+
 /// Handle one message's bytes (blocking: call from a blocking thread).
 pub fn handle(store: &Store, raw: &[u8]) -> Outcome {
     let received_at = now_micros();
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let text = message::decode(raw);
-    let msg = match message::parse(&text) {
-        Ok(m) => m,
+    match message::parse(&text) {
+        Ok(msg) => process(store, &msg, &text, correlation_id, received_at),
         Err(e) => {
+            // as much of the header as can be read, for the ACK's addressing
+            let r = Received {
+                header: loose_header(&text),
+                delimiters: Delimiters::default(),
+                hash: content_hash(&text),
+                text: &text,
+                correlation_id,
+                received_at,
+            };
             let problem = Problem {
                 location: e.location,
                 code: e.code,
                 text: e.text,
             };
-            // as much of the header as can be read, for the ACK's addressing
-            let header = loose_header(&text);
-            let d = Delimiters::default();
-            archive(
-                store,
-                &header,
-                &text,
-                &correlation_id,
-                received_at,
-                status::REJECTED,
-                AckCode::Reject,
-                Some(&problem),
-                &[],
-            );
-            return reply(
-                &d,
-                &header,
-                AckCode::Reject,
-                Some(problem),
-                correlation_id,
-                false,
-            );
+            r.refuse(store, status::REJECTED, AckCode::Reject, problem)
         }
-    };
-    process(store, &msg, &text, correlation_id, received_at)
+    }
 }
 
 /// Map and apply a parsed message (also what replay runs).
@@ -83,90 +115,47 @@ pub fn process(
     correlation_id: String,
     received_at: i64,
 ) -> Outcome {
-    let header = msg.header();
-    let d = msg.delimiters;
-    if !header.version.starts_with("2.") {
+    let r = Received {
+        header: msg.header(),
+        delimiters: msg.delimiters,
+        hash: content_hash(text),
+        text,
+        correlation_id,
+        received_at,
+    };
+    if !r.header.version.starts_with("2.") {
         let p = Problem {
             location: "MSH-12".into(),
             code: "203",
-            text: format!("version '{}' is not HL7 v2.x", header.version),
+            text: format!("version '{}' is not HL7 v2.x", r.header.version),
         };
-        archive(
-            store,
-            &header,
-            text,
-            &correlation_id,
-            received_at,
-            status::REJECTED,
-            AckCode::Reject,
-            Some(&p),
-            &[],
-        );
-        return reply(&d, &header, AckCode::Reject, Some(p), correlation_id, false);
+        return r.refuse(store, status::REJECTED, AckCode::Reject, p);
     }
     let resources = match map::map(msg).and_then(validated) {
-        Ok(r) => r,
+        Ok(resources) => resources,
         Err(Unmapped::Unsupported(p)) => {
-            archive(
-                store,
-                &header,
-                text,
-                &correlation_id,
-                received_at,
-                status::REJECTED,
-                AckCode::Reject,
-                Some(&p),
-                &[],
-            );
-            return reply(&d, &header, AckCode::Reject, Some(p), correlation_id, false);
+            return r.refuse(store, status::REJECTED, AckCode::Reject, p);
         }
-        Err(Unmapped::Failed(p)) => {
-            archive(
-                store,
-                &header,
-                text,
-                &correlation_id,
-                received_at,
-                status::FAILED,
-                AckCode::Error,
-                Some(&p),
-                &[],
-            );
-            return reply(&d, &header, AckCode::Error, Some(p), correlation_id, false);
-        }
+        Err(Unmapped::Failed(p)) => return r.refuse(store, status::FAILED, AckCode::Error, p),
     };
-    match apply(
-        store,
-        &header,
-        text,
-        &correlation_id,
-        received_at,
-        &resources,
-    ) {
-        Ok(Applied::Now) => reply(&d, &header, AckCode::Accept, None, correlation_id, false),
+    match apply(store, &r, &resources) {
+        Ok(Applied::Now) => r.reply(AckCode::Accept, None, false),
         Ok(Applied::Before(first)) => {
-            tracing::info!(control_id = %header.control_id, first = %first, "resent message acknowledged again, not applied twice");
-            reply(&d, &header, AckCode::Accept, None, first, true)
+            tracing::info!(control_id = %r.header.control_id, first = %first, "resent message acknowledged again, not applied twice");
+            Received {
+                correlation_id: first,
+                ..r
+            }
+            .reply(AckCode::Accept, None, true)
         }
         Err(e) => {
+            tracing::warn!(control_id = %r.header.control_id, error = %e, "HL7v2 message not applied");
             let p = Problem {
                 location: String::new(),
                 code: "207",
                 text: format!("the message could not be stored: {e}"),
             };
-            tracing::warn!(control_id = %header.control_id, error = %e, "HL7v2 message not applied");
-            archive(
-                store,
-                &header,
-                text,
-                &correlation_id,
-                received_at,
-                status::FAILED,
-                AckCode::Error,
-                Some(&p),
-                &[],
-            );
-            reply(&d, &header, AckCode::Error, Some(p), correlation_id, false)
+            r.refuse(store, status::FAILED, AckCode::Error, p)
         }
     }
 }
@@ -212,56 +201,47 @@ enum Applied {
     Before(String),
 }
 
-fn apply(
-    store: &Store,
-    header: &Header,
-    text: &str,
-    correlation_id: &str,
-    received_at: i64,
-    resources: &[Resource],
-) -> Result<Applied, StoreError> {
+fn apply(store: &Store, r: &Received, resources: &[Resource]) -> Result<Applied, StoreError> {
     let ctx = WriteContext {
-        correlation_id: correlation_id.to_string(),
+        correlation_id: r.correlation_id.clone(),
         actor: format!(
             "hl7v2 {}@{}",
-            header.sending_application, header.sending_facility
+            r.header.sending_application, r.header.sending_facility
         ),
         grant: Arc::new(Grant::unrestricted()),
         endpoints: Default::default(),
     };
     let once = || {
         store.write(|tx| {
-            if let Some((st, first)) = previous(tx.conn, header, text)?
+            if let Some((st, first)) = previous(tx.conn, r)?
                 && st == status::APPLIED
             {
                 return Ok(Applied::Before(first));
             }
             let mut written = Vec::with_capacity(resources.len());
-            for r in resources {
+            for res in resources {
                 // a practitioner or location named by many messages is written when it
                 // changes, not each time
-                let current = versions::current(tx.conn, r.rtype, &r.id)?;
-                if current.as_ref().is_some_and(|v| v.says(&r.body)) {
+                let current = versions::current(tx.conn, res.rtype, &res.id)?;
+                if current.as_ref().is_some_and(|v| v.says(&res.body)) {
                     continue;
                 }
-                let id = FhirId::parse(&r.id).map_err(|e| StoreError::Conflict(e.to_string()))?;
-                let w = write::put(tx, r.rtype, &id, r.body.clone(), Method::Put, None, &ctx)?;
+                let id = FhirId::parse(&res.id).map_err(|e| StoreError::Conflict(e.to_string()))?;
+                let w = write::put(
+                    tx,
+                    res.rtype,
+                    &id,
+                    res.body.clone(),
+                    Method::Put,
+                    None,
+                    &ctx,
+                )?;
                 written.push(format!(
                     "{}/{}/_history/{}",
-                    r.rtype, r.id, w.version.version_id
+                    res.rtype, res.id, w.version.version_id
                 ));
             }
-            record(
-                tx.conn,
-                header,
-                text,
-                correlation_id,
-                received_at,
-                status::APPLIED,
-                AckCode::Accept,
-                None,
-                &written,
-            )?;
+            record(tx.conn, r, status::APPLIED, AckCode::Accept, None, &written)?;
             Ok::<_, StoreError>(Applied::Now)
         })
     };
@@ -272,7 +252,7 @@ fn apply(
             // Another connection wrote one of these resources (or this very message) at the
             // same moment. The same message: it was applied once. Otherwise the maps are
             // pure, so trying again on the new versions is safe.
-            Err(StoreError::Conflict(why)) => match store.read(|c| previous(c, header, text))? {
+            Err(StoreError::Conflict(why)) => match store.read(|c| previous(c, r))? {
                 Some((st, first)) if st == status::APPLIED => return Ok(Applied::Before(first)),
                 _ if tries < 5 => {
                     tracing::debug!(%why, tries, "HL7v2 message raced another; trying again");
@@ -306,27 +286,22 @@ fn content_hash(text: &str) -> String {
 /// The archived message with this key (and content): its status and first correlation id.
 fn previous(
     conn: &mut crate::store::db::DbConnection,
-    header: &Header,
-    text: &str,
+    r: &Received,
 ) -> Result<Option<(String, String)>, StoreError> {
     Ok(m::table
-        .filter(m::sending_application.eq(&header.sending_application))
-        .filter(m::sending_facility.eq(&header.sending_facility))
-        .filter(m::control_id.eq(&header.control_id))
-        .filter(m::content_hash.eq(content_hash(text)))
+        .filter(m::sending_application.eq(&r.header.sending_application))
+        .filter(m::sending_facility.eq(&r.header.sending_facility))
+        .filter(m::control_id.eq(r.control_id()))
+        .filter(m::content_hash.eq(&r.hash))
         .select((m::status, m::correlation_id))
         .first(conn)
         .optional()?)
 }
 
 /// Insert or update the message's archive row.
-#[allow(clippy::too_many_arguments)]
 fn record(
     conn: &mut crate::store::db::DbConnection,
-    header: &Header,
-    text: &str,
-    correlation_id: &str,
-    received_at: i64,
+    r: &Received,
     st: &str,
     code: AckCode,
     problem: Option<&Problem>,
@@ -334,112 +309,62 @@ fn record(
 ) -> Result<(), StoreError> {
     let now = now_micros();
     let resources = serde_json::to_string(written).unwrap_or_else(|_| "[]".into());
-    let updated = diesel::update(
-        m::table
-            .filter(m::sending_application.eq(&header.sending_application))
-            .filter(m::sending_facility.eq(&header.sending_facility))
-            .filter(m::control_id.eq(&header.control_id))
-            .filter(m::content_hash.eq(content_hash(text))),
-    )
-    .set((
-        m::correlation_id.eq(correlation_id),
+    let outcome = (
+        m::correlation_id.eq(&r.correlation_id),
         m::processed_at.eq(now),
         m::status.eq(st),
         m::ack_code.eq(code.as_str()),
         m::error_location.eq(problem.map(|p| p.location.clone())),
         m::error_code.eq(problem.map(|p| p.code.to_string())),
         m::error.eq(problem.map(|p| p.text.clone())),
-        m::attempts.eq(m::attempts + 1),
         m::resources.eq(&resources),
-        m::raw.eq(text),
-    ))
+        m::raw.eq(r.text),
+    );
+    let updated = diesel::update(
+        m::table
+            .filter(m::sending_application.eq(&r.header.sending_application))
+            .filter(m::sending_facility.eq(&r.header.sending_facility))
+            .filter(m::control_id.eq(r.control_id()))
+            .filter(m::content_hash.eq(&r.hash)),
+    )
+    .set((outcome.clone(), m::attempts.eq(m::attempts + 1)))
     .execute(conn)?;
     if updated == 0 {
         diesel::insert_into(m::table)
             .values((
-                m::id.eq(correlation_id),
-                m::correlation_id.eq(correlation_id),
-                m::sending_application.eq(&header.sending_application),
-                m::sending_facility.eq(&header.sending_facility),
-                m::control_id.eq(&header.control_id),
-                m::content_hash.eq(content_hash(text)),
-                m::message_type.eq(&header.message_type),
-                m::trigger_event.eq(&header.trigger),
-                m::version.eq(&header.version),
-                m::received_at.eq(received_at),
-                m::processed_at.eq(now),
-                m::status.eq(st),
-                m::ack_code.eq(code.as_str()),
-                m::error_location.eq(problem.map(|p| p.location.clone())),
-                m::error_code.eq(problem.map(|p| p.code.to_string())),
-                m::error.eq(problem.map(|p| p.text.clone())),
-                m::attempts.eq(1),
-                m::resources.eq(&resources),
-                m::raw.eq(text),
+                outcome,
+                (
+                    m::id.eq(&r.correlation_id),
+                    m::sending_application.eq(&r.header.sending_application),
+                    m::sending_facility.eq(&r.header.sending_facility),
+                    m::control_id.eq(r.control_id()),
+                    m::content_hash.eq(&r.hash),
+                    m::message_type.eq(&r.header.message_type),
+                    m::trigger_event.eq(&r.header.trigger),
+                    m::version.eq(&r.header.version),
+                    m::received_at.eq(r.received_at),
+                    m::attempts.eq(1),
+                ),
             ))
             .execute(conn)?;
     }
     Ok(())
 }
 
-/// Keep a message that was not applied. A message without a readable key is kept under its
-/// correlation id (so that two of them never collide). A failure to archive is logged: the
-/// sender still gets its AE/AR and will resend or be looked into.
-#[allow(clippy::too_many_arguments)]
-fn archive(
-    store: &Store,
-    header: &Header,
-    text: &str,
-    correlation_id: &str,
-    received_at: i64,
-    st: &str,
-    code: AckCode,
-    problem: Option<&Problem>,
-    written: &[String],
-) {
-    let mut header = header.clone();
-    if header.control_id.is_empty() {
-        header.control_id = correlation_id.to_string();
-    }
+/// Keep a message that was not applied. A failure to archive is logged: the sender still
+/// gets its AE/AR and will resend or be looked into.
+fn archive(store: &Store, r: &Received, st: &str, code: AckCode, problem: &Problem) {
     let result = store.write_rows(|c| {
         // a message applied before stays applied: a later failed resend does not undo it
-        if let Some((prev, _)) = previous(c, &header, text)?
+        if let Some((prev, _)) = previous(c, r)?
             && prev == status::APPLIED
         {
             return Ok(());
         }
-        record(
-            c,
-            &header,
-            text,
-            correlation_id,
-            received_at,
-            st,
-            code,
-            problem,
-            written,
-        )
+        record(c, r, st, code, Some(problem), &[])
     });
     if let Err(e) = result {
-        tracing::error!(error = %e, %correlation_id, "could not archive an HL7v2 message");
-    }
-}
-
-fn reply(
-    d: &Delimiters,
-    header: &Header,
-    code: AckCode,
-    problem: Option<Problem>,
-    correlation_id: String,
-    duplicate: bool,
-) -> Outcome {
-    let ack_id = format!("ACK{}", &correlation_id.replace('-', "")[..16]);
-    Outcome {
-        ack: ack(d, header, code, problem.as_ref(), &ack_id),
-        code,
-        correlation_id,
-        duplicate,
-        problem,
+        tracing::error!(error = %e, correlation_id = %r.correlation_id, "could not archive an HL7v2 message");
     }
 }
 

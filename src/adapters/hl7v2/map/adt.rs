@@ -6,7 +6,7 @@
 use super::super::datatypes::{date_time, identifier, location_name, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
-use super::{Context, Resource, Unmapped, clinical, failed, supported};
+use super::{Context, Resource, Unmapped, clinical, failed};
 use crate::adapters::hl7v2::ack::Problem;
 use serde_json::{Map, Value, json};
 
@@ -21,7 +21,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
             code: "201",
             text: format!(
                 "ADT trigger event '{trigger}' is not one this server takes ({})",
-                supported(&TRIGGERS)
+                TRIGGERS.join(", ")
             ),
         }));
     }

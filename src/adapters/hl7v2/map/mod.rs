@@ -63,11 +63,6 @@ pub fn map(msg: &Message) -> Result<Vec<Resource>, Unmapped> {
     }
 }
 
-/// The trigger events a message type supports, for the error that names them.
-pub fn supported(types: &[&str]) -> String {
-    types.join(", ")
-}
-
 pub fn failed(location: &str, code: &'static str, text: impl Into<String>) -> Unmapped {
     Unmapped::Failed(Problem {
         location: location.into(),
