@@ -4,18 +4,17 @@
 //! and jitter, for ever: after `error_after` failures the subscription shows `error`, keeps
 //! queueing, and returns to `active` when the endpoint answers again. Nothing is dropped.
 
+use super::lease;
 use super::notification::{self, About, Kind, Shown};
-use super::registry::{self, Event, SERVER_ACTOR, Subscriber, status};
+use super::outcome::{Outcome, Recorder};
+use super::registry::{self, Event, Subscriber, status};
 use super::subscription::Payload;
 use super::topics;
 use super::websocket::Sockets;
 use crate::auth::{Grant, Interaction};
-use crate::fhir::FhirId;
 use crate::fhir::resource::now_micros;
 use crate::fhir::search::index::references_of;
-use crate::store::schema::subscriptions;
-use crate::store::{Method, Store, StoreError, WriteContext, versions, write};
-use diesel::prelude::*;
+use crate::store::{Store, StoreError, versions};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,13 +56,7 @@ pub struct Deliverer {
     /// websocket bound.
     wake: Arc<Notify>,
     sockets: Sockets,
-}
-
-/// What one attempt came to.
-enum Outcome {
-    Sent { through: i64, kind: Kind },
-    Failed(String),
-    Nothing,
+    recorder: Recorder,
 }
 
 impl Deliverer {
@@ -73,6 +66,7 @@ impl Deliverer {
         settings: DeliverySettings,
         sockets: Sockets,
     ) -> Deliverer {
+        let (store_for_outcomes, settings_for_outcomes) = (store.clone(), settings.clone());
         Deliverer {
             store,
             base,
@@ -84,6 +78,11 @@ impl Deliverer {
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
             wake: sockets.wake.clone(),
+            recorder: Recorder::start(
+                store_for_outcomes,
+                settings_for_outcomes,
+                sockets.wake.clone(),
+            ),
             sockets,
         }
     }
@@ -98,7 +97,7 @@ impl Deliverer {
             };
             match claimed {
                 Ok(Ok(due)) => {
-                    for sub in due {
+                    for (sub, queued) in due {
                         let permit = self
                             .slots
                             .clone()
@@ -107,7 +106,7 @@ impl Deliverer {
                             .expect("the semaphore is never closed");
                         let me = self.clone();
                         tokio::spawn(async move {
-                            me.deliver(sub).await;
+                            me.deliver(sub, queued).await;
                             drop(permit);
                         });
                     }
@@ -124,94 +123,48 @@ impl Deliverer {
         }
     }
 
-    /// Lease every subscription with something due to this process.
-    fn claim_due(&self) -> Result<Vec<Subscriber>, StoreError> {
-        let now = now_micros();
+    /// Lease every subscription with something due to this process (up to a limit), each
+    /// with its next events read (`None` when that read failed: the attempt reads them).
+    #[allow(clippy::type_complexity)]
+    fn claim_due(&self) -> Result<Vec<(Subscriber, Option<Vec<Event>>)>, StoreError> {
         let margin = self.settings.lease_margin.as_micros() as i64;
-        self.store.write_rows(|c| {
-            use subscriptions::dsl as s;
-            // whether a heartbeat is due is decided below, per row
-            let heartbeat_due = s::heartbeat_secs
-                .is_not_null()
-                .and(s::handshake_done.eq(true));
-            let due = s::handshake_done
-                .eq(false)
-                .or(s::delivered_through.lt(s::events_since_start))
-                .or(heartbeat_due);
-            // in id order, as every writer of these rows takes them (else two processes could
-            // deadlock)
-            let candidates: Vec<Subscriber> = s::subscriptions
-                .filter(s::status.ne(status::OFF))
-                .filter(s::channel.eq_any(["rest-hook", "websocket"]))
-                .filter(s::lease_until.lt(now))
-                .filter(s::next_attempt_at.le(now))
-                .filter(due)
-                .order(s::id)
-                .select(Subscriber::as_select())
-                .load(c)?;
-            let mut mine = Vec::new();
-            for sub in candidates {
-                // a websocket subscription is served by the process holding its socket
-                if sub.channel == "websocket" && !self.sockets.has(&sub.id) {
-                    continue;
-                }
-                if sub.handshake_done
-                    && sub.delivered_through >= sub.events_since_start
-                    && !heartbeat_is_due(&sub, now)
-                {
-                    continue;
-                }
-                // The lease is taken only if no other process took it since the read, and
-                // only while the row still is as read: another process may have delivered
-                // and released it in between, and this stale copy would send those events
-                // again. (PostgreSQL re-tests the WHERE on the newest row when it waited.)
-                let until = now + margin + sub.timeout_secs * 1_000_000;
-                let took = diesel::update(
-                    s::subscriptions
-                        .filter(s::id.eq(&sub.id))
-                        .filter(s::lease_until.lt(now))
-                        .filter(s::delivered_through.eq(sub.delivered_through))
-                        .filter(s::handshake_done.eq(sub.handshake_done))
-                        .filter(s::attempts.eq(sub.attempts))
-                        .filter(s::last_sent_at.eq(sub.last_sent_at)),
-                )
-                .set((s::lease_until.eq(until), s::lease_owner.eq(&self.owner)))
-                .execute(c)?;
-                if took == 1 {
-                    mine.push(sub);
-                }
-            }
-            Ok(mine)
-        })
-    }
-
-    async fn deliver(&self, sub: Subscriber) {
-        let outcome = self.attempt(&sub).await;
-        // a sent notification with more queued behind it: claim again at once, not at the tick
-        let more = matches!(outcome, Outcome::Sent { through, .. } if through < sub.events_since_start)
-            || matches!(
-                outcome,
-                Outcome::Sent {
-                    kind: Kind::Handshake,
-                    ..
-                }
-            );
-        let store = self.store.clone();
-        let settings = self.settings.clone();
-        let result =
-            tokio::task::spawn_blocking(move || record_outcome(&store, &settings, &sub, outcome))
-                .await;
-        if more {
+        let taken = lease::claim(
+            &self.store,
+            &self.owner,
+            now_micros(),
+            margin,
+            &self.sockets.ids(),
+        )?;
+        if taken.len() as i64 == lease::CLAIM_LIMIT {
+            // more may be due: claim again once these are under way
             self.wake.notify_one();
         }
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not record a delivery outcome"),
-            Err(e) => tracing::error!(error = %e, "delivery bookkeeping task failed"),
-        }
+        let mut queued = match self.store.read(|c| registry::queued(c, &taken)) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read queued events; each attempt reads its own");
+                None
+            }
+        };
+        Ok(taken
+            .into_iter()
+            .map(|sub| {
+                let events = queued
+                    .as_mut()
+                    .map(|q| q.remove(&sub.id).unwrap_or_default());
+                (sub, events)
+            })
+            .collect())
     }
 
-    async fn attempt(&self, sub: &Subscriber) -> Outcome {
+    async fn deliver(&self, sub: Subscriber, queued: Option<Vec<Event>>) {
+        let outcome = self.attempt(&sub, queued).await;
+        self.recorder.record(sub, outcome);
+    }
+
+    /// One notification for `sub`: its handshake, its next events (`queued`, when read with
+    /// the claim), or a heartbeat.
+    async fn attempt(&self, sub: &Subscriber, queued: Option<Vec<Event>>) -> Outcome {
         let (kind, events) = if !sub.handshake_done {
             (Kind::Handshake, Vec::new())
         } else if sub.delivered_through < sub.events_since_start {
@@ -219,11 +172,18 @@ impl Deliverer {
             let to = (sub.delivered_through + sub.max_count).min(sub.events_since_start);
             let store = self.store.clone();
             let id = sub.id.clone();
-            match tokio::task::spawn_blocking(move || {
-                store.read(|c| registry::events(c, &id, from, to))
-            })
-            .await
-            {
+            let read = match queued {
+                // events queued since the lease was taken wait for the next notification,
+                // whose status will count them
+                Some(q) => Ok(Ok(q.into_iter().filter(|e| e.event_number <= to).collect())),
+                None => {
+                    tokio::task::spawn_blocking(move || {
+                        store.read(|c| registry::events(c, &id, from, to))
+                    })
+                    .await
+                }
+            };
+            match read {
                 Ok(Ok(events)) if !events.is_empty() => (Kind::EventNotification, events),
                 Ok(Ok(_)) => {
                     tracing::warn!(subscription = %sub.id, from, to, "queued events missing");
@@ -280,11 +240,6 @@ impl Deliverer {
             Err(e) => Outcome::Failed(format!("the endpoint could not be reached: {e}")),
         }
     }
-}
-
-fn heartbeat_is_due(sub: &Subscriber, now: i64) -> bool {
-    sub.heartbeat_secs
-        .is_some_and(|h| sub.last_sent_at + h * 1_000_000 <= now)
 }
 
 /// The notification Bundle for `events` (or a handshake or heartbeat), with what the
@@ -409,129 +364,4 @@ fn context(
         }
     }
     Ok(out)
-}
-
-/// Advance (or schedule the retry of) a subscription after an attempt, release its lease, and
-/// bring its resource's status in line.
-fn record_outcome(
-    store: &Store,
-    settings: &DeliverySettings,
-    sub: &Subscriber,
-    outcome: Outcome,
-) -> Result<(), StoreError> {
-    use subscriptions::dsl as s;
-    let now = now_micros();
-    let new_status = store.write_rows(|c| {
-        let Some(current) = registry::get(c, &sub.id)? else {
-            return Ok(None);
-        };
-        // a client's update since the claim restarted the subscription (a new handshake is
-        // due): this attempt's outcome no longer applies
-        if sub.handshake_done && !current.handshake_done {
-            diesel::update(s::subscriptions.find(&sub.id))
-                .set(s::lease_until.eq(0i64))
-                .execute(c)?;
-            return Ok(None);
-        }
-        let new_status = match &outcome {
-            Outcome::Sent { through, kind } => {
-                let handshake = *kind == Kind::Handshake;
-                diesel::update(s::subscriptions.find(&sub.id))
-                    .set((
-                        s::delivered_through.eq(current.delivered_through.max(*through)),
-                        s::handshake_done.eq(current.handshake_done || handshake),
-                        s::attempts.eq(0),
-                        s::next_attempt_at.eq(0i64),
-                        s::last_error.eq(None::<String>),
-                        s::last_sent_at.eq(now),
-                        s::lease_until.eq(0i64),
-                    ))
-                    .execute(c)?;
-                (current.status != status::ACTIVE).then_some(status::ACTIVE)
-            }
-            Outcome::Failed(error) => {
-                let attempts = current.attempts + 1;
-                let delay = backoff(attempts, settings.retry_max);
-                let status = if attempts >= settings.error_after {
-                    status::ERROR
-                } else {
-                    current.status.as_str()
-                };
-                diesel::update(s::subscriptions.find(&sub.id))
-                    .set((
-                        s::attempts.eq(attempts),
-                        s::next_attempt_at.eq(now + delay.as_micros() as i64),
-                        s::last_error.eq(Some(error)),
-                        s::lease_until.eq(0i64),
-                    ))
-                    .execute(c)?;
-                tracing::info!(subscription = %sub.id, attempts, %error, "notification not delivered; will retry");
-                (current.status != status).then_some(status)
-            }
-            Outcome::Nothing => {
-                diesel::update(s::subscriptions.find(&sub.id))
-                    .set(s::lease_until.eq(0i64))
-                    .execute(c)?;
-                None
-            }
-        };
-        if let Some(st) = new_status {
-            diesel::update(s::subscriptions.find(&sub.id))
-                .set(s::status.eq(st))
-                .execute(c)?;
-        }
-        Ok(new_status.map(str::to_string))
-    })?;
-    if let Some(st) = new_status {
-        set_resource_status(store, &sub.id, &st)?;
-    }
-    Ok(())
-}
-
-/// The wait before attempt `attempts + 1`: doubling from one second up to `max`, less up to
-/// a quarter at random so that many subscriptions failing together do not retry together.
-fn backoff(attempts: i32, max: Duration) -> Duration {
-    let doublings = (attempts - 1).clamp(0, 16) as u32;
-    let exp = Duration::from_millis(1000u64 << doublings);
-    let capped = exp.min(max);
-    capped.mul_f64(1.0 - fastrand::f64() * 0.25)
-}
-
-/// Write `status` into the Subscription resource (a new version), so that a client reading
-/// it sees what `$status` says. A concurrent client update wins (it restarts the subscription).
-pub fn set_resource_status(store: &Store, id: &str, st: &str) -> Result<(), StoreError> {
-    let ctx = WriteContext {
-        correlation_id: uuid::Uuid::new_v4().to_string(),
-        actor: SERVER_ACTOR.into(),
-        grant: Arc::new(Grant::unrestricted()),
-        endpoints: Default::default(),
-    };
-    let result = store.write(|tx| {
-        let Some(current) = versions::current(tx.conn, "Subscription", id)? else {
-            return Ok(());
-        };
-        if current.deleted {
-            return Ok(());
-        }
-        let mut json = current.json();
-        if json["status"] == st {
-            return Ok(());
-        }
-        json["status"] = Value::String(st.to_string());
-        let fid = FhirId::parse(id).map_err(|e| StoreError::Conflict(e.to_string()))?;
-        write::put(
-            tx,
-            "Subscription",
-            &fid,
-            json,
-            Method::Put,
-            Some(current.version_id),
-            &ctx,
-        )?;
-        Ok::<(), StoreError>(())
-    });
-    match result {
-        Err(StoreError::PreconditionFailed { .. } | StoreError::Conflict(_)) => Ok(()),
-        other => other,
-    }
 }

@@ -189,27 +189,44 @@ pub fn apply(conn: &mut DbConnection, plan: Plan) -> Result<Dispatched, StoreErr
     }
     let matched = &plan.matched;
     // each subscription's numbers, taken atomically: concurrent dispatchers (other processes
-    // on PostgreSQL) never hand out the same number twice
-    // (in id order: two dispatchers locking the same subscriptions in different orders would
-    // deadlock)
-    let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
+    // on PostgreSQL) never hand out the same number twice. One statement per distinct count
+    // (most often one), not one per subscription: a change fanned out to 1,000 subscribers
+    // is numbered in a round trip or two.
+    let mut counts: HashMap<&str, i64> = HashMap::new();
     for (id, _) in matched {
         *counts.entry(id.as_str()).or_default() += 1;
     }
-    let mut next: HashMap<&str, i64> = HashMap::new();
-    for (id, k) in counts {
-        let end: i64 = diesel::update(subscriptions::table.find(id))
-            .set(subscriptions::events_since_start.eq(subscriptions::events_since_start + k))
-            .returning(subscriptions::events_since_start)
-            .get_result(conn)?;
-        next.insert(id, end - k);
+    let mut by_count: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
+    for (id, k) in &counts {
+        by_count.entry(*k).or_default().push(id);
     }
+    if let DbConnection::Pg(c) = conn {
+        // locked in id order first: two dispatchers (or a dispatcher and a deliverer) locking
+        // the same subscriptions in different orders would deadlock
+        let ids: Vec<&str> = counts.keys().copied().collect();
+        let _: Vec<String> = subscriptions::table
+            .filter(subscriptions::id.eq_any(&ids))
+            .order(subscriptions::id)
+            .select(subscriptions::id)
+            .for_update()
+            .load(c)?;
+    }
+    let mut next: HashMap<String, i64> = HashMap::new();
+    for (k, ids) in by_count {
+        let ends: Vec<(String, i64)> =
+            diesel::update(subscriptions::table.filter(subscriptions::id.eq_any(&ids)))
+                .set(subscriptions::events_since_start.eq(subscriptions::events_since_start + k))
+                .returning((subscriptions::id, subscriptions::events_since_start))
+                .get_results(conn)?;
+        next.extend(ends.into_iter().map(|(id, end)| (id, end - k)));
+    }
+    // a subscription deleted since the plan was made gets nothing
     let events: Vec<Event> = matched
         .iter()
-        .map(|(id, p)| {
-            let n = next.get_mut(id.as_str()).expect("counted above");
+        .filter_map(|(id, p)| {
+            let n = next.get_mut(id.as_str())?;
             *n += 1;
-            Event {
+            Some(Event {
                 subscription_id: id.clone(),
                 event_number: *n,
                 outbox_seq: p.seq,
@@ -219,7 +236,7 @@ pub fn apply(conn: &mut DbConnection, plan: Plan) -> Result<Dispatched, StoreErr
                 action: p.action.clone(),
                 occurred_at: p.created_at,
                 correlation_id: p.correlation_id.clone(),
-            }
+            })
         })
         .collect();
     for chunk in events.chunks(500) {

@@ -10,7 +10,9 @@
 
 pub mod delivery;
 pub mod dispatch;
+pub mod lease;
 pub mod notification;
+pub mod outcome;
 pub mod registry;
 pub mod subscription;
 pub mod topic_basic;

@@ -84,6 +84,17 @@ impl Sockets {
             .is_some_and(|s| !s.is_empty())
     }
 
+    /// The subscriptions with a socket open here.
+    pub fn ids(&self) -> Vec<String> {
+        self.open
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Send `text` on every open socket of subscription `id`; whether one took it. Sockets
     /// found closed are forgotten.
     pub async fn send(&self, id: &str, text: &str) -> bool {
