@@ -3,7 +3,9 @@
 
 Reads the Microsoft FHIR-Converter expected outputs (`*.expected.fhir.json`) of the shared HL7v2
 corpus and writes, per message, the facts a user would check (identifiers, names, birth date,
-gender of the Patient; status and class of the Encounter) to
+gender of the Patient; status and class of the Encounter; code and status of orders,
+medication requests and immunizations; times and status of appointments; the identity and
+status of documents) to
 tests/corpus/hl7v2/expected-facts.json. The expected files themselves (5 MB, mostly base64 of
 the source in Provenance) stay out of the repository.
 
@@ -34,6 +36,51 @@ def encounter_facts(e):
     }
 
 
+def codes(cc):
+    return sorted({c["code"] for c in (cc or {}).get("coding", []) if "code" in c})
+
+
+def service_request_facts(r):
+    return {
+        "status": r.get("status"),
+        "codes": codes(r.get("code")),
+        "identifiers": sorted({i["value"] for i in r.get("identifier", []) if "value" in i}),
+    }
+
+
+def immunization_facts(r):
+    return {
+        "status": r.get("status"),
+        "codes": codes(r.get("vaccineCode")),
+        "date": (r.get("occurrenceDateTime") or "")[:10] or None,
+        "lot": r.get("lotNumber"),
+    }
+
+
+def appointment_facts(r):
+    return {
+        "status": r.get("status"),
+        "start": r.get("start"),
+        "end": r.get("end"),
+        "identifiers": sorted({i["value"] for i in r.get("identifier", []) if "value" in i}),
+    }
+
+
+def document_facts(r):
+    return {
+        "status": r.get("status"),
+        "docStatus": r.get("docStatus"),
+        "number": (r.get("masterIdentifier") or {}).get("value"),
+        "types": codes(r.get("type")),
+    }
+
+
+def medication_request_facts(r, medications):
+    ref = (r.get("medicationReference") or {}).get("reference", "")
+    med = medications.get(ref.split("/")[-1], {})
+    return {"status": r.get("status"), "codes": codes(r.get("medicationCodeableConcept") or med.get("code"))}
+
+
 facts = {}
 for f in sorted((corpus / "microsoft-fhir-converter").glob("*.expected.fhir.json")):
     bundle = json.loads(f.read_text(encoding="utf-8-sig"))
@@ -45,6 +92,17 @@ for f in sorted((corpus / "microsoft-fhir-converter").glob("*.expected.fhir.json
         one["patients"] = patients
     if encounters:
         one["encounters"] = encounters
+    medications = {r["id"]: r for r in resources if r["resourceType"] == "Medication"}
+    for key, rtype, extract in [
+        ("service_requests", "ServiceRequest", service_request_facts),
+        ("immunizations", "Immunization", immunization_facts),
+        ("appointments", "Appointment", appointment_facts),
+        ("documents", "DocumentReference", document_facts),
+        ("medication_requests", "MedicationRequest", lambda r: medication_request_facts(r, medications)),
+    ]:
+        found = [extract(r) for r in resources if r["resourceType"] == rtype]
+        if found:
+            one[key] = found
     facts["microsoft-fhir-converter/" + f.name.replace(".expected.fhir.json", ".hl7")] = one
 
 out = root / "tests/corpus/hl7v2/expected-facts.json"

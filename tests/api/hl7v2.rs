@@ -304,14 +304,16 @@ async fn an_admission_over_mllp_notifies_its_subscribers() {
     assert!(focus[0].contains("/Encounter/"), "{focus:?}");
 }
 
-/// An admission's allergies (AL1), diagnoses (DG1) and next of kin (NK1) become the patient's
-/// AllergyIntolerance, the visit's Condition and a RelatedPerson; restated, they are updated.
+/// An admission's allergies (AL1), diagnoses (DG1), next of kin (NK1) and insurance (IN1)
+/// become the patient's AllergyIntolerance, the visit's Condition, a RelatedPerson and a
+/// Coverage paid by the insurer's Organization; restated, they are updated.
 async fn allergies_diagnoses_and_next_of_kin(app: TestApp) {
     let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
     let extra = "AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives~Wheezing|20200101\r\
                  AL1|2|FA|256349002^Peanut^SCT|MI\r\
                  DG1|1||J18.9^Pneumonia, unspecified organism^I10||20261125113000|A\r\
-                 NK1|1|Everyman^Eve|SPO^Spouse^HL70063|12 Main St^^Springfield^IL^62701^USA^H|^PRN^PH^^1^217^5550000\r";
+                 NK1|1|Everyman^Eve|SPO^Spouse^HL70063|12 Main St^^Springfield^IL^62701^USA^H|^PRN^PH^^1^217^5550000\r\
+                 IN1|1|PPO1^Gold PPO|BCBS-IL^^^^NIIP|Blue Cross Blue Shield of Illinois|300 E Randolph St^^Chicago^IL^60601^USA|||GRP-42|Springfield Schools|||20260101|20261231||PPO||SEL|||||||||||||||||||POL-7788\r";
     let msg = format!("{}{extra}", adt("A01", "K1", "MRN990", "V990", "Kin"));
     let ack = mllp.send(&msg).await;
     assert_eq!(ack.code(), "AA", "{}", ack.text);
@@ -352,6 +354,24 @@ async fn allergies_diagnoses_and_next_of_kin(app: TestApp) {
     assert_eq!(kin.len(), 1);
     assert_eq!(kin[0]["name"][0]["given"][0], "Eve");
     assert_eq!(kin[0]["relationship"][0]["coding"][0]["code"], "SPO");
+    let coverage = found(
+        &app.get(&format!("Coverage?beneficiary=Patient/{pid}"))
+            .await,
+    );
+    assert_eq!(coverage.len(), 1);
+    let c = &coverage[0];
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["subscriberId"], "POL-7788");
+    assert_eq!(c["relationship"]["coding"][0]["code"], "self");
+    assert_eq!(c["period"]["start"], "2026-01-01");
+    assert_eq!(c["class"][0]["value"], "PPO1");
+    assert_eq!(c["class"][1]["value"], "GRP-42");
+    let insurer = app
+        .get(c["payor"][0]["reference"].as_str().unwrap())
+        .await
+        .json();
+    assert_eq!(insurer["name"], "Blue Cross Blue Shield of Illinois");
+    assert_eq!(insurer["address"][0]["city"], "Chicago");
     // an update restating the allergy with a new reaction: the same resource, a new version
     let msg = format!(
         "{}{}",
@@ -369,6 +389,19 @@ async fn allergies_diagnoses_and_next_of_kin(app: TestApp) {
         .find(|a| a["code"]["coding"][0]["code"] == "70618")
         .unwrap();
     assert_eq!(pen["meta"]["versionId"], "2");
+    let coverage = found(
+        &app.get(&format!("Coverage?beneficiary=Patient/{pid}"))
+            .await,
+    );
+    assert_eq!(
+        coverage.len(),
+        1,
+        "the insurance restated is the same Coverage"
+    );
+    assert_eq!(
+        coverage[0]["meta"]["versionId"], "1",
+        "and unchanged, not rewritten"
+    );
     assert_eq!(
         pen["reaction"][0]["manifestation"][0]["text"],
         "Anaphylaxis"

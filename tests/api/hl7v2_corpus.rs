@@ -19,13 +19,22 @@ fn corpus() -> PathBuf {
 fn mapped(msh9: &str) -> bool {
     let mut parts = msh9.split('^');
     let (ty, trigger) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    (ty, trigger) == ("ORU", "R01")
-        || ty == "ADT"
-            && [
-                "A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28",
-                "A31",
-            ]
-            .contains(&trigger)
+    match ty {
+        "ADT" => [
+            "A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28",
+            "A31", "A40",
+        ]
+        .contains(&trigger),
+        "ORU" => trigger == "R01",
+        "ORM" => trigger == "O01",
+        "OML" => trigger == "O21",
+        "RDE" => trigger == "O11",
+        "RAS" => trigger == "O17",
+        "VXU" => trigger == "V04",
+        "SIU" => ["S12", "S13", "S14", "S15", "S17", "S26"].contains(&trigger),
+        "MDM" => trigger.len() == 3 && trigger.starts_with('T'),
+        _ => false,
+    }
 }
 
 /// Where our answer differs from Microsoft FHIR-Converter's on purpose, and why.
@@ -47,6 +56,27 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
         "microsoft-fhir-converter/ADT-A08-02.hl7",
         "encounter.status",
         "an A08 states no visit status: ours is in-progress until PV1-45 (discharge) is set; theirs says planned",
+    ),
+    // TXA-17 AU is "authenticated" (HL7 table 0271): a document signed off is final
+    (
+        "microsoft-fhir-converter/MDM-T01-01.hl7",
+        "document.docStatus",
+        "TXA-17 AU (authenticated): ours final, theirs preliminary",
+    ),
+    (
+        "microsoft-fhir-converter/MDM-T02-01.hl7",
+        "document.docStatus",
+        "TXA-17 AU (authenticated): ours final, theirs preliminary",
+    ),
+    (
+        "microsoft-fhir-converter/MDM-T02-02.hl7",
+        "document.docStatus",
+        "TXA-17 AU (authenticated): ours final, theirs preliminary",
+    ),
+    (
+        "microsoft-fhir-converter/ORU-R01-01.hl7",
+        "document",
+        "an ORU's OBX of type ED (an attached report) is not filed as a DocumentReference by ours: documents arrive by MDM",
     ),
 ];
 
@@ -163,7 +193,8 @@ async fn compare(
         .filter_map(Value::as_str)
         .collect();
     let parsed = v2::parse(&v2::decode(message)).unwrap();
-    let mapped = map::map(&parsed).unwrap_or_default();
+    let mapped = map::map(&parsed).map(|m| m.resources).unwrap_or_default();
+    compare_orders_and_more(app, file, &mapped, expected, failures).await;
     let id_of = |t: &str| mapped.iter().find(|r| r.rtype == t).map(|r| r.id.clone());
     let Some(pid) = id_of("Patient") else {
         failures.push(format!("{file}: no Patient mapped"));
@@ -311,4 +342,201 @@ async fn python_hl7_mllp_send_delivers_the_corpus() {
     );
     let accepted = stdout.matches("MSA|AA|").count();
     assert_eq!(accepted, sent, "every message ACKed AA:\n{stdout}");
+}
+
+/// The codes of a CodeableConcept.
+fn codes(cc: &Value) -> BTreeSet<String> {
+    cc["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["code"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The same instant, whatever the zone each is written in.
+fn same_instant(a: &Value, b: &Value) -> bool {
+    let t = |v: &Value| {
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    t(a).is_some() && t(a) == t(b)
+}
+
+/// Orders, medication requests, immunizations, appointments and documents against the other
+/// answer's: each of theirs is matched to ours by a shared identifier or code, then compared.
+async fn compare_orders_and_more(
+    app: &TestApp,
+    file: &str,
+    mapped: &[emrsync::adapters::hl7v2::map::Resource],
+    expected: &Value,
+    failures: &mut Vec<String>,
+) {
+    let mut ours: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+    for r in mapped {
+        if [
+            "ServiceRequest",
+            "MedicationRequest",
+            "Immunization",
+            "Appointment",
+            "DocumentReference",
+        ]
+        .contains(&r.rtype)
+        {
+            let v = app.get(&format!("{}/{}", r.rtype, r.id)).await.json();
+            ours.entry(r.rtype).or_default().push(v);
+        }
+    }
+    let mut check = |fact: &str, same: bool, detail: String| {
+        if !same && !differs_on_purpose(file, fact) {
+            failures.push(format!("{file}: {fact} differs: {detail}"));
+        }
+    };
+    let theirs = |key: &str| expected[key].as_array().cloned().unwrap_or_default();
+    // an order is matched by an identifier (placer or filler number), else by its code
+    for t in theirs("service_requests") {
+        let Some(list) = ours.get("ServiceRequest") else {
+            break; // the other converter makes orders of more messages than ours does
+        };
+        let (ids, cs) = (strings(&t["identifiers"]), strings(&t["codes"]));
+        let found = list
+            .iter()
+            .find(|o| {
+                o["identifier"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|i| i["value"].as_str().is_some_and(|v| ids.contains(v)))
+            })
+            .or_else(|| list.iter().find(|o| !codes(&o["code"]).is_disjoint(&cs)));
+        let Some(o) = found else {
+            if !cs.is_empty() {
+                check(
+                    "service_request",
+                    false,
+                    format!("theirs {t} has no match in ours"),
+                );
+            }
+            continue;
+        };
+        check(
+            "service_request.status",
+            o["status"] == t["status"],
+            format!("ours {}, theirs {}", o["status"], t["status"]),
+        );
+        check(
+            "service_request.code",
+            cs.is_empty() || !codes(&o["code"]).is_disjoint(&cs),
+            format!("ours {:?}, theirs {cs:?}", codes(&o["code"])),
+        );
+    }
+    for o in ours.get("MedicationRequest").into_iter().flatten() {
+        let mine = codes(&o["medicationCodeableConcept"]);
+        let t = theirs("medication_requests")
+            .into_iter()
+            .find(|t| !strings(&t["codes"]).is_disjoint(&mine));
+        check(
+            "medication_request",
+            t.as_ref().is_some_and(|t| t["status"] == o["status"]),
+            format!(
+                "ours {mine:?} {}, theirs {:?}",
+                o["status"],
+                theirs("medication_requests")
+            ),
+        );
+    }
+    for t in theirs("immunizations") {
+        let cs = strings(&t["codes"]);
+        let found = ours.get("Immunization").into_iter().flatten().find(|o| {
+            !codes(&o["vaccineCode"]).is_disjoint(&cs)
+                && o["occurrenceDateTime"].as_str().unwrap_or("").get(..10) == t["date"].as_str()
+        });
+        let Some(o) = found else {
+            check(
+                "immunization",
+                false,
+                format!("theirs {t} has no match in ours"),
+            );
+            continue;
+        };
+        check(
+            "immunization.status",
+            o["status"] == t["status"],
+            format!("ours {}, theirs {}", o["status"], t["status"]),
+        );
+        check(
+            "immunization.lot",
+            t["lot"].is_null() || o["lotNumber"] == t["lot"],
+            format!("ours {}, theirs {}", o["lotNumber"], t["lot"]),
+        );
+    }
+    for t in theirs("appointments") {
+        let Some(o) = ours.get("Appointment").and_then(|l| l.first()) else {
+            check("appointment", false, "none mapped".into());
+            continue;
+        };
+        check(
+            "appointment.status",
+            o["status"] == t["status"],
+            format!("ours {}, theirs {}", o["status"], t["status"]),
+        );
+        for k in ["start", "end"] {
+            check(
+                &format!("appointment.{k}"),
+                same_instant(&o[k], &t[k]),
+                format!("ours {}, theirs {}", o[k], t[k]),
+            );
+        }
+        let mine: BTreeSet<String> = o["identifier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["value"].as_str().map(str::to_string))
+            .collect();
+        check(
+            "appointment.identifier",
+            mine == strings(&t["identifiers"]),
+            format!("ours {mine:?}, theirs {}", t["identifiers"]),
+        );
+    }
+    for t in theirs("documents")
+        .into_iter()
+        .filter(|t| !t["number"].is_null())
+    {
+        let Some(o) = ours.get("DocumentReference").and_then(|l| l.first()) else {
+            check("document", false, "none mapped".into());
+            continue;
+        };
+        check(
+            "document.status",
+            o["status"] == t["status"],
+            format!("ours {}, theirs {}", o["status"], t["status"]),
+        );
+        check(
+            "document.docStatus",
+            o["docStatus"] == t["docStatus"],
+            format!("ours {}, theirs {}", o["docStatus"], t["docStatus"]),
+        );
+        check(
+            "document.number",
+            o["masterIdentifier"]["value"] == t["number"],
+            format!(
+                "ours {}, theirs {}",
+                o["masterIdentifier"]["value"], t["number"]
+            ),
+        );
+        check(
+            "document.type",
+            codes(&o["type"]) == strings(&t["types"]),
+            format!("ours {:?}, theirs {}", codes(&o["type"]), t["types"]),
+        );
+    }
 }

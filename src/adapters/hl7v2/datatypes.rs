@@ -268,6 +268,17 @@ pub fn date_time(dtm: &str) -> Option<String> {
     chrono::DateTime::parse_from_rfc3339(&s).ok().map(|_| s)
 }
 
+/// A dateTime from `date_time` as an instant (which needs seconds and a zone): a date alone
+/// is taken as its first moment, UTC.
+pub fn instant(at: &str) -> String {
+    match at.len() {
+        4 => format!("{at}-01-01T00:00:00Z"),
+        7 => format!("{at}-01T00:00:00Z"),
+        10 => format!("{at}T00:00:00Z"),
+        _ => at.to_string(),
+    }
+}
+
 /// DT (or the date of a DTM) -> FHIR date.
 pub fn date(dt: &str) -> Option<String> {
     let full = date_time(dt)?;

@@ -5,7 +5,7 @@
 //! reason, in the exception queue (`hl7v2_messages` with status `failed`) for replay.
 
 use super::ack::{AckCode, Problem, ack};
-use super::map::{self, Resource, Unmapped};
+use super::map::{self, Mapped, Resource, Unmapped};
 use super::message::{self, Delimiters, Header, Message};
 use crate::auth::Grant;
 use crate::fhir::resource::{FhirId, now_micros};
@@ -131,14 +131,14 @@ pub fn process(
         };
         return r.refuse(store, status::REJECTED, AckCode::Reject, p);
     }
-    let resources = match map::map(msg).and_then(validated) {
-        Ok(resources) => resources,
+    let mapped = match map::map(msg).and_then(validated) {
+        Ok(mapped) => mapped,
         Err(Unmapped::Unsupported(p)) => {
             return r.refuse(store, status::REJECTED, AckCode::Reject, p);
         }
         Err(Unmapped::Failed(p)) => return r.refuse(store, status::FAILED, AckCode::Error, p),
     };
-    match apply(store, &r, &resources) {
+    match apply(store, &r, &mapped) {
         Ok(Applied::Now) => r.reply(AckCode::Accept, None, false),
         Ok(Applied::Before(first)) => {
             tracing::info!(control_id = %r.header.control_id, first = %first, "resent message acknowledged again, not applied twice");
@@ -162,8 +162,9 @@ pub fn process(
 
 /// Every mapped resource must be valid R4 before anything is written: a map that produced an
 /// invalid one is a failed message (AE), never a half-written one.
-fn validated(resources: Vec<Resource>) -> Result<Vec<Resource>, Unmapped> {
-    resources
+fn validated(mapped: Mapped) -> Result<Mapped, Unmapped> {
+    let resources = mapped
+        .resources
         .into_iter()
         .map(|mut r| {
             let report = validate_resource(&mut r.body, false);
@@ -192,7 +193,11 @@ fn validated(resources: Vec<Resource>) -> Result<Vec<Resource>, Unmapped> {
                 )),
             }
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Mapped {
+        resources,
+        merges: mapped.merges,
+    })
 }
 
 enum Applied {
@@ -201,7 +206,7 @@ enum Applied {
     Before(String),
 }
 
-fn apply(store: &Store, r: &Received, resources: &[Resource]) -> Result<Applied, StoreError> {
+fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreError> {
     let ctx = WriteContext {
         correlation_id: r.correlation_id.clone(),
         actor: format!(
@@ -218,28 +223,24 @@ fn apply(store: &Store, r: &Received, resources: &[Resource]) -> Result<Applied,
             {
                 return Ok(Applied::Before(first));
             }
-            let mut written = Vec::with_capacity(resources.len());
-            for res in resources {
+            let mut written = Vec::with_capacity(mapped.resources.len());
+            for res in &mapped.resources {
+                let current = versions::current(tx.conn, res.rtype, &res.id)?;
+                let body = keep_merge_state(res, current.as_ref());
                 // a practitioner or location named by many messages is written when it
                 // changes, not each time
-                let current = versions::current(tx.conn, res.rtype, &res.id)?;
-                if current.as_ref().is_some_and(|v| v.says(&res.body)) {
+                if current.as_ref().is_some_and(|v| v.says(&body)) {
                     continue;
                 }
                 let id = FhirId::parse(&res.id).map_err(|e| StoreError::Conflict(e.to_string()))?;
-                let w = write::put(
-                    tx,
-                    res.rtype,
-                    &id,
-                    res.body.clone(),
-                    Method::Put,
-                    None,
-                    &ctx,
-                )?;
+                let w = write::put(tx, res.rtype, &id, body, Method::Put, None, &ctx)?;
                 written.push(format!(
                     "{}/{}/_history/{}",
                     res.rtype, res.id, w.version.version_id
                 ));
+            }
+            for merge in &mapped.merges {
+                written.extend(super::merge::apply(tx, merge, &ctx)?);
             }
             record(tx.conn, r, status::APPLIED, AckCode::Accept, None, &written)?;
             Ok::<_, StoreError>(Applied::Now)
@@ -262,6 +263,25 @@ fn apply(store: &Store, r: &Received, resources: &[Resource]) -> Result<Applied,
             other => return other,
         }
     }
+}
+
+/// A Patient's links and `active` come from merges alone (no PID carries them): a message
+/// restating a patient keeps those its current version has.
+fn keep_merge_state(res: &Resource, current: Option<&crate::store::Version>) -> serde_json::Value {
+    let mut body = res.body.clone();
+    if res.rtype != "Patient" {
+        return body;
+    }
+    if let Some(old) = current.filter(|v| !v.deleted).map(|v| v.json()) {
+        for key in ["link", "active"] {
+            if body.get(key).is_none()
+                && let Some(v) = old.get(key)
+            {
+                body[key] = v.clone();
+            }
+        }
+    }
+    body
 }
 
 /// What makes two messages with one control id the same message: their text but for MSH-7

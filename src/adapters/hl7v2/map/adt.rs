@@ -20,7 +20,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
             location: "MSH-9".into(),
             code: "201",
             text: format!(
-                "ADT trigger event '{trigger}' is not one this server takes ({})",
+                "ADT trigger event '{trigger}' is not one this server takes ({}, A40)",
                 TRIGGERS.join(", ")
             ),
         }));
@@ -42,6 +42,8 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
             .all("NK1")
             .filter_map(|s| clinical::next_of_kin(s, &patient_id)),
     );
+    let patient = out[0].clone();
+    super::coverage::all(cx, &patient, &mut out);
     // A28 and A31 are about the person, not a visit
     if matches!(trigger, "A28" | "A31") {
         return Ok(out);
@@ -175,7 +177,7 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
 }
 
 /// XCN -> Practitioner, under the id of its identifier (or of its name, without one).
-fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
+pub(super) fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
     let value = xcn.get(1).trim();
     let family = xcn.sub(2, 1).trim();
     if value.is_empty() && family.is_empty() {
@@ -219,7 +221,7 @@ fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
 }
 
 /// PL -> Location (the bed, room or point of care the patient is in).
-fn location(cx: &Context, pl: Rep) -> Option<Resource> {
+pub(super) fn location(cx: &Context, pl: Rep) -> Option<Resource> {
     let name = location_name(pl)?;
     let id = stable_id("Location", &[&cx.header.sending_facility, &name]);
     let body = json!({

@@ -4,9 +4,17 @@
 //! or that the type is not one we take (an AR).
 
 mod adt;
+mod appointment;
 mod clinical;
+mod coverage;
+mod document;
+mod immunization;
+mod medication;
+mod merge;
+mod order;
 mod oru;
 mod patient;
+mod service_request;
 
 use super::ack::Problem;
 use super::identity::Systems;
@@ -27,6 +35,31 @@ impl Resource {
     }
 }
 
+/// What a message comes to: the resources to write, and the patient merges to carry out.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub resources: Vec<Resource>,
+    pub merges: Vec<Merge>,
+}
+
+/// Patient `from` merged into patient `into` (ADT^A40); `identifiers` are `from`'s, as MRG-1
+/// gives them.
+#[derive(Debug, Clone)]
+pub struct Merge {
+    pub from: String,
+    pub into: String,
+    pub identifiers: Vec<Value>,
+}
+
+impl From<Vec<Resource>> for Mapped {
+    fn from(resources: Vec<Resource>) -> Mapped {
+        Mapped {
+            resources,
+            merges: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Unmapped {
     /// A message type or trigger we do not take: AR.
@@ -42,25 +75,42 @@ pub struct Context<'a> {
     pub systems: &'static Systems,
 }
 
-/// The resources `msg` describes.
-pub fn map(msg: &Message) -> Result<Vec<Resource>, Unmapped> {
+/// The resources `msg` describes, and the merges it asks for.
+pub fn map(msg: &Message) -> Result<Mapped, Unmapped> {
     let cx = Context {
         msg,
         header: msg.header(),
         systems: Systems::get(),
     };
     let (ty, trigger) = (cx.header.message_type.as_str(), cx.header.trigger.as_str());
+    if (ty, trigger) == ("ADT", "A40") {
+        return merge::map(&cx);
+    }
     match ty {
         "ADT" => adt::map(&cx, trigger),
         "ORU" => oru::map(&cx, trigger),
-        _ => Err(Unmapped::Unsupported(Problem {
-            location: "MSH-9".into(),
-            code: "200",
-            text: format!(
-                "message type '{ty}' is not one this server takes (it takes ADT and ORU)"
+        "ORM" | "OML" => service_request::map(&cx, trigger),
+        "RDE" | "RAS" => medication::map(&cx, trigger),
+        "VXU" => immunization::map(&cx, trigger),
+        "SIU" => appointment::map(&cx, trigger),
+        "MDM" => document::map(&cx, trigger),
+        _ => Err(unsupported(
+            "200",
+            format!(
+                "message type '{ty}' is not one this server takes (it takes ADT, ORU, ORM, OML, RDE, RAS, VXU, SIU and MDM)"
             ),
-        })),
+        )),
     }
+    .map(Mapped::from)
+}
+
+/// A trigger (or type) we do not take: AR with `code` (200 type, 201 trigger) at MSH-9.
+pub fn unsupported(code: &'static str, text: impl Into<String>) -> Unmapped {
+    Unmapped::Unsupported(Problem {
+        location: "MSH-9".into(),
+        code,
+        text: text.into(),
+    })
 }
 
 pub fn failed(location: &str, code: &'static str, text: impl Into<String>) -> Unmapped {

@@ -6,7 +6,7 @@
 //! one), an observation is its report plus OBX-3 and OBX-4 (the test and sub-id), so that a
 //! corrected result (OBX-11 `C`) updates the Observation it corrects.
 
-use super::super::datatypes::{codeable, date_time, put};
+use super::super::datatypes::{codeable, date_time, instant, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, failed};
@@ -136,7 +136,7 @@ fn report(
         r.insert("effectiveDateTime".into(), json!(at));
     }
     if let Some(at) = date_time(obr.value(22)) {
-        r.insert("issued".into(), json!(issued(&at)));
+        r.insert("issued".into(), json!(instant(&at)));
     }
     put(&mut r, "result", Value::Array(results));
     out.push(Resource {
@@ -347,7 +347,7 @@ fn normalise_decimal(t: &str) -> String {
 
 /// A number with OBX-6's units: UCUM when the units say so (or name no system and look like
 /// UCUM), else the unit as text.
-fn quantity(number: &str, units: Rep) -> Option<Value> {
+pub(super) fn quantity(number: &str, units: Rep) -> Option<Value> {
     let mut q = Map::new();
     q.insert("value".into(), decimal(number)?);
     let (code, text, system) = (
@@ -419,16 +419,6 @@ fn report_status(code: &str) -> &'static str {
         "X" => "cancelled",
         "M" => "amended",
         _ => "final",
-    }
-}
-
-/// `issued` is an instant: it needs seconds and a zone.
-fn issued(at: &str) -> String {
-    match at.len() {
-        4 => format!("{at}-01-01T00:00:00Z"),
-        7 => format!("{at}-01T00:00:00Z"),
-        10 => format!("{at}T00:00:00Z"),
-        _ => at.to_string(),
     }
 }
 

@@ -9,31 +9,15 @@ use serde_json::{Map, Value, json};
 
 /// PID -> Patient, under the id of its first medical record number (or first identifier).
 pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
-    let facility = &cx.header.sending_facility;
     // PID-3, then the older external (PID-2) and alternate (PID-4) ids some senders still fill
-    let ids: Vec<Value> = [3, 2, 4]
-        .into_iter()
-        .flat_map(|f| pid.field(f).repetitions())
-        .filter_map(|r| identifier(r, cx.systems, facility))
-        .collect();
-    let key = ids
-        .iter()
-        .find(|i| i["type"]["coding"][0]["code"] == "MR")
-        .or(ids.first())
-        .ok_or_else(|| {
-            failed(
-                "PID-3",
-                "101",
-                "PID-3 (patient identifier list) has no identifier, nor PID-2 or PID-4: the patient cannot be identified",
-            )
-        })?;
-    let id = stable_id(
-        "Patient",
-        &[
-            key["system"].as_str().unwrap_or_default(),
-            key["value"].as_str().unwrap_or_default(),
-        ],
-    );
+    let ids = identifiers(cx, pid, &[3, 2, 4]);
+    let id = patient_id(&ids).ok_or_else(|| {
+        failed(
+            "PID-3",
+            "101",
+            "PID-3 (patient identifier list) has no identifier, nor PID-2 or PID-4: the patient cannot be identified",
+        )
+    })?;
     let mut p = Map::new();
     p.insert("resourceType".into(), json!("Patient"));
     p.insert("id".into(), json!(id));
@@ -84,4 +68,54 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
         id,
         body: Value::Object(p),
     })
+}
+
+/// The identifiers (CX) of a segment's `fields`, in order.
+pub fn identifiers(cx: &Context, seg: &Segment, fields: &[usize]) -> Vec<Value> {
+    let facility = &cx.header.sending_facility;
+    fields
+        .iter()
+        .flat_map(|&f| seg.field(f).repetitions())
+        .filter_map(|r| identifier(r, cx.systems, facility))
+        .collect()
+}
+
+/// The Patient id these identifiers give: that of the first medical record number (MR), else
+/// of the first identifier.
+pub fn patient_id(ids: &[Value]) -> Option<String> {
+    let key = ids
+        .iter()
+        .find(|i| i["type"]["coding"][0]["code"] == "MR")
+        .or(ids.first())?;
+    Some(stable_id(
+        "Patient",
+        &[
+            key["system"].as_str().unwrap_or_default(),
+            key["value"].as_str().unwrap_or_default(),
+        ],
+    ))
+}
+
+/// The patient of a message that must name one (PID), the allergies (AL1) and insurance (IN1)
+/// it states: the Patient, and the list of resources to write that begins with it.
+pub fn with_allergies(cx: &Context) -> Result<(Resource, Vec<Resource>), Unmapped> {
+    let pid = cx.msg.first("PID").ok_or_else(|| {
+        failed(
+            "PID",
+            "100",
+            format!(
+                "a {}^{} needs a PID segment (the patient)",
+                cx.header.message_type, cx.header.trigger
+            ),
+        )
+    })?;
+    let patient = patient(cx, pid)?;
+    let mut out = vec![patient.clone()];
+    out.extend(
+        cx.msg
+            .all("AL1")
+            .filter_map(|s| super::clinical::allergy(s, &patient.id)),
+    );
+    super::coverage::all(cx, &patient, &mut out);
+    Ok((patient, out))
 }

@@ -1,0 +1,221 @@
+//! SIU (scheduling): S12 new, S13 rescheduled, S14 modified, S15 cancelled, S17 deleted, S26
+//! no-show -> the Appointment SCH describes, for the patient of PID, with its services (AIS),
+//! people (AIP -> Practitioner) and places (AIL -> Location). IG: SIU_S12, SCH[Appointment].
+//!
+//! Identity: the filler's appointment id (SCH-2, which the scheduling system keeps for the
+//! appointment's life), else the placer's (SCH-1).
+
+use super::super::datatypes::{codeable, date_time, instant, put};
+use super::super::identity::stable_id;
+use super::super::message::Segment;
+use super::order::add_once;
+use super::{Context, Resource, Unmapped, adt, failed, unsupported};
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use serde_json::{Map, Value, json};
+
+const TRIGGERS: [&str; 6] = ["S12", "S13", "S14", "S15", "S17", "S26"];
+
+pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
+    if !TRIGGERS.contains(&trigger) {
+        return Err(unsupported(
+            "201",
+            format!(
+                "SIU trigger event '{trigger}' is not one this server takes ({})",
+                TRIGGERS.join(", ")
+            ),
+        ));
+    }
+    let sch = cx
+        .msg
+        .first("SCH")
+        .ok_or_else(|| failed("SCH", "100", "an SIU message needs an SCH segment"))?;
+    let (patient, mut out) = super::patient::with_allergies(cx)?;
+    let (key_field, key) = [(2, sch.field(2).first()), (1, sch.field(1).first())]
+        .into_iter()
+        .find(|(_, ei)| !ei.get(1).trim().is_empty())
+        .ok_or_else(|| {
+            failed(
+                "SCH-2",
+                "101",
+                "neither SCH-2 (filler appointment id) nor SCH-1 (placer's) is given",
+            )
+        })?;
+    let system = cx.systems.for_authority(
+        key.get(2),
+        key.get(3),
+        key.get(4),
+        &cx.header.sending_facility,
+    );
+    let id = stable_id(
+        "Appointment",
+        &[&key_field.to_string(), &system, key.get(1).trim()],
+    );
+    let mut a = Map::new();
+    a.insert("resourceType".into(), json!("Appointment"));
+    a.insert("id".into(), json!(id));
+    let identifiers: Vec<Value> = [(1, "PLAC", "Placer Identifier"), (2, "FILL", "Filler Identifier")]
+        .into_iter()
+        .filter(|(n, _, _)| !sch.get(*n, 1).trim().is_empty())
+        .map(|(n, code, display)| {
+            let ei = sch.field(n).first();
+            json!({
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                     "code": code, "display": display}]},
+                "system": cx.systems.for_authority(ei.get(2), ei.get(3), ei.get(4), &cx.header.sending_facility),
+                "value": ei.get(1).trim(),
+            })
+        })
+        .collect();
+    put(&mut a, "identifier", Value::Array(identifiers));
+    let status = status(sch, trigger);
+    a.insert("status".into(), json!(status));
+    if let Some(t) = codeable(sch.field(8).first()) {
+        a.insert("appointmentType".into(), t);
+    }
+    let services: Vec<Value> = cx
+        .msg
+        .all("AIS")
+        .filter_map(|ais| codeable(ais.field(3).first()))
+        .collect();
+    put(&mut a, "serviceType", Value::Array(services));
+    if let Some(reason) = codeable(sch.field(7).first()) {
+        a.insert("reasonCode".into(), json!([reason]));
+    }
+    match when(cx, sch) {
+        Some((start, end)) => {
+            let minutes = (end - start).num_minutes();
+            a.insert(
+                "start".into(),
+                json!(start.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            );
+            a.insert(
+                "end".into(),
+                json!(end.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            );
+            if minutes > 0 {
+                a.insert("minutesDuration".into(), json!(minutes));
+            }
+        }
+        // only a proposed, cancelled or wait-listed appointment may lack its time
+        None if !matches!(
+            status,
+            "proposed" | "cancelled" | "waitlist" | "entered-in-error"
+        ) =>
+        {
+            return Err(failed(
+                "TQ1-7",
+                "101",
+                "the appointment's start and end are not given (TQ1-7/8, SCH-11, or AIS-4 with a duration)",
+            ));
+        }
+        None => {}
+    }
+    let comment: Vec<String> = notes_after(cx, "SCH");
+    put(&mut a, "comment", json!(comment.join("\n")));
+    let taking_part = if matches!(status, "proposed" | "pending" | "waitlist") {
+        "needs-action"
+    } else {
+        "accepted"
+    };
+    let mut participants = vec![json!({"actor": {"reference": patient.reference()},
+                                       "required": "required", "status": taking_part})];
+    for aip in cx.msg.all("AIP") {
+        if let Some(pr) = adt::practitioner(cx, aip.field(3).first()) {
+            let mut p = Map::new();
+            if let Some(role) = codeable(aip.field(4).first()) {
+                p.insert("type".into(), json!([role]));
+            }
+            p.insert("actor".into(), json!({"reference": pr.reference()}));
+            p.insert("status".into(), json!(taking_part));
+            participants.push(Value::Object(p));
+            add_once(&mut out, pr);
+        }
+    }
+    for ail in cx.msg.all("AIL") {
+        if let Some(loc) = adt::location(cx, ail.field(3).first()) {
+            participants
+                .push(json!({"actor": {"reference": loc.reference()}, "status": taking_part}));
+            add_once(&mut out, loc);
+        }
+    }
+    a.insert("participant".into(), Value::Array(participants));
+    out.push(Resource {
+        rtype: "Appointment",
+        id,
+        body: Value::Object(a),
+    });
+    Ok(out)
+}
+
+/// SCH-25 (filler status, HL7 table 0278) when given, else what the trigger says.
+fn status(sch: &Segment, trigger: &str) -> &'static str {
+    match sch.get(25, 1).to_ascii_lowercase().as_str() {
+        "booked" | "overbook" | "blocked" => return "booked",
+        "cancelled" => return "cancelled",
+        "deleted" => return "entered-in-error",
+        "complete" => return "fulfilled",
+        "noshow" => return "noshow",
+        "pending" => return "pending",
+        "waitlist" => return "waitlist",
+        "started" => return "arrived",
+        _ => {}
+    }
+    match trigger {
+        "S15" => "cancelled",
+        "S17" => "entered-in-error",
+        "S26" => "noshow",
+        _ => "booked",
+    }
+}
+
+/// Start and end: TQ1-7 and TQ1-8 (v2.5 on), else SCH-11's start and end, else the first
+/// AIS's start plus its duration; an end may also come from a start and SCH-9's duration.
+fn when(cx: &Context, sch: &Segment) -> Option<(DateTime<FixedOffset>, DateTime<FixedOffset>)> {
+    let at = |s: &str| {
+        let t = date_time(s)?;
+        DateTime::parse_from_rfc3339(&instant(&t)).ok()
+    };
+    let tq1 = cx.msg.first("TQ1");
+    let ais = cx.msg.first("AIS");
+    let start = tq1
+        .and_then(|t| at(t.value(7)))
+        .or_else(|| at(sch.get(11, 4)))
+        .or_else(|| ais.and_then(|s| at(s.value(4))))?;
+    let end = tq1
+        .and_then(|t| at(t.value(8)))
+        .or_else(|| at(sch.get(11, 5)))
+        .or_else(|| {
+            let minutes = ais
+                .and_then(|s| minutes(s.value(7), s.get(8, 1)))
+                .or_else(|| minutes(sch.value(9), sch.get(10, 1)))?;
+            Some(start + chrono::Duration::minutes(minutes))
+        })?;
+    (end >= start).then_some((start, end))
+}
+
+/// A duration in whole minutes from an amount and its units (minutes when none are given).
+fn minutes(amount: &str, units: &str) -> Option<i64> {
+    let n: f64 = amount.trim().parse().ok()?;
+    let per = match units.trim().to_ascii_lowercase().as_str() {
+        "" | "min" | "m" | "minutes" | "minute" => 1.0,
+        "s" | "sec" | "seconds" => 1.0 / 60.0,
+        "h" | "hr" | "hour" | "hours" => 60.0,
+        _ => return None,
+    };
+    let m = (n * per).round() as i64;
+    (m > 0).then_some(m)
+}
+
+/// The text of the NTE segments right after the first `id` segment.
+fn notes_after(cx: &Context, id: &str) -> Vec<String> {
+    cx.msg
+        .segments
+        .iter()
+        .skip_while(|s| s.id != id)
+        .skip(1)
+        .filter(|s| s.id != "TQ1")
+        .take_while(|s| s.id == "NTE")
+        .map(|n| n.value(3).trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}

@@ -1,0 +1,171 @@
+//! VXU^V04 (a vaccination record) -> an Immunization per RXA, for the patient of PID, with
+//! its administering and ordering providers; the OBX after an RXA that state its funding
+//! source and program eligibility fill those elements. IG: VXU_V04, RXA[Immunization],
+//! RXR[Immunization].
+//!
+//! Identity: the order's placer (else filler) number when an ORC gives one; otherwise the
+//! patient, the vaccine and the date given, so that the same record sent again (immunization
+//! registries resend whole histories) updates one Immunization.
+
+use super::super::datatypes::{codeable, date, date_time, put};
+use super::super::identity::stable_id;
+use super::super::message::Segment;
+use super::order::{self, Item};
+use super::oru::quantity;
+use super::{Context, Resource, Unmapped, adt, failed, unsupported};
+use serde_json::{Map, Value, json};
+
+/// LOINC codes of the OBX that describe the vaccination itself (CDC's IIS guide).
+const FUNDING_SOURCE: &str = "30963-3";
+const ELIGIBILITY: &str = "64994-7";
+
+pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
+    if trigger != "V04" {
+        return Err(unsupported(
+            "201",
+            format!("VXU trigger event '{trigger}' is not one this server takes (V04)"),
+        ));
+    }
+    let (patient, mut out) = super::patient::with_allergies(cx)?;
+    // a history-only message (no RXA) states the patient alone
+    for item in order::items(cx, "RXA") {
+        let i = immunization(cx, &item, &patient, &mut out)?;
+        out.push(i);
+    }
+    Ok(out)
+}
+
+fn immunization(
+    cx: &Context,
+    item: &Item,
+    patient: &Resource,
+    out: &mut Vec<Resource>,
+) -> Result<Resource, Unmapped> {
+    let rxa = item.main;
+    let vaccine = codeable(rxa.field(5).first()).ok_or_else(|| {
+        failed(
+            "RXA-5",
+            "101",
+            "RXA-5 (administered code) is empty: which vaccine is not said",
+        )
+    })?;
+    let given = date_time(rxa.value(3)).ok_or_else(|| {
+        failed(
+            "RXA-3",
+            "101",
+            "RXA-3 (date given) is empty or not a date/time",
+        )
+    })?;
+    let ordered = item
+        .orc
+        .is_some_and(|o| !o.get(2, 1).trim().is_empty() || !o.get(3, 1).trim().is_empty());
+    let id = match ordered {
+        true => order::order_id(cx, "Immunization", item, None, None, &[]),
+        false => stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
+    };
+    let mut i = Map::new();
+    i.insert("resourceType".into(), json!("Immunization"));
+    i.insert("id".into(), json!(id));
+    put(
+        &mut i,
+        "identifier",
+        Value::Array(order::identifiers(cx, item, None, None)),
+    );
+    let status = status(rxa);
+    i.insert("status".into(), json!(status));
+    if status == "not-done"
+        && let Some(reason) = codeable(rxa.field(18).first())
+    {
+        i.insert("statusReason".into(), reason);
+    }
+    i.insert("vaccineCode".into(), vaccine);
+    i.insert("patient".into(), json!({"reference": patient.reference()}));
+    i.insert("occurrenceDateTime".into(), json!(given));
+    // RXA-9: 00 is a new record of an administration; 01-08 are historical, from a source
+    match rxa.get(9, 1) {
+        "00" => {
+            i.insert("primarySource".into(), json!(true));
+        }
+        "" => {}
+        _ => {
+            i.insert("primarySource".into(), json!(false));
+            if let Some(origin) = codeable(rxa.field(9).first()) {
+                i.insert("reportOrigin".into(), origin);
+            }
+        }
+    }
+    if !rxa.get(17, 2).trim().is_empty() || !rxa.get(17, 1).trim().is_empty() {
+        let name = [rxa.get(17, 2), rxa.get(17, 1)]
+            .into_iter()
+            .map(str::trim)
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+        i.insert("manufacturer".into(), json!({"display": name}));
+    }
+    put(&mut i, "lotNumber", json!(rxa.value(15).trim()));
+    if let Some(d) = date(rxa.value(16)) {
+        i.insert("expirationDate".into(), json!(d));
+    }
+    if let Some(rxr) = item.first("RXR") {
+        if let Some(site) = codeable(rxr.field(2).first()) {
+            i.insert("site".into(), site);
+        }
+        if let Some(route) = codeable(rxr.field(1).first()) {
+            i.insert("route".into(), route);
+        }
+    }
+    // 999 is the IIS guide's "amount unknown"
+    if rxa.value(6).trim() != "999"
+        && let Some(dose) = quantity(rxa.value(6), rxa.field(7).first())
+    {
+        i.insert("doseQuantity".into(), dose);
+    }
+    let mut performers = Vec::new();
+    let ordering = item.orc.map(|o| o.field(12).first());
+    for (xcn, code, display) in rxa
+        .field(10)
+        .repetitions()
+        .map(|x| (x, "AP", "Administering Provider"))
+        .chain(ordering.map(|x| (x, "OP", "Ordering Provider")))
+    {
+        if let Some(pr) = adt::practitioner(cx, xcn) {
+            performers.push(json!({
+                "function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443",
+                                         "code": code, "display": display}]},
+                "actor": {"reference": pr.reference()}
+            }));
+            order::add_once(out, pr);
+        }
+    }
+    put(&mut i, "performer", Value::Array(performers));
+    let about = |code: &str| {
+        item.all("OBX")
+            .filter(move |o: &&Segment| o.get(3, 1) == code)
+            .filter_map(|o| codeable(o.field(5).first()))
+            .collect::<Vec<_>>()
+    };
+    put(
+        &mut i,
+        "programEligibility",
+        Value::Array(about(ELIGIBILITY)),
+    );
+    if let Some(source) = about(FUNDING_SOURCE).into_iter().next() {
+        i.insert("fundingSource".into(), source);
+    }
+    Ok(Resource {
+        rtype: "Immunization",
+        id,
+        body: Value::Object(i),
+    })
+}
+
+/// RXA-21 (action code) and RXA-20 (completion status) -> Immunization.status.
+fn status(rxa: &Segment) -> &'static str {
+    if rxa.value(21) == "D" {
+        return "entered-in-error";
+    }
+    match rxa.value(20) {
+        "RE" | "NA" => "not-done",
+        _ => "completed",
+    }
+}

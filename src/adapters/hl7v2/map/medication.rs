@@ -1,0 +1,245 @@
+//! Pharmacy: RDE^O11 (an encoded order) -> a MedicationRequest per RXE; RAS^O17 (an
+//! administration) -> a MedicationAdministration per RXA, pointing at its order's
+//! MedicationRequest. IG: RDE_O11, RAS_O17, RXE / RXO[MedicationRequest], RXA / RXR
+//! [MedicationAdministration].
+//!
+//! Identity: a request is its placer order number (ORC-2), like every order; an administration
+//! is its order (or patient) plus RXA-1, RXA-2 and its start time.
+
+use super::super::datatypes::{codeable, date_time, put};
+use super::super::identity::stable_id;
+use super::super::message::Segment;
+use super::order::{self, Item};
+use super::oru::quantity;
+use super::{Context, Resource, Unmapped, adt, failed, unsupported};
+use serde_json::{Map, Value, json};
+
+pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
+    let (main, kind) = match (cx.header.message_type.as_str(), trigger) {
+        ("RDE", "O11") => ("RXE", "an encoded order (RXE)"),
+        ("RAS", "O17") => ("RXA", "an administration (RXA)"),
+        (ty, _) => {
+            let takes = if ty == "RDE" { "O11" } else { "O17" };
+            return Err(unsupported(
+                "201",
+                format!("{ty} trigger event '{trigger}' is not one this server takes ({takes})"),
+            ));
+        }
+    };
+    let (patient, mut out) = super::patient::with_allergies(cx)?;
+    let items = order::items(cx, main);
+    if items.is_empty() {
+        return Err(failed(
+            main,
+            "100",
+            format!("a {}^{trigger} needs {kind}", cx.header.message_type),
+        ));
+    }
+    for (n, item) in items.iter().enumerate() {
+        let r = match main {
+            "RXE" => request(cx, n + 1, item, &patient, &mut out)?,
+            _ => administration(cx, item, &patient, &mut out)?,
+        };
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// RXE (with its ORC, RXO and RXR) -> MedicationRequest.
+fn request(
+    cx: &Context,
+    n: usize,
+    item: &Item,
+    patient: &Resource,
+    out: &mut Vec<Resource>,
+) -> Result<Resource, Unmapped> {
+    let rxe = item.main;
+    let rxo = item.first("RXO");
+    // the give code, else what was requested
+    let medication = codeable(rxe.field(2).first())
+        .or_else(|| rxo.and_then(|o| codeable(o.field(1).first())))
+        .ok_or_else(|| {
+            failed(
+                "RXE-2",
+                "101",
+                "RXE-2 (give code) is empty: which medication is not said",
+            )
+        })?;
+    let id = order::order_id(cx, "MedicationRequest", item, None, None, &[&n.to_string()]);
+    let mut r = Map::new();
+    r.insert("resourceType".into(), json!("MedicationRequest"));
+    r.insert("id".into(), json!(id));
+    put(
+        &mut r,
+        "identifier",
+        Value::Array(order::identifiers(cx, item, None, None)),
+    );
+    r.insert("status".into(), json!(order::medication_status(item.orc)));
+    r.insert("intent".into(), json!("order"));
+    r.insert("medicationCodeableConcept".into(), medication);
+    r.insert("subject".into(), json!({"reference": patient.reference()}));
+    if let Some(at) = item.orc.and_then(|o| date_time(o.value(9))) {
+        r.insert("authoredOn".into(), json!(at));
+    }
+    if let Some(pr) = order::requester(cx, item) {
+        r.insert("requester".into(), json!({"reference": pr.reference()}));
+        order::add_once(out, pr);
+    }
+    put(&mut r, "note", Value::Array(order::notes(item)));
+    let mut dosage = Map::new();
+    put(&mut dosage, "text", json!(instructions(rxe, 7)));
+    if let Some(tq1) = item.first("TQ1") {
+        let pattern = tq1.get(3, 1).trim();
+        if !pattern.is_empty() {
+            dosage.insert("timing".into(), json!({"code": {"text": pattern}}));
+        }
+    }
+    if let Some(route) = item
+        .first("RXR")
+        .and_then(|rxr| codeable(rxr.field(1).first()))
+    {
+        dosage.insert("route".into(), route);
+    }
+    if let Some(dose) = quantity(rxe.value(3), rxe.field(5).first()) {
+        dosage.insert("doseAndRate".into(), json!([{"doseQuantity": dose}]));
+    }
+    if !dosage.is_empty() {
+        r.insert("dosageInstruction".into(), json!([dosage]));
+    }
+    let mut dispense = Map::new();
+    if let Some(q) = quantity(rxe.value(10), rxe.field(11).first()) {
+        dispense.insert("quantity".into(), q);
+    }
+    if let Ok(refills) = rxe.value(12).trim().parse::<u32>() {
+        dispense.insert("numberOfRepeatsAllowed".into(), json!(refills));
+    }
+    put(&mut r, "dispenseRequest", Value::Object(dispense));
+    Ok(Resource {
+        rtype: "MedicationRequest",
+        id,
+        body: Value::Object(r),
+    })
+}
+
+/// RXA (with its ORC and RXR) -> MedicationAdministration.
+fn administration(
+    cx: &Context,
+    item: &Item,
+    patient: &Resource,
+    out: &mut Vec<Resource>,
+) -> Result<Resource, Unmapped> {
+    let rxa = item.main;
+    let medication = codeable(rxa.field(5).first()).ok_or_else(|| {
+        failed(
+            "RXA-5",
+            "101",
+            "RXA-5 (administered code) is empty: which medication is not said",
+        )
+    })?;
+    let start = date_time(rxa.value(3)).ok_or_else(|| {
+        failed(
+            "RXA-3",
+            "101",
+            "RXA-3 (start of administration) is empty or not a date/time",
+        )
+    })?;
+    // the order this administers, when the ORC names it
+    let ordered = item
+        .orc
+        .is_some_and(|o| !o.get(2, 1).trim().is_empty() || !o.get(3, 1).trim().is_empty());
+    let order_id = ordered.then(|| order::order_id(cx, "MedicationRequest", item, None, None, &[]));
+    let within = order_id.as_deref().unwrap_or(&patient.id);
+    let id = stable_id(
+        "MedicationAdministration",
+        &[within, rxa.value(1), rxa.value(2), &start],
+    );
+    let mut a = Map::new();
+    a.insert("resourceType".into(), json!("MedicationAdministration"));
+    a.insert("id".into(), json!(id));
+    a.insert("status".into(), json!(administration_status(rxa)));
+    a.insert("medicationCodeableConcept".into(), medication);
+    a.insert("subject".into(), json!({"reference": patient.reference()}));
+    match date_time(rxa.value(4)).filter(|end| *end != start) {
+        Some(end) => a.insert(
+            "effectivePeriod".into(),
+            json!({"start": start, "end": end}),
+        ),
+        None => a.insert("effectiveDateTime".into(), json!(start)),
+    };
+    let mut performers = Vec::new();
+    for xcn in rxa.field(10).repetitions() {
+        if let Some(pr) = adt::practitioner(cx, xcn) {
+            performers.push(json!({"actor": {"reference": pr.reference()}}));
+            order::add_once(out, pr);
+        }
+    }
+    put(&mut a, "performer", Value::Array(performers));
+    if let Some(o) = order_id {
+        a.insert(
+            "request".into(),
+            json!({"reference": format!("MedicationRequest/{o}")}),
+        );
+    }
+    let notes: Vec<Value> = rxa
+        .field(9)
+        .repetitions()
+        .map(|r| {
+            if r.get(2).trim().is_empty() {
+                r.get(1)
+            } else {
+                r.get(2)
+            }
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| json!({"text": t}))
+        .collect();
+    put(&mut a, "note", Value::Array(notes));
+    let mut dosage = Map::new();
+    if let Some(route) = item
+        .first("RXR")
+        .and_then(|rxr| codeable(rxr.field(1).first()))
+    {
+        dosage.insert("route".into(), route);
+    }
+    if let Some(dose) = quantity(rxa.value(6), rxa.field(7).first()) {
+        dosage.insert("dose".into(), dose);
+    }
+    put(&mut a, "dosage", Value::Object(dosage));
+    Ok(Resource {
+        rtype: "MedicationAdministration",
+        id,
+        body: Value::Object(a),
+    })
+}
+
+/// RXA-21 (action code) and RXA-20 (completion status, HL7 table 0322) -> status.
+fn administration_status(rxa: &Segment) -> &'static str {
+    if rxa.value(21) == "D" {
+        return "entered-in-error";
+    }
+    match rxa.value(20) {
+        "RE" | "NA" => "not-done",
+        // partly given: stopped before all of it was
+        "PA" => "stopped",
+        _ => "completed",
+    }
+}
+
+/// A CWE field's repetitions as one text (their text component, else their code): the
+/// provider's instructions.
+fn instructions(seg: &Segment, field: usize) -> String {
+    seg.field(field)
+        .repetitions()
+        .map(|r| {
+            if r.get(2).trim().is_empty() {
+                r.get(1)
+            } else {
+                r.get(2)
+            }
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,220 @@
+//! What the order messages share (ORM, OML, RDE, RAS, VXU): the order items a message holds,
+//! each with the common order segment (ORC) it comes under, the order's business identity, and
+//! its status from the order control code (ORC-1) and order status (ORC-5).
+//! IG: the ORC segment map and the OrderControlCode and OrderStatus concept maps.
+
+use super::super::identity::stable_id;
+use super::super::message::{Rep, Segment};
+use super::{Context, Resource, adt};
+use serde_json::{Value, json};
+
+/// One item of an order message: its main segment (OBR, RXE, RXA...), the ORC it comes
+/// under (if any), the segments between the two (an RDE's TQ1, RXO and RXR), and those that
+/// follow it up to the next item (NTE, RXR, OBX, TQ1...).
+pub struct Item<'a> {
+    pub orc: Option<&'a Segment>,
+    pub main: &'a Segment,
+    before: Vec<&'a Segment>,
+    details: Vec<&'a Segment>,
+}
+
+impl<'a> Item<'a> {
+    /// The segments `id` after the main segment.
+    pub fn all(&self, id: &'a str) -> impl Iterator<Item = &'a Segment> + '_ {
+        self.details.iter().copied().filter(move |s| s.id == id)
+    }
+
+    /// The first segment `id` after the main segment, else between the ORC and it.
+    pub fn first(&self, id: &str) -> Option<&'a Segment> {
+        let after = self.details.iter().copied().find(|s| s.id == id);
+        after.or_else(|| self.before.iter().copied().find(|s| s.id == id))
+    }
+
+    /// ORC field `n`, else the main segment's field `alt` (an OBR repeats the order numbers).
+    fn ei(&self, n: usize, alt: Option<usize>) -> Option<Rep<'a>> {
+        let from_orc = self.orc.map(|o| o.field(n).first());
+        if let Some(r) = from_orc.filter(|r| !r.get(1).trim().is_empty()) {
+            return Some(r);
+        }
+        alt.map(|a| self.main.field(a).first())
+            .filter(|r| !r.get(1).trim().is_empty())
+    }
+}
+
+/// The items of a message whose main segment is `main`, in order. Segments before the first
+/// ORC or item (the patient's) belong to none.
+pub fn items<'a>(cx: &Context<'a>, main: &str) -> Vec<Item<'a>> {
+    let mut out: Vec<Item> = Vec::new();
+    let mut orc: Option<&Segment> = None;
+    let mut before: Vec<&Segment> = Vec::new();
+    let mut open = false;
+    for seg in &cx.msg.segments {
+        match seg.id.as_str() {
+            "ORC" => {
+                orc = Some(seg);
+                before.clear();
+                open = false;
+            }
+            id if id == main => {
+                out.push(Item {
+                    orc,
+                    main: seg,
+                    before: std::mem::take(&mut before),
+                    details: Vec::new(),
+                });
+                open = true;
+            }
+            // a new patient (a message of several) ends the item and its order
+            "PID" => {
+                (orc, open) = (None, false);
+                before.clear();
+            }
+            _ if open => out.last_mut().expect("open").details.push(seg),
+            _ if orc.is_some() => before.push(seg),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The order's identifiers: placer (ORC-2, else the main segment's `placer` field) and
+/// filler (ORC-3, else `filler`) order numbers, typed PLAC and FILL.
+pub fn identifiers(
+    cx: &Context,
+    item: &Item,
+    placer: Option<usize>,
+    filler: Option<usize>,
+) -> Vec<Value> {
+    [
+        (2, placer, "PLAC", "Placer Identifier"),
+        (3, filler, "FILL", "Filler Identifier"),
+    ]
+    .into_iter()
+    .filter_map(|(n, alt, code, display)| {
+        let ei = item.ei(n, alt)?;
+        Some(json!({
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                 "code": code, "display": display}]},
+            "system": system(cx, ei),
+            "value": ei.get(1).trim(),
+        }))
+    })
+    .collect()
+}
+
+/// An order number's system: its assigning authority (EI-2 namespace, EI-3 universal id),
+/// else the sending facility.
+fn system(cx: &Context, ei: Rep) -> String {
+    cx.systems
+        .for_authority(ei.get(2), ei.get(3), ei.get(4), &cx.header.sending_facility)
+}
+
+/// The stable id of the `rtype` this item makes: by its placer order number (which the
+/// ordering system keeps from the first message to the last), else its filler number, else
+/// `fallback` (the message and the item's place in it).
+pub fn order_id(
+    cx: &Context,
+    rtype: &str,
+    item: &Item,
+    placer: Option<usize>,
+    filler: Option<usize>,
+    fallback: &[&str],
+) -> String {
+    for (n, alt, kind) in [(2, placer, "placer"), (3, filler, "filler")] {
+        if let Some(ei) = item.ei(n, alt) {
+            return stable_id(rtype, &[kind, &system(cx, ei), ei.get(1).trim()]);
+        }
+    }
+    let mut key = vec![
+        cx.header.sending_facility.as_str(),
+        cx.header.sending_application.as_str(),
+        cx.header.control_id.as_str(),
+    ];
+    key.extend_from_slice(fallback);
+    stable_id(rtype, &key)
+}
+
+/// Where an order stands, in ServiceRequest's terms (MedicationRequest's differ, see
+/// `medication_status`): a cancel or hold in ORC-1 says it; otherwise ORC-5, the status the
+/// filler reports; otherwise the order is active.
+pub fn request_status(orc: Option<&Segment>) -> &'static str {
+    let Some(orc) = orc else {
+        return "active";
+    };
+    match orc.value(1) {
+        "CA" | "DC" | "OC" | "CR" | "OD" | "DR" => return "revoked",
+        "HD" | "OH" => return "on-hold",
+        _ => {}
+    }
+    match orc.value(5) {
+        "CM" => "completed",
+        "CA" | "DC" | "RP" => "revoked",
+        "HD" => "on-hold",
+        "ER" => "entered-in-error",
+        _ => "active",
+    }
+}
+
+/// The same for a MedicationRequest: a discontinued order is stopped, a cancelled one
+/// cancelled.
+pub fn medication_status(orc: Option<&Segment>) -> &'static str {
+    let discontinued = orc.is_some_and(|o| o.value(1) == "DC" || o.value(5) == "DC");
+    match request_status(orc) {
+        "revoked" if discontinued => "stopped",
+        "revoked" => "cancelled",
+        other => other,
+    }
+}
+
+/// ORC-12 (ordering provider) -> the requester, and the Practitioner to write.
+pub fn requester(cx: &Context, item: &Item) -> Option<Resource> {
+    adt::practitioner(cx, item.orc?.field(12).first())
+}
+
+/// The NTE segments of an item -> Annotations.
+pub fn notes(item: &Item) -> Vec<Value> {
+    item.all("NTE")
+        .map(|n| {
+            n.field(3)
+                .repetitions()
+                .map(|r| r.get(1).trim().to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| json!({"text": t}))
+        .collect()
+}
+
+/// Push `r` unless a resource with its id is already there (one practitioner ordering two
+/// tests is one Practitioner).
+pub fn add_once(out: &mut Vec<Resource>, r: Resource) {
+    if !out.iter().any(|o| o.rtype == r.rtype && o.id == r.id) {
+        out.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::hl7v2::message::parse;
+
+    fn seg(text: &str) -> Segment {
+        let msg = parse(&format!(
+            "MSH|^~\\&|A|B|C|D|20240101||ORM^O01|1|P|2.5\r{text}"
+        ))
+        .unwrap();
+        msg.segments[1].clone()
+    }
+
+    #[test]
+    fn cancels_and_holds_in_orc_1_win_over_orc_5() {
+        assert_eq!(request_status(Some(&seg("ORC|NW|1"))), "active");
+        assert_eq!(request_status(Some(&seg("ORC|CA|1|||IP"))), "revoked");
+        assert_eq!(request_status(Some(&seg("ORC|HD|1"))), "on-hold");
+        assert_eq!(request_status(Some(&seg("ORC|SC|1|||CM"))), "completed");
+        assert_eq!(request_status(None), "active");
+        assert_eq!(medication_status(Some(&seg("ORC|DC|1"))), "stopped");
+        assert_eq!(medication_status(Some(&seg("ORC|CA|1"))), "cancelled");
+    }
+}
