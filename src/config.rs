@@ -111,6 +111,21 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MLLP_IDLE_SECS", default_value_t = 300)]
     pub mllp_idle_secs: u64,
 
+    /// Answer every HL7v2 message with one original-mode ACK, ignoring what MSH-15 and MSH-16
+    /// ask for (enhanced-mode accept and application ACKs are sent as they ask by default).
+    #[arg(long, env = "EMRSYNC_MLLP_ORIGINAL_ACKS")]
+    pub mllp_original_acks: bool,
+
+    /// Days an HL7v2 message stays in the archive once applied, refused or replayed (those
+    /// waiting in the exception queue stay until replayed); 0 keeps them for ever.
+    #[arg(long, env = "EMRSYNC_HL7V2_ARCHIVE_DAYS", default_value_t = 90)]
+    pub hl7v2_archive_days: u32,
+
+    /// Days a subscription event is kept once delivered (for `$events`), and a change's outbox
+    /// row once dispatched; undelivered events stay however old. 0 keeps them for ever.
+    #[arg(long, env = "EMRSYNC_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub event_retention_days: u32,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -138,6 +153,9 @@ impl Settings {
             mllp: None,
             mllp_max_bytes: 10 * 1024 * 1024,
             mllp_idle_secs: 300,
+            mllp_original_acks: false,
+            hl7v2_archive_days: 90,
+            event_retention_days: 30,
             log_json: false,
         }
     }

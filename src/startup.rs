@@ -81,6 +81,7 @@ impl Application {
                     crate::adapters::hl7v2::mllp::MllpSettings {
                         max_message_bytes: settings.mllp_max_bytes,
                         idle_timeout: Duration::from_secs(settings.mllp_idle_secs.max(1)),
+                        original_acks_only: settings.mllp_original_acks,
                     },
                 ));
                 Some(port)
@@ -98,6 +99,14 @@ impl Application {
             },
             sockets.clone(),
         );
+        tokio::spawn(crate::store::retention::run(
+            store.clone(),
+            crate::store::retention::Retention {
+                hl7v2_archive_days: settings.hl7v2_archive_days,
+                event_days: settings.event_retention_days,
+            },
+            Duration::from_secs(3600),
+        ));
         let state = web::Data::new(AppState {
             store,
             base_url: base_url.clone(),

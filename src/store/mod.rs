@@ -25,6 +25,7 @@ mod cache;
 pub mod db;
 mod error;
 mod group_commit;
+pub mod retention;
 pub mod schema;
 pub mod search;
 pub mod search_index;

@@ -408,7 +408,69 @@ async fn allergies_diagnoses_and_next_of_kin(app: TestApp) {
     );
 }
 
-crate::on_both_backends_with!(spawn_mllp, allergies_diagnoses_and_next_of_kin);
+/// Enhanced mode: the sender's MSH-15 (accept ACK) and MSH-16 (application ACK) decide
+/// which ACKs come back; each reply read here must belong to the message just sent, so a reply
+/// sent that should not have been shows up as the next message's.
+async fn enhanced_mode_acks_as_the_sender_asks(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let enhanced = |control: &str, accept: &str, application: &str| {
+        adt("A04", control, "MRN-ENH", "V-ENH", "Enhanced").replacen(
+            "|P|2.5.1\r",
+            &format!("|P|2.5.1|||{accept}|{application}\r"),
+            1,
+        )
+    };
+    let reply = |a: &crate::mllp_client::Ack| (a.code(), a.field("MSA", 2));
+    // AL/AL: the accept ACK (kept), then the application ACK (applied)
+    mllp.write_raw(&frame(enhanced("E1", "AL", "AL").as_bytes()))
+        .await;
+    assert_eq!(reply(&mllp.ack().await), ("CA".into(), "E1".into()));
+    assert_eq!(reply(&mllp.ack().await), ("AA".into(), "E1".into()));
+    // AL/NE: the accept ACK only; NE/NE: nothing at all
+    mllp.write_raw(&frame(enhanced("E2", "AL", "NE").as_bytes()))
+        .await;
+    assert_eq!(reply(&mllp.ack().await), ("CA".into(), "E2".into()));
+    mllp.write_raw(&frame(enhanced("E3", "NE", "NE").as_bytes()))
+        .await;
+    // ER/ER for a message that fails (no patient identifier): kept, so no accept ACK; the
+    // application ACK says AE
+    let failing = enhanced("E4", "ER", "ER").replace(
+        "MRN-ENH^^^GH&1.2.840.114350.1&ISO^MR~123-45-6789^^^SSA^SS",
+        "",
+    );
+    mllp.write_raw(&frame(failing.as_bytes())).await;
+    let ae = mllp.ack().await;
+    assert_eq!(
+        reply(&ae),
+        ("AE".into(), "E4".into()),
+        "E3 was answered: {}",
+        ae.text
+    );
+    assert_eq!(ae.error_location(), "PID-3");
+    // AL/SU for an unsupported type: refused (CR, saying why), and no application ACK
+    let unknown = enhanced("E5", "AL", "SU").replace("ADT^A04^ADT_A01", "ZZZ^Z01");
+    mllp.write_raw(&frame(unknown.as_bytes())).await;
+    let cr = mllp.ack().await;
+    assert_eq!(reply(&cr), ("CR".into(), "E5".into()));
+    assert_eq!(cr.error_code(), "200");
+    // a message in original mode after all that: its own AA comes next, nothing before it
+    assert_eq!(
+        reply(
+            &mllp
+                .send(&adt("A08", "E6", "MRN-ENH", "V-ENH", "Original"))
+                .await
+        ),
+        ("AA".into(), "E6".into())
+    );
+    // the NE/NE message was applied all the same
+    assert_eq!(patient(&app, "MRN-ENH").await[0]["meta"]["versionId"], "2");
+}
+
+crate::on_both_backends_with!(
+    spawn_mllp,
+    allergies_diagnoses_and_next_of_kin,
+    enhanced_mode_acks_as_the_sender_asks,
+);
 
 /// A connection silent for `--mllp-idle-secs` is closed by the server; one that talks is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

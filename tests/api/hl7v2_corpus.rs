@@ -4,8 +4,7 @@
 //! it has one) are compared; messages of types not mapped yet get an AR that says so;
 //! malformed ones get AE or AR. None crashes the server or hangs a connection.
 
-use crate::helpers::{Backend, TestApp};
-use crate::hl7v2::spawn_mllp;
+use crate::helpers::{Backend, TestApp, spawn_with};
 use crate::mllp_client::Mllp;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -112,6 +111,16 @@ fn messages(bytes: &[u8]) -> Vec<Vec<u8>> {
             text[s..e].as_bytes().to_vec()
         })
         .collect()
+}
+
+/// A server that answers every message with one original-mode ACK (`--mllp-original-acks`):
+/// several corpus messages fill MSH-15/16 (NE/NE, AL/NE...) and this test reads one ACK each.
+async fn spawn_original(backend: Backend) -> TestApp {
+    spawn_with(backend, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.mllp_original_acks = true;
+    })
+    .await
 }
 
 async fn every_corpus_message(app: TestApp) {
@@ -287,20 +296,20 @@ async fn compare(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_corpus_message_over_mllp_sqlite() {
-    every_corpus_message(spawn_mllp(Backend::Sqlite).await).await
+    every_corpus_message(spawn_original(Backend::Sqlite).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_corpus_message_over_mllp_postgres() {
-    every_corpus_message(spawn_mllp(Backend::Postgres).await).await
+    every_corpus_message(spawn_original(Backend::Postgres).await).await
 }
 
 /// The python-hl7 package's `mllp_send` (an MLLP client written by others) sends the corpus's
-/// well-formed ADT and ORU messages in one stream, as an outside interface would: each gets
+/// well-formed messages of the types we map in one stream, as an outside interface would: each gets
 /// an AA, printed by the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hl7_mllp_send_delivers_the_corpus() {
-    let app = spawn_mllp(Backend::Sqlite).await;
+    let app = spawn_original(Backend::Sqlite).await;
     let python = std::env::var("EMRSYNC_TEST_PYTHON").expect(
         "EMRSYNC_TEST_PYTHON is not set: run the suite with scripts/test, which makes the venv",
     );

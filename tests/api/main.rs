@@ -17,6 +17,7 @@ mod launch;
 mod launch_clients;
 mod mllp_client;
 mod receiver;
+mod retention;
 mod scope_queries;
 mod search;
 mod search_examples;

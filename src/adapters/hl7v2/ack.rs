@@ -1,6 +1,9 @@
-//! Original-mode acknowledgements: `AA` once the message's data is committed, `AE` for a
+//! Acknowledgements. Original mode: `AA` once the message's data is committed, `AE` for a
 //! message understood but not applied (it waits in the exception queue), `AR` for one refused
-//! outright (unreadable header, unsupported type). The MSA echoes the control id; an ERR
+//! outright (unreadable header, unsupported type). Enhanced mode, when the sender fills MSH-15
+//! or MSH-16: an accept ACK (`CA` the message is safely kept, `CR` refused) and the application
+//! ACK (`AA`/`AE`/`AR`), each sent only in the conditions MSH-15 and MSH-16 ask for (`AL`
+//! always, `NE` never, `ER` on error, `SU` on success). The MSA echoes the control id; an ERR
 //! segment says where and why, with a code of HL7 table 0357.
 
 use super::message::{Delimiters, Header};
@@ -20,6 +23,27 @@ impl AckCode {
             AckCode::Reject => "AR",
         }
     }
+
+    /// The accept (commit) code of enhanced mode: a message answered AE is kept (in the
+    /// exception queue), so it was accepted for keeping; only a refused one is not.
+    pub fn commit_str(self) -> &'static str {
+        match self {
+            AckCode::Accept | AckCode::Error => "CA",
+            AckCode::Reject => "CR",
+        }
+    }
+}
+
+/// Whether an acknowledgement is wanted under MSH-15 or MSH-16's condition (HL7 table 0155),
+/// given whether it reports success.
+pub fn wanted(condition: &str, success: bool) -> bool {
+    match condition.trim() {
+        "AL" => true,
+        "ER" => !success,
+        "SU" => success,
+        // NE, and an empty field in enhanced mode
+        _ => false,
+    }
 }
 
 /// Why a message was not accepted: where (`PID-3`), a table 0357 code, and words for a person.
@@ -30,11 +54,12 @@ pub struct Problem {
     pub text: String,
 }
 
-/// The ACK message for `header` (as much of it as could be read).
+/// The ACK message for `header` (as much of it as could be read); `code` is MSA-1 (AA, AE,
+/// AR, or in enhanced mode's accept ACK CA, CR).
 pub fn ack(
     d: &Delimiters,
     header: &Header,
-    code: AckCode,
+    code: &str,
     problem: Option<&Problem>,
     control_id: &str,
 ) -> String {
@@ -59,11 +84,7 @@ pub fn ack(
         trigger = e(&header.trigger),
         pid = if header.processing_id.is_empty() { "P" } else { &header.processing_id },
     ));
-    out.push_str(&format!(
-        "MSA{f}{}{f}{}",
-        code.as_str(),
-        e(&header.control_id)
-    ));
+    out.push_str(&format!("MSA{f}{}{f}{}", code, e(&header.control_id)));
     if let Some(p) = problem {
         // MSA-3 (text) is deprecated but still what many engines show
         out.push_str(&format!("{f}{}", e(&p.text)));
@@ -139,7 +160,7 @@ mod tests {
         let a = ack(
             &Delimiters::default(),
             &header(),
-            AckCode::Accept,
+            AckCode::Accept.as_str(),
             None,
             "A1",
         );
@@ -170,7 +191,7 @@ mod tests {
         let a = ack(
             &Delimiters::default(),
             &header(),
-            AckCode::Error,
+            AckCode::Error.as_str(),
             Some(&p),
             "A2",
         );
@@ -189,11 +210,22 @@ mod tests {
         let m = parse(&ack(
             &Delimiters::default(),
             &old,
-            AckCode::Reject,
+            AckCode::Reject.as_str(),
             Some(&p),
             "A3",
         ))
         .unwrap();
         assert_eq!(m.first("ERR").unwrap().get(1, 4), "101");
+    }
+
+    #[test]
+    fn enhanced_mode_conditions() {
+        assert!(wanted("AL", true) && wanted("AL", false));
+        assert!(!wanted("NE", true) && !wanted("NE", false));
+        assert!(wanted("ER", false) && !wanted("ER", true));
+        assert!(wanted("SU", true) && !wanted("SU", false));
+        assert!(!wanted("", true));
+        assert_eq!(AckCode::Error.commit_str(), "CA");
+        assert_eq!(AckCode::Reject.commit_str(), "CR");
     }
 }

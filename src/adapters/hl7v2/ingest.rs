@@ -28,11 +28,39 @@ pub mod status {
 /// What became of one message (the ACK to send back, and for the caller's logs and tests).
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The application acknowledgement (AA, AE or AR): the ACK of original mode.
     pub ack: String,
+    /// Enhanced mode's accept acknowledgement (CA or CR).
+    pub accept_ack: String,
+    /// MSH-15 and MSH-16 of the message: when the sender wants each (see `replies`).
+    pub accept_condition: String,
+    pub application_condition: String,
     pub code: AckCode,
     pub correlation_id: String,
     pub duplicate: bool,
     pub problem: Option<Problem>,
+}
+
+impl Outcome {
+    /// What to send back, in order. Original mode (or a sender that fills neither MSH-15 nor
+    /// MSH-16): the one ACK. Enhanced mode: the accept ACK if MSH-15 asks for it, then the
+    /// application ACK if MSH-16 does; possibly nothing (`NE`, `NE`). `original_only` is the
+    /// server's setting for senders that fill those fields but expect one ACK all the same.
+    pub fn replies(&self, original_only: bool) -> Vec<&str> {
+        let enhanced = !self.accept_condition.trim().is_empty()
+            || !self.application_condition.trim().is_empty();
+        if original_only || !enhanced {
+            return vec![&self.ack];
+        }
+        let mut out = Vec::new();
+        if super::ack::wanted(&self.accept_condition, self.code != AckCode::Reject) {
+            out.push(self.accept_ack.as_str());
+        }
+        if super::ack::wanted(&self.application_condition, self.code == AckCode::Accept) {
+            out.push(self.ack.as_str());
+        }
+        out
+    }
 }
 
 /// One message as received: what its archive row and its ACK are made of.
@@ -63,15 +91,18 @@ impl Received<'_> {
     }
 
     fn reply(self, code: AckCode, problem: Option<Problem>, duplicate: bool) -> Outcome {
-        let ack_id = format!("ACK{}", &self.correlation_id.replace('-', "")[..16]);
+        let id = &self.correlation_id.replace('-', "")[..16];
+        let (d, h) = (&self.delimiters, &self.header);
+        // a refused message's accept ACK says why; one kept (even in the exception queue) is
+        // simply accepted for keeping
+        let refused = (code == AckCode::Reject)
+            .then_some(())
+            .and(problem.as_ref());
         Outcome {
-            ack: ack(
-                &self.delimiters,
-                &self.header,
-                code,
-                problem.as_ref(),
-                &ack_id,
-            ),
+            ack: ack(d, h, code.as_str(), problem.as_ref(), &format!("ACK{id}")),
+            accept_ack: ack(d, h, code.commit_str(), refused, &format!("ACC{id}")),
+            accept_condition: h.accept_ack.clone(),
+            application_condition: h.application_ack.clone(),
             code,
             correlation_id: self.correlation_id,
             duplicate,

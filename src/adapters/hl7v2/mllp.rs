@@ -112,6 +112,9 @@ pub struct MllpSettings {
     pub max_message_bytes: usize,
     /// A connection silent this long is closed.
     pub idle_timeout: Duration,
+    /// Answer every message with one original-mode ACK, whatever its MSH-15 and MSH-16 ask
+    /// (for senders that fill them but wait for one ACK all the same).
+    pub original_acks_only: bool,
 }
 
 impl Default for MllpSettings {
@@ -119,6 +122,7 @@ impl Default for MllpSettings {
         MllpSettings {
             max_message_bytes: 10 * 1024 * 1024,
             idle_timeout: Duration::from_secs(300),
+            original_acks_only: false,
         }
     }
 }
@@ -178,7 +182,10 @@ async fn connection(
                         tokio::task::spawn_blocking(move || ingest::handle(&store, &bytes))
                             .await
                             .map_err(std::io::Error::other)?;
-                    outcome.ack
+                    for reply in outcome.replies(settings.original_acks_only) {
+                        stream.write_all(&frame(reply)).await?;
+                    }
+                    continue;
                 }
                 Frame::TooLarge(size) => {
                     tracing::warn!(
@@ -197,7 +204,7 @@ async fn connection(
                     ack(
                         &Delimiters::default(),
                         &Header::default(),
-                        AckCode::Reject,
+                        AckCode::Reject.as_str(),
                         Some(&p),
                         "TOOLARGE",
                     )
