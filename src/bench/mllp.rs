@@ -3,8 +3,17 @@
 //! carries: for each new patient an admission (A01), then demographic updates (A08), a
 //! transfer (A02) and a discharge (A03). Prints messages/s and ACK latency percentiles; a
 //! message answered with anything but AA counts as an error.
+//!
+//! `mllp-notify`: the same messages offered at `--rate` per second over K connections, with a
+//! REST-hook subscriber to patient demographics inside the bench: the time from sending each
+//! message to its Patient's notification arriving (each message changes its Patient's name, so
+//! each has its own notification, found by MRN and name).
 
+use super::Target;
+use super::notify::{create, endpoint_keyed, percentile, unsubscribe};
 use super::stats::Sample;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -84,5 +93,127 @@ pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<()>
     anyhow::ensure!(!all.is_empty(), "no MLLP listener answered at {addr}");
     let sample = Sample::from_outcomes(all, started.elapsed());
     println!("{}", sample.row("mllp"));
+    Ok(())
+}
+
+/// A notified Patient by its MRN and family name (what tells the bench's messages apart).
+fn by_patient(r: &Value) -> Option<(String, String)> {
+    Some((
+        r["identifier"][0]["value"].as_str()?.to_string(),
+        r["name"][0]["family"].as_str()?.to_string(),
+    ))
+}
+
+/// One message sent: its patient's MRN and family name, when, how long its ACK took, AA or not.
+type Sent = (String, String, Instant, Duration, bool);
+
+pub async fn notify(
+    t: Arc<Target>,
+    addr: &str,
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let (url, seen) = endpoint_keyed(by_patient)?;
+    let sub = create(
+        &t,
+        &json!({
+            "resourceType": "Subscription", "status": "requested", "reason": "emrsync bench",
+            "criteria": "http://emrsync.org/SubscriptionTopic/patient-demographics",
+            "channel": {"type": "rest-hook", "endpoint": url, "payload": "application/fhir+json",
+                "_payload": {"extension": [{"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                                            "valueCode": "full-resource"}]}}
+        }),
+    )
+    .await?;
+    let sub_id = sub["id"].as_str().unwrap_or("").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().expect("not poisoned").handshakes == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "no handshake in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    // each connection offers its share of the rate; a connection whose ACKs come slower than
+    // that falls behind (and the achieved rate printed says so)
+    let every = Duration::from_secs_f64(clients as f64 / rate.max(1) as f64);
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (addr, run, sent) = (addr.to_string(), run.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut stream) = TcpStream::connect(&addr).await else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut buf = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < end {
+                tick.tick().await;
+                let text = message(client, n)
+                    .replace("BENCH|", &format!("BENCH-{run}|"))
+                    .replace(&format!("B{client}-"), &format!("{run}B{client}-"));
+                let mrn = format!("{run}B{client}-{}", n / 5);
+                let family = format!("Bench{n}");
+                let at = Instant::now();
+                let ok = send(&mut stream, &mut buf, &text).await.unwrap_or(false);
+                sent.lock()
+                    .expect("not poisoned")
+                    .push((mrn, family, at, at.elapsed(), ok));
+                n += 1;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let took = started.elapsed();
+    let sent = std::mem::take(&mut *sent.lock().expect("not poisoned"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing = |s: &super::notify::Seen| {
+        sent.iter()
+            .filter(|(m, f, _, _, ok)| *ok && !s.arrivals.contains_key(&(m.clone(), f.clone())))
+            .count()
+    };
+    while missing(&seen.lock().expect("not poisoned")) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut latencies, still_missing) = {
+        let s = seen.lock().expect("not poisoned");
+        let latencies: Vec<Duration> = sent
+            .iter()
+            .filter(|x| x.4)
+            .filter_map(|(m, f, at, _, _)| {
+                s.arrivals
+                    .get(&(m.clone(), f.clone()))
+                    .map(|a| a.first.saturating_duration_since(*at))
+            })
+            .collect();
+        (latencies, missing(&s))
+    };
+    let mut acks: Vec<Duration> = sent.iter().filter(|x| x.4).map(|x| x.3).collect();
+    latencies.sort_unstable();
+    acks.sort_unstable();
+    println!(
+        "mllp-notify  {rate} messages/s offered over {clients} connections for {seconds} s: {} sent ({} not AA), {:.0} messages/s achieved, {} notified, {} missing",
+        sent.len(),
+        sent.iter().filter(|x| !x.4).count(),
+        sent.len() as f64 / took.as_secs_f64(),
+        latencies.len(),
+        still_missing
+    );
+    println!(
+        "mllp-notify  MLLP send -> notification p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (the ACK alone: p50 {:.1} ms, p95 {:.1} ms)",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 95.0),
+        percentile(&latencies, 99.0),
+        percentile(&latencies, 100.0),
+        percentile(&acks, 50.0),
+        percentile(&acks, 95.0),
+    );
+    unsubscribe(&t, &[sub_id]).await;
     Ok(())
 }

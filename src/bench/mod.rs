@@ -126,6 +126,9 @@ pub enum Scenario {
     Fanout,
     /// HL7v2 ADT messages over MLLP from `--clients` senders, each waiting for its ACK.
     Mllp,
+    /// HL7v2 ADT messages offered at `--rate` per second over `--clients` connections, with a
+    /// REST-hook subscriber: MLLP send-to-notification latency.
+    MllpNotify,
 }
 
 /// What one request did: how long it took, and how many resources it wrote or read.
@@ -206,7 +209,7 @@ impl Target {
             Scenario::Token => (self.token_request().await, 1),
             Scenario::SearchData => unreachable!("the data set is loaded by search::load"),
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
-            Scenario::Mllp => unreachable!("run by bench::mllp"),
+            Scenario::Mllp | Scenario::MllpNotify => unreachable!("run by bench::mllp"),
             _ => {
                 let query = search::query(scenario, self.patients);
                 let req = self.request(reqwest::Method::GET, &query);
@@ -339,6 +342,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if *scenario == Scenario::Mllp {
             mllp::run(&args.mllp_addr, args.clients, args.seconds).await?;
             target = Arc::into_inner(shared).expect("nothing else holds the target");
+            continue;
+        }
+        if *scenario == Scenario::MllpNotify {
+            let addr = args.mllp_addr.clone();
+            mllp::notify(shared.clone(), &addr, args.clients, args.rate, args.seconds).await?;
+            target = Arc::into_inner(shared).expect("every sender has finished");
             continue;
         }
         if *scenario == Scenario::SearchData {

@@ -18,19 +18,34 @@ const EXT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefini
 /// What the endpoint saw: per `Patient/id` and version, when it first and last arrived and
 /// how many times (once per subscription it matched); and how many handshakes.
 #[derive(Default)]
-struct Seen {
-    arrivals: HashMap<(String, String), Arrival>,
-    handshakes: usize,
+pub(super) struct Seen {
+    pub(super) arrivals: HashMap<(String, String), Arrival>,
+    pub(super) handshakes: usize,
 }
 
-struct Arrival {
-    first: Instant,
+pub(super) struct Arrival {
+    pub(super) first: Instant,
     last: Instant,
     count: usize,
 }
 
+/// What names a notified resource version: its id and `meta.versionId`.
+fn by_version(r: &Value) -> Option<(String, String)> {
+    Some((
+        r["id"].as_str()?.to_string(),
+        r["meta"]["versionId"].as_str()?.to_string(),
+    ))
+}
+
 /// Start the endpoint; its URL and what it sees.
 fn endpoint() -> anyhow::Result<(String, Arc<Mutex<Seen>>)> {
+    endpoint_keyed(by_version)
+}
+
+/// Start an endpoint that keeps each notified resource's arrival under `key` of it.
+pub(super) fn endpoint_keyed(
+    key: fn(&Value) -> Option<(String, String)>,
+) -> anyhow::Result<(String, Arc<Mutex<Seen>>)> {
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let s = seen.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -53,18 +68,12 @@ fn endpoint() -> anyhow::Result<(String, Arc<Mutex<Seen>>)> {
                         seen.handshakes += 1;
                     }
                     for e in b["entry"].as_array().into_iter().flatten().skip(1) {
-                        let r = &e["resource"];
-                        if let (Some(id), Some(v)) =
-                            (r["id"].as_str(), r["meta"]["versionId"].as_str())
-                        {
-                            let a = seen
-                                .arrivals
-                                .entry((id.to_string(), v.to_string()))
-                                .or_insert(Arrival {
-                                    first: at,
-                                    last: at,
-                                    count: 0,
-                                });
+                        if let Some(k) = key(&e["resource"]) {
+                            let a = seen.arrivals.entry(k).or_insert(Arrival {
+                                first: at,
+                                last: at,
+                                count: 0,
+                            });
                             a.last = at;
                             a.count += 1;
                         }
@@ -92,7 +101,7 @@ fn subscription(endpoint: &str, patient: &str) -> Value {
     })
 }
 
-async fn create(t: &Target, body: &Value) -> anyhow::Result<Value> {
+pub(super) async fn create(t: &Target, body: &Value) -> anyhow::Result<Value> {
     let path = body["resourceType"].as_str().unwrap_or("");
     let req = t.request(reqwest::Method::POST, path).json_fhir(body);
     let (ok, resp) = t.send(req, StatusCode::CREATED).await;
@@ -131,7 +140,7 @@ async fn subscribe(
     Ok(ids)
 }
 
-async fn unsubscribe(t: &Target, ids: &[String]) {
+pub(super) async fn unsubscribe(t: &Target, ids: &[String]) {
     for id in ids {
         let _ = t
             .request(reqwest::Method::DELETE, &format!("Subscription/{id}"))
@@ -140,7 +149,7 @@ async fn unsubscribe(t: &Target, ids: &[String]) {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -137,6 +137,22 @@ pub fn put(
     write_version(tx, rtype, id, resource, method, Some(head), ctx)
 }
 
+/// Write a new version of `rtype/id` over `current`, its current version as the caller read
+/// it in this same transaction (`None`: absent): a PUT without reading the resource again
+/// (the HL7v2 adapter reads it to skip writes that would change nothing).
+pub fn put_over(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &FhirId,
+    resource: Value,
+    current: Option<&Version>,
+    ctx: &WriteContext,
+) -> Result<Written, StoreError> {
+    let head = current.map(|v| (v.version_id, v.deleted));
+    let old = current.filter(|v| !v.deleted).map(Version::json);
+    write_version_over(tx, rtype, id, resource, Method::Put, Some(head), old, ctx)
+}
+
 /// `head` is `None` when the caller knows the resource is new, `Some(current)` otherwise.
 fn write_version(
     tx: &mut Tx,
@@ -147,17 +163,32 @@ fn write_version(
     head: Option<Option<(i64, bool)>>,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
-    let current = head.flatten();
-    let version_id = current.map(|(v, _)| v + 1).unwrap_or(1);
-    let created = current.is_none_or(|(_, deleted)| deleted);
     // The version being replaced: its index rows are the ones to change, and a writer confined
     // to a patient's compartment may not take over another patient's resource.
-    let old = match current {
+    let old = match head.flatten() {
         Some((v, false)) => {
             super::versions::version(tx.conn, rtype, id.as_str(), v)?.map(|old| old.json())
         }
         _ => None,
     };
+    write_version_over(tx, rtype, id, resource, method, head, old, ctx)
+}
+
+/// `write_version` once the replaced version's content (`old`) is known.
+#[allow(clippy::too_many_arguments)]
+fn write_version_over(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &FhirId,
+    resource: Value,
+    method: Method,
+    head: Option<Option<(i64, bool)>>,
+    old: Option<Value>,
+    ctx: &WriteContext,
+) -> Result<Written, StoreError> {
+    let current = head.flatten();
+    let version_id = current.map(|(v, _)| v + 1).unwrap_or(1);
+    let created = current.is_none_or(|(_, deleted)| deleted);
     let what = if created {
         Interaction::Create
     } else {

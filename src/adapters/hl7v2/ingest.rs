@@ -11,7 +11,7 @@ use crate::auth::Grant;
 use crate::fhir::resource::{FhirId, now_micros};
 use crate::fhir::validate::validate_resource;
 use crate::store::schema::hl7v2_messages as m;
-use crate::store::{Method, Store, StoreError, WriteContext, versions, write};
+use crate::store::{Store, StoreError, WriteContext, versions, write};
 use diesel::prelude::*;
 use std::sync::Arc;
 
@@ -249,10 +249,11 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
     };
     let once = || {
         store.write(|tx| {
-            if let Some((st, first)) = previous(tx.conn, r)?
+            let archived = previous(tx.conn, r)?;
+            if let Some((st, first)) = &archived
                 && st == status::APPLIED
             {
-                return Ok(Applied::Before(first));
+                return Ok(Applied::Before(first.clone()));
             }
             let mut written = Vec::with_capacity(mapped.resources.len());
             for res in &mapped.resources {
@@ -264,7 +265,8 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
                     continue;
                 }
                 let id = FhirId::parse(&res.id).map_err(|e| StoreError::Conflict(e.to_string()))?;
-                let w = write::put(tx, res.rtype, &id, body, Method::Put, None, &ctx)?;
+                // over the version just read: no second read of the same row
+                let w = write::put_over(tx, res.rtype, &id, body, current.as_ref(), &ctx)?;
                 written.push(format!(
                     "{}/{}/_history/{}",
                     res.rtype, res.id, w.version.version_id
@@ -273,7 +275,16 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
             for merge in &mapped.merges {
                 written.extend(super::merge::apply(tx, merge, &ctx)?);
             }
-            record(tx.conn, r, status::APPLIED, AckCode::Accept, None, &written)?;
+            let known = archived.is_some();
+            record(
+                tx.conn,
+                r,
+                status::APPLIED,
+                AckCode::Accept,
+                None,
+                &written,
+                known,
+            )?;
             Ok::<_, StoreError>(Applied::Now)
         })
     };
@@ -349,7 +360,8 @@ fn previous(
         .optional()?)
 }
 
-/// Insert or update the message's archive row.
+/// Insert or update the message's archive row; `archived`: whether it has one already (a
+/// message new to the archive is inserted without trying an update first).
 fn record(
     conn: &mut crate::store::db::DbConnection,
     r: &Received,
@@ -357,6 +369,7 @@ fn record(
     code: AckCode,
     problem: Option<&Problem>,
     written: &[String],
+    archived: bool,
 ) -> Result<(), StoreError> {
     let now = now_micros();
     let resources = serde_json::to_string(written).unwrap_or_else(|_| "[]".into());
@@ -371,15 +384,19 @@ fn record(
         m::resources.eq(&resources),
         m::raw.eq(r.text),
     );
-    let updated = diesel::update(
-        m::table
-            .filter(m::sending_application.eq(&r.header.sending_application))
-            .filter(m::sending_facility.eq(&r.header.sending_facility))
-            .filter(m::control_id.eq(r.control_id()))
-            .filter(m::content_hash.eq(&r.hash)),
-    )
-    .set((outcome.clone(), m::attempts.eq(m::attempts + 1)))
-    .execute(conn)?;
+    let updated = if !archived {
+        0
+    } else {
+        diesel::update(
+            m::table
+                .filter(m::sending_application.eq(&r.header.sending_application))
+                .filter(m::sending_facility.eq(&r.header.sending_facility))
+                .filter(m::control_id.eq(r.control_id()))
+                .filter(m::content_hash.eq(&r.hash)),
+        )
+        .set((outcome.clone(), m::attempts.eq(m::attempts + 1)))
+        .execute(conn)?
+    };
     if updated == 0 {
         diesel::insert_into(m::table)
             .values((
@@ -407,12 +424,13 @@ fn record(
 fn archive(store: &Store, r: &Received, st: &str, code: AckCode, problem: &Problem) {
     let result = store.write_rows(|c| {
         // a message applied before stays applied: a later failed resend does not undo it
-        if let Some((prev, _)) = previous(c, r)?
+        let archived = previous(c, r)?;
+        if let Some((prev, _)) = &archived
             && prev == status::APPLIED
         {
             return Ok(());
         }
-        record(c, r, st, code, Some(problem), &[])
+        record(c, r, st, code, Some(problem), &[], archived.is_some())
     });
     if let Err(e) = result {
         tracing::error!(error = %e, correlation_id = %r.correlation_id, "could not archive an HL7v2 message");
