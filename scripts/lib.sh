@@ -14,6 +14,8 @@ ensure_debian_packages() {
     dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     command -v curl >/dev/null 2>&1 || need+=(curl)
+    # the MLLP-over-TLS test makes its certificate with the openssl command
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
     # the browser test: Debian's Chromium, driven by playwright-core under Node.js
     command -v chromium >/dev/null 2>&1 || need+=(chromium)

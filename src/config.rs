@@ -111,6 +111,14 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MLLP_IDLE_SECS", default_value_t = 300)]
     pub mllp_idle_secs: u64,
 
+    /// Serve MLLP over TLS with this certificate chain (PEM); needs --mllp-tls-key.
+    #[arg(long, env = "EMRSYNC_MLLP_TLS_CERT", requires = "mllp_tls_key")]
+    pub mllp_tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) of --mllp-tls-cert.
+    #[arg(long, env = "EMRSYNC_MLLP_TLS_KEY", requires = "mllp_tls_cert")]
+    pub mllp_tls_key: Option<std::path::PathBuf>,
+
     /// Answer every HL7v2 message with one original-mode ACK, ignoring what MSH-15 and MSH-16
     /// ask for (enhanced-mode accept and application ACKs are sent as they ask by default).
     #[arg(long, env = "EMRSYNC_MLLP_ORIGINAL_ACKS")]
@@ -154,6 +162,8 @@ impl Settings {
             mllp_max_bytes: 10 * 1024 * 1024,
             mllp_idle_secs: 300,
             mllp_original_acks: false,
+            mllp_tls_cert: None,
+            mllp_tls_key: None,
             hl7v2_archive_days: 90,
             event_retention_days: 30,
             log_json: false,

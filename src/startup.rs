@@ -75,6 +75,11 @@ impl Application {
                     .map_err(|e| anyhow::anyhow!("cannot listen for MLLP on {addr}: {e}"))?;
                 let port = listener.local_addr()?.port();
                 tracing::info!(addr = %listener.local_addr()?, "HL7v2 MLLP listening");
+                let tls = match (&settings.mllp_tls_cert, &settings.mllp_tls_key) {
+                    (Some(cert), Some(key)) => Some(crate::adapters::hl7v2::mllp::tls(cert, key)?),
+                    _ => None,
+                };
+                tracing::info!(tls = tls.is_some(), "HL7v2 MLLP transport");
                 tokio::spawn(crate::adapters::hl7v2::mllp::serve(
                     listener,
                     store.clone(),
@@ -82,6 +87,7 @@ impl Application {
                         max_message_bytes: settings.mllp_max_bytes,
                         idle_timeout: Duration::from_secs(settings.mllp_idle_secs.max(1)),
                         original_acks_only: settings.mllp_original_acks,
+                        tls,
                     },
                 ));
                 Some(port)

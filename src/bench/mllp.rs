@@ -107,13 +107,22 @@ fn by_patient(r: &Value) -> Option<(String, String)> {
 /// One message sent: its patient's MRN and family name, when, how long its ACK took, AA or not.
 type Sent = (String, String, Instant, Duration, bool);
 
-pub async fn notify(
-    t: Arc<Target>,
-    addr: &str,
-    clients: usize,
-    rate: u64,
-    seconds: u64,
-) -> anyhow::Result<()> {
+/// What `mllp-notify` offers: messages per second over so many connections for so long, to a
+/// subscriber that takes up to `max_count` events per notification.
+pub struct Load {
+    pub clients: usize,
+    pub rate: u64,
+    pub seconds: u64,
+    pub max_count: u32,
+}
+
+pub async fn notify(t: Arc<Target>, addr: &str, load: Load) -> anyhow::Result<()> {
+    let Load {
+        clients,
+        rate,
+        seconds,
+        max_count,
+    } = load;
     let (url, seen) = endpoint_keyed(by_patient)?;
     let sub = create(
         &t,
@@ -121,6 +130,8 @@ pub async fn notify(
             "resourceType": "Subscription", "status": "requested", "reason": "emrsync bench",
             "criteria": "http://emrsync.org/SubscriptionTopic/patient-demographics",
             "channel": {"type": "rest-hook", "endpoint": url, "payload": "application/fhir+json",
+                "extension": [{"url": crate::subscriptions::subscription::MAX_COUNT,
+                               "valuePositiveInt": max_count}],
                 "_payload": {"extension": [{"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
                                             "valueCode": "full-resource"}]}}
         }),
@@ -198,7 +209,7 @@ pub async fn notify(
     latencies.sort_unstable();
     acks.sort_unstable();
     println!(
-        "mllp-notify  {rate} messages/s offered over {clients} connections for {seconds} s: {} sent ({} not AA), {:.0} messages/s achieved, {} notified, {} missing",
+        "mllp-notify  {rate} messages/s offered over {clients} connections for {seconds} s (maxCount {max_count}): {} sent ({} not AA), {:.0} messages/s achieved, {} notified, {} missing",
         sent.len(),
         sent.iter().filter(|x| !x.4).count(),
         sent.len() as f64 / took.as_secs_f64(),

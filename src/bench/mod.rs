@@ -75,6 +75,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 200)]
     pub rate: u64,
 
+    /// The `mllp-notify` subscriber's maxCount: events one notification may carry.
+    #[arg(long, default_value_t = 1)]
+    pub max_count: u32,
+
     /// Subscriptions the `fanout` scenario creates (all on one Patient).
     #[arg(long, default_value_t = 1000)]
     pub fanout: usize,
@@ -346,7 +350,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         if *scenario == Scenario::MllpNotify {
             let addr = args.mllp_addr.clone();
-            mllp::notify(shared.clone(), &addr, args.clients, args.rate, args.seconds).await?;
+            let load = mllp::Load {
+                clients: args.clients,
+                rate: args.rate,
+                seconds: args.seconds,
+                max_count: args.max_count,
+            };
+            mllp::notify(shared.clone(), &addr, load).await?;
             target = Arc::into_inner(shared).expect("every sender has finished");
             continue;
         }

@@ -200,7 +200,9 @@ pub fn apply(conn: &mut DbConnection, plan: Plan) -> Result<Dispatched, StoreErr
     for (id, k) in &counts {
         by_count.entry(*k).or_default().push(id);
     }
-    if let DbConnection::Pg(c) = conn {
+    if let DbConnection::Pg(c) = conn
+        && !counts.is_empty()
+    {
         // locked in id order first: two dispatchers (or a dispatcher and a deliverer) locking
         // the same subscriptions in different orders would deadlock
         let ids: Vec<&str> = counts.keys().copied().collect();

@@ -75,7 +75,7 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
     (
         "microsoft-fhir-converter/ORU-R01-01.hl7",
         "document",
-        "an ORU's OBX of type ED (an attached report) is not filed as a DocumentReference by ours: documents arrive by MDM",
+        "an ORU's OBX of type ED (an attached report) is the DiagnosticReport's presentedForm in ours (as the v2-to-FHIR IG maps it), a DocumentReference in theirs",
     ),
 ];
 

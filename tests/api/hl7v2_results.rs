@@ -12,7 +12,8 @@ use emrsync::store::schema::hl7v2_messages;
 use serde_json::Value;
 
 /// An ORU^R01 from the lab for patient `mrn`: a basic metabolic panel with a potassium
-/// (`status`, `value`), a creatinine given as SN and a culture result as CWE.
+/// (`status`, `value`), a creatinine given as SN, a culture result as CWE, a two-line comment,
+/// and the report as a PDF (ED).
 pub fn oru(control: &str, mrn: &str, status: &str, potassium: &str) -> String {
     format!(
         "MSH|^~\\&|LAB|GOOD HEALTH|EMRSYNC|HUB|20261125130000||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
@@ -22,7 +23,8 @@ pub fn oru(control: &str, mrn: &str, status: &str, potassium: &str) -> String {
          OBX|2|SN|2160-0^Creatinine^LN||<^0.5|mg/dL^mg/dL^UCUM|0.7-1.3|L|||{status}\r\
          OBX|3|CWE|625-4^Bacteria identified^LN||27268008^Salmonella^SCT||||||{status}\r\
          OBX|4|TX|48767-8^Comment^LN||First line of the comment||||||{status}\r\
-         OBX|5|TX|48767-8^Comment^LN||second line||||||{status}\r"
+         OBX|5|TX|48767-8^Comment^LN||second line||||||{status}\r\
+         OBX|6|ED|||LAB^application^pdf^Base64^JVBERi0xLjQgcmVwb3J0||||||{status}\r"
     )
 }
 
@@ -44,7 +46,13 @@ async fn a_result_and_its_correction(app: TestApp) {
     assert_eq!(
         reports[0]["result"].as_array().unwrap().len(),
         4,
-        "the two text lines are one"
+        "the two text lines are one, and the PDF is no result"
+    );
+    let pdf = &reports[0]["presentedForm"][0];
+    assert_eq!(pdf["contentType"], "application/pdf");
+    assert_eq!(
+        pdf["data"], "JVBERi0xLjQgcmVwb3J0",
+        "%PDF-1.4 report, as sent"
     );
     let potassium = found(
         &app.get(&format!(

@@ -12,6 +12,7 @@ mod hl7v2;
 mod hl7v2_corpus;
 mod hl7v2_orders;
 mod hl7v2_results;
+mod hl7v2_tls;
 mod idp;
 mod launch;
 mod launch_clients;

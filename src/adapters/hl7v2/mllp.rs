@@ -3,14 +3,18 @@
 //! (skipped and counted), a frame restarted before it ended, and frames larger than allowed
 //! (discarded to their end and answered with an AR). Each connection is served in order: the
 //! next message is read once the previous one's ACK has been written, as senders expect.
+//! The port speaks TLS when given a certificate (rustls), plain TCP otherwise.
 
 use super::ack::{AckCode, Problem, ack};
 use super::ingest;
 use super::message::{Delimiters, Header};
 use crate::store::Store;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 pub const START: u8 = 0x0B;
 pub const END: u8 = 0x1C;
@@ -106,7 +110,7 @@ pub fn frame(message: &str) -> Vec<u8> {
     out
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MllpSettings {
     /// Largest message accepted, in bytes.
     pub max_message_bytes: usize,
@@ -115,6 +119,8 @@ pub struct MllpSettings {
     /// Answer every message with one original-mode ACK, whatever its MSH-15 and MSH-16 ask
     /// (for senders that fill them but wait for one ACK all the same).
     pub original_acks_only: bool,
+    /// TLS, when the port is to speak it (`--mllp-tls-cert`, `--mllp-tls-key`).
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Default for MllpSettings {
@@ -123,8 +129,33 @@ impl Default for MllpSettings {
             max_message_bytes: 10 * 1024 * 1024,
             idle_timeout: Duration::from_secs(300),
             original_acks_only: false,
+            tls: None,
         }
     }
+}
+
+/// The TLS side of the MLLP port, from a PEM certificate chain and its private key.
+pub fn tls(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the MLLP TLS certificate {}: {e}",
+                cert.display()
+            )
+        })?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", cert.display());
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("cannot read the MLLP TLS key {}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Accept connections until the process ends.
@@ -135,7 +166,24 @@ pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) 
                 let (store, settings) = (store.clone(), settings.clone());
                 tokio::spawn(async move {
                     tracing::debug!(%peer, "MLLP connection");
-                    if let Err(e) = connection(stream, store, settings).await {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::info!(%peer, error = %e, "MLLP connection lost at once");
+                        return;
+                    }
+                    let ended = match settings.tls.clone() {
+                        None => connection(stream, store, settings).await,
+                        // a client that never finishes its handshake is dropped like an idle one
+                        Some(tls) => {
+                            match tokio::time::timeout(settings.idle_timeout, tls.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => connection(stream, store, settings).await,
+                                Ok(Err(e)) => Err(e),
+                                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+                            }
+                        }
+                    };
+                    if let Err(e) = ended {
                         tracing::info!(%peer, error = %e, "MLLP connection ended");
                     }
                 });
@@ -148,12 +196,11 @@ pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) 
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     store: Store,
     settings: MllpSettings,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
     let mut framer = Framer::new(settings.max_message_bytes);
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -114,29 +114,7 @@ fn attachment(cx: &Context, title: &str) -> Result<Value, Unmapped> {
     let mut a = Map::new();
     put(&mut a, "title", json!(title));
     if let Some(ed) = obx.iter().find(|o| o.value(2) == "ED") {
-        let value = ed.field(5).first();
-        put(
-            &mut a,
-            "contentType",
-            json!(content_type(value.get(2), value.get(3))),
-        );
-        let data = value.get(5);
-        if !data.trim().is_empty() {
-            let bytes = match value.get(4).trim().to_ascii_lowercase().as_str() {
-                "base64" => {
-                    let clean: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-                    STANDARD.decode(clean).map_err(|e| {
-                        failed("OBX-5", "102", format!("OBX-5 says Base64 but is not: {e}"))
-                    })?
-                }
-                "hex" => hex(data).ok_or_else(|| {
-                    failed("OBX-5", "102", "OBX-5 says Hex but is not hexadecimal")
-                })?,
-                _ => data.as_bytes().to_vec(),
-            };
-            a.insert("data".into(), json!(STANDARD.encode(&bytes)));
-            a.insert("size".into(), json!(bytes.len()));
-        }
+        encapsulated(&mut a, ed.field(5).first())?;
         return Ok(Value::Object(a));
     }
     let lines: Vec<String> = obx
@@ -154,6 +132,34 @@ fn attachment(cx: &Context, title: &str) -> Result<Value, Unmapped> {
         a.insert("title".into(), json!("document"));
     }
     Ok(Value::Object(a))
+}
+
+/// An OBX-5 of type ED (encapsulated data) into attachment `a`: its MIME type, and its data
+/// (Base64 as it is, Hex or text encoded) with its size.
+pub(super) fn encapsulated(a: &mut Map<String, Value>, value: Rep) -> Result<(), Unmapped> {
+    put(
+        a,
+        "contentType",
+        json!(content_type(value.get(2), value.get(3))),
+    );
+    let data = value.get(5);
+    if data.trim().is_empty() {
+        return Ok(());
+    }
+    let bytes = match value.get(4).trim().to_ascii_lowercase().as_str() {
+        "base64" => {
+            let clean: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+            STANDARD
+                .decode(clean)
+                .map_err(|e| failed("OBX-5", "102", format!("OBX-5 says Base64 but is not: {e}")))?
+        }
+        "hex" => hex(data)
+            .ok_or_else(|| failed("OBX-5", "102", "OBX-5 says Hex but is not hexadecimal"))?,
+        _ => data.as_bytes().to_vec(),
+    };
+    a.insert("data".into(), json!(STANDARD.encode(&bytes)));
+    a.insert("size".into(), json!(bytes.len()));
+    Ok(())
 }
 
 /// ED-2 and ED-3 as a MIME type: as they are when they are one (application/pdf), else by

@@ -102,7 +102,17 @@ fn report(
     let effective = date_time(obr.value(7));
     let mut out = Vec::new();
     let mut results = Vec::new();
-    for group in lines(obx) {
+    // an attached report (OBX of type ED) is the report as it was presented, not a result
+    let mut presented = Vec::new();
+    for ed in obx.iter().filter(|o| o.value(2) == "ED") {
+        let mut a = Map::new();
+        super::document::encapsulated(&mut a, ed.field(5).first())?;
+        if a.contains_key("data") {
+            presented.push(Value::Object(a));
+        }
+    }
+    let obx: Vec<&Segment> = obx.iter().copied().filter(|o| o.value(2) != "ED").collect();
+    for group in lines(&obx) {
         let o = observation(
             &keys,
             Some((obr, &code)),
@@ -139,6 +149,7 @@ fn report(
         r.insert("issued".into(), json!(instant(&at)));
     }
     put(&mut r, "result", Value::Array(results));
+    put(&mut r, "presentedForm", Value::Array(presented));
     out.push(Resource {
         rtype: "DiagnosticReport",
         id,
@@ -283,7 +294,8 @@ fn value(o: &mut Map<String, Value>, group: &[&Segment]) -> Result<(), Unmapped>
                 o.insert("valueCodeableConcept".into(), cc);
             }
         }
-        // encapsulated data and pointers are documents, not values (MDM's business)
+        // encapsulated data is the report's presented form (see `report`); a pointer to data
+        // elsewhere is not a value
         "ED" | "RP" => {}
         "DT" | "DTM" | "TS" => match date_time(v.get(1)) {
             Some(at) => {
