@@ -180,20 +180,33 @@ impl Deliverer {
             if started.elapsed() >= STREAM_FOR {
                 break;
             }
-            // the row as it is now: more queued since the claim, and no client change
-            let (store, id) = (self.store.clone(), sub.id.clone());
-            let fresh =
-                tokio::task::spawn_blocking(move || store.read(|c| registry::get(c, &id))).await;
-            let Ok(Ok(Some(fresh))) = fresh else { break };
-            let unchanged = fresh.lease_owner.as_deref() == Some(self.owner.as_str())
-                && fresh.handshake_done
-                && fresh.status != status::OFF;
-            if !unchanged || through >= fresh.events_since_start {
+            // the row as it is now (more queued since the claim, and no client change), and
+            // the next events, in one visit to the database
+            let (store, id, owner) = (self.store.clone(), sub.id.clone(), self.owner.clone());
+            let (from, max_count) = (through + 1, sub.max_count);
+            let next = tokio::task::spawn_blocking(move || {
+                store.read(|c| {
+                    let Some(fresh) = registry::get(c, &id)? else {
+                        return Ok(None);
+                    };
+                    let unchanged = fresh.lease_owner.as_deref() == Some(owner.as_str())
+                        && fresh.handshake_done
+                        && fresh.status != status::OFF;
+                    if !unchanged || from > fresh.events_since_start {
+                        return Ok(None);
+                    }
+                    let to = (from + max_count - 1).min(fresh.events_since_start);
+                    let events = registry::events(c, &id, from, to)?;
+                    Ok(Some((fresh.events_since_start, events)))
+                })
+            })
+            .await;
+            let Ok(Ok(Some((events_since_start, events)))) = next else {
                 break;
-            }
+            };
             sub.delivered_through = through;
-            sub.events_since_start = fresh.events_since_start;
-            outcome = self.attempt(&sub, None).await;
+            sub.events_since_start = events_since_start;
+            outcome = self.attempt(&sub, Some(events)).await;
         }
         // what was sent counts even if the last attempt failed
         let outcome = match (outcome, sent) {
