@@ -40,6 +40,19 @@ pub struct GroupCommit {
     queued: AtomicUsize,
 }
 
+/// BEGIN IMMEDIATE: the write lock is taken when the group starts (waiting `busy_timeout` for
+/// another process, an `emrsync replay` say, to finish), never by a read turning into a write
+/// midway, which SQLite refuses at once ("database is locked") when another connection
+/// committed since that read.
+fn begin_immediate(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => {
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        other => <DbConnection as Connection>::TransactionManager::begin_transaction(other),
+    }
+}
+
 impl GroupCommit {
     pub fn new(conn: DbConnection) -> GroupCommit {
         GroupCommit {
@@ -70,9 +83,7 @@ impl GroupCommit {
         self.queued.fetch_sub(1, Ordering::SeqCst);
         let first = !st.open;
         if first {
-            if let Err(e) =
-                <DbConnection as Connection>::TransactionManager::begin_transaction(&mut st.conn)
-            {
+            if let Err(e) = begin_immediate(&mut st.conn) {
                 return Err(E::from(e));
             }
             st.open = true;
