@@ -188,7 +188,8 @@ fn when(cx: &Context, sch: &Segment) -> Option<(DateTime<FixedOffset>, DateTime<
             let minutes = ais
                 .and_then(|s| minutes(s.value(7), s.get(8, 1)))
                 .or_else(|| minutes(sch.value(9), sch.get(10, 1)))?;
-            Some(start + chrono::Duration::minutes(minutes))
+            // checked: a sender's duration may run past any calendar
+            start.checked_add_signed(chrono::TimeDelta::try_minutes(minutes)?)
         })?;
     (end >= start).then_some((start, end))
 }
@@ -202,8 +203,9 @@ fn minutes(amount: &str, units: &str) -> Option<i64> {
         "h" | "hr" | "hour" | "hours" => 60.0,
         _ => return None,
     };
-    let m = (n * per).round() as i64;
-    (m > 0).then_some(m)
+    let m = (n * per).round();
+    // finite and within what an i64 holds (`as` would saturate infinity silently)
+    (m.is_finite() && m > 0.0 && m < i64::MAX as f64).then_some(m as i64)
 }
 
 /// The text of the NTE segments right after the first `id` segment.
@@ -218,4 +220,35 @@ fn notes_after(cx: &Context, id: &str) -> Vec<String> {
         .map(|n| n.value(3).trim().to_string())
         .filter(|t| !t.is_empty())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::map;
+    use crate::adapters::hl7v2::message::parse;
+
+    fn siu(sch: &str) -> String {
+        format!(
+            "MSH|^~\\&|S|F|R|RF|20240101||SIU^S12|1|P|2.5\rSCH|{sch}\rPID|1||M1^^^F^MR||Doe^Jo\r"
+        )
+    }
+
+    #[test]
+    fn an_absurd_duration_is_an_error_not_a_panic() {
+        // start in SCH-11, no end, a duration far past any calendar (and one that is no number)
+        for duration in ["999999999999|min", "inf|min", "1e300|h"] {
+            let text = siu(&format!("P1|F1|||||||{duration}|^^^20240101100000"));
+            let mapped = map(&parse(&text).unwrap());
+            assert!(mapped.is_err(), "{duration}: {mapped:?}");
+        }
+        // a sensible one gives the end
+        let text = siu("P1|F1|||||||30|min|^^^20240101100000");
+        let a = map(&parse(&text).unwrap())
+            .unwrap()
+            .resources
+            .pop()
+            .unwrap();
+        assert_eq!(a.body["end"], "2024-01-01T10:30:00Z");
+        assert_eq!(a.body["minutesDuration"], 30);
+    }
 }
