@@ -453,6 +453,11 @@ async fn enhanced_mode_acks_as_the_sender_asks(app: TestApp) {
     let cr = mllp.ack().await;
     assert_eq!(reply(&cr), ("CR".into(), "E5".into()));
     assert_eq!(cr.error_code(), "200");
+    // MSH-15 and MSH-16 holding no code of table 0155 ask for nothing known: answered in
+    // original mode, not with silence the sender would wait on for ever
+    let shifted = enhanced("E7", "XX", "Y");
+    mllp.write_raw(&frame(shifted.as_bytes())).await;
+    assert_eq!(reply(&mllp.ack().await), ("AA".into(), "E7".into()));
     // a message in original mode after all that: its own AA comes next, nothing before it
     assert_eq!(
         reply(

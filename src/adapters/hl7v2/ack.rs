@@ -34,6 +34,12 @@ impl AckCode {
     }
 }
 
+/// Whether MSH-15 or MSH-16 holds a condition of HL7 table 0155 at all: a sender asks for
+/// enhanced mode only with one (anything else is read as an empty field).
+pub fn is_condition(field: &str) -> bool {
+    matches!(field.trim(), "AL" | "NE" | "ER" | "SU")
+}
+
 /// Whether an acknowledgement is wanted under MSH-15 or MSH-16's condition (HL7 table 0155),
 /// given whether it reports success.
 pub fn wanted(condition: &str, success: bool) -> bool {

@@ -42,13 +42,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// What to send back, in order. Original mode (or a sender that fills neither MSH-15 nor
-    /// MSH-16): the one ACK. Enhanced mode: the accept ACK if MSH-15 asks for it, then the
+    /// What to send back, in order. Original mode (or a sender that puts a condition of table
+    /// 0155 in neither MSH-15 nor MSH-16): the one ACK. Enhanced mode: the accept ACK if MSH-15 asks for it, then the
     /// application ACK if MSH-16 does; possibly nothing (`NE`, `NE`). `original_only` is the
     /// server's setting for senders that fill those fields but expect one ACK all the same.
     pub fn replies(&self, original_only: bool) -> Vec<&str> {
-        let enhanced = !self.accept_condition.trim().is_empty()
-            || !self.application_condition.trim().is_empty();
+        let enhanced = super::ack::is_condition(&self.accept_condition)
+            || super::ack::is_condition(&self.application_condition);
         if original_only || !enhanced {
             return vec![&self.ack];
         }
