@@ -295,6 +295,18 @@ pub fn location_name(pl: Rep) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// Each repetition of a CWE field as words: its text, else its code (the empty ones left out).
+pub fn cwe_texts(field: &Field) -> Vec<&str> {
+    field
+        .repetitions()
+        .map(|r| match r.get(2).trim() {
+            "" => r.get(1).trim(),
+            text => text,
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// All repetitions of a field through `f`, the empty ones left out.
 pub fn each(field: &Field, f: impl Fn(Rep) -> Option<Value>) -> Value {
     Value::Array(field.repetitions().filter_map(f).collect())

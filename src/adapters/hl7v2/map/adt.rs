@@ -6,8 +6,7 @@
 use super::super::datatypes::{date_time, identifier, location_name, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
-use super::{Context, Resource, Unmapped, clinical, failed};
-use crate::adapters::hl7v2::ack::Problem;
+use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
 
 const TRIGGERS: [&str; 13] = [
@@ -16,14 +15,13 @@ const TRIGGERS: [&str; 13] = [
 
 pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     if !TRIGGERS.contains(&trigger) {
-        return Err(Unmapped::Unsupported(Problem {
-            location: "MSH-9".into(),
-            code: "201",
-            text: format!(
+        return Err(unsupported(
+            "201",
+            format!(
                 "ADT trigger event '{trigger}' is not one this server takes ({}, A40)",
                 TRIGGERS.join(", ")
             ),
-        }));
+        ));
     }
     let pid = cx
         .msg

@@ -56,10 +56,7 @@ fn immunization(
             "RXA-3 (date given) is empty or not a date/time",
         )
     })?;
-    let ordered = item
-        .orc
-        .is_some_and(|o| !o.get(2, 1).trim().is_empty() || !o.get(3, 1).trim().is_empty());
-    let id = match ordered {
+    let id = match item.names_order() {
         true => order::order_id(cx, "Immunization", item, None, None, &[]),
         false => stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
     };
@@ -71,7 +68,8 @@ fn immunization(
         "identifier",
         Value::Array(order::identifiers(cx, item, None, None)),
     );
-    let status = status(rxa);
+    // partly given is still given (the IG's isSubpotent says how much)
+    let status = order::administered(rxa, "completed");
     i.insert("status".into(), json!(status));
     if status == "not-done"
         && let Some(reason) = codeable(rxa.field(18).first())
@@ -157,15 +155,4 @@ fn immunization(
         id,
         body: Value::Object(i),
     })
-}
-
-/// RXA-21 (action code) and RXA-20 (completion status) -> Immunization.status.
-fn status(rxa: &Segment) -> &'static str {
-    if rxa.value(21) == "D" {
-        return "entered-in-error";
-    }
-    match rxa.value(20) {
-        "RE" | "NA" => "not-done",
-        _ => "completed",
-    }
 }

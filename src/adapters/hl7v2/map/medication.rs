@@ -6,9 +6,8 @@
 //! Identity: a request is its placer order number (ORC-2), like every order; an administration
 //! is its order (or patient) plus RXA-1, RXA-2 and its start time.
 
-use super::super::datatypes::{codeable, date_time, put};
+use super::super::datatypes::{codeable, cwe_texts, date_time, put};
 use super::super::identity::stable_id;
-use super::super::message::Segment;
 use super::order::{self, Item};
 use super::oru::quantity;
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
@@ -87,7 +86,11 @@ fn request(
     }
     put(&mut r, "note", Value::Array(order::notes(item)));
     let mut dosage = Map::new();
-    put(&mut dosage, "text", json!(instructions(rxe, 7)));
+    put(
+        &mut dosage,
+        "text",
+        json!(cwe_texts(rxe.field(7)).join("\n")),
+    );
     if let Some(tq1) = item.first("TQ1") {
         let pattern = tq1.get(3, 1).trim();
         if !pattern.is_empty() {
@@ -144,10 +147,9 @@ fn administration(
         )
     })?;
     // the order this administers, when the ORC names it
-    let ordered = item
-        .orc
-        .is_some_and(|o| !o.get(2, 1).trim().is_empty() || !o.get(3, 1).trim().is_empty());
-    let order_id = ordered.then(|| order::order_id(cx, "MedicationRequest", item, None, None, &[]));
+    let order_id = item
+        .names_order()
+        .then(|| order::order_id(cx, "MedicationRequest", item, None, None, &[]));
     let within = order_id.as_deref().unwrap_or(&patient.id);
     let id = stable_id(
         "MedicationAdministration",
@@ -156,7 +158,7 @@ fn administration(
     let mut a = Map::new();
     a.insert("resourceType".into(), json!("MedicationAdministration"));
     a.insert("id".into(), json!(id));
-    a.insert("status".into(), json!(administration_status(rxa)));
+    a.insert("status".into(), json!(order::administered(rxa, "stopped")));
     a.insert("medicationCodeableConcept".into(), medication);
     a.insert("subject".into(), json!({"reference": patient.reference()}));
     match date_time(rxa.value(4)).filter(|end| *end != start) {
@@ -180,18 +182,8 @@ fn administration(
             json!({"reference": format!("MedicationRequest/{o}")}),
         );
     }
-    let notes: Vec<Value> = rxa
-        .field(9)
-        .repetitions()
-        .map(|r| {
-            if r.get(2).trim().is_empty() {
-                r.get(1)
-            } else {
-                r.get(2)
-            }
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    let notes: Vec<Value> = cwe_texts(rxa.field(9))
+        .into_iter()
         .map(|t| json!({"text": t}))
         .collect();
     put(&mut a, "note", Value::Array(notes));
@@ -211,35 +203,4 @@ fn administration(
         id,
         body: Value::Object(a),
     })
-}
-
-/// RXA-21 (action code) and RXA-20 (completion status, HL7 table 0322) -> status.
-fn administration_status(rxa: &Segment) -> &'static str {
-    if rxa.value(21) == "D" {
-        return "entered-in-error";
-    }
-    match rxa.value(20) {
-        "RE" | "NA" => "not-done",
-        // partly given: stopped before all of it was
-        "PA" => "stopped",
-        _ => "completed",
-    }
-}
-
-/// A CWE field's repetitions as one text (their text component, else their code): the
-/// provider's instructions.
-fn instructions(seg: &Segment, field: usize) -> String {
-    seg.field(field)
-        .repetitions()
-        .map(|r| {
-            if r.get(2).trim().is_empty() {
-                r.get(1)
-            } else {
-                r.get(2)
-            }
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
 }

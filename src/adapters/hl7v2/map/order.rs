@@ -30,6 +30,13 @@ impl<'a> Item<'a> {
         after.or_else(|| self.before.iter().copied().find(|s| s.id == id))
     }
 
+    /// Whether the ORC names the order (a placer or filler number): there is an order to
+    /// point at, and to key by.
+    pub fn names_order(&self) -> bool {
+        self.orc
+            .is_some_and(|o| !o.get(2, 1).trim().is_empty() || !o.get(3, 1).trim().is_empty())
+    }
+
     /// ORC field `n`, else the main segment's field `alt` (an OBR repeats the order numbers).
     fn ei(&self, n: usize, alt: Option<usize>) -> Option<Rep<'a>> {
         let from_orc = self.orc.map(|o| o.field(n).first());
@@ -163,6 +170,19 @@ pub fn medication_status(orc: Option<&Segment>) -> &'static str {
         "revoked" if discontinued => "stopped",
         "revoked" => "cancelled",
         other => other,
+    }
+}
+
+/// What an administration (RXA) came to: RXA-21 (action code) D is an error; RXA-20
+/// (completion status, table 0322) RE or NA is not done, PA (partly given) is `partial`.
+pub fn administered(rxa: &Segment, partial: &'static str) -> &'static str {
+    if rxa.value(21) == "D" {
+        return "entered-in-error";
+    }
+    match rxa.value(20) {
+        "RE" | "NA" => "not-done",
+        "PA" => partial,
+        _ => "completed",
     }
 }
 

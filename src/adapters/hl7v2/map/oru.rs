@@ -9,17 +9,14 @@
 use super::super::datatypes::{codeable, date_time, instant, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
-use super::{Context, Resource, Unmapped, failed};
+use super::{Context, Resource, Unmapped, failed, unsupported};
 use serde_json::{Map, Value, json};
 
 pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     if trigger != "R01" {
-        return Err(Unmapped::Unsupported(
-            crate::adapters::hl7v2::ack::Problem {
-                location: "MSH-9".into(),
-                code: "201",
-                text: format!("ORU trigger event '{trigger}' is not one this server takes (R01)"),
-            },
+        return Err(unsupported(
+            "201",
+            format!("ORU trigger event '{trigger}' is not one this server takes (R01)"),
         ));
     }
     let pid = cx
