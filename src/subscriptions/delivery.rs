@@ -20,6 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
+/// A subscription leased to this process, with its next events when they were read with
+/// the claim.
+type Claimed = (Subscriber, Option<Vec<Event>>);
+
 /// How long one lease may go on sending a subscriber the notifications queued behind each
 /// other before its progress is recorded (well within the lease: its margin plus the timeout).
 const STREAM_FOR: std::time::Duration = std::time::Duration::from_millis(500);
@@ -129,8 +133,7 @@ impl Deliverer {
 
     /// Lease every subscription with something due to this process (up to a limit), each
     /// with its next events read (`None` when that read failed: the attempt reads them).
-    #[allow(clippy::type_complexity)]
-    fn claim_due(&self) -> Result<Vec<(Subscriber, Option<Vec<Event>>)>, StoreError> {
+    fn claim_due(&self) -> Result<Vec<Claimed>, StoreError> {
         let margin = self.settings.lease_margin.as_micros() as i64;
         let taken = lease::claim(
             &self.store,

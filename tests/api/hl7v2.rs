@@ -3,7 +3,7 @@
 
 use crate::helpers::{Backend, TestApp, spawn_with};
 use crate::mllp_client::{Mllp, frame};
-use crate::receiver::{Receiver, focuses, kind};
+use crate::receiver::Receiver;
 use crate::subscriptions::subscription;
 use diesel::prelude::*;
 use emrsync::store::schema::{audit_events, hl7v2_messages, outbox, resource_versions};
@@ -290,16 +290,9 @@ async fn an_admission_over_mllp_notifies_its_subscribers() {
             .code(),
         "AA"
     );
-    let got = hook
-        .wait_until(10, "the admission's notification", |g| {
-            g.iter().any(|r| kind(&r.body) == "event-notification")
-        })
+    let focus = hook
+        .first_event_focuses(10, "the admission's notification")
         .await;
-    let event = got
-        .iter()
-        .find(|r| kind(&r.body) == "event-notification")
-        .unwrap();
-    let focus = focuses(&event.body);
     assert_eq!(focus.len(), 1);
     assert!(focus[0].contains("/Encounter/"), "{focus:?}");
 }

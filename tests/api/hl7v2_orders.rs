@@ -5,7 +5,7 @@
 use crate::helpers::{Backend, TestApp};
 use crate::hl7v2::{adt, found, patient, spawn_mllp};
 use crate::mllp_client::Mllp;
-use crate::receiver::{Receiver, focuses, kind};
+use crate::receiver::Receiver;
 use crate::subscriptions::subscription;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -371,16 +371,9 @@ async fn an_order_over_mllp_notifies_its_subscribers() {
         .await;
     let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
     send(&mut mllp, &orm("N1", "PL-88", "NW")).await;
-    let got = hook
-        .wait_until(10, "the order's notification", |g| {
-            g.iter().any(|r| kind(&r.body) == "event-notification")
-        })
+    let focus = hook
+        .first_event_focuses(10, "the order's notification")
         .await;
-    let event = got
-        .iter()
-        .find(|r| kind(&r.body) == "event-notification")
-        .unwrap();
-    let focus = focuses(&event.body);
     assert_eq!(focus.len(), 1);
     assert!(focus[0].contains("/ServiceRequest/"), "{focus:?}");
 }

@@ -97,6 +97,15 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// The focus references of the first event notification (waiting `secs` for it).
+    pub async fn first_event_focuses(&self, secs: u64, what: &str) -> Vec<String> {
+        let is_event = |r: &Received| kind(&r.body) == "event-notification";
+        let got = self
+            .wait_until(secs, what, |g| g.iter().any(is_event))
+            .await;
+        focuses(&got.into_iter().find(is_event).expect("waited for it").body)
+    }
 }
 
 /// Keep each notification for the R4 validation `scripts/test` runs after the suite (as the

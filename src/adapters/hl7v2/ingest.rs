@@ -259,18 +259,14 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
             for res in &mapped.resources {
                 let current = versions::current(tx.conn, res.rtype, &res.id)?;
                 let body = keep_merge_state(res, current.as_ref());
-                // a practitioner or location named by many messages is written when it
-                // changes, not each time
-                if current.as_ref().is_some_and(|v| v.says(&body)) {
-                    continue;
-                }
-                let id = FhirId::parse(&res.id).map_err(|e| StoreError::Conflict(e.to_string()))?;
-                // over the version just read: no second read of the same row
-                let w = write::put_over(tx, res.rtype, &id, body, current.as_ref(), &ctx)?;
-                written.push(format!(
-                    "{}/{}/_history/{}",
-                    res.rtype, res.id, w.version.version_id
-                ));
+                written.extend(restate(
+                    tx,
+                    res.rtype,
+                    &res.id,
+                    current.as_ref(),
+                    body,
+                    &ctx,
+                )?);
             }
             for merge in &mapped.merges {
                 written.extend(super::merge::apply(tx, merge, &ctx)?);
@@ -305,6 +301,29 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
             other => return other,
         }
     }
+}
+
+/// Write `body` as `rtype/id` over `current` (its version as read in this transaction), unless
+/// it says what `current` says: a practitioner or location named by many messages is written
+/// when it changes, not each time. The version written, as `Type/id/_history/n`.
+pub(super) fn restate(
+    tx: &mut crate::store::Tx,
+    rtype: &str,
+    id: &str,
+    current: Option<&crate::store::Version>,
+    body: serde_json::Value,
+    ctx: &WriteContext,
+) -> Result<Option<String>, StoreError> {
+    if current.is_some_and(|v| v.says(&body)) {
+        return Ok(None);
+    }
+    let fid = FhirId::parse(id).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    // over the version just read: no second read of the same row
+    let w = write::put_over(tx, rtype, &fid, body, current, ctx)?;
+    Ok(Some(format!(
+        "{rtype}/{id}/_history/{}",
+        w.version.version_id
+    )))
 }
 
 /// A Patient's links and `active` come from merges alone (no PID carries them): a message

@@ -3,10 +3,10 @@
 //! server never had it), the survivor `replaces` it, and every resource that pointed at the
 //! prior patient (found through the reference index) is moved to the survivor.
 
+use super::ingest::restate;
 use super::map::Merge;
-use crate::fhir::resource::FhirId;
 use crate::store::schema::search_reference as sr;
-use crate::store::{Method, StoreError, Tx, WriteContext, versions, write};
+use crate::store::{StoreError, Tx, WriteContext, versions};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -18,8 +18,8 @@ pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &WriteContext) -> Result<Vec<Strin
         format!("Patient/{}", merge.into),
     );
     // the prior patient: inactive, replaced by the survivor
-    let prior = versions::current(tx.conn, "Patient", &merge.from)?.filter(|v| !v.deleted);
-    let mut body = match &prior {
+    let prior = versions::current(tx.conn, "Patient", &merge.from)?;
+    let mut body = match prior.as_ref().filter(|v| !v.deleted) {
         Some(v) => v.json(),
         None => {
             json!({"resourceType": "Patient", "id": merge.from, "identifier": merge.identifiers})
@@ -27,12 +27,19 @@ pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &WriteContext) -> Result<Vec<Strin
     };
     body["active"] = json!(false);
     set_link(&mut body, "replaced-by", &into_ref, true);
-    written.extend(put_if_changed(tx, "Patient", &merge.from, body, ctx)?);
+    written.extend(restate(
+        tx,
+        "Patient",
+        &merge.from,
+        prior.as_ref(),
+        body,
+        ctx,
+    )?);
     // the survivor replaces it (beside any patient it replaced before)
     if let Some(v) = versions::current(tx.conn, "Patient", &merge.into)?.filter(|v| !v.deleted) {
         let mut body = v.json();
         set_link(&mut body, "replaces", &from_ref, false);
-        written.extend(put_if_changed(tx, "Patient", &merge.into, body, ctx)?);
+        written.extend(restate(tx, "Patient", &merge.into, Some(&v), body, ctx)?);
     }
     // what pointed at the prior patient now points at the survivor
     let pointing: Vec<(String, String)> = sr::table
@@ -50,7 +57,7 @@ pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &WriteContext) -> Result<Vec<Strin
         };
         let mut body = v.json();
         if repoint(&mut body, &from_ref, &into_ref) {
-            written.extend(put_if_changed(tx, &rtype, &id, body, ctx)?);
+            written.extend(restate(tx, &rtype, &id, Some(&v), body, ctx)?);
         }
     }
     Ok(written)
@@ -98,25 +105,6 @@ fn repoint(v: &mut Value, from: &str, to: &str) -> bool {
             .fold(false, |x, y| x | y),
         _ => false,
     }
-}
-
-fn put_if_changed(
-    tx: &mut Tx,
-    rtype: &str,
-    id: &str,
-    body: Value,
-    ctx: &WriteContext,
-) -> Result<Option<String>, StoreError> {
-    let current = versions::current(tx.conn, rtype, id)?;
-    if current.as_ref().is_some_and(|v| v.says(&body)) {
-        return Ok(None);
-    }
-    let fid = FhirId::parse(id).map_err(|e| StoreError::Conflict(e.to_string()))?;
-    let w = write::put(tx, rtype, &fid, body, Method::Put, None, ctx)?;
-    Ok(Some(format!(
-        "{rtype}/{id}/_history/{}",
-        w.version.version_id
-    )))
 }
 
 #[cfg(test)]
