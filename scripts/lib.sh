@@ -27,6 +27,17 @@ ensure_debian_packages() {
     fi
 }
 
+# Print the free space where the build and /tmp live; warn when under $1 GB.
+report_free_disk() {
+    local want=$1 target_gb tmp_gb
+    target_gb=$(df -Pk . | awk 'NR==2 {print int($4/1048576)}')
+    tmp_gb=$(df -Pk /tmp | awk 'NR==2 {print int($4/1048576)}')
+    say "free disk: ${target_gb} GB here, ${tmp_gb} GB in /tmp"
+    if [ "$target_gb" -lt "$want" ] || [ "$tmp_gb" -lt "$want" ]; then
+        say "WARNING: under ${want} GB free; the build and the tests may fail for want of space"
+    fi
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
