@@ -373,7 +373,7 @@ pub async fn exchange(
                     auth_codes::context,
                     auth_codes::expires_at,
                 ))
-                .first(c)
+                .get_result(c)
                 .optional()?)
         })
         .await?;

@@ -233,7 +233,7 @@ pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<Client>, 
     let row: Option<Row> = auth_clients::table
         .filter(auth_clients::client_id.eq(client_id))
         .select(client_columns!())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     row.map(from_row).transpose()
 }

@@ -90,7 +90,7 @@ fn take(
             auth_refresh::used,
             auth_refresh::revoked,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     let Some(row) = row else {
         return Ok(Taken::Unknown);

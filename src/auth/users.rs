@@ -66,7 +66,7 @@ pub fn sign_in(
     let row: Option<(String, String)> = auth_users::table
         .filter(auth_users::username.eq(username))
         .select((auth_users::password_hash, auth_users::fhir_user))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(match row {
         Some((hash, fhir_user)) if secret::matches(&hash, password) => Some(User {

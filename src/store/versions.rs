@@ -144,16 +144,20 @@ pub fn current(
     rtype: &str,
     id: &str,
 ) -> Result<Option<Version>, StoreError> {
-    let head: Option<i64> = resources::table
+    // one statement: the head row joined to the version it points at
+    let row: Option<VersionRow> = resources::table
+        .inner_join(
+            resource_versions::table.on(resource_versions::resource_type
+                .eq(resources::resource_type)
+                .and(resource_versions::resource_id.eq(resources::resource_id))
+                .and(resource_versions::version_id.eq(resources::version_id))),
+        )
         .filter(resources::resource_type.eq(rtype))
         .filter(resources::resource_id.eq(id))
-        .select(resources::version_id)
-        .first(conn)
+        .select(version_columns!())
+        .get_result(conn)
         .optional()?;
-    match head {
-        Some(v) => version(conn, rtype, id, v),
-        None => Ok(None),
-    }
+    Ok(row.map(to_version))
 }
 
 /// One past or present version.
@@ -168,7 +172,7 @@ pub fn version(
         .filter(resource_versions::resource_id.eq(id))
         .filter(resource_versions::version_id.eq(vid))
         .select(version_columns!())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(to_version))
 }

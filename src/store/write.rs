@@ -368,7 +368,7 @@ fn head(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<Option<(i64, b
         .filter(resources::resource_type.eq(rtype))
         .filter(resources::resource_id.eq(id))
         .select((resources::version_id, resources::deleted))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

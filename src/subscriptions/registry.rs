@@ -107,7 +107,7 @@ pub fn on_write(
     let existing: Option<String> = subscriptions::table
         .find(id)
         .select(subscriptions::headers)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     // write-only headers: an update that sends none keeps those set before
     let headers = match (headers.filter(|h| !h.is_empty()), existing.as_ref()) {
@@ -156,7 +156,7 @@ pub fn on_write(
         // dispatcher has not reached them yet
         let starts_after: Option<i64> = crate::store::schema::outbox::table
             .select(diesel::dsl::max(crate::store::schema::outbox::seq))
-            .first(conn)?;
+            .get_result(conn)?;
         diesel::insert_into(subscriptions::table)
             .values((
                 subscriptions::starts_after.eq(starts_after.unwrap_or(0)),
@@ -195,7 +195,7 @@ pub fn fingerprint(conn: &mut DbConnection) -> Result<(i64, String), StoreError>
     let newest: Option<i64> = resources::table
         .filter(resources::resource_type.eq("Subscription"))
         .select(diesel::dsl::max(resources::last_updated))
-        .first(conn)?;
+        .get_result(conn)?;
     Ok((listening, newest.unwrap_or_default().to_string()))
 }
 
@@ -211,7 +211,7 @@ pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<Subscriber>, Stor
     Ok(subscriptions::table
         .find(id)
         .select(Subscriber::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -104,7 +104,7 @@ async fn an_admission_becomes_resources_after_an_aa(app: TestApp) {
     let (status, correlation): (String, String) = hl7v2_messages::table
         .filter(hl7v2_messages::control_id.eq("CTRL1"))
         .select((hl7v2_messages::status, hl7v2_messages::correlation_id))
-        .first(&mut db)
+        .get_result(&mut db)
         .unwrap();
     assert_eq!(status, "applied");
     let versions: i64 = resource_versions::table
@@ -204,7 +204,7 @@ async fn bad_input_gets_a_nak_and_the_server_carries_on(app: TestApp) {
     let (status, raw): (String, String) = hl7v2_messages::table
         .filter(hl7v2_messages::control_id.eq("Q4"))
         .select((hl7v2_messages::status, hl7v2_messages::raw))
-        .first(&mut app.db())
+        .get_result(&mut app.db())
         .unwrap();
     assert_eq!(status, "failed");
     assert_eq!(raw, no_id);

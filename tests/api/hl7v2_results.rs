@@ -116,7 +116,7 @@ async fn a_result_and_its_correction(app: TestApp) {
     let status: String = hl7v2_messages::table
         .filter(hl7v2_messages::control_id.eq("R3"))
         .select(hl7v2_messages::status)
-        .first(&mut app.db())
+        .get_result(&mut app.db())
         .unwrap();
     assert_eq!(status, "failed");
 }

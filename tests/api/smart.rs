@@ -439,7 +439,7 @@ async fn a_symmetric_client_authenticates_with_its_secret() {
         use emrsync::store::schema::auth_clients;
         auth_clients::table
             .select(auth_clients::secret_hash.assume_not_null())
-            .first(&mut app.db())
+            .get_result(&mut app.db())
             .unwrap()
     };
     assert!(

@@ -375,7 +375,7 @@ fn previous(
         .filter(m::control_id.eq(r.control_id()))
         .filter(m::content_hash.eq(&r.hash))
         .select((m::status, m::correlation_id))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

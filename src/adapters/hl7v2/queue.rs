@@ -60,7 +60,7 @@ pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<(Entry, String)>,
     Ok(m::table
         .find(id)
         .select((Entry::as_select(), m::raw))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
