@@ -32,7 +32,7 @@ pub async fn correlate(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(crate::store::new_correlation_id);
     req.extensions_mut().insert(CorrelationId(id.clone()));
     let span = tracing::info_span!("request", correlation_id = %id);
     let method = req.method().to_string();
@@ -99,7 +99,7 @@ impl RequestContext {
             .extensions()
             .get::<CorrelationId>()
             .map(|c| c.0.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(crate::store::new_correlation_id);
         let query: Vec<(String, String)> =
             serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
         let param = |name: &str| {

@@ -34,7 +34,15 @@ pub mod write;
 
 pub use db::{Database, DbConnection};
 pub use error::{StoreError, inserted};
-pub use versions::{HistoryQuery, Method, Version, WriteContext, Written};
+pub use versions::{Current, HistoryQuery, Method, Version, WriteContext, Written};
+
+/// A fresh correlation id (for a request or a message that brings none): a UUIDv7, whose start
+/// is its time, so that the audit trail's and the HL7v2 archive's indexes on it grow at their
+/// end. A random (v4) id put each message's index entries on a page of their own, and every
+/// commit wrote those pages again.
+pub fn new_correlation_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
 
 use cache::ResourceCache;
 use diesel::Connection;

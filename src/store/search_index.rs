@@ -26,31 +26,80 @@ const TABLES: [ParamType; 8] = [
     ParamType::Composite,
 ];
 
-/// Whether two versions' rows for `table` differ.
-fn differ(old: &Entries, new: &Entries, table: ParamType) -> bool {
-    match table {
-        ParamType::String => old.strings != new.strings,
-        ParamType::Token => old.tokens != new.tokens,
-        ParamType::Reference => old.references != new.references,
-        ParamType::Date => old.dates != new.dates,
-        ParamType::Number => old.numbers != new.numbers,
-        ParamType::Quantity => old.quantities != new.quantities,
-        ParamType::Uri => old.uris != new.uris,
-        ParamType::Composite => old.composites != new.composites,
-        ParamType::Special => false,
+/// Which rows of one table an update rewrites. Rows are numbered by their place in the
+/// indexer's output (`n`); a row whose entry is the same in both versions stays. From
+/// `tail` on, every stored row goes and every new one is written: the two versions differ
+/// in length there, and rows written under older SearchParameter definitions (more of them,
+/// say) must not collide with the new ones.
+#[derive(Debug, PartialEq)]
+struct Rewrite {
+    /// Places below `tail` whose entry changed.
+    changed: Vec<i32>,
+    tail: i32,
+    /// Nothing changed: the table is not touched.
+    same: bool,
+}
+
+impl Rewrite {
+    fn of<E: PartialEq>(old: &[E], new: &[E]) -> Rewrite {
+        let tail = old.len().min(new.len());
+        let changed: Vec<i32> = (0..tail)
+            .filter(|&n| old[n] != new[n])
+            .map(|n| n as i32)
+            .collect();
+        Rewrite {
+            same: changed.is_empty() && old.len() == new.len(),
+            changed,
+            tail: tail as i32,
+        }
     }
+
+    /// Whether the new entry at place `n` is written.
+    fn writes(&self, n: usize) -> bool {
+        n as i32 >= self.tail || self.changed.binary_search(&(n as i32)).is_ok()
+    }
+}
+
+/// The rewrite of each table between two versions' entries.
+fn rewrites(old: &Entries, new: &Entries) -> [(ParamType, Rewrite); 8] {
+    [
+        (ParamType::String, Rewrite::of(&old.strings, &new.strings)),
+        (ParamType::Token, Rewrite::of(&old.tokens, &new.tokens)),
+        (
+            ParamType::Reference,
+            Rewrite::of(&old.references, &new.references),
+        ),
+        (ParamType::Date, Rewrite::of(&old.dates, &new.dates)),
+        (ParamType::Number, Rewrite::of(&old.numbers, &new.numbers)),
+        (
+            ParamType::Quantity,
+            Rewrite::of(&old.quantities, &new.quantities),
+        ),
+        (ParamType::Uri, Rewrite::of(&old.uris, &new.uris)),
+        (
+            ParamType::Composite,
+            Rewrite::of(&old.composites, &new.composites),
+        ),
+    ]
 }
 
 /// Remove every index row of `rtype/id` (on delete): a range of the tables' primary keys.
 pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
-    clear_tables(conn, rtype, id, |_| true)
+    for table in TABLES {
+        let all = Rewrite {
+            changed: Vec::new(),
+            tail: 0,
+            same: false,
+        };
+        remove(conn, table, rtype, id, &all)?;
+    }
+    Ok(())
 }
 
-/// Move the index of `rtype/id` from its `old` version's entries to its `new` one's. Only the
-/// tables whose rows differ are touched: an update usually changes one or two kinds of value,
-/// and deleting and re-inserting identical rows was most of an update's index cost. A table
-/// that differs is cleared even when `old` has no rows in it: rows written under older
-/// SearchParameter definitions must not collide with the new ones.
+/// Move the index of `rtype/id` from its `old` version's entries to its `new` one's, rewriting
+/// only the rows that changed: an update usually changes a few values (a name, a status), and
+/// deleting and re-inserting identical rows, each with its lookup-index entry on a page of its
+/// own, was most of an update's index cost (and of the pages its commit writes).
 pub fn replace(
     conn: &mut DbConnection,
     rtype: &str,
@@ -58,38 +107,59 @@ pub fn replace(
     old: &Entries,
     new: &Entries,
 ) -> Result<(), StoreError> {
-    clear_tables(conn, rtype, id, |t| differ(old, new, t))?;
-    insert_tables(conn, &[(rtype, id, new)], |t| differ(old, new, t))
+    let rewrites = rewrites(old, new);
+    for (table, rewrite) in rewrites.iter().filter(|(_, r)| !r.same) {
+        remove(conn, *table, rtype, id, rewrite)?;
+    }
+    let rewrite = |t: ParamType, n: usize| {
+        rewrites
+            .iter()
+            .find(|(table, _)| *table == t)
+            .is_some_and(|(_, r)| !r.same && r.writes(n))
+    };
+    insert_tables(conn, &[(rtype, id, new)], rewrite)
 }
 
-fn clear_tables(
+/// Delete the rows of one table that `rewrite` replaces: its changed places and its tail.
+fn remove(
     conn: &mut DbConnection,
+    table: ParamType,
     rtype: &str,
     id: &str,
-    only: impl Fn(ParamType) -> bool,
+    rewrite: &Rewrite,
 ) -> Result<(), StoreError> {
-    macro_rules! clear_table {
-        ($table:ident) => {
-            diesel::delete(
-                $table::table
-                    .filter($table::resource_type.eq(rtype))
-                    .filter($table::resource_id.eq(id)),
-            )
-            .execute(conn)?
-        };
+    macro_rules! remove_rows {
+        ($table:ident) => {{
+            let owner = $table::table
+                .filter($table::resource_type.eq(rtype))
+                .filter($table::resource_id.eq(id));
+            diesel::delete(owner.filter($table::n.ge(rewrite.tail))).execute(conn)?;
+            match conn {
+                // one statement for the changed places (`n = ANY($1)`, prepared once)
+                DbConnection::Pg(c) if !rewrite.changed.is_empty() => {
+                    diesel::delete(owner.filter($table::n.eq_any(&rewrite.changed))).execute(c)?;
+                }
+                DbConnection::Pg(_) => {}
+                // one per place: SQLite would prepare an `IN (?, ?, ...)` afresh each time,
+                // while `n = ?` stays prepared and costs no round trip
+                DbConnection::Sqlite(c) => {
+                    for n in &rewrite.changed {
+                        diesel::delete(owner.filter($table::n.eq(n))).execute(c)?;
+                    }
+                }
+            }
+        }};
     }
-    for table in TABLES.into_iter().filter(|t| only(*t)) {
-        match table {
-            ParamType::String => clear_table!(search_string),
-            ParamType::Token => clear_table!(search_token),
-            ParamType::Reference => clear_table!(search_reference),
-            ParamType::Date => clear_table!(search_date),
-            ParamType::Number => clear_table!(search_number),
-            ParamType::Quantity => clear_table!(search_quantity),
-            ParamType::Uri => clear_table!(search_uri),
-            ParamType::Composite => clear_table!(search_composite),
-            ParamType::Special => 0,
-        };
+    match table {
+        ParamType::String => remove_rows!(search_string),
+        ParamType::Token => remove_rows!(search_token),
+        ParamType::Reference => remove_rows!(search_reference),
+        ParamType::Date => remove_rows!(search_date),
+        ParamType::Number => remove_rows!(search_number),
+        ParamType::Quantity => remove_rows!(search_quantity),
+        ParamType::Uri => remove_rows!(search_uri),
+        ParamType::Composite => remove_rows!(search_composite),
+        ParamType::Special => {}
     }
     Ok(())
 }
@@ -99,21 +169,21 @@ pub fn insert(
     conn: &mut DbConnection,
     owners: &[(&str, &str, &Entries)],
 ) -> Result<(), StoreError> {
-    insert_tables(conn, owners, |_| true)
+    insert_tables(conn, owners, |_, _| true)
 }
 
 fn insert_tables(
     conn: &mut DbConnection,
     owners: &[(&str, &str, &Entries)],
-    only: impl Fn(ParamType) -> bool,
+    only: impl Fn(ParamType, usize) -> bool,
 ) -> Result<(), StoreError> {
     macro_rules! insert_rows {
         ($kind:ident, $table:ident, $field:ident, |$e:ident| ( $($col:ident = $val:expr),* $(,)? )) => {{
-            if only(ParamType::$kind) {
+            let only = &only;
             let rows: Vec<_> = owners
                 .iter()
                 .flat_map(|(rtype, id, entries)| {
-                    entries.$field.iter().enumerate().map(move |(n, $e)| {
+                    entries.$field.iter().enumerate().filter(move |(n, _)| only(ParamType::$kind, *n)).map(move |(n, $e)| {
                         (
                             $table::resource_type.eq(*rtype),
                             $table::resource_id.eq(*id),
@@ -126,7 +196,6 @@ fn insert_tables(
                 .collect();
             for chunk in rows.chunks(CHUNK) {
                 insert_all!(conn, $table::table, chunk)?;
-            }
             }
         }};
     }
@@ -196,5 +265,33 @@ fn second_text(s: &Second) -> Option<&String> {
     match s {
         Second::String(t) => Some(&t.norm),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rewrite;
+
+    #[test]
+    fn an_update_rewrites_only_the_places_that_changed() {
+        let r = Rewrite::of(&["a", "b", "c"], &["a", "x", "c"]);
+        assert_eq!((r.changed.as_slice(), r.tail, r.same), (&[1][..], 3, false));
+        assert!(!r.writes(0) && r.writes(1) && !r.writes(2));
+    }
+
+    #[test]
+    fn a_longer_or_shorter_list_rewrites_its_tail() {
+        let longer = Rewrite::of(&["a", "b"], &["a", "b", "c", "d"]);
+        assert_eq!((longer.changed.len(), longer.tail), (0, 2));
+        assert!(!longer.writes(1) && longer.writes(2) && longer.writes(3));
+        let shorter = Rewrite::of(&["a", "b", "c"], &["z"]);
+        assert_eq!((shorter.changed.as_slice(), shorter.tail), (&[0][..], 1));
+        assert!(!shorter.same);
+    }
+
+    #[test]
+    fn identical_lists_are_left_alone() {
+        assert!(Rewrite::of(&["a", "b"], &["a", "b"]).same);
+        assert!(Rewrite::of::<&str>(&[], &[]).same);
     }
 }

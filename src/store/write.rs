@@ -9,7 +9,7 @@ use super::db::DbConnection;
 use super::error::StoreError;
 use super::schema::{audit_events, outbox, resource_versions, resources};
 use super::search_index;
-use super::versions::{Method, Version, WriteContext, Written};
+use super::versions::{Current, Method, Version, WriteContext, Written};
 use crate::auth::Interaction;
 use crate::fhir::FhirId;
 use crate::fhir::resource::{Micros, now_micros, stamp};
@@ -138,18 +138,18 @@ pub fn put(
 }
 
 /// Write a new version of `rtype/id` over `current`, its current version as the caller read
-/// it in this same transaction (`None`: absent): a PUT without reading the resource again
-/// (the HL7v2 adapter reads it to skip writes that would change nothing).
+/// it in this same transaction: a PUT without reading the resource again (the HL7v2 adapter
+/// reads it to skip writes that would change nothing).
 pub fn put_over(
     tx: &mut Tx,
     rtype: &str,
     id: &FhirId,
     resource: Value,
-    current: Option<&Version>,
+    current: &Current,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
-    let head = current.map(|v| (v.version_id, v.deleted));
-    let old = current.filter(|v| !v.deleted).map(Version::json);
+    let head = current.version.as_ref().map(|v| (v.version_id, v.deleted));
+    let old = current.json.as_ref();
     write_version_over(tx, rtype, id, resource, Method::Put, Some(head), old, ctx)
 }
 
@@ -171,7 +171,7 @@ fn write_version(
         }
         _ => None,
     };
-    write_version_over(tx, rtype, id, resource, method, head, old, ctx)
+    write_version_over(tx, rtype, id, resource, method, head, old.as_ref(), ctx)
 }
 
 /// `write_version` once the replaced version's content (`old`) is known.
@@ -183,7 +183,7 @@ fn write_version_over(
     resource: Value,
     method: Method,
     head: Option<Option<(i64, bool)>>,
-    old: Option<Value>,
+    old: Option<&Value>,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
     let current = head.flatten();
@@ -195,7 +195,7 @@ fn write_version_over(
         Interaction::Update
     };
     ctx.grant.check(what, rtype, id.as_str(), || &resource)?;
-    if let Some(old) = &old {
+    if let Some(old) = old {
         ctx.grant.check(what, rtype, id.as_str(), || old)?;
     }
     let now = now_micros();
@@ -216,7 +216,7 @@ fn write_version_over(
     };
     // Only the index rows that changed are rewritten. A deleted resource has none (its delete
     // cleared them).
-    let old_entries = old.as_ref().map(index);
+    let old_entries = old.map(index);
     let seq = insert_version(tx.conn, &version, ctx)?;
     set_head(tx.conn, &version, current.is_some())?;
     let entries = index(&stamped);

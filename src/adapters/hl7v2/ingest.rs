@@ -11,7 +11,7 @@ use crate::auth::Grant;
 use crate::fhir::resource::{FhirId, now_micros};
 use crate::fhir::validate::validate_resource;
 use crate::store::schema::hl7v2_messages as m;
-use crate::store::{Store, StoreError, WriteContext, versions, write};
+use crate::store::{Current, Store, StoreError, WriteContext, write};
 use diesel::prelude::*;
 use std::sync::Arc;
 
@@ -91,7 +91,10 @@ impl Received<'_> {
     }
 
     fn reply(self, code: AckCode, problem: Option<Problem>, duplicate: bool) -> Outcome {
-        let id = &self.correlation_id.replace('-', "")[..16];
+        // the random end of the correlation id (its start is a time, shared within a
+        // millisecond): 16 hex digits, so that "ACK" + id fits MSH-10's 20 characters of v2.3
+        let hex = self.correlation_id.replace('-', "");
+        let id = &hex[hex.len().saturating_sub(16)..];
         let (d, h) = (&self.delimiters, &self.header);
         // a refused message's accept ACK says why; one kept (even in the exception queue) is
         // simply accepted for keeping
@@ -114,7 +117,7 @@ impl Received<'_> {
 /// Handle one message's bytes (blocking: call from a blocking thread).
 pub fn handle(store: &Store, raw: &[u8]) -> Outcome {
     let received_at = now_micros();
-    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let correlation_id = crate::store::new_correlation_id();
     let text = message::decode(raw);
     match message::parse(&text) {
         Ok(msg) => process(store, &msg, &text, correlation_id, received_at),
@@ -257,16 +260,9 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
             }
             let mut written = Vec::with_capacity(mapped.resources.len());
             for res in &mapped.resources {
-                let current = versions::current(tx.conn, res.rtype, &res.id)?;
-                let body = keep_merge_state(res, current.as_ref());
-                written.extend(restate(
-                    tx,
-                    res.rtype,
-                    &res.id,
-                    current.as_ref(),
-                    body,
-                    &ctx,
-                )?);
+                let current = Current::read(tx.conn, res.rtype, &res.id)?;
+                let body = keep_merge_state(res, &current);
+                written.extend(restate(tx, res.rtype, &res.id, &current, body, &ctx)?);
             }
             for merge in &mapped.merges {
                 written.extend(super::merge::apply(tx, merge, &ctx)?);
@@ -310,11 +306,11 @@ pub(super) fn restate(
     tx: &mut crate::store::Tx,
     rtype: &str,
     id: &str,
-    current: Option<&crate::store::Version>,
+    current: &Current,
     body: serde_json::Value,
     ctx: &WriteContext,
 ) -> Result<Option<String>, StoreError> {
-    if current.is_some_and(|v| v.says(&body)) {
+    if current.says(&body) {
         return Ok(None);
     }
     let fid = FhirId::parse(id).map_err(|e| StoreError::Conflict(e.to_string()))?;
@@ -328,12 +324,12 @@ pub(super) fn restate(
 
 /// A Patient's links and `active` come from merges alone (no PID carries them): a message
 /// restating a patient keeps those its current version has.
-fn keep_merge_state(res: &Resource, current: Option<&crate::store::Version>) -> serde_json::Value {
+fn keep_merge_state(res: &Resource, current: &Current) -> serde_json::Value {
     let mut body = res.body.clone();
     if res.rtype != "Patient" {
         return body;
     }
-    if let Some(old) = current.filter(|v| !v.deleted).map(|v| v.json()) {
+    if let Some(old) = &current.json {
         for key in ["link", "active"] {
             if body.get(key).is_none()
                 && let Some(v) = old.get(key)

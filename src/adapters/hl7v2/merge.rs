@@ -6,7 +6,7 @@
 use super::ingest::restate;
 use super::map::Merge;
 use crate::store::schema::search_reference as sr;
-use crate::store::{StoreError, Tx, WriteContext, versions};
+use crate::store::{Current, StoreError, Tx, WriteContext};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -18,28 +18,22 @@ pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &WriteContext) -> Result<Vec<Strin
         format!("Patient/{}", merge.into),
     );
     // the prior patient: inactive, replaced by the survivor
-    let prior = versions::current(tx.conn, "Patient", &merge.from)?;
-    let mut body = match prior.as_ref().filter(|v| !v.deleted) {
-        Some(v) => v.json(),
+    let prior = Current::read(tx.conn, "Patient", &merge.from)?;
+    let mut body = match &prior.json {
+        Some(json) => json.clone(),
         None => {
             json!({"resourceType": "Patient", "id": merge.from, "identifier": merge.identifiers})
         }
     };
     body["active"] = json!(false);
     set_link(&mut body, "replaced-by", &into_ref, true);
-    written.extend(restate(
-        tx,
-        "Patient",
-        &merge.from,
-        prior.as_ref(),
-        body,
-        ctx,
-    )?);
+    written.extend(restate(tx, "Patient", &merge.from, &prior, body, ctx)?);
     // the survivor replaces it (beside any patient it replaced before)
-    if let Some(v) = versions::current(tx.conn, "Patient", &merge.into)?.filter(|v| !v.deleted) {
-        let mut body = v.json();
+    let survivor = Current::read(tx.conn, "Patient", &merge.into)?;
+    if let Some(json) = &survivor.json {
+        let mut body = json.clone();
         set_link(&mut body, "replaces", &from_ref, false);
-        written.extend(restate(tx, "Patient", &merge.into, Some(&v), body, ctx)?);
+        written.extend(restate(tx, "Patient", &merge.into, &survivor, body, ctx)?);
     }
     // what pointed at the prior patient now points at the survivor
     let pointing: Vec<(String, String)> = sr::table
@@ -52,12 +46,12 @@ pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &WriteContext) -> Result<Vec<Strin
         if rtype == "Patient" && (id == merge.from || id == merge.into) {
             continue;
         }
-        let Some(v) = versions::current(tx.conn, &rtype, &id)?.filter(|v| !v.deleted) else {
+        let current = Current::read(tx.conn, &rtype, &id)?;
+        let Some(mut body) = current.json.clone() else {
             continue;
         };
-        let mut body = v.json();
         if repoint(&mut body, &from_ref, &into_ref) {
-            written.extend(restate(tx, &rtype, &id, Some(&v), body, ctx)?);
+            written.extend(restate(tx, &rtype, &id, &current, body, ctx)?);
         }
     }
     Ok(written)
