@@ -28,6 +28,9 @@ type Claimed = (Subscriber, Option<Vec<Event>>);
 /// other before its progress is recorded (well within the lease: its margin plus the timeout).
 const STREAM_FOR: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Notifications of one stream read and built at a time.
+const READ_AHEAD: i64 = 32;
+
 /// How delivery retries and shares work.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -166,15 +169,16 @@ impl Deliverer {
 
     /// Send `sub` its next notification, and while more events are queued behind it (a busy
     /// feed to one subscriber), the next ones too, under the same lease: a notification then
-    /// costs its read and its POST, not a lease and an outcome of its own. The progress is
-    /// recorded once, at the end (a process that dies in between sends those events again,
-    /// which at-least-once allows). A failure after some were sent records what was sent; the
-    /// next claim tries again at once and counts the failure then.
+    /// costs its POST, not a lease and an outcome of its own, and the notifications behind it
+    /// are read and built a batch at a time (`read_ahead`). The progress is recorded once, at
+    /// the end (a process that dies in between sends those events again, which at-least-once
+    /// allows). A failure after some were sent records what was sent; the next claim tries
+    /// again at once and counts the failure then.
     async fn deliver(&self, mut sub: Subscriber, queued: Option<Vec<Event>>) {
         let started = std::time::Instant::now();
         let mut outcome = self.attempt(&sub, queued).await;
         let mut sent: Option<i64> = None;
-        while let Outcome::Sent {
+        'stream: while let Outcome::Sent {
             through,
             kind: Kind::EventNotification,
         } = outcome
@@ -183,33 +187,23 @@ impl Deliverer {
             if started.elapsed() >= STREAM_FOR {
                 break;
             }
-            // the row as it is now (more queued since the claim, and no client change), and
-            // the next events, in one visit to the database
-            let (store, id, owner) = (self.store.clone(), sub.id.clone(), self.owner.clone());
-            let (from, max_count) = (through + 1, sub.max_count);
-            let next = tokio::task::spawn_blocking(move || {
-                store.read(|c| {
-                    let Some(fresh) = registry::get(c, &id)? else {
-                        return Ok(None);
-                    };
-                    let unchanged = fresh.lease_owner.as_deref() == Some(owner.as_str())
-                        && fresh.handshake_done
-                        && fresh.status != status::OFF;
-                    if !unchanged || from > fresh.events_since_start {
-                        return Ok(None);
-                    }
-                    let to = (from + max_count - 1).min(fresh.events_since_start);
-                    let events = registry::events(c, &id, from, to)?;
-                    Ok(Some((fresh.events_since_start, events)))
-                })
-            })
-            .await;
-            let Ok(Ok(Some((events_since_start, events)))) = next else {
+            let Some((events_since_start, next)) = self.read_ahead(&sub, through).await else {
                 break;
             };
-            sub.delivered_through = through;
             sub.events_since_start = events_since_start;
-            outcome = self.attempt(&sub, Some(events)).await;
+            for (through, body) in next {
+                outcome = self
+                    .send(&sub, through, Kind::EventNotification, body)
+                    .await;
+                let Outcome::Sent { through, .. } = outcome else {
+                    break 'stream;
+                };
+                sent = Some(through);
+                sub.delivered_through = through;
+                if started.elapsed() >= STREAM_FOR {
+                    break 'stream;
+                }
+            }
         }
         // what was sent counts even if the last attempt failed
         let outcome = match (outcome, sent) {
@@ -221,6 +215,57 @@ impl Deliverer {
             (o, None) => o,
         };
         self.recorder.record(sub, outcome);
+    }
+
+    /// The notifications queued behind event `through`, up to `READ_AHEAD` of them (of
+    /// `maxCount` events each), read and built in one blocking visit to the store: one
+    /// subscriber's busy feed is then bound by its endpoint's answers, not by a database round
+    /// trip per notification. With the subscription's event count now; `None` when nothing
+    /// more is queued, or the row changed under the lease (a client's update, lease lost, off).
+    async fn read_ahead(&self, sub: &Subscriber, through: i64) -> Option<(i64, Vec<(i64, Value)>)> {
+        let (store, base, owner) = (self.store.clone(), self.base.clone(), self.owner.clone());
+        let id = sub.id.clone();
+        let mut sub = sub.clone();
+        let from = through + 1;
+        let read = tokio::task::spawn_blocking(move || {
+            let queued = store.read(|c| {
+                let Some(fresh) = registry::get(c, &sub.id)? else {
+                    return Ok(None);
+                };
+                let unchanged = fresh.lease_owner.as_deref() == Some(owner.as_str())
+                    && fresh.handshake_done
+                    && fresh.status != status::OFF;
+                if !unchanged || from > fresh.events_since_start {
+                    return Ok(None);
+                }
+                let to = (from + sub.max_count * READ_AHEAD - 1).min(fresh.events_since_start);
+                let events = registry::events(c, &sub.id, from, to)?;
+                Ok(Some((fresh.events_since_start, events)))
+            })?;
+            let Some((events_since_start, events)) = queued else {
+                return Ok(None);
+            };
+            sub.events_since_start = events_since_start;
+            let per = usize::try_from(sub.max_count.max(1)).unwrap_or(usize::MAX);
+            let bodies = events
+                .chunks(per)
+                .map(|chunk| {
+                    let through = chunk.last().map(|e| e.event_number).unwrap_or(through);
+                    notification_for(&store, &base, &sub, Kind::EventNotification, chunk)
+                        .map(|body| (through, body))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok::<_, StoreError>(Some((events_since_start, bodies)))
+        })
+        .await;
+        match read {
+            Ok(Ok(Some((since, bodies)))) if !bodies.is_empty() => Some((since, bodies)),
+            Ok(Err(e)) => {
+                tracing::warn!(subscription = %id, error = %e, "reading ahead failed; the next claim goes on");
+                None
+            }
+            _ => None,
+        }
     }
 
     /// One notification for `sub`: its handshake, its next events (`queued`, when read with
@@ -274,6 +319,11 @@ impl Deliverer {
                 Err(e) => return Outcome::Failed(e.to_string()),
             }
         };
+        self.send(sub, through, kind, body).await
+    }
+
+    /// Send one built notification (`through`: its last event) by the subscription's channel.
+    async fn send(&self, sub: &Subscriber, through: i64, kind: Kind, body: Value) -> Outcome {
         if sub.channel == "websocket" {
             // no socket open (any more): the events wait for the next binding
             return match self.sockets.send(&sub.id, &body.to_string()).await {
