@@ -32,14 +32,15 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the subscription has more to send at once (queued events beyond those just
     /// sent, or its events after the handshake): the claim loop should look again now, not at
-    /// its next tick.
-    fn leaves_more(&self, sub: &Subscriber) -> bool {
+    /// its next tick. `row` is the subscription as read when the outcome is written, so that
+    /// events queued while the lease was held (a claim then passed them by) count too.
+    fn leaves_more(&self, row: &Subscriber) -> bool {
         match self {
             Outcome::Sent {
                 kind: Kind::Handshake,
                 ..
             } => true,
-            Outcome::Sent { through, .. } => *through < sub.events_since_start,
+            Outcome::Sent { through, .. } => *through < row.events_since_start,
             _ => false,
         }
     }
@@ -79,50 +80,48 @@ async fn record_loop(
                 Err(_) => break,
             }
         }
-        let more = batch.iter().any(|(sub, o)| o.leaves_more(sub));
         let store = store.clone();
         let settings = settings.clone();
         let written = tokio::task::spawn_blocking(move || record(&store, &settings, batch)).await;
         match written {
-            Ok(Ok(())) => {}
+            Ok(Ok(true)) => wake.notify_one(),
+            Ok(Ok(false)) => {}
             // the leases run out and those attempts are made again (at least once)
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record delivery outcomes"),
             Err(e) => tracing::error!(error = %e, "delivery bookkeeping task failed"),
-        }
-        if more {
-            wake.notify_one();
         }
     }
 }
 
 /// Write a batch of outcomes in one transaction, then bring the Subscription resources whose
-/// status changed in line.
+/// status changed in line. True when some subscription has more to send at once.
 fn record(
     store: &Store,
     settings: &DeliverySettings,
     mut batch: Vec<(Subscriber, Outcome)>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     // rows are locked in id order, as every writer of them takes them
     batch.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let now = now_micros();
-    let changed = store.write_rows(|c| {
+    let (changed, more) = store.write_rows(|c| {
         let ids: Vec<&str> = batch.iter().map(|(s, _)| s.id.as_str()).collect();
         let mut current = current_rows(c, &ids)?;
-        let mut changed = Vec::new();
+        let (mut changed, mut more) = (Vec::new(), false);
         for (sub, outcome) in &batch {
             let Some(row) = current.remove(&sub.id) else {
                 continue; // deleted since the claim
             };
+            more |= outcome.leaves_more(&row);
             if let Some(st) = record_one(c, settings, now, sub, &row, outcome)? {
                 changed.push((sub.id.clone(), st));
             }
         }
-        Ok(changed)
+        Ok((changed, more))
     })?;
     for (id, st) in changed {
         set_resource_status(store, &id, st)?;
     }
-    Ok(())
+    Ok(more)
 }
 
 /// The rows as they are now, locked on PostgreSQL until the transaction ends.
