@@ -120,6 +120,11 @@ impl Current {
         Ok(Current { version, json })
     }
 
+    /// The current version number and whether it is deleted; `None` if it never existed.
+    pub fn head(&self) -> Option<(i64, bool)> {
+        self.version.as_ref().map(|v| (v.version_id, v.deleted))
+    }
+
     /// Whether the resource is live and says what `wanted` says (`meta` aside).
     pub fn says(&self, wanted: &Value) -> bool {
         self.json.as_ref().is_some_and(|j| same_but_meta(j, wanted))

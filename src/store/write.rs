@@ -43,7 +43,7 @@ pub fn create(
     resource: Value,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
-    write_version(tx, rtype, id, resource, Method::Post, None, ctx)
+    write_version(tx, rtype, id, resource, Method::Post, None, None, ctx)
 }
 
 /// Create many resources under fresh server-assigned ids (the new resources of a transaction).
@@ -132,9 +132,22 @@ pub fn put(
     expected: Option<i64>,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
-    let head = head(tx.conn, rtype, id.as_str())?;
-    check_expected(head, expected)?;
-    write_version(tx, rtype, id, resource, method, Some(head), ctx)
+    // The version being replaced, read with its head in one statement: its index rows are the
+    // ones to change, and a writer confined to a patient's compartment may not take over
+    // another patient's resource.
+    let current = Current::read(tx.conn, rtype, id.as_str())?;
+    check_expected(current.head(), expected)?;
+    let old = current.json.as_ref();
+    write_version(
+        tx,
+        rtype,
+        id,
+        resource,
+        method,
+        Some(current.head()),
+        old,
+        ctx,
+    )
 }
 
 /// Write a new version of `rtype/id` over `current`, its current version as the caller read
@@ -148,35 +161,23 @@ pub fn put_over(
     current: &Current,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
-    let head = current.version.as_ref().map(|v| (v.version_id, v.deleted));
     let old = current.json.as_ref();
-    write_version_over(tx, rtype, id, resource, Method::Put, Some(head), old, ctx)
+    write_version(
+        tx,
+        rtype,
+        id,
+        resource,
+        Method::Put,
+        Some(current.head()),
+        old,
+        ctx,
+    )
 }
 
-/// `head` is `None` when the caller knows the resource is new, `Some(current)` otherwise.
-fn write_version(
-    tx: &mut Tx,
-    rtype: &str,
-    id: &FhirId,
-    resource: Value,
-    method: Method,
-    head: Option<Option<(i64, bool)>>,
-    ctx: &WriteContext,
-) -> Result<Written, StoreError> {
-    // The version being replaced: its index rows are the ones to change, and a writer confined
-    // to a patient's compartment may not take over another patient's resource.
-    let old = match head.flatten() {
-        Some((v, false)) => {
-            super::versions::version(tx.conn, rtype, id.as_str(), v)?.map(|old| old.json())
-        }
-        _ => None,
-    };
-    write_version_over(tx, rtype, id, resource, method, head, old.as_ref(), ctx)
-}
-
-/// `write_version` once the replaced version's content (`old`) is known.
+/// Write a version of `rtype/id`. `head` is `None` when the caller knows the resource is new,
+/// `Some(current)` (version, deleted) otherwise; `old` is the replaced version's content.
 #[allow(clippy::too_many_arguments)]
-fn write_version_over(
+fn write_version(
     tx: &mut Tx,
     rtype: &str,
     id: &FhirId,
