@@ -74,12 +74,11 @@ impl Application {
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen for MLLP on {addr}: {e}"))?;
                 let port = listener.local_addr()?.port();
-                tracing::info!(addr = %listener.local_addr()?, "HL7v2 MLLP listening");
                 let tls = match (&settings.mllp_tls_cert, &settings.mllp_tls_key) {
                     (Some(cert), Some(key)) => Some(crate::adapters::hl7v2::mllp::tls(cert, key)?),
                     _ => None,
                 };
-                tracing::info!(tls = tls.is_some(), "HL7v2 MLLP transport");
+                tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "HL7v2 MLLP listening");
                 tokio::spawn(crate::adapters::hl7v2::mllp::serve(
                     listener,
                     store.clone(),
