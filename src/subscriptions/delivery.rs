@@ -178,32 +178,31 @@ impl Deliverer {
         let started = std::time::Instant::now();
         let mut outcome = self.attempt(&sub, queued).await;
         let mut sent: Option<i64> = None;
-        'stream: while let Outcome::Sent {
+        let mut ahead = std::collections::VecDeque::new();
+        // one notification per turn, the next from `ahead`, refilled when it runs dry
+        while let Outcome::Sent {
             through,
             kind: Kind::EventNotification,
         } = outcome
         {
             sent = Some(through);
+            sub.delivered_through = through;
             if started.elapsed() >= STREAM_FOR {
                 break;
             }
-            let Some((events_since_start, next)) = self.read_ahead(&sub, through).await else {
+            if ahead.is_empty() {
+                let Some((events_since_start, next)) = self.read_ahead(&sub, through).await else {
+                    break;
+                };
+                sub.events_since_start = events_since_start;
+                ahead.extend(next);
+            }
+            let Some((through, body)) = ahead.pop_front() else {
                 break;
             };
-            sub.events_since_start = events_since_start;
-            for (through, body) in next {
-                outcome = self
-                    .send(&sub, through, Kind::EventNotification, body)
-                    .await;
-                let Outcome::Sent { through, .. } = outcome else {
-                    break 'stream;
-                };
-                sent = Some(through);
-                sub.delivered_through = through;
-                if started.elapsed() >= STREAM_FOR {
-                    break 'stream;
-                }
-            }
+            outcome = self
+                .send(&sub, through, Kind::EventNotification, body)
+                .await;
         }
         // what was sent counts even if the last attempt failed
         let outcome = match (outcome, sent) {
