@@ -313,7 +313,10 @@ pub(super) fn restate(
     if current.says(&body) {
         return Ok(None);
     }
-    let fid = FhirId::parse(id).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    // not a conflict: trying again would not make the id valid
+    let fid = FhirId::parse(id).map_err(|e| {
+        StoreError::Invalid(vec![crate::fhir::Issue::error("value", e.to_string())])
+    })?;
     // over the version just read: no second read of the same row
     let w = write::put_over(tx, rtype, &fid, body, current, ctx)?;
     Ok(Some(format!(
