@@ -10,7 +10,7 @@
 //! each has its own notification, found by MRN and name).
 
 use super::Target;
-use super::notify::{create, endpoint_keyed, percentile, unsubscribe};
+use super::notify::{create, endpoint_keyed, print_latencies, unsubscribe};
 use super::stats::Sample;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -216,15 +216,7 @@ pub async fn notify(t: Arc<Target>, addr: &str, load: Load) -> anyhow::Result<()
         latencies.len(),
         still_missing
     );
-    println!(
-        "mllp-notify  MLLP send -> notification p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (the ACK alone: p50 {:.1} ms, p95 {:.1} ms)",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 95.0),
-        percentile(&latencies, 99.0),
-        percentile(&latencies, 100.0),
-        percentile(&acks, 50.0),
-        percentile(&acks, 95.0),
-    );
+    print_latencies("mllp-notify  MLLP send", &latencies, "the ACK", &acks);
     unsubscribe(&t, &[sub_id]).await;
     Ok(())
 }

@@ -149,6 +149,19 @@ pub(super) async fn unsubscribe(t: &Target, ids: &[String]) {
     }
 }
 
+/// One line of figures: `what` -> notification, and the step it starts with on its own.
+pub(super) fn print_latencies(what: &str, latencies: &[Duration], alone: &str, step: &[Duration]) {
+    println!(
+        "{what} -> notification p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({alone} alone: p50 {:.1} ms, p95 {:.1} ms)",
+        percentile(latencies, 50.0),
+        percentile(latencies, 95.0),
+        percentile(latencies, 99.0),
+        percentile(latencies, 100.0),
+        percentile(step, 50.0),
+        percentile(step, 95.0),
+    );
+}
+
 pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -256,15 +269,7 @@ pub async fn notify(
         sent.iter().filter(|s| !s.4).count(),
         latencies.len()
     );
-    println!(
-        "notify       write -> notification p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (the write alone: p50 {:.1} ms, p95 {:.1} ms)",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 95.0),
-        percentile(&latencies, 99.0),
-        percentile(&latencies, 100.0),
-        percentile(&writes, 50.0),
-        percentile(&writes, 95.0),
-    );
+    print_latencies("notify       write", &latencies, "the write", &writes);
     unsubscribe(&t, &subs).await;
     Ok(())
 }
