@@ -45,7 +45,11 @@ impl From<diesel::result::Error> for StoreError {
             }
             other => {
                 let text = other.to_string();
-                if text.contains("database is locked") || text.contains("busy") {
+                // PostgreSQL rolled this transaction back to break a deadlock: like a lost
+                // race, it can be tried again
+                if text.contains("deadlock detected") {
+                    StoreError::Conflict(text)
+                } else if text.contains("database is locked") || text.contains("busy") {
                     StoreError::Unavailable(text)
                 } else {
                     StoreError::Database(text)

@@ -82,26 +82,33 @@ pub struct Tx<'a> {
     headers: Vec<(String, Vec<String>)>,
 }
 
+/// A Subscription's channel headers are write-only: they are taken out of the resource
+/// before it is stored and handed to the subscription registry when the change is recorded
+/// (`Tx::keep_headers`, then `Tx::record`), so that no read, search or history can show them.
+/// A client's Subscription also starts (again) as `requested` unless it turns it `off`: only
+/// the server moves it to `active` or `error`.
+fn set_aside(
+    rtype: &str,
+    resource: serde_json::Value,
+    ctx: &WriteContext,
+) -> (serde_json::Value, Option<Vec<String>>) {
+    use crate::subscriptions::{registry, subscription};
+    if rtype != "Subscription" || ctx.actor == registry::SERVER_ACTOR {
+        return (resource, None);
+    }
+    let headers = subscription::headers_of(&resource);
+    (
+        subscription::requested(subscription::without_headers(resource)),
+        Some(headers),
+    )
+}
+
 impl Tx<'_> {
-    /// A Subscription's channel headers are write-only: they are taken out of the resource
-    /// before it is stored and handed to the subscription registry when the change is
-    /// recorded, so that no read, search or history can show them.
-    /// A client's Subscription also starts (again) as `requested` unless it turns it `off`:
-    /// only the server moves it to `active` or `error`.
-    fn set_aside(
-        &mut self,
-        rtype: &str,
-        id: &str,
-        resource: serde_json::Value,
-        ctx: &WriteContext,
-    ) -> serde_json::Value {
-        use crate::subscriptions::{registry, subscription};
-        if rtype != "Subscription" || ctx.actor == registry::SERVER_ACTOR {
-            return resource;
+    /// Hold the channel headers set aside from Subscription `id` until its change is recorded.
+    fn keep_headers(&mut self, id: &str, headers: Option<Vec<String>>) {
+        if let Some(headers) = headers {
+            self.headers.push((id.to_string(), headers));
         }
-        let headers = subscription::headers_of(&resource);
-        self.headers.push((id.to_string(), headers));
-        subscription::requested(subscription::without_headers(resource))
     }
 
     /// Note a change made in this transaction (see `store::write`).
@@ -219,24 +226,38 @@ impl Store {
 
     /// The current version of a resource (from the cache when hot); errors for absent or deleted.
     pub fn current(&self, rtype: &str, id: &str) -> Result<Arc<Version>, StoreError> {
-        let version = match self.cache.get(rtype, id) {
-            Some(v) => v,
-            None => {
-                let v = self
-                    .read(|c| versions::current(c, rtype, id))?
-                    .ok_or_else(|| StoreError::NotFound {
-                        resource_type: rtype.into(),
-                        id: id.into(),
-                    })?;
-                let v = Arc::new(v);
-                self.cache.offer(v.clone());
-                v
-            }
-        };
+        let version = self
+            .cached_or_read(rtype, id)?
+            .ok_or_else(|| StoreError::NotFound {
+                resource_type: rtype.into(),
+                id: id.into(),
+            })?;
         if version.deleted {
             return Err(version.gone());
         }
         Ok(version)
+    }
+
+    /// A resource's current version as this process last saw it (the cache when hot, else
+    /// read now), for a writer that prepares a change before its transaction and has it
+    /// checked there (`write::commit` moves the head only from this version; `write::unmoved`
+    /// checks one it leaves alone). A SQLite reader's page cache is emptied by every commit,
+    /// so a read costs several page fetches, where the cache costs none.
+    pub fn last_known(&self, rtype: &str, id: &str) -> Result<Current, StoreError> {
+        let version = self.cached_or_read(rtype, id)?;
+        Ok(Current::of(version.map(|v| (*v).clone())))
+    }
+
+    fn cached_or_read(&self, rtype: &str, id: &str) -> Result<Option<Arc<Version>>, StoreError> {
+        if let Some(v) = self.cache.get(rtype, id) {
+            return Ok(Some(v));
+        }
+        let Some(v) = self.read(|c| versions::current(c, rtype, id))? else {
+            return Ok(None);
+        };
+        let v = Arc::new(v);
+        self.cache.offer(v.clone());
+        Ok(Some(v))
     }
 
     /// Record a refused change in the audit trail; a failure to do so is logged, not raised,

@@ -115,9 +115,34 @@ pub struct Current {
 
 impl Current {
     pub fn read(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<Current, StoreError> {
-        let version = current(conn, rtype, id)?;
+        Ok(Current::of(current(conn, rtype, id)?))
+    }
+
+    /// As `read`, in a write transaction that will replace the version: on PostgreSQL the head
+    /// row is locked first (until COMMIT), so that writers restating one resource at once take
+    /// turns instead of failing each other's version check. SQLite's one writer takes turns
+    /// already.
+    pub fn read_locked(
+        conn: &mut DbConnection,
+        rtype: &str,
+        id: &str,
+    ) -> Result<Current, StoreError> {
+        if let DbConnection::Pg(pg) = conn {
+            resources::table
+                .filter(resources::resource_type.eq(rtype))
+                .filter(resources::resource_id.eq(id))
+                .select(resources::version_id)
+                .for_update()
+                .get_result::<i64>(pg)
+                .optional()?;
+        }
+        Current::read(conn, rtype, id)
+    }
+
+    /// `version` as the current one (`None`: the resource never existed).
+    pub fn of(version: Option<Version>) -> Current {
         let json = version.as_ref().filter(|v| !v.deleted).map(Version::json);
-        Ok(Current { version, json })
+        Current { version, json }
     }
 
     /// The current version number and whether it is deleted; `None` if it never existed.

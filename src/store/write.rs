@@ -4,12 +4,12 @@
 //! A change and its event therefore commit together or not at all, at a few statements per
 //! resource (a 100-entry transaction is a round-trip budget on PostgreSQL, not a detail).
 
-use super::Tx;
 use super::db::DbConnection;
 use super::error::StoreError;
 use super::schema::{audit_events, outbox, resource_versions, resources};
 use super::search_index;
 use super::versions::{Current, Method, Version, WriteContext, Written};
+use super::{Tx, set_aside};
 use crate::auth::Interaction;
 use crate::fhir::FhirId;
 use crate::fhir::resource::{Micros, now_micros, stamp};
@@ -43,7 +43,8 @@ pub fn create(
     resource: Value,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
-    write_version(tx, rtype, id, resource, Method::Post, None, None, ctx)
+    let ready = prepare(rtype, id, resource, Method::Post, None, None, ctx)?;
+    commit(tx, ready, ctx)
 }
 
 /// Create many resources under fresh server-assigned ids (the new resources of a transaction).
@@ -68,7 +69,8 @@ pub fn create_many(
     let mut stamped = Vec::with_capacity(creates.len());
     let mut written: Vec<Written> = Vec::with_capacity(creates.len());
     for (rtype, id, resource) in creates {
-        let resource = tx.set_aside(&rtype, id.as_str(), resource, ctx);
+        let (resource, headers) = set_aside(&rtype, resource, ctx);
+        tx.keep_headers(id.as_str(), headers);
         let value = stamp(resource, &id, 1, now);
         let content: Arc<str> = serde_json::to_string(&value)
             .expect("JSON values serialise")
@@ -137,17 +139,16 @@ pub fn put(
     // another patient's resource.
     let current = Current::read(tx.conn, rtype, id.as_str())?;
     check_expected(current.head(), expected)?;
-    let old = current.json.as_ref();
-    write_version(
-        tx,
+    let ready = prepare(
         rtype,
         id,
         resource,
         method,
-        Some(current.head()),
-        old,
+        current.head(),
+        current.json.as_ref(),
         ctx,
-    )
+    )?;
+    commit(tx, ready, ctx)
 }
 
 /// Write a new version of `rtype/id` over `current`, its current version as the caller read
@@ -161,36 +162,58 @@ pub fn put_over(
     current: &Current,
     ctx: &WriteContext,
 ) -> Result<Written, StoreError> {
-    let old = current.json.as_ref();
-    write_version(
-        tx,
+    let ready = prepare_over(rtype, id, resource, current, ctx)?;
+    commit(tx, ready, ctx)
+}
+
+/// A new version made ready to write: checked against the writer's grant, stamped, serialised
+/// and indexed, with the head it replaces. Making it needs no transaction, so a writer can
+/// prepare its versions before it takes its turn at SQLite's one writer (the HL7v2 adapter
+/// does, on a reader), leaving the writer only the statements. `commit` refuses a version
+/// prepared over a head that has since moved (Conflict), as it refuses any stale write.
+pub struct Prepared {
+    version: Version,
+    /// The head replaced, (version, deleted); `None` when the resource is new.
+    head: Option<(i64, bool)>,
+    /// The replaced version's index entries, to rewrite only the rows that change.
+    old_entries: Option<Entries>,
+    entries: Entries,
+    /// A Subscription's channel headers, set aside from its content (see `set_aside`).
+    headers: Option<Vec<String>>,
+}
+
+/// Prepare a PUT of `resource` as `rtype/id` over `current`, its current version as read.
+pub fn prepare_over(
+    rtype: &str,
+    id: &FhirId,
+    resource: Value,
+    current: &Current,
+    ctx: &WriteContext,
+) -> Result<Prepared, StoreError> {
+    prepare(
         rtype,
         id,
         resource,
         Method::Put,
-        Some(current.head()),
-        old,
+        current.head(),
+        current.json.as_ref(),
         ctx,
     )
 }
 
-/// Write a version of `rtype/id`. `head` is `None` when the caller knows the resource is new,
-/// `Some(current)` (version, deleted) otherwise; `old` is the replaced version's content.
-#[allow(clippy::too_many_arguments)]
-fn write_version(
-    tx: &mut Tx,
+/// Prepare a version of `rtype/id` over `head` (`None` when the resource is new; else its
+/// version and whether it is deleted), whose content is `old`.
+fn prepare(
     rtype: &str,
     id: &FhirId,
     resource: Value,
     method: Method,
-    head: Option<Option<(i64, bool)>>,
+    head: Option<(i64, bool)>,
     old: Option<&Value>,
     ctx: &WriteContext,
-) -> Result<Written, StoreError> {
-    let current = head.flatten();
-    let version_id = current.map(|(v, _)| v + 1).unwrap_or(1);
-    let created = current.is_none_or(|(_, deleted)| deleted);
-    let what = if created {
+) -> Result<Prepared, StoreError> {
+    let version_id = head.map(|(v, _)| v + 1).unwrap_or(1);
+    let what = if head.is_none_or(|(_, deleted)| deleted) {
         Interaction::Create
     } else {
         Interaction::Update
@@ -200,31 +223,52 @@ fn write_version(
         ctx.grant.check(what, rtype, id.as_str(), || old)?;
     }
     let now = now_micros();
-    let resource = tx.set_aside(rtype, id.as_str(), resource, ctx);
+    let (resource, headers) = set_aside(rtype, resource, ctx);
     let stamped = stamp(resource, id, version_id, now);
     let content: Arc<str> = serde_json::to_string(&stamped)
         .expect("JSON values serialise")
         .into();
-    let version = Version {
-        resource_type: rtype.to_string(),
-        id: id.to_string(),
-        version_id,
-        last_updated: now,
-        method,
-        deleted: false,
-        content,
-        seq: 0,
-    };
-    // Only the index rows that changed are rewritten. A deleted resource has none (its delete
-    // cleared them).
-    let old_entries = old.map(index);
+    Ok(Prepared {
+        version: Version {
+            resource_type: rtype.to_string(),
+            id: id.to_string(),
+            version_id,
+            last_updated: now,
+            method,
+            deleted: false,
+            content,
+            seq: 0,
+        },
+        head,
+        // a deleted resource has no index rows (its delete cleared them)
+        old_entries: old.map(index),
+        entries: index(&stamped),
+        headers,
+    })
+}
+
+/// Write a prepared version: its row, the head moved to it (only from the head it was
+/// prepared over), the index rows that changed, and its outbox event and audit row.
+pub fn commit(tx: &mut Tx, ready: Prepared, ctx: &WriteContext) -> Result<Written, StoreError> {
+    let Prepared {
+        version,
+        head,
+        old_entries,
+        entries,
+        headers,
+    } = ready;
+    let (rtype, id) = (version.resource_type.as_str(), version.id.as_str());
+    tx.keep_headers(id, headers);
+    // the head first: on PostgreSQL its row lock makes a concurrent writer of the same resource
+    // wait here, and fail the version check once this one commits; the version row first would
+    // have made each wait on the other's (a deadlock)
+    set_head(tx.conn, &version, head.is_some())?;
     let seq = insert_version(tx.conn, &version, ctx)?;
-    set_head(tx.conn, &version, current.is_some())?;
-    let entries = index(&stamped);
-    match old_entries {
-        Some(old) => search_index::replace(tx.conn, rtype, id.as_str(), &old, &entries)?,
-        None => search_index::insert(tx.conn, &[(rtype, id.as_str(), &entries)])?,
+    match &old_entries {
+        Some(old) => search_index::replace(tx.conn, rtype, id, old, &entries)?,
+        None => search_index::insert(tx.conn, &[(rtype, id, &entries)])?,
     }
+    let created = head.is_none_or(|(_, deleted)| deleted);
     let written = Written {
         version: Version { seq, ..version },
         created,
@@ -270,8 +314,8 @@ pub fn delete(
             .unwrap_or_default()
     })?;
     version.version_id = current + 1;
-    version.seq = insert_version(tx.conn, &version, ctx)?;
     set_head(tx.conn, &version, true)?;
+    version.seq = insert_version(tx.conn, &version, ctx)?;
     search_index::clear(tx.conn, rtype, id)?;
     let written = Written {
         version,
@@ -438,10 +482,38 @@ fn insert_version(
     v: &Version,
     ctx: &WriteContext,
 ) -> Result<i64, StoreError> {
-    Ok(diesel::insert_into(resource_versions::table)
-        .values(version_row(v, ctx))
-        .returning(resource_versions::seq)
-        .get_result(conn)?)
+    let insert = diesel::insert_into(resource_versions::table).values(version_row(v, ctx));
+    match conn {
+        DbConnection::Pg(pg) => Ok(insert.returning(resource_versions::seq).get_result(pg)?),
+        // seq is the rowid. SQLite runs INSERT ... RETURNING through a temporary b-tree (a
+        // pager and page cache opened and closed for each row); asking for the rowid after
+        // the plain INSERT costs a trivial statement instead.
+        DbConnection::Sqlite(lite) => {
+            insert.execute(lite)?;
+            Ok(diesel::select(last_insert_rowid()).get_result(lite)?)
+        }
+    }
+}
+
+diesel::define_sql_function! {
+    /// The rowid of the connection's latest INSERT (SQLite).
+    fn last_insert_rowid() -> diesel::sql_types::BigInt;
+}
+
+/// Check that `rtype/id` is still at `head` (version, deleted), as a writer that prepared its
+/// change before its transaction read it and left it alone: a Conflict if it has moved since.
+pub fn unmoved(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &str,
+    head: Option<(i64, bool)>,
+) -> Result<(), StoreError> {
+    match self::head(tx.conn, rtype, id)? == head {
+        true => Ok(()),
+        false => Err(StoreError::Conflict(format!(
+            "{rtype}/{id} changed since it was read"
+        ))),
+    }
 }
 
 /// Point the resource at `v`. When it `exists`, only the writer that read version N may move

@@ -265,8 +265,47 @@ async fn many_connections_at_once(app: TestApp) {
     assert_eq!(r["total"], 120);
 }
 
+/// Messages about one patient from several connections at once (two feeds updating the same
+/// person): every one is applied, none is lost to the race for the patient's next version.
+async fn one_patient_from_many_connections_at_once(app: TestApp) {
+    let port = app.mllp.unwrap();
+    let (connections, each) = (6, 10);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        tasks.push(tokio::spawn(async move {
+            let mut mllp = Mllp::connect(port).await;
+            for i in 0..each {
+                let family = format!("Race{c}x{i}");
+                let control = format!("R{c}-{i}");
+                let ack = mllp
+                    .send(&adt("A08", &control, "MRN-RACE", "V-RACE", &family))
+                    .await;
+                assert_eq!(ack.code(), "AA", "{}", ack.text);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let found = patient(&app, "MRN-RACE").await;
+    assert_eq!(found.len(), 1, "one patient, however many feeds");
+    let id = found[0]["id"].as_str().unwrap();
+    // each message renamed the patient: one version each
+    let history = app
+        .get(&format!("Patient/{id}/_history?_count=100"))
+        .await
+        .json();
+    assert_eq!(history["total"], connections * each);
+    let latest = &history["entry"][0]["resource"];
+    assert_eq!(
+        latest["meta"]["versionId"],
+        (connections * each).to_string()
+    );
+}
+
 crate::on_both_backends_with!(
     spawn_mllp,
+    one_patient_from_many_connections_at_once,
     an_admission_becomes_resources_after_an_aa,
     resends_updates_and_discharges_land_on_the_same_resources,
     bad_input_gets_a_nak_and_the_server_carries_on,

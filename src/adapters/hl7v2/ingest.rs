@@ -250,7 +250,19 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
         grant: Arc::new(Grant::unrestricted()),
         endpoints: Default::default(),
     };
-    let once = || {
+    // The first try prepares its versions before the writer's turn, from the versions this
+    // process last knew (SQLite has one writer, and this work was a third of its time; its
+    // readers' page caches are emptied by every commit, so the cache of current versions is
+    // what makes the reads cheap). In the transaction, each version's head must still be the
+    // one it was prepared over, and each resource left alone must not have moved: else it is
+    // a Conflict. A try after a conflict prepares in the writer's transaction, with the
+    // resources' heads locked (nothing can move under it): messages about one patient
+    // arriving together all get through.
+    let once = |in_writer: bool| {
+        let early = match in_writer {
+            true => None,
+            false => Some(prepare(mapped, &ctx, |t, id| store.last_known(t, id))?),
+        };
         store.write(|tx| {
             let archived = previous(tx.conn, r)?;
             if let Some((st, first)) = &archived
@@ -258,11 +270,18 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
             {
                 return Ok(Applied::Before(first.clone()));
             }
-            let mut written = Vec::with_capacity(mapped.resources.len());
-            for res in &mapped.resources {
-                let current = Current::read(tx.conn, res.rtype, &res.id)?;
-                let body = keep_merge_state(res, &current);
-                written.extend(restate(tx, res.rtype, &res.id, &current, body, &ctx)?);
+            let ready = match early {
+                Some(ready) => {
+                    for u in &ready.unchanged {
+                        write::unmoved(tx, u.rtype, &u.id, u.head)?;
+                    }
+                    ready
+                }
+                None => prepare(mapped, &ctx, |t, id| Current::read_locked(tx.conn, t, id))?,
+            };
+            let mut written = Vec::with_capacity(ready.versions.len());
+            for version in ready.versions {
+                written.push(versioned(&write::commit(tx, version, &ctx)?));
             }
             for merge in &mapped.merges {
                 written.extend(super::merge::apply(tx, merge, &ctx)?);
@@ -283,7 +302,7 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
     let mut tries = 0;
     loop {
         tries += 1;
-        match once() {
+        match once(tries > 1) {
             // Another connection wrote one of these resources (or this very message) at the
             // same moment. The same message: it was applied once. Otherwise the maps are
             // pure, so trying again on the new versions is safe.
@@ -297,6 +316,63 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
             other => return other,
         }
     }
+}
+
+/// A message's writes, prepared: the versions to write, and the resources it restates
+/// as they are (type, id and the head they were found at).
+struct Ready {
+    versions: Vec<write::Prepared>,
+    unchanged: Vec<Unchanged>,
+}
+
+/// A resource a message restates as it is: the head it was found at must not move before
+/// the message commits.
+struct Unchanged {
+    rtype: &'static str,
+    id: String,
+    head: Option<(i64, bool)>,
+}
+
+/// Prepare the versions of the mapped resources that change, given each one's current version
+/// (`current`). A resource the map gives twice is written once, as it last gives it.
+fn prepare(
+    mapped: &Mapped,
+    ctx: &WriteContext,
+    mut current: impl FnMut(&str, &str) -> Result<Current, StoreError>,
+) -> Result<Ready, StoreError> {
+    let resources = &mapped.resources;
+    let mut ready = Ready {
+        versions: Vec::with_capacity(resources.len()),
+        unchanged: Vec::new(),
+    };
+    for (n, res) in resources.iter().enumerate() {
+        let again = |later: &Resource| later.rtype == res.rtype && later.id == res.id;
+        if resources[n + 1..].iter().any(again) {
+            continue;
+        }
+        let now = current(res.rtype, &res.id)?;
+        let body = keep_merge_state(res, &now);
+        if now.says(&body) {
+            ready.unchanged.push(Unchanged {
+                rtype: res.rtype,
+                id: res.id.clone(),
+                head: now.head(),
+            });
+            continue;
+        }
+        let id = fhir_id(&res.id)?;
+        ready
+            .versions
+            .push(write::prepare_over(res.rtype, &id, body, &now, ctx)?);
+    }
+    Ok(ready)
+}
+
+/// A mapped resource's id; one that is not a valid FHIR id is an invalid write, not a
+/// conflict (trying again would not make it valid).
+fn fhir_id(id: &str) -> Result<FhirId, StoreError> {
+    FhirId::parse(id)
+        .map_err(|e| StoreError::Invalid(vec![crate::fhir::Issue::error("value", e.to_string())]))
 }
 
 /// Write `body` as `rtype/id` over `current` (its version as read in this transaction), unless
@@ -313,16 +389,15 @@ pub(super) fn restate(
     if current.says(&body) {
         return Ok(None);
     }
-    // not a conflict: trying again would not make the id valid
-    let fid = FhirId::parse(id).map_err(|e| {
-        StoreError::Invalid(vec![crate::fhir::Issue::error("value", e.to_string())])
-    })?;
     // over the version just read: no second read of the same row
-    let w = write::put_over(tx, rtype, &fid, body, current, ctx)?;
-    Ok(Some(format!(
-        "{rtype}/{id}/_history/{}",
-        w.version.version_id
-    )))
+    let w = write::put_over(tx, rtype, &fhir_id(id)?, body, current, ctx)?;
+    Ok(Some(versioned(&w)))
+}
+
+/// A version written, as the archive lists it: `Type/id/_history/n`.
+fn versioned(w: &crate::store::Written) -> String {
+    let v = &w.version;
+    format!("{}/{}/_history/{}", v.resource_type, v.id, v.version_id)
 }
 
 /// A Patient's links and `active` come from merges alone (no PID carries them): a message
@@ -410,11 +485,18 @@ fn record(
                 .filter(m::sending_application.eq(&r.header.sending_application))
                 .filter(m::sending_facility.eq(&r.header.sending_facility))
                 .filter(m::control_id.eq(r.control_id()))
-                .filter(m::content_hash.eq(&r.hash)),
+                .filter(m::content_hash.eq(&r.hash))
+                // a copy of it applied since it was read stays applied, and this one is not
+                .filter(m::status.ne(status::APPLIED)),
         )
         .set((outcome.clone(), m::attempts.eq(m::attempts + 1)))
         .execute(conn)?
     };
+    if archived && updated == 0 {
+        return Err(StoreError::Conflict(
+            "another copy of this message was applied meanwhile".into(),
+        ));
+    }
     if updated == 0 {
         diesel::insert_into(m::table)
             .values((
