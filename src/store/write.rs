@@ -169,8 +169,9 @@ pub fn put_over(
 /// A new version made ready to write: checked against the writer's grant, stamped, serialised
 /// and indexed, with the head it replaces. Making it needs no transaction, so a writer can
 /// prepare its versions before it takes its turn at SQLite's one writer (the HL7v2 adapter
-/// does, from the versions the store last knew), leaving the writer only the statements. `commit` refuses a version
-/// prepared over a head that has since moved (Conflict), as it refuses any stale write.
+/// does, from the versions the store last knew), leaving the writer only the statements.
+/// `commit` refuses a version prepared over a head that has since moved (Conflict), as it
+/// refuses any stale write.
 pub struct Prepared {
     version: Version,
     /// The head replaced, (version, deleted); `None` when the resource is new.
