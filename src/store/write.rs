@@ -183,6 +183,13 @@ pub struct Prepared {
     headers: Option<Vec<String>>,
 }
 
+impl Prepared {
+    /// The version it will write.
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+}
+
 /// Prepare a PUT of `resource` as `rtype/id` over `current`, its current version as read.
 pub fn prepare_over(
     rtype: &str,

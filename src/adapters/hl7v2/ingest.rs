@@ -572,3 +572,7 @@ fn loose_header(text: &str) -> Header {
         application_ack: String::new(),
     }
 }
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;
