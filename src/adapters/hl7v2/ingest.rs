@@ -304,15 +304,17 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
         tries += 1;
         match once(tries > 1) {
             // Another connection wrote one of these resources (or this very message) at the
-            // same moment. The same message: it was applied once. Otherwise the maps are
-            // pure, so trying again on the new versions is safe.
-            Err(StoreError::Conflict(why)) => match store.read(|c| previous(c, r))? {
-                Some((st, first)) if st == status::APPLIED => return Ok(Applied::Before(first)),
-                _ if tries < 5 => {
-                    tracing::debug!(%why, tries, "HL7v2 message raced another; trying again");
-                }
-                _ => return Err(StoreError::Conflict(why)),
-            },
+            // same moment. The maps are pure, so trying again on the new versions is safe; a
+            // try finds this very message applied (the archive is read first) and stops there.
+            Err(StoreError::Conflict(why)) if tries < 5 => {
+                tracing::debug!(%why, tries, "HL7v2 message raced another; trying again");
+            }
+            Err(StoreError::Conflict(why)) => {
+                return match store.read(|c| previous(c, r))? {
+                    Some((st, first)) if st == status::APPLIED => Ok(Applied::Before(first)),
+                    _ => Err(StoreError::Conflict(why)),
+                };
+            }
             other => return other,
         }
     }
