@@ -263,7 +263,11 @@ impl Deliverer {
                 tracing::warn!(subscription = %id, error = %e, "reading ahead failed; the next claim goes on");
                 None
             }
-            _ => None,
+            Err(e) => {
+                tracing::error!(subscription = %id, error = %e, "reading ahead panicked; the next claim goes on");
+                None
+            }
+            Ok(Ok(_)) => None,
         }
     }
 
