@@ -25,6 +25,7 @@ mod cache;
 pub mod db;
 mod error;
 mod group_commit;
+mod move_head;
 pub mod retention;
 pub mod schema;
 pub mod search;

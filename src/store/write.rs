@@ -6,6 +6,7 @@
 
 use super::db::DbConnection;
 use super::error::StoreError;
+use super::move_head::move_head;
 use super::schema::{audit_events, outbox, resource_versions, resources};
 use super::search_index;
 use super::versions::{Current, Method, Version, WriteContext, Written};
@@ -528,17 +529,15 @@ pub fn unmoved(
 /// the pointer to N+1: a concurrent writer that also read N finds nothing to update (409).
 fn set_head(conn: &mut DbConnection, v: &Version, exists: bool) -> Result<(), StoreError> {
     if exists {
-        let target = resources::table
-            .filter(resources::resource_type.eq(&v.resource_type))
-            .filter(resources::resource_id.eq(&v.id))
-            .filter(resources::version_id.eq(v.version_id - 1));
-        let moved = diesel::update(target)
-            .set((
-                resources::version_id.eq(v.version_id),
-                resources::last_updated.eq(v.last_updated),
-                resources::deleted.eq(v.deleted),
-            ))
-            .execute(conn)?;
+        let versions = (v.version_id - 1, v.version_id);
+        let moved = move_head(
+            conn,
+            &v.resource_type,
+            &v.id,
+            versions,
+            v.last_updated,
+            v.deleted,
+        )?;
         if moved != 1 {
             return Err(StoreError::Conflict(format!(
                 "{}/{} changed during this write",
