@@ -6,19 +6,25 @@
 //! handed back only after the COMMIT that made its changes durable (and if that COMMIT fails,
 //! every writer of the group gets the error). Concurrent writes thus share one fsync and one
 //! copy of the pages they all touch; the answer to a client still comes after its data is on
-//! disk. A group is committed when it reaches `MAX_GROUP` writers even if others are waiting,
-//! so that a steady stream of writers cannot hold a commit back.
+//! disk (`wal_sync`: the group's COMMIT writes the log, and the log is synced after the next
+//! group has the connection). A group is committed when it reaches `MAX_GROUP` writers even
+//! if others are waiting, so that a steady stream of writers cannot hold a commit back, and so
+//! that while one group's writers prepare their next work, another's is being written.
 
 use super::db::DbConnection;
 use super::error::StoreError;
+use super::wal_sync::WalSync;
 use diesel::Connection;
 use diesel::connection::TransactionManager;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// Writers committed together at most.
-const MAX_GROUP: usize = 64;
+/// Writers committed together at most. A group's writers are answered together and come
+/// back together: with 16 HL7v2 senders, groups of 16 left the writer idle while all of them
+/// prepared their next message at once. Groups of 4 to 12 measured alike, about 10% more
+/// messages/s than 64 (one more commit's pages written per group is the price).
+const MAX_GROUP: usize = 8;
 
 struct State {
     conn: DbConnection,
@@ -38,6 +44,8 @@ pub struct GroupCommit {
     /// Writers that want the connection: while some wait, a finished writer leaves the
     /// commit to them.
     queued: AtomicUsize,
+    /// Makes each group's commit durable once the connection is handed on.
+    wal: WalSync,
 }
 
 /// BEGIN IMMEDIATE: the write lock is taken when the group starts (waiting `busy_timeout` for
@@ -54,7 +62,8 @@ fn begin_immediate(conn: &mut DbConnection) -> diesel::QueryResult<()> {
 }
 
 impl GroupCommit {
-    pub fn new(conn: DbConnection) -> GroupCommit {
+    /// `conn` commits with `synchronous = NORMAL`; `wal` syncs its log.
+    pub fn new(conn: DbConnection, wal: WalSync) -> GroupCommit {
         GroupCommit {
             state: Mutex::new(State {
                 conn,
@@ -65,6 +74,7 @@ impl GroupCommit {
             }),
             committed: Condvar::new(),
             queued: AtomicUsize::new(0),
+            wal,
         }
     }
 
@@ -78,6 +88,7 @@ impl GroupCommit {
     where
         E: From<StoreError> + From<diesel::result::Error>,
     {
+        self.wal.check()?;
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut st = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -139,13 +150,18 @@ impl GroupCommit {
             }
         }
         // my group is the commit that ended epoch `joined`
-        match st.failures.iter().find(|(epoch, _)| *epoch == joined) {
-            None => result,
+        if let Some((_, e)) = st.failures.iter().find(|(epoch, _)| *epoch == joined) {
             // the group's COMMIT failed: nothing of this writer's is durable
-            Some((_, e)) => Err(E::from(StoreError::Unavailable(format!(
+            return Err(E::from(StoreError::Unavailable(format!(
                 "commit failed: {e}"
-            )))),
+            ))));
         }
+        // the next group writes while this one's commit goes to disk
+        drop(st);
+        if result.is_ok() {
+            self.wal.make_durable(joined + 1)?;
+        }
+        result
     }
 
     fn commit(&self, st: &mut State) {
@@ -168,6 +184,7 @@ impl GroupCommit {
         st.open = false;
         st.members = 0;
         st.epoch += 1;
+        self.wal.committed(st.epoch);
         self.committed.notify_all();
     }
 }

@@ -31,6 +31,7 @@ pub mod schema;
 pub mod search;
 pub mod search_index;
 pub mod versions;
+mod wal_sync;
 pub mod write;
 
 pub use db::{Database, DbConnection};
@@ -152,6 +153,7 @@ impl Store {
         let group = match settings.database.is_sqlite() {
             true => Some(Arc::new(group_commit::GroupCommit::new(
                 settings.database.connect_writer()?,
+                settings.database.wal_sync(),
             ))),
             false => None,
         };
