@@ -66,7 +66,8 @@ impl Database {
             Database::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the single writer; FULL sync makes a commit
-                // durable before the client hears "created" (an ACK must never be lost).
+                // durable before the client hears "created" (an ACK must never be lost; the
+                // writer's own connection syncs its log itself, see `connect_writer`).
                 // 16 MiB of page cache per connection (SQLite's default is 2 MiB). Not memory
                 // mapped: at 1M Observations mmap sped up some searches but gave random-access
                 // ones (a patient's results) 100 ms stalls at p99 under concurrency.
