@@ -106,14 +106,6 @@ impl Database {
         Ok(conn)
     }
 
-    /// What syncs the writer's log (SQLite only).
-    pub fn wal_sync(&self) -> super::wal_sync::WalSync {
-        match self {
-            Database::Sqlite(path) => super::wal_sync::WalSync::new(path),
-            Database::Postgres(_) => unreachable!("PostgreSQL commits durably itself"),
-        }
-    }
-
     /// Create the database if needed and apply pending migrations; returns how many ran.
     /// Several processes may start at once on one database.
     pub fn migrate(&self) -> anyhow::Result<usize> {

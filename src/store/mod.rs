@@ -150,12 +150,12 @@ impl Store {
             tracing::info!(applied, database = %settings.database.describe(), "applied migrations");
         }
         let pool = settings.database.pool(settings.pool_size)?;
-        let group = match settings.database.is_sqlite() {
-            true => Some(Arc::new(group_commit::GroupCommit::new(
+        let group = match &settings.database {
+            Database::Sqlite(path) => Some(Arc::new(group_commit::GroupCommit::new(
                 settings.database.connect_writer()?,
-                settings.database.wal_sync(),
+                wal_sync::WalSync::new(path),
             ))),
-            false => None,
+            Database::Postgres(_) => None,
         };
         Ok(Store {
             pool,

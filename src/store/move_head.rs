@@ -5,6 +5,7 @@
 //! once per connection.
 
 use super::db::DbConnection;
+use super::versions::Version;
 use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -53,23 +54,16 @@ where
 
 impl<Conn> RunQueryDsl<Conn> for MoveHead<'_> {}
 
-/// Move `rtype/id`'s head from version `from` to `to`; how many rows moved (0 when the head
-/// was no longer at `from`).
-pub fn move_head(
-    conn: &mut DbConnection,
-    rtype: &str,
-    id: &str,
-    (from, to): (i64, i64),
-    at: i64,
-    deleted: bool,
-) -> QueryResult<usize> {
+/// Move `v`'s head to it from the version before; how many rows moved (0 when the head was
+/// no longer there: another writer got in first).
+pub fn move_head(conn: &mut DbConnection, v: &Version) -> QueryResult<usize> {
     let query = MoveHead {
-        rtype,
-        id,
-        from,
-        to,
-        at,
-        deleted,
+        rtype: &v.resource_type,
+        id: &v.id,
+        from: v.version_id - 1,
+        to: v.version_id,
+        at: v.last_updated,
+        deleted: v.deleted,
     };
     match conn {
         DbConnection::Sqlite(c) => query.execute(c),

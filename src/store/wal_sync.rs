@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct WalSync {
     path: PathBuf,
     synced: Mutex<Synced>,
-    /// Commits made so far (the count after the last one).
+    /// Commits made so far: `GroupCommit`'s epoch, copied here so that a sync can read it
+    /// without waiting for the writer's lock (held by the next group meanwhile).
     committed: AtomicU64,
     /// A sync failed: what was written may not be on disk, and later syncs can report
     /// success for pages the kernel already dropped (the fsync lesson PostgreSQL learnt in

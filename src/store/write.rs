@@ -529,15 +529,7 @@ pub fn unmoved(
 /// the pointer to N+1: a concurrent writer that also read N finds nothing to update (409).
 fn set_head(conn: &mut DbConnection, v: &Version, exists: bool) -> Result<(), StoreError> {
     if exists {
-        let versions = (v.version_id - 1, v.version_id);
-        let moved = move_head(
-            conn,
-            &v.resource_type,
-            &v.id,
-            versions,
-            v.last_updated,
-            v.deleted,
-        )?;
+        let moved = move_head(conn, v)?;
         if moved != 1 {
             return Err(StoreError::Conflict(format!(
                 "{}/{} changed during this write",
