@@ -10,6 +10,14 @@
 //! group has the connection). A group is committed when it reaches `MAX_GROUP` writers even
 //! if others are waiting, so that a steady stream of writers cannot hold a commit back, and so
 //! that while one group's writers prepare their next work, another's is being written.
+//!
+//! A savepoint is not free: SQLite copies every page a savepoint changes to its sub-journal
+//! first (malloc'd 1 KiB chunks, freed at RELEASE). Writers that try again anyway when told
+//! of a Conflict (the HL7v2 adapter's first try) can therefore join without one
+//! (`write_or_retry`), as long as every writer before them in the group can try again too:
+//! if one of them fails, the whole transaction is rolled back, and the others of the group
+//! are told Conflict and try again (with a savepoint, so that a writer that keeps failing
+//! cannot make others fail twice).
 
 use super::db::DbConnection;
 use super::error::StoreError;
@@ -32,10 +40,30 @@ struct State {
     open: bool,
     /// Writers whose work is in the open transaction.
     members: usize,
-    /// Commits made so far; a writer waits for the one after the epoch it joined in.
+    /// Every writer in the open transaction may be told to try again (see `write_or_retry`).
+    all_retry: bool,
+    /// Groups ended so far (committed, or rolled back); a writer waits for the end of the
+    /// epoch it joined in.
     epoch: u64,
-    /// Commits that failed, by epoch, for the writers of that group (few: kept for a while).
-    failures: Vec<(u64, String)>,
+    /// Groups that did not commit, by epoch, for their writers (few: kept for a while).
+    failures: Vec<(u64, Failure)>,
+}
+
+/// How a group ended without committing.
+enum Failure {
+    /// Its COMMIT failed: nothing of it is durable.
+    Commit(String),
+    /// A writer without a savepoint failed, and the transaction was rolled back for it.
+    RolledBack,
+}
+
+/// Whether a writer may join a group without a savepoint of its own.
+#[derive(Clone, Copy, PartialEq)]
+enum Join {
+    /// Its failure must undo its own changes only.
+    Alone,
+    /// It tries again when told Conflict: its failure may undo the whole group's.
+    MayRetry,
 }
 
 pub struct GroupCommit {
@@ -69,6 +97,7 @@ impl GroupCommit {
                 conn,
                 open: false,
                 members: 0,
+                all_retry: true,
                 epoch: 0,
                 failures: Vec::new(),
             }),
@@ -88,31 +117,60 @@ impl GroupCommit {
     where
         E: From<StoreError> + From<diesel::result::Error>,
     {
+        self.run(work, Join::Alone)
+    }
+
+    /// Like `write`, for a writer that tries again when told `StoreError::Conflict`: its
+    /// work may run without a savepoint, and then its failure rolls back the whole group's
+    /// transaction, whose other writers (all of them able to try again) get Conflict.
+    pub fn write_or_retry<T, E>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError> + From<diesel::result::Error>,
+    {
+        self.run(work, Join::MayRetry)
+    }
+
+    fn run<T, E>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+        join: Join,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError> + From<diesel::result::Error>,
+    {
         self.wal.check()?;
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut st = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        let first = !st.open;
-        if first {
+        if !st.open {
             if let Err(e) = begin_immediate(&mut st.conn) {
                 return Err(E::from(e));
             }
             st.open = true;
         }
-        let conn = &mut st.conn;
         // The first writer of a group needs no savepoint: if it fails, the transaction holds
-        // only its changes and is rolled back whole (savepoints cost SQLite noticeably on a
-        // large database: about 15% of the CPU time of transaction Bundles in a profile).
-        // Later writers get one (diesel makes a nested transaction a SAVEPOINT), so that an
-        // error rolls back their own changes only.
-        let result = if first {
+        // only its changes and is rolled back whole. Nor does a writer that may be told to
+        // try again, when all the writers before it may be too.
+        let bare = st.members == 0 || (join == Join::MayRetry && st.all_retry);
+        st.all_retry &= join == Join::MayRetry;
+        let conn = &mut st.conn;
+        let result = if bare {
             match catch_unwind(AssertUnwindSafe(|| work(conn))) {
                 Ok(Ok(v)) => Ok(v),
                 failed => {
                     let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(
                         &mut st.conn,
                     );
-                    st.open = false;
+                    if st.members > 0 {
+                        // the others' changes went with it: they try again
+                        self.end(&mut st, Some(Failure::RolledBack));
+                    } else {
+                        st.open = false;
+                        st.all_retry = true;
+                    }
                     return match failed {
                         Ok(Err(e)) => Err(e),
                         _ => {
@@ -125,6 +183,8 @@ impl GroupCommit {
                 }
             }
         } else {
+            // diesel makes a nested transaction a SAVEPOINT: an error rolls back this
+            // writer's changes only
             match catch_unwind(AssertUnwindSafe(|| conn.transaction(work))) {
                 Ok(r) => r,
                 Err(_) => {
@@ -149,12 +209,20 @@ impl GroupCommit {
                 st = self.committed.wait(st).unwrap_or_else(|p| p.into_inner());
             }
         }
-        // my group is the commit that ended epoch `joined`
-        if let Some((_, e)) = st.failures.iter().find(|(epoch, _)| *epoch == joined) {
+        // my group ended epoch `joined`
+        match st.failures.iter().find(|(epoch, _)| *epoch == joined) {
             // the group's COMMIT failed: nothing of this writer's is durable
-            return Err(E::from(StoreError::Unavailable(format!(
-                "commit failed: {e}"
-            ))));
+            Some((_, Failure::Commit(e))) => {
+                return Err(E::from(StoreError::Unavailable(format!(
+                    "commit failed: {e}"
+                ))));
+            }
+            Some((_, Failure::RolledBack)) => {
+                return Err(E::from(StoreError::Conflict(
+                    "rolled back with another write of its group".into(),
+                )));
+            }
+            None => {}
         }
         // the next group writes while this one's commit goes to disk
         drop(st);
@@ -174,17 +242,126 @@ impl GroupCommit {
                 &mut st.conn,
             );
         }
-        if let Err(e) = outcome {
+        if let Err(e) = &outcome {
             tracing::error!(error = %e, writers = st.members, "group commit failed");
-            st.failures.push((st.epoch, e));
+        }
+        tracing::trace!(writers = st.members, "group committed");
+        self.end(st, outcome.err().map(Failure::Commit));
+    }
+
+    /// End the open group (its transaction committed or rolled back) and wake its writers.
+    fn end(&self, st: &mut State, failure: Option<Failure>) {
+        if let Some(f) = failure {
+            st.failures.push((st.epoch, f));
             let keep_after = st.epoch.saturating_sub(10_000);
             st.failures.retain(|(epoch, _)| *epoch >= keep_after);
         }
-        tracing::trace!(writers = st.members, "group committed");
         st.open = false;
         st.members = 0;
+        st.all_retry = true;
         st.epoch += 1;
         self.wal.committed(st.epoch);
         self.committed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::Database;
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use std::sync::Arc;
+    use std::sync::mpsc;
+
+    /// A group committer on a new database with one table of numbers.
+    fn group(dir: &std::path::Path) -> Arc<GroupCommit> {
+        let path = dir.join("g.db");
+        let mut conn = Database::Sqlite(path.clone()).connect_writer().unwrap();
+        conn.batch_execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            .unwrap();
+        Arc::new(GroupCommit::new(conn, WalSync::new(&path)))
+    }
+
+    fn insert(c: &mut DbConnection, x: i32) -> Result<(), StoreError> {
+        diesel::sql_query(format!("INSERT INTO t VALUES ({x})")).execute(c)?;
+        Ok(())
+    }
+
+    /// The numbers committed, in order.
+    fn committed(gc: &GroupCommit) -> String {
+        gc.write(|c| {
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "coalesce((SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)), '')",
+            ))
+            .get_result::<String>(c)
+            .map_err(StoreError::from)
+        })
+        .unwrap()
+    }
+
+    /// Writer 1 inserts 1 and waits in the group for writer 2, which inserts 2 and fails:
+    /// returns both results. `first` and `second` say how each joins.
+    fn two_in_a_group(
+        gc: &Arc<GroupCommit>,
+        first: Join,
+        second: Join,
+    ) -> (Result<(), StoreError>, Result<(), StoreError>) {
+        let (inside, entered) = mpsc::channel();
+        let one = {
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                gc.run(
+                    |c| {
+                        insert(c, 1)?;
+                        inside.send(()).unwrap();
+                        // stay in the group until writer 2 waits for its turn
+                        while gc.queued.load(Ordering::SeqCst) == 0 {
+                            std::thread::yield_now();
+                        }
+                        Ok(())
+                    },
+                    first,
+                )
+            })
+        };
+        entered.recv().unwrap();
+        let two = gc.run(
+            |c| {
+                insert(c, 2)?;
+                Err(StoreError::Database("the mapping failed".into()))
+            },
+            second,
+        );
+        (one.join().unwrap(), two)
+    }
+
+    #[test]
+    fn a_failure_without_savepoint_rolls_back_its_group_whose_writers_are_told_to_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = group(dir.path());
+        let (one, two) = two_in_a_group(&gc, Join::MayRetry, Join::MayRetry);
+        assert!(matches!(one, Err(StoreError::Conflict(_))), "{one:?}");
+        assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
+        assert_eq!(committed(&gc), "");
+        // the next group starts afresh
+        gc.write_or_retry(|c| insert(c, 3)).unwrap();
+        assert_eq!(committed(&gc), "3");
+    }
+
+    #[test]
+    fn a_writer_that_cannot_retry_never_loses_its_changes_to_another_writers_failure() {
+        for (first, second) in [
+            (Join::Alone, Join::MayRetry),
+            (Join::MayRetry, Join::Alone),
+            (Join::Alone, Join::Alone),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let gc = group(dir.path());
+            let (one, two) = two_in_a_group(&gc, first, second);
+            assert!(one.is_ok(), "{one:?}");
+            assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
+            assert_eq!(committed(&gc), "1");
+        }
     }
 }

@@ -176,6 +176,27 @@ impl Store {
     where
         E: From<StoreError> + From<diesel::result::Error>,
     {
+        self.write_as(f, false)
+    }
+
+    /// `write` for a caller that tries again when told `StoreError::Conflict`: on SQLite its
+    /// work may share a transaction without a savepoint of its own (see `group_commit`), and
+    /// be rolled back, with Conflict, because another such write of its group failed.
+    pub fn write_or_retry<T, E>(&self, f: impl FnOnce(&mut Tx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError> + From<diesel::result::Error>,
+    {
+        self.write_as(f, true)
+    }
+
+    fn write_as<T, E>(
+        &self,
+        f: impl FnOnce(&mut Tx) -> Result<T, E>,
+        may_retry: bool,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError> + From<diesel::result::Error>,
+    {
         let mut written = Vec::new();
         let mut changed = false;
         let work = |c: &mut DbConnection| {
@@ -192,6 +213,7 @@ impl Store {
             Ok::<T, E>(out)
         };
         let out = match &self.group {
+            Some(group) if may_retry => group.write_or_retry(work)?,
             Some(group) => group.write(work)?,
             None => {
                 let mut conn = self.pool.get().map_err(|e| E::from(StoreError::from(e)))?;

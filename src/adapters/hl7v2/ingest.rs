@@ -11,7 +11,7 @@ use crate::auth::Grant;
 use crate::fhir::resource::{FhirId, now_micros};
 use crate::fhir::validate::validate_resource;
 use crate::store::schema::hl7v2_messages as m;
-use crate::store::{Current, Store, StoreError, WriteContext, write};
+use crate::store::{Current, Store, StoreError, Tx, WriteContext, write};
 use diesel::prelude::*;
 use std::sync::Arc;
 
@@ -263,7 +263,14 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
             true => None,
             false => Some(prepare(mapped, &ctx, |t, id| store.last_known(t, id))?),
         };
-        store.write(|tx| {
+        // The first try runs without a savepoint where it can (SQLite's sub-journal copies
+        // every page a savepoint changes): a failure then rolls back its group, whose other
+        // messages are told Conflict and try again, with a savepoint.
+        let write = |work| match in_writer {
+            false => store.write_or_retry(work),
+            true => store.write(work),
+        };
+        write(|tx: &mut Tx| {
             let archived = previous(tx.conn, r)?;
             if let Some((st, first)) = &archived
                 && st == status::APPLIED
