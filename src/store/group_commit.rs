@@ -14,7 +14,7 @@
 //! A savepoint is not free: SQLite copies every page a savepoint changes to its sub-journal
 //! first (malloc'd 1 KiB chunks, freed at RELEASE). Writers that try again anyway when told
 //! of a Conflict (the HL7v2 adapter's first try) can therefore join without one
-//! (`write_or_retry`), as long as every writer before them in the group can try again too:
+//! (`Join::MayRetry`), as long as every writer before them in the group can try again too:
 //! if one of them fails, the whole transaction is rolled back, and the others of the group
 //! are told Conflict and try again (with a savepoint, so that a writer that keeps failing
 //! cannot make others fail twice).
@@ -40,7 +40,7 @@ struct State {
     open: bool,
     /// Writers whose work is in the open transaction.
     members: usize,
-    /// Every writer in the open transaction may be told to try again (see `write_or_retry`).
+    /// Every writer in the open transaction may be told to try again (`Join::MayRetry`).
     all_retry: bool,
     /// Groups ended so far (committed, or rolled back); a writer waits for the end of the
     /// epoch it joined in.
@@ -57,12 +57,15 @@ enum Failure {
     RolledBack,
 }
 
-/// Whether a writer may join a group without a savepoint of its own.
-#[derive(Clone, Copy, PartialEq)]
-enum Join {
-    /// Its failure must undo its own changes only.
+/// What a writer's failure may undo, and so whether it needs a savepoint of its own when it
+/// joins a group (SQLite; on PostgreSQL every write is a transaction of its own).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Join {
+    /// Its own changes only; nor may another writer's failure undo them.
     Alone,
-    /// It tries again when told Conflict: its failure may undo the whole group's.
+    /// The writer tries again when told `StoreError::Conflict`: if every writer before it in
+    /// the group may too, it joins without a savepoint, and its failure rolls back the whole
+    /// group, whose other writers are told Conflict.
     MayRetry,
 }
 
@@ -112,28 +115,8 @@ impl GroupCommit {
     }
 
     /// Run `work` in the group's transaction and return its result once that transaction is
-    /// committed. `work`'s error rolls back its own changes only.
-    pub fn write<T, E>(&self, work: impl FnOnce(&mut DbConnection) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<StoreError> + From<diesel::result::Error>,
-    {
-        self.run(work, Join::Alone)
-    }
-
-    /// Like `write`, for a writer that tries again when told `StoreError::Conflict`: its
-    /// work may run without a savepoint, and then its failure rolls back the whole group's
-    /// transaction, whose other writers (all of them able to try again) get Conflict.
-    pub fn write_or_retry<T, E>(
-        &self,
-        work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<StoreError> + From<diesel::result::Error>,
-    {
-        self.run(work, Join::MayRetry)
-    }
-
-    fn run<T, E>(
+    /// committed. An error of `work` rolls back what `join` says.
+    pub fn write<T, E>(
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
         join: Join,
@@ -164,13 +147,9 @@ impl GroupCommit {
                     let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(
                         &mut st.conn,
                     );
-                    if st.members > 0 {
-                        // the others' changes went with it: they try again
-                        self.end(&mut st, Some(Failure::RolledBack));
-                    } else {
-                        st.open = false;
-                        st.all_retry = true;
-                    }
+                    // the others' changes, if any, went with it: they try again
+                    let others = st.members > 0;
+                    self.end(&mut st, others.then_some(Failure::RolledBack));
                     return match failed {
                         Ok(Err(e)) => Err(e),
                         _ => {
@@ -242,14 +221,16 @@ impl GroupCommit {
                 &mut st.conn,
             );
         }
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, writers = st.members, "group commit failed");
+        match &outcome {
+            Err(e) => tracing::error!(error = %e, writers = st.members, "group commit failed"),
+            Ok(()) => tracing::trace!(writers = st.members, "group committed"),
         }
-        tracing::trace!(writers = st.members, "group committed");
         self.end(st, outcome.err().map(Failure::Commit));
     }
 
     /// End the open group (its transaction committed or rolled back) and wake its writers.
+    /// A group that ends empty-handed (its only writer failed) still counts as an epoch:
+    /// nobody waits for it, and `WalSync` only needs the count to grow.
     fn end(&self, st: &mut State, failure: Option<Failure>) {
         if let Some(f) = failure {
             st.failures.push((st.epoch, f));
@@ -290,13 +271,16 @@ mod tests {
 
     /// The numbers committed, in order.
     fn committed(gc: &GroupCommit) -> String {
-        gc.write(|c| {
-            diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-                "coalesce((SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)), '')",
-            ))
-            .get_result::<String>(c)
-            .map_err(StoreError::from)
-        })
+        gc.write(
+            |c| {
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                    "coalesce((SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)), '')",
+                ))
+                .get_result::<String>(c)
+                .map_err(StoreError::from)
+            },
+            Join::Alone,
+        )
         .unwrap()
     }
 
@@ -311,7 +295,7 @@ mod tests {
         let one = {
             let gc = gc.clone();
             std::thread::spawn(move || {
-                gc.run(
+                gc.write(
                     |c| {
                         insert(c, 1)?;
                         inside.send(()).unwrap();
@@ -326,7 +310,7 @@ mod tests {
             })
         };
         entered.recv().unwrap();
-        let two = gc.run(
+        let two = gc.write(
             |c| {
                 insert(c, 2)?;
                 Err(StoreError::Database("the mapping failed".into()))
@@ -345,8 +329,26 @@ mod tests {
         assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
         assert_eq!(committed(&gc), "");
         // the next group starts afresh
-        gc.write_or_retry(|c| insert(c, 3)).unwrap();
+        gc.write(|c| insert(c, 3), Join::MayRetry).unwrap();
         assert_eq!(committed(&gc), "3");
+    }
+
+    #[test]
+    fn a_writer_failing_alone_leaves_nothing_behind_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = group(dir.path());
+        for join in [Join::Alone, Join::MayRetry] {
+            let failed = gc.write(
+                |c| {
+                    insert(c, 1)?;
+                    Err::<(), _>(StoreError::Database("refused".into()))
+                },
+                join,
+            );
+            assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+        }
+        gc.write(|c| insert(c, 2), Join::Alone).unwrap();
+        assert_eq!(committed(&gc), "2");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod write;
 
 pub use db::{Database, DbConnection};
 pub use error::{StoreError, inserted};
+pub use group_commit::Join;
 pub use versions::{Current, HistoryQuery, Method, Version, WriteContext, Written};
 
 /// A fresh correlation id (for a request or a message that brings none): a UUIDv7, whose start
@@ -176,23 +177,16 @@ impl Store {
     where
         E: From<StoreError> + From<diesel::result::Error>,
     {
-        self.write_as(f, false)
+        self.write_as(Join::Alone, f)
     }
 
-    /// `write` for a caller that tries again when told `StoreError::Conflict`: on SQLite its
-    /// work may share a transaction without a savepoint of its own (see `group_commit`), and
-    /// be rolled back, with Conflict, because another such write of its group failed.
-    pub fn write_or_retry<T, E>(&self, f: impl FnOnce(&mut Tx) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<StoreError> + From<diesel::result::Error>,
-    {
-        self.write_as(f, true)
-    }
-
-    fn write_as<T, E>(
+    /// `write`, saying what an error of `f` may undo on SQLite, where concurrent writes share
+    /// a transaction: `Join::MayRetry` is for a caller that tries again when told
+    /// `StoreError::Conflict`, whose work can then skip its savepoint (see `group_commit`).
+    pub fn write_as<T, E>(
         &self,
+        join: Join,
         f: impl FnOnce(&mut Tx) -> Result<T, E>,
-        may_retry: bool,
     ) -> Result<T, E>
     where
         E: From<StoreError> + From<diesel::result::Error>,
@@ -213,8 +207,7 @@ impl Store {
             Ok::<T, E>(out)
         };
         let out = match &self.group {
-            Some(group) if may_retry => group.write_or_retry(work)?,
-            Some(group) => group.write(work)?,
+            Some(group) => group.write(work, join)?,
             None => {
                 let mut conn = self.pool.get().map_err(|e| E::from(StoreError::from(e)))?;
                 let conn: &mut DbConnection = &mut conn;

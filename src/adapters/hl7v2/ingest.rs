@@ -11,7 +11,7 @@ use crate::auth::Grant;
 use crate::fhir::resource::{FhirId, now_micros};
 use crate::fhir::validate::validate_resource;
 use crate::store::schema::hl7v2_messages as m;
-use crate::store::{Current, Store, StoreError, Tx, WriteContext, write};
+use crate::store::{Current, Join, Store, StoreError, WriteContext, write};
 use diesel::prelude::*;
 use std::sync::Arc;
 
@@ -266,11 +266,11 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
         // The first try runs without a savepoint where it can (SQLite's sub-journal copies
         // every page a savepoint changes): a failure then rolls back its group, whose other
         // messages are told Conflict and try again, with a savepoint.
-        let write = |work| match in_writer {
-            false => store.write_or_retry(work),
-            true => store.write(work),
+        let join = match in_writer {
+            false => Join::MayRetry,
+            true => Join::Alone,
         };
-        write(|tx: &mut Tx| {
+        store.write_as(join, |tx| {
             let archived = previous(tx.conn, r)?;
             if let Some((st, first)) = &archived
                 && st == status::APPLIED
