@@ -155,7 +155,7 @@ impl Store {
             Database::Sqlite(path) => Some(Arc::new(group_commit::GroupCommit::new(
                 settings.database.connect_writer()?,
                 wal_sync::WalSync::new(path),
-            ))),
+            )?)),
             Database::Postgres(_) => None,
         };
         Ok(Store {
@@ -173,9 +173,10 @@ impl Store {
 
     /// Run `f` in one database transaction: all its writes commit together or none do.
     /// `E` is the caller's error type; any error rolls the transaction back.
-    pub fn write<T, E>(&self, f: impl FnOnce(&mut Tx) -> Result<T, E>) -> Result<T, E>
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut Tx) -> Result<T, E> + Send) -> Result<T, E>
     where
-        E: From<StoreError> + From<diesel::result::Error>,
+        T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
     {
         self.write_as(Join::Alone, f)
     }
@@ -186,10 +187,11 @@ impl Store {
     pub fn write_as<T, E>(
         &self,
         join: Join,
-        f: impl FnOnce(&mut Tx) -> Result<T, E>,
+        f: impl FnOnce(&mut Tx) -> Result<T, E> + Send,
     ) -> Result<T, E>
     where
-        E: From<StoreError> + From<diesel::result::Error>,
+        T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
     {
         let mut written = Vec::new();
         let mut changed = false;
@@ -228,8 +230,11 @@ impl Store {
     /// so that they never contend with it for the database's write lock.
     pub fn write_rows<T>(
         &self,
-        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError>
+    where
+        T: Send,
+    {
         self.write(|tx| f(tx.conn))
     }
 

@@ -107,7 +107,7 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
 /// fewer; the total deleted.
 fn batches(
     store: &Store,
-    mut one: impl FnMut(&mut super::DbConnection) -> Result<usize, StoreError>,
+    mut one: impl FnMut(&mut super::DbConnection) -> Result<usize, StoreError> + Send,
 ) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {

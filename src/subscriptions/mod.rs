@@ -54,9 +54,10 @@ async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>) {
             let (s, cache) = (store.clone(), cache.clone());
             let done = tokio::task::spawn_blocking(move || {
                 let mut cache = cache.lock().expect("not poisoned");
+                let listeners = &mut *cache;
                 // On SQLite too the matching runs on the writer: its page cache is the one that
                 // stays warm, where a reader's is dropped after every commit and read again.
-                s.write_rows(|c| dispatch::dispatch_batch(c, &mut cache, BATCH))
+                s.write_rows(|c| dispatch::dispatch_batch(c, listeners, BATCH))
             })
             .await;
             match done {
