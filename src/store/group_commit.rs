@@ -88,6 +88,7 @@ pub struct GroupCommit {
     /// Locked by the writer thread only (a Mutex makes `GroupCommit` shareable).
     state: Mutex<State>,
     ended: Mutex<Ended>,
+    /// Signalled when a group ends (`ended` moves on).
     committed: Condvar,
     /// Writers handed to the writer thread and not yet started: while some wait, a finished
     /// writer leaves the commit to them.
