@@ -326,12 +326,14 @@ mod tests {
         .unwrap()
     }
 
-    /// Writer 1 inserts 1 and waits in the group for writer 2, which inserts 2 and fails:
-    /// returns both results. `first` and `second` say how each joins.
+    /// Writer 1 inserts 1 and waits in the group for writer 2, which inserts 2 and fails
+    /// (returning an error, or panicking if `second_panics`): returns both results. `first`
+    /// and `second` say how each joins.
     fn two_in_a_group(
         gc: &Arc<GroupCommit>,
         first: Join,
         second: Join,
+        second_panics: bool,
     ) -> (Result<(), StoreError>, Result<(), StoreError>) {
         let (inside, entered) = mpsc::channel();
         let one = {
@@ -355,6 +357,9 @@ mod tests {
         let two = gc.write(
             |c| {
                 insert(c, 2)?;
+                if second_panics {
+                    panic!("a bug in the work");
+                }
                 Err(StoreError::Database("the mapping failed".into()))
             },
             second,
@@ -366,7 +371,7 @@ mod tests {
     fn a_failure_without_savepoint_rolls_back_its_group_whose_writers_are_told_to_retry() {
         let dir = tempfile::tempdir().unwrap();
         let gc = group(dir.path());
-        let (one, two) = two_in_a_group(&gc, Join::MayRetry, Join::MayRetry);
+        let (one, two) = two_in_a_group(&gc, Join::MayRetry, Join::MayRetry, false);
         assert!(matches!(one, Err(StoreError::Conflict(_))), "{one:?}");
         assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
         assert_eq!(committed(&gc), "");
@@ -393,19 +398,46 @@ mod tests {
         assert_eq!(committed(&gc), "2");
     }
 
+    /// The writer thread serves every writer: a write that panics is answered with an error,
+    /// and rolled back, and the writes after it go through.
     #[test]
-    fn a_writer_that_cannot_retry_never_loses_its_changes_to_another_writers_failure() {
+    fn a_write_that_panics_is_refused_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = group(dir.path());
+        for join in [Join::Alone, Join::MayRetry] {
+            let panicked = gc.write(
+                |c| {
+                    insert(c, 1)?;
+                    panic!("a bug in the work");
+                    #[allow(unreachable_code)]
+                    Ok::<(), StoreError>(())
+                },
+                join,
+            );
+            assert!(
+                matches!(panicked, Err(StoreError::Database(_))),
+                "{panicked:?}"
+            );
+        }
+        gc.write(|c| insert(c, 2), Join::Alone).unwrap();
+        assert_eq!(committed(&gc), "2");
+    }
+
+    #[test]
+    fn a_writer_that_cannot_retry_never_loses_its_changes_to_another_writers_failure_or_panic() {
         for (first, second) in [
             (Join::Alone, Join::MayRetry),
             (Join::MayRetry, Join::Alone),
             (Join::Alone, Join::Alone),
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            let gc = group(dir.path());
-            let (one, two) = two_in_a_group(&gc, first, second);
-            assert!(one.is_ok(), "{one:?}");
-            assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
-            assert_eq!(committed(&gc), "1");
+            for second_panics in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let gc = group(dir.path());
+                let (one, two) = two_in_a_group(&gc, first, second, second_panics);
+                assert!(one.is_ok(), "{one:?}");
+                assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
+                assert_eq!(committed(&gc), "1");
+            }
         }
     }
 }
