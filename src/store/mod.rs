@@ -172,7 +172,9 @@ impl Store {
     }
 
     /// Run `f` in one database transaction: all its writes commit together or none do.
-    /// `E` is the caller's error type; any error rolls the transaction back.
+    /// `E` is the caller's error type; any error rolls the transaction back. On SQLite `f`
+    /// runs on the writer's own thread (hence `Send`; the caller's thread-locals and tracing
+    /// span are not there), and the call returns once its commit is durable.
     pub fn write<T, E>(&self, f: impl FnOnce(&mut Tx) -> Result<T, E> + Send) -> Result<T, E>
     where
         T: Send,
