@@ -218,10 +218,7 @@ impl GroupCommit {
                     self.end(&mut st, others.then_some(Failure::RolledBack));
                     return Err(match failed {
                         Ok(Err(e)) => e,
-                        _ => {
-                            tracing::error!("a write panicked; its changes were rolled back");
-                            E::from(StoreError::Database("the write failed unexpectedly".into()))
-                        }
+                        _ => panicked(),
                     });
                 }
             }
@@ -235,10 +232,7 @@ impl GroupCommit {
                     let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(
                         &mut st.conn,
                     );
-                    tracing::error!("a write panicked; its changes were rolled back");
-                    Err(E::from(StoreError::Database(
-                        "the write failed unexpectedly".into(),
-                    )))
+                    Err(panicked())
                 }
             }
         };
@@ -271,6 +265,7 @@ impl GroupCommit {
     /// A group that ends empty-handed (its only writer failed) still counts as an epoch:
     /// nobody waits for it, and `WalSync` only needs the count to grow.
     fn end(&self, st: &mut State, failure: Option<Failure>) {
+        let ending = st.epoch;
         st.open = false;
         st.members = 0;
         st.all_retry = true;
@@ -278,14 +273,20 @@ impl GroupCommit {
         self.wal.committed(st.epoch);
         let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = failure {
-            ended.failures.push((st.epoch - 1, f));
-            let keep_after = st.epoch.saturating_sub(10_000);
+            ended.failures.push((ending, f));
+            let keep_after = ending.saturating_sub(10_000);
             ended.failures.retain(|(epoch, _)| *epoch >= keep_after);
         }
         ended.epoch = st.epoch;
         drop(ended);
         self.committed.notify_all();
     }
+}
+
+/// A writer's answer when its work panicked (its changes were rolled back).
+fn panicked<E: From<StoreError>>() -> E {
+    tracing::error!("a write panicked; its changes were rolled back");
+    E::from(StoreError::Database("the write failed unexpectedly".into()))
 }
 
 #[cfg(test)]
@@ -326,14 +327,22 @@ mod tests {
         .unwrap()
     }
 
-    /// Writer 1 inserts 1 and waits in the group for writer 2, which inserts 2 and fails
-    /// (returning an error, or panicking if `second_panics`): returns both results. `first`
-    /// and `second` say how each joins.
+    /// Insert `x`, then fail: with an error, or by panicking.
+    fn insert_and_fail(c: &mut DbConnection, x: i32, panics: bool) -> Result<(), StoreError> {
+        insert(c, x)?;
+        if panics {
+            panic!("a bug in the work");
+        }
+        Err(StoreError::Database("the mapping failed".into()))
+    }
+
+    /// Writer 1 inserts 1 and waits in the group for writer 2, which runs `second_work`:
+    /// returns both results. `first` and `second` say how each joins.
     fn two_in_a_group(
         gc: &Arc<GroupCommit>,
         first: Join,
         second: Join,
-        second_panics: bool,
+        second_work: impl FnOnce(&mut DbConnection) -> Result<(), StoreError> + Send,
     ) -> (Result<(), StoreError>, Result<(), StoreError>) {
         let (inside, entered) = mpsc::channel();
         let one = {
@@ -354,16 +363,7 @@ mod tests {
             })
         };
         entered.recv().unwrap();
-        let two = gc.write(
-            |c| {
-                insert(c, 2)?;
-                if second_panics {
-                    panic!("a bug in the work");
-                }
-                Err(StoreError::Database("the mapping failed".into()))
-            },
-            second,
-        );
+        let two = gc.write(second_work, second);
         (one.join().unwrap(), two)
     }
 
@@ -371,7 +371,9 @@ mod tests {
     fn a_failure_without_savepoint_rolls_back_its_group_whose_writers_are_told_to_retry() {
         let dir = tempfile::tempdir().unwrap();
         let gc = group(dir.path());
-        let (one, two) = two_in_a_group(&gc, Join::MayRetry, Join::MayRetry, false);
+        let (one, two) = two_in_a_group(&gc, Join::MayRetry, Join::MayRetry, |c| {
+            insert_and_fail(c, 2, false)
+        });
         assert!(matches!(one, Err(StoreError::Conflict(_))), "{one:?}");
         assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
         assert_eq!(committed(&gc), "");
@@ -380,44 +382,17 @@ mod tests {
         assert_eq!(committed(&gc), "3");
     }
 
+    /// The writer thread serves every writer: one that fails alone, by an error or a panic, is
+    /// answered with the error and rolled back, and the writes after it go through.
     #[test]
-    fn a_writer_failing_alone_leaves_nothing_behind_for_the_next() {
+    fn a_writer_failing_or_panicking_alone_leaves_nothing_behind_for_the_next() {
         let dir = tempfile::tempdir().unwrap();
         let gc = group(dir.path());
-        for join in [Join::Alone, Join::MayRetry] {
-            let failed = gc.write(
-                |c| {
-                    insert(c, 1)?;
-                    Err::<(), _>(StoreError::Database("refused".into()))
-                },
-                join,
-            );
-            assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
-        }
-        gc.write(|c| insert(c, 2), Join::Alone).unwrap();
-        assert_eq!(committed(&gc), "2");
-    }
-
-    /// The writer thread serves every writer: a write that panics is answered with an error,
-    /// and rolled back, and the writes after it go through.
-    #[test]
-    fn a_write_that_panics_is_refused_and_the_writer_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let gc = group(dir.path());
-        for join in [Join::Alone, Join::MayRetry] {
-            let panicked = gc.write(
-                |c| {
-                    insert(c, 1)?;
-                    panic!("a bug in the work");
-                    #[allow(unreachable_code)]
-                    Ok::<(), StoreError>(())
-                },
-                join,
-            );
-            assert!(
-                matches!(panicked, Err(StoreError::Database(_))),
-                "{panicked:?}"
-            );
+        for panics in [false, true] {
+            for join in [Join::Alone, Join::MayRetry] {
+                let failed = gc.write(|c| insert_and_fail(c, 1, panics), join);
+                assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+            }
         }
         gc.write(|c| insert(c, 2), Join::Alone).unwrap();
         assert_eq!(committed(&gc), "2");
@@ -430,14 +405,42 @@ mod tests {
             (Join::MayRetry, Join::Alone),
             (Join::Alone, Join::Alone),
         ] {
-            for second_panics in [false, true] {
+            for panics in [false, true] {
                 let dir = tempfile::tempdir().unwrap();
                 let gc = group(dir.path());
-                let (one, two) = two_in_a_group(&gc, first, second, second_panics);
+                let (one, two) =
+                    two_in_a_group(&gc, first, second, |c| insert_and_fail(c, 2, panics));
                 assert!(one.is_ok(), "{one:?}");
                 assert!(matches!(two, Err(StoreError::Database(_))), "{two:?}");
                 assert_eq!(committed(&gc), "1");
             }
         }
+    }
+
+    /// A COMMIT that fails (here a deferred foreign key that the group's second writer broke)
+    /// fails every writer of the group, as unavailable, and leaves nothing of the group behind.
+    #[test]
+    fn a_failed_commit_fails_every_writer_of_its_group_and_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = group(dir.path());
+        gc.write(
+            |c| {
+                c.batch_execute(
+                    "CREATE TABLE child (p INTEGER REFERENCES t (x) DEFERRABLE INITIALLY DEFERRED)",
+                )?;
+                Ok::<_, StoreError>(())
+            },
+            Join::Alone,
+        )
+        .unwrap();
+        let (one, two) = two_in_a_group(&gc, Join::Alone, Join::Alone, |c| {
+            c.batch_execute("INSERT INTO child VALUES (99)")?;
+            Ok(())
+        });
+        assert!(matches!(one, Err(StoreError::Unavailable(_))), "{one:?}");
+        assert!(matches!(two, Err(StoreError::Unavailable(_))), "{two:?}");
+        assert_eq!(committed(&gc), "");
+        gc.write(|c| insert(c, 3), Join::Alone).unwrap();
+        assert_eq!(committed(&gc), "3");
     }
 }
