@@ -104,11 +104,15 @@ pub async fn replay(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     if let Some(r) = refused(&req) {
         return r;
     }
+    let body = match super::body::read_limited(&req, payload, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return problem(e.status, e.message),
+    };
     let corrected = (!body.is_empty()).then(|| crate::adapters::hl7v2::message::decode(&body));
     let store = state.store.clone();
     let id = id.into_inner();

@@ -30,7 +30,10 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
 }
 
 /// `POST /auth/authorize`: the login form. A wrong password shows the form again.
-pub async fn sign_in(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn sign_in(
+    state: web::Data<AppState>,
+    super::body::Form(body): super::body::Form,
+) -> HttpResponse {
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let request = match authorize::check(&state.authority, &params).await {
         Ok(r) => r,
@@ -72,7 +75,10 @@ pub async fn sign_in(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
 }
 
 /// `POST /auth/consent`: the user approved (a code goes back to the app) or denied.
-pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn consent(
+    state: web::Data<AppState>,
+    super::body::Form(body): super::body::Form,
+) -> HttpResponse {
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let audience = authorize::ticket_audience(&state.authority);
@@ -142,7 +148,7 @@ pub async fn consent(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
 pub async fn launch(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    super::body::Form(body): super::body::Form,
 ) -> Result<HttpResponse, ApiError> {
     let grant = if state.insecure_dev {
         state.open_grant.clone()

@@ -1,30 +1,224 @@
-//! Request bodies: read up to the configured limit (413 past it), then parse as JSON or XML.
+//! Request bodies, read the one way every route reads them: up to a limit that applies to the
+//! bytes after any `Content-Encoding` is undone (413 past it), then parsed as JSON or XML.
+//!
+//! A gzip body of 100 KB can inflate to hundreds of MB; actix's own decoder inflates each
+//! arriving chunk whole before any limit is checked. Here the inflating writer refuses the byte
+//! past the limit, so what a request can make the server hold is bounded by the limit and not
+//! by the compression ratio.
 
 use super::context::Format;
 use super::error::ApiError;
 use crate::fhir::Issue;
 use crate::fhir::model;
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::Value;
+use std::io::Write;
 
-/// Read the whole body, refusing more than `limit` bytes without buffering them.
-pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            let msg = format!("request body is larger than the limit of {limit} bytes");
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Issue::error("too-costly", msg),
+/// What the small form bodies of `/auth/*` may take: sign-in and consent forms, token requests
+/// with a client assertion (a few KB), revocation and introspection.
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// Past its first MiB, a compressed body may inflate at most this many times its own size.
+/// Request bodies of FHIR JSON compress 5-50 times; a body that inflates a thousandfold (the
+/// most deflate can) is built to make the server work, not to carry data.
+const MAX_RATIO: usize = 250;
+const RATIO_FREE: usize = 1024 * 1024;
+
+/// Why a body was not read: the status and what to tell the client.
+#[derive(Debug)]
+pub struct BodyError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl BodyError {
+    fn too_large(limit: usize) -> Self {
+        BodyError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("request body is larger than the limit of {limit} bytes"),
+        }
+    }
+
+    fn bad(message: String) -> Self {
+        BodyError {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        let code = match e.status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too-costly",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "not-supported",
+            _ => "structure",
+        };
+        ApiError::new(e.status, Issue::error(code, e.message))
+    }
+}
+
+/// The codings a body may come in. Others get 415: a body we cannot read is not guessed at.
+enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+fn coding(req: &HttpRequest) -> Result<Coding, BodyError> {
+    let Some(value) = req.headers().get("content-encoding") else {
+        return Ok(Coding::Identity);
+    };
+    let value = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    match value.as_str() {
+        "" | "identity" => Ok(Coding::Identity),
+        "gzip" | "x-gzip" => Ok(Coding::Gzip),
+        "deflate" => Ok(Coding::Deflate),
+        _ => Err(BodyError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: format!("Content-Encoding '{value}' is not supported (gzip, deflate or none)"),
+        }),
+    }
+}
+
+/// The inflated bytes, refusing the write that would take them past the limit.
+struct Capped {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + data.len() > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "limit",
             ));
         }
-        body.extend_from_slice(&chunk);
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
     }
-    Ok(body.freeze())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An inflating writer over `Capped`, fed the body as it arrives.
+enum Inflate {
+    Gzip(flate2::write::GzDecoder<Capped>),
+    Deflate(flate2::write::ZlibDecoder<Capped>),
+}
+
+impl Inflate {
+    fn feed(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match self {
+            Inflate::Gzip(d) => d.write_all(chunk),
+            Inflate::Deflate(d) => d.write_all(chunk),
+        }
+    }
+
+    fn inflated(&self) -> usize {
+        match self {
+            Inflate::Gzip(d) => d.get_ref().bytes.len(),
+            Inflate::Deflate(d) => d.get_ref().bytes.len(),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        Ok(match self {
+            Inflate::Gzip(d) => d.finish()?.bytes,
+            Inflate::Deflate(d) => d.finish()?.bytes,
+        })
+    }
+}
+
+/// Read a request's whole body, undoing its `Content-Encoding`, refusing more than `limit`
+/// bytes (raw or inflated) without buffering them.
+pub async fn read_limited<S>(
+    req: &HttpRequest,
+    mut payload: S,
+    limit: usize,
+) -> Result<Bytes, BodyError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + Unpin,
+{
+    let capped = || Capped {
+        bytes: Vec::new(),
+        limit,
+    };
+    let mut inflate = match coding(req)? {
+        Coding::Identity => None,
+        Coding::Gzip => Some(Inflate::Gzip(flate2::write::GzDecoder::new(capped()))),
+        Coding::Deflate => Some(Inflate::Deflate(flate2::write::ZlibDecoder::new(capped()))),
+    };
+    let mut raw = BytesMut::new();
+    let mut received = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| BodyError::bad(format!("could not read the request body: {e}")))?;
+        received += chunk.len();
+        if received > limit {
+            return Err(BodyError::too_large(limit));
+        }
+        match &mut inflate {
+            None => raw.extend_from_slice(&chunk),
+            Some(d) => {
+                d.feed(&chunk).map_err(|e| inflate_error(e, limit))?;
+                let inflated = d.inflated();
+                if inflated > RATIO_FREE && inflated > received * MAX_RATIO {
+                    return Err(BodyError::bad(format!(
+                        "the compressed body inflates more than {MAX_RATIO} times its size"
+                    )));
+                }
+            }
+        }
+    }
+    match inflate {
+        None => Ok(raw.freeze()),
+        Some(d) => Ok(d.finish().map_err(|e| inflate_error(e, limit))?.into()),
+    }
+}
+
+fn inflate_error(e: std::io::Error, limit: usize) -> BodyError {
+    if e.kind() == std::io::ErrorKind::FileTooLarge {
+        BodyError::too_large(limit)
+    } else {
+        BodyError::bad(format!(
+            "the body is not valid for its Content-Encoding: {e}"
+        ))
+    }
+}
+
+/// A small form body (`/auth/*`), read through `read_limited` with [`FORM_LIMIT`]. Refusals
+/// are answered as OAuth errors (`invalid_request`) with the status that fits.
+pub struct Form(pub Bytes);
+
+impl FromRequest for Form {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Form, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let (req, payload) = (req.clone(), payload.take());
+        Box::pin(async move {
+            read_limited(&req, payload, FORM_LIMIT)
+                .await
+                .map(Form)
+                .map_err(|e| {
+                    let body = serde_json::json!({
+                        "error": "invalid_request",
+                        "error_description": e.message,
+                    });
+                    let response = actix_web::HttpResponse::build(e.status)
+                        .insert_header(("cache-control", "no-store"))
+                        .json(body);
+                    actix_web::error::InternalError::from_response(e.message, response).into()
+                })
+        })
+    }
 }
 
 /// Parse a body in `format` into the JSON form of a resource.

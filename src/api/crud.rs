@@ -91,7 +91,7 @@ pub async fn resource_body(
     payload: web::Payload,
 ) -> Result<Value, ApiError> {
     let format = body_format(req)?;
-    let bytes = read_limited(payload, state.max_body_bytes).await?;
+    let bytes = read_limited(req, payload, state.max_body_bytes).await?;
     parse_resource(&bytes, format)
 }
 
@@ -117,7 +117,7 @@ pub async fn patch_body(
             ),
         ));
     }
-    let bytes = read_limited(payload, state.max_body_bytes).await?;
+    let bytes = read_limited(req, payload, state.max_body_bytes).await?;
     let ops: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

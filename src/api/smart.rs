@@ -60,7 +60,11 @@ pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
         }))
 }
 
-pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    super::body::Form(body): super::body::Form,
+) -> HttpResponse {
     answer(token_response(&state, &req, &body).await)
 }
 
@@ -69,7 +73,7 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    super::body::Form(body): super::body::Form,
 ) -> HttpResponse {
     let result = async {
         let (token, client) = token_of_client(&state, &req, &body).await?;
@@ -93,7 +97,7 @@ pub async fn revoke(
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    super::body::Form(body): super::body::Form,
 ) -> HttpResponse {
     let result = async {
         let (token, _) = token_of_client(&state, &req, &body).await?;

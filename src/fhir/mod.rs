@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod definitions;
 pub mod fhirpath;
 pub mod model;
+pub mod nesting;
 pub mod outcome;
 pub mod resource;
 pub mod search;

@@ -1,6 +1,9 @@
 //! The one place that calls fhirbolt's R4 model. Its generic (de)serialisers monomorphise over
 //! ~118K lines of generated code, so each is instantiated here once, behind plain functions.
+//! They recurse once per level of the document: each measures it first (`nesting`) and runs
+//! with the stack that depth needs.
 
+use super::nesting;
 use fhirbolt::model::r4::Resource;
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
 use serde_json::Value;
@@ -13,23 +16,40 @@ fn strict() -> Option<DeserializationConfig> {
 
 /// Parse JSON into the typed R4 model (strict: structure, JSON types, required fields) and write
 /// it back in the spec's element order: the canonical JSON the store keeps.
+/// Refuses a document nested deeper than `nesting::MAX_DEPTH`.
 pub fn canonical_json(value: Value) -> Result<Value, String> {
-    let typed: Resource =
-        fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
-    fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
+    let depth = nesting::check(&value)?;
+    nesting::with_stack(depth, || {
+        let typed: Resource =
+            fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
+        fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
+    })
 }
 
-/// Parse a FHIR XML document into its JSON form.
+/// Parse a FHIR XML document into its JSON form. Refuses one nested deeper than a body may be
+/// (the resources in it are then held to `nesting::MAX_DEPTH` by validation, before they are
+/// stored: a resource too deep for JSON must never be stored through XML).
 pub fn xml_to_json(bytes: &[u8]) -> Result<Value, String> {
-    let typed: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(|e| e.to_string())?;
-    fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
+    let elements = nesting::check_xml(bytes)?;
+    // an XML element is up to two JSON levels (an array and its item)
+    let value = nesting::with_stack(2 * elements, || {
+        let typed: Resource =
+            fhirbolt::xml::from_slice(bytes, strict()).map_err(|e| e.to_string())?;
+        fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
+    })?;
+    nesting::check_body(&value)?;
+    Ok(value)
 }
 
-/// Render a stored (already valid) resource as FHIR XML.
+/// Render a stored (already valid) resource, or a Bundle of them, as FHIR XML.
 pub fn json_to_xml(value: Value) -> Result<String, String> {
-    let typed: Resource =
-        fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
-    fhirbolt::xml::to_string(&typed, None).map_err(|e| e.to_string())
+    // not refused past MAX_DEPTH: a Bundle adds three levels to the stored resources it holds
+    let depth = nesting::depth(&value);
+    nesting::with_stack(depth, || {
+        let typed: Resource =
+            fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
+        fhirbolt::xml::to_string(&typed, None).map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]

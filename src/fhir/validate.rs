@@ -6,6 +6,7 @@
 //! In lenient mode unknown elements are removed and reported as warnings instead of errors.
 
 use super::definitions::{Definitions, ElementDef, is_upper_first_of};
+use super::nesting;
 use super::outcome::Issue;
 use serde_json::{Map, Value};
 
@@ -23,6 +24,7 @@ impl Report {
 }
 
 /// Validate a resource in JSON form. With `lenient`, unknown elements are dropped from `resource`.
+/// One nested deeper than `nesting::MAX_DEPTH` is refused before the (recursive) walk.
 pub fn validate_resource(resource: &mut Value, lenient: bool) -> Report {
     let mut walk = Walk {
         defs: Definitions::get(),
@@ -30,7 +32,14 @@ pub fn validate_resource(resource: &mut Value, lenient: bool) -> Report {
         report: Report::default(),
         path: String::with_capacity(128),
     };
-    walk.resource(resource);
+    match nesting::check(resource) {
+        Ok(depth) => nesting::with_stack(depth, || walk.resource(resource)),
+        Err(msg) => {
+            let rtype = resource.get("resourceType").and_then(Value::as_str);
+            walk.path.push_str(rtype.unwrap_or("Resource"));
+            walk.error("structure", msg);
+        }
+    }
     walk.report
 }
 

@@ -13,6 +13,7 @@ mod hl7v2_corpus;
 mod hl7v2_orders;
 mod hl7v2_results;
 mod hl7v2_tls;
+mod hostile_bodies;
 mod idp;
 mod launch;
 mod launch_clients;

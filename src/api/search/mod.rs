@@ -142,7 +142,7 @@ async fn form_params(
             ),
         ));
     }
-    let body = read_limited(payload, state.max_body_bytes).await?;
+    let body = read_limited(req, payload, state.max_body_bytes).await?;
     let mut params = query_params(req.query_string())?;
     params.extend(query_params(&String::from_utf8_lossy(&body))?);
     Ok(params)
