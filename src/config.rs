@@ -48,6 +48,11 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Most entries a batch or transaction Bundle may have; a larger one gets 413 before any
+    /// entry runs (each entry is a request's worth of work).
+    #[arg(long, env = "EMRSYNC_MAX_BUNDLE_ENTRIES", default_value_t = 5_000)]
+    pub max_bundle_entries: usize,
+
     /// Database connections in the pool [default: 16 on PostgreSQL, 8 on SQLite].
     #[arg(long, env = "EMRSYNC_POOL_SIZE")]
     pub pool_size: Option<u32>,
@@ -148,6 +153,7 @@ impl Settings {
             base_url: None,
             insecure_dev: false,
             max_body_bytes: 16 * 1024 * 1024,
+            max_bundle_entries: 5_000,
             pool_size: None,
             cache_capacity: 100_000,
             cache_ttl_secs: None,

@@ -119,6 +119,7 @@ impl Application {
             insecure_dev: settings.insecure_dev,
             open_grant: Arc::new(Grant::unrestricted()),
             max_body_bytes: settings.max_body_bytes,
+            max_bundle_entries: settings.max_bundle_entries,
             endpoints: Arc::new(crate::subscriptions::subscription::EndpointPolicy {
                 allow: settings.subscription_endpoint_allow.clone(),
             }),

@@ -50,8 +50,16 @@ async fn answer<T: Send + 'static>(
     match web::block(work).await {
         Ok(Ok(Some(v))) => HttpResponse::Ok().json(ok(v)),
         Ok(Ok(None)) => problem(StatusCode::NOT_FOUND, "no such message"),
-        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => {
+            // the same general words as the FHIR API's, the database's own in the log
+            let api = crate::api::error::ApiError::from(e);
+            let text = api.issues.first().map(|i| i.diagnostics.clone());
+            problem(api.status, text.unwrap_or_default())
+        }
+        Err(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        ),
     }
 }
 

@@ -88,12 +88,19 @@ pub async fn patch(
     let rt = rtype.clone();
     let lenient = ctx.lenient;
     let base = state.base_url.clone();
+    let max_bytes = state.max_body_bytes;
     let result = web::block(move || {
         store.write(|tx| {
             let id = single_match(tx, &rt, &query, &base, &wctx.grant)?.ok_or_else(|| {
                 ApiError::not_found(format!("'{rt}?{query}' matches no resource to patch"))
             })?;
-            interaction::patch(tx, &rt, &id, &ops, None, lenient, &wctx)
+            let request = interaction::PatchRequest {
+                operations: &ops,
+                expected: None,
+                lenient,
+                max_bytes,
+            };
+            interaction::patch(tx, &rt, &id, &request, &wctx)
         })
     })
     .await?;

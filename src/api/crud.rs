@@ -225,8 +225,15 @@ pub async fn patch(
     let store = state.store.clone();
     let rt = rtype.clone();
     let lenient = ctx.lenient;
+    let max_bytes = state.max_body_bytes;
     let result = web::block(move || {
-        store.write(|tx| interaction::patch(tx, &rt, &fid, &ops, expected, lenient, &wctx))
+        let request = interaction::PatchRequest {
+            operations: &ops,
+            expected,
+            lenient,
+            max_bytes,
+        };
+        store.write(|tx| interaction::patch(tx, &rt, &fid, &request, &wctx))
     })
     .await?;
     let (written, warnings) = audited(&state, &ctx, "patch", Some(&rtype), Some(&id), result)?;

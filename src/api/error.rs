@@ -153,10 +153,20 @@ impl From<StoreError> for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "exception")
             }
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e, "store failure");
-        }
-        let mut api = ApiError::new(status, Issue::error(code, e.to_string()));
+        // The database's own words (SQL, table names, file paths) stay in the log: the client
+        // is told what happened in general terms, and the log line carries its correlation id.
+        let text = match &e {
+            StoreError::Database(_) => {
+                tracing::error!(error = %e, "store failure");
+                "internal error: the server could not complete the request (logged)".to_string()
+            }
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "store unavailable");
+                "the database is busy or unreachable; try again shortly".to_string()
+            }
+            _ => e.to_string(),
+        };
+        let mut api = ApiError::new(status, Issue::error(code, text));
         if let StoreError::Gone {
             version_id,
             last_updated,
@@ -184,5 +194,30 @@ impl From<actix_web::error::BlockingError> for ApiError {
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         StoreError::from(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_keep_their_words_in_the_log() {
+        let sql = "no such table: resources_x (SELECT * FROM resources_x WHERE ...)";
+        for (e, status) in [
+            (StoreError::Database(sql.into()), 500),
+            (StoreError::Unavailable(sql.into()), 503),
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!(api.status.as_u16(), status);
+            let said = &api.issues[0].diagnostics;
+            assert!(
+                !said.contains("resources_x") && !said.contains("SELECT"),
+                "{said}"
+            );
+        }
+        // what the client can act on is still said
+        let api = ApiError::from(StoreError::Conflict("a concurrent write won".into()));
+        assert!(api.issues[0].diagnostics.contains("concurrent write"));
     }
 }

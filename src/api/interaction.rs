@@ -5,6 +5,7 @@
 use super::error::ApiError;
 use crate::auth::{Grant, Interaction};
 use crate::fhir::definitions::Definitions;
+use crate::fhir::patch::{self, PatchError};
 use crate::fhir::search::filter::{parse_filter, patient_compartment};
 use crate::fhir::search::{ParamType, SearchParams};
 use crate::fhir::validate::validate_resource;
@@ -259,31 +260,50 @@ pub fn update(
     )?)
 }
 
-/// Patch (JSON Patch, RFC 6902) the current version; the result is validated like an update.
+/// A JSON Patch and how to apply it.
+#[derive(Clone, Copy)]
+pub struct PatchRequest<'a> {
+    pub operations: &'a Value,
+    /// `If-Match`: the version the patch must apply to.
+    pub expected: Option<i64>,
+    /// `Prefer: handling=lenient`: unknown elements in the result are dropped, not refused.
+    pub lenient: bool,
+    /// The largest the result may be (the body limit).
+    pub max_bytes: usize,
+}
+
+/// Patch (JSON Patch, RFC 6902) the current version, within `fhir::patch`'s bounds (the result
+/// at most `max_bytes`); the result is validated like an update.
 /// Without If-Match, the version read here is still required at write time: a concurrent
 /// change makes this patch fail with 409 rather than be silently lost.
 pub fn patch(
     tx: &mut Tx,
     rtype: &str,
     id: &FhirId,
-    operations: &Value,
-    expected: Option<i64>,
-    lenient: bool,
+    request: &PatchRequest,
     ctx: &WriteContext,
 ) -> Result<(Written, Vec<Issue>), ApiError> {
+    let PatchRequest {
+        operations,
+        expected,
+        lenient,
+        max_bytes,
+    } = *request;
     let current = versions::current(tx.conn, rtype, id.as_str())?
         .ok_or_else(|| ApiError::not_found(format!("{rtype}/{id} is not known")))?;
     if current.deleted {
         return Err(current.gone().into());
     }
-    let ops: json_patch::Patch = serde_json::from_value(operations.clone())
-        .map_err(|e| ApiError::bad_request(format!("not a JSON Patch document: {e}")))?;
     let mut doc = current.json();
-    json_patch::patch(&mut doc, &ops).map_err(|e| {
-        ApiError::new(
+    patch::apply(&mut doc, operations, max_bytes).map_err(|e| match e {
+        PatchError::Malformed(m) => ApiError::bad_request(m),
+        PatchError::TooLarge(m) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Issue::error("too-costly", m))
+        }
+        PatchError::Failed(m) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            Issue::error("processing", format!("patch failed: {e}")),
-        )
+            Issue::error("processing", m),
+        ),
     })?;
     if doc.get("id").and_then(Value::as_str) != Some(id.as_str()) {
         return Err(ApiError::new(

@@ -42,6 +42,7 @@ pub struct AppState {
     /// The grant of every request under `--insecure-dev`.
     pub open_grant: Arc<Grant>,
     pub max_body_bytes: usize,
+    pub max_bundle_entries: usize,
     /// Where Subscription notifications may go.
     pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,
     /// Websocket subscribers' open sockets in this process.

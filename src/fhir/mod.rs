@@ -7,6 +7,9 @@ pub mod fhirpath;
 pub mod model;
 pub mod nesting;
 pub mod outcome;
+pub mod patch;
+#[cfg(test)]
+mod properties;
 pub mod resource;
 pub mod search;
 pub mod subset;

@@ -19,11 +19,20 @@ fn strict() -> Option<DeserializationConfig> {
 /// Refuses a document nested deeper than `nesting::MAX_DEPTH`.
 pub fn canonical_json(value: Value) -> Result<Value, String> {
     let depth = nesting::check(&value)?;
-    nesting::with_stack(depth, || {
+    guarded(depth, || {
         let typed: Resource =
             fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
         fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
     })
+}
+
+/// Run fhirbolt with the stack `depth` needs, its panics made errors: it unwraps on some shapes
+/// our validator refuses first (an empty array, `{"extension": []}`), and no document from
+/// outside may take a thread down with it.
+fn guarded<T>(depth: usize, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let run = std::panic::AssertUnwindSafe(f);
+    nesting::with_stack(depth, || std::panic::catch_unwind(run))
+        .unwrap_or_else(|_| Err("the document's structure could not be read".into()))
 }
 
 /// Parse a FHIR XML document into its JSON form. Refuses one nested deeper than a body may be
@@ -32,7 +41,7 @@ pub fn canonical_json(value: Value) -> Result<Value, String> {
 pub fn xml_to_json(bytes: &[u8]) -> Result<Value, String> {
     let elements = nesting::check_xml(bytes)?;
     // an XML element is up to two JSON levels (an array and its item)
-    let value = nesting::with_stack(2 * elements, || {
+    let value = guarded(2 * elements, || {
         let typed: Resource =
             fhirbolt::xml::from_slice(bytes, strict()).map_err(|e| e.to_string())?;
         fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
@@ -45,7 +54,7 @@ pub fn xml_to_json(bytes: &[u8]) -> Result<Value, String> {
 pub fn json_to_xml(value: Value) -> Result<String, String> {
     // not refused past MAX_DEPTH: a Bundle adds three levels to the stored resources it holds
     let depth = nesting::depth(&value);
-    nesting::with_stack(depth, || {
+    guarded(depth, || {
         let typed: Resource =
             fhirbolt::json::from_json_value(value, strict()).map_err(|e| e.to_string())?;
         fhirbolt::xml::to_string(&typed, None).map_err(|e| e.to_string())

@@ -14,6 +14,7 @@ mod hl7v2_orders;
 mod hl7v2_results;
 mod hl7v2_tls;
 mod hostile_bodies;
+mod hostile_requests;
 mod idp;
 mod launch;
 mod launch_clients;

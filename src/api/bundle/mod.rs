@@ -106,12 +106,23 @@ pub async fn process(
             )));
         }
     };
+    let mut body = body;
+    let raw = take_entries(&mut body)?;
+    if raw.len() > state.max_bundle_entries {
+        let msg = format!(
+            "the Bundle has {} entries; at most {} are accepted (send it in parts)",
+            raw.len(),
+            state.max_bundle_entries
+        );
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::fhir::Issue::error("too-costly", msg),
+        ));
+    }
     let store = state.store.clone();
     let base = state.base_url.clone();
     let c = ctx.clone();
-    let mut body = body;
     let result = web::block(move || {
-        let raw = take_entries(&mut body)?;
         if is_transaction {
             let entries = raw
                 .into_iter()
@@ -132,13 +143,25 @@ pub async fn process(
     render::fhir(StatusCode::OK, &response, &ctx)
 }
 
-/// The Bundle's entries, moved out of it.
+/// The Bundle's entries, moved out of it. Two entries may not share a `fullUrl`: a reference to
+/// it could not say which one it means.
 fn take_entries(bundle: &mut Value) -> Result<Vec<Value>, ApiError> {
-    match bundle.get_mut("entry").map(Value::take) {
-        None => Ok(Vec::new()),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(ApiError::bad_request("Bundle.entry must be an array")),
+    let entries = match bundle.get_mut("entry").map(Value::take) {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array")),
+    };
+    let mut seen = std::collections::HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(url) = e.get("fullUrl").and_then(Value::as_str)
+            && let Some(first) = seen.insert(url, i)
+        {
+            return Err(ApiError::bad_request(format!(
+                "Bundle.entry[{i}]: fullUrl '{url}' is also the fullUrl of entry[{first}]"
+            )));
+        }
     }
+    Ok(entries)
 }
 
 /// Parse and validate one entry (no database access).

@@ -9,7 +9,7 @@ use crate::auth::{Grant, Interaction};
 use crate::fhir::bundle::bundle;
 use crate::fhir::resource::instant;
 use crate::fhir::{FhirId, operation_outcome};
-use crate::store::{Store, StoreError, Tx, WriteContext, Written, versions, write};
+use crate::store::{DbConnection, Store, StoreError, Tx, WriteContext, Written, versions, write};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
@@ -41,6 +41,9 @@ pub(super) fn run_transaction(
                 ids.insert(url.clone(), format!("{}/{}", e.action.rtype(), r.id));
             }
             targets.push(resolved);
+        }
+        for (i, e) in entries.iter().enumerate() {
+            unresolved_local_reference(&e.action, &ids).map_err(|err| at_entry(err, i))?;
         }
         // 2. Execute in the spec's order (DELETE, POST, PUT, GET); answer in the request's.
         let mut order: Vec<usize> = (0..entries.len()).collect();
@@ -92,6 +95,14 @@ pub(super) fn run_batch(
         .into_iter()
         .map(|entry| {
             let result = entry.and_then(|mut entry| {
+                unresolved_local_reference(&entry.action, &HashMap::new())?;
+                if let Action::Read { rtype, id, version } = &entry.action {
+                    // a read needs no writer's turn: it runs on a reader, beside the writes
+                    let w = store.read(|c| read(c, rtype, id, *version))
+                        .map_err(ApiError::from)?;
+                    wctx.grant.check(Interaction::Read, rtype, id, || w.version.json())?;
+                    return Ok(entry_response(&w, &entry.action, base, ctx));
+                }
                 store.write(|tx| {
                     let target = resolve(tx, &entry.action, base, &wctx.grant)?;
                     let w =
@@ -181,6 +192,37 @@ fn check_no_duplicates(entries: &[Entry]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuse a resource that refers to a Bundle-local `urn:uuid:` or `urn:oid:` that no entry of
+/// the Bundle has as its fullUrl (in a batch, where entries stand alone, any such reference):
+/// stored as it is, it would point at nothing.
+fn unresolved_local_reference(
+    action: &Action,
+    ids: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let (Action::Create { prepared, .. } | Action::Update { prepared, .. }) = action else {
+        return Ok(());
+    };
+    let mut stack = vec![&prepared.resource];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("reference")
+                    && (r.starts_with("urn:uuid:") || r.starts_with("urn:oid:"))
+                    && !ids.contains_key(r)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "reference '{r}' names no fullUrl of this Bundle's entries"
+                    )));
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Move the resource out of a create or update entry (it is written once), with its
 /// references to Bundle-local fullUrls rewritten to the server's `Type/id`.
 fn take_resource(action: &mut Action, ids: &HashMap<String, String>) -> Value {
@@ -225,7 +267,7 @@ fn execute(
     wctx: &WriteContext,
 ) -> Result<Written, ApiError> {
     if let Action::Read { rtype, id, version } = action {
-        let read = read(tx, rtype, id, *version)?;
+        let read = read(tx.conn, rtype, id, *version)?;
         wctx.grant
             .check(Interaction::Read, rtype, id, || read.version.json())?;
         return Ok(read);
@@ -262,17 +304,22 @@ fn execute(
 }
 
 /// A read or vread entry, as the version read (a deleted one is 410).
-fn read(tx: &mut Tx, rtype: &str, id: &str, version: Option<i64>) -> Result<Written, ApiError> {
+fn read(
+    conn: &mut DbConnection,
+    rtype: &str,
+    id: &str,
+    version: Option<i64>,
+) -> Result<Written, StoreError> {
     let v = match version {
-        Some(vid) => versions::version(tx.conn, rtype, id, vid)?,
-        None => versions::current(tx.conn, rtype, id)?,
+        Some(vid) => versions::version(conn, rtype, id, vid)?,
+        None => versions::current(conn, rtype, id)?,
     }
     .ok_or_else(|| StoreError::NotFound {
         resource_type: rtype.into(),
         id: id.into(),
     })?;
     if v.deleted {
-        return Err(v.gone().into());
+        return Err(v.gone());
     }
     Ok(Written {
         version: v,

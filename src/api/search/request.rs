@@ -7,7 +7,7 @@ use crate::api::error::ApiError;
 use crate::api::paging::CURSOR;
 use crate::fhir::Issue;
 use crate::fhir::definitions::Definitions;
-use crate::fhir::search::filter::{Filter, parse_filter};
+use crate::fhir::search::filter::{Filter, MAX_TERMS, parse_filter, too_many_terms};
 use crate::fhir::search::{ParamType, SearchParams};
 use crate::fhir::subset::Summary;
 use crate::store::search::{Cursor, Include, IncludeKind, SortKey};
@@ -15,6 +15,13 @@ use actix_web::http::StatusCode;
 
 pub const DEFAULT_COUNT: i64 = 20;
 pub const MAX_COUNT: i64 = 1000;
+
+/// Bounds on what one search may ask, each refused with a 400 that names it: parameters in all,
+/// sort keys, includes. With `filter::MAX_TERMS` over all the filters of all the types searched,
+/// they keep every search a statement the database takes, at a cost known before it runs.
+const MAX_PARAMS: usize = 100;
+const MAX_SORT_KEYS: usize = 8;
+const MAX_INCLUDES: usize = 32;
 
 /// Result parameters of the spec this server does not offer.
 const NOT_OFFERED: &[&str] = &[
@@ -96,8 +103,31 @@ impl SearchRequest {
                 filters.push(f.clone());
             }
         }
+        if params.len() > MAX_PARAMS {
+            return Err(ApiError::bad_request(format!(
+                "the search has {} parameters; at most {MAX_PARAMS} are accepted",
+                params.len()
+            )));
+        }
         for (name, value) in params {
             req.parameter(&type_names, name, value, lenient)?;
+            let terms: usize = req
+                .filters
+                .iter()
+                .flat_map(|(_, f)| f)
+                .map(Filter::size)
+                .sum();
+            if terms > MAX_TERMS {
+                return Err(ApiError::bad_request(too_many_terms(name).0));
+            }
+        }
+        if req.sort.len() > MAX_SORT_KEYS || req.includes.len() > MAX_INCLUDES {
+            return Err(ApiError::bad_request(format!(
+                "the search sorts by {} keys and includes {} kinds of resource; at most \
+                 {MAX_SORT_KEYS} and {MAX_INCLUDES} are accepted",
+                req.sort.len(),
+                req.includes.len()
+            )));
         }
         Ok(req)
     }
@@ -113,10 +143,11 @@ impl SearchRequest {
         match name {
             "_count" => {
                 let n: i64 = match value.parse() {
-                    Ok(n) => n,
-                    Err(_) => return bad(format!("_count '{value}' is not a number")),
+                    Ok(n) if n >= 0 => n,
+                    _ => return bad(format!("_count '{value}' is not a number of 0 or more")),
                 };
-                self.count = n.clamp(0, MAX_COUNT);
+                // more than the server pages at is not an error: the spec lets it send fewer
+                self.count = n.min(MAX_COUNT);
             }
             "_total" => {
                 self.total = match value {
@@ -319,4 +350,100 @@ fn sort_key(types: &[String], key: &str) -> Result<SortKey, ApiError> {
         found = Some(k);
     }
     found.ok_or_else(|| ApiError::bad_request("_sort needs a type to search"))
+}
+
+#[cfg(test)]
+mod properties {
+    //! Whatever a query string holds, it is parsed or refused, never a panic, and what is
+    //! parsed stays within the bounds that keep it one statement the database takes.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        let part = prop::sample::select(vec![
+            "code",
+            "subject",
+            "patient",
+            "date",
+            "value-quantity",
+            "combo-code-value-quantity",
+            "name",
+            "_id",
+            "_lastUpdated",
+            "identifier",
+            "focus",
+            "target",
+            "organization",
+            "_has:Observation:patient:code",
+            "_has:Provenance:target",
+            "_count",
+            "_sort",
+            "_include",
+            "_revinclude",
+            "_elements",
+            "_summary",
+            "_total",
+            "_type",
+            "x",
+        ]);
+        let modifier = prop::sample::select(vec![
+            "",
+            ":not",
+            ":exact",
+            ":contains",
+            ":missing",
+            ":Patient",
+            ":text",
+            ":iterate",
+            ":x",
+        ]);
+        (prop::collection::vec(part, 1..5), modifier)
+            .prop_map(|(parts, m)| format!("{}{m}", parts.join(".")))
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        let one = prop::sample::select(vec![
+            "x",
+            "ge2020-01-01",
+            "lt5|http://unitsofmeasure.org|mg",
+            "c$gt1",
+            "Patient/p",
+            "http://loinc.org|1-8",
+            "-date",
+            "Observation:subject",
+            "*",
+            "true",
+            "-1",
+            "2000",
+            "\\,",
+            "",
+            "a$b$c",
+            "gt",
+            "2020-13-45",
+        ]);
+        (prop::collection::vec(one, 1..8), 1usize..40)
+            .prop_map(|(vs, times)| vec![vs.join(","); times].join(","))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_query_is_parsed_within_bounds_or_refused(
+            params in prop::collection::vec((name(), value()), 0..120),
+            types in prop::sample::select(vec!["Observation", "Patient", "Provenance", "*"]),
+        ) {
+            let types = match types {
+                "*" => Types::All,
+                t => Types::One(t.to_string()),
+            };
+            if let Ok(req) = SearchRequest::parse(&types, &params, None, false) {
+                let terms: usize = req.filters.iter().flat_map(|(_, f)| f).map(Filter::size).sum();
+                prop_assert!(terms <= MAX_TERMS);
+                prop_assert!(params.len() <= MAX_PARAMS);
+                prop_assert!(req.sort.len() <= MAX_SORT_KEYS);
+                prop_assert!((0..=MAX_COUNT).contains(&req.count));
+            }
+        }
+    }
 }

@@ -12,6 +12,12 @@ use std::sync::OnceLock;
 /// How deep chains and `_has` may nest: enough for any real query, and a bound on the SQL.
 const MAX_DEPTH: usize = 4;
 
+/// How many terms one search may test, over all its parameters ([`Filter::size`]). A chain
+/// through a reference that may point at many types tests the rest of the chain on each of
+/// them, so a short parameter can fan out into thousands of subqueries (seconds of CPU and
+/// SQL past the database's limits); this bound refuses it while it is being parsed.
+pub const MAX_TERMS: usize = 500;
+
 #[derive(Debug, Clone)]
 pub enum Filter {
     /// A test on the resource's own index rows.
@@ -45,6 +51,18 @@ pub enum Filter {
 }
 
 impl Filter {
+    /// The terms this filter tests: each value of a clause, each target type of a chain, each
+    /// `_has`, each compartment parameter. A bound on the SQL it becomes.
+    pub fn size(&self) -> usize {
+        match self {
+            Filter::Clause(c) => c.any_of.len().max(1),
+            Filter::Chain { targets, .. } => targets.iter().map(|(_, f)| 1 + f.size()).sum(),
+            Filter::Has { inner, .. } => 1 + inner.size(),
+            Filter::Compartment { params, .. } => 1 + params.len(),
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().map(Filter::size).sum(),
+        }
+    }
+
     /// A filter that only keeps resources with index rows: no `:not` and no `:missing=true`
     /// anywhere at its top. Such a filter can be answered from the index alone.
     pub fn needs_only_index(&self) -> bool {
@@ -142,8 +160,13 @@ fn parse_chain(
         None => param.target.iter().collect(),
     };
     let mut targets = Vec::new();
+    let mut terms = 0;
     for target in candidates {
         if let Some(f) = parse_at(target, rest, value, depth + 1)? {
+            terms += 1 + f.size();
+            if terms > MAX_TERMS {
+                return Err(too_many_terms(&whole));
+            }
             targets.push((target.clone(), f));
         }
     }
@@ -153,6 +176,14 @@ fn parse_chain(
         )));
     }
     Ok(Some(Filter::Chain { param, targets }))
+}
+
+pub fn too_many_terms(name: &str) -> QueryError {
+    QueryError(format!(
+        "{name}: the search tests more than {MAX_TERMS} terms (chains through references that \
+         may point at many types test each of them); name the target type (param:Type.rest) \
+         or narrow it"
+    ))
 }
 
 fn reference_param(

@@ -91,6 +91,10 @@ pub struct Clause {
     pub any_of: Vec<Predicate>,
 }
 
+/// How many values one parameter may list (`code=a,b,c`, any one matches). Each is a term of
+/// the SQL; a few hundred exceed the database's limits on one statement.
+pub const MAX_VALUES: usize = 100;
+
 /// Why a query is refused (400 with this text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryError(pub String);
@@ -166,7 +170,14 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
         }
     }
     clause.negate = modifier == Some("not");
-    for v in split_unescaped(value, ',') {
+    let values = split_unescaped(value, ',');
+    if values.len() > MAX_VALUES {
+        return err(format!(
+            "{name}: {} values; a parameter takes at most {MAX_VALUES} (repeat the search for more)",
+            values.len()
+        ));
+    }
+    for v in values {
         let p = match kind {
             ParamType::String => Predicate::String {
                 value: if modifier == Some("exact") {

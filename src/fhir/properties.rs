@@ -1,0 +1,162 @@
+//! Property tests of the FHIR parsers that take outside bytes (JSON and XML bodies, JSON
+//! Patch): whatever arrives, they answer or refuse, never panic or overflow, and what they
+//! accept stays within the bounds of `nesting` and `patch`.
+
+use super::nesting::{self, MAX_BODY_DEPTH, MAX_DEPTH};
+use super::{model, patch, validate};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// JSON shaped like FHIR (element names of Patient and its types, extensions in extensions),
+/// nested up to about 160 levels: past every bound, so both sides of each are tried.
+fn fhirish_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(json!("x")),
+        Just(json!(1.5)),
+        Just(json!(true)),
+        Just(json!("2024-02-30")),
+        Just(json!("")),
+        Just(Value::Null),
+    ];
+    let key = prop::sample::select(vec![
+        "extension",
+        "url",
+        "valueString",
+        "name",
+        "family",
+        "given",
+        "identifier",
+        "system",
+        "value",
+        "telecom",
+        "contained",
+        "resourceType",
+        "id",
+        "text",
+        "div",
+        "coding",
+        "_given",
+    ]);
+    let tree = leaf.prop_recursive(8, 64, 4, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.into(), v)).collect())),
+        ]
+    });
+    // a tree under up to 75 extensions in extensions (two levels each)
+    (tree, 0usize..75).prop_map(|(mut v, wraps)| {
+        for _ in 0..wraps {
+            v = json!({"url": "u", "extension": [v]});
+        }
+        json!({"resourceType": "Patient", "extension": [v]})
+    })
+}
+
+/// XML tags of FHIR element names, opened and closed in any order, up to 300 deep.
+fn fhirish_xml() -> impl Strategy<Value = String> {
+    let tag = prop::sample::select(vec![
+        "<extension url=\"u\">",
+        "</extension>",
+        "<valueString value=\"x\"/>",
+        "<name>",
+        "</name>",
+        "<family value=\"F\"/>",
+        "<contained>",
+        "</contained>",
+        "<Patient xmlns=\"http://hl7.org/fhir\">",
+        "</Patient>",
+        "<div xmlns=\"http://www.w3.org/1999/xhtml\">",
+        "</div>",
+        "<![CDATA[x]]>",
+        "<!DOCTYPE x>",
+        "&amp;",
+    ]);
+    (
+        prop::collection::vec(tag, 0..40),
+        0usize..300,
+        prop::sample::select(vec!["<extension url=\"u\">", "<name>", "<contained>"]),
+    )
+        .prop_map(|(tags, deep, repeated)| {
+            let mut s = String::from("<Patient xmlns=\"http://hl7.org/fhir\">");
+            s.push_str(&repeated.repeat(deep));
+            s.extend(tags);
+            s.push_str(&"</extension>".repeat(deep));
+            s.push_str("</Patient>");
+            s
+        })
+}
+
+/// Patch operations over the paths of a small Patient, `copy` and `move` among them.
+fn patch_ops() -> impl Strategy<Value = Value> {
+    let path = prop::sample::select(vec![
+        "/name",
+        "/name/0",
+        "/name/-",
+        "/name/0/given",
+        "/name/0/given/-",
+        "/extension",
+        "/extension/0",
+        "/extension/0/extension",
+        "/extension/-",
+        "/id",
+        "/gender",
+        "",
+        "/x/y",
+    ]);
+    let op = (
+        prop::sample::select(vec![
+            "add", "remove", "replace", "copy", "move", "test", "bad",
+        ]),
+        path.clone(),
+        path,
+        prop_oneof![
+            Just(json!("v")),
+            Just(json!([{"url": "u"}])),
+            Just(json!({"family": "F"}))
+        ],
+    )
+        .prop_map(
+            |(op, path, from, value)| json!({"op": op, "path": path, "from": from, "value": value}),
+        );
+    prop::collection::vec(op, 0..60).prop_map(Value::Array)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_json_is_validated_or_refused_within_the_depth_bound(mut v in fhirish_json()) {
+        let depth = nesting::depth(&v);
+        // fhirbolt alone, on anything: an answer or an error
+        let _ = model::canonical_json(v.clone());
+        // the write path: validated, then made canonical, then rendered
+        let report = validate::validate_resource(&mut v, false);
+        if depth > MAX_DEPTH {
+            prop_assert!(!report.is_valid());
+        }
+        if report.is_valid() && let Ok(c) = model::canonical_json(v) {
+            prop_assert!(nesting::depth(&c) <= MAX_DEPTH);
+            prop_assert!(model::json_to_xml(c).is_ok());
+        }
+    }
+
+    #[test]
+    fn any_xml_is_parsed_or_refused_within_the_depth_bound(xml in fhirish_xml()) {
+        if let Ok(v) = model::xml_to_json(xml.as_bytes()) {
+            prop_assert!(nesting::depth(&v) <= MAX_BODY_DEPTH);
+        }
+    }
+
+    #[test]
+    fn any_patch_applies_or_is_refused_within_the_bounds(ops in patch_ops()) {
+        let mut doc = json!({"resourceType": "Patient", "id": "p",
+                             "name": [{"family": "F", "given": ["G"]}],
+                             "extension": [{"url": "u", "valueString": "s"}]});
+        let max = 4096;
+        if patch::apply(&mut doc, &ops, max).is_ok() {
+            prop_assert!(nesting::depth(&doc) <= MAX_DEPTH);
+            prop_assert!(doc.to_string().len() <= max, "{}", doc.to_string().len());
+        }
+    }
+}
