@@ -73,11 +73,14 @@ pub fn ack(
     let c = d.component;
     let e = |t: &str| d.escape_text(t);
     let now = chrono::Utc::now().format("%Y%m%d%H%M%S%z");
+    // everything of the sender's that is echoed is escaped: a decoded `\X0D\` in MSH-11 would
+    // otherwise start a segment of the sender's choosing (a forged `MSA|AA`) in our answer
     let version = if header.version.is_empty() {
-        "2.5.1"
+        "2.5.1".to_string()
     } else {
-        header.version.as_str()
+        e(&header.version)
     };
+    let version = version.as_str();
     let mut out = String::new();
     // sender and receiver swap places
     out.push_str(&format!(
@@ -88,7 +91,7 @@ pub fn ack(
         sa = e(&header.sending_application),
         sf = e(&header.sending_facility),
         trigger = e(&header.trigger),
-        pid = if header.processing_id.is_empty() { "P" } else { &header.processing_id },
+        pid = if header.processing_id.is_empty() { "P".to_string() } else { e(&header.processing_id) },
     ));
     out.push_str(&format!("MSA{f}{}{f}{}", code, e(&header.control_id)));
     if let Some(p) = problem {
@@ -222,6 +225,36 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(m.first("ERR").unwrap().get(1, 4), "101");
+    }
+
+    #[test]
+    fn nothing_echoed_can_forge_a_segment() {
+        // MSH-11 and MSH-12 decode to a segment break and a forged acceptance
+        let forged = "\\X0D\\MSA\\F\\AA\\F\\C42\\X1C\\\\X0B\\";
+        let text =
+            format!("MSH|^~\\&|LAB|GH|EMRSYNC|HUB|2026||ADT^A01|C42|P{forged}|2.5{forged}\r");
+        let h = parse(&text).unwrap().header();
+        assert!(
+            h.processing_id.contains("\rMSA|AA|C42"),
+            "{:?}",
+            h.processing_id
+        );
+        let p = Problem {
+            location: "PID-3".into(),
+            code: "101",
+            text: "refused".into(),
+        };
+        let a = ack(&Delimiters::default(), &h, "AR", Some(&p), "A4");
+        assert!(!a.contains(['\x0b', '\x1c']), "no MLLP frame byte: {a:?}");
+        let m = parse(&a).unwrap();
+        let msas: Vec<_> = m.segments.iter().filter(|s| s.id == "MSA").collect();
+        assert_eq!(msas.len(), 1, "{a:?}");
+        assert_eq!(msas[0].value(1), "AR");
+        // and the sender's text comes back as it sent it (its break as a line break)
+        assert_eq!(
+            m.header().processing_id,
+            h.processing_id.replace('\r', "\n")
+        );
     }
 
     #[test]

@@ -65,10 +65,31 @@ impl Delimiters {
         s
     }
 
-    /// Text as it must appear inside a field: delimiters and the escape character escaped.
+    /// Text as it must appear inside a field: delimiters and the escape character escaped, line
+    /// breaks as `\.br\` and other control characters (MLLP's frame bytes among them) as
+    /// `\Xhh\`, so that nothing a sender wrote can end a field, a segment or a frame in what
+    /// we send back. Without an escape character, such characters become spaces.
     pub fn escape_text(&self, text: &str) -> String {
         let Some(esc) = self.escape else {
-            return text.to_string();
+            let is_delimiter = |c: char| {
+                [
+                    self.field,
+                    self.component,
+                    self.subcomponent,
+                    self.repetition,
+                ]
+                .contains(&c)
+            };
+            return text
+                .chars()
+                .map(|c| {
+                    if is_delimiter(c) || c.is_control() {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect();
         };
         let mut out = String::with_capacity(text.len());
         for c in text.chars() {
@@ -89,6 +110,11 @@ impl Delimiters {
                 (None, '\r' | '\n') => {
                     out.push(esc);
                     out.push_str(".br");
+                    out.push(esc);
+                }
+                (None, c) if c.is_ascii_control() => {
+                    out.push(esc);
+                    out.push_str(&format!("X{:02X}", c as u32));
                     out.push(esc);
                 }
                 (None, c) => out.push(c),
