@@ -82,14 +82,26 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_IDP_AUDIENCE")]
     pub idp_audience: Option<String>,
 
-    /// Only send Subscription notifications to endpoints starting with one of these (repeat
-    /// the flag, or separate with commas) [default: any http or https endpoint].
+    /// Only send Subscription notifications to endpoints under one of these URLs: the same
+    /// scheme, host and port, and a path at or below (repeat the flag, or separate with
+    /// commas) [default: any http or https endpoint outside the internal networks].
     #[arg(
         long,
         env = "EMRSYNC_SUBSCRIPTION_ENDPOINT_ALLOW",
         value_delimiter = ','
     )]
-    pub subscription_endpoint_allow: Vec<String>,
+    pub subscription_endpoint_allow: Vec<url::Url>,
+
+    /// Internal networks (loopback, private, link-local) notifications may nevertheless go
+    /// to, e.g. `10.20.0.0/16` for an interface engine inside the hospital [default: none:
+    /// such endpoints are refused, at write time and at every connection].
+    #[arg(
+        long,
+        env = "EMRSYNC_SUBSCRIPTION_ENDPOINT_NETWORKS",
+        value_delimiter = ',',
+        value_parser = network
+    )]
+    pub subscription_endpoint_networks: Vec<ipnet::IpNet>,
 
     /// The longest wait, in seconds, between two attempts to deliver a notification.
     #[arg(
@@ -115,6 +127,28 @@ pub struct Settings {
     /// Seconds an MLLP connection may stay silent before it is closed.
     #[arg(long, env = "EMRSYNC_MLLP_IDLE_SECS", default_value_t = 300)]
     pub mllp_idle_secs: u64,
+
+    /// Only these addresses or networks may connect to the MLLP port (repeat the flag, or
+    /// separate with commas: `10.1.0.0/16,192.0.2.7`) [default: any].
+    #[arg(long, env = "EMRSYNC_MLLP_ALLOW", value_delimiter = ',', value_parser = network)]
+    pub mllp_allow: Vec<ipnet::IpNet>,
+
+    /// MLLP connections open at once, in all; more are closed on arrival.
+    #[arg(long, env = "EMRSYNC_MLLP_MAX_CONNECTIONS", default_value_t = 256)]
+    pub mllp_max_connections: usize,
+
+    /// MLLP connections open at once from one address.
+    #[arg(
+        long,
+        env = "EMRSYNC_MLLP_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 16
+    )]
+    pub mllp_max_connections_per_address: usize,
+
+    /// Bytes of unfinished MLLP frames held over all connections (one address may hold a
+    /// quarter); a connection that would pass it gets an AR and is closed.
+    #[arg(long, env = "EMRSYNC_MLLP_MAX_BUFFERED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub mllp_max_buffered_bytes: usize,
 
     /// Serve MLLP over TLS with this certificate chain (PEM); needs --mllp-tls-key.
     #[arg(long, env = "EMRSYNC_MLLP_TLS_CERT", requires = "mllp_tls_key")]
@@ -162,11 +196,16 @@ impl Settings {
             idp_jwks_uri: None,
             idp_audience: None,
             subscription_endpoint_allow: Vec::new(),
+            subscription_endpoint_networks: Vec::new(),
             subscription_retry_max_secs: 60,
             subscription_error_after: 5,
             mllp: None,
             mllp_max_bytes: 10 * 1024 * 1024,
             mllp_idle_secs: 300,
+            mllp_allow: Vec::new(),
+            mllp_max_connections: 256,
+            mllp_max_connections_per_address: 16,
+            mllp_max_buffered_bytes: 64 * 1024 * 1024,
             mllp_original_acks: false,
             mllp_tls_cert: None,
             mllp_tls_key: None,
@@ -190,4 +229,12 @@ impl Settings {
             database,
         })
     }
+}
+
+/// A network (`10.1.0.0/16`) or one address (`192.0.2.7`, `::1`).
+pub fn network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is not an IP address or network (such as 10.1.0.0/16)"))
 }

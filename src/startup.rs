@@ -87,6 +87,15 @@ impl Application {
                         idle_timeout: Duration::from_secs(settings.mllp_idle_secs.max(1)),
                         original_acks_only: settings.mllp_original_acks,
                         tls,
+                        peers: crate::adapters::hl7v2::peers::PeerLimits {
+                            allow: settings.mllp_allow.clone(),
+                            max_connections: settings.mllp_max_connections,
+                            max_connections_per_address: settings.mllp_max_connections_per_address,
+                            // one whole message must always fit an address's quarter
+                            max_buffered_bytes: settings
+                                .mllp_max_buffered_bytes
+                                .max(4 * (settings.mllp_max_bytes + 64 * 1024)),
+                        },
                     },
                 ));
                 Some(port)
@@ -94,12 +103,17 @@ impl Application {
             None => None,
         };
         let sockets = crate::subscriptions::websocket::Sockets::default();
+        let endpoints = Arc::new(crate::subscriptions::subscription::EndpointPolicy {
+            allow: settings.subscription_endpoint_allow.clone(),
+            internal_networks: settings.subscription_endpoint_networks.clone(),
+        });
         crate::subscriptions::start(
             store.clone(),
             base_url.clone(),
             crate::subscriptions::delivery::DeliverySettings {
                 retry_max: Duration::from_secs(settings.subscription_retry_max_secs.max(1)),
                 error_after: settings.subscription_error_after.max(1),
+                endpoints: endpoints.clone(),
                 ..Default::default()
             },
             sockets.clone(),
@@ -120,9 +134,7 @@ impl Application {
             open_grant: Arc::new(Grant::unrestricted()),
             max_body_bytes: settings.max_body_bytes,
             max_bundle_entries: settings.max_bundle_entries,
-            endpoints: Arc::new(crate::subscriptions::subscription::EndpointPolicy {
-                allow: settings.subscription_endpoint_allow.clone(),
-            }),
+            endpoints,
             sockets,
         });
         let mut server =

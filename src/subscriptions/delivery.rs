@@ -4,6 +4,7 @@
 //! and jitter, for ever: after `error_after` failures the subscription shows `error`, keeps
 //! queueing, and returns to `active` when the endpoint answers again. Nothing is dropped.
 
+use super::endpoint::{EndpointPolicy, Resolver};
 use super::lease;
 use super::notification::{self, About, Kind, Shown};
 use super::outcome::{Outcome, Recorder};
@@ -43,6 +44,8 @@ pub struct DeliverySettings {
     pub lease_margin: Duration,
     /// Notifications in flight at once, over all subscriptions.
     pub concurrency: usize,
+    /// Where notifications may go: checked again on every address a delivery connects to.
+    pub endpoints: Arc<EndpointPolicy>,
 }
 
 impl Default for DeliverySettings {
@@ -52,6 +55,7 @@ impl Default for DeliverySettings {
             error_after: 5,
             lease_margin: Duration::from_secs(5),
             concurrency: 64,
+            endpoints: Arc::default(),
         }
     }
 }
@@ -81,8 +85,13 @@ impl Deliverer {
         Deliverer {
             store,
             base,
+            // no redirects (a redirect could lead anywhere), and every address a name
+            // resolves to is checked against the policy when the connection is made
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(Resolver {
+                    policy: settings.endpoints.clone(),
+                }))
                 .build()
                 .expect("an HTTP client builds"),
             owner: uuid::Uuid::new_v4().to_string(),
@@ -337,6 +346,10 @@ impl Deliverer {
         let Some(endpoint) = sub.endpoint.clone() else {
             return Outcome::Nothing;
         };
+        // an address literal is not resolved: checked here, under today's settings
+        if let Err(why) = self.settings.endpoints.check(&endpoint) {
+            return Outcome::Failed(why);
+        }
         let mut request = self
             .http
             .post(&endpoint)
@@ -351,9 +364,25 @@ impl Deliverer {
         match request.send().await {
             Ok(r) if r.status().is_success() => Outcome::Sent { through, kind },
             Ok(r) => Outcome::Failed(format!("the endpoint answered {}", r.status())),
-            Err(e) => Outcome::Failed(format!("the endpoint could not be reached: {e}")),
+            Err(e) => Outcome::Failed(format!("the endpoint could not be reached: {}", causes(&e))),
         }
     }
+}
+
+/// An error with the causes under it (reqwest's own text leaves out why: a refused address, a
+/// timeout, a certificate), as a subscriber's `$status` shows it.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// The notification Bundle for `events` (or a handshake or heartbeat), with what the

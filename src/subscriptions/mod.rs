@@ -10,6 +10,7 @@
 
 pub mod delivery;
 pub mod dispatch;
+pub mod endpoint;
 pub mod lease;
 pub mod notification;
 pub mod outcome;

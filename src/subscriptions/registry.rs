@@ -104,6 +104,13 @@ pub fn on_write(
         return Ok(());
     }
     let spec = parse(&version.json(), &ctx.endpoints).map_err(StoreError::Invalid)?;
+    // the headers were set aside before the resource was stored: checked here, where they are
+    if let Some(h) = &headers
+        && let Err(msg) = super::subscription::check_headers(h)
+    {
+        let issue = crate::fhir::Issue::error("value", msg).at("Subscription.channel.header");
+        return Err(StoreError::Invalid(vec![issue]));
+    }
     let existing: Option<String> = subscriptions::table
         .find(id)
         .select(subscriptions::headers)

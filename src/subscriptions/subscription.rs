@@ -3,6 +3,7 @@
 //! timeout and batch size. Everything a subscriber can get wrong is said here, with the
 //! element it concerns, before anything is stored.
 
+pub use super::endpoint::EndpointPolicy;
 use super::topics::{self, Criteria, Topic};
 use crate::fhir::Issue;
 use crate::fhir::search::query::parse_clause;
@@ -48,31 +49,6 @@ impl Payload {
             "full-resource" => Some(Payload::FullResource),
             _ => None,
         }
-    }
-}
-
-/// Where notifications may be sent: any http(s) URL, or only those starting with one of the
-/// configured prefixes (`--subscription-endpoint-allow`).
-#[derive(Debug, Clone, Default)]
-pub struct EndpointPolicy {
-    pub allow: Vec<String>,
-}
-
-impl EndpointPolicy {
-    fn check(&self, endpoint: &str) -> Result<(), String> {
-        let url = reqwest::Url::parse(endpoint)
-            .map_err(|e| format!("the endpoint '{endpoint}' is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(format!(
-                "the endpoint '{endpoint}' must be an http or https URL with a host"
-            ));
-        }
-        if !self.allow.is_empty() && !self.allow.iter().any(|p| endpoint.starts_with(p)) {
-            return Err(format!(
-                "the endpoint '{endpoint}' is not on this server's allow list of notification endpoints"
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -173,17 +149,8 @@ pub fn parse(resource: &Value, policy: &EndpointPolicy) -> Result<Spec, Vec<Issu
         ),
     }
     let headers = headers_of(resource);
-    for h in &headers {
-        let ok = h.split_once(':').is_some_and(|(name, value)| {
-            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).is_ok()
-                && reqwest::header::HeaderValue::from_str(value.trim()).is_ok()
-        });
-        if !ok {
-            problem(
-                "channel.header",
-                "each header must be 'Name: value' with a valid name and value".into(),
-            );
-        }
+    if let Err(msg) = check_headers(&headers) {
+        problem("channel.header", msg);
     }
     let declared = channel.get("payload").and_then(Value::as_str);
     let content_type = declared.unwrap_or("application/fhir+json").to_string();
@@ -237,6 +204,34 @@ pub fn parse(resource: &Value, policy: &EndpointPolicy) -> Result<Spec, Vec<Issu
         }),
         _ => Err(issues),
     }
+}
+
+/// Headers a subscription may ask to be sent, and their size: enough for any authorization.
+const MAX_HEADERS: usize = 16;
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Channel headers must each be `Name: value` with a valid name and a value without line
+/// breaks or other control characters (one that is not would break every delivery, or add
+/// headers of its own). They are checked where they are set aside, before anything is stored.
+pub fn check_headers(headers: &[String]) -> Result<(), String> {
+    if headers.len() > MAX_HEADERS {
+        return Err(format!("at most {MAX_HEADERS} headers are accepted"));
+    }
+    for h in headers {
+        let ok = h.len() <= MAX_HEADER_BYTES
+            && h.split_once(':').is_some_and(|(name, value)| {
+                reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).is_ok()
+                    && !value.chars().any(|c| c.is_control() && c != '\t')
+                    && reqwest::header::HeaderValue::from_str(value.trim()).is_ok()
+            });
+        if !ok {
+            return Err(format!(
+                "each header must be 'Name: value' with a valid name and a value of one line \
+                 (at most {MAX_HEADER_BYTES} bytes)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A filter must name a type the topic covers and only parameters the topic lets subscribers

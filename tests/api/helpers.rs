@@ -74,6 +74,10 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
     };
     let mut settings = Settings::new("127.0.0.1:0", store);
     settings.workers = Some(2);
+    // the tests' notification receivers listen on loopback, which a server refuses as an
+    // endpoint unless told otherwise (tests of that refusal set this back)
+    settings.subscription_endpoint_networks =
+        vec![emrsync::config::network("127.0.0.0/8").unwrap()];
     tweak(&mut settings);
     let database = settings.store.database().unwrap();
     let app = Application::build(settings).await.expect("server starts");

@@ -29,6 +29,7 @@ fn start(port: u16, store: &StoreArgs) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_emrsync"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--subscription-retry-max-secs", "1"])
+        .args(["--subscription-endpoint-networks", "127.0.0.1"])
         .arg("--data-dir")
         .arg(&store.data_dir)
         .env(

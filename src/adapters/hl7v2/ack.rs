@@ -61,12 +61,15 @@ pub struct Problem {
 }
 
 /// The ACK message for `header` (as much of it as could be read); `code` is MSA-1 (AA, AE,
-/// AR, or in enhanced mode's accept ACK CA, CR).
+/// AR, or in enhanced mode's accept ACK CA, CR). `problem` is why it was not applied (an ERR of
+/// severity E); each of `warnings` is something applied without what the sender said there
+/// (an ERR of severity W).
 pub fn ack(
     d: &Delimiters,
     header: &Header,
     code: &str,
     problem: Option<&Problem>,
+    warnings: &[Problem],
     control_id: &str,
 ) -> String {
     let f = d.field;
@@ -100,14 +103,17 @@ pub fn ack(
     }
     out.push('\r');
     if let Some(p) = problem {
-        out.push_str(&err_segment(d, version, p));
+        out.push_str(&err_segment(d, version, p, "E"));
+    }
+    for w in warnings {
+        out.push_str(&err_segment(d, version, w, "W"));
     }
     out
 }
 
 /// ERR: before v2.5, ERR-1 (segment^sequence^field^code); from v2.5, ERR-2 (location),
 /// ERR-3 (code), ERR-4 (severity) and ERR-8 (user message).
-fn err_segment(d: &Delimiters, version: &str, p: &Problem) -> String {
+fn err_segment(d: &Delimiters, version: &str, p: &Problem, severity: &str) -> String {
     let (f, c) = (d.field, d.component);
     let (segment, field) = split_location(&p.location);
     let name = code_name(p.code);
@@ -119,7 +125,7 @@ fn err_segment(d: &Delimiters, version: &str, p: &Problem) -> String {
         let code = format!("{}{s}{}{s}HL70357", p.code, d.escape_text(name));
         format!("ERR{f}{segment}{c}1{c}{field}{c}{code}\r")
     } else {
-        format!("ERR{f}{f}{segment}{c}1{c}{field}{f}{code}{f}E{f}{f}{f}{f}{text}\r")
+        format!("ERR{f}{f}{segment}{c}1{c}{field}{f}{code}{f}{severity}{f}{f}{f}{f}{text}\r")
     }
 }
 
@@ -171,6 +177,7 @@ mod tests {
             &header(),
             AckCode::Accept.as_str(),
             None,
+            &[],
             "A1",
         );
         let m = parse(&a).unwrap();
@@ -202,6 +209,7 @@ mod tests {
             &header(),
             AckCode::Error.as_str(),
             Some(&p),
+            &[],
             "A2",
         );
         let m = parse(&a).unwrap();
@@ -221,6 +229,7 @@ mod tests {
             &old,
             AckCode::Reject.as_str(),
             Some(&p),
+            &[],
             "A3",
         ))
         .unwrap();
@@ -244,7 +253,7 @@ mod tests {
             code: "101",
             text: "refused".into(),
         };
-        let a = ack(&Delimiters::default(), &h, "AR", Some(&p), "A4");
+        let a = ack(&Delimiters::default(), &h, "AR", Some(&p), &[], "A4");
         assert!(!a.contains(['\x0b', '\x1c']), "no MLLP frame byte: {a:?}");
         let m = parse(&a).unwrap();
         let msas: Vec<_> = m.segments.iter().filter(|s| s.id == "MSA").collect();

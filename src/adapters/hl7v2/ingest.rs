@@ -39,6 +39,8 @@ pub struct Outcome {
     pub correlation_id: String,
     pub duplicate: bool,
     pub problem: Option<Problem>,
+    /// What was applied without what the sender said there (AA with an ERR of severity W each).
+    pub warnings: Vec<Problem>,
 }
 
 impl Outcome {
@@ -87,10 +89,16 @@ impl Received<'_> {
     /// Answer AR or AE with `problem`, after keeping the message with status `st`.
     fn refuse(self, store: &Store, st: &str, code: AckCode, problem: Problem) -> Outcome {
         archive(store, &self, st, code, &problem);
-        self.reply(code, Some(problem), false)
+        self.reply(code, Some(problem), Vec::new(), false)
     }
 
-    fn reply(self, code: AckCode, problem: Option<Problem>, duplicate: bool) -> Outcome {
+    fn reply(
+        self,
+        code: AckCode,
+        problem: Option<Problem>,
+        warnings: Vec<Problem>,
+        duplicate: bool,
+    ) -> Outcome {
         // the random end of the correlation id (its start is a time, shared within a
         // millisecond): 16 hex digits, so that "ACK" + id fits MSH-10's 20 characters of v2.3
         let hex = self.correlation_id.replace('-', "");
@@ -102,14 +110,22 @@ impl Received<'_> {
             .then_some(())
             .and(problem.as_ref());
         Outcome {
-            ack: ack(d, h, code.as_str(), problem.as_ref(), &format!("ACK{id}")),
-            accept_ack: ack(d, h, code.commit_str(), refused, &format!("ACC{id}")),
+            ack: ack(
+                d,
+                h,
+                code.as_str(),
+                problem.as_ref(),
+                &warnings,
+                &format!("ACK{id}"),
+            ),
+            accept_ack: ack(d, h, code.commit_str(), refused, &[], &format!("ACC{id}")),
             accept_condition: h.accept_ack.clone(),
             application_condition: h.application_ack.clone(),
             code,
             correlation_id: self.correlation_id,
             duplicate,
             problem,
+            warnings,
         }
     }
 }
@@ -173,14 +189,14 @@ pub fn process(
         Err(Unmapped::Failed(p)) => return r.refuse(store, status::FAILED, AckCode::Error, p),
     };
     match apply(store, &r, &mapped) {
-        Ok(Applied::Now) => r.reply(AckCode::Accept, None, false),
+        Ok(Applied::Now) => r.reply(AckCode::Accept, None, mapped.warnings, false),
         Ok(Applied::Before(first)) => {
             tracing::info!(control_id = %r.header.control_id, first = %first, "resent message acknowledged again, not applied twice");
             Received {
                 correlation_id: first,
                 ..r
             }
-            .reply(AckCode::Accept, None, true)
+            .reply(AckCode::Accept, None, mapped.warnings, true)
         }
         Err(e) => {
             tracing::warn!(control_id = %r.header.control_id, error = %e, "HL7v2 message not applied");
@@ -230,7 +246,21 @@ fn validated(mapped: Mapped) -> Result<Mapped, Unmapped> {
         .collect::<Result<_, _>>()?;
     Ok(Mapped {
         resources,
-        merges: mapped.merges,
+        ..mapped
+    })
+}
+
+/// The warnings of a message applied, as the one problem its archive row has room for.
+fn left_out(warnings: &[Problem]) -> Option<Problem> {
+    let first = warnings.first()?;
+    Some(Problem {
+        location: first.location.clone(),
+        code: first.code,
+        text: warnings
+            .iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
     })
 }
 
@@ -294,12 +324,14 @@ fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreE
                 written.extend(super::merge::apply(tx, merge, &ctx)?);
             }
             let known = archived.is_some();
+            // what was left out is kept with the message, for the integration team to see
+            let left_out = left_out(&mapped.warnings);
             record(
                 tx.conn,
                 r,
                 status::APPLIED,
                 AckCode::Accept,
-                None,
+                left_out.as_ref(),
                 &written,
                 known,
             )?;

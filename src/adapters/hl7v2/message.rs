@@ -322,6 +322,21 @@ pub fn parse(text: &str) -> Result<Message, ParseError> {
     let delimiters = delimiters(first)?;
     let mut segments = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
+        // two messages in one frame: refused whole rather than the second one lost in silence
+        if i > 0
+            && line
+                .strip_prefix("MSH")
+                .is_some_and(|r| r.starts_with(delimiters.field))
+        {
+            return Err(error(
+                "MSH",
+                "100",
+                format!(
+                    "segment {} starts a second message: a frame carries one message; send each in a frame of its own",
+                    i + 1
+                ),
+            ));
+        }
         segments.push(segment(line, &delimiters, i == 0)?);
     }
     let msg = Message {

@@ -3,11 +3,14 @@
 //! (skipped and counted), a frame restarted before it ended, and frames larger than allowed
 //! (discarded to their end and answered with an AR). Each connection is served in order: the
 //! next message is read once the previous one's ACK has been written, as senders expect.
-//! The port speaks TLS when given a certificate (rustls), plain TCP otherwise.
+//! The port speaks TLS when given a certificate (rustls), plain TCP otherwise. Who may connect
+//! and what a connection may hold is `peers`' to say; a frame must also arrive whole within the
+//! idle timeout of its first byte, so a peer trickling a byte now and then holds nothing long.
 
 use super::ack::{AckCode, Problem, ack};
 use super::ingest;
 use super::message::{Delimiters, Header};
+use super::peers::{PeerLimits, Peers, Slot};
 use crate::store::Store;
 use std::path::Path;
 use std::sync::Arc;
@@ -121,6 +124,8 @@ pub struct MllpSettings {
     pub original_acks_only: bool,
     /// TLS, when the port is to speak it (`--mllp-tls-cert`, `--mllp-tls-key`).
     pub tls: Option<TlsAcceptor>,
+    /// Who may connect, how many at once, and the bytes their unfinished frames may hold.
+    pub peers: PeerLimits,
 }
 
 impl Default for MllpSettings {
@@ -130,6 +135,7 @@ impl Default for MllpSettings {
             idle_timeout: Duration::from_secs(300),
             original_acks_only: false,
             tls: None,
+            peers: PeerLimits::default(),
         }
     }
 }
@@ -160,9 +166,17 @@ pub fn tls(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
 
 /// Accept connections until the process ends.
 pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) {
+    let peers = Peers::new(settings.peers.clone());
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let slot = match peers.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        tracing::warn!(%peer, ?why, "MLLP connection refused");
+                        continue; // dropped: closed at once
+                    }
+                };
                 let (store, settings) = (store.clone(), settings.clone());
                 tokio::spawn(async move {
                     tracing::debug!(%peer, "MLLP connection");
@@ -171,13 +185,13 @@ pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) 
                         return;
                     }
                     let ended = match settings.tls.clone() {
-                        None => connection(stream, store, settings).await,
+                        None => connection(stream, slot, store, settings).await,
                         // a client that never finishes its handshake is dropped like an idle one
                         Some(tls) => {
                             match tokio::time::timeout(settings.idle_timeout, tls.accept(stream))
                                 .await
                             {
-                                Ok(Ok(stream)) => connection(stream, store, settings).await,
+                                Ok(Ok(stream)) => connection(stream, slot, store, settings).await,
                                 Ok(Err(e)) => Err(e),
                                 Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
                             }
@@ -198,16 +212,26 @@ pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) 
 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
+    mut slot: Slot,
     store: Store,
     settings: MllpSettings,
 ) -> std::io::Result<()> {
     let mut framer = Framer::new(settings.max_message_bytes);
     let mut buf = vec![0u8; 64 * 1024];
+    // when the unfinished frame began: it must end within the idle timeout of that
+    let mut frame_began: Option<tokio::time::Instant> = None;
     loop {
-        let n = match tokio::time::timeout(settings.idle_timeout, stream.read(&mut buf)).await {
+        let wait = match frame_began {
+            Some(t) => settings.idle_timeout.saturating_sub(t.elapsed()),
+            None => settings.idle_timeout,
+        };
+        let n = match tokio::time::timeout(wait, stream.read(&mut buf)).await {
             Ok(r) => r?,
             Err(_) => {
-                tracing::info!("MLLP connection idle too long; closing it");
+                tracing::info!(
+                    unfinished = framer.pending(),
+                    "MLLP connection idle, or a frame unfinished, too long; closing it"
+                );
                 return Ok(());
             }
         };
@@ -253,11 +277,39 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         &Header::default(),
                         AckCode::Reject.as_str(),
                         Some(&p),
+                        &[],
                         "TOOLARGE",
                     )
                 }
             };
             stream.write_all(&frame(&reply)).await?;
+        }
+        frame_began = match framer.pending() {
+            0 => None,
+            _ => frame_began.or_else(|| Some(tokio::time::Instant::now())),
+        };
+        if !slot.hold(framer.pending()) {
+            tracing::warn!(
+                unfinished = framer.pending(),
+                "MLLP peer holds more unfinished data than its share; closing it"
+            );
+            let p = Problem {
+                location: String::new(),
+                code: "207",
+                text: "the server holds too much unfinished data from this peer (or from all); \
+                       the message was not read: send it again"
+                    .into(),
+            };
+            let reply = ack(
+                &Delimiters::default(),
+                &Header::default(),
+                AckCode::Reject.as_str(),
+                Some(&p),
+                &[],
+                "BUSY",
+            );
+            stream.write_all(&frame(&reply)).await?;
+            return Ok(());
         }
         if framer.garbage > garbage_before {
             tracing::warn!(

@@ -12,6 +12,7 @@ pub mod map;
 pub mod merge;
 pub mod message;
 pub mod mllp;
+pub mod peers;
 pub mod queue;
 
 #[cfg(test)]

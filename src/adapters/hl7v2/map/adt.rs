@@ -3,7 +3,7 @@
 //! discharge, pre-admit, cancels).
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
-use super::super::datatypes::{date_time, identifier, location_name, put};
+use super::super::datatypes::{identifier, location_name, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
@@ -33,7 +33,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     out.extend(
         cx.msg
             .all("AL1")
-            .filter_map(|s| clinical::allergy(s, &patient_id)),
+            .filter_map(|s| clinical::allergy(cx, s, &patient_id)),
     );
     out.extend(
         cx.msg
@@ -62,7 +62,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     out.extend(
         cx.msg
             .all("DG1")
-            .filter_map(|s| clinical::diagnosis(s, &patient_id, encounter_id.as_deref())),
+            .filter_map(|s| clinical::diagnosis(cx, s, &patient_id, encounter_id.as_deref())),
     );
     Ok(out)
 }
@@ -129,10 +129,10 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
     e.insert("class".into(), class(pv1));
     e.insert("subject".into(), json!({"reference": patient_ref}));
     let mut period = Map::new();
-    if let Some(start) = date_time(pv1.value(44)) {
+    if let Some(start) = cx.date_time(pv1.value(44), "PV1-44") {
         period.insert("start".into(), json!(start));
     }
-    if let Some(end) = date_time(pv1.value(45)) {
+    if let Some(end) = cx.date_time(pv1.value(45), "PV1-45") {
         period.insert("end".into(), json!(end));
     }
     put(&mut e, "period", Value::Object(period));

@@ -3,14 +3,14 @@
 //! IG: the AL1, DG1 and NK1 segment maps. Each is identified by its patient and its code (or
 //! name), so a later message restating it updates it.
 
-use super::super::datatypes::{address, codeable, date_time, each, name, put, telecom};
+use super::super::datatypes::{address, codeable, each, name, put, telecom};
 use super::super::identity::stable_id;
 use super::super::message::Segment;
-use super::Resource;
+use super::{Context, Resource};
 use serde_json::{Map, Value, json};
 
 /// AL1 -> AllergyIntolerance; `None` without an allergen.
-pub fn allergy(al1: &Segment, patient_id: &str) -> Option<Resource> {
+pub fn allergy(cx: &Context, al1: &Segment, patient_id: &str) -> Option<Resource> {
     let code = codeable(al1.field(3).first())?;
     let key = al1.get(3, 1).trim();
     let key = if key.is_empty() { al1.get(3, 2) } else { key };
@@ -46,7 +46,7 @@ pub fn allergy(al1: &Segment, patient_id: &str) -> Option<Resource> {
         "patient".into(),
         json!({"reference": format!("Patient/{patient_id}")}),
     );
-    if let Some(d) = date_time(al1.value(6)) {
+    if let Some(d) = cx.date_time(al1.value(6), "AL1-6") {
         a.insert("recordedDate".into(), json!(d));
     }
     let manifestations: Vec<Value> = al1
@@ -76,7 +76,12 @@ pub fn allergy(al1: &Segment, patient_id: &str) -> Option<Resource> {
 }
 
 /// DG1 -> Condition, a diagnosis of the visit `encounter` (when there is one).
-pub fn diagnosis(dg1: &Segment, patient_id: &str, encounter: Option<&str>) -> Option<Resource> {
+pub fn diagnosis(
+    cx: &Context,
+    dg1: &Segment,
+    patient_id: &str,
+    encounter: Option<&str>,
+) -> Option<Resource> {
     let mut code = codeable(dg1.field(3).first());
     if code.is_none() && !dg1.value(4).trim().is_empty() {
         // DG1-4, the description, from versions before CWE carried the text
@@ -107,7 +112,7 @@ pub fn diagnosis(dg1: &Segment, patient_id: &str, encounter: Option<&str>) -> Op
             json!({"reference": format!("Encounter/{e}")}),
         );
     }
-    if let Some(d) = date_time(dg1.value(5)) {
+    if let Some(d) = cx.date_time(dg1.value(5), "DG1-5") {
         c.insert("recordedDate".into(), json!(d));
     }
     Some(Resource {

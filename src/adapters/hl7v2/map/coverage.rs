@@ -5,7 +5,7 @@
 //! number (IN1-36); the Organization is the insurer's identifier (IN1-3), else its name, so
 //! that one insurer named by many patients' messages is one Organization.
 
-use super::super::datatypes::{address, date, each, identifier, put, telecom};
+use super::super::datatypes::{address, each, identifier, put, telecom};
 use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::order::add_once;
@@ -58,10 +58,10 @@ fn coverage(cx: &Context, in1: &Segment, patient: &Resource) -> Vec<Resource> {
         );
     }
     let mut period = Map::new();
-    if let Some(d) = date(in1.value(12)) {
+    if let Some(d) = cx.date(in1.value(12), "IN1-12") {
         period.insert("start".into(), json!(d));
     }
-    if let Some(d) = date(in1.value(13)) {
+    if let Some(d) = cx.date(in1.value(13), "IN1-13") {
         period.insert("end".into(), json!(d));
     }
     put(&mut c, "period", Value::Object(period));

@@ -7,7 +7,7 @@
 //! Identity: the unique document number (TXA-12), which every message about a document
 //! carries, so that its addendum, edit or cancellation updates one DocumentReference.
 
-use super::super::datatypes::{codeable, date_time, instant, put};
+use super::super::datatypes::{codeable, instant, put};
 use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::order::add_once;
@@ -57,7 +57,10 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         d.insert("type".into(), t);
     }
     d.insert("subject".into(), json!({"reference": patient.reference()}));
-    if let Some(at) = date_time(txa.value(4)).or_else(|| date_time(txa.value(6))) {
+    if let Some(at) = cx
+        .date_time(txa.value(4), "TXA-4")
+        .or_else(|| cx.date_time(txa.value(6), "TXA-6"))
+    {
         d.insert("date".into(), json!(instant(&at)));
     }
     // the originator (TXA-9), else the provider of the activity (TXA-5)

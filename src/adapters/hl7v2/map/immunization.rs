@@ -7,7 +7,7 @@
 //! patient, the vaccine and the date given, so that the same record sent again (immunization
 //! registries resend whole histories) updates one Immunization.
 
-use super::super::datatypes::{codeable, date, date_time, put};
+use super::super::datatypes::{codeable, date_time, put};
 use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::order::{self, Item};
@@ -101,7 +101,7 @@ fn immunization(
         i.insert("manufacturer".into(), json!({"display": name}));
     }
     put(&mut i, "lotNumber", json!(rxa.value(15).trim()));
-    if let Some(d) = date(rxa.value(16)) {
+    if let Some(d) = cx.date(rxa.value(16), "RXA-16") {
         i.insert("expirationDate".into(), json!(d));
     }
     if let Some(rxr) = item.first("RXR") {

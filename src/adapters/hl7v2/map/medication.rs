@@ -77,7 +77,7 @@ fn request(
     r.insert("intent".into(), json!("order"));
     r.insert("medicationCodeableConcept".into(), medication);
     r.insert("subject".into(), json!({"reference": patient.reference()}));
-    if let Some(at) = item.orc.and_then(|o| date_time(o.value(9))) {
+    if let Some(at) = item.orc.and_then(|o| cx.date_time(o.value(9), "ORC-9")) {
         r.insert("authoredOn".into(), json!(at));
     }
     if let Some(pr) = order::requester(cx, item) {
@@ -161,7 +161,10 @@ fn administration(
     a.insert("status".into(), json!(order::administered(rxa, "stopped")));
     a.insert("medicationCodeableConcept".into(), medication);
     a.insert("subject".into(), json!({"reference": patient.reference()}));
-    match date_time(rxa.value(4)).filter(|end| *end != start) {
+    match cx
+        .date_time(rxa.value(4), "RXA-4")
+        .filter(|end| *end != start)
+    {
         Some(end) => a.insert(
             "effectivePeriod".into(),
             json!({"start": start, "end": end}),

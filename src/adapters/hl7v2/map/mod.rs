@@ -17,9 +17,11 @@ mod patient;
 mod service_request;
 
 use super::ack::Problem;
+use super::datatypes;
 use super::identity::Systems;
 use super::message::{Header, Message};
 use serde_json::Value;
+use std::cell::RefCell;
 
 /// One resource to write, whole (a PUT to its id).
 #[derive(Debug, Clone)]
@@ -35,11 +37,14 @@ impl Resource {
     }
 }
 
-/// What a message comes to: the resources to write, and the patient merges to carry out.
+/// What a message comes to: the resources to write, the patient merges to carry out, and
+/// what the sender said that could not be carried over (answered AA with a warning ERR each,
+/// and kept with the message in the archive: never dropped in silence).
 #[derive(Debug, Default)]
 pub struct Mapped {
     pub resources: Vec<Resource>,
     pub merges: Vec<Merge>,
+    pub warnings: Vec<Problem>,
 }
 
 /// Patient `from` merged into patient `into` (ADT^A40); `identifiers` are `from`'s, as MRG-1
@@ -55,7 +60,7 @@ impl From<Vec<Resource>> for Mapped {
     fn from(resources: Vec<Resource>) -> Mapped {
         Mapped {
             resources,
-            merges: Vec::new(),
+            ..Mapped::default()
         }
     }
 }
@@ -73,6 +78,44 @@ pub struct Context<'a> {
     pub msg: &'a Message,
     pub header: Header,
     pub systems: &'static Systems,
+    /// Values the maps could not carry over, as they met them.
+    warnings: RefCell<Vec<Problem>>,
+}
+
+impl Context<'_> {
+    /// Report a value of `field` (`PID-7`) that is there but could not be carried over.
+    pub fn not_carried(&self, field: &str, text: String) {
+        self.warnings.borrow_mut().push(Problem {
+            location: field.into(),
+            code: "102",
+            text,
+        });
+    }
+
+    /// A v2 date (DT) as FHIR's, or `None`; a value that is there but is no date is reported.
+    pub fn date(&self, value: &str, field: &str) -> Option<String> {
+        let d = datatypes::date(value);
+        if d.is_none() && !value.trim().is_empty() {
+            self.not_carried(
+                field,
+                format!("{field} '{value}' is not a valid date; left out"),
+            );
+        }
+        d
+    }
+
+    /// A v2 date/time (DTM) as FHIR's, or `None`; a value that is there but is no date/time is
+    /// reported.
+    pub fn date_time(&self, value: &str, field: &str) -> Option<String> {
+        let d = datatypes::date_time(value);
+        if d.is_none() && !value.trim().is_empty() {
+            self.not_carried(
+                field,
+                format!("{field} '{value}' is not a valid date/time; left out"),
+            );
+        }
+        d
+    }
 }
 
 /// The resources `msg` describes, and the merges it asks for.
@@ -81,19 +124,26 @@ pub fn map(msg: &Message) -> Result<Mapped, Unmapped> {
         msg,
         header: msg.header(),
         systems: Systems::get(),
+        warnings: RefCell::default(),
     };
+    let mut mapped = by_type(&cx)?;
+    mapped.warnings = cx.warnings.take();
+    Ok(mapped)
+}
+
+fn by_type(cx: &Context) -> Result<Mapped, Unmapped> {
     let (ty, trigger) = (cx.header.message_type.as_str(), cx.header.trigger.as_str());
     if (ty, trigger) == ("ADT", "A40") {
-        return merge::map(&cx);
+        return merge::map(cx);
     }
     match ty {
-        "ADT" => adt::map(&cx, trigger),
-        "ORU" => oru::map(&cx, trigger),
-        "ORM" | "OML" => service_request::map(&cx, trigger),
-        "RDE" | "RAS" => medication::map(&cx, trigger),
-        "VXU" => immunization::map(&cx, trigger),
-        "SIU" => appointment::map(&cx, trigger),
-        "MDM" => document::map(&cx, trigger),
+        "ADT" => adt::map(cx, trigger),
+        "ORU" => oru::map(cx, trigger),
+        "ORM" | "OML" => service_request::map(cx, trigger),
+        "RDE" | "RAS" => medication::map(cx, trigger),
+        "VXU" => immunization::map(cx, trigger),
+        "SIU" => appointment::map(cx, trigger),
+        "MDM" => document::map(cx, trigger),
         _ => Err(unsupported(
             "200",
             format!(

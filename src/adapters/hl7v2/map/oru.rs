@@ -51,7 +51,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
             tracing::info!(control_id = %cx.header.control_id, "an OBX of type ED/RP without OBX-3 left out");
             continue;
         }
-        let o = observation(&key, None, &group, None, &subject)?;
+        let o = observation(cx, &key, None, &group, None, &subject)?;
         out.push(o);
     }
     for (n, (obr, obx)) in groups.iter().enumerate() {
@@ -96,7 +96,7 @@ fn report(
             "OBR-4 (universal service identifier) is empty",
         )
     })?;
-    let effective = date_time(obr.value(7));
+    let effective = cx.date_time(obr.value(7), "OBR-7");
     let mut out = Vec::new();
     let mut results = Vec::new();
     // an attached report (OBX of type ED) is the report as it was presented, not a result
@@ -111,6 +111,7 @@ fn report(
     let obx: Vec<&Segment> = obx.iter().copied().filter(|o| o.value(2) != "ED").collect();
     for group in lines(&obx) {
         let o = observation(
+            cx,
             &keys,
             Some((obr, &code)),
             &group,
@@ -142,7 +143,7 @@ fn report(
     if let Some(at) = effective {
         r.insert("effectiveDateTime".into(), json!(at));
     }
-    if let Some(at) = date_time(obr.value(22)) {
+    if let Some(at) = cx.date_time(obr.value(22), "OBR-22") {
         r.insert("issued".into(), json!(instant(&at)));
     }
     put(&mut r, "result", Value::Array(results));
@@ -180,6 +181,7 @@ fn lines<'a>(obx: &[&'a Segment]) -> Vec<Vec<&'a Segment>> {
 /// One Observation from its OBX segment(s); `order` is its OBR and that OBR's test, when it
 /// belongs to a report.
 fn observation(
+    cx: &Context,
     report: &[&str],
     order: Option<(&Segment, &Value)>,
     group: &[&Segment],
@@ -221,7 +223,11 @@ fn observation(
     );
     o.insert("code".into(), code);
     o.insert("subject".into(), subject.clone());
-    if let Some(at) = date_time(obx.value(14)).as_deref().or(effective) {
+    if let Some(at) = cx
+        .date_time(obx.value(14), "OBX-14")
+        .as_deref()
+        .or(effective)
+    {
         o.insert("effectiveDateTime".into(), json!(at));
     }
     value(&mut o, group)?;

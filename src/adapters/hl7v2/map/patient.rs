@@ -1,7 +1,7 @@
 //! PID -> Patient, shared by every message that names a patient (ADT, ORU, ...): the IG's
 //! PID map, under a stable id from the first medical record number (else the first identifier).
 
-use super::super::datatypes::{address, date, date_time, each, identifier, name, put, telecom};
+use super::super::datatypes::{address, each, identifier, name, put, telecom};
 use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::{Context, Resource, Unmapped, failed};
@@ -42,10 +42,10 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
         _ => "",
     };
     put(&mut p, "gender", json!(gender));
-    if let Some(d) = date(pid.value(7)) {
+    if let Some(d) = cx.date(pid.value(7), "PID-7") {
         p.insert("birthDate".into(), json!(d));
     }
-    match (date_time(pid.value(29)), pid.value(30)) {
+    match (cx.date_time(pid.value(29), "PID-29"), pid.value(30)) {
         (Some(at), _) => {
             p.insert("deceasedDateTime".into(), json!(at));
         }
@@ -114,7 +114,7 @@ pub fn with_allergies(cx: &Context) -> Result<(Resource, Vec<Resource>), Unmappe
     out.extend(
         cx.msg
             .all("AL1")
-            .filter_map(|s| super::clinical::allergy(s, &patient.id)),
+            .filter_map(|s| super::clinical::allergy(cx, s, &patient.id)),
     );
     super::coverage::all(cx, &patient, &mut out);
     Ok((patient, out))

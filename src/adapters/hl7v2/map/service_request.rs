@@ -6,7 +6,7 @@
 //! Identity: an order is its placer order number (ORC-2, else OBR-2), so that the same order
 //! sent again (scheduled, then cancelled, then completed) updates one ServiceRequest.
 
-use super::super::datatypes::{codeable, date_time, put};
+use super::super::datatypes::{codeable, put};
 use super::order::{self, Item};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -80,12 +80,12 @@ fn request(
     r.insert("subject".into(), json!({"reference": patient.reference()}));
     if let Some(at) = item
         .first("TQ1")
-        .and_then(|tq| date_time(tq.value(7)))
-        .or_else(|| date_time(obr.value(7)))
+        .and_then(|tq| cx.date_time(tq.value(7), "TQ1-7"))
+        .or_else(|| cx.date_time(obr.value(7), "OBR-7"))
     {
         r.insert("occurrenceDateTime".into(), json!(at));
     }
-    if let Some(at) = item.orc.and_then(|o| date_time(o.value(9))) {
+    if let Some(at) = item.orc.and_then(|o| cx.date_time(o.value(9), "ORC-9")) {
         r.insert("authoredOn".into(), json!(at));
     }
     if let Some(pr) = order::requester(cx, item) {
@@ -95,7 +95,7 @@ fn request(
     // DG1 of the order: the reasons for it, as Conditions of the patient
     let mut reasons = Vec::new();
     for dg1 in item.all("DG1") {
-        if let Some(c) = clinical::diagnosis(dg1, &patient.id, None) {
+        if let Some(c) = clinical::diagnosis(cx, dg1, &patient.id, None) {
             reasons.push(json!({"reference": c.reference()}));
             order::add_once(out, c);
         }
