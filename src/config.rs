@@ -53,6 +53,17 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MAX_BUNDLE_ENTRIES", default_value_t = 5_000)]
     pub max_bundle_entries: usize,
 
+    /// Requests a second one address may send to `/auth/*` (sign-in, token, introspection),
+    /// with bursts of twice that; more get 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "EMRSYNC_AUTH_RATE", default_value_t = 20)]
+    pub auth_rate: u32,
+
+    /// Requests a second one client (a token's client, or its subject) may send to the FHIR
+    /// API, with bursts of twice that; a batch or transaction counts one per entry. More get
+    /// 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "EMRSYNC_API_RATE", default_value_t = 0)]
+    pub api_rate: u32,
+
     /// Database connections in the pool [default: 16 on PostgreSQL, 8 on SQLite].
     #[arg(long, env = "EMRSYNC_POOL_SIZE")]
     pub pool_size: Option<u32>,
@@ -150,6 +161,12 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MLLP_MAX_BUFFERED_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub mllp_max_buffered_bytes: usize,
 
+    /// HL7v2 messages a second one address may send over MLLP, with bursts of twice that;
+    /// a faster sender is slowed down (its next message is read later), not refused. 0: no
+    /// limit.
+    #[arg(long, env = "EMRSYNC_MLLP_RATE", default_value_t = 0)]
+    pub mllp_rate: u32,
+
     /// Serve MLLP over TLS with this certificate chain (PEM); needs --mllp-tls-key.
     #[arg(long, env = "EMRSYNC_MLLP_TLS_CERT", requires = "mllp_tls_key")]
     pub mllp_tls_cert: Option<std::path::PathBuf>,
@@ -188,6 +205,8 @@ impl Settings {
             insecure_dev: false,
             max_body_bytes: 16 * 1024 * 1024,
             max_bundle_entries: 5_000,
+            auth_rate: 20,
+            api_rate: 0,
             pool_size: None,
             cache_capacity: 100_000,
             cache_ttl_secs: None,
@@ -206,6 +225,7 @@ impl Settings {
             mllp_max_connections: 256,
             mllp_max_connections_per_address: 16,
             mllp_max_buffered_bytes: 64 * 1024 * 1024,
+            mllp_rate: 0,
             mllp_original_acks: false,
             mllp_tls_cert: None,
             mllp_tls_key: None,

@@ -95,6 +95,7 @@ impl Application {
                             max_buffered_bytes: settings
                                 .mllp_max_buffered_bytes
                                 .max(4 * (settings.mllp_max_bytes + 64 * 1024)),
+                            messages_per_second: settings.mllp_rate,
                         },
                     },
                 ));
@@ -126,6 +127,21 @@ impl Application {
             },
             Duration::from_secs(3600),
         ));
+        let rates = Arc::new(crate::api::rate::Rates {
+            auth_per_address: crate::api::rate::Rate::per_second(settings.auth_rate),
+            api_per_client: crate::api::rate::Rate::per_second(settings.api_rate),
+        });
+        {
+            // addresses and clients come and go: forget those whose allowance is full again
+            let rates = rates.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    rates.auth_per_address.forget_idle();
+                    rates.api_per_client.forget_idle();
+                }
+            });
+        }
         let state = web::Data::new(AppState {
             store,
             base_url: base_url.clone(),
@@ -136,6 +152,7 @@ impl Application {
             max_bundle_entries: settings.max_bundle_entries,
             endpoints,
             sockets,
+            rates: rates.clone(),
         });
         let mut server =
             HttpServer::new(move || App::new().configure(|cfg| api::routes(cfg, state.clone())))

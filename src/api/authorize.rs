@@ -32,6 +32,7 @@ pub async fn start(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
 /// `POST /auth/authorize`: the login form. A wrong password shows the form again.
 pub async fn sign_in(
     state: web::Data<AppState>,
+    req: HttpRequest,
     super::body::Form(body): super::body::Form,
 ) -> HttpResponse {
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
@@ -47,12 +48,48 @@ pub async fn sign_in(
             .unwrap_or_default()
     };
     let (username, password) = (get("username"), get("password"));
+    // guessing is counted per user and per address, and gets nowhere once either is locked:
+    // the password is not even checked then
+    let (account, addr) = (format!("user:{username}"), super::smart::address_key(&req));
+    let throttle = &state.authority.throttle;
+    if let Err(locked) = throttle.admit(&[&account, &addr]) {
+        let msg = format!(
+            "Too many failed sign-ins. Try again in {} seconds.",
+            locked.seconds()
+        );
+        let mut r = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &login_page(&params, Some(&msg)),
+            Some(&request.redirect_uri),
+        );
+        if let Ok(v) = locked.seconds().to_string().parse() {
+            r.headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let store = state.store.clone();
-    let user = web::block(move || store.read(|c| users::sign_in(c, &username, &password)))
+    let name = username.clone();
+    let user = web::block(move || store.read(|c| users::sign_in(c, &name, &password)))
         .await
         .ok()
         .and_then(Result::ok)
         .flatten();
+    match &user {
+        Some(_) => throttle.succeeded(&account),
+        None => {
+            let who = format!("user {username} from {}", &addr[5..]);
+            state
+                .authority
+                .failed_attempt(
+                    &[&account, &addr],
+                    "login",
+                    &who,
+                    "wrong username or password",
+                )
+                .await
+        }
+    }
     match user {
         Some(user) => {
             let ticket = authorize::ticket(&state.authority, &user, request.clone());

@@ -7,9 +7,9 @@ use super::context::{RequestContext, body_format};
 use super::error::ApiError;
 use super::interaction::{self, Prepared, check_type, parse_etag, parse_id, prepare};
 use super::render;
-use crate::auth::Interaction;
+use crate::auth::{Interaction, Reach};
 use crate::fhir::Issue;
-use crate::store::versions;
+use crate::store::{StoreError, versions};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
@@ -38,10 +38,14 @@ pub async fn read(
     parse_id(&id)?;
     let store = state.store.clone();
     let (rt, i) = (rtype.clone(), id.clone());
-    ctx.grant.reach(Interaction::Read, &rtype)?;
-    let version = web::block(move || store.current(&rt, &i)).await??;
+    let confined = !matches!(ctx.grant.reach(Interaction::Read, &rtype)?, Reach::All);
+    let version = match web::block(move || store.current(&rt, &i)).await? {
+        Err(StoreError::Gone { .. }) if confined => return Err(ApiError::unseen(&rtype, &id)),
+        found => found?,
+    };
     ctx.grant
-        .check(Interaction::Read, &rtype, &id, || version.json())?;
+        .check(Interaction::Read, &rtype, &id, || version.json())
+        .map_err(|_| ApiError::unseen(&rtype, &id))?;
     if header(&req, "if-none-match").is_some_and(|t| parse_etag(t).ok() == Some(version.version_id))
     {
         return Ok(HttpResponse::NotModified()
@@ -68,15 +72,19 @@ pub async fn vread(
         .map_err(|_| ApiError::bad_request(format!("version id '{vid}' is not a number")))?;
     let store = state.store.clone();
     let (rt, i) = (rtype.clone(), id.clone());
-    ctx.grant.reach(Interaction::Read, &rtype)?;
+    let confined = !matches!(ctx.grant.reach(Interaction::Read, &rtype)?, Reach::All);
     let found = web::block(move || store.read(|c| versions::version(c, &rt, &i, vid))).await??;
     let version =
         found.ok_or_else(|| ApiError::not_found(format!("{rtype}/{id} has no version {vid}")))?;
     if version.deleted {
-        return Err(version.gone().into());
+        return Err(match confined {
+            true => ApiError::unseen(&rtype, &id),
+            false => version.gone().into(),
+        });
     }
     ctx.grant
-        .check(Interaction::Read, &rtype, &id, || version.json())?;
+        .check(Interaction::Read, &rtype, &id, || version.json())
+        .map_err(|_| ApiError::unseen(&rtype, &id))?;
     let ctx = RequestContext {
         prefer_return: None,
         ..ctx

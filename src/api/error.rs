@@ -35,6 +35,18 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, Issue::error("not-found", msg))
     }
 
+    /// A read refused on what the resource holds (outside a patient app's compartment, or
+    /// outside its scope's query restriction), or of a deleted resource by a caller so
+    /// confined, answers exactly as a resource that does not exist: a 403 (or a 410) would
+    /// tell the app which ids exist, and so which MRN is a patient here.
+    pub fn unseen(rtype: &str, id: &str) -> Self {
+        StoreError::NotFound {
+            resource_type: rtype.into(),
+            id: id.into(),
+        }
+        .into()
+    }
+
     /// Validation failures: 400 for malformed structure, 422 for well-formed but invalid content.
     pub fn invalid(issues: Vec<Issue>) -> Self {
         let structural = issues.iter().any(|i| i.code == "structure");

@@ -8,7 +8,7 @@ use super::context::RequestContext;
 use super::error::ApiError;
 use super::interaction::parse_id;
 use super::search::{SearchRequest, Types, respond};
-use crate::auth::Interaction;
+use crate::auth::{Interaction, Reach};
 use crate::fhir::search::filter::Filter;
 use crate::fhir::search::filter::{compartment_types, patient_compartment};
 use crate::fhir::search::query::parse_clause;
@@ -29,10 +29,16 @@ pub async fn patient(
     // the patient must exist and be readable: a 404 or 403 says so before any search
     let store = state.store.clone();
     let pid = id.clone();
-    ctx.grant.reach(Interaction::Read, "Patient")?;
-    let patient = web::block(move || store.current("Patient", &pid)).await??;
+    let confined = !matches!(ctx.grant.reach(Interaction::Read, "Patient")?, Reach::All);
+    let patient = match web::block(move || store.current("Patient", &pid)).await? {
+        Err(crate::store::StoreError::Gone { .. }) if confined => {
+            return Err(ApiError::unseen("Patient", &id));
+        }
+        found => found?,
+    };
     ctx.grant
-        .check(Interaction::Read, "Patient", &id, || patient.json())?;
+        .check(Interaction::Read, "Patient", &id, || patient.json())
+        .map_err(|_| ApiError::unseen("Patient", &id))?;
 
     let mut types: Vec<String> = Vec::new();
     let mut since = None;

@@ -103,11 +103,19 @@ async fn history(
     let grant = ctx.grant.clone();
     let (page, total) = web::block(move || {
         store.read(|c| {
-            if let (true, Some(rt), Some(id)) = (confined, &query.resource_type, &query.id)
-                && let Some(current) = versions::current(c, rt, id)?
-                && !current.deleted
-            {
-                grant.check(Interaction::Read, rt, id, || current.json())?;
+            // a confined caller learns nothing of an instance it may not read (or that is
+            // deleted): as if it never existed
+            if let (true, Some(rt), Some(id)) = (confined, &query.resource_type, &query.id) {
+                let unseen = || crate::store::StoreError::NotFound {
+                    resource_type: rt.clone(),
+                    id: id.clone(),
+                };
+                match versions::current(c, rt, id)? {
+                    Some(current) if !current.deleted => grant
+                        .check(Interaction::Read, rt, id, || current.json())
+                        .map_err(|_| unseen())?,
+                    _ => return Err(unseen()),
+                }
             }
             let mut page = versions::history(c, &query)?;
             let total = versions::history_total(c, &query)?;

@@ -14,6 +14,7 @@ mod history;
 mod interaction;
 mod metadata;
 mod paging;
+pub mod rate;
 mod render;
 mod search;
 mod smart;
@@ -47,36 +48,46 @@ pub struct AppState {
     pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,
     /// Websocket subscribers' open sockets in this process.
     pub sockets: crate::subscriptions::websocket::Sockets,
+    /// Request rates per address (`/auth/*`) and per client (the FHIR API).
+    pub rates: Arc<rate::Rates>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .route("/health", web::get().to(health::health))
-        // what a browser app calls from its own origin (SMART's JS client does)
         .service(
-            web::resource("/auth/jwks")
-                .wrap(cors())
-                .route(web::get().to(smart::jwks)),
+            web::scope("/auth")
+                .wrap(private())
+                // before anything else: a flood from one address costs a counter, no more
+                .wrap(from_fn(rate::per_address))
+                // what a browser app calls from its own origin (SMART's JS client does)
+                .service(
+                    web::resource("/jwks")
+                        .wrap(cors())
+                        .route(web::get().to(smart::jwks)),
+                )
+                .service(
+                    web::resource("/token")
+                        .wrap(cors())
+                        .route(web::post().to(smart::token)),
+                )
+                .service(
+                    web::resource("/revoke")
+                        .wrap(cors())
+                        .route(web::post().to(smart::revoke)),
+                )
+                // pages the browser navigates to, and calls from EHRs and resource servers
+                .route("/authorize", web::get().to(authorize::start))
+                .route("/authorize", web::post().to(authorize::sign_in))
+                .route("/consent", web::post().to(authorize::consent))
+                .route("/launch", web::post().to(authorize::launch))
+                .route("/introspect", web::post().to(smart::introspect))
+                .default_service(web::to(unknown_route)),
         )
-        .service(
-            web::resource("/auth/token")
-                .wrap(cors())
-                .route(web::post().to(smart::token)),
-        )
-        .service(
-            web::resource("/auth/revoke")
-                .wrap(cors())
-                .route(web::post().to(smart::revoke)),
-        )
-        // pages the browser navigates to, and calls from EHRs and resource servers
-        .route("/auth/authorize", web::get().to(authorize::start))
-        .route("/auth/authorize", web::post().to(authorize::sign_in))
-        .route("/auth/consent", web::post().to(authorize::consent))
-        .route("/auth/launch", web::post().to(authorize::launch))
-        .route("/auth/introspect", web::post().to(smart::introspect))
         .route("/ws/subscriptions", web::get().to(websocket::socket))
         .service(
             web::scope("/admin")
+                .wrap(private())
                 .wrap(from_fn(require_auth))
                 .route("/hl7v2/messages", web::get().to(admin::list))
                 .route("/hl7v2/messages/{id}", web::get().to(admin::get))
@@ -84,8 +95,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         )
         .service(
             web::scope("/fhir")
+                // inside require_auth: a client is known by its token
+                .wrap(from_fn(rate::per_client))
                 .wrap(from_fn(require_auth))
                 .wrap(from_fn(context::correlate))
+                // on every answer, errors and refusals included
+                .wrap(private())
                 // outermost: a preflight is answered before authentication, and a 401 carries
                 // the headers that let the app's script read it
                 .wrap(cors())
@@ -136,6 +151,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .default_service(web::to(unknown_route)),
         )
         .default_service(web::to(unknown_route));
+}
+
+/// What every answer that may carry patient data or credentials says to caches and browsers:
+/// keep no copy (a shared or disk cache would hold PHI), and take the content type as sent
+/// (never guess a JSON body to be HTML). A handler that set its own `Cache-Control` keeps it.
+fn private() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add(("Cache-Control", "no-store"))
+        .add(("X-Content-Type-Options", "nosniff"))
 }
 
 /// Cross-origin access for browser apps (SMART apps run on their own origin). Any origin may

@@ -65,7 +65,49 @@ pub async fn token(
     req: HttpRequest,
     super::body::Form(body): super::body::Form,
 ) -> HttpResponse {
-    answer(token_response(&state, &req, &body).await)
+    answer(guarded(&state, &req, "token", token_response(&state, &req, &body)).await)
+}
+
+/// The throttle's key for the address a request came from (the peer of the connection: a
+/// forwarded-for header would let anyone claim any address).
+pub(super) fn address_key(req: &HttpRequest) -> String {
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    format!("addr:{ip}")
+}
+
+/// Run a request that authenticates a client, unless its address is locked; a failed client
+/// authentication is counted against the address, logged and audited.
+async fn guarded<T>(
+    state: &AppState,
+    req: &HttpRequest,
+    action: &str,
+    work: impl std::future::Future<Output = Result<T, OAuthError>>,
+) -> Result<T, OAuthError> {
+    let addr = address_key(req);
+    let authority = &state.authority;
+    authority
+        .throttle
+        .admit(&[&addr])
+        .map_err(OAuthError::locked)?;
+    let result = work.await;
+    if let Err(e) = &result
+        && e.error == "invalid_client"
+        && e.status == 401
+    {
+        let who = format!("client from {}", &addr[5..]);
+        authority
+            .failed_attempt(
+                &[&addr],
+                &format!("{action} client-authentication"),
+                &who,
+                &e.description,
+            )
+            .await;
+    }
+    result
 }
 
 /// RFC 7009: a client revokes one of its own tokens. The answer is 200 whatever the token was
@@ -76,7 +118,8 @@ pub async fn revoke(
     super::body::Form(body): super::body::Form,
 ) -> HttpResponse {
     let result = async {
-        let (token, client) = token_of_client(&state, &req, &body).await?;
+        let (token, client) =
+            guarded(&state, &req, "revoke", token_of_client(&state, &req, &body)).await?;
         let token = token.as_str();
         if let Ok(claims) = state.authority.verify(token, false)
             && claims.client_id.as_deref() == Some(client.client_id.as_str())
@@ -100,7 +143,13 @@ pub async fn introspect(
     super::body::Form(body): super::body::Form,
 ) -> HttpResponse {
     let result = async {
-        let (token, _) = token_of_client(&state, &req, &body).await?;
+        let (token, _) = guarded(
+            &state,
+            &req,
+            "introspect",
+            token_of_client(&state, &req, &body),
+        )
+        .await?;
         let token = token.as_str();
         Ok(match state.authority.introspect(token).await {
             Some(c) => {
@@ -144,6 +193,9 @@ fn answer<T: serde::Serialize>(result: Result<T, OAuthError>) -> HttpResponse {
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             );
             r.insert_header(("cache-control", "no-store"));
+            if let Some(seconds) = e.retry_after {
+                r.insert_header(("retry-after", seconds.to_string()));
+            }
             if e.status == 401 {
                 r.insert_header(("www-authenticate", "Basic realm=\"emrsync\""));
             }

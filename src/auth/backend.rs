@@ -30,6 +30,8 @@ pub struct OAuthError {
     pub status: u16,
     pub error: &'static str,
     pub description: String,
+    /// Seconds until a locked account or address may try again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -38,6 +40,7 @@ impl OAuthError {
             status: 401,
             error: "invalid_client",
             description: d.into(),
+            retry_after: None,
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
@@ -45,6 +48,7 @@ impl OAuthError {
             status: 400,
             error: "invalid_request",
             description: d.into(),
+            retry_after: None,
         }
     }
     pub fn invalid_scope(d: impl Into<String>) -> Self {
@@ -52,6 +56,7 @@ impl OAuthError {
             status: 400,
             error: "invalid_scope",
             description: d.into(),
+            retry_after: None,
         }
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
@@ -59,6 +64,7 @@ impl OAuthError {
             status: 400,
             error: "invalid_grant",
             description: d.into(),
+            retry_after: None,
         }
     }
     pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
@@ -66,13 +72,31 @@ impl OAuthError {
             status: 400,
             error: "unsupported_grant_type",
             description: d.into(),
+            retry_after: None,
         }
     }
+    /// A failure of the server's own (the database, say): its words go to the log, not to
+    /// the client.
     pub fn server(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "authorization server failure");
         OAuthError {
             status: 500,
             error: "server_error",
-            description: e.to_string(),
+            description: "the server could not complete the request (logged)".into(),
+            retry_after: None,
+        }
+    }
+
+    /// Too many failed attempts on this client, user or address: refused until the lock ends.
+    pub fn locked(l: super::throttle::Locked) -> Self {
+        OAuthError {
+            status: 429,
+            error: "invalid_client",
+            description: format!(
+                "too many failed attempts; try again in {} seconds",
+                l.seconds()
+            ),
+            retry_after: Some(l.seconds()),
         }
     }
 }
@@ -148,10 +172,18 @@ pub async fn authenticate_client(
     match credentials {
         Credentials::Assertion(jwt) => authenticate_assertion(authority, &jwt).await,
         Credentials::Basic { client_id, secret } => {
+            // a client's secret can be guessed at: its failures lock it for a while
+            let account = format!("client:{client_id}");
+            let throttle = &authority.throttle;
+            throttle.admit(&[&account]).map_err(OAuthError::locked)?;
             let client = load_client(authority, &client_id).await?;
             if client.kind != ClientKind::Symmetric || !client.secret_matches(&secret) {
+                for lock in throttle.failed(&[&account]) {
+                    tracing::warn!(key = %lock.key, seconds = lock.seconds(), "locked after failed client authentications");
+                }
                 return Err(OAuthError::invalid_client("client authentication failed"));
             }
+            throttle.succeeded(&account);
             Ok(client)
         }
     }

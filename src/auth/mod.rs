@@ -18,6 +18,7 @@ pub mod refresh;
 pub mod revocation;
 pub mod scopes;
 pub mod secret;
+pub mod throttle;
 pub mod token;
 pub mod users;
 
@@ -25,7 +26,7 @@ pub use access::{Denied, Grant, Reach};
 pub use scopes::Interaction;
 pub use token::{AccessClaims, TokenError};
 
-use crate::store::{Database, DbConnection, Store, StoreError};
+use crate::store::{Database, DbConnection, Store, StoreError, WriteContext};
 use keys::KeyRing;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +57,8 @@ pub struct Authority {
     http: reqwest::Client,
     /// An external identity provider whose tokens are accepted too.
     idp: Option<idp::IdpConfig>,
+    /// Failed sign-ins and client authentications, and the locks they earn.
+    pub throttle: throttle::Throttle,
 }
 
 /// What to put in a token that this server mints.
@@ -144,7 +147,28 @@ impl Authority {
                 .build()
                 .map_err(|e| StoreError::Database(format!("HTTP client: {e}")))?,
             idp,
+            throttle: throttle::Throttle::new(Default::default()),
         })
+    }
+
+    /// A credential check failed: count it against `keys` (the account and the address), say
+    /// so in the log, and keep it in the audit trail (`action` such as `login`, `who` the name
+    /// tried and the address it came from). Locks it starts are logged too.
+    pub async fn failed_attempt(&self, keys: &[&str], action: &str, who: &str, detail: &str) {
+        for lock in self.throttle.failed(keys) {
+            tracing::warn!(key = %lock.key, seconds = lock.seconds(), "locked after failed attempts");
+        }
+        tracing::warn!(action, who, detail, "failed credential check");
+        let ctx = WriteContext {
+            correlation_id: crate::store::new_correlation_id(),
+            actor: who.to_string(),
+            grant: Arc::new(Grant::public()),
+            endpoints: Default::default(),
+        };
+        let (store, action, detail) = (self.store.clone(), action.to_string(), detail.to_string());
+        let _ =
+            tokio::task::spawn_blocking(move || store.audit_failure(&action, None, &detail, &ctx))
+                .await;
     }
 
     /// Run store work off the async runtime (reads on a pooled connection).
@@ -246,7 +270,8 @@ impl Authority {
     /// the cache; a new one is verified, then looked up among the revoked.
     pub async fn authenticate(&self, bearer: &str) -> Result<Arc<Grant>, TokenError> {
         if let Some(grant) = self.verified.get(bearer) {
-            if grant.expires_at + 30 < now_secs() {
+            // no leeway, as when it was first verified (this server's own clock signed it)
+            if grant.expires_at < now_secs() {
                 self.verified.invalidate(bearer);
                 return Err(TokenError::Expired);
             }

@@ -96,6 +96,15 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
     assert_eq!(status, 401);
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     assert!(challenge.contains("expired"), "{challenge}");
+    // the server's own tokens get no clock leeway: two seconds late is late
+    let just_expired = signed(
+        &app,
+        &AccessClaims {
+            exp: now_secs() - 2,
+            ..good_claims(&app)
+        },
+    );
+    assert_eq!(status_with(&app, &just_expired).await.0, 401);
 
     let other_server = signed(
         &app,
@@ -312,17 +321,20 @@ async fn a_patient_token_stays_in_its_compartment(app: TestApp) {
         app.get_as(&t, &format!("Observation/{oa}")).await.status,
         200
     );
-    assert_eq!(app.get_as(&t, &format!("Patient/{b}")).await.status, 403);
-    assert_eq!(
-        app.get_as(&t, &format!("Observation/{ob}")).await.status,
-        403
-    );
-    assert_eq!(
-        app.get_as(&t, &format!("Observation/{ob}/_history/1"))
-            .await
-            .status,
-        403
-    );
+    // another patient's resources answer exactly as ids that do not exist: a patient app
+    // cannot learn which exist (nor, through HL7v2's ids, which MRN is a patient here)
+    let unknown = |r: crate::helpers::Resp| (r.status, r.first_issue().0);
+    let missing = unknown(app.get_as(&t, "Patient/no-such-patient").await);
+    assert_eq!(missing, (404, "not-found".to_string()));
+    for path in [
+        format!("Patient/{b}"),
+        format!("Observation/{ob}"),
+        format!("Observation/{ob}/_history/1"),
+        format!("Observation/{ob}/_history"),
+        format!("Patient/{b}/$everything"),
+    ] {
+        assert_eq!(unknown(app.get_as(&t, &path).await), missing, "{path}");
+    }
 
     // search: only A's compartment, whatever the criteria say
     let r = app.get_as(&t, "Observation").await;
@@ -389,12 +401,12 @@ async fn a_patient_token_stays_in_its_compartment(app: TestApp) {
         .await;
     assert_eq!(ids(&has_own), vec![format!("Patient/{a}")]);
 
-    // history
+    // history (another patient's instance: as if it did not exist, see above)
     assert_eq!(
         app.get_as(&t, &format!("Observation/{ob}/_history"))
             .await
             .status,
-        403
+        404
     );
     let h = app.get_as(&t, "Observation/_history").await;
     assert_eq!(h.status, 200);
@@ -512,7 +524,7 @@ async fn a_patient_token_stays_in_its_compartment(app: TestApp) {
         r["entry"][1]["response"]["status"]
             .as_str()
             .unwrap()
-            .starts_with("403"),
+            .starts_with("404"),
         "{r}"
     );
 

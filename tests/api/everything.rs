@@ -123,8 +123,8 @@ async fn patient_everything_returns_the_record_within_the_token(app: TestApp) {
     let own = app.token_for("patient/*.rs", Some(&a));
     assert_eq!(everything(&app, &own, &path).await, record);
     let r = app.get_as(&own, &format!("Patient/{b}/$everything")).await;
-    assert_eq!(r.status, 403, "{}", r.text);
-    assert_eq!(r.first_issue().0, "forbidden");
+    assert_eq!(r.status, 404, "as if B did not exist: {}", r.text);
+    assert_eq!(r.first_issue().0, "not-found");
     // a token that may search Observations only gets the patient's Observations
     let obs_only = app.token_for("system/Observation.rs system/Patient.r", None);
     assert_eq!(

@@ -195,3 +195,23 @@ async fn only_allowed_senders_are_heard() {
     assert!(closed(&mut s).await, "127.0.0.1 is not in 10.0.0.0/8");
     assert!(patient(&app, "MRN904").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_sender_is_slowed_to_its_rate_not_refused() {
+    let app = spawn_with(Backend::Sqlite, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.mllp_rate = 10;
+    })
+    .await;
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let started = std::time::Instant::now();
+    // a burst of 20 goes at once; the next 20 at 10 a second
+    for i in 0..40 {
+        let ack = mllp
+            .send(&adt("A08", &format!("RATE{i}"), "MRN905", "V905", "Rate"))
+            .await;
+        assert_eq!(ack.code(), "AA", "{}", ack.text);
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1800), "{took:?}");
+}

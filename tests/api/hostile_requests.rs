@@ -297,3 +297,34 @@ async fn transactions_must_resolve_every_local_reference(app: TestApp) {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_patient_data_are_neither_cached_nor_sniffed() {
+    let app = crate::helpers::spawn(Backend::Sqlite).await;
+    let (id, _) = app.create(&json!({"resourceType": "Patient"})).await;
+    let answers = [
+        app.get(&format!("Patient/{id}")).await,
+        app.get("Patient").await,
+        app.get("Patient/nobody").await,
+        app.send(app.anonymous.get(app.url("Patient"))).await,
+        app.send(app.client.get(format!("{}/admin/hl7v2/messages", app.root)))
+            .await,
+    ];
+    for r in answers {
+        assert_eq!(
+            r.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{}",
+            r.status
+        );
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+    }
+    // the public signing keys may be cached
+    let jwks = app
+        .send(app.anonymous.get(format!("{}/auth/jwks", app.root)))
+        .await;
+    assert!(jwks.header("cache-control").unwrap().contains("max-age"));
+}

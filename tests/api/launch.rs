@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const SCOPE: &str = "openid fhirUser launch/patient patient/*.rs";
 
-struct Flow<'a> {
+pub struct Flow<'a> {
     app: &'a TestApp,
     /// Does not follow redirects: the test reads each Location as an app would.
     browser: reqwest::Client,
@@ -20,7 +20,7 @@ struct Flow<'a> {
 }
 
 impl<'a> Flow<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub fn new(app: &'a TestApp) -> Self {
         Flow {
             app,
             browser: reqwest::Client::builder()
@@ -33,7 +33,7 @@ impl<'a> Flow<'a> {
         }
     }
 
-    fn authorize_params(&self) -> Vec<(String, String)> {
+    pub fn authorize_params(&self) -> Vec<(String, String)> {
         [
             ("response_type", "code"),
             ("client_id", "app"),
@@ -61,7 +61,7 @@ impl<'a> Flow<'a> {
         self.browser.get(url).send().await.unwrap()
     }
 
-    async fn post_form(&self, path: &str, form: &[(String, String)]) -> reqwest::Response {
+    pub async fn post_form(&self, path: &str, form: &[(String, String)]) -> reqwest::Response {
         self.browser
             .post(format!("{}/auth/{path}", self.app.root))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -96,7 +96,11 @@ impl<'a> Flow<'a> {
     }
 
     /// Sign in and approve; the query of the redirect back to the app.
-    async fn approve(&self, params: &[(String, String)], password: &str) -> Vec<(String, String)> {
+    pub async fn approve(
+        &self,
+        params: &[(String, String)],
+        password: &str,
+    ) -> Vec<(String, String)> {
         let page = self.get(&self.authorize_url(params)).await;
         assert_eq!(page.status(), 200);
         assert!(page.text().await.unwrap().contains("name=\"password\""));
@@ -146,7 +150,7 @@ fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-async fn setup(app: &TestApp) -> (String, String) {
+pub async fn setup(app: &TestApp) -> (String, String) {
     clients::add(
         &mut app.db(),
         &NewClient {
@@ -227,7 +231,7 @@ async fn a_patient_signs_in_and_the_app_reads_their_record() {
     );
     assert_eq!(
         app.get_as(token, &format!("Patient/{other}")).await.status,
-        403
+        404
     );
     let write = app
         .send_as(
@@ -502,7 +506,7 @@ async fn an_ehr_launches_an_app_in_its_patient_and_encounter() {
     );
     assert_eq!(
         app.get_as(token, &format!("Patient/{me}")).await.status,
-        403,
+        404,
         "the launch's patient only"
     );
 
@@ -573,6 +577,6 @@ async fn a_practitioner_picks_the_patient_in_a_standalone_launch() {
     );
     assert_eq!(
         app.get_as(token, &format!("Patient/{me}")).await.status,
-        403
+        404
     );
 }

@@ -88,7 +88,7 @@ async fn python_fhirclient_completes_a_standalone_launch() {
         json!([mine]),
         "only the patient's own"
     );
-    assert_eq!(seen["other_patient"], 403, "{seen}");
+    assert_eq!(seen["other_patient"], 404, "{seen}");
     assert_eq!(seen["refreshed"], true, "{seen}");
 }
 
@@ -180,5 +180,5 @@ async fn js_fhirclient_completes_an_ehr_launch_in_chromium() {
     assert_eq!(got["intent"], "review");
     assert_eq!(got["user"], "Practitioner/dr-js");
     assert_eq!(got["observations"], json!([mine]));
-    assert_eq!(seen["other_patient"], 403, "{seen}");
+    assert_eq!(seen["other_patient"], 404, "{seen}");
 }

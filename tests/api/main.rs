@@ -1,6 +1,7 @@
 //! Integration tests: one binary (the crate is heavy to link), a module per behaviour.
 
 mod auth;
+mod brute_force;
 mod bundles;
 mod conditional;
 mod corpus;
@@ -17,7 +18,7 @@ mod hl7v2_tls;
 mod hostile_bodies;
 mod hostile_requests;
 mod idp;
-mod launch;
+pub mod launch;
 mod launch_clients;
 mod mllp_client;
 mod receiver;

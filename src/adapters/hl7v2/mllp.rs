@@ -248,6 +248,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         for got in framer.push(&buf[..n]) {
             let reply = match got {
                 Frame::Message(bytes) => {
+                    slot.pace().await;
                     let store = store.clone();
                     let outcome =
                         tokio::task::spawn_blocking(move || ingest::handle(&store, &bytes))

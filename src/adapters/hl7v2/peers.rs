@@ -3,7 +3,8 @@
 //! must buffer until they end: unchecked, one peer holds the memory of as many messages as it
 //! cares to start. So a peer's address must be allowed (when a list is given), connections are
 //! counted per address and in all, and the bytes of unfinished frames come out of one budget
-//! for the whole listener, of which one address may hold a quarter.
+//! for the whole listener, of which one address may hold a quarter. A rate per address, when
+//! set, slows a sender down to it.
 
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -19,6 +20,10 @@ pub struct PeerLimits {
     pub max_connections_per_address: usize,
     /// Bytes of unfinished frames held over all connections.
     pub max_buffered_bytes: usize,
+    /// Messages a second one address may send (bursts of twice that); faster senders are
+    /// slowed down, not refused: the next message is read when the allowance has room. 0: no
+    /// limit.
+    pub messages_per_second: u32,
 }
 
 impl Default for PeerLimits {
@@ -28,6 +33,7 @@ impl Default for PeerLimits {
             max_connections: 256,
             max_connections_per_address: 16,
             max_buffered_bytes: 64 * 1024 * 1024,
+            messages_per_second: 0,
         }
     }
 }
@@ -50,13 +56,19 @@ struct Use {
 pub struct Peers {
     limits: PeerLimits,
     state: Mutex<(Use, HashMap<IpAddr, Use>)>,
+    pace: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl Peers {
     pub fn new(limits: PeerLimits) -> Arc<Peers> {
+        let pace = std::num::NonZeroU32::new(limits.messages_per_second).map(|n| {
+            let burst = n.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+            governor::RateLimiter::keyed(governor::Quota::per_second(n).allow_burst(burst))
+        });
         Arc::new(Peers {
             limits,
             state: Mutex::default(),
+            pace,
         })
     }
 
@@ -97,6 +109,13 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Wait until this address may send its next message (at once without a rate).
+    pub async fn pace(&self) {
+        if let Some(limiter) = &self.peers.pace {
+            limiter.until_key_ready(&self.addr).await;
+        }
+    }
+
     /// Account for holding `bytes` of unfinished frames now. `false` when the growth would take
     /// this address past its share or the listener past its budget (nothing is taken then).
     pub fn hold(&mut self, bytes: usize) -> bool {
@@ -148,6 +167,7 @@ mod tests {
             max_connections: 3,
             max_connections_per_address: 2,
             max_buffered_bytes: 1000,
+            messages_per_second: 0,
         })
     }
 

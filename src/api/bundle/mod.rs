@@ -119,6 +119,9 @@ pub async fn process(
             crate::fhir::Issue::error("too-costly", msg),
         ));
     }
+    // each entry is a request's work (`rate::per_client` leaves Bundles to be charged here)
+    let units = u32::try_from(raw.len().max(1)).unwrap_or(u32::MAX);
+    state.rates.charge_client(&ctx.grant, units)?;
     let store = state.store.clone();
     let base = state.base_url.clone();
     let c = ctx.clone();

@@ -100,7 +100,9 @@ pub(super) fn run_batch(
                     // a read needs no writer's turn: it runs on a reader, beside the writes
                     let w = store.read(|c| read(c, rtype, id, *version))
                         .map_err(ApiError::from)?;
-                    wctx.grant.check(Interaction::Read, rtype, id, || w.version.json())?;
+                    wctx.grant
+                        .check(Interaction::Read, rtype, id, || w.version.json())
+                        .map_err(|_| ApiError::unseen(rtype, id))?;
                     return Ok(entry_response(&w, &entry.action, base, ctx));
                 }
                 store.write(|tx| {
@@ -269,7 +271,8 @@ fn execute(
     if let Action::Read { rtype, id, version } = action {
         let read = read(tx.conn, rtype, id, *version)?;
         wctx.grant
-            .check(Interaction::Read, rtype, id, || read.version.json())?;
+            .check(Interaction::Read, rtype, id, || read.version.json())
+            .map_err(|_| ApiError::unseen(rtype, id))?;
         return Ok(read);
     }
     let Some(Resolved { id, existing }) = target else {
