@@ -17,11 +17,32 @@ pub struct StoreArgs {
     /// sqlite://PATH picks an SQLite file explicitly.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// A file holding the master key (base64 of 32 random bytes: `openssl rand -base64 32`)
+    /// that seals the secrets kept in the database, the token signing keys among them; or the
+    /// key itself in EMRSYNC_MASTER_KEY (never a flag: the process list is readable by all).
+    /// Without one they are kept unsealed, and the server says so at start.
+    #[arg(long, env = "EMRSYNC_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
+    /// Where the data is, with no master key.
+    pub fn new(data_dir: PathBuf, database_url: Option<String>) -> StoreArgs {
+        StoreArgs {
+            data_dir,
+            database_url,
+            master_key_file: None,
+        }
+    }
+
     pub fn database(&self) -> anyhow::Result<Database> {
         Database::from_settings(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// The operator's master key, when one is given.
+    pub fn seal(&self) -> anyhow::Result<Option<crate::store::seal::Seal>> {
+        crate::store::seal::Seal::from_operator(self.master_key_file.as_deref())
     }
 }
 

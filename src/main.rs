@@ -208,9 +208,10 @@ async fn main() -> anyhow::Result<()> {
                 lifetime: args.expires,
             };
             let database = args.store.database()?;
+            let seal = args.store.seal()?;
             let base = args.base_url.trim_end_matches('/').to_string();
             let token = tokio::task::spawn_blocking(move || {
-                emrsync::auth::mint_offline(&database, &base, &mint)
+                emrsync::auth::mint_offline(&database, &base, &mint, seal.as_ref())
             })
             .await??;
             println!("{token}");

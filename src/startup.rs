@@ -56,7 +56,16 @@ impl Application {
                 }
                 _ => None,
             };
-            tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp)).await??
+            let seal = settings.store.seal()?.map(Arc::new);
+            if seal.is_none() {
+                tracing::warn!(
+                    "no master key (--master-key-file or EMRSYNC_MASTER_KEY): the token \
+                     signing keys are kept unsealed in the database, and anyone who can read \
+                     it can forge tokens"
+                );
+            }
+            tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp, seal))
+                .await??
         };
         {
             let store = store.clone();

@@ -26,6 +26,7 @@ pub use access::{Denied, Grant, Reach};
 pub use scopes::Interaction;
 pub use token::{AccessClaims, TokenError};
 
+use crate::store::seal::Seal;
 use crate::store::{Database, DbConnection, Store, StoreError, WriteContext};
 use keys::KeyRing;
 use std::sync::{Arc, Mutex, RwLock};
@@ -59,6 +60,8 @@ pub struct Authority {
     idp: Option<idp::IdpConfig>,
     /// Failed sign-ins and client authentications, and the locks they earn.
     pub throttle: throttle::Throttle,
+    /// The operator's master key, which the signing keys are sealed under.
+    seal: Option<Arc<Seal>>,
 }
 
 /// What to put in a token that this server mints.
@@ -107,10 +110,15 @@ pub fn mint_with(ring: &KeyRing, issuer: &str, audience: &str, m: &Mint) -> (Str
 
 /// `emrsync token`: a token signed with the keys of `database` (created if it has none), for
 /// the server whose FHIR base is `base_url`.
-pub fn mint_offline(database: &Database, base_url: &str, m: &Mint) -> anyhow::Result<String> {
+pub fn mint_offline(
+    database: &Database,
+    base_url: &str,
+    m: &Mint,
+    seal: Option<&Seal>,
+) -> anyhow::Result<String> {
     database.migrate()?;
     let mut conn = database.connect()?;
-    let ring = KeyRing::load_or_create(&mut conn)?;
+    let ring = KeyRing::load_or_create(&mut conn, seal)?;
     Ok(mint_with(&ring, &issuer_for(base_url), base_url, m).0)
 }
 
@@ -120,8 +128,9 @@ impl Authority {
         store: &Store,
         base_url: &str,
         idp: Option<idp::IdpConfig>,
+        seal: Option<Arc<Seal>>,
     ) -> Result<Authority, StoreError> {
-        let ring = store.read(KeyRing::load_or_create)?;
+        let ring = store.read(|c| KeyRing::load_or_create(c, seal.as_deref()))?;
         Ok(Authority {
             issuer: issuer_for(base_url),
             audience: base_url.trim_end_matches('/').to_string(),
@@ -148,6 +157,7 @@ impl Authority {
                 .map_err(|e| StoreError::Database(format!("HTTP client: {e}")))?,
             idp,
             throttle: throttle::Throttle::new(Default::default()),
+            seal,
         })
     }
 
@@ -352,7 +362,7 @@ impl Authority {
             }
             *last = Instant::now();
         }
-        match self.store.read(KeyRing::load) {
+        match self.store.read(|c| KeyRing::load(c, self.seal.as_deref())) {
             Ok(ring) if ring.signing().is_some() => {
                 *self.ring.write().expect("key ring lock") = Arc::new(ring);
                 true

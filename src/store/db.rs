@@ -114,10 +114,8 @@ impl Database {
     /// Create the database if needed and apply pending migrations; returns how many ran.
     /// Several processes may start at once on one database.
     pub fn migrate(&self) -> anyhow::Result<usize> {
-        if let Database::Sqlite(path) = self
-            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir)?;
+        if let Database::Sqlite(path) = self {
+            keep_private(path)?;
         }
         let mut conn = self.connect()?;
         let applied = match &mut conn {
@@ -171,4 +169,37 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         conn.is_broken()
     }
+}
+
+/// The SQLite database holds patient data and the server's secrets: its folder (when we make
+/// it) and its files are the owner's alone (0700, 0600). The file is made before SQLite opens
+/// it, because SQLite gives the `-wal` and `-shm` files it creates the database file's mode;
+/// files left readable to others by an earlier version are tightened, and the log says so.
+fn keep_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(file = %file.display(), "the database file was readable by others; now 0600");
+        }
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ mod group_commit;
 mod move_head;
 pub mod retention;
 pub mod schema;
+pub mod seal;
 pub mod search;
 pub mod search_index;
 pub mod versions;

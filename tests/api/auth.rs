@@ -28,7 +28,7 @@ fn good_claims(app: &TestApp) -> AccessClaims {
 }
 
 fn signed(app: &TestApp, claims: &AccessClaims) -> String {
-    let ring = KeyRing::load(&mut app.db()).unwrap();
+    let ring = KeyRing::load(&mut app.db(), None).unwrap();
     token::sign(&ring, claims)
 }
 

@@ -135,6 +135,7 @@ async fn requests_past_the_rates_wait_and_others_are_served() {
             lifetime: std::time::Duration::from_secs(600),
             ..Default::default()
         },
+        None,
     )
     .unwrap();
     assert_eq!(app.get_as(&other, "Patient").await.status, 200);

@@ -5,6 +5,7 @@
 use diesel::prelude::*;
 use emrsync::config::{Settings, StoreArgs};
 use emrsync::startup::Application;
+use emrsync::store::seal::Seal;
 use emrsync::store::{Database, DbConnection};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// The MLLP port, when the test turned HL7v2 on (`settings.mllp`).
     pub mllp: Option<u16>,
+    /// The master key the server's secrets are sealed under, when the test gave one.
+    pub seal: Option<std::sync::Arc<Seal>>,
 }
 
 /// A response, read whole.
@@ -68,10 +71,7 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
         Backend::Sqlite => None,
         Backend::Postgres => Some(fresh_postgres_database()),
     };
-    let store = StoreArgs {
-        data_dir: dir.path().to_path_buf(),
-        database_url,
-    };
+    let store = StoreArgs::new(dir.path().to_path_buf(), database_url);
     let mut settings = Settings::new("127.0.0.1:0", store);
     settings.workers = Some(2);
     // the tests' notification receivers listen on loopback, which a server refuses as an
@@ -80,13 +80,14 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
         vec![emrsync::config::network("127.0.0.0/8").unwrap()];
     tweak(&mut settings);
     let database = settings.store.database().unwrap();
+    let seal = settings.store.seal().unwrap().map(std::sync::Arc::new);
     let app = Application::build(settings).await.expect("server starts");
     let root = format!("http://127.0.0.1:{}", app.port());
     let base = app.base_url().to_string();
     let mllp = app.mllp_port();
     tokio::spawn(app.run_until_stopped());
     // every test speaks to the server as a real client would: with a signed access token
-    let token = mint(&database, &base, "system/*.cruds", None);
+    let token = mint_sealed(&database, &base, "system/*.cruds", None, seal.as_deref());
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     // idle connections are dropped well before the server's keep-alive ends them
@@ -106,11 +107,23 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
         database,
         dir,
         mllp,
+        seal,
     }
 }
 
 /// An access token for the server of `database` at `base`, as `emrsync token` makes one.
 pub fn mint(database: &Database, base: &str, scope: &str, patient: Option<&str>) -> String {
+    mint_sealed(database, base, scope, patient, None)
+}
+
+/// `mint`, for a server whose signing keys are sealed under `seal`.
+pub fn mint_sealed(
+    database: &Database,
+    base: &str,
+    scope: &str,
+    patient: Option<&str>,
+    seal: Option<&Seal>,
+) -> String {
     let m = emrsync::auth::Mint {
         subject: "test".into(),
         scope: scope.into(),
@@ -119,7 +132,7 @@ pub fn mint(database: &Database, base: &str, scope: &str, patient: Option<&str>)
         lifetime: std::time::Duration::from_secs(600),
         ..Default::default()
     };
-    emrsync::auth::mint_offline(database, base, &m).expect("mint a token")
+    emrsync::auth::mint_offline(database, base, &m, seal).expect("mint a token")
 }
 
 pub fn fresh_postgres_database() -> String {
@@ -229,7 +242,13 @@ impl TestApp {
 
     /// An access token of this server with `scope` (and a launch patient).
     pub fn token_for(&self, scope: &str, patient: Option<&str>) -> String {
-        mint(&self.database, &self.base, scope, patient)
+        mint_sealed(
+            &self.database,
+            &self.base,
+            scope,
+            patient,
+            self.seal.as_deref(),
+        )
     }
 
     /// GET with `token` instead of the default one.

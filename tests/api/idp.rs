@@ -21,7 +21,7 @@ async fn tokens_of_the_configured_identity_provider_are_accepted_and_enforced() 
     .await;
     let (pid, _) = app.create(&json!({"resourceType":"Patient"})).await;
 
-    let provider_ring = KeyRing::load(&mut provider.db()).unwrap();
+    let provider_ring = KeyRing::load(&mut provider.db(), None).unwrap();
     let from_provider = |audience: &str, scope: &str| {
         let m = Mint {
             subject: "nurse-7".into(),
@@ -58,7 +58,7 @@ async fn tokens_of_the_configured_identity_provider_are_accepted_and_enforced() 
         "a token the provider minted for another audience"
     );
     // signed by this server's own key but claiming to be the provider's
-    let own_ring = KeyRing::load(&mut app.db()).unwrap();
+    let own_ring = KeyRing::load(&mut app.db(), None).unwrap();
     let impostor = mint_with(
         &own_ring,
         &provider_issuer,

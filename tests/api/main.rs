@@ -27,6 +27,7 @@ mod scope_queries;
 mod search;
 mod search_examples;
 mod search_index;
+mod secrets_at_rest;
 mod server;
 mod smart;
 mod subscription_crash;

@@ -74,13 +74,11 @@ async fn wait_healthy(http: &reqwest::Client, root: &str) {
 
 async fn killed_mid_stream(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreArgs {
-        data_dir: dir.path().to_path_buf(),
-        database_url: match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(fresh_postgres_database()),
-        },
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres_database()),
     };
+    let store = StoreArgs::new(dir.path().to_path_buf(), database_url);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -225,10 +223,7 @@ async fn a_killed_server_loses_no_event_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_postgres_deliver_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreArgs {
-        data_dir: dir.path().to_path_buf(),
-        database_url: Some(fresh_postgres_database()),
-    };
+    let store = StoreArgs::new(dir.path().to_path_buf(), Some(fresh_postgres_database()));
     let free_port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -268,10 +268,7 @@ fn changes_from_before_a_subscription_are_not_its_events() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::new(
         "127.0.0.1:0",
-        StoreArgs {
-            data_dir: dir.path().to_path_buf(),
-            database_url: None,
-        },
+        StoreArgs::new(dir.path().to_path_buf(), None),
     );
     let store = Store::open(&settings.store_settings().unwrap()).unwrap();
     let ctx = WriteContext {

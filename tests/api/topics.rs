@@ -124,10 +124,7 @@ async fn clients_cannot_change_or_add_topics_and_a_restart_writes_nothing_new() 
     // a second process on the same database finds the topics already published
     let mut settings = Settings::new(
         "127.0.0.1:0",
-        StoreArgs {
-            data_dir: app.dir.path().to_path_buf(),
-            database_url: None,
-        },
+        StoreArgs::new(app.dir.path().to_path_buf(), None),
     );
     settings.workers = Some(1);
     let _second = Application::build(settings)
