@@ -75,9 +75,10 @@ enum UserAction {
     Add {
         #[arg(long)]
         username: String,
-        /// At least 8 characters (kept as an argon2 hash).
-        #[arg(long, env = "EMRSYNC_USER_PASSWORD", hide_env_values = true)]
-        password: String,
+        /// A file whose first line is the password (at least 8 characters, kept as an argon2
+        /// hash); else EMRSYNC_USER_PASSWORD, else it is asked for at a prompt. Never a flag.
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
         /// The FHIR resource the user is: Practitioner/ID, Patient/ID, RelatedPerson/ID.
         #[arg(long)]
         fhir_user: String,
@@ -98,9 +99,11 @@ enum ClientAction {
         /// Where users may be sent back after authorizing (exact match); repeatable.
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
-        /// The shared secret of a symmetric client (at least 16 characters).
-        #[arg(long, env = "EMRSYNC_CLIENT_SECRET", hide_env_values = true)]
-        secret: Option<String>,
+        /// A file whose first line is a symmetric client's shared secret (at least 16
+        /// characters); else EMRSYNC_CLIENT_SECRET, else it is asked for at a prompt. Never a
+        /// flag.
+        #[arg(long)]
+        secret_file: Option<std::path::PathBuf>,
         /// A file holding an asymmetric client's public JWK Set.
         #[arg(long)]
         jwks_file: Option<std::path::PathBuf>,
@@ -229,9 +232,14 @@ async fn main() -> anyhow::Result<()> {
                 match args.action {
                     UserAction::Add {
                         username,
-                        password,
+                        password_file,
                         fhir_user,
                     } => {
+                        let password = emrsync::auth::secret::from_operator(
+                            "password",
+                            password_file.as_deref(),
+                            "EMRSYNC_USER_PASSWORD",
+                        )?;
                         emrsync::auth::users::add(&mut conn, &username, &password, &fhir_user)
                             .map_err(|e| anyhow::anyhow!(e))?;
                         println!("user {username} added as {fhir_user}");
@@ -322,10 +330,20 @@ fn client_command(args: ClientArgs) -> anyhow::Result<()> {
             kind,
             scope,
             redirect_uris,
-            secret,
+            secret_file,
             jwks_file,
             jwks_uri,
         } => {
+            // only a symmetric client has a secret
+            let secret = (kind == clients::ClientKind::Symmetric)
+                .then(|| {
+                    emrsync::auth::secret::from_operator(
+                        "secret",
+                        secret_file.as_deref(),
+                        "EMRSYNC_CLIENT_SECRET",
+                    )
+                })
+                .transpose()?;
             let jwks = jwks_file
                 .map(|f| {
                     std::fs::read_to_string(&f)

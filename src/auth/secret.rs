@@ -41,6 +41,32 @@ pub fn sha256_b64url(text: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
+/// A password or client secret given by an operator, never on the command line (which every
+/// local user can read in the process list): from `file` (its first line), else the
+/// environment variable `env`, else typed at a prompt without echo.
+pub fn from_operator(
+    what: &str,
+    file: Option<&std::path::Path>,
+    env: &str,
+) -> anyhow::Result<String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    if let Ok(v) = std::env::var(env)
+        && !v.is_empty()
+    {
+        return Ok(v);
+    }
+    rpassword::prompt_password(format!("{what}: ")).map_err(|e| {
+        anyhow::anyhow!(
+            "no terminal to type the {what} at ({e}): give it in a file (--{}-file) or in {env}",
+            what.replace(' ', "-")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,3 +98,76 @@ fn base64_of_32(text: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
+
+/// `user add` and `client add` take secrets from a file, the environment or a prompt, never
+/// from a flag (a flag is in the process list for every local user to read).
+#[test]
+fn secrets_are_never_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let emrsync = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"));
+        cmd.args(args)
+            .env("EMRSYNC_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("EMRSYNC_USER_PASSWORD")
+            .env_remove("EMRSYNC_CLIENT_SECRET")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run emrsync")
+    };
+    let user = [
+        "user",
+        "add",
+        "--username",
+        "nurse",
+        "--fhir-user",
+        "Practitioner/n1",
+    ];
+    // a flag is refused; with no terminal and nothing given, it says where to give it
+    let out = emrsync(&[&user[..], &["--password", "p"]].concat(), &[]);
+    assert!(!out.status.success());
+    let out = emrsync(&user, &[]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(said.contains("EMRSYNC_USER_PASSWORD"), "{said}");
+    // from a file, and from the environment
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "s3cret-from-a-file\n").unwrap();
+    let file = password_file.to_str().unwrap();
+    let out = emrsync(&[&user[..], &["--password-file", file]].concat(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = [
+        "client",
+        "add",
+        "--id",
+        "payer",
+        "--kind",
+        "symmetric",
+        "--scope",
+        "system/*.rs",
+    ];
+    let out = emrsync(
+        &client,
+        &[("EMRSYNC_CLIENT_SECRET", "a-secret-from-the-environment")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // what was given is what is checked
+    let store = emrsync::config::StoreArgs::new(dir.path().to_path_buf(), None);
+    let mut conn = store.database().unwrap().connect().unwrap();
+    let user = emrsync::auth::users::sign_in(&mut conn, "nurse", "s3cret-from-a-file").unwrap();
+    assert!(user.is_some());
+    let client = emrsync::auth::clients::find(&mut conn, "payer")
+        .unwrap()
+        .unwrap();
+    assert!(client.secret_matches("a-secret-from-the-environment"));
+}
