@@ -61,6 +61,15 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_BASE_URL")]
     pub base_url: Option<String>,
 
+    /// Serve HTTP over TLS with this certificate chain (PEM); needs --tls-key. Answers then
+    /// carry Strict-Transport-Security.
+    #[arg(long, env = "EMRSYNC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "EMRSYNC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve FHIR without authentication. For local development only: logged loudly at start.
     #[arg(long, env = "EMRSYNC_INSECURE_DEV")]
     pub insecure_dev: bool,
@@ -196,6 +205,11 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MLLP_TLS_KEY", requires = "mllp_tls_cert")]
     pub mllp_tls_key: Option<std::path::PathBuf>,
 
+    /// With MLLP over TLS: senders must present a client certificate signed by this CA (PEM),
+    /// or the handshake fails: only senders the hospital issued a certificate to get in.
+    #[arg(long, env = "EMRSYNC_MLLP_TLS_CLIENT_CA", requires = "mllp_tls_cert")]
+    pub mllp_tls_client_ca: Option<PathBuf>,
+
     /// Answer every HL7v2 message with one original-mode ACK, ignoring what MSH-15 and MSH-16
     /// ask for (enhanced-mode accept and application ACKs are sent as they ask by default).
     #[arg(long, env = "EMRSYNC_MLLP_ORIGINAL_ACKS")]
@@ -223,6 +237,8 @@ impl Settings {
             listen: listen.to_string(),
             store,
             base_url: None,
+            tls_cert: None,
+            tls_key: None,
             insecure_dev: false,
             max_body_bytes: 16 * 1024 * 1024,
             max_bundle_entries: 5_000,
@@ -250,6 +266,7 @@ impl Settings {
             mllp_original_acks: false,
             mllp_tls_cert: None,
             mllp_tls_key: None,
+            mllp_tls_client_ca: None,
             hl7v2_archive_days: 90,
             event_retention_days: 30,
             log_json: false,

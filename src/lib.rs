@@ -6,6 +6,7 @@
 //! - [`api`]: the actix-web HTTP surface: REST interactions, Bundles, metadata, health.
 //! - [`config`]: one typed configuration from flags and `EMRSYNC_*` environment variables.
 //! - [`startup`]: builds the application on a bound listener and runs it.
+//! - [`tls`]: TLS for the HTTP and MLLP listeners (rustls).
 //! - [`bench`]: a load tool that drives a running server and prints figures.
 
 pub mod adapters;
@@ -17,3 +18,4 @@ pub mod fhir;
 pub mod startup;
 pub mod store;
 pub mod subscriptions;
+pub mod tls;

@@ -28,10 +28,19 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let https = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => {
+                let mut config = crate::tls::server_config(cert, key, None)?;
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(config)
+            }
+            _ => None,
+        };
+        let scheme = if https.is_some() { "https" } else { "http" };
         let base_url = settings
             .base_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}/fhir"))
+            .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"))
             .trim_end_matches('/')
             .to_string();
         if settings.insecure_dev {
@@ -84,7 +93,11 @@ impl Application {
                     .map_err(|e| anyhow::anyhow!("cannot listen for MLLP on {addr}: {e}"))?;
                 let port = listener.local_addr()?.port();
                 let tls = match (&settings.mllp_tls_cert, &settings.mllp_tls_key) {
-                    (Some(cert), Some(key)) => Some(crate::adapters::hl7v2::mllp::tls(cert, key)?),
+                    (Some(cert), Some(key)) => Some(crate::adapters::hl7v2::mllp::tls(
+                        cert,
+                        key,
+                        settings.mllp_tls_client_ca.as_deref(),
+                    )?),
                     _ => None,
                 };
                 tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "HL7v2 MLLP listening");
@@ -163,16 +176,29 @@ impl Application {
             sockets,
             rates: rates.clone(),
         });
-        let mut server =
-            HttpServer::new(move || App::new().configure(|cfg| api::routes(cfg, state.clone())))
-                // Longer than clients' usual idle pools hold a connection (actix's default is
-                // 5 s): a client that reuses a connection the server just closed sees a reset.
-                .keep_alive(Duration::from_secs(75))
-                .listen(listener)?;
+        let hsts = https.is_some();
+        let server = HttpServer::new(move || {
+            // over TLS, browsers are told to come back over TLS only (a year, as is usual)
+            let hsts_header = actix_web::middleware::Condition::new(
+                hsts,
+                actix_web::middleware::DefaultHeaders::new()
+                    .add(("Strict-Transport-Security", "max-age=31536000")),
+            );
+            App::new()
+                .wrap(hsts_header)
+                .configure(|cfg| api::routes(cfg, state.clone()))
+        })
+        // Longer than clients' usual idle pools hold a connection (actix's default is
+        // 5 s): a client that reuses a connection the server just closed sees a reset.
+        .keep_alive(Duration::from_secs(75));
+        let mut server = match https {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        };
         if let Some(n) = settings.workers {
             server = server.workers(n);
         }
-        tracing::info!(%addr, %base_url, "emrsync listening");
+        tracing::info!(%addr, %base_url, tls = hsts, "emrsync listening");
         Ok(Application {
             port: addr.port(),
             mllp_port,

@@ -28,32 +28,7 @@ async fn reply(stream: &mut (impl AsyncRead + Unpin)) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        // a server's certificate, not a CA's (which rustls refuses as an end entity)
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("the openssl command runs (scripts/test installs it)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = crate::certs::server(dir.path());
     let app = spawn_with(Backend::Sqlite, |s| {
         s.mllp = Some("127.0.0.1:0".into());
         s.mllp_tls_cert = Some(cert.clone());

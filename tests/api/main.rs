@@ -3,6 +3,7 @@
 mod auth;
 mod brute_force;
 mod bundles;
+mod certs;
 mod conditional;
 mod corpus;
 mod crud;
@@ -35,5 +36,6 @@ mod subscription_endpoints;
 mod subscription_rules;
 mod subscription_ws;
 mod subscriptions;
+mod tls;
 mod topics;
 mod validation;

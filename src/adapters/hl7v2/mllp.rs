@@ -140,27 +140,10 @@ impl Default for MllpSettings {
     }
 }
 
-/// The TLS side of the MLLP port, from a PEM certificate chain and its private key.
-pub fn tls(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read the MLLP TLS certificate {}: {e}",
-                cert.display()
-            )
-        })?;
-    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", cert.display());
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("cannot read the MLLP TLS key {}: {e}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
+/// The TLS side of the MLLP port: its certificate chain and key (PEM), and with `client_ca`
+/// the CA whose certificates senders must present.
+pub fn tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<TlsAcceptor> {
+    let config = crate::tls::server_config(cert, key, client_ca)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
