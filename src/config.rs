@@ -78,6 +78,12 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Bytes of request bodies the server holds at once, over all requests (at least
+    /// --max-body-bytes); a body that would pass it waits for room, or gets 503 with
+    /// Retry-After when it grows past what it declared.
+    #[arg(long, env = "EMRSYNC_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes_in_flight: usize,
+
     /// Most entries a batch or transaction Bundle may have; a larger one gets 413 before any
     /// entry runs (each entry is a request's worth of work).
     #[arg(long, env = "EMRSYNC_MAX_BUNDLE_ENTRIES", default_value_t = 5_000)]
@@ -242,6 +248,7 @@ impl Settings {
             insecure_dev: false,
             max_body_bytes: 16 * 1024 * 1024,
             max_bundle_entries: 5_000,
+            max_body_bytes_in_flight: 32 * 1024 * 1024,
             auth_rate: 20,
             api_rate: 0,
             pool_size: None,

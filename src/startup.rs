@@ -171,6 +171,11 @@ impl Application {
             insecure_dev: settings.insecure_dev,
             open_grant: Arc::new(Grant::unrestricted()),
             max_body_bytes: settings.max_body_bytes,
+            body_budget: crate::api::body::BodyBudget::new(
+                settings
+                    .max_body_bytes_in_flight
+                    .max(settings.max_body_bytes),
+            ),
             max_bundle_entries: settings.max_bundle_entries,
             endpoints,
             sockets,

@@ -12,10 +12,12 @@ use crate::fhir::Issue;
 use crate::fhir::model;
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, BytesMut};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What the small form bodies of `/auth/*` may take: sign-in and consent forms, token requests
 /// with a client assertion (a few KB), revocation and introspection.
@@ -136,12 +138,96 @@ impl Inflate {
     }
 }
 
+/// The bytes of request bodies the server holds at once, over all requests (`--max-body-bytes-
+/// in-flight`), counted in KiB: each request's body, and what it becomes once parsed, lives
+/// while the request is served, so without a bound a burst of large bodies takes memory in
+/// proportion to the burst. A body whose length is declared waits for its share before it is
+/// read; one that grows past what it declared (chunked, or inflating) takes more only if it is
+/// free, else it is answered 503 with Retry-After (waiting there could deadlock requests that
+/// each hold part of the budget). The share is held until the request's answer is sent.
+pub struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> BodyBudget {
+        let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget(Arc::new(Semaphore::new(kib)))
+    }
+}
+
+/// What one request holds of the budget, kept in its extensions until it ends.
+struct Held(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
+
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+/// Take the share of the budget `bytes` need beyond what the request holds (`held` KiB).
+async fn hold(
+    req: &HttpRequest,
+    held: &mut u32,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+    bytes: usize,
+    wait: bool,
+) -> Result<(), BodyError> {
+    let Some(budget) = req.app_data::<actix_web::web::Data<super::AppState>>() else {
+        return Ok(());
+    };
+    let need = kib(bytes).saturating_sub(*held);
+    if need == 0 {
+        return Ok(());
+    }
+    let sem = budget.body_budget.0.clone();
+    let permit = match wait {
+        true => sem.acquire_many_owned(need).await.ok(),
+        false => sem.try_acquire_many_owned(need).ok(),
+    };
+    match permit {
+        Some(p) => {
+            *held += need;
+            permits.push(p);
+            Ok(())
+        }
+        None => Err(BodyError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the server holds as many request bodies as it may at once; try again shortly"
+                .into(),
+        }),
+    }
+}
+
 /// Read a request's whole body, undoing its `Content-Encoding`, refusing more than `limit`
-/// bytes (raw or inflated) without buffering them.
+/// bytes (raw or inflated) without buffering them, within the server's `BodyBudget`.
 pub async fn read_limited<S>(
+    req: &HttpRequest,
+    payload: S,
+    limit: usize,
+) -> Result<Bytes, BodyError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + Unpin,
+{
+    let (mut held, mut permits) = (0u32, Vec::new());
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared {
+        if n > limit {
+            return Err(BodyError::too_large(limit));
+        }
+        hold(req, &mut held, &mut permits, n, true).await?;
+    }
+    let result = read_within(req, payload, limit, &mut held, &mut permits).await;
+    req.extensions_mut().insert(Held(permits));
+    result
+}
+
+async fn read_within<S>(
     req: &HttpRequest,
     mut payload: S,
     limit: usize,
+    held: &mut u32,
+    permits: &mut Vec<OwnedSemaphorePermit>,
 ) -> Result<Bytes, BodyError>
 where
     S: futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + Unpin,
@@ -165,10 +251,14 @@ where
             return Err(BodyError::too_large(limit));
         }
         match &mut inflate {
-            None => raw.extend_from_slice(&chunk),
+            None => {
+                hold(req, held, permits, received, false).await?;
+                raw.extend_from_slice(&chunk);
+            }
             Some(d) => {
                 d.feed(&chunk).map_err(|e| inflate_error(e, limit))?;
                 let inflated = d.inflated();
+                hold(req, held, permits, received + inflated, false).await?;
                 if inflated > RATIO_FREE && inflated > received * MAX_RATIO {
                     return Err(BodyError::bad(format!(
                         "the compressed body inflates more than {MAX_RATIO} times its size"

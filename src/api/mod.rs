@@ -2,7 +2,7 @@
 
 mod admin;
 mod authorize;
-mod body;
+pub mod body;
 mod bundle;
 mod conditional;
 pub mod context;
@@ -43,6 +43,8 @@ pub struct AppState {
     /// The grant of every request under `--insecure-dev`.
     pub open_grant: Arc<Grant>,
     pub max_body_bytes: usize,
+    /// The bytes of request bodies held at once, over all requests.
+    pub body_budget: body::BodyBudget,
     pub max_bundle_entries: usize,
     /// Where Subscription notifications may go.
     pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,

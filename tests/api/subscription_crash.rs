@@ -5,71 +5,24 @@
 //! event once between them.
 
 use crate::helpers::{Backend, fresh_postgres_database, mint};
+use crate::process::{Server, free_port, wait_healthy};
 use crate::receiver::{Receiver, event_numbers, focuses, kind};
 use crate::subscriptions::subscription;
 use emrsync::config::StoreArgs;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct Server {
-    child: Child,
-    root: String,
-}
-
-/// A server left running by a failed assertion would outlive the test: it is killed on drop.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(port: u16, store: &StoreArgs) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emrsync"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--subscription-retry-max-secs", "1"])
-        .args(["--subscription-endpoint-networks", "127.0.0.1"])
-        .arg("--data-dir")
-        .arg(&store.data_dir)
-        .env(
-            "EMRSYNC_LOG",
-            std::env::var("EMRSYNC_TEST_CHILD_LOG_LEVEL").unwrap_or("warn".into()),
-        )
-        .stdout(Stdio::null());
-    // the server's own log, kept when the test asks for it (a failure's first clue)
-    match std::env::var("EMRSYNC_TEST_CHILD_LOG") {
-        Ok(path) => {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .unwrap();
-            cmd.stderr(log);
-        }
-        Err(_) => {
-            cmd.stderr(Stdio::null());
-        }
-    }
-    if let Some(url) = &store.database_url {
-        cmd.args(["--database-url", url]);
-    }
-    Server {
-        child: cmd.spawn().expect("the emrsync binary starts"),
-        root: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn wait_healthy(http: &reqwest::Client, root: &str) {
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{root}/health")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server at {root} did not come up");
+    crate::process::start(
+        port,
+        store,
+        &[
+            "--subscription-retry-max-secs",
+            "1",
+            "--subscription-endpoint-networks",
+            "127.0.0.1",
+        ],
+    )
 }
 
 async fn killed_mid_stream(backend: Backend) {
@@ -79,11 +32,7 @@ async fn killed_mid_stream(backend: Backend) {
         Backend::Postgres => Some(fresh_postgres_database()),
     };
     let store = StoreArgs::new(dir.path().to_path_buf(), database_url);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let http = reqwest::Client::new();
     let mut server = start(port, &store);
     wait_healthy(&http, &server.root).await;
@@ -224,13 +173,6 @@ async fn a_killed_server_loses_no_event_postgres() {
 async fn two_processes_on_one_postgres_deliver_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreArgs::new(dir.path().to_path_buf(), Some(fresh_postgres_database()));
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let http = reqwest::Client::new();
     let (a, b) = (start(free_port(), &store), start(free_port(), &store));
     wait_healthy(&http, &a.root).await;

@@ -8,8 +8,10 @@
 mod run;
 
 use super::AppState;
+use super::body::{parse_resource, read_limited};
 use super::context::RequestContext;
-use super::crud::{audited, resource_body};
+use super::context::{Format, body_format};
+use super::crud::audited;
 use super::error::ApiError;
 use super::interaction::{Prepared, check_type, parse_etag, parse_id, prepare};
 use super::render;
@@ -86,17 +88,10 @@ pub async fn process(
     payload: web::Payload,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let body = resource_body(&state, &req, payload).await?;
-    if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(ApiError::bad_request(
-            "POST to the base URL takes a Bundle of type batch or transaction",
-        ));
-    }
-    let kind = body
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let format = body_format(&req)?;
+    let bytes = read_limited(&req, payload, state.max_body_bytes).await?;
+    let (kind, raw) = bundle_body(&bytes, format)?;
+    drop(bytes);
     let is_transaction = match kind.as_str() {
         "transaction" => true,
         "batch" => false,
@@ -106,8 +101,6 @@ pub async fn process(
             )));
         }
     };
-    let mut body = body;
-    let raw = take_entries(&mut body)?;
     if raw.len() > state.max_bundle_entries {
         let msg = format!(
             "the Bundle has {} entries; at most {} are accepted (send it in parts)",
@@ -126,6 +119,7 @@ pub async fn process(
     let base = state.base_url.clone();
     let c = ctx.clone();
     let result = web::block(move || {
+        let raw = entry_values(raw)?;
         if is_transaction {
             let entries = raw
                 .into_iter()
@@ -146,16 +140,85 @@ pub async fn process(
     render::fhir(StatusCode::OK, &response, &ctx)
 }
 
-/// The Bundle's entries, moved out of it. Two entries may not share a `fullUrl`: a reference to
-/// it could not say which one it means.
-fn take_entries(bundle: &mut Value) -> Result<Vec<Value>, ApiError> {
-    let entries = match bundle.get_mut("entry").map(Value::take) {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array")),
+/// A Bundle body's entries, each still as its JSON text (or parsed, from XML): counted before
+/// any is built, since a Bundle parsed whole takes several times its size (100,000 entries of
+/// a few bytes each, from a read-only token, took 600 MB).
+enum RawEntries {
+    Json(Vec<Box<serde_json::value::RawValue>>),
+    Parsed(Vec<Value>),
+}
+
+impl RawEntries {
+    fn len(&self) -> usize {
+        match self {
+            RawEntries::Json(e) => e.len(),
+            RawEntries::Parsed(e) => e.len(),
+        }
+    }
+}
+
+/// The Bundle's type and its entries, from a request body.
+fn bundle_body(bytes: &[u8], format: Format) -> Result<(String, RawEntries), ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        #[serde(rename = "resourceType")]
+        resource_type: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        entry: Option<Vec<Box<serde_json::value::RawValue>>>,
+    }
+    let not_a_bundle = || {
+        ApiError::bad_request("POST to the base URL takes a Bundle of type batch or transaction")
+    };
+    let (resource_type, kind, entries) = match format {
+        Format::Json => {
+            let shape: Shape = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    crate::fhir::Issue::error("structure", format!("invalid Bundle JSON: {e}")),
+                )
+            })?;
+            let entries = RawEntries::Json(shape.entry.unwrap_or_default());
+            (shape.resource_type, shape.kind, entries)
+        }
+        Format::Xml => {
+            let mut body = parse_resource(bytes, format)?;
+            let rtype = body
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let kind = body.get("type").and_then(Value::as_str).map(str::to_string);
+            let entries = match body.get_mut("entry").map(Value::take) {
+                None => Vec::new(),
+                Some(Value::Array(a)) => a,
+                Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array")),
+            };
+            (rtype, kind, RawEntries::Parsed(entries))
+        }
+    };
+    if resource_type.as_deref() != Some("Bundle") {
+        return Err(not_a_bundle());
+    }
+    Ok((kind.unwrap_or_default(), entries))
+}
+
+/// The entries as JSON values, one by one. Two entries may not share a `fullUrl`: a reference
+/// to it could not say which one it means.
+fn entry_values(raw: RawEntries) -> Result<Vec<Value>, ApiError> {
+    let values: Vec<Value> = match raw {
+        RawEntries::Parsed(v) => v,
+        RawEntries::Json(texts) => texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                serde_json::from_str(t.get()).map_err(|e| {
+                    ApiError::bad_request(format!("Bundle.entry[{i}] is not valid JSON: {e}"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
     };
     let mut seen = std::collections::HashMap::new();
-    for (i, e) in entries.iter().enumerate() {
+    for (i, e) in values.iter().enumerate() {
         if let Some(url) = e.get("fullUrl").and_then(Value::as_str)
             && let Some(first) = seen.insert(url, i)
         {
@@ -164,7 +227,7 @@ fn take_entries(bundle: &mut Value) -> Result<Vec<Value>, ApiError> {
             )));
         }
     }
-    Ok(entries)
+    Ok(values)
 }
 
 /// Parse and validate one entry (no database access).
