@@ -284,6 +284,7 @@ impl Settings {
         let database = self.store.database()?;
         let sqlite = database.is_sqlite();
         Ok(StoreSettings {
+            seal: self.store.seal()?.map(std::sync::Arc::new),
             pool_size: self.pool_size.unwrap_or(if sqlite { 8 } else { 16 }),
             cache_capacity: self.cache_capacity,
             cache_ttl: Duration::from_secs(self.cache_ttl_secs.unwrap_or(if sqlite {

@@ -65,7 +65,7 @@ impl Application {
                 }
                 _ => None,
             };
-            let seal = settings.store.seal()?.map(Arc::new);
+            let seal = store.master_key();
             if seal.is_none() {
                 tracing::warn!(
                     "no master key (--master-key-file or EMRSYNC_MASTER_KEY): the token \

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100_000)]
     pub patients: usize,
 
+    /// A PEM certificate to trust for an https --url (a test server's self-signed one).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+
     /// Bearer token to send (for a server that is not in --insecure-dev mode).
     #[arg(long, env = "EMRSYNC_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -286,10 +290,13 @@ impl JsonFhir for reqwest::RequestBuilder {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .pool_max_idle_per_host(args.clients * 2)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+        .timeout(Duration::from_secs(60));
+    if let Some(ca) = &args.tls_ca {
+        builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(ca)?)?]);
+    }
+    let client = builder.build()?;
     let base = args.url.trim_end_matches('/').to_string();
     let mut target = Target {
         client,

@@ -57,6 +57,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub database: Database,
+    /// The operator's master key: secrets the store keeps (channel headers) are sealed with it.
+    pub seal: Option<Arc<seal::Seal>>,
     pub pool_size: u32,
     pub cache_capacity: u64,
     pub cache_ttl: Duration,
@@ -74,6 +76,7 @@ pub struct Store {
     /// Notified after every commit that recorded a change (the subscription dispatcher waits
     /// on it).
     changed: Arc<tokio::sync::Notify>,
+    seal: Option<Arc<seal::Seal>>,
 }
 
 /// A write transaction: the connection, the versions written so far (they reach the cache once
@@ -84,6 +87,8 @@ pub struct Tx<'a> {
     changes: Vec<write::Change>,
     /// Subscriptions' channel headers taken out of their resources, by id, until recorded.
     headers: Vec<(String, Vec<String>)>,
+    /// The master key they are sealed with when stored.
+    seal: Option<&'a seal::Seal>,
 }
 
 /// A Subscription's channel headers are write-only: they are taken out of the resource
@@ -131,7 +136,9 @@ impl Tx<'_> {
         if w.version.resource_type == "Subscription" {
             let at = self.headers.iter().position(|(id, _)| *id == w.version.id);
             let headers = at.map(|i| self.headers.swap_remove(i).1);
-            crate::subscriptions::registry::on_write(self.conn, &w.version, action, headers, ctx)?;
+            crate::subscriptions::registry::on_write(
+                self.conn, &w.version, action, headers, ctx, self.seal,
+            )?;
         }
         self.changes.push(write::Change::new(w, action, ctx));
         // A POST creates a fresh id that no reader can have cached, so the cache is left alone
@@ -165,11 +172,22 @@ impl Store {
             cache: ResourceCache::new(settings.cache_capacity, settings.cache_ttl),
             database: settings.database.clone(),
             changed: Arc::new(tokio::sync::Notify::new()),
+            seal: settings.seal.clone(),
         })
     }
 
     pub fn database(&self) -> &Database {
         &self.database
+    }
+
+    /// The operator's master key, when one was given.
+    pub fn seal(&self) -> Option<&seal::Seal> {
+        self.seal.as_deref()
+    }
+
+    /// The same, to share with the parts that keep it (the token authority).
+    pub fn master_key(&self) -> Option<Arc<seal::Seal>> {
+        self.seal.clone()
     }
 
     /// Run `f` in one database transaction: all its writes commit together or none do.
@@ -204,6 +222,7 @@ impl Store {
                 written: Vec::new(),
                 changes: Vec::new(),
                 headers: Vec::new(),
+                seal: self.seal.as_deref(),
             };
             let out = f(&mut tx)?;
             write::flush_changes(tx.conn, &tx.changes)?;

@@ -356,7 +356,7 @@ impl Deliverer {
             .timeout(Duration::from_secs(sub.timeout_secs.max(1) as u64))
             .header("content-type", sub.content_type.as_str())
             .body(body.to_string());
-        for h in sub.headers() {
+        for h in sub.headers(self.store.seal()) {
             if let Some((name, value)) = h.split_once(':') {
                 request = request.header(name.trim(), value.trim());
             }

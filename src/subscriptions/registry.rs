@@ -6,6 +6,7 @@ use super::subscription::{Payload, parse};
 use crate::fhir::resource::now_micros;
 use crate::store::db::DbConnection;
 use crate::store::schema::{subscription_events, subscriptions};
+use crate::store::seal::{Seal, is_sealed};
 use crate::store::{StoreError, Version, WriteContext};
 use diesel::prelude::*;
 
@@ -22,6 +23,9 @@ pub mod status {
 }
 
 /// One subscription's row.
+/// What channel headers are sealed as (bound into their seal).
+const HEADERS_SEALED_AS: &str = "subscription channel headers";
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = subscriptions)]
 pub struct Subscriber {
@@ -58,8 +62,23 @@ impl Subscriber {
         Payload::parse(&self.payload).unwrap_or(Payload::Empty)
     }
 
-    pub fn headers(&self) -> Vec<String> {
-        serde_json::from_str(&self.headers).unwrap_or_default()
+    /// The channel headers, opened with the master key they were sealed with (if any).
+    pub fn headers(&self, seal: Option<&Seal>) -> Vec<String> {
+        let text = match (is_sealed(&self.headers), seal) {
+            (false, _) => self.headers.clone(),
+            (true, Some(seal)) => match seal.open(HEADERS_SEALED_AS, &self.headers) {
+                Ok(plain) => String::from_utf8(plain).unwrap_or_default(),
+                Err(e) => {
+                    tracing::error!(subscription = %self.id, error = %e, "channel headers do not open");
+                    return Vec::new();
+                }
+            },
+            (true, None) => {
+                tracing::error!(subscription = %self.id, "channel headers are sealed and no master key was given");
+                return Vec::new();
+            }
+        };
+        serde_json::from_str(&text).unwrap_or_default()
     }
 
     pub fn filters(&self) -> Vec<String> {
@@ -83,13 +102,15 @@ pub struct Event {
 }
 
 /// Keep the registry in step with a write of Subscription `version` (called by the store in
-/// the write's transaction). `headers` are the channel headers the store set aside.
+/// the write's transaction). `headers` are the channel headers the store set aside; with a
+/// master key they are stored sealed (they carry the subscriber's credentials).
 pub fn on_write(
     conn: &mut DbConnection,
     version: &Version,
     action: &str,
     headers: Option<Vec<String>>,
     ctx: &WriteContext,
+    seal: Option<&Seal>,
 ) -> Result<(), StoreError> {
     let id = version.id.as_str();
     if action == "delete" {
@@ -118,7 +139,13 @@ pub fn on_write(
         .optional()?;
     // write-only headers: an update that sends none keeps those set before
     let headers = match (headers.filter(|h| !h.is_empty()), existing.as_ref()) {
-        (Some(h), _) => serde_json::to_string(&h).expect("strings serialise"),
+        (Some(h), _) => {
+            let text = serde_json::to_string(&h).expect("strings serialise");
+            match seal {
+                Some(seal) => seal.seal(HEADERS_SEALED_AS, text.as_bytes()),
+                None => text,
+            }
+        }
         (None, Some(old)) => old.clone(),
         (None, None) => "[]".into(),
     };

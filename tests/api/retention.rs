@@ -59,6 +59,7 @@ async fn the_sweep_forgets_only_what_it_may(app: TestApp) {
     .await;
 
     let store = Store::open(&StoreSettings {
+        seal: None,
         database: app.database.clone(),
         pool_size: 2,
         cache_capacity: 0,

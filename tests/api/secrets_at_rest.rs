@@ -171,3 +171,31 @@ fn secrets_are_never_flags() {
         .unwrap();
     assert!(client.secret_matches("a-secret-from-the-environment"));
 }
+
+/// A subscriber's channel headers carry its credentials: with a master key they are stored
+/// sealed, and each delivery opens them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_headers_are_sealed_and_still_sent() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("master.key");
+    std::fs::write(&key_file, base64_of_32("headers")).unwrap();
+    let app = spawn_with(Backend::Postgres, |s| {
+        s.store.master_key_file = Some(key_file.clone());
+    })
+    .await;
+    let hook = crate::receiver::Receiver::start().await;
+    let sub = crate::subscriptions::subscription("patient-demographics", &[], &hook.url, "id-only");
+    app.create(&sub).await;
+    hook.wait_until(10, "the handshake", |g| !g.is_empty())
+        .await;
+    assert_eq!(
+        hook.received()[0].authorization.as_deref(),
+        Some("Bearer receiver-secret")
+    );
+    let stored: Vec<String> = emrsync::store::schema::subscriptions::table
+        .select(emrsync::store::schema::subscriptions::headers)
+        .load(&mut app.db())
+        .unwrap();
+    assert!(stored[0].starts_with("sealed:v1:"), "{stored:?}");
+    assert!(!stored[0].contains("receiver-secret"));
+}
