@@ -77,6 +77,8 @@ pub struct Store {
     /// on it).
     changed: Arc<tokio::sync::Notify>,
     seal: Option<Arc<seal::Seal>>,
+    /// This installation's values, as read (they never change once made).
+    installation: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>>,
 }
 
 /// A write transaction: the connection, the versions written so far (they reach the cache once
@@ -173,6 +175,7 @@ impl Store {
             database: settings.database.clone(),
             changed: Arc::new(tokio::sync::Notify::new()),
             seal: settings.seal.clone(),
+            installation: Arc::default(),
         })
     }
 
@@ -183,6 +186,52 @@ impl Store {
     /// The operator's master key, when one was given.
     pub fn seal(&self) -> Option<&seal::Seal> {
         self.seal.as_deref()
+    }
+
+    /// The installation's value `name`, made by `make` (in a write transaction) the first time
+    /// any process asks for it, then kept: values that must never change once used, such as
+    /// the secret HL7v2 resource ids are derived under.
+    pub fn installation_value(
+        &self,
+        name: &str,
+        make: impl FnOnce(&mut DbConnection) -> Result<String, StoreError> + Send,
+    ) -> Result<Arc<str>, StoreError> {
+        use diesel::prelude::*;
+        use schema::installation as i;
+        let mut known = self.installation.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = known.get(name) {
+            return Ok(v.clone());
+        }
+        let read = |tx: &mut Tx| -> Result<Option<String>, StoreError> {
+            Ok(i::table
+                .find(name)
+                .select(i::value)
+                .get_result(tx.conn)
+                .optional()?)
+        };
+        let made = self.write(|tx| {
+            if let Some(v) = read(tx)? {
+                return Ok::<_, StoreError>(v);
+            }
+            let made = make(tx.conn)?;
+            let row = diesel::insert_into(i::table).values((i::name.eq(name), i::value.eq(&made)));
+            match inserted(row.execute(tx.conn))? {
+                true => Ok(made),
+                false => Err(StoreError::Conflict(format!(
+                    "{name} was made by another process"
+                ))),
+            }
+        });
+        // another process made it at the same moment: what it stored is what holds
+        let value = match made {
+            Err(StoreError::Conflict(_)) => self
+                .write(|tx| read(tx))?
+                .ok_or_else(|| StoreError::Database(format!("{name} vanished")))?,
+            other => other?,
+        };
+        let value: Arc<str> = value.into();
+        known.insert(name.to_string(), value.clone());
+        Ok(value)
     }
 
     /// The same, to share with the parts that keep it (the token authority).

@@ -202,7 +202,19 @@ async fn compare(
         .filter_map(Value::as_str)
         .collect();
     let parsed = v2::parse(&v2::decode(message)).unwrap();
-    let mapped = map::map(&parsed).map(|m| m.resources).unwrap_or_default();
+    // the ids this server gives: under its installation's id secret
+    let secret: String = {
+        use diesel::prelude::*;
+        use emrsync::store::schema::installation as i;
+        i::table
+            .find("hl7v2-id-secret")
+            .select(i::value)
+            .get_result(&mut app.db())
+            .unwrap_or_default()
+    };
+    let mapped = map::map(&parsed, secret.as_bytes())
+        .map(|m| m.resources)
+        .unwrap_or_default();
     compare_orders_and_more(app, file, &mapped, expected, failures).await;
     let id_of = |t: &str| mapped.iter().find(|r| r.rtype == t).map(|r| r.id.clone());
     let Some(pid) = id_of("Patient") else {

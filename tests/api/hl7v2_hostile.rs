@@ -215,3 +215,51 @@ async fn a_fast_sender_is_slowed_to_its_rate_not_refused() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1800), "{took:?}");
 }
+
+/// An HL7v2 Patient's id is derived from its MRN under a secret of this installation: the
+/// same MRN gives the same id here every time, another id elsewhere, and not the plain hash
+/// anyone could work out from an MRN. A database that took messages before the secret existed
+/// keeps its plain ids (they must not change under it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_cannot_be_worked_out_from_an_mrn() {
+    use emrsync::adapters::hl7v2::identity::stable_id;
+    let here = spawn_mllp(Backend::Sqlite).await;
+    let elsewhere = spawn_mllp(Backend::Sqlite).await;
+    let message = adt("A01", "SALT1", "MRN906", "V906", "Salted");
+    let mut ids = Vec::new();
+    for app in [&here, &elsewhere, &here] {
+        let ack = Mllp::connect(app.mllp.unwrap()).await.send(&message).await;
+        assert_eq!(ack.code(), "AA", "{}", ack.text);
+        ids.push(
+            patient(app, "MRN906").await[0]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(ids[0], ids[2], "the same MRN, the same id, here");
+    assert_ne!(ids[0], ids[1], "another installation, another id");
+    let plain = stable_id(b"", "Patient", &["urn:oid:1.2.840.114350.1", "MRN906"]);
+    assert!(!ids.contains(&plain), "not the plain hash of the MRN");
+
+    // a database that took messages before the secret existed keeps plain ids
+    use diesel::prelude::*;
+    let legacy = spawn_mllp(Backend::Sqlite).await;
+    diesel::delete(emrsync::store::schema::installation::table)
+        .execute(&mut legacy.db())
+        .unwrap();
+    diesel::sql_query(
+        "INSERT INTO hl7v2_messages (id, correlation_id, sending_application, sending_facility, \
+         control_id, content_hash, message_type, trigger_event, version, received_at, \
+         processed_at, status, ack_code, attempts, resources, raw) VALUES ('old', 'c', 'REG', \
+         'GH', 'OLD1', 'h', 'ADT', 'A01', '2.5', 0, 0, 'applied', 'AA', 1, '[]', '')",
+    )
+    .execute(&mut legacy.db())
+    .unwrap();
+    let ack = Mllp::connect(legacy.mllp.unwrap())
+        .await
+        .send(&message)
+        .await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    assert_eq!(patient(&legacy, "MRN906").await[0]["id"], plain.as_str());
+}

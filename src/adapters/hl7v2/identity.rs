@@ -5,9 +5,10 @@
 //!
 //! Identifier systems come from `capability/hl7v2/identifier-systems.json` (data, not code).
 
+use crate::store::{Store, StoreError};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -60,18 +61,52 @@ impl Systems {
 }
 
 /// The id of the `rtype` whose business key is `key` (an identifier's system and value, say):
-/// 32 hex digits of SHA-256, the same every time.
-pub fn stable_id(rtype: &str, key: &[&str]) -> String {
+/// 32 hex digits of HMAC-SHA-256 under this installation's `secret`, the same every time here
+/// and unguessable elsewhere: without the secret, an id would tell anyone who can try ids
+/// whether a given MRN is a patient here. An empty secret gives the plain SHA-256 of the key,
+/// which installations that took HL7v2 messages before the secret existed keep using (their
+/// resources' ids must not change).
+pub fn stable_id(secret: &[u8], rtype: &str, key: &[&str]) -> String {
     let mut text = rtype.to_string();
     for k in key {
         text.push('|');
         text.push_str(k);
     }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let digest = match secret {
+        [] => aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
+            .as_ref()
+            .to_vec(),
+        secret => {
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+            aws_lc_rs::hmac::sign(&key, text.as_bytes())
+                .as_ref()
+                .to_vec()
+        }
+    };
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This installation's id secret: made (32 random bytes, hex) the first time a message is
+/// mapped, kept in the database, shared by every process on it. A database that took HL7v2
+/// messages before the secret existed keeps the plain hash (an empty secret), and the log says
+/// so: its resources' ids must not change under it.
+pub fn secret(store: &Store) -> Result<Arc<str>, StoreError> {
+    store.installation_value("hl7v2-id-secret", |conn| {
+        use crate::store::schema::hl7v2_messages as m;
+        use diesel::prelude::*;
+        let earlier: i64 = m::table.count().get_result(conn)?;
+        if earlier > 0 {
+            tracing::warn!(
+                "HL7v2 resource ids on this database stay plain hashes of their identifiers \
+                 (messages were taken before the id secret existed, and ids must not change)"
+            );
+            return Ok(String::new());
+        }
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut bytes)
+            .map_err(|_| StoreError::Database("no random bytes for the id secret".into()))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    })
 }
 
 #[cfg(test)]
@@ -98,10 +133,22 @@ mod tests {
 
     #[test]
     fn stable_ids_are_stable_and_distinct() {
-        let a = stable_id("Patient", &["urn:oid:1.2", "42"]);
-        assert_eq!(a, stable_id("Patient", &["urn:oid:1.2", "42"]));
-        assert_ne!(a, stable_id("Patient", &["urn:oid:1.2", "43"]));
-        assert_ne!(a, stable_id("Encounter", &["urn:oid:1.2", "42"]));
-        assert_eq!(a.len(), 32);
+        for secret in [&b""[..], b"an installation's secret"] {
+            let a = stable_id(secret, "Patient", &["urn:oid:1.2", "42"]);
+            assert_eq!(a, stable_id(secret, "Patient", &["urn:oid:1.2", "42"]));
+            assert_ne!(a, stable_id(secret, "Patient", &["urn:oid:1.2", "43"]));
+            assert_ne!(a, stable_id(secret, "Encounter", &["urn:oid:1.2", "42"]));
+            assert_eq!(a.len(), 32);
+        }
+        // another installation's ids are another's: nobody can work out one from an MRN
+        let mrn = ["urn:oid:1.2", "42"];
+        assert_ne!(
+            stable_id(b"one", "Patient", &mrn),
+            stable_id(b"two", "Patient", &mrn)
+        );
+        assert_ne!(
+            stable_id(b"one", "Patient", &mrn),
+            stable_id(b"", "Patient", &mrn)
+        );
     }
 }

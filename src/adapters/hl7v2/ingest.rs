@@ -181,7 +181,18 @@ pub fn process(
         };
         return r.refuse(store, status::REJECTED, AckCode::Reject, p);
     }
-    let mapped = match map::map(msg).and_then(validated) {
+    let secret = match super::identity::secret(store) {
+        Ok(s) => s,
+        Err(e) => {
+            let p = Problem {
+                location: String::new(),
+                code: "207",
+                text: format!("the message could not be stored: {e}"),
+            };
+            return r.refuse(store, status::FAILED, AckCode::Error, p);
+        }
+    };
+    let mapped = match map::map(msg, secret.as_bytes()).and_then(validated) {
         Ok(mapped) => mapped,
         Err(Unmapped::Unsupported(p)) => {
             return r.refuse(store, status::REJECTED, AckCode::Reject, p);
@@ -476,7 +487,8 @@ fn content_hash(text: &str) -> String {
         fields.join(sep),
         rest.replace("\r\n", "\r").replace('\n', "\r")
     );
-    super::identity::stable_id("hl7v2-message", &[&normalised])
+    // a content hash, not an id: the same everywhere (archive rows are matched by it)
+    super::identity::stable_id(b"", "hl7v2-message", &[&normalised])
 }
 
 /// The archived message with this key (and content): its status and first correlation id.

@@ -4,7 +4,6 @@
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
 use super::super::datatypes::{identifier, location_name, put};
-use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -38,7 +37,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     out.extend(
         cx.msg
             .all("NK1")
-            .filter_map(|s| clinical::next_of_kin(s, &patient_id)),
+            .filter_map(|s| clinical::next_of_kin(cx, s, &patient_id)),
     );
     let patient = out[0].clone();
     super::coverage::all(cx, &patient, &mut out);
@@ -101,15 +100,17 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
     let visit = identifier(pv1.field(19).first(), cx.systems, facility);
     // without a visit number, the admission time names the visit; failing that, the message
     let id = match &visit {
-        Some(v) => stable_id(
+        Some(v) => cx.stable_id(
             "Encounter",
             &[
                 v["system"].as_str().unwrap_or_default(),
                 v["value"].as_str().unwrap_or_default(),
             ],
         ),
-        None if !pv1.value(44).is_empty() => stable_id("Encounter", &[patient_ref, pv1.value(44)]),
-        None => stable_id(
+        None if !pv1.value(44).is_empty() => {
+            cx.stable_id("Encounter", &[patient_ref, pv1.value(44)])
+        }
+        None => cx.stable_id(
             "Encounter",
             &[
                 facility,
@@ -188,8 +189,8 @@ pub(super) fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
         &cx.header.sending_facility,
     );
     let id = match value {
-        "" => stable_id("Practitioner", &["name", family, xcn.get(3)]),
-        v => stable_id("Practitioner", &[&system, v]),
+        "" => cx.stable_id("Practitioner", &["name", family, xcn.get(3)]),
+        v => cx.stable_id("Practitioner", &[&system, v]),
     };
     let mut p = Map::new();
     p.insert("resourceType".into(), json!("Practitioner"));
@@ -221,7 +222,7 @@ pub(super) fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
 /// PL -> Location (the bed, room or point of care the patient is in).
 pub(super) fn location(cx: &Context, pl: Rep) -> Option<Resource> {
     let name = location_name(pl)?;
-    let id = stable_id("Location", &[&cx.header.sending_facility, &name]);
+    let id = cx.stable_id("Location", &[&cx.header.sending_facility, &name]);
     let body = json!({
         "resourceType": "Location",
         "id": id,

@@ -6,7 +6,6 @@
 //! appointment's life), else the placer's (SCH-1).
 
 use super::super::datatypes::{codeable, date_time, instant, put};
-use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::order::add_once;
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
@@ -46,7 +45,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         key.get(4),
         &cx.header.sending_facility,
     );
-    let id = stable_id(
+    let id = cx.stable_id(
         "Appointment",
         &[&key_field.to_string(), &system, key.get(1).trim()],
     );
@@ -238,12 +237,12 @@ mod tests {
         // start in SCH-11, no end, a duration far past any calendar (and one that is no number)
         for duration in ["999999999999|min", "inf|min", "1e300|h"] {
             let text = siu(&format!("P1|F1|||||||{duration}|^^^20240101100000"));
-            let mapped = map(&parse(&text).unwrap());
+            let mapped = map(&parse(&text).unwrap(), b"");
             assert!(mapped.is_err(), "{duration}: {mapped:?}");
         }
         // a sensible one gives the end
         let text = siu("P1|F1|||||||30|min|^^^20240101100000");
-        let a = map(&parse(&text).unwrap())
+        let a = map(&parse(&text).unwrap(), b"")
             .unwrap()
             .resources
             .pop()

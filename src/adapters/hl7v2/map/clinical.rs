@@ -4,7 +4,6 @@
 //! name), so a later message restating it updates it.
 
 use super::super::datatypes::{address, codeable, each, name, put, telecom};
-use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::{Context, Resource};
 use serde_json::{Map, Value, json};
@@ -14,7 +13,7 @@ pub fn allergy(cx: &Context, al1: &Segment, patient_id: &str) -> Option<Resource
     let code = codeable(al1.field(3).first())?;
     let key = al1.get(3, 1).trim();
     let key = if key.is_empty() { al1.get(3, 2) } else { key };
-    let id = stable_id("AllergyIntolerance", &[patient_id, key]);
+    let id = cx.stable_id("AllergyIntolerance", &[patient_id, key]);
     let mut a = Map::new();
     a.insert("resourceType".into(), json!("AllergyIntolerance"));
     a.insert("id".into(), json!(id));
@@ -92,7 +91,7 @@ pub fn diagnosis(
         "" => dg1.value(4).trim(),
         c => c,
     };
-    let id = stable_id("Condition", &[encounter.unwrap_or(patient_id), key]);
+    let id = cx.stable_id("Condition", &[encounter.unwrap_or(patient_id), key]);
     let mut c = Map::new();
     c.insert("resourceType".into(), json!("Condition"));
     c.insert("id".into(), json!(id));
@@ -123,7 +122,7 @@ pub fn diagnosis(
 }
 
 /// NK1 -> RelatedPerson; `None` without a name.
-pub fn next_of_kin(nk1: &Segment, patient_id: &str) -> Option<Resource> {
+pub fn next_of_kin(cx: &Context, nk1: &Segment, patient_id: &str) -> Option<Resource> {
     let names = each(nk1.field(2), name);
     let first_name = names.as_array().and_then(|n| n.first())?.clone();
     let label = format!(
@@ -131,7 +130,7 @@ pub fn next_of_kin(nk1: &Segment, patient_id: &str) -> Option<Resource> {
         first_name["family"].as_str().unwrap_or(""),
         first_name["given"][0].as_str().unwrap_or("")
     );
-    let id = stable_id("RelatedPerson", &[patient_id, &label]);
+    let id = cx.stable_id("RelatedPerson", &[patient_id, &label]);
     let mut r = Map::new();
     r.insert("resourceType".into(), json!("RelatedPerson"));
     r.insert("id".into(), json!(id));

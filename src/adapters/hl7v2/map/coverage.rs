@@ -6,7 +6,6 @@
 //! that one insurer named by many patients' messages is one Organization.
 
 use super::super::datatypes::{address, each, identifier, put, telecom};
-use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::order::add_once;
 use super::{Context, Resource};
@@ -28,7 +27,7 @@ fn coverage(cx: &Context, in1: &Segment, patient: &Resource) -> Vec<Resource> {
         return Vec::new();
     };
     let policy = in1.value(36).trim();
-    let id = stable_id(
+    let id = cx.stable_id(
         "Coverage",
         &[&patient.id, &payor.id, in1.get(2, 1).trim(), policy],
     );
@@ -108,14 +107,14 @@ fn insurer(cx: &Context, in1: &Segment) -> Option<Resource> {
         .collect();
     let name = in1.get(4, 1).trim();
     let id = match ids.first() {
-        Some(i) => stable_id(
+        Some(i) => cx.stable_id(
             "Organization",
             &[
                 i["system"].as_str().unwrap_or_default(),
                 i["value"].as_str().unwrap_or_default(),
             ],
         ),
-        None if !name.is_empty() => stable_id("Organization", &["name", name]),
+        None if !name.is_empty() => cx.stable_id("Organization", &["name", name]),
         None => return None,
     };
     let mut o = Map::new();

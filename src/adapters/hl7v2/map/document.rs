@@ -8,7 +8,6 @@
 //! carries, so that its addendum, edit or cancellation updates one DocumentReference.
 
 use super::super::datatypes::{codeable, instant, put};
-use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::order::add_once;
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
@@ -41,7 +40,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         ));
     }
     let system = doc_system(cx, number);
-    let id = stable_id("DocumentReference", &[&system, number.get(1).trim()]);
+    let id = cx.stable_id("DocumentReference", &[&system, number.get(1).trim()]);
     let mut d = Map::new();
     d.insert("resourceType".into(), json!("DocumentReference"));
     d.insert("id".into(), json!(id));
@@ -83,7 +82,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         _ => None,
     };
     if let Some(code) = relation.filter(|_| !parent.get(1).trim().is_empty()) {
-        let target = stable_id(
+        let target = cx.stable_id(
             "DocumentReference",
             &[&doc_system(cx, parent), parent.get(1).trim()],
         );

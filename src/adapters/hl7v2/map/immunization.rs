@@ -8,7 +8,6 @@
 //! registries resend whole histories) updates one Immunization.
 
 use super::super::datatypes::{codeable, date_time, put};
-use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::order::{self, Item};
 use super::oru::quantity;
@@ -58,7 +57,7 @@ fn immunization(
     })?;
     let id = match item.names_order() {
         true => order::order_id(cx, "Immunization", item, None, None, &[]),
-        false => stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
+        false => cx.stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
     };
     let mut i = Map::new();
     i.insert("resourceType".into(), json!("Immunization"));

@@ -7,7 +7,6 @@
 //! is its order (or patient) plus RXA-1, RXA-2 and its start time.
 
 use super::super::datatypes::{codeable, cwe_texts, date_time, put};
-use super::super::identity::stable_id;
 use super::order::{self, Item};
 use super::oru::quantity;
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
@@ -151,7 +150,7 @@ fn administration(
         .names_order()
         .then(|| order::order_id(cx, "MedicationRequest", item, None, None, &[]));
     let within = order_id.as_deref().unwrap_or(&patient.id);
-    let id = stable_id(
+    let id = cx.stable_id(
         "MedicationAdministration",
         &[within, rxa.value(1), rxa.value(2), &start],
     );

@@ -24,7 +24,7 @@ pub fn map(cx: &Context) -> Result<Mapped, Unmapped> {
                 };
                 let survivor = super::patient::patient(cx, p)?;
                 let prior = super::patient::identifiers(cx, seg, &[1]);
-                let from = super::patient::patient_id(&prior).ok_or_else(|| {
+                let from = super::patient::patient_id(cx, &prior).ok_or_else(|| {
                     failed(
                         "MRG-1",
                         "101",

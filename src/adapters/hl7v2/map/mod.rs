@@ -18,7 +18,7 @@ mod service_request;
 
 use super::ack::Problem;
 use super::datatypes;
-use super::identity::Systems;
+use super::identity::{self, Systems};
 use super::message::{Header, Message};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -80,9 +80,16 @@ pub struct Context<'a> {
     pub systems: &'static Systems,
     /// Values the maps could not carry over, as they met them.
     warnings: RefCell<Vec<Problem>>,
+    /// This installation's secret for resource ids (`identity::stable_id`).
+    id_secret: &'a [u8],
 }
 
 impl Context<'_> {
+    /// The id of the `rtype` whose business key is `key`, under this installation's secret.
+    pub fn stable_id(&self, rtype: &str, key: &[&str]) -> String {
+        identity::stable_id(self.id_secret, rtype, key)
+    }
+
     /// Report a value of `field` (`PID-7`) that is there but could not be carried over.
     pub fn not_carried(&self, field: &str, text: String) {
         self.warnings.borrow_mut().push(Problem {
@@ -118,13 +125,15 @@ impl Context<'_> {
     }
 }
 
-/// The resources `msg` describes, and the merges it asks for.
-pub fn map(msg: &Message) -> Result<Mapped, Unmapped> {
+/// The resources `msg` describes, and the merges it asks for; their ids are derived from
+/// their business keys under `id_secret` (see `identity::stable_id`).
+pub fn map(msg: &Message, id_secret: &[u8]) -> Result<Mapped, Unmapped> {
     let cx = Context {
         msg,
         header: msg.header(),
         systems: Systems::get(),
         warnings: RefCell::default(),
+        id_secret,
     };
     let mut mapped = by_type(&cx)?;
     mapped.warnings = cx.warnings.take();

@@ -3,7 +3,6 @@
 //! its status from the order control code (ORC-1) and order status (ORC-5).
 //! IG: the ORC segment map and the OrderControlCode and OrderStatus concept maps.
 
-use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, adt};
 use serde_json::{Value, json};
@@ -129,7 +128,7 @@ pub fn order_id(
 ) -> String {
     for (n, alt, kind) in [(2, placer, "placer"), (3, filler, "filler")] {
         if let Some(ei) = item.ei(n, alt) {
-            return stable_id(rtype, &[kind, &system(cx, ei), ei.get(1).trim()]);
+            return cx.stable_id(rtype, &[kind, &system(cx, ei), ei.get(1).trim()]);
         }
     }
     let mut key = vec![
@@ -138,7 +137,7 @@ pub fn order_id(
         cx.header.control_id.as_str(),
     ];
     key.extend_from_slice(fallback);
-    stable_id(rtype, &key)
+    cx.stable_id(rtype, &key)
 }
 
 /// Where an order stands, in ServiceRequest's terms (MedicationRequest's differ, see

@@ -7,7 +7,6 @@
 //! corrected result (OBX-11 `C`) updates the Observation it corrects.
 
 use super::super::datatypes::{codeable, date_time, instant, put};
-use super::super::identity::stable_id;
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -88,7 +87,7 @@ fn report(
 ) -> Result<Vec<Resource>, Unmapped> {
     let key = order_key(cx, n, obr);
     let keys: Vec<&str> = key.iter().map(String::as_str).collect();
-    let id = stable_id("DiagnosticReport", &keys);
+    let id = cx.stable_id("DiagnosticReport", &keys);
     let code = codeable(obr.field(4).first()).ok_or_else(|| {
         failed(
             "OBR-4",
@@ -211,7 +210,7 @@ fn observation(
     if test.is_empty() {
         key.push(set_id);
     }
-    let id = stable_id("Observation", &key);
+    let id = cx.stable_id("Observation", &key);
     let mut o = Map::new();
     o.insert("resourceType".into(), json!("Observation"));
     o.insert("id".into(), json!(id));

@@ -2,7 +2,6 @@
 //! PID map, under a stable id from the first medical record number (else the first identifier).
 
 use super::super::datatypes::{address, each, identifier, name, put, telecom};
-use super::super::identity::stable_id;
 use super::super::message::Segment;
 use super::{Context, Resource, Unmapped, failed};
 use serde_json::{Map, Value, json};
@@ -11,7 +10,7 @@ use serde_json::{Map, Value, json};
 pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
     // PID-3, then the older external (PID-2) and alternate (PID-4) ids some senders still fill
     let ids = identifiers(cx, pid, &[3, 2, 4]);
-    let id = patient_id(&ids).ok_or_else(|| {
+    let id = patient_id(cx, &ids).ok_or_else(|| {
         failed(
             "PID-3",
             "101",
@@ -82,12 +81,12 @@ pub fn identifiers(cx: &Context, seg: &Segment, fields: &[usize]) -> Vec<Value> 
 
 /// The Patient id these identifiers give: that of the first medical record number (MR), else
 /// of the first identifier.
-pub fn patient_id(ids: &[Value]) -> Option<String> {
+pub fn patient_id(cx: &Context, ids: &[Value]) -> Option<String> {
     let key = ids
         .iter()
         .find(|i| i["type"]["coding"][0]["code"] == "MR")
         .or(ids.first())?;
-    Some(stable_id(
+    Some(cx.stable_id(
         "Patient",
         &[
             key["system"].as_str().unwrap_or_default(),
