@@ -102,7 +102,7 @@ pub async fn get(
     let store = state.store.clone();
     let id = id.into_inner();
     answer(
-        move || store.read(|c| queue::get(c, &id)),
+        move || queue::get(&store, &id),
         |(entry, raw)| json!({"message": entry, "raw": raw}),
     )
     .await

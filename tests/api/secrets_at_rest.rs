@@ -199,3 +199,44 @@ async fn channel_headers_are_sealed_and_still_sent() {
     assert!(stored[0].starts_with("sealed:v1:"), "{stored:?}");
     assert!(!stored[0].contains("receiver-secret"));
 }
+
+/// The HL7v2 archive keeps every message for months: with a master key its text is sealed,
+/// and the exception queue still shows and replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hl7v2_archive_is_sealed_and_still_replayable() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("master.key");
+    std::fs::write(&key_file, base64_of_32("archive")).unwrap();
+    let app = spawn_with(Backend::Postgres, |s| {
+        s.store.master_key_file = Some(key_file.clone());
+        s.mllp = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let mut mllp = crate::mllp_client::Mllp::connect(app.mllp.unwrap()).await;
+    let message = crate::hl7v2::adt("A01", "SEAL1", "MRN907", "V907", "Sealedname");
+    assert_eq!(mllp.send(&message).await.code(), "AA");
+    use emrsync::store::schema::hl7v2_messages as m;
+    let (id, raw): (String, String) = m::table
+        .filter(m::control_id.eq("SEAL1"))
+        .select((m::id, m::raw))
+        .get_result(&mut app.db())
+        .unwrap();
+    assert!(raw.starts_with("sealed:v1:"), "{raw}");
+    assert!(!raw.contains("Sealedname"));
+    // the integration team reads it as it came, and can replay it
+    let admin = |path: String| {
+        app.client
+            .get(format!("{}/admin/hl7v2/messages/{path}", app.root))
+    };
+    let r = app.send(admin(id.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["raw"].as_str().unwrap().contains("Sealedname"));
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/admin/hl7v2/messages/{id}/replay", app.root)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["code"], "AA");
+}

@@ -66,17 +66,19 @@ impl Outcome {
 }
 
 /// One message as received: what its archive row and its ACK are made of.
-struct Received<'a> {
+struct Received {
     header: Header,
     delimiters: Delimiters,
-    text: &'a str,
+    /// The text as the archive keeps it: sealed under the master key when there is one (a
+    /// message is patient data, and the archive keeps it for months).
+    stored: String,
     /// `content_hash(text)`, computed once.
     hash: String,
     correlation_id: String,
     received_at: i64,
 }
 
-impl Received<'_> {
+impl Received {
     /// The control id the archive keys it by: a message without a readable one is kept under
     /// its correlation id (so that two of them never collide).
     fn control_id(&self) -> &str {
@@ -130,6 +132,17 @@ impl Received<'_> {
     }
 }
 
+/// What the archive keeps of a message's text: sealed when the operator gave a master key.
+fn archived_text(store: &Store, text: &str) -> String {
+    match store.seal() {
+        Some(seal) => seal.seal(ARCHIVE_SEALED_AS, text.as_bytes()),
+        None => text.to_string(),
+    }
+}
+
+/// What an archived message's text is sealed as (bound into its seal).
+pub const ARCHIVE_SEALED_AS: &str = "hl7v2 message";
+
 /// Handle one message's bytes (blocking: call from a blocking thread).
 pub fn handle(store: &Store, raw: &[u8]) -> Outcome {
     let received_at = now_micros();
@@ -143,7 +156,7 @@ pub fn handle(store: &Store, raw: &[u8]) -> Outcome {
                 header: loose_header(&text),
                 delimiters: Delimiters::default(),
                 hash: content_hash(&text),
-                text: &text,
+                stored: archived_text(store, &text),
                 correlation_id,
                 received_at,
             };
@@ -169,7 +182,7 @@ pub fn process(
         header: msg.header(),
         delimiters: msg.delimiters,
         hash: content_hash(text),
-        text,
+        stored: archived_text(store, text),
         correlation_id,
         received_at,
     };
@@ -528,7 +541,7 @@ fn record(
         m::error_code.eq(problem.map(|p| p.code.to_string())),
         m::error.eq(problem.map(|p| p.text.clone())),
         m::resources.eq(&resources),
-        m::raw.eq(r.text),
+        m::raw.eq(&r.stored),
     );
     let updated = if !archived {
         0

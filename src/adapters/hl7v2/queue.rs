@@ -8,6 +8,7 @@ use super::message;
 use crate::fhir::resource::now_micros;
 use crate::store::db::DbConnection;
 use crate::store::schema::hl7v2_messages as m;
+use crate::store::seal::is_sealed;
 use crate::store::{Store, StoreError};
 use diesel::prelude::*;
 use serde::Serialize;
@@ -55,13 +56,28 @@ pub fn list(
     Ok(q.load(conn)?)
 }
 
-/// One message and its raw text.
-pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<(Entry, String)>, StoreError> {
-    Ok(m::table
-        .find(id)
-        .select((Entry::as_select(), m::raw))
-        .get_result(conn)
-        .optional()?)
+/// One message and its raw text (opened with the master key when the archive sealed it).
+pub fn get(store: &Store, id: &str) -> Result<Option<(Entry, String)>, StoreError> {
+    let found: Option<(Entry, String)> = store.read(|conn| {
+        Ok(m::table
+            .find(id)
+            .select((Entry::as_select(), m::raw))
+            .get_result(conn)
+            .optional()?)
+    })?;
+    let Some((entry, raw)) = found else {
+        return Ok(None);
+    };
+    if !is_sealed(&raw) {
+        return Ok(Some((entry, raw)));
+    }
+    let seal = store.seal().ok_or_else(|| {
+        StoreError::Database("the archived message is sealed and no master key was given".into())
+    })?;
+    let text = seal
+        .open(ingest::ARCHIVE_SEALED_AS, &raw)
+        .map_err(|e| StoreError::Database(format!("the archived message: {e}")))?;
+    Ok(Some((entry, String::from_utf8_lossy(&text).into_owned())))
 }
 
 /// Run message `id` again: its raw text, or `corrected` (a person's fix of it). Returns `None`
@@ -72,7 +88,7 @@ pub fn replay(
     id: &str,
     corrected: Option<String>,
 ) -> Result<Option<Outcome>, StoreError> {
-    let Some((entry, raw)) = store.read(|c| get(c, id))? else {
+    let Some((entry, raw)) = get(store, id)? else {
         return Ok(None);
     };
     let text = corrected.unwrap_or(raw);
