@@ -57,9 +57,14 @@ impl From<BodyError> for ApiError {
         let code = match e.status {
             StatusCode::PAYLOAD_TOO_LARGE => "too-costly",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "not-supported",
+            StatusCode::SERVICE_UNAVAILABLE => "transient",
             _ => "structure",
         };
-        ApiError::new(e.status, Issue::error(code, e.message))
+        let mut api = ApiError::new(e.status, Issue::error(code, e.message));
+        if e.status == StatusCode::SERVICE_UNAVAILABLE {
+            api.headers.push(("Retry-After", "1".into()));
+        }
+        api
     }
 }
 
@@ -154,44 +159,39 @@ impl BodyBudget {
     }
 }
 
-/// What one request holds of the budget, kept in its extensions until it ends.
-struct Held(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
-
-fn kib(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+/// What one request holds of the budget (in KiB), kept in its extensions until it ends.
+#[derive(Default)]
+struct Share {
+    kib: u32,
+    permits: Vec<OwnedSemaphorePermit>,
 }
 
-/// Take the share of the budget `bytes` need beyond what the request holds (`held` KiB).
-async fn hold(
-    req: &HttpRequest,
-    held: &mut u32,
-    permits: &mut Vec<OwnedSemaphorePermit>,
-    bytes: usize,
-    wait: bool,
-) -> Result<(), BodyError> {
-    let Some(budget) = req.app_data::<actix_web::web::Data<super::AppState>>() else {
-        return Ok(());
-    };
-    let need = kib(bytes).saturating_sub(*held);
-    if need == 0 {
-        return Ok(());
-    }
-    let sem = budget.body_budget.0.clone();
-    let permit = match wait {
-        true => sem.acquire_many_owned(need).await.ok(),
-        false => sem.try_acquire_many_owned(need).ok(),
-    };
-    match permit {
-        Some(p) => {
-            *held += need;
-            permits.push(p);
-            Ok(())
+impl Share {
+    /// Hold enough of the budget for `bytes`: waiting for it (`wait`, when nothing else is
+    /// held), or taking it only if it is free.
+    async fn grow(&mut self, req: &HttpRequest, bytes: usize, wait: bool) -> Result<(), BodyError> {
+        let Some(state) = req.app_data::<actix_web::web::Data<super::AppState>>() else {
+            return Ok(());
+        };
+        let need = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .saturating_sub(self.kib);
+        if need == 0 {
+            return Ok(());
         }
-        None => Err(BodyError {
+        let sem = state.body_budget.0.clone();
+        let permit = match wait {
+            true => sem.acquire_many_owned(need).await.ok(),
+            false => sem.try_acquire_many_owned(need).ok(),
+        };
+        let permit = permit.ok_or_else(|| BodyError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: "the server holds as many request bodies as it may at once; try again shortly"
                 .into(),
-        }),
+        })?;
+        self.kib += need;
+        self.permits.push(permit);
+        Ok(())
     }
 }
 
@@ -205,7 +205,7 @@ pub async fn read_limited<S>(
 where
     S: futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + Unpin,
 {
-    let (mut held, mut permits) = (0u32, Vec::new());
+    let mut share = Share::default();
     let declared = req
         .headers()
         .get("content-length")
@@ -215,10 +215,10 @@ where
         if n > limit {
             return Err(BodyError::too_large(limit));
         }
-        hold(req, &mut held, &mut permits, n, true).await?;
+        share.grow(req, n, true).await?;
     }
-    let result = read_within(req, payload, limit, &mut held, &mut permits).await;
-    req.extensions_mut().insert(Held(permits));
+    let result = read_within(req, payload, limit, &mut share).await;
+    req.extensions_mut().insert(share);
     result
 }
 
@@ -226,8 +226,7 @@ async fn read_within<S>(
     req: &HttpRequest,
     mut payload: S,
     limit: usize,
-    held: &mut u32,
-    permits: &mut Vec<OwnedSemaphorePermit>,
+    share: &mut Share,
 ) -> Result<Bytes, BodyError>
 where
     S: futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + Unpin,
@@ -252,13 +251,13 @@ where
         }
         match &mut inflate {
             None => {
-                hold(req, held, permits, received, false).await?;
+                share.grow(req, received, false).await?;
                 raw.extend_from_slice(&chunk);
             }
             Some(d) => {
                 d.feed(&chunk).map_err(|e| inflate_error(e, limit))?;
                 let inflated = d.inflated();
-                hold(req, held, permits, received + inflated, false).await?;
+                share.grow(req, received + inflated, false).await?;
                 if inflated > RATIO_FREE && inflated > received * MAX_RATIO {
                     return Err(BodyError::bad(format!(
                         "the compressed body inflates more than {MAX_RATIO} times its size"

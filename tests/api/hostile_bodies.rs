@@ -258,3 +258,55 @@ async fn compressed_bodies_are_bounded_by_what_they_inflate_to(app: TestApp) {
     assert_eq!(r.status, 400, "{}", r.text);
     still_serving(&app).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_held_at_once_share_one_budget() {
+    use tokio::io::AsyncWriteExt;
+    let app = crate::helpers::spawn_with(crate::helpers::Backend::Sqlite, |s| {
+        s.max_body_bytes = 1 << 20;
+        s.max_body_bytes_in_flight = 1 << 20;
+    })
+    .await;
+    // a client declares a body of 1 MiB and sends it slowly: it holds the whole budget
+    let addr = app.root.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/fhir+json\r\nContent-Length: {}\r\n\r\n",
+        app.token,
+        1 << 20
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(b"{\"resourceType\":\"Patient\"")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // another whose body is not declared (chunked) finds no room: 503, try again
+    let chunked = || async {
+        use tokio::io::AsyncReadExt;
+        let body = json!({"resourceType": "Patient"}).to_string();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            app.token,
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let answer = chunked().await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // once the slow client is gone, its share is free again
+    drop(slow);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let answer = chunked().await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
