@@ -94,6 +94,17 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_AUTH_RATE", default_value_t = 20)]
     pub auth_rate: u32,
 
+    /// Failed sign-ins or client-secret checks in a row after which that user or client is
+    /// locked: 30 s, doubling with each further failure up to 15 min; every attempt meanwhile
+    /// gets 429 before any password is checked.
+    #[arg(long, env = "EMRSYNC_LOCKOUT_AFTER", default_value_t = 5)]
+    pub lockout_after: u32,
+
+    /// Failed credential checks from one address after which the address is locked, as above
+    /// (it may be trying many accounts).
+    #[arg(long, env = "EMRSYNC_LOCKOUT_ADDRESS_AFTER", default_value_t = 20)]
+    pub lockout_address_after: u32,
+
     /// Requests a second one client (a token's client, or its subject) may send to the FHIR
     /// API, with bursts of twice that; a batch or transaction counts one per entry. More get
     /// 429 with Retry-After. 0: no limit.
@@ -250,6 +261,8 @@ impl Settings {
             max_bundle_entries: 5_000,
             max_body_bytes_in_flight: 32 * 1024 * 1024,
             auth_rate: 20,
+            lockout_after: 5,
+            lockout_address_after: 20,
             api_rate: 0,
             pool_size: None,
             cache_capacity: 100_000,

@@ -73,8 +73,16 @@ impl Application {
                      it can forge tokens"
                 );
             }
-            tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp, seal))
-                .await??
+            let mut authority =
+                tokio::task::spawn_blocking(move || Authority::open(&store, &base_url, idp, seal))
+                    .await??;
+            authority.throttle =
+                crate::auth::throttle::Throttle::new(crate::auth::throttle::ThrottleSettings {
+                    account_failures: settings.lockout_after.max(1),
+                    address_failures: settings.lockout_address_after.max(1),
+                    ..Default::default()
+                });
+            authority
         };
         {
             let store = store.clone();
