@@ -161,8 +161,21 @@ fn parse_chain(
     };
     let mut targets = Vec::new();
     let mut terms = 0;
+    // Without a `:Type`, the rest of the chain is tried on every type the reference may point
+    // at, and kept where it applies: where it does not (a parameter that is a token there, say)
+    // that type is passed over, and only if it applies nowhere is the first reason given.
+    let mut first_error = None;
     for target in candidates {
-        if let Some(f) = parse_at(target, rest, value, depth + 1)? {
+        let parsed = match parse_at(target, rest, value, depth + 1) {
+            Ok(p) => p,
+            // (a fan-out past the bound is never passed over: it ends the parse)
+            Err(e) if type_modifier.is_none() && !e.0.contains(TOO_MANY) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(f) = parsed {
             terms += 1 + f.size();
             if terms > MAX_TERMS {
                 return Err(too_many_terms(&whole));
@@ -171,18 +184,21 @@ fn parse_chain(
         }
     }
     if targets.is_empty() {
-        return Err(QueryError(format!(
-            "{whole}: '{rest}' is not a search parameter of any type {rtype}.{code} points at"
-        )));
+        return Err(first_error.unwrap_or_else(|| {
+            QueryError(format!(
+                "{whole}: '{rest}' is not a search parameter of any type {rtype}.{code} points at"
+            ))
+        }));
     }
     Ok(Some(Filter::Chain { param, targets }))
 }
 
+const TOO_MANY: &str = "terms (chains through references";
+
 pub fn too_many_terms(name: &str) -> QueryError {
     QueryError(format!(
-        "{name}: the search tests more than {MAX_TERMS} terms (chains through references that \
-         may point at many types test each of them); name the target type (param:Type.rest) \
-         or narrow it"
+        "{name}: the search tests more than {MAX_TERMS} {TOO_MANY} that may point at many \
+         types test each of them); name the target type (param:Type.rest) or narrow it"
     ))
 }
 
