@@ -1,6 +1,7 @@
 //! One typed configuration for `serve` (and the commands that open the store): each flag has an
 //! environment twin, shown by `emrsync serve --help`.
 
+use crate::store::file_cipher::FileKey;
 use crate::store::{Database, StoreSettings};
 use clap::Args;
 use std::path::PathBuf;
@@ -19,9 +20,10 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
 
     /// A file holding the master key (base64 of 32 random bytes: `openssl rand -base64 32`)
-    /// that seals the secrets kept in the database, the token signing keys among them; or the
-    /// key itself in EMRSYNC_MASTER_KEY (never a flag: the process list is readable by all).
-    /// Without one they are kept unsealed, and the server says so at start.
+    /// that encrypts the embedded SQLite database (a database kept in clear is encrypted at the
+    /// first start with one) and seals the secrets kept in either database, the token signing
+    /// keys among them; or the key itself in EMRSYNC_MASTER_KEY (never a flag: the process list
+    /// is readable by all). Without one they are kept in clear, and the server says so at start.
     #[arg(long, env = "EMRSYNC_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
 }
@@ -36,8 +38,13 @@ impl StoreArgs {
         }
     }
 
+    /// The database; with a master key an SQLite file is encrypted under a key derived from it.
     pub fn database(&self) -> anyhow::Result<Database> {
-        Database::from_settings(self.database_url.as_deref(), &self.data_dir)
+        let key = self.seal()?.map(|s| FileKey::from_seal(&s));
+        Ok(
+            Database::from_settings(self.database_url.as_deref(), &self.data_dir)?
+                .with_file_key(key),
+        )
     }
 
     /// The operator's master key, when one is given.

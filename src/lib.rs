@@ -7,6 +7,7 @@
 //! - [`config`]: one typed configuration from flags and `EMRSYNC_*` environment variables.
 //! - [`startup`]: builds the application on a bound listener and runs it.
 //! - [`tls`]: TLS for the HTTP and MLLP listeners (rustls).
+//! - [`rekey`]: moving the database and its sealed secrets to a new master key.
 //! - [`bench`]: a load tool that drives a running server and prints figures.
 
 pub mod adapters;
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod fhir;
+pub mod rekey;
 pub mod startup;
 pub mod store;
 pub mod subscriptions;

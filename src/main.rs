@@ -36,6 +36,20 @@ enum Command {
     Bench(emrsync::bench::BenchArgs),
     /// Run HL7v2 messages of the exception queue again, once the cause is fixed.
     Replay(ReplayArgs),
+    /// Move the database and the secrets sealed in it to a new master key. Stop every server
+    /// on the database first; start them again with the new key. Safe to run again if cut short.
+    Rekey(RekeyArgs),
+}
+
+#[derive(clap::Args)]
+struct RekeyArgs {
+    /// The database, with its current master key (--master-key-file or EMRSYNC_MASTER_KEY).
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A file holding the new master key (base64 of 32 random bytes); or the key itself in
+    /// EMRSYNC_NEW_MASTER_KEY.
+    #[arg(long, env = "EMRSYNC_NEW_MASTER_KEY_FILE")]
+    new_master_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -253,6 +267,10 @@ async fn main() -> anyhow::Result<()> {
             init_logs(false);
             emrsync::bench::run(args).await?;
         }
+        Command::Rekey(args) => {
+            init_logs(false);
+            tokio::task::spawn_blocking(move || rekey_command(args)).await??;
+        }
         Command::Replay(args) => {
             init_logs(false);
             let accepted = tokio::task::spawn_blocking(move || replay_command(args)).await??;
@@ -297,6 +315,36 @@ fn replay_command(args: ReplayArgs) -> anyhow::Result<bool> {
     Ok(outcomes
         .iter()
         .all(|(_, o)| o.code == emrsync::adapters::hl7v2::ack::AckCode::Accept))
+}
+
+fn rekey_command(args: RekeyArgs) -> anyhow::Result<()> {
+    use emrsync::store::seal::Seal;
+    let old = args.store.seal()?.ok_or_else(|| {
+        anyhow::anyhow!("give the current master key (--master-key-file or EMRSYNC_MASTER_KEY)")
+    })?;
+    let new = Seal::from_file_or_env(
+        args.new_master_key_file.as_deref(),
+        "EMRSYNC_NEW_MASTER_KEY",
+    )?
+    .ok_or_else(|| {
+        anyhow::anyhow!("give the new master key (--new-master-key-file or EMRSYNC_NEW_MASTER_KEY)")
+    })?;
+    let database = args.store.database()?;
+    let r = emrsync::rekey::rotate(&database, &old, &new)?;
+    println!(
+        "{}: {}resealed {} signing key(s), {} channel header set(s), {} archived message(s); \
+         start the servers with the new master key",
+        database.describe(),
+        if r.file_rewritten {
+            "file rewritten under the new key, "
+        } else {
+            ""
+        },
+        r.signing_keys,
+        r.channel_headers,
+        r.archived_messages
+    );
+    Ok(())
 }
 
 fn client_command(args: ClientArgs) -> anyhow::Result<()> {

@@ -70,7 +70,7 @@ impl Application {
                 tracing::warn!(
                     "no master key (--master-key-file or EMRSYNC_MASTER_KEY): the token \
                      signing keys are kept unsealed in the database, and anyone who can read \
-                     it can forge tokens"
+                     it can forge tokens; an embedded database is kept in clear"
                 );
             }
             let mut authority =

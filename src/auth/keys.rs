@@ -102,7 +102,7 @@ impl KeyRing {
 }
 
 /// What a signing key is sealed as (bound into its seal).
-const SEALED_AS: &str = "token signing key";
+pub const SEALED_AS: &str = "token signing key";
 
 /// A private key as the database keeps it: sealed under the master key when there is one,
 /// else its PKCS#8 document in base64.

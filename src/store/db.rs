@@ -1,6 +1,7 @@
 //! Connections: one diesel `MultiConnection` over SQLite and PostgreSQL, a pool that knows which
 //! backend its URL names, and the embedded migrations of each backend.
 
+use super::file_cipher::{self, FileKey};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
@@ -18,10 +19,11 @@ pub enum DbConnection {
     Pg(diesel::PgConnection),
 }
 
-/// Where the data lives: an embedded SQLite file, or a PostgreSQL server shared by processes.
+/// Where the data lives: an embedded SQLite file (encrypted when it has a key), or a PostgreSQL
+/// server shared by processes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
-    Sqlite(PathBuf),
+    Sqlite(PathBuf, Option<FileKey>),
     Postgres(String),
 }
 
@@ -29,7 +31,7 @@ impl Database {
     /// `DATABASE_URL` when given (postgres://, postgresql://, sqlite://), else `<data_dir>/emrsync.db`.
     pub fn from_settings(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
         match database_url {
-            None | Some("") => Ok(Database::Sqlite(data_dir.join("emrsync.db"))),
+            None | Some("") => Ok(Database::Sqlite(data_dir.join("emrsync.db"), None)),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Ok(Database::Postgres(url.to_string()))
             }
@@ -37,7 +39,7 @@ impl Database {
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
             {
-                Some(path) => Ok(Database::Sqlite(PathBuf::from(path))),
+                Some(path) => Ok(Database::Sqlite(PathBuf::from(path), None)),
                 None => anyhow::bail!(
                     "unsupported database URL '{url}': use postgres://... or sqlite://PATH"
                 ),
@@ -45,14 +47,24 @@ impl Database {
         }
     }
 
+    /// The same database, its SQLite file encrypted under `key` (PostgreSQL is left as it is:
+    /// its disks are encrypted by the database server's host).
+    pub fn with_file_key(self, key: Option<FileKey>) -> Self {
+        match self {
+            Database::Sqlite(path, _) => Database::Sqlite(path, key),
+            pg => pg,
+        }
+    }
+
     pub fn is_sqlite(&self) -> bool {
-        matches!(self, Database::Sqlite(_))
+        matches!(self, Database::Sqlite(..))
     }
 
     /// A description safe for logs: no password.
     pub fn describe(&self) -> String {
         match self {
-            Database::Sqlite(p) => format!("sqlite {}", p.display()),
+            Database::Sqlite(p, None) => format!("sqlite {}", p.display()),
+            Database::Sqlite(p, Some(_)) => format!("sqlite {} (encrypted)", p.display()),
             Database::Postgres(url) => match (url.find("://"), url.rfind('@')) {
                 (Some(s), Some(at)) => format!("postgres {}***{}", &url[..s + 3], &url[at..]),
                 _ => format!("postgres {url}"),
@@ -63,8 +75,12 @@ impl Database {
     /// One connection, outside any pool (migrations, tools, tests).
     pub fn connect(&self) -> ConnectionResult<DbConnection> {
         match self {
-            Database::Sqlite(path) => {
+            Database::Sqlite(path, key) => {
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
+                if let Some(key) = key {
+                    conn.batch_execute(&key.keying())
+                        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                }
                 // WAL lets readers run beside the single writer; FULL sync makes a commit
                 // durable before the client hears "created" (an ACK must never be lost; the
                 // writer's own connection syncs its log itself, see `connect_writer`).
@@ -76,7 +92,10 @@ impl Database {
                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
                      PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;",
                 )
-                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                .map_err(|e| {
+                    let why = file_cipher::explain(path, key.is_some(), e.to_string());
+                    ConnectionError::BadConnection(why)
+                })?;
                 Ok(DbConnection::Sqlite(conn))
             }
             Database::Postgres(url) => {
@@ -114,8 +133,15 @@ impl Database {
     /// Create the database if needed and apply pending migrations; returns how many ran.
     /// Several processes may start at once on one database.
     pub fn migrate(&self) -> anyhow::Result<usize> {
-        if let Database::Sqlite(path) = self {
+        if let Database::Sqlite(path, key) = self {
             keep_private(path)?;
+            if let Some(key) = key
+                && file_cipher::is_plain(path)?
+            {
+                tracing::warn!(database = %path.display(), "the database is kept in clear: encrypting it under the master key");
+                file_cipher::rewrite(path, None, Some(key))?;
+                tracing::info!(database = %path.display(), "the database is encrypted");
+            }
         }
         let mut conn = self.connect()?;
         let applied = match &mut conn {

@@ -301,7 +301,9 @@ mod tests {
     /// A group committer on a new database with one table of numbers.
     fn group(dir: &std::path::Path) -> Arc<GroupCommit> {
         let path = dir.join("g.db");
-        let mut conn = Database::Sqlite(path.clone()).connect_writer().unwrap();
+        let mut conn = Database::Sqlite(path.clone(), None)
+            .connect_writer()
+            .unwrap();
         conn.batch_execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
             .unwrap();
         Arc::new(GroupCommit::new(conn, WalSync::new(&path)).unwrap())

@@ -24,6 +24,7 @@ macro_rules! insert_all {
 mod cache;
 pub mod db;
 mod error;
+pub mod file_cipher;
 mod group_commit;
 mod move_head;
 pub mod retention;
@@ -162,7 +163,7 @@ impl Store {
         }
         let pool = settings.database.pool(settings.pool_size)?;
         let group = match &settings.database {
-            Database::Sqlite(path) => Some(Arc::new(group_commit::GroupCommit::new(
+            Database::Sqlite(path, _) => Some(Arc::new(group_commit::GroupCommit::new(
                 settings.database.connect_writer()?,
                 wal_sync::WalSync::new(path),
             )?)),

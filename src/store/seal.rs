@@ -7,6 +7,7 @@
 //! was given stays readable and is sealed at the next start that has one.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::path::Path;
@@ -16,6 +17,9 @@ const PREFIX: &str = "sealed:v1:";
 /// The operator's master key.
 pub struct Seal {
     key: LessSafeKey,
+    /// Keys for other uses (the database file's) are derived from the master key rather than
+    /// being it: one key never serves two ciphers.
+    derive: hmac::Key,
 }
 
 impl std::fmt::Debug for Seal {
@@ -39,16 +43,22 @@ impl Seal {
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "bad master key")?;
         Ok(Seal {
             key: LessSafeKey::new(key),
+            derive: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
         })
     }
 
     /// The key from `--master-key-file`, else `EMRSYNC_MASTER_KEY`; `None` when neither is set.
     pub fn from_operator(file: Option<&Path>) -> anyhow::Result<Option<Seal>> {
+        Seal::from_file_or_env(file, "EMRSYNC_MASTER_KEY")
+    }
+
+    /// The key from `file`, else from the environment variable `var`.
+    pub fn from_file_or_env(file: Option<&Path>, var: &str) -> anyhow::Result<Option<Seal>> {
         let text = match file {
             Some(path) => std::fs::read_to_string(path).map_err(|e| {
                 anyhow::anyhow!("cannot read the master key file {}: {e}", path.display())
             })?,
-            None => match std::env::var("EMRSYNC_MASTER_KEY") {
+            None => match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => v,
                 _ => return Ok(None),
             },
@@ -98,6 +108,16 @@ impl Seal {
     }
 }
 
+impl Seal {
+    /// A 256-bit key for `purpose`, derived from the master key (HMAC-SHA-256 of the purpose).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.derive, purpose.as_bytes());
+        tag.as_ref()
+            .try_into()
+            .expect("HMAC-SHA-256 gives 32 bytes")
+    }
+}
+
 /// Whether a stored value is sealed.
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX)
@@ -125,6 +145,15 @@ mod tests {
         let mut damaged = sealed.clone();
         damaged.replace_range(20..21, if &sealed[20..21] == "A" { "B" } else { "A" });
         assert!(s.open("signing key", &damaged).is_err(), "a changed byte");
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_master_key() {
+        let a = key(7).derive("database file");
+        assert_eq!(a, key(7).derive("database file"));
+        assert_ne!(a, key(7).derive("something else"));
+        assert_ne!(a, key(8).derive("database file"));
+        assert_ne!(&a[..], &[7u8; 32][..], "never the master key itself");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod status {
 
 /// One subscription's row.
 /// What channel headers are sealed as (bound into their seal).
-const HEADERS_SEALED_AS: &str = "subscription channel headers";
+pub const HEADERS_SEALED_AS: &str = "subscription channel headers";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = subscriptions)]

@@ -7,6 +7,7 @@ mod certs;
 mod conditional;
 mod corpus;
 mod crud;
+mod encrypted_database;
 mod everything;
 mod helpers;
 mod history;
