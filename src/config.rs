@@ -8,15 +8,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the data lives: shared by `serve`, `migrate` and the other commands that open it.
-#[derive(Args, Debug, Clone)]
+/// The flags are global: `client --data-dir D add` and `client add --data-dir D` alike.
+#[derive(Args, Clone)]
 pub struct StoreArgs {
     /// Directory of the embedded SQLite database (used when no database URL is given).
-    #[arg(long, env = "EMRSYNC_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "EMRSYNC_DATA_DIR",
+        default_value = "./data"
+    )]
     pub data_dir: PathBuf,
 
     /// PostgreSQL URL (postgres://user:pass@host:port/db) to run on PostgreSQL instead of SQLite;
     /// sqlite://PATH picks an SQLite file explicitly.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// A file holding the master key (base64 of 32 random bytes: `openssl rand -base64 32`)
@@ -24,8 +30,22 @@ pub struct StoreArgs {
     /// first start with one) and seals the secrets kept in either database, the token signing
     /// keys among them; or the key itself in EMRSYNC_MASTER_KEY (never a flag: the process list
     /// is readable by all). Without one they are kept in clear, and the server says so at start.
-    #[arg(long, env = "EMRSYNC_MASTER_KEY_FILE")]
+    #[arg(long, global = true, env = "EMRSYNC_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+}
+
+/// Never the database URL as given: its password would reach whatever prints the settings.
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::store::db::redacted),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .finish()
+    }
 }
 
 impl StoreArgs {

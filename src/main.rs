@@ -149,13 +149,10 @@ struct TokenArgs {
     #[command(flatten)]
     store: StoreArgs,
 
-    /// The FHIR base URL of the server the token is for (its `aud`).
-    #[arg(
-        long,
-        env = "EMRSYNC_BASE_URL",
-        default_value = "http://127.0.0.1:8080/fhir"
-    )]
-    base_url: String,
+    /// The FHIR base URL of the server the token is for (its `aud`) [default: the one `serve`
+    /// last ran with on this database].
+    #[arg(long, env = "EMRSYNC_BASE_URL")]
+    base_url: Option<String>,
 
     /// SMART scopes, space separated (e.g. "system/*.cruds" or "patient/*.rs").
     #[arg(long)]
@@ -224,11 +221,20 @@ async fn main() -> anyhow::Result<()> {
                 fhir_user: args.user.clone(),
                 lifetime: args.expires,
             };
+            let patient_scope = args
+                .scope
+                .split_whitespace()
+                .any(|s| s.starts_with("patient/"));
+            if patient_scope && args.patient.is_none() {
+                anyhow::bail!(
+                    "a patient/ scope opens one patient's compartment: name it with --patient ID"
+                );
+            }
             let database = args.store.database()?;
             let seal = args.store.seal()?;
-            let base = args.base_url.trim_end_matches('/').to_string();
+            let base = args.base_url.map(|b| b.trim_end_matches('/').to_string());
             let token = tokio::task::spawn_blocking(move || {
-                emrsync::auth::mint_offline(&database, &base, &mint, seal.as_ref())
+                emrsync::auth::mint_for_server(&database, base.as_deref(), &mint, seal.as_ref())
             })
             .await??;
             println!("{token}");

@@ -90,10 +90,7 @@ pub async fn verify(
     validation.leeway = 30;
     let c: IdpClaims = jsonwebtoken::decode(token, &key, &validation)
         .map(|d| d.claims)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid(e.to_string()),
-        })?;
+        .map_err(|e| super::token::claim_error(&e, &idp.issuer, &idp.audience))?;
     let scope = match (c.scope, c.scp) {
         (Some(s), _) => s,
         (None, Some(Value::Array(a))) => a

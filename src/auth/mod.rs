@@ -108,8 +108,58 @@ pub fn mint_with(ring: &KeyRing, issuer: &str, audience: &str, m: &Mint) -> (Str
     (token::sign(ring, &claims), claims)
 }
 
-/// `emrsync token`: a token signed with the keys of `database` (created if it has none), for
-/// the server whose FHIR base is `base_url`.
+/// The installation value that holds the FHIR base URL `serve` last ran with: `emrsync token`
+/// makes its tokens for it unless told otherwise.
+pub const SERVED_BASE_URL: &str = "served base url";
+
+/// `emrsync token`: a token signed with the key of the server that runs on `database`, for its
+/// FHIR base (`base_url`, else the one it last ran with). A database no server has run on is
+/// refused rather than given a store and key of its own, whose tokens every server would
+/// refuse: most often the command was pointed at another directory than `serve`.
+pub fn mint_for_server(
+    database: &Database,
+    base_url: Option<&str>,
+    m: &Mint,
+    seal: Option<&Seal>,
+) -> anyhow::Result<String> {
+    let never_served = || {
+        anyhow::anyhow!(
+            "no server has run on {}: give `token` the --data-dir (or --database-url) that \
+             `serve` runs with",
+            database.describe()
+        )
+    };
+    if let Database::Sqlite(path, _) = database
+        && !path.exists()
+    {
+        return Err(never_served());
+    }
+    let mut conn = database.connect()?;
+    let ring = KeyRing::load(&mut conn, seal).map_err(|e| match e {
+        StoreError::Database(why) if why.contains("master key") => anyhow::anyhow!(why),
+        _ => never_served(),
+    })?;
+    if ring.signing().is_none() {
+        return Err(never_served());
+    }
+    let served: Option<String> = {
+        use crate::store::schema::installation as i;
+        use diesel::prelude::*;
+        i::table
+            .find(SERVED_BASE_URL)
+            .select(i::value)
+            .get_result(&mut conn)
+            .optional()?
+    };
+    let base_url = base_url
+        .map(str::to_string)
+        .or(served)
+        .unwrap_or_else(|| "http://127.0.0.1:8080/fhir".into());
+    Ok(mint_with(&ring, &issuer_for(&base_url), &base_url, m).0)
+}
+
+/// A token signed with the keys of `database` (created if it has none), for the server whose
+/// FHIR base is `base_url`: for tests and tools that set a database up themselves.
 pub fn mint_offline(
     database: &Database,
     base_url: &str,
@@ -131,6 +181,7 @@ impl Authority {
         seal: Option<Arc<Seal>>,
     ) -> Result<Authority, StoreError> {
         let ring = store.read(|c| KeyRing::load_or_create(c, seal.as_deref()))?;
+        store.set_installation_value(SERVED_BASE_URL, base_url.trim_end_matches('/'))?;
         Ok(Authority {
             issuer: issuer_for(base_url),
             audience: base_url.trim_end_matches('/').to_string(),

@@ -88,8 +88,26 @@ pub fn verify_as<T: serde::de::DeserializeOwned>(
     validation.validate_exp = check_exp;
     jsonwebtoken::decode::<T>(token, &key.decoding, &validation)
         .map(|data| data.claims)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid(e.to_string()),
-        })
+        .map_err(|e| claim_error(&e, issuer, audience))
+}
+
+/// What failed, in words a client's developer can act on: which claim, and what this server
+/// expected of it (a token minted for another port or base is the usual case).
+pub fn claim_error(e: &jsonwebtoken::errors::Error, issuer: &str, audience: &str) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::InvalidAudience => TokenError::Invalid(format!(
+            "its aud is not {audience}, which this server expects"
+        )),
+        ErrorKind::InvalidIssuer => TokenError::Invalid(format!(
+            "its iss is not {issuer}, which this server expects"
+        )),
+        ErrorKind::MissingRequiredClaim(claim) => {
+            TokenError::Invalid(format!("it has no {claim} claim"))
+        }
+        ErrorKind::ImmatureSignature => TokenError::Invalid("it is not valid yet (nbf)".into()),
+        ErrorKind::InvalidSignature => TokenError::Invalid("its signature does not verify".into()),
+        _ => TokenError::Invalid(e.to_string()),
+    }
 }

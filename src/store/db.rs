@@ -21,7 +21,7 @@ pub enum DbConnection {
 
 /// Where the data lives: an embedded SQLite file (encrypted when it has a key), or a PostgreSQL
 /// server shared by processes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf, Option<FileKey>),
     Postgres(String),
@@ -65,10 +65,7 @@ impl Database {
         match self {
             Database::Sqlite(p, None) => format!("sqlite {}", p.display()),
             Database::Sqlite(p, Some(_)) => format!("sqlite {} (encrypted)", p.display()),
-            Database::Postgres(url) => match (url.find("://"), url.rfind('@')) {
-                (Some(s), Some(at)) => format!("postgres {}***{}", &url[..s + 3], &url[at..]),
-                _ => format!("postgres {url}"),
-            },
+            Database::Postgres(url) => format!("postgres {}", redacted(url)),
         }
     }
 
@@ -168,6 +165,21 @@ impl Database {
     }
 }
 
+/// A database URL without its credentials (`postgres://***@host:port/db`): for logs and `Debug`.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// `describe`, so that no `{:?}` of the settings prints a password.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.describe())
+    }
+}
+
 /// The PostgreSQL advisory lock key migrations hold ("emrsync" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0065_6d72_7379_6e63;
 
@@ -228,4 +240,31 @@ fn keep_private(path: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_debug_or_description_prints_a_database_password() {
+        let url = "postgres://emrsync:s3cret-pw@db.hospital.example:5432/emrsync";
+        let db = Database::from_settings(Some(url), Path::new("unused")).unwrap();
+        for shown in [format!("{db:?}"), db.describe()] {
+            assert!(!shown.contains("s3cret-pw"), "{shown}");
+            assert!(
+                shown.contains("db.hospital.example:5432/emrsync"),
+                "{shown}"
+            );
+        }
+        let store = crate::config::StoreArgs::new("d".into(), Some(url.into()));
+        let settings = crate::config::Settings::new("127.0.0.1:0", store);
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("s3cret-pw") && shown.contains("***@db.hospital"),
+            "{shown}"
+        );
+        // a URL with no credentials is shown whole
+        assert_eq!(redacted("postgres://h/db"), "postgres://h/db");
+    }
 }

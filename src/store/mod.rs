@@ -235,6 +235,25 @@ impl Store {
         Ok(value)
     }
 
+    /// Set the installation's `name` to `value`: for facts that follow the configuration (the
+    /// base URL `serve` last ran with), unlike the ones `installation_value` makes once.
+    pub fn set_installation_value(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        use diesel::prelude::*;
+        use schema::installation as i;
+        self.write(|tx| {
+            let changed = diesel::update(i::table.find(name))
+                .set(i::value.eq(value))
+                .execute(tx.conn)?;
+            if changed == 0 {
+                // (another process inserting the same moment is as good: one of them holds)
+                let row =
+                    diesel::insert_into(i::table).values((i::name.eq(name), i::value.eq(value)));
+                inserted(row.execute(tx.conn))?;
+            }
+            Ok(())
+        })
+    }
+
     /// The same, to share with the parts that keep it (the token authority).
     pub fn master_key(&self) -> Option<Arc<seal::Seal>> {
         self.seal.clone()

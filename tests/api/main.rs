@@ -4,6 +4,7 @@ mod auth;
 mod brute_force;
 mod bundles;
 mod certs;
+mod cli;
 mod conditional;
 mod corpus;
 mod crud;

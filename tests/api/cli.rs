@@ -1,0 +1,137 @@
+//! The command line as a newcomer meets it: storage flags before or after the verb, `token`
+//! refusing what no server would accept, and a 401 that says which claim failed.
+
+use crate::helpers::{Backend, spawn};
+use std::path::Path;
+use std::process::Command;
+
+/// `emrsync <args>` with nothing from the environment choosing the database: (succeeded,
+/// stdout, stderr).
+fn emrsync(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emrsync"));
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("EMRSYNC_DATA_DIR")
+        .env_remove("EMRSYNC_BASE_URL")
+        .env_remove("EMRSYNC_MASTER_KEY")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run emrsync");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn dir_arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn the_storage_flags_work_before_or_after_the_verb() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir_arg(dir.path());
+    let secret = [("EMRSYNC_CLIENT_SECRET", "a-secret-of-the-payer-app")];
+    let add = |id: &str, at_end: bool| {
+        let mut args = vec!["client"];
+        if !at_end {
+            args.extend(["--data-dir", d]);
+        }
+        args.extend([
+            "add",
+            "--id",
+            id,
+            "--kind",
+            "symmetric",
+            "--scope",
+            "system/*.rs",
+        ]);
+        if at_end {
+            args.extend(["--data-dir", d]);
+        }
+        emrsync(&args, &secret)
+    };
+    let (ok, _, err) = add("before", false);
+    assert!(ok, "{err}");
+    let (ok, _, err) = add("after", true);
+    assert!(ok, "{err}");
+    // both landed in the one database, listed either way round
+    for args in [
+        &["client", "list", "--data-dir", d][..],
+        &["client", "--data-dir", d, "list"][..],
+    ] {
+        let (ok, out, err) = emrsync(args, &[]);
+        assert!(ok, "{err}");
+        assert!(out.contains("before") && out.contains("after"), "{out}");
+    }
+    let password = [("EMRSYNC_USER_PASSWORD", "a-long-password")];
+    let user = [
+        "user",
+        "add",
+        "--username",
+        "u",
+        "--fhir-user",
+        "Practitioner/1",
+    ];
+    let (ok, _, err) = emrsync(&[&user[..], &["--data-dir", d]].concat(), &password);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn token_refuses_what_no_server_would_accept() {
+    // a directory no server ran on: no store or key is made there, and it says where it looked
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("not-the-servers");
+    let d = dir_arg(&elsewhere);
+    let (ok, out, err) = emrsync(&["token", "--scope", "system/*.rs", "--data-dir", d], &[]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains("no server has run on") && err.contains(d),
+        "{err}"
+    );
+    assert!(!elsewhere.exists(), "nothing is created there");
+    // a patient scope names its patient, or is refused before anything else
+    let (ok, _, err) = emrsync(&["token", "--scope", "patient/*.rs", "--data-dir", d], &[]);
+    assert!(!ok && err.contains("--patient"), "{err}");
+}
+
+/// `token` mints for the base URL the server runs with, unless told another; a token for
+/// another base gets a 401 that names the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_is_for_the_base_the_server_runs_with() {
+    let app = spawn(Backend::Sqlite).await;
+    let d = dir_arg(app.dir.path());
+    let (ok, out, err) = emrsync(
+        &["token", "--scope", "system/Patient.rs", "--data-dir", d],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(app.get_as(out.trim(), "Patient").await.status, 200);
+
+    let other = "http://127.0.0.1:1/fhir";
+    let (ok, out, err) = emrsync(
+        &[
+            "token",
+            "--scope",
+            "system/Patient.rs",
+            "--data-dir",
+            d,
+            "--base-url",
+            other,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let r = app.get_as(out.trim(), "Patient").await;
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate").unwrap();
+    // (the issuer is checked first: it is made from the same base)
+    assert!(
+        challenge.contains("its iss is not") && challenge.contains(&app.root),
+        "{challenge}"
+    );
+}
