@@ -83,7 +83,7 @@ impl RequestContext {
     pub fn write_context(&self) -> WriteContext {
         WriteContext {
             correlation_id: self.correlation_id.clone(),
-            actor: self.grant.actor(),
+            actor: crate::store::Actor::Named(self.grant.actor()),
             grant: self.grant.clone(),
             endpoints: self.endpoints.clone(),
         }

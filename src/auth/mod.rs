@@ -222,7 +222,7 @@ impl Authority {
         tracing::warn!(action, who, detail, "failed credential check");
         let ctx = WriteContext {
             correlation_id: crate::store::new_correlation_id(),
-            actor: who.to_string(),
+            actor: crate::store::Actor::named(who),
             grant: Arc::new(Grant::public()),
             endpoints: Default::default(),
         };

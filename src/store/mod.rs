@@ -39,7 +39,7 @@ pub mod write;
 pub use db::{Database, DbConnection};
 pub use error::{StoreError, inserted};
 pub use group_commit::Join;
-pub use versions::{Current, HistoryQuery, Method, Version, WriteContext, Written};
+pub use versions::{Actor, Current, HistoryQuery, Method, Version, WriteContext, Written};
 
 /// A fresh correlation id (for a request or a message that brings none): a UUIDv7, whose start
 /// is its time, so that the audit trail's and the HL7v2 archive's indexes on it grow at their
@@ -104,8 +104,8 @@ fn set_aside(
     resource: serde_json::Value,
     ctx: &WriteContext,
 ) -> (serde_json::Value, Option<Vec<String>>) {
-    use crate::subscriptions::{registry, subscription};
-    if rtype != "Subscription" || ctx.actor == registry::SERVER_ACTOR {
+    use crate::subscriptions::subscription;
+    if rtype != "Subscription" || ctx.actor.is_server() {
         return (resource, None);
     }
     let headers = subscription::headers_of(&resource);
@@ -130,9 +130,7 @@ impl Tx<'_> {
         action: &'static str,
         ctx: &WriteContext,
     ) -> Result<(), StoreError> {
-        if w.version.resource_type == "Basic"
-            && ctx.actor != crate::subscriptions::registry::SERVER_ACTOR
-        {
+        if w.version.resource_type == "Basic" && !ctx.actor.is_server() {
             let content = (!w.version.deleted).then(|| w.version.json());
             crate::subscriptions::topic_basic::check_client_write(&w.version.id, content.as_ref())?;
         }

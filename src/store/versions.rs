@@ -13,12 +13,40 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct WriteContext {
     pub correlation_id: String,
-    pub actor: String,
+    pub actor: Actor,
     /// What the writer may do: every write is checked against it where the old and new
     /// contents are at hand (`store::write`), so no path (REST, Bundle, conditional) skips it.
     pub grant: std::sync::Arc<crate::auth::Grant>,
     /// Where a Subscription written by this writer may send notifications.
     pub endpoints: std::sync::Arc<crate::subscriptions::subscription::EndpointPolicy>,
+}
+
+/// Who writes. The server's own writes (a Subscription's status, the topic Basics it keeps)
+/// are spared the rules clients are held to, so the server is a variant that no token, sign-in
+/// or sender can produce, never a name that one could choose as its `sub`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    Server,
+    /// A client, user or sender, by the name the audit trail keeps.
+    Named(String),
+}
+
+impl Actor {
+    pub fn named(name: impl Into<String>) -> Actor {
+        Actor::Named(name.into())
+    }
+
+    pub fn is_server(&self) -> bool {
+        matches!(self, Actor::Server)
+    }
+
+    /// The name the audit trail records.
+    pub fn audit_name(&self) -> &str {
+        match self {
+            Actor::Server => "emrsync (server)",
+            Actor::Named(name) => name,
+        }
+    }
 }
 
 /// The kind of change, as recorded in history (`Bundle.entry.request.method`) and the outbox.

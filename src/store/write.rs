@@ -350,7 +350,7 @@ impl Change {
             },
             at: v.last_updated,
             correlation_id: ctx.correlation_id.clone(),
-            actor: ctx.actor.clone(),
+            actor: ctx.actor.audit_name().to_string(),
         }
     }
 }
@@ -404,7 +404,7 @@ pub fn audit_failure(
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::recorded_at.eq(now_micros()),
-            audit_events::actor.eq(&ctx.actor),
+            audit_events::actor.eq(ctx.actor.audit_name()),
             audit_events::action.eq(action),
             audit_events::resource_type.eq(target.map(|t| t.0)),
             audit_events::resource_id.eq(target.map(|t| t.1)),

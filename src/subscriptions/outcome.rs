@@ -5,10 +5,11 @@
 
 use super::delivery::DeliverySettings;
 use super::notification::Kind;
-use super::registry::{SERVER_ACTOR, Subscriber, status};
+use super::registry::{Subscriber, status};
 use crate::auth::Grant;
 use crate::fhir::FhirId;
 use crate::fhir::resource::now_micros;
+use crate::store::Actor;
 use crate::store::schema::subscriptions;
 use crate::store::{DbConnection, Method, Store, StoreError, WriteContext, versions, write};
 use diesel::prelude::*;
@@ -222,7 +223,7 @@ fn backoff(attempts: i32, max: Duration) -> Duration {
 pub fn set_resource_status(store: &Store, id: &str, st: &str) -> Result<(), StoreError> {
     let ctx = WriteContext {
         correlation_id: uuid::Uuid::new_v4().to_string(),
-        actor: SERVER_ACTOR.into(),
+        actor: Actor::Server,
         grant: Arc::new(Grant::unrestricted()),
         endpoints: Default::default(),
     };

@@ -10,10 +10,6 @@ use crate::store::seal::{Seal, is_sealed};
 use crate::store::{StoreError, Version, WriteContext};
 use diesel::prelude::*;
 
-/// The actor of the server's own writes to Subscription resources (status changes): these
-/// keep the runtime state as it is.
-pub const SERVER_ACTOR: &str = "emrsync subscriptions";
-
 /// Subscription status, as the IG names it.
 pub mod status {
     pub const REQUESTED: &str = "requested";
@@ -121,7 +117,7 @@ pub fn on_write(
         diesel::delete(subscriptions::table.find(id)).execute(conn)?;
         return Ok(());
     }
-    if ctx.actor == SERVER_ACTOR {
+    if ctx.actor.is_server() {
         return Ok(());
     }
     let spec = parse(&version.json(), &ctx.endpoints).map_err(StoreError::Invalid)?;

@@ -8,11 +8,11 @@
 //! read and search them (`Basic?code=SubscriptionTopic`) but not change them, and a client
 //! cannot define topics of its own.
 
-use super::registry::SERVER_ACTOR;
 use super::topics;
 use crate::auth::Grant;
 use crate::fhir::Issue;
 use crate::fhir::resource::FhirId;
+use crate::store::Actor;
 use crate::store::{Method, Store, StoreError, WriteContext, versions, write};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -113,7 +113,7 @@ fn basic_id(definition: &Value) -> String {
 pub fn publish(store: &Store) -> Result<usize, StoreError> {
     let ctx = WriteContext {
         correlation_id: uuid::Uuid::new_v4().to_string(),
-        actor: SERVER_ACTOR.into(),
+        actor: Actor::Server,
         grant: Arc::new(Grant::unrestricted()),
         endpoints: Default::default(),
     };

@@ -273,7 +273,7 @@ fn changes_from_before_a_subscription_are_not_its_events() {
     let store = Store::open(&settings.store_settings().unwrap()).unwrap();
     let ctx = WriteContext {
         correlation_id: "t".into(),
-        actor: "test".into(),
+        actor: emrsync::store::Actor::named("test"),
         grant: std::sync::Arc::new(Grant::unrestricted()),
         endpoints: Default::default(),
     };
@@ -322,4 +322,46 @@ fn changes_from_before_a_subscription_are_not_its_events() {
         })
         .unwrap();
     assert_eq!(events, [("after".to_string(), 1)]);
+}
+
+/// The server's own writes are spared the Subscription rules; a token that names itself as
+/// the server (an identity provider issues whatever `sub` it likes) is not the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_named_as_the_server_gets_no_more_than_its_scopes() {
+    let app = spawn(Backend::Sqlite).await;
+    let hook = Receiver::start().await;
+    for name in ["emrsync subscriptions", "emrsync (server)"] {
+        let m = emrsync::auth::Mint {
+            subject: name.into(),
+            scope: "system/*.cruds".into(),
+            lifetime: std::time::Duration::from_secs(600),
+            ..Default::default()
+        };
+        let token =
+            emrsync::auth::mint_offline(&app.database, &app.base, &m, app.seal.as_deref()).unwrap();
+        let post = |body: Value| {
+            let token = token.clone();
+            let app = &app;
+            async move {
+                app.send_as(&token, reqwest::Method::POST, "Subscription", Some(&body))
+                    .await
+            }
+        };
+        // an endpoint the server refuses stays refused
+        let mut inside = subscription(
+            "patient-demographics",
+            &[],
+            "http://10.1.2.3/hook",
+            "id-only",
+        );
+        inside["status"] = json!("active");
+        let r = post(inside).await;
+        assert_eq!(r.status, 422, "{name}: {}", r.text);
+        // and a Subscription it sends as active starts as requested, as every client's does
+        let mut active = subscription("patient-demographics", &[], &hook.url, "id-only");
+        active["status"] = json!("active");
+        let r = post(active).await;
+        assert_eq!(r.status, 201, "{name}: {}", r.text);
+        assert_eq!(r.json()["status"], "requested", "{name}");
+    }
 }

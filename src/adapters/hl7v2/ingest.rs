@@ -297,10 +297,10 @@ enum Applied {
 fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreError> {
     let ctx = WriteContext {
         correlation_id: r.correlation_id.clone(),
-        actor: format!(
+        actor: crate::store::Actor::Named(format!(
             "hl7v2 {}@{}",
             r.header.sending_application, r.header.sending_facility
-        ),
+        )),
         grant: Arc::new(Grant::unrestricted()),
         endpoints: Default::default(),
     };

@@ -7,7 +7,7 @@ use serde_json::json;
 fn ctx() -> WriteContext {
     WriteContext {
         correlation_id: "test".into(),
-        actor: "hl7v2 test".into(),
+        actor: crate::store::Actor::named("hl7v2 test"),
         grant: Arc::new(Grant::unrestricted()),
         endpoints: Default::default(),
     }
