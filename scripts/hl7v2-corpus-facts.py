@@ -1,22 +1,38 @@
 #!/usr/bin/env python3
 """Key facts of another converter's answers, for tests/api/hl7v2_corpus.rs to compare with.
 
-Reads the Microsoft FHIR-Converter expected outputs (`*.expected.fhir.json`) of the shared HL7v2
-corpus and writes, per message, the facts a user would check (identifiers, names, birth date,
+Reads the Microsoft FHIR-Converter's expected outputs for the messages in
+tests/corpus/hl7v2/microsoft-fhir-converter/ and writes, per message, the facts a user would check (identifiers, names, birth date,
 gender of the Patient; status and class of the Encounter; code and status of orders,
 medication requests and immunizations; times and status of appointments; the identity and
 status of documents) to
 tests/corpus/hl7v2/expected-facts.json. The expected files themselves (5 MB, mostly base64 of
 the source in Provenance) stay out of the repository.
 
-    scripts/hl7v2-corpus-facts.py [../shared/corpus/hl7v2]
+    git clone https://github.com/microsoft/FHIR-Converter /tmp/FHIR-Converter
+    git -C /tmp/FHIR-Converter checkout 70fd328e05019142f616a660cf65c6034baaa3c9
+    scripts/hl7v2-corpus-facts.py /tmp/FHIR-Converter
+
+(the commit tests/corpus/hl7v2/README.md names; MIT, (c) Microsoft Corporation). The expected
+outputs are there as
+src/Microsoft.Health.Fhir.Liquid.Converter.FunctionalTests/TestData/Expected/Hl7v2/<template>/<name>-expected.json.
 """
 import json
 import pathlib
 import sys
 
 root = pathlib.Path(__file__).resolve().parent.parent
-corpus = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else root / "../shared/corpus/hl7v2")
+if len(sys.argv) != 2:
+    sys.exit(__doc__)
+converter = pathlib.Path(sys.argv[1])
+expected_dir = (
+    converter / "src/Microsoft.Health.Fhir.Liquid.Converter.FunctionalTests/TestData/Expected/Hl7v2"
+)
+ours = root / "tests/corpus/hl7v2/microsoft-fhir-converter"
+# each message of ours, with the converter's expected answer for it (under its root template)
+expected = {
+    f.name.removesuffix("-expected.json"): f for f in expected_dir.glob("*/*-expected.json")
+}
 
 
 def patient_facts(p):
@@ -82,7 +98,10 @@ def medication_request_facts(r, medications):
 
 
 facts = {}
-for f in sorted((corpus / "microsoft-fhir-converter").glob("*.expected.fhir.json")):
+for message in sorted(ours.glob("*.hl7")):
+    f = expected.get(message.stem)
+    if f is None:
+        continue
     bundle = json.loads(f.read_text(encoding="utf-8-sig"))
     resources = [e["resource"] for e in bundle.get("entry", [])]
     one = {}
@@ -103,7 +122,7 @@ for f in sorted((corpus / "microsoft-fhir-converter").glob("*.expected.fhir.json
         found = [extract(r) for r in resources if r["resourceType"] == rtype]
         if found:
             one[key] = found
-    facts["microsoft-fhir-converter/" + f.name.replace(".expected.fhir.json", ".hl7")] = one
+    facts["microsoft-fhir-converter/" + message.name] = one
 
 out = root / "tests/corpus/hl7v2/expected-facts.json"
 out.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")

@@ -304,14 +304,14 @@ macro_rules! on_both_backends {
     };
 }
 
-/// The FHIR R4 examples package: `EMRSYNC_FHIR_EXAMPLES`, else the shared copy beside the repo.
-/// `scripts/test` sets the variable (fetching the package from the npm registry if needed).
+/// The FHIR R4 examples package: `EMRSYNC_FHIR_EXAMPLES`, else where `scripts/test` keeps the
+/// copy it fetches from the npm registry (`target/fhir-packages/`).
 pub fn examples_package() -> PathBuf {
     let path = std::env::var_os("EMRSYNC_FHIR_EXAMPLES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/fhir-packages/hl7.fhir.r4.examples-4.0.1.tgz")
+                .join("target/fhir-packages/hl7.fhir.r4.examples-4.0.1.tgz")
         });
     assert!(
         path.exists(),
