@@ -71,14 +71,10 @@ pub fn rotate(database: &Database, old: &Seal, new: &Seal) -> anyhow::Result<Rot
     let new_key = FileKey::from_seal(new);
     let database = database.clone().with_file_key(Some(new_key.clone()));
     if let Database::Sqlite(path, _) = &database {
-        let from = if file_cipher::is_plain(path)? {
-            Some(None)
-        } else if database.connect().is_ok() {
-            None // the new key opens it: rewritten by an earlier run
-        } else {
-            Some(Some(FileKey::from_seal(old)))
-        };
-        if let Some(from) = from {
+        let plain = file_cipher::is_plain(path)?;
+        // (when the new key opens it already, an earlier run rewrote it)
+        if plain || database.connect().is_err() {
+            let from = (!plain).then(|| FileKey::from_seal(old));
             file_cipher::rewrite(path, from.as_ref(), Some(&new_key))?;
             rotated.file_rewritten = true;
         }

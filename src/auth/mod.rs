@@ -135,22 +135,11 @@ pub fn mint_for_server(
         return Err(never_served());
     }
     let mut conn = database.connect()?;
-    let ring = KeyRing::load(&mut conn, seal).map_err(|e| match e {
-        StoreError::Database(why) if why.contains("master key") => anyhow::anyhow!(why),
-        _ => never_served(),
-    })?;
+    let ring = KeyRing::load(&mut conn, seal)?;
     if ring.signing().is_none() {
         return Err(never_served());
     }
-    let served: Option<String> = {
-        use crate::store::schema::installation as i;
-        use diesel::prelude::*;
-        i::table
-            .find(SERVED_BASE_URL)
-            .select(i::value)
-            .get_result(&mut conn)
-            .optional()?
-    };
+    let served = crate::store::installation_row(&mut conn, SERVED_BASE_URL)?;
     let base_url = base_url
         .map(str::to_string)
         .or(served)

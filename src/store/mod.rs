@@ -152,6 +152,17 @@ impl Tx<'_> {
     }
 }
 
+/// The installation's value `name` as stored, if any (see `Store::installation_value`).
+pub fn installation_row(conn: &mut DbConnection, name: &str) -> Result<Option<String>, StoreError> {
+    use diesel::prelude::*;
+    use schema::installation as i;
+    Ok(i::table
+        .find(name)
+        .select(i::value)
+        .get_result(conn)
+        .optional()?)
+}
+
 impl Store {
     /// Open (creating and migrating the database first).
     pub fn open(settings: &StoreSettings) -> anyhow::Result<Store> {
@@ -201,13 +212,7 @@ impl Store {
         if let Some(v) = known.get(name) {
             return Ok(v.clone());
         }
-        let read = |tx: &mut Tx| -> Result<Option<String>, StoreError> {
-            Ok(i::table
-                .find(name)
-                .select(i::value)
-                .get_result(tx.conn)
-                .optional()?)
-        };
+        let read = |tx: &mut Tx| installation_row(tx.conn, name);
         let made = self.write(|tx| {
             if let Some(v) = read(tx)? {
                 return Ok::<_, StoreError>(v);
