@@ -74,7 +74,8 @@ pub async fn patient(
 
     let mut request = SearchRequest::parse(&Types::Some(types), &rest, None, ctx.lenient)?;
     for (rtype, filters) in &mut request.filters {
-        filters.push(patient_compartment(rtype, &id).map_err(|e| ApiError::bad_request(e.0))?);
+        filters
+            .push(patient_compartment(rtype, &id).map_err(|e| ApiError::bad_request(e.message))?);
         if let Some(since) = &since {
             let clause = parse_clause(rtype, "_lastUpdated", &format!("ge{since}"))
                 .map_err(|e| ApiError::bad_request(format!("_since: {e}")))?

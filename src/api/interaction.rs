@@ -143,7 +143,9 @@ pub fn resolve_condition(
     // a writer confined to one patient matches inside that compartment only: what lies
     // outside is neither found (its existence would show) nor written
     if let Some(patient) = grant.confinement(rtype) {
-        filters.push(patient_compartment(rtype, &patient).map_err(|e| ApiError::forbidden(e.0))?);
+        filters.push(
+            patient_compartment(rtype, &patient).map_err(|e| ApiError::forbidden(e.message))?,
+        );
     }
     let scope = [(rtype.to_string(), filters)];
     let spec = SearchSpec {

@@ -57,7 +57,7 @@ impl Limit {
     pub fn filter(&self, rtype: &str) -> Result<Option<Filter>, Denied> {
         let mut all: Vec<Filter> = self.clauses.iter().cloned().map(Filter::Clause).collect();
         if let Some(p) = &self.patient {
-            all.push(patient_compartment(rtype, p).map_err(|e| Denied(e.0))?);
+            all.push(patient_compartment(rtype, p).map_err(|e| Denied(e.message))?);
         }
         Ok(match all.len() {
             0 => None,
@@ -279,12 +279,13 @@ impl Grant {
 /// search parameters may restrict (no chains, `_has` or result parameters).
 fn restriction(rtype: &str, query: &str) -> Result<Vec<Clause>, QueryError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|e| QueryError(format!("the query '{query}' does not decode: {e}")))?;
+        .map_err(|e| QueryError::new(format!("the query '{query}' does not decode: {e}")))?;
     pairs
         .iter()
         .map(|(name, value)| {
-            parse_clause(rtype, name, value)?
-                .ok_or_else(|| QueryError(format!("{name} is not a search parameter of {rtype}")))
+            parse_clause(rtype, name, value)?.ok_or_else(|| {
+                QueryError::new(format!("{name} is not a search parameter of {rtype}"))
+            })
         })
         .collect()
 }

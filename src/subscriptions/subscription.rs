@@ -266,7 +266,7 @@ fn check_filter(topic: &Topic, text: &str) -> Result<(), String> {
                     "filter '{text}': {name} is not a search parameter of {rtype}"
                 ));
             }
-            Err(e) => return Err(format!("filter '{text}': {}", e.0)),
+            Err(e) => return Err(format!("filter '{text}': {}", e.message)),
         }
     }
     Ok(())

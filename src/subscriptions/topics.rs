@@ -280,7 +280,7 @@ fn trigger(t: &TriggerJson) -> Result<Trigger, String> {
                 .iter()
                 .map(|(name, value)| {
                     parse_clause(&resource, name, value)
-                        .map_err(|e| e.0)?
+                        .map_err(|e| e.message)?
                         .ok_or_else(|| format!("{name} is not a search parameter of {resource}"))
                 })
                 .collect()

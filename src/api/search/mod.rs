@@ -73,7 +73,7 @@ pub async fn compartment(
     }
     check_type(&rtype)?;
     parse_id(&id)?;
-    let filter = patient_compartment(&rtype, &id).map_err(|e| ApiError::bad_request(e.0))?;
+    let filter = patient_compartment(&rtype, &id).map_err(|e| ApiError::bad_request(e.message))?;
     let params = query_params(req.query_string())?;
     let path = format!("{}/Patient/{id}/{rtype}", state.base_url);
     run(state, Types::One(rtype), Some(filter), params, path, ctx).await

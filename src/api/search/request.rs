@@ -118,7 +118,7 @@ impl SearchRequest {
                 .map(Filter::size)
                 .sum();
             if terms > MAX_TERMS {
-                return Err(ApiError::bad_request(too_many_terms(name).0));
+                return Err(ApiError::bad_request(too_many_terms(name).message));
             }
         }
         if req.sort.len() > MAX_SORT_KEYS || req.includes.len() > MAX_INCLUDES {
@@ -224,7 +224,7 @@ impl SearchRequest {
                             };
                             return self.unsupported(msg, lenient);
                         }
-                        Err(e) => return bad(e.0),
+                        Err(e) => return bad(e.message),
                     }
                 }
             }

@@ -86,7 +86,7 @@ fn parse_at(
     depth: usize,
 ) -> Result<Option<Filter>, QueryError> {
     if depth > MAX_DEPTH {
-        return Err(QueryError(format!(
+        return Err(QueryError::new(format!(
             "{name}: chains and _has nest at most {MAX_DEPTH} levels deep"
         )));
     }
@@ -103,23 +103,23 @@ fn parse_at(
 fn parse_has(rtype: &str, spec: &str, value: &str, depth: usize) -> Result<Filter, QueryError> {
     let mut parts = spec.splitn(3, ':');
     let (Some(source), Some(code), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(QueryError(format!(
+        return Err(QueryError::new(format!(
             "_has:{spec}: reverse chains are _has:Type:reference-parameter:parameter"
         )));
     };
     if !Definitions::get().is_resource_type(source) {
-        return Err(QueryError(format!(
+        return Err(QueryError::new(format!(
             "_has:{spec}: '{source}' is not a resource type"
         )));
     }
     let param = reference_param(source, code, &format!("_has:{spec}"))?;
     if !param.target.iter().any(|t| t == rtype) {
-        return Err(QueryError(format!(
+        return Err(QueryError::new(format!(
             "_has:{spec}: {source}.{code} never points at a {rtype}"
         )));
     }
     let inner = parse_at(source, rest, value, depth + 1)?.ok_or_else(|| {
-        QueryError(format!(
+        QueryError::new(format!(
             "_has:{spec}: '{rest}' is not a search parameter of {source}"
         ))
     })?;
@@ -152,7 +152,7 @@ fn parse_chain(
             param.target.iter().filter(|x| *x == t).collect()
         }
         Some(t) => {
-            return Err(QueryError(format!(
+            return Err(QueryError::new(format!(
                 "{whole}: {rtype}.{code} does not point at a {t} (it may point at: {})",
                 param.target.join(", ")
             )));
@@ -169,7 +169,7 @@ fn parse_chain(
         let parsed = match parse_at(target, rest, value, depth + 1) {
             Ok(p) => p,
             // (a fan-out past the bound is never passed over: it ends the parse)
-            Err(e) if type_modifier.is_none() && !e.0.contains(TOO_MANY) => {
+            Err(e) if type_modifier.is_none() && !e.over_bound => {
                 first_error.get_or_insert(e);
                 continue;
             }
@@ -185,7 +185,7 @@ fn parse_chain(
     }
     if targets.is_empty() {
         return Err(first_error.unwrap_or_else(|| {
-            QueryError(format!(
+            QueryError::new(format!(
                 "{whole}: '{rest}' is not a search parameter of any type {rtype}.{code} points at"
             ))
         }));
@@ -193,13 +193,15 @@ fn parse_chain(
     Ok(Some(Filter::Chain { param, targets }))
 }
 
-const TOO_MANY: &str = "terms (chains through references";
-
 pub fn too_many_terms(name: &str) -> QueryError {
-    QueryError(format!(
-        "{name}: the search tests more than {MAX_TERMS} {TOO_MANY} that may point at many \
-         types test each of them); name the target type (param:Type.rest) or narrow it"
-    ))
+    QueryError {
+        over_bound: true,
+        ..QueryError::new(format!(
+            "{name}: the search tests more than {MAX_TERMS} terms (chains through references \
+             that may point at many types test each of them); name the target type \
+             (param:Type.rest) or narrow it"
+        ))
+    }
 }
 
 fn reference_param(
@@ -209,11 +211,11 @@ fn reference_param(
 ) -> Result<&'static SearchParam, QueryError> {
     match SearchParams::get().find(rtype, code) {
         Some(p) if p.kind == ParamType::Reference => Ok(p),
-        Some(p) => Err(QueryError(format!(
+        Some(p) => Err(QueryError::new(format!(
             "{whole}: {rtype}.{code} is a {} parameter; only references chain",
             p.kind.as_str()
         ))),
-        None => Err(QueryError(format!(
+        None => Err(QueryError::new(format!(
             "{whole}: '{code}' is not a search parameter of {rtype}"
         ))),
     }
@@ -247,7 +249,7 @@ pub fn compartment_types() -> impl Iterator<Item = &'static str> {
 /// `scripts/gen-search-parameters.py` into `capability/compartment-patient.json`.
 pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryError> {
     let codes = compartment_params(rtype).ok_or_else(|| {
-        QueryError(format!(
+        QueryError::new(format!(
             "{rtype} resources are not in the Patient compartment"
         ))
     })?;

@@ -97,16 +97,30 @@ pub const MAX_VALUES: usize = 100;
 
 /// Why a query is refused (400 with this text).
 #[derive(Debug, Clone, PartialEq)]
-pub struct QueryError(pub String);
+pub struct QueryError {
+    pub message: String,
+    /// The query asks past a bound on the work a search may do (not merely a parameter that
+    /// does not apply somewhere): such an error ends the parse wherever it arises.
+    pub over_bound: bool,
+}
+
+impl QueryError {
+    pub fn new(message: impl Into<String>) -> QueryError {
+        QueryError {
+            message: message.into(),
+            over_bound: false,
+        }
+    }
+}
 
 impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, QueryError> {
-    Err(QueryError(msg.into()))
+    Err(QueryError::new(msg))
 }
 
 /// Parse one search parameter of `rtype`; `Ok(None)` means the name is not a search parameter
@@ -369,7 +383,7 @@ fn number(name: &str, v: &str, quantity: bool) -> Result<Predicate, QueryError> 
         .parse()
         .ok()
         .filter(|x: &f64| x.is_finite())
-        .ok_or_else(|| QueryError(format!("{name}: '{v}' does not start with a number")))?;
+        .ok_or_else(|| QueryError::new(format!("{name}: '{v}' does not start with a number")))?;
     let half_step = {
         let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
         let exponent: i32 = text
