@@ -344,3 +344,19 @@ pub fn network(s: &str) -> Result<ipnet::IpNet, String> {
         .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("'{s}' is not an IP address or network (such as 10.1.0.0/16)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_printed_hide_the_database_password() {
+        let url = "postgres://emrsync:s3cret-pw@db.hospital.example:5432/emrsync";
+        let store = StoreArgs::new("d".into(), Some(url.into()));
+        let shown = format!("{:?}", Settings::new("127.0.0.1:0", store));
+        assert!(
+            !shown.contains("s3cret-pw") && shown.contains("***@db.hospital"),
+            "{shown}"
+        );
+    }
+}

@@ -293,6 +293,7 @@ fn replay_command(args: ReplayArgs) -> anyhow::Result<bool> {
     use emrsync::adapters::hl7v2::queue;
     let settings = emrsync::config::Settings::new("127.0.0.1:0", args.store);
     let store = emrsync::store::Store::open(&settings.store_settings()?)?;
+    let ingest = emrsync::startup::ingest(store, &settings);
     let outcomes = match &args.id {
         Some(id) => {
             let corrected = match &args.message_file {
@@ -301,12 +302,12 @@ fn replay_command(args: ReplayArgs) -> anyhow::Result<bool> {
                 )?)),
                 None => None,
             };
-            match queue::replay(&store, id, corrected)? {
+            match queue::replay(&ingest, id, corrected)? {
                 Some(o) => vec![(id.clone(), o)],
                 None => anyhow::bail!("no HL7v2 message {id} in the archive"),
             }
         }
-        None => queue::replay_failed(&store)?,
+        None => queue::replay_failed(&ingest)?,
     };
     for (id, o) in &outcomes {
         let why = o.problem.as_ref().map(|p| format!(": {}", p.text));

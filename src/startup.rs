@@ -5,12 +5,28 @@ use crate::api::{self, AppState};
 use crate::auth::idp::IdpConfig;
 use crate::auth::{Authority, Grant};
 use crate::config::Settings;
+use crate::ingest::{Hooks, Ingest};
 use crate::store::Store;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The ingest path of a server with `settings` (also what the `replay` command runs messages
+/// through, so that a replayed message meets the same rules as one received).
+pub fn ingest(store: Store, settings: &Settings) -> Ingest {
+    ingest_with(store, settings, Hooks::default())
+}
+
+/// `ingest`, with `hooks` on the path (see `ingest::hooks`).
+pub fn ingest_with(store: Store, settings: &Settings, hooks: Hooks) -> Ingest {
+    let endpoints = Arc::new(crate::subscriptions::subscription::EndpointPolicy {
+        allow: settings.subscription_endpoint_allow.clone(),
+        internal_networks: settings.subscription_endpoint_networks.clone(),
+    });
+    Ingest::new(store, hooks, endpoints)
+}
 
 pub struct Application {
     port: u16,
@@ -22,6 +38,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Application::build_with(settings, Hooks::default()).await
+    }
+
+    /// `build`, with `hooks` on the ingest path of every source.
+    pub async fn build_with(settings: Settings, hooks: Hooks) -> anyhow::Result<Application> {
         let store_settings = settings.store_settings()?;
         tracing::info!(database = %store_settings.database.describe(), "opening store");
         let store = tokio::task::spawn_blocking(move || Store::open(&store_settings)).await??;
@@ -94,6 +115,8 @@ impl Application {
                 tracing::info!(written, "published SubscriptionTopics as Basic resources");
             }
         }
+        let ingest = ingest_with(store.clone(), &settings, hooks);
+        let endpoints = ingest.endpoints();
         let mllp_port = match &settings.mllp {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -111,7 +134,7 @@ impl Application {
                 tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "HL7v2 MLLP listening");
                 tokio::spawn(crate::adapters::hl7v2::mllp::serve(
                     listener,
-                    store.clone(),
+                    ingest.clone(),
                     crate::adapters::hl7v2::mllp::MllpSettings {
                         max_message_bytes: settings.mllp_max_bytes,
                         idle_timeout: Duration::from_secs(settings.mllp_idle_secs.max(1)),
@@ -134,10 +157,6 @@ impl Application {
             None => None,
         };
         let sockets = crate::subscriptions::websocket::Sockets::default();
-        let endpoints = Arc::new(crate::subscriptions::subscription::EndpointPolicy {
-            allow: settings.subscription_endpoint_allow.clone(),
-            internal_networks: settings.subscription_endpoint_networks.clone(),
-        });
         crate::subscriptions::start(
             store.clone(),
             base_url.clone(),
@@ -149,9 +168,9 @@ impl Application {
             },
             sockets.clone(),
         );
-        tokio::spawn(crate::store::retention::run(
+        tokio::spawn(crate::ops::retention::run(
             store.clone(),
-            crate::store::retention::Retention {
+            crate::ops::retention::Retention {
                 hl7v2_archive_days: settings.hl7v2_archive_days,
                 event_days: settings.event_retention_days,
             },
@@ -185,7 +204,7 @@ impl Application {
                     .max(settings.max_body_bytes),
             ),
             max_bundle_entries: settings.max_bundle_entries,
-            endpoints,
+            ingest,
             sockets,
             rates: rates.clone(),
         });

@@ -122,10 +122,10 @@ pub async fn replay(
         Err(e) => return problem(e.status, e.message),
     };
     let corrected = (!body.is_empty()).then(|| crate::adapters::hl7v2::message::decode(&body));
-    let store = state.store.clone();
+    let ingest = state.ingest.clone();
     let id = id.into_inner();
     answer(
-        move || queue::replay(&store, &id, corrected),
+        move || queue::replay(&ingest, &id, corrected),
         |o| {
             json!({
                 "code": o.code.as_str(),

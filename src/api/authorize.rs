@@ -5,7 +5,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::interaction::parse_id;
+use super::path::parse_id;
 use crate::auth::Interaction;
 use crate::auth::authorize::{self, AuthRequest, AuthorizeError, Ticket};
 use crate::auth::launch::{self, LaunchContext};

@@ -5,11 +5,13 @@
 
 use super::AppState;
 use super::context::RequestContext;
-use super::crud::{audited, deleted, patch_body, resource_body, updated};
+use super::crud::{deleted, patch_body, resource_body, updated, write};
 use super::error::ApiError;
-use super::interaction::{self, Prepared, check_type, prepare, single_match};
+use super::path::{TypeName, parse_id};
 use super::render;
 use crate::fhir::FhirId;
+use crate::ingest::Accepted;
+use crate::ingest::rest::{self, single_match};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -28,111 +30,90 @@ fn condition(req: &HttpRequest) -> Result<String, ApiError> {
 
 pub async fn update(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    TypeName(rtype): TypeName,
     req: HttpRequest,
     payload: web::Payload,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let rtype = path.into_inner();
-    check_type(&rtype)?;
     let query = condition(&req)?;
     let body = resource_body(&state, &req, payload).await?;
-    let wctx = ctx.write_context();
-    let store = state.store.clone();
-    let rt = rtype.clone();
-    let lenient = ctx.lenient;
-    let base = state.base_url.clone();
-    let result = web::block(move || {
-        let Prepared {
+    let (base, lenient) = (state.base_url.clone(), ctx.lenient);
+    let target = Some((rtype.clone(), String::new()));
+    let (written, warnings) = write(&state, &ctx, "update", target, move |store, w| {
+        let Accepted {
             mut resource,
             warnings,
-        } = prepare(body, &rt, lenient)?;
+        } = w.accept(body, &rtype, lenient)?;
         let written = store.write(|tx| {
-            let body_id = resource
-                .get("id")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            let id = match (single_match(tx, &rt, &query, &base, &wctx.grant)?, body_id) {
+            let body_id = resource.get("id").and_then(|v| v.as_str());
+            let id = match (single_match(tx, &rtype, &query, &base, &w.grant)?, body_id) {
                 (Some(found), Some(given)) if found.as_str() != given => {
                     return Err(ApiError::bad_request(format!(
-                        "the search matches {rt}/{found}, but the body's id is '{given}'"
+                        "the search matches {rtype}/{found}, but the body's id is '{given}'"
                     )));
                 }
                 (Some(found), _) => found,
-                (None, Some(given)) => interaction::parse_id(&given)?,
+                (None, Some(given)) => parse_id(given)?,
                 (None, None) => FhirId::generate(),
             };
             resource["id"] = json!(id.as_str());
-            interaction::update(tx, &rt, &id, resource, None, &wctx)
+            Ok(rest::update(tx, &rtype, &id, resource, None, w)?)
         })?;
-        Ok::<_, ApiError>((written, warnings))
+        Ok((written, warnings))
     })
     .await?;
-    let (written, warnings) = audited(&state, &ctx, "update", Some(&rtype), None, result)?;
     updated(&state, &written, &ctx, &warnings)
 }
 
 pub async fn patch(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    TypeName(rtype): TypeName,
     req: HttpRequest,
     payload: web::Payload,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let rtype = path.into_inner();
-    check_type(&rtype)?;
     let query = condition(&req)?;
-    let ops = patch_body(&state, &req, payload).await?;
-    let wctx = ctx.write_context();
-    let store = state.store.clone();
-    let rt = rtype.clone();
-    let lenient = ctx.lenient;
+    let operations = patch_body(&state, &req, payload).await?;
     let base = state.base_url.clone();
-    let max_bytes = state.max_body_bytes;
-    let result = web::block(move || {
+    let request = rest::PatchRequest {
+        expected: None,
+        lenient: ctx.lenient,
+        max_bytes: state.max_body_bytes,
+    };
+    let target = Some((rtype.clone(), String::new()));
+    let (written, warnings) = write(&state, &ctx, "patch", target, move |store, w| {
         store.write(|tx| {
-            let id = single_match(tx, &rt, &query, &base, &wctx.grant)?.ok_or_else(|| {
-                ApiError::not_found(format!("'{rt}?{query}' matches no resource to patch"))
+            let id = single_match(tx, &rtype, &query, &base, &w.grant)?.ok_or_else(|| {
+                ApiError::not_found(format!("'{rtype}?{query}' matches no resource to patch"))
             })?;
-            let request = interaction::PatchRequest {
-                operations: &ops,
-                expected: None,
-                lenient,
-                max_bytes,
-            };
-            interaction::patch(tx, &rt, &id, &request, &wctx)
+            Ok(rest::patch(tx, &rtype, &id, &operations, &request, w)?)
         })
     })
     .await?;
-    let (written, warnings) = audited(&state, &ctx, "patch", Some(&rtype), None, result)?;
     render::version(StatusCode::OK, &written.version, &ctx, None, &warnings)
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    TypeName(rtype): TypeName,
     req: HttpRequest,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let rtype = path.into_inner();
-    check_type(&rtype)?;
     let query = condition(&req)?;
-    let wctx = ctx.write_context();
-    let store = state.store.clone();
-    let rt = rtype.clone();
-    let q = query.clone();
     let base = state.base_url.clone();
-    let result = web::block(move || {
-        store.write(|tx| match single_match(tx, &rt, &q, &base, &wctx.grant)? {
+    let target = Some((rtype.clone(), String::new()));
+    let (rt, q) = (rtype.clone(), query.clone());
+    let found = write(&state, &ctx, "delete", target, move |store, w| {
+        store.write(|tx| match single_match(tx, &rt, &q, &base, &w.grant)? {
             Some(id) => {
-                let written = interaction::delete(tx, &rt, &id, None, &wctx)?;
+                let written = rest::delete(tx, &rt, &id, None, w)?;
                 Ok::<_, ApiError>(Some((id, written)))
             }
             None => Ok(None),
         })
     })
     .await?;
-    match audited(&state, &ctx, "delete", Some(&rtype), None, result)? {
+    match found {
         Some((id, written)) => deleted(&written, &rtype, id.as_str(), &ctx),
         None => {
             let outcome = crate::fhir::operation_outcome(&[crate::fhir::Issue::information(

@@ -4,7 +4,6 @@
 
 use super::error::ApiError;
 use crate::auth::Grant;
-use crate::store::WriteContext;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -75,18 +74,17 @@ pub struct RequestContext {
     /// The caller's verified token (set by `api::require_auth`), or everything under
     /// `--insecure-dev`.
     pub grant: Arc<Grant>,
-    /// Where Subscriptions written in this request may send notifications.
-    pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,
 }
 
 impl RequestContext {
-    pub fn write_context(&self) -> WriteContext {
-        WriteContext {
-            correlation_id: self.correlation_id.clone(),
-            actor: crate::store::Actor::Named(self.grant.actor()),
-            grant: self.grant.clone(),
-            endpoints: self.endpoints.clone(),
-        }
+    /// This request's writer on the ingest path.
+    pub fn writer(&self, ingest: &crate::ingest::Ingest) -> crate::ingest::Writer {
+        ingest.rest_writer(self.grant.clone(), self.correlation_id.clone())
+    }
+
+    /// Who the audit trail says made this request.
+    pub fn actor(&self) -> crate::store::Actor {
+        crate::store::Actor::Named(self.grant.actor())
     }
 
     /// `Prefer: return` with the default of single interactions (the full resource).
@@ -142,10 +140,6 @@ impl RequestContext {
             pretty: param("_pretty") == Some("true"),
             prefer_return,
             lenient,
-            endpoints: req
-                .app_data::<actix_web::web::Data<super::AppState>>()
-                .map(|s| s.endpoints.clone())
-                .unwrap_or_default(),
             grant: req
                 .extensions()
                 .get::<Arc<Grant>>()

@@ -5,23 +5,15 @@ use super::AppState;
 use super::body::{parse_resource, read_limited};
 use super::context::{RequestContext, body_format};
 use super::error::ApiError;
-use super::interaction::{self, Prepared, check_type, parse_etag, parse_id, prepare};
+use super::path::{IfMatch, Instance, TypeName, parse_etag};
 use super::render;
 use crate::auth::{Interaction, Reach};
 use crate::fhir::Issue;
-use crate::store::{StoreError, versions};
+use crate::ingest::{Accepted, Writer, rest};
+use crate::store::{Store, StoreError, versions};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
-
-type Path2 = web::Path<(String, String)>;
-
-fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
-    req.headers()
-        .get("if-match")
-        .map(|v| parse_etag(v.to_str().unwrap_or("")))
-        .transpose()
-}
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -29,13 +21,11 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 
 pub async fn read(
     state: web::Data<AppState>,
-    path: Path2,
+    Instance { rtype, id }: Instance,
     req: HttpRequest,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let (rtype, id) = path.into_inner();
-    check_type(&rtype)?;
-    parse_id(&id)?;
+    let id = id.to_string();
     let store = state.store.clone();
     let (rt, i) = (rtype.clone(), id.clone());
     let confined = !matches!(ctx.grant.reach(Interaction::Read, &rtype)?, Reach::All);
@@ -61,12 +51,11 @@ pub async fn read(
 
 pub async fn vread(
     state: web::Data<AppState>,
-    path: web::Path<(String, String, String)>,
+    Instance { rtype, id }: Instance,
+    vid: web::Path<(String, String, String)>,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let (rtype, id, vid) = path.into_inner();
-    check_type(&rtype)?;
-    parse_id(&id)?;
+    let (id, vid) = (id.to_string(), vid.into_inner().2);
     let vid: i64 = vid
         .parse()
         .map_err(|_| ApiError::bad_request(format!("version id '{vid}' is not a number")))?;
@@ -137,67 +126,47 @@ pub async fn patch_body(
 
 pub async fn create(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    TypeName(rtype): TypeName,
     req: HttpRequest,
     payload: web::Payload,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let rtype = path.into_inner();
-    check_type(&rtype)?;
     let body = resource_body(&state, &req, payload).await?;
     let condition = header(&req, "if-none-exist").map(str::to_string);
-    let wctx = ctx.write_context();
-    let store = state.store.clone();
-    let rt = rtype.clone();
-    let lenient = ctx.lenient;
-    let base = state.base_url.clone();
-    let result = web::block(move || {
-        let Prepared { resource, warnings } = prepare(body, &rt, lenient)?;
-        let written = store.write(|tx| {
-            interaction::create(tx, &rt, resource, condition.as_deref(), &base, &wctx)
-        })?;
-        Ok::<_, ApiError>((written, warnings))
+    let (base, lenient) = (state.base_url.clone(), ctx.lenient);
+    let target = Some((rtype.clone(), String::new()));
+    let (written, warnings) = write(&state, &ctx, "create", target, move |store, w| {
+        let Accepted { resource, warnings } = w.accept(body, &rtype, lenient)?;
+        let cond = condition.as_deref();
+        let written = store.write(|tx| rest::create(tx, &rtype, resource, cond, &base, w))?;
+        Ok((written, warnings))
     })
     .await?;
-    let (written, warnings) = audited(&state, &ctx, "create", Some(&rtype), None, result)?;
-    let status = if written.noop {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let status = match written.noop {
+        true => StatusCode::OK,
+        false => StatusCode::CREATED,
     };
-    render::version(
-        status,
-        &written.version,
-        &ctx,
-        Some(&state.base_url),
-        &warnings,
-    )
+    let location = Some(state.base_url.as_str());
+    render::version(status, &written.version, &ctx, location, &warnings)
 }
 
 pub async fn update(
     state: web::Data<AppState>,
-    path: Path2,
+    Instance { rtype, id }: Instance,
+    IfMatch(expected): IfMatch,
     req: HttpRequest,
     payload: web::Payload,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let (rtype, id) = path.into_inner();
-    check_type(&rtype)?;
-    let fid = parse_id(&id)?;
-    let expected = if_match(&req)?;
     let body = resource_body(&state, &req, payload).await?;
-    let wctx = ctx.write_context();
-    let store = state.store.clone();
-    let rt = rtype.clone();
     let lenient = ctx.lenient;
-    let result = web::block(move || {
-        let Prepared { resource, warnings } = prepare(body, &rt, lenient)?;
-        let written =
-            store.write(|tx| interaction::update(tx, &rt, &fid, resource, expected, &wctx))?;
-        Ok::<_, ApiError>((written, warnings))
+    let target = Some((rtype.clone(), id.to_string()));
+    let (written, warnings) = write(&state, &ctx, "update", target, move |store, w| {
+        let Accepted { resource, warnings } = w.accept(body, &rtype, lenient)?;
+        let written = store.write(|tx| rest::update(tx, &rtype, &id, resource, expected, w))?;
+        Ok((written, warnings))
     })
     .await?;
-    let (written, warnings) = audited(&state, &ctx, "update", Some(&rtype), Some(&id), result)?;
     updated(&state, &written, &ctx, &warnings)
 }
 
@@ -219,53 +188,39 @@ pub fn updated(
 
 pub async fn patch(
     state: web::Data<AppState>,
-    path: Path2,
+    Instance { rtype, id }: Instance,
+    IfMatch(expected): IfMatch,
     req: HttpRequest,
     payload: web::Payload,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let (rtype, id) = path.into_inner();
-    check_type(&rtype)?;
-    let fid = parse_id(&id)?;
-    let expected = if_match(&req)?;
-    let ops = patch_body(&state, &req, payload).await?;
-    let wctx = ctx.write_context();
-    let store = state.store.clone();
-    let rt = rtype.clone();
-    let lenient = ctx.lenient;
-    let max_bytes = state.max_body_bytes;
-    let result = web::block(move || {
-        let request = interaction::PatchRequest {
-            operations: &ops,
-            expected,
-            lenient,
-            max_bytes,
-        };
-        store.write(|tx| interaction::patch(tx, &rt, &fid, &request, &wctx))
+    let operations = patch_body(&state, &req, payload).await?;
+    let request = rest::PatchRequest {
+        expected,
+        lenient: ctx.lenient,
+        max_bytes: state.max_body_bytes,
+    };
+    let target = Some((rtype.clone(), id.to_string()));
+    let (written, warnings) = write(&state, &ctx, "patch", target, move |store, w| {
+        Ok(store.write(|tx| rest::patch(tx, &rtype, &id, &operations, &request, w))?)
     })
     .await?;
-    let (written, warnings) = audited(&state, &ctx, "patch", Some(&rtype), Some(&id), result)?;
     render::version(StatusCode::OK, &written.version, &ctx, None, &warnings)
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
-    path: Path2,
-    req: HttpRequest,
+    Instance { rtype, id }: Instance,
+    IfMatch(expected): IfMatch,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let (rtype, id) = path.into_inner();
-    check_type(&rtype)?;
-    let fid = parse_id(&id)?;
-    let expected = if_match(&req)?;
-    let wctx = ctx.write_context();
-    let store = state.store.clone();
-    let rt = rtype.clone();
-    let result =
-        web::block(move || store.write(|tx| interaction::delete(tx, &rt, &fid, expected, &wctx)))
-            .await?;
-    let written = audited(&state, &ctx, "delete", Some(&rtype), Some(&id), result)?;
-    deleted(&written, &rtype, &id, &ctx)
+    let target = Some((rtype.clone(), id.to_string()));
+    let (rt, i) = (rtype.clone(), id.clone());
+    let written = write(&state, &ctx, "delete", target, move |store, w| {
+        Ok(store.write(|tx| rest::delete(tx, &rt, &i, expected, w))?)
+    })
+    .await?;
+    deleted(&written, &rtype, id.as_str(), &ctx)
 }
 
 /// The answer to a delete: an OperationOutcome that says what happened, and the ETag of the
@@ -294,25 +249,25 @@ pub fn deleted(
     Ok(res)
 }
 
-/// Pass a write's result through, recording refused writes in the audit trail.
-pub fn audited<T>(
+/// Run `f` on a blocking thread (the store's calls block) with this request's writer on the
+/// ingest path; a refused write is kept in the audit trail, `target` the (type, id) it was
+/// about (an empty id: the type only).
+pub async fn write<T: Send + 'static>(
     state: &AppState,
     ctx: &RequestContext,
     action: &str,
-    rtype: Option<&str>,
-    id: Option<&str>,
-    result: Result<T, ApiError>,
+    target: Option<(String, String)>,
+    f: impl FnOnce(&Store, &Writer) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let (store, writer) = (state.store.clone(), ctx.writer(&state.ingest));
+    let result = web::block(move || f(&store, &writer)).await?;
     if let Err(e) = &result {
-        let target = rtype.map(|t| (t, id.unwrap_or("")));
-        let detail = e.to_string();
-        let store = state.store.clone();
-        let (action, wctx) = (action.to_string(), ctx.write_context());
-        let target = target.map(|(t, i)| (t.to_string(), i.to_string()));
+        let (detail, action) = (e.to_string(), action.to_string());
+        let (store, id, actor) = (state.store.clone(), ctx.correlation_id.clone(), ctx.actor());
         // off the request path: the client's answer does not wait for the audit row
         actix_web::rt::task::spawn_blocking(move || {
             let target = target.as_ref().map(|(t, i)| (t.as_str(), i.as_str()));
-            store.audit_failure(&action, target, &detail, &wctx)
+            store.audit_failure(&action, target, &detail, (&id, &actor))
         });
     }
     result

@@ -194,6 +194,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(e: crate::ingest::IngestError) -> Self {
+        use crate::ingest::IngestError as I;
+        match e {
+            I::Store(e) => e.into(),
+            I::Invalid(issues) => ApiError::invalid(issues),
+            I::BadRequest(issue) => ApiError::new(StatusCode::BAD_REQUEST, issue),
+            I::Ambiguous(m) => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                Issue::error("duplicate", m),
+            ),
+            I::Unprocessable(m) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Issue::error("processing", m),
+            ),
+            I::TooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Issue::error("too-costly", m))
+            }
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         ApiError::new(

@@ -6,7 +6,7 @@
 use super::AppState;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::interaction::parse_id;
+use super::path::parse_id;
 use super::search::{SearchRequest, Types, respond};
 use crate::auth::{Interaction, Reach};
 use crate::fhir::search::filter::Filter;

@@ -4,15 +4,18 @@
 use super::AppState;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::interaction::{check_type, parse_id};
 use super::paging::{self, CURSOR};
+use super::path::{check_type, parse_id};
 use super::render;
 use crate::auth::{Interaction, Reach};
-use crate::fhir::bundle::{bundle, history_entry};
+use crate::fhir::bundle::bundle;
+use crate::fhir::resource::instant;
 use crate::fhir::resource::parse_instant;
 use crate::store::{HistoryQuery, versions};
+use crate::store::{Method, Version};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Map, Value, json};
 
 const DEFAULT_COUNT: i64 = 50;
 const MAX_COUNT: i64 = 1000;
@@ -162,4 +165,39 @@ async fn history(
     let total = (!confined || id.is_some()).then_some(total);
     let b = bundle("history", total, links, entries);
     render::fhir(StatusCode::OK, &b, &ctx)
+}
+
+/// A history Bundle entry for one version, as the spec's history interaction describes it.
+pub fn history_entry(v: &Version, base: &str) -> Value {
+    let mut entry = Map::new();
+    entry.insert(
+        "fullUrl".into(),
+        json!(format!("{base}/{}/{}", v.resource_type, v.id)),
+    );
+    if !v.deleted {
+        entry.insert("resource".into(), v.json());
+    }
+    let url = match v.method {
+        Method::Post => v.resource_type.clone(),
+        _ => format!("{}/{}", v.resource_type, v.id),
+    };
+    entry.insert(
+        "request".into(),
+        json!({ "method": v.method.as_str(), "url": url }),
+    );
+    let status = match v.method {
+        Method::Post => "201 Created",
+        Method::Delete => "204 No Content",
+        _ if v.version_id == 1 => "201 Created",
+        _ => "200 OK",
+    };
+    entry.insert(
+        "response".into(),
+        json!({
+            "status": status,
+            "etag": format!("W/\"{}\"", v.version_id),
+            "lastModified": instant(v.last_updated),
+        }),
+    );
+    Value::Object(entry)
 }

@@ -11,9 +11,9 @@ pub mod error;
 mod everything;
 mod health;
 mod history;
-mod interaction;
 mod metadata;
 mod paging;
+mod path;
 pub mod rate;
 mod render;
 mod search;
@@ -46,8 +46,8 @@ pub struct AppState {
     /// The bytes of request bodies held at once, over all requests.
     pub body_budget: body::BodyBudget,
     pub max_bundle_entries: usize,
-    /// Where Subscription notifications may go.
-    pub endpoints: Arc<crate::subscriptions::subscription::EndpointPolicy>,
+    /// The one ingest path every write goes through.
+    pub ingest: crate::ingest::Ingest,
     /// Websocket subscribers' open sockets in this process.
     pub sockets: crate::subscriptions::websocket::Sockets,
     /// Request rates per address (`/auth/*`) and per client (the FHIR API).

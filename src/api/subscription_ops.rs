@@ -4,7 +4,7 @@
 use super::AppState;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::interaction::parse_id;
+use super::path::parse_id;
 use super::render;
 use crate::auth::Grant;
 use crate::auth::Interaction;

@@ -6,7 +6,7 @@
 use super::AppState;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::interaction::parse_id;
+use super::path::parse_id;
 use super::render;
 use crate::auth::Interaction;
 use crate::fhir::resource::instant;

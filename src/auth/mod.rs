@@ -27,7 +27,7 @@ pub use scopes::Interaction;
 pub use token::{AccessClaims, TokenError};
 
 use crate::store::seal::Seal;
-use crate::store::{Database, DbConnection, Store, StoreError, WriteContext};
+use crate::store::{Database, DbConnection, Store, StoreError};
 use keys::KeyRing;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -209,16 +209,13 @@ impl Authority {
             tracing::warn!(key = %lock.key, seconds = lock.seconds(), "locked after failed attempts");
         }
         tracing::warn!(action, who, detail, "failed credential check");
-        let ctx = WriteContext {
-            correlation_id: crate::store::new_correlation_id(),
-            actor: crate::store::Actor::named(who),
-            grant: Arc::new(Grant::public()),
-            endpoints: Default::default(),
-        };
+        let correlation_id = crate::store::new_correlation_id();
+        let actor = crate::store::Actor::named(who);
         let (store, action, detail) = (self.store.clone(), action.to_string(), detail.to_string());
-        let _ =
-            tokio::task::spawn_blocking(move || store.audit_failure(&action, None, &detail, &ctx))
-                .await;
+        let _ = tokio::task::spawn_blocking(move || {
+            store.audit_failure(&action, None, &detail, (&correlation_id, &actor))
+        })
+        .await;
     }
 
     /// Run store work off the async runtime (reads on a pooled connection).

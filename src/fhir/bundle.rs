@@ -1,47 +1,11 @@
 //! Bundle shapes the server returns: history pages and batch/transaction responses.
 
 use super::resource::instant;
-use crate::store::{Method, Version};
 use serde_json::{Map, Value, json};
 
 /// One `Bundle.link`.
 pub fn link(relation: &str, url: &str) -> Value {
     json!({ "relation": relation, "url": url })
-}
-
-/// A history Bundle entry for one version, as the spec's history interaction describes it.
-pub fn history_entry(v: &Version, base: &str) -> Value {
-    let mut entry = Map::new();
-    entry.insert(
-        "fullUrl".into(),
-        json!(format!("{base}/{}/{}", v.resource_type, v.id)),
-    );
-    if !v.deleted {
-        entry.insert("resource".into(), v.json());
-    }
-    let url = match v.method {
-        Method::Post => v.resource_type.clone(),
-        _ => format!("{}/{}", v.resource_type, v.id),
-    };
-    entry.insert(
-        "request".into(),
-        json!({ "method": v.method.as_str(), "url": url }),
-    );
-    let status = match v.method {
-        Method::Post => "201 Created",
-        Method::Delete => "204 No Content",
-        _ if v.version_id == 1 => "201 Created",
-        _ => "200 OK",
-    };
-    entry.insert(
-        "response".into(),
-        json!({
-            "status": status,
-            "etag": format!("W/\"{}\"", v.version_id),
-            "lastModified": instant(v.last_updated),
-        }),
-    );
-    Value::Object(entry)
 }
 
 /// A Bundle of `kind` with `entries`, `links` and an optional total.

@@ -70,12 +70,6 @@ pub fn inserted(result: diesel::QueryResult<usize>) -> Result<bool, StoreError> 
     }
 }
 
-impl From<crate::auth::Denied> for StoreError {
-    fn from(d: crate::auth::Denied) -> Self {
-        StoreError::Forbidden(d.0)
-    }
-}
-
 impl From<diesel::r2d2::PoolError> for StoreError {
     fn from(e: diesel::r2d2::PoolError) -> Self {
         StoreError::Unavailable(e.to_string())

@@ -27,7 +27,7 @@ mod error;
 pub mod file_cipher;
 mod group_commit;
 mod move_head;
-pub mod retention;
+pub mod rules;
 pub mod schema;
 pub mod seal;
 pub mod search;
@@ -39,6 +39,7 @@ pub mod write;
 pub use db::{Database, DbConnection};
 pub use error::{StoreError, inserted};
 pub use group_commit::Join;
+pub use rules::{WriteKind, WriteRules};
 pub use versions::{Actor, Current, HistoryQuery, Method, Version, WriteContext, Written};
 
 /// A fresh correlation id (for a request or a message that brings none): a UUIDv7, whose start
@@ -88,36 +89,24 @@ pub struct Tx<'a> {
     pub conn: &'a mut DbConnection,
     written: Vec<Arc<Version>>,
     changes: Vec<write::Change>,
-    /// Subscriptions' channel headers taken out of their resources, by id, until recorded.
-    headers: Vec<(String, Vec<String>)>,
+    /// What the writers' rules took out of resources, by id, until their changes are recorded.
+    headers: Vec<(String, rules::SetAside)>,
     /// The master key they are sealed with when stored.
     seal: Option<&'a seal::Seal>,
 }
 
-/// A Subscription's channel headers are write-only: they are taken out of the resource
-/// before it is stored and handed to the subscription registry when the change is recorded
-/// (`Tx::keep_headers`, then `Tx::record`), so that no read, search or history can show them.
-/// A client's Subscription also starts (again) as `requested` unless it turns it `off`: only
-/// the server moves it to `active` or `error`.
+/// The resource as the writer's rules let it be stored, and what they took out of it.
 fn set_aside(
     rtype: &str,
     resource: serde_json::Value,
     ctx: &WriteContext,
-) -> (serde_json::Value, Option<Vec<String>>) {
-    use crate::subscriptions::subscription;
-    if rtype != "Subscription" || ctx.actor.is_server() {
-        return (resource, None);
-    }
-    let headers = subscription::headers_of(&resource);
-    (
-        subscription::requested(subscription::without_headers(resource)),
-        Some(headers),
-    )
+) -> (serde_json::Value, Option<rules::SetAside>) {
+    ctx.rules.set_aside(rtype, resource, ctx)
 }
 
 impl Tx<'_> {
-    /// Hold the channel headers set aside from Subscription `id` until its change is recorded.
-    fn keep_headers(&mut self, id: &str, headers: Option<Vec<String>>) {
+    /// Hold what the rules set aside from resource `id` until its change is recorded.
+    fn keep_headers(&mut self, id: &str, headers: Option<rules::SetAside>) {
         if let Some(headers) = headers {
             self.headers.push((id.to_string(), headers));
         }
@@ -130,17 +119,16 @@ impl Tx<'_> {
         action: &'static str,
         ctx: &WriteContext,
     ) -> Result<(), StoreError> {
-        if w.version.resource_type == "Basic" && !ctx.actor.is_server() {
-            let content = (!w.version.deleted).then(|| w.version.json());
-            crate::subscriptions::topic_basic::check_client_write(&w.version.id, content.as_ref())?;
-        }
-        if w.version.resource_type == "Subscription" {
-            let at = self.headers.iter().position(|(id, _)| *id == w.version.id);
-            let headers = at.map(|i| self.headers.swap_remove(i).1);
-            crate::subscriptions::registry::on_write(
-                self.conn, &w.version, action, headers, ctx, self.seal,
-            )?;
-        }
+        let at = self.headers.iter().position(|(id, _)| *id == w.version.id);
+        let set_aside = at.map(|i| self.headers.swap_remove(i).1);
+        ctx.rules.recorded(rules::Recorded {
+            conn: self.conn,
+            version: &w.version,
+            action,
+            set_aside,
+            ctx,
+            seal: self.seal,
+        })?;
         self.changes.push(write::Change::new(w, action, ctx));
         // A POST creates a fresh id that no reader can have cached, so the cache is left alone
         // (bulk loads would otherwise churn it). Other writes must refresh it: a reader that
@@ -384,12 +372,13 @@ impl Store {
         action: &str,
         target: Option<(&str, &str)>,
         detail: &str,
-        ctx: &WriteContext,
+        (correlation_id, actor): (&str, &Actor),
     ) {
+        let who = (correlation_id, actor);
         let result: Result<(), StoreError> =
-            self.write(|tx| write::audit_failure(tx.conn, action, target, detail, ctx));
+            self.write(|tx| write::audit_failure(tx.conn, action, target, detail, who));
         if let Err(e) = result {
-            tracing::error!(error = %e, correlation_id = %ctx.correlation_id, "could not write failure audit row");
+            tracing::error!(error = %e, %correlation_id, "could not write failure audit row");
         }
     }
 

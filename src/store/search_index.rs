@@ -83,6 +83,22 @@ fn rewrites(old: &Entries, new: &Entries) -> [(ParamType, Rewrite); 8] {
     ]
 }
 
+/// The resources whose reference parameters point at `target_type/target_id` (type, id),
+/// each once: what a merge must point at the survivor instead.
+pub fn referring(
+    conn: &mut DbConnection,
+    target_type: &str,
+    target_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    use super::schema::search_reference as sr;
+    Ok(sr::table
+        .filter(sr::target_type.eq(target_type))
+        .filter(sr::target_id.eq(target_id))
+        .select((sr::resource_type, sr::resource_id))
+        .distinct()
+        .load(conn)?)
+}
+
 /// Remove every index row of `rtype/id` (on delete): a range of the tables' primary keys.
 pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
     for table in TABLES {

@@ -14,11 +14,10 @@ use std::sync::Arc;
 pub struct WriteContext {
     pub correlation_id: String,
     pub actor: Actor,
-    /// What the writer may do: every write is checked against it where the old and new
-    /// contents are at hand (`store::write`), so no path (REST, Bundle, conditional) skips it.
-    pub grant: std::sync::Arc<crate::auth::Grant>,
-    /// Where a Subscription written by this writer may send notifications.
-    pub endpoints: std::sync::Arc<crate::subscriptions::subscription::EndpointPolicy>,
+    /// The rules the writer is held to: every write is checked against them where the old and
+    /// new contents are at hand (`store::write`), so no path (REST, Bundle, conditional,
+    /// HL7v2) skips them.
+    pub rules: Arc<dyn super::rules::WriteRules>,
 }
 
 /// Who writes. The server's own writes (a Subscription's status, the topic Basics it keeps)

@@ -7,11 +7,11 @@
 use super::db::DbConnection;
 use super::error::StoreError;
 use super::move_head::move_head;
+use super::rules::WriteKind;
 use super::schema::{audit_events, outbox, resource_versions, resources};
 use super::search_index;
-use super::versions::{Current, Method, Version, WriteContext, Written};
+use super::versions::{Actor, Current, Method, Version, WriteContext, Written};
 use super::{Tx, set_aside};
-use crate::auth::Interaction;
 use crate::fhir::FhirId;
 use crate::fhir::resource::{Micros, now_micros, stamp};
 use crate::fhir::search::index::{Entries, index};
@@ -63,8 +63,13 @@ pub fn create_many(
             .collect();
     }
     for (rtype, id, resource) in &creates {
-        ctx.grant
-            .check(Interaction::Create, rtype, id.as_str(), || resource)?;
+        ctx.rules.allow(
+            WriteKind::Create,
+            rtype,
+            id.as_str(),
+            Some(resource),
+            &mut || None,
+        )?;
     }
     let now = now_micros();
     let mut stamped = Vec::with_capacity(creates.len());
@@ -180,8 +185,8 @@ pub struct Prepared {
     /// The replaced version's index entries, to rewrite only the rows that change.
     old_entries: Option<Entries>,
     entries: Entries,
-    /// A Subscription's channel headers, set aside from its content (see `set_aside`).
-    headers: Option<Vec<String>>,
+    /// What the writer's rules took out of its content (see `rules::SetAside`).
+    headers: Option<super::rules::SetAside>,
 }
 
 impl Prepared {
@@ -223,14 +228,14 @@ fn prepare(
 ) -> Result<Prepared, StoreError> {
     let version_id = head.map(|(v, _)| v + 1).unwrap_or(1);
     let what = if head.is_none_or(|(_, deleted)| deleted) {
-        Interaction::Create
+        WriteKind::Create
     } else {
-        Interaction::Update
+        WriteKind::Update
     };
-    ctx.grant.check(what, rtype, id.as_str(), || &resource)?;
-    if let Some(old) = old {
-        ctx.grant.check(what, rtype, id.as_str(), || old)?;
-    }
+    ctx.rules
+        .allow(what, rtype, id.as_str(), Some(&resource), &mut || {
+            old.cloned()
+        })?;
     let now = now_micros();
     let (resource, headers) = set_aside(rtype, resource, ctx);
     let stamped = stamp(resource, id, version_id, now);
@@ -315,13 +320,13 @@ pub fn delete(
             noop: true,
         });
     };
-    ctx.grant.check(Interaction::Delete, rtype, id, || {
-        super::versions::version(tx.conn, rtype, id, current)
-            .ok()
-            .flatten()
-            .map(|v| v.json())
-            .unwrap_or_default()
-    })?;
+    ctx.rules
+        .allow(WriteKind::Delete, rtype, id, None, &mut || {
+            super::versions::version(tx.conn, rtype, id, current)
+                .ok()
+                .flatten()
+                .map(|v| v.json())
+        })?;
     version.version_id = current + 1;
     set_head(tx.conn, &version, true)?;
     version.seq = insert_version(tx.conn, &version, ctx)?;
@@ -399,17 +404,17 @@ pub fn audit_failure(
     action: &str,
     target: Option<(&str, &str)>,
     detail: &str,
-    ctx: &WriteContext,
+    (correlation_id, actor): (&str, &Actor),
 ) -> Result<(), StoreError> {
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::recorded_at.eq(now_micros()),
-            audit_events::actor.eq(ctx.actor.audit_name()),
+            audit_events::actor.eq(actor.audit_name()),
             audit_events::action.eq(action),
             audit_events::resource_type.eq(target.map(|t| t.0)),
             audit_events::resource_id.eq(target.map(|t| t.1)),
             audit_events::outcome.eq("failure"),
-            audit_events::correlation_id.eq(&ctx.correlation_id),
+            audit_events::correlation_id.eq(correlation_id),
             audit_events::detail.eq(detail),
         ))
         .execute(conn)?;

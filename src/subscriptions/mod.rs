@@ -19,6 +19,7 @@ pub mod subscription;
 pub mod topic_basic;
 pub mod topics;
 pub mod websocket;
+pub mod write_rules;
 
 use crate::store::Store;
 use delivery::{Deliverer, DeliverySettings};

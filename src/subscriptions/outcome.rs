@@ -6,12 +6,10 @@
 use super::delivery::DeliverySettings;
 use super::notification::Kind;
 use super::registry::{Subscriber, status};
-use crate::auth::Grant;
 use crate::fhir::FhirId;
 use crate::fhir::resource::now_micros;
-use crate::store::Actor;
 use crate::store::schema::subscriptions;
-use crate::store::{DbConnection, Method, Store, StoreError, WriteContext, versions, write};
+use crate::store::{DbConnection, Method, Store, StoreError, versions, write};
 use diesel::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -221,12 +219,7 @@ fn backoff(attempts: i32, max: Duration) -> Duration {
 /// Write `status` into the Subscription resource (a new version), so that a client reading
 /// it sees what `$status` says. A concurrent client update wins (it restarts the subscription).
 pub fn set_resource_status(store: &Store, id: &str, st: &str) -> Result<(), StoreError> {
-    let ctx = WriteContext {
-        correlation_id: uuid::Uuid::new_v4().to_string(),
-        actor: Actor::Server,
-        grant: Arc::new(Grant::unrestricted()),
-        endpoints: Default::default(),
-    };
+    let ctx = super::write_rules::server_context();
     let result = store.write(|tx| {
         let Some(current) = versions::current(tx.conn, "Subscription", id)? else {
             return Ok(());

@@ -3,11 +3,13 @@
 //! same transaction as the Subscription resource they belong to.
 
 use super::subscription::{Payload, parse};
+use super::write_rules::Rules;
 use crate::fhir::resource::now_micros;
+use crate::store::StoreError;
 use crate::store::db::DbConnection;
+use crate::store::rules::Recorded;
 use crate::store::schema::{subscription_events, subscriptions};
 use crate::store::seal::{Seal, is_sealed};
-use crate::store::{StoreError, Version, WriteContext};
 use diesel::prelude::*;
 
 /// Subscription status, as the IG names it.
@@ -97,17 +99,19 @@ pub struct Event {
     pub correlation_id: String,
 }
 
-/// Keep the registry in step with a write of Subscription `version` (called by the store in
-/// the write's transaction). `headers` are the channel headers the store set aside; with a
-/// master key they are stored sealed (they carry the subscriber's credentials).
-pub fn on_write(
-    conn: &mut DbConnection,
-    version: &Version,
-    action: &str,
-    headers: Option<Vec<String>>,
-    ctx: &WriteContext,
-    seal: Option<&Seal>,
-) -> Result<(), StoreError> {
+/// Keep the registry in step with a write of a Subscription (called through the writer's
+/// `rules` in the write's transaction). Its `set_aside` are the channel headers taken out of
+/// the resource; with a master key they are stored sealed (they carry the subscriber's
+/// credentials).
+pub fn on_write(change: Recorded<'_>, rules: &Rules) -> Result<(), StoreError> {
+    let Recorded {
+        conn,
+        version,
+        action,
+        set_aside: headers,
+        ctx,
+        seal,
+    } = change;
     let id = version.id.as_str();
     if action == "delete" {
         diesel::delete(
@@ -120,7 +124,7 @@ pub fn on_write(
     if ctx.actor.is_server() {
         return Ok(());
     }
-    let spec = parse(&version.json(), &ctx.endpoints).map_err(StoreError::Invalid)?;
+    let spec = parse(&version.json(), &rules.endpoints).map_err(StoreError::Invalid)?;
     // the headers were set aside before the resource was stored: checked here, where they are
     if let Some(h) = &headers
         && let Err(msg) = super::subscription::check_headers(h)
@@ -151,9 +155,9 @@ pub fn on_write(
         status::REQUESTED
     };
     let filters = serde_json::to_string(&spec.filters).expect("strings serialise");
-    let scope = ctx.grant.scope.clone();
-    let patient = ctx.grant.patient.clone();
-    let actor = ctx.grant.actor();
+    let scope = rules.grant.scope.clone();
+    let patient = rules.grant.patient.clone();
+    let actor = rules.grant.actor();
     // what the client asked for, and a fresh start of delivery (a new handshake is due)
     let asked = (
         subscriptions::topic.eq(&spec.topic.url),

@@ -9,13 +9,10 @@
 //! cannot define topics of its own.
 
 use super::topics;
-use crate::auth::Grant;
 use crate::fhir::Issue;
 use crate::fhir::resource::FhirId;
-use crate::store::Actor;
-use crate::store::{Method, Store, StoreError, WriteContext, versions, write};
+use crate::store::{Method, Store, StoreError, versions, write};
 use serde_json::{Map, Value, json};
-use std::sync::Arc;
 
 const XVER: &str = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.";
 const FHIR_TYPES: &str = "http://hl7.org/fhir/fhir-types";
@@ -111,12 +108,7 @@ fn basic_id(definition: &Value) -> String {
 /// Write each topic of the catalogue as its `Basic`, unless the stored one already says the
 /// same (a restart writes nothing; a new build with a changed topic writes a new version).
 pub fn publish(store: &Store) -> Result<usize, StoreError> {
-    let ctx = WriteContext {
-        correlation_id: uuid::Uuid::new_v4().to_string(),
-        actor: Actor::Server,
-        grant: Arc::new(Grant::unrestricted()),
-        endpoints: Default::default(),
-    };
+    let ctx = super::write_rules::server_context();
     let mut written = 0;
     for topic in topics::catalogue() {
         let basic = as_basic(&topic.definition);

@@ -66,6 +66,15 @@ pub async fn spawn(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_with_hooks(backend, tweak, Default::default()).await
+}
+
+/// `spawn_with`, with `hooks` on the server's ingest path.
+pub async fn spawn_with_hooks(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Settings),
+    hooks: emrsync::ingest::Hooks,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let database_url = match backend {
         Backend::Sqlite => None,
@@ -81,7 +90,9 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> 
     tweak(&mut settings);
     let database = settings.store.database().unwrap();
     let seal = settings.store.seal().unwrap().map(std::sync::Arc::new);
-    let app = Application::build(settings).await.expect("server starts");
+    let app = Application::build_with(settings, hooks)
+        .await
+        .expect("server starts");
     let root = format!("http://127.0.0.1:{}", app.port());
     let base = app.base_url().to_string();
     let mllp = app.mllp_port();

@@ -22,6 +22,7 @@ mod hostile_bodies;
 mod hostile_burst;
 mod hostile_requests;
 mod idp;
+mod ingest_path;
 pub mod launch;
 mod launch_clients;
 mod mllp_client;

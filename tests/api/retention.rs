@@ -9,7 +9,7 @@ use crate::receiver::{Receiver, event_numbers};
 use crate::subscriptions::subscription;
 use diesel::prelude::*;
 use emrsync::fhir::resource::now_micros;
-use emrsync::store::retention::{Retention, Swept, sweep};
+use emrsync::ops::retention::{Retention, Swept, sweep};
 use emrsync::store::schema::{hl7v2_messages, outbox, subscription_events};
 use emrsync::store::{Store, StoreSettings};
 

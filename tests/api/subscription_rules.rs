@@ -263,7 +263,7 @@ fn changes_from_before_a_subscription_are_not_its_events() {
     use emrsync::auth::Grant;
     use emrsync::config::{Settings, StoreArgs};
     use emrsync::fhir::resource::FhirId;
-    use emrsync::store::{Method, Store, StoreError, WriteContext, write};
+    use emrsync::store::{Method, Store, StoreError, write};
     use emrsync::subscriptions::dispatch;
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::new(
@@ -271,12 +271,12 @@ fn changes_from_before_a_subscription_are_not_its_events() {
         StoreArgs::new(dir.path().to_path_buf(), None),
     );
     let store = Store::open(&settings.store_settings().unwrap()).unwrap();
-    let ctx = WriteContext {
-        correlation_id: "t".into(),
-        actor: emrsync::store::Actor::named("test"),
-        grant: std::sync::Arc::new(Grant::unrestricted()),
-        endpoints: Default::default(),
-    };
+    let ctx = emrsync::subscriptions::write_rules::context(
+        "t".into(),
+        emrsync::store::Actor::named("test"),
+        std::sync::Arc::new(Grant::unrestricted()),
+        Default::default(),
+    );
     let put = |rtype: &str, id: &str, body: Value| {
         store
             .write(|tx| {

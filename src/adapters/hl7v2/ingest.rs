@@ -8,11 +8,13 @@ use super::ack::{AckCode, Problem, ack};
 use super::map::{self, Mapped, Resource, Unmapped};
 use super::message::{self, Delimiters, Header, Message};
 use crate::auth::Grant;
-use crate::fhir::resource::{FhirId, now_micros};
-use crate::fhir::validate::validate_resource;
+use crate::fhir::resource::now_micros;
+use crate::ingest::restate::{Unit, restate_all};
+use crate::ingest::{Channel, Ingest, IngestError, Source, Writer};
 use crate::store::schema::hl7v2_messages as m;
-use crate::store::{Current, Join, Store, StoreError, WriteContext, write};
+use crate::store::{Current, Store, StoreError, Tx};
 use diesel::prelude::*;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Message status in the archive.
@@ -144,12 +146,13 @@ fn archived_text(store: &Store, text: &str) -> String {
 pub const ARCHIVE_SEALED_AS: &str = "hl7v2 message";
 
 /// Handle one message's bytes (blocking: call from a blocking thread).
-pub fn handle(store: &Store, raw: &[u8]) -> Outcome {
+pub fn handle(ingest: &Ingest, raw: &[u8]) -> Outcome {
+    let store = &ingest.store;
     let received_at = now_micros();
     let correlation_id = crate::store::new_correlation_id();
     let text = message::decode(raw);
     match message::parse(&text) {
-        Ok(msg) => process(store, &msg, &text, correlation_id, received_at),
+        Ok(msg) => process(ingest, &msg, &text, correlation_id, received_at),
         Err(e) => {
             // as much of the header as can be read, for the ACK's addressing
             let r = Received {
@@ -172,12 +175,13 @@ pub fn handle(store: &Store, raw: &[u8]) -> Outcome {
 
 /// Map and apply a parsed message (also what replay runs).
 pub fn process(
-    store: &Store,
+    ingest: &Ingest,
     msg: &Message,
     text: &str,
     correlation_id: String,
     received_at: i64,
 ) -> Outcome {
+    let store = &ingest.store;
     let r = Received {
         header: msg.header(),
         delimiters: msg.delimiters,
@@ -205,14 +209,15 @@ pub fn process(
             return r.refuse(store, status::FAILED, AckCode::Error, p);
         }
     };
-    let mapped = match map::map(msg, secret.as_bytes()).and_then(validated) {
+    let writer = sender(ingest, &r);
+    let mapped = match map::map(msg, secret.as_bytes()).and_then(|m| accepted(m, &writer)) {
         Ok(mapped) => mapped,
         Err(Unmapped::Unsupported(p)) => {
             return r.refuse(store, status::REJECTED, AckCode::Reject, p);
         }
         Err(Unmapped::Failed(p)) => return r.refuse(store, status::FAILED, AckCode::Error, p),
     };
-    match apply(store, &r, &mapped) {
+    match apply(store, &writer, &r, &mapped) {
         Ok(Applied::Now) => r.reply(AckCode::Accept, None, mapped.warnings, false),
         Ok(Applied::Before(first)) => {
             tracing::info!(control_id = %r.header.control_id, first = %first, "resent message acknowledged again, not applied twice");
@@ -234,42 +239,61 @@ pub fn process(
     }
 }
 
-/// Every mapped resource must be valid R4 before anything is written: a map that produced an
-/// invalid one is a failed message (AE), never a half-written one.
-fn validated(mapped: Mapped) -> Result<Mapped, Unmapped> {
-    let resources = mapped
-        .resources
-        .into_iter()
-        .map(|mut r| {
-            let report = validate_resource(&mut r.body, false);
-            match report.errors.first() {
-                // stored in the same canonical form as a REST client's resources
-                None => match crate::fhir::model::canonical_json(r.body.clone()) {
-                    Ok(body) => Ok(Resource { body, ..r }),
-                    Err(e) => Err(map::failed(
-                        "",
-                        "207",
-                        format!(
-                            "the {} mapped from this message is not valid FHIR: {e}",
-                            r.rtype
-                        ),
-                    )),
-                },
-                Some(issue) => Err(map::failed(
-                    "",
-                    "207",
-                    format!(
-                        "the {} mapped from this message is not valid FHIR: {} ({})",
-                        r.rtype,
-                        issue.diagnostics,
-                        issue.expression.clone().unwrap_or_default()
-                    ),
-                )),
-            }
-        })
-        .collect::<Result<_, _>>()?;
+/// The writer of a message: its sender, by application and facility, under the message's
+/// correlation id. A sender is not held to a token's scopes (its connection was admitted by
+/// the listener's peer rules), but to everything else on the ingest path.
+fn sender(ingest: &Ingest, r: &Received) -> Writer {
+    let h = &r.header;
+    let system = format!("{}@{}", h.sending_application, h.sending_facility);
+    ingest.writer(
+        Arc::new(Grant::unrestricted()),
+        crate::store::Actor::Named(format!("hl7v2 {system}")),
+        Source {
+            channel: Channel::Hl7v2,
+            system,
+        },
+        r.correlation_id.clone(),
+    )
+}
+
+/// Every mapped resource goes through the ingest path's first step (codes normalised, valid
+/// R4, canonical JSON) before anything is written: a map that produced an invalid one is a
+/// failed message (AE), never a half-written one. What the step warns of travels with the AA.
+fn accepted(mapped: Mapped, writer: &Writer) -> Result<Mapped, Unmapped> {
+    let mut warnings = mapped.warnings;
+    let mut resources = Vec::with_capacity(mapped.resources.len());
+    for r in mapped.resources {
+        let accepted = writer.accept(r.body, r.rtype, false).map_err(|e| {
+            let why = match e {
+                IngestError::Invalid(issues) => issues
+                    .iter()
+                    .map(|i| match &i.expression {
+                        Some(at) => format!("{} ({at})", i.diagnostics),
+                        None => i.diagnostics.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                other => other.to_string(),
+            };
+            let msg = format!(
+                "the {} mapped from this message is not valid FHIR: {why}",
+                r.rtype
+            );
+            map::failed("", "207", msg)
+        })?;
+        warnings.extend(accepted.warnings.into_iter().map(|i| Problem {
+            location: i.expression.clone().unwrap_or_default(),
+            code: "207",
+            text: i.diagnostics,
+        }));
+        resources.push(Resource {
+            body: accepted.resource,
+            ..r
+        });
+    }
     Ok(Mapped {
         resources,
+        warnings,
         ..mapped
     })
 }
@@ -294,175 +318,65 @@ enum Applied {
     Before(String),
 }
 
-fn apply(store: &Store, r: &Received, mapped: &Mapped) -> Result<Applied, StoreError> {
-    let ctx = WriteContext {
-        correlation_id: r.correlation_id.clone(),
-        actor: crate::store::Actor::Named(format!(
-            "hl7v2 {}@{}",
-            r.header.sending_application, r.header.sending_facility
-        )),
-        grant: Arc::new(Grant::unrestricted()),
-        endpoints: Default::default(),
-    };
-    // The first try prepares its versions before the writer's turn, from the versions this
-    // process last knew (SQLite has one writer, and this work was a third of its time; its
-    // readers' page caches are emptied by every commit, so the cache of current versions is
-    // what makes the reads cheap). In the transaction, each version's head must still be the
-    // one it was prepared over, and each resource left alone must not have moved: else it is
-    // a Conflict. A try after a conflict prepares in the writer's transaction, with the
-    // resources' heads locked (nothing can move under it): messages about one patient
-    // arriving together all get through.
-    let once = |in_writer: bool| {
-        let early = match in_writer {
-            true => None,
-            false => Some(prepare(mapped, &ctx, |t, id| store.last_known(t, id))?),
-        };
-        // The first try runs without a savepoint where it can (SQLite's sub-journal copies
-        // every page a savepoint changes): a failure then rolls back its group, whose other
-        // messages are told Conflict and try again, with a savepoint.
-        let join = match in_writer {
-            false => Join::MayRetry,
-            true => Join::Alone,
-        };
-        store.write_as(join, |tx| {
-            let archived = previous(tx.conn, r)?;
-            if let Some((st, first)) = &archived
-                && st == status::APPLIED
-            {
-                return Ok(Applied::Before(first.clone()));
-            }
-            let ready = match early {
-                Some(ready) => {
-                    for u in &ready.unchanged {
-                        write::unmoved(tx, u.rtype, &u.id, u.head)?;
-                    }
-                    ready
-                }
-                None => prepare(mapped, &ctx, |t, id| Current::read_locked(tx.conn, t, id))?,
-            };
-            let mut written = Vec::with_capacity(ready.versions.len());
-            for version in ready.versions {
-                written.push(versioned(&write::commit(tx, version, &ctx)?));
-            }
-            for merge in &mapped.merges {
-                written.extend(super::merge::apply(tx, merge, &ctx)?);
-            }
-            let known = archived.is_some();
-            // what was left out is kept with the message, for the integration team to see
-            let left_out = left_out(&mapped.warnings);
-            record(
-                tx.conn,
-                r,
-                status::APPLIED,
-                AckCode::Accept,
-                left_out.as_ref(),
-                &written,
-                known,
-            )?;
-            Ok::<_, StoreError>(Applied::Now)
-        })
-    };
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match once(tries > 1) {
-            // Another connection wrote one of these resources (or this very message) at the
-            // same moment. The maps are pure, so trying again on the new versions is safe; a
-            // try finds this very message applied (the archive is read first) and stops there.
-            Err(StoreError::Conflict(why)) if tries < 5 => {
-                tracing::debug!(%why, tries, "HL7v2 message raced another; trying again");
-            }
-            Err(StoreError::Conflict(why)) => {
-                return match store.read(|c| previous(c, r))? {
-                    Some((st, first)) if st == status::APPLIED => Ok(Applied::Before(first)),
-                    _ => Err(StoreError::Conflict(why)),
-                };
-            }
-            other => return other,
-        }
-    }
-}
-
-/// A message's writes, prepared: the versions to write, and the resources it restates
-/// as they are (type, id and the head they were found at).
-struct Ready {
-    versions: Vec<write::Prepared>,
-    unchanged: Vec<Unchanged>,
-}
-
-/// A resource a message restates as it is: the head it was found at must not move before
-/// the message commits.
-struct Unchanged {
-    rtype: &'static str,
-    id: String,
-    head: Option<(i64, bool)>,
-}
-
-/// Prepare the versions of the mapped resources that change, given each one's current version
-/// (`current`). A resource the map gives twice is written once, as it last gives it.
-fn prepare(
+fn apply(
+    store: &Store,
+    writer: &Writer,
+    r: &Received,
     mapped: &Mapped,
-    ctx: &WriteContext,
-    mut current: impl FnMut(&str, &str) -> Result<Current, StoreError>,
-) -> Result<Ready, StoreError> {
-    let resources = &mapped.resources;
-    let mut ready = Ready {
-        versions: Vec::with_capacity(resources.len()),
-        unchanged: Vec::new(),
-    };
-    for (n, res) in resources.iter().enumerate() {
-        let again = |later: &Resource| later.rtype == res.rtype && later.id == res.id;
-        if resources[n + 1..].iter().any(again) {
-            continue;
-        }
-        let now = current(res.rtype, &res.id)?;
-        let body = keep_merge_state(res, &now);
-        if now.says(&body) {
-            ready.unchanged.push(Unchanged {
-                rtype: res.rtype,
-                id: res.id.clone(),
-                head: now.head(),
-            });
-            continue;
-        }
-        let id = fhir_id(&res.id)?;
-        ready
-            .versions
-            .push(write::prepare_over(res.rtype, &id, body, &now, ctx)?);
+) -> Result<Applied, StoreError> {
+    let unit = MessageUnit { r, mapped, writer };
+    restate_all(store, writer, &mapped.resources, &unit)
+}
+
+/// What a message adds to the transaction of its resources: the resend check, its merges and
+/// its archive row.
+struct MessageUnit<'a> {
+    r: &'a Received,
+    mapped: &'a Mapped,
+    writer: &'a Writer,
+}
+
+impl Unit for MessageUnit<'_> {
+    type Done = Applied;
+    /// Whether the archive has a row of this message already (one not applied).
+    type Seen = bool;
+
+    /// A resend of a message applied before is not applied again (the archive is read first).
+    fn look(&self, tx: &mut Tx) -> Result<ControlFlow<Applied, bool>, StoreError> {
+        Ok(match previous(tx.conn, self.r)? {
+            Some((st, first)) if st == status::APPLIED => {
+                ControlFlow::Break(Applied::Before(first))
+            }
+            archived => ControlFlow::Continue(archived.is_some()),
+        })
     }
-    Ok(ready)
-}
 
-/// A mapped resource's id; one that is not a valid FHIR id is an invalid write, not a
-/// conflict (trying again would not make it valid).
-fn fhir_id(id: &str) -> Result<FhirId, StoreError> {
-    FhirId::parse(id)
-        .map_err(|e| StoreError::Invalid(vec![crate::fhir::Issue::error("value", e.to_string())]))
-}
-
-/// Write `body` as `rtype/id` over `current` (its version as read in this transaction), unless
-/// it says what `current` says: a practitioner or location named by many messages is written
-/// when it changes, not each time. The version written, as `Type/id/_history/n`.
-pub(super) fn restate(
-    tx: &mut crate::store::Tx,
-    rtype: &str,
-    id: &str,
-    current: &Current,
-    body: serde_json::Value,
-    ctx: &WriteContext,
-) -> Result<Option<String>, StoreError> {
-    if current.says(&body) {
-        return Ok(None);
+    fn over(&self, stated: &Resource, current: &Current) -> serde_json::Value {
+        keep_merge_state(stated, current)
     }
-    // over the version just read: no second read of the same row
-    let w = write::put_over(tx, rtype, &fhir_id(id)?, body, current, ctx)?;
-    Ok(Some(versioned(&w)))
-}
 
-/// A version written, as the archive lists it: `Type/id/_history/n`.
-fn versioned(w: &crate::store::Written) -> String {
-    let v = &w.version;
-    format!("{}/{}/_history/{}", v.resource_type, v.id, v.version_id)
+    fn finish(
+        &self,
+        tx: &mut Tx,
+        known: bool,
+        mut written: Vec<String>,
+    ) -> Result<Applied, StoreError> {
+        for merge in &self.mapped.merges {
+            written.extend(super::merge::apply(tx, merge, self.writer)?);
+        }
+        // what was left out is kept with the message, for the integration team to see
+        let left_out = left_out(&self.mapped.warnings);
+        record(
+            tx.conn,
+            self.r,
+            status::APPLIED,
+            AckCode::Accept,
+            left_out.as_ref(),
+            &written,
+            known,
+        )?;
+        Ok(Applied::Now)
+    }
 }
 
 /// A Patient's links and `active` come from merges alone (no PID carries them): a message
@@ -638,7 +552,3 @@ fn loose_header(text: &str) -> Header {
         application_ack: String::new(),
     }
 }
-
-#[cfg(test)]
-#[path = "ingest_tests.rs"]
-mod tests;

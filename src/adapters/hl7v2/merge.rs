@@ -3,15 +3,14 @@
 //! server never had it), the survivor `replaces` it, and every resource that pointed at the
 //! prior patient (found through the reference index) is moved to the survivor.
 
-use super::ingest::restate;
 use super::map::Merge;
-use crate::store::schema::search_reference as sr;
-use crate::store::{Current, StoreError, Tx, WriteContext};
-use diesel::prelude::*;
+use crate::ingest::Writer;
+use crate::ingest::restate::restate;
+use crate::store::{Current, StoreError, Tx};
 use serde_json::{Value, json};
 
 /// Carry out `merge`; returns the versions written, as `Type/id/_history/n`.
-pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &WriteContext) -> Result<Vec<String>, StoreError> {
+pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &Writer) -> Result<Vec<String>, StoreError> {
     let mut written = Vec::new();
     let (from_ref, into_ref) = (
         format!("Patient/{}", merge.from),
@@ -36,12 +35,7 @@ pub fn apply(tx: &mut Tx, merge: &Merge, ctx: &WriteContext) -> Result<Vec<Strin
         written.extend(restate(tx, "Patient", &merge.into, &survivor, body, ctx)?);
     }
     // what pointed at the prior patient now points at the survivor
-    let pointing: Vec<(String, String)> = sr::table
-        .filter(sr::target_type.eq("Patient"))
-        .filter(sr::target_id.eq(&merge.from))
-        .select((sr::resource_type, sr::resource_id))
-        .distinct()
-        .load(tx.conn)?;
+    let pointing = crate::store::search_index::referring(tx.conn, "Patient", &merge.from)?;
     for (rtype, id) in pointing {
         if rtype == "Patient" && (id == merge.from || id == merge.into) {
             continue;

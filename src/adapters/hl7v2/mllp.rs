@@ -8,10 +8,9 @@
 //! idle timeout of its first byte, so a peer trickling a byte now and then holds nothing long.
 
 use super::ack::{AckCode, Problem, ack};
-use super::ingest;
 use super::message::{Delimiters, Header};
 use super::peers::{PeerLimits, Peers, Slot};
-use crate::store::Store;
+use crate::ingest::Ingest;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,7 +147,7 @@ pub fn tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<
 }
 
 /// Accept connections until the process ends.
-pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) {
+pub async fn serve(listener: TcpListener, ingest: Ingest, settings: MllpSettings) {
     let peers = Peers::new(settings.peers.clone());
     loop {
         match listener.accept().await {
@@ -160,7 +159,7 @@ pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) 
                         continue; // dropped: closed at once
                     }
                 };
-                let (store, settings) = (store.clone(), settings.clone());
+                let (ingest, settings) = (ingest.clone(), settings.clone());
                 tokio::spawn(async move {
                     tracing::debug!(%peer, "MLLP connection");
                     if let Err(e) = stream.set_nodelay(true) {
@@ -168,13 +167,13 @@ pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) 
                         return;
                     }
                     let ended = match settings.tls.clone() {
-                        None => connection(stream, slot, store, settings).await,
+                        None => connection(stream, slot, ingest, settings).await,
                         // a client that never finishes its handshake is dropped like an idle one
                         Some(tls) => {
                             match tokio::time::timeout(settings.idle_timeout, tls.accept(stream))
                                 .await
                             {
-                                Ok(Ok(stream)) => connection(stream, slot, store, settings).await,
+                                Ok(Ok(stream)) => connection(stream, slot, ingest, settings).await,
                                 Ok(Err(e)) => Err(e),
                                 Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
                             }
@@ -196,7 +195,7 @@ pub async fn serve(listener: TcpListener, store: Store, settings: MllpSettings) 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut slot: Slot,
-    store: Store,
+    ingest: Ingest,
     settings: MllpSettings,
 ) -> std::io::Result<()> {
     let mut framer = Framer::new(settings.max_message_bytes);
@@ -232,9 +231,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             let reply = match got {
                 Frame::Message(bytes) => {
                     slot.pace().await;
-                    let store = store.clone();
+                    let ingest = ingest.clone();
                     let outcome =
-                        tokio::task::spawn_blocking(move || ingest::handle(&store, &bytes))
+                        tokio::task::spawn_blocking(move || super::ingest::handle(&ingest, &bytes))
                             .await
                             .map_err(std::io::Error::other)?;
                     for reply in outcome.replies(settings.original_acks_only) {

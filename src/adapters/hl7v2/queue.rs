@@ -6,6 +6,7 @@
 use super::ingest::{self, Outcome, status};
 use super::message;
 use crate::fhir::resource::now_micros;
+use crate::ingest::Ingest;
 use crate::store::db::DbConnection;
 use crate::store::schema::hl7v2_messages as m;
 use crate::store::seal::is_sealed;
@@ -84,19 +85,20 @@ pub fn get(store: &Store, id: &str) -> Result<Option<(Entry, String)>, StoreErro
 /// when there is no such message. A corrected message that is accepted also closes the
 /// entry it corrects (status `replayed`).
 pub fn replay(
-    store: &Store,
+    ingest: &Ingest,
     id: &str,
     corrected: Option<String>,
 ) -> Result<Option<Outcome>, StoreError> {
+    let store = &ingest.store;
     let Some((entry, raw)) = get(store, id)? else {
         return Ok(None);
     };
     let text = corrected.unwrap_or(raw);
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let outcome = match message::parse(&text) {
-        Ok(msg) => ingest::process(store, &msg, &text, correlation_id, entry.received_at),
+        Ok(msg) => ingest::process(ingest, &msg, &text, correlation_id, entry.received_at),
         // a correction that cannot be read is refused like any such message
-        Err(_) => ingest::handle(store, text.as_bytes()),
+        Err(_) => ingest::handle(ingest, text.as_bytes()),
     };
     if outcome.code == super::ack::AckCode::Accept && entry.status != status::APPLIED {
         store.write_rows(|c| {
@@ -118,12 +120,14 @@ pub fn replay(
 
 /// Replay every message in the exception queue, oldest first; returns each id with its
 /// outcome.
-pub fn replay_failed(store: &Store) -> Result<Vec<(String, Outcome)>, StoreError> {
-    let mut failed = store.read(|c| list(c, Some(status::FAILED), 10_000))?;
+pub fn replay_failed(ingest: &Ingest) -> Result<Vec<(String, Outcome)>, StoreError> {
+    let mut failed = ingest
+        .store
+        .read(|c| list(c, Some(status::FAILED), 10_000))?;
     failed.reverse();
     let mut out = Vec::new();
     for e in failed {
-        if let Some(o) = replay(store, &e.id, None)? {
+        if let Some(o) = replay(ingest, &e.id, None)? {
             out.push((e.id, o));
         }
     }

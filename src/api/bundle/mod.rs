@@ -11,11 +11,12 @@ use super::AppState;
 use super::body::{parse_resource, read_limited};
 use super::context::RequestContext;
 use super::context::{Format, body_format};
-use super::crud::audited;
+use super::crud::write;
 use super::error::ApiError;
-use super::interaction::{Prepared, check_type, parse_etag, parse_id, prepare};
+use super::path::{check_type, parse_etag, parse_id};
 use super::render;
 use crate::fhir::FhirId;
+use crate::ingest::{Accepted, Writer};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
@@ -25,13 +26,13 @@ use serde_json::Value;
 enum Action {
     Create {
         rtype: String,
-        prepared: Prepared,
+        prepared: Accepted,
         if_none_exist: Option<String>,
     },
     Update {
         rtype: String,
         target: Target,
-        prepared: Prepared,
+        prepared: Accepted,
         if_match: Option<i64>,
     },
     Delete {
@@ -115,28 +116,30 @@ pub async fn process(
     // each entry is a request's work (`rate::per_client` leaves Bundles to be charged here)
     let units = u32::try_from(raw.len().max(1)).unwrap_or(u32::MAX);
     state.rates.charge_client(&ctx.grant, units)?;
-    let store = state.store.clone();
     let base = state.base_url.clone();
     let c = ctx.clone();
-    let result = web::block(move || {
+    let response = write(&state, &ctx, &kind, None, move |store, w| {
         let raw = entry_values(raw)?;
+        let lenient = c.lenient;
         if is_transaction {
             let entries = raw
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    parse_entry(r, c.lenient)
+                    parse_entry(r, lenient, w)
                         .map_err(|e| e.in_context(&format!("Bundle.entry[{i}]")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            run::run_transaction(&store, entries, &base, &c)
+            run::run_transaction(store, entries, &base, &c, w)
         } else {
-            let entries = raw.into_iter().map(|r| parse_entry(r, c.lenient)).collect();
-            Ok(run::run_batch(&store, entries, &base, &c))
+            let entries = raw
+                .into_iter()
+                .map(|r| parse_entry(r, lenient, w))
+                .collect();
+            Ok(run::run_batch(store, entries, &base, &c, w))
         }
     })
     .await?;
-    let response = audited(&state, &ctx, &kind, None, None, result)?;
     render::fhir(StatusCode::OK, &response, &ctx)
 }
 
@@ -231,7 +234,7 @@ fn entry_values(raw: RawEntries) -> Result<Vec<Value>, ApiError> {
 }
 
 /// Parse and validate one entry (no database access).
-fn parse_entry(mut raw: Value, lenient: bool) -> Result<Entry, ApiError> {
+fn parse_entry(mut raw: Value, lenient: bool, writer: &Writer) -> Result<Entry, ApiError> {
     let mut body = raw.get_mut("resource").map(Value::take);
     let request = raw.get("request").ok_or_else(|| {
         ApiError::bad_request("entry.request is required in a batch or transaction")
@@ -266,11 +269,11 @@ fn parse_entry(mut raw: Value, lenient: bool) -> Result<Entry, ApiError> {
             ))),
         }
     };
-    let mut resource = || -> Result<Prepared, ApiError> {
+    let mut resource = || -> Result<Accepted, ApiError> {
         let r = body
             .take()
             .ok_or_else(|| ApiError::bad_request(format!("{method} {url} needs entry.resource")))?;
-        prepare(r, &rtype, lenient)
+        Ok(writer.accept(r, &rtype, lenient)?)
     };
     let action = match method {
         "POST" if parts.len() == 1 => Action::Create {

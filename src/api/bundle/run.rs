@@ -4,12 +4,13 @@
 use super::{Action, Entry, Target};
 use crate::api::context::{RequestContext, Return};
 use crate::api::error::ApiError;
-use crate::api::interaction::{self, single_match};
 use crate::auth::{Grant, Interaction};
 use crate::fhir::bundle::bundle;
 use crate::fhir::resource::instant;
 use crate::fhir::{FhirId, operation_outcome};
-use crate::store::{DbConnection, Store, StoreError, Tx, WriteContext, Written, versions, write};
+use crate::ingest::Writer;
+use crate::ingest::rest::{self, single_match};
+use crate::store::{DbConnection, Store, StoreError, Tx, Written, versions, write};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
@@ -27,9 +28,9 @@ pub(super) fn run_transaction(
     mut entries: Vec<Entry>,
     base: &str,
     ctx: &RequestContext,
+    wctx: &Writer,
 ) -> Result<Value, ApiError> {
     check_no_duplicates(&entries)?;
-    let wctx = ctx.write_context();
     let results = store.write(|tx| {
         // 1. Resolve every target and what each fullUrl will be called, before any write.
         let mut ids: HashMap<String, String> = HashMap::new();
@@ -56,7 +57,7 @@ pub(super) fn run_transaction(
         let mut results: Vec<Option<Value>> = vec![None; entries.len()];
         for i in order {
             if !is_fresh_create(&entries[i].action, &targets[i]) {
-                let out = execute(tx, &mut entries[i].action, targets[i].as_ref(), &ids, &wctx)
+                let out = execute(tx, &mut entries[i].action, targets[i].as_ref(), &ids, wctx)
                     .map(|w| entry_response(&w, &entries[i].action, base, ctx))
                     .map_err(|err| at_entry(err, i))?;
                 results[i] = Some(out);
@@ -71,7 +72,7 @@ pub(super) fn run_transaction(
                         (rtype, id.expect("a create has a target"), resource)
                     })
                     .collect();
-                let written = write::create_many(tx, creates, &wctx)?;
+                let written = write::create_many(tx, creates, &wctx.ctx)?;
                 for (&j, w) in fresh.iter().zip(&written) {
                     results[j] = Some(entry_response(w, &entries[j].action, base, ctx));
                 }
@@ -89,8 +90,8 @@ pub(super) fn run_batch(
     entries: Vec<Result<Entry, ApiError>>,
     base: &str,
     ctx: &RequestContext,
+    wctx: &Writer,
 ) -> Value {
-    let wctx = ctx.write_context();
     let out = entries
         .into_iter()
         .map(|entry| {
@@ -108,7 +109,7 @@ pub(super) fn run_batch(
                 store.write(|tx| {
                     let target = resolve(tx, &entry.action, base, &wctx.grant)?;
                     let w =
-                        execute(tx, &mut entry.action, target.as_ref(), &HashMap::new(), &wctx)?;
+                        execute(tx, &mut entry.action, target.as_ref(), &HashMap::new(), wctx)?;
                     Ok(entry_response(&w, &entry.action, base, ctx))
                 })
             });
@@ -266,7 +267,7 @@ fn execute(
     action: &mut Action,
     target: Option<&Resolved>,
     ids: &HashMap<String, String>,
-    wctx: &WriteContext,
+    wctx: &Writer,
 ) -> Result<Written, ApiError> {
     if let Action::Read { rtype, id, version } = action {
         let read = read(tx.conn, rtype, id, *version)?;
@@ -293,15 +294,15 @@ fn execute(
         }
         Action::Create { .. } => {
             let resource = take_resource(action, ids);
-            interaction::create_with_id(tx, &rtype, id, resource, wctx)
+            Ok(rest::create_with_id(tx, &rtype, id, resource, wctx)?)
         }
         Action::Update { if_match, .. } => {
             let if_match = *if_match;
             let mut resource = take_resource(action, ids);
             resource["id"] = json!(id.as_str()); // a conditional update names the id for the client
-            interaction::update(tx, &rtype, id, resource, if_match, wctx)
+            Ok(rest::update(tx, &rtype, id, resource, if_match, wctx)?)
         }
-        Action::Delete { if_match, .. } => interaction::delete(tx, &rtype, id, *if_match, wctx),
+        Action::Delete { if_match, .. } => Ok(rest::delete(tx, &rtype, id, *if_match, wctx)?),
         Action::Read { .. } => unreachable!("handled above"),
     }
 }

@@ -24,18 +24,7 @@ use serde_json::Value;
 use std::cell::RefCell;
 
 /// One resource to write, whole (a PUT to its id).
-#[derive(Debug, Clone)]
-pub struct Resource {
-    pub rtype: &'static str,
-    pub id: String,
-    pub body: Value,
-}
-
-impl Resource {
-    pub fn reference(&self) -> String {
-        format!("{}/{}", self.rtype, self.id)
-    }
-}
+pub use crate::ingest::restate::Stated as Resource;
 
 /// What a message comes to: the resources to write, the patient merges to carry out, and
 /// what the sender said that could not be carried over (answered AA with a warning ERR each,

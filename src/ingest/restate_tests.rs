@@ -1,20 +1,42 @@
-//! `ingest::prepare`: what a message's writes come to before the writer's turn.
+//! `restate::prepare`: what a sender's writes come to before the writer's turn.
 
 use super::*;
+use crate::ingest::{Channel, Hooks, Source};
 use crate::store::{Method, Version};
 use serde_json::json;
+use std::sync::Arc;
 
-fn ctx() -> WriteContext {
-    WriteContext {
-        correlation_id: "test".into(),
-        actor: crate::store::Actor::named("hl7v2 test"),
-        grant: Arc::new(Grant::unrestricted()),
-        endpoints: Default::default(),
+fn ctx() -> Writer {
+    let grant = Arc::new(crate::auth::Grant::unrestricted());
+    Writer {
+        ctx: crate::subscriptions::write_rules::server_context(),
+        grant,
+        source: Arc::new(Source {
+            channel: Channel::Hl7v2,
+            system: "test".into(),
+        }),
+        hooks: Arc::new(Hooks::default()),
     }
 }
 
-fn practitioner(family: &str) -> Resource {
-    Resource {
+/// A unit that adds nothing: the resources alone.
+struct Plain;
+
+impl Unit for Plain {
+    type Done = ();
+    type Seen = ();
+
+    fn look(&self, _: &mut Tx) -> Result<ControlFlow<(), ()>, StoreError> {
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn finish(&self, _: &mut Tx, _: (), _: Vec<String>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn practitioner(family: &str) -> Stated {
+    Stated {
         rtype: "Practitioner",
         id: "pr-1".into(),
         body: json!({"resourceType": "Practitioner", "id": "pr-1", "name": [{"family": family}]}),
@@ -22,20 +44,16 @@ fn practitioner(family: &str) -> Resource {
 }
 
 /// Two versions of one resource prepared over the same head would refuse each other at
-/// commit, on every try: a message naming a resource twice would never get through.
+/// commit, on every try: a sender naming a resource twice would never get through.
 #[test]
 fn a_resource_given_twice_is_written_once_as_last_given() {
-    let location = Resource {
+    let location = Stated {
         rtype: "Location",
         id: "loc-1".into(),
         body: json!({"resourceType": "Location", "id": "loc-1", "name": "4W"}),
     };
-    let mapped = Mapped::from(vec![
-        practitioner("Welby"),
-        location,
-        practitioner("Kildare"),
-    ]);
-    let ready = prepare(&mapped, &ctx(), |_, _| Ok(Current::default())).unwrap();
+    let stated = [practitioner("Welby"), location, practitioner("Kildare")];
+    let ready = prepare(&stated, &Plain, &ctx(), |_, _| Ok(Current::default())).unwrap();
     let written: Vec<(String, String)> = ready
         .versions
         .iter()
@@ -60,7 +78,7 @@ fn a_resource_given_twice_is_written_once_as_last_given() {
     assert!(ready.unchanged.is_empty());
 }
 
-/// A resource the message restates as it is gets no version, but its head is kept for the
+/// A resource the sender restates as it is gets no version, but its head is kept for the
 /// check at commit.
 #[test]
 fn a_resource_restated_as_it_is_is_left_alone_with_its_head() {
@@ -77,9 +95,9 @@ fn a_resource_restated_as_it_is_is_left_alone_with_its_head() {
         .into(),
         seq: 0,
     };
-    let mapped = Mapped::from(vec![practitioner("Welby")]);
+    let stated = [practitioner("Welby")];
     let current = |_: &str, _: &str| Ok(Current::of(Some(stored.clone())));
-    let ready = prepare(&mapped, &ctx(), current).unwrap();
+    let ready = prepare(&stated, &Plain, &ctx(), current).unwrap();
     assert!(ready.versions.is_empty());
     let u = &ready.unchanged[0];
     assert_eq!(
@@ -87,7 +105,7 @@ fn a_resource_restated_as_it_is_is_left_alone_with_its_head() {
         ("Practitioner", "pr-1", Some((3, false)))
     );
     // a changed name is a version 4 over that head
-    let mapped = Mapped::from(vec![practitioner("Kildare")]);
-    let ready = prepare(&mapped, &ctx(), current).unwrap();
+    let stated = [practitioner("Kildare")];
+    let ready = prepare(&stated, &Plain, &ctx(), current).unwrap();
     assert_eq!(ready.versions[0].version().version_id, 4);
 }

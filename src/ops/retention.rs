@@ -1,4 +1,4 @@
-//! What the store may forget, and when: the HL7v2 archive's messages once applied (or refused,
+//! What may be forgotten, and when (a sweep over the rows of the parts that own them): the HL7v2 archive's messages once applied (or refused,
 //! or replayed) and older than its retention; subscription events once delivered and older
 //! than theirs; outbox rows once dispatched and as old. Resource versions and audit rows are
 //! never swept here. Messages waiting in the exception queue (`failed`) and events not yet
@@ -7,9 +7,12 @@
 //! Deletes go in small batches, each its own transaction, so that a sweep after a long time
 //! never holds SQLite's one writer (or PostgreSQL's locks) for long.
 
-use super::schema::{hl7v2_messages as m, outbox as o, subscription_events as e, subscriptions};
-use super::{Store, StoreError};
+use crate::adapters::hl7v2::ingest::status;
 use crate::fhir::resource::now_micros;
+use crate::store::schema::{
+    hl7v2_messages as m, outbox as o, subscription_events as e, subscriptions,
+};
+use crate::store::{DbConnection, Store, StoreError};
 use diesel::prelude::*;
 use std::time::Duration;
 
@@ -55,7 +58,7 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
         let cutoff = now - i64::from(retention.hl7v2_archive_days) * DAY_MICROS;
         swept.hl7v2_messages = batches(store, |c| {
             let ids: Vec<String> = m::table
-                .filter(m::status.ne(crate::adapters::hl7v2::ingest::status::FAILED))
+                .filter(m::status.ne(status::FAILED))
                 .filter(m::received_at.lt(cutoff))
                 .select(m::id)
                 .limit(BATCH)
@@ -107,7 +110,7 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
 /// fewer; the total deleted.
 fn batches(
     store: &Store,
-    mut one: impl FnMut(&mut super::DbConnection) -> Result<usize, StoreError> + Send,
+    mut one: impl FnMut(&mut DbConnection) -> Result<usize, StoreError> + Send,
 ) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {

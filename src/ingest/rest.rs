@@ -1,80 +1,18 @@
-//! The RESTful interactions as plain functions over a store transaction, shared by the single
-//! request handlers and by batch/transaction Bundles: prepare (validate + canonicalise), create,
-//! update, patch, delete.
+//! The RESTful writes as plain functions over a store transaction, shared by the single
+//! request handlers and by batch/transaction Bundles: conditions resolved with the search
+//! machinery, then create, update, patch and delete. Resources come here accepted (see
+//! `accept`); the store holds each change to the writer's rules.
 
-use super::error::ApiError;
+use super::{IngestError, Writer};
 use crate::auth::{Grant, Interaction};
-use crate::fhir::definitions::Definitions;
+use crate::fhir::FhirId;
 use crate::fhir::patch::{self, PatchError};
 use crate::fhir::search::filter::{parse_filter, patient_compartment};
 use crate::fhir::search::{ParamType, SearchParams};
-use crate::fhir::validate::validate_resource;
-use crate::fhir::{FhirId, Issue, model};
 use crate::store::search::{Scope, SearchSpec, search};
 use crate::store::versions::{self, Method, Written};
-use crate::store::write;
-use crate::store::{Tx, WriteContext};
-use actix_web::http::StatusCode;
+use crate::store::{StoreError, Tx, write};
 use serde_json::Value;
-
-/// A resource that passed validation, in canonical JSON, with the warnings to report.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub resource: Value,
-    pub warnings: Vec<Issue>,
-}
-
-pub fn check_type(rtype: &str) -> Result<(), ApiError> {
-    if Definitions::get().is_resource_type(rtype) {
-        Ok(())
-    } else {
-        Err(ApiError::unknown_type(rtype))
-    }
-}
-
-pub fn parse_id(id: &str) -> Result<FhirId, ApiError> {
-    FhirId::parse(id).map_err(ApiError::bad_request)
-}
-
-/// `If-Match: W/"3"` (or `"3"`, or `3`) to version 3.
-pub fn parse_etag(value: &str) -> Result<i64, ApiError> {
-    let v = value.trim().trim_start_matches("W/").trim_matches('"');
-    v.parse().map_err(|_| {
-        ApiError::bad_request(format!("If-Match '{value}' is not an ETag such as W/\"3\""))
-    })
-}
-
-/// Validate `resource` as a `rtype` and bring it to canonical form.
-pub fn prepare(mut resource: Value, rtype: &str, lenient: bool) -> Result<Prepared, ApiError> {
-    let actual = resource
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if actual != rtype {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            Issue::error(
-                "invalid",
-                format!("resourceType '{actual}' does not match the URL's type '{rtype}'"),
-            )
-            .at(format!("{rtype}.resourceType")),
-        ));
-    }
-    let report = validate_resource(&mut resource, lenient);
-    if !report.is_valid() {
-        return Err(ApiError::invalid(report.errors));
-    }
-    let canonical = model::canonical_json(resource).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            Issue::error("structure", format!("invalid {rtype}: {e}")),
-        )
-    })?;
-    Ok(Prepared {
-        resource: canonical,
-        warnings: report.warnings,
-    })
-}
 
 /// References to this server written as absolute URLs (`{base}/Patient/1`, as clients copy
 /// them from a `fullUrl`) in the reference parameters of `rtypes`, made the relative
@@ -117,13 +55,13 @@ pub fn resolve_condition(
     query: &str,
     base: &str,
     grant: &Grant,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, IngestError> {
     let query = query.trim_start_matches('?');
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
-        ApiError::bad_request(format!("condition '{query}' is not a query string: {e}"))
+        IngestError::bad_request(format!("condition '{query}' is not a query string: {e}"))
     })?;
     if params.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(IngestError::bad_request(
             "empty condition: give at least one search parameter",
         ));
     }
@@ -133,18 +71,22 @@ pub fn resolve_condition(
         match parse_filter(rtype, name, value) {
             Ok(Some(f)) => filters.push(f),
             Ok(None) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(IngestError::bad_request(format!(
                     "condition '{query}': '{name}' is not a search parameter of {rtype}"
                 )));
             }
-            Err(e) => return Err(ApiError::bad_request(format!("condition '{query}': {e}"))),
+            Err(e) => {
+                return Err(IngestError::bad_request(format!(
+                    "condition '{query}': {e}"
+                )));
+            }
         }
     }
     // a writer confined to one patient matches inside that compartment only: what lies
     // outside is neither found (its existence would show) nor written
     if let Some(patient) = grant.confinement(rtype) {
         filters.push(
-            patient_compartment(rtype, &patient).map_err(|e| ApiError::forbidden(e.message))?,
+            patient_compartment(rtype, &patient).map_err(|e| StoreError::Forbidden(e.message))?,
         );
     }
     let scope = [(rtype.to_string(), filters)];
@@ -166,18 +108,15 @@ pub fn single_match(
     query: &str,
     base: &str,
     grant: &Grant,
-) -> Result<Option<FhirId>, ApiError> {
+) -> Result<Option<FhirId>, IngestError> {
     let found = resolve_condition(tx, rtype, query, base, grant)?;
     match found.as_slice() {
         [] => Ok(None),
-        [id] => Ok(Some(parse_id(id)?)),
-        _ => Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            Issue::error(
-                "duplicate",
-                format!("'{rtype}?{query}' matches {} resources", found.len()),
-            ),
-        )),
+        [id] => Ok(Some(stored_id(id)?)),
+        _ => Err(IngestError::Ambiguous(format!(
+            "'{rtype}?{query}' matches {} resources",
+            found.len()
+        ))),
     }
 }
 
@@ -188,18 +127,23 @@ pub fn create(
     resource: Value,
     if_none_exist: Option<&str>,
     base: &str,
-    ctx: &WriteContext,
-) -> Result<Written, ApiError> {
+    writer: &Writer,
+) -> Result<Written, IngestError> {
     if let Some(cond) = if_none_exist {
-        let found = resolve_condition(tx, rtype, cond, base, &ctx.grant)?;
+        let found = resolve_condition(tx, rtype, cond, base, &writer.grant)?;
         match found.as_slice() {
             [] => {}
             [id] => {
-                let version = versions::current(tx.conn, rtype, id)?
-                    .ok_or_else(|| ApiError::not_found(id.clone()))?;
+                let version =
+                    versions::current(tx.conn, rtype, id)?.ok_or_else(|| StoreError::NotFound {
+                        resource_type: rtype.into(),
+                        id: id.clone(),
+                    })?;
                 // the existing match is returned: the caller must be allowed to read it
-                ctx.grant
-                    .check(Interaction::Read, rtype, id, || version.json())?;
+                writer
+                    .grant
+                    .check(Interaction::Read, rtype, id, || version.json())
+                    .map_err(|d| StoreError::Forbidden(d.0))?;
                 return Ok(Written {
                     version,
                     created: false,
@@ -208,14 +152,11 @@ pub fn create(
             }
             _ => {
                 let msg = format!("If-None-Exist '{cond}' matches {} resources", found.len());
-                return Err(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    Issue::error("duplicate", msg),
-                ));
+                return Err(IngestError::Ambiguous(msg));
             }
         }
     }
-    create_with_id(tx, rtype, &FhirId::generate(), resource, ctx)
+    create_with_id(tx, rtype, &FhirId::generate(), resource, writer)
 }
 
 /// Create under a fresh id already chosen (transactions pick ids before writing).
@@ -224,9 +165,9 @@ pub fn create_with_id(
     rtype: &str,
     id: &FhirId,
     resource: Value,
-    ctx: &WriteContext,
-) -> Result<Written, ApiError> {
-    Ok(write::create(tx, rtype, id, resource, ctx)?)
+    writer: &Writer,
+) -> Result<Written, IngestError> {
+    Ok(write::create(tx, rtype, id, resource, &writer.ctx)?)
 }
 
 /// Update (PUT), creating the resource when the id is new. The body's id must match the URL.
@@ -236,17 +177,17 @@ pub fn update(
     id: &FhirId,
     resource: Value,
     expected: Option<i64>,
-    ctx: &WriteContext,
-) -> Result<Written, ApiError> {
+    writer: &Writer,
+) -> Result<Written, IngestError> {
     match resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id.as_str() => {}
         Some(body_id) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(IngestError::bad_request(format!(
                 "the body's id '{body_id}' does not match the URL's id '{id}'"
             )));
         }
         None => {
-            return Err(ApiError::bad_request(
+            return Err(IngestError::bad_request(
                 "an update must carry the resource id in the body",
             ));
         }
@@ -258,14 +199,13 @@ pub fn update(
         resource,
         Method::Put,
         expected,
-        ctx,
+        &writer.ctx,
     )?)
 }
 
-/// A JSON Patch and how to apply it.
-#[derive(Clone, Copy)]
-pub struct PatchRequest<'a> {
-    pub operations: &'a Value,
+/// How to apply a JSON Patch.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchRequest {
     /// `If-Match`: the version the patch must apply to.
     pub expected: Option<i64>,
     /// `Prefer: handling=lenient`: unknown elements in the result are dropped, not refused.
@@ -282,41 +222,35 @@ pub fn patch(
     tx: &mut Tx,
     rtype: &str,
     id: &FhirId,
+    operations: &Value,
     request: &PatchRequest,
-    ctx: &WriteContext,
-) -> Result<(Written, Vec<Issue>), ApiError> {
+    writer: &Writer,
+) -> Result<(Written, Vec<crate::fhir::Issue>), IngestError> {
     let PatchRequest {
-        operations,
         expected,
         lenient,
         max_bytes,
     } = *request;
-    let current = versions::current(tx.conn, rtype, id.as_str())?
-        .ok_or_else(|| ApiError::not_found(format!("{rtype}/{id} is not known")))?;
+    let current =
+        versions::current(tx.conn, rtype, id.as_str())?.ok_or_else(|| StoreError::NotFound {
+            resource_type: rtype.into(),
+            id: id.to_string(),
+        })?;
     if current.deleted {
         return Err(current.gone().into());
     }
     let mut doc = current.json();
     patch::apply(&mut doc, operations, max_bytes).map_err(|e| match e {
-        PatchError::Malformed(m) => ApiError::bad_request(m),
-        PatchError::TooLarge(m) => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Issue::error("too-costly", m))
-        }
-        PatchError::Failed(m) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Issue::error("processing", m),
-        ),
+        PatchError::Malformed(m) => IngestError::bad_request(m),
+        PatchError::TooLarge(m) => IngestError::TooLarge(m),
+        PatchError::Failed(m) => IngestError::Unprocessable(m),
     })?;
     if doc.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Issue::error(
-                "processing",
-                "a patch may not change or remove the resource id",
-            ),
+        return Err(IngestError::Unprocessable(
+            "a patch may not change or remove the resource id".into(),
         ));
     }
-    let prepared = prepare(doc, rtype, lenient)?;
+    let prepared = writer.accept(doc, rtype, lenient)?;
     let expected = Some(expected.unwrap_or(current.version_id));
     let w = write::put(
         tx,
@@ -325,7 +259,7 @@ pub fn patch(
         prepared.resource,
         Method::Patch,
         expected,
-        ctx,
+        &writer.ctx,
     )?;
     Ok((w, prepared.warnings))
 }
@@ -335,7 +269,18 @@ pub fn delete(
     rtype: &str,
     id: &FhirId,
     expected: Option<i64>,
-    ctx: &WriteContext,
-) -> Result<Written, ApiError> {
-    Ok(write::delete(tx, rtype, id.as_str(), expected, ctx)?)
+    writer: &Writer,
+) -> Result<Written, IngestError> {
+    Ok(write::delete(
+        tx,
+        rtype,
+        id.as_str(),
+        expected,
+        &writer.ctx,
+    )?)
+}
+
+/// An id the store returned (a match of a condition): valid, since only valid ids are stored.
+fn stored_id(id: &str) -> Result<FhirId, IngestError> {
+    FhirId::parse(id).map_err(|e| IngestError::Store(StoreError::Database(e.to_string())))
 }

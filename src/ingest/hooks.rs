@@ -1,0 +1,50 @@
+//! Where the ingest path asks the parts that decide more than FHIR does: code normalisation
+//! (local codes mapped to standard ones), source-of-truth checks (which system may write which
+//! data) and identity resolution (a source's Patient linked to one enterprise identity). Each
+//! is a small interface; a server runs with the implementations it is given, in order, and
+//! every source's resources pass through the same ones.
+
+use super::Source;
+use crate::fhir::Issue;
+use crate::store::db::DbConnection;
+use crate::store::{StoreError, Version, WriteKind};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Adds the standard coding to a resource's local codes (keeping the original), before it is
+/// validated. What it could not map, it says as warnings: they reach the client's
+/// OperationOutcome or the sender's ACK, never dropped in silence.
+pub trait CodeNormaliser: Send + Sync + std::fmt::Debug {
+    fn normalise(&self, source: &Source, rtype: &str, resource: &mut Value) -> Vec<Issue>;
+}
+
+/// Decides whether `source` may make this change (`new` is absent for a delete): a refusal
+/// says why, and the write is refused with it (403 for a client, AE for a sender).
+pub trait SourceOfTruth: Send + Sync + std::fmt::Debug {
+    fn admits(
+        &self,
+        source: &Source,
+        kind: WriteKind,
+        rtype: &str,
+        new: Option<&Value>,
+    ) -> Result<(), String>;
+}
+
+/// Called in the write's transaction for every version written: the place to link it to an
+/// enterprise identity (rows that commit or roll back with the change).
+pub trait IdentityResolver: Send + Sync + std::fmt::Debug {
+    fn resolve(
+        &self,
+        conn: &mut DbConnection,
+        source: &Source,
+        version: &Version,
+    ) -> Result<(), StoreError>;
+}
+
+/// The hooks one server runs, each list in order; empty lists change nothing.
+#[derive(Debug, Default, Clone)]
+pub struct Hooks {
+    pub codes: Vec<Arc<dyn CodeNormaliser>>,
+    pub truth: Vec<Arc<dyn SourceOfTruth>>,
+    pub identity: Vec<Arc<dyn IdentityResolver>>,
+}

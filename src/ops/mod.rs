@@ -1,0 +1,4 @@
+//! Running the server over time: the sweeps that forget what may be forgotten (`retention`),
+//! and the supervision of the long-running tasks (`tasks`).
+
+pub mod retention;
