@@ -116,6 +116,17 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MAX_BUNDLE_ENTRIES", default_value_t = 5_000)]
     pub max_bundle_entries: usize,
 
+    /// Write requests (creates, updates, patches, deletes, Bundles) carried out at once; more
+    /// are answered 503 with `Retry-After` at once, rather than queued without bound behind
+    /// the database's writer.
+    #[arg(long, env = "EMRSYNC_MAX_WRITES_IN_FLIGHT", default_value_t = 512)]
+    pub max_writes_in_flight: usize,
+
+    /// Seconds a shutdown (SIGTERM, SIGINT) gives requests and HL7v2 messages in hand to
+    /// finish; new connections are refused from its start.
+    #[arg(long, env = "EMRSYNC_SHUTDOWN_SECS", default_value_t = 20)]
+    pub shutdown_secs: u64,
+
     /// Requests a second one address may send to `/auth/*` (sign-in, token, introspection),
     /// with bursts of twice that; more get 429 with Retry-After. 0: no limit.
     #[arg(long, env = "EMRSYNC_AUTH_RATE", default_value_t = 20)]
@@ -286,6 +297,8 @@ impl Settings {
             insecure_dev: false,
             max_body_bytes: 16 * 1024 * 1024,
             max_bundle_entries: 5_000,
+            max_writes_in_flight: 512,
+            shutdown_secs: 20,
             max_body_bytes_in_flight: 32 * 1024 * 1024,
             auth_rate: 20,
             lockout_after: 5,

@@ -196,10 +196,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(settings) => {
             init_logs(settings.log_json);
             let app = Application::build(*settings).await?;
-            tokio::select! {
-                r = app.run_until_stopped() => r?,
-                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
-            }
+            app.run_until_stopped().await?;
         }
         Command::Migrate(store) => {
             init_logs(false);

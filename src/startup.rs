@@ -6,6 +6,7 @@ use crate::auth::idp::IdpConfig;
 use crate::auth::{Authority, Grant};
 use crate::config::Settings;
 use crate::ingest::{Hooks, Ingest};
+use crate::ops::tasks::{AtShutdown, OnExit, Tasks};
 use crate::store::Store;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -29,6 +30,12 @@ pub fn ingest_with(store: Store, settings: &Settings, hooks: Hooks) -> Ingest {
 }
 
 pub struct Application {
+    /// Every long-running task, watched (see `ops::tasks`).
+    tasks: Tasks,
+    /// How long a shutdown waits for what is in hand.
+    shutdown: Duration,
+    /// The HTTP requests in hand.
+    drain: Arc<crate::api::drain::Drain>,
     port: u16,
     /// The MLLP listener's port, when HL7v2 is on.
     mllp_port: Option<u16>,
@@ -117,6 +124,7 @@ impl Application {
         }
         let ingest = ingest_with(store.clone(), &settings, hooks);
         let endpoints = ingest.endpoints();
+        let mut tasks = Tasks::default();
         let mllp_port = match &settings.mllp {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -132,32 +140,48 @@ impl Application {
                     _ => None,
                 };
                 tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "HL7v2 MLLP listening");
-                tokio::spawn(crate::adapters::hl7v2::mllp::serve(
-                    listener,
-                    ingest.clone(),
-                    crate::adapters::hl7v2::mllp::MllpSettings {
-                        max_message_bytes: settings.mllp_max_bytes,
-                        idle_timeout: Duration::from_secs(settings.mllp_idle_secs.max(1)),
-                        original_acks_only: settings.mllp_original_acks,
-                        tls,
-                        peers: crate::adapters::hl7v2::peers::PeerLimits {
-                            allow: settings.mllp_allow.clone(),
-                            max_connections: settings.mllp_max_connections,
-                            max_connections_per_address: settings.mllp_max_connections_per_address,
-                            // one whole message must always fit an address's quarter
-                            max_buffered_bytes: settings
-                                .mllp_max_buffered_bytes
-                                .max(4 * (settings.mllp_max_bytes + 64 * 1024)),
-                            messages_per_second: settings.mllp_rate,
-                        },
+                let mllp = crate::adapters::hl7v2::mllp::MllpSettings {
+                    max_message_bytes: settings.mllp_max_bytes,
+                    idle_timeout: Duration::from_secs(settings.mllp_idle_secs.max(1)),
+                    original_acks_only: settings.mllp_original_acks,
+                    tls,
+                    peers: crate::adapters::hl7v2::peers::PeerLimits {
+                        allow: settings.mllp_allow.clone(),
+                        max_connections: settings.mllp_max_connections,
+                        max_connections_per_address: settings.mllp_max_connections_per_address,
+                        // one whole message must always fit an address's quarter
+                        max_buffered_bytes: settings
+                            .mllp_max_buffered_bytes
+                            .max(4 * (settings.mllp_max_bytes + 64 * 1024)),
+                        messages_per_second: settings.mllp_rate,
                     },
-                ));
+                };
+                // the listener is the server's HL7v2 side: if it stops, the process stops
+                // (and its supervisor starts it again) rather than run deaf to its senders
+                // (started once: an essential task is not restarted, so the socket is taken
+                // once, and closed as soon as shutdown starts)
+                let (ingest, listener) = (ingest.clone(), std::sync::Mutex::new(Some(listener)));
+                tasks.spawn(
+                    "MLLP listener",
+                    OnExit::StopProcess,
+                    AtShutdown::Drain,
+                    move |stop| {
+                        let listener = listener.lock().ok().and_then(|mut l| l.take());
+                        let (ingest, mllp) = (ingest.clone(), mllp.clone());
+                        async move {
+                            if let Some(listener) = listener {
+                                crate::adapters::hl7v2::mllp::serve(listener, ingest, mllp, stop)
+                                    .await
+                            }
+                        }
+                    },
+                );
                 Some(port)
             }
             None => None,
         };
         let sockets = crate::subscriptions::websocket::Sockets::default();
-        crate::subscriptions::start(
+        let workers = crate::subscriptions::Workers::new(
             store.clone(),
             base_url.clone(),
             crate::subscriptions::delivery::DeliverySettings {
@@ -168,14 +192,31 @@ impl Application {
             },
             sockets.clone(),
         );
-        tokio::spawn(crate::ops::retention::run(
-            store.clone(),
-            crate::ops::retention::Retention {
-                hl7v2_archive_days: settings.hl7v2_archive_days,
-                event_days: settings.event_retention_days,
-            },
-            Duration::from_secs(3600),
-        ));
+        let workers = Arc::new(workers);
+        let w = workers.clone();
+        tasks.spawn(
+            "subscription dispatcher",
+            OnExit::Restart,
+            AtShutdown::Stop,
+            move |_| w.dispatcher(),
+        );
+        tasks.spawn(
+            "subscription delivery",
+            OnExit::Restart,
+            AtShutdown::Stop,
+            move |_| workers.deliverer(),
+        );
+        let retention = crate::ops::retention::Retention {
+            hl7v2_archive_days: settings.hl7v2_archive_days,
+            event_days: settings.event_retention_days,
+        };
+        let s = store.clone();
+        tasks.spawn(
+            "retention sweep",
+            OnExit::Restart,
+            AtShutdown::Stop,
+            move |_| crate::ops::retention::run(s.clone(), retention, Duration::from_secs(3600)),
+        );
         let rates = Arc::new(crate::api::rate::Rates {
             auth_per_address: crate::api::rate::Rate::per_second(settings.auth_rate),
             api_per_client: crate::api::rate::Rate::per_second(settings.api_rate),
@@ -183,13 +224,21 @@ impl Application {
         {
             // addresses and clients come and go: forget those whose allowance is full again
             let rates = rates.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                    rates.auth_per_address.forget_idle();
-                    rates.api_per_client.forget_idle();
-                }
-            });
+            tasks.spawn(
+                "rate forgetting",
+                OnExit::Restart,
+                AtShutdown::Stop,
+                move |_| {
+                    let rates = rates.clone();
+                    async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            rates.auth_per_address.forget_idle();
+                            rates.api_per_client.forget_idle();
+                        }
+                    }
+                },
+            );
         }
         let state = web::Data::new(AppState {
             store,
@@ -204,11 +253,14 @@ impl Application {
                     .max(settings.max_body_bytes),
             ),
             max_bundle_entries: settings.max_bundle_entries,
+            writes: crate::api::admission::Writes::new(settings.max_writes_in_flight),
             ingest,
             sockets,
             rates: rates.clone(),
         });
         let hsts = https.is_some();
+        let drain = web::Data::new(crate::api::drain::Drain::default());
+        let counted = drain.clone();
         let server = HttpServer::new(move || {
             // over TLS, browsers are told to come back over TLS only (a year, as is usual)
             let hsts_header = actix_web::middleware::Condition::new(
@@ -217,12 +269,17 @@ impl Application {
                     .add(("Strict-Transport-Security", "max-age=31536000")),
             );
             App::new()
+                .app_data(counted.clone())
                 .wrap(hsts_header)
                 .configure(|cfg| api::routes(cfg, state.clone()))
+                // outermost: every request is counted while in hand (see `api::drain`)
+                .wrap(actix_web::middleware::from_fn(crate::api::drain::count))
         })
         // Longer than clients' usual idle pools hold a connection (actix's default is
         // 5 s): a client that reuses a connection the server just closed sees a reset.
-        .keep_alive(Duration::from_secs(75));
+        .keep_alive(Duration::from_secs(75))
+        // signals are handled by `run_until_stopped`, which stops the MLLP side too
+        .disable_signals();
         let mut server = match https {
             Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,
@@ -236,6 +293,9 @@ impl Application {
             mllp_port,
             base_url,
             server: server.run(),
+            tasks,
+            drain: drain.into_inner(),
+            shutdown: Duration::from_secs(settings.shutdown_secs),
         })
     }
 
@@ -251,7 +311,55 @@ impl Application {
         &self.base_url
     }
 
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serve until SIGTERM or SIGINT, then shut down gracefully: no new HTTP or MLLP
+    /// connection is accepted, requests and messages in hand finish (until the deadline),
+    /// background tasks stop. An error when an essential task stopped (the process should
+    /// exit with a non-zero status, so that its supervisor starts it again).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        enum Why {
+            Server(std::io::Result<()>),
+            Signal,
+            Failed(&'static str),
+        }
+        let Application {
+            server,
+            mut tasks,
+            shutdown,
+            drain,
+            ..
+        } = self;
+        let handle = server.handle();
+        // the server runs on its own task: it must go on being polled to carry out the
+        // handle's commands (pause, stop) while this one waits for them
+        let mut server = tokio::spawn(server);
+        let why = tokio::select! {
+            ended = &mut server => Why::Server(ended.unwrap_or_else(|e| Err(std::io::Error::other(e)))),
+            _ = crate::ops::tasks::termination() => Why::Signal,
+            name = tasks.failed() => Why::Failed(name),
+        };
+        match why {
+            Why::Server(ended) => {
+                tasks.shut_down(shutdown).await;
+                Ok(ended?)
+            }
+            Why::Signal => {
+                tracing::info!(deadline = ?shutdown, "refusing new connections; finishing what is in hand");
+                // both sides at once: HTTP waits for its requests, MLLP for its messages;
+                // then idle keep-alive connections are closed with the server
+                handle.pause().await;
+                let (finished, ()) = tokio::join!(drain.close(shutdown), tasks.shut_down(shutdown));
+                if !finished {
+                    tracing::warn!(deadline = ?shutdown, "HTTP requests still in hand at the shutdown deadline");
+                }
+                handle.stop(false).await;
+                server.await??;
+                tracing::info!("stopped");
+                Ok(())
+            }
+            Why::Failed(name) => {
+                handle.stop(true).await;
+                anyhow::bail!("the {name} stopped: the server cannot go on without it")
+            }
+        }
     }
 }

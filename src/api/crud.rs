@@ -259,8 +259,13 @@ pub async fn write<T: Send + 'static>(
     target: Option<(String, String)>,
     f: impl FnOnce(&Store, &Writer) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let admitted = state.writes.admit()?;
     let (store, writer) = (state.store.clone(), ctx.writer(&state.ingest));
-    let result = web::block(move || f(&store, &writer)).await?;
+    let result = web::block(move || {
+        let _admitted = admitted; // held until the write is done
+        f(&store, &writer)
+    })
+    .await?;
     if let Err(e) = &result {
         let (detail, action) = (e.to_string(), action.to_string());
         let (store, id, actor) = (state.store.clone(), ctx.correlation_id.clone(), ctx.actor());

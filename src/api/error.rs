@@ -94,6 +94,14 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, Issue::error("forbidden", msg))
     }
 
+    /// 503: the server cannot take this now; the client is told when to try again.
+    pub fn busy(issue: Issue, retry_after_secs: u32) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, issue);
+        e.headers
+            .push(("Retry-After", retry_after_secs.to_string()));
+        e
+    }
+
     pub fn unknown_type(rtype: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -178,6 +186,9 @@ impl From<StoreError> for ApiError {
             }
             _ => e.to_string(),
         };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return ApiError::busy(Issue::error(code, text), 1);
+        }
         let mut api = ApiError::new(status, Issue::error(code, text));
         if let StoreError::Gone {
             version_id,
@@ -218,10 +229,7 @@ impl From<crate::ingest::IngestError> for ApiError {
 
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Issue::error("transient", e.to_string()),
-        )
+        ApiError::busy(Issue::error("transient", e.to_string()), 1)
     }
 }
 

@@ -1,12 +1,14 @@
 //! The HTTP surface (actix-web). One route table, grouped by who calls it; handlers are thin.
 
 mod admin;
+pub mod admission;
 mod authorize;
 pub mod body;
 mod bundle;
 mod conditional;
 pub mod context;
 mod crud;
+pub mod drain;
 pub mod error;
 mod everything;
 mod health;
@@ -46,6 +48,8 @@ pub struct AppState {
     /// The bytes of request bodies held at once, over all requests.
     pub body_budget: body::BodyBudget,
     pub max_bundle_entries: usize,
+    /// Back pressure: the write requests carried out at once.
+    pub writes: admission::Writes,
     /// The one ingest path every write goes through.
     pub ingest: crate::ingest::Ingest,
     /// Websocket subscribers' open sockets in this process.

@@ -2,3 +2,4 @@
 //! and the supervision of the long-running tasks (`tasks`).
 
 pub mod retention;
+pub mod tasks;

@@ -37,13 +37,36 @@ const TICK: Duration = Duration::from_millis(250);
 /// was measured too: no more write throughput on SQLite, twice the notification latency).
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// Start the dispatcher and the deliverer on the current tokio runtime; `sockets` are the
-/// websocket subscribers' open sockets (the API binds them).
-pub fn start(store: Store, base: String, settings: DeliverySettings, sockets: Sockets) {
-    let wake_delivery = sockets.wake.clone();
-    tokio::spawn(dispatch_loop(store.clone(), wake_delivery.clone()));
-    let deliverer = Arc::new(Deliverer::new(store, base, settings, sockets));
-    tokio::spawn(deliverer.run(TICK));
+/// The two tasks of Subscriptions, for the caller to run (and watch): the dispatcher and the
+/// deliverer. `sockets` are the websocket subscribers' open sockets (the API binds them).
+/// Each may be started again after it stopped: their work is in the database.
+pub struct Workers {
+    store: Store,
+    deliverer: Arc<Deliverer>,
+    wake_delivery: Arc<Notify>,
+}
+
+impl Workers {
+    /// Made on the tokio runtime (the deliverer starts its outcome recorder).
+    pub fn new(store: Store, base: String, settings: DeliverySettings, sockets: Sockets) -> Self {
+        let wake_delivery = sockets.wake.clone();
+        let deliverer = Arc::new(Deliverer::new(store.clone(), base, settings, sockets));
+        Workers {
+            store,
+            deliverer,
+            wake_delivery,
+        }
+    }
+
+    /// Turns committed changes into subscriptions' events, for ever.
+    pub fn dispatcher(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        dispatch_loop(self.store.clone(), self.wake_delivery.clone())
+    }
+
+    /// Sends subscriptions' events, for ever.
+    pub fn deliverer(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        self.deliverer.clone().run(TICK)
+    }
 }
 
 async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>) {

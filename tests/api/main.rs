@@ -35,6 +35,7 @@ mod search_examples;
 mod search_index;
 mod secrets_at_rest;
 mod server;
+mod shutdown;
 mod smart;
 mod subscription_crash;
 mod subscription_endpoints;

@@ -66,6 +66,11 @@ impl Mllp {
         }
     }
 
+    /// The connection itself (to see it closed).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// Send raw bytes as they are (no framing added).
     pub async fn write_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub const START: u8 = 0x0B;
@@ -146,11 +147,25 @@ pub fn tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accept connections until the process ends.
-pub async fn serve(listener: TcpListener, ingest: Ingest, settings: MllpSettings) {
+/// Accept connections until `stop` turns true; then close the listening socket (new senders
+/// are refused by the operating system) and return once every connection has finished the
+/// message in hand and sent its ACK.
+pub async fn serve(
+    listener: TcpListener,
+    ingest: Ingest,
+    settings: MllpSettings,
+    mut stop: watch::Receiver<bool>,
+) {
     let peers = Peers::new(settings.peers.clone());
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+            // finished connections are reaped as they end (their results are logged inside)
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let slot = match peers.admit(peer.ip()) {
                     Ok(slot) => slot,
@@ -159,21 +174,23 @@ pub async fn serve(listener: TcpListener, ingest: Ingest, settings: MllpSettings
                         continue; // dropped: closed at once
                     }
                 };
-                let (ingest, settings) = (ingest.clone(), settings.clone());
-                tokio::spawn(async move {
+                let (ingest, settings, stop) = (ingest.clone(), settings.clone(), stop.clone());
+                connections.spawn(async move {
                     tracing::debug!(%peer, "MLLP connection");
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::info!(%peer, error = %e, "MLLP connection lost at once");
                         return;
                     }
                     let ended = match settings.tls.clone() {
-                        None => connection(stream, slot, ingest, settings).await,
+                        None => connection(stream, slot, ingest, settings, stop).await,
                         // a client that never finishes its handshake is dropped like an idle one
                         Some(tls) => {
                             match tokio::time::timeout(settings.idle_timeout, tls.accept(stream))
                                 .await
                             {
-                                Ok(Ok(stream)) => connection(stream, slot, ingest, settings).await,
+                                Ok(Ok(stream)) => {
+                                    connection(stream, slot, ingest, settings, stop).await
+                                }
                                 Ok(Err(e)) => Err(e),
                                 Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
                             }
@@ -190,6 +207,15 @@ pub async fn serve(listener: TcpListener, ingest: Ingest, settings: MllpSettings
             }
         }
     }
+    drop(listener);
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(
+            open,
+            "MLLP listener closed; connections finish the message in hand"
+        );
+    }
+    while connections.join_next().await.is_some() {}
 }
 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
@@ -197,6 +223,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut slot: Slot,
     ingest: Ingest,
     settings: MllpSettings,
+    mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut framer = Framer::new(settings.max_message_bytes);
     let mut buf = vec![0u8; 64 * 1024];
@@ -207,7 +234,16 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             Some(t) => settings.idle_timeout.saturating_sub(t.elapsed()),
             None => settings.idle_timeout,
         };
-        let n = match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        // at shutdown a connection between messages closes; one in the middle of a message
+        // reads it to its end, applies it and sends its ACK first
+        let read = tokio::select! {
+            read = tokio::time::timeout(wait, stream.read(&mut buf)) => read,
+            _ = stop.wait_for(|s| *s), if framer.pending() == 0 => {
+                tracing::info!("MLLP connection closed for shutdown");
+                return Ok(());
+            }
+        };
+        let n = match read {
             Ok(r) => r?,
             Err(_) => {
                 tracing::info!(
