@@ -2,6 +2,7 @@
 //! environment twin, shown by `emrsync serve --help`.
 
 use crate::store::file_cipher::FileKey;
+use crate::store::secret::Secret;
 use crate::store::{Database, StoreSettings};
 use clap::Args;
 use std::path::PathBuf;
@@ -22,8 +23,14 @@ pub struct StoreArgs {
 
     /// PostgreSQL URL (postgres://user:pass@host:port/db) to run on PostgreSQL instead of SQLite;
     /// sqlite://PATH picks an SQLite file explicitly.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_parser = crate::store::secret::parse
+    )]
+    pub database_url: Option<Secret<String>>,
 
     /// A file holding the master key (base64 of 32 random bytes: `openssl rand -base64 32`)
     /// that encrypts the embedded SQLite database (a database kept in clear is encrypted at the
@@ -41,7 +48,10 @@ impl std::fmt::Debug for StoreArgs {
             .field("data_dir", &self.data_dir)
             .field(
                 "database_url",
-                &self.database_url.as_deref().map(crate::store::db::redacted),
+                &self
+                    .database_url
+                    .as_ref()
+                    .map(|u| crate::store::db::redacted(u.expose())),
             )
             .field("master_key_file", &self.master_key_file)
             .finish()
@@ -53,7 +63,7 @@ impl StoreArgs {
     pub fn new(data_dir: PathBuf, database_url: Option<String>) -> StoreArgs {
         StoreArgs {
             data_dir,
-            database_url,
+            database_url: database_url.map(Secret::new),
             master_key_file: None,
         }
     }
@@ -61,10 +71,11 @@ impl StoreArgs {
     /// The database; with a master key an SQLite file is encrypted under a key derived from it.
     pub fn database(&self) -> anyhow::Result<Database> {
         let key = self.seal()?.map(|s| FileKey::from_seal(&s));
-        Ok(
-            Database::from_settings(self.database_url.as_deref(), &self.data_dir)?
-                .with_file_key(key),
-        )
+        Ok(Database::from_settings(
+            self.database_url.as_ref().map(|u| u.expose().as_str()),
+            &self.data_dir,
+        )?
+        .with_file_key(key))
     }
 
     /// The operator's master key, when one is given.

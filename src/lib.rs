@@ -20,11 +20,13 @@
 //! - [`tls`]: TLS for the HTTP and MLLP listeners (rustls).
 //! - [`rekey`]: moving the database and its sealed secrets to a new master key.
 //! - [`bench`]: a load tool that drives a running server and prints figures.
+//! - [`cli`]: the `emrsync` command line: its commands, flags, and what each runs.
 
 pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod fhir;
 pub mod ingest;

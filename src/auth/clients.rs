@@ -4,6 +4,7 @@
 use super::secret;
 use crate::fhir::resource::now_micros;
 use crate::store::schema::auth_clients;
+use crate::store::secret::Secret;
 use crate::store::{DbConnection, StoreError, inserted};
 use diesel::prelude::*;
 use jsonwebtoken::jwk::JwkSet;
@@ -63,7 +64,7 @@ pub struct NewClient {
     pub kind: ClientKind,
     pub scope: String,
     pub redirect_uris: Vec<String>,
-    pub secret: Option<String>,
+    pub secret: Option<Secret<String>>,
     /// A JWK Set, as JSON.
     pub jwks: Option<String>,
     pub jwks_uri: Option<String>,
@@ -102,8 +103,8 @@ pub fn add(conn: &mut DbConnection, new: &NewClient) -> Result<(), ClientError> 
         return invalid("give the client at least one scope (--scope)");
     }
     let secret_hash = match (new.kind, &new.secret) {
-        (ClientKind::Symmetric, Some(s)) if s.len() >= 16 => {
-            Some(secret::hash(s).map_err(ClientError::Invalid)?)
+        (ClientKind::Symmetric, Some(s)) if s.expose().len() >= 16 => {
+            Some(secret::hash(s.expose()).map_err(ClientError::Invalid)?)
         }
         (ClientKind::Symmetric, _) => {
             return invalid("a symmetric client needs --secret of at least 16 characters");

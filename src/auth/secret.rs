@@ -1,6 +1,7 @@
 //! Secrets at rest: client secrets and user passwords are kept as argon2id hashes (PHC strings
 //! with their own random salt), never in clear; checking one is constant-time inside argon2.
 
+use crate::store::secret::Secret;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
@@ -48,23 +49,24 @@ pub fn from_operator(
     what: &str,
     file: Option<&std::path::Path>,
     env: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Secret<String>> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display()))?;
-        return Ok(text.lines().next().unwrap_or("").to_string());
+        return Ok(text.lines().next().unwrap_or("").into());
     }
     if let Ok(v) = std::env::var(env)
         && !v.is_empty()
     {
-        return Ok(v);
+        return Ok(v.into());
     }
-    rpassword::prompt_password(format!("{what}: ")).map_err(|e| {
+    let typed = rpassword::prompt_password(format!("{what}: ")).map_err(|e| {
         anyhow::anyhow!(
             "no terminal to type the {what} at ({e}): give it in a file (--{}-file) or in {env}",
             what.replace(' ', "-")
         )
-    })
+    })?;
+    Ok(typed.into())
 }
 
 #[cfg(test)]

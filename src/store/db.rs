@@ -2,6 +2,7 @@
 //! backend its URL names, and the embedded migrations of each backend.
 
 use super::file_cipher::{self, FileKey};
+use super::secret::Secret;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
@@ -24,7 +25,7 @@ pub enum DbConnection {
 #[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf, Option<FileKey>),
-    Postgres(String),
+    Postgres(Secret<String>),
 }
 
 impl Database {
@@ -33,7 +34,7 @@ impl Database {
         match database_url {
             None | Some("") => Ok(Database::Sqlite(data_dir.join("emrsync.db"), None)),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Database::Postgres(url.to_string()))
+                Ok(Database::Postgres(Secret::new(url.to_string())))
             }
             Some(url) => match url
                 .strip_prefix("sqlite://")
@@ -65,7 +66,7 @@ impl Database {
         match self {
             Database::Sqlite(p, None) => format!("sqlite {}", p.display()),
             Database::Sqlite(p, Some(_)) => format!("sqlite {} (encrypted)", p.display()),
-            Database::Postgres(url) => format!("postgres {}", redacted(url)),
+            Database::Postgres(url) => format!("postgres {}", redacted(url.expose())),
         }
     }
 
@@ -96,7 +97,7 @@ impl Database {
                 Ok(DbConnection::Sqlite(conn))
             }
             Database::Postgres(url) => {
-                let mut conn = diesel::PgConnection::establish(url)?;
+                let mut conn = diesel::PgConnection::establish(url.expose())?;
                 // Searches read a page of rows through indexes: a parallel plan spends more
                 // starting its workers (about 40 ms measured at 1M Observations) than it saves.
                 conn.batch_execute("SET max_parallel_workers_per_gather = 0")

@@ -32,6 +32,7 @@ pub mod schema;
 pub mod seal;
 pub mod search;
 pub mod search_index;
+pub mod secret;
 pub mod versions;
 mod wal_sync;
 pub mod write;

@@ -58,7 +58,7 @@ pub fn start(port: u16, store: &StoreArgs, extra: &[&str]) -> Server {
         }
     }
     if let Some(url) = &store.database_url {
-        cmd.args(["--database-url", url]);
+        cmd.args(["--database-url", url.expose()]);
     }
     Server {
         child: cmd.spawn().expect("the emrsync binary starts"),

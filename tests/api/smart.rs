@@ -99,7 +99,7 @@ fn register(
             kind,
             scope: scope.into(),
             redirect_uris: Vec::new(),
-            secret: secret.map(str::to_string),
+            secret: secret.map(Into::into),
             jwks,
             jwks_uri: None,
         },
