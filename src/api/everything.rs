@@ -6,25 +6,22 @@
 use super::AppState;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::path::parse_id;
+use super::path::{Id, QueryPairs};
 use super::search::{SearchRequest, Types, respond};
 use crate::auth::{Interaction, Reach};
 use crate::fhir::search::filter::Filter;
 use crate::fhir::search::filter::{compartment_types, patient_compartment};
 use crate::fhir::search::query::parse_clause;
 use crate::store::search::{Include, IncludeKind};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 pub async fn patient(
     state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
+    Id(id): Id,
+    QueryPairs(params): QueryPairs,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    parse_id(&id)?;
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::bad_request(format!("the query string does not decode: {e}")))?;
+    let id = id.to_string();
 
     // the patient must exist and be readable: a 404 or 403 says so before any search
     let store = state.store.clone();

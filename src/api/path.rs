@@ -87,3 +87,35 @@ impl FromRequest for IfMatch {
         )
     }
 }
+
+/// `{id}` of a route whose type is fixed (`Patient/{id}/$everything`): a valid id.
+#[derive(Debug, Clone)]
+pub struct Id(pub FhirId);
+
+impl FromRequest for Id {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse_id(segment(req, "id")).map(Id))
+    }
+}
+
+/// The query string as (name, value) pairs in their order; 400 when it does not decode.
+#[derive(Debug, Clone, Default)]
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl FromRequest for QueryPairs {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            serde_urlencoded::from_str(req.query_string())
+                .map(QueryPairs)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("the query string does not decode: {e}"))
+                }),
+        )
+    }
+}

@@ -4,7 +4,7 @@
 use super::AppState;
 use super::context::RequestContext;
 use super::error::ApiError;
-use super::path::parse_id;
+use super::path::{Id, QueryPairs};
 use super::render;
 use crate::auth::Grant;
 use crate::auth::Interaction;
@@ -15,7 +15,7 @@ use crate::subscriptions::notification::{self, About, Kind};
 use crate::subscriptions::registry::{self, Subscriber};
 use crate::subscriptions::subscription::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 /// Events one `$events` answer carries at most.
@@ -29,7 +29,6 @@ async fn readable(
     ctx: &RequestContext,
     id: &str,
 ) -> Result<Subscriber, ApiError> {
-    parse_id(id)?;
     ctx.grant.reach(Interaction::Read, "Subscription")?;
     let store = state.store.clone();
     let sid = id.to_string();
@@ -61,11 +60,10 @@ fn about<'a>(base: &'a str, sub: &'a Subscriber) -> About<'a> {
 /// `GET [base]/Subscription/[id]/$status`: a searchset of the one SubscriptionStatus.
 pub async fn status(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    Id(id): Id,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let sub = readable(&state, &ctx, &id).await?;
+    let sub = readable(&state, &ctx, id.as_str()).await?;
     let parameters = notification::status(&about(&state.base_url, &sub), Kind::QueryStatus, &[]);
     let entry = json!({
         "fullUrl": format!("urn:uuid:{}", parameters["id"].as_str().unwrap_or_default()),
@@ -80,13 +78,10 @@ pub async fn status(
 /// the events again, as a `history` Bundle shaped like a notification (type `query-event`).
 pub async fn events(
     state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
+    Id(id): Id,
+    QueryPairs(params): QueryPairs,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::bad_request(format!("the query string does not decode: {e}")))?;
     let number = |name: &str| -> Result<Option<i64>, ApiError> {
         params
             .iter()
@@ -107,7 +102,7 @@ pub async fn events(
             ))
         })?),
     };
-    let sub = readable(&state, &ctx, &id).await?;
+    let sub = readable(&state, &ctx, id.as_str()).await?;
     let until = until
         .unwrap_or(sub.events_since_start)
         .min(sub.events_since_start);
