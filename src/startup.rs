@@ -200,11 +200,18 @@ impl Application {
             AtShutdown::Stop,
             move |_| w.dispatcher(),
         );
+        let w = workers.clone();
         tasks.spawn(
             "subscription delivery",
             OnExit::Restart,
             AtShutdown::Stop,
-            move |_| workers.deliverer(),
+            move |_| w.deliverer(),
+        );
+        tasks.spawn(
+            "delivery outcomes",
+            OnExit::Restart,
+            AtShutdown::Stop,
+            move |_| workers.recorder(),
         );
         let retention = crate::ops::retention::Retention {
             hl7v2_archive_days: settings.hl7v2_archive_days,

@@ -7,7 +7,7 @@
 use super::endpoint::{EndpointPolicy, Resolver};
 use super::lease;
 use super::notification::{self, About, Kind, Shown};
-use super::outcome::{Outcome, Recorder};
+use super::outcome::{Outcome, Recorder, Recording};
 use super::registry::{self, Event, Subscriber, status};
 use super::subscription::Payload;
 use super::topics;
@@ -75,14 +75,16 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// The deliverer, with the task that writes its outcomes (for the caller to run).
     pub fn new(
         store: Store,
         base: String,
         settings: DeliverySettings,
         sockets: Sockets,
-    ) -> Deliverer {
-        let (store_for_outcomes, settings_for_outcomes) = (store.clone(), settings.clone());
-        Deliverer {
+    ) -> (Deliverer, Recording) {
+        let (recorder, recording) =
+            Recorder::new(store.clone(), settings.clone(), sockets.wake.clone());
+        let deliverer = Deliverer {
             store,
             base,
             // no redirects (a redirect could lead anywhere), and every address a name
@@ -98,13 +100,10 @@ impl Deliverer {
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
             wake: sockets.wake.clone(),
-            recorder: Recorder::start(
-                store_for_outcomes,
-                settings_for_outcomes,
-                sockets.wake.clone(),
-            ),
+            recorder,
             sockets,
-        }
+        };
+        (deliverer, recording)
     }
 
     /// Deliver until the process ends: at each wake-up (a dispatch queued events) and at least

@@ -37,25 +37,31 @@ const TICK: Duration = Duration::from_millis(250);
 /// was measured too: no more write throughput on SQLite, twice the notification latency).
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// The two tasks of Subscriptions, for the caller to run (and watch): the dispatcher and the
+/// The tasks of Subscriptions, for the caller to run (and watch): the dispatcher and the
 /// deliverer. `sockets` are the websocket subscribers' open sockets (the API binds them).
 /// Each may be started again after it stopped: their work is in the database.
 pub struct Workers {
     store: Store,
     deliverer: Arc<Deliverer>,
+    recording: outcome::Recording,
     wake_delivery: Arc<Notify>,
 }
 
 impl Workers {
-    /// Made on the tokio runtime (the deliverer starts its outcome recorder).
     pub fn new(store: Store, base: String, settings: DeliverySettings, sockets: Sockets) -> Self {
         let wake_delivery = sockets.wake.clone();
-        let deliverer = Arc::new(Deliverer::new(store.clone(), base, settings, sockets));
+        let (deliverer, recording) = Deliverer::new(store.clone(), base, settings, sockets);
         Workers {
             store,
-            deliverer,
+            deliverer: Arc::new(deliverer),
+            recording,
             wake_delivery,
         }
+    }
+
+    /// Writes the outcomes of deliveries, for ever.
+    pub fn recorder(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        self.recording.run()
     }
 
     /// Turns committed changes into subscriptions' events, for ever.

@@ -45,16 +45,49 @@ impl Outcome {
     }
 }
 
-/// Hands outcomes to the one task that writes them.
+/// Hands outcomes to the one task that writes them (`Recording`).
 #[derive(Clone)]
 pub struct Recorder(mpsc::UnboundedSender<(Subscriber, Outcome)>);
 
+type Outcomes = mpsc::UnboundedReceiver<(Subscriber, Outcome)>;
+
+/// The task that writes outcomes, for the caller to run (and start again should it stop: the
+/// outcomes not yet written wait in the channel).
+pub struct Recording {
+    store: Store,
+    settings: DeliverySettings,
+    wake: Arc<Notify>,
+    outcomes: Arc<tokio::sync::Mutex<Outcomes>>,
+}
+
+impl Recording {
+    pub fn run(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let (store, settings, wake) =
+            (self.store.clone(), self.settings.clone(), self.wake.clone());
+        let outcomes = self.outcomes.clone();
+        async move {
+            let mut rx = outcomes.lock().await;
+            record_loop(store, settings, wake, &mut rx).await
+        }
+    }
+}
+
 impl Recorder {
-    /// Start the writing task; `wake` is rung after a batch that leaves more to send.
-    pub fn start(store: Store, settings: DeliverySettings, wake: Arc<Notify>) -> Recorder {
+    /// The recorder, and its writing task; `wake` is rung after a batch that leaves more to
+    /// send.
+    pub fn new(
+        store: Store,
+        settings: DeliverySettings,
+        wake: Arc<Notify>,
+    ) -> (Recorder, Recording) {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(record_loop(store, settings, wake, rx));
-        Recorder(tx)
+        let recording = Recording {
+            store,
+            settings,
+            wake,
+            outcomes: Arc::new(tokio::sync::Mutex::new(rx)),
+        };
+        (Recorder(tx), recording)
     }
 
     pub fn record(&self, sub: Subscriber, outcome: Outcome) {
@@ -69,7 +102,7 @@ async fn record_loop(
     store: Store,
     settings: DeliverySettings,
     wake: Arc<Notify>,
-    mut rx: mpsc::UnboundedReceiver<(Subscriber, Outcome)>,
+    rx: &mut Outcomes,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
