@@ -286,6 +286,22 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_HL7V2_ARCHIVE_DAYS", default_value_t = 90)]
     pub hl7v2_archive_days: u32,
 
+    /// The time zone of HL7v2 times that carry no offset, when MSH-7 gives none and the
+    /// sending facility has no zone of its own: an IANA name (`America/Chicago`, which follows
+    /// summer time) or an offset (`-05:00`).
+    #[arg(long, env = "EMRSYNC_HL7V2_TIME_ZONE", default_value = "UTC", value_parser = crate::adapters::hl7v2::zone::Zone::parse)]
+    pub hl7v2_time_zone: crate::adapters::hl7v2::zone::Zone,
+
+    /// A sending facility's time zone, as `FACILITY=ZONE` with FACILITY as MSH-4 names it
+    /// (repeat the flag, or separate with commas).
+    #[arg(
+        long,
+        env = "EMRSYNC_HL7V2_FACILITY_TIME_ZONES",
+        value_delimiter = ',',
+        value_parser = crate::adapters::hl7v2::zone::facility_zone
+    )]
+    pub hl7v2_facility_time_zone: Vec<(String, crate::adapters::hl7v2::zone::Zone)>,
+
     /// Days a subscription event is kept once delivered (for `$events`), and a change's outbox
     /// row once dispatched; undelivered events stay however old. 0 keeps them for ever.
     #[arg(long, env = "EMRSYNC_EVENT_RETENTION_DAYS", default_value_t = 30)]
@@ -339,6 +355,8 @@ impl Settings {
             mllp_tls_key: None,
             mllp_tls_client_ca: None,
             hl7v2_archive_days: 90,
+            hl7v2_time_zone: Default::default(),
+            hl7v2_facility_time_zone: Vec::new(),
             event_retention_days: 30,
             log_json: false,
         }

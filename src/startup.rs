@@ -20,6 +20,17 @@ pub fn ingest(store: Store, settings: &Settings) -> Ingest {
     ingest_with(store, settings, Hooks::default())
 }
 
+/// The HL7v2 side of a server with `settings`: its messages go through `ingest`.
+pub fn inbound(ingest: Ingest, settings: &Settings) -> crate::adapters::hl7v2::ingest::Inbound {
+    crate::adapters::hl7v2::ingest::Inbound {
+        ingest,
+        zones: Arc::new(crate::adapters::hl7v2::zone::Zones {
+            default: settings.hl7v2_time_zone,
+            facilities: settings.hl7v2_facility_time_zone.clone(),
+        }),
+    }
+}
+
 /// `ingest`, with `hooks` on the path (see `ingest::hooks`).
 pub fn ingest_with(store: Store, settings: &Settings, hooks: Hooks) -> Ingest {
     let endpoints = Arc::new(crate::subscriptions::subscription::EndpointPolicy {
@@ -160,17 +171,18 @@ impl Application {
                 // (and its supervisor starts it again) rather than run deaf to its senders
                 // (started once: an essential task is not restarted, so the socket is taken
                 // once, and closed as soon as shutdown starts)
-                let (ingest, listener) = (ingest.clone(), std::sync::Mutex::new(Some(listener)));
+                let inbound = inbound(ingest.clone(), &settings);
+                let listener = std::sync::Mutex::new(Some(listener));
                 tasks.spawn(
                     "MLLP listener",
                     OnExit::StopProcess,
                     AtShutdown::Drain,
                     move |stop| {
                         let listener = listener.lock().ok().and_then(|mut l| l.take());
-                        let (ingest, mllp) = (ingest.clone(), mllp.clone());
+                        let (inbound, mllp) = (inbound.clone(), mllp.clone());
                         async move {
                             if let Some(listener) = listener {
-                                crate::adapters::hl7v2::mllp::serve(listener, ingest, mllp, stop)
+                                crate::adapters::hl7v2::mllp::serve(listener, inbound, mllp, stop)
                                     .await
                             }
                         }
@@ -261,12 +273,13 @@ impl Application {
             ),
             max_bundle_entries: settings.max_bundle_entries,
             writes: crate::api::admission::Writes::new(settings.max_writes_in_flight),
+            hl7v2: inbound(ingest.clone(), &settings),
             ingest,
             sockets,
             rates: rates.clone(),
         });
         let hsts = https.is_some();
-        let drain = web::Data::new(crate::api::drain::Drain::default());
+        let drain = Arc::new(crate::api::drain::Drain::default());
         let counted = drain.clone();
         let server = HttpServer::new(move || {
             // over TLS, browsers are told to come back over TLS only (a year, as is usual)
@@ -276,11 +289,10 @@ impl Application {
                     .add(("Strict-Transport-Security", "max-age=31536000")),
             );
             App::new()
-                .app_data(counted.clone())
                 .wrap(hsts_header)
                 .configure(|cfg| api::routes(cfg, state.clone()))
                 // outermost: every request is counted while in hand (see `api::drain`)
-                .wrap(actix_web::middleware::from_fn(crate::api::drain::count))
+                .wrap(crate::api::drain::Counting(counted.clone()))
         })
         // Longer than clients' usual idle pools hold a connection (actix's default is
         // 5 s): a client that reuses a connection the server just closed sees a reset.
@@ -301,7 +313,7 @@ impl Application {
             base_url,
             server: server.run(),
             tasks,
-            drain: drain.into_inner(),
+            drain,
             shutdown: Duration::from_secs(settings.shutdown_secs),
         })
     }

@@ -122,10 +122,10 @@ pub async fn replay(
         Err(e) => return problem(e.status, e.message),
     };
     let corrected = (!body.is_empty()).then(|| crate::adapters::hl7v2::message::decode(&body));
-    let ingest = state.ingest.clone();
+    let inbound = state.hl7v2.clone();
     let id = id.into_inner();
     answer(
-        move || queue::replay(&ingest, &id, corrected),
+        move || queue::replay(&inbound, &id, corrected),
         |o| {
             json!({
                 "code": o.code.as_str(),

@@ -3,13 +3,19 @@
 //! `Connection: close`, and the server stops when the last request in hand has its answer (or
 //! at the deadline). Waiting for connections to close instead would wait for every idle
 //! keep-alive connection a proxy holds open.
+//!
+//! A middleware of its own (not `from_fn`, which boxes every request's future and body): it
+//! wraps every request of the server, so its cost is paid by every read.
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::body::EitherBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::{Error, HttpResponse};
+use futures_util::future::Either;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -47,40 +53,98 @@ impl Drain {
         };
         tokio::time::timeout(deadline, finished).await.is_ok()
     }
+
+    /// Count a request in; `None` when shutdown has started (it is counted out at once).
+    /// Counted before `closing` is read: a request that `close` does not see as in hand
+    /// sees `closing`.
+    fn admit(self: &Arc<Self>) -> Option<InHand> {
+        self.in_hand.fetch_add(1, Ordering::SeqCst);
+        let in_hand = InHand(self.clone());
+        (!self.closing.load(Ordering::SeqCst)).then_some(in_hand)
+    }
 }
 
-/// The middleware: count the request, or refuse it when shutdown has started.
-pub async fn count(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(drain) = req
-        .app_data::<web::Data<Drain>>()
-        .map(|d| d.clone().into_inner())
-    else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
-    drain.in_hand.fetch_add(1, Ordering::SeqCst);
-    let in_hand = InHand(drain.clone());
-    if drain.closing.load(Ordering::SeqCst) {
-        drop(in_hand);
-        let response = HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .insert_header(("Connection", "close"))
-            .content_type("application/fhir+json")
-            .body(
-                serde_json::to_string(&crate::fhir::operation_outcome(&[crate::fhir::Issue::error(
-                    "transient",
-                    "the server is shutting down: send the request again (to another node, or shortly)",
-                )]))
-                .unwrap_or_default(),
-            );
-        return Ok(req.into_response(response));
+fn refusal() -> HttpResponse {
+    let outcome = crate::fhir::operation_outcome(&[crate::fhir::Issue::error(
+        "transient",
+        "the server is shutting down: send the request again (to another node, or shortly)",
+    )]);
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", "1"))
+        .insert_header(("Connection", "close"))
+        .content_type("application/fhir+json")
+        .body(outcome.to_string())
+}
+
+/// The middleware (`App::wrap(Counting(drain))`).
+pub struct Counting(pub Arc<Drain>);
+
+impl<S, B> Transform<S, ServiceRequest> for Counting
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = CountingService<S>;
+    type InitError = ();
+    type Future = Ready<Result<CountingService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CountingService {
+            service,
+            drain: self.0.clone(),
+        }))
     }
-    let response = next.call(req).await;
-    drop(in_hand);
-    response.map(ServiceResponse::map_into_boxed_body)
+}
+
+pub struct CountingService<S> {
+    service: S,
+    drain: Arc<Drain>,
+}
+
+impl<S, B> Service<ServiceRequest> for CountingService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Either<Counted<S::Future>, Ready<Result<Self::Response, Error>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        match self.drain.admit() {
+            Some(in_hand) => Either::Left(Counted {
+                inner: self.service.call(req),
+                in_hand: Some(in_hand),
+            }),
+            None => {
+                let response = req.into_response(refusal()).map_into_right_body();
+                Either::Right(ready(Ok(response)))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future, counted in hand until it has its answer.
+    pub struct Counted<F> {
+        #[pin]
+        inner: F,
+        in_hand: Option<InHand>,
+    }
+}
+
+impl<F, B> Future for Counted<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        this.in_hand.take();
+        Poll::Ready(out.map(ServiceResponse::map_into_left_body))
+    }
 }

@@ -50,6 +50,8 @@ pub struct AppState {
     pub max_bundle_entries: usize,
     /// Back pressure: the write requests carried out at once.
     pub writes: admission::Writes,
+    /// The HL7v2 side (the exception queue's replay runs messages through it).
+    pub hl7v2: crate::adapters::hl7v2::ingest::Inbound,
     /// The one ingest path every write goes through.
     pub ingest: crate::ingest::Ingest,
     /// Websocket subscribers' open sockets in this process.

@@ -35,19 +35,19 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
     use crate::adapters::hl7v2::queue;
     let settings = crate::config::Settings::new("127.0.0.1:0", args.store);
     let store = crate::store::Store::open(&settings.store_settings()?)?;
-    let ingest = crate::startup::ingest(store, &settings);
+    let inbound = crate::startup::inbound(crate::startup::ingest(store, &settings), &settings);
     let outcomes = match &args.id {
         Some(id) => {
             let corrected = match &args.message_file {
                 Some(f) => Some(crate::adapters::hl7v2::message::decode(&std::fs::read(f)?)),
                 None => None,
             };
-            match queue::replay(&ingest, id, corrected)? {
+            match queue::replay(&inbound, id, corrected)? {
                 Some(o) => vec![(id.clone(), o)],
                 None => anyhow::bail!("no HL7v2 message {id} in the archive"),
             }
         }
-        None => queue::replay_failed(&ingest)?,
+        None => queue::replay_failed(&inbound)?,
     };
     for (id, o) in &outcomes {
         let why = o.problem.as_ref().map(|p| format!(": {}", p.text));
@@ -58,10 +58,19 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
             why.unwrap_or_default()
         );
     }
-    println!("{} replayed", outcomes.len());
-    Ok(outcomes
+    let accepted = outcomes
         .iter()
-        .all(|(_, o)| o.code == crate::adapters::hl7v2::ack::AckCode::Accept))
+        .filter(|(_, o)| o.code == crate::adapters::hl7v2::ack::AckCode::Accept)
+        .count();
+    let refused = outcomes.len() - accepted;
+    match refused {
+        0 => println!("{accepted} replayed and accepted"),
+        _ => println!(
+            "{} replayed: {accepted} accepted, {refused} refused again (still in the exception queue)",
+            outcomes.len()
+        ),
+    }
+    Ok(refused == 0)
 }
 
 /// `emrsync rekey`.

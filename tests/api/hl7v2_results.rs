@@ -204,6 +204,13 @@ async fn the_exception_queue_lists_and_replays() {
     assert_eq!(e["messageType"], "ORU");
     assert_eq!(e["errorLocation"], "OBX-5");
     assert!(e["error"].as_str().unwrap().contains("not a number"), "{e}");
+    // times as instants a person reads, the resources written as a list
+    let received = e["receivedAt"].as_str().unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(received).is_ok(),
+        "{e}"
+    );
+    assert_eq!(e["resources"], serde_json::json!([]), "{e}");
     let id = e["id"].as_str().unwrap().to_string();
     let one: Value = admin_json(format!("messages/{id}")).await;
     assert_eq!(one["raw"], bad.as_str());
@@ -224,6 +231,14 @@ async fn the_exception_queue_lists_and_replays() {
     // corrected by a person: applied, and the queue entry is closed
     let fixed = replay(Some(bad.replace("||high|", "||5.9|"))).await;
     assert_eq!(fixed["code"], "AA", "{fixed}");
+    let applied: Value = admin_json("messages?status=applied".to_string()).await;
+    let written = applied["messages"][0]["resources"].as_array().unwrap();
+    assert!(
+        written
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("Observation/")),
+        "{applied}"
+    );
     assert_eq!(patient(&app, "MRN950").await.len(), 1);
     let queue: Value = admin_json("messages?status=failed".to_string()).await;
     assert!(queue["messages"].as_array().unwrap().is_empty(), "{queue}");
@@ -249,7 +264,7 @@ async fn the_exception_queue_lists_and_replays() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains(" AE ") && stdout.contains("1 replayed"),
+        stdout.contains(" AE ") && stdout.contains("1 replayed: 0 accepted, 1 refused again"),
         "{stdout}"
     );
     let id2 = stdout.split_whitespace().next().unwrap().to_string();
@@ -268,6 +283,9 @@ async fn the_exception_queue_lists_and_replays() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains(" AA "), "{stdout}");
+    assert!(
+        stdout.contains(" AA ") && stdout.contains("1 replayed and accepted"),
+        "{stdout}"
+    );
     assert_eq!(patient(&app, "MRN951").await.len(), 1);
 }

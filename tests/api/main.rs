@@ -14,6 +14,7 @@ mod helpers;
 mod history;
 mod hl7v2;
 mod hl7v2_corpus;
+mod hl7v2_fidelity;
 mod hl7v2_hostile;
 mod hl7v2_orders;
 mod hl7v2_results;

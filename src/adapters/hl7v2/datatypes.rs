@@ -5,6 +5,7 @@
 
 use super::identity::Systems;
 use super::message::{Field, Rep};
+use super::zone::Zone;
 use serde_json::{Map, Value, json};
 
 /// Insert `value` under `key` unless it is empty (FHIR has no empty strings, arrays or objects).
@@ -226,11 +227,11 @@ pub fn uri_part(s: &str) -> String {
         .collect()
 }
 
-/// DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) -> FHIR dateTime at the precision given (a
-/// time without a zone is taken as UTC, since FHIR requires one); `None` if unreadable.
-pub fn date_time(dtm: &str) -> Option<String> {
+/// DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) -> FHIR dateTime at the precision given; a
+/// time without an offset is in `zone`, the sender's (see `zone`); `None` if unreadable.
+pub fn date_time(dtm: &str, zone: Zone) -> Option<String> {
     let dtm = dtm.trim();
-    let (body, zone) = match dtm.find(['+', '-']) {
+    let (body, zone_given) = match dtm.find(['+', '-']) {
         Some(i) if i >= 4 => (&dtm[..i], Some(&dtm[i..])),
         _ => (dtm, None),
     };
@@ -260,9 +261,13 @@ pub fn date_time(dtm: &str) -> Option<String> {
     } else {
         format!(".{fraction}")
     };
-    let tz = match zone {
+    let tz = match zone_given {
         Some(z) if z.len() == 5 => format!("{}:{}", &z[..3], &z[3..]),
-        _ => "Z".into(),
+        _ => {
+            let local = format!("{y}-{m}-{d}T{hh}:{mm}:{ss}");
+            let local = chrono::NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M:%S").ok()?;
+            offset_text(zone.offset_at(local))
+        }
     };
     let s = format!("{y}-{m}-{d}T{hh}:{mm}:{ss}{frac}{tz}");
     chrono::DateTime::parse_from_rfc3339(&s).ok().map(|_| s)
@@ -279,9 +284,20 @@ pub fn instant(at: &str) -> String {
     }
 }
 
+/// An offset as FHIR writes it: `Z` for UTC, else `+HH:MM`.
+fn offset_text(o: chrono::FixedOffset) -> String {
+    let secs = o.local_minus_utc();
+    if secs == 0 {
+        return "Z".into();
+    }
+    let sign = if secs < 0 { '-' } else { '+' };
+    let m = secs.abs() / 60;
+    format!("{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
 /// DT (or the date of a DTM) -> FHIR date.
 pub fn date(dt: &str) -> Option<String> {
-    let full = date_time(dt)?;
+    let full = date_time(dt, Zone::default())?;
     Some(full.get(..10).unwrap_or(&full).to_string())
 }
 
@@ -318,6 +334,7 @@ mod tests {
 
     #[test]
     fn date_times_keep_their_precision_and_zone() {
+        let date_time = |s| date_time(s, Zone::default());
         assert_eq!(date_time("2026").as_deref(), Some("2026"));
         assert_eq!(date_time("202603").as_deref(), Some("2026-03"));
         assert_eq!(date_time("20260314").as_deref(), Some("2026-03-14"));
@@ -334,6 +351,33 @@ mod tests {
         assert_eq!(date_time("2026131412"), None);
         assert_eq!(date_time("soon"), None);
         assert_eq!(date("198808181126+0215").as_deref(), Some("1988-08-18"));
+    }
+
+    #[test]
+    fn a_time_without_an_offset_is_in_the_sender_s_zone() {
+        let chicago = Zone::parse("America/Chicago").unwrap();
+        assert_eq!(
+            date_time("202601151030", chicago).as_deref(),
+            Some("2026-01-15T10:30:00-06:00")
+        );
+        assert_eq!(
+            date_time("202607151030", chicago).as_deref(),
+            Some("2026-07-15T10:30:00-05:00")
+        );
+        // an offset the value gives wins; a date stays a date
+        assert_eq!(
+            date_time("202607151030+0100", chicago).as_deref(),
+            Some("2026-07-15T10:30:00+01:00")
+        );
+        assert_eq!(
+            date_time("20260715", chicago).as_deref(),
+            Some("2026-07-15")
+        );
+        let paris = Zone::parse("+01:00").unwrap();
+        assert_eq!(
+            date_time("20260115103012.5", paris).as_deref(),
+            Some("2026-01-15T10:30:12.5+01:00")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use super::ack::{AckCode, Problem, ack};
 use super::map::{self, Mapped, Resource, Unmapped};
 use super::message::{self, Delimiters, Header, Message};
+use super::zone::Zones;
 use crate::auth::Grant;
 use crate::fhir::resource::now_micros;
 use crate::ingest::restate::{Unit, restate_all};
@@ -103,6 +104,7 @@ impl Received {
         warnings: Vec<Problem>,
         duplicate: bool,
     ) -> Outcome {
+        log_outcome(&self, code, problem.as_ref(), duplicate);
         // the random end of the correlation id (its start is a time, shared within a
         // millisecond): 16 hex digits, so that "ACK" + id fits MSH-10's 20 characters of v2.3
         let hex = self.correlation_id.replace('-', "");
@@ -134,6 +136,26 @@ impl Received {
     }
 }
 
+/// One log line per message: what it was and what it was answered; a warning when it was
+/// not applied, with the reason (the exception queue has the rest).
+fn log_outcome(r: &Received, code: AckCode, problem: Option<&Problem>, duplicate: bool) {
+    let h = &r.header;
+    let kind = format!("{}^{}", h.message_type, h.trigger);
+    let from = format!("{}@{}", h.sending_application, h.sending_facility);
+    let id = r.control_id();
+    match (code, problem) {
+        (AckCode::Accept, _) => {
+            tracing::info!(control_id = %id, %kind, %from, ack = code.as_str(), duplicate, correlation_id = %r.correlation_id, "HL7v2 message")
+        }
+        (_, p) => {
+            let (at, why) = p
+                .map(|p| (p.location.as_str(), p.text.as_str()))
+                .unwrap_or_default();
+            tracing::warn!(control_id = %id, %kind, %from, ack = code.as_str(), at, why, correlation_id = %r.correlation_id, "HL7v2 message not applied")
+        }
+    }
+}
+
 /// What the archive keeps of a message's text: sealed when the operator gave a master key.
 fn archived_text(store: &Store, text: &str) -> String {
     match store.seal() {
@@ -145,14 +167,22 @@ fn archived_text(store: &Store, text: &str) -> String {
 /// What an archived message's text is sealed as (bound into its seal).
 pub const ARCHIVE_SEALED_AS: &str = "hl7v2 message";
 
+/// The HL7v2 side of a server: the ingest path its messages go through, and the time zones
+/// of their senders. Cheap to clone.
+#[derive(Clone)]
+pub struct Inbound {
+    pub ingest: Ingest,
+    pub zones: Arc<Zones>,
+}
+
 /// Handle one message's bytes (blocking: call from a blocking thread).
-pub fn handle(ingest: &Ingest, raw: &[u8]) -> Outcome {
-    let store = &ingest.store;
+pub fn handle(inbound: &Inbound, raw: &[u8]) -> Outcome {
+    let store = &inbound.ingest.store;
     let received_at = now_micros();
     let correlation_id = crate::store::new_correlation_id();
     let text = message::decode(raw);
     match message::parse(&text) {
-        Ok(msg) => process(ingest, &msg, &text, correlation_id, received_at),
+        Ok(msg) => process(inbound, &msg, &text, correlation_id, received_at),
         Err(e) => {
             // as much of the header as can be read, for the ACK's addressing
             let r = Received {
@@ -175,13 +205,13 @@ pub fn handle(ingest: &Ingest, raw: &[u8]) -> Outcome {
 
 /// Map and apply a parsed message (also what replay runs).
 pub fn process(
-    ingest: &Ingest,
+    inbound: &Inbound,
     msg: &Message,
     text: &str,
     correlation_id: String,
     received_at: i64,
 ) -> Outcome {
-    let store = &ingest.store;
+    let store = &inbound.ingest.store;
     let r = Received {
         header: msg.header(),
         delimiters: msg.delimiters,
@@ -209,8 +239,11 @@ pub fn process(
             return r.refuse(store, status::FAILED, AckCode::Error, p);
         }
     };
-    let writer = sender(ingest, &r);
-    let mapped = match map::map(msg, secret.as_bytes()).and_then(|m| accepted(m, &writer)) {
+    let writer = sender(&inbound.ingest, &r);
+    let zone = inbound
+        .zones
+        .of_message(msg.msh().value(7), &r.header.sending_facility);
+    let mapped = match map::map(msg, secret.as_bytes(), zone).and_then(|m| accepted(m, &writer)) {
         Ok(mapped) => mapped,
         Err(Unmapped::Unsupported(p)) => {
             return r.refuse(store, status::REJECTED, AckCode::Reject, p);
@@ -352,7 +385,15 @@ impl Unit for MessageUnit<'_> {
     }
 
     fn over(&self, stated: &Resource, current: &Current) -> serde_json::Value {
-        keep_merge_state(stated, current)
+        let (Some(old), "Patient") = (&current.json, stated.rtype) else {
+            return stated.body.clone();
+        };
+        let key = stated.reference();
+        let cleared: Vec<&str> = (self.mapped.cleared.iter())
+            .filter(|(of, _)| *of == key)
+            .map(|(_, e)| *e)
+            .collect();
+        super::nulls::patient_over(&stated.body, old, &cleared)
     }
 
     fn finish(
@@ -377,25 +418,6 @@ impl Unit for MessageUnit<'_> {
         )?;
         Ok(Applied::Now)
     }
-}
-
-/// A Patient's links and `active` come from merges alone (no PID carries them): a message
-/// restating a patient keeps those its current version has.
-fn keep_merge_state(res: &Resource, current: &Current) -> serde_json::Value {
-    let mut body = res.body.clone();
-    if res.rtype != "Patient" {
-        return body;
-    }
-    if let Some(old) = &current.json {
-        for key in ["link", "active"] {
-            if body.get(key).is_none()
-                && let Some(v) = old.get(key)
-            {
-                body[key] = v.clone();
-            }
-        }
-    }
-    body
 }
 
 /// What makes two messages with one control id the same message: their text but for MSH-7

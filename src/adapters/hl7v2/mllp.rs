@@ -8,9 +8,9 @@
 //! idle timeout of its first byte, so a peer trickling a byte now and then holds nothing long.
 
 use super::ack::{AckCode, Problem, ack};
+use super::ingest::Inbound;
 use super::message::{Delimiters, Header};
 use super::peers::{PeerLimits, Peers, Slot};
-use crate::ingest::Ingest;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,7 +152,7 @@ pub fn tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<
 /// message in hand and sent its ACK.
 pub async fn serve(
     listener: TcpListener,
-    ingest: Ingest,
+    inbound: Inbound,
     settings: MllpSettings,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -174,7 +174,7 @@ pub async fn serve(
                         continue; // dropped: closed at once
                     }
                 };
-                let (ingest, settings, stop) = (ingest.clone(), settings.clone(), stop.clone());
+                let (inbound, settings, stop) = (inbound.clone(), settings.clone(), stop.clone());
                 connections.spawn(async move {
                     tracing::debug!(%peer, "MLLP connection");
                     if let Err(e) = stream.set_nodelay(true) {
@@ -182,14 +182,14 @@ pub async fn serve(
                         return;
                     }
                     let ended = match settings.tls.clone() {
-                        None => connection(stream, slot, ingest, settings, stop).await,
+                        None => connection(stream, slot, inbound, settings, stop).await,
                         // a client that never finishes its handshake is dropped like an idle one
                         Some(tls) => {
                             match tokio::time::timeout(settings.idle_timeout, tls.accept(stream))
                                 .await
                             {
                                 Ok(Ok(stream)) => {
-                                    connection(stream, slot, ingest, settings, stop).await
+                                    connection(stream, slot, inbound, settings, stop).await
                                 }
                                 Ok(Err(e)) => Err(e),
                                 Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
@@ -221,7 +221,7 @@ pub async fn serve(
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut slot: Slot,
-    ingest: Ingest,
+    inbound: Inbound,
     settings: MllpSettings,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -267,11 +267,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             let reply = match got {
                 Frame::Message(bytes) => {
                     slot.pace().await;
-                    let ingest = ingest.clone();
-                    let outcome =
-                        tokio::task::spawn_blocking(move || super::ingest::handle(&ingest, &bytes))
-                            .await
-                            .map_err(std::io::Error::other)?;
+                    let inbound = inbound.clone();
+                    let outcome = tokio::task::spawn_blocking(move || {
+                        super::ingest::handle(&inbound, &bytes)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)?;
                     for reply in outcome.replies(settings.original_acks_only) {
                         stream.write_all(&frame(reply)).await?;
                     }

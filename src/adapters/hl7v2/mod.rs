@@ -12,8 +12,10 @@ pub mod map;
 pub mod merge;
 pub mod message;
 pub mod mllp;
+pub mod nulls;
 pub mod peers;
 pub mod queue;
+pub mod zone;
 
 #[cfg(test)]
 mod properties;

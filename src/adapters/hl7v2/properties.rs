@@ -49,7 +49,7 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let text = decode(&bytes);
         if let Ok(msg) = parse(&text) {
-            let _ = map::map(&msg, b"secret");
+            let _ = map::map(&msg, b"secret", Default::default());
         }
         let mut framer = Framer::new(256);
         let _ = framer.push(&bytes);
@@ -59,7 +59,7 @@ proptest! {
     fn hl7_like_messages_never_panic_the_parser_or_the_maps(text in hl7ish()) {
         if let Ok(msg) = parse(&text) {
             let _ = msg.header();
-            let _ = map::map(&msg, b"secret");
+            let _ = map::map(&msg, b"secret", Default::default());
         }
     }
 

@@ -3,10 +3,10 @@
 //! which runs a message through the maps again (as it was, or as corrected by a person) once
 //! the cause is fixed.
 
+use super::ingest::Inbound;
 use super::ingest::{self, Outcome, status};
 use super::message;
 use crate::fhir::resource::now_micros;
-use crate::ingest::Ingest;
 use crate::store::db::DbConnection;
 use crate::store::schema::hl7v2_messages as m;
 use crate::store::seal::is_sealed;
@@ -27,8 +27,11 @@ pub struct Entry {
     pub message_type: String,
     pub trigger_event: String,
     pub version: String,
-    /// Microseconds since the epoch.
+    /// When it arrived and when it was last processed: microseconds since the epoch, shown as
+    /// instants (`2026-12-04T21:40:00.123456Z`).
+    #[serde(serialize_with = "as_instant")]
     pub received_at: i64,
+    #[serde(serialize_with = "as_instant")]
     pub processed_at: i64,
     pub status: String,
     pub ack_code: String,
@@ -36,8 +39,19 @@ pub struct Entry {
     pub error_code: Option<String>,
     pub error: Option<String>,
     pub attempts: i32,
-    /// JSON array of `Type/id/_history/version` written.
+    /// JSON array of `Type/id/_history/version` written, shown as that array.
+    #[serde(serialize_with = "as_array")]
     pub resources: String,
+}
+
+fn as_instant<S: serde::Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::fhir::resource::instant(*micros))
+}
+
+#[allow(clippy::ptr_arg)] // serde's `serialize_with` hands over the field as it is declared
+fn as_array<S: serde::Serializer>(text: &String, s: S) -> Result<S::Ok, S::Error> {
+    let list: Vec<String> = serde_json::from_str(text).unwrap_or_default();
+    serde::Serialize::serialize(&list, s)
 }
 
 /// Messages with `status` (all when `None`), newest first.
@@ -85,20 +99,20 @@ pub fn get(store: &Store, id: &str) -> Result<Option<(Entry, String)>, StoreErro
 /// when there is no such message. A corrected message that is accepted also closes the
 /// entry it corrects (status `replayed`).
 pub fn replay(
-    ingest: &Ingest,
+    inbound: &Inbound,
     id: &str,
     corrected: Option<String>,
 ) -> Result<Option<Outcome>, StoreError> {
-    let store = &ingest.store;
+    let store = &inbound.ingest.store;
     let Some((entry, raw)) = get(store, id)? else {
         return Ok(None);
     };
     let text = corrected.unwrap_or(raw);
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let outcome = match message::parse(&text) {
-        Ok(msg) => ingest::process(ingest, &msg, &text, correlation_id, entry.received_at),
+        Ok(msg) => ingest::process(inbound, &msg, &text, correlation_id, entry.received_at),
         // a correction that cannot be read is refused like any such message
-        Err(_) => ingest::handle(ingest, text.as_bytes()),
+        Err(_) => ingest::handle(inbound, text.as_bytes()),
     };
     if outcome.code == super::ack::AckCode::Accept && entry.status != status::APPLIED {
         store.write_rows(|c| {
@@ -120,14 +134,15 @@ pub fn replay(
 
 /// Replay every message in the exception queue, oldest first; returns each id with its
 /// outcome.
-pub fn replay_failed(ingest: &Ingest) -> Result<Vec<(String, Outcome)>, StoreError> {
-    let mut failed = ingest
+pub fn replay_failed(inbound: &Inbound) -> Result<Vec<(String, Outcome)>, StoreError> {
+    let mut failed = inbound
+        .ingest
         .store
         .read(|c| list(c, Some(status::FAILED), 10_000))?;
     failed.reverse();
     let mut out = Vec::new();
     for e in failed {
-        if let Some(o) = replay(ingest, &e.id, None)? {
+        if let Some(o) = replay(inbound, &e.id, None)? {
             out.push((e.id, o));
         }
     }

@@ -171,7 +171,7 @@ fn status(sch: &Segment, trigger: &str) -> &'static str {
 /// AIS's start plus its duration; an end may also come from a start and SCH-9's duration.
 fn when(cx: &Context, sch: &Segment) -> Option<(DateTime<FixedOffset>, DateTime<FixedOffset>)> {
     let at = |s: &str| {
-        let t = date_time(s)?;
+        let t = date_time(s, cx.zone)?;
         DateTime::parse_from_rfc3339(&instant(&t)).ok()
     };
     let tq1 = cx.msg.first("TQ1");
@@ -237,12 +237,12 @@ mod tests {
         // start in SCH-11, no end, a duration far past any calendar (and one that is no number)
         for duration in ["999999999999|min", "inf|min", "1e300|h"] {
             let text = siu(&format!("P1|F1|||||||{duration}|^^^20240101100000"));
-            let mapped = map(&parse(&text).unwrap(), b"");
+            let mapped = map(&parse(&text).unwrap(), b"", Default::default());
             assert!(mapped.is_err(), "{duration}: {mapped:?}");
         }
         // a sensible one gives the end
         let text = siu("P1|F1|||||||30|min|^^^20240101100000");
-        let a = map(&parse(&text).unwrap(), b"")
+        let a = map(&parse(&text).unwrap(), b"", Default::default())
             .unwrap()
             .resources
             .pop()

@@ -5,7 +5,9 @@
 //!
 //! Identity: the order's placer (else filler) number when an ORC gives one; otherwise the
 //! patient, the vaccine and the date given, so that the same record sent again (immunization
-//! registries resend whole histories) updates one Immunization.
+//! registries resend whole histories) updates one Immunization. Registries often put several
+//! RXA under orders that share one number: then each is the order number with its vaccine and
+//! date given, so that no vaccination overwrites another.
 
 use super::super::datatypes::{codeable, date_time, put};
 use super::super::message::Segment;
@@ -27,8 +29,17 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     }
     let (patient, mut out) = super::patient::with_allergies(cx)?;
     // a history-only message (no RXA) states the patient alone
-    for item in order::items(cx, "RXA") {
-        let i = immunization(cx, &item, &patient, &mut out)?;
+    let items = order::items(cx, "RXA");
+    let orders: Vec<Option<String>> = items
+        .iter()
+        .map(|item| {
+            item.names_order()
+                .then(|| order::order_id(cx, "Immunization", item, None, None, &[]))
+        })
+        .collect();
+    for (n, item) in items.iter().enumerate() {
+        let shared = orders[n].is_some() && orders.iter().filter(|o| **o == orders[n]).count() > 1;
+        let i = immunization(cx, item, &patient, shared, &mut out)?;
         out.push(i);
     }
     Ok(out)
@@ -38,6 +49,7 @@ fn immunization(
     cx: &Context,
     item: &Item,
     patient: &Resource,
+    shared_order: bool,
     out: &mut Vec<Resource>,
 ) -> Result<Resource, Unmapped> {
     let rxa = item.main;
@@ -48,16 +60,20 @@ fn immunization(
             "RXA-5 (administered code) is empty: which vaccine is not said",
         )
     })?;
-    let given = date_time(rxa.value(3)).ok_or_else(|| {
+    let given = date_time(rxa.value(3), cx.zone).ok_or_else(|| {
         failed(
             "RXA-3",
             "101",
             "RXA-3 (date given) is empty or not a date/time",
         )
     })?;
-    let id = match item.names_order() {
-        true => order::order_id(cx, "Immunization", item, None, None, &[]),
-        false => cx.stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
+    let id = match (item.names_order(), shared_order) {
+        (true, false) => order::order_id(cx, "Immunization", item, None, None, &[]),
+        (true, true) => {
+            let order = order::order_id(cx, "Immunization", item, None, None, &[]);
+            cx.stable_id("Immunization", &[&order, rxa.get(5, 1), &given])
+        }
+        (false, _) => cx.stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
     };
     let mut i = Map::new();
     i.insert("resourceType".into(), json!("Immunization"));

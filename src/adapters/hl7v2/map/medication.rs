@@ -138,7 +138,7 @@ fn administration(
             "RXA-5 (administered code) is empty: which medication is not said",
         )
     })?;
-    let start = date_time(rxa.value(3)).ok_or_else(|| {
+    let start = date_time(rxa.value(3), cx.zone).ok_or_else(|| {
         failed(
             "RXA-3",
             "101",

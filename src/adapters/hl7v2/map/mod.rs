@@ -20,6 +20,7 @@ use super::ack::Problem;
 use super::datatypes;
 use super::identity::{self, Systems};
 use super::message::{Header, Message};
+use super::zone::Zone;
 use serde_json::Value;
 use std::cell::RefCell;
 
@@ -34,6 +35,8 @@ pub struct Mapped {
     pub resources: Vec<Resource>,
     pub merges: Vec<Merge>,
     pub warnings: Vec<Problem>,
+    /// Elements a message deleted with `""` ("Patient/id", element); see `nulls`.
+    pub cleared: Vec<(String, &'static str)>,
 }
 
 /// Patient `from` merged into patient `into` (ADT^A40); `identifiers` are `from`'s, as MRG-1
@@ -67,8 +70,12 @@ pub struct Context<'a> {
     pub msg: &'a Message,
     pub header: Header,
     pub systems: &'static Systems,
+    /// The zone of times that carry no offset (see `zone`).
+    pub zone: Zone,
     /// Values the maps could not carry over, as they met them.
     warnings: RefCell<Vec<Problem>>,
+    /// Elements deleted with `""`, as met (see `clear`).
+    cleared: RefCell<Vec<(String, &'static str)>>,
     /// This installation's secret for resource ids (`identity::stable_id`).
     id_secret: &'a [u8],
 }
@@ -77,6 +84,13 @@ impl Context<'_> {
     /// The id of the `rtype` whose business key is `key`, under this installation's secret.
     pub fn stable_id(&self, rtype: &str, key: &[&str]) -> String {
         identity::stable_id(self.id_secret, rtype, key)
+    }
+
+    /// Note that the message deleted `element` of `rtype/id` (its field was `""`).
+    pub fn clear(&self, rtype: &str, id: &str, element: &'static str) {
+        self.cleared
+            .borrow_mut()
+            .push((format!("{rtype}/{id}"), element));
     }
 
     /// Report a value of `field` (`PID-7`) that is there but could not be carried over.
@@ -103,7 +117,7 @@ impl Context<'_> {
     /// A v2 date/time (DTM) as FHIR's, or `None`; a value that is there but is no date/time is
     /// reported.
     pub fn date_time(&self, value: &str, field: &str) -> Option<String> {
-        let d = datatypes::date_time(value);
+        let d = datatypes::date_time(value, self.zone);
         if d.is_none() && !value.trim().is_empty() {
             self.not_carried(
                 field,
@@ -115,17 +129,21 @@ impl Context<'_> {
 }
 
 /// The resources `msg` describes, and the merges it asks for; their ids are derived from
-/// their business keys under `id_secret` (see `identity::stable_id`).
-pub fn map(msg: &Message, id_secret: &[u8]) -> Result<Mapped, Unmapped> {
+/// their business keys under `id_secret` (see `identity::stable_id`); its times without an
+/// offset are in `zone`.
+pub fn map(msg: &Message, id_secret: &[u8], zone: Zone) -> Result<Mapped, Unmapped> {
     let cx = Context {
         msg,
         header: msg.header(),
         systems: Systems::get(),
+        zone,
         warnings: RefCell::default(),
+        cleared: RefCell::default(),
         id_secret,
     };
     let mut mapped = by_type(&cx)?;
     mapped.warnings = cx.warnings.take();
+    mapped.cleared = cx.cleared.take();
     Ok(mapped)
 }
 

@@ -8,6 +8,7 @@
 
 use super::super::datatypes::{codeable, date_time, instant, put};
 use super::super::message::{Rep, Segment};
+use super::super::zone::Zone;
 use super::{Context, Resource, Unmapped, failed, unsupported};
 use serde_json::{Map, Value, json};
 
@@ -229,7 +230,7 @@ fn observation(
     {
         o.insert("effectiveDateTime".into(), json!(at));
     }
-    value(&mut o, group)?;
+    value(&mut o, group, cx.zone)?;
     if let Some(range) = reference_range(obx) {
         o.insert("referenceRange".into(), json!([range]));
     }
@@ -251,7 +252,7 @@ fn observation(
 }
 
 /// OBX-5 by its type (OBX-2) -> value[x].
-fn value(o: &mut Map<String, Value>, group: &[&Segment]) -> Result<(), Unmapped> {
+fn value(o: &mut Map<String, Value>, group: &[&Segment], zone: Zone) -> Result<(), Unmapped> {
     let obx = group[0];
     let field = obx.field(5);
     if field.is_empty() {
@@ -265,7 +266,7 @@ fn value(o: &mut Map<String, Value>, group: &[&Segment]) -> Result<(), Unmapped>
             o.insert("valueQuantity".into(), q);
         }
         "SN" => {
-            let (comparator, n1, sep, n2) = (v.get(1), v.get(2), v.get(3), v.get(4));
+            let (comparator, n1, sep, n2) = sn_parts(v);
             let units = obx.field(6).first();
             match sep {
                 ":" | "/" => {
@@ -299,7 +300,7 @@ fn value(o: &mut Map<String, Value>, group: &[&Segment]) -> Result<(), Unmapped>
         // encapsulated data is the report's presented form (see `report`); a pointer to data
         // elsewhere is not a value
         "ED" | "RP" => {}
-        "DT" | "DTM" | "TS" => match date_time(v.get(1)) {
+        "DT" | "DTM" | "TS" => match date_time(v.get(1), zone) {
             Some(at) => {
                 o.insert("valueDateTime".into(), json!(at));
             }
@@ -383,6 +384,37 @@ pub(super) fn quantity(number: &str, units: Rep) -> Option<Value> {
 }
 
 /// OBX-7 `low-high`, `<x`, `>x`, or text.
+/// An SN's comparator, first number, separator and second number. Many labs write the whole
+/// value in its first component (`<0.10`, `>=5`, `1-5`, `1:128`) where the standard splits it
+/// into four: its meaning is clear, so it is read that way rather than refused.
+fn sn_parts<'a>(v: Rep<'a>) -> (&'a str, &'a str, &'a str, &'a str) {
+    let (c1, n1) = (v.get(1).trim(), v.get(2).trim());
+    let split =
+        n1.is_empty() && !c1.is_empty() && !matches!(c1, "<" | ">" | "<=" | ">=" | "=" | "<>");
+    if !split {
+        return (c1, n1, v.get(3).trim(), v.get(4).trim());
+    }
+    let comparator = ["<=", ">=", "<>", "<", ">", "="]
+        .into_iter()
+        .find(|c| c1.starts_with(c))
+        .unwrap_or("");
+    let rest = c1[comparator.len()..].trim_start();
+    // a separator follows a digit or a point: a leading minus is the number's sign
+    let at = rest.char_indices().skip(1).find(|&(i, c)| {
+        matches!(c, '-' | ':' | '/' | '+')
+            && rest[..i].ends_with(|p: char| p.is_ascii_digit() || p == '.')
+    });
+    match at {
+        Some((i, sep)) => (
+            comparator,
+            rest[..i].trim(),
+            &rest[i..i + sep.len_utf8()],
+            rest[i + sep.len_utf8()..].trim(),
+        ),
+        None => (comparator, rest, "", ""),
+    }
+}
+
 fn reference_range(obx: &Segment) -> Option<Value> {
     let text = obx.value(7).trim();
     if text.is_empty() {
@@ -450,5 +482,24 @@ mod tests {
         assert_eq!(decimal("1e5"), None);
         assert_eq!(decimal("high"), None);
         assert_eq!(decimal(""), None);
+    }
+
+    fn sn(text: &str) -> [String; 4] {
+        let raw = format!("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5\rOBX|1|SN|||{text}");
+        let msg = crate::adapters::hl7v2::message::parse(&raw).unwrap();
+        let obx = msg.first("OBX").unwrap();
+        let (a, b, c, d) = sn_parts(obx.field(5).first());
+        [a, b, c, d].map(str::to_string)
+    }
+
+    #[test]
+    fn an_sn_written_in_one_component_is_read_as_meant() {
+        assert_eq!(sn("<^0.10"), ["<", "0.10", "", ""]);
+        assert_eq!(sn("<0.10"), ["<", "0.10", "", ""]);
+        assert_eq!(sn(">= 5"), [">=", "5", "", ""]);
+        assert_eq!(sn("1-5"), ["", "1", "-", "5"]);
+        assert_eq!(sn("1:128"), ["", "1", ":", "128"]);
+        assert_eq!(sn("-2.5"), ["", "-2.5", "", ""]);
+        assert_eq!(sn("^-2^-^3"), ["", "-2", "-", "3"]);
     }
 }

@@ -6,6 +6,18 @@ use super::super::message::Segment;
 use super::{Context, Resource, Unmapped, failed};
 use serde_json::{Map, Value, json};
 
+/// The PID fields whose `""` deletes a Patient element.
+const CLEARABLE: &[(usize, &str)] = &[
+    (5, "name"),
+    (7, "birthDate"),
+    (8, "gender"),
+    (11, "address"),
+    (13, "telecom"),
+    (14, "telecom"),
+    (16, "maritalStatus"),
+    (29, "deceased"),
+];
+
 /// PID -> Patient, under the id of its first medical record number (or first identifier).
 pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
     // PID-3, then the older external (PID-2) and alternate (PID-4) ids some senders still fill
@@ -17,6 +29,12 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
             "PID-3 (patient identifier list) has no identifier, nor PID-2 or PID-4: the patient cannot be identified",
         )
     })?;
+    // `""` deletes what the field maps to (an empty field says nothing: see `nulls`)
+    for (field, element) in CLEARABLE {
+        if pid.value(*field).trim() == "\"\"" {
+            cx.clear("Patient", &id, element);
+        }
+    }
     let mut p = Map::new();
     p.insert("resourceType".into(), json!("Patient"));
     p.insert("id".into(), json!(id));

@@ -1,0 +1,105 @@
+//! HL7 v2's null semantics, applied when a message restates a Patient that is already stored.
+//! In v2 an empty field says nothing ("no information"), and only `""` says "delete this": a
+//! thinner PID (an order or a lab result names the patient with its MRN and name, no more)
+//! must not erase what the ADT feed wrote. So, per element of the Patient:
+//! - present in the message: replaces what is stored;
+//! - absent: what is stored is kept;
+//! - `""` in its field: removed (the maps report these, see `map::Context::clear`).
+//!
+//! Identifiers are merged by system: the message's identifiers replace the stored ones of the
+//! same systems, and those of other systems (a national id from the ADT feed, another
+//! facility's MRN) are kept. Other resource types are restated whole, as their messages state
+//! them whole (a result, an order, a visit).
+
+use serde_json::{Map, Value};
+
+/// Elements of a choice (`deceased[x]`): one kept or replaced as a whole.
+const CHOICES: &[&str] = &["deceased", "multipleBirth"];
+
+fn root(key: &str) -> &str {
+    CHOICES
+        .iter()
+        .find(|c| key.starts_with(**c))
+        .copied()
+        .unwrap_or(key)
+}
+
+/// `new` over `old`: what the message said, with what it did not say kept, but for the
+/// elements in `cleared`.
+pub fn patient_over(new: &Value, old: &Value, cleared: &[&str]) -> Value {
+    let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
+        return new.clone();
+    };
+    let mut out: Map<String, Value> = n.clone();
+    let said: Vec<&str> = n.keys().map(|k| root(k)).collect();
+    for (key, value) in o {
+        let r = root(key);
+        let bookkeeping = matches!(key.as_str(), "meta" | "id" | "resourceType" | "text");
+        if bookkeeping || said.contains(&r) || cleared.contains(&r) {
+            continue;
+        }
+        out.insert(key.clone(), value.clone());
+    }
+    if let (Some(Value::Array(new_ids)), Some(Value::Array(old_ids))) =
+        (n.get("identifier"), o.get("identifier"))
+        && !cleared.contains(&"identifier")
+    {
+        let systems: Vec<&Value> = new_ids.iter().map(|i| &i["system"]).collect();
+        let mut ids = new_ids.clone();
+        ids.extend(
+            old_ids
+                .iter()
+                .filter(|i| !systems.contains(&&i["system"]))
+                .cloned(),
+        );
+        out.insert("identifier".into(), Value::Array(ids));
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn adt() -> Value {
+        json!({"resourceType": "Patient", "id": "p", "meta": {"versionId": "1"},
+               "identifier": [{"system": "urn:mrn", "value": "1"}, {"system": "urn:ssn", "value": "123"}],
+               "name": [{"family": "Everyman"}], "address": [{"city": "Springfield"}],
+               "deceasedDateTime": "2026-01-01", "link": [{"type": "replaces"}]})
+    }
+
+    #[test]
+    fn a_thinner_pid_keeps_what_it_does_not_say() {
+        let lab = json!({"resourceType": "Patient", "id": "p",
+                         "identifier": [{"system": "urn:mrn", "value": "1"}],
+                         "name": [{"family": "Everyman", "given": ["Adam"]}]});
+        let merged = patient_over(&lab, &adt(), &[]);
+        assert_eq!(
+            merged["name"],
+            json!([{"family": "Everyman", "given": ["Adam"]}]),
+            "said: replaced"
+        );
+        assert_eq!(
+            merged["address"],
+            json!([{"city": "Springfield"}]),
+            "not said: kept"
+        );
+        assert_eq!(
+            merged["identifier"].as_array().unwrap().len(),
+            2,
+            "{merged}"
+        );
+        assert_eq!(merged["link"], json!([{"type": "replaces"}]));
+        assert!(merged.get("meta").is_none());
+    }
+
+    #[test]
+    fn a_cleared_field_is_removed_and_a_choice_is_replaced_whole() {
+        let death = json!({"resourceType": "Patient", "id": "p", "deceasedBoolean": true});
+        let merged = patient_over(&death, &adt(), &["address"]);
+        assert!(merged.get("address").is_none(), "{merged}");
+        assert!(merged.get("deceasedDateTime").is_none(), "{merged}");
+        assert_eq!(merged["deceasedBoolean"], true);
+    }
+}

@@ -1,0 +1,159 @@
+//! What a sender said reaches the store as it meant it: times in the sender's zone.
+
+use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::hl7v2::{adt, found};
+use crate::mllp_client::Mllp;
+use emrsync::adapters::hl7v2::zone::{Zone, facility_zone};
+
+async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.hl7v2_time_zone = Zone::parse("America/New_York").unwrap();
+        s.hl7v2_facility_time_zone = vec![facility_zone("PARIS LAB=Europe/Paris").unwrap()];
+    })
+    .await
+}
+
+/// The start of the visit of `visit`, as stored.
+async fn visit_start(app: &TestApp, visit: &str) -> String {
+    let encounters = found(&app.get(&format!("Encounter?identifier={visit}")).await);
+    assert_eq!(encounters.len(), 1, "{encounters:?}");
+    encounters[0]["period"]["start"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn times_without_an_offset_are_in_the_sender_s_zone(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    // no offset anywhere: the server's zone (New York, winter: -05:00)
+    let plain = adt("A01", "TZ1", "MRN-TZ1", "V-TZ1", "Zoned");
+    assert_eq!(mllp.send(&plain).await.code(), "AA");
+    assert_eq!(
+        visit_start(&app, "V-TZ1").await,
+        "2026-11-25T11:30:00-05:00"
+    );
+    // a facility with a zone of its own (Paris, winter: +01:00)
+    let paris =
+        adt("A01", "TZ2", "MRN-TZ2", "V-TZ2", "Zoned").replace("REG|GOOD HEALTH", "REG|PARIS LAB");
+    assert_eq!(mllp.send(&paris).await.code(), "AA");
+    assert_eq!(
+        visit_start(&app, "V-TZ2").await,
+        "2026-11-25T11:30:00+01:00"
+    );
+    // MSH-7's offset is the message's zone, whatever the facility
+    let offset = adt("A01", "TZ3", "MRN-TZ3", "V-TZ3", "Zoned")
+        .replace("REG|GOOD HEALTH", "REG|PARIS LAB")
+        .replace("|20261125120000||ADT", "|20261125120000-0800||ADT");
+    assert_eq!(mllp.send(&offset).await.code(), "AA");
+    assert_eq!(
+        visit_start(&app, "V-TZ3").await,
+        "2026-11-25T11:30:00-08:00"
+    );
+    // a date stays a date: the birth date is not moved by any zone
+    let patients = found(
+        &app.get("Patient?identifier=urn:oid:1.2.840.114350.1|MRN-TZ3")
+            .await,
+    );
+    assert_eq!(patients[0]["birthDate"], "1980-02-14");
+}
+
+crate::on_both_backends_with!(spawn, times_without_an_offset_are_in_the_sender_s_zone);
+
+/// A registry's VXU with three vaccinations under orders that share one number: three
+/// Immunizations, none overwriting another; the same message again changes nothing.
+async fn vaccinations_sharing_an_order_number_stay_apart(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let rxa = |date: &str, cvx: &str, name: &str| {
+        format!(
+            "ORC|RE||IZ-SHARED^REG\rRXA|0|1|{date}||{cvx}^{name}^CVX|999|||01^Historical^NIP001||||||||||CP|A\r"
+        )
+    };
+    let vxu = |control: &str| {
+        format!(
+            "MSH|^~\\&|IIS|STATE REG|EMRSYNC|HUB|20261125120000||VXU^V04^VXU_V04|{control}|P|2.5.1\r\
+             PID|1||MRN-VXU^^^GH&1.2.840.114350.1&ISO^MR||Shots^Sam||20200101|M\r{}{}{}",
+            rxa("20200301", "08", "Hep B"),
+            rxa("20200501", "20", "DTaP"),
+            rxa("20200701", "10", "IPV")
+        )
+    };
+    let ack = mllp.send(&vxu("VX1")).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let ack = mllp.send(&vxu("VX2")).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let pid = crate::hl7v2::patient(&app, "MRN-VXU").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shots = found(
+        &app.get(&format!("Immunization?patient=Patient/{pid}&_sort=date"))
+            .await,
+    );
+    let codes: Vec<&str> = shots
+        .iter()
+        .map(|i| i["vaccineCode"]["coding"][0]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["08", "20", "10"], "{shots:?}");
+    assert!(
+        shots.iter().all(|i| i["meta"]["versionId"] == "1"),
+        "the resend changed nothing"
+    );
+}
+
+crate::on_both_backends_with!(spawn, vaccinations_sharing_an_order_number_stay_apart);
+
+/// A lab that writes an SN in one component (`<0.10`) is understood, not refused.
+async fn a_lab_s_compact_sn_is_read(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let oru = crate::hl7v2_results::oru("SN1", "MRN-SN", "F", "4.0").replace(
+        "OBX|2|SN|2160-0^Creatinine^LN||<^0.5|",
+        "OBX|2|SN|2160-0^Creatinine^LN||<0.10|",
+    );
+    let ack = mllp.send(&oru).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let found = found(&app.get("Observation?code=http://loinc.org|2160-0").await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let q = &found[0]["valueQuantity"];
+    assert_eq!(
+        (q["comparator"].as_str(), q["value"].as_f64()),
+        (Some("<"), Some(0.10)),
+        "{q}"
+    );
+}
+
+crate::on_both_backends_with!(spawn, a_lab_s_compact_sn_is_read);
+
+/// A lab's thinner PID (MRN and name only) keeps what the ADT feed wrote (the SSN, the
+/// address, the phone); a `""` in a field deletes what it maps to.
+async fn a_thinner_pid_keeps_and_a_quoted_null_deletes(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp
+        .send(&adt("A01", "NS1", "MRN-NS", "V-NS", "Nulls"))
+        .await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let oru = crate::hl7v2_results::oru("NS2", "MRN-NS", "F", "4.2")
+        .replace("Everyman^Adam", "Nulls^Adam");
+    let ack = mllp.send(&oru).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let p = &crate::hl7v2::patient(&app, "MRN-NS").await[0];
+    assert_eq!(p["address"][0]["city"], "Springfield", "{p}");
+    assert_eq!(p["telecom"].as_array().map(Vec::len), Some(1), "{p}");
+    let systems: Vec<&str> = p["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["system"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(systems.len(), 2, "the SSN the ADT feed gave is kept: {p}");
+    // an update whose PID-11 is "" removes the address, and keeps the rest
+    let cleared = adt("A08", "NS3", "MRN-NS", "V-NS", "Nulls")
+        .replace("|12 Main St^^Springfield^IL^62701^USA^H|", "|\"\"|");
+    let ack = mllp.send(&cleared).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let p = &crate::hl7v2::patient(&app, "MRN-NS").await[0];
+    assert!(p.get("address").is_none(), "{p}");
+    assert_eq!(p["name"][0]["family"], "Nulls");
+}
+
+crate::on_both_backends_with!(spawn, a_thinner_pid_keeps_and_a_quoted_null_deletes);
