@@ -98,26 +98,20 @@ async fn sigterm_finishes_the_message_in_hand_then_exits_cleanly() {
     // what was acknowledged is there at the next start
     let mut again = process::start(port, &store, &["--insecure-dev"]);
     process::wait_healthy(&http, &again.root).await;
-    let found: serde_json::Value = http
-        .get(format!("{}/fhir/Patient?family=During", again.root))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let search = |query: &str| {
+        let req = http.get(format!("{}/fhir/Patient?{query}", again.root));
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let found = search("family=During").await;
     assert_eq!(found["entry"].as_array().map(Vec::len), Some(1), "{found}");
-    let found: serde_json::Value = http
-        .get(format!(
-            "{}/fhir/Patient?family=Drained999&_summary=count",
-            again.root
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found = search("family=Drained999&_summary=count").await;
     assert_eq!(
         found["total"], 1,
         "the transaction in hand was committed whole: {found}"
