@@ -3,6 +3,7 @@
 
 mod maintenance;
 mod operator;
+mod send;
 
 use crate::config::{Settings, StoreArgs};
 use crate::startup::Application;
@@ -36,6 +37,8 @@ pub enum Command {
     User(UserArgs),
     /// Drive a running server over HTTP and print throughput and latency percentiles.
     Bench(crate::bench::BenchArgs),
+    /// Send HL7v2 messages from files to an MLLP listener and print each ACK.
+    Send(send::SendArgs),
     /// Run HL7v2 messages of the exception queue again, once the cause is fixed.
     Replay(ReplayArgs),
     /// Move the database and the secrets sealed in it to a new master key. Stop every server
@@ -73,6 +76,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User(args) => tokio::task::spawn_blocking(move || operator::user(args)).await??,
         Command::Bench(args) => crate::bench::run(args).await?,
+        Command::Send(args) => {
+            if !send::send(args).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Rekey(args) => {
             tokio::task::spawn_blocking(move || maintenance::rekey(args)).await??
         }

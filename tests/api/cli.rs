@@ -135,3 +135,52 @@ async fn token_is_for_the_base_the_server_runs_with() {
         "{challenge}"
     );
 }
+
+/// `emrsync send` frames each message of each file as it is and prints its ACK: the shipped
+/// examples are accepted, a file with other delimiters and line endings too, and a message the
+/// server refuses makes the run fail and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_files_of_messages_and_prints_each_ack() {
+    let app = crate::hl7v2::spawn_mllp(Backend::Sqlite).await;
+    let mllp = format!("127.0.0.1:{}", app.mllp.unwrap());
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hl7v2");
+    let mut files: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hl7"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    let run = move |files: Vec<String>, mllp: String| {
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["send", "--mllp", &mllp];
+            args.extend(files.iter().map(String::as_str));
+            emrsync(&args, &[])
+        })
+    };
+    let (ok, out, err) = run(files.clone(), mllp.clone()).await.unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("2 sent, 2 accepted") && out.contains("EX-ORU-1 AA"),
+        "{out}"
+    );
+    let results = crate::hl7v2::found(&app.get("Observation?code=http://loinc.org|2345-7").await);
+    assert_eq!(results.len(), 1, "the example's glucose is stored");
+
+    // other delimiters, \r\n endings, two messages in one file, one of them refused (AR)
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.hl7");
+    let other = crate::hl7v2::adt("A01", "MIX1", "MRN-MIX", "V-MIX", "Mixed")
+        .replace('|', "#")
+        .replace('\r', "\r\n");
+    std::fs::write(
+        &file,
+        format!("{other}MSH|^~\\&|X|Y|||20261204||ZZZ^Z01|MIX2|P|2.5\n"),
+    )
+    .unwrap();
+    let (ok, out, _) = run(vec![file.display().to_string()], mllp).await.unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("MIX1 AA") && out.contains("MIX2 AR"), "{out}");
+    assert!(out.contains("2 sent, 1 accepted"), "{out}");
+    assert_eq!(crate::hl7v2::patient(&app, "MRN-MIX").await.len(), 1);
+}
