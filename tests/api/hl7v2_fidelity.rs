@@ -157,3 +157,101 @@ async fn a_thinner_pid_keeps_and_a_quoted_null_deletes(app: TestApp) {
 }
 
 crate::on_both_backends_with!(spawn, a_thinner_pid_keeps_and_a_quoted_null_deletes);
+
+/// The PID fields beyond the core: birth time and place, mother's maiden name, race and
+/// ethnicity (US Core), language, religion, multiple birth, SSN and driver's licence.
+async fn every_pid_field_a_sender_fills_is_kept(app: TestApp) {
+    let pid = [
+        "PID",
+        "1",
+        "",
+        "MRN-PX^^^GH&1.2.840.114350.1&ISO^MR",
+        "",
+        "Fields^Fiona^J",
+        "Maiden^Mary",
+        "198504120730",
+        "F",
+        "",
+        "2106-3^White^CDCREC~2054-5^Black or African American^CDCREC",
+        "1 Elm St^^Springfield^IL^62704",
+        "",
+        "^PRN^PH^^1^217^5550100",
+        "",
+        "es^Spanish^ISO639",
+        "M",
+        "CAT^Catholic^HL70006",
+        "",
+        "123-45-6789",
+        "D1234567^IL^20300101",
+        "",
+        "2186-5^Not Hispanic or Latino^CDCREC",
+        "Springfield, IL",
+        "Y",
+        "2",
+        "",
+        "",
+        "",
+        "",
+        "N",
+    ]
+    .join("|");
+    let message = format!(
+        "MSH|^~\\&|REG|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^A04^ADT_A01|PX1|P|2.5.1\rEVN|A04\r{pid}\rPV1|1|O\r"
+    );
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp.send(&message).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let p = &crate::hl7v2::patient(&app, "MRN-PX").await[0];
+    let ext = |url: &str| {
+        p["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["url"].as_str().is_some_and(|u| u.ends_with(url)))
+            .cloned()
+    };
+    assert_eq!(p["birthDate"], "1985-04-12");
+    let born = p["_birthDate"]["extension"][0]["valueDateTime"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(born.starts_with("1985-04-12T07:30:00"), "{p}");
+    assert_eq!(
+        ext("patient-mothersMaidenName").unwrap()["valueString"],
+        "Maiden"
+    );
+    let race = ext("us-core-race").unwrap();
+    let races: Vec<&str> = race["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["valueCoding"]["code"].as_str())
+        .collect();
+    assert_eq!(races, ["2106-3", "2054-5"], "{race}");
+    assert_eq!(
+        ext("us-core-ethnicity").unwrap()["extension"][0]["valueCoding"]["code"],
+        "2186-5"
+    );
+    assert_eq!(
+        ext("patient-religion").unwrap()["valueCodeableConcept"]["coding"][0]["code"],
+        "CAT"
+    );
+    assert_eq!(
+        ext("patient-birthPlace").unwrap()["valueAddress"]["text"],
+        "Springfield, IL"
+    );
+    assert_eq!(p["communication"][0]["language"]["coding"][0]["code"], "es");
+    assert_eq!(p["multipleBirthInteger"], 2);
+    assert_eq!(p["deceasedBoolean"], false);
+    let ids: Vec<&str> = p["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["value"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"123-45-6789") && ids.contains(&"D1234567"),
+        "{ids:?}"
+    );
+}
+
+crate::on_both_backends_with!(spawn, every_pid_field_a_sender_fills_is_kept);

@@ -8,7 +8,8 @@
 //!
 //! Identifiers are merged by system: the message's identifiers replace the stored ones of the
 //! same systems, and those of other systems (a national id from the ADT feed, another
-//! facility's MRN) are kept. Other resource types are restated whole, as their messages state
+//! facility's MRN) are kept. Extensions are merged by URL the same way (race, ethnicity,
+//! religion and mother's maiden name come from different fields). Other resource types are restated whole, as their messages state
 //! them whole (a result, an order, a visit).
 
 use serde_json::{Map, Value};
@@ -16,7 +17,10 @@ use serde_json::{Map, Value};
 /// Elements of a choice (`deceased[x]`): one kept or replaced as a whole.
 const CHOICES: &[&str] = &["deceased", "multipleBirth"];
 
+/// The element a key belongs to: a choice's root, a primitive's extensions (`_birthDate`)
+/// with the primitive.
 fn root(key: &str) -> &str {
+    let key = key.strip_prefix('_').unwrap_or(key);
     CHOICES
         .iter()
         .find(|c| key.starts_with(**c))
@@ -40,19 +44,15 @@ pub fn patient_over(new: &Value, old: &Value, cleared: &[&str]) -> Value {
         }
         out.insert(key.clone(), value.clone());
     }
-    if let (Some(Value::Array(new_ids)), Some(Value::Array(old_ids))) =
-        (n.get("identifier"), o.get("identifier"))
-        && !cleared.contains(&"identifier")
-    {
-        let systems: Vec<&Value> = new_ids.iter().map(|i| &i["system"]).collect();
-        let mut ids = new_ids.clone();
-        ids.extend(
-            old_ids
-                .iter()
-                .filter(|i| !systems.contains(&&i["system"]))
-                .cloned(),
-        );
-        out.insert("identifier".into(), Value::Array(ids));
+    for (list, by) in [("identifier", "system"), ("extension", "url")] {
+        if let (Some(Value::Array(new)), Some(Value::Array(old))) = (n.get(list), o.get(list))
+            && !cleared.contains(&list)
+        {
+            let keys: Vec<&Value> = new.iter().map(|i| &i[by]).collect();
+            let mut merged = new.clone();
+            merged.extend(old.iter().filter(|i| !keys.contains(&&i[by])).cloned());
+            out.insert(list.into(), Value::Array(merged));
+        }
     }
     Value::Object(out)
 }

@@ -14,6 +14,7 @@ mod merge;
 mod order;
 mod oru;
 mod patient;
+mod patient_more;
 mod service_request;
 
 use super::ack::Problem;

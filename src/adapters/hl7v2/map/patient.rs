@@ -16,6 +16,8 @@ const CLEARABLE: &[(usize, &str)] = &[
     (14, "telecom"),
     (16, "maritalStatus"),
     (29, "deceased"),
+    (15, "communication"),
+    (24, "multipleBirth"),
 ];
 
 /// PID -> Patient, under the id of its first medical record number (or first identifier).
@@ -80,6 +82,7 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
                                "code": marital}]}),
         );
     }
+    super::patient_more::more(cx, pid, &mut p);
     Ok(Resource {
         rtype: "Patient",
         id,
