@@ -255,3 +255,17 @@ async fn every_pid_field_a_sender_fills_is_kept(app: TestApp) {
 }
 
 crate::on_both_backends_with!(spawn, every_pid_field_a_sender_fills_is_kept);
+
+/// An error in the third OBX is said to be there (ERR-2 `OBX^3^5`), not in the first.
+async fn an_error_names_the_segment_occurrence(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let oru = crate::hl7v2_results::oru("OC1", "MRN-OC", "F", "4.0").replace(
+        "OBX|3|CWE|625-4^Bacteria identified^LN||27268008^Salmonella^SCT",
+        "OBX|3|NM|625-4^Bacteria identified^LN||many",
+    );
+    let ack = mllp.send(&oru).await;
+    assert_eq!(ack.code(), "AE", "{}", ack.text);
+    assert_eq!(ack.field("ERR", 2), "OBX^3^5", "{}", ack.text);
+}
+
+crate::on_both_backends_with!(spawn, an_error_names_the_segment_occurrence);

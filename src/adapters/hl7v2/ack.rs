@@ -115,7 +115,7 @@ pub fn ack(
 /// ERR-3 (code), ERR-4 (severity) and ERR-8 (user message).
 fn err_segment(d: &Delimiters, version: &str, p: &Problem, severity: &str) -> String {
     let (f, c) = (d.field, d.component);
-    let (segment, field) = split_location(&p.location);
+    let (segment, seq, field) = split_location(&p.location);
     let name = code_name(p.code);
     let code = format!("{}{c}{}{c}HL70357", p.code, d.escape_text(name));
     let text = d.escape_text(&p.text);
@@ -123,17 +123,20 @@ fn err_segment(d: &Delimiters, version: &str, p: &Problem, severity: &str) -> St
         // ELD: the code is its 4th component, so its own parts are subcomponents
         let s = d.subcomponent;
         let code = format!("{}{s}{}{s}HL70357", p.code, d.escape_text(name));
-        format!("ERR{f}{segment}{c}1{c}{field}{c}{code}\r")
+        format!("ERR{f}{segment}{c}{seq}{c}{field}{c}{code}\r")
     } else {
-        format!("ERR{f}{f}{segment}{c}1{c}{field}{f}{code}{f}{severity}{f}{f}{f}{f}{text}\r")
+        format!("ERR{f}{f}{segment}{c}{seq}{c}{field}{f}{code}{f}{severity}{f}{f}{f}{f}{text}\r")
     }
 }
 
-fn split_location(location: &str) -> (String, String) {
-    match location.split_once('-') {
-        Some((s, f)) => (s.to_string(), f.to_string()),
-        None => (location.to_string(), String::new()),
-    }
+/// `OBX[3]-5` -> (`OBX`, 3, `5`); `PID-3` -> (`PID`, 1, `3`).
+fn split_location(location: &str) -> (String, usize, String) {
+    let (segment, field) = location.split_once('-').unwrap_or((location, ""));
+    let (segment, seq) = match segment.split_once('[') {
+        Some((s, n)) => (s, n.trim_end_matches(']').parse().unwrap_or(1)),
+        None => (segment, 1),
+    };
+    (segment.to_string(), seq, field.to_string())
 }
 
 fn version_before(version: &str, than: &str) -> bool {

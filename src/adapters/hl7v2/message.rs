@@ -265,6 +265,16 @@ impl Message {
     pub fn first(&self, id: &str) -> Option<&Segment> {
         self.segments.iter().find(|s| s.id == id)
     }
+
+    /// Which of the message's segments with its id `seg` is (1 for the first): ERR-2's
+    /// sequence.
+    pub fn occurrence(&self, seg: &Segment) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| s.id == seg.id)
+            .position(|s| std::ptr::eq(s, seg))
+            .map_or(1, |n| n + 1)
+    }
 }
 
 /// Decode the bytes of one message: UTF-8 unless MSH-18 names ISO 8859-1 (or the bytes are not

@@ -180,6 +180,24 @@ pub fn unsupported(code: &'static str, text: impl Into<String>) -> Unmapped {
     })
 }
 
+/// `e`, its location (`OBX-5`) naming the segment's `n`th occurrence (`OBX[3]-5`) when it is
+/// not the first: what ERR-2's sequence and the exception queue show.
+pub fn in_occurrence(e: Unmapped, n: usize) -> Unmapped {
+    let at = |mut p: Problem| {
+        if n > 1
+            && let Some((seg, field)) = p.location.split_once('-')
+            && !seg.contains('[')
+        {
+            p.location = format!("{seg}[{n}]-{field}");
+        }
+        p
+    };
+    match e {
+        Unmapped::Failed(p) => Unmapped::Failed(at(p)),
+        Unmapped::Unsupported(p) => Unmapped::Unsupported(at(p)),
+    }
+}
+
 pub fn failed(location: &str, code: &'static str, text: impl Into<String>) -> Unmapped {
     Unmapped::Failed(Problem {
         location: location.into(),

@@ -230,7 +230,8 @@ fn observation(
     {
         o.insert("effectiveDateTime".into(), json!(at));
     }
-    value(&mut o, group, cx.zone)?;
+    // a value's error names the OBX it is in (the third OBX, not the first)
+    value(&mut o, group, cx.zone).map_err(|e| super::in_occurrence(e, cx.msg.occurrence(obx)))?;
     if let Some(range) = reference_range(obx) {
         o.insert("referenceRange".into(), json!([range]));
     }
