@@ -269,3 +269,52 @@ async fn an_error_names_the_segment_occurrence(app: TestApp) {
 }
 
 crate::on_both_backends_with!(spawn, an_error_names_the_segment_occurrence);
+
+/// PV1 and PV2 beyond the visit number and times: admission type, hospital service, admit
+/// source, discharge disposition, admit reason, expected discharge.
+async fn the_visit_s_details_are_kept(app: TestApp) {
+    let mut pv1 = vec![""; 46];
+    pv1[0] = "PV1";
+    pv1[1] = "1";
+    pv1[2] = "I";
+    pv1[4] = "E^Emergency";
+    pv1[10] = "MED^Medical service";
+    pv1[14] = "7^Emergency room";
+    pv1[19] = "V-DET^^^GH&1.2.840.114350.1&ISO^VN";
+    pv1[36] = "01^Discharged to home";
+    pv1[44] = "20261125113000";
+    let message = format!(
+        "MSH|^~\\&|REG|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^A01^ADT_A01|DET1|P|2.5.1\r\
+         EVN|A01\rPID|1||MRN-DET^^^GH&1.2.840.114350.1&ISO^MR||Details^Dana||19900101|F\r{}\r\
+         PV2|||R07.9^Chest pain, unspecified^I10||||||20261128120000\r",
+        pv1.join("|")
+    );
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp.send(&message).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let e = &found(&app.get("Encounter?identifier=V-DET").await)[0];
+    assert_eq!(e["type"][0]["coding"][0]["code"], "E", "{e}");
+    assert_eq!(
+        e["type"][0]["coding"][0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0007"
+    );
+    assert_eq!(e["serviceType"]["coding"][0]["code"], "MED");
+    assert_eq!(
+        e["hospitalization"]["admitSource"]["coding"][0]["code"],
+        "7"
+    );
+    assert_eq!(
+        e["hospitalization"]["dischargeDisposition"]["coding"][0]["code"],
+        "01"
+    );
+    assert_eq!(e["reasonCode"][0]["coding"][0]["code"], "R07.9");
+    let planned_end = e["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["url"].as_str().unwrap().ends_with("plannedEndDate"))
+        .unwrap();
+    assert_eq!(planned_end["valueDateTime"], "2026-11-28T12:00:00-05:00");
+}
+
+crate::on_both_backends_with!(spawn, the_visit_s_details_are_kept);
