@@ -270,7 +270,7 @@ async fn an_error_names_the_segment_occurrence(app: TestApp) {
 
 crate::on_both_backends_with!(spawn, an_error_names_the_segment_occurrence);
 
-/// PV1 and PV2 beyond the visit number and times: admission type, hospital service, admit
+/// PD1, PV1 and PV2 beyond the visit number and times: primary care provider, admission type, hospital service, admit
 /// source, discharge disposition, admit reason, expected discharge.
 async fn the_visit_s_details_are_kept(app: TestApp) {
     let mut pv1 = vec![""; 46];
@@ -285,7 +285,8 @@ async fn the_visit_s_details_are_kept(app: TestApp) {
     pv1[44] = "20261125113000";
     let message = format!(
         "MSH|^~\\&|REG|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^A01^ADT_A01|DET1|P|2.5.1\r\
-         EVN|A01\rPID|1||MRN-DET^^^GH&1.2.840.114350.1&ISO^MR||Details^Dana||19900101|F\r{}\r\
+         EVN|A01\rPID|1||MRN-DET^^^GH&1.2.840.114350.1&ISO^MR||Details^Dana||19900101|F\r\
+         PD1|||GOOD HEALTH CLINIC|5678^Quinn^Michaela^^^Dr^^^NPI&2.16.840.1.113883.4.6&ISO\r{}\r\
          PV2|||R07.9^Chest pain, unspecified^I10||||||20261128120000\r",
         pv1.join("|")
     );
@@ -315,6 +316,14 @@ async fn the_visit_s_details_are_kept(app: TestApp) {
         .find(|x| x["url"].as_str().unwrap().ends_with("plannedEndDate"))
         .unwrap();
     assert_eq!(planned_end["valueDateTime"], "2026-11-28T12:00:00-05:00");
+    // PD1-4: the primary care provider
+    let p = &crate::hl7v2::patient(&app, "MRN-DET").await[0];
+    let gp = p["generalPractitioner"][0]["reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let doctor = app.get(&gp).await.json();
+    assert_eq!(doctor["name"][0]["family"], "Quinn", "{p}");
 }
 
 crate::on_both_backends_with!(spawn, the_visit_s_details_are_kept);

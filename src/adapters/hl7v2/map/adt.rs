@@ -26,9 +26,11 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         .msg
         .first("PID")
         .ok_or_else(|| failed("PID", "100", "an ADT message needs a PID segment"))?;
-    let patient = super::patient::patient(cx, pid)?;
+    let mut patient = super::patient::patient(cx, pid)?;
     let patient_id = patient.id.clone();
+    let carers = primary_care(cx, &mut patient);
     let mut out = vec![patient];
+    out.extend(carers);
     out.extend(
         cx.msg
             .all("AL1")
@@ -174,6 +176,32 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
         body: Value::Object(e),
     });
     out
+}
+
+/// PD1-4, the patient's primary care providers (IG PD1[Patient]): each a Practitioner, named
+/// as the Patient's `generalPractitioner`.
+fn primary_care(cx: &Context, patient: &mut Resource) -> Vec<Resource> {
+    let Some(pd1) = cx.msg.first("PD1") else {
+        return Vec::new();
+    };
+    let carers: Vec<Resource> = pd1
+        .field(4)
+        .repetitions()
+        .filter_map(|xcn| practitioner(cx, xcn))
+        .collect();
+    let refs: Vec<Value> = carers
+        .iter()
+        .map(|p| json!({"reference": p.reference()}))
+        .collect();
+    put(
+        patient
+            .body
+            .as_object_mut()
+            .expect("a Patient is an object"),
+        "generalPractitioner",
+        Value::Array(refs),
+    );
+    carers
 }
 
 /// What PV1 and PV2 say of the visit beyond its number, class, status and times (IG
