@@ -327,3 +327,42 @@ async fn the_visit_s_details_are_kept(app: TestApp) {
 }
 
 crate::on_both_backends_with!(spawn, the_visit_s_details_are_kept);
+
+/// A document with a PDF part, an unreadable ED placeholder and text lines: the PDF and the
+/// text are both kept, the placeholder is left out with a warning in the AA (not an AE).
+async fn a_document_keeps_every_readable_part(app: TestApp) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mdm = format!(
+        "MSH|^~\\&|NOTES|GOOD HEALTH|EMRSYNC|HUB|20261125120000||MDM^T02^MDM_T02|DOC1|P|2.5.1\r\
+         EVN|T02|20261125120000\rPID|1||MRN-DOC^^^GH&1.2.840.114350.1&ISO^MR||Docs^Dora||19700101|F\r\
+         TXA|1|DS^Discharge summary^HL70270|AP|20261125115900||||||||DOC-PARTS^NOTES|||||AU\r\
+         OBX|1|ED|18842-5^Discharge summary^LN||^application^pdf^Base64^{}||||||F\r\
+         OBX|2|ED|18842-5^Discharge summary^LN||^application^pdf^Base64^not*base64!||||||F\r\
+         OBX|3|TX|18842-5^Discharge summary^LN||Discharged home.||||||F\r",
+        b64.encode(b"%PDF-1.4 summary")
+    );
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp.send(&mdm).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    assert_eq!(
+        ack.field("ERR", 2),
+        "OBX^2^5",
+        "the AA says which part was left out: {}",
+        ack.text
+    );
+    let d = &found(&app.get("DocumentReference?identifier=DOC-PARTS").await)[0];
+    let types: Vec<&str> = d["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["attachment"]["contentType"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["application/pdf", "text/plain; charset=utf-8"],
+        "{d}"
+    );
+}
+
+crate::on_both_backends_with!(spawn, a_document_keeps_every_readable_part);

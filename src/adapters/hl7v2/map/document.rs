@@ -92,10 +92,11 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         );
     }
     let title = txa.get(2, 2).trim();
-    d.insert(
-        "content".into(),
-        json!([{"attachment": attachment(cx, title)?}]),
-    );
+    let content: Vec<Value> = attachments(cx, title)?
+        .into_iter()
+        .map(|a| json!({"attachment": a}))
+        .collect();
+    d.insert("content".into(), Value::Array(content));
     out.push(Resource {
         rtype: "DocumentReference",
         id,
@@ -109,16 +110,24 @@ fn doc_system(cx: &Context, ei: Rep) -> String {
         .for_authority(ei.get(2), ei.get(3), ei.get(4), &cx.header.sending_facility)
 }
 
-/// The document: the first OBX of type ED, else the text of the TX/FT/ST lines, else (a
-/// notification) a title only.
-fn attachment(cx: &Context, title: &str) -> Result<Value, Unmapped> {
+/// The document's parts, each an attachment: every OBX of type ED (a PDF, an image), and the
+/// text of the TX/FT/ST lines as one more; a notification without either, a title only. An
+/// ED part that cannot be read is left out with a warning (the AA says so) when another part
+/// could be; only a document with nothing readable is refused.
+fn attachments(cx: &Context, title: &str) -> Result<Vec<Value>, Unmapped> {
     let obx: Vec<&Segment> = cx.msg.all("OBX").collect();
+    let mut parts = Vec::new();
+    let mut unreadable = Vec::new();
+    for ed in obx.iter().filter(|o| o.value(2) == "ED") {
+        let mut a = Map::new();
+        put(&mut a, "title", json!(title));
+        match encapsulated(&mut a, ed.field(5).first()) {
+            Ok(()) => parts.push(Value::Object(a)),
+            Err(e) => unreadable.push(super::in_occurrence(e, cx.msg.occurrence(ed))),
+        }
+    }
     let mut a = Map::new();
     put(&mut a, "title", json!(title));
-    if let Some(ed) = obx.iter().find(|o| o.value(2) == "ED") {
-        encapsulated(&mut a, ed.field(5).first())?;
-        return Ok(Value::Object(a));
-    }
     let lines: Vec<String> = obx
         .iter()
         .filter(|o| matches!(o.value(2), "TX" | "FT" | "ST"))
@@ -129,11 +138,22 @@ fn attachment(cx: &Context, title: &str) -> Result<Value, Unmapped> {
         a.insert("contentType".into(), json!("text/plain; charset=utf-8"));
         a.insert("data".into(), json!(STANDARD.encode(text.as_bytes())));
         a.insert("size".into(), json!(text.len()));
+        parts.push(Value::Object(a));
     }
-    if a.is_empty() {
-        a.insert("title".into(), json!("document"));
+    if parts.is_empty() {
+        // nothing readable: the first unreadable part is the reason; else a notification
+        if let Some(e) = unreadable.into_iter().next() {
+            return Err(e);
+        }
+        let title = if title.is_empty() { "document" } else { title };
+        return Ok(vec![json!({"title": title})]);
     }
-    Ok(Value::Object(a))
+    for e in unreadable {
+        let (Unmapped::Failed(p) | Unmapped::Unsupported(p)) = e;
+        let why = format!("{}; that part of the document was left out", p.text);
+        cx.not_carried(&p.location, why);
+    }
+    Ok(parts)
 }
 
 /// An OBX-5 of type ED (encapsulated data) into attachment `a`: its MIME type, and its data
