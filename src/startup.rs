@@ -376,7 +376,11 @@ impl Application {
                 Ok(())
             }
             Why::Failed(name) => {
-                handle.stop(true).await;
+                // requests in hand still get their answers (until the deadline); a graceful
+                // stop of the server itself would also wait for idle keep-alive connections
+                handle.pause().await;
+                drain.close(shutdown).await;
+                handle.stop(false).await;
                 anyhow::bail!("the {name} stopped: the server cannot go on without it")
             }
         }
