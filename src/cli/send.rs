@@ -2,6 +2,8 @@
 //! delimiters, any line ending, several messages per file), with each ACK printed. For trying
 //! a server with a sender's own files, and for the README's first steps (`examples/hl7v2/`).
 
+use crate::adapters::hl7v2::mllp::{Frame, Framer, frame};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,21 +55,20 @@ pub async fn send(args: SendArgs) -> anyhow::Result<bool> {
         .map_err(|e| anyhow::anyhow!("cannot reach the MLLP listener at {}: {e}", args.mllp))?;
     let wait = Duration::from_secs(args.timeout.max(1));
     let (mut sent, mut accepted) = (0, 0);
-    let mut pending: Vec<u8> = Vec::new();
+    // the server's own frame reader: ACKs split across reads, or several in one
+    let mut framer = Framer::new(1024 * 1024);
+    let mut acks: VecDeque<String> = VecDeque::new();
     for file in &args.files {
         let bytes = std::fs::read(file)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
         let text = String::from_utf8_lossy(&bytes);
         for (n, message) in messages(&text).into_iter().enumerate() {
-            let mut framed = vec![0x0B];
-            framed.extend_from_slice(message.as_bytes());
-            framed.extend_from_slice(&[0x1C, 0x0D]);
-            stream.write_all(&framed).await?;
+            stream.write_all(&frame(message)).await?;
             sent += 1;
             // an enhanced-mode sender may get an accept ACK first: read until an application
             // ACK (or an accept ACK that refuses)
             loop {
-                let ack = next_ack(&mut stream, &mut pending, wait).await?;
+                let ack = next_ack(&mut stream, &mut framer, &mut acks, wait).await?;
                 let code = field(&ack, "MSA", 1);
                 let why = [field(&ack, "ERR", 8), field(&ack, "MSA", 3)]
                     .into_iter()
@@ -96,15 +97,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<bool> {
 /// The next framed ACK from the listener.
 async fn next_ack(
     stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
+    framer: &mut Framer,
+    acks: &mut VecDeque<String>,
     wait: Duration,
 ) -> anyhow::Result<String> {
     loop {
-        if let Some(end) = pending.iter().position(|&b| b == 0x1C) {
-            let start = pending.iter().position(|&b| b == 0x0B).map_or(0, |s| s + 1);
-            let ack = String::from_utf8_lossy(&pending[start.min(end)..end]).into_owned();
-            let rest = (end + 2).min(pending.len());
-            pending.drain(..rest);
+        if let Some(ack) = acks.pop_front() {
             return Ok(ack);
         }
         let mut buf = [0u8; 8192];
@@ -112,7 +110,16 @@ async fn next_ack(
             .await
             .map_err(|_| anyhow::anyhow!("no ACK within {wait:?}"))??;
         anyhow::ensure!(n > 0, "the listener closed the connection without an ACK");
-        pending.extend_from_slice(&buf[..n]);
+        for got in framer.push(&buf[..n]) {
+            match got {
+                Frame::Message(bytes) => {
+                    acks.push_back(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                Frame::TooLarge(size) => {
+                    anyhow::bail!("an ACK of {size} bytes or more: not an ACK")
+                }
+            }
+        }
     }
 }
 

@@ -38,8 +38,9 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         })
         .collect();
     for (n, item) in items.iter().enumerate() {
-        let shared = orders[n].is_some() && orders.iter().filter(|o| **o == orders[n]).count() > 1;
-        let i = immunization(cx, item, &patient, shared, &mut out)?;
+        let shared = orders.iter().filter(|o| **o == orders[n]).count() > 1;
+        let order = orders[n].as_deref().map(|id| (id, shared));
+        let i = immunization(cx, item, &patient, order, &mut out)?;
         out.push(i);
     }
     Ok(out)
@@ -49,7 +50,8 @@ fn immunization(
     cx: &Context,
     item: &Item,
     patient: &Resource,
-    shared_order: bool,
+    // the id its order gives, and whether another RXA of the message has the same
+    order: Option<(&str, bool)>,
     out: &mut Vec<Resource>,
 ) -> Result<Resource, Unmapped> {
     let rxa = item.main;
@@ -67,13 +69,10 @@ fn immunization(
             "RXA-3 (date given) is empty or not a date/time",
         )
     })?;
-    let id = match (item.names_order(), shared_order) {
-        (true, false) => order::order_id(cx, "Immunization", item, None, None, &[]),
-        (true, true) => {
-            let order = order::order_id(cx, "Immunization", item, None, None, &[]);
-            cx.stable_id("Immunization", &[&order, rxa.get(5, 1), &given])
-        }
-        (false, _) => cx.stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
+    let id = match order {
+        Some((id, false)) => id.to_string(),
+        Some((id, true)) => cx.stable_id("Immunization", &[id, rxa.get(5, 1), &given]),
+        None => cx.stable_id("Immunization", &[&patient.id, rxa.get(5, 1), &given]),
     };
     let mut i = Map::new();
     i.insert("resourceType".into(), json!("Immunization"));
