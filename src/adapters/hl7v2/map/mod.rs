@@ -205,3 +205,7 @@ pub fn failed(location: &str, code: &'static str, text: impl Into<String>) -> Un
         text: text.into(),
     })
 }
+
+#[cfg(test)]
+#[path = "ig_coverage_tests.rs"]
+mod ig_coverage;
