@@ -385,7 +385,14 @@ async fn allergies_diagnoses_and_next_of_kin(app: TestApp) {
     );
     assert_eq!(kin.len(), 1);
     assert_eq!(kin[0]["name"][0]["given"][0], "Eve");
-    assert_eq!(kin[0]["relationship"][0]["coding"][0]["code"], "SPO");
+    // the IG's standard coding first (v3 RoleCode), the sender's own kept
+    let relationship = &kin[0]["relationship"][0]["coding"];
+    assert_eq!(relationship[0]["code"], "SPS", "{relationship}");
+    assert_eq!(
+        relationship[0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+    );
+    assert_eq!(relationship[1]["code"], "SPO");
     let coverage = found(
         &app.get(&format!("Coverage?beneficiary=Patient/{pid}"))
             .await,

@@ -299,7 +299,9 @@ async fn the_visit_s_details_are_kept(app: TestApp) {
         e["type"][0]["coding"][0]["system"],
         "http://terminology.hl7.org/CodeSystem/v2-0007"
     );
-    assert_eq!(e["serviceType"]["coding"][0]["code"], "MED");
+    // the IG's service-type code first, the sender's table 0069 code kept
+    assert_eq!(e["serviceType"]["coding"][0]["code"], "382", "{e}");
+    assert_eq!(e["serviceType"]["coding"][1]["code"], "MED");
     assert_eq!(
         e["hospitalization"]["admitSource"]["coding"][0]["code"],
         "7"

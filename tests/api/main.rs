@@ -16,6 +16,7 @@ mod hl7v2;
 mod hl7v2_corpus;
 mod hl7v2_fidelity;
 mod hl7v2_hostile;
+mod hl7v2_ig;
 mod hl7v2_orders;
 mod hl7v2_results;
 mod hl7v2_tls;

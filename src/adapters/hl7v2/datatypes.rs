@@ -30,8 +30,9 @@ fn text(s: &str) -> Value {
 }
 
 /// CX -> Identifier; `None` without a value. The system comes from the assigning authority
-/// (CX-4), else from the sending facility.
-pub fn identifier(cx: Rep, systems: &Systems, facility: &str) -> Option<Value> {
+/// (CX-4), else from the sending facility; CX-7 and CX-8 (effective, expiration) are its
+/// period, in `zone` when they carry no offset.
+pub fn identifier(cx: Rep, systems: &Systems, facility: &str, zone: Zone) -> Option<Value> {
     let value = cx.get(1).trim();
     if value.is_empty() {
         return None;
@@ -47,11 +48,29 @@ pub fn identifier(cx: Rep, systems: &Systems, facility: &str) -> Option<Value> {
             json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": ty}]}),
         );
     }
+    put(&mut id, "period", period(cx.get(7), cx.get(8), zone));
     Some(Value::Object(id))
 }
 
+/// Two v2 times (from, to) -> Period, each at the precision it was sent; `Null` when neither
+/// is there (or readable).
+pub fn period(from: &str, to: &str, zone: Zone) -> Value {
+    let mut p = Map::new();
+    if let Some(s) = date_time(from, zone) {
+        p.insert("start".into(), json!(s));
+    }
+    if let Some(e) = date_time(to, zone) {
+        p.insert("end".into(), json!(e));
+    }
+    if p.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(p)
+    }
+}
+
 /// XPN -> HumanName.
-pub fn name(xpn: Rep) -> Option<Value> {
+pub fn name(xpn: Rep, zone: Zone) -> Option<Value> {
     let mut n = Map::new();
     put(&mut n, "family", text(xpn.sub(1, 1)));
     let given: Vec<Value> = [xpn.get(2), xpn.get(3)]
@@ -60,14 +79,14 @@ pub fn name(xpn: Rep) -> Option<Value> {
         .filter(|g| !g.is_null())
         .collect();
     put(&mut n, "given", Value::Array(given));
-    put(
-        &mut n,
-        "suffix",
-        text(xpn.get(4))
-            .as_str()
-            .map(|s| json!([s]))
-            .unwrap_or_default(),
-    );
+    // suffix (XPN-4), degree (XPN-6, kept as v2.5 deprecates it) and professional suffix
+    // (XPN-14, credentials: "MD", "RN")
+    let suffixes: Vec<Value> = [xpn.get(4), xpn.get(6), xpn.get(14)]
+        .iter()
+        .map(|s| text(s))
+        .filter(|s| !s.is_null())
+        .collect();
+    put(&mut n, "suffix", Value::Array(suffixes));
     put(
         &mut n,
         "prefix",
@@ -86,6 +105,12 @@ pub fn name(xpn: Rep) -> Option<Value> {
         "C" => "old",
         _ => "",
     };
+    // effective and expiration (XPN-12, XPN-13), else the older validity range (XPN-10)
+    let validity = match (xpn.get(12), xpn.get(13)) {
+        ("", "") => period(xpn.sub(10, 1), xpn.sub(10, 2), zone),
+        (from, to) => period(from, to, zone),
+    };
+    put(&mut n, "period", validity);
     if n.is_empty() {
         return None;
     }

@@ -5,6 +5,7 @@
 //! exception queue with replay (`queue`).
 
 pub mod ack;
+pub mod codes;
 pub mod datatypes;
 pub mod identity;
 pub mod ingest;

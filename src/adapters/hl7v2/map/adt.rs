@@ -1,8 +1,9 @@
 //! ADT: PID -> Patient, PV1 -> Encounter (with its Location and Practitioners), AL1, DG1 and
-//! NK1 (see `clinical`); the trigger event sets the Encounter's status (admit, transfer,
+//! NK1 (see `clinical`), PR1 (`procedure`), OBX (the patient's, as ORU's); the trigger event sets the Encounter's status (admit, transfer,
 //! discharge, pre-admit, cancels).
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
+use super::super::codes;
 use super::super::datatypes::{codeable, identifier, location_name, put};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
@@ -43,6 +44,16 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     );
     let patient = out[0].clone();
     super::coverage::all(cx, &patient, &mut out);
+    // what the ADT system observed of the patient (height, weight)
+    let observed: Vec<&Segment> = cx.msg.all("OBX").collect();
+    let subject = json!({"reference": patient.reference()});
+    out.extend(super::oru::of_the_patient(
+        cx,
+        &observed,
+        &patient_id,
+        &subject,
+        false,
+    )?);
     // A28 and A31 are about the person, not a visit
     if matches!(trigger, "A28" | "A31") {
         return Ok(out);
@@ -65,6 +76,9 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
             .all("DG1")
             .filter_map(|s| clinical::diagnosis(cx, s, &patient_id, encounter_id.as_deref())),
     );
+    for pr1 in cx.msg.all("PR1") {
+        super::procedure::procedure(cx, pr1, &patient_id, encounter_id.as_deref(), &mut out);
+    }
     Ok(out)
 }
 
@@ -80,26 +94,20 @@ fn status(trigger: &str, pv1: &Segment) -> &'static str {
     }
 }
 
-/// PV1-2 patient class -> Encounter.class (v3 ActCode).
+/// PV1-2 patient class -> Encounter.class: the IG's map (v3 ActCode, or table 0004's own
+/// code where ActCode has none), else unknown.
 fn class(pv1: &Segment) -> Value {
-    let (code, display) = match pv1.get(2, 1) {
-        "I" => ("IMP", "inpatient encounter"),
-        "E" => ("EMER", "emergency"),
-        "O" | "R" | "B" => ("AMB", "ambulatory"),
-        "P" => ("PRENC", "pre-admission"),
-        _ => {
-            return json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
-                          "code": "UNK", "display": "unknown"});
-        }
-    };
-    json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code,
-           "display": display})
+    match codes::target("PatientClass[EncounterClass]", pv1.get(2, 1)) {
+        Some(t) => t.coding(),
+        None => json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+                       "code": "UNK", "display": "unknown"}),
+    }
 }
 
 /// PV1 -> Encounter, and the Location and Practitioners it points at.
 fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> Vec<Resource> {
     let facility = &cx.header.sending_facility;
-    let visit = identifier(pv1.field(19).first(), cx.systems, facility);
+    let visit = identifier(pv1.field(19).first(), cx.systems, facility, cx.zone);
     // without a visit number, the admission time names the visit; failing that, the message
     let id = match &visit {
         Some(v) => cx.stable_id(
@@ -221,10 +229,16 @@ fn visit_details(cx: &Context, pv1: &Segment, e: &mut Map<String, Value>) {
         Some(cc)
     };
     if let Some(t) = coded(pv1, 4, "0007") {
-        e.insert("type".into(), json!([t]));
+        e.insert(
+            "type".into(),
+            json!([codes::standardise("AdmissionType", t)]),
+        );
     }
     if let Some(s) = coded(pv1, 10, "0069") {
-        e.insert("serviceType".into(), s);
+        e.insert(
+            "serviceType".into(),
+            codes::standardise("HospitalService", s),
+        );
     }
     let mut stay = Map::new();
     if let Some(s) = coded(pv1, 14, "0023") {
@@ -255,7 +269,9 @@ fn visit_details(cx: &Context, pv1: &Segment, e: &mut Map<String, Value>) {
     put(e, "extension", Value::Array(planned));
 }
 
-/// XCN -> Practitioner, under the id of its identifier (or of its name, without one).
+/// XCN -> Practitioner, under the id of its identifier (or of its name, without one): the
+/// identifier with its type (XCN-13); the name with middle names (XCN-4), suffix (XCN-5),
+/// prefix (XCN-6), degree (XCN-7) and professional suffix (XCN-21).
 pub(super) fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
     let value = xcn.get(1).trim();
     let family = xcn.sub(2, 1).trim();
@@ -276,19 +292,27 @@ pub(super) fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
     p.insert("resourceType".into(), json!("Practitioner"));
     p.insert("id".into(), json!(id));
     if !value.is_empty() {
-        p.insert(
-            "identifier".into(),
-            json!([{"system": system, "value": value}]),
-        );
+        let mut id = json!({"system": system, "value": value});
+        let ty = xcn.get(13).trim();
+        if !ty.is_empty() {
+            id["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                            "code": ty}]});
+        }
+        p.insert("identifier".into(), json!([id]));
     }
+    let texts = |parts: &[usize]| -> Value {
+        parts
+            .iter()
+            .map(|&c| xcn.get(c).trim())
+            .filter(|t| !t.is_empty() && *t != "\"\"")
+            .map(|t| json!(t))
+            .collect()
+    };
     let mut n = Map::new();
     put(&mut n, "family", json!(family));
-    if !xcn.get(3).trim().is_empty() {
-        n.insert("given".into(), json!([xcn.get(3).trim()]));
-    }
-    if !xcn.get(6).trim().is_empty() {
-        n.insert("prefix".into(), json!([xcn.get(6).trim()]));
-    }
+    put(&mut n, "given", texts(&[3, 4]));
+    put(&mut n, "prefix", texts(&[6]));
+    put(&mut n, "suffix", texts(&[5, 7, 21]));
     if !n.is_empty() {
         p.insert("name".into(), json!([n]));
     }

@@ -3,6 +3,7 @@
 //! IG: the AL1, DG1 and NK1 segment maps. Each is identified by its patient and its code (or
 //! name), so a later message restating it updates it.
 
+use super::super::codes;
 use super::super::datatypes::{address, codeable, each, name, put, telecom};
 use super::super::message::Segment;
 use super::{Context, Resource};
@@ -22,23 +23,12 @@ pub fn allergy(cx: &Context, al1: &Segment, patient_id: &str) -> Option<Resource
         json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
                            "code": "active"}]}),
     );
-    let category = match al1.get(2, 1) {
-        "DA" | "MA" => "medication",
-        "FA" => "food",
-        "EA" | "AA" | "PA" | "LA" => "environment",
-        _ => "",
-    };
-    if !category.is_empty() {
+    if let Some(category) = codes::code("AllergenType[AllergyIntoleranceCategory]", al1.get(2, 1)) {
         a.insert("category".into(), json!([category]));
     }
-    match al1.get(4, 1) {
-        "SV" => {
-            a.insert("criticality".into(), json!("high"));
-        }
-        "MI" | "MO" => {
-            a.insert("criticality".into(), json!("low"));
-        }
-        _ => {}
+    let severity = al1.get(4, 1);
+    if let Some(c) = codes::code("AllergySeverity[AllergyIntolerance.criticality]", severity) {
+        a.insert("criticality".into(), json!(c));
     }
     a.insert("code".into(), code);
     a.insert(
@@ -58,13 +48,15 @@ pub fn allergy(cx: &Context, al1: &Segment, patient_id: &str) -> Option<Resource
     if !manifestations.is_empty() {
         let mut reaction = Map::new();
         reaction.insert("manifestation".into(), Value::Array(manifestations));
-        let severity = match al1.get(4, 1) {
-            "SV" => "severe",
-            "MO" => "moderate",
-            "MI" => "mild",
-            _ => "",
-        };
-        put(&mut reaction, "severity", json!(severity));
+        let severity = codes::code(
+            "AllergySeverity[AllergyIntolerance.reaction.severity]",
+            severity,
+        );
+        put(
+            &mut reaction,
+            "severity",
+            json!(severity.unwrap_or_default()),
+        );
         a.insert("reaction".into(), json!([reaction]));
     }
     Some(Resource {
@@ -123,7 +115,7 @@ pub fn diagnosis(
 
 /// NK1 -> RelatedPerson; `None` without a name.
 pub fn next_of_kin(cx: &Context, nk1: &Segment, patient_id: &str) -> Option<Resource> {
-    let names = each(nk1.field(2), name);
+    let names = each(nk1.field(2), |r| name(r, cx.zone));
     let first_name = names.as_array().and_then(|n| n.first())?.clone();
     let label = format!(
         "{}|{}",
@@ -139,7 +131,10 @@ pub fn next_of_kin(cx: &Context, nk1: &Segment, patient_id: &str) -> Option<Reso
         json!({"reference": format!("Patient/{patient_id}")}),
     );
     if let Some(rel) = codeable(nk1.field(3).first()) {
-        r.insert("relationship".into(), json!([rel]));
+        r.insert(
+            "relationship".into(),
+            json!([codes::standardise("Relationship", rel)]),
+        );
     }
     r.insert("name".into(), names);
     let mut telecoms: Vec<Value> = nk1

@@ -38,6 +38,17 @@ fn coverage(cx: &Context, in1: &Segment, patient: &Resource) -> Vec<Resource> {
         c.insert("identifier".into(), json!([{"value": policy}]));
         c.insert("subscriberId".into(), json!(policy));
     }
+    // the insured's id with the payer (IN1-49): R4's subscriberId, and whole (with its
+    // system) in the IG's extension
+    let facility = &cx.header.sending_facility;
+    if let Some(insured) = identifier(in1.field(49).first(), cx.systems, facility, cx.zone) {
+        c.insert("subscriberId".into(), insured["value"].clone());
+        c.insert(
+            "extension".into(),
+            json!([{"url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-subscriberId",
+                    "valueIdentifier": insured}]),
+        );
+    }
     c.insert("status".into(), json!("active"));
     let plan_type = in1.get(15, 1).trim();
     if !plan_type.is_empty() {
@@ -103,7 +114,7 @@ fn insurer(cx: &Context, in1: &Segment) -> Option<Resource> {
     let ids: Vec<Value> = in1
         .field(3)
         .repetitions()
-        .filter_map(|r| identifier(r, cx.systems, &cx.header.sending_facility))
+        .filter_map(|r| identifier(r, cx.systems, &cx.header.sending_facility, cx.zone))
         .collect();
     let name = in1.get(4, 1).trim();
     let id = match ids.first() {

@@ -7,6 +7,7 @@
 //! Identity: the unique document number (TXA-12), which every message about a document
 //! carries, so that its addendum, edit or cancellation updates one DocumentReference.
 
+use super::super::codes;
 use super::super::datatypes::{codeable, instant, put};
 use super::super::message::{Rep, Segment};
 use super::order::add_once;
@@ -70,9 +71,32 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         d.insert("author".into(), json!([{"reference": pr.reference()}]));
         add_once(&mut out, pr);
     }
-    if let Some(pr) = adt::practitioner(cx, txa.field(22).first()) {
+    // the assigned authenticator (TXA-10), else the one who authenticated it (TXA-22)
+    let authenticator = [10, 22]
+        .into_iter()
+        .find_map(|f| adt::practitioner(cx, txa.field(f).first()));
+    if let Some(pr) = authenticator {
         d.insert("authenticator".into(), json!({"reference": pr.reference()}));
         add_once(&mut out, pr);
+    }
+    // the sender's file name (TXA-16) is an identifier of the document too
+    let file = txa.value(16).trim();
+    if !file.is_empty() && file != "\"\"" {
+        d.insert(
+            "identifier".into(),
+            json!([{"system": format!("{system}/file"), "value": file}]),
+        );
+    }
+    // confidentiality (TXA-18, table 0272) as a security label, with the IG's coding
+    if let Some(label) = codeable(txa.field(18).first()) {
+        d.insert(
+            "securityLabel".into(),
+            json!([codes::standardise("DocumentConfidentialityStatus", label)]),
+        );
+    }
+    let description = txa.value(25).trim();
+    if !description.is_empty() && description != "\"\"" {
+        d.insert("description".into(), json!(description));
     }
     // an addendum appends to its parent document (TXA-13), a replacement replaces it
     let parent = txa.field(13).first();

@@ -127,7 +127,8 @@ fn key_of(attribute: &str, rows: &[Row]) -> Option<Vec<Key>> {
         return None;
     }
     let first = attribute.split('.').next()?;
-    let name = first.split('[').next()?.to_string();
+    // `identifier[2]`, `location(Location)`: the element's name
+    let name = first.split(['[', '(']).next()?.to_string();
     if name == "extension" || name == "modifierExtension" {
         let url = rows
             .iter()

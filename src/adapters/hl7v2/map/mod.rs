@@ -15,7 +15,9 @@ mod order;
 mod oru;
 mod patient;
 mod patient_more;
+mod procedure;
 mod service_request;
+mod specimen;
 
 use super::ack::Problem;
 use super::datatypes;

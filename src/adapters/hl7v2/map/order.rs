@@ -110,7 +110,7 @@ pub fn identifiers(
 
 /// An order number's system: its assigning authority (EI-2 namespace, EI-3 universal id),
 /// else the sending facility.
-fn system(cx: &Context, ei: Rep) -> String {
+pub fn system(cx: &Context, ei: Rep) -> String {
     cx.systems
         .for_authority(ei.get(2), ei.get(3), ei.get(4), &cx.header.sending_facility)
 }

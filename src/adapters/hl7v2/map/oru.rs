@@ -6,6 +6,7 @@
 //! one), an observation is its report plus OBX-3 and OBX-4 (the test and sub-id), so that a
 //! corrected result (OBX-11 `C`) updates the Observation it corrects.
 
+use super::super::codes;
 use super::super::datatypes::{codeable, date_time, instant, put};
 use super::super::message::{Rep, Segment};
 use super::super::zone::Zone;
@@ -28,15 +29,22 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     let mut out = vec![patient];
     // each OBR with the OBX segments that follow it (until the next OBR); OBX before any OBR
     // are observations of the patient (v2.8's PATIENT_OBSERVATION group), in no report
+    // (and the SPM segments after an OBR's results are its specimens)
     let mut about_patient: Vec<&Segment> = Vec::new();
-    let mut groups: Vec<(&Segment, Vec<&Segment>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut orc: Option<&Segment> = None;
     for seg in &cx.msg.segments {
-        match seg.id.as_str() {
-            "OBR" => groups.push((seg, Vec::new())),
-            "OBX" => match groups.last_mut() {
-                Some((_, obx)) => obx.push(seg),
-                None => about_patient.push(seg),
-            },
+        match (seg.id.as_str(), groups.last_mut()) {
+            ("ORC", _) => orc = Some(seg),
+            ("OBR", _) => groups.push(Group {
+                obr: seg,
+                orc: orc.take(),
+                obx: Vec::new(),
+                spm: Vec::new(),
+            }),
+            ("OBX", Some(g)) if g.spm.is_empty() => g.obx.push(seg),
+            ("OBX", None) => about_patient.push(seg),
+            ("SPM", Some(g)) => g.spm.push(seg),
             _ => {}
         }
     }
@@ -44,18 +52,58 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         return Err(failed("OBR", "100", "an ORU^R01 needs an OBR segment"));
     }
     let patient_id = out[0].id.clone();
-    let key = [cx.header.sending_facility.as_str(), "patient", &patient_id];
-    for group in lines(&about_patient) {
+    out.extend(of_the_patient(
+        cx,
+        &about_patient,
+        &patient_id,
+        &subject,
+        true,
+    )?);
+    for (n, group) in groups.iter().enumerate() {
+        out.extend(report(cx, n + 1, group, &subject)?);
+    }
+    Ok(out)
+}
+
+/// An OBR with the ORC before it, its results and its specimens.
+struct Group<'a> {
+    obr: &'a Segment,
+    orc: Option<&'a Segment>,
+    obx: Vec<&'a Segment>,
+    spm: Vec<&'a Segment>,
+}
+
+/// OBX segments about the patient, in no report (ORU's patient observations, ADT's height
+/// and weight): one Observation each (text lines joined). `lab` ones (ORU's) are of the
+/// laboratory, and a value that cannot be read refuses the message, as a result's must; the
+/// others (ADT's) are left out with a warning, and the visit goes on.
+pub(super) fn of_the_patient(
+    cx: &Context,
+    obx: &[&Segment],
+    patient_id: &str,
+    subject: &Value,
+    lab: bool,
+) -> Result<Vec<Resource>, Unmapped> {
+    let key = [cx.header.sending_facility.as_str(), "patient", patient_id];
+    let mut out = Vec::new();
+    for group in lines(obx) {
         // an attached document without a test code is a document, not an observation (MDM)
         if group[0].get(3, 1).is_empty() && matches!(group[0].value(2), "ED" | "RP") {
             tracing::info!(control_id = %cx.header.control_id, "an OBX of type ED/RP without OBX-3 left out");
             continue;
         }
-        let o = observation(cx, &key, None, &group, None, &subject)?;
+        let mut o = match observation(cx, &key, None, &group, None, subject) {
+            Ok(o) => o,
+            Err(super::Unmapped::Failed(p) | super::Unmapped::Unsupported(p)) if !lab => {
+                cx.not_carried(&p.location, format!("{}; the observation left out", p.text));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !lab && let Some(body) = o.body.as_object_mut() {
+            body.remove("category");
+        }
         out.push(o);
-    }
-    for (n, (obr, obx)) in groups.iter().enumerate() {
-        out.extend(report(cx, n + 1, obr, obx, &subject)?);
     }
     Ok(out)
 }
@@ -82,10 +130,10 @@ fn order_key(cx: &Context, n: usize, obr: &Segment) -> Vec<String> {
 fn report(
     cx: &Context,
     n: usize,
-    obr: &Segment,
-    obx: &[&Segment],
+    group: &Group,
     subject: &Value,
 ) -> Result<Vec<Resource>, Unmapped> {
+    let (obr, obx) = (group.obr, &group.obx);
     let key = order_key(cx, n, obr);
     let keys: Vec<&str> = key.iter().map(String::as_str).collect();
     let id = cx.stable_id("DiagnosticReport", &keys);
@@ -97,7 +145,15 @@ fn report(
         )
     })?;
     let effective = cx.date_time(obr.value(7), "OBR-7");
-    let mut out = Vec::new();
+    let mut out: Vec<Resource> = group
+        .spm
+        .iter()
+        .filter_map(|spm| super::specimen::specimen(cx, &keys, spm, subject))
+        .collect();
+    let specimens: Vec<Value> = out
+        .iter()
+        .map(|s| json!({"reference": s.reference()}))
+        .collect();
     let mut results = Vec::new();
     // an attached report (OBX of type ED) is the report as it was presented, not a result
     let mut presented = Vec::new();
@@ -119,6 +175,10 @@ fn report(
             subject,
         )?;
         results.push(json!({"reference": o.reference()}));
+        let mut o = o;
+        if let (Some(body), Some(first)) = (o.body.as_object_mut(), specimens.first()) {
+            body.insert("specimen".into(), first.clone());
+        }
         out.push(o);
     }
     let mut r = Map::new();
@@ -133,16 +193,36 @@ fn report(
                     "value": filler.get(1).trim()}]),
         );
     }
+    placed(cx, group, &mut r);
     r.insert("status".into(), json!(report_status(obr.value(25))));
+    // the diagnostic service section (OBR-24), else laboratory
+    let section = match obr.get(24, 1).trim() {
+        "" => "LAB",
+        s => s,
+    };
     r.insert(
         "category".into(),
-        json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}]),
+        json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": section}]}]),
     );
     r.insert("code".into(), code);
     r.insert("subject".into(), subject.clone());
-    if let Some(at) = effective {
-        r.insert("effectiveDateTime".into(), json!(at));
+    // a period when OBR-8 (end) is there, else the time
+    match (effective, cx.date_time(obr.value(8), "OBR-8")) {
+        (Some(start), Some(end)) => {
+            r.insert(
+                "effectivePeriod".into(),
+                json!({"start": start, "end": end}),
+            );
+        }
+        (None, Some(end)) => {
+            r.insert("effectivePeriod".into(), json!({"end": end}));
+        }
+        (Some(at), None) => {
+            r.insert("effectiveDateTime".into(), json!(at));
+        }
+        (None, None) => {}
     }
+    put(&mut r, "specimen", Value::Array(specimens));
     if let Some(at) = cx.date_time(obr.value(22), "OBR-22") {
         r.insert("issued".into(), json!(instant(&at)));
     }
@@ -154,6 +234,70 @@ fn report(
         body: Value::Object(r),
     });
     Ok(out)
+}
+
+/// The order a report answers: its placer number (OBR-2, else ORC-2) as an identifier, and
+/// the ServiceRequest that an ORM/OML with that number makes (under the same stable id) as
+/// `basedOn`, named by reference and by identifier.
+fn placed(cx: &Context, group: &Group, r: &mut Map<String, Value>) {
+    let placer = [Some(group.obr), group.orc]
+        .into_iter()
+        .flatten()
+        .map(|s| s.field(2).first())
+        .find(|ei| !ei.get(1).trim().is_empty());
+    let Some(ei) = placer else {
+        return;
+    };
+    let system = super::order::system(cx, ei);
+    let value = ei.get(1).trim();
+    let identifier = json!({
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                             "code": "PLAC", "display": "Placer Identifier"}]},
+        "system": system, "value": value,
+    });
+    let order = cx.stable_id("ServiceRequest", &["placer", &system, value]);
+    if let Some(Value::Array(ids)) = r.get_mut("identifier") {
+        ids.insert(0, identifier.clone());
+    } else {
+        r.insert("identifier".into(), json!([identifier]));
+    }
+    r.insert(
+        "basedOn".into(),
+        json!([{"reference": format!("ServiceRequest/{order}"), "type": "ServiceRequest",
+                "identifier": identifier}]),
+    );
+}
+
+/// The NTE segments right after an observation's last OBX: its notes (IG NTE[Observation]),
+/// each with its time (NTE-6).
+fn notes_after(cx: &Context, group: &[&Segment]) -> Vec<Value> {
+    let Some(last) = group.last() else {
+        return Vec::new();
+    };
+    let segments = &cx.msg.segments;
+    let Some(at) = segments.iter().position(|s| std::ptr::eq(s, *last)) else {
+        return Vec::new();
+    };
+    segments[at + 1..]
+        .iter()
+        .take_while(|s| s.id == "NTE")
+        .filter_map(|nte| {
+            let text: Vec<&str> = nte
+                .field(3)
+                .repetitions()
+                .map(|r| r.get(1).trim())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if text.is_empty() {
+                return None;
+            }
+            let mut note = json!({"text": text.join("\n")});
+            if let Some(at) = cx.date_time(nte.value(6), "NTE-6") {
+                note["time"] = json!(at);
+            }
+            Some(note)
+        })
+        .collect()
 }
 
 /// OBX segments that make one Observation: text lines (TX, FT, ST) of one test and sub-id in a
@@ -245,6 +389,7 @@ fn observation(
         })
         .collect();
     put(&mut o, "interpretation", Value::Array(flags));
+    put(&mut o, "note", Value::Array(notes_after(cx, group)));
     Ok(Resource {
         rtype: "Observation",
         id,
@@ -443,30 +588,15 @@ fn reference_range(obx: &Segment) -> Option<Value> {
     Some(json!({"text": text}))
 }
 
-/// OBX-11 (HL7 table 0085) -> Observation.status.
+/// OBX-11 (HL7 table 0085) -> Observation.status, by the IG's map (`codes`); a status it
+/// does not map (or none) is final, as v2 reads a result without one.
 fn observation_status(code: &str) -> &'static str {
-    match code {
-        "C" => "corrected",
-        "P" | "R" | "S" => "preliminary",
-        "I" | "O" => "registered",
-        "D" | "W" => "entered-in-error",
-        "X" => "cancelled",
-        "A" => "amended",
-        _ => "final",
-    }
+    codes::code("ObservationResultStatusCodesInterpretation", code).unwrap_or("final")
 }
 
-/// OBR-25 (HL7 table 0123) -> DiagnosticReport.status.
+/// OBR-25 (HL7 table 0123) -> DiagnosticReport.status, by the IG's map; else final.
 fn report_status(code: &str) -> &'static str {
-    match code {
-        "C" => "corrected",
-        "P" => "preliminary",
-        "A" | "R" | "S" => "partial",
-        "I" | "O" => "registered",
-        "X" => "cancelled",
-        "M" => "amended",
-        _ => "final",
-    }
+    codes::code("ResultStatus[Non-Queries]", code).unwrap_or("final")
 }
 
 #[cfg(test)]

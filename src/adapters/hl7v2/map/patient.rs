@@ -1,7 +1,8 @@
 //! PID -> Patient, shared by every message that names a patient (ADT, ORU, ...): the IG's
 //! PID map, under a stable id from the first medical record number (else the first identifier).
 
-use super::super::datatypes::{address, each, identifier, name, put, telecom};
+use super::super::codes;
+use super::super::datatypes::{address, codeable, each, identifier, name, put, telecom};
 use super::super::message::Segment;
 use super::{Context, Resource, Unmapped, failed};
 use serde_json::{Map, Value, json};
@@ -41,7 +42,7 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
     p.insert("resourceType".into(), json!("Patient"));
     p.insert("id".into(), json!(id));
     put(&mut p, "identifier", Value::Array(ids));
-    put(&mut p, "name", each(pid.field(5), name));
+    put(&mut p, "name", each(pid.field(5), |r| name(r, cx.zone)));
     let mut telecoms: Vec<Value> = pid
         .field(13)
         .repetitions()
@@ -53,13 +54,7 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
             .filter_map(|r| telecom(r, "work")),
     );
     put(&mut p, "telecom", Value::Array(telecoms));
-    let gender = match pid.value(8) {
-        "M" => "male",
-        "F" => "female",
-        "O" | "A" | "X" => "other",
-        "U" | "N" => "unknown",
-        _ => "",
-    };
+    let gender = codes::code("AdministrativeSex", pid.get(8, 1)).unwrap_or_default();
     put(&mut p, "gender", json!(gender));
     if let Some(d) = cx.date(pid.value(7), "PID-7") {
         p.insert("birthDate".into(), json!(d));
@@ -74,12 +69,11 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
         _ => {}
     }
     put(&mut p, "address", each(pid.field(11), address));
-    let marital = pid.get(16, 1);
-    if !marital.is_empty() {
+    // the IG's standard coding (v3 MaritalStatus, or the null flavour for U), the sender's too
+    if let Some(marital) = codeable(pid.field(16).first()) {
         p.insert(
             "maritalStatus".into(),
-            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
-                               "code": marital}]}),
+            codes::standardise("MaritalStatus", marital),
         );
     }
     super::patient_more::more(cx, pid, &mut p);
@@ -96,7 +90,7 @@ pub fn identifiers(cx: &Context, seg: &Segment, fields: &[usize]) -> Vec<Value> 
     fields
         .iter()
         .flat_map(|&f| seg.field(f).repetitions())
-        .filter_map(|r| identifier(r, cx.systems, facility))
+        .filter_map(|r| identifier(r, cx.systems, facility, cx.zone))
         .collect()
 }
 

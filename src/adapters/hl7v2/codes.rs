@@ -1,0 +1,195 @@
+//! v2 codes to FHIR codes, as data: the v2-to-FHIR IG's concept map tables
+//! (`capability/hl7v2/v2-to-fhir/codesystems/`, the IG's own CSV), with the project's choices
+//! over them, each with its reason (`capability/hl7v2/code-maps.json`). A map names its table
+//! as the IG does (`AdministrativeSex`, `PatientClass[EncounterClass]`).
+//!
+//! The tables are built into the binary, like `identifier-systems.json`: a server never starts
+//! with a map that differs from the one its tests ran against.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// A FHIR code a v2 code maps to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Target {
+    pub code: String,
+    #[serde(default)]
+    pub display: Option<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+}
+
+impl Target {
+    /// As a FHIR Coding.
+    pub fn coding(&self) -> Value {
+        let mut c = serde_json::Map::new();
+        if let Some(s) = &self.system {
+            c.insert("system".into(), json!(s));
+        }
+        c.insert("code".into(), json!(self.code));
+        if let Some(d) = &self.display {
+            c.insert("display".into(), json!(d));
+        }
+        Value::Object(c)
+    }
+}
+
+macro_rules! ig_tables {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!(
+            "../../../capability/hl7v2/v2-to-fhir/codesystems/HL7 Concept Map_ ",
+            $name,
+            " - Sheet1.csv"
+        )))),*]
+    };
+}
+
+/// The IG tables the maps use.
+const TABLES: &[(&str, &str)] = ig_tables![
+    "AdministrativeSex",
+    "PatientClass[EncounterClass]",
+    "MaritalStatus",
+    "AllergenType[AllergyIntoleranceCategory]",
+    "AllergySeverity[AllergyIntolerance.criticality]",
+    "AllergySeverity[AllergyIntolerance.reaction.severity]",
+    "ObservationResultStatusCodesInterpretation",
+    "ResultStatus[Non-Queries]",
+    "AdmissionType",
+    "HospitalService",
+    "Relationship",
+    "DocumentConfidentialityStatus",
+    "YesNoIndicator",
+];
+
+#[derive(Deserialize)]
+struct Overrides {
+    maps: HashMap<String, HashMap<String, Choice>>,
+}
+
+/// The project's choice for one v2 code, over the IG's row.
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(flatten)]
+    target: Option<Target>,
+    /// Why the project differs from the IG here.
+    #[allow(dead_code)]
+    why: String,
+}
+
+type Maps = HashMap<&'static str, HashMap<String, Target>>;
+
+/// One IG table's rows with both a v2 code and a FHIR code. Its columns: v2 code, text and
+/// table (1-3), condition (4-6), FHIR code, display (7-9, the display in 8 or 9) and system (10).
+fn read(csv_text: &str) -> HashMap<String, Target> {
+    let mut out = HashMap::new();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(csv_text.as_bytes());
+    for record in reader.records().skip(2).flatten() {
+        let cell = |i: usize| record.get(i).map(str::trim).unwrap_or_default();
+        let (v2, code, system) = (cell(0), cell(6), cell(9));
+        // rows whose FHIR code sits in another column are the sheet's slips: not guessed at
+        if v2.is_empty() || code.is_empty() || !system.starts_with("http") {
+            continue;
+        }
+        let display = [cell(8), cell(7)].into_iter().find(|d| !d.is_empty());
+        out.entry(v2.to_string()).or_insert(Target {
+            code: code.to_string(),
+            display: display.map(str::to_string),
+            system: Some(system.to_string()),
+        });
+    }
+    out
+}
+
+fn maps() -> &'static Maps {
+    static MAPS: OnceLock<Maps> = OnceLock::new();
+    MAPS.get_or_init(|| {
+        let mut maps: Maps = TABLES
+            .iter()
+            .map(|(name, text)| (*name, read(text)))
+            .collect();
+        let overrides: Overrides =
+            serde_json::from_str(include_str!("../../../capability/hl7v2/code-maps.json"))
+                .expect("capability/hl7v2/code-maps.json is valid");
+        for (table, choices) in overrides.maps {
+            let map = maps
+                .iter_mut()
+                .find(|(name, _)| **name == table)
+                .map(|(_, m)| m)
+                .unwrap_or_else(|| panic!("code-maps.json names {table}, not an IG table in use"));
+            for (v2, choice) in choices {
+                match choice.target {
+                    Some(t) => map.insert(v2, t),
+                    None => map.remove(&v2),
+                };
+            }
+        }
+        maps
+    })
+}
+
+/// What v2 code `code` of IG table `table` maps to, if anything.
+pub fn target(table: &str, code: &str) -> Option<&'static Target> {
+    maps().get(table)?.get(code.trim())
+}
+
+/// The FHIR code (alone) that `code` maps to in `table`: for elements of type `code`.
+pub fn code(table: &str, code: &str) -> Option<&'static str> {
+    target(table, code).map(|t| t.code.as_str())
+}
+
+/// `cc` (a CodeableConcept made from a CWE) with the standard coding that its first code maps
+/// to in `table` put first; the sender's own coding stays.
+pub fn standardise(table: &str, mut cc: Value) -> Value {
+    let first = cc["coding"][0]["code"].as_str().unwrap_or_default();
+    if let Some(t) = target(table, first) {
+        let same = |c: &Value| c["system"] == json!(t.system) && c["code"] == json!(t.code);
+        if let Some(codings) = cc["coding"].as_array_mut()
+            && !codings.iter().any(same)
+        {
+            codings.insert(0, t.coding());
+        }
+    }
+    cc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_in_use_reads() {
+        for (name, text) in TABLES {
+            assert!(!read(text).is_empty(), "{name} has no usable rows");
+        }
+        assert_eq!(code("AdministrativeSex", "F"), Some("female"));
+        assert_eq!(code("AdministrativeSex", "A"), Some("other"));
+        // the sheet's own slips (a code in the display column) are not guessed at
+        assert_eq!(code("ResultStatus[Non-Queries]", "F"), Some("final"));
+        // the IG maps v2 U (unknown) to the null flavour, not v3 U (unmarried)
+        let unknown = target("MaritalStatus", "U").unwrap();
+        assert_eq!(unknown.code, "UNK");
+        assert!(
+            unknown
+                .system
+                .as_deref()
+                .unwrap()
+                .ends_with("v3-NullFlavor")
+        );
+    }
+
+    #[test]
+    fn the_project_s_choices_override_the_ig_s_rows() {
+        // the IG leaves MA (miscellaneous allergy) unmapped, and so does the project
+        assert_eq!(code("AllergenType[AllergyIntoleranceCategory]", "MA"), None);
+        assert_eq!(code("ResultStatus[Non-Queries]", "C"), Some("corrected"));
+        assert_eq!(
+            code("ObservationResultStatusCodesInterpretation", "R"),
+            Some("preliminary")
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! What the v2-to-FHIR IG's tables say a segment becomes, as a client of the store reads it:
+//! code maps from the IG's tables, procedures, the patient's observations in ADT, specimens,
+//! notes, a report's order, document details and richer names. Messages written for these
+//! tests from the IG's segment tables.
+
+use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::hl7v2::found;
+use crate::mllp_client::Mllp;
+use serde_json::Value;
+
+async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |s| s.mllp = Some("127.0.0.1:0".into())).await
+}
+
+const MSH: &str = "MSH|^~\\&|REG|GOOD HEALTH|EMRSYNC|HUB|20261125120000||";
+const MRN: &str = "^^^GH&1.2.840.114350.1&ISO^MR";
+
+async fn send(app: &TestApp, message: &str) -> String {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp.send(message).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    ack.text
+}
+
+async fn only(app: &TestApp, query: &str) -> Value {
+    let list = found(&app.get(query).await);
+    assert_eq!(list.len(), 1, "{query}: {list:?}");
+    list[0].clone()
+}
+
+async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
+    let message = format!(
+        "{MSH}ADT^A01^ADT_A01|IG-ADT-1|P|2.5.1\r\
+         EVN|A01|20261125120000\r\
+         PID|1||IG-MRN-1{MRN}||Ortiz^Ana^Lucia^^^^L^^^^^20200101^^RN||19800214|F||||||||U\r\
+         PV1|1|R|4W^401^B^GOOD HEALTH||||1234^Welby^Marcus^James^III^Dr^MD^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI^^^^^^^^FACP||||||||||||IG-V-1^^^GH&1.2.840.114350.1&ISO^VN\r\
+         OBX|1|NM|8302-2^Body height^LN||170|cm^cm^UCUM|||||F\r\
+         OBX|2|NM|29463-7^Body weight^LN||abc|kg^kg^UCUM|||||F\r\
+         AL1|1|AA|227037002^Fish^SCT|MO|Hives\r\
+         PR1|1||0FT44ZZ^Laparoscopic cholecystectomy^ICD10PCS|Gallbladder removal|202611200930||95|7777^Sleep^Sam|||8888^Cutter^Cal||||K80.20^Calculus of gallbladder^I10||||PROC-1^GH\r\
+         IN1|1|PPO1^Gold PPO|BCBS-IL^^^^NIIP|Blue Cross Blue Shield of Illinois|||||||||||||SEL|||||||||||||||||||POL-1|||||||||||||XYZ123456^^^BCBS&2.16.840.1.113883.3.9&ISO\r"
+    );
+    let ack = send(&app, &message).await;
+    // the unreadable weight is left out with a warning, the rest of the visit goes on
+    assert!(ack.contains("OBX^2^5"), "{ack}");
+    let patient = only(&app, "Patient?identifier=IG-MRN-1").await;
+    let pid = patient["id"].as_str().unwrap();
+    // the IG's map: v2 U (unknown) is the null flavour, not v3 U (unmarried); the sender's kept
+    let marital = &patient["maritalStatus"]["coding"];
+    assert_eq!(marital[0]["code"], "UNK", "{patient}");
+    assert_eq!(marital[1]["code"], "U");
+    // middle name, credentials (XPN-14) and the name's period (XPN-12)
+    let name = &patient["name"][0];
+    assert_eq!(name["given"], serde_json::json!(["Ana", "Lucia"]), "{name}");
+    assert_eq!(name["suffix"], serde_json::json!(["RN"]), "{name}");
+    assert_eq!(name["period"]["start"], "2020-01-01", "{name}");
+
+    // a recurring patient is table 0004's R, as the IG maps it, not an ambulatory visit
+    let visit = only(&app, "Encounter?identifier=IG-V-1").await;
+    assert_eq!(visit["class"]["code"], "R", "{visit}");
+    assert_eq!(
+        visit["class"]["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0004"
+    );
+    let attending = visit["participant"][0]["individual"]["reference"]
+        .as_str()
+        .unwrap();
+    let doctor = app.get(&format!("/{attending}")).await.json();
+    let name = &doctor["name"][0];
+    assert_eq!(
+        name["given"],
+        serde_json::json!(["Marcus", "James"]),
+        "{doctor}"
+    );
+    assert_eq!(name["suffix"], serde_json::json!(["III", "MD", "FACP"]));
+    assert_eq!(doctor["identifier"][0]["type"]["coding"][0]["code"], "NPI");
+
+    // height from the ADT feed, without a laboratory category
+    let height = only(
+        &app,
+        &format!("Observation?subject=Patient/{pid}&code=8302-2"),
+    )
+    .await;
+    assert_eq!(height["valueQuantity"]["value"], 170);
+    assert!(height.get("category").is_none(), "{height}");
+
+    // AA is an animal allergen: biologic, as the IG maps it; MO has no criticality there
+    let allergy = only(&app, &format!("AllergyIntolerance?patient=Patient/{pid}")).await;
+    assert_eq!(allergy["category"][0], "biologic", "{allergy}");
+    assert!(allergy.get("criticality").is_none(), "{allergy}");
+    assert_eq!(allergy["reaction"][0]["severity"], "moderate");
+
+    let procedure = only(&app, &format!("Procedure?subject=Patient/{pid}")).await;
+    assert_eq!(procedure["code"]["coding"][0]["code"], "0FT44ZZ");
+    assert_eq!(procedure["code"]["text"], "Laparoscopic cholecystectomy");
+    assert_eq!(
+        procedure["performedPeriod"]["start"],
+        "2026-11-20T09:30:00Z"
+    );
+    assert_eq!(procedure["performedPeriod"]["end"], "2026-11-20T11:05:00Z");
+    assert_eq!(procedure["identifier"][0]["value"], "PROC-1");
+    assert_eq!(procedure["reasonCode"][0]["coding"][0]["code"], "K80.20");
+    assert_eq!(
+        procedure["encounter"]["reference"],
+        format!("Encounter/{}", visit["id"].as_str().unwrap())
+    );
+    let functions: Vec<&str> = procedure["performer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["function"]["coding"][0]["code"].as_str())
+        .collect();
+    assert_eq!(functions, ["88189002", "304292004"], "{procedure}");
+
+    // the insured's id with the payer (IN1-49)
+    let coverage = only(&app, &format!("Coverage?beneficiary=Patient/{pid}")).await;
+    assert_eq!(coverage["subscriberId"], "XYZ123456", "{coverage}");
+    assert_eq!(
+        coverage["extension"][0]["valueIdentifier"]["system"],
+        "urn:oid:2.16.840.1.113883.3.9"
+    );
+}
+
+async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
+    let order = format!(
+        "{MSH}ORM^O01^ORM_O01|IG-ORM-2|P|2.5.1\r\
+         PID|1||IG-MRN-2{MRN}||Ng^Bo||19700101|M\r\
+         ORC|NW|IG-PL-2^CPOE\r\
+         OBR|1|IG-PL-2^CPOE||2345-7^Glucose^LN\r"
+    );
+    send(&app, &order).await;
+    let result = format!(
+        "{MSH}ORU^R01^ORU_R01|IG-ORU-2|P|2.5.1\r\
+         PID|1||IG-MRN-2{MRN}||Ng^Bo||19700101|M\r\
+         ORC|RE|IG-PL-2^CPOE|IG-FL-2^LAB\r\
+         OBR|1||IG-FL-2^LAB|2345-7^Glucose^LN|||20261125083000|20261125083500||||||||||||||20261125100000||CH|F\r\
+         OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F\r\
+         NTE|1||Fasting sample|||20261125090000\r\
+         SPM|1|IG-SP-P2&CPOE^IG-SP-F2&LAB||119297000^Blood specimen^SCT||||||||5^mL&mL&UCUM||Slightly haemolysed|||20261125082000|20261125084500||Y\r"
+    );
+    send(&app, &result).await;
+    let request = only(&app, "ServiceRequest?identifier=IG-PL-2").await;
+    let report = only(&app, "DiagnosticReport?identifier=IG-FL-2").await;
+    // the placer number (from the ORC) names the order the report answers
+    assert_eq!(
+        report["basedOn"][0]["reference"],
+        format!("ServiceRequest/{}", request["id"].as_str().unwrap()),
+        "{report}"
+    );
+    let placer: Vec<&Value> = report["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"]["coding"][0]["code"] == "PLAC")
+        .collect();
+    assert_eq!(placer[0]["value"], "IG-PL-2");
+    assert_eq!(report["category"][0]["coding"][0]["code"], "CH");
+    assert_eq!(report["effectivePeriod"]["end"], "2026-11-25T08:35:00Z");
+
+    let specimen = report["specimen"][0]["reference"].as_str().unwrap();
+    let specimen = app.get(&format!("/{specimen}")).await.json();
+    assert_eq!(specimen["type"]["coding"][0]["code"], "119297000");
+    assert_eq!(
+        specimen["collection"]["collectedDateTime"],
+        "2026-11-25T08:20:00Z"
+    );
+    assert_eq!(specimen["collection"]["quantity"]["value"], 5);
+    assert_eq!(specimen["receivedTime"], "2026-11-25T08:45:00Z");
+    assert_eq!(specimen["status"], "available");
+    assert_eq!(specimen["note"][0]["text"], "Slightly haemolysed");
+
+    let glucose = app
+        .get(&format!(
+            "/{}",
+            report["result"][0]["reference"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(glucose["specimen"], report["specimen"][0], "{glucose}");
+    assert_eq!(glucose["note"][0]["text"], "Fasting sample");
+    assert_eq!(glucose["note"][0]["time"], "2026-11-25T09:00:00Z");
+}
+
+async fn a_document_carries_its_confidentiality_and_authenticator(app: TestApp) {
+    let message = format!(
+        "{MSH}MDM^T02^MDM_T02|IG-MDM-3|P|2.5.1\r\
+         EVN|T02|20261125120000\r\
+         PID|1||IG-MRN-3{MRN}||Kim^Jo||19700101|F\r\
+         PV1|1|O\r\
+         TXA|1|DS^Discharge summary^HL70270|TX|20261125115900|||||1234^Welby^Marcus|5678^Quinn^Mia||IG-DOC-3^NOTES||||ds-3.txt|AU|R|||||||Discharge after cholecystectomy\r\
+         OBX|1|TX|||Discharged home in good condition.||||||F\r"
+    );
+    send(&app, &message).await;
+    let doc = only(&app, "DocumentReference?identifier=IG-DOC-3").await;
+    let label = &doc["securityLabel"][0]["coding"][0];
+    assert_eq!(label["code"], "R", "{doc}");
+    assert_eq!(
+        label["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0272"
+    );
+    assert_eq!(doc["description"], "Discharge after cholecystectomy");
+    let authenticator = doc["authenticator"]["reference"].as_str().unwrap();
+    let mia = app.get(&format!("/{authenticator}")).await.json();
+    assert_eq!(mia["name"][0]["family"], "Quinn", "{mia}");
+}
+
+crate::on_both_backends_with!(
+    spawn,
+    an_admission_carries_codes_procedures_and_measurements,
+    a_result_names_its_order_its_specimen_and_its_notes,
+    a_document_carries_its_confidentiality_and_authenticator,
+);
