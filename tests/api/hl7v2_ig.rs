@@ -204,8 +204,55 @@ async fn a_document_carries_its_confidentiality_and_authenticator(app: TestApp) 
     assert_eq!(mia["name"][0]["family"], "Quinn", "{mia}");
 }
 
+/// An ADT event of `trigger` for patient IG-MRN-4 in `bed`, with no visit number or time.
+fn unnumbered(trigger: &str, control: &str, bed: &str, more: &str) -> String {
+    format!(
+        "{MSH}ADT^{trigger}^ADT_A01|{control}|P|2.5.1\r\
+         EVN|{trigger}|20261125120000\r\
+         PID|1||IG-MRN-4{MRN}||Lund^Per||19700101|M\r\
+         PV1|1|I|4W^{bed}^A^GOOD HEALTH\r{more}"
+    )
+}
+
+async fn a_visit_without_a_number_is_the_patient_s_open_one(app: TestApp) {
+    send(&app, &unnumbered("A01", "IG-V4-1", "401", "")).await;
+    let patient = only(&app, "Patient?identifier=IG-MRN-4").await;
+    let visits = format!(
+        "Encounter?subject=Patient/{}",
+        patient["id"].as_str().unwrap()
+    );
+    let admitted = only(&app, &visits).await;
+    // a transfer and an update with a diagnosis: the same visit, not two more
+    send(&app, &unnumbered("A02", "IG-V4-2", "402", "")).await;
+    let dg1 = "DG1|1||J18.9^Pneumonia, unspecified organism^I10\r";
+    send(&app, &unnumbered("A08", "IG-V4-3", "402", dg1)).await;
+    // said again: still one diagnosis of the one visit
+    send(&app, &unnumbered("A08", "IG-V4-3b", "402", dg1)).await;
+    let moved = only(&app, &visits).await;
+    assert_eq!(moved["id"], admitted["id"]);
+    assert!(
+        moved["location"][0]["location"]["display"]
+            .as_str()
+            .unwrap()
+            .contains("402"),
+        "{moved}"
+    );
+    let diagnosis = only(&app, "Condition?code=J18.9").await;
+    assert_eq!(
+        diagnosis["encounter"]["reference"],
+        format!("Encounter/{}", admitted["id"].as_str().unwrap())
+    );
+    send(&app, &unnumbered("A03", "IG-V4-4", "402", "")).await;
+    assert_eq!(only(&app, &visits).await["status"], "finished");
+    // once discharged, the next admission is a visit of its own
+    send(&app, &unnumbered("A01", "IG-V4-5", "403", "")).await;
+    let all = found(&app.get(&visits).await);
+    assert_eq!(all.len(), 2, "{all:?}");
+}
+
 crate::on_both_backends_with!(
     spawn,
+    a_visit_without_a_number_is_the_patient_s_open_one,
     an_admission_carries_codes_procedures_and_measurements,
     a_result_names_its_order_its_specimen_and_its_notes,
     a_document_carries_its_confidentiality_and_authenticator,

@@ -243,7 +243,11 @@ pub fn process(
     let zone = inbound
         .zones
         .of_message(msg.msh().value(7), &r.header.sending_facility);
-    let mapped = match map::map(msg, secret.as_bytes(), zone).and_then(|m| accepted(m, &writer)) {
+    let mapped = map::map(msg, secret.as_bytes(), zone)
+        // a visit named by no number is the patient's open one (see `visits`)
+        .and_then(|m| super::visits::in_open_visit(store, msg, secret.as_bytes(), zone, m))
+        .and_then(|m| accepted(m, &writer));
+    let mapped = match mapped {
         Ok(mapped) => mapped,
         Err(Unmapped::Unsupported(p)) => {
             return r.refuse(store, status::REJECTED, AckCode::Reject, p);

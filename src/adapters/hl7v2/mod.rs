@@ -16,6 +16,7 @@ pub mod mllp;
 pub mod nulls;
 pub mod peers;
 pub mod queue;
+pub mod visits;
 pub mod zone;
 
 #[cfg(test)]

@@ -120,14 +120,29 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
         None if !pv1.value(44).is_empty() => {
             cx.stable_id("Encounter", &[patient_ref, pv1.value(44)])
         }
-        None => cx.stable_id(
-            "Encounter",
-            &[
-                facility,
-                &cx.header.sending_application,
-                &cx.header.control_id,
-            ],
-        ),
+        // a new admission or registration is a new visit; any other event is about the
+        // patient's open one
+        None if !matches!(trigger, "A01" | "A04" | "A05") && cx.in_visit.is_some() => {
+            cx.in_visit.clone().unwrap_or_default()
+        }
+        None => {
+            let id = cx.stable_id(
+                "Encounter",
+                &[
+                    facility,
+                    &cx.header.sending_application,
+                    &cx.header.control_id,
+                ],
+            );
+            if !matches!(trigger, "A01" | "A04" | "A05") {
+                let patient = patient_ref.trim_start_matches("Patient/").to_string();
+                *cx.open_visit.borrow_mut() = Some(super::OpenVisit {
+                    provisional: id.clone(),
+                    patient,
+                });
+            }
+            id
+        }
     };
     let mut out = Vec::new();
     let mut e = Map::new();

@@ -40,6 +40,19 @@ pub struct Mapped {
     pub warnings: Vec<Problem>,
     /// Elements a message deleted with `""` ("Patient/id", element); see `nulls`.
     pub cleared: Vec<(String, &'static str)>,
+    /// A visit the message names by no number: the patient's open one, which the store knows
+    /// (see `ingest::open_visit`).
+    pub open_visit: Option<OpenVisit>,
+}
+
+/// An ADT event about a visit that the sender gives no number (PV1-19) or admission time
+/// (PV1-44) for, other than a new admission or registration: it is about the patient's open
+/// visit. The map gives the Encounter a `provisional` id (this message's); when the store
+/// knows the patient's open visit, ingest maps the message again in it (`map_in_visit`).
+#[derive(Debug, Clone)]
+pub struct OpenVisit {
+    pub provisional: String,
+    pub patient: String,
 }
 
 /// Patient `from` merged into patient `into` (ADT^A40); `identifiers` are `from`'s, as MRG-1
@@ -79,6 +92,11 @@ pub struct Context<'a> {
     warnings: RefCell<Vec<Problem>>,
     /// Elements deleted with `""`, as met (see `clear`).
     cleared: RefCell<Vec<(String, &'static str)>>,
+    /// A visit named by no number (see `OpenVisit`).
+    open_visit: RefCell<Option<OpenVisit>>,
+    /// The id of the patient's open visit, when the message names its visit by no number and
+    /// the store has one (see `OpenVisit`).
+    in_visit: Option<String>,
     /// This installation's secret for resource ids (`identity::stable_id`).
     id_secret: &'a [u8],
 }
@@ -135,6 +153,17 @@ impl Context<'_> {
 /// their business keys under `id_secret` (see `identity::stable_id`); its times without an
 /// offset are in `zone`.
 pub fn map(msg: &Message, id_secret: &[u8], zone: Zone) -> Result<Mapped, Unmapped> {
+    map_in_visit(msg, id_secret, zone, None)
+}
+
+/// `map`, with the Encounter of a visit named by no number (see `OpenVisit`) under the id
+/// `in_visit` of the patient's open visit.
+pub fn map_in_visit(
+    msg: &Message,
+    id_secret: &[u8],
+    zone: Zone,
+    in_visit: Option<String>,
+) -> Result<Mapped, Unmapped> {
     let cx = Context {
         msg,
         header: msg.header(),
@@ -142,11 +171,14 @@ pub fn map(msg: &Message, id_secret: &[u8], zone: Zone) -> Result<Mapped, Unmapp
         zone,
         warnings: RefCell::default(),
         cleared: RefCell::default(),
+        open_visit: RefCell::default(),
+        in_visit,
         id_secret,
     };
     let mut mapped = by_type(&cx)?;
     mapped.warnings = cx.warnings.take();
     mapped.cleared = cx.cleared.take();
+    mapped.open_visit = cx.open_visit.take();
     Ok(mapped)
 }
 
