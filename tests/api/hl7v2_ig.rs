@@ -250,8 +250,44 @@ async fn a_visit_without_a_number_is_the_patient_s_open_one(app: TestApp) {
     assert_eq!(all.len(), 2, "{all:?}");
 }
 
+async fn a_thinner_visit_message_keeps_what_it_does_not_say(app: TestApp) {
+    let visit = |control: &str, pv1: &str| {
+        format!(
+            "{MSH}ADT^A08^ADT_A01|{control}|P|2.5.1\r\
+             EVN|A08|20261125120000\r\
+             PID|1||IG-MRN-5{MRN}||Berg^Eva||19700101|F\r\
+             {pv1}\r"
+        )
+    };
+    let full = "PV1|1|I|4W^401^A^GOOD HEALTH|E|||1234^Welby^Marcus|||MED||||7|||||IG-V-5^^^GH&1.2.840.114350.1&ISO^VN|||||||||||||||||||||||||20261125113000";
+    send(&app, &visit("IG-V5-1", full)).await;
+    let stored = only(&app, "Encounter?identifier=IG-V-5").await;
+    assert_eq!(stored["class"]["code"], "IMP");
+    // a message naming the visit by its number alone: the rest is as the ADT feed wrote it
+    let thin = "PV1|1||||||||||||||||||IG-V-5^^^GH&1.2.840.114350.1&ISO^VN";
+    send(&app, &visit("IG-V5-2", thin)).await;
+    let kept = only(&app, "Encounter?identifier=IG-V-5").await;
+    for element in [
+        "class",
+        "location",
+        "participant",
+        "type",
+        "serviceType",
+        "period",
+    ] {
+        assert_eq!(kept[element], stored[element], "{element}: {kept}");
+    }
+    // `""` deletes: no attending any more, the rest kept
+    let cleared = "PV1|1||||||\"\"||||||||||||IG-V-5^^^GH&1.2.840.114350.1&ISO^VN";
+    send(&app, &visit("IG-V5-3", cleared)).await;
+    let after = only(&app, "Encounter?identifier=IG-V-5").await;
+    assert!(after.get("participant").is_none(), "{after}");
+    assert_eq!(after["location"], stored["location"]);
+}
+
 crate::on_both_backends_with!(
     spawn,
+    a_thinner_visit_message_keeps_what_it_does_not_say,
     a_visit_without_a_number_is_the_patient_s_open_one,
     an_admission_carries_codes_procedures_and_measurements,
     a_result_names_its_order_its_specimen_and_its_notes,

@@ -191,7 +191,8 @@ pub fn telecom(xtn: Rep, use_: &str) -> Option<Value> {
 pub fn codeable(cwe: Rep) -> Option<Value> {
     let mut codings = Vec::new();
     for (code, display, sys) in [(1, 2, 3), (4, 5, 6)] {
-        if cwe.get(code).trim().is_empty() {
+        // no code, or `""` (delete: the field's element is cleared, see `nulls`)
+        if text(cwe.get(code)).is_null() {
             continue;
         }
         let mut c = Map::new();
@@ -331,7 +332,7 @@ pub fn location_name(pl: Rep) -> Option<String> {
     let parts: Vec<&str> = [pl.sub(1, 1), pl.sub(2, 1), pl.sub(3, 1), pl.sub(4, 1)]
         .into_iter()
         .map(str::trim)
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && *p != "\"\"")
         .collect();
     (!parts.is_empty()).then(|| parts.join(" "))
 }

@@ -389,7 +389,7 @@ impl Unit for MessageUnit<'_> {
     }
 
     fn over(&self, stated: &Resource, current: &Current) -> serde_json::Value {
-        let (Some(old), "Patient") = (&current.json, stated.rtype) else {
+        let Some(old) = &current.json else {
             return stated.body.clone();
         };
         let key = stated.reference();
@@ -397,7 +397,11 @@ impl Unit for MessageUnit<'_> {
             .filter(|(of, _)| *of == key)
             .map(|(_, e)| *e)
             .collect();
-        super::nulls::patient_over(&stated.body, old, &cleared)
+        match stated.rtype {
+            "Patient" => super::nulls::patient_over(&stated.body, old, &cleared),
+            "Encounter" => super::nulls::encounter_over(&stated.body, old, &cleared),
+            _ => stated.body.clone(),
+        }
     }
 
     fn finish(

@@ -1,7 +1,8 @@
-//! HL7 v2's null semantics, applied when a message restates a Patient that is already stored.
-//! In v2 an empty field says nothing ("no information"), and only `""` says "delete this": a
-//! thinner PID (an order or a lab result names the patient with its MRN and name, no more)
-//! must not erase what the ADT feed wrote. So, per element of the Patient:
+//! HL7 v2's null semantics, applied when a message restates a Patient or an Encounter that is
+//! already stored. In v2 an empty field says nothing ("no information"), and only `""` says
+//! "delete this": a thinner PID (an order or a lab result names the patient with its MRN and
+//! name, no more) must not erase what the ADT feed wrote, nor a transfer that names only the
+//! new bed the visit's attending doctor. So, per element of the Patient or Encounter:
 //! - present in the message: replaces what is stored;
 //! - absent: what is stored is kept;
 //! - `""` in its field: removed (the maps report these, see `map::Context::clear`).
@@ -9,8 +10,10 @@
 //! Identifiers are merged by system: the message's identifiers replace the stored ones of the
 //! same systems, and those of other systems (a national id from the ADT feed, another
 //! facility's MRN) are kept. Extensions are merged by URL the same way (race, ethnicity,
-//! religion and mother's maiden name come from different fields). Other resource types are restated whole, as their messages state
-//! them whole (a result, an order, a visit).
+//! religion and mother's maiden name come from different fields). An Encounter's class that
+//! the message does not give (PV1-2 empty: the map says unknown, as the element is required)
+//! keeps the stored one. Other resource types are restated whole, as their messages state them
+//! whole (a result, an order, a document).
 
 use serde_json::{Map, Value};
 
@@ -57,6 +60,18 @@ pub fn patient_over(new: &Value, old: &Value, cleared: &[&str]) -> Value {
     Value::Object(out)
 }
 
+/// `new` over `old` for an Encounter: as `patient_over`, and a class the message did not give
+/// (the map's unknown) keeps the stored class.
+pub fn encounter_over(new: &Value, old: &Value, cleared: &[&str]) -> Value {
+    let mut out = patient_over(new, old, cleared);
+    let unknown = new["class"]["code"] == "UNK"
+        && new["class"]["system"] == "http://terminology.hl7.org/CodeSystem/v3-NullFlavor";
+    if unknown && old.get("class").is_some() {
+        out["class"] = old["class"].clone();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +116,23 @@ mod tests {
         assert!(merged.get("address").is_none(), "{merged}");
         assert!(merged.get("deceasedDateTime").is_none(), "{merged}");
         assert_eq!(merged["deceasedBoolean"], true);
+    }
+
+    #[test]
+    fn a_visit_message_without_a_class_keeps_the_stored_one() {
+        let stored = json!({"resourceType": "Encounter", "id": "e", "status": "in-progress",
+                            "class": {"code": "IMP"}, "location": [{"status": "active"}]});
+        let thin = json!({"resourceType": "Encounter", "id": "e", "status": "finished",
+                          "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+                                    "code": "UNK"}});
+        let merged = encounter_over(&thin, &stored, &[]);
+        assert_eq!(merged["class"]["code"], "IMP");
+        assert_eq!(merged["status"], "finished");
+        assert_eq!(merged["location"], stored["location"]);
+        assert!(
+            encounter_over(&thin, &stored, &["location"])
+                .get("location")
+                .is_none()
+        );
     }
 }

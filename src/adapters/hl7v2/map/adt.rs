@@ -82,6 +82,22 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     Ok(out)
 }
 
+/// PV1 fields whose `""` deletes the Encounter element they feed (v2 null semantics, see
+/// `nulls`): an element fed by several fields (the participants) goes as a whole.
+const CLEARABLE: &[(usize, &str)] = &[
+    (3, "location"),
+    (4, "type"),
+    (7, "participant"),
+    (8, "participant"),
+    (9, "participant"),
+    (17, "participant"),
+    (10, "serviceType"),
+    (14, "hospitalization"),
+    (36, "hospitalization"),
+    (44, "period"),
+    (45, "period"),
+];
+
 /// The Encounter's status after this trigger event.
 fn status(trigger: &str, pv1: &Segment) -> &'static str {
     match trigger {
@@ -144,6 +160,11 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
             id
         }
     };
+    for (field, element) in CLEARABLE {
+        if pv1.value(*field).trim() == "\"\"" {
+            cx.clear("Encounter", &id, element);
+        }
+    }
     let mut out = Vec::new();
     let mut e = Map::new();
     e.insert("resourceType".into(), json!("Encounter"));
@@ -287,9 +308,14 @@ fn visit_details(cx: &Context, pv1: &Segment, e: &mut Map<String, Value>) {
 /// XCN -> Practitioner, under the id of its identifier (or of its name, without one): the
 /// identifier with its type (XCN-13); the name with middle names (XCN-4), suffix (XCN-5),
 /// prefix (XCN-6), degree (XCN-7) and professional suffix (XCN-21).
-pub(super) fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
-    let value = xcn.get(1).trim();
-    let family = xcn.sub(2, 1).trim();
+pub(super) fn practitioner<'a>(cx: &Context, xcn: Rep<'a>) -> Option<Resource> {
+    // `""` (delete) names no one
+    let said = |s: &'a str| match s.trim() {
+        "\"\"" => "",
+        s => s,
+    };
+    let value = said(xcn.get(1));
+    let family = said(xcn.sub(2, 1));
     if value.is_empty() && family.is_empty() {
         return None;
     }
