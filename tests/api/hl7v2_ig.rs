@@ -37,6 +37,8 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
          OBX|1|NM|8302-2^Body height^LN||170|cm^cm^UCUM|||||F\r\
          OBX|2|NM|29463-7^Body weight^LN||abc|kg^kg^UCUM|||||F\r\
          AL1|1|AA|227037002^Fish^SCT|MO|Hives\r\
+         NK1|1|Ortiz^Luis|BRO^Brother^HL70063|||||20200101|||||||M|19780301||||||||||||||Reyes^Rita|^WPN^PH^^1^217^5550199\r\
+         DG1|1||K80.20^^I10|Calculus of gallbladder|20261119080000|||||||||||||||DX-77^GH\r\
          PR1|1||0FT44ZZ^Laparoscopic cholecystectomy^ICD10PCS|Gallbladder removal|202611200930||95|7777^Sleep^Sam|||8888^Cutter^Cal||||K80.20^Calculus of gallbladder^I10||||PROC-1^GH\r\
          IN1|1|PPO1^Gold PPO|BCBS-IL^^^^NIIP|Blue Cross Blue Shield of Illinois|||||||||||||SEL|||||||||||||||||||POL-1|||||||||||||XYZ123456^^^BCBS&2.16.840.1.113883.3.9&ISO\r"
     );
@@ -112,6 +114,22 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
         .collect();
     assert_eq!(functions, ["88189002", "304292004"], "{procedure}");
 
+    // next of kin: the period, sex, birth date, and the contact person's name and phone
+    let kin = only(&app, &format!("RelatedPerson?patient=Patient/{pid}")).await;
+    assert_eq!(kin["period"]["start"], "2020-01-01", "{kin}");
+    assert_eq!(kin["gender"], "male");
+    assert_eq!(kin["birthDate"], "1978-03-01");
+    assert_eq!(kin["name"][1]["family"], "Reyes");
+    assert_eq!(kin["telecom"][0]["value"], "+1 217 5550199");
+    // the diagnosis: its description as the code's text, its time as the onset, its id
+    let diagnosis = only(&app, &format!("Condition?subject=Patient/{pid}")).await;
+    assert_eq!(
+        diagnosis["code"]["text"], "Calculus of gallbladder",
+        "{diagnosis}"
+    );
+    assert_eq!(diagnosis["onsetDateTime"], "2026-11-19T08:00:00Z");
+    assert_eq!(diagnosis["identifier"][0]["value"], "DX-77");
+
     // the insured's id with the payer (IN1-49)
     let coverage = only(&app, &format!("Coverage?beneficiary=Patient/{pid}")).await;
     assert_eq!(coverage["subscriberId"], "XYZ123456", "{coverage}");
@@ -134,7 +152,7 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
          PID|1||IG-MRN-2{MRN}||Ng^Bo||19700101|M\r\
          ORC|RE|IG-PL-2^CPOE|IG-FL-2^LAB\r\
          OBR|1||IG-FL-2^LAB|2345-7^Glucose^LN|||20261125083000|20261125083500||||||||||||||20261125100000||CH|F\r\
-         OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F\r\
+         OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F|||20261125083000||4321^Tech^Tina|HEXOKINASE^Hexokinase method^L||20261125084000||OBS-9^LAB||GOOD HEALTH LAB^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05D1234567|1 Lab Way^^Springfield^IL^62701\r\
          NTE|1||Fasting sample|||20261125090000\r\
          SPM|1|IG-SP-P2&CPOE^IG-SP-F2&LAB||119297000^Blood specimen^SCT||||||||5^mL&mL&UCUM||Slightly haemolysed|||20261125082000|20261125084500||Y\r"
     );
@@ -179,6 +197,27 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
     assert_eq!(glucose["specimen"], report["specimen"][0], "{glucose}");
     assert_eq!(glucose["note"][0]["text"], "Fasting sample");
     assert_eq!(glucose["note"][0]["time"], "2026-11-25T09:00:00Z");
+    // who and how: the method, the analysis time, the observer and the performing laboratory
+    assert_eq!(glucose["method"]["coding"][0]["code"], "HEXOKINASE");
+    assert_eq!(glucose["identifier"][0]["value"], "OBS-9");
+    assert_eq!(
+        glucose["extension"][0]["valueDateTime"],
+        "2026-11-25T08:40:00Z"
+    );
+    let performers: Vec<&str> = glucose["performer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["reference"].as_str())
+        .collect();
+    assert_eq!(performers.len(), 2, "{glucose}");
+    let lab = app.get(&format!("/{}", performers[1])).await.json();
+    assert_eq!(lab["name"], "GOOD HEALTH LAB", "{lab}");
+    assert_eq!(lab["identifier"][0]["value"], "05D1234567");
+    assert_eq!(
+        lab["identifier"][0]["system"],
+        "urn:oid:2.16.840.1.113883.4.7"
+    );
 }
 
 async fn a_document_carries_its_confidentiality_and_authenticator(app: TestApp) {

@@ -184,7 +184,11 @@ pub fn telecom(xtn: Rep, use_: &str) -> Option<Value> {
         ("WPN", _) => "work",
         _ => use_,
     };
-    Some(json!({"system": system, "value": value.trim(), "use": use_}))
+    let mut t = json!({"system": system, "value": value.trim()});
+    if !use_.is_empty() {
+        t["use"] = json!(use_);
+    }
+    Some(t)
 }
 
 /// CWE/CE -> CodeableConcept (the primary and the alternate coding).

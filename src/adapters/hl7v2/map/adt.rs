@@ -47,7 +47,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     // what the ADT system observed of the patient (height, weight)
     let observed: Vec<&Segment> = cx.msg.all("OBX").collect();
     let subject = json!({"reference": patient.reference()});
-    out.extend(super::oru::of_the_patient(
+    out.extend(super::observation::of_the_patient(
         cx,
         &observed,
         &patient_id,

@@ -4,7 +4,7 @@
 //! name), so a later message restating it updates it.
 
 use super::super::codes;
-use super::super::datatypes::{address, codeable, each, name, put, telecom};
+use super::super::datatypes::{address, codeable, each, identifier, name, period, put, telecom};
 use super::super::message::Segment;
 use super::{Context, Resource};
 use serde_json::{Map, Value, json};
@@ -74,9 +74,14 @@ pub fn diagnosis(
     encounter: Option<&str>,
 ) -> Option<Resource> {
     let mut code = codeable(dg1.field(3).first());
-    if code.is_none() && !dg1.value(4).trim().is_empty() {
-        // DG1-4, the description, from versions before CWE carried the text
-        code = Some(json!({"text": dg1.value(4).trim()}));
+    // DG1-4, the description, from versions before CWE carried the text: the code's text
+    let description = dg1.value(4).trim();
+    match &mut code {
+        None if !description.is_empty() => code = Some(json!({"text": description})),
+        Some(c) if c.get("text").is_none() && !description.is_empty() => {
+            c["text"] = json!(description);
+        }
+        _ => {}
     }
     let code = code?;
     let key = match dg1.get(3, 1).trim() {
@@ -103,8 +108,29 @@ pub fn diagnosis(
             json!({"reference": format!("Encounter/{e}")}),
         );
     }
+    // as the IG maps them: the diagnosis time (DG1-5) is the onset, the attestation (DG1-19)
+    // the recorded date
     if let Some(d) = cx.date_time(dg1.value(5), "DG1-5") {
+        c.insert("onsetDateTime".into(), json!(d));
+    }
+    if let Some(d) = cx.date_time(dg1.value(19), "DG1-19") {
         c.insert("recordedDate".into(), json!(d));
+    }
+    // the sender's id of the diagnosis (DG1-20)
+    let own = dg1.field(20).first();
+    if !own.get(1).trim().is_empty() {
+        c.insert(
+            "identifier".into(),
+            json!([{"system": super::order::system(cx, own), "value": own.get(1).trim()}]),
+        );
+    }
+    // DG1-21 D: the diagnosis was entered in error
+    if dg1.value(21) == "D" {
+        c.insert(
+            "verificationStatus".into(),
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                               "code": "entered-in-error"}]}),
+        );
     }
     Some(Resource {
         rtype: "Condition",
@@ -149,9 +175,70 @@ pub fn next_of_kin(cx: &Context, nk1: &Segment, patient_id: &str) -> Option<Reso
     );
     put(&mut r, "telecom", Value::Array(telecoms));
     put(&mut r, "address", each(nk1.field(4), address));
+    kin_more(cx, nk1, &mut r);
     Some(Resource {
         rtype: "RelatedPerson",
         id,
         body: Value::Object(r),
     })
+}
+
+/// What NK1 says of the person beyond name, relationship, address and telecoms (IG
+/// NK1[RelatedPerson]): the contact role (NK1-7) as a second relationship, the period
+/// (NK1-8, NK1-9), identifiers (NK1-12, NK1-33, NK1-37 the SSN), sex (NK1-15), birth date
+/// (NK1-16), language (NK1-20), and the contact person's name, telecoms and address (NK1-30 to
+/// NK1-32, NK1-40, NK1-41) added to the person's own.
+fn kin_more(cx: &Context, nk1: &Segment, r: &mut Map<String, Value>) {
+    if let Some(role) = codeable(nk1.field(7).first()) {
+        let mut all = r
+            .remove("relationship")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        all.push(role);
+        r.insert("relationship".into(), Value::Array(all));
+    }
+    put(r, "period", period(nk1.value(8), nk1.value(9), cx.zone));
+    let facility = &cx.header.sending_facility;
+    let mut ids: Vec<Value> = [12, 33]
+        .into_iter()
+        .flat_map(|f| nk1.field(f).repetitions())
+        .filter_map(|cx_| identifier(cx_, cx.systems, facility, cx.zone))
+        .collect();
+    let ssn = nk1.value(37).trim();
+    if !ssn.is_empty() && ssn != "\"\"" {
+        ids.push(json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]},
+                        "system": "http://hl7.org/fhir/sid/us-ssn", "value": ssn}));
+    }
+    put(r, "identifier", Value::Array(ids));
+    if let Some(g) = codes::code("AdministrativeSex", nk1.get(15, 1)) {
+        r.insert("gender".into(), json!(g));
+    }
+    if let Some(d) = cx.date(nk1.value(16), "NK1-16") {
+        r.insert("birthDate".into(), json!(d));
+    }
+    if let Some(language) = codeable(nk1.field(20).first()) {
+        r.insert("communication".into(), json!([{"language": language}]));
+    }
+    let mut extend = |key: &str, more: Vec<Value>| {
+        if more.is_empty() {
+            return;
+        }
+        let mut all = r
+            .remove(key)
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        all.extend(more);
+        r.insert(key.into(), Value::Array(all));
+    };
+    let list = |v: Value| v.as_array().cloned().unwrap_or_default();
+    extend("name", list(each(nk1.field(30), |n| name(n, cx.zone))));
+    extend(
+        "telecom",
+        [31, 40, 41]
+            .into_iter()
+            .flat_map(|f| nk1.field(f).repetitions())
+            .filter_map(|t| telecom(t, ""))
+            .collect(),
+    );
+    extend("address", list(each(nk1.field(32), address)));
 }

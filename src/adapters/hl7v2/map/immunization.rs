@@ -11,8 +11,8 @@
 
 use super::super::datatypes::{codeable, date_time, put};
 use super::super::message::Segment;
+use super::observation::quantity;
 use super::order::{self, Item};
-use super::oru::quantity;
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
 use serde_json::{Map, Value, json};
 

@@ -7,8 +7,8 @@
 //! is its order (or patient) plus RXA-1, RXA-2 and its start time.
 
 use super::super::datatypes::{codeable, cwe_texts, date_time, put};
+use super::observation::quantity;
 use super::order::{self, Item};
-use super::oru::quantity;
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
 use serde_json::{Map, Value, json};
 

@@ -11,6 +11,7 @@ mod document;
 mod immunization;
 mod medication;
 mod merge;
+mod observation;
 mod order;
 mod oru;
 mod patient;
