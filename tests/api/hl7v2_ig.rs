@@ -33,7 +33,7 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
         "{MSH}ADT^A01^ADT_A01|IG-ADT-1|P|2.5.1\r\
          EVN|A01|20261125120000\r\
          PID|1||IG-MRN-1{MRN}||Ortiz^Ana^Lucia^^^^L^^^^^20200101^^RN||19800214|F||||||||U\r\
-         PV1|1|R|4W^401^B^GOOD HEALTH||||1234^Welby^Marcus^James^III^Dr^MD^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI^^^^^^^^FACP||||||||||||IG-V-1^^^GH&1.2.840.114350.1&ISO^VN\r\
+         PV1|1|R|4W^401^B^GOOD HEALTH|||3E^301^A^GOOD HEALTH|1234^Welby^Marcus^James^III^Dr^MD^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI^^^^^^^^FACP|||||||||VIP^Very important person^HL70099|||IG-V-1^^^GH&1.2.840.114350.1&ISO^VN\r\
          OBX|1|NM|8302-2^Body height^LN||170|cm^cm^UCUM|||||F\r\
          OBX|2|NM|29463-7^Body weight^LN||abc|kg^kg^UCUM|||||F\r\
          AL1|1|AA|227037002^Fish^SCT|MO|Hives\r\
@@ -63,6 +63,18 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
     assert_eq!(
         visit["class"]["system"],
         "http://terminology.hl7.org/CodeSystem/v2-0004"
+    );
+    // where the patient is and was; a VIP's courtesies
+    let statuses: Vec<&str> = visit["location"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["active", "completed"], "{visit}");
+    assert_eq!(
+        visit["hospitalization"]["specialCourtesy"][0]["coding"][0]["code"],
+        "VIP"
     );
     let attending = visit["participant"][0]["individual"]["reference"]
         .as_str()

@@ -4,7 +4,7 @@
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
 use super::super::codes;
-use super::super::datatypes::{codeable, identifier, location_name, put};
+use super::super::datatypes::{identifier, location_name, put};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -183,7 +183,7 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
         period.insert("end".into(), json!(end));
     }
     put(&mut e, "period", Value::Object(period));
-    visit_details(cx, pv1, &mut e);
+    super::visit::details(cx, pv1, &mut e);
     // attending, referring, consulting, admitting
     let mut participants = Vec::new();
     for (field, code, display) in [
@@ -191,6 +191,7 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
         (8, "REF", "referrer"),
         (9, "CON", "consultant"),
         (17, "ADM", "admitter"),
+        (52, "PART", "Participation"),
     ] {
         for xcn in pv1.field(field).repetitions() {
             if let Some(pr) = practitioner(cx, xcn) {
@@ -206,14 +207,8 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
         }
     }
     put(&mut e, "participant", Value::Array(participants));
-    if let Some(loc) = location(cx, pv1.field(3).first()) {
-        e.insert(
-            "location".into(),
-            json!([{"location": {"reference": loc.reference(),
-                                 "display": loc.body["name"]}, "status": "active"}]),
-        );
-        out.push(loc);
-    }
+    let places = super::visit::locations(cx, pv1, &mut out);
+    put(&mut e, "location", Value::Array(places));
     out.push(Resource {
         rtype: "Encounter",
         id,
@@ -246,63 +241,6 @@ fn primary_care(cx: &Context, patient: &mut Resource) -> Vec<Resource> {
         Value::Array(refs),
     );
     carers
-}
-
-/// What PV1 and PV2 say of the visit beyond its number, class, status and times (IG
-/// PV1[Encounter], PV2[Encounter]): admission type (PV1-4) as `type`, hospital service (PV1-10)
-/// as `serviceType`, admit source (PV1-14) and discharge disposition (PV1-36), admit reason
-/// (PV2-3) as `reasonCode`, expected admission and discharge (PV2-8, PV2-9) as R5's planned
-/// start and end (cross-version extensions). Codes without a system are of the v2 table the
-/// field names.
-fn visit_details(cx: &Context, pv1: &Segment, e: &mut Map<String, Value>) {
-    let coded = |seg: &Segment, field: usize, table: &str| {
-        let mut cc = codeable(seg.field(field).first())?;
-        for c in cc["coding"].as_array_mut().into_iter().flatten() {
-            if c.get("system").is_none() {
-                c["system"] = json!(format!("http://terminology.hl7.org/CodeSystem/v2-{table}"));
-            }
-        }
-        Some(cc)
-    };
-    if let Some(t) = coded(pv1, 4, "0007") {
-        e.insert(
-            "type".into(),
-            json!([codes::standardise("AdmissionType", t)]),
-        );
-    }
-    if let Some(s) = coded(pv1, 10, "0069") {
-        e.insert(
-            "serviceType".into(),
-            codes::standardise("HospitalService", s),
-        );
-    }
-    let mut stay = Map::new();
-    if let Some(s) = coded(pv1, 14, "0023") {
-        stay.insert("admitSource".into(), s);
-    }
-    if let Some(d) = coded(pv1, 36, "0112") {
-        stay.insert("dischargeDisposition".into(), d);
-    }
-    put(e, "hospitalization", Value::Object(stay));
-    let Some(pv2) = cx.msg.first("PV2") else {
-        return;
-    };
-    if let Some(r) = codeable(pv2.field(3).first()) {
-        e.insert("reasonCode".into(), json!([r]));
-    }
-    let mut planned = Vec::new();
-    for (field, name, what) in [
-        (8, "PV2-8", "plannedStartDate"),
-        (9, "PV2-9", "plannedEndDate"),
-    ] {
-        if let Some(at) = cx.date_time(pv2.value(field), name) {
-            planned.push(json!({
-                "url": format!("http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.{what}"),
-                "valueDateTime": at
-            }));
-        }
-    }
-    put(e, "extension", Value::Array(planned));
 }
 
 /// XCN -> Practitioner, under the id of its identifier (or of its name, without one): the

@@ -19,6 +19,7 @@ mod patient_more;
 mod procedure;
 mod service_request;
 mod specimen;
+mod visit;
 
 use super::ack::Problem;
 use super::datatypes;
