@@ -155,8 +155,9 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
     let order = format!(
         "{MSH}ORM^O01^ORM_O01|IG-ORM-2|P|2.5.1\r\
          PID|1||IG-MRN-2{MRN}||Ng^Bo||19700101|M\r\
-         ORC|NW|IG-PL-2^CPOE\r\
-         OBR|1|IG-PL-2^CPOE||2345-7^Glucose^LN\r"
+         ORC|NW|IG-PL-2^CPOE||IG-GRP-2^CPOE|||||||||||||||||||||||||I^Inpatient^HL70482\r\
+         TQ1|1|2^tests|||||20261125080000|20261125090000|||Before breakfast\r\
+         OBR|1|IG-PL-2^CPOE||2345-7^Glucose^LN|||||||G|||||||||||||||||||||||||||||||||||FASTING^Fasting^L\r"
     );
     send(&app, &order).await;
     let result = format!(
@@ -170,6 +171,15 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
     );
     send(&app, &result).await;
     let request = only(&app, "ServiceRequest?identifier=IG-PL-2").await;
+    // the order's requisition, when, how many, reflex intent, details and type
+    assert_eq!(request["requisition"]["value"], "IG-GRP-2", "{request}");
+    assert_eq!(request["occurrencePeriod"]["start"], "2026-11-25T08:00:00Z");
+    assert_eq!(request["occurrencePeriod"]["end"], "2026-11-25T09:00:00Z");
+    assert_eq!(request["quantityQuantity"]["value"], 2);
+    assert_eq!(request["note"][0]["text"], "Before breakfast");
+    assert_eq!(request["intent"], "reflex-order");
+    assert_eq!(request["orderDetail"][0]["coding"][0]["code"], "FASTING");
+    assert_eq!(request["locationCode"][0]["coding"][0]["code"], "I");
     let report = only(&app, "DiagnosticReport?identifier=IG-FL-2").await;
     // the placer number (from the ORC) names the order the report answers
     assert_eq!(

@@ -172,16 +172,21 @@ fn fields(rows: &[Row]) -> Vec<Field> {
             continue;
         };
         field.targets.extend(keys);
-        field.conditions.push(not_valued(&row.condition));
+        let segment = row.field.split('-').next().unwrap_or_default();
+        field.conditions.push(not_valued(&row.condition, segment));
     }
     out
 }
 
-/// The fields a condition `IF PID-25 NOT VALUED` (or `IS NOT VALUED`) needs empty; `None`
-/// for any other condition or none.
-fn not_valued(condition: &str) -> Option<BTreeSet<usize>> {
-    let re = regex::Regex::new(r"^IF [A-Z0-9]{3}-(\d+) (IS )?NOT VALUED\s*$").expect("a regex");
-    let n = re.captures(condition)?.get(1)?.as_str().parse().ok()?;
+/// The fields of `segment` a condition `IF PID-25 NOT VALUED` (or `IS NOT VALUED`) needs
+/// empty; `None` for any other condition (one on another segment's field included) or none.
+fn not_valued(condition: &str, segment: &str) -> Option<BTreeSet<usize>> {
+    let re = regex::Regex::new(r"^IF ([A-Z0-9]{3})-(\d+) (IS )?NOT VALUED\s*$").expect("a regex");
+    let found = re.captures(condition)?;
+    if found.get(1)?.as_str() != segment {
+        return None;
+    }
+    let n = found.get(2)?.as_str().parse().ok()?;
     Some(BTreeSet::from([n]))
 }
 

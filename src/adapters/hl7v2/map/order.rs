@@ -185,9 +185,13 @@ pub fn administered(rxa: &Segment, partial: &'static str) -> &'static str {
     }
 }
 
-/// ORC-12 (ordering provider) -> the requester, and the Practitioner to write.
+/// ORC-12 (ordering provider), else an OBR's own (OBR-16) -> the requester, and the
+/// Practitioner to write.
 pub fn requester(cx: &Context, item: &Item) -> Option<Resource> {
-    adt::practitioner(cx, item.orc?.field(12).first())
+    let obr = (item.main.id == "OBR").then_some(item.main);
+    item.orc
+        .and_then(|o| adt::practitioner(cx, o.field(12).first()))
+        .or_else(|| adt::practitioner(cx, obr?.field(16).first()))
 }
 
 /// The NTE segments of an item -> Annotations.

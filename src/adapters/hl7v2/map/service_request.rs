@@ -71,20 +71,53 @@ fn request(
         "identifier",
         Value::Array(order::identifiers(cx, item, Some(2), Some(3))),
     );
+    // the placer group number (ORC-4): the requisition the order was placed under
+    if let Some(group) = item.orc.map(|o| o.field(4).first())
+        && !group.get(1).trim().is_empty()
+    {
+        r.insert(
+            "requisition".into(),
+            json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PGN"}]},
+                   "system": order::system(cx, group), "value": group.get(1).trim()}),
+        );
+    }
     r.insert("status".into(), json!(order::request_status(item.orc)));
-    r.insert("intent".into(), json!("order"));
+    // a reflex test (OBR-11 G) is a reflex order, as the IG maps it
+    let intent = match obr.value(11) {
+        "G" => "reflex-order",
+        _ => "order",
+    };
+    r.insert("intent".into(), json!(intent));
     if let Some(p) = priority(item) {
         r.insert("priority".into(), json!(p));
     }
     r.insert("code".into(), code);
     r.insert("subject".into(), json!({"reference": patient.reference()}));
-    if let Some(at) = item
-        .first("TQ1")
-        .and_then(|tq| cx.date_time(tq.value(7), "TQ1-7"))
-        .or_else(|| cx.date_time(obr.value(7), "OBR-7"))
-    {
-        r.insert("occurrenceDateTime".into(), json!(at));
+    occurrence(cx, item, &mut r);
+    // the order type (ORC-29: inpatient, outpatient...) as where it is to be done
+    if let Some(t) = item.orc.and_then(|o| codeable(o.field(29).first())) {
+        r.insert("locationCode".into(), json!([t]));
     }
+    // the placer's and filler's supplemental information (OBR-46, OBR-47)
+    let details: Vec<Value> = [46, 47]
+        .into_iter()
+        .flat_map(|f| obr.field(f).repetitions())
+        .filter_map(codeable)
+        .collect();
+    put(&mut r, "orderDetail", Value::Array(details));
+    // the parent order of a reflex or child order (OBR-29: placer^filler), by identifier
+    let parent: Vec<Value> = [(1, "PLAC"), (2, "FILL")]
+        .into_iter()
+        .filter(|(c, _)| !obr.field(29).first().sub(*c, 1).trim().is_empty())
+        .map(|(c, code)| {
+            let eip = obr.field(29).first();
+            json!({"type": "ServiceRequest", "identifier": {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
+                "system": cx.systems.for_authority(eip.sub(c, 2), eip.sub(c, 3), eip.sub(c, 4), &cx.header.sending_facility),
+                "value": eip.sub(c, 1).trim()}})
+        })
+        .collect();
+    put(&mut r, "basedOn", Value::Array(parent));
     if let Some(at) = item.orc.and_then(|o| cx.date_time(o.value(9), "ORC-9")) {
         r.insert("authoredOn".into(), json!(at));
     }
@@ -104,13 +137,68 @@ fn request(
     // OBR-31, the reason for study, when coded there instead
     let coded_reasons: Vec<Value> = obr.field(31).repetitions().filter_map(codeable).collect();
     put(&mut r, "reasonCode", Value::Array(coded_reasons));
-    put(&mut r, "note", Value::Array(order::notes(item)));
+    let mut notes = order::notes(item);
+    notes.extend(
+        r.remove("note")
+            .and_then(|n| n.as_array().cloned())
+            .unwrap_or_default(),
+    );
+    put(&mut r, "note", Value::Array(notes));
     out.push(Resource {
         rtype: "ServiceRequest",
         id,
         body: Value::Object(r),
     });
     Ok(())
+}
+
+/// When: TQ1's start and end (TQ1-7, TQ1-8) as a period, its start alone as a time, else the
+/// requested time (OBR-6), else the observation time (OBR-7); TQ1-2 as the quantity and TQ1-11
+/// as a note.
+fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
+    let tq1 = item.first("TQ1");
+    let start = tq1.and_then(|tq| cx.date_time(tq.value(7), "TQ1-7"));
+    let end = tq1.and_then(|tq| cx.date_time(tq.value(8), "TQ1-8"));
+    match (start, end) {
+        (start, Some(end)) => {
+            let mut p = json!({"end": end});
+            if let Some(s) = start {
+                p["start"] = json!(s);
+            }
+            r.insert("occurrencePeriod".into(), p);
+        }
+        (Some(at), None) => {
+            r.insert("occurrenceDateTime".into(), json!(at));
+        }
+        (None, None) => {
+            if let Some(at) = cx
+                .date_time(item.main.value(6), "OBR-6")
+                .or_else(|| cx.date_time(item.main.value(7), "OBR-7"))
+            {
+                r.insert("occurrenceDateTime".into(), json!(at));
+            }
+        }
+    }
+    let Some(tq1) = tq1 else {
+        return;
+    };
+    let amount = tq1.field(2).first();
+    if let Ok(n) = amount.get(1).trim().parse::<serde_json::Number>() {
+        let mut q = json!({"value": n});
+        if !amount.sub(2, 1).trim().is_empty() {
+            q["unit"] = json!(amount.sub(2, 1).trim());
+        }
+        r.insert("quantityQuantity".into(), q);
+    }
+    let text = tq1.value(11).trim();
+    if !text.is_empty() && text != "\"\"" {
+        let mut notes = r
+            .remove("note")
+            .and_then(|n| n.as_array().cloned())
+            .unwrap_or_default();
+        notes.push(json!({"text": text}));
+        r.insert("note".into(), Value::Array(notes));
+    }
 }
 
 /// TQ1-9 (v2.5 on) or OBR-27's priority component (before) -> ServiceRequest.priority.
