@@ -32,11 +32,11 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
     let message = format!(
         "{MSH}ADT^A01^ADT_A01|IG-ADT-1|P|2.5.1\r\
          EVN|A01|20261125120000\r\
-         PID|1||IG-MRN-1{MRN}||Ortiz^Ana^Lucia^^^^L^^^^^20200101^^RN||19800214|F||||||||U\r\
+         PID|1||IG-MRN-1{MRN}||Ortiz^Ana^Lucia^^^^L^^^^^20200101^^RN||19800214|F|Ruiz^Ana^^^^^A||1 Elm St^^Springfield^IL^62701|SANGAMON||||U||||||||||MEX^Mexico^ISO3166||MEX^Mexico^ISO3166\r\
          PV1|1|R|4W^401^B^GOOD HEALTH|||3E^301^A^GOOD HEALTH|1234^Welby^Marcus^James^III^Dr^MD^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI^^^^^^^^FACP|||||||||VIP^Very important person^HL70099|||IG-V-1^^^GH&1.2.840.114350.1&ISO^VN\r\
          OBX|1|NM|8302-2^Body height^LN||170|cm^cm^UCUM|||||F\r\
          OBX|2|NM|29463-7^Body weight^LN||abc|kg^kg^UCUM|||||F\r\
-         AL1|1|AA|227037002^Fish^SCT|MO|Hives\r\
+         AL1|1|AA|227037002^Fish^SCT|MO|Hives|20150101\r\
          NK1|1|Ortiz^Luis|BRO^Brother^HL70063|||||20200101|||||||M|19780301||||||||||||||Reyes^Rita|^WPN^PH^^1^217^5550199\r\
          DG1|1||K80.20^^I10|Calculus of gallbladder|20261119080000|||||||||||||||DX-77^GH\r\
          PR1|1||0FT44ZZ^Laparoscopic cholecystectomy^ICD10PCS|Gallbladder removal|202611200930||95|7777^Sleep^Sam|||8888^Cutter^Cal||||K80.20^Calculus of gallbladder^I10||||PROC-1^GH\r\
@@ -56,6 +56,18 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
     assert_eq!(name["given"], serde_json::json!(["Ana", "Lucia"]), "{name}");
     assert_eq!(name["suffix"], serde_json::json!(["RN"]), "{name}");
     assert_eq!(name["period"]["start"], "2020-01-01", "{name}");
+    // the alias (PID-9), the county (PID-12), citizenship and nationality (PID-26, PID-28)
+    assert_eq!(patient["name"][1]["family"], "Ruiz", "{patient}");
+    assert_eq!(patient["address"][0]["district"], "SANGAMON");
+    let urls: Vec<&str> = patient["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["url"].as_str())
+        .collect();
+    for url in ["patient-citizenship", "patient-nationality"] {
+        assert!(urls.iter().any(|u| u.ends_with(url)), "{url}: {urls:?}");
+    }
 
     // a recurring patient is table 0004's R, as the IG maps it, not an ambulatory visit
     let visit = only(&app, "Encounter?identifier=IG-V-1").await;
@@ -103,6 +115,7 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
     assert_eq!(allergy["category"][0], "biologic", "{allergy}");
     assert!(allergy.get("criticality").is_none(), "{allergy}");
     assert_eq!(allergy["reaction"][0]["severity"], "moderate");
+    assert_eq!(allergy["onsetDateTime"], "2015-01-01");
 
     let procedure = only(&app, &format!("Procedure?subject=Patient/{pid}")).await;
     assert_eq!(procedure["code"]["coding"][0]["code"], "0FT44ZZ");
@@ -346,8 +359,49 @@ async fn a_thinner_visit_message_keeps_what_it_does_not_say(app: TestApp) {
     assert_eq!(after["location"], stored["location"]);
 }
 
+async fn an_appointment_carries_its_order_and_when_each_resource_takes_part(app: TestApp) {
+    let order = format!(
+        "{MSH}ORM^O01^ORM_O01|IG-ORM-6|P|2.5.1\r\
+         PID|1||IG-MRN-6{MRN}||Sato^Ken||19700101|M\r\
+         ORC|NW|IG-PL-6^CPOE\r\
+         OBR|1|IG-PL-6^CPOE||45378^Colonoscopy^C4\r"
+    );
+    send(&app, &order).await;
+    let booking = format!(
+        "{MSH}SIU^S12^SIU_S12|IG-SIU-6|P|2.5.1\r\
+         SCH|IG-P-6^CPOE|IG-F-6^SCHED|||||ROUTINE^Routine^HL70276|FOLLOWUP^Follow-up^HL70277|||||||||||||||||Booked|IG-PL-6^CPOE\r\
+         TQ1|1||||||20261201090000|20261201100000\r\
+         PID|1||IG-MRN-6{MRN}||Sato^Ken||19700101|M\r\
+         AIS|1||45378^Colonoscopy^C4\r\
+         AIG|1||SCOPE-2^Endoscope 2^L|EQUIP^Equipment^L||||20261201090000|||45|min\r\
+         AIP|1||1234^Welby^Marcus|MD^Physician||20261201091500|||30|min\r"
+    );
+    send(&app, &booking).await;
+    let request = only(&app, "ServiceRequest?identifier=IG-PL-6").await;
+    let appointment = only(&app, "Appointment?identifier=IG-F-6").await;
+    assert_eq!(
+        appointment["basedOn"][0]["reference"],
+        format!("ServiceRequest/{}", request["id"].as_str().unwrap()),
+        "{appointment}"
+    );
+    let participants = appointment["participant"].as_array().unwrap();
+    let doctor = participants
+        .iter()
+        .find(|p| p["type"][0]["coding"][0]["code"] == "MD")
+        .unwrap();
+    assert_eq!(doctor["period"]["start"], "2026-12-01T09:15:00Z");
+    assert_eq!(doctor["period"]["end"], "2026-12-01T09:45:00Z");
+    let scope = participants
+        .iter()
+        .find(|p| p["actor"]["display"] == "Endoscope 2")
+        .expect("the endoscope takes part");
+    assert_eq!(scope["actor"]["identifier"]["value"], "SCOPE-2");
+    assert_eq!(scope["period"]["end"], "2026-12-01T09:45:00Z");
+}
+
 crate::on_both_backends_with!(
     spawn,
+    an_appointment_carries_its_order_and_when_each_resource_takes_part,
     a_thinner_visit_message_keeps_what_it_does_not_say,
     a_visit_without_a_number_is_the_patient_s_open_one,
     an_admission_carries_codes_procedures_and_measurements,

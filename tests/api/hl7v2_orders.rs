@@ -178,7 +178,7 @@ async fn an_appointment_booked_moved_and_cancelled(app: TestApp) {
     let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
     let siu = |trigger: &str, control: &str, start: &str, end: &str| {
         format!(
-            "{}SCH|P-1^CPOE|F-1^SCHED||||ROUTINE^Routine follow-up^HL70276|FOLLOWUP^Follow-up^HL70277|||||||||||||||||Booked\r\
+            "{}SCH|P-1^CPOE|F-1^SCHED|||||ROUTINE^Routine follow-up^HL70276|FOLLOWUP^Follow-up^HL70277|||||||||||||||||Booked\r\
              TQ1|||||||{start}|{end}\r\
              NTE|1||Bring the medication list\r\
              {PID}\
@@ -200,6 +200,9 @@ async fn an_appointment_booked_moved_and_cancelled(app: TestApp) {
         .to_string();
     let a = only(&app, &format!("Appointment?patient=Patient/{pid}")).await;
     assert_eq!(a["status"], "booked");
+    // SCH-7 the reason, SCH-8 the type
+    assert_eq!(a["reasonCode"][0]["coding"][0]["code"], "ROUTINE", "{a}");
+    assert_eq!(a["appointmentType"]["coding"][0]["code"], "FOLLOWUP");
     assert_eq!(a["start"], "2026-12-01T09:00:00+01:00");
     assert_eq!(a["end"], "2026-12-01T09:30:00+01:00");
     assert_eq!(a["minutesDuration"], 30);

@@ -126,16 +126,66 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
             }
             p.insert("actor".into(), json!({"reference": pr.reference()}));
             p.insert("status".into(), json!(taking_part));
+            put(&mut p, "period", taking_part_when(cx, aip, 6));
             participants.push(Value::Object(p));
             add_once(&mut out, pr);
         }
     }
     for ail in cx.msg.all("AIL") {
         if let Some(loc) = adt::location(cx, ail.field(3).first()) {
-            participants
-                .push(json!({"actor": {"reference": loc.reference()}, "status": taking_part}));
+            let mut p = json!({"actor": {"reference": loc.reference()}, "status": taking_part});
+            if let Some(when) = taking_part_when(cx, ail, 6).as_object() {
+                p["period"] = Value::Object(when.clone());
+            }
+            participants.push(p);
             add_once(&mut out, loc);
         }
+    }
+    // a general resource (AIG: a room, a device, a team), named by its id and text
+    for aig in cx.msg.all("AIG") {
+        let resource = aig.field(3).first();
+        let (code, text) = (resource.get(1).trim(), resource.get(2).trim());
+        if code.is_empty() && text.is_empty() {
+            continue;
+        }
+        let mut actor = Map::new();
+        if !code.is_empty() {
+            actor.insert(
+                "identifier".into(),
+                json!({"system": cx.systems.for_authority(resource.get(3), "", "", &cx.header.sending_facility),
+                       "value": code}),
+            );
+        }
+        put(&mut actor, "display", json!(text));
+        let mut p = Map::new();
+        if let Some(kind) = codeable(aig.field(4).first()) {
+            p.insert("type".into(), json!([kind]));
+        }
+        p.insert("actor".into(), Value::Object(actor));
+        p.insert("status".into(), json!(taking_part));
+        put(&mut p, "period", taking_part_when(cx, aig, 8));
+        participants.push(Value::Object(p));
+    }
+    // the order the appointment is for (SCH-26 placer's number, else SCH-27 filler's): the
+    // ServiceRequest an ORM/OML with that number makes
+    if let Some(order) = [26, 27]
+        .into_iter()
+        .map(|f| sch.field(f).first())
+        .find(|ei| !ei.get(1).trim().is_empty())
+    {
+        let kind = if sch.get(26, 1).trim().is_empty() {
+            "filler"
+        } else {
+            "placer"
+        };
+        let target = cx.stable_id(
+            "ServiceRequest",
+            &[kind, &super::order::system(cx, order), order.get(1).trim()],
+        );
+        a.insert(
+            "basedOn".into(),
+            json!([{"reference": format!("ServiceRequest/{target}")}]),
+        );
     }
     a.insert("participant".into(), Value::Array(participants));
     out.push(Resource {
@@ -191,6 +241,22 @@ fn when(cx: &Context, sch: &Segment) -> Option<(DateTime<FixedOffset>, DateTime<
             start.checked_add_signed(chrono::TimeDelta::try_minutes(minutes)?)
         })?;
     (end >= start).then_some((start, end))
+}
+
+/// When a resource of an AIP, AIL or AIG segment takes part: its start (field `at`) and its
+/// duration (the field after the next, in the units of the one after that) as a period.
+fn taking_part_when(cx: &Context, seg: &Segment, at: usize) -> Value {
+    let Some(start) = date_time(seg.value(at), cx.zone) else {
+        return Value::Null;
+    };
+    let end = DateTime::parse_from_rfc3339(&instant(&start))
+        .ok()
+        .zip(minutes(seg.value(at + 3), seg.get(at + 4, 1)))
+        .and_then(|(s, m)| s.checked_add_signed(chrono::TimeDelta::try_minutes(m)?));
+    match end {
+        Some(end) => json!({"start": start, "end": end.to_rfc3339_opts(SecondsFormat::Secs, true)}),
+        None => json!({"start": start}),
+    }
 }
 
 /// A duration in whole minutes from an amount and its units (minutes when none are given).

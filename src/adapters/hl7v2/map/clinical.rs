@@ -35,8 +35,9 @@ pub fn allergy(cx: &Context, al1: &Segment, patient_id: &str) -> Option<Resource
         "patient".into(),
         json!({"reference": format!("Patient/{patient_id}")}),
     );
+    // the identification date, as the IG maps it: when the allergy began to be known
     if let Some(d) = cx.date_time(al1.value(6), "AL1-6") {
-        a.insert("recordedDate".into(), json!(d));
+        a.insert("onsetDateTime".into(), json!(d));
     }
     let manifestations: Vec<Value> = al1
         .field(5)

@@ -42,7 +42,13 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
     p.insert("resourceType".into(), json!("Patient"));
     p.insert("id".into(), json!(id));
     put(&mut p, "identifier", Value::Array(ids));
-    put(&mut p, "name", each(pid.field(5), |r| name(r, cx.zone)));
+    // the names (PID-5), then the aliases (PID-9)
+    let names: Vec<Value> = [5, 9]
+        .into_iter()
+        .flat_map(|f| pid.field(f).repetitions())
+        .filter_map(|r| name(r, cx.zone))
+        .collect();
+    put(&mut p, "name", Value::Array(names));
     let mut telecoms: Vec<Value> = pid
         .field(13)
         .repetitions()
@@ -53,6 +59,8 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
             .repetitions()
             .filter_map(|r| telecom(r, "work")),
     );
+    // v2.7's telecommunication information (PID-40), with its own use
+    telecoms.extend(pid.field(40).repetitions().filter_map(|r| telecom(r, "")));
     put(&mut p, "telecom", Value::Array(telecoms));
     let gender = codes::code("AdministrativeSex", pid.get(8, 1)).unwrap_or_default();
     put(&mut p, "gender", json!(gender));
@@ -69,6 +77,16 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
         _ => {}
     }
     put(&mut p, "address", each(pid.field(11), address));
+    // the county (PID-12) is the district of the one address that names none
+    let county = pid.value(12).trim();
+    if !county.is_empty()
+        && county != "\"\""
+        && let Some(Value::Array(addresses)) = p.get_mut("address")
+        && addresses.len() == 1
+        && addresses[0].get("district").is_none()
+    {
+        addresses[0]["district"] = json!(county);
+    }
     // the IG's standard coding (v3 MaritalStatus, or the null flavour for U), the sender's too
     if let Some(marital) = codeable(pid.field(16).first()) {
         p.insert(

@@ -1,7 +1,7 @@
 //! The PID fields beyond identity, name, contact and death that senders fill and analysts look
 //! for (IG PID[Patient] rows): birth time and place, mother's maiden name, race and ethnicity
-//! (as US Core's extensions), language, religion, multiple birth, and the SSN and driver's
-//! licence of PID-19 and PID-20 as identifiers.
+//! (as US Core's extensions), language, religion, citizenship and nationality, multiple birth,
+//! and the SSN and driver's licence of PID-19 and PID-20 as identifiers.
 
 use super::super::datatypes::{codeable, put};
 use super::super::message::Segment;
@@ -15,6 +15,8 @@ const RELIGION: &str = "http://hl7.org/fhir/StructureDefinition/patient-religion
 const BIRTH_PLACE: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace";
 const US_CORE_RACE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race";
 const US_CORE_ETHNICITY: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity";
+const CITIZENSHIP: &str = "http://hl7.org/fhir/StructureDefinition/patient-citizenship";
+const NATIONALITY: &str = "http://hl7.org/fhir/StructureDefinition/patient-nationality";
 /// CDC Race and Ethnicity, the code system of HL7 tables 0005 and 0189 in US Core.
 const CDC_REC: &str = "urn:oid:2.16.840.1.113883.6.238";
 
@@ -45,6 +47,14 @@ pub fn more(cx: &Context, pid: &Segment, p: &mut Map<String, Value>) {
     }
     if let Some(religion) = codeable(pid.field(17).first()) {
         extensions.push(json!({"url": RELIGION, "valueCodeableConcept": religion}));
+    }
+    // citizenship (PID-26), tribal citizenship (PID-39, as the IG maps it) and nationality
+    // (PID-28): the core extensions, each with its code
+    for (field, url) in [(26, CITIZENSHIP), (39, CITIZENSHIP), (28, NATIONALITY)] {
+        for code in pid.field(field).repetitions().filter_map(codeable) {
+            extensions.push(json!({"url": url,
+                                   "extension": [{"url": "code", "valueCodeableConcept": code}]}));
+        }
     }
     let place = pid.value(23).trim();
     if !place.is_empty() && place != "\"\"" {
