@@ -115,14 +115,22 @@ fn read_rows(path: &Path) -> Vec<Row> {
             datatype: cell(&r, 3),
             attribute: cell(&r, 9),
             vocabulary: cell(&r, 15),
-            assignment: cell(&r, 16).trim_matches('"').to_string(),
+            // the assignment, else a URL the sheet slipped into a later column
+            assignment: [16, 17, 18]
+                .into_iter()
+                .map(|i| cell(&r, i).trim_matches('"').to_string())
+                .enumerate()
+                .find(|(n, a)| !a.is_empty() && (*n == 0 || a.starts_with("http")))
+                .map(|(_, a)| a)
+                .unwrap_or_default(),
             condition: cell(&r, 6),
         })
         .collect()
 }
 
-/// The element (or extension, by the url the IG assigns it) that `attribute` starts at.
-fn key_of(attribute: &str, rows: &[Row]) -> Option<Vec<Key>> {
+/// The element (or extension, by the url the IG assigns it among the rows of the same field:
+/// each field numbers its extensions afresh) that `attribute` starts at.
+fn key_of(attribute: &str, rows: &[&Row]) -> Option<Vec<Key>> {
     if attribute.is_empty() || attribute.starts_with('$') {
         return None;
     }
@@ -132,7 +140,11 @@ fn key_of(attribute: &str, rows: &[Row]) -> Option<Vec<Key>> {
     if name == "extension" || name == "modifierExtension" {
         let url = rows
             .iter()
-            .find(|r| r.attribute == format!("{first}.url") && !r.assignment.is_empty())
+            .find(|r| {
+                let a = r.attribute.as_str();
+                (a == format!("{first}.url") || a == format!("{first}.uri"))
+                    && !r.assignment.is_empty()
+            })
             .map(|r| r.assignment.clone());
         return Some(vec![Key::Extension(url)]);
     }
@@ -168,7 +180,8 @@ fn fields(rows: &[Row]) -> Vec<Field> {
         if field.vocabulary.is_empty() {
             field.vocabulary = row.vocabulary.clone();
         }
-        let Some(keys) = key_of(&row.attribute, rows) else {
+        let same: Vec<&Row> = rows.iter().filter(|r| r.field == row.field).collect();
+        let Some(keys) = key_of(&row.attribute, &same) else {
             continue;
         };
         field.targets.extend(keys);
