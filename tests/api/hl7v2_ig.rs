@@ -399,8 +399,59 @@ async fn an_appointment_carries_its_order_and_when_each_resource_takes_part(app:
     assert_eq!(scope["period"]["end"], "2026-12-01T09:45:00Z");
 }
 
+async fn medication_and_vaccination_messages_carry_their_details(app: TestApp) {
+    let dose = format!(
+        "{MSH}RDE^O11^RDE_O11|IG-RDE-7|P|2.5.1\r\
+         PID|1||IG-MRN-7{MRN}||Park^Min||19700101|F\r\
+         ORC|NW|IG-PL-7^CPOE||||||||||1234^Welby^Marcus\r\
+         RXE|^^^20261125^^R|313782^Acetaminophen 325 MG Oral Tablet^RXNORM|650||mg^milligram^UCUM\r\
+         RXR|PO^Oral^HL70162|LA^Left arm^HL70163||SW^Swallow^HL70165|WF^With food^L\r"
+    );
+    send(&app, &dose).await;
+    let request = only(&app, "MedicationRequest?identifier=IG-PL-7").await;
+    let dosage = &request["dosageInstruction"][0];
+    assert_eq!(dosage["site"]["coding"][0]["code"], "LA", "{request}");
+    assert_eq!(dosage["method"]["coding"][0]["code"], "SW");
+    assert_eq!(
+        dosage["additionalInstruction"][0]["coding"][0]["code"],
+        "WF"
+    );
+
+    let given = format!(
+        "{MSH}RAS^O17^RAS_O17|IG-RAS-7|P|2.5.1\r\
+         PID|1||IG-MRN-7{MRN}||Park^Min||19700101|F\r\
+         ORC|RE|IG-PL-7^CPOE||||||||||1234^Welby^Marcus\r\
+         RXA|0|1|20261125130000||313782^Acetaminophen 325 MG Oral Tablet^RXNORM|650|mg^milligram^UCUM|||||||||||||CP\r"
+    );
+    send(&app, &given).await;
+    let administration = only(&app, "MedicationAdministration?identifier=IG-PL-7").await;
+    let ordering = administration["performer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["function"]["coding"][0]["code"] == "OP");
+    assert!(ordering.is_some(), "{administration}");
+
+    let shot = format!(
+        "{MSH}VXU^V04^VXU_V04|IG-VXU-7|P|2.5.1\r\
+         PID|1||IG-MRN-7{MRN}||Park^Min||19700101|F\r\
+         ORC|RE||IG-IZ-7^REG\r\
+         RXA|0|1|20261101093000||208^COVID-19 vaccine^CVX|0.3|mL^mL^UCUM||00^New record^NIP001|||||||||||CP|A|20261101100000|||||CLINIC^Room 2^^GOOD HEALTH\r"
+    );
+    send(&app, &shot).await;
+    let immunization = only(&app, "Immunization?identifier=IG-IZ-7").await;
+    assert_eq!(
+        immunization["recorded"], "2026-11-01T10:00:00Z",
+        "{immunization}"
+    );
+    let place = immunization["location"]["reference"].as_str().unwrap();
+    let room = app.get(&format!("/{place}")).await.json();
+    assert!(room["name"].as_str().unwrap().contains("Room 2"), "{room}");
+}
+
 crate::on_both_backends_with!(
     spawn,
+    medication_and_vaccination_messages_carry_their_details,
     an_appointment_carries_its_order_and_when_each_resource_takes_part,
     a_thinner_visit_message_keeps_what_it_does_not_say,
     a_visit_without_a_number_is_the_patient_s_open_one,

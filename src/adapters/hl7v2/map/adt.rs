@@ -4,7 +4,7 @@
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
 use super::super::codes;
-use super::super::datatypes::{identifier, location_name, put};
+use super::super::datatypes::{codeable, identifier, location_name, put};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -206,6 +206,20 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
             }
         }
     }
+    // the referral source (PV2-13) is a referrer too
+    let referral = cx.msg.first("PV2").map(|pv2| pv2.field(13));
+    for xcn in referral.into_iter().flat_map(|f| f.repetitions()) {
+        if let Some(pr) = practitioner(cx, xcn) {
+            participants.push(json!({
+                "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                      "code": "REF", "display": "referrer"}]}],
+                "individual": {"reference": pr.reference()}
+            }));
+            if !out.iter().any(|r: &Resource| r.id == pr.id) {
+                out.push(pr);
+            }
+        }
+    }
     put(&mut e, "participant", Value::Array(participants));
     let places = super::visit::locations(cx, pv1, &mut out);
     put(&mut e, "location", Value::Array(places));
@@ -223,11 +237,44 @@ fn primary_care(cx: &Context, patient: &mut Resource) -> Vec<Resource> {
     let Some(pd1) = cx.msg.first("PD1") else {
         return Vec::new();
     };
-    let carers: Vec<Resource> = pd1
+    let mut carers: Vec<Resource> = pd1
         .field(4)
         .repetitions()
         .filter_map(|xcn| practitioner(cx, xcn))
         .collect();
+    // the patient's primary facility (PD1-3) is a general practitioner too, as the IG has it
+    carers.extend(
+        pd1.field(3)
+            .repetitions()
+            .filter_map(|xon| super::observation::organization(cx, xon, None)),
+    );
+    let body = patient
+        .body
+        .as_object_mut()
+        .expect("a Patient is an object");
+    // handicap (PD1-6) and place of worship (PD1-14), as the core extensions
+    let mut more = Vec::new();
+    if let Some(d) = codeable(pd1.field(6).first()) {
+        more.push(
+            json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-disability",
+                         "valueCodeableConcept": d}),
+        );
+    }
+    let worship = pd1.get(14, 1).trim();
+    if !worship.is_empty() && worship != "\"\"" {
+        more.push(
+            json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-congregation",
+                         "valueString": worship}),
+        );
+    }
+    if !more.is_empty() {
+        let mut all = body
+            .remove("extension")
+            .and_then(|e| e.as_array().cloned())
+            .unwrap_or_default();
+        all.extend(more);
+        body.insert("extension".into(), Value::Array(all));
+    }
     let refs: Vec<Value> = carers
         .iter()
         .map(|p| json!({"reference": p.reference()}))

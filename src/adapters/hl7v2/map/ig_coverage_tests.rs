@@ -85,6 +85,9 @@ impl Field {
 enum Key {
     Element(String),
     Extension(Option<String>),
+    /// A resource the element refers to (`payor[1](Organization)`): what the message makes of
+    /// that type, whole.
+    Referred(String),
 }
 
 enum Verdict {
@@ -151,7 +154,22 @@ fn key_of(attribute: &str, rows: &[&Row]) -> Option<Vec<Key>> {
     if !name.chars().next()?.is_ascii_lowercase() {
         return None;
     }
-    Some(vec![Key::Element(name)])
+    let mut keys = vec![Key::Element(name)];
+    // `requester(PractitionerRole.practitioner(Practitioner))`: the innermost type named
+    if let Some(inner) = attribute
+        .rsplit('(')
+        .next()
+        .filter(|_| attribute.contains('('))
+    {
+        let rtype: String = inner
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .collect();
+        if rtype.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+            keys.push(Key::Referred(rtype));
+        }
+    }
+    Some(keys)
 }
 
 fn fields(rows: &[Row]) -> Vec<Field> {
@@ -298,6 +316,7 @@ fn project(body: &Value, keys: &BTreeSet<Key>) -> Value {
                 out.insert(name.clone(), body[name].clone());
                 out.insert(format!("_{name}"), body[format!("_{name}")].clone());
             }
+            Key::Referred(_) => {}
             Key::Extension(url) => {
                 let matching: Vec<Value> = ["extension", "modifierExtension"]
                     .iter()
@@ -323,6 +342,24 @@ fn facts(text: &str, rtype: &str, keys: &BTreeSet<Key>) -> Result<Vec<Value>, St
         .filter(|r| r.rtype == rtype)
         .map(|r| project(&r.body, keys))
         .collect();
+    // the resources of a referred type, whole but for their ids (which may name a key)
+    for key in keys {
+        if let Key::Referred(t) = key {
+            out.extend(
+                mapped
+                    .resources
+                    .iter()
+                    .filter(|r| r.rtype == t && r.rtype != rtype)
+                    .map(|r| {
+                        let mut b = r.body.clone();
+                        if let Some(o) = b.as_object_mut() {
+                            o.remove("id");
+                        }
+                        json!({ "referred": b })
+                    }),
+            );
+        }
+    }
     out.sort_by_key(Value::to_string);
     Ok(out)
 }

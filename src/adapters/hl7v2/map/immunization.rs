@@ -90,6 +90,20 @@ fn immunization(
     {
         i.insert("statusReason".into(), reason);
     }
+    // the indication (RXA-19), when the record was entered (RXA-22, else the order's ORC-9),
+    // and where it was given (RXA-27, the place; v2.6 on)
+    let reasons: Vec<Value> = rxa.field(19).repetitions().filter_map(codeable).collect();
+    put(&mut i, "reasonCode", Value::Array(reasons));
+    if let Some(at) = cx
+        .date_time(rxa.value(22), "RXA-22")
+        .or_else(|| item.orc.and_then(|o| cx.date_time(o.value(9), "ORC-9")))
+    {
+        i.insert("recorded".into(), json!(at));
+    }
+    if let Some(place) = super::adt::location(cx, rxa.field(27).first()) {
+        i.insert("location".into(), json!({"reference": place.reference()}));
+        order::add_once(out, place);
+    }
     i.insert("vaccineCode".into(), vaccine);
     i.insert("patient".into(), json!({"reference": patient.reference()}));
     i.insert("occurrenceDateTime".into(), json!(given));

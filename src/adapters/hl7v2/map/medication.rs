@@ -96,11 +96,15 @@ fn request(
             dosage.insert("timing".into(), json!({"code": {"text": pattern}}));
         }
     }
-    if let Some(route) = item
-        .first("RXR")
-        .and_then(|rxr| codeable(rxr.field(1).first()))
-    {
-        dosage.insert("route".into(), route);
+    // RXR: the route, the site, the method and further instructions
+    if let Some(rxr) = item.first("RXR") {
+        for (field, element) in [(1, "route"), (2, "site"), (4, "method")] {
+            if let Some(c) = codeable(rxr.field(field).first()) {
+                dosage.insert(element.into(), c);
+            }
+        }
+        let more: Vec<Value> = rxr.field(5).repetitions().filter_map(codeable).collect();
+        put(&mut dosage, "additionalInstruction", Value::Array(more));
     }
     if let Some(dose) = quantity(rxe.value(3), rxe.field(5).first()) {
         dosage.insert("doseAndRate".into(), json!([{"doseQuantity": dose}]));
@@ -157,6 +161,12 @@ fn administration(
     let mut a = Map::new();
     a.insert("resourceType".into(), json!("MedicationAdministration"));
     a.insert("id".into(), json!(id));
+    // the order's numbers (ORC-2, ORC-3) are the administration's identifiers too
+    put(
+        &mut a,
+        "identifier",
+        Value::Array(order::identifiers(cx, item, None, None)),
+    );
     a.insert("status".into(), json!(order::administered(rxa, "stopped")));
     a.insert("medicationCodeableConcept".into(), medication);
     a.insert("subject".into(), json!({"reference": patient.reference()}));
@@ -176,6 +186,13 @@ fn administration(
             performers.push(json!({"actor": {"reference": pr.reference()}}));
             order::add_once(out, pr);
         }
+    }
+    // the ordering provider (ORC-12), with the IG's function: ordering provider
+    if let Some(pr) = order::requester(cx, item) {
+        performers.push(json!({
+            "function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "OP"}]},
+            "actor": {"reference": pr.reference()}}));
+        order::add_once(out, pr);
     }
     put(&mut a, "performer", Value::Array(performers));
     if let Some(o) = order_id {

@@ -7,7 +7,7 @@
 
 use super::super::codes;
 use super::super::datatypes::{codeable, date_time, each, put};
-use super::super::message::{Rep, Segment};
+use super::super::message::{Field, Rep, Segment};
 use super::super::zone::Zone;
 use super::{Context, Resource, Unmapped, failed};
 use serde_json::{Map, Value, json};
@@ -237,10 +237,14 @@ fn details(cx: &Context, obx: &Segment, o: &mut Map<String, Value>) -> Vec<Resou
     performers
 }
 
-/// OBX-23 (XON) with OBX-24's address: the laboratory that performed the test, one
-/// Organization per identifier (XON-10 under XON-6), else per name.
+/// OBX-23 (XON) with OBX-24's address: the laboratory that performed the test.
 fn performing_organization(cx: &Context, obx: &Segment) -> Option<Resource> {
-    let xon = obx.field(23).first();
+    organization(cx, obx.field(23).first(), Some(obx.field(24)))
+}
+
+/// XON (with an XAD field for its address) -> Organization, one per identifier (XON-10 under
+/// XON-6), else per name.
+pub(super) fn organization(cx: &Context, xon: Rep, addresses: Option<&Field>) -> Option<Resource> {
     let name = xon.get(1).trim();
     let number = xon.get(10).trim();
     if (name.is_empty() || name == "\"\"") && number.is_empty() {
@@ -266,11 +270,13 @@ fn performing_organization(cx: &Context, obx: &Segment) -> Option<Resource> {
         );
     }
     put(&mut org, "name", json!(name));
-    put(
-        &mut org,
-        "address",
-        each(obx.field(24), super::super::datatypes::address),
-    );
+    if let Some(a) = addresses {
+        put(
+            &mut org,
+            "address",
+            each(a, super::super::datatypes::address),
+        );
+    }
     Some(Resource {
         rtype: "Organization",
         id,
