@@ -405,13 +405,29 @@ async fn medication_and_vaccination_messages_carry_their_details(app: TestApp) {
          PID|1||IG-MRN-7{MRN}||Park^Min||19700101|F\r\
          ORC|NW|IG-PL-7^CPOE||||||||||1234^Welby^Marcus\r\
          RXE|^^^20261125^^R|313782^Acetaminophen 325 MG Oral Tablet^RXNORM|650||mg^milligram^UCUM\r\
-         RXR|PO^Oral^HL70162|LA^Left arm^HL70163||SW^Swallow^HL70165|WF^With food^L\r"
+         RXR|PO^Oral^HL70162|LA^Left arm^HL70163||SW^Swallow^HL70165|WF^With food^L\r\
+         TQ1|1||Q6H^Every 6 hours^HL70335|0800~1400|||20261125080000|20261130080000|S|If in pain|Take with water|||20\r"
     );
     send(&app, &dose).await;
     let request = only(&app, "MedicationRequest?identifier=IG-PL-7").await;
     let dosage = &request["dosageInstruction"][0];
     assert_eq!(dosage["site"]["coding"][0]["code"], "LA", "{request}");
     assert_eq!(dosage["method"]["coding"][0]["code"], "SW");
+    // TQ1: when, how often, how many times, at what times of day, how urgent
+    let timing = &dosage["timing"];
+    assert_eq!(timing["code"]["text"], "Q6H", "{dosage}");
+    assert_eq!(
+        timing["repeat"]["boundsPeriod"]["end"],
+        "2026-11-30T08:00:00Z"
+    );
+    assert_eq!(timing["repeat"]["count"], 20);
+    assert_eq!(
+        timing["repeat"]["timeOfDay"],
+        serde_json::json!(["08:00:00", "14:00:00"])
+    );
+    assert_eq!(dosage["additionalInstruction"][1]["text"], "If in pain");
+    assert_eq!(dosage["text"], "Take with water");
+    assert_eq!(request["priority"], "stat");
     assert_eq!(
         dosage["additionalInstruction"][0]["coding"][0]["code"],
         "WF"

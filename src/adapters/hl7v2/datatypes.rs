@@ -191,6 +191,22 @@ pub fn telecom(xtn: Rep, use_: &str) -> Option<Value> {
     Some(t)
 }
 
+/// CQ (a number, and its unit as a CWE in subcomponents) -> Quantity, UCUM when the unit's
+/// system says so; `None` without a number.
+pub fn cq_quantity(cq: Rep) -> Option<Value> {
+    let n = cq.get(1).trim().parse::<serde_json::Number>().ok()?;
+    let mut q = json!({"value": n});
+    let unit = cq.sub(2, 1).trim();
+    if !unit.is_empty() {
+        q["unit"] = json!(unit);
+        if cq.sub(2, 3).trim() == "UCUM" {
+            q["system"] = json!("http://unitsofmeasure.org");
+            q["code"] = json!(unit);
+        }
+    }
+    Some(q)
+}
+
 /// CWE/CE -> CodeableConcept (the primary and the alternate coding).
 pub fn codeable(cwe: Rep) -> Option<Value> {
     let mut codings = Vec::new();

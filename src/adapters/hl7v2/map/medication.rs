@@ -6,7 +6,8 @@
 //! Identity: a request is its placer order number (ORC-2), like every order; an administration
 //! is its order (or patient) plus RXA-1, RXA-2 and its start time.
 
-use super::super::datatypes::{codeable, cwe_texts, date_time, put};
+use super::super::datatypes::{codeable, cq_quantity, cwe_texts, date_time, put};
+use super::super::message::Segment;
 use super::observation::quantity;
 use super::order::{self, Item};
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
@@ -90,12 +91,6 @@ fn request(
         "text",
         json!(cwe_texts(rxe.field(7)).join("\n")),
     );
-    if let Some(tq1) = item.first("TQ1") {
-        let pattern = tq1.get(3, 1).trim();
-        if !pattern.is_empty() {
-            dosage.insert("timing".into(), json!({"code": {"text": pattern}}));
-        }
-    }
     // RXR: the route, the site, the method and further instructions
     if let Some(rxr) = item.first("RXR") {
         for (field, element) in [(1, "route"), (2, "site"), (4, "method")] {
@@ -105,6 +100,10 @@ fn request(
         }
         let more: Vec<Value> = rxr.field(5).repetitions().filter_map(codeable).collect();
         put(&mut dosage, "additionalInstruction", Value::Array(more));
+    }
+    // after RXR: TQ1's condition adds to its instructions
+    if let Some(tq1) = item.first("TQ1") {
+        timing(cx, tq1, &mut dosage, &mut r);
     }
     if let Some(dose) = quantity(rxe.value(3), rxe.field(5).first()) {
         dosage.insert("doseAndRate".into(), json!([{"doseQuantity": dose}]));
@@ -125,6 +124,80 @@ fn request(
         id,
         body: Value::Object(r),
     })
+}
+
+/// A v2 TM (`HHMM[SS]`) -> FHIR time (`HH:MM:SS`), or `None`.
+fn time_of_day(tm: &str) -> Option<String> {
+    let digits: String = tm.trim().chars().take_while(char::is_ascii_digit).collect();
+    let (h, m, s) = match digits.len() {
+        4 => (&digits[..2], &digits[2..4], "00"),
+        6.. => (&digits[..2], &digits[2..4], &digits[4..6]),
+        _ => return None,
+    };
+    let ok = h < "24" && m < "60" && s < "60";
+    ok.then(|| format!("{h}:{m}:{s}"))
+}
+
+/// TQ1 (v2.5 on) -> the dosage's timing (IG TQ1[MedicationRequest]): the repeat pattern's
+/// code (TQ1-3) as text, the start and end (TQ1-7, TQ1-8) as its bounds, the times of day
+/// (TQ1-4), the total occurrences (TQ1-14) as its count; the quantity (TQ1-2) as
+/// the dose, the condition (TQ1-10) as an instruction, the text (TQ1-11) as the dosage's
+/// text, and the priority (TQ1-9) as the request's.
+fn timing(
+    cx: &Context,
+    tq1: &Segment,
+    dosage: &mut Map<String, Value>,
+    r: &mut Map<String, Value>,
+) {
+    let mut timing = Map::new();
+    let pattern = tq1.get(3, 1).trim();
+    if !pattern.is_empty() {
+        timing.insert("code".into(), json!({"text": pattern}));
+    }
+    let mut repeat = Map::new();
+    let mut bounds = Map::new();
+    for (field, name, end) in [(7, "TQ1-7", "start"), (8, "TQ1-8", "end")] {
+        if let Some(at) = cx.date_time(tq1.value(field), name) {
+            bounds.insert(end.into(), json!(at));
+        }
+    }
+    put(&mut repeat, "boundsPeriod", Value::Object(bounds));
+    if let Ok(n) = tq1.value(14).trim().parse::<u32>()
+        && n > 0
+    {
+        repeat.insert("count".into(), json!(n));
+    }
+    let events: Vec<Value> = tq1
+        .field(4)
+        .repetitions()
+        .filter_map(|t| time_of_day(t.get(1)))
+        .map(Value::String)
+        .collect();
+    put(&mut repeat, "timeOfDay", Value::Array(events));
+    put(&mut timing, "repeat", Value::Object(repeat));
+    put(dosage, "timing", Value::Object(timing));
+    let amount = tq1.field(2).first();
+    if !dosage.contains_key("doseAndRate")
+        && let Some(dose) = cq_quantity(amount)
+    {
+        dosage.insert("doseAndRate".into(), json!([{"doseQuantity": dose}]));
+    }
+    let condition = tq1.value(10).trim();
+    if !condition.is_empty() && condition != "\"\"" {
+        let mut all = dosage
+            .remove("additionalInstruction")
+            .and_then(|a| a.as_array().cloned())
+            .unwrap_or_default();
+        all.push(json!({"text": condition}));
+        dosage.insert("additionalInstruction".into(), Value::Array(all));
+    }
+    let text = tq1.value(11).trim();
+    if !text.is_empty() && text != "\"\"" && !dosage.contains_key("text") {
+        dosage.insert("text".into(), json!(text));
+    }
+    if let Some(p) = order::priority(tq1.get(9, 1)) {
+        r.insert("priority".into(), json!(p));
+    }
 }
 
 /// RXA (with its ORC and RXR) -> MedicationAdministration.

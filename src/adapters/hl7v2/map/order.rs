@@ -185,6 +185,16 @@ pub fn administered(rxa: &Segment, partial: &'static str) -> &'static str {
     }
 }
 
+/// A v2 priority (TQ1-9, TQ-6: table 0485) -> a FHIR request priority.
+pub fn priority(code: &str) -> Option<&'static str> {
+    match code {
+        "S" => Some("stat"),
+        "A" | "P" | "C" => Some("asap"),
+        "R" | "T" => Some("routine"),
+        _ => None,
+    }
+}
+
 /// ORC-12 (ordering provider), else an OBR's own (OBR-16) -> the requester, and the
 /// Practitioner to write.
 pub fn requester(cx: &Context, item: &Item) -> Option<Resource> {

@@ -6,7 +6,7 @@
 //! Identity: an order is its placer order number (ORC-2, else OBR-2), so that the same order
 //! sent again (scheduled, then cancelled, then completed) updates one ServiceRequest.
 
-use super::super::datatypes::{codeable, put};
+use super::super::datatypes::{codeable, cq_quantity, put};
 use super::order::{self, Item};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -182,12 +182,7 @@ fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
     let Some(tq1) = tq1 else {
         return;
     };
-    let amount = tq1.field(2).first();
-    if let Ok(n) = amount.get(1).trim().parse::<serde_json::Number>() {
-        let mut q = json!({"value": n});
-        if !amount.sub(2, 1).trim().is_empty() {
-            q["unit"] = json!(amount.sub(2, 1).trim());
-        }
+    if let Some(q) = cq_quantity(tq1.field(2).first()) {
         r.insert("quantityQuantity".into(), q);
     }
     let text = tq1.value(11).trim();
@@ -208,10 +203,5 @@ fn priority(item: &Item) -> Option<&'static str> {
         .map(|tq| tq.get(9, 1))
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| item.main.get(27, 6));
-    match code {
-        "S" => Some("stat"),
-        "A" | "P" | "C" => Some("asap"),
-        "R" | "T" => Some("routine"),
-        _ => None,
-    }
+    order::priority(code)
 }

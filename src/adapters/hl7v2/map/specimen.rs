@@ -4,7 +4,7 @@
 //! Identity: the report's key and the specimen's own id (SPM-2, filler's else placer's), else
 //! its set id (SPM-1): a corrected result restates the same Specimen.
 
-use super::super::datatypes::{codeable, identifier, period, put};
+use super::super::datatypes::{codeable, cq_quantity, identifier, period, put};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource};
 use serde_json::{Map, Value, json};
@@ -109,17 +109,8 @@ fn collection(cx: &Context, spm: &Segment) -> Value {
     if let Some(b) = codeable(spm.field(8).first()) {
         c.insert("bodySite".into(), b);
     }
-    // CQ: the number, and its unit as a CWE in subcomponents
-    let amount = spm.field(12).first();
-    if let Ok(n) = amount.get(1).trim().parse::<serde_json::Number>() {
-        let mut q = Map::new();
-        q.insert("value".into(), Value::Number(n));
-        put(&mut q, "unit", json!(amount.sub(2, 1).trim()));
-        if amount.sub(2, 3).trim() == "UCUM" {
-            q.insert("system".into(), json!("http://unitsofmeasure.org"));
-            q.insert("code".into(), json!(amount.sub(2, 1).trim()));
-        }
-        c.insert("quantity".into(), Value::Object(q));
+    if let Some(q) = cq_quantity(spm.field(12).first()) {
+        c.insert("quantity".into(), q);
     }
     Value::Object(c)
 }
