@@ -22,6 +22,28 @@ pub fn put(obj: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
+/// `more` added to the list `key` of `obj` (made when absent; nothing when `more` is empty).
+pub fn append(obj: &mut Map<String, Value>, key: &str, more: impl IntoIterator<Item = Value>) {
+    let more: Vec<Value> = more.into_iter().collect();
+    if more.is_empty() {
+        return;
+    }
+    let mut all = obj
+        .remove(key)
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    all.extend(more);
+    obj.insert(key.into(), Value::Array(all));
+}
+
+/// A field's text when it says something: not empty, not `""` (delete).
+pub fn said(s: &str) -> Option<&str> {
+    match s.trim() {
+        "" | "\"\"" => None,
+        t => Some(t),
+    }
+}
+
 fn text(s: &str) -> Value {
     match s.trim() {
         "" | "\"\"" => Value::Null,

@@ -4,7 +4,7 @@
 //! IG: ADT_A01 and the PID, PV1, XCN and PL maps of the v2-to-FHIR IG.
 
 use super::super::codes;
-use super::super::datatypes::{codeable, identifier, location_name, put};
+use super::super::datatypes::{append, codeable, identifier, location_name, put, said};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -260,21 +260,13 @@ fn primary_care(cx: &Context, patient: &mut Resource) -> Vec<Resource> {
                          "valueCodeableConcept": d}),
         );
     }
-    let worship = pd1.get(14, 1).trim();
-    if !worship.is_empty() && worship != "\"\"" {
+    if let Some(worship) = said(pd1.get(14, 1)) {
         more.push(
             json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-congregation",
                          "valueString": worship}),
         );
     }
-    if !more.is_empty() {
-        let mut all = body
-            .remove("extension")
-            .and_then(|e| e.as_array().cloned())
-            .unwrap_or_default();
-        all.extend(more);
-        body.insert("extension".into(), Value::Array(all));
-    }
+    append(body, "extension", more);
     let refs: Vec<Value> = carers
         .iter()
         .map(|p| json!({"reference": p.reference()}))
@@ -293,14 +285,10 @@ fn primary_care(cx: &Context, patient: &mut Resource) -> Vec<Resource> {
 /// XCN -> Practitioner, under the id of its identifier (or of its name, without one): the
 /// identifier with its type (XCN-13); the name with middle names (XCN-4), suffix (XCN-5),
 /// prefix (XCN-6), degree (XCN-7) and professional suffix (XCN-21).
-pub(super) fn practitioner<'a>(cx: &Context, xcn: Rep<'a>) -> Option<Resource> {
+pub(super) fn practitioner(cx: &Context, xcn: Rep) -> Option<Resource> {
     // `""` (delete) names no one
-    let said = |s: &'a str| match s.trim() {
-        "\"\"" => "",
-        s => s,
-    };
-    let value = said(xcn.get(1));
-    let family = said(xcn.sub(2, 1));
+    let value = said(xcn.get(1)).unwrap_or_default();
+    let family = said(xcn.sub(2, 1)).unwrap_or_default();
     if value.is_empty() && family.is_empty() {
         return None;
     }

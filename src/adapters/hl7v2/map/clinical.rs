@@ -4,7 +4,9 @@
 //! name), so a later message restating it updates it.
 
 use super::super::codes;
-use super::super::datatypes::{address, codeable, each, identifier, name, period, put, telecom};
+use super::super::datatypes::{
+    address, append, codeable, each, identifier, name, period, put, said, telecom,
+};
 use super::super::message::Segment;
 use super::{Context, Resource};
 use serde_json::{Map, Value, json};
@@ -190,14 +192,7 @@ pub fn next_of_kin(cx: &Context, nk1: &Segment, patient_id: &str) -> Option<Reso
 /// (NK1-16), language (NK1-20), and the contact person's name, telecoms and address (NK1-30 to
 /// NK1-32, NK1-40, NK1-41) added to the person's own.
 fn kin_more(cx: &Context, nk1: &Segment, r: &mut Map<String, Value>) {
-    if let Some(role) = codeable(nk1.field(7).first()) {
-        let mut all = r
-            .remove("relationship")
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default();
-        all.push(role);
-        r.insert("relationship".into(), Value::Array(all));
-    }
+    append(r, "relationship", codeable(nk1.field(7).first()));
     put(r, "period", period(nk1.value(8), nk1.value(9), cx.zone));
     let facility = &cx.header.sending_facility;
     let mut ids: Vec<Value> = [12, 33]
@@ -205,8 +200,7 @@ fn kin_more(cx: &Context, nk1: &Segment, r: &mut Map<String, Value>) {
         .flat_map(|f| nk1.field(f).repetitions())
         .filter_map(|cx_| identifier(cx_, cx.systems, facility, cx.zone))
         .collect();
-    let ssn = nk1.value(37).trim();
-    if !ssn.is_empty() && ssn != "\"\"" {
+    if let Some(ssn) = said(nk1.value(37)) {
         ids.push(json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]},
                         "system": "http://hl7.org/fhir/sid/us-ssn", "value": ssn}));
     }
@@ -220,26 +214,15 @@ fn kin_more(cx: &Context, nk1: &Segment, r: &mut Map<String, Value>) {
     if let Some(language) = codeable(nk1.field(20).first()) {
         r.insert("communication".into(), json!([{"language": language}]));
     }
-    let mut extend = |key: &str, more: Vec<Value>| {
-        if more.is_empty() {
-            return;
-        }
-        let mut all = r
-            .remove(key)
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default();
-        all.extend(more);
-        r.insert(key.into(), Value::Array(all));
-    };
     let list = |v: Value| v.as_array().cloned().unwrap_or_default();
-    extend("name", list(each(nk1.field(30), |n| name(n, cx.zone))));
-    extend(
+    append(r, "name", list(each(nk1.field(30), |n| name(n, cx.zone))));
+    append(
+        r,
         "telecom",
         [31, 40, 41]
             .into_iter()
             .flat_map(|f| nk1.field(f).repetitions())
-            .filter_map(|t| telecom(t, ""))
-            .collect(),
+            .filter_map(|t| telecom(t, "")),
     );
-    extend("address", list(each(nk1.field(32), address)));
+    append(r, "address", list(each(nk1.field(32), address)));
 }

@@ -6,7 +6,7 @@
 //! Identity: a request is its placer order number (ORC-2), like every order; an administration
 //! is its order (or patient) plus RXA-1, RXA-2 and its start time.
 
-use super::super::datatypes::{codeable, cq_quantity, cwe_texts, date_time, put};
+use super::super::datatypes::{append, codeable, cq_quantity, cwe_texts, date_time, put, said};
 use super::super::message::Segment;
 use super::observation::quantity;
 use super::order::{self, Item};
@@ -182,17 +182,16 @@ fn timing(
     {
         dosage.insert("doseAndRate".into(), json!([{"doseQuantity": dose}]));
     }
-    let condition = tq1.value(10).trim();
-    if !condition.is_empty() && condition != "\"\"" {
-        let mut all = dosage
-            .remove("additionalInstruction")
-            .and_then(|a| a.as_array().cloned())
-            .unwrap_or_default();
-        all.push(json!({"text": condition}));
-        dosage.insert("additionalInstruction".into(), Value::Array(all));
+    if let Some(condition) = said(tq1.value(10)) {
+        append(
+            dosage,
+            "additionalInstruction",
+            [json!({"text": condition})],
+        );
     }
-    let text = tq1.value(11).trim();
-    if !text.is_empty() && text != "\"\"" && !dosage.contains_key("text") {
+    if let Some(text) = said(tq1.value(11))
+        && !dosage.contains_key("text")
+    {
         dosage.insert("text".into(), json!(text));
     }
     if let Some(p) = order::priority(tq1.get(9, 1)) {

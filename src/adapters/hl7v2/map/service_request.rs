@@ -6,7 +6,7 @@
 //! Identity: an order is its placer order number (ORC-2, else OBR-2), so that the same order
 //! sent again (scheduled, then cancelled, then completed) updates one ServiceRequest.
 
-use super::super::datatypes::{codeable, cq_quantity, put};
+use super::super::datatypes::{append, codeable, cq_quantity, put, said};
 use super::order::{self, Item};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -137,13 +137,16 @@ fn request(
     // OBR-31, the reason for study, when coded there instead
     let coded_reasons: Vec<Value> = obr.field(31).repetitions().filter_map(codeable).collect();
     put(&mut r, "reasonCode", Value::Array(coded_reasons));
-    let mut notes = order::notes(item);
-    notes.extend(
-        r.remove("note")
+    // the NTE notes first, then TQ1's text (put there by `occurrence`)
+    let timing_notes = r.remove("note");
+    append(&mut r, "note", order::notes(item));
+    append(
+        &mut r,
+        "note",
+        timing_notes
             .and_then(|n| n.as_array().cloned())
             .unwrap_or_default(),
     );
-    put(&mut r, "note", Value::Array(notes));
     out.push(Resource {
         rtype: "ServiceRequest",
         id,
@@ -185,14 +188,8 @@ fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
     if let Some(q) = cq_quantity(tq1.field(2).first()) {
         r.insert("quantityQuantity".into(), q);
     }
-    let text = tq1.value(11).trim();
-    if !text.is_empty() && text != "\"\"" {
-        let mut notes = r
-            .remove("note")
-            .and_then(|n| n.as_array().cloned())
-            .unwrap_or_default();
-        notes.push(json!({"text": text}));
-        r.insert("note".into(), Value::Array(notes));
+    if let Some(text) = said(tq1.value(11)) {
+        append(r, "note", [json!({"text": text})]);
     }
 }
 
