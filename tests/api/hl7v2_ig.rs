@@ -179,8 +179,8 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
          ORC|RE|IG-PL-2^CPOE|IG-FL-2^LAB\r\
          OBR|1||IG-FL-2^LAB|2345-7^Glucose^LN|||20261125083000|20261125083500||||||||||||||20261125100000||CH|F\r\
          OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F|||20261125083000||4321^Tech^Tina|HEXOKINASE^Hexokinase method^L||20261125084000||OBS-9^LAB||GOOD HEALTH LAB^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05D1234567|1 Lab Way^^Springfield^IL^62701\r\
-         NTE|1||Fasting sample|||20261125090000\r\
-         SPM|1|IG-SP-P2&CPOE^IG-SP-F2&LAB||119297000^Blood specimen^SCT||||||||5^mL&mL&UCUM||Slightly haemolysed|||20261125082000|20261125084500||Y\r"
+         NTE|1||Fasting sample||^Nurse^Nina|20261125090000\r\
+         SPM|1|IG-SP-P2&CPOE^IG-SP-F2&LAB|IG-SP-P1&CPOE^IG-SP-F1&LAB|119297000^Blood specimen^SCT||||||||5^mL&mL&UCUM||Slightly haemolysed|||20261125082000|20261125084500||Y\r"
     );
     send(&app, &result).await;
     let request = only(&app, "ServiceRequest?identifier=IG-PL-2").await;
@@ -221,6 +221,7 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
     assert_eq!(specimen["receivedTime"], "2026-11-25T08:45:00Z");
     assert_eq!(specimen["status"], "available");
     assert_eq!(specimen["note"][0]["text"], "Slightly haemolysed");
+    assert_eq!(specimen["parent"][0]["identifier"]["value"], "IG-SP-F1");
 
     let glucose = app
         .get(&format!(
@@ -232,6 +233,7 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
     assert_eq!(glucose["specimen"], report["specimen"][0], "{glucose}");
     assert_eq!(glucose["note"][0]["text"], "Fasting sample");
     assert_eq!(glucose["note"][0]["time"], "2026-11-25T09:00:00Z");
+    assert_eq!(glucose["note"][0]["authorString"], "Nina Nurse");
     // who and how: the method, the analysis time, the observer and the performing laboratory
     assert_eq!(glucose["method"]["coding"][0]["code"], "HEXOKINASE");
     assert_eq!(glucose["identifier"][0]["value"], "OBS-9");

@@ -84,7 +84,7 @@ fn request(
         r.insert("requester".into(), json!({"reference": pr.reference()}));
         order::add_once(out, pr);
     }
-    put(&mut r, "note", Value::Array(order::notes(item)));
+    put(&mut r, "note", Value::Array(order::notes(cx, item)));
     let mut dosage = Map::new();
     put(
         &mut dosage,

@@ -65,22 +65,7 @@ fn notes_after(cx: &Context, group: &[&Segment]) -> Vec<Value> {
     segments[at + 1..]
         .iter()
         .take_while(|s| s.id == "NTE")
-        .filter_map(|nte| {
-            let text: Vec<&str> = nte
-                .field(3)
-                .repetitions()
-                .map(|r| r.get(1).trim())
-                .filter(|t| !t.is_empty())
-                .collect();
-            if text.is_empty() {
-                return None;
-            }
-            let mut note = json!({"text": text.join("\n")});
-            if let Some(at) = cx.date_time(nte.value(6), "NTE-6") {
-                note["time"] = json!(at);
-            }
-            Some(note)
-        })
+        .filter_map(|nte| super::order::note(cx, nte))
         .collect()
 }
 

@@ -3,6 +3,7 @@
 //! its status from the order control code (ORC-1) and order status (ORC-5).
 //! IG: the ORC segment map and the OrderControlCode and OrderStatus concept maps.
 
+use super::super::datatypes::said;
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, adt};
 use serde_json::{Value, json};
@@ -147,6 +148,9 @@ pub fn request_status(orc: Option<&Segment>) -> &'static str {
     let Some(orc) = orc else {
         return "active";
     };
+    // The IG maps a CA (cancel request) to active: the request to cancel awaits the filler's
+    // answer. Here no filler answers a placer through the hub, so a cancel (or discontinue)
+    // ends the order when it arrives: revoked, as the filler's own CA in ORC-5 says.
     match orc.value(1) {
         "CA" | "DC" | "OC" | "CR" | "OD" | "DR" => return "revoked",
         "HD" | "OH" => return "on-hold",
@@ -205,18 +209,37 @@ pub fn requester(cx: &Context, item: &Item) -> Option<Resource> {
 }
 
 /// The NTE segments of an item -> Annotations.
-pub fn notes(item: &Item) -> Vec<Value> {
-    item.all("NTE")
-        .map(|n| {
-            n.field(3)
-                .repetitions()
-                .map(|r| r.get(1).trim().to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| json!({"text": t}))
-        .collect()
+pub fn notes(cx: &Context, item: &Item) -> Vec<Value> {
+    item.all("NTE").filter_map(|n| note(cx, n)).collect()
+}
+
+/// An NTE -> an Annotation (IG NTE[...]): its comment's lines (NTE-3), who entered it (NTE-5,
+/// by name) and when (NTE-6); `None` without a comment.
+pub fn note(cx: &Context, nte: &Segment) -> Option<Value> {
+    let text: Vec<&str> = nte
+        .field(3)
+        .repetitions()
+        .map(|r| r.get(1).trim())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if text.is_empty() {
+        return None;
+    }
+    let mut note = json!({"text": text.join("\n")});
+    let by = nte.field(5).first();
+    let name: Vec<&str> = [by.get(3), by.sub(2, 1)]
+        .into_iter()
+        .filter_map(said)
+        .collect();
+    match (name.is_empty(), said(by.get(1))) {
+        (false, _) => note["authorString"] = json!(name.join(" ")),
+        (true, Some(id)) => note["authorString"] = json!(id),
+        (true, None) => {}
+    }
+    if let Some(at) = cx.date_time(nte.value(6), "NTE-6") {
+        note["time"] = json!(at);
+    }
+    Some(note)
 }
 
 /// Push `r` unless a resource with its id is already there (one practitioner ordering two

@@ -139,7 +139,7 @@ fn request(
     put(&mut r, "reasonCode", Value::Array(coded_reasons));
     // the NTE notes first, then TQ1's text (put there by `occurrence`)
     let timing_notes = r.remove("note");
-    append(&mut r, "note", order::notes(item));
+    append(&mut r, "note", order::notes(cx, item));
     append(
         &mut r,
         "note",
@@ -193,12 +193,14 @@ fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
     }
 }
 
-/// TQ1-9 (v2.5 on) or OBR-27's priority component (before) -> ServiceRequest.priority.
+/// TQ1-9 (v2.5 on) or OBR-27's priority component (before), else OBR-5 ->
+/// ServiceRequest.priority.
 fn priority(item: &Item) -> Option<&'static str> {
     let code = item
         .first("TQ1")
         .map(|tq| tq.get(9, 1))
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| item.main.get(27, 6));
-    order::priority(code)
+    // OBR-5, kept for backward compatibility, when nothing newer says
+    order::priority(code).or_else(|| order::priority(item.main.get(5, 1)))
 }

@@ -40,6 +40,21 @@ pub fn specimen(cx: &Context, report: &[&str], spm: &Segment, subject: &Value) -
             .filter_map(|r| identifier(r, cx.systems, facility, cx.zone)),
     );
     put(&mut s, "identifier", Value::Array(identifiers));
+    // the specimens this one was taken from (SPM-3: placer's^filler's), by identifier
+    let parents: Vec<Value> = spm
+        .field(3)
+        .repetitions()
+        .filter_map(|eip| {
+            let (c, code) = [(2, "FILL"), (1, "PLAC")]
+                .into_iter()
+                .find(|(c, _)| !eip.sub(*c, 1).trim().is_empty())?;
+            Some(json!({"type": "Specimen", "identifier": {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
+                "system": cx.systems.for_authority(eip.sub(c, 2), eip.sub(c, 3), eip.sub(c, 4), facility),
+                "value": eip.sub(c, 1).trim()}}))
+        })
+        .collect();
+    put(&mut s, "parent", Value::Array(parents));
     if let Some(accession) = identifier(spm.field(30).first(), cx.systems, facility, cx.zone) {
         s.insert("accessionIdentifier".into(), accession);
     }
