@@ -467,8 +467,33 @@ async fn medication_and_vaccination_messages_carry_their_details(app: TestApp) {
     assert!(room["name"].as_str().unwrap().contains("Room 2"), "{room}");
 }
 
+async fn a_standing_order_keeps_its_timing(app: TestApp) {
+    let order = format!(
+        "{MSH}OML^O21^OML_O21|IG-OML-8|P|2.5.1\r\
+         PID|1||IG-MRN-8{MRN}||Vos^Ida||19700101|F\r\
+         ORC|NW|IG-PL-8^CPOE\r\
+         TQ1|1||Q1W^Every week^HL70335|0700||15^min|20261201070000|20261222070000||||||4\r\
+         OBR|1|IG-PL-8^CPOE||2345-7^Glucose^LN\r"
+    );
+    send(&app, &order).await;
+    let request = only(&app, "ServiceRequest?identifier=IG-PL-8").await;
+    let timing = &request["occurrenceTiming"];
+    assert_eq!(timing["code"]["text"], "Q1W", "{request}");
+    assert_eq!(timing["repeat"]["count"], 4);
+    assert_eq!(
+        timing["repeat"]["timeOfDay"],
+        serde_json::json!(["07:00:00"])
+    );
+    assert_eq!(
+        timing["repeat"]["boundsPeriod"]["end"],
+        "2026-12-22T07:00:00Z"
+    );
+    assert!(request.get("occurrencePeriod").is_none(), "{request}");
+}
+
 crate::on_both_backends_with!(
     spawn,
+    a_standing_order_keeps_its_timing,
     medication_and_vaccination_messages_carry_their_details,
     an_appointment_carries_its_order_and_when_each_resource_takes_part,
     a_thinner_visit_message_keeps_what_it_does_not_say,

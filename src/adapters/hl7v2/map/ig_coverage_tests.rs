@@ -272,7 +272,12 @@ fn sample(field: &Field) -> Option<String> {
         "EI" | "EIP" => format!("IGC-EI-{n}^APP{n}"),
         "HD" => format!("APP{n}^1.2.3.{n}^ISO"),
         "PL" => format!("WARD{n}^R{n}^B{n}^GOOD HEALTH"),
+        // a quantity of time where the field is one (durations, offsets), else of volume
+        "CQ" if field.name.contains("Duration") || field.name.contains("Time") => {
+            "30^min&minute&UCUM".into()
+        }
         "CQ" => "5^mL&mL&UCUM".into(),
+        "TM" => "0830".into(),
         "DR" => "20260101^20260102".into(),
         "CP" => "10.50&USD".into(),
         "DLN" => format!("D{n}^IL^20300101"),

@@ -126,22 +126,8 @@ fn request(
     })
 }
 
-/// A v2 TM (`HHMM[SS]`) -> FHIR time (`HH:MM:SS`), or `None`.
-fn time_of_day(tm: &str) -> Option<String> {
-    let digits: String = tm.trim().chars().take_while(char::is_ascii_digit).collect();
-    let (h, m, s) = match digits.len() {
-        4 => (&digits[..2], &digits[2..4], "00"),
-        6.. => (&digits[..2], &digits[2..4], &digits[4..6]),
-        _ => return None,
-    };
-    let ok = h < "24" && m < "60" && s < "60";
-    ok.then(|| format!("{h}:{m}:{s}"))
-}
-
-/// TQ1 (v2.5 on) -> the dosage's timing (IG TQ1[MedicationRequest]): the repeat pattern's
-/// code (TQ1-3) as text, the start and end (TQ1-7, TQ1-8) as its bounds, the times of day
-/// (TQ1-4), the total occurrences (TQ1-14) as its count; the quantity (TQ1-2) as
-/// the dose, the condition (TQ1-10) as an instruction, the text (TQ1-11) as the dosage's
+/// TQ1 (v2.5 on) -> the dosage's timing (IG TQ1[MedicationRequest], see `order::timing`);
+/// the quantity (TQ1-2) as the dose, the condition (TQ1-10) as an instruction, the text (TQ1-11) as the dosage's
 /// text, and the priority (TQ1-9) as the request's.
 fn timing(
     cx: &Context,
@@ -149,33 +135,7 @@ fn timing(
     dosage: &mut Map<String, Value>,
     r: &mut Map<String, Value>,
 ) {
-    let mut timing = Map::new();
-    let pattern = tq1.get(3, 1).trim();
-    if !pattern.is_empty() {
-        timing.insert("code".into(), json!({"text": pattern}));
-    }
-    let mut repeat = Map::new();
-    let mut bounds = Map::new();
-    for (field, name, end) in [(7, "TQ1-7", "start"), (8, "TQ1-8", "end")] {
-        if let Some(at) = cx.date_time(tq1.value(field), name) {
-            bounds.insert(end.into(), json!(at));
-        }
-    }
-    put(&mut repeat, "boundsPeriod", Value::Object(bounds));
-    if let Ok(n) = tq1.value(14).trim().parse::<u32>()
-        && n > 0
-    {
-        repeat.insert("count".into(), json!(n));
-    }
-    let events: Vec<Value> = tq1
-        .field(4)
-        .repetitions()
-        .filter_map(|t| time_of_day(t.get(1)))
-        .map(Value::String)
-        .collect();
-    put(&mut repeat, "timeOfDay", Value::Array(events));
-    put(&mut timing, "repeat", Value::Object(repeat));
-    put(dosage, "timing", Value::Object(timing));
+    put(dosage, "timing", order::timing(cx, tq1));
     let amount = tq1.field(2).first();
     if !dosage.contains_key("doseAndRate")
         && let Some(dose) = cq_quantity(amount)

@@ -3,10 +3,10 @@
 //! its status from the order control code (ORC-1) and order status (ORC-5).
 //! IG: the ORC segment map and the OrderControlCode and OrderStatus concept maps.
 
-use super::super::datatypes::said;
+use super::super::datatypes::{put, said};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, adt};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// One item of an order message: its main segment (OBR, RXE, RXA...), the ORC it comes
 /// under (if any), the segments between the two (an RDE's TQ1, RXO and RXR), and those that
@@ -187,6 +187,83 @@ pub fn administered(rxa: &Segment, partial: &'static str) -> &'static str {
         "PA" => partial,
         _ => "completed",
     }
+}
+
+/// TQ1 -> Timing (IG TQ1[MedicationRequest], TQ1[ServiceRequest]): the repeat pattern's code
+/// (TQ1-3) as text, the start and end (TQ1-7, TQ1-8) as its bounds, else the service
+/// duration (TQ1-6) as a bounding duration, the times of day (TQ1-4), the length of each
+/// occurrence (TQ1-13) and the total occurrences (TQ1-14) as its count; `Null` when it says
+/// none of these.
+pub fn timing(cx: &Context, tq1: &Segment) -> Value {
+    let mut timing = Map::new();
+    if let Some(pattern) = said(tq1.get(3, 1)) {
+        timing.insert("code".into(), json!({"text": pattern}));
+    }
+    let mut repeat = Map::new();
+    let mut bounds = Map::new();
+    for (field, name, end) in [(7, "TQ1-7", "start"), (8, "TQ1-8", "end")] {
+        if let Some(at) = cx.date_time(tq1.value(field), name) {
+            bounds.insert(end.into(), json!(at));
+        }
+    }
+    if bounds.is_empty() {
+        put(
+            &mut repeat,
+            "boundsDuration",
+            duration(tq1.field(6).first()),
+        );
+    }
+    put(&mut repeat, "boundsPeriod", Value::Object(bounds));
+    if let Ok(n) = tq1.value(14).trim().parse::<u32>()
+        && n > 0
+    {
+        repeat.insert("count".into(), json!(n));
+    }
+    if let Some(d) = duration(tq1.field(13).first()).as_object() {
+        repeat.insert("duration".into(), d["value"].clone());
+        repeat.insert("durationUnit".into(), d["code"].clone());
+    }
+    let times: Vec<Value> = tq1
+        .field(4)
+        .repetitions()
+        .filter_map(|t| time_of_day(t.get(1)))
+        .map(Value::String)
+        .collect();
+    put(&mut repeat, "timeOfDay", Value::Array(times));
+    put(&mut timing, "repeat", Value::Object(repeat));
+    Value::Object(timing)
+}
+
+/// A CQ of time (`30^min`) -> a Duration in UCUM's units of time, or `Null`.
+fn duration(cq: Rep) -> Value {
+    let unit = match cq.sub(2, 1).trim().to_ascii_lowercase().as_str() {
+        "s" | "sec" => "s",
+        "min" | "m" | "" => "min",
+        "h" | "hr" => "h",
+        "d" | "day" => "d",
+        "wk" | "w" => "wk",
+        "mo" => "mo",
+        "a" | "y" | "yr" => "a",
+        _ => return Value::Null,
+    };
+    match cq.get(1).trim().parse::<serde_json::Number>() {
+        Ok(n) => {
+            json!({"value": n, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit})
+        }
+        Err(_) => Value::Null,
+    }
+}
+
+/// A v2 TM (`HHMM[SS]`) -> FHIR time (`HH:MM:SS`), or `None`.
+fn time_of_day(tm: &str) -> Option<String> {
+    let digits: String = tm.trim().chars().take_while(char::is_ascii_digit).collect();
+    let (h, m, s) = match digits.len() {
+        4 => (&digits[..2], &digits[2..4], "00"),
+        6.. => (&digits[..2], &digits[2..4], &digits[4..6]),
+        _ => return None,
+    };
+    let ok = h < "24" && m < "60" && s < "60";
+    ok.then(|| format!("{h}:{m}:{s}"))
 }
 
 /// A v2 priority (TQ1-9, TQ-6: table 0485) -> a FHIR request priority.

@@ -155,14 +155,22 @@ fn request(
     Ok(())
 }
 
-/// When: TQ1's start and end (TQ1-7, TQ1-8) as a period, its start alone as a time, else the
+/// When: a repeating service's Timing (TQ1 with a pattern, times of day or a count), else
+/// TQ1's start and end (TQ1-7, TQ1-8) as a period, its start alone as a time, else the
 /// requested time (OBR-6), else the observation time (OBR-7); TQ1-2 as the quantity and TQ1-11
 /// as a note.
 fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
     let tq1 = item.first("TQ1");
+    // a repeating service (a pattern, times of day, a count): its Timing
+    if let Some(tq) = tq1
+        && [3, 4, 14].iter().any(|f| said(tq.value(*f)).is_some())
+    {
+        r.insert("occurrenceTiming".into(), order::timing(cx, tq));
+    }
     let start = tq1.and_then(|tq| cx.date_time(tq.value(7), "TQ1-7"));
     let end = tq1.and_then(|tq| cx.date_time(tq.value(8), "TQ1-8"));
     match (start, end) {
+        _ if r.contains_key("occurrenceTiming") => {}
         (start, Some(end)) => {
             let mut p = json!({"end": end});
             if let Some(s) = start {
