@@ -33,12 +33,12 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
         "{MSH}ADT^A01^ADT_A01|IG-ADT-1|P|2.5.1\r\
          EVN|A01|20261125120000\r\
          PID|1||IG-MRN-1{MRN}||Ortiz^Ana^Lucia^^^^L^^^^^20200101^^RN||19800214|F|Ruiz^Ana^^^^^A||1 Elm St^^Springfield^IL^62701|SANGAMON||||U||||||||||MEX^Mexico^ISO3166||MEX^Mexico^ISO3166\r\
-         PV1|1|R|4W^401^B^GOOD HEALTH|||3E^301^A^GOOD HEALTH|1234^Welby^Marcus^James^III^Dr^MD^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI^^^^^^^^FACP|||||||||VIP^Very important person^HL70099|||IG-V-1^^^GH&1.2.840.114350.1&ISO^VN\r\
+         PV1|1|R|4W^401^B^GOOD HEALTH|||3E^301^A^GOOD HEALTH|1234^Welby^Marcus^James^III^Dr^MD^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI^^^^^^^^FACP|||||||||VIP^Very important person^HL70099|||IG-V-1^^^GH&1.2.840.114350.1&ISO^VN||||||||||||||||||HOME&Home\r\
          OBX|1|NM|8302-2^Body height^LN||170|cm^cm^UCUM|||||F\r\
          OBX|2|NM|29463-7^Body weight^LN||abc|kg^kg^UCUM|||||F\r\
          AL1|1|AA|227037002^Fish^SCT|MO|Hives|20150101\r\
          NK1|1|Ortiz^Luis|BRO^Brother^HL70063|||||20200101|||||||M|19780301||||||||||||||Reyes^Rita|^WPN^PH^^1^217^5550199\r\
-         DG1|1||K80.20^^I10|Calculus of gallbladder|20261119080000|||||||||||||||DX-77^GH\r\
+         DG1|1||K80.20^^I10|Calculus of gallbladder|20261119080000|||||||||||5555^Diag^Dora||||DX-77^GH\r\
          PR1|1||0FT44ZZ^Laparoscopic cholecystectomy^ICD10PCS|Gallbladder removal|202611200930||95|7777^Sleep^Sam|||8888^Cutter^Cal||||K80.20^Calculus of gallbladder^I10||||PROC-1^GH\r\
          IN1|1|PPO1^Gold PPO|BCBS-IL^^^^NIIP|Blue Cross Blue Shield of Illinois|||||||||||||SEL|||||||||||||||||||POL-1|||||||||||||XYZ123456^^^BCBS&2.16.840.1.113883.3.9&ISO\r"
     );
@@ -87,6 +87,10 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
     assert_eq!(
         visit["hospitalization"]["specialCourtesy"][0]["coding"][0]["code"],
         "VIP"
+    );
+    assert_eq!(
+        visit["hospitalization"]["destination"]["display"], "Home",
+        "{visit}"
     );
     let attending = visit["participant"][0]["individual"]["reference"]
         .as_str()
@@ -154,10 +158,19 @@ async fn an_admission_carries_codes_procedures_and_measurements(app: TestApp) {
     );
     assert_eq!(diagnosis["onsetDateTime"], "2026-11-19T08:00:00Z");
     assert_eq!(diagnosis["identifier"][0]["value"], "DX-77");
+    let asserter = diagnosis["asserter"]["reference"].as_str().unwrap();
+    let dora = app.get(&format!("/{asserter}")).await.json();
+    assert_eq!(dora["name"][0]["family"], "Diag", "{dora}");
 
     // the insured's id with the payer (IN1-49)
     let coverage = only(&app, &format!("Coverage?beneficiary=Patient/{pid}")).await;
     assert_eq!(coverage["subscriberId"], "XYZ123456", "{coverage}");
+    let plan = coverage["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["value"] == "PPO1");
+    assert!(plan, "the health plan's id: {coverage}");
     assert_eq!(
         coverage["extension"][0]["valueIdentifier"]["system"],
         "urn:oid:2.16.840.1.113883.3.9"
@@ -176,7 +189,7 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
     let result = format!(
         "{MSH}ORU^R01^ORU_R01|IG-ORU-2|P|2.5.1\r\
          PID|1||IG-MRN-2{MRN}||Ng^Bo||19700101|M\r\
-         ORC|RE|IG-PL-2^CPOE|IG-FL-2^LAB\r\
+         ORC|RE|IG-PL-2^CPOE|IG-FL-2^LAB|IG-GRP-2^CPOE\r\
          OBR|1||IG-FL-2^LAB|2345-7^Glucose^LN|||20261125083000|20261125083500||||||||||||||20261125100000||CH|F\r\
          OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F|||20261125083000||4321^Tech^Tina|HEXOKINASE^Hexokinase method^L||20261125084000||OBS-9^LAB||GOOD HEALTH LAB^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05D1234567|1 Lab Way^^Springfield^IL^62701\r\
          NTE|1||Fasting sample||^Nurse^Nina|20261125090000\r\
@@ -207,6 +220,12 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
         .filter(|i| i["type"]["coding"][0]["code"] == "PLAC")
         .collect();
     assert_eq!(placer[0]["value"], "IG-PL-2");
+    let group = report["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["type"]["coding"][0]["code"] == "PGN" && i["value"] == "IG-GRP-2");
+    assert!(group, "the placer group number: {report}");
     assert_eq!(report["category"][0]["coding"][0]["code"], "CH");
     assert_eq!(report["effectivePeriod"]["end"], "2026-11-25T08:35:00Z");
 

@@ -71,11 +71,9 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         .iter()
         .find(|r| r.rtype == "Encounter")
         .map(|r| r.id.clone());
-    out.extend(
-        cx.msg
-            .all("DG1")
-            .filter_map(|s| clinical::diagnosis(cx, s, &patient_id, encounter_id.as_deref())),
-    );
+    for dg1 in cx.msg.all("DG1") {
+        clinical::diagnosis(cx, dg1, &patient_id, encounter_id.as_deref(), &mut out);
+    }
     for pr1 in cx.msg.all("PR1") {
         super::procedure::procedure(cx, pr1, &patient_id, encounter_id.as_deref(), &mut out);
     }
@@ -222,6 +220,10 @@ fn encounter(cx: &Context, trigger: &str, pv1: &Segment, patient_ref: &str) -> V
     }
     put(&mut e, "participant", Value::Array(participants));
     let places = super::visit::locations(cx, pv1, &mut out);
+    if let Some(to) = super::visit::destination(cx, pv1, &mut out) {
+        let stay = e.entry("hospitalization").or_insert_with(|| json!({}));
+        stay["destination"] = to;
+    }
     put(&mut e, "location", Value::Array(places));
     out.push(Resource {
         rtype: "Encounter",

@@ -69,12 +69,15 @@ pub fn allergy(cx: &Context, al1: &Segment, patient_id: &str) -> Option<Resource
     })
 }
 
-/// DG1 -> Condition, a diagnosis of the visit `encounter` (when there is one).
+/// DG1 -> Condition, a diagnosis of the visit `encounter` (when there is one), added to
+/// `out` with the clinician who made it (DG1-16, its asserter); the Condition, for its
+/// reference.
 pub fn diagnosis(
     cx: &Context,
     dg1: &Segment,
     patient_id: &str,
     encounter: Option<&str>,
+    out: &mut Vec<Resource>,
 ) -> Option<Resource> {
     let mut code = codeable(dg1.field(3).first());
     // DG1-4, the description, from versions before CWE carried the text: the code's text
@@ -127,6 +130,10 @@ pub fn diagnosis(
             json!([{"system": super::order::system(cx, own), "value": own.get(1).trim()}]),
         );
     }
+    if let Some(pr) = super::adt::practitioner(cx, dg1.field(16).first()) {
+        c.insert("asserter".into(), json!({"reference": pr.reference()}));
+        super::order::add_once(out, pr);
+    }
     // DG1-21 D: the diagnosis was entered in error
     if dg1.value(21) == "D" {
         c.insert(
@@ -135,11 +142,13 @@ pub fn diagnosis(
                                "code": "entered-in-error"}]}),
         );
     }
-    Some(Resource {
+    let condition = Resource {
         rtype: "Condition",
         id,
         body: Value::Object(c),
-    })
+    };
+    super::order::add_once(out, condition.clone());
+    Some(condition)
 }
 
 /// NK1 -> RelatedPerson; `None` without a name.

@@ -34,10 +34,23 @@ fn coverage(cx: &Context, in1: &Segment, patient: &Resource) -> Vec<Resource> {
     let mut c = Map::new();
     c.insert("resourceType".into(), json!("Coverage"));
     c.insert("id".into(), json!(id));
+    // the health plan's id (IN1-2) names the coverage too, under its coding system
+    let plan = in1.field(2).first();
+    let plan_id = super::super::datatypes::said(plan.get(1)).map(|v| {
+        let mut id = Map::new();
+        put(
+            &mut id,
+            "system",
+            json!(super::super::datatypes::coding_system(plan.get(3))),
+        );
+        id.insert("value".into(), json!(v));
+        Value::Object(id)
+    });
     if !policy.is_empty() {
         c.insert("identifier".into(), json!([{"value": policy}]));
         c.insert("subscriberId".into(), json!(policy));
     }
+    super::super::datatypes::append(&mut c, "identifier", plan_id);
     // the insured's id with the payer (IN1-49): R4's subscriberId, and whole (with its
     // system) in the IG's extension
     let facility = &cx.header.sending_facility;

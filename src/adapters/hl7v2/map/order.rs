@@ -92,9 +92,11 @@ pub fn identifiers(
     placer: Option<usize>,
     filler: Option<usize>,
 ) -> Vec<Value> {
+    // and the placer group number (ORC-4), which groups the orders placed together
     [
         (2, placer, "PLAC", "Placer Identifier"),
         (3, filler, "FILL", "Filler Identifier"),
+        (4, None, "PGN", "Placer Group Number"),
     ]
     .into_iter()
     .filter_map(|(n, alt, code, display)| {

@@ -207,6 +207,19 @@ fn report(
 /// the ServiceRequest that an ORM/OML with that number makes (under the same stable id) as
 /// `basedOn`, named by reference and by identifier.
 fn placed(cx: &Context, group: &Group, r: &mut Map<String, Value>) {
+    // the placer group number (ORC-4): an identifier of the report too
+    if let Some(grp) = group.orc.map(|o| o.field(4).first())
+        && !grp.get(1).trim().is_empty()
+    {
+        super::super::datatypes::append(
+            r,
+            "identifier",
+            [
+                json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PGN"}]},
+                    "system": super::order::system(cx, grp), "value": grp.get(1).trim()}),
+            ],
+        );
+    }
     let placer = [Some(group.obr), group.orc]
         .into_iter()
         .flatten()

@@ -128,9 +128,8 @@ fn request(
     // DG1 of the order: the reasons for it, as Conditions of the patient
     let mut reasons = Vec::new();
     for dg1 in item.all("DG1") {
-        if let Some(c) = clinical::diagnosis(cx, dg1, &patient.id, None) {
+        if let Some(c) = clinical::diagnosis(cx, dg1, &patient.id, None, out) {
             reasons.push(json!({"reference": c.reference()}));
-            order::add_once(out, c);
         }
     }
     put(&mut r, "reasonReference", Value::Array(reasons));

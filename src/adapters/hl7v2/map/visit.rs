@@ -11,6 +11,26 @@ use super::order::add_once;
 use super::{Context, Resource};
 use serde_json::{Map, Value, json};
 
+/// Where the patient went on discharge (PV1-37, DLD: a location code in subcomponents, and
+/// since when): a Location of that name, the stay's destination.
+pub fn destination(cx: &Context, pv1: &Segment, out: &mut Vec<Resource>) -> Option<Value> {
+    let dld = pv1.field(37).first();
+    let name = [dld.sub(1, 2), dld.sub(1, 1)]
+        .into_iter()
+        .find_map(super::super::datatypes::said)?;
+    let id = cx.stable_id(
+        "Location",
+        &[&cx.header.sending_facility, "discharge", name],
+    );
+    out.push(Resource {
+        rtype: "Location",
+        id: id.clone(),
+        body: json!({"resourceType": "Location", "id": id, "status": "active", "name": name,
+                     "mode": "kind"}),
+    });
+    Some(json!({"reference": format!("Location/{id}"), "display": name}))
+}
+
 /// The visit's locations, each a Location written with it: the current one (PV1-3, active),
 /// the prior (PV1-6, completed), the temporary (PV1-11, active), the pending (PV1-42,
 /// reserved) and the prior pending (PV2-1, planned).
