@@ -191,7 +191,7 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
          PID|1||IG-MRN-2{MRN}||Ng^Bo||19700101|M\r\
          ORC|RE|IG-PL-2^CPOE|IG-FL-2^LAB|IG-GRP-2^CPOE\r\
          OBR|1||IG-FL-2^LAB|2345-7^Glucose^LN|||20261125083000|20261125083500||||||||||||||20261125100000||CH|F\r\
-         OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F|||20261125083000||4321^Tech^Tina|HEXOKINASE^Hexokinase method^L||20261125084000||OBS-9^LAB||GOOD HEALTH LAB^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05D1234567|1 Lab Way^^Springfield^IL^62701\r\
+         OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F|||20261125083000||4321^Tech^Tina|HEXOKINASE^Hexokinase method^L|ANALYZER-7^LAB|20261125084000||OBS-9^LAB||GOOD HEALTH LAB^^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05D1234567|1 Lab Way^^Springfield^IL^62701\r\
          NTE|1||Fasting sample||^Nurse^Nina|20261125090000\r\
          SPM|1|IG-SP-P2&CPOE^IG-SP-F2&LAB|IG-SP-P1&CPOE^IG-SP-F1&LAB|119297000^Blood specimen^SCT||||||||5^mL&mL&UCUM||Slightly haemolysed|||20261125082000|20261125084500||Y\r"
     );
@@ -256,6 +256,7 @@ async fn a_result_names_its_order_its_specimen_and_its_notes(app: TestApp) {
     // who and how: the method, the analysis time, the observer and the performing laboratory
     assert_eq!(glucose["method"]["coding"][0]["code"], "HEXOKINASE");
     assert_eq!(glucose["identifier"][0]["value"], "OBS-9");
+    assert_eq!(glucose["device"]["identifier"]["value"], "ANALYZER-7");
     assert_eq!(
         glucose["extension"][0]["valueDateTime"],
         "2026-11-25T08:40:00Z"

@@ -273,7 +273,10 @@ fn sample(field: &Field) -> Option<String> {
         "HD" => format!("APP{n}^1.2.3.{n}^ISO"),
         "PL" => format!("WARD{n}^R{n}^B{n}^GOOD HEALTH"),
         // a quantity of time where the field is one (durations, offsets), else of volume
-        "CQ" if field.name.contains("Duration") || field.name.contains("Time") => {
+        "CQ" if ["duration", "time"]
+            .iter()
+            .any(|w| field.name.to_lowercase().contains(w)) =>
+        {
             "30^min&minute&UCUM".into()
         }
         "CQ" => "5^mL&mL&UCUM".into(),

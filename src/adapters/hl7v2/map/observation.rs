@@ -6,7 +6,7 @@
 //! set id: a corrected result restates the same Observation.
 
 use super::super::codes;
-use super::super::datatypes::{codeable, date_time, each, put};
+use super::super::datatypes::{codeable, date_time, each, put, said};
 use super::super::message::{Field, Rep, Segment};
 use super::super::zone::Zone;
 use super::{Context, Resource, Unmapped, failed};
@@ -203,6 +203,14 @@ fn details(cx: &Context, obx: &Segment, o: &mut Map<String, Value>) -> Vec<Resou
             "identifier".into(),
             json!([{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "FILL"}]},
                     "system": super::order::system(cx, own), "value": own.get(1).trim()}]),
+        );
+    }
+    // the equipment that measured it (OBX-18), named by its id
+    if let Some(device) = said(obx.get(18, 1)) {
+        o.insert(
+            "device".into(),
+            json!({"type": "Device", "identifier": {
+                "system": super::order::system(cx, obx.field(18).first()), "value": device}}),
         );
     }
     let mut performers = Vec::new();

@@ -4,7 +4,7 @@
 //! Identity: the report's key and the specimen's own id (SPM-2, filler's else placer's), else
 //! its set id (SPM-1): a corrected result restates the same Specimen.
 
-use super::super::datatypes::{codeable, cq_quantity, identifier, period, put};
+use super::super::datatypes::{codeable, cq_quantity, identifier, period, put, said};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource};
 use serde_json::{Map, Value, json};
@@ -39,6 +39,14 @@ pub fn specimen(cx: &Context, report: &[&str], spm: &Segment, subject: &Value) -
             .repetitions()
             .filter_map(|r| identifier(r, cx.systems, facility, cx.zone)),
     );
+    // the shipment it travelled in (SPM-32): an identifier under the shipper's authority
+    identifiers.extend(spm.field(32).repetitions().filter_map(|ei| {
+        let value = said(ei.get(1))?;
+        Some(
+            json!({"system": cx.systems.for_authority(ei.get(2), ei.get(3), ei.get(4), facility),
+                    "value": value}),
+        )
+    }));
     put(&mut s, "identifier", Value::Array(identifiers));
     // the specimens this one was taken from (SPM-3: placer's^filler's), by identifier
     let parents: Vec<Value> = spm
