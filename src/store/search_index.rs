@@ -99,6 +99,24 @@ pub fn referring(
         .load(conn)?)
 }
 
+/// The ids of the `rtype` resources whose reference parameters point at
+/// `target_type/target_id`, each once (a patient's Encounters, not its thousands of results).
+pub fn referring_of(
+    conn: &mut DbConnection,
+    rtype: &str,
+    target_type: &str,
+    target_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    use super::schema::search_reference as sr;
+    Ok(sr::table
+        .filter(sr::target_type.eq(target_type))
+        .filter(sr::target_id.eq(target_id))
+        .filter(sr::resource_type.eq(rtype))
+        .select(sr::resource_id)
+        .distinct()
+        .load(conn)?)
+}
+
 /// Remove every index row of `rtype/id` (on delete): a range of the tables' primary keys.
 pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
     for table in TABLES {

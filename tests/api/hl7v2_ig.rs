@@ -511,8 +511,26 @@ async fn a_standing_order_keeps_its_timing(app: TestApp) {
     assert!(request.get("occurrencePeriod").is_none(), "{request}");
 }
 
+async fn an_absurd_procedure_length_is_said_and_left_out(app: TestApp) {
+    let message = format!(
+        "{MSH}ADT^A01^ADT_A01|IG-ADT-9|P|2.5.1\r\
+         EVN|A01|20261125120000\r\
+         PID|1||IG-MRN-9{MRN}||Ek^Olof||19700101|M\r\
+         PV1|1|I|4W^401^A^GOOD HEALTH||||||||||||||||IG-V-9^^^GH&1.2.840.114350.1&ISO^VN\r\
+         PR1|1||0FT44ZZ^Laparoscopic cholecystectomy^ICD10PCS||202611200930||4294967295\r"
+    );
+    let ack = send(&app, &message).await;
+    assert!(ack.contains("PR1^1^7"), "{ack}");
+    let procedure = only(&app, "Procedure?code=0FT44ZZ").await;
+    assert_eq!(
+        procedure["performedDateTime"], "2026-11-20T09:30:00Z",
+        "{procedure}"
+    );
+}
+
 crate::on_both_backends_with!(
     spawn,
+    an_absurd_procedure_length_is_said_and_left_out,
     a_standing_order_keeps_its_timing,
     medication_and_vaccination_messages_carry_their_details,
     an_appointment_carries_its_order_and_when_each_resource_takes_part,

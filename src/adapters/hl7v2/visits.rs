@@ -12,7 +12,7 @@
 use super::map::{self, Mapped, Unmapped};
 use super::message::Message;
 use super::zone::Zone;
-use crate::store::search_index::referring;
+use crate::store::search_index::referring_of;
 use crate::store::{Store, StoreError};
 
 const CLOSED: [&str; 3] = ["finished", "cancelled", "entered-in-error"];
@@ -43,13 +43,10 @@ pub fn in_open_visit(
 
 /// The patient's open Encounter, the latest updated.
 fn open_visit(store: &Store, patient: &str) -> Result<Option<String>, StoreError> {
-    let referring = store.read(|conn| referring(conn, "Patient", patient))?;
+    let visits = store.read(|conn| referring_of(conn, "Encounter", "Patient", patient))?;
     let subject = format!("Patient/{patient}");
     let mut open: Vec<(i64, String)> = Vec::new();
-    for (rtype, id) in referring {
-        if rtype != "Encounter" {
-            continue;
-        }
+    for id in visits {
         let Ok(version) = store.current("Encounter", &id) else {
             continue;
         };

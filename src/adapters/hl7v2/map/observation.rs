@@ -238,9 +238,9 @@ fn performing_organization(cx: &Context, obx: &Segment) -> Option<Resource> {
 /// XON (with an XAD field for its address) -> Organization, one per identifier (XON-10 under
 /// XON-6), else per name.
 pub(super) fn organization(cx: &Context, xon: Rep, addresses: Option<&Field>) -> Option<Resource> {
-    let name = xon.get(1).trim();
-    let number = xon.get(10).trim();
-    if (name.is_empty() || name == "\"\"") && number.is_empty() {
+    let name = said(xon.get(1)).unwrap_or_default();
+    let number = said(xon.get(10)).unwrap_or_default();
+    if name.is_empty() && number.is_empty() {
         return None;
     }
     let system = cx.systems.for_authority(

@@ -105,15 +105,25 @@ pub fn procedure(
     });
 }
 
+/// The longest procedure length (PR1-7) taken as one: a year, in minutes.
+const MAX_MINUTES: i64 = 366 * 24 * 60;
+
 /// When: PR1-5, as a period ending PR1-7 minutes later when the sender gives the minutes.
 fn performed(cx: &Context, pr1: &Segment, p: &mut Map<String, Value>) {
     let Some(at) = cx.date_time(pr1.value(5), "PR1-5") else {
         return;
     };
-    let minutes = pr1.value(7).trim().parse::<u32>().ok().filter(|m| *m > 0);
-    let end = minutes.and_then(|m| {
+    // a procedure of more than a year is no procedure's length: said, and left out
+    let minutes = pr1.value(7).trim().parse::<i64>().ok().filter(|m| *m > 0);
+    if let Some(m) = minutes.filter(|m| *m > MAX_MINUTES) {
+        cx.not_carried(
+            "PR1-7",
+            format!("PR1-7 '{m}' minutes is longer than a year; the end left out"),
+        );
+    }
+    let end = minutes.filter(|m| *m <= MAX_MINUTES).and_then(|m| {
         let start = chrono::DateTime::parse_from_rfc3339(&at).ok()?;
-        let end = start + chrono::Duration::minutes(i64::from(m));
+        let end = start.checked_add_signed(chrono::TimeDelta::try_minutes(m)?)?;
         Some(end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
     });
     match end {

@@ -136,16 +136,10 @@ fn request(
     // OBR-31, the reason for study, when coded there instead
     let coded_reasons: Vec<Value> = obr.field(31).repetitions().filter_map(codeable).collect();
     put(&mut r, "reasonCode", Value::Array(coded_reasons));
-    // the NTE notes first, then TQ1's text (put there by `occurrence`)
-    let timing_notes = r.remove("note");
+    // the NTE notes, then TQ1's text instruction
     append(&mut r, "note", order::notes(cx, item));
-    append(
-        &mut r,
-        "note",
-        timing_notes
-            .and_then(|n| n.as_array().cloned())
-            .unwrap_or_default(),
-    );
+    let instruction = item.first("TQ1").and_then(|tq| said(tq.value(11)));
+    append(&mut r, "note", instruction.map(|t| json!({"text": t})));
     out.push(Resource {
         rtype: "ServiceRequest",
         id,
@@ -156,8 +150,7 @@ fn request(
 
 /// When: a repeating service's Timing (TQ1 with a pattern, times of day or a count), else
 /// TQ1's start and end (TQ1-7, TQ1-8) as a period, its start alone as a time, else the
-/// requested time (OBR-6), else the observation time (OBR-7); TQ1-2 as the quantity and TQ1-11
-/// as a note.
+/// requested time (OBR-6), else the observation time (OBR-7); TQ1-2 as the quantity.
 fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
     let tq1 = item.first("TQ1");
     // a repeating service (a pattern, times of day, a count): its Timing
@@ -194,9 +187,6 @@ fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
     };
     if let Some(q) = cq_quantity(tq1.field(2).first()) {
         r.insert("quantityQuantity".into(), q);
-    }
-    if let Some(text) = said(tq1.value(11)) {
-        append(r, "note", [json!({"text": text})]);
     }
 }
 
