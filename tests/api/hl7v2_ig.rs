@@ -474,7 +474,7 @@ async fn medication_and_vaccination_messages_carry_their_details(app: TestApp) {
         "{MSH}VXU^V04^VXU_V04|IG-VXU-7|P|2.5.1\r\
          PID|1||IG-MRN-7{MRN}||Park^Min||19700101|F\r\
          ORC|RE||IG-IZ-7^REG\r\
-         RXA|0|1|20261101093000||208^COVID-19 vaccine^CVX|0.3|mL^mL^UCUM||00^New record^NIP001|||||||||||CP|A|20261101100000|||||CLINIC^Room 2^^GOOD HEALTH\r"
+         RXA|0|1|20261101093000||208^COVID-19 vaccine^CVX|0.3|mL^mL^UCUM||00^New record^NIP001|||||||||||CP|A|20261101100000|||||CLINIC^Room 2^^GOOD HEALTH|9 Clinic Rd^^Springfield^IL^62701\r"
     );
     send(&app, &shot).await;
     let immunization = only(&app, "Immunization?identifier=IG-IZ-7").await;
@@ -485,6 +485,8 @@ async fn medication_and_vaccination_messages_carry_their_details(app: TestApp) {
     let place = immunization["location"]["reference"].as_str().unwrap();
     let room = app.get(&format!("/{place}")).await.json();
     assert!(room["name"].as_str().unwrap().contains("Room 2"), "{room}");
+    // RXA-28, the place's address
+    assert_eq!(room["address"]["line"][0], "9 Clinic Rd", "{room}");
 }
 
 async fn a_standing_order_keeps_its_timing(app: TestApp) {

@@ -17,6 +17,7 @@ mod hl7v2_corpus;
 mod hl7v2_fidelity;
 mod hl7v2_hostile;
 mod hl7v2_ig;
+mod hl7v2_ig_roles;
 mod hl7v2_orders;
 mod hl7v2_results;
 mod hl7v2_tls;

@@ -341,6 +341,35 @@ pub fn date_time(dtm: &str, zone: Zone) -> Option<String> {
     chrono::DateTime::parse_from_rfc3339(&s).ok().map(|_| s)
 }
 
+/// A whole number of minutes from an amount and its units (minutes when none are given); `None`
+/// for a unit of no fixed length, or an amount that is not a positive finite number.
+pub fn minutes(amount: &str, units: &str) -> Option<i64> {
+    let n: f64 = amount.trim().parse().ok()?;
+    let per = match units.trim().to_ascii_lowercase().as_str() {
+        "" | "min" | "m" | "minutes" | "minute" => 1.0,
+        "s" | "sec" | "seconds" => 1.0 / 60.0,
+        "h" | "hr" | "hour" | "hours" => 60.0,
+        "d" | "day" | "days" => 1440.0,
+        "wk" | "w" | "week" | "weeks" => 10080.0,
+        _ => return None,
+    };
+    let m = (n * per).round();
+    // finite and within what an i64 holds (`as` would saturate infinity silently)
+    (m.is_finite() && m > 0.0 && m < i64::MAX as f64).then_some(m as i64)
+}
+
+/// A dateTime with a time of day (from `date_time`) moved by `minutes`, in its own offset;
+/// `None` for a date alone, or when the result falls outside FHIR's years (1 to 9999): a
+/// sender's absurd duration is no reason to write a date no reader takes.
+pub fn shifted(at: &str, minutes: i64) -> Option<String> {
+    let start = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+    let moved = start.checked_add_signed(chrono::TimeDelta::try_minutes(minutes)?)?;
+    let year = chrono::Datelike::year(&moved);
+    (1..=9999)
+        .contains(&year)
+        .then(|| moved.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
 /// A dateTime from `date_time` as an instant (which needs seconds and a zone): a date alone
 /// is taken as its first moment, UTC.
 pub fn instant(at: &str) -> String {

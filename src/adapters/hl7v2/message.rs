@@ -158,6 +158,12 @@ impl Field {
 pub struct Rep<'a>(&'a [Vec<String>]);
 
 impl<'a> Rep<'a> {
+    /// A repetition made of `components` (each a list of subcomponents): one datatype read as
+    /// another, such as an NDL's CNN as an XCN.
+    pub fn of(components: &'a [Vec<String>]) -> Self {
+        Rep(components)
+    }
+
     /// Component `n` (1-based), its first subcomponent; "" when absent.
     pub fn get(&self, n: usize) -> &'a str {
         self.sub(n, 1)

@@ -5,7 +5,7 @@
 //! Identity: the filler's appointment id (SCH-2, which the scheduling system keeps for the
 //! appointment's life), else the placer's (SCH-1).
 
-use super::super::datatypes::{codeable, date_time, instant, put};
+use super::super::datatypes::{codeable, date_time, instant, minutes, put, shifted};
 use super::super::message::Segment;
 use super::order::add_once;
 use super::{Context, Resource, Unmapped, adt, failed, unsupported};
@@ -66,7 +66,7 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
         })
         .collect();
     put(&mut a, "identifier", Value::Array(identifiers));
-    let status = status(sch, trigger);
+    let status = status(cx, sch, trigger);
     a.insert("status".into(), json!(status));
     if let Some(t) = codeable(sch.field(8).first()) {
         a.insert("appointmentType".into(), t);
@@ -80,7 +80,9 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     if let Some(reason) = codeable(sch.field(7).first()) {
         a.insert("reasonCode".into(), json!([reason]));
     }
-    match when(cx, sch) {
+    let times = when(cx, sch);
+    let starts = times.map(|(s, _)| s.to_rfc3339_opts(SecondsFormat::Secs, true));
+    match times {
         Some((start, end)) => {
             let minutes = (end - start).num_minutes();
             a.insert(
@@ -125,16 +127,22 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
                 p.insert("type".into(), json!([role]));
             }
             p.insert("actor".into(), json!({"reference": pr.reference()}));
-            p.insert("status".into(), json!(taking_part));
-            put(&mut p, "period", taking_part_when(cx, aip, 6));
+            let own = taking_part_status(aip.get(12, 1));
+            p.insert("status".into(), json!(own.unwrap_or(taking_part)));
+            put(
+                &mut p,
+                "period",
+                taking_part_when(cx, aip, 6, starts.as_deref()),
+            );
             participants.push(Value::Object(p));
             add_once(&mut out, pr);
         }
     }
     for ail in cx.msg.all("AIL") {
         if let Some(loc) = adt::location(cx, ail.field(3).first()) {
-            let mut p = json!({"actor": {"reference": loc.reference()}, "status": taking_part});
-            if let Some(when) = taking_part_when(cx, ail, 6).as_object() {
+            let own = taking_part_status(ail.get(12, 1)).unwrap_or(taking_part);
+            let mut p = json!({"actor": {"reference": loc.reference()}, "status": own});
+            if let Some(when) = taking_part_when(cx, ail, 6, starts.as_deref()).as_object() {
                 p["period"] = Value::Object(when.clone());
             }
             participants.push(p);
@@ -162,9 +170,32 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
             p.insert("type".into(), json!([kind]));
         }
         p.insert("actor".into(), Value::Object(actor));
-        p.insert("status".into(), json!(taking_part));
-        put(&mut p, "period", taking_part_when(cx, aig, 8));
+        let own = taking_part_status(aig.get(14, 1));
+        p.insert("status".into(), json!(own.unwrap_or(taking_part)));
+        put(
+            &mut p,
+            "period",
+            taking_part_when(cx, aig, 8, starts.as_deref()),
+        );
         participants.push(Value::Object(p));
+    }
+    // the contacts at the placer (SCH-12) and the filler (SCH-16), and who entered it (SCH-20)
+    for (field, kind) in [
+        (12, json!({"text": "placer contact"})),
+        (16, json!({"text": "filler contact"})),
+        (
+            20,
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "code": "enterer", "display": "Enterer"}]}),
+        ),
+    ] {
+        if let Some(pr) = adt::practitioner(cx, sch.field(field).first()) {
+            participants.push(
+                json!({"type": [kind], "actor": {"reference": pr.reference()},
+                                     "status": "accepted"}),
+            );
+            add_once(&mut out, pr);
+        }
     }
     // the order the appointment is for (SCH-26 placer's number, else SCH-27 filler's): the
     // ServiceRequest an ORM/OML with that number makes
@@ -196,9 +227,18 @@ pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     Ok(out)
 }
 
-/// SCH-25 (filler status, HL7 table 0278) when given, else what the trigger says.
-fn status(sch: &Segment, trigger: &str) -> &'static str {
-    match sch.get(25, 1).to_ascii_lowercase().as_str() {
+/// SCH-25 (filler status, HL7 table 0278) when given, else the first service's (AIS-10), else
+/// what the trigger says.
+fn status(cx: &Context, sch: &Segment, trigger: &str) -> &'static str {
+    let said = [
+        Some(sch.get(25, 1)),
+        cx.msg.first("AIS").map(|a| a.get(10, 1)),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|c| !c.trim().is_empty())
+    .unwrap_or_default();
+    match said.trim().to_ascii_lowercase().as_str() {
         "booked" | "overbook" | "blocked" => return "booked",
         "cancelled" => return "cancelled",
         "deleted" => return "entered-in-error",
@@ -243,34 +283,33 @@ fn when(cx: &Context, sch: &Segment) -> Option<(DateTime<FixedOffset>, DateTime<
     (end >= start).then_some((start, end))
 }
 
-/// When a resource of an AIP, AIL or AIG segment takes part: its start (field `at`) and its
-/// duration (the field after the next, in the units of the one after that) as a period.
-fn taking_part_when(cx: &Context, seg: &Segment, at: usize) -> Value {
-    let Some(start) = date_time(seg.value(at), cx.zone) else {
+/// When a resource of an AIP, AIL or AIG segment takes part: its start (field `at`), else the
+/// appointment's start (`base`) moved by its offset (the next field, in the units of the one
+/// after), and its duration (the field after those, in the units of the next) as a period. An
+/// end past the calendar (an absurd duration) is left out, the start kept.
+fn taking_part_when(cx: &Context, seg: &Segment, at: usize, base: Option<&str>) -> Value {
+    let offset = || minutes(seg.value(at + 1), seg.get(at + 2, 1));
+    let start = date_time(seg.value(at), cx.zone).or_else(|| shifted(&instant(base?), offset()?));
+    let Some(start) = start else {
         return Value::Null;
     };
-    let end = DateTime::parse_from_rfc3339(&instant(&start))
-        .ok()
-        .zip(minutes(seg.value(at + 3), seg.get(at + 4, 1)))
-        .and_then(|(s, m)| s.checked_add_signed(chrono::TimeDelta::try_minutes(m)?));
+    let end =
+        minutes(seg.value(at + 3), seg.get(at + 4, 1)).and_then(|m| shifted(&instant(&start), m));
     match end {
-        Some(end) => json!({"start": start, "end": end.to_rfc3339_opts(SecondsFormat::Secs, true)}),
+        Some(end) => json!({"start": start, "end": end}),
         None => json!({"start": start}),
     }
 }
 
-/// A duration in whole minutes from an amount and its units (minutes when none are given).
-fn minutes(amount: &str, units: &str) -> Option<i64> {
-    let n: f64 = amount.trim().parse().ok()?;
-    let per = match units.trim().to_ascii_lowercase().as_str() {
-        "" | "min" | "m" | "minutes" | "minute" => 1.0,
-        "s" | "sec" | "seconds" => 1.0 / 60.0,
-        "h" | "hr" | "hour" | "hours" => 60.0,
-        _ => return None,
-    };
-    let m = (n * per).round();
-    // finite and within what an i64 holds (`as` would saturate infinity silently)
-    (m.is_finite() && m > 0.0 && m < i64::MAX as f64).then_some(m as i64)
+/// A resource's filler status (AIP-12, AIL-12, AIG-14; HL7 table 0278) -> how it takes part.
+fn taking_part_status(code: &str) -> Option<&'static str> {
+    match code.trim().to_ascii_lowercase().as_str() {
+        "booked" | "started" | "complete" | "overbook" | "blocked" => Some("accepted"),
+        "pending" => Some("tentative"),
+        "waitlist" => Some("needs-action"),
+        "cancelled" | "discontinued" | "deleted" | "noshow" => Some("declined"),
+        _ => None,
+    }
 }
 
 /// The text of the NTE segments right after the first `id` segment.

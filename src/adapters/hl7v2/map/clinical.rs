@@ -134,6 +134,16 @@ pub fn diagnosis(
         c.insert("asserter".into(), json!({"reference": pr.reference()}));
         super::order::add_once(out, pr);
     }
+    // the diagnosis this one is due to (DG1-22, the parent's DG1-20 id), by identifier
+    let parent = dg1.field(22).first();
+    if let Some(v) = super::super::datatypes::said(parent.get(1)) {
+        c.insert(
+            "extension".into(),
+            json!([{"url": "http://hl7.org/fhir/StructureDefinition/condition-dueTo",
+                    "valueReference": {"type": "Condition", "identifier": {
+                        "system": super::order::system(cx, parent), "value": v}}}]),
+        );
+    }
     // DG1-21 D: the diagnosis was entered in error
     if dg1.value(21) == "D" {
         c.insert(

@@ -5,7 +5,7 @@
 //! number (IN1-36); the Organization is the insurer's identifier (IN1-3), else its name, so
 //! that one insurer named by many patients' messages is one Organization.
 
-use super::super::datatypes::{address, each, identifier, put, telecom};
+use super::super::datatypes::{address, each, identifier, name, put, telecom};
 use super::super::message::Segment;
 use super::order::add_once;
 use super::{Context, Resource};
@@ -74,6 +74,33 @@ fn coverage(cx: &Context, in1: &Segment, patient: &Resource) -> Vec<Resource> {
         "beneficiary".into(),
         json!({"reference": patient.reference()}),
     );
+    let mut more = Vec::new();
+    // the employer whose group the insured is in (IN1-11, with its id IN1-10): the holder
+    if let Some(holder) = employer(cx, in1) {
+        c.insert(
+            "policyHolder".into(),
+            json!({"reference": holder.reference()}),
+        );
+        more.push(holder);
+    }
+    // the insured (IN1-16): the patient itself (IN1-17 SEL), else a RelatedPerson by name
+    match in1.get(17, 1).trim() {
+        "SEL" => {
+            c.insert(
+                "subscriber".into(),
+                json!({"reference": patient.reference()}),
+            );
+        }
+        _ => {
+            if let Some(insured) = insured(cx, in1, patient) {
+                c.insert(
+                    "subscriber".into(),
+                    json!({"reference": insured.reference()}),
+                );
+                more.push(insured);
+            }
+        }
+    }
     if let Some(rel) = relationship(in1.get(17, 1)) {
         c.insert(
             "relationship".into(),
@@ -112,14 +139,72 @@ fn coverage(cx: &Context, in1: &Segment, patient: &Resource) -> Vec<Resource> {
     {
         c.insert("order".into(), json!(order));
     }
-    vec![
-        payor,
-        Resource {
-            rtype: "Coverage",
-            id,
-            body: Value::Object(c),
-        },
-    ]
+    more.insert(0, payor);
+    more.push(Resource {
+        rtype: "Coverage",
+        id,
+        body: Value::Object(c),
+    });
+    more
+}
+
+/// IN1-11 (the insured's group employer, XON) with IN1-10 (its id, CX) -> an Organization.
+fn employer(cx: &Context, in1: &Segment) -> Option<Resource> {
+    let facility = &cx.header.sending_facility;
+    let own_id = identifier(in1.field(10).first(), cx.systems, facility, cx.zone);
+    if let Some(mut org) = super::observation::organization(cx, in1.field(11).first(), None) {
+        super::super::datatypes::append(
+            org.body.as_object_mut().expect("an object"),
+            "identifier",
+            own_id,
+        );
+        return Some(org);
+    }
+    let own_id = own_id?;
+    let id = cx.stable_id(
+        "Organization",
+        &[
+            own_id["system"].as_str().unwrap_or_default(),
+            own_id["value"].as_str().unwrap_or_default(),
+        ],
+    );
+    Some(Resource {
+        rtype: "Organization",
+        id: id.clone(),
+        body: json!({"resourceType": "Organization", "id": id, "identifier": [own_id]}),
+    })
+}
+
+/// The insured when not the patient (IN1-16 name, IN1-17 relationship, IN1-18 birth date,
+/// IN1-19 address) -> a RelatedPerson of the patient; `None` without a name.
+fn insured(cx: &Context, in1: &Segment, patient: &Resource) -> Option<Resource> {
+    let names = each(in1.field(16), |r| name(r, cx.zone));
+    let first = names.as_array()?.first()?.clone();
+    let id = cx.stable_id(
+        "RelatedPerson",
+        &[&patient.id, "insured", &first.to_string()],
+    );
+    let mut p = Map::new();
+    p.insert("resourceType".into(), json!("RelatedPerson"));
+    p.insert("id".into(), json!(id));
+    p.insert("patient".into(), json!({"reference": patient.reference()}));
+    let rel = in1.field(17).first();
+    if let Some(code) = super::super::datatypes::said(rel.get(1)) {
+        p.insert(
+            "relationship".into(),
+            json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0063", "code": code}]}]),
+        );
+    }
+    p.insert("name".into(), names);
+    if let Some(d) = cx.date(in1.value(18), "IN1-18") {
+        p.insert("birthDate".into(), json!(d));
+    }
+    put(&mut p, "address", each(in1.field(19), address));
+    Some(Resource {
+        rtype: "RelatedPerson",
+        id,
+        body: Value::Object(p),
+    })
 }
 
 /// IN1-3 (company id) and IN1-4 (company name) -> the insurer's Organization.

@@ -15,6 +15,7 @@
 //! set aside with a reason, and when `docs/hl7v2-ig-coverage.md` is not the report of today's
 //! maps (`EMRSYNC_UPDATE_DOCS=1 cargo test ig_coverage` writes it).
 
+use super::ig_tables::{Field, Key, fields, read_rows};
 use super::map;
 use crate::adapters::hl7v2::message;
 use crate::adapters::hl7v2::zone::Zone;
@@ -41,53 +42,10 @@ struct Claim {
     min_mapped: usize,
     #[serde(default)]
     omitted: BTreeMap<String, String>,
-}
-
-/// One row of an IG segment table.
-struct Row {
-    field: String,
-    name: String,
-    datatype: String,
-    attribute: String,
-    vocabulary: String,
-    assignment: String,
-    condition: String,
-}
-
-/// A field of the segment and the IG's rows for it.
-struct Field {
-    id: String,
-    number: usize,
-    name: String,
-    datatype: String,
-    vocabulary: String,
-    targets: BTreeSet<Key>,
-    /// Per row with a target, the fields of the segment its condition needs empty (`IF
-    /// PID-25 NOT VALUED`), or `None` for any other condition or none.
-    conditions: Vec<Option<BTreeSet<usize>>>,
-}
-
-impl Field {
-    /// The fields to empty while this one is measured: those every row of it needs empty.
-    fn unless(&self) -> BTreeSet<usize> {
-        self.conditions
-            .iter()
-            .try_fold(BTreeSet::new(), |mut all, c| {
-                all.extend(c.as_ref()?);
-                Some(all)
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// A top-level element of the resource the IG names as a field's target.
-#[derive(PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Key {
-    Element(String),
-    Extension(Option<String>),
-    /// A resource the element refers to (`payor[1](Organization)`): what the message makes of
-    /// that type, whole.
-    Referred(String),
+    /// Slips of the IG's table, mended before measuring: an attribute's start as the IG writes
+    /// it (`occurrenceTIming`) -> as FHIR names it.
+    #[serde(default)]
+    errata: BTreeMap<String, String>,
 }
 
 enum Verdict {
@@ -98,127 +56,6 @@ enum Verdict {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read_rows(path: &Path) -> Vec<Row> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_path(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let cell = |r: &csv::StringRecord, i: usize| r.get(i).unwrap_or("").trim().to_string();
-    reader
-        .records()
-        .skip(2)
-        .map(|r| r.expect("a CSV record"))
-        .filter(|r| cell(r, 1).contains('-'))
-        .map(|r| Row {
-            field: cell(&r, 1),
-            name: cell(&r, 2),
-            datatype: cell(&r, 3),
-            attribute: cell(&r, 9),
-            vocabulary: cell(&r, 15),
-            // the assignment, else a URL the sheet slipped into a later column
-            assignment: [16, 17, 18]
-                .into_iter()
-                .map(|i| cell(&r, i).trim_matches('"').to_string())
-                .enumerate()
-                .find(|(n, a)| !a.is_empty() && (*n == 0 || a.starts_with("http")))
-                .map(|(_, a)| a)
-                .unwrap_or_default(),
-            condition: cell(&r, 6),
-        })
-        .collect()
-}
-
-/// The element (or extension, by the url the IG assigns it among the rows of the same field:
-/// each field numbers its extensions afresh) that `attribute` starts at.
-fn key_of(attribute: &str, rows: &[&Row]) -> Option<Vec<Key>> {
-    if attribute.is_empty() || attribute.starts_with('$') {
-        return None;
-    }
-    let first = attribute.split('.').next()?;
-    // `identifier[2]`, `location(Location)`: the element's name
-    let name = first.split(['[', '(']).next()?.to_string();
-    if name == "extension" || name == "modifierExtension" {
-        let url = rows
-            .iter()
-            .find(|r| {
-                let a = r.attribute.as_str();
-                (a == format!("{first}.url") || a == format!("{first}.uri"))
-                    && !r.assignment.is_empty()
-            })
-            .map(|r| r.assignment.clone());
-        return Some(vec![Key::Extension(url)]);
-    }
-    if !name.chars().next()?.is_ascii_lowercase() {
-        return None;
-    }
-    let mut keys = vec![Key::Element(name)];
-    // `requester(PractitionerRole.practitioner(Practitioner))`: the innermost type named
-    if let Some(inner) = attribute
-        .rsplit('(')
-        .next()
-        .filter(|_| attribute.contains('('))
-    {
-        let rtype: String = inner
-            .chars()
-            .take_while(char::is_ascii_alphabetic)
-            .collect();
-        if rtype.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
-            keys.push(Key::Referred(rtype));
-        }
-    }
-    Some(keys)
-}
-
-fn fields(rows: &[Row]) -> Vec<Field> {
-    let mut out: Vec<Field> = Vec::new();
-    for row in rows {
-        let Some(number) = row
-            .field
-            .rsplit('-')
-            .next()
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        if out.last().is_none_or(|f| f.id != row.field) {
-            out.push(Field {
-                id: row.field.clone(),
-                number,
-                name: row.name.clone(),
-                datatype: row.datatype.clone(),
-                vocabulary: String::new(),
-                targets: BTreeSet::new(),
-                conditions: Vec::new(),
-            });
-        }
-        let field = out.last_mut().expect("pushed above");
-        if field.vocabulary.is_empty() {
-            field.vocabulary = row.vocabulary.clone();
-        }
-        let same: Vec<&Row> = rows.iter().filter(|r| r.field == row.field).collect();
-        let Some(keys) = key_of(&row.attribute, &same) else {
-            continue;
-        };
-        field.targets.extend(keys);
-        let segment = row.field.split('-').next().unwrap_or_default();
-        field.conditions.push(not_valued(&row.condition, segment));
-    }
-    out
-}
-
-/// The fields of `segment` a condition `IF PID-25 NOT VALUED` (or `IS NOT VALUED`) needs
-/// empty; `None` for any other condition (one on another segment's field included) or none.
-fn not_valued(condition: &str, segment: &str) -> Option<BTreeSet<usize>> {
-    let re = regex::Regex::new(r"^IF ([A-Z0-9]{3})-(\d+) (IS )?NOT VALUED\s*$").expect("a regex");
-    let found = re.captures(condition)?;
-    if found.get(1)?.as_str() != segment {
-        return None;
-    }
-    let n = found.get(2)?.as_str().parse().ok()?;
-    Some(BTreeSet::from([n]))
 }
 
 /// The first code of the IG's code system table `name`: (v2 code, text, v2 table).
@@ -412,7 +249,14 @@ fn measure(claim: Claim, tables: &Path) -> Measured {
                 .is_some_and(|n| n.contains(&format!("_ {} - ", claim.table)))
         })
         .unwrap_or_else(|| panic!("no IG table {}", claim.table));
-    let rows = read_rows(&file);
+    let mut rows = read_rows(&file);
+    for row in &mut rows {
+        for (slip, mended) in &claim.errata {
+            if let Some(rest) = row.attribute.strip_prefix(slip.as_str()) {
+                row.attribute = format!("{mended}{rest}");
+            }
+        }
+    }
     let fields: Vec<Field> = fields(&rows)
         .into_iter()
         .filter(|f| !f.targets.is_empty())

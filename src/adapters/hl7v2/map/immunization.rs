@@ -100,7 +100,7 @@ fn immunization(
     {
         i.insert("recorded".into(), json!(at));
     }
-    if let Some(place) = super::adt::location(cx, rxa.field(27).first()) {
+    if let Some(place) = administered_at(cx, rxa) {
         i.insert("location".into(), json!({"reference": place.reference()}));
         order::add_once(out, place);
     }
@@ -183,4 +183,26 @@ fn immunization(
         id,
         body: Value::Object(i),
     })
+}
+
+/// Where it was given: the place (RXA-27) with its address (RXA-28), or a Location of the
+/// address alone when only that is sent.
+fn administered_at(cx: &Context, rxa: &Segment) -> Option<Resource> {
+    let address = super::super::datatypes::address(rxa.field(28).first());
+    let mut place = super::adt::location(cx, rxa.field(27).first());
+    match (&mut place, address) {
+        (Some(p), Some(a)) => p.body["address"] = a,
+        (None, Some(a)) => {
+            let text = a.to_string();
+            let id = cx.stable_id("Location", &[&cx.header.sending_facility, "address", &text]);
+            place = Some(Resource {
+                rtype: "Location",
+                id: id.clone(),
+                body: json!({"resourceType": "Location", "id": id, "status": "active",
+                             "mode": "instance", "address": a}),
+            });
+        }
+        _ => {}
+    }
+    place
 }

@@ -17,6 +17,7 @@ mod oru;
 mod patient;
 mod patient_more;
 mod procedure;
+mod roles;
 mod service_request;
 mod specimen;
 mod visit;
@@ -245,3 +246,6 @@ pub fn failed(location: &str, code: &'static str, text: impl Into<String>) -> Un
 #[cfg(test)]
 #[path = "ig_coverage_tests.rs"]
 mod ig_coverage;
+#[cfg(test)]
+#[path = "ig_tables_tests.rs"]
+mod ig_tables;

@@ -190,6 +190,14 @@ fn details(cx: &Context, obx: &Segment, o: &mut Map<String, Value>) -> Vec<Resou
             "valueDateTime": at
         }));
     }
+    // the observation's sub-type (OBX-30: a result, an answer to an ask-at-order-entry
+    // question...), which a FHIR Observation has no element for
+    if let Some(sub) = said(obx.value(30)) {
+        extensions.push(json!({
+            "url": "http://hl7.org/fhir/StructureDefinition/observation-structure-type",
+            "valueCodeableConcept": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0936", "code": sub}]}
+        }));
+    }
     put(o, "extension", Value::Array(extensions));
     if let Some(m) = codeable(obx.field(17).first()) {
         o.insert("method".into(), m);
@@ -222,12 +230,79 @@ fn details(cx: &Context, obx: &Segment, o: &mut Map<String, Value>) -> Vec<Resou
     if let Some(lab) = performing_organization(cx, obx) {
         performers.push(lab);
     }
-    let refs: Vec<Value> = performers
+    if let Some(producer) = producer(cx, obx.field(15).first()) {
+        performers.push(producer);
+    }
+    let mut refs: Vec<Value> = performers
         .iter()
         .map(|p| json!({"reference": p.reference()}))
         .collect();
+    // the performing laboratory's medical director (OBX-25), in that role
+    let director = ("http://terminology.hl7.org/CodeSystem/v2-0912", "MDIR");
+    if let Some((p, role)) = super::roles::from_xcn(cx, obx.field(25).first(), Some(director)) {
+        refs.push(json!({"reference": role.reference()}));
+        performers.extend([p, role]);
+    }
     put(o, "performer", Value::Array(refs));
+    related_specimens(cx, obx, o);
     performers
+}
+
+/// OBX-15 (producer's id, a CWE naming the producing service) -> an Organization by that id.
+fn producer(cx: &Context, cwe: Rep) -> Option<Resource> {
+    let code = said(cwe.get(1))?;
+    let system = super::super::datatypes::coding_system(cwe.get(3));
+    let id = cx.stable_id("Organization", &[&system, code]);
+    let mut org = Map::new();
+    org.insert("resourceType".into(), json!("Organization"));
+    org.insert("id".into(), json!(id));
+    org.insert(
+        "identifier".into(),
+        json!([{"system": system, "value": code}]),
+    );
+    put(
+        &mut org,
+        "name",
+        json!(said(cwe.get(2)).unwrap_or_default()),
+    );
+    Some(Resource {
+        rtype: "Organization",
+        id,
+        body: Value::Object(org),
+    })
+}
+
+/// OBX-33 (the specimens the observation was made on, EIP: placer^filler) -> `specimen` by
+/// identifier for one; for several (a value calculated from more than one specimen), the R5
+/// cross-version extension per specimen, as the IG maps it.
+fn related_specimens(cx: &Context, obx: &Segment, o: &mut Map<String, Value>) {
+    let named: Vec<Value> = obx
+        .field(33)
+        .repetitions()
+        .filter_map(|eip| {
+            let (c, code) = [(1, "PLAC"), (2, "FILL")]
+                .into_iter()
+                .find(|(c, _)| said(eip.sub(*c, 1)).is_some())?;
+            Some(json!({"type": "Specimen", "identifier": {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
+                "system": cx.systems.for_authority(eip.sub(c, 2), eip.sub(c, 3), eip.sub(c, 4), &cx.header.sending_facility),
+                "value": eip.sub(c, 1).trim()}}))
+        })
+        .collect();
+    match named.len() {
+        0 => {}
+        1 => {
+            o.insert("specimen".into(), named[0].clone());
+        }
+        _ => super::super::datatypes::append(
+            o,
+            "extension",
+            named.into_iter().map(|r| {
+                json!({"url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.specimen",
+                       "valueReference": r})
+            }),
+        ),
+    }
 }
 
 /// OBX-23 (XON) with OBX-24's address: the laboratory that performed the test.

@@ -3,7 +3,7 @@
 //! its status from the order control code (ORC-1) and order status (ORC-5).
 //! IG: the ORC segment map and the OrderControlCode and OrderStatus concept maps.
 
-use super::super::datatypes::{put, said};
+use super::super::datatypes::{identifier, instant, minutes, put, said, shifted};
 use super::super::message::{Rep, Segment};
 use super::{Context, Resource, adt};
 use serde_json::{Map, Value, json};
@@ -92,11 +92,13 @@ pub fn identifiers(
     placer: Option<usize>,
     filler: Option<usize>,
 ) -> Vec<Value> {
-    // and the placer group number (ORC-4), which groups the orders placed together
-    [
+    // and the placer group number (ORC-4), which groups the orders placed together, and the
+    // filler's (ORC-38)
+    let mut ids: Vec<Value> = [
         (2, placer, "PLAC", "Placer Identifier"),
         (3, filler, "FILL", "Filler Identifier"),
         (4, None, "PGN", "Placer Group Number"),
+        (38, None, "FGN", "Filler Group Number"),
     ]
     .into_iter()
     .filter_map(|(n, alt, code, display)| {
@@ -108,7 +110,23 @@ pub fn identifiers(
             "value": ei.get(1).trim(),
         }))
     })
-    .collect()
+    .collect();
+    // the alternate placer order number, a CX (OBR-53, else ORC-33): the number another
+    // placer system knows the order by
+    let from_obr = (item.main.id == "OBR").then(|| item.main.field(53));
+    let alternate = from_obr
+        .into_iter()
+        .chain(item.orc.map(|o| o.field(33)))
+        .find(|f| !f.is_empty());
+    for cx_rep in alternate.into_iter().flat_map(|f| f.repetitions()) {
+        let facility = &cx.header.sending_facility;
+        if let Some(mut id) = identifier(cx_rep, cx.systems, facility, cx.zone) {
+            id["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                            "code": "PLAC", "display": "Placer Identifier"}]});
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// An order number's system: its assigning authority (EI-2 namespace, EI-3 universal id),
@@ -208,14 +226,27 @@ pub fn timing(cx: &Context, tq1: &Segment) -> Value {
             bounds.insert(end.into(), json!(at));
         }
     }
-    if bounds.is_empty() {
-        put(
-            &mut repeat,
-            "boundsDuration",
-            duration(tq1.field(6).first()),
-        );
+    // the service duration (TQ1-6): the bounds' length, or the end (or start) it implies
+    let length = tq1.field(6).first();
+    let length_minutes = || minutes(length.get(1), length.sub(2, 1));
+    match (bounds.get("start").cloned(), bounds.get("end").cloned()) {
+        (None, None) => put(&mut repeat, "boundsDuration", duration(length)),
+        (Some(start), None) => {
+            let end = length_minutes().and_then(|m| shifted(&instant(start.as_str()?), m));
+            put(&mut bounds, "end", json!(end));
+        }
+        (None, Some(end)) => {
+            let start = length_minutes().and_then(|m| shifted(&instant(end.as_str()?), -m));
+            put(&mut bounds, "start", json!(start));
+        }
+        (Some(_), Some(_)) => {}
     }
     put(&mut repeat, "boundsPeriod", Value::Object(bounds));
+    // the offset from the related event (TQ1-5: relative time), in minutes
+    let relative = tq1.field(5).first();
+    if let Some(m) = minutes(relative.get(1), relative.sub(2, 1)) {
+        repeat.insert("offset".into(), json!(m));
+    }
     if let Ok(n) = tq1.value(14).trim().parse::<u32>()
         && n > 0
     {

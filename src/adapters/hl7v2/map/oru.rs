@@ -10,7 +10,7 @@ use super::super::codes;
 use super::super::datatypes::{codeable, instant, put};
 use super::super::message::Segment;
 use super::observation::{lines, observation, of_the_patient};
-use super::{Context, Resource, Unmapped, failed, unsupported};
+use super::{Context, Resource, Unmapped, failed, roles, unsupported};
 use serde_json::{Map, Value, json};
 pub fn map(cx: &Context, trigger: &str) -> Result<Vec<Resource>, Unmapped> {
     if trigger != "R01" {
@@ -143,8 +143,9 @@ fn report(
         }
         results.push(json!({"reference": o.reference()}));
         let mut o = o;
+        // the report's specimen, unless the OBX names its own (OBX-33)
         if let (Some(body), Some(first)) = (o.body.as_object_mut(), specimens.first()) {
-            body.insert("specimen".into(), first.clone());
+            body.entry("specimen").or_insert_with(|| first.clone());
         }
         out.push(o);
     }
@@ -190,6 +191,8 @@ fn report(
         (None, None) => {}
     }
     put(&mut r, "specimen", Value::Array(specimens));
+    people(cx, obr, &mut r, &mut out);
+    status_reason(group.orc, &mut r);
     if let Some(at) = cx.date_time(obr.value(22), "OBR-22") {
         r.insert("issued".into(), json!(instant(&at)));
     }
@@ -246,6 +249,40 @@ fn placed(cx: &Context, group: &Group, r: &mut Map<String, Value>) {
         json!([{"reference": format!("ServiceRequest/{order}"), "type": "ServiceRequest",
                 "identifier": identifier}]),
     );
+}
+
+/// Who made the report (IG OBR[DiagnosticReport]): the principal result interpreter (OBR-32)
+/// as `resultsInterpreter`, the technician (OBR-34) and the transcriptionist (OBR-35) as
+/// performers with their function; each a PractitionerRole written with the report.
+fn people(cx: &Context, obr: &Segment, r: &mut Map<String, Value>, out: &mut Vec<Resource>) {
+    let interpreters = roles::all_from_ndl(cx, obr.field(32), None, out);
+    put(r, "resultsInterpreter", Value::Array(interpreters));
+    let mut performers = Vec::new();
+    for (field, function) in [(34, "SPRF"), (35, "TRANS")] {
+        for mut who in roles::all_from_ndl(cx, obr.field(field), None, out) {
+            who["extension"] = json!([{
+                "url": "http://hl7.org/fhir/StructureDefinition/event-performerFunction",
+                "valueCodeableConcept": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                    "code": function}]}}]);
+            performers.push(who);
+        }
+    }
+    put(r, "performer", Value::Array(performers));
+}
+
+/// ORC-16 (order control code reason) -> the event-statusReason extension.
+fn status_reason(orc: Option<&Segment>, r: &mut Map<String, Value>) {
+    if let Some(reason) = orc.and_then(|o| codeable(o.field(16).first())) {
+        super::super::datatypes::append(
+            r,
+            "extension",
+            [
+                json!({"url": "http://hl7.org/fhir/StructureDefinition/event-statusReason",
+                    "valueCodeableConcept": reason}),
+            ],
+        );
+    }
 }
 
 /// OBR-25 (HL7 table 0123) -> DiagnosticReport.status, by the IG's map; else final.

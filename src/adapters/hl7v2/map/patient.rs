@@ -2,7 +2,7 @@
 //! PID map, under a stable id from the first medical record number (else the first identifier).
 
 use super::super::codes;
-use super::super::datatypes::{address, codeable, each, identifier, name, put, telecom};
+use super::super::datatypes::{address, codeable, each, identifier, name, put, said, telecom};
 use super::super::message::Segment;
 use super::{Context, Resource, Unmapped, failed};
 use serde_json::{Map, Value, json};
@@ -77,16 +77,7 @@ pub fn patient(cx: &Context, pid: &Segment) -> Result<Resource, Unmapped> {
         _ => {}
     }
     put(&mut p, "address", each(pid.field(11), address));
-    // the county (PID-12) is the district of the one address that names none
-    let county = pid.value(12).trim();
-    if !county.is_empty()
-        && county != "\"\""
-        && let Some(Value::Array(addresses)) = p.get_mut("address")
-        && addresses.len() == 1
-        && addresses[0].get("district").is_none()
-    {
-        addresses[0]["district"] = json!(county);
-    }
+    county(pid, &mut p);
     // the IG's standard coding (v3 MaritalStatus, or the null flavour for U), the sender's too
     if let Some(marital) = codeable(pid.field(16).first()) {
         p.insert(
@@ -150,4 +141,21 @@ pub fn with_allergies(cx: &Context) -> Result<(Resource, Vec<Resource>), Unmappe
     );
     super::coverage::all(cx, &patient, &mut out);
     Ok((patient, out))
+}
+
+/// The county (PID-12), as the IG places it: the district of the one address that names none;
+/// else an address of its own (no address sent, several, or one naming another district).
+fn county(pid: &Segment, p: &mut Map<String, Value>) {
+    let Some(county) = said(pid.value(12)).map(str::trim) else {
+        return;
+    };
+    let addresses = p.entry("address").or_insert_with(|| json!([]));
+    let Some(addresses) = addresses.as_array_mut() else {
+        return;
+    };
+    match addresses.as_mut_slice() {
+        [one] if one.get("district").is_none() => one["district"] = json!(county),
+        all if all.iter().any(|a| a["district"] == county) => {}
+        _ => addresses.push(json!({"district": county})),
+    }
 }

@@ -30,7 +30,7 @@ pub fn procedure(
         Some(c) => Some(c),
         None => (!description.is_empty()).then(|| json!({"text": description})),
     };
-    let Some(code) = code else {
+    let Some(mut code) = code else {
         cx.not_carried(
             "PR1-3",
             "a PR1 without a procedure code (PR1-3) or description (PR1-4); left out".into(),
@@ -58,6 +58,7 @@ pub fn procedure(
     if let Some(c) = codeable(pr1.field(6).first()) {
         p.insert("category".into(), c);
     }
+    modified(&mut code, pr1);
     p.insert("code".into(), code);
     p.insert(
         "subject".into(),
@@ -94,6 +95,17 @@ pub fn procedure(
     put(&mut p, "performer", Value::Array(performers));
     let reasons: Vec<Value> = pr1.field(15).repetitions().filter_map(codeable).collect();
     put(&mut p, "reasonCode", Value::Array(reasons));
+    // the procedure this one is part of (PR1-25), by the id its own PR1-19 gave it
+    let parent = pr1.field(25).first();
+    if let Some(v) = super::super::datatypes::said(parent.get(1)) {
+        let system = super::order::system(cx, parent);
+        let target = cx.stable_id("Procedure", &["id", &system, v]);
+        p.insert(
+            "partOf".into(),
+            json!([{"reference": format!("Procedure/{target}"), "type": "Procedure",
+                    "identifier": {"system": system, "value": v}}]),
+        );
+    }
     if let Some(loc) = location(cx, pr1.field(23).first()) {
         p.insert("location".into(), json!({"reference": loc.reference()}));
         add_once(out, loc);
@@ -103,6 +115,31 @@ pub fn procedure(
         id,
         body: Value::Object(p),
     });
+}
+
+/// The procedure code modifiers (PR1-16) joined to the code with `:`, as the IG and CPT's
+/// guidance write a modified code (`27447:50`).
+fn modified(code: &mut Value, pr1: &Segment) {
+    let modifiers: Vec<&str> = pr1
+        .field(16)
+        .repetitions()
+        .filter_map(|m| super::super::datatypes::said(m.get(1)))
+        .collect();
+    if modifiers.is_empty() {
+        return;
+    }
+    if let Some(coding) = code
+        .get_mut("coding")
+        .and_then(|c| c.get_mut(0))
+        .filter(|c| c.get("code").is_some())
+    {
+        let joined = format!(
+            "{}:{}",
+            coding["code"].as_str().unwrap_or_default(),
+            modifiers.join(":")
+        );
+        coding["code"] = json!(joined);
+    }
 }
 
 /// The longest procedure length (PR1-7) taken as one: a year, in minutes.
@@ -121,11 +158,9 @@ fn performed(cx: &Context, pr1: &Segment, p: &mut Map<String, Value>) {
             format!("PR1-7 '{m}' minutes is longer than a year; the end left out"),
         );
     }
-    let end = minutes.filter(|m| *m <= MAX_MINUTES).and_then(|m| {
-        let start = chrono::DateTime::parse_from_rfc3339(&at).ok()?;
-        let end = start.checked_add_signed(chrono::TimeDelta::try_minutes(m)?)?;
-        Some(end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-    });
+    let end = minutes
+        .filter(|m| *m <= MAX_MINUTES)
+        .and_then(|m| super::super::datatypes::shifted(&at, m));
     match end {
         Some(end) => {
             p.insert("performedPeriod".into(), json!({"start": at, "end": end}));

@@ -6,7 +6,9 @@
 //! Identity: an order is its placer order number (ORC-2, else OBR-2), so that the same order
 //! sent again (scheduled, then cancelled, then completed) updates one ServiceRequest.
 
-use super::super::datatypes::{append, codeable, cq_quantity, put, said};
+use super::super::datatypes::{
+    append, codeable, cq_quantity, instant, minutes, put, said, shifted, telecom,
+};
 use super::order::{self, Item};
 use super::{Context, Resource, Unmapped, clinical, failed, unsupported};
 use serde_json::{Map, Value, json};
@@ -125,6 +127,7 @@ fn request(
         r.insert("requester".into(), json!({"reference": pr.reference()}));
         order::add_once(out, pr);
     }
+    callback_and_context(item, &mut r);
     // DG1 of the order: the reasons for it, as Conditions of the patient
     let mut reasons = Vec::new();
     for dg1 in item.all("DG1") {
@@ -146,6 +149,53 @@ fn request(
         body: Value::Object(r),
     });
     Ok(())
+}
+
+/// What the IG keeps in extensions of the order: the number to call back about it (OBR-17 on
+/// the requester, else ORC-14 on the order), why its status is what it is (ORC-16, when ORC-5
+/// does not say), and the relevant clinical information (OBR-13, as R5's supportingInfo
+/// concept: R4 has no CodeableReference, so its value is the CodeableConcept).
+fn callback_and_context(item: &Item, r: &mut Map<String, Value>) {
+    const CALLBACK: &str =
+        "http://hl7.org/fhir/StructureDefinition/servicerequest-order-callback-phone-number";
+    let phone = |f: &super::super::message::Field| f.repetitions().find_map(|x| telecom(x, "work"));
+    if let Some(p) = phone(item.main.field(17)) {
+        if !r.contains_key("requester") {
+            r.insert("requester".into(), json!({}));
+        }
+        r["requester"]["extension"] = json!([{"url": CALLBACK, "valueContactPoint": p}]);
+    } else if let Some(p) = item.orc.and_then(|o| phone(o.field(14))) {
+        append(
+            r,
+            "extension",
+            [json!({"url": CALLBACK, "valueContactPoint": p})],
+        );
+    }
+    let orc = item.orc;
+    if let Some(reason) = orc
+        .filter(|o| o.value(5).trim().is_empty())
+        .and_then(|o| codeable(o.field(16).first()))
+    {
+        append(
+            r,
+            "extension",
+            [
+                json!({"url": "http://hl7.org/fhir/StructureDefinition/request-statusReason",
+                    "valueCodeableConcept": reason}),
+            ],
+        );
+    }
+    let info: Vec<Value> = item
+        .main
+        .field(13)
+        .repetitions()
+        .filter_map(codeable)
+        .map(|c| {
+            json!({"url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-ServiceRequest.supportingInfo",
+                   "valueCodeableConcept": c})
+        })
+        .collect();
+    append(r, "extension", info);
 }
 
 /// When: a repeating service's Timing (TQ1 with a pattern, times of day or a count), else
@@ -170,8 +220,16 @@ fn occurrence(cx: &Context, item: &Item, r: &mut Map<String, Value>) {
             }
             r.insert("occurrencePeriod".into(), p);
         }
+        // a start and the service duration (TQ1-6): the period it implies
         (Some(at), None) => {
-            r.insert("occurrenceDateTime".into(), json!(at));
+            let length = tq1.map(|tq| tq.field(6).first());
+            let end = length
+                .and_then(|l| minutes(l.get(1), l.sub(2, 1)))
+                .and_then(|m| shifted(&instant(&at), m));
+            match end {
+                Some(end) => r.insert("occurrencePeriod".into(), json!({"start": at, "end": end})),
+                None => r.insert("occurrenceDateTime".into(), json!(at)),
+            };
         }
         (None, None) => {
             if let Some(at) = cx
