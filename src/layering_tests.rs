@@ -13,6 +13,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("subscriptions", &["fhir", "store", "auth"]),
     ("ingest", &["fhir", "store", "auth", "subscriptions"]),
     (
+        "identity",
+        &["fhir", "store", "auth", "subscriptions", "ingest"],
+    ),
+    (
         "adapters",
         &["fhir", "store", "auth", "subscriptions", "ingest", "tls"],
     ),

@@ -11,6 +11,8 @@
 //!   write rules of Subscriptions and topics.
 //! - [`ingest`]: the one way in for every source: validate, normalise (hooks), check the
 //!   source of truth (hooks), commit with audit and outbox; identity resolution hooks.
+//! - [`identity`]: the master patient index: matching Patients from every source, by weights
+//!   estimated from the data, and saying why.
 //! - [`adapters`]: what other systems speak (HL7v2 over MLLP), parsed and mapped onto the
 //!   ingest path.
 //! - [`api`]: the actix-web HTTP surface: REST interactions, Bundles, search, SMART, admin.
@@ -29,6 +31,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod fhir;
+pub mod identity;
 pub mod ingest;
 pub mod ops;
 pub mod rekey;

@@ -2,6 +2,7 @@
 //! parses and calls `run`.
 
 mod maintenance;
+mod mpi;
 mod operator;
 mod send;
 
@@ -39,6 +40,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Send HL7v2 messages from files to an MLLP listener and print each ACK.
     Send(send::SendArgs),
+    /// The master patient index: estimate its model, measure it on a benchmark.
+    Mpi(mpi::MpiArgs),
     /// Run HL7v2 messages of the exception queue again, once the cause is fixed.
     Replay(ReplayArgs),
     /// Move the database and the secrets sealed in it to a new master key. Stop every server
@@ -76,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User(args) => tokio::task::spawn_blocking(move || operator::user(args)).await??,
         Command::Bench(args) => crate::bench::run(args).await?,
+        Command::Mpi(args) => tokio::task::spawn_blocking(move || mpi::run(args)).await??,
         Command::Send(args) => {
             if !send::send(args).await? {
                 return Ok(ExitCode::FAILURE);

@@ -1,0 +1,321 @@
+//! `emrsync mpi`: estimate the match model from Patients without labels, and measure a model
+//! against Patients whose true identity is known (a benchmark such as FEBRL; see
+//! `docs/identity.md` and `scripts/mpi-febrl.sh`).
+
+use crate::identity::estimate::{candidate_pairs, estimate};
+use crate::identity::model::Model;
+use crate::identity::{Grade, Person};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct MpiArgs {
+    #[command(subcommand)]
+    pub command: MpiCommand,
+}
+
+#[derive(Subcommand)]
+pub enum MpiCommand {
+    /// Estimate m, u and the prior with EM from Patients (ndjson), and print the model (or
+    /// write it with --out). No labels are read.
+    Estimate {
+        /// Files of Patient resources, one JSON per line.
+        #[arg(long = "patients", required = true)]
+        patients: Vec<PathBuf>,
+        /// An identifier system to leave out before matching (a benchmark's truth).
+        #[arg(long)]
+        ignore_system: Option<String>,
+        /// The model whose grades to keep (default: the shipped one).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Match Patients (ndjson) with a model and print precision, recall and F1 of the
+    /// auto-links and of the review band, against the true identity each Patient carries
+    /// under --truth-system (which the matcher does not see).
+    Evaluate {
+        #[arg(long = "patients", required = true)]
+        patients: Vec<PathBuf>,
+        #[arg(long)]
+        truth_system: String,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Print this many true pairs that blocking did not propose, with their keys.
+        #[arg(long, default_value_t = 0)]
+        show_missed: usize,
+        /// Print this many pairs of the review band, with each field's part in the score.
+        #[arg(long, default_value_t = 0)]
+        show_review: usize,
+    },
+}
+
+pub fn run(args: MpiArgs) -> anyhow::Result<()> {
+    match args.command {
+        MpiCommand::Estimate {
+            patients,
+            ignore_system,
+            model,
+            out,
+            seed,
+        } => {
+            let base = load_model(model.as_ref())?;
+            let (people, _) = read(&patients, ignore_system.as_deref())?;
+            let e = estimate(&people, base.grades, seed);
+            let mut model = e.model;
+            model.description = base.description;
+            model.never_certain = base.never_certain;
+            // a field the records never give (FEBRL has no sex, phone or email) keeps the
+            // stated values of the base model
+            for field in &e.unseen {
+                model.fields.insert(*field, base.fields[field].clone());
+            }
+            model.estimated = [
+                (
+                    "method",
+                    json!("EM over blocked candidate pairs; u started from random pairs"),
+                ),
+                ("records", json!(e.records)),
+                ("candidate_pairs", json!(e.candidate_pairs)),
+                ("rounds", json!(e.rounds)),
+                ("seed", json!(seed)),
+                (
+                    "not_estimated",
+                    json!(e.unseen.iter().map(|f| f.name()).collect::<Vec<_>>()),
+                ),
+                (
+                    "from",
+                    json!(
+                        patients
+                            .iter()
+                            .map(|p| p.file_name().map(|f| f.to_string_lossy().to_string()))
+                            .collect::<Vec<_>>()
+                    ),
+                ),
+                (
+                    "date",
+                    json!(chrono::Utc::now().format("%Y-%m-%d").to_string()),
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            let text = serde_json::to_string_pretty(&model)? + "\n";
+            match out {
+                Some(path) => std::fs::write(&path, text)?,
+                None => print!("{text}"),
+            }
+            eprintln!(
+                "{} records, {} candidate pairs, EM rounds per key {:?}, {} matches per record",
+                e.records, e.candidate_pairs, e.rounds, model.matches_per_record
+            );
+        }
+        MpiCommand::Evaluate {
+            patients,
+            truth_system,
+            model,
+            show_missed,
+            show_review,
+        } => {
+            let model = load_model(model.as_ref())?;
+            let (people, truth) = read(&patients, Some(&truth_system))?;
+            evaluate(&model, &people, &truth);
+            review(&model, &people, &truth, show_review);
+            missed(&people, &truth, show_missed);
+        }
+    }
+    Ok(())
+}
+
+fn load_model(path: Option<&PathBuf>) -> anyhow::Result<Model> {
+    Ok(match path {
+        Some(p) => Model::load(p).map_err(anyhow::Error::msg)?,
+        None => Model::shipped(),
+    })
+}
+
+/// The Patients of `files`, as people, without the identifiers of `hidden`, and each one's
+/// value under `hidden` (its true identity, for `evaluate`).
+fn read(files: &[PathBuf], hidden: Option<&str>) -> anyhow::Result<(Vec<Person>, Vec<String>)> {
+    let mut people = Vec::new();
+    let mut truth = Vec::new();
+    for file in files {
+        let reader = std::io::BufReader::new(std::fs::File::open(file)?);
+        for line in reader.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut patient: Value = serde_json::from_str(&line)?;
+            let mut known = String::new();
+            if let (Some(system), Some(ids)) = (hidden, patient["identifier"].as_array_mut()) {
+                ids.retain(|i| {
+                    let hide = i["system"] == system;
+                    if hide {
+                        known = i["value"].as_str().unwrap_or("").to_string();
+                    }
+                    !hide
+                });
+            }
+            people.push(Person::of(&patient));
+            truth.push(known);
+        }
+    }
+    Ok((people, truth))
+}
+
+#[derive(Default)]
+struct Counts {
+    true_positive: usize,
+    false_positive: usize,
+}
+
+impl Counts {
+    fn line(&self, name: &str, true_pairs: usize) -> String {
+        let found = self.true_positive + self.false_positive;
+        let precision = self.true_positive as f64 / found.max(1) as f64;
+        let recall = self.true_positive as f64 / true_pairs.max(1) as f64;
+        let f1 = 2.0 * precision * recall / (precision + recall).max(f64::EPSILON);
+        format!(
+            "{name:<26} {found:>8} pairs  precision {precision:.4}  recall {recall:.4}  F1 {f1:.4}"
+        )
+    }
+}
+
+fn evaluate(model: &Model, people: &[Person], truth: &[String]) {
+    let started = Instant::now();
+    let pairs = candidate_pairs(people);
+    let scored: Vec<(u32, u32, Grade)> = pairs
+        .iter()
+        .map(|&(a, b)| {
+            (
+                a,
+                b,
+                model
+                    .score(&people[a as usize], &people[b as usize], people.len())
+                    .grade,
+            )
+        })
+        .collect();
+    let elapsed = started.elapsed();
+    // the matcher alone: the same pairs without the guards that send some to a person
+    let mut bare = model.clone();
+    bare.never_certain.clear();
+    let mut bare_auto = Counts::default();
+    let mut groups: HashMap<&str, usize> = HashMap::new();
+    for t in truth.iter().filter(|t| !t.is_empty()) {
+        *groups.entry(t).or_default() += 1;
+    }
+    let true_pairs: usize = groups.values().map(|k| k * (k - 1) / 2).sum();
+    let same = |a: u32, b: u32| {
+        let (x, y) = (&truth[a as usize], &truth[b as usize]);
+        !x.is_empty() && x == y
+    };
+    let (mut auto, mut review, mut either) =
+        (Counts::default(), Counts::default(), Counts::default());
+    let mut blocked_true = 0;
+    for &(a, b, grade) in &scored {
+        let hit = same(a, b);
+        blocked_true += usize::from(hit);
+        let tally = |c: &mut Counts| {
+            if hit {
+                c.true_positive += 1
+            } else {
+                c.false_positive += 1
+            }
+        };
+        if bare
+            .score(&people[a as usize], &people[b as usize], people.len())
+            .grade
+            == Grade::Certain
+        {
+            tally(&mut bare_auto);
+        }
+        match grade {
+            Grade::Certain => {
+                tally(&mut auto);
+                tally(&mut either);
+            }
+            Grade::Probable | Grade::Possible => {
+                tally(&mut review);
+                tally(&mut either);
+            }
+            Grade::CertainlyNot => {}
+        }
+    }
+    println!(
+        "{} records, {} true pairs, {} candidate pairs (blocking finds {} of the true pairs: {:.4})",
+        people.len(),
+        true_pairs,
+        pairs.len(),
+        blocked_true,
+        blocked_true as f64 / true_pairs.max(1) as f64
+    );
+    println!("{}", auto.line("auto-link (certain)", true_pairs));
+    println!("{}", review.line("review band", true_pairs));
+    println!("{}", either.line("auto-link or review", true_pairs));
+    println!("{}", bare_auto.line("auto-link without guards", true_pairs));
+    println!(
+        "blocking and scoring: {:.2} s, {:.0} records/s",
+        elapsed.as_secs_f64(),
+        people.len() as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+}
+
+/// Up to `n` true pairs that share no blocking key, each with both records' keys.
+fn missed(people: &[Person], truth: &[String], n: usize) {
+    if n == 0 {
+        return;
+    }
+    let proposed: std::collections::HashSet<(u32, u32)> =
+        candidate_pairs(people).into_iter().collect();
+    let mut by_entity: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, t) in truth.iter().enumerate().filter(|(_, t)| !t.is_empty()) {
+        by_entity.entry(t).or_default().push(i);
+    }
+    let mut shown = 0;
+    for members in by_entity.values() {
+        for (k, &a) in members.iter().enumerate() {
+            for &b in &members[k + 1..] {
+                let pair = (a.min(b) as u32, a.max(b) as u32);
+                if shown < n && !proposed.contains(&pair) {
+                    shown += 1;
+                    for i in [a, b] {
+                        println!("  {:?}", crate::identity::blocking::keys(&people[i]));
+                    }
+                    println!();
+                }
+            }
+        }
+    }
+}
+
+/// Up to `n` pairs graded for review, each with its fields' parts and whether it is true.
+fn review(model: &Model, people: &[Person], truth: &[String], n: usize) {
+    let pairs = candidate_pairs(people);
+    let mut shown = 0;
+    for (a, b) in pairs.into_iter().map(|(a, b)| (a as usize, b as usize)) {
+        let s = model.score(&people[a], &people[b], people.len());
+        if shown < n && matches!(s.grade, Grade::Probable | Grade::Possible) {
+            shown += 1;
+            let parts: Vec<String> = s
+                .parts
+                .iter()
+                .map(|p| format!("{} {} {:+.1}", p.field, p.level, p.weight))
+                .collect();
+            println!(
+                "{} p={:.3} same={}: {}",
+                s.grade.code(),
+                s.probability,
+                !truth[a].is_empty() && truth[a] == truth[b],
+                parts.join(", ")
+            );
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Per-field comparisons of two people, each to a level of agreement (best first, `differ`
+//! last), or to nothing when either side does not know the field: a missing value is neither
+//! for nor against a match.
+
+use super::person::Person;
+use serde::{Deserialize, Serialize};
+use strsim::{damerau_levenshtein, jaro_winkler};
+
+/// A field the matcher compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    Given,
+    Family,
+    Birth,
+    Gender,
+    House,
+    Street,
+    City,
+    Postal,
+    State,
+    Phone,
+    Email,
+}
+
+pub const FIELDS: [Field; 11] = [
+    Field::Given,
+    Field::Family,
+    Field::Birth,
+    Field::Gender,
+    Field::House,
+    Field::Street,
+    Field::City,
+    Field::Postal,
+    Field::State,
+    Field::Phone,
+    Field::Email,
+];
+
+/// Jaro-Winkler similarity at or above which two names are `close` (a typo), and `near`.
+const CLOSE: f64 = 0.92;
+/// Years between two birth dates that make them a parent's and a child's (Sr and Jr).
+const GENERATION: i32 = 15;
+const NEAR: f64 = 0.80;
+
+impl Field {
+    /// The levels of agreement of this field, best first; each has `differ` (birth dates
+    /// have one beyond it: a generation apart).
+    pub fn levels(self) -> &'static [&'static str] {
+        match self {
+            Field::Given | Field::Family => {
+                &["exact", "swapped", "close", "sounds", "near", "differ"]
+            }
+            Field::Birth => &[
+                "exact",
+                "one_edit",
+                "day_month_swapped",
+                "same_year",
+                "differ",
+                "generation_apart",
+            ],
+            Field::Street | Field::City => &["exact", "close", "differ"],
+            Field::Postal => &["exact", "one_edit", "differ"],
+            Field::Gender | Field::House | Field::State | Field::Phone | Field::Email => {
+                &["exact", "differ"]
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Given => "given",
+            Field::Family => "family",
+            Field::Birth => "birth",
+            Field::Gender => "gender",
+            Field::House => "house",
+            Field::Street => "street",
+            Field::City => "city",
+            Field::Postal => "postal",
+            Field::State => "state",
+            Field::Phone => "phone",
+            Field::Email => "email",
+        }
+    }
+
+    /// The level (an index into `levels`) at which `a` and `b` agree on this field; `None`
+    /// when either does not know it.
+    pub fn compare(self, a: &Person, b: &Person) -> Option<usize> {
+        let level = |name: &str| self.levels().iter().position(|l| *l == name);
+        let found = match self {
+            Field::Given => name(
+                &a.given,
+                &b.given,
+                &a.given_sound,
+                &b.given_sound,
+                swapped(a, b),
+            )?,
+            Field::Family => name(
+                &a.family,
+                &b.family,
+                &a.family_sound,
+                &b.family_sound,
+                swapped(a, b),
+            )?,
+            Field::Birth => birth(&a.birth, &b.birth)?,
+            Field::Street | Field::City => {
+                let (x, y) = if self == Field::Street {
+                    (&a.street, &b.street)
+                } else {
+                    (&a.city, &b.city)
+                };
+                both(x, y)?;
+                if x == y {
+                    "exact"
+                } else if jaro_winkler(x, y) >= 0.90 {
+                    "close"
+                } else {
+                    "differ"
+                }
+            }
+            Field::Postal => {
+                both(&a.postal, &b.postal)?;
+                match damerau_levenshtein(&a.postal, &b.postal) {
+                    0 => "exact",
+                    1 => "one_edit",
+                    _ => "differ",
+                }
+            }
+            Field::Gender => same(&a.gender, &b.gender)?,
+            Field::House => same(&a.house, &b.house)?,
+            Field::State => same(&a.state, &b.state)?,
+            Field::Phone => same(&a.phone, &b.phone)?,
+            Field::Email => same(&a.email, &b.email)?,
+        };
+        level(found)
+    }
+}
+
+fn both(a: &str, b: &str) -> Option<()> {
+    (!a.is_empty() && !b.is_empty()).then_some(())
+}
+
+fn same(a: &str, b: &str) -> Option<&'static str> {
+    both(a, b)?;
+    Some(if a == b { "exact" } else { "differ" })
+}
+
+/// Given and family names written the other way round (`SMITH JOHN` for `JOHN SMITH`).
+fn swapped(a: &Person, b: &Person) -> bool {
+    !a.given.is_empty() && a.given == b.family && a.family == b.given && a.given != a.family
+}
+
+fn name(a: &str, b: &str, sa: &str, sb: &str, swapped: bool) -> Option<&'static str> {
+    both(a, b)?;
+    if a == b {
+        return Some("exact");
+    }
+    if swapped {
+        return Some("swapped");
+    }
+    let similarity = jaro_winkler(a, b);
+    Some(if similarity >= CLOSE {
+        "close"
+    } else if !sa.is_empty() && sa == sb {
+        "sounds"
+    } else if similarity >= NEAR {
+        "near"
+    } else {
+        "differ"
+    })
+}
+
+/// Two birth dates (`YYYYMMDD`, or a year or year and month alone).
+fn birth(a: &str, b: &str) -> Option<&'static str> {
+    both(a, b)?;
+    if a == b && a.len() == 8 {
+        return Some("exact");
+    }
+    if a.len() < 8 || b.len() < 8 {
+        // a partial date agrees on its year at most
+        return Some(if a[..4] == b[..4] {
+            "same_year"
+        } else {
+            "differ"
+        });
+    }
+    if damerau_levenshtein(a, b) == 1 {
+        return Some("one_edit");
+    }
+    let (ya, ma, da) = (&a[..4], &a[4..6], &a[6..8]);
+    let (yb, mb, db) = (&b[..4], &b[4..6], &b[6..8]);
+    let years_apart = match (ya.parse::<i32>(), yb.parse::<i32>()) {
+        (Ok(x), Ok(y)) => (x - y).abs(),
+        _ => 0,
+    };
+    Some(if ya == yb && ma == db && da == mb {
+        "day_month_swapped"
+    } else if ya == yb {
+        "same_year"
+    } else if years_apart >= GENERATION {
+        "generation_apart"
+    } else {
+        "differ"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn person(given: &str, family: &str, birth: &str) -> Person {
+        Person::of(&json!({"name": [{"family": family, "given": [given]}], "birthDate": birth}))
+    }
+
+    fn level(field: Field, a: &Person, b: &Person) -> Option<&'static str> {
+        field.compare(a, b).map(|l| field.levels()[l])
+    }
+
+    #[test]
+    fn names_agree_exactly_closely_by_sound_or_swapped() {
+        let a = person("Jon", "Smith", "1980-02-14");
+        assert_eq!(
+            level(Field::Family, &a, &person("Jon", "Smith", "")),
+            Some("exact")
+        );
+        assert_eq!(
+            level(Field::Family, &a, &person("Jon", "Smiht", "")),
+            Some("close")
+        );
+        assert_eq!(
+            level(Field::Family, &a, &person("Jon", "Smyth", "")),
+            Some("sounds")
+        );
+        assert_eq!(
+            level(Field::Given, &a, &person("John", "Smith", "")),
+            Some("close")
+        );
+        assert_eq!(
+            level(Field::Family, &a, &person("Jon", "Jones", "")),
+            Some("differ")
+        );
+        assert_eq!(
+            level(Field::Given, &a, &person("Smith", "Jon", "")),
+            Some("swapped")
+        );
+        assert_eq!(level(Field::Family, &a, &person("", "", "")), None);
+        let katz = person("Al", "Katz", "");
+        assert_eq!(
+            level(Field::Family, &katz, &person("Al", "Cats", "")),
+            Some("sounds")
+        );
+    }
+
+    #[test]
+    fn birth_dates_agree_by_a_digit_a_swap_or_the_year() {
+        let a = person("A", "B", "1980-02-14");
+        let at = |d: &str| level(Field::Birth, &a, &person("A", "B", d));
+        assert_eq!(at("1980-02-14"), Some("exact"));
+        assert_eq!(at("1980-02-15"), Some("one_edit"));
+        assert_eq!(at("1980-12-04"), Some("same_year"));
+        assert_eq!(at("1980"), Some("same_year"));
+        assert_eq!(at("1971-02-14"), Some("differ"));
+        assert_eq!(at("1955-02-14"), Some("generation_apart"));
+        assert_eq!(at(""), None);
+        let b = person("A", "B", "1980-03-12");
+        assert_eq!(
+            level(Field::Birth, &b, &person("A", "B", "1980-12-03")),
+            Some("day_month_swapped")
+        );
+    }
+
+    #[test]
+    fn every_field_names_its_levels_best_first_and_differ_last() {
+        for f in FIELDS {
+            assert!(f.levels().contains(&"differ"), "{f:?}");
+            assert_eq!(f.levels()[0], "exact", "{f:?}");
+        }
+    }
+}
