@@ -302,6 +302,12 @@ pub struct Settings {
     )]
     pub hl7v2_facility_time_zone: Vec<(String, crate::adapters::hl7v2::zone::Zone)>,
 
+    /// The master patient index's match model (weights, grades, guards), in place of the
+    /// shipped `capability/mpi/model.json`; one that does not parse refuses the start, saying
+    /// where (see docs/identity.md for estimating one from your own Patients).
+    #[arg(long, env = "EMRSYNC_MPI_MODEL")]
+    pub mpi_model: Option<std::path::PathBuf>,
+
     /// Days a subscription event is kept once delivered (for `$events`), and a change's outbox
     /// row once dispatched; undelivered events stay however old. 0 keeps them for ever.
     #[arg(long, env = "EMRSYNC_EVENT_RETENTION_DAYS", default_value_t = 30)]
@@ -357,6 +363,7 @@ impl Settings {
             hl7v2_archive_days: 90,
             hl7v2_time_zone: Default::default(),
             hl7v2_facility_time_zone: Vec::new(),
+            mpi_model: None,
             event_retention_days: 30,
             log_json: false,
         }

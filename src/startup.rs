@@ -16,8 +16,23 @@ use std::time::Duration;
 
 /// The ingest path of a server with `settings` (also what the `replay` command runs messages
 /// through, so that a replayed message meets the same rules as one received).
-pub fn ingest(store: Store, settings: &Settings) -> Ingest {
-    ingest_with(store, settings, Hooks::default())
+pub fn ingest(store: Store, settings: &Settings) -> anyhow::Result<Ingest> {
+    let mut hooks = Hooks::default();
+    hooks.identity.push(mpi(&store, settings)?);
+    Ok(ingest_with(store, settings, hooks))
+}
+
+/// The master patient index with the model `settings` names (else the shipped one), counted.
+pub fn mpi(store: &Store, settings: &Settings) -> anyhow::Result<Arc<crate::identity::Mpi>> {
+    let model = match &settings.mpi_model {
+        Some(path) => {
+            crate::identity::Model::load(path).map_err(|e| anyhow::anyhow!("--mpi-model: {e}"))?
+        }
+        None => crate::identity::Model::shipped(),
+    };
+    let mpi = crate::identity::Mpi::new(model);
+    store.read(|conn| mpi.count(conn))?;
+    Ok(Arc::new(mpi))
 }
 
 /// The HL7v2 side of a server with `settings`: its messages go through `ingest`.
@@ -133,6 +148,12 @@ impl Application {
                 tracing::info!(written, "published SubscriptionTopics as Basic resources");
             }
         }
+        let mpi = {
+            let (store, settings) = (store.clone(), settings.clone());
+            tokio::task::spawn_blocking(move || mpi(&store, &settings)).await??
+        };
+        let mut hooks = hooks;
+        hooks.identity.push(mpi.clone());
         let ingest = ingest_with(store.clone(), &settings, hooks);
         let endpoints = ingest.endpoints();
         let mut tasks = Tasks::default();
@@ -275,6 +296,7 @@ impl Application {
             writes: crate::api::admission::Writes::new(settings.max_writes_in_flight),
             hl7v2: inbound(ingest.clone(), &settings),
             ingest,
+            mpi,
             sockets,
             rates: rates.clone(),
         });

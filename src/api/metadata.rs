@@ -77,6 +77,9 @@ pub fn capability_statement(base_url: &str) -> Value {
                         ordered.insert("operation".into(), json!([{
                             "name": "everything",
                             "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                        }, {
+                            "name": "match",
+                            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"
                         }]));
                     }
                     Value::Object(ordered)

@@ -13,6 +13,7 @@ pub mod error;
 mod everything;
 mod health;
 mod history;
+mod matching;
 mod metadata;
 mod paging;
 mod path;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub hl7v2: crate::adapters::hl7v2::ingest::Inbound,
     /// The one ingest path every write goes through.
     pub ingest: crate::ingest::Ingest,
+    /// The master patient index (`$match`).
+    pub mpi: Arc<crate::identity::Mpi>,
     /// Websocket subscribers' open sockets in this process.
     pub sockets: crate::subscriptions::websocket::Sockets,
     /// Request rates per address (`/auth/*`) and per client (the FHIR API).
@@ -117,6 +120,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     "/.well-known/smart-configuration",
                     web::get().to(smart::smart_configuration),
                 )
+                // before `{type}/{id}`, which the path would otherwise match
+                .route("/Patient/$match", web::post().to(matching::patient))
                 .route("", web::post().to(bundle::process))
                 .route("/", web::post().to(bundle::process))
                 .route("", web::get().to(search::system_get))

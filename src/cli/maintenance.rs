@@ -35,7 +35,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
     use crate::adapters::hl7v2::queue;
     let settings = crate::config::Settings::new("127.0.0.1:0", args.store);
     let store = crate::store::Store::open(&settings.store_settings()?)?;
-    let inbound = crate::startup::inbound(crate::startup::ingest(store, &settings), &settings);
+    let inbound = crate::startup::inbound(crate::startup::ingest(store, &settings)?, &settings);
     let outcomes = match &args.id {
         Some(id) => {
             let corrected = match &args.message_file {

@@ -1,13 +1,17 @@
 //! Identity: which records are one person. A master patient index that compares each source's
 //! Patient with those already known (`person`, `compare`), by weights estimated from the data
 //! (`model`, `estimate`), among the candidates blocking proposes (`blocking`), and says how
-//! sure it is and why.
+//! sure it is and why. Every Patient written from any source is filed in the index in its
+//! write transaction (`mpi`, `index`).
 
 pub mod blocking;
 pub mod compare;
 pub mod estimate;
+pub mod index;
 pub mod model;
+pub mod mpi;
 pub mod person;
 
 pub use model::{Grade, Model, Scored};
+pub use mpi::{Candidate, Mpi};
 pub use person::Person;

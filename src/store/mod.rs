@@ -20,6 +20,7 @@ macro_rules! insert_all {
         }
     };
 }
+pub(crate) use insert_all;
 
 mod cache;
 pub mod db;

@@ -29,6 +29,7 @@ mod ingest_path;
 pub mod launch;
 mod launch_clients;
 mod mllp_client;
+mod mpi;
 mod process;
 mod receiver;
 mod retention;

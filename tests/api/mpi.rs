@@ -1,0 +1,313 @@
+//! The master patient index as clients meet it: Patients written from three sources (REST,
+//! an HL7v2 ADT, a transaction) are filed as they are written, and `Patient/$match` finds the
+//! person behind a description with realistic errors, graded and explained; twins go to a
+//! person, not to a link; a patient-scoped token sees no one else through it.
+
+use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::mllp_client::Mllp;
+use serde_json::{Value, json};
+
+async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |s| s.mllp = Some("127.0.0.1:0".into())).await
+}
+
+fn patient(given: &str, family: &str, birth: &str, line: &str, zip: &str) -> Value {
+    json!({"resourceType": "Patient",
+           "name": [{"family": family, "given": [given]}],
+           "gender": "female", "birthDate": birth,
+           "address": [{"line": [line], "city": "Springfield", "postalCode": zip}]})
+}
+
+fn asked(p: Value, extra: &[Value]) -> Value {
+    let mut parameter = vec![json!({"name": "resource", "resource": p})];
+    parameter.extend_from_slice(extra);
+    json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+/// The grade, score and explanation of each result: (id, grade, score, detail).
+fn results(bundle: &Value) -> Vec<(String, String, f64, Value)> {
+    assert_eq!(bundle["type"], "searchset", "{bundle}");
+    bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let ext = e["search"]["extension"].as_array().unwrap();
+            let grade = ext
+                .iter()
+                .find(|x| x["url"].as_str().unwrap().ends_with("match-grade"))
+                .unwrap();
+            let detail = ext
+                .iter()
+                .find(|x| x["url"].as_str().unwrap().ends_with("match-detail"))
+                .unwrap();
+            (
+                e["resource"]["id"].as_str().unwrap().to_string(),
+                grade["valueCode"].as_str().unwrap().to_string(),
+                e["search"]["score"].as_f64().unwrap(),
+                detail.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The level a field agreed at, in a result's detail.
+fn level(detail: &Value, field: &str) -> Option<String> {
+    detail["extension"].as_array()?.iter().find_map(|x| {
+        let parts = x["extension"].as_array()?;
+        let name = parts.iter().find(|p| p["url"] == "name")?;
+        (name["valueCode"] == field).then(|| {
+            parts.iter().find(|p| p["url"] == "level").unwrap()["valueCode"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+    })
+}
+
+async fn patients_from_every_source_are_matched_graded_and_explained(app: TestApp) {
+    // REST
+    let (rest_id, _) = app
+        .create(&patient(
+            "Michaela",
+            "Neumann",
+            "1965-11-11",
+            "8 Stanley Street",
+            "62701",
+        ))
+        .await;
+    for (g, f, d, l, z) in [
+        (
+            "Courtney",
+            "Painter",
+            "1961-12-14",
+            "12 Pinkerton Circuit",
+            "62702",
+        ),
+        (
+            "Charles",
+            "Green",
+            "1948-09-30",
+            "38 Salkauskas Crescent",
+            "62703",
+        ),
+    ] {
+        app.create(&patient(g, f, d, l, z)).await;
+    }
+    // an HL7v2 admission of another person, and a transaction with a third
+    let adt = "MSH|^~\\&|ADT|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^A01^ADT_A01|MPI-1|P|2.5.1\r\
+               EVN|A01|20261125120000\r\
+               PID|1||MPI-MRN-1^^^GH&1.2.840.114350.1&ISO^MR||Parr^Vanessa||19751119|F|||905 Macquoid Place^^Springfield^IL^62704\r\
+               PV1|1|I|4W^401^B^GOOD HEALTH||||||||||||||||MPI-V-1^^^GH&1.2.840.114350.1&ISO^VN\r";
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    assert_eq!(mllp.send(adt).await.code(), "AA");
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": patient("Mitchell", "Brown", "1956-04-09", "7 Wallaby Place", "62705"),
+        "request": {"method": "POST", "url": "Patient"}}]});
+    assert_eq!(app.post("", &tx).await.status, 200);
+
+    // each source's Patient is in the index: a typo'd description finds each, certain
+    for (described, expect_family) in [
+        (
+            patient("Micheala", "Neuman", "1965-11-11", "8 Stanley St", "62701"),
+            "Neumann",
+        ),
+        (
+            patient("Vanessa", "Parr", "1975-11-19", "905 Macquoid Pl", "62704"),
+            "Parr",
+        ),
+        (
+            patient("Mitchel", "Brown", "1956-04-09", "7 Wallaby Place", "62705"),
+            "Brown",
+        ),
+    ] {
+        let r = app.post("/Patient/$match", &asked(described, &[])).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let found = results(&r.json());
+        assert!(!found.is_empty(), "{expect_family}: {}", r.text);
+        let (id, grade, score, _) = &found[0];
+        let best = app.get(&format!("/Patient/{id}")).await.json();
+        assert_eq!(best["name"][0]["family"], expect_family, "{}", r.text);
+        assert_eq!(grade, "certain", "{}", r.text);
+        assert!(*score >= 0.99, "{score}");
+    }
+    // explained: which fields agreed, at what level
+    let r = app
+        .post(
+            "/Patient/$match",
+            &asked(
+                patient("Micheala", "Neuman", "1965-11-11", "8 Stanley St", "62701"),
+                &[],
+            ),
+        )
+        .await;
+    let (id, _, _, detail) = &results(&r.json())[0];
+    assert_eq!(id, &rest_id);
+    assert_eq!(level(detail, "birth").as_deref(), Some("exact"), "{detail}");
+    assert_eq!(
+        level(detail, "family").as_deref(),
+        Some("close"),
+        "{detail}"
+    );
+    assert_eq!(level(detail, "given").as_deref(), Some("close"), "{detail}");
+
+    // a twin: same family, birth date and address, another given name: at most probable
+    let twin = patient(
+        "Sophie",
+        "Neumann",
+        "1965-11-11",
+        "8 Stanley Street",
+        "62701",
+    );
+    let r = app.post("/Patient/$match", &asked(twin.clone(), &[])).await;
+    let found = results(&r.json());
+    assert_eq!(found[0].0, rest_id, "{}", r.text);
+    assert_ne!(found[0].1, "certain", "{}", r.text);
+    // and onlyCertainMatches leaves it out
+    let only = json!({"name": "onlyCertainMatches", "valueBoolean": true});
+    let r = app.post("/Patient/$match", &asked(twin, &[only])).await;
+    assert!(results(&r.json()).is_empty(), "{}", r.text);
+
+    // a stranger matches no one
+    let r = app
+        .post(
+            "/Patient/$match",
+            &asked(
+                patient("Zed", "Quimby", "1990-01-01", "1 Nowhere Rd", "99999"),
+                &[],
+            ),
+        )
+        .await;
+    assert!(results(&r.json()).is_empty(), "{}", r.text);
+
+    // an update moves the Patient to its new keys: the old description no longer finds it
+    let mut moved = app.get(&format!("/Patient/{rest_id}")).await.json();
+    moved["name"] = json!([{"family": "Oakes", "given": ["Michaela"]}]);
+    moved["birthDate"] = json!("1966-01-02");
+    moved["address"] = json!([{"line": ["1 Elm St"], "city": "Dapto", "postalCode": "50000"}]);
+    assert_eq!(
+        app.put(&format!("/Patient/{rest_id}"), &moved).await.status,
+        200
+    );
+    let r = app
+        .post(
+            "/Patient/$match",
+            &asked(
+                patient(
+                    "Michaela",
+                    "Neumann",
+                    "1965-11-11",
+                    "8 Stanley Street",
+                    "62701",
+                ),
+                &[],
+            ),
+        )
+        .await;
+    assert!(
+        results(&r.json()).iter().all(|(id, ..)| id != &rest_id),
+        "{}",
+        r.text
+    );
+}
+
+async fn match_refuses_what_it_cannot_read_and_confines_a_patient_token(app: TestApp) {
+    let (a, _) = app
+        .create(&patient(
+            "Ada",
+            "Lovelace",
+            "1915-12-10",
+            "1 St James Sq",
+            "62701",
+        ))
+        .await;
+    let (b, _) = app
+        .create(&patient(
+            "Ada",
+            "Lovelace",
+            "1915-12-10",
+            "1 St James Sq",
+            "62701",
+        ))
+        .await;
+    for (body, says) in [
+        (
+            asked(
+                json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}),
+                &[],
+            ),
+            "Observation",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "count", "valueInteger": 2}]}),
+            "missing",
+        ),
+        (
+            json!({"resourceType": "Basic", "code": {"text": "x"}}),
+            "Parameters",
+        ),
+        (
+            asked(
+                patient("A", "B", "2000-01-01", "x", "1"),
+                &[json!({"name": "limit", "valueInteger": 1})],
+            ),
+            "limit",
+        ),
+    ] {
+        let r = app.post("/Patient/$match", &body).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.json()["resourceType"], "OperationOutcome");
+        assert!(r.text.contains(says), "{says}: {}", r.text);
+    }
+    // an invalid Patient is refused as a write of it would be
+    let bad = asked(
+        json!({"resourceType": "Patient", "birthDate": "not a date"}),
+        &[],
+    );
+    let r = app.post("/Patient/$match", &bad).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("Patient.birthDate"), "{}", r.text);
+
+    // Patient A's own token: the records are alike, but B is not A's to see
+    let token = app.token_for("patient/*.rs", Some(&a));
+    let described = asked(
+        patient("Ada", "Lovelace", "1915-12-10", "1 St James Sq", "62701"),
+        &[],
+    );
+    let r = app
+        .send_as(
+            &token,
+            reqwest::Method::POST,
+            "/Patient/$match",
+            Some(&described),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ids: Vec<String> = results(&r.json()).into_iter().map(|x| x.0).collect();
+    assert_eq!(ids, std::slice::from_ref(&a), "{}", r.text);
+    // a system token sees both
+    let r = app.post("/Patient/$match", &described).await;
+    let mut ids: Vec<String> = results(&r.json()).into_iter().map(|x| x.0).collect();
+    ids.sort();
+    let mut both = vec![a, b];
+    both.sort();
+    assert_eq!(ids, both);
+    // a token that may not search Patients may not match
+    let token = app.token_for("system/Observation.rs", None);
+    let r = app
+        .send_as(
+            &token,
+            reqwest::Method::POST,
+            "/Patient/$match",
+            Some(&described),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+}
+
+crate::on_both_backends_with!(
+    spawn,
+    patients_from_every_source_are_matched_graded_and_explained,
+    match_refuses_what_it_cannot_read_and_confines_a_patient_token,
+);
