@@ -19,13 +19,13 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-fn problem(status: StatusCode, text: impl Into<String>) -> HttpResponse {
+pub(super) fn problem(status: StatusCode, text: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({"error": text.into()}))
 }
 
 /// `Some(response)` when the caller's token (verified by `require_auth`, which guards the
 /// whole `/admin` scope) may not read every Patient.
-fn refused(req: &HttpRequest) -> Option<HttpResponse> {
+pub(super) fn refused(req: &HttpRequest) -> Option<HttpResponse> {
     let Some(grant) = req.extensions().get::<Arc<Grant>>().cloned() else {
         return Some(problem(
             StatusCode::UNAUTHORIZED,
@@ -36,20 +36,21 @@ fn refused(req: &HttpRequest) -> Option<HttpResponse> {
         Ok(Reach::All) => None,
         _ => Some(problem(
             StatusCode::FORBIDDEN,
-            "the HL7v2 archive holds patient data: it needs a token that may read every Patient",
+            "this holds patient data: it needs a token that may read every Patient",
         )),
     }
 }
 
-/// Run `work` on a blocking thread and answer with what `ok` makes of its result, 404 for
-/// `None`, 503 when the database failed.
-async fn answer<T: Send + 'static>(
+/// Run `work` on a blocking thread and answer with what `ok` makes of its result, 404 (saying
+/// `missing`) for `None`, 503 when the database failed.
+pub(super) async fn answer<T: Send + 'static>(
+    missing: &str,
     work: impl FnOnce() -> Result<Option<T>, StoreError> + Send + 'static,
     ok: impl FnOnce(T) -> serde_json::Value,
 ) -> HttpResponse {
     match web::block(work).await {
         Ok(Ok(Some(v))) => HttpResponse::Ok().json(ok(v)),
-        Ok(Ok(None)) => problem(StatusCode::NOT_FOUND, "no such message"),
+        Ok(Ok(None)) => problem(StatusCode::NOT_FOUND, missing.to_string()),
         Ok(Err(e)) => {
             // the same general words as the FHIR API's, the database's own in the log
             let api = crate::api::error::ApiError::from(e);
@@ -81,6 +82,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let st = q.status.clone();
     answer(
+        "no such message",
         move || {
             store
                 .read(|c| queue::list(c, st.as_deref(), limit))
@@ -102,6 +104,7 @@ pub async fn get(
     let store = state.store.clone();
     let id = id.into_inner();
     answer(
+        "no such message",
         move || queue::get(&store, &id),
         |(entry, raw)| json!({"message": entry, "raw": raw}),
     )
@@ -125,6 +128,7 @@ pub async fn replay(
     let inbound = state.hl7v2.clone();
     let id = id.into_inner();
     answer(
+        "no such message",
         move || queue::replay(&inbound, &id, corrected),
         |o| {
             json!({

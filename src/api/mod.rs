@@ -15,6 +15,7 @@ mod health;
 mod history;
 mod matching;
 mod metadata;
+mod mpi_admin;
 mod paging;
 mod path;
 pub mod rate;
@@ -102,7 +103,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .wrap(from_fn(require_auth))
                 .route("/hl7v2/messages", web::get().to(admin::list))
                 .route("/hl7v2/messages/{id}", web::get().to(admin::get))
-                .route("/hl7v2/messages/{id}/replay", web::post().to(admin::replay)),
+                .route("/hl7v2/messages/{id}/replay", web::post().to(admin::replay))
+                .route("/mpi/reviews", web::get().to(mpi_admin::reviews))
+                .route("/mpi/reviews/{id}", web::post().to(mpi_admin::decide))
+                .route("/mpi/patients/{id}", web::get().to(mpi_admin::patient)),
         )
         .service(
             web::scope("/fhir")

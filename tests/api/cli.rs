@@ -99,6 +99,44 @@ fn token_refuses_what_no_server_would_accept() {
     assert!(!ok && err.contains("--patient"), "{err}");
 }
 
+#[test]
+fn a_match_model_that_does_not_parse_refuses_the_start_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.json");
+    let shipped: serde_json::Value =
+        serde_json::from_str(include_str!("../../capability/mpi/model.json")).unwrap();
+    let mut broken = shipped.clone();
+    broken["fields"]["birth"]
+        .as_object_mut()
+        .unwrap()
+        .remove("exact");
+    std::fs::write(&model, broken.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir_arg(&data),
+        "--mpi-model",
+        dir_arg(&model),
+    ];
+    let (ok, _, err) = emrsync(&args, &[]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("--mpi-model")
+            && err.contains("model.json")
+            && err.contains("fields.birth.exact"),
+        "{err}"
+    );
+    // grades out of order are refused too
+    let mut broken = shipped;
+    broken["grades"]["possible"] = serde_json::json!(0.999);
+    std::fs::write(&model, broken.to_string()).unwrap();
+    let (ok, _, err) = emrsync(&args, &[]);
+    assert!(!ok && err.contains("grades"), "{err}");
+}
+
 /// `token` mints for the base URL the server runs with, unless told another; a token for
 /// another base gets a 401 that names the claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

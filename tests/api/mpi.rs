@@ -306,8 +306,204 @@ async fn match_refuses_what_it_cannot_read_and_confines_a_patient_token(app: Tes
     assert_eq!(r.status, 403, "{}", r.text);
 }
 
+async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
+    let admin = |path: &str| format!("{}{path}", app.root);
+    let get = |path: String| {
+        let client = app.client.clone();
+        async move {
+            let r = client.get(path).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // one person from three sources: REST, an HL7v2 admission with a typo, a transaction
+    let (a, _) = app
+        .create(&patient(
+            "Michaela",
+            "Neumann",
+            "1965-11-11",
+            "8 Stanley Street",
+            "62701",
+        ))
+        .await;
+    let adt = "MSH|^~\\&|ADT|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^A04^ADT_A01|MPI-L-1|P|2.5.1\r\
+               EVN|A04|20261125120000\r\
+               PID|1||MPI-L-1^^^GH&1.2.840.114350.1&ISO^MR||Neuman^Michaela||19651111|F|||8 Stanley St^^Springfield^IL^62701\r\
+               PV1|1|O|CLINIC^1^A^GOOD HEALTH||||||||||||||||MPI-LV-1^^^GH&1.2.840.114350.1&ISO^VN\r";
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    assert_eq!(mllp.send(adt).await.code(), "AA");
+    let found = app.get("/Patient?identifier=MPI-L-1").await.json();
+    let b = found["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": patient("Micheala", "Neumann", "1965-11-11", "8 Stanley Street", "62701"),
+        "request": {"method": "POST", "url": "Patient"}}]});
+    let r = app.post("", &tx).await;
+    let c = r.json()["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let of_a = get(admin(&format!("/admin/mpi/patients/{a}"))).await;
+    let mut members: Vec<String> = serde_json::from_value(of_a["members"].clone()).unwrap();
+    members.sort();
+    let mut all = vec![a.clone(), b.clone(), c.clone()];
+    all.sort();
+    assert_eq!(members, all, "{of_a}");
+    let of_b = get(admin(&format!("/admin/mpi/patients/{b}"))).await;
+    assert_eq!(of_b["grade"], "certain", "{of_b}");
+    assert_eq!(of_b["history"][0]["action"], "linked", "{of_b}");
+
+    // a twin: same family, birth date and address, another given name: a review, no link
+    let (twin, _) = app
+        .create(&patient(
+            "Sophie",
+            "Neumann",
+            "1965-11-11",
+            "8 Stanley Street",
+            "62701",
+        ))
+        .await;
+    let of_twin = get(admin(&format!("/admin/mpi/patients/{twin}"))).await;
+    assert_eq!(of_twin["members"], json!([twin]), "{of_twin}");
+    let open = get(admin("/admin/mpi/reviews?status=open")).await;
+    let pairs: Vec<&Value> = open["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["patient"]["id"] == twin.as_str() || r["other"]["id"] == twin.as_str())
+        .collect();
+    assert!(!pairs.is_empty(), "{open}");
+    let first = pairs[0];
+    assert!(
+        first["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["field"] == "given" && f["level"] == "differ"),
+        "{first}"
+    );
+    assert_eq!(first["patient"]["resource"]["resourceType"], "Patient");
+
+    // a person decides: not the same person; the decision holds when the twin is written again
+    let id = first["id"].as_str().unwrap();
+    let r = app
+        .client
+        .post(admin(&format!("/admin/mpi/reviews/{id}")))
+        .json(&json!({"decision": "different"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let decided: Value = r.json().await.unwrap();
+    assert_eq!(decided["status"], "different", "{decided}");
+    let mut again = app.get(&format!("/Patient/{twin}")).await.json();
+    again["telecom"] = json!([{"system": "phone", "value": "217-555-0101"}]);
+    assert_eq!(
+        app.put(&format!("/Patient/{twin}"), &again).await.status,
+        200
+    );
+    let of_twin = get(admin(&format!("/admin/mpi/patients/{twin}"))).await;
+    assert_eq!(of_twin["members"], json!([twin]), "{of_twin}");
+    let still = get(admin("/admin/mpi/reviews?status=different")).await;
+    assert!(
+        still["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id),
+        "{still}"
+    );
+    // a decision on no review, and a decision that is neither
+    let r = app
+        .client
+        .post(admin("/admin/mpi/reviews/nope"))
+        .json(&json!({"decision": "same"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app
+        .client
+        .post(admin(&format!("/admin/mpi/reviews/{id}")))
+        .json(&json!({"decision": "maybe"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // a correction: the HL7v2 record was someone else after all; it leaves the person, said so
+    let mut other = app.get(&format!("/Patient/{b}")).await.json();
+    other["name"] = json!([{"family": "Quimby", "given": ["Zed"]}]);
+    other["birthDate"] = json!("1990-01-01");
+    other["address"] = json!([{"line": ["1 Nowhere Rd"], "city": "Dapto", "postalCode": "99999"}]);
+    assert_eq!(app.put(&format!("/Patient/{b}"), &other).await.status, 200);
+    let of_b = get(admin(&format!("/admin/mpi/patients/{b}"))).await;
+    assert_eq!(of_b["members"], json!([b]), "{of_b}");
+    let actions: Vec<&str> = of_b["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["linked", "unlinked"], "{of_b}");
+    let of_a = get(admin(&format!("/admin/mpi/patients/{a}"))).await;
+    assert!(
+        !of_a["members"].as_array().unwrap().contains(&json!(b)),
+        "{of_a}"
+    );
+
+    // a person decides two records are one after all: linked, and the matcher leaves it so
+    let open = get(admin("/admin/mpi/reviews?status=open")).await;
+    let with_a = open["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            let ids = [r["patient"]["id"].as_str(), r["other"]["id"].as_str()];
+            ids.contains(&Some(twin.as_str())) && ids.contains(&Some(a.as_str()))
+        })
+        .unwrap_or_else(|| panic!("{open}"));
+    let rid = with_a["id"].as_str().unwrap();
+    let r = app
+        .client
+        .post(admin(&format!("/admin/mpi/reviews/{rid}")))
+        .json(&json!({"decision": "same"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let of_twin = get(admin(&format!("/admin/mpi/patients/{twin}"))).await;
+    assert!(
+        of_twin["members"].as_array().unwrap().contains(&json!(a)),
+        "{of_twin}"
+    );
+    assert_eq!(of_twin["rule"], "decision");
+    assert_eq!(of_twin["decidedBy"], "client tests");
+    assert_eq!(
+        of_twin["history"].as_array().unwrap().last().unwrap()["action"],
+        "decided"
+    );
+
+    // the review queue holds patient data: a patient-scoped token may not read it
+    let token = app.token_for("patient/*.rs", Some(&a));
+    let r = app
+        .anonymous
+        .get(admin("/admin/mpi/reviews"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
 crate::on_both_backends_with!(
     spawn,
     patients_from_every_source_are_matched_graded_and_explained,
     match_refuses_what_it_cannot_read_and_confines_a_patient_token,
+    links_follow_the_matcher_until_a_person_decides,
 );

@@ -1,1 +1,4 @@
+DROP TABLE mpi_reviews;
+DROP TABLE mpi_link_history;
+DROP TABLE mpi_links;
 DROP TABLE mpi_keys;

@@ -1,0 +1,173 @@
+//! `/admin/mpi/...`: the master patient index's review queue and links, for the integration
+//! team.
+//!
+//! - `GET /admin/mpi/reviews?status=open&limit=50`: the pairs the matcher is unsure about,
+//!   newest first, each with both Patients side by side and the fields compared;
+//! - `POST /admin/mpi/reviews/{id}` with `{"decision": "same" | "different"}`: a person's
+//!   decision, kept and never overruled by the matcher;
+//! - `GET /admin/mpi/patients/{id}`: a Patient's link, the other records of its person, and
+//!   the history of its links.
+//!
+//! Like the HL7v2 archive, these hold patient data: a token that may read every Patient.
+
+use super::AppState;
+use super::admin::{answer, problem, refused};
+use crate::identity::links::{self, Review};
+use crate::store::DbConnection;
+use actix_web::http::StatusCode;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn reviews(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<ListQuery>,
+) -> HttpResponse {
+    if let Some(r) = refused(&req) {
+        return r;
+    }
+    let status = q.status.clone().unwrap_or_else(|| "open".into());
+    if !matches!(status.as_str(), "open" | "same" | "different") {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "status: one of open, same, different",
+        );
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let store = state.store.clone();
+    answer(
+        "",
+        move || {
+            store.read(|conn| {
+                let all = links::reviews(conn, &status, limit)?;
+                let shown: Result<Vec<Value>, _> =
+                    all.into_iter().map(|r| side_by_side(conn, r)).collect();
+                shown.map(Some)
+            })
+        },
+        |list| json!({"reviews": list}),
+    )
+    .await
+}
+
+/// A review with both Patients as they are now, their persons, and the fields compared.
+fn side_by_side(conn: &mut DbConnection, r: Review) -> Result<Value, crate::store::StoreError> {
+    let record = |conn: &mut DbConnection, id: &str| -> Result<Value, crate::store::StoreError> {
+        let resource = crate::store::versions::current(conn, "Patient", id)?
+            .filter(|v| !v.deleted)
+            .map(|v| v.json())
+            .unwrap_or(Value::Null);
+        let person = links::link_of(conn, id)?.map(|l| l.person_id);
+        Ok(json!({"id": id, "person": person, "resource": resource}))
+    };
+    let (a, b) = (record(conn, &r.patient_id)?, record(conn, &r.other_id)?);
+    Ok(json!({
+        "id": r.id,
+        "status": r.status,
+        "probability": r.probability,
+        "grade": r.grade,
+        "fields": serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::Null),
+        "created": iso(r.created_at),
+        "decided": r.decided_at.map(iso),
+        "decidedBy": r.decided_by,
+        "patient": a,
+        "other": b,
+    }))
+}
+
+fn iso(micros: i64) -> String {
+    crate::fhir::resource::instant(micros)
+}
+
+#[derive(Deserialize)]
+pub struct Decision {
+    decision: String,
+}
+
+pub async fn decide(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Decision>,
+) -> HttpResponse {
+    if let Some(r) = refused(&req) {
+        return r;
+    }
+    let same = match body.decision.as_str() {
+        "same" => true,
+        "different" => false,
+        other => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("decision '{other}': one of same, different"),
+            );
+        }
+    };
+    let who = req
+        .extensions()
+        .get::<std::sync::Arc<crate::auth::Grant>>()
+        .map(|g| g.actor())
+        .unwrap_or_default();
+    let (store, mpi, id) = (state.store.clone(), state.mpi.clone(), id.into_inner());
+    answer(
+        "no such review",
+        move || {
+            store.write_rows(|conn| match mpi.decide(conn, &id, same, &who)? {
+                Some(r) => side_by_side(conn, r).map(Some),
+                None => Ok(None),
+            })
+        },
+        |r| r,
+    )
+    .await
+}
+
+pub async fn patient(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> HttpResponse {
+    if let Some(r) = refused(&req) {
+        return r;
+    }
+    let (store, id) = (state.store.clone(), id.into_inner());
+    answer(
+        "no such Patient in the index",
+        move || {
+            store.read(|conn| {
+                let Some(link) = links::link_of(conn, &id)? else {
+                    return Ok(None);
+                };
+                let members = links::members(conn, &link.person_id)?;
+                let history: Vec<Value> = links::history(conn, &id)?
+                    .into_iter()
+                    .map(|c| {
+                        json!({"action": c.action, "person": c.person_id, "probability": c.probability,
+                               "grade": c.grade, "rule": c.rule, "reason": c.reason,
+                               "at": iso(c.at), "who": c.who})
+                    })
+                    .collect();
+                Ok(Some(json!({
+                    "patient": id,
+                    "person": link.person_id,
+                    "probability": link.probability,
+                    "grade": link.grade,
+                    "rule": link.rule,
+                    "linked": iso(link.linked_at),
+                    "decidedBy": link.decided_by,
+                    "members": members,
+                    "history": history,
+                })))
+            })
+        },
+        |v| v,
+    )
+    .await
+}

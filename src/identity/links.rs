@@ -1,0 +1,288 @@
+//! Links: each source Patient's enterprise identity (its person), the history of every change
+//! of a link, and the pairs the matcher is unsure about, waiting for a person's decision.
+//! A link a person decided (`decided_by`) is never moved by the matcher, and a pair decided
+//! to be different people is never linked by it.
+
+use super::model::Scored;
+use crate::store::{DbConnection, StoreError};
+use diesel::prelude::*;
+use serde::Serialize;
+
+diesel::table! {
+    mpi_links (patient_id) {
+        patient_id -> Text,
+        person_id -> Text,
+        probability -> Double,
+        grade -> Text,
+        rule -> Text,
+        linked_at -> BigInt,
+        decided_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    mpi_link_history (seq) {
+        seq -> BigInt,
+        patient_id -> Text,
+        person_id -> Text,
+        action -> Text,
+        probability -> Double,
+        grade -> Text,
+        rule -> Text,
+        reason -> Text,
+        at -> BigInt,
+        who -> Text,
+    }
+}
+
+diesel::table! {
+    mpi_reviews (id) {
+        id -> Text,
+        patient_id -> Text,
+        other_id -> Text,
+        probability -> Double,
+        grade -> Text,
+        detail -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        decided_at -> Nullable<BigInt>,
+        decided_by -> Nullable<Text>,
+    }
+}
+
+/// A source Patient's link to its person.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = mpi_links)]
+pub struct Link {
+    pub patient_id: String,
+    pub person_id: String,
+    pub probability: f64,
+    pub grade: String,
+    /// `identifier` or `fields` (the matcher's), `new` (the first record of its person),
+    /// `decision` (a person's).
+    pub rule: String,
+    pub linked_at: i64,
+    pub decided_by: Option<String>,
+}
+
+/// One change of a link.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = mpi_link_history)]
+pub struct Change {
+    pub seq: i64,
+    pub patient_id: String,
+    pub person_id: String,
+    pub action: String,
+    pub probability: f64,
+    pub grade: String,
+    pub rule: String,
+    pub reason: String,
+    pub at: i64,
+    pub who: String,
+}
+
+/// A pair for a person to decide.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = mpi_reviews)]
+pub struct Review {
+    pub id: String,
+    pub patient_id: String,
+    pub other_id: String,
+    pub probability: f64,
+    pub grade: String,
+    /// The fields compared, as JSON (see `Scored::parts`).
+    pub detail: String,
+    /// `open`, `same` or `different`.
+    pub status: String,
+    pub created_at: i64,
+    pub decided_at: Option<i64>,
+    pub decided_by: Option<String>,
+}
+
+pub fn now() -> i64 {
+    crate::fhir::resource::now_micros()
+}
+
+/// A new person's id.
+pub fn new_person() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn link_of(conn: &mut DbConnection, patient: &str) -> Result<Option<Link>, StoreError> {
+    use mpi_links::dsl as l;
+    Ok(l::mpi_links
+        .find(patient)
+        .select(Link::as_select())
+        .get_result(conn)
+        .optional()?)
+}
+
+/// The Patients linked to `person`.
+pub fn members(conn: &mut DbConnection, person: &str) -> Result<Vec<String>, StoreError> {
+    use mpi_links::dsl as l;
+    Ok(l::mpi_links
+        .filter(l::person_id.eq(person))
+        .select(l::patient_id)
+        .order(l::patient_id)
+        .load(conn)?)
+}
+
+/// Write `link` (in place of the Patient's previous one), and its history row.
+pub fn set(
+    conn: &mut DbConnection,
+    link: &Link,
+    action: &str,
+    reason: &str,
+    who: &str,
+) -> Result<(), StoreError> {
+    use mpi_links::dsl as l;
+    diesel::delete(l::mpi_links.find(&link.patient_id)).execute(conn)?;
+    diesel::insert_into(l::mpi_links)
+        .values(link)
+        .execute(conn)?;
+    use mpi_link_history::dsl as h;
+    diesel::insert_into(h::mpi_link_history)
+        .values((
+            h::patient_id.eq(&link.patient_id),
+            h::person_id.eq(&link.person_id),
+            h::action.eq(action),
+            h::probability.eq(link.probability),
+            h::grade.eq(&link.grade),
+            h::rule.eq(&link.rule),
+            h::reason.eq(reason),
+            h::at.eq(link.linked_at),
+            h::who.eq(who),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The history of the Patient's links, oldest first.
+pub fn history(conn: &mut DbConnection, patient: &str) -> Result<Vec<Change>, StoreError> {
+    use mpi_link_history::dsl as h;
+    Ok(h::mpi_link_history
+        .filter(h::patient_id.eq(patient))
+        .order(h::seq)
+        .select(Change::as_select())
+        .load(conn)?)
+}
+
+/// The pair's ids in the order reviews keep them.
+fn pair<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+pub fn review_of(conn: &mut DbConnection, a: &str, b: &str) -> Result<Option<Review>, StoreError> {
+    use mpi_reviews::dsl as r;
+    let (a, b) = pair(a, b);
+    Ok(r::mpi_reviews
+        .filter(r::patient_id.eq(a))
+        .filter(r::other_id.eq(b))
+        .select(Review::as_select())
+        .get_result(conn)
+        .optional()?)
+}
+
+/// Whether a person decided that `a` and `b` are different people.
+pub fn decided_different(conn: &mut DbConnection, a: &str, b: &str) -> Result<bool, StoreError> {
+    Ok(review_of(conn, a, b)?.is_some_and(|r| r.status == "different"))
+}
+
+/// Put the pair (`a`, `b`) before a person, scored as `scored`; an open review is brought up
+/// to date, a decided one is left as decided.
+pub fn review(
+    conn: &mut DbConnection,
+    a: &str,
+    b: &str,
+    scored: &Scored,
+) -> Result<(), StoreError> {
+    use mpi_reviews::dsl as r;
+    let detail = serde_json::to_string(&scored.parts).unwrap_or_default();
+    match review_of(conn, a, b)? {
+        Some(open) if open.status == "open" => {
+            diesel::update(r::mpi_reviews.find(&open.id))
+                .set((
+                    r::probability.eq(scored.probability),
+                    r::grade.eq(scored.grade.code()),
+                    r::detail.eq(detail),
+                ))
+                .execute(conn)?;
+        }
+        Some(_decided) => {}
+        None => {
+            let (a, b) = pair(a, b);
+            let row = Review {
+                id: uuid::Uuid::now_v7().to_string(),
+                patient_id: a.to_string(),
+                other_id: b.to_string(),
+                probability: scored.probability,
+                grade: scored.grade.code().to_string(),
+                detail,
+                status: "open".into(),
+                created_at: now(),
+                decided_at: None,
+                decided_by: None,
+            };
+            diesel::insert_into(r::mpi_reviews)
+                .values(&row)
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// Close the open review of (`a`, `b`), if any: the matcher has since linked the pair.
+pub fn settle(conn: &mut DbConnection, a: &str, b: &str) -> Result<(), StoreError> {
+    use mpi_reviews::dsl as r;
+    let (a, b) = pair(a, b);
+    diesel::delete(
+        r::mpi_reviews
+            .filter(r::patient_id.eq(a))
+            .filter(r::other_id.eq(b))
+            .filter(r::status.eq("open")),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Reviews with `status`, newest first, at most `limit`.
+pub fn reviews(
+    conn: &mut DbConnection,
+    status: &str,
+    limit: i64,
+) -> Result<Vec<Review>, StoreError> {
+    use mpi_reviews::dsl as r;
+    Ok(r::mpi_reviews
+        .filter(r::status.eq(status))
+        .order(r::created_at.desc())
+        .limit(limit)
+        .select(Review::as_select())
+        .load(conn)?)
+}
+
+pub fn review_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Review>, StoreError> {
+    use mpi_reviews::dsl as r;
+    Ok(r::mpi_reviews
+        .find(id)
+        .select(Review::as_select())
+        .get_result(conn)
+        .optional()?)
+}
+
+/// Record a person's decision on a review.
+pub fn decide_review(
+    conn: &mut DbConnection,
+    id: &str,
+    status: &str,
+    who: &str,
+) -> Result<(), StoreError> {
+    use mpi_reviews::dsl as r;
+    diesel::update(r::mpi_reviews.find(id))
+        .set((
+            r::status.eq(status),
+            r::decided_at.eq(Some(now())),
+            r::decided_by.eq(Some(who)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
