@@ -50,8 +50,34 @@ const VITALS: &[(&str, &str, &str, f64, f64)] = &[
     ),
 ];
 
+/// `n` scattered over all 64 bits (splitmix64's finaliser).
+fn spread(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 fn pick<'a>(items: &[&'a str], n: u64) -> &'a str {
     items[(n as usize).wrapping_mul(2_654_435_761) % items.len()]
+}
+
+/// Patient `n`'s demographics as an HL7v2 sender writes them: (family, given, birth date
+/// `YYYYMMDD`, house number, postal code), drawn as `patient` draws them.
+pub fn v2_person(n: u64) -> (&'static str, &'static str, String, u64, String) {
+    let h = spread(n);
+    (
+        pick(FAMILY, n),
+        pick(GIVEN, h >> 8),
+        format!(
+            "{}{:02}{:02}",
+            1930 + h % 90,
+            1 + (h >> 24) % 12,
+            1 + (h >> 32) % 28
+        ),
+        1 + (h >> 40) % 999,
+        format!("6{:04}", (h >> 48) % 10_000),
+    )
 }
 
 /// The family name of patient `n`.
@@ -61,6 +87,9 @@ pub fn family(n: u64) -> &'static str {
 
 /// A Patient; `id` set for an update (PUT), absent for a create.
 pub fn patient(id: Option<&str>, n: u64) -> Value {
+    // each attribute drawn apart from the others (as in a real population: two people rarely
+    // share name, birth date and address), so that the index matches as it would in a hospital
+    let h = spread(n);
     let mut p = json!({
         "resourceType": "Patient",
         "identifier": [
@@ -68,12 +97,12 @@ pub fn patient(id: Option<&str>, n: u64) -> Value {
              "system": "http://hospital.example.org/mrn", "value": format!("MRN{n:012}")},
         ],
         "active": true,
-        "name": [{"use": "official", "family": pick(FAMILY, n), "given": [pick(GIVEN, n / 7), pick(GIVEN, n / 3)]}],
-        "telecom": [{"system": "phone", "value": format!("555-{:04}", n % 10_000), "use": "home"}],
+        "name": [{"use": "official", "family": pick(FAMILY, n), "given": [pick(GIVEN, h >> 8), pick(GIVEN, h >> 16)]}],
+        "telecom": [{"system": "phone", "value": format!("555-{:07}", n % 10_000_000), "use": "home"}],
         "gender": if n.is_multiple_of(2) { "female" } else { "male" },
-        "birthDate": format!("{}-{:02}-{:02}", 1930 + n % 90, 1 + n % 12, 1 + n % 28),
-        "address": [{"use": "home", "line": [format!("{} Main St", 1 + n % 999)], "city": pick(CITY, n),
-                      "state": "IL", "postalCode": format!("6{:04}", n % 10_000), "country": "US"}],
+        "birthDate": format!("{}-{:02}-{:02}", 1930 + h % 90, 1 + (h >> 24) % 12, 1 + (h >> 32) % 28),
+        "address": [{"use": "home", "line": [format!("{} Main St", 1 + (h >> 40) % 999)], "city": pick(CITY, n),
+                      "state": "IL", "postalCode": format!("6{:04}", (h >> 48) % 10_000), "country": "US"}],
         "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M"}]},
         "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en-US"}]}, "preferred": true}]
     });

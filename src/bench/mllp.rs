@@ -28,10 +28,13 @@ fn message(client: usize, n: u64) -> String {
         _ => ("A03", "5E", "20261125180000"),
     };
     let mrn = format!("B{client}-{patient}");
+    // a population like a hospital's, each patient's demographics the same in all its messages
+    let (family, given, birth, house, postal) =
+        super::data::v2_person(client as u64 * 1_000_000_000 + patient);
     format!(
         "MSH|^~\\&|BENCH|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^{trigger}^ADT_A01|{client}-{n}|P|2.5.1\r\
          EVN|{trigger}|20261125120000\r\
-         PID|1||{mrn}^^^GH&1.2.840.114350.1&ISO^MR||Bench{n}^Pat^Q||19800214|F|||{n} Main St^^Springfield^IL^62701^USA^H\r\
+         PID|1||{mrn}^^^GH&1.2.840.114350.1&ISO^MR||{family}^{given}^Q||{birth}|F|||{house} Main St^^Springfield^IL^{postal}^USA^H\r\
          PV1|1|I|{ward}^{room}^A^GOOD HEALTH||||1234^Welby^Marcus^^^Dr^^^NPI&2.16.840.1.113883.4.6&ISO||||||||||||V{mrn}^^^GH&1.2.840.114350.1&ISO^VN|||||||||||||||||||||||||20261125113000|{discharge}\r",
         room = 400 + patient % 50,
     )
@@ -164,11 +167,14 @@ pub async fn notify(t: Arc<Target>, addr: &str, load: Load) -> anyhow::Result<()
             let mut n = 0u64;
             while Instant::now() < end {
                 tick.tick().await;
+                // each message names its patient anew, so that each one is a change to hear of
+                let (usual, ..) = super::data::v2_person(client as u64 * 1_000_000_000 + n / 5);
+                let family = format!("Bench{n}");
                 let text = message(client, n)
                     .replace("BENCH|", &format!("BENCH-{run}|"))
-                    .replace(&format!("B{client}-"), &format!("{run}B{client}-"));
+                    .replace(&format!("B{client}-"), &format!("{run}B{client}-"))
+                    .replace(&format!("||{usual}^"), &format!("||{family}^"));
                 let mrn = format!("{run}B{client}-{}", n / 5);
-                let family = format!("Bench{n}");
                 let at = Instant::now();
                 let ok = send(&mut stream, &mut buf, &text).await.unwrap_or(false);
                 sent.lock()

@@ -1,6 +1,7 @@
-//! `emrsync mpi`: estimate the match model from Patients without labels, and measure a model
-//! against Patients whose true identity is known (a benchmark such as FEBRL; see
-//! `docs/identity.md` and `scripts/mpi-febrl.sh`).
+//! `emrsync mpi`: the review queue and decisions (on a server's database), estimating the
+//! match model from Patients without labels, and measuring a model against Patients whose true
+//! identity is known (a benchmark such as FEBRL; see `docs/identity.md` and
+//! `scripts/mpi-febrl.sh`).
 
 use crate::identity::estimate::{candidate_pairs, estimate};
 use crate::identity::model::Model;
@@ -20,6 +21,30 @@ pub struct MpiArgs {
 
 #[derive(Subcommand)]
 pub enum MpiCommand {
+    /// List the review queue: pairs the matcher is unsure about (or decided ones), newest
+    /// first, with both records' names, birth dates and the fields compared.
+    Reviews {
+        #[command(flatten)]
+        store: crate::config::StoreArgs,
+        /// open, same or different
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Decide a review: the two records are the same person, or different people. The
+    /// decision is kept, and the matcher never overrules it.
+    Decide {
+        #[command(flatten)]
+        store: crate::config::StoreArgs,
+        /// The review's id (as `mpi reviews` lists it).
+        id: String,
+        /// same or different
+        decision: String,
+        /// Who decides (kept in the link history).
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
     /// Estimate m, u and the prior with EM from Patients (ndjson), and print the model (or
     /// write it with --out). No labels are read.
     Estimate {
@@ -58,6 +83,56 @@ pub enum MpiCommand {
 
 pub fn run(args: MpiArgs) -> anyhow::Result<()> {
     match args.command {
+        MpiCommand::Reviews {
+            store,
+            status,
+            limit,
+        } => {
+            let store = open(store)?;
+            let list = store.read(|conn| crate::identity::links::reviews(conn, &status, limit))?;
+            for r in list {
+                let names = store.read(|conn| {
+                    let mut out = Vec::new();
+                    for id in [&r.patient_id, &r.other_id] {
+                        let v = crate::store::versions::current(conn, "Patient", id)?;
+                        let p = v.map(|v| v.json()).unwrap_or(Value::Null);
+                        let name = &p["name"][0];
+                        out.push(format!(
+                            "Patient/{id} {} {} {}",
+                            name["given"][0].as_str().unwrap_or("?"),
+                            name["family"].as_str().unwrap_or("?"),
+                            p["birthDate"].as_str().unwrap_or("?")
+                        ));
+                    }
+                    Ok(out)
+                })?;
+                println!("{} {} p={:.4} {}", r.id, r.status, r.probability, r.grade);
+                for n in names {
+                    println!("  {n}");
+                }
+                println!("  {}", r.detail);
+            }
+        }
+        MpiCommand::Decide {
+            store,
+            id,
+            decision,
+            by,
+        } => {
+            let same = match decision.as_str() {
+                "same" => true,
+                "different" => false,
+                other => anyhow::bail!("decision '{other}': one of same, different"),
+            };
+            let settings = crate::config::Settings::new("127.0.0.1:0", store);
+            let store = crate::store::Store::open(&settings.store_settings()?)?;
+            let mpi = crate::startup::mpi(&store, &settings)?;
+            let who = format!("operator {by}");
+            match store.write_rows(|conn| mpi.decide(conn, &id, same, &who))? {
+                Some(r) => println!("{} decided: {}", r.id, r.status),
+                None => anyhow::bail!("no review {id}"),
+            }
+        }
         MpiCommand::Estimate {
             patients,
             ignore_system,
@@ -131,6 +206,11 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn open(store: crate::config::StoreArgs) -> anyhow::Result<crate::store::Store> {
+    let settings = crate::config::Settings::new("127.0.0.1:0", store);
+    crate::store::Store::open(&settings.store_settings()?)
 }
 
 fn load_model(path: Option<&PathBuf>) -> anyhow::Result<Model> {

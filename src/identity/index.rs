@@ -2,7 +2,8 @@
 //! Patient's write transaction, so that a Patient is a candidate for matching exactly when it
 //! is committed. Keys are stored as SHA-256 digests: the table holds no names or dates in clear.
 
-use super::blocking::MAX_BLOCK;
+use super::blocking::{self, MAX_BLOCK};
+use super::person::Person;
 use crate::store::{DbConnection, StoreError};
 use diesel::prelude::*;
 use std::collections::BTreeSet;
@@ -14,9 +15,17 @@ diesel::table! {
     }
 }
 
-/// The most candidates one lookup returns: with every key's block bounded, a person has at
-/// most a few hundred; beyond this the record says too little to be worth scoring.
-pub const MAX_CANDIDATES: i64 = 2_000;
+diesel::table! {
+    mpi_people (patient_id) {
+        patient_id -> Text,
+        person -> Text,
+    }
+}
+
+/// The most candidates one lookup returns: those sharing the most keys with the person come
+/// first, so a record that says little (a common name, no birth date) costs a write no more
+/// than this many comparisons.
+pub const MAX_CANDIDATES: i64 = 100;
 
 /// A key as stored: the first 128 bits of its SHA-256, in hex.
 pub fn digest(key: &str) -> String {
@@ -27,10 +36,14 @@ pub fn digest(key: &str) -> String {
         .collect()
 }
 
-/// File the Patient `id` under `keys`, in place of what it was filed under.
-pub fn file(conn: &mut DbConnection, id: &str, keys: &[String]) -> Result<(), StoreError> {
+/// File the Patient `id` (whose demographics are `person`) under its blocking keys, in place
+/// of what it was filed under, with what the matcher compares of it.
+pub fn file(conn: &mut DbConnection, id: &str, person: &Person) -> Result<(), StoreError> {
     use mpi_keys::dsl as k;
-    let new: BTreeSet<String> = keys.iter().map(|key| digest(key)).collect();
+    let new: BTreeSet<String> = blocking::keys(person)
+        .iter()
+        .map(|key| digest(key))
+        .collect();
     let old: BTreeSet<String> = k::mpi_keys
         .filter(k::patient_id.eq(id))
         .select(k::key)
@@ -53,11 +66,45 @@ pub fn file(conn: &mut DbConnection, id: &str, keys: &[String]) -> Result<(), St
     if !added.is_empty() {
         crate::store::insert_all!(conn, k::mpi_keys, added)?;
     }
+    use mpi_people::dsl as p;
+    let text = serde_json::to_string(person).unwrap_or_default();
+    diesel::delete(p::mpi_people.find(id)).execute(conn)?;
+    diesel::insert_into(p::mpi_people)
+        .values((p::patient_id.eq(id), p::person.eq(text)))
+        .execute(conn)?;
     Ok(())
 }
 
-/// The Patients filed under any of `keys`, `except` one, each once; a key whose block holds
-/// more than `MAX_BLOCK` Patients is passed over (the other keys find its pairs).
+/// Take the Patient `id` out of the index (it was deleted): no longer a candidate.
+pub fn unfile(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    diesel::delete(mpi_keys::table.filter(mpi_keys::patient_id.eq(id))).execute(conn)?;
+    diesel::delete(mpi_people::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
+/// What the matcher compares of each of `ids` that is filed, as (id, person).
+pub fn people(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<Vec<(String, Person)>, StoreError> {
+    use mpi_people::dsl as p;
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(300) {
+        let rows: Vec<(String, String)> = p::mpi_people
+            .filter(p::patient_id.eq_any(chunk))
+            .select((p::patient_id, p::person))
+            .load(conn)?;
+        out.extend(
+            rows.into_iter()
+                .filter_map(|(id, text)| Some((id, serde_json::from_str(&text).ok()?))),
+        );
+    }
+    Ok(out)
+}
+
+/// The Patients filed under any of `keys`, `except` one, each once, those sharing the most keys
+/// first, at most `MAX_CANDIDATES`; a key whose block holds more than `MAX_BLOCK` Patients is
+/// passed over (the other keys find its pairs).
 pub fn candidates(
     conn: &mut DbConnection,
     keys: &[String],
@@ -81,20 +128,20 @@ pub fn candidates(
     if small.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = k::mpi_keys
+    // those sharing the most keys first
+    let ranked: Vec<(String, i64)> = k::mpi_keys
         .filter(k::key.eq_any(&small))
         .filter(k::patient_id.ne(except.unwrap_or("")))
-        .select(k::patient_id)
-        .distinct()
+        .group_by(k::patient_id)
+        .select((k::patient_id, diesel::dsl::count_star()))
+        .order((diesel::dsl::count_star().desc(), k::patient_id))
         .limit(MAX_CANDIDATES)
         .load(conn)?;
+    let ids: Vec<String> = ranked.into_iter().map(|(id, _)| id).collect();
     Ok(ids)
 }
 
 /// How many Patients are filed.
 pub fn size(conn: &mut DbConnection) -> Result<i64, StoreError> {
-    use mpi_keys::dsl as k;
-    Ok(k::mpi_keys
-        .select(diesel::dsl::count(k::patient_id).aggregate_distinct())
-        .get_result(conn)?)
+    Ok(mpi_people::table.count().get_result(conn)?)
 }

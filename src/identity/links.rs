@@ -117,6 +117,23 @@ pub fn link_of(conn: &mut DbConnection, patient: &str) -> Result<Option<Link>, S
         .optional()?)
 }
 
+/// The persons of `patients` (those with a link), as (patient, person).
+pub fn persons_of(
+    conn: &mut DbConnection,
+    patients: &[&str],
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    use mpi_links::dsl as l;
+    let mut out = std::collections::HashMap::new();
+    for chunk in patients.chunks(300) {
+        let rows: Vec<(String, String)> = l::mpi_links
+            .filter(l::patient_id.eq_any(chunk))
+            .select((l::patient_id, l::person_id))
+            .load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// The Patients linked to `person`.
 pub fn members(conn: &mut DbConnection, person: &str) -> Result<Vec<String>, StoreError> {
     use mpi_links::dsl as l;

@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod compare;
 pub mod estimate;
 pub mod index;
+pub mod linking;
 pub mod links;
 pub mod model;
 pub mod mpi;

@@ -15,8 +15,10 @@ const MAX_REPEATS: usize = 16;
 
 static METAPHONE: LazyLock<DoubleMetaphone> = LazyLock::new(DoubleMetaphone::default);
 
-/// A Patient's demographics, normalised. Empty text means not known.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A Patient's demographics, normalised. Empty text means not known. Kept in the index as
+/// JSON (`index::mpi_people`), so that scoring a candidate does not read its resource.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Person {
     pub given: String,
     /// Further given names (middle names), each normalised.

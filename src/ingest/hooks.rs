@@ -30,8 +30,8 @@ pub trait SourceOfTruth: Send + Sync + std::fmt::Debug {
     ) -> Result<(), String>;
 }
 
-/// Called in the write's transaction for every version written: the place to link it to an
-/// enterprise identity (rows that commit or roll back with the change).
+/// Called in the write's transaction for every version written, deletions included: the place
+/// to link it to an enterprise identity (rows that commit or roll back with the change).
 pub trait IdentityResolver: Send + Sync + std::fmt::Debug {
     fn resolve(
         &self,

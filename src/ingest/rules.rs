@@ -42,10 +42,8 @@ impl WriteRules for Rules {
     }
 
     fn recorded(&self, change: Recorded<'_>) -> Result<(), StoreError> {
-        if !change.version.deleted {
-            for identity in &self.hooks.identity {
-                identity.resolve(change.conn, &self.source, change.version)?;
-            }
+        for identity in &self.hooks.identity {
+            identity.resolve(change.conn, &self.source, change.version)?;
         }
         self.client.recorded(change)
     }

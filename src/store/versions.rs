@@ -246,6 +246,31 @@ pub fn current(
     Ok(row.map(to_version))
 }
 
+/// The current versions of `ids` of one type (deleted ones included), in one query per 300
+/// ids; absent ones are left out, the order is not kept.
+pub fn current_many(
+    conn: &mut DbConnection,
+    rtype: &str,
+    ids: &[String],
+) -> Result<Vec<Version>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(300) {
+        let rows: Vec<VersionRow> = resources::table
+            .inner_join(
+                resource_versions::table.on(resource_versions::resource_type
+                    .eq(resources::resource_type)
+                    .and(resource_versions::resource_id.eq(resources::resource_id))
+                    .and(resource_versions::version_id.eq(resources::version_id))),
+            )
+            .filter(resources::resource_type.eq(rtype))
+            .filter(resources::resource_id.eq_any(chunk))
+            .select(version_columns!())
+            .load(conn)?;
+        out.extend(rows.into_iter().map(to_version));
+    }
+    Ok(out)
+}
+
 /// One past or present version.
 pub fn version(
     conn: &mut DbConnection,

@@ -137,6 +137,61 @@ fn a_match_model_that_does_not_parse_refuses_the_start_and_says_where() {
     assert!(!ok && err.contains("grades"), "{err}");
 }
 
+/// `mpi reviews` lists the pairs a person should look at, side by side; `mpi decide` settles
+/// one, and the server's admin API shows the decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_review_queue_is_worked_from_the_command_line() {
+    let app = spawn(Backend::Sqlite).await;
+    let d = dir_arg(app.dir.path());
+    let person = |given: &str| {
+        serde_json::json!({"resourceType": "Patient", "name": [{"family": "Neumann", "given": [given]}],
+            "birthDate": "1965-11-11", "address": [{"line": ["8 Stanley Street"], "postalCode": "62701"}]})
+    };
+    let (a, _) = app.create(&person("Michaela")).await;
+    let (b, _) = app.create(&person("Sophie")).await;
+    let (ok, out, err) = emrsync(&["mpi", "reviews", "--data-dir", d], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&a) && out.contains(&b), "{out}");
+    assert!(out.contains("Michaela") && out.contains("Sophie"), "{out}");
+    let id = out.split_whitespace().next().unwrap().to_string();
+    let (ok, out, err) = emrsync(
+        &[
+            "mpi",
+            "decide",
+            &id,
+            "different",
+            "--by",
+            "nurse",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("decided: different"), "{out}");
+    let (ok, _, err) = emrsync(
+        &["mpi", "decide", "no-such-review", "same", "--data-dir", d],
+        &[],
+    );
+    assert!(!ok && err.contains("no review"), "{err}");
+    let (ok, out, _) = emrsync(
+        &["mpi", "reviews", "--status", "different", "--data-dir", d],
+        &[],
+    );
+    assert!(ok && out.contains(&id), "{out}");
+    let r = app
+        .client
+        .get(format!("{}/admin/mpi/reviews?status=different", app.root))
+        .send()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        listed["reviews"][0]["decidedBy"], "operator nurse",
+        "{listed}"
+    );
+}
+
 /// `token` mints for the base URL the server runs with, unless told another; a token for
 /// another base gets a 401 that names the claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,13 @@ CREATE TABLE mpi_keys (
 );
 CREATE INDEX mpi_keys_patient ON mpi_keys (patient_id);
 
+-- What the matcher compares of each filed Patient (src/identity/person.rs), normalised, so that
+-- scoring a candidate reads these few fields and not the whole resource.
+CREATE TABLE mpi_people (
+    patient_id TEXT PRIMARY KEY NOT NULL,
+    person TEXT NOT NULL
+);
+
 -- Each source Patient's enterprise identity (person): by the matcher (rule identifier or
 -- fields, with its score and grade), as the first record of its person (rule new), or by a
 -- person's decision (decided_by set: the matcher never overrules it).

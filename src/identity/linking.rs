@@ -1,0 +1,202 @@
+//! Linking each source Patient to its person, in its write transaction:
+//! - the person of its best certain match (not decided different), else a person of its own;
+//! - certain with records of two persons, it stays where it is and the pair goes to review
+//!   (persons are never merged without a person deciding), as do its probable and possible
+//!   matches (the most likely few);
+//! - a correction that leaves it certain with no other record of its person unlinks it (a new
+//!   person, said in the history);
+//! - a link a person decided is never moved, a pair decided different never linked.
+//!
+//! `decide` carries out a person's decision on a review.
+
+use super::index;
+use super::links::{self, Link, Review};
+use super::model::{Grade, Scored};
+use super::mpi::Mpi;
+use super::person::Person;
+use crate::store::{DbConnection, StoreError};
+
+/// The most pairs one write puts before a person.
+const MAX_REVIEWS: usize = 5;
+
+impl Mpi {
+    /// Link the Patient `id` (whose demographics are `person`) to its person, as the matcher
+    /// sees it now.
+    pub fn link(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        person: &Person,
+        who: &str,
+    ) -> Result<(), StoreError> {
+        let current = links::link_of(conn, id)?;
+        if current.as_ref().is_some_and(|l| l.decided_by.is_some()) {
+            return Ok(());
+        }
+        let found: Vec<(String, Scored)> = self
+            .scores(conn, person, Some(id))?
+            .into_iter()
+            .filter(|(_, s)| s.grade > Grade::CertainlyNot)
+            .collect();
+        // only pairs worth a look cost more reads: their persons, in one query
+        let worth: Vec<&str> = found.iter().map(|(other, _)| other.as_str()).collect();
+        let persons = links::persons_of(conn, &worth)?;
+        let mine = current.as_ref().map(|l| l.person_id.as_str());
+        let mut best: Option<(&str, &Scored)> = None;
+        let mut reviews = 0;
+        for (other, scored) in &found {
+            let other = other.as_str();
+            let together = mine.is_some() && mine == persons.get(other).map(String::as_str);
+            if together && scored.grade < Grade::Certain {
+                continue;
+            }
+            if links::decided_different(conn, id, other)? {
+                continue;
+            }
+            match scored.grade {
+                Grade::Certain if best.is_none() => best = Some((other, scored)),
+                // the most likely few: a record like many others is no queue of its own
+                Grade::Probable | Grade::Possible if reviews < MAX_REVIEWS => {
+                    reviews += 1;
+                    links::review(conn, id, other, scored)?;
+                }
+                _ => {}
+            }
+        }
+        let at = links::now();
+        let linked = |person_id: String, rule: &str, s: Option<&Scored>| Link {
+            patient_id: id.to_string(),
+            person_id,
+            probability: s.map_or(1.0, |s| s.probability),
+            grade: s.map_or("certain", |s| s.grade.code()).to_string(),
+            rule: rule.to_string(),
+            linked_at: at,
+            decided_by: None,
+        };
+        match (best, current) {
+            (Some((other, scored)), current) => {
+                let target = self.person_of(conn, other, who)?;
+                links::settle(conn, id, other)?;
+                let reason = format!("a certain match for Patient/{other}");
+                let link = linked(target.clone(), scored.rule, Some(scored));
+                match current {
+                    Some(cur) if cur.person_id == target => {}
+                    // certain with records of two persons: a person decides if they are one
+                    Some(cur) if self.still_with(conn, id, person, &cur.person_id)? => {
+                        links::review(conn, id, other, scored)?;
+                    }
+                    Some(_) => links::set(conn, &link, "moved", &reason, who)?,
+                    None => links::set(conn, &link, "linked", &reason, who)?,
+                }
+            }
+            (None, None) => {
+                let link = linked(links::new_person(), "new", None);
+                let reason = "no certain match: the first record of its person";
+                links::set(conn, &link, "linked", reason, who)?;
+            }
+            (None, Some(cur)) => {
+                let alone = links::members(conn, &cur.person_id)?.len() <= 1;
+                if !alone && !self.still_with(conn, id, person, &cur.person_id)? {
+                    let link = linked(links::new_person(), "new", None);
+                    let reason = format!(
+                        "no longer a certain match for any other record of person {}",
+                        cur.person_id
+                    );
+                    links::set(conn, &link, "unlinked", &reason, who)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The person of the Patient `id`; one of its own when it has none yet (filed before links
+    /// were kept).
+    fn person_of(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        who: &str,
+    ) -> Result<String, StoreError> {
+        if let Some(l) = links::link_of(conn, id)? {
+            return Ok(l.person_id);
+        }
+        let link = Link {
+            patient_id: id.to_string(),
+            person_id: links::new_person(),
+            probability: 1.0,
+            grade: "certain".into(),
+            rule: "new".into(),
+            linked_at: links::now(),
+            decided_by: None,
+        };
+        links::set(conn, &link, "linked", "the first record of its person", who)?;
+        Ok(link.person_id)
+    }
+
+    /// Whether `person` (the Patient `id`) is a certain match for another record of
+    /// `person_id`.
+    fn still_with(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        person: &Person,
+        person_id: &str,
+    ) -> Result<bool, StoreError> {
+        let others: Vec<String> = links::members(conn, person_id)?
+            .into_iter()
+            .filter(|m| m != id)
+            .collect();
+        Ok(index::people(conn, &others)?.iter().any(|(_, other)| {
+            self.model.score(person, other, self.index_size()).grade == Grade::Certain
+        }))
+    }
+
+    /// A person's decision on the review `id`. `same` puts the pair under the first record's
+    /// person, both links marked as decided (the matcher leaves them be). `different` is kept
+    /// (the matcher never links the pair again) and, when the two share a person, takes the
+    /// second out of it. `None` when there is no such review.
+    pub fn decide(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        same: bool,
+        who: &str,
+    ) -> Result<Option<Review>, StoreError> {
+        let Some(review) = links::review_by_id(conn, id)? else {
+            return Ok(None);
+        };
+        let status = if same { "same" } else { "different" };
+        links::decide_review(conn, id, status, who)?;
+        let at = links::now();
+        let link = |patient: &str, person: String, decided: bool| Link {
+            patient_id: patient.to_string(),
+            person_id: person,
+            probability: review.probability,
+            grade: review.grade.clone(),
+            rule: "decision".into(),
+            linked_at: at,
+            decided_by: decided.then(|| who.to_string()),
+        };
+        let first = links::link_of(conn, &review.patient_id)?;
+        let second = links::link_of(conn, &review.other_id)?;
+        let reason = format!("decided: {status} (review {id})");
+        if same {
+            let person = first.map_or_else(links::new_person, |l| l.person_id);
+            for p in [&review.patient_id, &review.other_id] {
+                links::set(
+                    conn,
+                    &link(p, person.clone(), true),
+                    "decided",
+                    &reason,
+                    who,
+                )?;
+            }
+        } else if let (Some(a), Some(b)) = (&first, &second)
+            && a.person_id == b.person_id
+        {
+            let apart = link(&review.other_id, links::new_person(), false);
+            links::set(conn, &apart, "decided", &reason, who)?;
+        }
+        links::review_by_id(conn, id)
+    }
+}
