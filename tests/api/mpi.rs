@@ -293,6 +293,11 @@ async fn match_refuses_what_it_cannot_read_and_confines_a_patient_token(app: Tes
     let mut both = vec![a, b];
     both.sort();
     assert_eq!(ids, both);
+    // a deleted Patient is no longer anyone's match
+    assert!(app.delete(&format!("/Patient/{}", both[1])).await.status < 300);
+    let r = app.post("/Patient/$match", &described).await;
+    let ids: Vec<String> = results(&r.json()).into_iter().map(|x| x.0).collect();
+    assert_eq!(ids, std::slice::from_ref(&both[0]), "{}", r.text);
     // a token that may not search Patients may not match
     let token = app.token_for("system/Observation.rs", None);
     let r = app
