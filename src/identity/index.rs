@@ -25,7 +25,7 @@ diesel::table! {
 /// The most candidates one lookup returns: those sharing the most keys with the person come
 /// first, so a record that says little (a common name, no birth date) costs a write no more
 /// than this many comparisons.
-pub const MAX_CANDIDATES: i64 = 100;
+pub const MAX_CANDIDATES: i64 = 30;
 
 /// A key as stored: the first 128 bits of its SHA-256, in hex.
 pub fn digest(key: &str) -> String {
@@ -37,19 +37,28 @@ pub fn digest(key: &str) -> String {
 }
 
 /// File the Patient `id` (whose demographics are `person`) under its blocking keys, in place
-/// of what it was filed under, with what the matcher compares of it.
-pub fn file(conn: &mut DbConnection, id: &str, person: &Person) -> Result<(), StoreError> {
+/// of what it was filed under (nothing, when `first`: its first version), with what the
+/// matcher compares of it.
+pub fn file(
+    conn: &mut DbConnection,
+    id: &str,
+    person: &Person,
+    first: bool,
+) -> Result<(), StoreError> {
     use mpi_keys::dsl as k;
     let new: BTreeSet<String> = blocking::keys(person)
         .iter()
         .map(|key| digest(key))
         .collect();
-    let old: BTreeSet<String> = k::mpi_keys
-        .filter(k::patient_id.eq(id))
-        .select(k::key)
-        .load::<String>(conn)?
-        .into_iter()
-        .collect();
+    let old: BTreeSet<String> = match first {
+        true => BTreeSet::new(),
+        false => k::mpi_keys
+            .filter(k::patient_id.eq(id))
+            .select(k::key)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect(),
+    };
     let gone: Vec<&String> = old.difference(&new).collect();
     if !gone.is_empty() {
         diesel::delete(
@@ -68,7 +77,9 @@ pub fn file(conn: &mut DbConnection, id: &str, person: &Person) -> Result<(), St
     }
     use mpi_people::dsl as p;
     let text = serde_json::to_string(person).unwrap_or_default();
-    diesel::delete(p::mpi_people.find(id)).execute(conn)?;
+    if !first {
+        diesel::delete(p::mpi_people.find(id)).execute(conn)?;
+    }
     diesel::insert_into(p::mpi_people)
         .values((p::patient_id.eq(id), p::person.eq(text)))
         .execute(conn)?;

@@ -40,7 +40,14 @@ impl Mpi {
             .collect();
         // only pairs worth a look cost more reads: their persons, in one query
         let worth: Vec<&str> = found.iter().map(|(other, _)| other.as_str()).collect();
-        let persons = links::persons_of(conn, &worth)?;
+        let persons = match worth.is_empty() {
+            true => Default::default(),
+            false => links::persons_of(conn, &worth)?,
+        };
+        let apart = match worth.is_empty() {
+            true => Default::default(),
+            false => links::decided_apart(conn, id)?,
+        };
         let mine = current.as_ref().map(|l| l.person_id.as_str());
         let mut best: Option<(&str, &Scored)> = None;
         let mut reviews = 0;
@@ -50,7 +57,7 @@ impl Mpi {
             if together && scored.grade < Grade::Certain {
                 continue;
             }
-            if links::decided_different(conn, id, other)? {
+            if apart.contains(other) {
                 continue;
             }
             match scored.grade {

@@ -200,9 +200,21 @@ pub fn review_of(conn: &mut DbConnection, a: &str, b: &str) -> Result<Option<Rev
         .optional()?)
 }
 
-/// Whether a person decided that `a` and `b` are different people.
-pub fn decided_different(conn: &mut DbConnection, a: &str, b: &str) -> Result<bool, StoreError> {
-    Ok(review_of(conn, a, b)?.is_some_and(|r| r.status == "different"))
+/// The Patients a person decided are not the same person as `patient`.
+pub fn decided_apart(
+    conn: &mut DbConnection,
+    patient: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    use mpi_reviews::dsl as r;
+    let rows: Vec<(String, String)> = r::mpi_reviews
+        .filter(r::status.eq("different"))
+        .filter(r::patient_id.eq(patient).or(r::other_id.eq(patient)))
+        .select((r::patient_id, r::other_id))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(a, b)| if a == patient { b } else { a })
+        .collect())
 }
 
 /// Put the pair (`a`, `b`) before a person, scored as `scored`; an open review is brought up

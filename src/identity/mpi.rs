@@ -115,8 +115,9 @@ impl IdentityResolver for Mpi {
             return index::unfile(conn, &version.id);
         }
         let person = Person::of(&version.json());
-        index::file(conn, &version.id, &person)?;
-        if version.version_id == 1 {
+        let first = version.version_id == 1;
+        index::file(conn, &version.id, &person, first)?;
+        if first {
             self.size.fetch_add(1, Ordering::Relaxed);
         }
         let who = format!("matcher ({})", source.system);
