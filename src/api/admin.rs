@@ -64,10 +64,11 @@ pub(super) async fn answer<T: Send + 'static>(
     }
 }
 
+/// `?status=...&limit=...` of a list (HL7v2 messages, MPI reviews).
 #[derive(Deserialize)]
 pub struct ListQuery {
-    status: Option<String>,
-    limit: Option<i64>,
+    pub(super) status: Option<String>,
+    pub(super) limit: Option<i64>,
 }
 
 pub async fn list(

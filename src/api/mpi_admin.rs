@@ -11,19 +11,13 @@
 //! Like the HL7v2 archive, these hold patient data: a token that may read every Patient.
 
 use super::AppState;
-use super::admin::{answer, problem, refused};
+use super::admin::{ListQuery, answer, problem, refused};
 use crate::identity::links::{self, Review};
 use crate::store::DbConnection;
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    status: Option<String>,
-    limit: Option<i64>,
-}
 
 pub async fn reviews(
     state: web::Data<AppState>,

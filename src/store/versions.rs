@@ -231,19 +231,7 @@ pub fn current(
     id: &str,
 ) -> Result<Option<Version>, StoreError> {
     // one statement: the head row joined to the version it points at
-    let row: Option<VersionRow> = resources::table
-        .inner_join(
-            resource_versions::table.on(resource_versions::resource_type
-                .eq(resources::resource_type)
-                .and(resource_versions::resource_id.eq(resources::resource_id))
-                .and(resource_versions::version_id.eq(resources::version_id))),
-        )
-        .filter(resources::resource_type.eq(rtype))
-        .filter(resources::resource_id.eq(id))
-        .select(version_columns!())
-        .get_result(conn)
-        .optional()?;
-    Ok(row.map(to_version))
+    Ok(current_many(conn, rtype, &[id.to_string()])?.pop())
 }
 
 /// The current versions of `ids` of one type (deleted ones included), in one query per 300
