@@ -89,11 +89,18 @@ pub async fn decide(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<Decision>,
+    body: web::Bytes,
 ) -> HttpResponse {
     if let Some(r) = refused(&req) {
         return r;
     }
+    // read here, so that a body that is no such JSON gets this API's answer, not the framework's
+    let Ok(body) = serde_json::from_slice::<Decision>(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            r#"the body must be {"decision": "same"} or {"decision": "different"}"#,
+        );
+    };
     let same = match body.decision.as_str() {
         "same" => true,
         "different" => false,

@@ -293,6 +293,46 @@ async fn match_refuses_what_it_cannot_read_and_confines_a_patient_token(app: Tes
     let mut both = vec![a, b];
     both.sort();
     assert_eq!(ids, both);
+    // count bounds the answer
+    let one = json!({"name": "count", "valueInteger": 1});
+    let r = app
+        .post(
+            "/Patient/$match",
+            &asked(
+                patient("Ada", "Lovelace", "1915-12-10", "1 St James Sq", "62701"),
+                &[one],
+            ),
+        )
+        .await;
+    assert_eq!(results(&r.json()).len(), 1, "{}", r.text);
+    // a body that is no JSON at all is a 400 that says so, as any FHIR write's
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/Patient/$match"))
+                .header("content-type", "application/fhir+json")
+                .body("{\"resourceType\": \"Parameters\", "),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    // the CapabilityStatement says Patient has $match
+    let cs = app.get("/metadata").await.json();
+    let patient_ops = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Patient")
+        .unwrap()["operation"]
+        .clone();
+    assert!(
+        patient_ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "match"),
+        "{patient_ops}"
+    );
     // a deleted Patient is no longer anyone's match
     assert!(app.delete(&format!("/Patient/{}", both[1])).await.status < 300);
     let r = app.post("/Patient/$match", &described).await;
@@ -440,6 +480,20 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // a body that is no JSON: this API's answer, saying what it takes
+    let r = app
+        .client
+        .post(admin(&format!("/admin/mpi/reviews/{id}")))
+        .body("same")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let said: Value = r.json().await.unwrap();
+    assert!(
+        said["error"].as_str().unwrap().contains("decision"),
+        "{said}"
+    );
 
     // a correction: the HL7v2 record was someone else after all; it leaves the person, said so
     let mut other = app.get(&format!("/Patient/{b}")).await.json();
