@@ -280,13 +280,9 @@ fn related_specimens(cx: &Context, obx: &Segment, o: &mut Map<String, Value>) {
         .field(33)
         .repetitions()
         .filter_map(|eip| {
-            let (c, code) = [(1, "PLAC"), (2, "FILL")]
+            [(1, "PLAC"), (2, "FILL")]
                 .into_iter()
-                .find(|(c, _)| said(eip.sub(*c, 1)).is_some())?;
-            Some(json!({"type": "Specimen", "identifier": {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
-                "system": cx.systems.for_authority(eip.sub(c, 2), eip.sub(c, 3), eip.sub(c, 4), &cx.header.sending_facility),
-                "value": eip.sub(c, 1).trim()}}))
+                .find_map(|(c, code)| super::order::eip_reference(cx, eip, c, code, "Specimen"))
         })
         .collect();
     match named.len() {

@@ -136,6 +136,22 @@ pub fn system(cx: &Context, ei: Rep) -> String {
         .for_authority(ei.get(2), ei.get(3), ei.get(4), &cx.header.sending_facility)
 }
 
+/// Half of an EIP (component `c`: 1 the placer's number, 2 the filler's, each an EI in
+/// subcomponents) as a logical reference to the `rtype` it names, by identifier typed `code`
+/// (PLAC, FILL); `None` when that half is empty.
+pub fn eip_reference(cx: &Context, eip: Rep, c: usize, code: &str, rtype: &str) -> Option<Value> {
+    let value = said(eip.sub(c, 1))?.trim();
+    let system = cx.systems.for_authority(
+        eip.sub(c, 2),
+        eip.sub(c, 3),
+        eip.sub(c, 4),
+        &cx.header.sending_facility,
+    );
+    Some(json!({"type": rtype, "identifier": {
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
+        "system": system, "value": value}}))
+}
+
 /// The stable id of the `rtype` this item makes: by its placer order number (which the
 /// ordering system keeps from the first message to the last), else its filler number, else
 /// `fallback` (the message and the item's place in it).

@@ -110,13 +110,8 @@ fn request(
     // the parent order of a reflex or child order (OBR-29: placer^filler), by identifier
     let parent: Vec<Value> = [(1, "PLAC"), (2, "FILL")]
         .into_iter()
-        .filter(|(c, _)| !obr.field(29).first().sub(*c, 1).trim().is_empty())
-        .map(|(c, code)| {
-            let eip = obr.field(29).first();
-            json!({"type": "ServiceRequest", "identifier": {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
-                "system": cx.systems.for_authority(eip.sub(c, 2), eip.sub(c, 3), eip.sub(c, 4), &cx.header.sending_facility),
-                "value": eip.sub(c, 1).trim()}})
+        .filter_map(|(c, code)| {
+            order::eip_reference(cx, obr.field(29).first(), c, code, "ServiceRequest")
         })
         .collect();
     put(&mut r, "basedOn", Value::Array(parent));

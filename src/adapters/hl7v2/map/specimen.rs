@@ -53,13 +53,9 @@ pub fn specimen(cx: &Context, report: &[&str], spm: &Segment, subject: &Value) -
         .field(3)
         .repetitions()
         .filter_map(|eip| {
-            let (c, code) = [(2, "FILL"), (1, "PLAC")]
+            [(2, "FILL"), (1, "PLAC")]
                 .into_iter()
-                .find(|(c, _)| !eip.sub(*c, 1).trim().is_empty())?;
-            Some(json!({"type": "Specimen", "identifier": {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
-                "system": cx.systems.for_authority(eip.sub(c, 2), eip.sub(c, 3), eip.sub(c, 4), facility),
-                "value": eip.sub(c, 1).trim()}}))
+                .find_map(|(c, code)| super::order::eip_reference(cx, eip, c, code, "Specimen"))
         })
         .collect();
     put(&mut s, "parent", Value::Array(parents));
