@@ -226,6 +226,12 @@ impl Application {
             sockets.clone(),
         );
         let workers = Arc::new(workers);
+        {
+            let (s, m) = (store.clone(), mpi.clone());
+            tasks.spawn("MPI linker", OnExit::Restart, AtShutdown::Stop, move |_| {
+                crate::identity::linker::run(s.clone(), m.clone())
+            });
+        }
         let w = workers.clone();
         tasks.spawn(
             "subscription dispatcher",

@@ -6,7 +6,8 @@
 //! - `POST /admin/mpi/reviews/{id}` with `{"decision": "same" | "different"}`: a person's
 //!   decision, kept and never overruled by the matcher;
 //! - `GET /admin/mpi/patients/{id}`: a Patient's link, the other records of its person, and
-//!   the history of its links.
+//!   the history of its links (`pending` while the linker has yet to link its latest version);
+//! - `GET /admin/mpi`: the index's size and the linker's backlog.
 //!
 //! Like the HL7v2 archive, these hold patient data: a token that may read every Patient.
 
@@ -143,8 +144,10 @@ pub async fn patient(
         "no such Patient in the index",
         move || {
             store.read(|conn| {
+                let pending = crate::identity::linker::is_pending(conn, &id)?;
                 let Some(link) = links::link_of(conn, &id)? else {
-                    return Ok(None);
+                    // filed, not yet linked: the linker is on its way
+                    return Ok(pending.then(|| json!({"patient": id, "person": null, "pending": true})));
                 };
                 let members = links::members(conn, &link.person_id)?;
                 let history: Vec<Value> = links::history(conn, &id)?
@@ -163,8 +166,36 @@ pub async fn patient(
                     "rule": link.rule,
                     "linked": iso(link.linked_at),
                     "decidedBy": link.decided_by,
+                    "pending": pending,
                     "members": members,
                     "history": history,
+                })))
+            })
+        },
+        |v| v,
+    )
+    .await
+}
+
+/// The index's size and how far the linker is behind.
+pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Some(r) = refused(&req) {
+        return r;
+    }
+    let store = state.store.clone();
+    answer(
+        "",
+        move || {
+            store.read(|conn| {
+                let indexed = crate::identity::index::size(conn)?;
+                let (pending, oldest) = crate::identity::linker::backlog(conn)?;
+                let lag =
+                    oldest.map(|at| (crate::fhir::resource::now_micros() - at).max(0) as f64 / 1e6);
+                Ok(Some(json!({
+                    "indexed": indexed,
+                    "pending": pending,
+                    "oldestPending": oldest.map(iso),
+                    "lagSeconds": lag,
                 })))
             })
         },

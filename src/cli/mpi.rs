@@ -200,6 +200,14 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
         } => {
             let model = load_model(model.as_ref())?;
             let (people, truth) = read(&patients, Some(&truth_system))?;
+            // as the server scores: with u from a random sample of its index, once big enough
+            let model = match people.len() as i64 >= crate::identity::chance::MIN_RECORDS {
+                true => {
+                    let sample = crate::identity::chance::sample_of(&people, 1);
+                    crate::identity::chance::localised(&model, &sample, people.len() as u64)
+                }
+                false => model,
+            };
             evaluate(&model, &people, &truth);
             review(&model, &people, &truth, show_review);
             missed(&people, &truth, show_missed);

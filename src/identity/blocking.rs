@@ -18,11 +18,11 @@ pub fn keys(p: &Person) -> Vec<String> {
             out.push(format!("{kind}:{}", parts.join(":")));
         }
     };
-    // each name's sound with the birth year (a typo in a name, the day or the month), the same
-    // kind for given and family so that names written the other way round meet
+    // each name's sound with the postal code (a wrong birth date, most errors in the other
+    // name), the same kind for given and family so that names written the other way round meet.
+    // (Each name's sound with the birth year was a key too: on FEBRL 2, 3 and 4 it found 0.1%
+    // of the true pairs that no other key did, and every key is a row every write adds.)
     for sound in [&p.given_sound, &p.family_sound] {
-        add("ny", &[sound, year]);
-        // and with the postal code (a wrong birth date, most errors in the other name)
         add("pn", &[&p.postal, sound]);
     }
     // both names' sounds, in either order (a wrong birth date)
@@ -62,7 +62,6 @@ mod tests {
         );
         let k = keys(&p);
         for kind in [
-            "ny:",
             "pn:4223:",
             "nn:",
             "bd:19151111",

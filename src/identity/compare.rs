@@ -4,7 +4,7 @@
 
 use super::person::Person;
 use serde::{Deserialize, Serialize};
-use strsim::{damerau_levenshtein, jaro_winkler};
+use strsim::jaro_winkler;
 
 /// A field the matcher compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -120,10 +120,12 @@ impl Field {
             }
             Field::Postal => {
                 both(&a.postal, &b.postal)?;
-                match damerau_levenshtein(&a.postal, &b.postal) {
-                    0 => "exact",
-                    1 => "one_edit",
-                    _ => "differ",
+                if a.postal == b.postal {
+                    "exact"
+                } else if one_edit(&a.postal, &b.postal) {
+                    "one_edit"
+                } else {
+                    "differ"
                 }
             }
             Field::Gender => same(&a.gender, &b.gender)?,
@@ -170,6 +172,31 @@ fn name(a: &str, b: &str, sa: &str, sb: &str, swapped: bool) -> Option<&'static 
     })
 }
 
+/// Whether `a` and `b` differ by exactly one edit: a character changed, added or left out, or
+/// two neighbours swapped (a Damerau-Levenshtein distance of 1). Checked in one pass: the
+/// general distance allocates a table per call, and every candidate pair asks this twice.
+fn one_edit(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a == b || a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let start = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let end = a[start..]
+        .iter()
+        .rev()
+        .zip(b[start..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (ra, rb) = (&a[start..a.len() - end], &b[start..b.len() - end]);
+    match (ra.len(), rb.len()) {
+        // one changed, one added or left out
+        (1, 1) | (1, 0) | (0, 1) => true,
+        // two neighbours swapped
+        (2, 2) => ra[0] == rb[1] && ra[1] == rb[0],
+        _ => false,
+    }
+}
+
 /// Two birth dates (`YYYYMMDD`, or a year or year and month alone).
 fn birth(a: &str, b: &str) -> Option<&'static str> {
     both(a, b)?;
@@ -184,7 +211,7 @@ fn birth(a: &str, b: &str) -> Option<&'static str> {
             "differ"
         });
     }
-    if damerau_levenshtein(a, b) == 1 {
+    if one_edit(a, b) {
         return Some("one_edit");
     }
     let (ya, ma, da) = (&a[..4], &a[4..6], &a[6..8]);
@@ -250,6 +277,40 @@ mod tests {
             level(Field::Family, &katz, &person("Al", "Cats", "")),
             Some("sounds")
         );
+    }
+
+    #[test]
+    fn one_edit_is_one_change_addition_omission_or_swap() {
+        for (a, b) in [
+            ("4223", "4224"),
+            ("4223", "423"),
+            ("423", "4223"),
+            ("4223", "4232"),
+            ("19651111", "19651211"),
+            ("ab", "ba"),
+            ("a", ""),
+        ] {
+            assert!(one_edit(a, b), "{a} {b}");
+            assert_eq!(strsim::damerau_levenshtein(a, b), 1, "{a} {b}");
+        }
+        for (a, b) in [
+            ("4223", "4223"),
+            ("4223", "4332"),
+            ("4223", "42"),
+            ("1965", "5691"),
+            ("abc", "cab"),
+            ("", ""),
+        ] {
+            assert!(!one_edit(a, b), "{a} {b}");
+            assert_ne!(strsim::damerau_levenshtein(a, b), 1, "{a} {b}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_edit_is_a_damerau_levenshtein_distance_of_one(a in "[0-9a-c]{0,8}", b in "[0-9a-c]{0,8}") {
+            proptest::prop_assert_eq!(one_edit(&a, &b), strsim::damerau_levenshtein(&a, &b) == 1);
+        }
     }
 
     #[test]

@@ -30,7 +30,6 @@ const PSEUDO: f64 = 0.5;
 /// agree on them by construction, so they say nothing there about matching.
 fn built_from(kind: &str) -> &'static [Field] {
     match kind {
-        "ny" => &[Field::Given, Field::Family, Field::Birth],
         "pn" => &[Field::Given, Field::Family, Field::Postal],
         "nn" => &[Field::Given, Field::Family],
         "bd" => &[Field::Birth],
@@ -86,6 +85,30 @@ pub fn candidate_pairs(people: &[Person]) -> Vec<(u32, u32)> {
     all.sort_unstable();
     all.dedup();
     all
+}
+
+/// Per field and level, how many of `pairs` random pairs of `people` agree so (those that do
+/// not know the field are not counted): how often different people agree by chance, in this
+/// population.
+pub fn chance(people: &[Person], pairs: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let n = people.len();
+    let mut counts: Vec<Vec<f64>> = FIELDS.iter().map(|f| vec![0.0; f.levels().len()]).collect();
+    if n < 2 {
+        return counts;
+    }
+    for _ in 0..pairs {
+        let (a, b) = (rng.usize(..n), rng.usize(..n));
+        if a == b {
+            continue;
+        }
+        for (i, l) in vector(&people[a], &people[b]).iter().enumerate() {
+            if *l != MISSING {
+                counts[i][*l as usize] += 1.0;
+            }
+        }
+    }
+    counts
 }
 
 /// Per field and level, the share of `vectors` at that level among those knowing the field,

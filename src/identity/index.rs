@@ -1,6 +1,9 @@
 //! The index itself: each Patient filed under its blocking keys, in the database, in the
 //! Patient's write transaction, so that a Patient is a candidate for matching exactly when it
-//! is committed. Keys are stored as SHA-256 digests: the table holds no names or dates in clear.
+//! is committed, and marked pending for the linker (`linker`), which links it right after.
+//! Keys are stored as the first 64 bits of their SHA-256: the table holds no names or dates in
+//! clear, and one small B-tree of integers is what a write adds to (every key row dirties a
+//! page of it; the write's cost is mostly those pages).
 
 use super::blocking::{self, MAX_BLOCK};
 use super::person::Person;
@@ -10,7 +13,7 @@ use std::collections::BTreeSet;
 
 diesel::table! {
     mpi_keys (key, patient_id) {
-        key -> Text,
+        key -> BigInt,
         patient_id -> Text,
     }
 }
@@ -19,6 +22,8 @@ diesel::table! {
     mpi_people (patient_id) {
         patient_id -> Text,
         person -> Text,
+        pending -> Nullable<BigInt>,
+        filed_by -> Text,
     }
 }
 
@@ -27,68 +32,96 @@ diesel::table! {
 /// than this many comparisons.
 pub const MAX_CANDIDATES: i64 = 30;
 
-/// A key as stored: the first 128 bits of its SHA-256, in hex.
-pub fn digest(key: &str) -> String {
+/// A key as stored: the first 64 bits of its SHA-256.
+pub fn digest(key: &str) -> i64 {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
-    d.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d.as_ref()[..8]);
+    i64::from_be_bytes(first)
+}
+
+fn digests(person: &Person) -> BTreeSet<i64> {
+    blocking::keys(person).iter().map(|k| digest(k)).collect()
+}
+
+/// What the index holds of the Patient `id`: what the matcher compares of it.
+pub fn filed(conn: &mut DbConnection, id: &str) -> Result<Option<Person>, StoreError> {
+    use mpi_people::dsl as p;
+    let text: Option<String> = p::mpi_people
+        .find(id)
+        .select(p::person)
+        .get_result(conn)
+        .optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
 /// File the Patient `id` (whose demographics are `person`) under its blocking keys, in place
 /// of what it was filed under (nothing, when `first`: its first version), with what the
-/// matcher compares of it.
+/// matcher compares of it, pending for the linker since `at`; `by` is the source that wrote it.
 pub fn file(
     conn: &mut DbConnection,
     id: &str,
     person: &Person,
     first: bool,
+    (at, by): (i64, &str),
 ) -> Result<(), StoreError> {
     use mpi_keys::dsl as k;
-    let new: BTreeSet<String> = blocking::keys(person)
-        .iter()
-        .map(|key| digest(key))
-        .collect();
-    let old: BTreeSet<String> = match first {
-        true => BTreeSet::new(),
-        false => k::mpi_keys
-            .filter(k::patient_id.eq(id))
-            .select(k::key)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect(),
+    use mpi_people::dsl as p;
+    let new = digests(person);
+    // the keys it was filed under are those of what it was filed with
+    let old = match first {
+        true => None,
+        false => filed(conn, id)?,
     };
-    let gone: Vec<&String> = old.difference(&new).collect();
+    let old_keys = old.as_ref().map(digests).unwrap_or_default();
+    let gone: Vec<i64> = old_keys.difference(&new).copied().collect();
     if !gone.is_empty() {
         diesel::delete(
             k::mpi_keys
-                .filter(k::patient_id.eq(id))
-                .filter(k::key.eq_any(gone)),
+                .filter(k::key.eq_any(gone))
+                .filter(k::patient_id.eq(id)),
         )
         .execute(conn)?;
     }
     let added: Vec<_> = new
-        .difference(&old)
-        .map(|key| (k::key.eq(key.as_str()), k::patient_id.eq(id)))
+        .difference(&old_keys)
+        .map(|key| (k::key.eq(*key), k::patient_id.eq(id)))
         .collect();
     if !added.is_empty() {
         crate::store::insert_all!(conn, k::mpi_keys, added)?;
     }
-    use mpi_people::dsl as p;
     let text = serde_json::to_string(person).unwrap_or_default();
-    if !first {
-        diesel::delete(p::mpi_people.find(id)).execute(conn)?;
+    let row = (
+        p::person.eq(&text),
+        p::pending.eq(Some(at)),
+        p::filed_by.eq(by),
+    );
+    let updated = match old.is_some() {
+        true => diesel::update(p::mpi_people.find(id))
+            .set(row)
+            .execute(conn)?,
+        false => 0,
+    };
+    if updated == 0 {
+        diesel::insert_into(p::mpi_people)
+            .values((p::patient_id.eq(id), row.0, row.1, row.2))
+            .execute(conn)?;
     }
-    diesel::insert_into(p::mpi_people)
-        .values((p::patient_id.eq(id), p::person.eq(text)))
-        .execute(conn)?;
     Ok(())
 }
 
 /// Take the Patient `id` out of the index (it was deleted): no longer a candidate.
 pub fn unfile(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
-    diesel::delete(mpi_keys::table.filter(mpi_keys::patient_id.eq(id))).execute(conn)?;
+    let Some(old) = filed(conn, id)? else {
+        return Ok(());
+    };
+    let keys: Vec<i64> = digests(&old).into_iter().collect();
+    diesel::delete(
+        mpi_keys::table
+            .filter(mpi_keys::key.eq_any(keys))
+            .filter(mpi_keys::patient_id.eq(id)),
+    )
+    .execute(conn)?;
     diesel::delete(mpi_people::table.find(id)).execute(conn)?;
     Ok(())
 }
@@ -113,6 +146,37 @@ pub fn people(
     Ok(out)
 }
 
+#[derive(QueryableByName)]
+struct Member {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    patient_id: String,
+}
+
+/// The Patients filed under `key`, read only as far as too big to score (`MAX_BLOCK` + 1): a
+/// common key costs no more than a rare one. The bound is in the statement's text: SQLite
+/// plans a bound `LIMIT ?` again on every run (see `clippy.toml`).
+fn block(conn: &mut DbConnection, key: i64) -> Result<Vec<String>, StoreError> {
+    use diesel::sql_types::BigInt;
+    static SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+        let sql = |at: &str| {
+            format!(
+                "SELECT patient_id FROM mpi_keys WHERE key = {at} LIMIT {}",
+                MAX_BLOCK + 1
+            )
+        };
+        (sql("?"), sql("$1"))
+    });
+    let rows: Vec<Member> = match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(SQL.0.as_str())
+            .bind::<BigInt, _>(key)
+            .load(c)?,
+        DbConnection::Pg(c) => diesel::sql_query(SQL.1.as_str())
+            .bind::<BigInt, _>(key)
+            .load(c)?,
+    };
+    Ok(rows.into_iter().map(|m| m.patient_id).collect())
+}
+
 /// The Patients filed under any of `keys`, `except` one, each once, those sharing the most keys
 /// first, at most `MAX_CANDIDATES`; a key whose block holds more than `MAX_BLOCK` Patients is
 /// passed over (the other keys find its pairs).
@@ -121,35 +185,77 @@ pub fn candidates(
     keys: &[String],
     except: Option<&str>,
 ) -> Result<Vec<String>, StoreError> {
-    use mpi_keys::dsl as k;
-    let digests: Vec<String> = keys.iter().map(|key| digest(key)).collect();
-    if digests.is_empty() {
-        return Ok(Vec::new());
+    let mut shared: std::collections::HashMap<String, i64> = Default::default();
+    for key in keys {
+        let members = block(conn, digest(key))?;
+        if members.len() > MAX_BLOCK {
+            continue;
+        }
+        for id in members {
+            *shared.entry(id).or_default() += 1;
+        }
     }
-    let sizes: Vec<(String, i64)> = k::mpi_keys
-        .filter(k::key.eq_any(&digests))
-        .group_by(k::key)
-        .select((k::key, diesel::dsl::count_star()))
-        .load(conn)?;
-    let small: Vec<String> = sizes
-        .into_iter()
-        .filter(|(_, n)| *n as usize <= MAX_BLOCK)
-        .map(|(key, _)| key)
-        .collect();
-    if small.is_empty() {
-        return Ok(Vec::new());
+    if let Some(except) = except {
+        shared.remove(except);
     }
     // those sharing the most keys first
-    let ranked: Vec<(String, i64)> = k::mpi_keys
-        .filter(k::key.eq_any(&small))
-        .filter(k::patient_id.ne(except.unwrap_or("")))
-        .group_by(k::patient_id)
-        .select((k::patient_id, diesel::dsl::count_star()))
-        .order((diesel::dsl::count_star().desc(), k::patient_id))
-        .limit(MAX_CANDIDATES)
+    let mut ranked: Vec<(String, i64)> = shared.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ranked.truncate(MAX_CANDIDATES as usize);
+    Ok(ranked.into_iter().map(|(id, _)| id).collect())
+}
+
+/// How many current Patients the store holds (each should be filed).
+pub fn patients(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    use crate::store::schema::resources::dsl as r;
+    Ok(r::resources
+        .filter(r::resource_type.eq("Patient"))
+        .filter(r::deleted.eq(false))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Of the next `limit` current Patients after `after` (by id), those not filed, and the last
+/// one looked at (`None`: no more Patients).
+pub fn unfiled(
+    conn: &mut DbConnection,
+    after: &str,
+    limit: i64,
+) -> Result<(Vec<String>, Option<String>), StoreError> {
+    use crate::store::schema::resources::dsl as r;
+    let page: Vec<String> = r::resources
+        .filter(r::resource_type.eq("Patient"))
+        .filter(r::deleted.eq(false))
+        .filter(r::resource_id.gt(after))
+        .order(r::resource_id)
+        .select(r::resource_id)
+        .limit(limit)
         .load(conn)?;
-    let ids: Vec<String> = ranked.into_iter().map(|(id, _)| id).collect();
-    Ok(ids)
+    let filed: BTreeSet<String> = mpi_people::table
+        .filter(mpi_people::patient_id.eq_any(&page))
+        .select(mpi_people::patient_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    let last = page.last().cloned();
+    Ok((
+        page.into_iter().filter(|id| !filed.contains(id)).collect(),
+        last,
+    ))
+}
+
+/// At most `n` filed Patients drawn at random: what the matcher compares of each.
+pub fn sample(conn: &mut DbConnection, n: i64) -> Result<Vec<Person>, StoreError> {
+    use mpi_people::dsl as p;
+    let rows: Vec<String> = p::mpi_people
+        .select(p::person)
+        .order(diesel::dsl::sql::<diesel::sql_types::Integer>("random()"))
+        .limit(n)
+        .load(conn)?;
+    Ok(rows
+        .iter()
+        .filter_map(|t| serde_json::from_str(t).ok())
+        .collect())
 }
 
 /// How many Patients are filed.

@@ -1,4 +1,4 @@
-//! Linking each source Patient to its person, in its write transaction:
+//! Linking each source Patient to its person, right after its write (`linker`):
 //! - the person of its best certain match (not decided different), else a person of its own;
 //! - certain with records of two persons, it stays where it is and the pair goes to review
 //!   (persons are never merged without a person deciding), as do its probable and possible
@@ -21,20 +21,20 @@ const MAX_REVIEWS: usize = 5;
 
 impl Mpi {
     /// Link the Patient `id` (whose demographics are `person`) to its person, as the matcher
-    /// sees it now.
+    /// sees it now: `found` are its scores against the index (`Mpi::scores`), taken before the
+    /// write transaction this runs in (the linker's), on a reader.
     pub fn link(
         &self,
         conn: &mut DbConnection,
-        id: &str,
-        person: &Person,
+        (id, person): (&str, &Person),
+        found: Vec<(String, Scored)>,
         who: &str,
     ) -> Result<(), StoreError> {
         let current = links::link_of(conn, id)?;
         if current.as_ref().is_some_and(|l| l.decided_by.is_some()) {
             return Ok(());
         }
-        let found: Vec<(String, Scored)> = self
-            .scores(conn, person, Some(id))?
+        let found: Vec<(String, Scored)> = found
             .into_iter()
             .filter(|(_, s)| s.grade > Grade::CertainlyNot)
             .collect();
@@ -153,8 +153,9 @@ impl Mpi {
             .into_iter()
             .filter(|m| m != id)
             .collect();
+        let model = self.scoring();
         Ok(index::people(conn, &others)?.iter().any(|(_, other)| {
-            self.model.score(person, other, self.index_size()).grade == Grade::Certain
+            model.score(person, other, self.index_size()).grade == Grade::Certain
         }))
     }
 

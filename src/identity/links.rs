@@ -51,8 +51,8 @@ diesel::table! {
 }
 
 /// A source Patient's link to its person.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize)]
-#[diesel(table_name = mpi_links)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
+#[diesel(table_name = mpi_links, treat_none_as_null = true)]
 pub struct Link {
     pub patient_id: String,
     pub person_id: String,
@@ -153,10 +153,16 @@ pub fn set(
     who: &str,
 ) -> Result<(), StoreError> {
     use mpi_links::dsl as l;
-    diesel::delete(l::mpi_links.find(&link.patient_id)).execute(conn)?;
-    diesel::insert_into(l::mpi_links)
+    // one statement, whether the Patient had a link or not
+    let upsert = diesel::insert_into(l::mpi_links)
         .values(link)
-        .execute(conn)?;
+        .on_conflict(l::patient_id)
+        .do_update()
+        .set(link);
+    match conn {
+        DbConnection::Pg(c) => upsert.execute(c)?,
+        DbConnection::Sqlite(c) => upsert.execute(c)?,
+    };
     use mpi_link_history::dsl as h;
     diesel::insert_into(h::mpi_link_history)
         .values((

@@ -2,12 +2,15 @@
 //! Patient with those already known (`person`, `compare`), by weights estimated from the data
 //! (`model`, `estimate`), among the candidates blocking proposes (`blocking`), and says how
 //! sure it is and why. Every Patient written from any source is filed in the index in its
-//! write transaction (`mpi`, `index`).
+//! write transaction (`mpi`, `index`) and linked to its person right after (`linker`,
+//! `linking`, `links`).
 
 pub mod blocking;
+pub mod chance;
 pub mod compare;
 pub mod estimate;
 pub mod index;
+pub mod linker;
 pub mod linking;
 pub mod links;
 pub mod model;

@@ -14,6 +14,12 @@ use std::path::Path;
 /// The model shipped with the server, estimated as `docs/identity.md` says.
 pub const SHIPPED: &str = include_str!("../../capability/mpi/model.json");
 
+/// Random pairs of the index that must know a field before its `u` is taken from the index.
+pub const LOCAL_PAIRS: f64 = 10_000.0;
+/// Pairs at a level before that level's `u` is: rarer levels keep the model's (the sample
+/// cannot tell 1 in 100,000 from 1 in 1,000,000).
+pub const LOCAL_SEEN: f64 = 30.0;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
@@ -171,6 +177,35 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// This model with `u` taken from `chance` (per field and level, how many random pairs of
+    /// the index agree so: `estimate::chance`) where the index tells it: for a field that at
+    /// least `LOCAL_PAIRS` pairs know, each level seen at least `LOCAL_SEEN` times. A shipped
+    /// model's `u` describe the population it was estimated on; a hospital whose patients
+    /// mostly share a city and a state, or a handful of surnames, is another, and agreement
+    /// there says less. `m` (how records of one person differ) travels; `u` does not.
+    pub fn with_chance(&self, chance: &[Vec<f64>]) -> Model {
+        let mut local = self.clone();
+        for (i, field) in FIELDS.iter().enumerate() {
+            let Some(counts) = chance.get(i) else {
+                continue;
+            };
+            let total: f64 = counts.iter().sum();
+            if total < LOCAL_PAIRS {
+                continue;
+            }
+            let levels = local.fields.get_mut(field).expect("checked: every field");
+            for (l, name) in field.levels().iter().enumerate() {
+                let seen = counts.get(l).copied().unwrap_or_default();
+                if let Some(level) = levels.get_mut(*name)
+                    && seen >= LOCAL_SEEN
+                {
+                    level.u = (seen / total).clamp(1e-9, 1.0);
+                }
+            }
+        }
+        local
     }
 
     /// The weight of `field` agreeing at `level`.

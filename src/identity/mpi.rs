@@ -1,7 +1,7 @@
 //! The MPI as the ingest path meets it. Every Patient version written, from any source, is in
 //! the same transaction (`ingest::hooks::IdentityResolver`) filed under its blocking keys with
-//! what the matcher compares of it, then linked to its person (`linking`); a deleted one is
-//! taken out of the index.
+//! what the matcher compares of it, pending; the linker (`linker`) links it to its person right
+//! after the commit, off the writer's path (`linking`). A deleted one is taken out of the index.
 //!
 //! `scores` and `find` answer who in the index may be the same person as a given Patient,
 //! scored and explained (`$match`), from the index alone.
@@ -13,13 +13,30 @@ use crate::ingest::Source;
 use crate::ingest::hooks::IdentityResolver;
 use crate::store::{DbConnection, StoreError, Version};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Records whose comparison fields are kept in memory (about 300 bytes each).
+const PEOPLE_CACHED: u64 = 200_000;
 
 /// The smallest index size the prior odds assume (a hospital's index is never smaller).
 const MIN_INDEX: i64 = 10_000;
 
 #[derive(Debug)]
 pub struct Mpi {
+    /// The model as configured (`capability/mpi/model.json` or `--mpi-model`).
     pub model: Model,
+    /// The model scoring uses: the configured one with `u` from the index once it holds
+    /// enough records (`chance`).
+    pub(super) local: RwLock<Arc<Model>>,
+    /// The index's size when `local` was last taken from it.
+    pub(super) learned_at: AtomicI64,
+    /// What the matcher compares of recently scored records: a reader of SQLite reads the
+    /// index's pages again after every commit, and with many commits a second that made
+    /// loading the candidates cost six times their scoring. Kept right by the linker, which
+    /// puts in each Patient as filed once it is committed (a candidate loaded just before a
+    /// newer version committed is replaced within a batch), and dropped when a Patient is filed
+    /// again or deleted; entries expire, for a store written by other processes too.
+    people: moka::sync::Cache<String, Arc<Person>>,
     /// Patients in the index: counted at start, kept up by this process's writes (the prior
     /// odds of a match depend on it, not to the record).
     size: AtomicI64,
@@ -35,7 +52,13 @@ pub struct Candidate {
 impl Mpi {
     pub fn new(model: Model) -> Mpi {
         Mpi {
+            people: moka::sync::Cache::builder()
+                .max_capacity(PEOPLE_CACHED)
+                .time_to_live(std::time::Duration::from_secs(600))
+                .build(),
+            local: RwLock::new(Arc::new(model.clone())),
             model,
+            learned_at: AtomicI64::new(0),
             size: AtomicI64::new(0),
         }
     }
@@ -52,6 +75,24 @@ impl Mpi {
         self.size.load(Ordering::Relaxed).max(MIN_INDEX) as usize
     }
 
+    /// `person` is what the index holds of the committed Patient `id` (the linker read it).
+    pub(super) fn known(&self, id: &str, person: &Person) {
+        self.people.insert(id.to_string(), Arc::new(person.clone()));
+    }
+
+    /// The model scoring uses now.
+    pub fn scoring(&self) -> Arc<Model> {
+        self.local
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The index's size now (records filed), as this process counts it.
+    pub fn size(&self) -> i64 {
+        self.size.load(Ordering::Relaxed)
+    }
+
     /// The Patients of the index that may be `patient` (not `except`), scored, best first,
     /// as (id, score): read from the index alone, never from the resources.
     pub fn scores(
@@ -61,10 +102,24 @@ impl Mpi {
         except: Option<&str>,
     ) -> Result<Vec<(String, Scored)>, StoreError> {
         let ids = index::candidates(conn, &blocking::keys(patient), except)?;
-        let mut found: Vec<(String, Scored)> = index::people(conn, &ids)?
+        let model = self.scoring();
+        let mut people: Vec<(String, Arc<Person>)> = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.people.get(&id) {
+                Some(p) => people.push((id, p)),
+                None => missing.push(id),
+            }
+        }
+        for (id, p) in index::people(conn, &missing)? {
+            let p = Arc::new(p);
+            self.people.insert(id.clone(), p.clone());
+            people.push((id, p));
+        }
+        let mut found: Vec<(String, Scored)> = people
             .into_iter()
             .map(|(id, other)| {
-                let scored = self.model.score(patient, &other, self.index_size());
+                let scored = model.score(patient, &other, self.index_size());
                 (id, scored)
             })
             .collect();
@@ -111,16 +166,18 @@ impl IdentityResolver for Mpi {
         if version.resource_type != "Patient" {
             return Ok(());
         }
+        // what this write replaces is no longer what the index holds
+        self.people.invalidate(&version.id);
         if version.deleted {
             return index::unfile(conn, &version.id);
         }
         let person = Person::of(&version.json());
         let first = version.version_id == 1;
-        index::file(conn, &version.id, &person, first)?;
+        let filed = (version.last_updated, source.system.as_str());
+        index::file(conn, &version.id, &person, first, filed)?;
         if first {
             self.size.fetch_add(1, Ordering::Relaxed);
         }
-        let who = format!("matcher ({})", source.system);
-        self.link(conn, &version.id, &person, &who)
+        Ok(())
     }
 }

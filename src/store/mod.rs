@@ -77,9 +77,9 @@ pub struct Store {
     group: Option<Arc<group_commit::GroupCommit>>,
     cache: ResourceCache,
     database: Database,
-    /// Notified after every commit that recorded a change (the subscription dispatcher waits
-    /// on it).
-    changed: Arc<tokio::sync::Notify>,
+    /// Moved after every commit that recorded a change (the subscription dispatcher and the
+    /// MPI's linker wait on it).
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
     seal: Option<Arc<seal::Seal>>,
     /// This installation's values, as read (they never change once made).
     installation: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>>,
@@ -173,7 +173,7 @@ impl Store {
             group,
             cache: ResourceCache::new(settings.cache_capacity, settings.cache_ttl),
             database: settings.database.clone(),
-            changed: Arc::new(tokio::sync::Notify::new()),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
             seal: settings.seal.clone(),
             installation: Arc::default(),
         })
@@ -304,7 +304,7 @@ impl Store {
             self.cache.offer(v);
         }
         if changed {
-            self.changed.notify_one();
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(out)
     }
@@ -393,9 +393,10 @@ impl Store {
         })
     }
 
-    /// Notified after each commit that recorded a resource change.
-    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
-        self.changed.clone()
+    /// Changed after each commit that recorded a resource change: each task that follows the
+    /// changes (the subscription dispatcher, the MPI's linker) holds a receiver of its own.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     pub fn cached_entries(&self) -> u64 {

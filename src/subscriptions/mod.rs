@@ -76,7 +76,7 @@ impl Workers {
 }
 
 async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>) {
-    let changes = store.changes();
+    let mut changes = store.changes();
     let cache = Arc::new(std::sync::Mutex::new(dispatch::Listeners::default()));
     loop {
         // a moment for the changes committing together to arrive together
@@ -111,7 +111,7 @@ async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>) {
             }
         }
         tokio::select! {
-            _ = changes.notified() => {}
+            _ = changes.changed() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
     }

@@ -149,6 +149,7 @@ async fn the_review_queue_is_worked_from_the_command_line() {
     };
     let (a, _) = app.create(&person("Michaela")).await;
     let (b, _) = app.create(&person("Sophie")).await;
+    app.mpi_settled().await;
     let (ok, out, err) = emrsync(&["mpi", "reviews", "--data-dir", d], &[]);
     assert!(ok, "{err}");
     assert!(out.contains(&a) && out.contains(&b), "{out}");

@@ -203,6 +203,20 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
+    /// Once the MPI's linker has linked every Patient written so far (a link follows its
+    /// Patient's write by a batch, `src/identity/linker.rs`).
+    pub async fn mpi_settled(&self) {
+        for _ in 0..400 {
+            let status = self.get_url(&format!("{}/admin/mpi", self.root)).await;
+            assert_eq!(status.status, 200, "{}", status.text);
+            if status.json()["pending"] == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the MPI's linker left Patients pending for 10 s");
+    }
+
     pub async fn get_url(&self, url: &str) -> Resp {
         self.send(self.client.get(url)).await
     }

@@ -393,12 +393,14 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
         .nth(1)
         .unwrap()
         .to_string();
+    app.mpi_settled().await;
     let of_a = get(admin(&format!("/admin/mpi/patients/{a}"))).await;
     let mut members: Vec<String> = serde_json::from_value(of_a["members"].clone()).unwrap();
     members.sort();
     let mut all = vec![a.clone(), b.clone(), c.clone()];
     all.sort();
     assert_eq!(members, all, "{of_a}");
+    app.mpi_settled().await;
     let of_b = get(admin(&format!("/admin/mpi/patients/{b}"))).await;
     assert_eq!(of_b["grade"], "certain", "{of_b}");
     assert_eq!(of_b["history"][0]["action"], "linked", "{of_b}");
@@ -413,8 +415,10 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
             "62701",
         ))
         .await;
+    app.mpi_settled().await;
     let of_twin = get(admin(&format!("/admin/mpi/patients/{twin}"))).await;
     assert_eq!(of_twin["members"], json!([twin]), "{of_twin}");
+    app.mpi_settled().await;
     let open = get(admin("/admin/mpi/reviews?status=open")).await;
     let pairs: Vec<&Value> = open["reviews"]
         .as_array()
@@ -452,8 +456,10 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
         app.put(&format!("/Patient/{twin}"), &again).await.status,
         200
     );
+    app.mpi_settled().await;
     let of_twin = get(admin(&format!("/admin/mpi/patients/{twin}"))).await;
     assert_eq!(of_twin["members"], json!([twin]), "{of_twin}");
+    app.mpi_settled().await;
     let still = get(admin("/admin/mpi/reviews?status=different")).await;
     assert!(
         still["reviews"]
@@ -501,6 +507,7 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
     other["birthDate"] = json!("1990-01-01");
     other["address"] = json!([{"line": ["1 Nowhere Rd"], "city": "Dapto", "postalCode": "99999"}]);
     assert_eq!(app.put(&format!("/Patient/{b}"), &other).await.status, 200);
+    app.mpi_settled().await;
     let of_b = get(admin(&format!("/admin/mpi/patients/{b}"))).await;
     assert_eq!(of_b["members"], json!([b]), "{of_b}");
     let actions: Vec<&str> = of_b["history"]
@@ -510,6 +517,7 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
         .map(|h| h["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["linked", "unlinked"], "{of_b}");
+    app.mpi_settled().await;
     let of_a = get(admin(&format!("/admin/mpi/patients/{a}"))).await;
     assert!(
         !of_a["members"].as_array().unwrap().contains(&json!(b)),
@@ -517,6 +525,7 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
     );
 
     // a person decides two records are one after all: linked, and the matcher leaves it so
+    app.mpi_settled().await;
     let open = get(admin("/admin/mpi/reviews?status=open")).await;
     let with_a = open["reviews"]
         .as_array()
@@ -536,6 +545,7 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    app.mpi_settled().await;
     let of_twin = get(admin(&format!("/admin/mpi/patients/{twin}"))).await;
     assert!(
         of_twin["members"].as_array().unwrap().contains(&json!(a)),
@@ -566,3 +576,48 @@ crate::on_both_backends_with!(
     match_refuses_what_it_cannot_read_and_confines_a_patient_token,
     links_follow_the_matcher_until_a_person_decides,
 );
+
+/// A store whose Patients the index does not hold (written before the MPI existed, or with its
+/// tables rebuilt by an upgrade) has them filed and linked when a server starts on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patients_the_index_lacks_are_filed_and_linked_at_start() {
+    use diesel::RunQueryDsl;
+    let before = spawn(Backend::Sqlite).await;
+    let p = patient(
+        "Michaela",
+        "Neumann",
+        "1965-11-11",
+        "8 Stanley Street",
+        "62701",
+    );
+    let (a, _) = before.create(&p).await;
+    let (b, _) = before.create(&p).await;
+    before.mpi_settled().await;
+    let mut db = before.db();
+    for table in ["mpi_keys", "mpi_people", "mpi_links", "mpi_link_history"] {
+        diesel::sql_query(format!("DELETE FROM {table}"))
+            .execute(&mut db)
+            .unwrap();
+    }
+    let status = before.get_url(&format!("{}/admin/mpi", before.root)).await;
+    assert_eq!(status.json()["indexed"], 0, "{}", status.text);
+
+    let data = before.dir.path().to_path_buf();
+    let after = spawn_with(Backend::Sqlite, |s| {
+        s.store = emrsync::config::StoreArgs::new(data, None)
+    })
+    .await;
+    after.mpi_settled().await;
+    let status = after.get_url(&format!("{}/admin/mpi", after.root)).await;
+    assert_eq!(status.json()["indexed"], 2, "{}", status.text);
+    let of_a = after
+        .get_url(&format!("{}/admin/mpi/patients/{a}", after.root))
+        .await
+        .json();
+    let mut members: Vec<String> = serde_json::from_value(of_a["members"].clone()).unwrap();
+    members.sort();
+    let mut both = vec![a, b];
+    both.sort();
+    assert_eq!(members, both, "{of_a}");
+    assert_eq!(of_a["history"][0]["who"], "matcher (refile)", "{of_a}");
+}

@@ -1,0 +1,208 @@
+//! The linker: links each Patient the index holds pending (`index::file` marks it so in its
+//! write transaction) to its person, right after the write committed, in batches, in the order
+//! they were filed.
+//!
+//! Why not in the write's transaction: on SQLite every write runs on the one writer thread, and
+//! finding and scoring the candidates (reads of the index, then the comparisons) took twice as
+//! long as filing the Patient did. Here the scoring runs on a reader, beside the writer, and the
+//! writer is left only the link rows, for a whole batch in one write. A Patient is a candidate
+//! for others as soon as it commits (it is filed with it); its own link follows within a batch.
+//!
+//! Nothing is lost: a pending mark is committed with the Patient and cleared in the transaction
+//! that writes its link. Two linkers (two processes on one PostgreSQL) may score the same
+//! Patient; the one whose transaction clears the mark links it, the other passes it by. A
+//! Patient filed again after its scores were taken (a newer version) keeps its newer mark and
+//! is linked again in a later batch.
+
+use super::index::{self, mpi_people};
+use super::model::Scored;
+use super::mpi::Mpi;
+use super::person::Person;
+use crate::store::{DbConnection, Store, StoreError};
+use diesel::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Patients linked in one batch: one write for all of them.
+const BATCH: i64 = 200;
+/// Patients filed again in one write at start (those written while the index did not hold them).
+const REFILE_BATCH: i64 = 500;
+/// How long the linker waits for a commit before it looks anyway.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A Patient waiting for its link.
+struct Pending {
+    id: String,
+    person: Person,
+    /// When it was filed: the mark that its link clears.
+    at: i64,
+    /// The source whose write filed it.
+    by: String,
+}
+
+/// The oldest pending Patients, first filed first, at most `limit`.
+fn pending(conn: &mut DbConnection, limit: i64) -> Result<Vec<Pending>, StoreError> {
+    use mpi_people::dsl as p;
+    let rows: Vec<(String, String, Option<i64>, String)> = p::mpi_people
+        .filter(p::pending.is_not_null())
+        .order(p::pending)
+        .select((p::patient_id, p::person, p::pending, p::filed_by))
+        .limit(limit)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, text, at, by)| Pending {
+            id,
+            person: serde_json::from_str(&text).unwrap_or_default(),
+            at: at.unwrap_or_default(),
+            by,
+        })
+        .collect())
+}
+
+/// Clear the pending mark of `id` if it is still `at`: whether this linker is the one to link it.
+fn claim(conn: &mut DbConnection, id: &str, at: i64) -> Result<bool, StoreError> {
+    use mpi_people::dsl as p;
+    let cleared = diesel::update(p::mpi_people.find(id).filter(p::pending.eq(at)))
+        .set(p::pending.eq(None::<i64>))
+        .execute(conn)?;
+    Ok(cleared == 1)
+}
+
+/// Whether the Patient `id` is filed and waiting for its link.
+pub fn is_pending(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
+    use mpi_people::dsl as p;
+    let at: Option<Option<i64>> = p::mpi_people
+        .find(id)
+        .select(p::pending)
+        .get_result(conn)
+        .optional()?;
+    Ok(at.flatten().is_some())
+}
+
+/// How far the linker is behind: Patients pending, and when the oldest of them was filed.
+pub fn backlog(conn: &mut DbConnection) -> Result<(i64, Option<i64>), StoreError> {
+    use mpi_people::dsl as p;
+    let waiting = p::mpi_people.filter(p::pending.is_not_null());
+    let count: i64 = waiting.count().get_result(conn)?;
+    let oldest: Option<i64> = waiting
+        .select(diesel::dsl::min(p::pending))
+        .get_result(conn)?;
+    Ok((count, oldest))
+}
+
+impl Mpi {
+    /// Link one batch of pending Patients; how many it found pending (some may have been
+    /// linked by another linker meanwhile).
+    pub fn link_pending(&self, store: &Store) -> Result<usize, StoreError> {
+        let batch = store.read(|c| pending(c, BATCH))?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        for p in &batch {
+            self.known(&p.id, &p.person);
+        }
+        let started = std::time::Instant::now();
+        let scored: Vec<Vec<(String, Scored)>> = store.read(|c| {
+            batch
+                .iter()
+                .map(|p| self.scores(c, &p.person, Some(&p.id)))
+                .collect()
+        })?;
+        let scoring = started.elapsed();
+        store.write_rows(|c| {
+            for (p, found) in batch.iter().zip(scored) {
+                if claim(c, &p.id, p.at)? {
+                    let who = format!("matcher ({})", p.by);
+                    self.link(c, (&p.id, &p.person), found, &who)?;
+                }
+            }
+            Ok(())
+        })?;
+        tracing::debug!(
+            patients = batch.len(),
+            scoring_us = scoring.as_micros() as u64,
+            linking_us = (started.elapsed() - scoring).as_micros() as u64,
+            "MPI: linked a batch"
+        );
+        Ok(batch.len())
+    }
+
+    /// File the current Patients the index does not hold (written before it existed, or before
+    /// its tables were rebuilt), pending, in batches; how many.
+    pub fn refile(&self, store: &Store) -> Result<usize, StoreError> {
+        let (patients, filed) = store.read(|c| Ok((index::patients(c)?, index::size(c)?)))?;
+        if patients == filed {
+            return Ok(0);
+        }
+        let mut done = 0;
+        let mut after = String::new();
+        loop {
+            let (page, last) = store.read(|c| index::unfiled(c, &after, REFILE_BATCH))?;
+            let Some(last) = last else {
+                break;
+            };
+            after = last;
+            if page.is_empty() {
+                continue;
+            }
+            let versions =
+                store.read(|c| crate::store::versions::current_many(c, "Patient", &page))?;
+            let n = store.write_rows(|c| {
+                let mut n = 0;
+                for v in versions.iter().filter(|v| !v.deleted) {
+                    let person = Person::of(&v.json());
+                    // a write may have filed it since the page was read: replace, never add twice
+                    index::file(c, &v.id, &person, false, (v.last_updated, "refile"))?;
+                    n += 1;
+                }
+                Ok(n)
+            })?;
+            done += n;
+        }
+        store.read(|c| self.count(c))?;
+        Ok(done)
+    }
+}
+
+/// Files what the index lacks, then links pending Patients as they are committed, for ever.
+pub async fn run(store: Store, mpi: Arc<Mpi>) {
+    {
+        let (store, mpi) = (store.clone(), mpi.clone());
+        match tokio::task::spawn_blocking(move || mpi.refile(&store)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(patients = n, "filed Patients the index did not hold"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "filing Patients in the index failed"),
+            Err(e) => tracing::error!(error = %e, "filing task failed"),
+        }
+    }
+    let mut changes = store.changes();
+    loop {
+        loop {
+            let (s, m) = (store.clone(), mpi.clone());
+            match tokio::task::spawn_blocking(move || m.link_pending(&s)).await {
+                Ok(Ok(n)) if (n as i64) < BATCH => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "linking Patients failed; will retry");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "linking task failed");
+                    break;
+                }
+            }
+        }
+        // the index's own u, when it is first big enough and each time it grew by a quarter
+        if mpi.should_learn() {
+            let (s, m) = (store.clone(), mpi.clone());
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || m.learn(&s)).await {
+                tracing::warn!(error = %e, "taking u from the index failed; will retry");
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
