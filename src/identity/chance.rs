@@ -48,13 +48,15 @@ impl Mpi {
         if size < MIN_RECORDS {
             return Ok(false);
         }
+        // taken as tried before the sample is read: a failure waits for the next doubling
+        // rather than sorting the index at random again on every tick of the linker
+        self.learned_at.store(size, Ordering::Relaxed);
         let people = store.read(|c| index::sample(c, SAMPLE))?;
         let local = Arc::new(localised(&self.model, &people, size as u64));
         match self.local.write() {
             Ok(mut l) => *l = local,
             Err(e) => *e.into_inner() = local,
         }
-        self.learned_at.store(size, Ordering::Relaxed);
         tracing::info!(
             records = size,
             sampled = people.len(),

@@ -197,7 +197,7 @@ pub async fn run(store: Store, mpi: Arc<Mpi>) {
         if mpi.should_learn() {
             let (s, m) = (store.clone(), mpi.clone());
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || m.learn(&s)).await {
-                tracing::warn!(error = %e, "taking u from the index failed; will retry");
+                tracing::warn!(error = %e, "taking u from the index failed; tried again when it has doubled");
             }
         }
         tokio::select! {

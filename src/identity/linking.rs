@@ -40,13 +40,12 @@ impl Mpi {
             .collect();
         // only pairs worth a look cost more reads: their persons, in one query
         let worth: Vec<&str> = found.iter().map(|(other, _)| other.as_str()).collect();
-        let persons = match worth.is_empty() {
+        let (persons, apart) = match worth.is_empty() {
             true => Default::default(),
-            false => links::persons_of(conn, &worth)?,
-        };
-        let apart = match worth.is_empty() {
-            true => Default::default(),
-            false => links::decided_apart(conn, id)?,
+            false => (
+                links::persons_of(conn, &worth)?,
+                links::decided_apart(conn, id)?,
+            ),
         };
         let mine = current.as_ref().map(|l| l.person_id.as_str());
         let mut best: Option<(&str, &Scored)> = None;
@@ -71,12 +70,12 @@ impl Mpi {
             }
         }
         let at = links::now();
-        let linked = |person_id: String, rule: &str, s: Option<&Scored>| Link {
+        let linked = |person_id: String, s: &Scored| Link {
             patient_id: id.to_string(),
             person_id,
-            probability: s.map_or(1.0, |s| s.probability),
-            grade: s.map_or("certain", |s| s.grade.code()).to_string(),
-            rule: rule.to_string(),
+            probability: s.probability,
+            grade: s.grade.code().to_string(),
+            rule: s.rule.to_string(),
             linked_at: at,
             decided_by: None,
         };
@@ -85,7 +84,7 @@ impl Mpi {
                 let target = self.person_of(conn, other, who)?;
                 links::settle(conn, id, other)?;
                 let reason = format!("a certain match for Patient/{other}");
-                let link = linked(target.clone(), scored.rule, Some(scored));
+                let link = linked(target.clone(), scored);
                 match current {
                     Some(cur) if cur.person_id == target => {}
                     // certain with records of two persons: a person decides if they are one
@@ -97,14 +96,14 @@ impl Mpi {
                 }
             }
             (None, None) => {
-                let link = linked(links::new_person(), "new", None);
+                let link = Link::alone(id, at);
                 let reason = "no certain match: the first record of its person";
                 links::set(conn, &link, "linked", reason, who)?;
             }
             (None, Some(cur)) => {
                 let alone = links::members(conn, &cur.person_id)?.len() <= 1;
                 if !alone && !self.still_with(conn, id, person, &cur.person_id)? {
-                    let link = linked(links::new_person(), "new", None);
+                    let link = Link::alone(id, at);
                     let reason = format!(
                         "no longer a certain match for any other record of person {}",
                         cur.person_id
@@ -127,15 +126,7 @@ impl Mpi {
         if let Some(l) = links::link_of(conn, id)? {
             return Ok(l.person_id);
         }
-        let link = Link {
-            patient_id: id.to_string(),
-            person_id: links::new_person(),
-            probability: 1.0,
-            grade: "certain".into(),
-            rule: "new".into(),
-            linked_at: links::now(),
-            decided_by: None,
-        };
+        let link = Link::alone(id, links::now());
         links::set(conn, &link, "linked", "the first record of its person", who)?;
         Ok(link.person_id)
     }

@@ -65,6 +65,21 @@ pub struct Link {
     pub decided_by: Option<String>,
 }
 
+impl Link {
+    /// The Patient `patient` as the first record of a new person (rule `new`), at `at`.
+    pub fn alone(patient: &str, at: i64) -> Link {
+        Link {
+            patient_id: patient.to_string(),
+            person_id: new_person(),
+            probability: 1.0,
+            grade: "certain".into(),
+            rule: "new".into(),
+            linked_at: at,
+            decided_by: None,
+        }
+    }
+}
+
 /// One change of a link.
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = mpi_link_history)]
