@@ -308,6 +308,12 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MPI_MODEL")]
     pub mpi_model: Option<std::path::PathBuf>,
 
+    /// The survivorship rules golden records are built by (a JSON file), in place of the
+    /// shipped `capability/mpi/golden.json`; one that does not parse refuses the start, saying
+    /// where (see docs/identity.md).
+    #[arg(long, env = "EMRSYNC_MPI_GOLDEN")]
+    pub mpi_golden: Option<std::path::PathBuf>,
+
     /// Days a subscription event is kept once delivered (for `$events`), and a change's outbox
     /// row once dispatched; undelivered events stay however old. 0 keeps them for ever.
     #[arg(long, env = "EMRSYNC_EVENT_RETENTION_DAYS", default_value_t = 30)]
@@ -364,6 +370,7 @@ impl Settings {
             hl7v2_time_zone: Default::default(),
             hl7v2_facility_time_zone: Vec::new(),
             mpi_model: None,
+            mpi_golden: None,
             event_retention_days: 30,
             log_json: false,
         }

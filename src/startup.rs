@@ -30,7 +30,12 @@ pub fn mpi(store: &Store, settings: &Settings) -> anyhow::Result<Arc<crate::iden
         }
         None => crate::identity::Model::shipped(),
     };
-    let mpi = crate::identity::Mpi::new(model);
+    let golden = match &settings.mpi_golden {
+        Some(path) => crate::identity::golden::Survivorship::load(path)
+            .map_err(|e| anyhow::anyhow!("--mpi-golden: {e}"))?,
+        None => crate::identity::golden::Survivorship::shipped(),
+    };
+    let mpi = crate::identity::Mpi::new(model).with_survivorship(golden);
     store.read(|conn| mpi.count(conn))?;
     Ok(Arc::new(mpi))
 }
@@ -227,9 +232,9 @@ impl Application {
         );
         let workers = Arc::new(workers);
         {
-            let (s, m) = (store.clone(), mpi.clone());
+            let (i, m) = (ingest.clone(), mpi.clone());
             tasks.spawn("MPI linker", OnExit::Restart, AtShutdown::Stop, move |_| {
-                crate::identity::linker::run(s.clone(), m.clone())
+                crate::identity::linker::run(i.clone(), m.clone())
             });
         }
         let w = workers.clone();

@@ -59,7 +59,7 @@ fn side_by_side(conn: &mut DbConnection, r: Review) -> Result<Value, crate::stor
             .filter(|v| !v.deleted)
             .map(|v| v.json())
             .unwrap_or(Value::Null);
-        let person = links::link_of(conn, id)?.map(|l| l.person_id);
+        let person = links::person_of(conn, id)?;
         Ok(json!({"id": id, "person": person, "resource": resource}))
     };
     let (a, b) = (record(conn, &r.patient_id)?, record(conn, &r.other_id)?);
@@ -144,10 +144,18 @@ pub async fn patient(
         "no such Patient in the index",
         move || {
             store.read(|conn| {
-                let pending = crate::identity::linker::is_pending(conn, &id)?;
+                let Some(pending) = crate::identity::linker::is_pending(conn, &id)? else {
+                    return Ok(None);
+                };
                 let Some(link) = links::link_of(conn, &id)? else {
-                    // filed, not yet linked: the linker is on its way
-                    return Ok(pending.then(|| json!({"patient": id, "person": null, "pending": true})));
+                    // filed, not yet linked: the linker is on its way; linked with no row: the
+                    // only record of its own person
+                    return Ok(Some(match pending {
+                        true => json!({"patient": id, "person": null, "pending": true}),
+                        false => json!({"patient": id, "person": links::own_person(&id),
+                                        "probability": 1.0, "grade": "certain", "rule": "new",
+                                        "pending": false, "members": [id], "history": []}),
+                    }));
                 };
                 let members = links::members(conn, &link.person_id)?;
                 let history: Vec<Value> = links::history(conn, &id)?
@@ -189,6 +197,7 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
             store.read(|conn| {
                 let indexed = crate::identity::index::size(conn)?;
                 let (pending, oldest) = crate::identity::linker::backlog(conn)?;
+                let stale = crate::identity::golden::backlog(conn)?;
                 let lag =
                     oldest.map(|at| (crate::fhir::resource::now_micros() - at).max(0) as f64 / 1e6);
                 Ok(Some(json!({
@@ -196,6 +205,7 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
                     "pending": pending,
                     "oldestPending": oldest.map(iso),
                     "lagSeconds": lag,
+                    "goldenPending": stale,
                 })))
             })
         },

@@ -104,6 +104,18 @@ pub fn stamp(resource: Value, id: &FhirId, version: i64, last_updated: Micros) -
     Value::Object(out)
 }
 
+/// The tag of a golden record: the master patient index's enterprise Patient of one person
+/// (`identity::golden`), which links to that person's source records.
+pub const GOLDEN_TAG: (&str, &str) = ("http://emrsync.org/fhir/CodeSystem/mpi", "golden-record");
+
+/// Whether `resource` is a golden record (by its tag).
+pub fn is_golden_record(resource: &Value) -> bool {
+    resource["meta"]["tag"].as_array().is_some_and(|tags| {
+        tags.iter()
+            .any(|t| t["system"] == GOLDEN_TAG.0 && t["code"] == GOLDEN_TAG.1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

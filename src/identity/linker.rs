@@ -18,6 +18,7 @@ use super::index::{self, mpi_people};
 use super::model::Scored;
 use super::mpi::Mpi;
 use super::person::Person;
+use crate::ingest::Ingest;
 use crate::store::{DbConnection, Store, StoreError};
 use diesel::prelude::*;
 use std::sync::Arc;
@@ -69,15 +70,15 @@ fn claim(conn: &mut DbConnection, id: &str, at: i64) -> Result<bool, StoreError>
     Ok(cleared == 1)
 }
 
-/// Whether the Patient `id` is filed and waiting for its link.
-pub fn is_pending(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
+/// Whether the Patient `id` is waiting for its link; `None` when it is not filed.
+pub fn is_pending(conn: &mut DbConnection, id: &str) -> Result<Option<bool>, StoreError> {
     use mpi_people::dsl as p;
     let at: Option<Option<i64>> = p::mpi_people
         .find(id)
         .select(p::pending)
         .get_result(conn)
         .optional()?;
-    Ok(at.flatten().is_some())
+    Ok(at.map(|at| at.is_some()))
 }
 
 /// How far the linker is behind: Patients pending, and when the oldest of them was filed.
@@ -151,7 +152,11 @@ impl Mpi {
             let n = store.write_rows(|c| {
                 let mut n = 0;
                 for v in versions.iter().filter(|v| !v.deleted) {
-                    let person = Person::of(&v.json());
+                    let json = v.json();
+                    if super::golden::is_golden(&json) {
+                        continue;
+                    }
+                    let person = Person::of(&json);
                     // a write may have filed it since the page was read: replace, never add twice
                     index::file(c, &v.id, &person, false, (v.last_updated, "refile"))?;
                     n += 1;
@@ -165,8 +170,10 @@ impl Mpi {
     }
 }
 
-/// Files what the index lacks, then links pending Patients as they are committed, for ever.
-pub async fn run(store: Store, mpi: Arc<Mpi>) {
+/// Files what the index lacks, then links pending Patients as they are committed and writes
+/// the golden records their links made stale (through `ingest`), for ever.
+pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
+    let store = ingest.store.clone();
     {
         let (store, mpi) = (store.clone(), mpi.clone());
         match tokio::task::spawn_blocking(move || mpi.refile(&store)).await {
@@ -189,6 +196,21 @@ pub async fn run(store: Store, mpi: Arc<Mpi>) {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "linking task failed");
+                    break;
+                }
+            }
+        }
+        loop {
+            let (i, m) = (ingest.clone(), mpi.clone());
+            match tokio::task::spawn_blocking(move || m.refresh_golden(&i)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "writing golden records failed; will retry");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "golden record task failed");
                     break;
                 }
             }

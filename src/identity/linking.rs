@@ -9,11 +9,11 @@
 //!
 //! `decide` carries out a person's decision on a review.
 
-use super::index;
 use super::links::{self, Link, Review};
 use super::model::{Grade, Scored};
 use super::mpi::Mpi;
 use super::person::Person;
+use super::{golden, index};
 use crate::store::{DbConnection, StoreError};
 
 /// The most pairs one write puts before a person.
@@ -31,8 +31,12 @@ impl Mpi {
         who: &str,
     ) -> Result<(), StoreError> {
         let current = links::link_of(conn, id)?;
-        if current.as_ref().is_some_and(|l| l.decided_by.is_some()) {
-            return Ok(());
+        if let Some(cur) = &current {
+            // a new version of one of its records, or a record about to leave it
+            golden::mark(conn, &cur.person_id)?;
+            if cur.decided_by.is_some() {
+                return Ok(());
+            }
         }
         let found: Vec<(String, Scored)> = found
             .into_iter()
@@ -95,15 +99,13 @@ impl Mpi {
                     None => links::set(conn, &link, "linked", &reason, who)?,
                 }
             }
-            (None, None) => {
-                let link = Link::alone(id, at);
-                let reason = "no certain match: the first record of its person";
-                links::set(conn, &link, "linked", reason, who)?;
-            }
+            // no certain match: the first record of its own person, which needs no row until
+            // a second record joins it (`links::own_person`)
+            (None, None) => {}
             (None, Some(cur)) => {
                 let alone = links::members(conn, &cur.person_id)?.len() <= 1;
                 if !alone && !self.still_with(conn, id, person, &cur.person_id)? {
-                    let link = Link::alone(id, at);
+                    let link = Link::apart(id, at);
                     let reason = format!(
                         "no longer a certain match for any other record of person {}",
                         cur.person_id
@@ -115,8 +117,8 @@ impl Mpi {
         Ok(())
     }
 
-    /// The person of the Patient `id`; one of its own when it has none yet (filed before links
-    /// were kept).
+    /// The person of the Patient `id`; when it has no link row (the only record of its own
+    /// person until now), that row is written: a second record is about to join it.
     fn person_of(
         &self,
         conn: &mut DbConnection,
@@ -178,9 +180,14 @@ impl Mpi {
         };
         let first = links::link_of(conn, &review.patient_id)?;
         let second = links::link_of(conn, &review.other_id)?;
+        // the persons either may leave
+        for l in first.iter().chain(&second) {
+            golden::mark(conn, &l.person_id)?;
+        }
         let reason = format!("decided: {status} (review {id})");
         if same {
-            let person = first.map_or_else(links::new_person, |l| l.person_id);
+            let person =
+                first.map_or_else(|| links::own_person(&review.patient_id), |l| l.person_id);
             for p in [&review.patient_id, &review.other_id] {
                 links::set(
                     conn,

@@ -66,8 +66,18 @@ pub struct Link {
 }
 
 impl Link {
-    /// The Patient `patient` as the first record of a new person (rule `new`), at `at`.
+    /// The Patient `patient` as the first record of its own person (`own_person`, rule `new`),
+    /// at `at`: written when a second record joins it (a record of one person alone has no
+    /// link row, see `person_of`).
     pub fn alone(patient: &str, at: i64) -> Link {
+        Link {
+            person_id: own_person(patient),
+            ..Link::apart(patient, at)
+        }
+    }
+
+    /// The Patient `patient` taken out of its person into a new one (rule `new`), at `at`.
+    pub fn apart(patient: &str, at: i64) -> Link {
         Link {
             patient_id: patient.to_string(),
             person_id: new_person(),
@@ -123,6 +133,22 @@ pub fn new_person() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The id of the person a Patient is the first record of: derived from the Patient's id, so
+/// that a Patient no other record matches needs no link row (most of an index: on SQLite
+/// every row is the one writer's work) and keeps the same person id when a second record
+/// joins it and the row is written.
+pub fn own_person(patient: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, patient.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&d.as_ref()[..16]);
+    uuid::Uuid::new_v8(bytes).to_string()
+}
+
+/// The person of the filed Patient `patient`: its link's, else its own (`own_person`).
+pub fn person_of(conn: &mut DbConnection, patient: &str) -> Result<String, StoreError> {
+    Ok(link_of(conn, patient)?.map_or_else(|| own_person(patient), |l| l.person_id))
+}
+
 pub fn link_of(conn: &mut DbConnection, patient: &str) -> Result<Option<Link>, StoreError> {
     use mpi_links::dsl as l;
     Ok(l::mpi_links
@@ -132,7 +158,7 @@ pub fn link_of(conn: &mut DbConnection, patient: &str) -> Result<Option<Link>, S
         .optional()?)
 }
 
-/// The persons of `patients` (those with a link), as (patient, person).
+/// The persons of `patients`, as (patient, person): each one's link's, else its own.
 pub fn persons_of(
     conn: &mut DbConnection,
     patients: &[&str],
@@ -145,6 +171,11 @@ pub fn persons_of(
             .select((l::patient_id, l::person_id))
             .load(conn)?;
         out.extend(rows);
+    }
+    for p in patients {
+        if !out.contains_key(*p) {
+            out.insert(p.to_string(), own_person(p));
+        }
     }
     Ok(out)
 }
@@ -159,7 +190,8 @@ pub fn members(conn: &mut DbConnection, person: &str) -> Result<Vec<String>, Sto
         .load(conn)?)
 }
 
-/// Write `link` (in place of the Patient's previous one), and its history row.
+/// Write `link` (in place of the Patient's previous one), and its history row; its person's
+/// golden record is stale (the person it leaves is marked by the caller, who read it).
 pub fn set(
     conn: &mut DbConnection,
     link: &Link,
@@ -192,7 +224,7 @@ pub fn set(
             h::who.eq(who),
         ))
         .execute(conn)?;
-    Ok(())
+    super::golden::mark(conn, &link.person_id)
 }
 
 /// The history of the Patient's links, oldest first.

@@ -3,12 +3,14 @@
 //! (`model`, `estimate`), among the candidates blocking proposes (`blocking`), and says how
 //! sure it is and why. Every Patient written from any source is filed in the index in its
 //! write transaction (`mpi`, `index`) and linked to its person right after (`linker`,
-//! `linking`, `links`).
+//! `linking`, `links`); persons of
+//! two or more records get a golden record (`golden`).
 
 pub mod blocking;
 pub mod chance;
 pub mod compare;
 pub mod estimate;
+pub mod golden;
 pub mod index;
 pub mod linker;
 pub mod linking;

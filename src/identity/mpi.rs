@@ -8,9 +8,9 @@
 
 use super::model::{Grade, Model, Scored};
 use super::person::Person;
-use super::{blocking, index};
-use crate::ingest::Source;
+use super::{blocking, golden, index};
 use crate::ingest::hooks::IdentityResolver;
+use crate::ingest::{Channel, Source};
 use crate::store::{DbConnection, StoreError, Version};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -40,6 +40,8 @@ pub struct Mpi {
     /// Patients in the index: counted at start, kept up by this process's writes (the prior
     /// odds of a match depend on it, not to the record).
     size: AtomicI64,
+    /// How golden records are built (`capability/mpi/golden.json` or `--mpi-golden`).
+    pub survivorship: super::golden::Survivorship,
 }
 
 /// One Patient of the index that may be the same person, with its score.
@@ -60,6 +62,15 @@ impl Mpi {
             model,
             learned_at: AtomicI64::new(0),
             size: AtomicI64::new(0),
+            survivorship: super::golden::Survivorship::shipped(),
+        }
+    }
+
+    /// This MPI with golden records built by `rules`.
+    pub fn with_survivorship(self, rules: super::golden::Survivorship) -> Mpi {
+        Mpi {
+            survivorship: rules,
+            ..self
         }
     }
 
@@ -169,9 +180,27 @@ impl IdentityResolver for Mpi {
         // what this write replaces is no longer what the index holds
         self.people.invalidate(&version.id);
         if version.deleted {
+            // its person's golden record no longer has it
+            if let Some(link) = super::links::link_of(conn, &version.id)? {
+                golden::mark(conn, &link.person_id)?;
+            }
             return index::unfile(conn, &version.id);
         }
-        let person = Person::of(&version.json());
+        let json = version.json();
+        if golden::is_golden(&json) {
+            // the MPI's own record of a person: never a candidate for matching
+            return match source.channel {
+                Channel::Mpi => Ok(()),
+                _ => Err(StoreError::Invalid(vec![
+                    crate::fhir::Issue::error(
+                        "business-rule",
+                        "the golden-record tag is the MPI's own: a source's Patient cannot carry it",
+                    )
+                    .at("Patient.meta.tag"),
+                ])),
+            };
+        }
+        let person = Person::of(&json);
         let first = version.version_id == 1;
         let filed = (version.last_updated, source.system.as_str());
         index::file(conn, &version.id, &person, first, filed)?;

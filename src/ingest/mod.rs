@@ -40,6 +40,8 @@ pub enum Channel {
     /// The FHIR REST API (single interactions and Bundle entries).
     Rest,
     Hl7v2,
+    /// The MPI writing golden records (`identity::golden`).
+    Mpi,
 }
 
 /// Where resources came from: what the source-of-truth rules and the identity links are

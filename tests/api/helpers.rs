@@ -209,12 +209,13 @@ impl TestApp {
         for _ in 0..400 {
             let status = self.get_url(&format!("{}/admin/mpi", self.root)).await;
             assert_eq!(status.status, 200, "{}", status.text);
-            if status.json()["pending"] == 0 {
+            let status = status.json();
+            if status["pending"] == 0 && status["goldenPending"] == 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("the MPI's linker left Patients pending for 10 s");
+        panic!("the MPI's linker left Patients or golden records pending for 10 s");
     }
 
     pub async fn get_url(&self, url: &str) -> Resp {

@@ -30,6 +30,7 @@ pub mod launch;
 mod launch_clients;
 mod mllp_client;
 mod mpi;
+mod mpi_golden;
 mod process;
 mod receiver;
 mod retention;

@@ -110,7 +110,7 @@ pub fn index(resource: &Value) -> Entries {
         return entries;
     };
     for param in SearchParams::get().of_type(rtype) {
-        if is_stored_elsewhere(&param.code) {
+        if is_stored_elsewhere(&param.code) || is_golden_link(rtype, &param.code, resource) {
             continue;
         }
         let found = evaluate(&param.expression, resource);
@@ -131,7 +131,7 @@ pub fn references_of(resource: &Value, codes: &[String]) -> Vec<ReferenceEntry> 
         .iter()
         .filter_map(|c| SearchParams::get().find(rtype, c))
     {
-        if param.kind == ParamType::Reference {
+        if param.kind == ParamType::Reference && !is_golden_link(rtype, &param.code, resource) {
             entries.add(param, &evaluate(&param.expression, resource));
         }
     }
@@ -145,6 +145,16 @@ pub fn index_param(resource: &Value, param: &'static SearchParam) -> Entries {
     let mut entries = Entries::default();
     entries.add(param, &evaluate(&param.expression, resource));
     entries
+}
+
+/// A golden record's `link`s (to each record of its person) are neither indexed nor a
+/// compartment's: they would put it in each record's Patient compartment, where a token scoped
+/// to one record could read what the person's other records say (another person's, if the
+/// matcher was wrong and nobody has decided yet), `$everything` would return it, and an HL7v2
+/// merge would rewrite it as the sender's record. The MPI finds a record's golden record in
+/// its own tables.
+fn is_golden_link(rtype: &str, code: &str, resource: &Value) -> bool {
+    rtype == "Patient" && code == "link" && crate::fhir::resource::is_golden_record(resource)
 }
 
 /// `_id` and `_lastUpdated` are columns of every stored resource: searches read them there
