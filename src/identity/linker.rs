@@ -114,8 +114,7 @@ impl Mpi {
         store.write_rows(|c| {
             for (p, found) in batch.iter().zip(scored) {
                 if claim(c, &p.id, p.at)? {
-                    let who = format!("matcher ({})", p.by);
-                    self.link(c, (&p.id, &p.person), found, &who)?;
+                    self.link(c, (&p.id, &p.person), found, &p.by)?;
                 }
             }
             Ok(())

@@ -22,21 +22,26 @@ const MAX_REVIEWS: usize = 5;
 impl Mpi {
     /// Link the Patient `id` (whose demographics are `person`) to its person, as the matcher
     /// sees it now: `found` are its scores against the index (`Mpi::scores`), taken before the
-    /// write transaction this runs in (the linker's), on a reader.
+    /// write transaction this runs in (the linker's), on a reader. `by` is the source system
+    /// that wrote it.
     pub fn link(
         &self,
         conn: &mut DbConnection,
         (id, person): (&str, &Person),
         found: Vec<(String, Scored)>,
-        who: &str,
+        by: &str,
     ) -> Result<(), StoreError> {
+        let who = &format!("matcher ({by})");
         let current = links::link_of(conn, id)?;
         if let Some(cur) = &current {
             // a new version of one of its records, or a record about to leave it
             golden::mark(conn, &cur.person_id)?;
-            if cur.decided_by.is_some() {
-                return Ok(());
-            }
+        }
+        if let Some(into) = person.replaced_by.as_deref().filter(|into| *into != id) {
+            return self.merged(conn, id, current, into, by);
+        }
+        if current.as_ref().is_some_and(|l| l.decided_by.is_some()) {
+            return Ok(());
         }
         let found: Vec<(String, Scored)> = found
             .into_iter()
@@ -117,6 +122,37 @@ impl Mpi {
         Ok(())
     }
 
+    /// The Patient `id`, which its source says is `replaced-by` the Patient `into` (a merge: an
+    /// HL7v2 A40, or any source's Patient.link): linked to `into`'s person as decided by that
+    /// source (`by`), so the matcher never moves it, and said so in the history.
+    fn merged(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        current: Option<Link>,
+        into: &str,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        let target = self.person_of(conn, into, &format!("matcher ({by})"))?;
+        if current
+            .as_ref()
+            .is_some_and(|l| l.person_id == target && l.rule == "merge")
+        {
+            return Ok(());
+        }
+        let link = Link {
+            patient_id: id.to_string(),
+            person_id: target,
+            probability: 1.0,
+            grade: "certain".into(),
+            rule: "merge".into(),
+            linked_at: links::now(),
+            decided_by: Some(by.to_string()),
+        };
+        let reason = format!("replaced by Patient/{into}: a merge its source sent");
+        links::set(conn, &link, "merged", &reason, by)
+    }
+
     /// The person of the Patient `id`; when it has no link row (the only record of its own
     /// person until now), that row is written: a second record is about to join it.
     fn person_of(
@@ -134,7 +170,7 @@ impl Mpi {
     }
 
     /// Whether `person` (the Patient `id`) is a certain match for another record of
-    /// `person_id`.
+    /// `person_id`, or one of them was merged into it.
     fn still_with(
         &self,
         conn: &mut DbConnection,
@@ -147,8 +183,10 @@ impl Mpi {
             .filter(|m| m != id)
             .collect();
         let model = self.scoring();
+        // a record merged into this one holds it there, whatever the two now say
         Ok(index::people(conn, &others)?.iter().any(|(_, other)| {
-            model.score(person, other, self.index_size()).grade == Grade::Certain
+            other.replaced_by.as_deref() == Some(id)
+                || model.score(person, other, self.index_size()).grade == Grade::Certain
         }))
     }
 

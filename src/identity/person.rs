@@ -43,6 +43,10 @@ pub struct Person {
     pub email: String,
     /// `system|value` of each identifier with both.
     pub identifiers: Vec<String>,
+    /// The Patient this record is `replaced-by` (a merge its source sent, as an HL7v2 A40
+    /// does): not compared, but linked as its source says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 impl Person {
@@ -87,6 +91,7 @@ impl Person {
             phone,
             email,
             identifiers: identifiers(patient),
+            replaced_by: replaced_by(patient),
         }
     }
 
@@ -210,6 +215,19 @@ fn contacts(patient: &Value) -> (String, String) {
     (phone, email)
 }
 
+/// The id of the Patient a `replaced-by` link names (a local reference only).
+fn replaced_by(patient: &Value) -> Option<String> {
+    patient["link"]
+        .as_array()?
+        .iter()
+        .take(MAX_REPEATS)
+        .filter(|l| l["type"] == "replaced-by")
+        .find_map(|l| {
+            let id = l["other"]["reference"].as_str()?.strip_prefix("Patient/")?;
+            crate::fhir::FhirId::parse(id).ok().map(|_| id.to_string())
+        })
+}
+
 fn identifiers(patient: &Value) -> Vec<String> {
     patient["identifier"]
         .as_array()
@@ -229,6 +247,25 @@ fn identifiers(patient: &Value) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_record_replaced_by_another_says_which() {
+        let merged = json!({"link": [
+            {"type": "seealso", "other": {"reference": "Patient/x"}},
+            {"type": "replaced-by", "other": {"reference": "Patient/survivor-1"}}]});
+        assert_eq!(
+            Person::of(&merged).replaced_by.as_deref(),
+            Some("survivor-1")
+        );
+        for not in [
+            json!({"link": [{"type": "replaces", "other": {"reference": "Patient/a"}}]}),
+            json!({"link": [{"type": "replaced-by", "other": {"reference": "RelatedPerson/a"}}]}),
+            json!({"link": [{"type": "replaced-by", "other": {"reference": "Patient/bad id!"}}]}),
+            json!({"link": "no"}),
+        ] {
+            assert_eq!(Person::of(&not).replaced_by, None, "{not}");
+        }
+    }
 
     #[test]
     fn reads_and_normalises_what_the_matcher_compares() {

@@ -194,4 +194,77 @@ async fn golden_records_follow_their_persons(app: TestApp) {
     assert_eq!(history["total"], 3, "{history}");
 }
 
-crate::on_both_backends_with!(spawn, golden_records_follow_their_persons);
+/// An HL7v2 merge (A40) of two records the matcher keeps apart: the prior record joins the
+/// survivor's person as its sender decided (the matcher never moves it), the history says so,
+/// and the person's golden record links both.
+async fn a_merge_links_the_records_as_its_sender_says(app: TestApp) {
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let a04 = |id: &str, mrn: &str, name: &str, birth: &str| {
+        format!(
+            "MSH|^~\\&|ADT|GOOD HEALTH|EMRSYNC|HUB|20261125120000||ADT^A04^ADT_A01|{id}|P|2.5.1\r\
+             EVN|A04|20261125120000\r\
+             PID|1||{mrn}^^^GH&1.2.840.114350.1&ISO^MR||{name}||{birth}|M\r\
+             PV1|1|O|CLINIC^1^A^GOOD HEALTH\r"
+        )
+    };
+    let sent = mllp
+        .send(&a04("MG-1", "MRN-OLD", "Dupont^Adam", "19800214"))
+        .await;
+    assert_eq!(sent.code(), "AA");
+    let sent = mllp
+        .send(&a04("MG-2", "MRN-NEW", "Durand^Adrien", "19790412"))
+        .await;
+    assert_eq!(sent.code(), "AA");
+    let id = |mrn: &'static str| {
+        let app = &app;
+        async move {
+            app.get(&format!("/Patient?identifier={mrn}")).await.json()["entry"][0]["resource"]
+                ["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (old, new) = (id("MRN-OLD").await, id("MRN-NEW").await);
+    app.mpi_settled().await;
+    let of = |patient: String| {
+        let app = &app;
+        async move {
+            app.get_url(&format!("{}/admin/mpi/patients/{patient}", app.root))
+                .await
+                .json()
+        }
+    };
+    assert_ne!(
+        of(old.clone()).await["person"],
+        of(new.clone()).await["person"]
+    );
+
+    let a40 = "MSH|^~\\&|REG|GOOD HEALTH|EMRSYNC|HUB|20261125140000||ADT^A40^ADT_A39|MG-3|P|2.5.1\r\
+               EVN|A40|20261125140000\r\
+               PID|1||MRN-NEW^^^GH&1.2.840.114350.1&ISO^MR||Durand^Adrien||19790412|M\r\
+               MRG|MRN-OLD^^^GH&1.2.840.114350.1&ISO^MR\r";
+    assert_eq!(mllp.send(a40).await.code(), "AA");
+    app.mpi_settled().await;
+    let prior = of(old.clone()).await;
+    let person = of(new.clone()).await["person"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(prior["person"], person.as_str(), "{prior}");
+    assert_eq!(prior["rule"], "merge", "{prior}");
+    assert_eq!(prior["decidedBy"], "REG@GOOD HEALTH", "{prior}");
+    let last = prior["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "merged", "{prior}");
+    assert!(last["reason"].as_str().unwrap().contains(&new), "{prior}");
+    let golden = app.get(&format!("/Patient/{person}")).await.json();
+    let mut want = vec![old, new];
+    want.sort();
+    assert_eq!(linked(&golden), want, "{golden}");
+}
+
+crate::on_both_backends_with!(
+    spawn,
+    golden_records_follow_their_persons,
+    a_merge_links_the_records_as_its_sender_says,
+);
