@@ -2,6 +2,9 @@
 //! what those refer to (practitioners, organisations, medications...), as a paged searchset.
 //! It is a search of every compartment type at once, so it goes through the same confinement
 //! as any search: a token sees only what it could have searched for itself.
+//!
+//! A golden record's (`identity::golden`) is its person's: every one of its records'
+//! compartments, read through identity.
 
 use super::AppState;
 use super::context::RequestContext;
@@ -10,7 +13,7 @@ use super::path::{Id, QueryPairs};
 use super::search::{SearchRequest, Types, respond};
 use crate::auth::{Interaction, Reach};
 use crate::fhir::search::filter::Filter;
-use crate::fhir::search::filter::{compartment_types, patient_compartment};
+use crate::fhir::search::filter::{compartment_of, compartment_types};
 use crate::fhir::search::query::parse_clause;
 use crate::store::search::{Include, IncludeKind};
 use actix_web::{HttpResponse, web};
@@ -36,6 +39,14 @@ pub async fn patient(
     ctx.grant
         .check(Interaction::Read, "Patient", &id, || patient.json())
         .map_err(|_| ApiError::unseen("Patient", &id))?;
+    let mut patients = vec![id.clone()];
+    if crate::fhir::resource::is_golden_record(&patient.json()) {
+        let (store, person) = (state.store.clone(), id.clone());
+        let members =
+            web::block(move || store.read(|c| crate::identity::links::members(c, &person)))
+                .await??;
+        patients.extend(members);
+    }
 
     let mut types: Vec<String> = Vec::new();
     let mut since = None;
@@ -72,7 +83,7 @@ pub async fn patient(
     let mut request = SearchRequest::parse(&Types::Some(types), &rest, None, ctx.lenient)?;
     for (rtype, filters) in &mut request.filters {
         filters
-            .push(patient_compartment(rtype, &id).map_err(|e| ApiError::bad_request(e.message))?);
+            .push(compartment_of(rtype, &patients).map_err(|e| ApiError::bad_request(e.message))?);
         if let Some(since) = &since {
             let clause = parse_clause(rtype, "_lastUpdated", &format!("ge{since}"))
                 .map_err(|e| ApiError::bad_request(format!("_since: {e}")))?

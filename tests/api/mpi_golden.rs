@@ -122,6 +122,40 @@ async fn golden_records_follow_their_persons(app: TestApp) {
     let alone = of_c["person"].as_str().unwrap();
     assert_eq!(app.get(&format!("/Patient/{alone}")).await.status, 404);
 
+    // read through identity: the golden record's $everything is every record's compartment
+    // (the HL7v2 record's visit with it)
+    let everything = app.get(&format!("/Patient/{person}/$everything")).await;
+    assert_eq!(everything.status, 200, "{}", everything.text);
+    let entries: Vec<(String, String)> = everything.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let r = &e["resource"];
+            (
+                r["resourceType"].as_str().unwrap().to_string(),
+                r.to_string(),
+            )
+        })
+        .collect();
+    for id in [&a, &b, &person] {
+        assert!(
+            entries
+                .iter()
+                .any(|(t, r)| t == "Patient" && r.contains(&format!("\"id\":\"{id}\""))),
+            "{id} in {entries:?}"
+        );
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|(t, r)| t == "Encounter" && r.contains(&format!("Patient/{b}"))),
+        "{entries:?}"
+    );
+    // a record's own $everything stays its own
+    let own = app.get(&format!("/Patient/{a}/$everything")).await.text;
+    assert!(!own.contains(&format!("Patient/{b}")), "{own}");
+
     // clients tell golden records from source records by the tag, and a source's MRN finds
     // its own record only
     let tagged = app.get(&format!("/Patient?_tag={TAG}")).await.json();

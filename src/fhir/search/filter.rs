@@ -35,10 +35,11 @@ pub enum Filter {
         param: &'static SearchParam,
         inner: Box<Filter>,
     },
-    /// A member of `Patient/{patient}`'s compartment: the patient itself, or a resource that
-    /// refers to it through one of the compartment's parameters for its type.
+    /// A member of the compartment of any of `patients` (one; or a golden record and each
+    /// record of its person): the patient itself, or a resource that refers to it through one
+    /// of the compartment's parameters for its type.
     Compartment {
-        patient: String,
+        patients: Vec<String>,
         params: Vec<&'static SearchParam>,
         is_patient_type: bool,
     },
@@ -248,6 +249,11 @@ pub fn compartment_types() -> impl Iterator<Item = &'static str> {
 /// reference parameters that make a resource a member. Derived by
 /// `scripts/gen-search-parameters.py` into `capability/compartment-patient.json`.
 pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryError> {
+    compartment_of(rtype, &[patient.to_string()])
+}
+
+/// `patient_compartment` of several patients at once: in any one's compartment.
+pub fn compartment_of(rtype: &str, patients: &[String]) -> Result<Filter, QueryError> {
     let codes = compartment_params(rtype).ok_or_else(|| {
         QueryError::new(format!(
             "{rtype} resources are not in the Patient compartment"
@@ -259,7 +265,7 @@ pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryEr
         .filter(|p| p.kind == ParamType::Reference)
         .collect();
     Ok(Filter::Compartment {
-        patient: patient.to_string(),
+        patients: patients.to_vec(),
         params,
         is_patient_type: rtype == "Patient",
     })

@@ -174,14 +174,15 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
             format!("(({}))", any.join(") OR ("))
         }
         Filter::Compartment {
-            patient,
+            patients,
             params,
             is_patient_type,
         } => {
-            let pid = sql.text(patient);
+            let pids: Vec<String> = patients.iter().map(|p| sql.text(p)).collect();
+            let pid = pids.join(", ");
             let mut any = Vec::new();
             if *is_patient_type {
-                any.push(format!("{id} = {pid}"));
+                any.push(format!("{id} IN ({pid})"));
             }
             if !params.is_empty() {
                 let s = sql.alias("m");
@@ -190,7 +191,7 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
                 any.push(format!(
                     "{id} IN (SELECT {s}.resource_id FROM search_reference {s} \
                      WHERE {s}.resource_type = {ty} AND {s}.param IN ({codes}) \
-                     AND {s}.target_type = {patient_type} AND {s}.target_id = {pid})",
+                     AND {s}.target_type = {patient_type} AND {s}.target_id IN ({pid}))",
                     ty = owner.ty,
                     codes = codes.join(", ")
                 ));
