@@ -184,36 +184,16 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
     }
     let mut changes = store.changes();
     loop {
-        loop {
-            let (s, m) = (store.clone(), mpi.clone());
-            match tokio::task::spawn_blocking(move || m.link_pending(&s)).await {
-                Ok(Ok(n)) if (n as i64) < BATCH => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "linking Patients failed; will retry");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "linking task failed");
-                    break;
-                }
-            }
-        }
-        loop {
-            let (i, m) = (ingest.clone(), mpi.clone());
-            match tokio::task::spawn_blocking(move || m.refresh_golden(&i)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "writing golden records failed; will retry");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "golden record task failed");
-                    break;
-                }
-            }
-        }
+        let (s, m) = (store.clone(), mpi.clone());
+        drain("linking Patients", move || {
+            Ok(m.link_pending(&s)? as i64 == BATCH)
+        })
+        .await;
+        let (i, m) = (ingest.clone(), mpi.clone());
+        drain("writing golden records", move || {
+            Ok(m.refresh_golden(&i)? > 0)
+        })
+        .await;
         // the index's own u, when it is first big enough and each time it grew by a quarter
         if mpi.should_learn() {
             let (s, m) = (store.clone(), mpi.clone());
@@ -224,6 +204,29 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+/// Run `step` on a blocking thread again while it says there is more to do; a failure is
+/// logged, and tried again at the linker's next wake.
+async fn drain<F>(what: &'static str, step: F)
+where
+    F: Fn() -> Result<bool, StoreError> + Clone + Send + 'static,
+{
+    loop {
+        let step = step.clone();
+        match tokio::task::spawn_blocking(step).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => break,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "{what} failed; will retry");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{what}: the task failed");
+                break;
+            }
         }
     }
 }
