@@ -179,6 +179,23 @@ impl IdentityResolver for Mpi {
         }
         // what this write replaces is no longer what the index holds
         self.people.invalidate(&version.id);
+        // a golden record (its id a person's, with records) is the MPI's to write: a source
+        // writing over it or deleting it would turn the person's record into its own
+        if version.version_id > 1
+            && source.channel != Channel::Mpi
+            && !super::links::members(conn, &version.id)?.is_empty()
+        {
+            return Err(StoreError::Invalid(vec![
+                crate::fhir::Issue::error(
+                    "business-rule",
+                    format!(
+                        "Patient/{} is a golden record, written by the MPI alone from its person's records: change those",
+                        version.id
+                    ),
+                )
+                .at("Patient"),
+            ]));
+        }
         if version.deleted {
             // its person's golden record no longer has it
             if let Some(link) = super::links::link_of(conn, &version.id)? {

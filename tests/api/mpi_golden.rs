@@ -200,6 +200,17 @@ async fn golden_records_follow_their_persons(app: TestApp) {
     assert!(matches!(r.status, 400 | 422), "{}", r.text);
     assert!(r.text.contains("golden-record"), "{}", r.text);
 
+    // nor write over one, nor delete it: it is the person's records that change
+    let mut over = app.get(&format!("/Patient/{person}")).await.json();
+    over["meta"] = json!({});
+    over["gender"] = json!("male");
+    let r = app.put(&format!("/Patient/{person}"), &over).await;
+    assert!(matches!(r.status, 400 | 422), "{}", r.text);
+    assert!(r.text.contains("golden record"), "{}", r.text);
+    let r = app.delete(&format!("/Patient/{person}")).await;
+    assert!(matches!(r.status, 400 | 422), "{}", r.text);
+    assert_eq!(app.get(&format!("/Patient/{person}")).await.status, 200);
+
     // a new version of a record: the golden record follows it
     let mut newer = app.get(&format!("/Patient/{a}")).await.json();
     newer["telecom"] = json!([{"system": "phone", "value": "217-555-0199"}]);
