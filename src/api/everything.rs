@@ -36,11 +36,12 @@ pub async fn patient(
         }
         found => found?,
     };
+    let json = patient.json();
     ctx.grant
-        .check(Interaction::Read, "Patient", &id, || patient.json())
+        .check(Interaction::Read, "Patient", &id, || &json)
         .map_err(|_| ApiError::unseen("Patient", &id))?;
     let mut patients = vec![id.clone()];
-    if crate::fhir::resource::is_golden_record(&patient.json()) {
+    if crate::fhir::resource::is_golden_record(&json) {
         let (store, person) = (state.store.clone(), id.clone());
         let members =
             web::block(move || store.read(|c| crate::identity::links::members(c, &person)))

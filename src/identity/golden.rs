@@ -242,7 +242,11 @@ enum Plan {
 
 /// The records of `person` and what its golden record should be.
 fn plan(conn: &mut DbConnection, rules: &Survivorship, person: &str) -> Result<Plan, StoreError> {
-    let ids = links::members(conn, person)?;
+    let mut linked: BTreeMap<String, Link> = links::links_to(conn, person)?
+        .into_iter()
+        .map(|l| (l.patient_id.clone(), l))
+        .collect();
+    let ids: Vec<String> = linked.keys().cloned().collect();
     let current = crate::store::versions::current(conn, "Patient", person)?;
     let existing = current.as_ref().filter(|v| !v.deleted).map(|v| v.json());
     if let Some(other) = &existing
@@ -266,7 +270,7 @@ fn plan(conn: &mut DbConnection, rules: &Survivorship, person: &str) -> Result<P
     };
     let mut records = Vec::new();
     for v in versions.into_iter().filter(|v| !v.deleted) {
-        let Some(link) = links::link_of(conn, &v.id)? else {
+        let Some(link) = linked.remove(&v.id) else {
             continue;
         };
         let Value::Object(resource) = v.json() else {

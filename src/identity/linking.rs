@@ -37,7 +37,11 @@ impl Mpi {
             // a new version of one of its records, or a record about to leave it
             golden::mark(conn, &cur.person_id)?;
         }
-        if let Some(into) = person.replaced_by.as_deref().filter(|into| *into != id) {
+        // a merge into a Patient the index holds (one naming no such Patient would give a
+        // person a member that is no record): else the record is matched as any other
+        if let Some(into) = person.replaced_by.as_deref().filter(|into| *into != id)
+            && index::filed(conn, into)?.is_some()
+        {
             return self.merged(conn, id, current, into, by);
         }
         if current.as_ref().is_some_and(|l| l.decided_by.is_some()) {
@@ -90,7 +94,7 @@ impl Mpi {
         };
         match (best, current) {
             (Some((other, scored)), current) => {
-                let target = self.person_of(conn, other, who)?;
+                let target = self.joined_person(conn, other, who)?;
                 links::settle(conn, id, other)?;
                 let reason = format!("a certain match for Patient/{other}");
                 let link = linked(target.clone(), scored);
@@ -133,7 +137,7 @@ impl Mpi {
         into: &str,
         by: &str,
     ) -> Result<(), StoreError> {
-        let target = self.person_of(conn, into, &format!("matcher ({by})"))?;
+        let target = self.joined_person(conn, into, &format!("matcher ({by})"))?;
         if current
             .as_ref()
             .is_some_and(|l| l.person_id == target && l.rule == "merge")
@@ -155,7 +159,7 @@ impl Mpi {
 
     /// The person of the Patient `id`; when it has no link row (the only record of its own
     /// person until now), that row is written: a second record is about to join it.
-    fn person_of(
+    fn joined_person(
         &self,
         conn: &mut DbConnection,
         id: &str,

@@ -190,6 +190,25 @@ pub fn members(conn: &mut DbConnection, person: &str) -> Result<Vec<String>, Sto
         .load(conn)?)
 }
 
+/// The links of the Patients linked to `person`, by Patient id.
+pub fn links_to(conn: &mut DbConnection, person: &str) -> Result<Vec<Link>, StoreError> {
+    use mpi_links::dsl as l;
+    Ok(l::mpi_links
+        .filter(l::person_id.eq(person))
+        .select(Link::as_select())
+        .order(l::patient_id)
+        .load(conn)?)
+}
+
+/// Whether any Patient is linked to `person` (one probe of the person index).
+pub fn has_members(conn: &mut DbConnection, person: &str) -> Result<bool, StoreError> {
+    use mpi_links::dsl as l;
+    Ok(diesel::select(diesel::dsl::exists(
+        l::mpi_links.filter(l::person_id.eq(person)),
+    ))
+    .get_result(conn)?)
+}
+
 /// Write `link` (in place of the Patient's previous one), and its history row; its person's
 /// golden record is stale (the person it leaves is marked by the caller, who read it).
 pub fn set(

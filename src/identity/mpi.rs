@@ -183,7 +183,7 @@ impl IdentityResolver for Mpi {
         // writing over it or deleting it would turn the person's record into its own
         if version.version_id > 1
             && source.channel != Channel::Mpi
-            && !super::links::members(conn, &version.id)?.is_empty()
+            && super::links::has_members(conn, &version.id)?
         {
             return Err(StoreError::Invalid(vec![
                 crate::fhir::Issue::error(

@@ -306,6 +306,15 @@ async fn a_merge_links_the_records_as_its_sender_says(app: TestApp) {
     let mut want = vec![old, new];
     want.sort();
     assert_eq!(linked(&golden), want, "{golden}");
+
+    // a record replaced by a Patient no source ever wrote is matched as any other record
+    let (stray, _) = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Ortega", "given": ["Luz"]}],
+                        "link": [{"type": "replaced-by", "other": {"reference": "Patient/no-such-patient"}}]}))
+        .await;
+    app.mpi_settled().await;
+    let of_stray = of(stray).await;
+    assert_eq!(of_stray["rule"], "new", "{of_stray}");
 }
 
 /// Two records of one person in one transaction (a birth date one digit apart, so no key the
