@@ -229,7 +229,8 @@ impl Application {
                 ..Default::default()
             },
             sockets.clone(),
-        );
+        )
+        .with_persons(Arc::new(crate::identity::reading::Persons));
         let workers = Arc::new(workers);
         {
             let (i, m) = (ingest.clone(), mpi.clone());

@@ -48,9 +48,23 @@ pub(super) async fn answer<T: Send + 'static>(
     work: impl FnOnce() -> Result<Option<T>, StoreError> + Send + 'static,
     ok: impl FnOnce(T) -> serde_json::Value,
 ) -> HttpResponse {
+    let missing = missing.to_string();
+    carry_out(
+        move || Ok(work()?.ok_or((StatusCode::NOT_FOUND, missing))),
+        ok,
+    )
+    .await
+}
+
+/// Run `work` on a blocking thread and answer with what `ok` makes of its result, or with the
+/// status and words of its refusal, 503 when the database failed.
+pub(super) async fn carry_out<T: Send + 'static>(
+    work: impl FnOnce() -> Result<Result<T, (StatusCode, String)>, StoreError> + Send + 'static,
+    ok: impl FnOnce(T) -> serde_json::Value,
+) -> HttpResponse {
     match web::block(work).await {
-        Ok(Ok(Some(v))) => HttpResponse::Ok().json(ok(v)),
-        Ok(Ok(None)) => problem(StatusCode::NOT_FOUND, missing.to_string()),
+        Ok(Ok(Ok(v))) => HttpResponse::Ok().json(ok(v)),
+        Ok(Ok(Err((status, text)))) => problem(status, text),
         Ok(Err(e)) => {
             // the same general words as the FHIR API's, the database's own in the log
             let api = crate::api::error::ApiError::from(e);

@@ -16,6 +16,7 @@ mod history;
 mod matching;
 mod metadata;
 mod mpi_admin;
+mod mpi_decisions;
 mod paging;
 mod path;
 pub mod rate;
@@ -106,7 +107,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/hl7v2/messages/{id}/replay", web::post().to(admin::replay))
                 .route("/mpi", web::get().to(mpi_admin::status))
                 .route("/mpi/reviews", web::get().to(mpi_admin::reviews))
-                .route("/mpi/reviews/{id}", web::post().to(mpi_admin::decide))
+                .route("/mpi/reviews/{id}", web::post().to(mpi_decisions::decide))
+                .route(
+                    "/mpi/reviews/{id}/undo",
+                    web::post().to(mpi_decisions::undo),
+                )
+                .route("/mpi/merges", web::post().to(mpi_decisions::merge))
+                .route("/mpi/merges", web::get().to(mpi_decisions::merges))
+                .route(
+                    "/mpi/merges/{id}/undo",
+                    web::post().to(mpi_decisions::unmerge),
+                )
                 .route("/mpi/patients/{id}", web::get().to(mpi_admin::patient)),
         )
         .service(

@@ -3,8 +3,7 @@
 //!
 //! - `GET /admin/mpi/reviews?status=open&limit=50`: the pairs the matcher is unsure about,
 //!   newest first, each with both Patients side by side and the fields compared;
-//! - `POST /admin/mpi/reviews/{id}` with `{"decision": "same" | "different"}`: a person's
-//!   decision, kept and never overruled by the matcher;
+//! - decisions on reviews and persons (`mpi_decisions`);
 //! - `GET /admin/mpi/patients/{id}`: a Patient's link, the other records of its person, and
 //!   the history of its links (`pending` while the linker has yet to link its latest version);
 //! - `GET /admin/mpi`: the index's size and the linker's backlog.
@@ -16,8 +15,7 @@ use super::admin::{ListQuery, answer, problem, refused};
 use crate::identity::links::{self, Review};
 use crate::store::DbConnection;
 use actix_web::http::StatusCode;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 pub async fn reviews(
@@ -53,7 +51,10 @@ pub async fn reviews(
 }
 
 /// A review with both Patients as they are now, their persons, and the fields compared.
-fn side_by_side(conn: &mut DbConnection, r: Review) -> Result<Value, crate::store::StoreError> {
+pub(super) fn side_by_side(
+    conn: &mut DbConnection,
+    r: Review,
+) -> Result<Value, crate::store::StoreError> {
     let record = |conn: &mut DbConnection, id: &str| -> Result<Value, crate::store::StoreError> {
         let resource = crate::store::versions::current(conn, "Patient", id)?
             .filter(|v| !v.deleted)
@@ -77,58 +78,8 @@ fn side_by_side(conn: &mut DbConnection, r: Review) -> Result<Value, crate::stor
     }))
 }
 
-fn iso(micros: i64) -> String {
+pub(super) fn iso(micros: i64) -> String {
     crate::fhir::resource::instant(micros)
-}
-
-#[derive(Deserialize)]
-pub struct Decision {
-    decision: String,
-}
-
-pub async fn decide(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> HttpResponse {
-    if let Some(r) = refused(&req) {
-        return r;
-    }
-    // read here, so that a body that is no such JSON gets this API's answer, not the framework's
-    let Ok(body) = serde_json::from_slice::<Decision>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            r#"the body must be {"decision": "same"} or {"decision": "different"}"#,
-        );
-    };
-    let same = match body.decision.as_str() {
-        "same" => true,
-        "different" => false,
-        other => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("decision '{other}': one of same, different"),
-            );
-        }
-    };
-    let who = req
-        .extensions()
-        .get::<std::sync::Arc<crate::auth::Grant>>()
-        .map(|g| g.actor())
-        .unwrap_or_default();
-    let (store, mpi, id) = (state.store.clone(), state.mpi.clone(), id.into_inner());
-    answer(
-        "no such review",
-        move || {
-            store.write_rows(|conn| match mpi.decide(conn, &id, same, &who)? {
-                Some(r) => side_by_side(conn, r).map(Some),
-                None => Ok(None),
-            })
-        },
-        |r| r,
-    )
-    .await
 }
 
 pub async fn patient(

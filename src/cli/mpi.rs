@@ -45,6 +45,37 @@ pub enum MpiCommand {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
+    /// Withdraw the decision on a review: the pair is open again, and both records are linked
+    /// as the matcher sees them now.
+    Undo {
+        #[command(flatten)]
+        store: crate::config::StoreArgs,
+        /// The review's id.
+        id: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Merge two persons: every record of FROM moves to INTO (each a person id, a golden
+    /// record's id, or one of its records' Patient id). Kept; `mpi unmerge` undoes it.
+    Merge {
+        #[command(flatten)]
+        store: crate::config::StoreArgs,
+        from: String,
+        into: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Undo a merge: the records it moved that are still where it put them go back.
+    Unmerge {
+        #[command(flatten)]
+        store: crate::config::StoreArgs,
+        /// The merge's id (as `mpi merge` printed it).
+        id: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
     /// Estimate m, u and the prior with EM from Patients (ndjson), and print the model (or
     /// write it with --out). No labels are read.
     Estimate {
@@ -124,14 +155,51 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
                 "different" => false,
                 other => anyhow::bail!("decision '{other}': one of same, different"),
             };
-            let settings = crate::config::Settings::new("127.0.0.1:0", store);
-            let store = crate::store::Store::open(&settings.store_settings()?)?;
-            let mpi = crate::startup::mpi(&store, &settings)?;
+            let (store, mpi) = open_mpi(store)?;
             let who = format!("operator {by}");
             match store.write_rows(|conn| mpi.decide(conn, &id, same, &who))? {
                 Some(r) => println!("{} decided: {}", r.id, r.status),
                 None => anyhow::bail!("no review {id}"),
             }
+        }
+        MpiCommand::Undo { store, id, by } => {
+            let (store, mpi) = open_mpi(store)?;
+            let who = format!("operator {by}");
+            let r = store.write_rows(|conn| mpi.undo(conn, &id, &who))?;
+            let r = r.map_err(refused)?;
+            println!("{} {}: the decision is withdrawn", r.id, r.status);
+        }
+        MpiCommand::Merge {
+            store,
+            from,
+            into,
+            reason,
+            by,
+        } => {
+            let (store, mpi) = open_mpi(store)?;
+            let who = format!("operator {by}");
+            let m = store.write_rows(|conn| mpi.merge(conn, (&from, &into), &reason, &who))?;
+            let m = m.map_err(refused)?;
+            println!(
+                "merge {}: person {} into {} ({})",
+                m.id,
+                m.from_person,
+                m.into_person,
+                m.moved().join(", ")
+            );
+        }
+        MpiCommand::Unmerge { store, id, by } => {
+            let (store, mpi) = open_mpi(store)?;
+            let who = format!("operator {by}");
+            let u = store.write_rows(|conn| mpi.unmerge(conn, &id, &who))?;
+            let u = u.map_err(refused)?;
+            println!(
+                "merge {} undone: back to person {}: {}; left where they are: {}",
+                u.merge.id,
+                u.merge.from_person,
+                u.restored.join(", "),
+                u.left.join(", ")
+            );
         }
         MpiCommand::Estimate {
             patients,
@@ -151,6 +219,24 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
             for field in &e.unseen {
                 model.fields.insert(*field, base.fields[field].clone());
             }
+            // a level the matches hardly show (nicknames in FEBRL) keeps the base model's m
+            let thin: Vec<(crate::identity::compare::Field, &str)> = e
+                .thin
+                .iter()
+                .filter(|(f, _)| !e.unseen.contains(f))
+                .copied()
+                .collect();
+            for (field, level) in &thin {
+                if let (Some(stated), Some(l)) = (
+                    base.fields[field].get(*level),
+                    model
+                        .fields
+                        .get_mut(field)
+                        .and_then(|levels| levels.get_mut(*level)),
+                ) {
+                    l.m = stated.m;
+                }
+            }
             model.estimated = [
                 (
                     "method",
@@ -163,6 +249,14 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
                 (
                     "not_estimated",
                     json!(e.unseen.iter().map(|f| f.name()).collect::<Vec<_>>()),
+                ),
+                (
+                    "m_stated",
+                    json!(
+                        thin.iter()
+                            .map(|(f, l)| format!("{}.{l}", f.name()))
+                            .collect::<Vec<_>>()
+                    ),
                 ),
                 (
                     "from",
@@ -219,6 +313,23 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
 fn open(store: crate::config::StoreArgs) -> anyhow::Result<crate::store::Store> {
     let settings = crate::config::Settings::new("127.0.0.1:0", store);
     crate::store::Store::open(&settings.store_settings()?)
+}
+
+/// The server's database and its MPI, as `serve` would configure it.
+fn open_mpi(
+    store: crate::config::StoreArgs,
+) -> anyhow::Result<(crate::store::Store, std::sync::Arc<crate::identity::Mpi>)> {
+    let settings = crate::config::Settings::new("127.0.0.1:0", store);
+    let store = crate::store::Store::open(&settings.store_settings()?)?;
+    let mpi = crate::startup::mpi(&store, &settings)?;
+    Ok((store, mpi))
+}
+
+fn refused(r: crate::identity::decisions::Refusal) -> anyhow::Error {
+    use crate::identity::decisions::Refusal;
+    match r {
+        Refusal::Missing(text) | Refusal::Conflict(text) => anyhow::Error::msg(text),
+    }
 }
 
 fn load_model(path: Option<&PathBuf>) -> anyhow::Result<Model> {

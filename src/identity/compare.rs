@@ -48,9 +48,10 @@ impl Field {
     /// have one beyond it: a generation apart).
     pub fn levels(self) -> &'static [&'static str] {
         match self {
-            Field::Given | Field::Family => {
-                &["exact", "swapped", "close", "sounds", "near", "differ"]
-            }
+            Field::Given => &[
+                "exact", "swapped", "close", "nickname", "sounds", "near", "differ",
+            ],
+            Field::Family => &["exact", "swapped", "close", "sounds", "near", "differ"],
             Field::Birth => &[
                 "exact",
                 "one_edit",
@@ -89,18 +90,16 @@ impl Field {
         let level = |name: &str| self.levels().iter().position(|l| *l == name);
         let found = match self {
             Field::Given => name(
-                &a.given,
-                &b.given,
-                &a.given_sound,
-                &b.given_sound,
+                (&a.given, &b.given),
+                (&a.given_sound, &b.given_sound),
                 swapped(a, b),
+                super::nicknames::related,
             )?,
             Field::Family => name(
-                &a.family,
-                &b.family,
-                &a.family_sound,
-                &b.family_sound,
+                (&a.family, &b.family),
+                (&a.family_sound, &b.family_sound),
                 swapped(a, b),
+                |_, _| false,
             )?,
             Field::Birth => birth(&a.birth, &b.birth)?,
             Field::Street | Field::City => {
@@ -152,7 +151,14 @@ fn swapped(a: &Person, b: &Person) -> bool {
     !a.given.is_empty() && a.given == b.family && a.family == b.given && a.given != a.family
 }
 
-fn name(a: &str, b: &str, sa: &str, sb: &str, swapped: bool) -> Option<&'static str> {
+/// Two names: `(a, b)`, their sounds `(sa, sb)`, whether the pair has given and family
+/// written the other way round, and whether two names are one and its nickname.
+fn name(
+    (a, b): (&str, &str),
+    (sa, sb): (&str, &str),
+    swapped: bool,
+    nickname: impl Fn(&str, &str) -> bool,
+) -> Option<&'static str> {
     both(a, b)?;
     if a == b {
         return Some("exact");
@@ -163,6 +169,8 @@ fn name(a: &str, b: &str, sa: &str, sb: &str, swapped: bool) -> Option<&'static 
     let similarity = jaro_winkler(a, b);
     Some(if similarity >= CLOSE {
         "close"
+    } else if nickname(a, b) {
+        "nickname"
     } else if !sa.is_empty() && sa == sb {
         "sounds"
     } else if similarity >= NEAR {
@@ -276,6 +284,21 @@ mod tests {
         assert_eq!(
             level(Field::Family, &katz, &person("Al", "Cats", "")),
             Some("sounds")
+        );
+    }
+
+    #[test]
+    fn a_given_name_and_its_nickname_agree_as_nicknames() {
+        let a = person("William", "Smith", "1980-02-14");
+        let given = |g: &str| level(Field::Given, &a, &person(g, "Smith", ""));
+        assert_eq!(given("Bill"), Some("nickname"));
+        assert_eq!(given("Willaim"), Some("close"));
+        assert_eq!(given("Margaret"), Some("differ"));
+        // family names have no nicknames
+        let bill = person("Bill", "Bill", "");
+        assert_ne!(
+            level(Field::Family, &person("Jon", "William", ""), &bill),
+            Some("nickname")
         );
     }
 

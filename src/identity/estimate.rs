@@ -207,7 +207,14 @@ pub struct Estimate {
     /// Fields no pair knew on both sides, or that every kind is built from: their m and u say
     /// nothing (the caller keeps stated values for them).
     pub unseen: Vec<Field>,
+    /// Levels the matches found show fewer than `THIN_MATCHES` times (FEBRL has one
+    /// nickname in 5,000 true pairs): their `m` says nothing either (the caller keeps stated
+    /// values).
+    pub thin: Vec<(Field, &'static str)>,
 }
+
+/// Matches at a level below which EM's `m` for it is noise.
+const THIN_MATCHES: f64 = 5.0;
 
 /// Estimate a model from `people`, with `seed` for the random pairs; `grades` are kept as given
 /// (they are a policy, not a property of the data).
@@ -253,6 +260,20 @@ pub fn estimate(people: &[Person], grades: Grades, seed: u64) -> Estimate {
         .filter(|(i, _)| m_weight[*i] <= 0.0 || !seen(&random, *i))
         .map(|(_, f)| *f)
         .collect();
+    let thin: Vec<(Field, &'static str)> = FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| m_weight[*i] > 0.0)
+        .flat_map(|(i, f)| {
+            let m_sum = &m_sum[i];
+            let weight = m_weight[i];
+            f.levels()
+                .iter()
+                .enumerate()
+                .filter(move |(l, _)| m_sum[*l] / weight * matches < THIN_MATCHES)
+                .map(move |(_, name)| (*f, *name))
+        })
+        .collect();
     let round = |x: f64| ((x * 1e7).round() / 1e7).max(1e-7);
     let fields: BTreeMap<Field, BTreeMap<String, Level>> = FIELDS
         .iter()
@@ -290,6 +311,7 @@ pub fn estimate(people: &[Person], grades: Grades, seed: u64) -> Estimate {
         candidate_pairs: candidate_pairs(people).len(),
         rounds,
         unseen,
+        thin,
     }
 }
 

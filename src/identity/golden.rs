@@ -287,7 +287,15 @@ fn plan(conn: &mut DbConnection, rules: &Survivorship, person: &str) -> Result<P
     if records.len() < 2 && existing.is_none() {
         return Ok(Plan::Skip);
     }
-    Ok(Plan::Write(rules.build(person, &records)))
+    let mut golden = rules.build(person, &records);
+    // a person merged into another: clients that kept its id are pointed at the survivor
+    if records.is_empty()
+        && let Some(into) = super::decisions::merged_into(conn, person)?
+    {
+        golden["link"] =
+            json!([{"other": {"reference": format!("Patient/{into}")}, "type": "replaced-by"}]);
+    }
+    Ok(Plan::Write(golden))
 }
 
 /// The marks a write of golden records clears: each only if no later change marked it again.

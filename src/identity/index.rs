@@ -195,6 +195,15 @@ pub fn file(
     Ok(())
 }
 
+/// Mark the filed Patient `id` pending again since `at`, as it is filed: the linker links it
+/// as it sees it now (a person withdrew a decision about it). Nothing when it is not filed.
+pub fn requeue(conn: &mut DbConnection, id: &str, at: i64) -> Result<(), StoreError> {
+    diesel::update(mpi_people::table.find(id))
+        .set(mpi_people::pending.eq(Some(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Take the Patient `id` out of the index (it was deleted): no longer a candidate.
 pub fn unfile(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
     let Some(old) = filed(conn, id)? else {

@@ -81,6 +81,15 @@ pub fn is_pending(conn: &mut DbConnection, id: &str) -> Result<Option<bool>, Sto
     Ok(at.map(|at| at.is_some()))
 }
 
+/// When the oldest Patient waiting for its link was filed (`None`: none waits).
+pub fn oldest_pending(conn: &mut DbConnection) -> Result<Option<i64>, StoreError> {
+    use mpi_people::dsl as p;
+    Ok(p::mpi_people
+        .filter(p::pending.is_not_null())
+        .select(diesel::dsl::min(p::pending))
+        .get_result(conn)?)
+}
+
 /// How far the linker is behind: Patients pending, and when the oldest of them was filed.
 pub fn backlog(conn: &mut DbConnection) -> Result<(i64, Option<i64>), StoreError> {
     use mpi_people::dsl as p;

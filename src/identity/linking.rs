@@ -7,9 +7,9 @@
 //!   person, said in the history);
 //! - a link a person decided is never moved, a pair decided different never linked.
 //!
-//! `decide` carries out a person's decision on a review.
+//! A person's decisions, which the matcher never overrules, are in `decisions`.
 
-use super::links::{self, Link, Review};
+use super::links::{self, Link};
 use super::model::{Grade, Scored};
 use super::mpi::Mpi;
 use super::person::Person;
@@ -159,7 +159,7 @@ impl Mpi {
 
     /// The person of the Patient `id`; when it has no link row (the only record of its own
     /// person until now), that row is written: a second record is about to join it.
-    fn joined_person(
+    pub(super) fn joined_person(
         &self,
         conn: &mut DbConnection,
         id: &str,
@@ -192,59 +192,5 @@ impl Mpi {
             other.replaced_by.as_deref() == Some(id)
                 || model.score(person, other, self.index_size()).grade == Grade::Certain
         }))
-    }
-
-    /// A person's decision on the review `id`. `same` puts the pair under the first record's
-    /// person, both links marked as decided (the matcher leaves them be). `different` is kept
-    /// (the matcher never links the pair again) and, when the two share a person, takes the
-    /// second out of it. `None` when there is no such review.
-    pub fn decide(
-        &self,
-        conn: &mut DbConnection,
-        id: &str,
-        same: bool,
-        who: &str,
-    ) -> Result<Option<Review>, StoreError> {
-        let Some(review) = links::review_by_id(conn, id)? else {
-            return Ok(None);
-        };
-        let status = if same { "same" } else { "different" };
-        links::decide_review(conn, id, status, who)?;
-        let at = links::now();
-        let link = |patient: &str, person: String, decided: bool| Link {
-            patient_id: patient.to_string(),
-            person_id: person,
-            probability: review.probability,
-            grade: review.grade.clone(),
-            rule: "decision".into(),
-            linked_at: at,
-            decided_by: decided.then(|| who.to_string()),
-        };
-        let first = links::link_of(conn, &review.patient_id)?;
-        let second = links::link_of(conn, &review.other_id)?;
-        // the persons either may leave
-        for l in first.iter().chain(&second) {
-            golden::mark(conn, &l.person_id)?;
-        }
-        let reason = format!("decided: {status} (review {id})");
-        if same {
-            let person =
-                first.map_or_else(|| links::own_person(&review.patient_id), |l| l.person_id);
-            for p in [&review.patient_id, &review.other_id] {
-                links::set(
-                    conn,
-                    &link(p, person.clone(), true),
-                    "decided",
-                    &reason,
-                    who,
-                )?;
-            }
-        } else if let (Some(a), Some(b)) = (&first, &second)
-            && a.person_id == b.person_id
-        {
-            let apart = link(&review.other_id, links::new_person(), false);
-            links::set(conn, &apart, "decided", &reason, who)?;
-        }
-        links::review_by_id(conn, id)
     }
 }

@@ -387,3 +387,26 @@ pub fn decide_review(
         .execute(conn)?;
     Ok(())
 }
+
+/// Open the review `id` again: its decision is withdrawn.
+pub fn reopen_review(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    use mpi_reviews::dsl as r;
+    diesel::update(r::mpi_reviews.find(id))
+        .set((
+            r::status.eq("open"),
+            r::decided_at.eq(None::<i64>),
+            r::decided_by.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The position of the latest change of any link (0 with none): a reader that cached what
+/// links said knows from it whether they still say so.
+pub fn latest_change(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    use mpi_link_history::dsl as h;
+    let seq: Option<i64> = h::mpi_link_history
+        .select(diesel::dsl::max(h::seq))
+        .get_result(conn)?;
+    Ok(seq.unwrap_or(0))
+}

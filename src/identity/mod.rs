@@ -4,11 +4,13 @@
 //! sure it is and why. Every Patient written from any source is filed in the index in its
 //! write transaction (`mpi`, `index`) and linked to its person right after (`linker`,
 //! `linking`, `links`); persons of
-//! two or more records get a golden record (`golden`).
+//! two or more records get a golden record (`golden`). A person's decisions (`decisions`) on
+//! pairs and persons are kept and never overruled by the matcher.
 
 pub mod blocking;
 pub mod chance;
 pub mod compare;
+pub mod decisions;
 pub mod estimate;
 pub mod golden;
 pub mod index;
@@ -17,7 +19,9 @@ pub mod linking;
 pub mod links;
 pub mod model;
 pub mod mpi;
+pub mod nicknames;
 pub mod person;
+pub mod reading;
 
 pub use model::{Grade, Model, Scored};
 pub use mpi::{Candidate, Mpi};

@@ -69,6 +69,13 @@ pub fn resolve_condition(
     let mut filters = Vec::with_capacity(params.len());
     for (name, value) in &params {
         match parse_filter(rtype, name, value) {
+            // which records are one person changes with the MPI's links: a write decided by
+            // it would not say the same thing twice
+            Ok(Some(f)) if f.through_identity() => {
+                return Err(IngestError::bad_request(format!(
+                    "condition '{query}': ':mdm' reads through the MPI's links; a conditional write matches records, not persons"
+                )));
+            }
             Ok(Some(f)) => filters.push(f),
             Ok(None) => {
                 return Err(IngestError::bad_request(format!(

@@ -41,33 +41,88 @@ struct Listener {
     grant: Grant,
 }
 
+/// Who else a Patient is (the master patient index's answer), for filters that name a Patient
+/// through identity (`patient:mdm=Patient/123`): such a filter hears of every record of the
+/// person.
+pub trait SamePerson: Send + Sync {
+    /// `patients` (Patient or golden record ids), each with every record of its person.
+    fn records(
+        &self,
+        conn: &mut DbConnection,
+        patients: &[String],
+    ) -> Result<Vec<String>, StoreError>;
+    /// A number that moves whenever any link changes.
+    fn links_version(&self, conn: &mut DbConnection) -> Result<i64, StoreError>;
+    /// When the oldest Patient written and not yet linked to its person was written (`None`:
+    /// every Patient is linked). A change written at or after it may concern a record whose
+    /// person is not known yet.
+    fn oldest_unlinked(&self, conn: &mut DbConnection) -> Result<Option<i64>, StoreError>;
+}
+
+/// How long changes wait for the Patients written before them to be linked, while a filter
+/// names a Patient through identity: the linker takes tens of milliseconds; one that is
+/// failing must not hold every subscription back.
+const LINK_WAIT_MICROS: i64 = 5_000_000;
+
 /// The listening subscriptions, parsed once and kept while they do not change: each batch
-/// asks only for a fingerprint of the registry (a cheap aggregate), and reloads when it moved.
+/// asks only for a fingerprint of the registry (a cheap aggregate), and reloads when it moved;
+/// and, while a filter names a Patient through identity, when a link changed.
 #[derive(Default)]
 pub struct Listeners {
     fingerprint: Option<(i64, String)>,
     listeners: Vec<Listener>,
+    persons: Option<std::sync::Arc<dyn SamePerson>>,
+    /// The links' version the filters were expanded at, while some filter needs it.
+    links_seen: Option<i64>,
 }
 
 impl Listeners {
+    /// Listeners whose filters through identity ask `persons` who else a Patient is (without,
+    /// such a filter hears of the Patient it names alone).
+    pub fn with_persons(persons: std::sync::Arc<dyn SamePerson>) -> Listeners {
+        Listeners {
+            persons: Some(persons),
+            ..Listeners::default()
+        }
+    }
+
     fn listeners(&mut self, conn: &mut DbConnection) -> Result<&[Listener], StoreError> {
         let now = registry::fingerprint(conn)?;
-        if self.fingerprint.as_ref() != Some(&now) {
-            self.listeners = registry::listening(conn)?
-                .into_iter()
-                .filter_map(|sub| {
-                    let topic = topics::resolve(&sub.topic).ok()?;
-                    let filters = parsed_filters(&sub.filters());
-                    let grant = Grant::stored(&sub.actor, &sub.scope, sub.patient.clone());
-                    Some(Listener {
-                        starts_after: sub.starts_after,
-                        id: sub.id,
-                        topic,
-                        filters,
-                        grant,
-                    })
-                })
-                .collect();
+        let links_now = match (&self.persons, self.links_seen) {
+            (Some(p), Some(_)) => Some(p.links_version(conn)?),
+            _ => None,
+        };
+        if self.fingerprint.as_ref() != Some(&now) || links_now != self.links_seen {
+            let mut through_identity = false;
+            let mut listeners = Vec::new();
+            for sub in registry::listening(conn)? {
+                let Ok(topic) = topics::resolve(&sub.topic) else {
+                    continue;
+                };
+                let mut filters = parsed_filters(&sub.filters());
+                if let Some(persons) = &self.persons {
+                    for clause in filters.iter_mut().flat_map(|(_, c)| c.iter_mut()) {
+                        if clause.through_identity {
+                            through_identity = true;
+                            let records = persons.records(conn, &clause.patients_named())?;
+                            *clause = clause.naming_patients(&records);
+                        }
+                    }
+                }
+                let grant = Grant::stored(&sub.actor, &sub.scope, sub.patient.clone());
+                listeners.push(Listener {
+                    starts_after: sub.starts_after,
+                    id: sub.id,
+                    topic,
+                    filters,
+                    grant,
+                });
+            }
+            self.listeners = listeners;
+            self.links_seen = match (&self.persons, through_identity) {
+                (Some(p), true) => Some(links_now.map_or_else(|| p.links_version(conn), Ok)?),
+                _ => None,
+            };
             self.fingerprint = Some(now);
         }
         Ok(&self.listeners)
@@ -128,10 +183,33 @@ pub fn plan(
             matched: Vec::new(),
         });
     }
+    let through_identity = {
+        cache.listeners(conn)?;
+        cache.links_seen.is_some()
+    };
+    // a filter through identity hears of a record once it is linked to its person: changes
+    // written since the oldest Patient not yet linked wait for the linker (a few batches of
+    // this loop), in order, unless it is stuck
+    let pending = match (through_identity, &cache.persons) {
+        (true, Some(persons)) => match persons.oldest_unlinked(conn)? {
+            Some(at) if now_micros() - at < LINK_WAIT_MICROS => {
+                let before = pending.iter().take_while(|p| p.created_at < at).count();
+                &pending[..before]
+            }
+            _ => &pending[..],
+        },
+        _ => &pending[..],
+    };
+    if pending.is_empty() {
+        return Ok(Plan {
+            seqs: Vec::new(),
+            matched: Vec::new(),
+        });
+    }
     let listeners = cache.listeners(conn)?;
     // the changes some listener covers, with the versions their topics need
     let mut considered: Vec<(&Pending, Action, Vec<usize>, bool)> = Vec::new();
-    for p in &pending {
+    for p in pending {
         // a subscription's own changes (its creation, its status) are not events of any
         // topic: a subscriber would otherwise hear of itself going active
         if p.resource_type == "Subscription" {

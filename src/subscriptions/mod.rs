@@ -42,6 +42,8 @@ const COALESCE: Duration = Duration::from_millis(5);
 /// Each may be started again after it stopped: their work is in the database.
 pub struct Workers {
     store: Store,
+    /// Who else a Patient is, for filters through identity (the MPI, when the server has one).
+    persons: Option<Arc<dyn dispatch::SamePerson>>,
     deliverer: Arc<Deliverer>,
     recording: outcome::Recording,
     wake_delivery: Arc<Notify>,
@@ -53,9 +55,18 @@ impl Workers {
         let (deliverer, recording) = Deliverer::new(store.clone(), base, settings, sockets);
         Workers {
             store,
+            persons: None,
             deliverer: Arc::new(deliverer),
             recording,
             wake_delivery,
+        }
+    }
+
+    /// These workers with filters through identity answered by `persons`.
+    pub fn with_persons(self, persons: Arc<dyn dispatch::SamePerson>) -> Self {
+        Workers {
+            persons: Some(persons),
+            ..self
         }
     }
 
@@ -66,7 +77,11 @@ impl Workers {
 
     /// Turns committed changes into subscriptions' events, for ever.
     pub fn dispatcher(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
-        dispatch_loop(self.store.clone(), self.wake_delivery.clone())
+        let cache = match &self.persons {
+            Some(p) => dispatch::Listeners::with_persons(p.clone()),
+            None => dispatch::Listeners::default(),
+        };
+        dispatch_loop(self.store.clone(), self.wake_delivery.clone(), cache)
     }
 
     /// Sends subscriptions' events, for ever.
@@ -75,9 +90,9 @@ impl Workers {
     }
 }
 
-async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>) {
+async fn dispatch_loop(store: Store, wake_delivery: Arc<Notify>, cache: dispatch::Listeners) {
     let mut changes = store.changes();
-    let cache = Arc::new(std::sync::Mutex::new(dispatch::Listeners::default()));
+    let cache = Arc::new(std::sync::Mutex::new(cache));
     loop {
         // a moment for the changes committing together to arrive together
         tokio::time::sleep(COALESCE).await;

@@ -570,8 +570,48 @@ async fn links_follow_the_matcher_until_a_person_decides(app: TestApp) {
     assert_eq!(r.status(), 403);
 }
 
+/// A record written with a nickname (Bill for William) is found, and the explanation says so.
+async fn a_nickname_is_a_match(app: TestApp) {
+    let (william, _) = app
+        .create(&patient(
+            "William",
+            "Hargreaves",
+            "1949-04-30",
+            "17 Quarry Lane",
+            "62702",
+        ))
+        .await;
+    app.mpi_settled().await;
+    let r = app
+        .post(
+            "/Patient/$match",
+            &asked(
+                patient(
+                    "Bill",
+                    "Hargreaves",
+                    "1949-04-30",
+                    "17 Quarry Lane",
+                    "62702",
+                ),
+                &[],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let found = results(&r.json());
+    let (id, grade, _, detail) = found.first().unwrap_or_else(|| panic!("{}", r.text));
+    assert_eq!(id, &william);
+    assert_eq!(grade, "certain", "{detail}");
+    assert_eq!(
+        level(detail, "given").as_deref(),
+        Some("nickname"),
+        "{detail}"
+    );
+}
+
 crate::on_both_backends_with!(
     spawn,
+    a_nickname_is_a_match,
     patients_from_every_source_are_matched_graded_and_explained,
     match_refuses_what_it_cannot_read_and_confines_a_patient_token,
     links_follow_the_matcher_until_a_person_decides,

@@ -244,8 +244,12 @@ pub async fn respond(
 /// limit cut that list short).
 fn execute(
     c: &mut DbConnection,
-    request: SearchRequest,
+    mut request: SearchRequest,
 ) -> Result<(Page, Vec<Version>, bool, SearchRequest), SearchError> {
+    // `:mdm` clauses name persons: their records are read in this same snapshot
+    for f in request.filters.iter_mut().flat_map(|(_, f)| f.iter_mut()) {
+        crate::identity::reading::expand(c, f)?;
+    }
     let spec = SearchSpec {
         scope: if request.all_types {
             Scope::AllTypes(&request.filters[0].1)

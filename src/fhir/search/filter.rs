@@ -64,6 +64,18 @@ impl Filter {
         }
     }
 
+    /// Whether a clause anywhere in this filter names a Patient through identity (`:mdm`),
+    /// for whoever runs it to expand.
+    pub fn through_identity(&self) -> bool {
+        match self {
+            Filter::Clause(c) => c.through_identity,
+            Filter::Compartment { .. } => false,
+            Filter::Chain { targets, .. } => targets.iter().any(|(_, f)| f.through_identity()),
+            Filter::Has { inner, .. } => inner.through_identity(),
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().any(Filter::through_identity),
+        }
+    }
+
     /// A filter that only keeps resources with index rows: no `:not` and no `:missing=true`
     /// anywhere at its top. Such a filter can be answered from the index alone.
     pub fn needs_only_index(&self) -> bool {

@@ -89,6 +89,44 @@ pub struct Clause {
     /// `:missing=true|false`: resources without (with) any value for the parameter.
     pub missing: Option<bool>,
     pub any_of: Vec<Predicate>,
+    /// `:mdm` (the name HAPI's MDM gave it): the Patients named stand for their persons, and
+    /// the clause is to match a reference to any record of each (see `patients_named`). The
+    /// expansion needs the master patient index, so whoever runs the clause does it.
+    pub through_identity: bool,
+}
+
+impl Clause {
+    /// The Patient ids this clause's reference values name (for `:mdm`, to expand).
+    pub fn patients_named(&self) -> Vec<String> {
+        self.any_of
+            .iter()
+            .filter_map(|p| match p {
+                Predicate::Reference {
+                    target_type: Some(t),
+                    id: Some(id),
+                    ..
+                } if t == "Patient" => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// This clause matching a reference to any of `patients` (a `:mdm` clause expanded):
+    /// no longer through identity.
+    pub fn naming_patients(&self, patients: &[String]) -> Clause {
+        Clause {
+            any_of: patients
+                .iter()
+                .map(|id| Predicate::Reference {
+                    target_type: Some("Patient".into()),
+                    id: Some(id.clone()),
+                    url: None,
+                })
+                .collect(),
+            through_identity: false,
+            ..self.clone()
+        }
+    }
 }
 
 /// How many values one parameter may list (`code=a,b,c`, any one matches). Each is a term of
@@ -144,6 +182,7 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
         negate: false,
         missing: None,
         any_of: Vec::new(),
+        through_identity: false,
     };
     if modifier == Some("missing") {
         clause.missing = Some(match value {
@@ -164,6 +203,7 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
     let allowed: &[&str] = match kind {
         ParamType::String => &["exact", "contains"],
         ParamType::Token => &["not", "text", "of-type"],
+        ParamType::Reference if param.target.iter().any(|t| t == "Patient") => &["mdm"],
         ParamType::Reference => &[],
         ParamType::Uri => &["below", "above"],
         _ => &[],
@@ -184,6 +224,12 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
         }
     }
     clause.negate = modifier == Some("not");
+    clause.through_identity = modifier == Some("mdm");
+    // a `:mdm` value is a Patient's reference or id
+    let modifier = match modifier {
+        Some("mdm") => Some("Patient"),
+        m => m,
+    };
     let values = split_unescaped(value, ',');
     if values.len() > MAX_VALUES {
         return err(format!(

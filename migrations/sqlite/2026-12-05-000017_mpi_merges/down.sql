@@ -1,0 +1,1 @@
+DROP TABLE mpi_merges;

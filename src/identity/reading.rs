@@ -1,0 +1,86 @@
+//! Reading through identity: a Patient named in a search or a Subscription filter with the
+//! `:mdm` modifier (`Observation?subject:mdm=Patient/123`, the name HAPI's MDM gave it) stands
+//! for its person, so the clause matches a reference to any record of that person, and to its
+//! golden record. A golden record's id names its person directly.
+//!
+//! This widens what a clause asks, never what a caller may read: a token confined to one
+//! patient keeps its compartment filter, which the expanded clause is ANDed with.
+
+use super::links;
+use crate::fhir::search::filter::Filter;
+use crate::store::{DbConnection, StoreError};
+use std::collections::BTreeSet;
+
+/// The most records one Patient expands to: a person with more is a mistake for a person to
+/// look at, not a reason for a query of thousands of terms.
+const MAX_RECORDS: usize = 100;
+
+/// `patients` (Patient ids, or golden records' ids), each with every record of its person and
+/// that person's golden record.
+pub fn same_person(
+    conn: &mut DbConnection,
+    patients: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut out = BTreeSet::new();
+    for p in patients {
+        out.insert(p.clone());
+        // a golden record's id is its person's
+        let mut records = links::members(conn, p)?;
+        if records.is_empty() {
+            let person = links::person_of(conn, p)?;
+            records = links::members(conn, &person)?;
+            if !records.is_empty() {
+                out.insert(person);
+            }
+        }
+        if records.len() > MAX_RECORDS {
+            tracing::warn!(
+                patient = p.as_str(),
+                records = records.len(),
+                "a person with this many records is expanded to its first {MAX_RECORDS}"
+            );
+            records.truncate(MAX_RECORDS);
+        }
+        out.extend(records);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Expand every `:mdm` clause of `filter`, however deep in chains and `_has`.
+pub fn expand(conn: &mut DbConnection, filter: &mut Filter) -> Result<(), StoreError> {
+    match filter {
+        Filter::Clause(c) if c.through_identity => {
+            let records = same_person(conn, &c.patients_named())?;
+            *c = c.naming_patients(&records);
+            Ok(())
+        }
+        Filter::Clause(_) | Filter::Compartment { .. } => Ok(()),
+        Filter::Chain { targets, .. } => targets.iter_mut().try_for_each(|(_, f)| expand(conn, f)),
+        Filter::Has { inner, .. } => expand(conn, inner),
+        Filter::And(parts) | Filter::Or(parts) => {
+            parts.iter_mut().try_for_each(|f| expand(conn, f))
+        }
+    }
+}
+
+/// The MPI's answer to Subscriptions: who else a Patient is, and when links last changed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Persons;
+
+impl crate::subscriptions::dispatch::SamePerson for Persons {
+    fn records(
+        &self,
+        conn: &mut DbConnection,
+        patients: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        same_person(conn, patients)
+    }
+
+    fn links_version(&self, conn: &mut DbConnection) -> Result<i64, StoreError> {
+        links::latest_change(conn)
+    }
+
+    fn oldest_unlinked(&self, conn: &mut DbConnection) -> Result<Option<i64>, StoreError> {
+        super::linker::oldest_pending(conn)
+    }
+}
