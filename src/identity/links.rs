@@ -200,11 +200,13 @@ pub fn links_to(conn: &mut DbConnection, person: &str) -> Result<Vec<Link>, Stor
         .load(conn)?)
 }
 
-/// Whether any Patient is linked to `person` (one probe of the person index).
-pub fn has_members(conn: &mut DbConnection, person: &str) -> Result<bool, StoreError> {
-    use mpi_links::dsl as l;
+/// Whether any Patient was ever linked to `person` (one probe of the history's person
+/// index): whether `person` has, or had, a golden record the MPI keeps, even one left with no
+/// records.
+pub fn was_a_person(conn: &mut DbConnection, person: &str) -> Result<bool, StoreError> {
+    use mpi_link_history::dsl as h;
     Ok(diesel::select(diesel::dsl::exists(
-        l::mpi_links.filter(l::person_id.eq(person)),
+        h::mpi_link_history.filter(h::person_id.eq(person)),
     ))
     .get_result(conn)?)
 }

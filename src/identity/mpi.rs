@@ -179,11 +179,11 @@ impl IdentityResolver for Mpi {
         }
         // what this write replaces is no longer what the index holds
         self.people.invalidate(&version.id);
-        // a golden record (its id a person's, with records) is the MPI's to write: a source
-        // writing over it or deleting it would turn the person's record into its own
+        // a golden record (its id a person's, now or once: an inactive one too) is the MPI's to
+        // write: a source writing over it or deleting it would turn the person's record into its own
         if version.version_id > 1
             && source.channel != Channel::Mpi
-            && super::links::has_members(conn, &version.id)?
+            && super::links::was_a_person(conn, &version.id)?
         {
             return Err(StoreError::Invalid(vec![
                 crate::fhir::Issue::error(

@@ -218,6 +218,13 @@ async fn persons_are_merged_and_unmerged(app: TestApp) {
         json!([{"other": {"reference": format!("Patient/{pa}")}, "type": "replaced-by"}]),
         "{gone}"
     );
+    // left with no records, it is still the MPI's: no source writes over it
+    let mut taken = gone.clone();
+    taken.as_object_mut().unwrap().remove("meta");
+    taken["active"] = json!(true);
+    taken["name"] = json!([{"family": "Lindqvist"}]);
+    let r = app.put(&format!("/Patient/{pb}"), &taken).await;
+    assert_eq!(r.status, 422, "{}", r.text);
     // the matcher leaves a merge be: a new version of a moved record keeps it where it is
     let mut again = app.get(&format!("/Patient/{b1}")).await.json();
     again["telecom"] = json!([{"system": "phone", "value": "217-555-0199"}]);

@@ -12,3 +12,7 @@ CREATE TABLE mpi_merges (
     undone_by TEXT
 );
 CREATE INDEX mpi_merges_from ON mpi_merges (from_person);
+
+-- Whether an id was ever a person's (src/identity/links.rs, was_a_person): a golden record,
+-- even one whose person has no records left, is the MPI's to write.
+CREATE INDEX mpi_link_history_person ON mpi_link_history (person_id);
