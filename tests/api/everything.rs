@@ -1,7 +1,7 @@
 //! `Patient/[id]/$everything`: the patient's whole record and what it refers to, paged, and
 //! never more than the caller's token may read.
 
-use crate::helpers::{Resp, TestApp};
+use crate::helpers::{Resp, TestApp, sorted};
 use crate::on_both_backends;
 use serde_json::{Value, json};
 
@@ -44,11 +44,6 @@ async fn everything(app: &TestApp, token: &str, query: &str) -> Vec<String> {
     all.sort();
     all.dedup();
     all
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 on_both_backends!(patient_everything_returns_the_record_within_the_token);

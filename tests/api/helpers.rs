@@ -61,6 +61,24 @@ impl Resp {
     }
 }
 
+/// The ids of a searchset's matches (not what `_include` added), sorted.
+pub fn matched_ids(bundle: &Value) -> Vec<String> {
+    sorted(
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["search"]["mode"] == "match")
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
 pub async fn spawn(backend: Backend) -> TestApp {
     spawn_with(backend, |_| {}).await
 }

@@ -3,7 +3,7 @@
 //! them), two persons merged and unmerged with their golden records following, every step in
 //! the records' link history, and what cannot be done refused with a reason.
 
-use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::helpers::{Backend, TestApp, sorted, spawn_with};
 use serde_json::{Value, json};
 
 async fn spawn(backend: Backend) -> TestApp {
@@ -58,11 +58,6 @@ fn records(golden: &Value) -> Vec<String> {
         .filter(|l| l["type"] == "seealso")
         .map(|l| l["other"]["reference"].as_str().unwrap()[8..].to_string())
         .collect();
-    ids.sort();
-    ids
-}
-
-fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
 }

@@ -4,7 +4,7 @@
 //! refuses it, and a Subscription filtered through identity hears of every record of the
 //! person, a record linked after its first write included.
 
-use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::helpers::{Backend, TestApp, matched_ids, sorted, spawn_with};
 use crate::receiver::{Receiver, focuses, kind};
 use crate::subscriptions::{subscription, wait_status};
 use serde_json::{Value, json};
@@ -32,24 +32,6 @@ fn encounter(patient: &str) -> Value {
            "subject": {"reference": format!("Patient/{patient}")}})
 }
 
-/// The ids a searchset found (its matches).
-fn found(bundle: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn sorted(mut ids: Vec<String>) -> Vec<String> {
-    ids.sort();
-    ids
-}
-
 async fn searches_read_through_identity_and_no_further(app: TestApp) {
     // one person from two sources (one MRN), and someone else
     let (a1, _) = app
@@ -75,20 +57,20 @@ async fn searches_read_through_identity_and_no_further(app: TestApp) {
 
     // a plain reference is one record; through identity, the person
     let r = app.get(&format!("/Observation?subject=Patient/{a1}")).await;
-    assert_eq!(found(&r.json()), std::slice::from_ref(&o1));
+    assert_eq!(matched_ids(&r.json()), std::slice::from_ref(&o1));
     let both = sorted(vec![o1.clone(), o2.clone()]);
     let r = app
         .get(&format!("/Observation?subject:mdm=Patient/{a1}"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(found(&r.json()), both, "{}", r.text);
+    assert_eq!(matched_ids(&r.json()), both, "{}", r.text);
     let r = app.get(&format!("/Observation?patient:mdm={a2}")).await;
-    assert_eq!(found(&r.json()), both, "{}", r.text);
+    assert_eq!(matched_ids(&r.json()), both, "{}", r.text);
     // the golden record's id names the person
     let r = app
         .get(&format!("/Observation?patient:mdm=Patient/{person}"))
         .await;
-    assert_eq!(found(&r.json()), both, "{}", r.text);
+    assert_eq!(matched_ids(&r.json()), both, "{}", r.text);
     // with other values and other parameters, as any clause
     let r = app
         .get(&format!(
@@ -96,7 +78,7 @@ async fn searches_read_through_identity_and_no_further(app: TestApp) {
         ))
         .await;
     assert_eq!(
-        found(&r.json()),
+        matched_ids(&r.json()),
         sorted(vec![o1.clone(), o2.clone(), o3.clone()])
     );
     // a link never widens what a patient-scoped token reads
@@ -110,7 +92,7 @@ async fn searches_read_through_identity_and_no_further(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(found(&r.json()), std::slice::from_ref(&o1));
+    assert_eq!(matched_ids(&r.json()), std::slice::from_ref(&o1));
 
     // where it does not apply, said so
     let r = app

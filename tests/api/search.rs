@@ -134,15 +134,7 @@ async fn ids(app: &TestApp, query: &str) -> Vec<String> {
     assert_eq!(r.status, 200, "{query}: {}", r.text);
     let b = r.json();
     assert_eq!(b["type"], "searchset");
-    let mut out: Vec<String> = b["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-        .collect();
-    out.sort();
-    out
+    crate::helpers::matched_ids(&b)
 }
 
 async fn put(app: &TestApp, body: serde_json::Value) {
