@@ -3,6 +3,7 @@
 //! nothing. `scripts/bench` runs it against fresh SQLite and PostgreSQL servers.
 
 mod data;
+mod matching;
 mod mllp;
 mod notify;
 mod search;
@@ -125,6 +126,11 @@ pub enum Scenario {
     SearchInclude,
     /// `Patient?_has:Observation:patient:code=...` (a lab code of about 0.1% of Observations).
     SearchHas,
+    /// Load `--patients` Patients into the master patient index (transactions of 100) and
+    /// wait until every one is linked.
+    MatchData,
+    /// `POST Patient/$match`: a loaded Patient with its family name mistyped, no identifier.
+    Match,
     /// `POST /auth/token`: client_credentials with a fresh ES384 client assertion each time.
     Token,
     /// Updates at `--rate` per second, each matching one of `--subscriptions` subscriptions:
@@ -216,6 +222,16 @@ impl Target {
             }
             Scenario::Token => (self.token_request().await, 1),
             Scenario::SearchData => unreachable!("the data set is loaded by search::load"),
+            Scenario::MatchData => unreachable!("the index is loaded by matching::load"),
+            Scenario::Match => {
+                let asked = matching::asked(fastrand::usize(..self.patients.max(1)));
+                let req = self
+                    .request(reqwest::Method::POST, "Patient/$match")
+                    .json_fhir(&asked);
+                let (ok, resp) = self.send(req, StatusCode::OK).await;
+                let found = resp["entry"].as_array().map(Vec::len).unwrap_or(0);
+                (ok && found > 0, found as u64)
+            }
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
             Scenario::Mllp | Scenario::MllpNotify => unreachable!("run by bench::mllp"),
             _ => {
@@ -365,6 +381,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             mllp::notify(shared.clone(), &addr, load).await?;
             target = Arc::into_inner(shared).expect("every sender has finished");
+            continue;
+        }
+        if *scenario == Scenario::MatchData {
+            matching::load(shared.clone(), args.patients).await?;
+            target = Arc::into_inner(shared).expect("every loader task has finished");
             continue;
         }
         if *scenario == Scenario::SearchData {

@@ -127,6 +127,18 @@ fn bundle(first: usize, count: usize) -> Value {
 /// Load `patients` Patients with their resources from all clients at once; prints progress
 /// and the load rate.
 pub async fn load(t: Arc<Target>, patients: usize) -> anyhow::Result<()> {
+    let per_patient = 1 + OBSERVATIONS_PER_PATIENT + 3;
+    load_bundles(t, (patients, PATIENTS_PER_BUNDLE, per_patient), bundle).await
+}
+
+/// Load `patients` Patients, `per_bundle` at a time, each transaction `bundle(first, count)`
+/// with `per_patient` resources a Patient, from all clients at once; prints progress and the
+/// load rate.
+pub async fn load_bundles(
+    t: Arc<Target>,
+    (patients, per_bundle, per_patient): (usize, usize, usize),
+    bundle: fn(usize, usize) -> Value,
+) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -134,11 +146,11 @@ pub async fn load(t: Arc<Target>, patients: usize) -> anyhow::Result<()> {
         let (t, next) = (t.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let first = next.fetch_add(PATIENTS_PER_BUNDLE, Ordering::Relaxed);
+                let first = next.fetch_add(per_bundle, Ordering::Relaxed);
                 if first >= patients {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let count = PATIENTS_PER_BUNDLE.min(patients - first);
+                let count = per_bundle.min(patients - first);
                 let req = t
                     .request(reqwest::Method::POST, "")
                     .body(bundle(first, count).to_string())
@@ -149,7 +161,7 @@ pub async fn load(t: Arc<Target>, patients: usize) -> anyhow::Result<()> {
                     "loading patients {first}..: {}",
                     resp.to_string().chars().take(500).collect::<String>()
                 );
-                if (first / PATIENTS_PER_BUNDLE).is_multiple_of(1000) {
+                if (first / per_bundle).is_multiple_of(7000 / per_bundle) {
                     println!(
                         "  loaded {first} patients ({:.0} s)",
                         started.elapsed().as_secs_f64()
@@ -161,7 +173,6 @@ pub async fn load(t: Arc<Target>, patients: usize) -> anyhow::Result<()> {
     for task in tasks {
         task.await??;
     }
-    let per_patient = 1 + OBSERVATIONS_PER_PATIENT + 3;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "loaded {patients} Patients, {} resources in all, in {secs:.0} s: {:.0} resources/s",
