@@ -28,6 +28,9 @@ use std::time::Duration;
 const BATCH: i64 = 200;
 /// Patients filed again in one write at start (those written while the index did not hold them).
 const REFILE_BATCH: i64 = 500;
+/// Batches of one task (linking, golden records) in one turn of the linker, before the others
+/// get theirs.
+const TURN: usize = 10;
 /// How long the linker waits for a commit before it looks anyway.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -193,13 +196,15 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
     }
     let mut changes = store.changes();
     loop {
+        // each task a bounded turn: under a sustained load linking never runs dry, and golden
+        // records and the index's own u (which scoring depends on) must not wait for it to
         let (s, m) = (store.clone(), mpi.clone());
-        drain("linking Patients", move || {
+        let more_links = drain("linking Patients", TURN, move || {
             Ok(m.link_pending(&s)? as i64 == BATCH)
         })
         .await;
         let (i, m) = (ingest.clone(), mpi.clone());
-        drain("writing golden records", move || {
+        let more_golden = drain("writing golden records", TURN, move || {
             Ok(m.refresh_golden(&i)? > 0)
         })
         .await;
@@ -210,6 +215,9 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
                 tracing::warn!(error = %e, "taking u from the index failed; tried again when it has doubled");
             }
         }
+        if more_links || more_golden {
+            continue;
+        }
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep(TICK) => {}
@@ -217,25 +225,27 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
     }
 }
 
-/// Run `step` on a blocking thread again while it says there is more to do; a failure is
-/// logged, and tried again at the linker's next wake.
-async fn drain<F>(what: &'static str, step: F)
+/// Run `step` on a blocking thread again while it says there is more to do, at most `turn`
+/// times; whether there is more. A failure is logged, and tried again at the linker's next
+/// wake.
+async fn drain<F>(what: &'static str, turn: usize, step: F) -> bool
 where
     F: Fn() -> Result<bool, StoreError> + Clone + Send + 'static,
 {
-    loop {
+    for _ in 0..turn {
         let step = step.clone();
         match tokio::task::spawn_blocking(step).await {
             Ok(Ok(true)) => {}
-            Ok(Ok(false)) => break,
+            Ok(Ok(false)) => return false,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "{what} failed; will retry");
-                break;
+                return false;
             }
             Err(e) => {
                 tracing::error!(error = %e, "{what}: the task failed");
-                break;
+                return false;
             }
         }
     }
+    true
 }
