@@ -314,6 +314,12 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MPI_GOLDEN")]
     pub mpi_golden: Option<std::path::PathBuf>,
 
+    /// The survivorship rules the provider registry's golden records (Practitioner,
+    /// Organization, PractitionerRole) are built by, in place of the shipped
+    /// `capability/mpi/providers.json`; one that does not parse refuses the start, saying where.
+    #[arg(long, env = "EMRSYNC_PROVIDER_GOLDEN")]
+    pub provider_golden: Option<std::path::PathBuf>,
+
     /// Days a subscription event is kept once delivered (for `$events`), and a change's outbox
     /// row once dispatched; undelivered events stay however old. 0 keeps them for ever.
     #[arg(long, env = "EMRSYNC_EVENT_RETENTION_DAYS", default_value_t = 30)]
@@ -371,6 +377,7 @@ impl Settings {
             hl7v2_facility_time_zone: Vec::new(),
             mpi_model: None,
             mpi_golden: None,
+            provider_golden: None,
             event_retention_days: 30,
             log_json: false,
         }

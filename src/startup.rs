@@ -35,7 +35,14 @@ pub fn mpi(store: &Store, settings: &Settings) -> anyhow::Result<Arc<crate::iden
             .map_err(|e| anyhow::anyhow!("--mpi-golden: {e}"))?,
         None => crate::identity::golden::Survivorship::shipped(),
     };
-    let mpi = crate::identity::Mpi::new(model).with_survivorship(golden);
+    let providers = match &settings.provider_golden {
+        Some(path) => crate::identity::providers::golden::Rules::load(path)
+            .map_err(|e| anyhow::anyhow!("--provider-golden: {e}"))?,
+        None => crate::identity::providers::golden::Rules::shipped(),
+    };
+    let mpi = crate::identity::Mpi::new(model)
+        .with_survivorship(golden)
+        .with_provider_rules(providers);
     store.read(|conn| mpi.count(conn))?;
     Ok(Arc::new(mpi))
 }

@@ -19,6 +19,7 @@ mod mpi_admin;
 mod mpi_decisions;
 mod paging;
 mod path;
+mod provider_admin;
 pub mod rate;
 mod render;
 mod search;
@@ -118,7 +119,21 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     "/mpi/merges/{id}/undo",
                     web::post().to(mpi_decisions::unmerge),
                 )
-                .route("/mpi/patients/{id}", web::get().to(mpi_admin::patient)),
+                .route("/mpi/patients/{id}", web::get().to(mpi_admin::patient))
+                .route("/providers", web::get().to(provider_admin::status))
+                .route("/providers/reviews", web::get().to(provider_admin::reviews))
+                .route(
+                    "/providers/reviews/{id}",
+                    web::post().to(provider_admin::decide),
+                )
+                .route(
+                    "/providers/reviews/{id}/undo",
+                    web::post().to(provider_admin::undo),
+                )
+                .route(
+                    "/providers/{type}/{id}",
+                    web::get().to(provider_admin::record),
+                ),
         )
         .service(
             web::scope("/fhir")

@@ -149,6 +149,8 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
                 let indexed = crate::identity::index::size(conn)?;
                 let (pending, oldest) = crate::identity::linker::backlog(conn)?;
                 let stale = crate::identity::golden::backlog(conn)?;
+                let (providers, provider_golden, _) =
+                    crate::identity::providers::tables::backlog(conn)?;
                 let lag =
                     oldest.map(|at| (crate::fhir::resource::now_micros() - at).max(0) as f64 / 1e6);
                 Ok(Some(json!({
@@ -157,6 +159,9 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
                     "oldestPending": oldest.map(iso),
                     "lagSeconds": lag,
                     "goldenPending": stale,
+                    // the provider registry's, linked by the same task (`/admin/providers`)
+                    "providersPending": providers,
+                    "providerGoldenPending": provider_golden,
                 })))
             })
         },

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The actor of the request's token: who decided.
-fn who(req: &HttpRequest) -> String {
+pub(super) fn who(req: &HttpRequest) -> String {
     req.extensions()
         .get::<std::sync::Arc<crate::auth::Grant>>()
         .map(|g| g.actor())
@@ -38,7 +38,7 @@ fn refusal(r: Refusal) -> (StatusCode, String) {
 
 #[derive(Deserialize)]
 pub struct Decision {
-    decision: String,
+    pub(super) decision: String,
 }
 
 pub async fn decide(

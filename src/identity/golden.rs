@@ -35,6 +35,11 @@ pub const TAG_CODE: &str = crate::fhir::resource::GOLDEN_TAG.1;
 pub const PERSON_SYSTEM: &str = "http://emrsync.org/fhir/sid/person";
 /// The extension on each `link` of a golden record: how its record came to be linked.
 pub const LINK_EXTENSION: &str = "http://emrsync.org/fhir/StructureDefinition/mpi-link";
+/// The system of the enterprise identifier a provider's golden record carries.
+pub const PROVIDER_SYSTEM: &str = "http://emrsync.org/fhir/sid/provider";
+/// The extension on a golden record of a type with no `link` element (a Practitioner): one
+/// per record, naming it, with how it came to be linked.
+pub const SOURCE_EXTENSION: &str = "http://emrsync.org/fhir/StructureDefinition/golden-source";
 /// The source golden records are written as.
 pub const SOURCE: &str = "emrsync-mpi";
 
@@ -80,13 +85,19 @@ impl Survivorship {
     pub fn parse(text: &str, origin: &str) -> Result<Survivorship, String> {
         let rules: Survivorship =
             serde_json::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-        for element in rules.elements.keys() {
+        rules.checked(origin)
+    }
+
+    /// These rules, if each names an element a record may have and the golden record takes
+    /// from one (`origin` names them in the error).
+    pub fn checked(self, origin: &str) -> Result<Survivorship, String> {
+        for element in self.elements.keys() {
             let plain = !element.is_empty()
                 && element.chars().all(|c| c.is_ascii_alphanumeric())
                 && element.starts_with(|c: char| c.is_ascii_lowercase());
             if !plain {
                 return Err(format!(
-                    "{origin}: elements: '{element}' is not a Patient element's name"
+                    "{origin}: elements: '{element}' is not an element's name"
                 ));
             }
             if OWN.contains(&element.as_str()) || element == "contained" {
@@ -95,7 +106,7 @@ impl Survivorship {
                 ));
             }
         }
-        Ok(rules)
+        Ok(self)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Survivorship, String> {
@@ -111,16 +122,29 @@ impl Survivorship {
     /// The golden record of `person` from its `records` (none: a person left with no record,
     /// whose golden record stays, inactive, for clients that kept its id).
     pub fn build(&self, person: &str, records: &[Record]) -> Value {
+        self.build_as("Patient", person, records)
+    }
+
+    /// The golden record of type `rtype` with the id `id` from its `records`: a Patient links
+    /// to them (`Patient.link`); other types, which have no such element, name each in an
+    /// extension (`SOURCE_EXTENSION`) with the same details.
+    pub fn build_as(&self, rtype: &str, id: &str, records: &[Record]) -> Value {
+        let patient = rtype == "Patient";
         let mut golden = Map::new();
-        golden.insert("resourceType".into(), json!("Patient"));
-        golden.insert("id".into(), json!(person));
+        golden.insert("resourceType".into(), json!(rtype));
+        golden.insert("id".into(), json!(id));
         golden.insert(
             "meta".into(),
             json!({"tag": [{"system": TAG_SYSTEM, "code": TAG_CODE, "display": "Golden record"}]}),
         );
+        let system = if patient {
+            PERSON_SYSTEM
+        } else {
+            PROVIDER_SYSTEM
+        };
         golden.insert(
             "identifier".into(),
-            json!([{"use": "official", "system": PERSON_SYSTEM, "value": person}]),
+            json!([{"use": "official", "system": system, "value": id}]),
         );
         golden.insert("active".into(), json!(!records.is_empty()));
         for (element, rule) in &self.elements {
@@ -139,9 +163,27 @@ impl Survivorship {
         }
         let mut sorted: Vec<&Record> = records.iter().collect();
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        let link: Vec<Value> = sorted.iter().map(|r| link_to(r)).collect();
-        if !link.is_empty() {
-            golden.insert("link".into(), Value::Array(link));
+        if patient {
+            let link: Vec<Value> = sorted.iter().map(|r| link_to(r)).collect();
+            if !link.is_empty() {
+                golden.insert("link".into(), Value::Array(link));
+            }
+        } else {
+            let mut extension: Vec<Value> = match golden.remove("extension") {
+                Some(Value::Array(copied)) => copied,
+                _ => Vec::new(),
+            };
+            extension.extend(sorted.iter().map(|r| {
+                let mut parts = link_parts(&r.link);
+                parts.insert(
+                    0,
+                    json!({"url": "record", "valueReference": {"reference": format!("{rtype}/{}", r.id)}}),
+                );
+                json!({"url": SOURCE_EXTENSION, "extension": parts})
+            }));
+            if !extension.is_empty() {
+                golden.insert("extension".into(), Value::Array(extension));
+            }
         }
         Value::Object(golden)
     }
@@ -167,17 +209,21 @@ fn is_of(key: &str, element: &str) -> bool {
 
 /// A golden record's link to one of its records.
 fn link_to(r: &Record) -> Value {
-    let l = &r.link;
     json!({
-        "extension": [{"url": LINK_EXTENSION, "extension": [
-            {"url": "grade", "valueCode": l.grade},
-            {"url": "probability", "valueDecimal": (l.probability * 10_000.0).round() / 10_000.0},
-            {"url": "rule", "valueCode": l.rule},
-            {"url": "linked", "valueDateTime": crate::fhir::resource::instant(l.linked_at)},
-        ]}],
+        "extension": [{"url": LINK_EXTENSION, "extension": link_parts(&r.link)}],
         "other": {"reference": format!("Patient/{}", r.id)},
         "type": "seealso",
     })
+}
+
+/// How a record came to be linked, as the parts of an extension.
+fn link_parts(l: &Link) -> Vec<Value> {
+    vec![
+        json!({"url": "grade", "valueCode": l.grade}),
+        json!({"url": "probability", "valueDecimal": (l.probability * 10_000.0).round() / 10_000.0}),
+        json!({"url": "rule", "valueCode": l.rule}),
+        json!({"url": "linked", "valueDateTime": crate::fhir::resource::instant(l.linked_at)}),
+    ]
 }
 
 /// One source record of a person, as a golden record is built from it.

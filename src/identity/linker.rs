@@ -181,8 +181,9 @@ impl Mpi {
     }
 }
 
-/// Files what the index lacks, then links pending Patients as they are committed and writes
-/// the golden records their links made stale (through `ingest`), for ever.
+/// Files what the index (and the provider registry) lacks, then links pending Patients (and
+/// providers) as they are committed and writes the golden records their links made stale
+/// (through `ingest`), for ever.
 pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
     let store = ingest.store.clone();
     {
@@ -191,6 +192,13 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(patients = n, "filed Patients the index did not hold"),
             Ok(Err(e)) => tracing::warn!(error = %e, "filing Patients in the index failed"),
+            Err(e) => tracing::error!(error = %e, "filing task failed"),
+        }
+        let store = ingest.store.clone();
+        match tokio::task::spawn_blocking(move || super::providers::linking::refile(&store)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(records = n, "filed providers the registry did not hold"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "filing providers in the registry failed"),
             Err(e) => tracing::error!(error = %e, "filing task failed"),
         }
     }
@@ -208,6 +216,17 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
             Ok(m.refresh_golden(&i)? > 0)
         })
         .await;
+        let s = store.clone();
+        let more_providers = drain("linking providers", TURN, move || {
+            Ok(super::providers::linking::link_pending(&s)? as i64
+                == super::providers::linking::BATCH)
+        })
+        .await;
+        let (i, m) = (ingest.clone(), mpi.clone());
+        let more_provider_golden = drain("writing providers' golden records", TURN, move || {
+            Ok(super::providers::golden::refresh(&i, &m.provider_rules)? > 0)
+        })
+        .await;
         // the index's own u, when it is first big enough and each time it grew by a quarter
         if mpi.should_learn() {
             let (s, m) = (store.clone(), mpi.clone());
@@ -215,7 +234,7 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
                 tracing::warn!(error = %e, "taking u from the index failed; tried again when it has doubled");
             }
         }
-        if more_links || more_golden {
+        if more_links || more_golden || more_providers || more_provider_golden {
             continue;
         }
         tokio::select! {

@@ -5,7 +5,9 @@
 //! write transaction (`mpi`, `index`) and linked to its person right after (`linker`,
 //! `linking`, `links`); persons of
 //! two or more records get a golden record (`golden`). A person's decisions (`decisions`) on
-//! pairs and persons are kept and never overruled by the matcher.
+//! pairs and persons are kept and never overruled by the matcher. Practitioners,
+//! Organizations and PractitionerRoles are linked to enterprise providers in the same way
+//! (`providers`).
 
 pub mod blocking;
 pub mod chance;
@@ -21,6 +23,7 @@ pub mod model;
 pub mod mpi;
 pub mod nicknames;
 pub mod person;
+pub mod providers;
 pub mod reading;
 
 pub use model::{Grade, Model, Scored};

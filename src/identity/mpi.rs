@@ -42,6 +42,9 @@ pub struct Mpi {
     size: AtomicI64,
     /// How golden records are built (`capability/mpi/golden.json` or `--mpi-golden`).
     pub survivorship: super::golden::Survivorship,
+    /// How the provider registry's golden records are built (`capability/mpi/providers.json`
+    /// or `--provider-golden`).
+    pub provider_rules: super::providers::golden::Rules,
 }
 
 /// One Patient of the index that may be the same person, with its score.
@@ -63,6 +66,15 @@ impl Mpi {
             learned_at: AtomicI64::new(0),
             size: AtomicI64::new(0),
             survivorship: super::golden::Survivorship::shipped(),
+            provider_rules: super::providers::golden::Rules::shipped(),
+        }
+    }
+
+    /// This MPI with the provider registry's golden records built by `rules`.
+    pub fn with_provider_rules(self, rules: super::providers::golden::Rules) -> Mpi {
+        Mpi {
+            provider_rules: rules,
+            ..self
         }
     }
 
@@ -175,7 +187,7 @@ impl IdentityResolver for Mpi {
         version: &Version,
     ) -> Result<(), StoreError> {
         if version.resource_type != "Patient" {
-            return Ok(());
+            return super::providers::resolve(conn, source, version);
         }
         // what this write replaces is no longer what the index holds
         self.people.invalidate(&version.id);

@@ -228,16 +228,25 @@ impl TestApp {
             let status = self.get_url(&format!("{}/admin/mpi", self.root)).await;
             assert_eq!(status.status, 200, "{}", status.text);
             let status = status.json();
-            if status["pending"] == 0 && status["goldenPending"] == 0 {
+            let settled = [
+                "pending",
+                "goldenPending",
+                "providersPending",
+                "providerGoldenPending",
+            ]
+            .iter()
+            .all(|k| status[*k] == 0);
+            if settled {
                 // the server's version cache takes a written golden record right after its
                 // commit, which cleared the mark just read: a read in that instant (a loaded
-                // machine's few milliseconds) is served the version before
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                // machine's few milliseconds, tens under the whole suite's load) is served the
+                // version before
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("the MPI's linker left Patients or golden records pending for 10 s");
+        panic!("the MPI's linker left Patients, providers or golden records pending for 10 s");
     }
 
     pub async fn get_url(&self, url: &str) -> Resp {

@@ -34,6 +34,7 @@ mod mpi_decisions;
 mod mpi_golden;
 mod mpi_reading;
 mod process;
+mod providers;
 mod receiver;
 mod retention;
 mod scope_queries;
