@@ -314,6 +314,13 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_MPI_GOLDEN")]
     pub mpi_golden: Option<std::path::PathBuf>,
 
+    /// Run without the master patient index and the provider registry: Patients and providers
+    /// are neither filed nor linked, no golden record is written, and `Patient/$match` is
+    /// refused (501). For a deployment that keeps identity elsewhere, and to measure what
+    /// matching costs writes (docs/performance.md).
+    #[arg(long, env = "EMRSYNC_NO_MPI")]
+    pub no_mpi: bool,
+
     /// The survivorship rules the provider registry's golden records (Practitioner,
     /// Organization, PractitionerRole) are built by, in place of the shipped
     /// `capability/mpi/providers.json`; one that does not parse refuses the start, saying where.
@@ -378,6 +385,7 @@ impl Settings {
             mpi_model: None,
             mpi_golden: None,
             provider_golden: None,
+            no_mpi: false,
             event_retention_days: 30,
             log_json: false,
         }

@@ -165,7 +165,9 @@ impl Application {
             tokio::task::spawn_blocking(move || mpi(&store, &settings)).await??
         };
         let mut hooks = hooks;
-        hooks.identity.push(mpi.clone());
+        if !settings.no_mpi {
+            hooks.identity.push(mpi.clone());
+        }
         let ingest = ingest_with(store.clone(), &settings, hooks);
         let endpoints = ingest.endpoints();
         let mut tasks = Tasks::default();
@@ -236,10 +238,13 @@ impl Application {
                 ..Default::default()
             },
             sockets.clone(),
-        )
-        .with_persons(Arc::new(crate::identity::reading::Persons));
+        );
+        let workers = match settings.no_mpi {
+            true => workers,
+            false => workers.with_persons(Arc::new(crate::identity::reading::Persons)),
+        };
         let workers = Arc::new(workers);
-        {
+        if !settings.no_mpi {
             let (i, m) = (ingest.clone(), mpi.clone());
             tasks.spawn("MPI linker", OnExit::Restart, AtShutdown::Stop, move |_| {
                 crate::identity::linker::run(i.clone(), m.clone())
@@ -316,6 +321,7 @@ impl Application {
             hl7v2: inbound(ingest.clone(), &settings),
             ingest,
             mpi,
+            mpi_on: !settings.no_mpi,
             sockets,
             rates: rates.clone(),
         });

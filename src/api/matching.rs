@@ -36,6 +36,15 @@ pub async fn patient(
 ) -> Result<HttpResponse, ApiError> {
     // matching is a search of Patients: a token that may not search them may not match
     ctx.grant.reach(Interaction::Search, "Patient")?;
+    if !state.mpi_on {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::NOT_IMPLEMENTED,
+            crate::fhir::Issue::error(
+                "not-supported",
+                "this server runs without its master patient index (--no-mpi): nothing to match against",
+            ),
+        ));
+    }
     let body = resource_body(&state, &req, payload).await?;
     let asked = asked(body)?;
     // the Patient described is checked as a write of it would be (nothing is stored)

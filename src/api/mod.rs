@@ -60,6 +60,8 @@ pub struct AppState {
     pub ingest: crate::ingest::Ingest,
     /// The master patient index (`$match`).
     pub mpi: Arc<crate::identity::Mpi>,
+    /// False when the server runs with `--no-mpi`: nothing is filed, so `$match` is refused.
+    pub mpi_on: bool,
     /// Websocket subscribers' open sockets in this process.
     pub sockets: crate::subscriptions::websocket::Sockets,
     /// Request rates per address (`/auth/*`) and per client (the FHIR API).

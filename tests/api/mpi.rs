@@ -661,3 +661,37 @@ async fn patients_the_index_lacks_are_filed_and_linked_at_start() {
     assert_eq!(members, both, "{of_a}");
     assert_eq!(of_a["history"][0]["who"], "matcher (refile)", "{of_a}");
 }
+
+/// `--no-mpi`: Patients and providers are written as ever, but neither filed nor linked, and
+/// `$match` says why it cannot answer rather than answering nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_index_nothing_is_filed_and_match_is_refused() {
+    let app = spawn_with(Backend::Sqlite, |s| s.no_mpi = true).await;
+    let p = patient(
+        "Ada",
+        "Lovelace",
+        "1815-12-10",
+        "12 St James's Square",
+        "SW1Y",
+    );
+    app.create(&p).await;
+    app.create(&p).await;
+    let (doctor, _) = app
+        .create(&json!({"resourceType": "Practitioner", "name": [{"family": "Babbage"}]}))
+        .await;
+    let r = app.post("/Patient/$match", &asked(p, &[])).await;
+    assert_eq!(r.status, 501, "{}", r.text);
+    assert!(r.text.contains("--no-mpi"), "{}", r.text);
+    let status = app.get_url(&format!("{}/admin/mpi", app.root)).await.json();
+    assert_eq!(status["indexed"], 0, "{status}");
+    assert_eq!(status["providersPending"], 0, "{status}");
+    let providers = app
+        .get_url(&format!("{}/admin/providers", app.root))
+        .await
+        .json();
+    assert_eq!(providers["pending"], 0, "{providers}");
+    let r = app
+        .get("/Patient?_tag=http://emrsync.org/fhir/CodeSystem/mpi|golden-record")
+        .await;
+    assert_eq!(crate::helpers::matched_ids(&r.json()).len(), 0);
+}
