@@ -279,27 +279,148 @@ pub fn candidates(
     keys: &[String],
     except: Option<&str>,
 ) -> Result<Vec<String>, StoreError> {
-    let mut shared: std::collections::HashMap<String, i64> = Default::default();
+    let blocks = blocks(conn, keys.iter())?;
+    Ok(ranked(&blocks, keys, except))
+}
+
+/// `candidates` of many Patients at once, each given as (its keys, itself): the blocks of all
+/// their keys read together.
+pub fn candidates_many(
+    conn: &mut DbConnection,
+    asked: &[(Vec<String>, Option<&str>)],
+) -> Result<Vec<Vec<String>>, StoreError> {
+    let blocks = blocks(conn, asked.iter().flat_map(|(keys, _)| keys))?;
+    Ok(asked
+        .iter()
+        .map(|(keys, except)| ranked(&blocks, keys, *except))
+        .collect())
+}
+
+/// Each key's block: its members, as far as `MAX_BLOCK` + 1.
+type Blocks = std::collections::HashMap<String, Vec<String>>;
+
+/// The candidates `keys` find in `blocks`, ranked as `candidates` says.
+fn ranked(blocks: &Blocks, keys: &[String], except: Option<&str>) -> Vec<String> {
+    let mut shared: std::collections::HashMap<&str, i64> = Default::default();
     for key in keys {
-        let members = match searched(key) {
-            Some(key) => searched_block(conn, &key)?,
-            None => block(conn, digest(key))?,
+        let Some(members) = blocks.get(key) else {
+            continue;
         };
         if members.len() > MAX_BLOCK {
             continue;
         }
         for id in members {
-            *shared.entry(id).or_default() += 1;
+            *shared.entry(id.as_str()).or_default() += 1;
         }
     }
     if let Some(except) = except {
         shared.remove(except);
     }
     // those sharing the most keys first
-    let mut ranked: Vec<(String, i64)> = shared.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut ranked: Vec<(&str, i64)> = shared.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     ranked.truncate(MAX_CANDIDATES as usize);
-    Ok(ranked.into_iter().map(|(id, _)| id).collect())
+    ranked.into_iter().map(|(id, _)| id.to_string()).collect()
+}
+
+/// The blocks of `keys`. On SQLite a statement per key: in-process, each an index search. On
+/// PostgreSQL each statement is a round trip and a plan in a server process, and a Patient's
+/// seven of them were most of what linking it cost there: one statement per kind of key (the
+/// index's own, identifiers, birth dates) for all of them, each key still read only as far as
+/// its bound.
+fn blocks<'a>(
+    conn: &mut DbConnection,
+    keys: impl Iterator<Item = &'a String>,
+) -> Result<Blocks, StoreError> {
+    let keys: BTreeSet<&String> = keys.collect();
+    let mut blocks = Blocks::new();
+    let DbConnection::Pg(pg) = conn else {
+        for key in keys {
+            let members = match searched(key) {
+                Some(key) => searched_block(conn, &key)?,
+                None => block(conn, digest(key))?,
+            };
+            blocks.insert(key.clone(), members);
+        }
+        return Ok(blocks);
+    };
+    let (mut digested, mut identified, mut born) = (Vec::new(), Vec::new(), Vec::new());
+    for key in keys {
+        match searched(key) {
+            None => digested.push((key, digest(key))),
+            Some(Searched::Identifier { system, value }) => identified.push((key, system, value)),
+            Some(Searched::Born(day)) => born.push((key, day.low)),
+        }
+    }
+    let mut take = |names: Vec<&String>, rows: Vec<Numbered>| {
+        for name in &names {
+            blocks.entry((*name).clone()).or_default();
+        }
+        for row in rows {
+            if let Some(name) = names.get(row.n as usize - 1) {
+                blocks
+                    .entry((*name).clone())
+                    .or_default()
+                    .push(row.patient_id);
+            }
+        }
+    };
+    use diesel::sql_types::{Array, BigInt, Text};
+    let bound = MAX_BLOCK + 1;
+    if !digested.is_empty() {
+        let sql = format!(
+            "SELECT k.n AS n, m.patient_id AS patient_id FROM unnest($1::bigint[]) WITH ORDINALITY \
+             AS k(key, n) CROSS JOIN LATERAL (SELECT patient_id FROM mpi_keys \
+             WHERE mpi_keys.key = k.key LIMIT {bound}) m"
+        );
+        let values: Vec<i64> = digested.iter().map(|(_, d)| *d).collect();
+        let rows = diesel::sql_query(sql)
+            .bind::<Array<BigInt>, _>(values)
+            .load(pg)?;
+        take(digested.into_iter().map(|(k, _)| k).collect(), rows);
+    }
+    if !identified.is_empty() {
+        let sql = format!(
+            "SELECT k.n AS n, m.patient_id AS patient_id FROM unnest($1::text[], $2::text[]) \
+             WITH ORDINALITY AS k(system, value, n) CROSS JOIN LATERAL (SELECT resource_id AS \
+             patient_id FROM search_token WHERE resource_type = 'Patient' AND param = 'identifier' \
+             AND code = k.value AND system = k.system LIMIT {bound}) m"
+        );
+        let systems: Vec<&str> = identified.iter().map(|(_, s, _)| s.as_str()).collect();
+        let values: Vec<&str> = identified.iter().map(|(_, _, v)| v.as_str()).collect();
+        let rows = diesel::sql_query(sql)
+            .bind::<Array<Text>, _>(systems)
+            .bind::<Array<Text>, _>(values)
+            .load(pg)?;
+        take(identified.iter().map(|(k, _, _)| *k).collect(), rows);
+    }
+    if !born.is_empty() {
+        let sql = format!(
+            "SELECT k.n AS n, m.patient_id AS patient_id FROM unnest($1::bigint[]) WITH ORDINALITY \
+             AS k(low, n) CROSS JOIN LATERAL (SELECT resource_id AS patient_id FROM search_date \
+             WHERE resource_type = 'Patient' AND param = 'birthdate' AND low = k.low \
+             LIMIT {bound}) m"
+        );
+        let values: Vec<i64> = born.iter().map(|(_, low)| *low).collect();
+        let rows = diesel::sql_query(sql)
+            .bind::<Array<BigInt>, _>(values)
+            .load(pg)?;
+        take(born.into_iter().map(|(k, _)| k).collect(), rows);
+    }
+    // a Patient with the same identifier twice is one member
+    for members in blocks.values_mut() {
+        members.sort();
+        members.dedup();
+    }
+    Ok(blocks)
+}
+
+#[derive(QueryableByName)]
+struct Numbered {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    patient_id: String,
 }
 
 /// How many current Patients the store holds that should be filed: all but golden records.

@@ -116,12 +116,11 @@ impl Mpi {
             self.known(&p.id, &p.person);
         }
         let started = std::time::Instant::now();
-        let scored: Vec<Vec<(String, Scored)>> = store.read(|c| {
-            batch
-                .iter()
-                .map(|p| self.scores(c, &p.person, Some(&p.id)))
-                .collect()
-        })?;
+        let asked: Vec<(&Person, Option<&str>)> = batch
+            .iter()
+            .map(|p| (&p.person, Some(p.id.as_str())))
+            .collect();
+        let scored: Vec<Vec<(String, Scored)>> = store.read(|c| self.scores_many(c, &asked))?;
         let scoring = started.elapsed();
         store.write_rows(|c| {
             for (p, found) in batch.iter().zip(scored) {

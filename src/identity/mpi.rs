@@ -124,30 +124,61 @@ impl Mpi {
         patient: &Person,
         except: Option<&str>,
     ) -> Result<Vec<(String, Scored)>, StoreError> {
-        let ids = index::candidates(conn, &blocking::keys(patient), except)?;
-        let model = self.scoring();
-        let mut people: Vec<(String, Arc<Person>)> = Vec::with_capacity(ids.len());
+        Ok(self
+            .scores_many(conn, &[(patient, except)])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// `scores` of many Patients (each with the one it is not to be matched with), their
+    /// candidates and what the index holds of them read together.
+    pub fn scores_many(
+        &self,
+        conn: &mut DbConnection,
+        asked: &[(&Person, Option<&str>)],
+    ) -> Result<Vec<Vec<(String, Scored)>>, StoreError> {
+        let keyed: Vec<(Vec<String>, Option<&str>)> = asked
+            .iter()
+            .map(|(p, except)| (blocking::keys(p), *except))
+            .collect();
+        let found = index::candidates_many(conn, &keyed)?;
+        let mut people: std::collections::HashMap<String, Arc<Person>> = Default::default();
         let mut missing = Vec::new();
-        for id in ids {
-            match self.people.get(&id) {
-                Some(p) => people.push((id, p)),
-                None => missing.push(id),
+        for id in found.iter().flatten() {
+            if people.contains_key(id) {
+                continue;
+            }
+            match self.people.get(id) {
+                Some(p) => {
+                    people.insert(id.clone(), p);
+                }
+                None => missing.push(id.clone()),
             }
         }
+        missing.sort();
+        missing.dedup();
         for (id, p) in index::people(conn, &missing)? {
             let p = Arc::new(p);
             self.people.insert(id.clone(), p.clone());
-            people.push((id, p));
+            people.insert(id, p);
         }
-        let mut found: Vec<(String, Scored)> = people
-            .into_iter()
-            .map(|(id, other)| {
-                let scored = model.score(patient, &other, self.index_size());
-                (id, scored)
+        let model = self.scoring();
+        Ok(asked
+            .iter()
+            .zip(found)
+            .map(|((patient, _), ids)| {
+                let mut scored: Vec<(String, Scored)> = ids
+                    .into_iter()
+                    .filter_map(|id| {
+                        let other = people.get(&id)?;
+                        let s = model.score(patient, other, self.index_size());
+                        Some((id, s))
+                    })
+                    .collect();
+                scored.sort_by(|a, b| b.1.probability.total_cmp(&a.1.probability));
+                scored
             })
-            .collect();
-        found.sort_by(|a, b| b.1.probability.total_cmp(&a.1.probability));
-        Ok(found)
+            .collect())
     }
 
     /// `scores`, for those graded above certainly-not, with their current resources.
