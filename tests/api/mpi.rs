@@ -685,11 +685,13 @@ async fn without_the_index_nothing_is_filed_and_match_is_refused() {
     let status = app.get_url(&format!("{}/admin/mpi", app.root)).await.json();
     assert_eq!(status["indexed"], 0, "{status}");
     assert_eq!(status["providersPending"], 0, "{status}");
-    let providers = app
-        .get_url(&format!("{}/admin/providers", app.root))
-        .await
-        .json();
-    assert_eq!(providers["pending"], 0, "{providers}");
+    let filed = app
+        .get_url(&format!(
+            "{}/admin/providers/Practitioner/{doctor}",
+            app.root
+        ))
+        .await;
+    assert_eq!(filed.status, 404, "{}", filed.text);
     let r = app
         .get("/Patient?_tag=http://emrsync.org/fhir/CodeSystem/mpi|golden-record")
         .await;
