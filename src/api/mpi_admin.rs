@@ -26,14 +26,10 @@ pub async fn reviews(
     if let Some(r) = refused(&req) {
         return r;
     }
-    let status = q.status.clone().unwrap_or_else(|| "open".into());
-    if !matches!(status.as_str(), "open" | "same" | "different") {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "status: one of open, same, different",
-        );
-    }
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let (status, limit) = match listing(&q) {
+        Ok(asked) => asked,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+    };
     let store = state.store.clone();
     answer(
         "",
@@ -48,6 +44,16 @@ pub async fn reviews(
         |list| json!({"reviews": list}),
     )
     .await
+}
+
+/// The reviews a list asks for: their status (open unless said) and how many at most; else
+/// why not (a 400).
+pub(super) fn listing(q: &ListQuery) -> Result<(String, i64), &'static str> {
+    let status = q.status.clone().unwrap_or_else(|| "open".into());
+    if !matches!(status.as_str(), "open" | "same" | "different") {
+        return Err("status: one of open, same, different");
+    }
+    Ok((status, q.limit.unwrap_or(50).clamp(1, 500)))
 }
 
 /// A review with both Patients as they are now, their persons, and the fields compared.

@@ -37,8 +37,21 @@ fn refusal(r: Refusal) -> (StatusCode, String) {
 }
 
 #[derive(Deserialize)]
-pub struct Decision {
-    pub(super) decision: String,
+struct Decision {
+    decision: String,
+}
+
+/// The decision a body states, `same` or `different`; else why not (a 400). Read here, so that
+/// a body that is no such JSON gets this API's answer, not the framework's.
+pub(super) fn decision(body: &[u8]) -> Result<&'static str, String> {
+    let Ok(body) = serde_json::from_slice::<Decision>(body) else {
+        return Err(r#"the body must be {"decision": "same"} or {"decision": "different"}"#.into());
+    };
+    match body.decision.as_str() {
+        "same" => Ok("same"),
+        "different" => Ok("different"),
+        other => Err(format!("decision '{other}': one of same, different")),
+    }
 }
 
 pub async fn decide(
@@ -50,22 +63,9 @@ pub async fn decide(
     if let Some(r) = refused(&req) {
         return r;
     }
-    // read here, so that a body that is no such JSON gets this API's answer, not the framework's
-    let Ok(body) = serde_json::from_slice::<Decision>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            r#"the body must be {"decision": "same"} or {"decision": "different"}"#,
-        );
-    };
-    let same = match body.decision.as_str() {
-        "same" => true,
-        "different" => false,
-        other => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("decision '{other}': one of same, different"),
-            );
-        }
+    let same = match decision(&body) {
+        Ok(d) => d == "same",
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
     };
     let (store, mpi, id, who) = (
         state.store.clone(),

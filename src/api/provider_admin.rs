@@ -15,8 +15,8 @@
 
 use super::AppState;
 use super::admin::{ListQuery, answer, carry_out, problem, refused};
-use super::mpi_admin::iso;
-use super::mpi_decisions::{Decision, who};
+use super::mpi_admin::{iso, listing};
+use super::mpi_decisions::{decision, who};
 use crate::identity::providers::record::KINDS;
 use crate::identity::providers::tables::{self, Review};
 use crate::store::{DbConnection, StoreError};
@@ -50,14 +50,10 @@ pub async fn reviews(
     if let Some(r) = refused(&req) {
         return r;
     }
-    let status = q.status.clone().unwrap_or_else(|| "open".into());
-    if !matches!(status.as_str(), "open" | "same" | "different") {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "status: one of open, same, different",
-        );
-    }
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let (status, limit) = match listing(&q) {
+        Ok(asked) => asked,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+    };
     let store = state.store.clone();
     answer(
         "",
@@ -111,20 +107,9 @@ pub async fn decide(
     if let Some(r) = refused(&req) {
         return r;
     }
-    let Ok(body) = serde_json::from_slice::<Decision>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            r#"the body must be {"decision": "same"} or {"decision": "different"}"#,
-        );
-    };
-    let status = match body.decision.as_str() {
-        s @ ("same" | "different") => s.to_string(),
-        other => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("decision '{other}': one of same, different"),
-            );
-        }
+    let status = match decision(&body) {
+        Ok(d) => d,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
     };
     let (store, id, who) = (state.store.clone(), id.into_inner(), who(&req));
     carry_out(
@@ -139,7 +124,7 @@ pub async fn decide(
                         format!("review {id} is decided ({}): undo it first", r.status),
                     )));
                 }
-                tables::decide_review(conn, &id, &status, &who)?;
+                tables::decide_review(conn, &id, status, &who)?;
                 relink(conn, &r)?;
                 let decided = tables::review_by_id(conn, &id)?.unwrap_or(r);
                 side_by_side(conn, decided).map(Ok)

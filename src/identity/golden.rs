@@ -368,6 +368,21 @@ fn clear(conn: &mut DbConnection, marks: &[(String, i64)]) -> Result<(), StoreEr
     Ok(())
 }
 
+/// The writer golden records are written with (the MPI's and the provider registry's): the
+/// MPI's own source and channel, so that the identity hooks know them for its own; `what`
+/// starts the correlation id.
+pub fn writer(ingest: &Ingest, what: &str) -> crate::ingest::Writer {
+    ingest.writer(
+        Arc::new(crate::auth::Grant::unrestricted()),
+        Actor::Named(SOURCE.into()),
+        Source {
+            channel: Channel::Mpi,
+            system: SOURCE.into(),
+        },
+        format!("{what}-{}", uuid::Uuid::now_v7()),
+    )
+}
+
 impl Mpi {
     /// Build and write the golden records of one batch of stale persons; how many were stale.
     pub fn refresh_golden(&self, ingest: &Ingest) -> Result<usize, StoreError> {
@@ -382,15 +397,7 @@ impl Mpi {
                 .map(|(person, _)| plan(c, &self.survivorship, person))
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        let writer = ingest.writer(
-            Arc::new(crate::auth::Grant::unrestricted()),
-            Actor::Named(SOURCE.into()),
-            Source {
-                channel: Channel::Mpi,
-                system: SOURCE.into(),
-            },
-            format!("mpi-golden-{}", uuid::Uuid::now_v7()),
-        );
+        let writer = writer(ingest, "mpi-golden");
         let mut stated = Vec::new();
         for ((person, _), plan) in marks.iter().zip(plans) {
             let Plan::Write(body) = plan else { continue };

@@ -7,16 +7,15 @@
 
 use super::record::KINDS;
 use super::tables::{self, provider_records, provider_stale};
-use crate::identity::golden::{Record, Rule, SOURCE, Survivorship, is_golden};
+use crate::identity::golden::{Record, Rule, Survivorship, is_golden};
 use crate::identity::links::Link as PatientLink;
-use crate::ingest::{Channel, Ingest, Source, restate};
-use crate::store::{Actor, DbConnection, StoreError, Tx};
+use crate::ingest::{Ingest, restate};
+use crate::store::{DbConnection, StoreError, Tx};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 pub const SHIPPED: &str = include_str!("../../../capability/mpi/providers.json");
 
@@ -210,15 +209,7 @@ pub fn refresh(ingest: &Ingest, rules: &Rules) -> Result<usize, StoreError> {
             )
             .collect::<Result<Vec<_>, StoreError>>()
     })?;
-    let writer = ingest.writer(
-        Arc::new(crate::auth::Grant::unrestricted()),
-        Actor::Named(SOURCE.into()),
-        Source {
-            channel: Channel::Mpi,
-            system: SOURCE.into(),
-        },
-        format!("provider-golden-{}", uuid::Uuid::now_v7()),
-    );
+    let writer = crate::identity::golden::writer(ingest, "provider-golden");
     let mut stated = Vec::new();
     for ((_, provider, _), plan) in marks.iter().zip(plans) {
         let Some((rtype, body)) = plan else { continue };
