@@ -226,6 +226,13 @@ pub async fn run(ingest: Ingest, mpi: Arc<Mpi>) {
             Ok(super::providers::golden::refresh(&i, &m.provider_rules)? > 0)
         })
         .await;
+        // the planner's statistics, for a store filling from empty (PostgreSQL)
+        if mpi.should_analyze() {
+            let (s, m) = (store.clone(), mpi.clone());
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || m.analyze(&s)).await {
+                tracing::warn!(error = %e, "analyzing the index's tables failed; tried again when it has doubled");
+            }
+        }
         // the index's own u, when it is first big enough and each time it grew by a quarter
         if mpi.should_learn() {
             let (s, m) = (store.clone(), mpi.clone());

@@ -30,6 +30,8 @@ pub struct Mpi {
     pub(super) local: RwLock<Arc<Model>>,
     /// The index's size when `local` was last taken from it.
     pub(super) learned_at: AtomicI64,
+    /// The index's size when the tables its reads use were last analyzed (PostgreSQL).
+    pub(super) analyzed_at: AtomicI64,
     /// What the matcher compares of recently scored records: a reader of SQLite reads the
     /// index's pages again after every commit, and with many commits a second that made
     /// loading the candidates cost six times their scoring. Kept right by the linker, which
@@ -64,6 +66,7 @@ impl Mpi {
             local: RwLock::new(Arc::new(model.clone())),
             model,
             learned_at: AtomicI64::new(0),
+            analyzed_at: AtomicI64::new(0),
             size: AtomicI64::new(0),
             survivorship: super::golden::Survivorship::shipped(),
             provider_rules: super::providers::golden::Rules::shipped(),

@@ -697,3 +697,47 @@ async fn without_the_index_nothing_is_filed_and_match_is_refused() {
         .await;
     assert_eq!(crate::helpers::matched_ids(&r.json()).len(), 0);
 }
+
+/// A PostgreSQL store filling from empty has its planner's statistics taken by the linker (at
+/// 500 Patients, then each doubling), not a minute later by autovacuum: without them a
+/// birth-date block walked every Patient's birth date (docs/performance.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statistics_are_taken_as_the_index_fills() {
+    use diesel::RunQueryDsl;
+    let app = spawn(Backend::Postgres).await;
+    let entries: Vec<Value> = (0..520)
+        .map(|n| {
+            json!({"resource": patient("Ada", &format!("Stat{n}"), "1960-01-01", "1 Main St", "62701"),
+                   "request": {"method": "POST", "url": "Patient"}})
+        })
+        .collect();
+    let r = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.mpi_settled().await;
+    #[derive(diesel::QueryableByName)]
+    struct Analyzed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut db = app.db();
+    let mut seen = 0;
+    for _ in 0..100 {
+        let rows: Vec<Analyzed> = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_user_tables WHERE relname IN \
+             ('search_date', 'search_token', 'mpi_keys', 'mpi_people') AND last_analyze IS NOT NULL",
+        )
+        .load(&mut db)
+        .unwrap();
+        seen = rows[0].n;
+        if seen == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 4, "the linker's tables analyzed");
+}
