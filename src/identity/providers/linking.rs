@@ -341,13 +341,13 @@ pub fn refile(store: &Store) -> Result<usize, StoreError> {
             };
             after = last;
             let versions = store.read(|c| {
-                let held: Vec<String> = tables::filed(c, rtype, &page)?
+                let held: std::collections::HashSet<String> = tables::filed(c, rtype, &page)?
                     .into_iter()
                     .map(|(id, _)| id)
                     .collect();
                 let missing: Vec<String> = page
                     .iter()
-                    .filter(|id| !held.contains(id))
+                    .filter(|id| !held.contains(*id))
                     .cloned()
                     .collect();
                 crate::store::versions::current_many(c, rtype, &missing)

@@ -16,6 +16,9 @@ pub const KINDS: [&str; 3] = ["Practitioner", "Organization", "PractitionerRole"
 
 /// The most identifiers, names or codes read of one record: a hostile one costs no more.
 const MAX_REPEATS: usize = 16;
+/// The longest identifier value or system compared (and kept as a blocking key): a longer one
+/// is no identifier a source really assigns, and is passed over.
+const MAX_IDENTIFIER: usize = 256;
 
 /// Words of an organization's name that say its legal form, not which one it is.
 const LEGAL_FORMS: [&str; 12] = [
@@ -155,7 +158,7 @@ fn identifiers(resource: &Value) -> (Vec<String>, Vec<String>) {
             continue;
         };
         let value = value.trim();
-        if value.is_empty() {
+        if value.is_empty() || value.len() > MAX_IDENTIFIER || system.len() > MAX_IDENTIFIER {
             continue;
         }
         if system == NPI {
@@ -197,6 +200,13 @@ mod tests {
         .unwrap();
         assert_eq!(p.npi, ["1234567893"]);
         assert_eq!(p.identifiers, ["urn:lab|D7"]);
+        let long = "9".repeat(MAX_IDENTIFIER + 1);
+        let hostile = Provider::of(
+            "Practitioner",
+            &json!({"identifier": [{"system": NPI, "value": long}]}),
+        )
+        .unwrap();
+        assert!(hostile.npi.is_empty() && hostile.keys("Practitioner").is_empty());
         assert_eq!(
             (p.family.as_str(), p.given.as_str()),
             ("OBRIEN", "MARY ANN")
