@@ -321,6 +321,21 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_NO_MPI")]
     pub no_mpi: bool,
 
+    /// FHIR packages (`.tgz` as published on the npm registry, or folders of JSON files) whose
+    /// CodeSystems, ValueSets and ConceptMaps are loaded at start-up; one already loaded with
+    /// the same bytes is skipped (repeat the flag, or separate paths with commas).
+    #[arg(
+        long = "terminology-package",
+        env = "EMRSYNC_TERMINOLOGY_PACKAGES",
+        value_delimiter = ','
+    )]
+    pub terminology_packages: Vec<std::path::PathBuf>,
+
+    /// Seconds the terminology service keeps what it built from the code systems, value sets
+    /// and maps; this process's own changes are seen at once, another process's within this.
+    #[arg(long, env = "EMRSYNC_TERMINOLOGY_TTL_SECS", default_value_t = 60)]
+    pub terminology_ttl_secs: u64,
+
     /// The survivorship rules the provider registry's golden records (Practitioner,
     /// Organization, PractitionerRole) are built by, in place of the shipped
     /// `capability/mpi/providers.json`; one that does not parse refuses the start, saying where.
@@ -386,6 +401,8 @@ impl Settings {
             mpi_golden: None,
             provider_golden: None,
             no_mpi: false,
+            terminology_packages: Vec::new(),
+            terminology_ttl_secs: 60,
             event_retention_days: 30,
             log_json: false,
         }

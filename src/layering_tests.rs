@@ -17,6 +17,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["fhir", "store", "auth", "subscriptions", "ingest"],
     ),
     (
+        "terminology",
+        &["fhir", "store", "auth", "subscriptions", "ingest"],
+    ),
+    (
         "adapters",
         &["fhir", "store", "auth", "subscriptions", "ingest", "tls"],
     ),

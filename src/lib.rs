@@ -38,6 +38,7 @@ pub mod rekey;
 pub mod startup;
 pub mod store;
 pub mod subscriptions;
+pub mod terminology;
 pub mod tls;
 
 #[cfg(test)]

@@ -59,7 +59,10 @@ pub fn inbound(ingest: Ingest, settings: &Settings) -> crate::adapters::hl7v2::i
 }
 
 /// `ingest`, with `hooks` on the path (see `ingest::hooks`).
+/// Every ingest keeps the terminology's rows of what it writes (`terminology::index`).
 pub fn ingest_with(store: Store, settings: &Settings, hooks: Hooks) -> Ingest {
+    let mut hooks = hooks;
+    hooks.derived.push(Arc::new(crate::terminology::Rows));
     let endpoints = Arc::new(crate::subscriptions::subscription::EndpointPolicy {
         allow: settings.subscription_endpoint_allow.clone(),
         internal_networks: settings.subscription_endpoint_networks.clone(),
@@ -168,7 +171,21 @@ impl Application {
         if !settings.no_mpi {
             hooks.identity.push(mpi.clone());
         }
+        let terminology = crate::terminology::Terminology::new(
+            store.clone(),
+            Duration::from_secs(settings.terminology_ttl_secs),
+        );
         let ingest = ingest_with(store.clone(), &settings, hooks);
+        for path in &settings.terminology_packages {
+            let (i, p) = (ingest.clone(), path.clone());
+            let loaded =
+                tokio::task::spawn_blocking(move || crate::terminology::package::load(&i, &p))
+                    .await?
+                    .map_err(|e| {
+                        anyhow::anyhow!("--terminology-package {}: {e}", path.display())
+                    })?;
+            loaded.log();
+        }
         let endpoints = ingest.endpoints();
         let mut tasks = Tasks::default();
         let mllp_port = match &settings.mllp {
@@ -322,6 +339,7 @@ impl Application {
             ingest,
             mpi,
             mpi_on: !settings.no_mpi,
+            terminology,
             sockets,
             rates: rates.clone(),
         });

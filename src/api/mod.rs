@@ -25,6 +25,7 @@ mod render;
 mod search;
 mod smart;
 mod subscription_ops;
+mod terminology;
 mod websocket;
 
 pub use metadata::capability_statement;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub mpi: Arc<crate::identity::Mpi>,
     /// False when the server runs with `--no-mpi`: nothing is filed, so `$match` is refused.
     pub mpi_on: bool,
+    /// The terminology service (`$lookup`, `$expand`, `$translate`, ...).
+    pub terminology: Arc<crate::terminology::Terminology>,
     /// Websocket subscribers' open sockets in this process.
     pub sockets: crate::subscriptions::websocket::Sockets,
     /// Request rates per address (`/auth/*`) and per client (the FHIR API).
@@ -138,63 +141,65 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 ),
         )
         .service(
-            web::scope("/fhir")
-                // inside require_auth: a client is known by its token
-                .wrap(from_fn(rate::per_client))
-                .wrap(from_fn(require_auth))
-                .wrap(from_fn(context::correlate))
-                // on every answer, errors and refusals included
-                .wrap(private())
-                // outermost: a preflight is answered before authentication, and a 401 carries
-                // the headers that let the app's script read it
-                .wrap(cors())
-                .route("/metadata", web::get().to(metadata::metadata))
-                .route(
-                    "/.well-known/smart-configuration",
-                    web::get().to(smart::smart_configuration),
-                )
-                // before `{type}/{id}`, which the path would otherwise match
-                .route("/Patient/$match", web::post().to(matching::patient))
-                .route("", web::post().to(bundle::process))
-                .route("/", web::post().to(bundle::process))
-                .route("", web::get().to(search::system_get))
-                .route("/", web::get().to(search::system_get))
-                .route("/_search", web::post().to(search::system_post))
-                .route("/_history", web::get().to(history::system))
-                .route("/{type}", web::get().to(search::get))
-                .route("/{type}", web::post().to(crud::create))
-                .route("/{type}", web::put().to(conditional::update))
-                .route("/{type}", web::patch().to(conditional::patch))
-                .route("/{type}", web::delete().to(conditional::delete))
-                .route("/{type}/_search", web::post().to(search::post))
-                .route("/{type}/_history", web::get().to(history::of_type))
-                .route("/{type}/{id}", web::get().to(crud::read))
-                .route("/{type}/{id}", web::put().to(crud::update))
-                .route("/{type}/{id}", web::patch().to(crud::patch))
-                .route("/{type}/{id}", web::delete().to(crud::delete))
-                .route("/{type}/{id}/_history", web::get().to(history::of_instance))
-                .route("/{type}/{id}/_history/{vid}", web::get().to(crud::vread))
-                .route(
-                    "/Subscription/{id}/$status",
-                    web::get().to(subscription_ops::status),
-                )
-                .route(
-                    "/Subscription/{id}/$events",
-                    web::get().to(subscription_ops::events),
-                )
-                .route(
-                    "/Subscription/{id}/$get-ws-binding-token",
-                    web::route().to(websocket::binding),
-                )
-                .route(
-                    "/Patient/{id}/$everything",
-                    web::get().to(everything::patient),
-                )
-                .route(
-                    "/{compartment}/{id}/{type}",
-                    web::get().to(search::compartment),
-                )
-                .default_service(web::to(unknown_route)),
+            terminology::routes(
+                web::scope("/fhir")
+                    // inside require_auth: a client is known by its token
+                    .wrap(from_fn(rate::per_client))
+                    .wrap(from_fn(require_auth))
+                    .wrap(from_fn(context::correlate))
+                    // on every answer, errors and refusals included
+                    .wrap(private())
+                    // outermost: a preflight is answered before authentication, and a 401 carries
+                    // the headers that let the app's script read it
+                    .wrap(cors())
+                    .route("/metadata", web::get().to(metadata::metadata))
+                    .route(
+                        "/.well-known/smart-configuration",
+                        web::get().to(smart::smart_configuration),
+                    )
+                    // before `{type}/{id}`, which the path would otherwise match
+                    .route("/Patient/$match", web::post().to(matching::patient)),
+            )
+            .route("", web::post().to(bundle::process))
+            .route("/", web::post().to(bundle::process))
+            .route("", web::get().to(search::system_get))
+            .route("/", web::get().to(search::system_get))
+            .route("/_search", web::post().to(search::system_post))
+            .route("/_history", web::get().to(history::system))
+            .route("/{type}", web::get().to(search::get))
+            .route("/{type}", web::post().to(crud::create))
+            .route("/{type}", web::put().to(conditional::update))
+            .route("/{type}", web::patch().to(conditional::patch))
+            .route("/{type}", web::delete().to(conditional::delete))
+            .route("/{type}/_search", web::post().to(search::post))
+            .route("/{type}/_history", web::get().to(history::of_type))
+            .route("/{type}/{id}", web::get().to(crud::read))
+            .route("/{type}/{id}", web::put().to(crud::update))
+            .route("/{type}/{id}", web::patch().to(crud::patch))
+            .route("/{type}/{id}", web::delete().to(crud::delete))
+            .route("/{type}/{id}/_history", web::get().to(history::of_instance))
+            .route("/{type}/{id}/_history/{vid}", web::get().to(crud::vread))
+            .route(
+                "/Subscription/{id}/$status",
+                web::get().to(subscription_ops::status),
+            )
+            .route(
+                "/Subscription/{id}/$events",
+                web::get().to(subscription_ops::events),
+            )
+            .route(
+                "/Subscription/{id}/$get-ws-binding-token",
+                web::route().to(websocket::binding),
+            )
+            .route(
+                "/Patient/{id}/$everything",
+                web::get().to(everything::patient),
+            )
+            .route(
+                "/{compartment}/{id}/{type}",
+                web::get().to(search::compartment),
+            )
+            .default_service(web::to(unknown_route)),
         )
         .default_service(web::to(unknown_route));
 }

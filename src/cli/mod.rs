@@ -5,6 +5,7 @@ mod maintenance;
 mod mpi;
 mod operator;
 mod send;
+mod terminology;
 
 use crate::config::{Settings, StoreArgs};
 use crate::startup::Application;
@@ -44,6 +45,8 @@ pub enum Command {
     Mpi(mpi::MpiArgs),
     /// Run HL7v2 messages of the exception queue again, once the cause is fixed.
     Replay(ReplayArgs),
+    /// The terminology service: load FHIR packages (code systems, value sets, concept maps).
+    Terminology(terminology::TerminologyArgs),
     /// Move the database and the secrets sealed in it to a new master key. Stop every server
     /// on the database first; start them again with the new key. Safe to run again if cut short.
     Rekey(RekeyArgs),
@@ -87,6 +90,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Rekey(args) => {
             tokio::task::spawn_blocking(move || maintenance::rekey(args)).await??
+        }
+        Command::Terminology(args) => {
+            tokio::task::spawn_blocking(move || terminology::run(args)).await??;
         }
         Command::Replay(args) => {
             let accepted = tokio::task::spawn_blocking(move || maintenance::replay(args)).await??;

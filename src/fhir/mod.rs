@@ -7,6 +7,7 @@ pub mod fhirpath;
 pub mod model;
 pub mod nesting;
 pub mod outcome;
+pub mod parameters;
 pub mod patch;
 #[cfg(test)]
 mod properties;

@@ -41,10 +41,18 @@ pub trait IdentityResolver: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 }
 
+/// Called in the write's transaction for every version written, deletions included, after
+/// identity: rows kept beside a resource that must commit or roll back with it (the concepts
+/// of a CodeSystem, say). An error refuses the write.
+pub trait Derived: Send + Sync + std::fmt::Debug {
+    fn record(&self, conn: &mut DbConnection, version: &Version) -> Result<(), StoreError>;
+}
+
 /// The hooks one server runs, each list in order; empty lists change nothing.
 #[derive(Debug, Default, Clone)]
 pub struct Hooks {
     pub codes: Vec<Arc<dyn CodeNormaliser>>,
     pub truth: Vec<Arc<dyn SourceOfTruth>>,
     pub identity: Vec<Arc<dyn IdentityResolver>>,
+    pub derived: Vec<Arc<dyn Derived>>,
 }

@@ -42,6 +42,8 @@ pub enum Channel {
     Hl7v2,
     /// The MPI writing golden records (`identity::golden`).
     Mpi,
+    /// An operator's load of files: FHIR packages, a code system's release files.
+    Load,
 }
 
 /// Where resources came from: what the source-of-truth rules and the identity links are

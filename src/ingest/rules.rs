@@ -45,6 +45,9 @@ impl WriteRules for Rules {
         for identity in &self.hooks.identity {
             identity.resolve(change.conn, &self.source, change.version)?;
         }
+        for derived in &self.hooks.derived {
+            derived.record(change.conn, change.version)?;
+        }
         self.client.recorded(change)
     }
 }

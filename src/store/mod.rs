@@ -83,7 +83,13 @@ pub struct Store {
     seal: Option<Arc<seal::Seal>>,
     /// This installation's values, as read (they never change once made).
     installation: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>>,
+    /// Told of each version written by this process, after its commit: caches built from
+    /// resources (the terminology's) learn there that theirs changed.
+    observers: Arc<std::sync::RwLock<Vec<CommitObserver>>>,
 }
+
+/// A function told of each version after its commit (`Store::observe_commits`).
+pub type CommitObserver = Arc<dyn Fn(&Version) + Send + Sync>;
 
 /// A write transaction: the connection, the versions written so far (they reach the cache once
 /// committed) and the changes whose outbox events and audit rows are inserted before COMMIT.
@@ -176,7 +182,16 @@ impl Store {
             changed: Arc::new(tokio::sync::watch::Sender::new(0)),
             seal: settings.seal.clone(),
             installation: Arc::default(),
+            observers: Arc::default(),
         })
+    }
+
+    /// Have `observer` told of each version this process writes, once it is committed.
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        self.observers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
     }
 
     pub fn database(&self) -> &Database {
@@ -300,6 +315,12 @@ impl Store {
                 conn.transaction(work)?
             }
         };
+        if !written.is_empty() {
+            let observers = self.observers.read().unwrap_or_else(|e| e.into_inner());
+            for v in &written {
+                observers.iter().for_each(|o| o(v));
+            }
+        }
         for v in written {
             self.cache.offer(v);
         }

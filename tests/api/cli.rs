@@ -27,6 +27,24 @@ fn emrsync(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+/// `emrsync <args>` as `emrsync` runs it, with owned arguments.
+pub fn emrsync_owned(args: &[String]) -> (bool, String, String) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    emrsync(&args, &[])
+}
+
+/// The storage flags that name `app`'s database.
+pub fn store_flags(app: &crate::helpers::TestApp) -> Vec<String> {
+    match &app.database {
+        emrsync::store::Database::Postgres(url) => {
+            vec!["--database-url".into(), url.expose().clone()]
+        }
+        emrsync::store::Database::Sqlite(..) => {
+            vec!["--data-dir".into(), app.dir.path().display().to_string()]
+        }
+    }
+}
+
 fn dir_arg(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -96,6 +96,7 @@ async fn spawn(backend: Backend) -> (TestApp, Arc<SeenPatients>) {
         codes: vec![Arc::new(LocalLabCodes)],
         truth: vec![Arc::new(AllergiesFromPharmacy)],
         identity: vec![seen.clone()],
+        derived: Vec::new(),
     };
     let app = spawn_with_hooks(backend, |s| s.mllp = Some("127.0.0.1:0".into()), hooks).await;
     (app, seen)
