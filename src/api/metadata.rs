@@ -73,6 +73,22 @@ pub fn capability_statement(base_url: &str) -> Value {
                             {"name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"}
                         ]));
                     }
+                    let terminology: &[&str] = match t {
+                        "CodeSystem" => &["lookup", "validate-code", "subsumes"],
+                        "ValueSet" => &["expand", "validate-code"],
+                        "ConceptMap" => &["translate"],
+                        _ => &[],
+                    };
+                    if !terminology.is_empty() {
+                        let ops: Vec<Value> = terminology
+                            .iter()
+                            .map(|op| json!({
+                                "name": op,
+                                "definition": format!("http://hl7.org/fhir/OperationDefinition/{t}-{op}")
+                            }))
+                            .collect();
+                        ordered.insert("operation".into(), Value::Array(ops));
+                    }
                     if t == "Patient" {
                         ordered.insert("operation".into(), json!([{
                             "name": "everything",

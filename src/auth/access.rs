@@ -78,6 +78,10 @@ const SHARED_TYPES: &[&str] = &[
     "Substance",
     "HealthcareService",
     "Endpoint",
+    // terminology: what codes mean is no patient's
+    "CodeSystem",
+    "ValueSet",
+    "ConceptMap",
 ];
 
 /// A refusal, said in the 403's OperationOutcome.
