@@ -52,6 +52,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100_000)]
     pub patients: usize,
 
+    /// The first Patient a load writes: a load cut short is resumed where it stopped (the
+    /// Patients before it are taken as loaded).
+    #[arg(long, default_value_t = 0)]
+    pub patients_from: usize,
+
     /// A PEM certificate to trust for an https --url (a test server's self-signed one).
     #[arg(long)]
     pub tls_ca: Option<std::path::PathBuf>,
@@ -161,6 +166,7 @@ struct Target {
     bundle_size: usize,
     clients: usize,
     patients: usize,
+    patients_from: usize,
     /// client id, kid and signing key of the `token` scenario
     assertion: Option<(String, String, jsonwebtoken::EncodingKey)>,
 }
@@ -322,6 +328,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bundle_size: args.bundle_size,
         clients: args.clients,
         patients: args.patients,
+        patients_from: args.patients_from,
         assertion: match &args.client_key {
             Some(path) => {
                 let pem = std::fs::read(path)

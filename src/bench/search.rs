@@ -139,7 +139,7 @@ pub async fn load_bundles(
     (patients, per_bundle, per_patient): (usize, usize, usize),
     bundle: fn(usize, usize) -> Value,
 ) -> anyhow::Result<()> {
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(t.patients_from));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..t.clients {
