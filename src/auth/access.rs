@@ -287,9 +287,20 @@ fn restriction(rtype: &str, query: &str) -> Result<Vec<Clause>, QueryError> {
     pairs
         .iter()
         .map(|(name, value)| {
-            parse_clause(rtype, name, value)?.ok_or_else(|| {
+            let clause = parse_clause(rtype, name, value)?.ok_or_else(|| {
                 QueryError::new(format!("{name} is not a search parameter of {rtype}"))
-            })
+            })?;
+            // a scope's reach is checked on each resource: a value set's codes are not at hand
+            if clause
+                .any_of
+                .iter()
+                .any(|p| matches!(p, crate::fhir::search::query::Predicate::Coded { .. }))
+            {
+                return Err(QueryError::new(format!(
+                    "{name}: a scope's query may not use :in, :not-in, :below or :above"
+                )));
+            }
+            Ok(clause)
         })
         .collect()
 }

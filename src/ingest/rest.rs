@@ -76,6 +76,11 @@ pub fn resolve_condition(
                     "condition '{query}': ':mdm' reads through the MPI's links; a conditional write matches records, not persons"
                 )));
             }
+            Ok(Some(f)) if f.through_terminology() => {
+                return Err(IngestError::bad_request(format!(
+                    "condition '{query}': :in, :not-in, :below and :above are not taken in a conditional write's condition: name the codes"
+                )));
+            }
             Ok(Some(f)) => filters.push(f),
             Ok(None) => {
                 return Err(IngestError::bad_request(format!(

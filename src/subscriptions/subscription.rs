@@ -260,6 +260,15 @@ fn check_filter(topic: &Topic, text: &str) -> Result<(), String> {
             ));
         }
         match parse_clause(rtype, name, value) {
+            Ok(Some(c))
+                if c.any_of
+                    .iter()
+                    .any(|p| matches!(p, crate::fhir::search::query::Predicate::Coded { .. })) =>
+            {
+                return Err(format!(
+                    "filter '{text}': :in, :not-in, :below and :above are not matched in notifications yet: list the codes"
+                ));
+            }
             Ok(Some(_)) => {}
             Ok(None) => {
                 return Err(format!(

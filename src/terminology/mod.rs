@@ -15,6 +15,8 @@ pub mod concept_map;
 pub mod index;
 pub mod ops;
 pub mod package;
+pub mod release;
+pub mod search;
 pub mod tables;
 pub mod value_set;
 

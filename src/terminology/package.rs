@@ -306,3 +306,59 @@ fn read_folder(path: &Path) -> anyhow::Result<Read_> {
         resources,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever a file holds, reading it as a package answers, and never panics.
+        #[test]
+        fn any_bytes_read_as_a_package_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("p.tgz");
+            std::fs::write(&path, &bytes).unwrap();
+            prop_assert!(read_tgz(&path).is_err());
+        }
+    }
+
+    #[test]
+    fn a_package_keeps_its_own_folder_s_terminology_and_says_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.tgz");
+        let build = |files: &[(&str, &str)]| {
+            let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let mut tar = tar::Builder::new(gz);
+            for (name, body) in files {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(body.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+            }
+            std::fs::write(&path, tar.into_inner().unwrap().finish().unwrap()).unwrap();
+        };
+        let cs = r#"{"resourceType":"CodeSystem","id":"x","url":"http://x","status":"active","content":"complete"}"#;
+        build(&[("package/CodeSystem-x.json", cs)]);
+        let e = read_tgz(&path).err().unwrap().to_string();
+        assert!(e.contains("no package/package.json"), "{e}");
+        build(&[
+            ("package/package.json", r#"{"name":"p","version":"1"}"#),
+            ("package/CodeSystem-x.json", cs),
+            ("package/example/CodeSystem-y.json", cs),
+            ("package/Patient-z.json", r#"{"resourceType":"Patient"}"#),
+        ]);
+        let read = read_tgz(&path).unwrap();
+        assert_eq!(
+            (
+                read.name.as_str(),
+                read.version.as_str(),
+                read.resources.len()
+            ),
+            ("p", "1", 1)
+        );
+    }
+}

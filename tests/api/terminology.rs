@@ -323,8 +323,68 @@ async fn a_change_is_seen_at_once_and_a_package_loads_once(app: TestApp) {
     assert_eq!(found["total"], 1, "{found}");
 }
 
+/// The ids a search finds, sorted.
+async fn found(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app.get(query).await;
+    assert_eq!(r.status, 200, "{query}: {}", r.text);
+    crate::helpers::matched_ids(&r.json())
+}
+
+async fn searches_draw_their_codes_from_terminology(app: TestApp) {
+    let (patient, _) = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Codes"}]}))
+        .await;
+    let mut ids = std::collections::HashMap::new();
+    for code in ["3738000", "66071002", "73211009"] {
+        let condition = json!({"resourceType": "Condition",
+            "subject": {"reference": format!("Patient/{patient}")},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]}});
+        ids.insert(code, app.create(&condition).await.0);
+    }
+    let of =
+        |codes: &[&str]| crate::helpers::sorted(codes.iter().map(|c| ids[c].clone()).collect());
+    assert_eq!(
+        found(
+            &app,
+            "Condition?code:below=http://snomed.info/sct|235856003"
+        )
+        .await,
+        of(&["3738000", "66071002"])
+    );
+    assert_eq!(
+        found(&app, "Condition?code:above=http://snomed.info/sct|66071002").await,
+        of(&["3738000", "66071002"])
+    );
+    let vs = json!({"resourceType": "ValueSet", "url": "http://example.org/vs/hepatitis", "status": "active",
+        "compose": {"include": [{"system": "http://snomed.info/sct",
+            "filter": [{"property": "concept", "op": "descendent-of", "value": "3738000"}]}]}});
+    app.create(&vs).await;
+    assert_eq!(
+        found(&app, "Condition?code:in=http://example.org/vs/hepatitis").await,
+        of(&["66071002"])
+    );
+    assert_eq!(
+        found(
+            &app,
+            "Condition?code:not-in=http://example.org/vs/hepatitis"
+        )
+        .await,
+        of(&["3738000", "73211009"])
+    );
+    // a value set or a code the server does not know: the search is refused, and says why
+    let r = app.get("Condition?code:in=http://nowhere.example/vs").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = app
+        .get("Condition?code:below=http://snomed.info/sct|1")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = app.get("Condition?code:below=235856003").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
 crate::on_both_backends_with!(
     spawn,
+    searches_draw_their_codes_from_terminology,
     the_specifications_examples_answer_as_written,
     operations_take_parameters_by_post_and_at_the_instance,
     bad_input_gets_a_clear_outcome,

@@ -192,6 +192,27 @@ pub async fn respond(
 ) -> Result<HttpResponse, ApiError> {
     confine::confine(&ctx.grant, &mut request)?;
     let store = state.store.clone();
+    if request
+        .filters
+        .iter()
+        .flat_map(|(_, f)| f.iter())
+        .any(|f| f.through_terminology())
+    {
+        let terminology = state.terminology.clone();
+        request = web::block(move || {
+            for f in request.filters.iter_mut().flat_map(|(_, f)| f.iter_mut()) {
+                crate::terminology::search::resolve(&terminology, f)?;
+            }
+            Ok::<_, crate::terminology::TermError>(request)
+        })
+        .await?
+        .map_err(|e| match e {
+            // a search's bad value is the request's fault (400), whatever the operation says
+            crate::terminology::TermError::NotFound(t)
+            | crate::terminology::TermError::Invalid(t) => ApiError::bad_request(t),
+            other => other.into(),
+        })?;
+    }
     let (page, mut included, cut, request) =
         web::block(move || store.read(|c| Ok(execute(c, request)))).await???;
     // what _include and _revinclude add is read like any other resource

@@ -76,6 +76,39 @@ impl Filter {
         }
     }
 
+    /// Whether a clause anywhere in this filter draws its codes from terminology (`:in`,
+    /// `:not-in`, `:below`, `:above`), for whoever runs it to resolve.
+    pub fn through_terminology(&self) -> bool {
+        match self {
+            Filter::Clause(c) => c
+                .any_of
+                .iter()
+                .any(|p| matches!(p, super::query::Predicate::Coded { .. })),
+            Filter::Compartment { .. } => false,
+            Filter::Chain { targets, .. } => targets.iter().any(|(_, f)| f.through_terminology()),
+            Filter::Has { inner, .. } => inner.through_terminology(),
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().any(Filter::through_terminology),
+        }
+    }
+
+    /// Every clause of this filter, however deep in chains and `_has`, to change in place.
+    pub fn for_each_clause(
+        &mut self,
+        f: &mut dyn FnMut(&mut Clause) -> Result<(), String>,
+    ) -> Result<(), String> {
+        match self {
+            Filter::Clause(c) => f(c),
+            Filter::Compartment { .. } => Ok(()),
+            Filter::Chain { targets, .. } => targets
+                .iter_mut()
+                .try_for_each(|(_, t)| t.for_each_clause(f)),
+            Filter::Has { inner, .. } => inner.for_each_clause(f),
+            Filter::And(parts) | Filter::Or(parts) => {
+                parts.iter_mut().try_for_each(|p| p.for_each_clause(f))
+            }
+        }
+    }
+
     /// A filter that only keeps resources with index rows: no `:not` and no `:missing=true`
     /// anywhere at its top. Such a filter can be answered from the index alone.
     pub fn needs_only_index(&self) -> bool {

@@ -50,6 +50,12 @@ fn entry_matches(e: &Entries, kind: ParamType, pred: &Predicate) -> bool {
             }
         }),
         Predicate::Token { system, code } => e.tokens.iter().any(|t| token(t, system, code)),
+        Predicate::TokenIn { system, codes } => e.tokens.iter().any(|t| {
+            t.system.as_deref() == Some(system.as_str())
+                && t.code.as_ref().is_some_and(|c| codes.contains(c))
+        }),
+        // resolved before matching (and refused where it cannot be)
+        Predicate::Coded { .. } => false,
         Predicate::TokenText(text) => e.tokens.iter().any(|t| {
             t.text
                 .as_deref()

@@ -64,6 +64,29 @@ pub enum Predicate {
         first: Box<Predicate>,
         second: Box<Predicate>,
     },
+    /// A token whose codes come from terminology (`:in` or `:not-in` a value set, `:below` or
+    /// `:above` a code in its system's hierarchy): whoever runs the search resolves it into
+    /// `TokenIn` through the terminology service before the store sees it.
+    Coded {
+        op: CodedOp,
+        value: String,
+    },
+    /// Any of these codes of `system` (what a `Coded` predicate resolves to).
+    TokenIn {
+        system: String,
+        codes: Vec<String>,
+    },
+}
+
+/// How a `Coded` token names its codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodedOp {
+    /// The codes of the value set whose canonical url is the value.
+    In,
+    /// `system|code` and every code below it.
+    Below,
+    /// `system|code` and every code above it.
+    Above,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,7 +225,7 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
     let kind = param.kind;
     let allowed: &[&str] = match kind {
         ParamType::String => &["exact", "contains"],
-        ParamType::Token => &["not", "text", "of-type"],
+        ParamType::Token => &["not", "text", "of-type", "in", "not-in", "below", "above"],
         ParamType::Reference if param.target.iter().any(|t| t == "Patient") => &["mdm"],
         ParamType::Reference => &[],
         ParamType::Uri => &["below", "above"],
@@ -223,7 +246,7 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
             ));
         }
     }
-    clause.negate = modifier == Some("not");
+    clause.negate = matches!(modifier, Some("not") | Some("not-in"));
     clause.through_identity = modifier == Some("mdm");
     // a `:mdm` value is a Patient's reference or id
     let modifier = match modifier {
@@ -251,6 +274,24 @@ pub fn parse_clause(rtype: &str, name: &str, value: &str) -> Result<Option<Claus
             ParamType::Token => match modifier {
                 Some("text") => Predicate::TokenText(normalize(&unescape(&v))),
                 Some("of-type") => of_type(name, &v)?,
+                Some("in") | Some("not-in") => Predicate::Coded {
+                    op: CodedOp::In,
+                    value: unescape(&v),
+                },
+                Some(m @ ("below" | "above")) => {
+                    let parts = split_unescaped(&v, '|');
+                    if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                        return err(format!("{name}: :{m} takes system|code"));
+                    }
+                    Predicate::Coded {
+                        op: if m == "below" {
+                            CodedOp::Below
+                        } else {
+                            CodedOp::Above
+                        },
+                        value: unescape(&v),
+                    }
+                }
                 _ => token(&v),
             },
             ParamType::Reference => reference(param, modifier, &v)?,

@@ -23,6 +23,17 @@ pub fn predicate_sql(sql: &mut Sql, pred: &Predicate, c: &str, kind: ParamType) 
         } => sql.contains(&format!("{c}norm"), value),
         Predicate::String { value, .. } => sql.starts_with(&format!("{c}norm"), value),
         Predicate::Token { system, code } => token_sql(sql, system, code.as_deref(), c, ""),
+        Predicate::TokenIn { system, codes } if codes.is_empty() => {
+            let _ = system;
+            "FALSE".into()
+        }
+        Predicate::TokenIn { system, codes } => {
+            let s = sql.text(system);
+            let list: Vec<String> = codes.iter().map(|code| sql.text(code)).collect();
+            format!("{c}system = {s} AND {c}code IN ({})", list.join(", "))
+        }
+        // resolved into TokenIn before a search reaches the store (api::search)
+        Predicate::Coded { .. } => "FALSE".into(),
         Predicate::TokenText(text) => {
             let start = sql.starts_with(&format!("{c}text"), text);
             let word = sql.contains(&format!("{c}text"), &format!(" {text}"));
