@@ -19,7 +19,16 @@ use std::time::Duration;
 pub fn ingest(store: Store, settings: &Settings) -> anyhow::Result<Ingest> {
     let mut hooks = Hooks::default();
     hooks.identity.push(mpi(&store, settings)?);
-    Ok(ingest_with(store, settings, hooks))
+    let terminology = terminology(&store, settings);
+    Ok(ingest_with(store, settings, hooks, &terminology))
+}
+
+/// The terminology service of a server with `settings`.
+pub fn terminology(store: &Store, settings: &Settings) -> Arc<crate::terminology::Terminology> {
+    crate::terminology::Terminology::new(
+        store.clone(),
+        Duration::from_secs(settings.terminology_ttl_secs),
+    )
 }
 
 /// The master patient index with the model `settings` names (else the shipped one), counted.
@@ -59,9 +68,21 @@ pub fn inbound(ingest: Ingest, settings: &Settings) -> crate::adapters::hl7v2::i
 }
 
 /// `ingest`, with `hooks` on the path (see `ingest::hooks`).
-/// Every ingest keeps the terminology's rows of what it writes (`terminology::index`).
-pub fn ingest_with(store: Store, settings: &Settings, hooks: Hooks) -> Ingest {
+/// Every ingest normalises codes through `terminology`'s maps, and keeps the terminology's
+/// rows of what it writes (`terminology::index`).
+pub fn ingest_with(
+    store: Store,
+    settings: &Settings,
+    hooks: Hooks,
+    terminology: &Arc<crate::terminology::Terminology>,
+) -> Ingest {
     let mut hooks = hooks;
+    hooks
+        .codes
+        .push(Arc::new(crate::terminology::normalise::Normaliser {
+            terminology: terminology.clone(),
+            worklist: Arc::default(),
+        }));
     hooks.derived.push(Arc::new(crate::terminology::Rows));
     let endpoints = Arc::new(crate::subscriptions::subscription::EndpointPolicy {
         allow: settings.subscription_endpoint_allow.clone(),
@@ -75,6 +96,8 @@ pub struct Application {
     tasks: Tasks,
     /// How long a shutdown waits for what is in hand.
     shutdown: Duration,
+    /// The ingest path, whose hooks write what they kept when the server stops.
+    ingest: Ingest,
     /// The HTTP requests in hand.
     drain: Arc<crate::api::drain::Drain>,
     port: u16,
@@ -171,11 +194,9 @@ impl Application {
         if !settings.no_mpi {
             hooks.identity.push(mpi.clone());
         }
-        let terminology = crate::terminology::Terminology::new(
-            store.clone(),
-            Duration::from_secs(settings.terminology_ttl_secs),
-        );
-        let ingest = ingest_with(store.clone(), &settings, hooks);
+        let terminology = terminology(&store, &settings);
+        let ingest = ingest_with(store.clone(), &settings, hooks, &terminology);
+        let flushed = ingest.clone();
         for path in &settings.terminology_packages {
             let (i, p) = (ingest.clone(), path.clone());
             let loaded =
@@ -244,6 +265,20 @@ impl Application {
             }
             None => None,
         };
+        {
+            // the unmapped codes met by normalisation, written every few seconds
+            let i = ingest.clone();
+            tasks.spawn("hook flush", OnExit::Restart, AtShutdown::Stop, move |_| {
+                let i = i.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        let i = i.clone();
+                        let _ = tokio::task::spawn_blocking(move || i.flush_hooks()).await;
+                    }
+                }
+            });
+        }
         let sockets = crate::subscriptions::websocket::Sockets::default();
         let workers = crate::subscriptions::Workers::new(
             store.clone(),
@@ -380,6 +415,7 @@ impl Application {
             tasks,
             drain,
             shutdown: Duration::from_secs(settings.shutdown_secs),
+            ingest: flushed,
         })
     }
 
@@ -410,6 +446,7 @@ impl Application {
             mut tasks,
             shutdown,
             drain,
+            ingest,
             ..
         } = self;
         let handle = server.handle();
@@ -437,6 +474,8 @@ impl Application {
                 }
                 handle.stop(false).await;
                 server.await??;
+                // what the hooks kept since their last flush (the unmapped codes worklist)
+                let _ = tokio::task::spawn_blocking(move || ingest.flush_hooks()).await;
                 tracing::info!("stopped");
                 Ok(())
             }

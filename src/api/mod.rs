@@ -26,6 +26,7 @@ mod search;
 mod smart;
 mod subscription_ops;
 mod terminology;
+mod terminology_admin;
 mod websocket;
 
 pub use metadata::capability_statement;
@@ -125,6 +126,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     web::post().to(mpi_decisions::unmerge),
                 )
                 .route("/mpi/patients/{id}", web::get().to(mpi_admin::patient))
+                .route(
+                    "/terminology/unmapped",
+                    web::get().to(terminology_admin::unmapped),
+                )
                 .route("/providers", web::get().to(provider_admin::status))
                 .route("/providers/reviews", web::get().to(provider_admin::reviews))
                 .route(

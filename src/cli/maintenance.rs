@@ -49,6 +49,8 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         }
         None => queue::replay_failed(&inbound)?,
     };
+    // the unmapped codes the replayed messages carried
+    inbound.ingest.flush_hooks();
     for (id, o) in &outcomes {
         let why = o.problem.as_ref().map(|p| format!(": {}", p.text));
         println!(

@@ -20,7 +20,7 @@ pub fn accept(
     mut resource: Value,
     rtype: &str,
     lenient: bool,
-    source: &Source,
+    (source, correlation_id): (&Source, &str),
     hooks: &Hooks,
 ) -> Result<Accepted, IngestError> {
     let actual = resource
@@ -35,7 +35,7 @@ pub fn accept(
     let mut warnings: Vec<Issue> = hooks
         .codes
         .iter()
-        .flat_map(|c| c.normalise(source, rtype, &mut resource))
+        .flat_map(|c| c.normalise(source, correlation_id, rtype, &mut resource))
         .collect();
     let report = validate_resource(&mut resource, lenient);
     if !report.is_valid() {

@@ -12,10 +12,21 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// Adds the standard coding to a resource's local codes (keeping the original), before it is
-/// validated. What it could not map, it says as warnings: they reach the client's
-/// OperationOutcome or the sender's ACK, never dropped in silence.
+/// validated. What it could not map, it says as warnings (they reach the client's
+/// OperationOutcome or the sender's ACK) or keeps on a worklist, never dropped in silence.
+/// `correlation_id` names the write (an HL7v2 message's, a request's).
 pub trait CodeNormaliser: Send + Sync + std::fmt::Debug {
-    fn normalise(&self, source: &Source, rtype: &str, resource: &mut Value) -> Vec<Issue>;
+    fn normalise(
+        &self,
+        source: &Source,
+        correlation_id: &str,
+        rtype: &str,
+        resource: &mut Value,
+    ) -> Vec<Issue>;
+
+    /// Write what it keeps for later (the unmapped codes it met): the server calls this every
+    /// few seconds, a command before it exits.
+    fn flush(&self) {}
 }
 
 /// Decides whether `source` may make this change (`new` is absent for a delete): a refusal

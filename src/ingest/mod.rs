@@ -76,6 +76,11 @@ impl Ingest {
         }
     }
 
+    /// Have the hooks write what they keep for later (see `CodeNormaliser::flush`).
+    pub fn flush_hooks(&self) {
+        self.hooks.codes.iter().for_each(|c| c.flush());
+    }
+
     /// Where Subscriptions written by clients may send notifications.
     pub fn endpoints(&self) -> Arc<EndpointPolicy> {
         self.endpoints.clone()
@@ -134,6 +139,12 @@ impl Writer {
         rtype: &str,
         lenient: bool,
     ) -> Result<Accepted, IngestError> {
-        accept::accept(resource, rtype, lenient, &self.source, &self.hooks)
+        accept::accept(
+            resource,
+            rtype,
+            lenient,
+            (&self.source, &self.ctx.correlation_id),
+            &self.hooks,
+        )
     }
 }

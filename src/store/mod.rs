@@ -96,6 +96,8 @@ pub type CommitObserver = Arc<dyn Fn(&Version) + Send + Sync>;
 pub struct Tx<'a> {
     pub conn: &'a mut DbConnection,
     written: Vec<Arc<Version>>,
+    /// Every version written (creates included), for the commit observers.
+    observed: Vec<Arc<Version>>,
     changes: Vec<write::Change>,
     /// What the writers' rules took out of resources, by id, until their changes are recorded.
     headers: Vec<(String, rules::SetAside)>,
@@ -141,9 +143,12 @@ impl Tx<'_> {
         // A POST creates a fresh id that no reader can have cached, so the cache is left alone
         // (bulk loads would otherwise churn it). Other writes must refresh it: a reader that
         // loaded the previous version could otherwise put it back after this commit.
+        let version = Arc::new(w.version.clone());
         if w.version.method != Method::Post {
-            self.written.push(Arc::new(w.version.clone()));
+            self.written.push(version.clone());
         }
+        // commit observers hear of creates too (a new code system changes what is known)
+        self.observed.push(version);
         Ok(())
     }
 }
@@ -292,11 +297,13 @@ impl Store {
         E: From<StoreError> + From<diesel::result::Error> + Send,
     {
         let mut written = Vec::new();
+        let mut observed = Vec::new();
         let mut changed = false;
         let work = |c: &mut DbConnection| {
             let mut tx = Tx {
                 conn: c,
                 written: Vec::new(),
+                observed: Vec::new(),
                 changes: Vec::new(),
                 headers: Vec::new(),
                 seal: self.seal.as_deref(),
@@ -304,6 +311,7 @@ impl Store {
             let out = f(&mut tx)?;
             write::flush_changes(tx.conn, &tx.changes)?;
             written = tx.written;
+            observed = tx.observed;
             changed = !tx.changes.is_empty();
             Ok::<T, E>(out)
         };
@@ -315,9 +323,9 @@ impl Store {
                 conn.transaction(work)?
             }
         };
-        if !written.is_empty() {
+        if !observed.is_empty() {
             let observers = self.observers.read().unwrap_or_else(|e| e.into_inner());
-            for v in &written {
+            for v in &observed {
                 observers.iter().for_each(|o| o(v));
             }
         }

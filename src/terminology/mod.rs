@@ -13,6 +13,7 @@
 pub mod code_system;
 pub mod concept_map;
 pub mod index;
+pub mod normalise;
 pub mod ops;
 pub mod package;
 pub mod release;
@@ -76,6 +77,7 @@ pub struct Terminology {
     value_sets: Cache<(String, String), Entry<Option<Arc<Value>>>>,
     expansions: Cache<(String, String), Entry<Arc<Expansion>>>,
     maps: Cache<(), Entry<Arc<Maps>>>,
+    rules: Cache<(), Entry<Arc<normalise::Rules>>>,
 }
 
 impl std::fmt::Debug for Terminology {
@@ -126,6 +128,7 @@ impl Terminology {
                 .time_to_live(ttl)
                 .build(),
             maps: Cache::builder().max_capacity(1).time_to_live(ttl).build(),
+            rules: Cache::builder().max_capacity(1).time_to_live(ttl).build(),
         })
     }
 
@@ -235,20 +238,23 @@ impl Terminology {
     /// Every ConceptMap, indexed for `$translate`.
     pub fn maps(&self) -> Result<Arc<Maps>, TermError> {
         self.cached(&self.maps, (), || {
-            let resources = self.store.read(|c| {
-                let mut out = Vec::new();
-                for row in tables::all_of(c, "ConceptMap")? {
-                    if let Some(v) =
-                        crate::store::versions::current(c, "ConceptMap", &row.resource_id)?
-                        && !v.deleted
-                    {
-                        out.push(v.json());
-                    }
-                }
-                Ok(out)
-            })?;
-            Ok(Arc::new(Maps::build(&resources)))
+            Ok(Arc::new(Maps::build(&self.concept_maps()?)))
         })
+    }
+
+    /// Every ConceptMap resource, as stored now.
+    fn concept_maps(&self) -> Result<Vec<Value>, TermError> {
+        Ok(self.store.read(|c| {
+            let mut out = Vec::new();
+            for row in tables::all_of(c, "ConceptMap")? {
+                if let Some(v) = crate::store::versions::current(c, "ConceptMap", &row.resource_id)?
+                    && !v.deleted
+                {
+                    out.push(v.json());
+                }
+            }
+            Ok(out)
+        })?)
     }
 }
 

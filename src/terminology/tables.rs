@@ -221,3 +221,91 @@ pub fn record_package(
         .execute(conn)?;
     Ok(())
 }
+
+diesel::table! {
+    term_unmapped (system, code, source, element) {
+        system -> Text,
+        code -> Text,
+        source -> Text,
+        element -> Text,
+        display -> Nullable<Text>,
+        first_seen -> BigInt,
+        last_seen -> BigInt,
+        count -> BigInt,
+        example -> Text,
+    }
+}
+
+/// One code of the unmapped codes worklist.
+#[derive(Debug, Clone, Queryable, Insertable, serde::Serialize)]
+#[diesel(table_name = term_unmapped)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmappedRow {
+    pub system: String,
+    pub code: String,
+    pub source: String,
+    pub element: String,
+    pub display: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+    pub example: String,
+}
+
+/// Add what was met to the worklist: a code already there is counted on.
+pub fn count_unmapped(conn: &mut DbConnection, rows: &[UnmappedRow]) -> Result<(), StoreError> {
+    use term_unmapped::dsl as u;
+    for r in rows {
+        let updated = diesel::update(
+            u::term_unmapped
+                .filter(u::system.eq(&r.system))
+                .filter(u::code.eq(&r.code))
+                .filter(u::source.eq(&r.source))
+                .filter(u::element.eq(&r.element)),
+        )
+        .set((
+            u::count.eq(u::count + r.count),
+            u::last_seen.eq(r.last_seen),
+        ))
+        .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(u::term_unmapped)
+                .values(r)
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// The worklist, most met first; codes a map now translates are the caller's to drop.
+pub fn unmapped(
+    conn: &mut DbConnection,
+    source: Option<&str>,
+    limit: i64,
+) -> Result<Vec<UnmappedRow>, StoreError> {
+    use term_unmapped::dsl as u;
+    let mut q = u::term_unmapped.into_boxed();
+    if let Some(s) = source {
+        q = q.filter(u::source.eq(s.to_string()));
+    }
+    Ok(q.order((u::count.desc(), u::last_seen.desc()))
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// Forget the worklist's codes `system|code` (a map for them was written).
+pub fn forget_unmapped(
+    conn: &mut DbConnection,
+    codes: &[(String, String)],
+) -> Result<(), StoreError> {
+    use term_unmapped::dsl as u;
+    for (system, code) in codes {
+        diesel::delete(
+            u::term_unmapped
+                .filter(u::system.eq(system))
+                .filter(u::code.eq(code)),
+        )
+        .execute(conn)?;
+    }
+    Ok(())
+}

@@ -23,7 +23,7 @@ const LAB_LOCAL: &str = "http://emrsync.org/hl7v2/local-code-system/99LAB";
 struct LocalLabCodes;
 
 impl CodeNormaliser for LocalLabCodes {
-    fn normalise(&self, _: &Source, rtype: &str, resource: &mut Value) -> Vec<Issue> {
+    fn normalise(&self, _: &Source, _: &str, rtype: &str, resource: &mut Value) -> Vec<Issue> {
         let Some(codings) = resource
             .pointer_mut("/code/coding")
             .and_then(Value::as_array_mut)

@@ -52,6 +52,7 @@ mod subscription_ws;
 mod subscriptions;
 mod terminology;
 mod terminology_import;
+mod terminology_normalise;
 mod tls;
 mod topics;
 mod validation;
