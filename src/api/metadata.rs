@@ -164,9 +164,32 @@ fn rev_includes(types: &[&str]) -> HashMap<String, Vec<String>> {
     out
 }
 
+/// `GET /metadata`: the CapabilityStatement; with `mode=terminology`, the
+/// TerminologyCapabilities (the code systems this server holds, and what its operations do).
 pub async fn metadata(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    render::fhir(StatusCode::OK, &capability_statement(&state.base_url), &ctx)
+    let mode: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    match mode
+        .iter()
+        .find(|(k, _)| k == "mode")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("full") => {
+            render::fhir(StatusCode::OK, &capability_statement(&state.base_url), &ctx)
+        }
+        Some("terminology") => {
+            let terminology = state.terminology.clone();
+            let base = state.base_url.clone();
+            let tc = web::block(move || crate::terminology::ops::capabilities(&terminology, &base))
+                .await??;
+            render::fhir(StatusCode::OK, &tc, &ctx)
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "mode={other}: this server answers mode=full (the CapabilityStatement) and mode=terminology"
+        ))),
+    }
 }

@@ -60,85 +60,32 @@ async fn run(
     render::fhir(StatusCode::OK, &answer, &ctx)
 }
 
-pub async fn lookup(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    run(state, req, payload, ctx, ("CodeSystem", None), ops::lookup).await
-}
-
 /// The instance's id from the path (`/{type}/{id}/$op`), when there is one.
 fn instance(req: &HttpRequest) -> Option<String> {
     req.match_info().get("id").map(str::to_string)
 }
 
-pub async fn code_system_validate(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    let id = instance(&req);
-    run(
-        state,
-        req,
-        payload,
-        ctx,
-        ("CodeSystem", id),
-        ops::validate_in_system,
-    )
-    .await
+/// A handler for operation `$op` on `$rtype`, at the type or the instance level.
+macro_rules! operation {
+    ($name:ident, $rtype:literal, $op:path) => {
+        pub async fn $name(
+            state: web::Data<AppState>,
+            req: HttpRequest,
+            payload: web::Payload,
+            ctx: RequestContext,
+        ) -> Result<HttpResponse, ApiError> {
+            let id = instance(&req);
+            run(state, req, payload, ctx, ($rtype, id), $op).await
+        }
+    };
 }
 
-pub async fn subsumes(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    let id = instance(&req);
-    run(state, req, payload, ctx, ("CodeSystem", id), ops::subsumes).await
-}
-
-pub async fn expand(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    let id = instance(&req);
-    run(state, req, payload, ctx, ("ValueSet", id), ops::expand).await
-}
-
-pub async fn value_set_validate(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    let id = instance(&req);
-    run(
-        state,
-        req,
-        payload,
-        ctx,
-        ("ValueSet", id),
-        ops::validate_in_value_set,
-    )
-    .await
-}
-
-pub async fn translate(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    let id = instance(&req);
-    run(state, req, payload, ctx, ("ConceptMap", id), ops::translate).await
-}
+operation!(lookup, "CodeSystem", ops::lookup);
+operation!(code_system_validate, "CodeSystem", ops::validate_in_system);
+operation!(subsumes, "CodeSystem", ops::subsumes);
+operation!(expand, "ValueSet", ops::expand);
+operation!(value_set_validate, "ValueSet", ops::validate_in_value_set);
+operation!(translate, "ConceptMap", ops::translate);
 
 /// The routes, type and instance level, GET and POST: registered before the generic
 /// `/{type}/{id}` routes, which would take `$expand` for an id.

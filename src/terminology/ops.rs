@@ -726,3 +726,53 @@ pub fn translate(t: &Terminology, p: &Params, id: Option<&str>) -> Result<Value,
     }
     Ok(built)
 }
+
+/// The TerminologyCapabilities of this server (`GET /metadata?mode=terminology`): every code
+/// system it holds, with its versions, and what `$expand`, `$validate-code` and `$translate` do.
+pub fn capabilities(t: &Terminology, base_url: &str) -> Result<Value, TermError> {
+    let rows = t.store().read(|c| super::tables::all_of(c, "CodeSystem"))?;
+    let mut by_url: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in rows {
+        by_url.entry(r.url).or_default().push(r.version);
+    }
+    let code_systems: Vec<Value> = by_url
+        .into_iter()
+        .map(|(url, mut versions)| {
+            versions.sort_by(|a, b| super::version_order(a, b));
+            let latest = versions.last().cloned().unwrap_or_default();
+            let versions: Vec<Value> = versions
+                .iter()
+                .filter(|v| !v.is_empty())
+                .map(|v| json!({"code": v, "isDefault": *v == latest}))
+                .collect();
+            let mut cs = json!({"uri": url});
+            if !versions.is_empty() {
+                cs["version"] = Value::Array(versions);
+            }
+            cs
+        })
+        .collect();
+    Ok(json!({
+        "resourceType": "TerminologyCapabilities",
+        "status": "active",
+        "date": crate::fhir::resource::instant(crate::fhir::resource::now_micros()),
+        "kind": "instance",
+        "software": {"name": "emrsync", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "emrsync terminology service", "url": base_url},
+        "codeSystem": code_systems,
+        "expansion": {
+            "hierarchical": false,
+            "paging": true,
+            "incomplete": false,
+            "parameter": [
+                {"name": "filter"}, {"name": "count"}, {"name": "offset"},
+                {"name": "activeOnly"}, {"name": "displayLanguage"}, {"name": "includeDesignations"}
+            ],
+            "textFilter": "Each word of the filter starts a word of the display, or the filter is the code."
+        },
+        "codeSearch": "all",
+        "validateCode": {"translations": false},
+        "translation": {"needsMap": false},
+        "closure": {"translation": false}
+    }))
+}
