@@ -361,7 +361,12 @@ mod tests {
             g.reach(Interaction::Read, "Medication"),
             Ok(Reach::All)
         ));
-        assert!(g.reach(Interaction::Read, "CodeSystem").is_err());
+        // terminology is shared too; other resources outside the compartment are not
+        assert!(matches!(
+            g.reach(Interaction::Read, "ValueSet"),
+            Ok(Reach::All)
+        ));
+        assert!(g.reach(Interaction::Read, "Subscription").is_err());
         assert!(g.reach(Interaction::Create, "Observation").is_err());
         let obs = json!({"resourceType":"Observation","subject":{"reference":"Patient/p1"}});
         assert!(
