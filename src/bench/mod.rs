@@ -8,6 +8,7 @@ mod mllp;
 mod notify;
 mod search;
 mod stats;
+mod terminology;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -56,6 +57,14 @@ pub struct BenchArgs {
     /// Patients before it are taken as loaded).
     #[arg(long, default_value_t = 0)]
     pub patients_from: usize,
+
+    /// Concepts of the terminology benchmark's generated code system.
+    #[arg(long, default_value_t = 100_000)]
+    pub concepts: usize,
+
+    /// Write the generated code system as RF2 Snapshot files into this folder, and exit.
+    #[arg(long)]
+    pub write_release: Option<std::path::PathBuf>,
 
     /// A PEM certificate to trust for an https --url (a test server's self-signed one).
     #[arg(long)]
@@ -148,6 +157,15 @@ pub enum Scenario {
     /// HL7v2 ADT messages offered at `--rate` per second over `--clients` connections, with a
     /// REST-hook subscriber: MLLP send-to-notification latency.
     MllpNotify,
+    /// `CodeSystem/$lookup` of a random concept of the generated code system (`--concepts`,
+    /// imported first: `scripts/bench-terminology`).
+    TermLookup,
+    /// `ValueSet/$validate-code` of a random concept against a value set of all of them.
+    TermValidate,
+    /// `ConceptMap/$translate` of a random local code (a map of 10,000).
+    TermTranslate,
+    /// `ValueSet/$expand` of the whole system with a two-word text filter, 10 results.
+    TermExpand,
 }
 
 /// What one request did: how long it took, and how many resources it wrote or read.
@@ -167,6 +185,7 @@ struct Target {
     clients: usize,
     patients: usize,
     patients_from: usize,
+    concepts: usize,
     /// client id, kid and signing key of the `token` scenario
     assertion: Option<(String, String, jsonwebtoken::EncodingKey)>,
 }
@@ -181,6 +200,17 @@ impl Target {
             r = r.bearer_auth(t);
         }
         r
+    }
+
+    /// Send `req`: whether it succeeded (any 2xx), and the body.
+    async fn send_any(&self, req: reqwest::RequestBuilder) -> (bool, Value) {
+        match req.send().await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                (ok, resp.json::<Value>().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (false, Value::String(e.to_string())),
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, expect: StatusCode) -> (bool, Value) {
@@ -237,6 +267,17 @@ impl Target {
                 let (ok, resp) = self.send(req, StatusCode::OK).await;
                 let found = resp["entry"].as_array().map(Vec::len).unwrap_or(0);
                 (ok && found > 0, found as u64)
+            }
+            Scenario::TermLookup
+            | Scenario::TermValidate
+            | Scenario::TermTranslate
+            | Scenario::TermExpand => {
+                let query = terminology::query(scenario, self.concepts);
+                let req = self.request(reqwest::Method::GET, &query);
+                let (ok, resp) = self.send(req, StatusCode::OK).await;
+                // a $validate-code or $translate that says no is a wrong answer here
+                let answered = resp["parameter"][0]["valueBoolean"] != false;
+                (ok && answered, 1)
             }
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
             Scenario::Mllp | Scenario::MllpNotify => unreachable!("run by bench::mllp"),
@@ -312,6 +353,15 @@ impl JsonFhir for reqwest::RequestBuilder {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.write_release {
+        terminology::write_release(dir, args.concepts)?;
+        println!(
+            "{} concepts written as RF2 files in {}",
+            args.concepts,
+            dir.display()
+        );
+        return Ok(());
+    }
     let mut builder = Client::builder()
         .pool_max_idle_per_host(args.clients * 2)
         .timeout(Duration::from_secs(60));
@@ -329,6 +379,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         clients: args.clients,
         patients: args.patients,
         patients_from: args.patients_from,
+        concepts: args.concepts,
         assertion: match &args.client_key {
             Some(path) => {
                 let pem = std::fs::read(path)
@@ -358,6 +409,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     println!("{}", Sample::header());
+    let mut terminology_ready = false;
     for scenario in &args.scenario {
         if matches!(scenario, Scenario::Read | Scenario::Update) && target.ids.is_empty() {
             target.ids = populate(&target, args.population).await?;
@@ -394,6 +446,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             matching::load(shared.clone(), args.patients).await?;
             target = Arc::into_inner(shared).expect("every loader task has finished");
             continue;
+        }
+        if matches!(
+            scenario,
+            Scenario::TermLookup
+                | Scenario::TermValidate
+                | Scenario::TermTranslate
+                | Scenario::TermExpand
+        ) && !terminology_ready
+        {
+            terminology::setup(&shared).await?;
+            terminology_ready = true;
         }
         if *scenario == Scenario::SearchData {
             search::load(shared.clone(), args.patients).await?;

@@ -74,7 +74,13 @@ fn home(ingest: &Ingest, release: &Release) -> Result<String, StoreError> {
     if let Some(r) = existing {
         return Ok(r.resource_id);
     }
-    let id: String = format!("{}-{}", release.name, release.version)
+    // a SNOMED CT version is a URI: its last segment (the date) names it
+    let version = release
+        .version
+        .rsplit('/')
+        .next()
+        .unwrap_or(&release.version);
+    let id: String = format!("{}-{version}", release.name)
         .chars()
         .map(
             |c| match c.is_ascii_alphanumeric() || c == '-' || c == '.' {
