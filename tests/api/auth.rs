@@ -528,7 +528,7 @@ async fn a_patient_token_stays_in_its_compartment(app: TestApp) {
         "{r}"
     );
 
-    // shared reference data (a drug) is readable, a terminology resource is not
+    // shared reference data (a drug, the terminology) is readable, a Subscription is not
     let (med, _) = app
         .create(&json!({"resourceType":"Medication","code":{"text":"aspirin"}}))
         .await;
@@ -536,7 +536,8 @@ async fn a_patient_token_stays_in_its_compartment(app: TestApp) {
         app.get_as(&t, &format!("Medication/{med}")).await.status,
         200
     );
-    assert_eq!(app.get_as(&t, "CodeSystem").await.status, 403);
+    assert_eq!(app.get_as(&t, "CodeSystem").await.status, 200);
+    assert_eq!(app.get_as(&t, "Subscription").await.status, 403);
 }
 
 /// `emrsync token`, run as a newcomer would, signs with the server's own key.
