@@ -31,8 +31,12 @@ pub fn record(conn: &mut DbConnection, version: &Version) -> Result<(), StoreErr
     }
     let resource = version.json();
     let Some(url) = resource["url"].as_str() else {
-        // a canonical resource without a url cannot be asked for by one: nothing to index
+        // a canonical resource without a url cannot be asked for by one: nothing to index (and
+        // what an earlier version with a url indexed goes)
         tables::remove_resource(conn, rtype, &version.id)?;
+        if rtype == "CodeSystem" {
+            tables::clear_concepts(conn, &version.id)?;
+        }
         return Ok(());
     };
     let text = |k: &str| resource[k].as_str().map(str::to_string);

@@ -176,7 +176,7 @@ impl Terminology {
         let key = (url.to_string(), version.unwrap_or("").to_string());
         self.cached(&self.systems, key, || {
             self.store
-                .read(|c| load_code_system(c, &self.store, url, version))
+                .read(|c| load_code_system(c, url, version))
                 .map_err(TermError::from)
         })
     }
@@ -292,7 +292,6 @@ pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 
 fn load_code_system(
     conn: &mut DbConnection,
-    _store: &Store,
     url: &str,
     version: Option<&str>,
 ) -> Result<Option<Arc<CodeSystem>>, StoreError> {
