@@ -331,6 +331,12 @@ pub struct Settings {
     )]
     pub terminology_packages: Vec<std::path::PathBuf>,
 
+    /// Start without loading the terminology every server carries (the v2-to-FHIR IG's code
+    /// maps as ConceptMaps, `capability/terminology/`); what an earlier start loaded stays.
+    /// For test servers, which start by the hundred and most never translate a v2 code.
+    #[arg(long, env = "EMRSYNC_NO_SHIPPED_TERMINOLOGY")]
+    pub no_shipped_terminology: bool,
+
     /// Seconds the terminology service keeps what it built from the code systems, value sets
     /// and maps; this process's own changes are seen at once, another process's within this.
     #[arg(long, env = "EMRSYNC_TERMINOLOGY_TTL_SECS", default_value_t = 60)]
@@ -402,6 +408,7 @@ impl Settings {
             provider_golden: None,
             no_mpi: false,
             terminology_packages: Vec::new(),
+            no_shipped_terminology: false,
             terminology_ttl_secs: 60,
             event_retention_days: 30,
             log_json: false,

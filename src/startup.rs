@@ -197,6 +197,19 @@ impl Application {
         let terminology = terminology(&store, &settings);
         let ingest = ingest_with(store.clone(), &settings, hooks, &terminology);
         let flushed = ingest.clone();
+        if !settings.no_shipped_terminology {
+            // the terminology every server carries: the v2-to-FHIR maps the HL7v2 adapter
+            // maps with, and capability/terminology/
+            let i = ingest.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let maps = crate::adapters::hl7v2::concept_maps::concept_maps();
+                crate::terminology::package::load_shipped(&i, maps)
+            })
+            .await??;
+            if !loaded.refused.is_empty() || !loaded.already {
+                loaded.log();
+            }
+        }
         for path in &settings.terminology_packages {
             let (i, p) = (ingest.clone(), path.clone());
             let loaded =

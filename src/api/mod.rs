@@ -130,6 +130,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     "/terminology/unmapped",
                     web::get().to(terminology_admin::unmapped),
                 )
+                .route(
+                    "/terminology/renormalise",
+                    web::post().to(terminology_admin::renormalise),
+                )
                 .route("/providers", web::get().to(provider_admin::status))
                 .route("/providers/reviews", web::get().to(provider_admin::reviews))
                 .route(

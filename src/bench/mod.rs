@@ -455,7 +455,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 | Scenario::TermExpand
         ) && !terminology_ready
         {
-            terminology::setup(&shared).await?;
+            terminology::setup(&shared, args.concepts).await?;
             terminology_ready = true;
         }
         if *scenario == Scenario::SearchData {

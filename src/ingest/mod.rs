@@ -44,6 +44,9 @@ pub enum Channel {
     Mpi,
     /// An operator's load of files: FHIR packages, a code system's release files.
     Load,
+    /// The terminology service writing stored resources again with a new map's codes
+    /// (`terminology::renormalise`), as their sender.
+    Terminology,
 }
 
 /// Where resources came from: what the source-of-truth rules and the identity links are

@@ -17,6 +17,7 @@ pub mod normalise;
 pub mod ops;
 pub mod package;
 pub mod release;
+pub mod renormalise;
 pub mod search;
 pub mod tables;
 pub mod value_set;
@@ -58,26 +59,30 @@ impl From<StoreError> for TermError {
     }
 }
 
-/// A cached value and the generation of the terminology it was built from.
-#[derive(Clone)]
-struct Entry<T> {
-    generation: u64,
-    value: T,
-}
+/// A canonical url and a version ("" for the latest).
+type UrlVersion = (String, String);
+
+/// The terminology types, as `generations` counts them.
+const CODE_SYSTEMS: usize = 0;
+const VALUE_SETS: usize = 1;
+const CONCEPT_MAPS: usize = 2;
 
 /// Concepts an expansion may hold in memory; a value set larger than this is refused whole.
 pub const MAX_EXPANSION_HELD: usize = 2_000_000;
 
 pub struct Terminology {
     store: Store,
-    /// Moves after every commit of a terminology resource in this process: what was built
-    /// before it is built again.
-    generation: Arc<AtomicU64>,
-    systems: Cache<(String, String), Entry<Option<Arc<CodeSystem>>>>,
-    value_sets: Cache<(String, String), Entry<Option<Arc<Value>>>>,
-    expansions: Cache<(String, String), Entry<Arc<Expansion>>>,
-    maps: Cache<(), Entry<Arc<Maps>>>,
-    rules: Cache<(), Entry<Arc<normalise::Rules>>>,
+    /// One per terminology type (`index::TYPES`' order), each moved after every commit of a
+    /// resource of that type in this process: what was built from that type is built again
+    /// (a new ValueSet leaves a loaded code system of 100,000 concepts alone).
+    generations: Arc<[AtomicU64; 3]>,
+    // each keyed by the generation it was built at: a value built while a change committed
+    // is kept under the old generation, which nobody asks for again
+    systems: Cache<(u64, UrlVersion), Option<Arc<CodeSystem>>>,
+    value_sets: Cache<(u64, UrlVersion), Option<Arc<Value>>>,
+    expansions: Cache<(u64, UrlVersion), Arc<Expansion>>,
+    maps: Cache<(u64, ()), Arc<Maps>>,
+    rules: Cache<(u64, ()), Arc<normalise::Rules>>,
 }
 
 impl std::fmt::Debug for Terminology {
@@ -100,21 +105,15 @@ impl Terminology {
     /// process's changes are seen within it).
     pub fn new(store: Store, ttl: Duration) -> Arc<Terminology> {
         let ttl = ttl.max(Duration::from_secs(1));
-        let generation = Arc::new(AtomicU64::new(0));
-        let moved = generation.clone();
-        store.observe_commits(Arc::new(move |v: &Version| {
-            if index::TYPES.contains(&v.resource_type.as_str()) {
-                moved.fetch_add(1, Ordering::AcqRel);
-            }
-        }));
-        Arc::new(Terminology {
-            store,
-            generation,
+        let generations = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+        let t = Terminology {
+            store: store.clone(),
+            generations: generations.clone(),
             // code systems weigh their concepts: a million concepts in memory at most
             systems: Cache::builder()
                 .max_capacity(1_000_000)
-                .weigher(|_, e: &Entry<Option<Arc<CodeSystem>>>| {
-                    e.value.as_ref().map_or(1, |c| c.len().max(1) as u32)
+                .weigher(|_, v: &Option<Arc<CodeSystem>>| {
+                    v.as_ref().map_or(1, |c| c.len().max(1) as u32)
                 })
                 .time_to_live(ttl)
                 .build(),
@@ -124,47 +123,72 @@ impl Terminology {
                 .build(),
             expansions: Cache::builder()
                 .max_capacity(MAX_EXPANSION_HELD as u64)
-                .weigher(|_, e: &Entry<Arc<Expansion>>| e.value.len().max(1) as u32)
+                .weigher(|_, v: &Arc<Expansion>| v.len().max(1) as u32)
                 .time_to_live(ttl)
                 .build(),
-            maps: Cache::builder().max_capacity(1).time_to_live(ttl).build(),
-            rules: Cache::builder().max_capacity(1).time_to_live(ttl).build(),
-        })
+            maps: Cache::builder().max_capacity(2).time_to_live(ttl).build(),
+            rules: Cache::builder().max_capacity(2).time_to_live(ttl).build(),
+        };
+        let (systems, value_sets, expansions) = (
+            t.systems.clone(),
+            t.value_sets.clone(),
+            t.expansions.clone(),
+        );
+        let (maps, rules) = (t.maps.clone(), t.rules.clone());
+        store.observe_commits(Arc::new(move |v: &Version| {
+            let Some(i) = index::TYPES.iter().position(|t| *t == v.resource_type) else {
+                return;
+            };
+            generations[i].fetch_add(1, Ordering::AcqRel);
+            // what was built from the old generation is never asked for again: its memory
+            // is given back now rather than when it expires
+            match i {
+                CODE_SYSTEMS => {
+                    systems.invalidate_all();
+                    expansions.invalidate_all();
+                }
+                VALUE_SETS => {
+                    value_sets.invalidate_all();
+                    expansions.invalidate_all();
+                }
+                _ => {
+                    maps.invalidate_all();
+                    rules.invalidate_all();
+                }
+            }
+        }));
+        Arc::new(t)
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// `key`'s value from `cache` if built since the last change, else `build` it (and keep it
-    /// unless a change committed meanwhile).
-    fn cached<K, T, E>(
+    /// The generation of what is built from the types `from`: the sum of theirs, which moves
+    /// whenever one of them does.
+    fn generation(&self, from: &[usize]) -> u64 {
+        from.iter()
+            .map(|&i| self.generations[i].load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// `key`'s value from `cache` if built since the last change to the types it is built
+    /// `from`, else `build` it. Callers asking for the same key at once wait for one build
+    /// (eight clients asking for a cold 100,000-concept system load it once, not eight times).
+    fn cached<K, T>(
         &self,
-        cache: &Cache<K, Entry<T>>,
+        (cache, from): (&Cache<(u64, K), T>, &[usize]),
         key: K,
-        build: impl FnOnce() -> Result<T, E>,
-    ) -> Result<T, E>
+        build: impl FnOnce() -> Result<T, TermError>,
+    ) -> Result<T, TermError>
     where
         K: std::hash::Hash + Eq + Send + Sync + 'static,
         T: Clone + Send + Sync + 'static,
     {
-        let generation = self.generation.load(Ordering::Acquire);
-        if let Some(e) = cache.get(&key)
-            && e.generation == generation
-        {
-            return Ok(e.value);
-        }
-        let value = build()?;
-        if self.generation.load(Ordering::Acquire) == generation {
-            cache.insert(
-                key,
-                Entry {
-                    generation,
-                    value: value.clone(),
-                },
-            );
-        }
-        Ok(value)
+        let generation = self.generation(from);
+        cache
+            .try_get_with((generation, key), build)
+            .map_err(|e| (*e).clone())
     }
 
     /// The code system `url` (at `version`, else its latest), when the server has it.
@@ -174,7 +198,7 @@ impl Terminology {
         version: Option<&str>,
     ) -> Result<Option<Arc<CodeSystem>>, TermError> {
         let key = (url.to_string(), version.unwrap_or("").to_string());
-        self.cached(&self.systems, key, || {
+        self.cached((&self.systems, &[CODE_SYSTEMS]), key, || {
             self.store
                 .read(|c| load_code_system(c, url, version))
                 .map_err(TermError::from)
@@ -199,7 +223,7 @@ impl Terminology {
         version: Option<&str>,
     ) -> Result<Option<Arc<Value>>, TermError> {
         let key = (url.to_string(), version.unwrap_or("").to_string());
-        self.cached(&self.value_sets, key, || {
+        self.cached((&self.value_sets, &[VALUE_SETS]), key, || {
             self.store
                 .read(|c| {
                     let Some(row) = pick(tables::by_url(c, "ValueSet", url)?, version) else {
@@ -227,7 +251,7 @@ impl Terminology {
     /// terminology.
     pub fn expansion(&self, url: &str, version: Option<&str>) -> Result<Arc<Expansion>, TermError> {
         let key = (url.to_string(), version.unwrap_or("").to_string());
-        self.cached(&self.expansions, key, || {
+        self.cached((&self.expansions, &[CODE_SYSTEMS, VALUE_SETS]), key, || {
             let vs = self.value_set(url, version)?.ok_or_else(|| {
                 TermError::NotFound(format!("the value set {url} is not known to this server"))
             })?;
@@ -237,7 +261,7 @@ impl Terminology {
 
     /// Every ConceptMap, indexed for `$translate`.
     pub fn maps(&self) -> Result<Arc<Maps>, TermError> {
-        self.cached(&self.maps, (), || {
+        self.cached((&self.maps, &[CONCEPT_MAPS]), (), || {
             Ok(Arc::new(Maps::build(&self.concept_maps()?)))
         })
     }
@@ -338,5 +362,12 @@ mod tests {
         assert_eq!(version_order("", "1"), Less);
         assert_eq!(canonical("http://x|2"), ("http://x", Some("2")));
         assert_eq!(canonical("http://x"), ("http://x", None));
+    }
+
+    #[test]
+    fn each_type_has_its_own_generation() {
+        assert_eq!(index::TYPES[CODE_SYSTEMS], "CodeSystem");
+        assert_eq!(index::TYPES[VALUE_SETS], "ValueSet");
+        assert_eq!(index::TYPES[CONCEPT_MAPS], "ConceptMap");
     }
 }

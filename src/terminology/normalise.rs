@@ -110,6 +110,11 @@ impl Rules {
         self.rules.is_empty()
     }
 
+    /// Whether a map translates `system|code` met at `element` from `source`.
+    pub fn translates(&self, source: &str, element: &str, system: &str, code: &str) -> bool {
+        !self.translate(source, element, system, code).is_empty()
+    }
+
     /// The standard codings for `system|code` met at `element` from `source`.
     fn translate(&self, source: &str, element: &str, system: &str, code: &str) -> Vec<Value> {
         let mut out = Vec::new();
@@ -227,13 +232,55 @@ impl crate::ingest::hooks::CodeNormaliser for Normaliser {
         };
         // the worklist is for feeds (HL7v2, later the vendor adapters): a REST client's own
         // codes are its to choose
-        let tracked = !matches!(source.channel, Channel::Rest | Channel::Mpi | Channel::Load);
+        let tracked = !matches!(
+            source.channel,
+            Channel::Rest | Channel::Mpi | Channel::Load | Channel::Terminology
+        );
         if rules.is_empty() && !tracked {
             return Vec::new();
         }
         let example = format!("{rtype} of {correlation_id}");
-        walk(resource, rtype, &mut |element, concept| {
-            let Some(codings) = concept.get("coding").and_then(Value::as_array) else {
+        let note = |element: &str, system: &str, code: &str, display: Option<&str>| {
+            self.worklist.note(
+                Unmapped {
+                    system: system.into(),
+                    code: code.into(),
+                    source: source.system.clone(),
+                    element: element.into(),
+                },
+                display,
+                example.clone(),
+            );
+        };
+        walk(resource, rtype, &mut |element, coded| {
+            if coded.get("coding").is_none() {
+                // a Quantity in a local unit system: its code becomes the standard one (a
+                // Quantity has one), its `unit` keeps the sender's text
+                let (Some(system), Some(code)) = (coded["system"].as_str(), coded["code"].as_str())
+                else {
+                    return;
+                };
+                if is_standard(system) {
+                    return;
+                }
+                let found = rules.translate(&source.system, element, system, code);
+                let Some(t) = found
+                    .into_iter()
+                    .find(|t| t["system"].as_str().is_some_and(is_standard))
+                else {
+                    if tracked {
+                        note(element, system, code, coded["unit"].as_str());
+                    }
+                    return;
+                };
+                if coded.get("unit").is_none() {
+                    coded["unit"] = json!(code);
+                }
+                coded["system"] = t["system"].clone();
+                coded["code"] = t["code"].clone();
+                return;
+            }
+            let Some(codings) = coded.get("coding").and_then(Value::as_array) else {
                 return;
             };
             let mut added = Vec::new();
@@ -256,23 +303,12 @@ impl crate::ingest::hooks::CodeNormaliser for Normaliser {
                 .any(|c| c["system"].as_str().is_some_and(is_standard));
             if tracked && !has_standard {
                 for c in codings {
-                    let (Some(system), Some(code)) = (c["system"].as_str(), c["code"].as_str())
-                    else {
-                        continue;
-                    };
-                    self.worklist.note(
-                        Unmapped {
-                            system: system.into(),
-                            code: code.into(),
-                            source: source.system.clone(),
-                            element: element.into(),
-                        },
-                        c["display"].as_str(),
-                        example.clone(),
-                    );
+                    if let (Some(system), Some(code)) = (c["system"].as_str(), c["code"].as_str()) {
+                        note(element, system, code, c["display"].as_str());
+                    }
                 }
             }
-            if let Some(list) = concept.get_mut("coding").and_then(Value::as_array_mut) {
+            if let Some(list) = coded.get_mut("coding").and_then(Value::as_array_mut) {
                 list.extend(added);
             }
         });
@@ -284,12 +320,20 @@ impl crate::ingest::hooks::CodeNormaliser for Normaliser {
     }
 }
 
-/// Call `f` on every CodeableConcept (an object with a `coding` array) of `resource`, with its
-/// path (`Observation.code`, `Observation.component.code`). Bounded: serde_json reads no
-/// document deeper than 128 levels, and the walk stops there and after `MAX_NODES` nodes.
+/// Call `f` on every CodeableConcept (an object with a `coding` array) and every coded
+/// Quantity (`system` and `code` beside a `value` or `unit`) of `resource`, with its path
+/// (`Observation.code`, `Observation.component.code`, `Observation.valueQuantity`). Bounded:
+/// serde_json reads no document deeper than 128 levels, and the walk stops there and after
+/// `MAX_NODES` nodes.
 fn walk(resource: &mut Value, rtype: &str, f: &mut dyn FnMut(&str, &mut Value)) {
     let mut budget = MAX_NODES;
     visit(resource, rtype, 0, &mut budget, f);
+}
+
+fn is_coded_quantity(v: &Value) -> bool {
+    v["system"].is_string()
+        && v["code"].is_string()
+        && (v["value"].is_number() || v["unit"].is_string())
 }
 
 fn visit(
@@ -303,7 +347,7 @@ fn visit(
         return;
     }
     *budget -= 1;
-    if value.get("coding").is_some_and(Value::is_array) {
+    if value.get("coding").is_some_and(Value::is_array) || is_coded_quantity(value) {
         f(path, value);
         return;
     }
@@ -327,7 +371,7 @@ fn visit(
 impl Terminology {
     /// The normalisation maps, indexed.
     pub fn normalisation(&self) -> Result<Arc<Rules>, TermError> {
-        self.cached(&self.rules, (), || {
+        self.cached((&self.rules, &[super::CONCEPT_MAPS]), (), || {
             let maps = self.concept_maps()?;
             Ok(Arc::new(Rules::build(&maps)))
         })
@@ -387,10 +431,6 @@ pub fn worklist(
         .read(|c| super::tables::unmapped(c, source, limit))?;
     Ok(rows
         .into_iter()
-        .filter(|r| {
-            rules
-                .translate(&r.source, &r.element, &r.system, &r.code)
-                .is_empty()
-        })
+        .filter(|r| !rules.translates(&r.source, &r.element, &r.system, &r.code))
         .collect())
 }

@@ -76,6 +76,37 @@ pub fn load(ingest: &Ingest, path: &Path) -> anyhow::Result<Loaded> {
         true => read_folder(path)?,
         false => read_tgz(path)?,
     };
+    write(ingest, read)
+}
+
+mod capability {
+    include!(concat!(env!("OUT_DIR"), "/capability_terminology.rs"));
+}
+
+/// The package every server carries: `capability/terminology/` (built into the binary) and
+/// `more` (the HL7v2 adapter's published maps), loaded at start-up like any package, so a
+/// start with the same binary reads nothing again.
+pub fn load_shipped(ingest: &Ingest, more: Vec<Value>) -> anyhow::Result<Loaded> {
+    let mut resources = more;
+    for (file, text) in capability::FILES {
+        let r: Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("capability/terminology/{file}: {e}"))?;
+        resources.push(r);
+    }
+    let sha = sha256(serde_json::to_string(&resources)?.as_bytes());
+    write(
+        ingest,
+        Read_ {
+            name: "emrsync.capability".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            sha256: sha,
+            resources,
+        },
+    )
+}
+
+/// Write what a package holds.
+fn write(ingest: &Ingest, read: Read_) -> anyhow::Result<Loaded> {
     let store = &ingest.store;
     let before = store.read(|c| tables::package_loaded(c, &read.name, &read.version))?;
     if before.as_deref() == Some(read.sha256.as_str()) {

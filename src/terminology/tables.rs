@@ -293,19 +293,37 @@ pub fn unmapped(
         .load(conn)?)
 }
 
-/// Forget the worklist's codes `system|code` (a map for them was written).
-pub fn forget_unmapped(
-    conn: &mut DbConnection,
-    codes: &[(String, String)],
-) -> Result<(), StoreError> {
+/// Forget one code of the worklist (its resources were re-normalised).
+pub fn forget_unmapped(conn: &mut DbConnection, row: &UnmappedRow) -> Result<(), StoreError> {
     use term_unmapped::dsl as u;
-    for (system, code) in codes {
-        diesel::delete(
-            u::term_unmapped
-                .filter(u::system.eq(system))
-                .filter(u::code.eq(code)),
-        )
-        .execute(conn)?;
-    }
+    diesel::delete(
+        u::term_unmapped
+            .filter(u::system.eq(&row.system))
+            .filter(u::code.eq(&row.code))
+            .filter(u::source.eq(&row.source))
+            .filter(u::element.eq(&row.element)),
+    )
+    .execute(conn)?;
     Ok(())
+}
+
+/// The ids of `rtype` resources whose search parameter `param` has the token `system|code`
+/// (the search index's own lookup), at most `limit`.
+pub fn carrying(
+    conn: &mut DbConnection,
+    (rtype, param): (&str, &str),
+    (system, code): (&str, &str),
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    use crate::store::schema::search_token::dsl as t;
+    Ok(t::search_token
+        .filter(t::resource_type.eq(rtype))
+        .filter(t::param.eq(param))
+        .filter(t::code.eq(code))
+        .filter(t::system.eq(system))
+        .select(t::resource_id)
+        .distinct()
+        .order(t::resource_id)
+        .limit(limit)
+        .load(conn)?)
 }

@@ -105,6 +105,8 @@ pub async fn spawn_with_hooks(
     // endpoint unless told otherwise (tests of that refusal set this back)
     settings.subscription_endpoint_networks =
         vec![emrsync::config::network("127.0.0.0/8").unwrap()];
+    // a second a server in a debug build; the tests of the shipped maps set it back
+    settings.no_shipped_terminology = true;
     tweak(&mut settings);
     let database = settings.store.database().unwrap();
     let seal = settings.store.seal().unwrap().map(std::sync::Arc::new);

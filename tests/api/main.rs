@@ -51,6 +51,7 @@ mod subscription_rules;
 mod subscription_ws;
 mod subscriptions;
 mod terminology;
+mod terminology_fields;
 mod terminology_import;
 mod terminology_normalise;
 mod tls;

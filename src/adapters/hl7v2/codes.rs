@@ -36,18 +36,12 @@ impl Target {
     }
 }
 
-macro_rules! ig_tables {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!(
-            "../../../capability/hl7v2/v2-to-fhir/codesystems/HL7 Concept Map_ ",
-            $name,
-            " - Sheet1.csv"
-        )))),*]
-    };
+pub(super) mod ig {
+    include!(concat!(env!("OUT_DIR"), "/ig_tables.rs"));
 }
 
-/// The IG tables the maps use.
-const TABLES: &[(&str, &str)] = ig_tables![
+/// The IG tables the HL7v2 maps use (the others are published as ConceptMaps all the same).
+const IN_USE: &[&str] = &[
     "AdministrativeSex",
     "PatientClass[EncounterClass]",
     "MaritalStatus",
@@ -64,58 +58,112 @@ const TABLES: &[(&str, &str)] = ig_tables![
 ];
 
 #[derive(Deserialize)]
-struct Overrides {
-    maps: HashMap<String, HashMap<String, Choice>>,
+pub(super) struct Overrides {
+    pub maps: HashMap<String, HashMap<String, Choice>>,
+}
+
+/// The project's choices over the IG's rows (`capability/hl7v2/code-maps.json`).
+pub(super) fn overrides() -> Overrides {
+    serde_json::from_str(include_str!("../../../capability/hl7v2/code-maps.json"))
+        .expect("capability/hl7v2/code-maps.json is valid")
 }
 
 /// The project's choice for one v2 code, over the IG's row.
 #[derive(Deserialize)]
-struct Choice {
+pub(super) struct Choice {
     #[serde(flatten)]
-    target: Option<Target>,
+    pub target: Option<Target>,
     /// Why the project differs from the IG here.
-    #[allow(dead_code)]
-    why: String,
+    pub why: String,
 }
 
 type Maps = HashMap<&'static str, HashMap<String, Target>>;
 
-/// One IG table's rows with both a v2 code and a FHIR code. Its columns: v2 code, text and
-/// table (1-3), condition (4-6), FHIR code, display (7-9, the display in 8 or 9) and system (10).
-fn read(csv_text: &str) -> HashMap<String, Target> {
-    let mut out = HashMap::new();
+/// One row of an IG table that maps a v2 code to a FHIR code.
+#[derive(Debug, Clone)]
+pub(super) struct Row {
+    pub v2: String,
+    pub v2_text: String,
+    /// The v2 table as the sheet names it (`HL70001`).
+    pub v2_table: String,
+    pub target: Target,
+}
+
+/// One IG table's rows with both a v2 code and a FHIR code. The sheet's second row names its
+/// columns: v2 code, text and table, conditions, then the FHIR code, display and system (most
+/// sheets leave a blank column between code and display; a few do not).
+pub(super) fn rows(csv_text: &str) -> Vec<Row> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(csv_text.as_bytes());
-    for record in reader.records().skip(2).flatten() {
+    let mut records = reader.records().flatten();
+    let header = records.nth(1).unwrap_or_default();
+    let named = |name: &str| {
+        header
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.trim().eq_ignore_ascii_case(name))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    let (codes, systems) = (named("Code"), named("Code System"));
+    let (Some(&code_at), Some(&system_at)) = (codes.get(1), systems.get(1)) else {
+        return Vec::new();
+    };
+    let display_at = named("Display").into_iter().find(|&i| i > code_at);
+    let mut out = Vec::new();
+    for record in records {
         let cell = |i: usize| record.get(i).map(str::trim).unwrap_or_default();
-        let (v2, code, system) = (cell(0), cell(6), cell(9));
+        let (v2, code, system) = (cell(0), cell(code_at), cell(system_at));
         // rows whose FHIR code sits in another column are the sheet's slips: not guessed at
         if v2.is_empty() || code.is_empty() || !system.starts_with("http") {
             continue;
         }
-        let display = [cell(8), cell(7)].into_iter().find(|d| !d.is_empty());
-        out.entry(v2.to_string()).or_insert(Target {
-            code: code.to_string(),
-            display: display.map(str::to_string),
-            system: Some(system.to_string()),
+        let display = [display_at.map(cell).unwrap_or_default(), cell(code_at + 1)]
+            .into_iter()
+            .find(|d| !d.is_empty() && *d != system);
+        out.push(Row {
+            v2: v2.to_string(),
+            v2_text: cell(1).to_string(),
+            v2_table: cell(2).to_string(),
+            target: Target {
+                code: code.to_string(),
+                display: display.map(str::to_string),
+                system: Some(system.to_string()),
+            },
         });
     }
     out
 }
 
+/// An IG table as v2 code -> its first FHIR code.
+fn read(csv_text: &str) -> HashMap<String, Target> {
+    let mut out = HashMap::new();
+    for row in rows(csv_text) {
+        out.entry(row.v2).or_insert(row.target);
+    }
+    out
+}
+
+fn table(name: &str) -> Option<&'static str> {
+    ig::IG_TABLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}
+
 fn maps() -> &'static Maps {
     static MAPS: OnceLock<Maps> = OnceLock::new();
     MAPS.get_or_init(|| {
-        let mut maps: Maps = TABLES
+        let mut maps: Maps = IN_USE
             .iter()
-            .map(|(name, text)| (*name, read(text)))
+            .map(|name| {
+                let text = table(name).unwrap_or_else(|| panic!("no IG table {name}"));
+                (*name, read(text))
+            })
             .collect();
-        let overrides: Overrides =
-            serde_json::from_str(include_str!("../../../capability/hl7v2/code-maps.json"))
-                .expect("capability/hl7v2/code-maps.json is valid");
-        for (table, choices) in overrides.maps {
+        for (table, choices) in overrides().maps {
             let map = maps
                 .iter_mut()
                 .find(|(name, _)| **name == table)
@@ -163,8 +211,11 @@ mod tests {
 
     #[test]
     fn every_table_in_use_reads() {
-        for (name, text) in TABLES {
-            assert!(!read(text).is_empty(), "{name} has no usable rows");
+        for name in IN_USE {
+            assert!(
+                !read(table(name).unwrap()).is_empty(),
+                "{name} has no usable rows"
+            );
         }
         assert_eq!(code("AdministrativeSex", "F"), Some("female"));
         assert_eq!(code("AdministrativeSex", "A"), Some("other"));

@@ -6,6 +6,7 @@
 
 pub mod ack;
 pub mod codes;
+pub mod concept_maps;
 pub mod datatypes;
 pub mod identity;
 pub mod ingest;

@@ -190,7 +190,14 @@ impl Entries {
     }
 
     fn dedup(&mut self) {
-        fn dedup_vec<T: PartialEq>(v: &mut Vec<T>) {
+        // A few entries are compared pairwise; many (a ConceptMap's 10,000 source codes) by
+        // their printed form in a set, in linear time (the entries hold floats: no Hash).
+        fn dedup_vec<T: PartialEq + std::fmt::Debug>(v: &mut Vec<T>) {
+            if v.len() > 32 {
+                let mut seen = std::collections::HashSet::with_capacity(v.len());
+                v.retain(|x| seen.insert(format!("{x:?}")));
+                return;
+            }
             let mut seen: Vec<T> = Vec::with_capacity(v.len());
             for x in v.drain(..) {
                 if !seen.contains(&x) {

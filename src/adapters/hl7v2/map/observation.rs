@@ -6,7 +6,7 @@
 //! set id: a corrected result restates the same Observation.
 
 use super::super::codes;
-use super::super::datatypes::{codeable, date_time, each, put, said};
+use super::super::datatypes::{codeable, coding_system, date_time, each, put, said};
 use super::super::message::{Field, Rep, Segment};
 use super::super::zone::Zone;
 use super::{Context, Resource, Unmapped, failed};
@@ -458,7 +458,8 @@ fn normalise_decimal(t: &str) -> String {
 }
 
 /// A number with OBX-6's units: UCUM when the units say so (or name no system and look like
-/// UCUM), else the unit as text.
+/// UCUM); a unit of another system as that system's code (a local one is normalised to UCUM
+/// on ingest by a map, `terminology::normalise`); else the unit as text.
 pub(super) fn quantity(number: &str, units: Rep) -> Option<Value> {
     let mut q = Map::new();
     q.insert("value".into(), decimal(number)?);
@@ -474,6 +475,9 @@ pub(super) fn quantity(number: &str, units: Rep) -> Option<Value> {
         );
         if matches!(system, "UCUM" | "ANSI+" | "ISO+" | "") && !code.contains(' ') {
             q.insert("system".into(), json!("http://unitsofmeasure.org"));
+            q.insert("code".into(), json!(code));
+        } else if !matches!(system, "UCUM" | "ANSI+" | "ISO+" | "") {
+            q.insert("system".into(), json!(coding_system(system)));
             q.insert("code".into(), json!(code));
         }
     }
