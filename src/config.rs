@@ -337,6 +337,12 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_NO_SHIPPED_TERMINOLOGY")]
     pub no_shipped_terminology: bool,
 
+    /// Store codes as the sources send them: no normalisation map applies on ingest and no
+    /// unmapped code is counted (docs/terminology.md). For a deployment whose downstream
+    /// systems translate codes themselves, and to measure what normalising costs ingest.
+    #[arg(long, env = "EMRSYNC_NO_NORMALISE")]
+    pub no_normalise: bool,
+
     /// Seconds the terminology service keeps what it built from the code systems, value sets
     /// and maps; this process's own changes are seen at once, another process's within this.
     #[arg(long, env = "EMRSYNC_TERMINOLOGY_TTL_SECS", default_value_t = 60)]
@@ -409,6 +415,7 @@ impl Settings {
             no_mpi: false,
             terminology_packages: Vec::new(),
             no_shipped_terminology: false,
+            no_normalise: false,
             terminology_ttl_secs: 60,
             event_retention_days: 30,
             log_json: false,

@@ -77,12 +77,14 @@ pub fn ingest_with(
     terminology: &Arc<crate::terminology::Terminology>,
 ) -> Ingest {
     let mut hooks = hooks;
-    hooks
-        .codes
-        .push(Arc::new(crate::terminology::normalise::Normaliser {
-            terminology: terminology.clone(),
-            worklist: Arc::default(),
-        }));
+    if !settings.no_normalise {
+        hooks
+            .codes
+            .push(Arc::new(crate::terminology::normalise::Normaliser {
+                terminology: terminology.clone(),
+                worklist: Arc::default(),
+            }));
+    }
     hooks.derived.push(Arc::new(crate::terminology::Rows));
     let endpoints = Arc::new(crate::subscriptions::subscription::EndpointPolicy {
         allow: settings.subscription_endpoint_allow.clone(),

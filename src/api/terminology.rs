@@ -30,6 +30,10 @@ impl From<TermError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Issue::error("transient", t),
             ),
+            TermError::Cold => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Issue::error("transient", "the terminology was not ready: try again"),
+            ),
         }
     }
 }
@@ -43,7 +47,7 @@ async fn run(
     payload: web::Payload,
     ctx: RequestContext,
     (rtype, id): (&str, Option<String>),
-    op: Operation,
+    (op, cheap): (Operation, bool),
 ) -> Result<HttpResponse, ApiError> {
     ctx.grant.reach(Interaction::Read, rtype)?;
     let params = match *req.method() {
@@ -56,7 +60,16 @@ async fn run(
     }
     .map_err(ApiError::bad_request)?;
     let term: Arc<Terminology> = state.terminology.clone();
-    let answer = web::block(move || op(&term, &params, id.as_deref())).await??;
+    // a cheap operation that needs only what is built is answered here; one that must read
+    // the store or build, and `$expand` (whose pages may be long), on a blocking thread
+    let inline = match cheap {
+        true => Terminology::warm(|| op(&term, &params, id.as_deref())),
+        false => None,
+    };
+    let answer = match inline {
+        Some(answer) => answer?,
+        None => web::block(move || op(&term, &params, id.as_deref())).await??,
+    };
     render::fhir(StatusCode::OK, &answer, &ctx)
 }
 
@@ -67,7 +80,7 @@ fn instance(req: &HttpRequest) -> Option<String> {
 
 /// A handler for operation `$op` on `$rtype`, at the type or the instance level.
 macro_rules! operation {
-    ($name:ident, $rtype:literal, $op:path) => {
+    ($name:ident, $rtype:literal, $op:path, $cheap:literal) => {
         pub async fn $name(
             state: web::Data<AppState>,
             req: HttpRequest,
@@ -75,17 +88,27 @@ macro_rules! operation {
             ctx: RequestContext,
         ) -> Result<HttpResponse, ApiError> {
             let id = instance(&req);
-            run(state, req, payload, ctx, ($rtype, id), $op).await
+            run(state, req, payload, ctx, ($rtype, id), ($op, $cheap)).await
         }
     };
 }
 
-operation!(lookup, "CodeSystem", ops::lookup);
-operation!(code_system_validate, "CodeSystem", ops::validate_in_system);
-operation!(subsumes, "CodeSystem", ops::subsumes);
-operation!(expand, "ValueSet", ops::expand);
-operation!(value_set_validate, "ValueSet", ops::validate_in_value_set);
-operation!(translate, "ConceptMap", ops::translate);
+operation!(lookup, "CodeSystem", ops::lookup, true);
+operation!(
+    code_system_validate,
+    "CodeSystem",
+    ops::validate_in_system,
+    true
+);
+operation!(subsumes, "CodeSystem", ops::subsumes, true);
+operation!(expand, "ValueSet", ops::expand, false);
+operation!(
+    value_set_validate,
+    "ValueSet",
+    ops::validate_in_value_set,
+    true
+);
+operation!(translate, "ConceptMap", ops::translate, true);
 
 /// The routes, type and instance level, GET and POST: registered before the generic
 /// `/{type}/{id}` routes, which would take `$expand` for an id.

@@ -40,6 +40,37 @@ fn message(client: usize, n: u64) -> String {
     )
 }
 
+/// The lab's own test codes and units (system `L` and `99UNIT`): `scripts/bench-normalise`
+/// maps them to LOINC and UCUM.
+pub const LAB_TESTS: [(&str, &str, &str); 5] = [
+    ("GLU", "Glucose", "MGDL"),
+    ("NA", "Sodium", "MMOLL"),
+    ("K", "Potassium", "MMOLL"),
+    ("CREAT", "Creatinine", "MGDL"),
+    ("HGB", "Hemoglobin", "GDL"),
+];
+
+/// The `n`th lab result of sender `client`: an ORU^R01 with five results in local codes.
+fn lab_message(client: usize, n: u64) -> String {
+    let patient = n / 5;
+    let mrn = format!("B{client}-{patient}");
+    let (family, given, birth, house, postal) =
+        super::data::v2_person(client as u64 * 1_000_000_000 + patient);
+    let mut text = format!(
+        "MSH|^~\\&|BENCH|GOOD HEALTH|EMRSYNC|HUB|20261125130000||ORU^R01^ORU_R01|{client}-{n}|P|2.5.1\r\
+         PID|1||{mrn}^^^GH&1.2.840.114350.1&ISO^MR||{family}^{given}^Q||{birth}|F|||{house} Main St^^Springfield^IL^{postal}^USA^H\r\
+         OBR|1|PL-{client}-{n}^EPIC|FL-{client}-{n}^LAB|BMP^Basic metabolic panel^L|||20261125123000|||||||||||||||20261125125900|||F\r"
+    );
+    for (i, (code, name, unit)) in LAB_TESTS.iter().enumerate() {
+        let value = 50 + (n as usize * 7 + i * 13) % 100;
+        text.push_str(&format!(
+            "OBX|{}|NM|{code}^{name}^L||{value}|{unit}^{unit}^99UNIT|10-200|N|||F|||20261125123000\r",
+            i + 1
+        ));
+    }
+    text
+}
+
 /// Send and wait for the ACK; true when it is AA.
 async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>, text: &str) -> std::io::Result<bool> {
     let mut framed = Vec::with_capacity(text.len() + 3);
@@ -62,7 +93,7 @@ async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>, text: &str) -> std::io:
     Ok(String::from_utf8_lossy(buf).contains("MSA|AA|"))
 }
 
-pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<()> {
+pub async fn run(addr: &str, clients: usize, seconds: u64, lab: bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -80,7 +111,11 @@ pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<()>
             let mut buf = Vec::new();
             let mut n = 0u64;
             while Instant::now() < deadline {
-                let text = message(client, n).replace("BENCH|", &format!("BENCH-{run}|"));
+                let text = match lab {
+                    true => lab_message(client, n),
+                    false => message(client, n),
+                };
+                let text = text.replace("BENCH|", &format!("BENCH-{run}|"));
                 let at = Instant::now();
                 let ok = send(&mut stream, &mut buf, &text).await.unwrap_or(false);
                 outcomes.push((at.elapsed(), ok, 1));
@@ -95,7 +130,7 @@ pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<()>
     }
     anyhow::ensure!(!all.is_empty(), "no MLLP listener answered at {addr}");
     let sample = Sample::from_outcomes(all, started.elapsed());
-    println!("{}", sample.row("mllp"));
+    println!("{}", sample.row(if lab { "mllplab" } else { "mllp" }));
     Ok(())
 }
 

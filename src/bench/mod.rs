@@ -154,6 +154,10 @@ pub enum Scenario {
     Fanout,
     /// HL7v2 ADT messages over MLLP from `--clients` senders, each waiting for its ACK.
     Mllp,
+    /// HL7v2 ORU^R01 lab results with the lab's own codes (five OBX each, local test codes and
+    /// units) from `--clients` senders: what normalising codes costs ingest
+    /// (`scripts/bench-normalise`).
+    MllpLab,
     /// HL7v2 ADT messages offered at `--rate` per second over `--clients` connections, with a
     /// REST-hook subscriber: MLLP send-to-notification latency.
     MllpNotify,
@@ -280,7 +284,9 @@ impl Target {
                 (ok && answered, 1)
             }
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
-            Scenario::Mllp | Scenario::MllpNotify => unreachable!("run by bench::mllp"),
+            Scenario::Mllp | Scenario::MllpLab | Scenario::MllpNotify => {
+                unreachable!("run by bench::mllp")
+            }
             _ => {
                 let query = search::query(scenario, self.patients);
                 let req = self.request(reqwest::Method::GET, &query);
@@ -425,8 +431,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             target = Arc::into_inner(shared).expect("every writer task has finished");
             continue;
         }
-        if *scenario == Scenario::Mllp {
-            mllp::run(&args.mllp_addr, args.clients, args.seconds).await?;
+        if matches!(scenario, Scenario::Mllp | Scenario::MllpLab) {
+            let lab = *scenario == Scenario::MllpLab;
+            mllp::run(&args.mllp_addr, args.clients, args.seconds, lab).await?;
             target = Arc::into_inner(shared).expect("nothing else holds the target");
             continue;
         }

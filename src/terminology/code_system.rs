@@ -269,6 +269,34 @@ impl CodeSystem {
 }
 
 /// A property entry's value as text, whatever its type.
+/// The display in `language`: a designation in it, else one in a language it shares its base
+/// with (`de` for `de-CH`, and `de-CH` for `de`), else `display`.
+pub fn in_language<'a>(
+    display: Option<&'a str>,
+    designations: Option<&'a Value>,
+    language: Option<&str>,
+) -> Option<&'a str> {
+    let Some(lang) = language else {
+        return display;
+    };
+    fn base(l: &str) -> &str {
+        l.split('-').next().unwrap_or(l)
+    }
+    let all = || {
+        designations
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|d| d["value"].is_string())
+    };
+    let language_of = |d: &'a Value| d["language"].as_str().unwrap_or("");
+    all()
+        .find(|d| language_of(d).eq_ignore_ascii_case(lang))
+        .or_else(|| all().find(|d| base(language_of(d)).eq_ignore_ascii_case(base(lang))))
+        .and_then(|d| d["value"].as_str())
+        .or(display)
+}
+
 pub fn property_text(p: &Value) -> Option<String> {
     let obj = p.as_object()?;
     obj.iter()

@@ -46,6 +46,10 @@ pub enum TermError {
     TooCostly(String),
     #[error("{0}")]
     Store(String),
+    /// What was asked needs something not built yet, and the caller asked for an answer only
+    /// from what is (`Terminology::warm`).
+    #[error("not built yet")]
+    Cold,
 }
 
 impl From<StoreError> for TermError {
@@ -57,6 +61,11 @@ impl From<StoreError> for TermError {
             other => TermError::Store(other.to_string()),
         }
     }
+}
+
+thread_local! {
+    /// Set while `Terminology::warm` runs an operation on this thread.
+    static WARM_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A canonical url and a version ("" for the latest).
@@ -164,6 +173,36 @@ impl Terminology {
         &self.store
     }
 
+    /// `f`'s answer if it needs only what is built already (no database read, nothing to
+    /// build), else None. Cheap operations on warm caches are answered on the request's own
+    /// thread this way, without a hand-off to a blocking thread and back (which cost about
+    /// half of a `$lookup`); the rest go to one.
+    pub fn warm<T>(f: impl FnOnce() -> Result<T, TermError>) -> Option<Result<T, TermError>> {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                WARM_ONLY.with(|w| w.set(false));
+            }
+        }
+        WARM_ONLY.with(|w| w.set(true));
+        let _reset = Reset;
+        match f() {
+            Err(TermError::Cold) => None,
+            other => Some(other),
+        }
+    }
+
+    /// A read of the store, unless only what is built may be used.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&mut crate::store::DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, TermError> {
+        if WARM_ONLY.with(|w| w.get()) {
+            return Err(TermError::Cold);
+        }
+        Ok(self.store.read(f)?)
+    }
+
     /// The generation of what is built from the types `from`: the sum of theirs, which moves
     /// whenever one of them does.
     fn generation(&self, from: &[usize]) -> u64 {
@@ -186,9 +225,11 @@ impl Terminology {
         T: Clone + Send + Sync + 'static,
     {
         let generation = self.generation(from);
-        cache
-            .try_get_with((generation, key), build)
-            .map_err(|e| (*e).clone())
+        let key = (generation, key);
+        if WARM_ONLY.with(|w| w.get()) {
+            return cache.get(&key).ok_or(TermError::Cold);
+        }
+        cache.try_get_with(key, build).map_err(|e| (*e).clone())
     }
 
     /// The code system `url` (at `version`, else its latest), when the server has it.
@@ -208,7 +249,6 @@ impl Terminology {
     /// The code system a CodeSystem resource is (by its id).
     pub fn code_system_of(&self, id: &str) -> Result<Arc<CodeSystem>, TermError> {
         let row = self
-            .store
             .read(|c| tables::of_resource(c, "CodeSystem", id))?
             .ok_or_else(|| TermError::NotFound(format!("CodeSystem/{id} is not known")))?;
         let version = Some(row.version.as_str()).filter(|v| !v.is_empty());
@@ -239,7 +279,6 @@ impl Terminology {
     /// The ValueSet resource `id`.
     pub fn value_set_of(&self, id: &str) -> Result<Arc<Value>, TermError> {
         let row = self
-            .store
             .read(|c| tables::of_resource(c, "ValueSet", id))?
             .ok_or_else(|| TermError::NotFound(format!("ValueSet/{id} is not known")))?;
         let version = Some(row.version.as_str()).filter(|v| !v.is_empty());

@@ -111,7 +111,11 @@ pub fn lookup(t: &Terminology, p: &Params, _instance: Option<&str>) -> Result<Va
     let wanted = p.texts("property");
     let asked = |name: &str| wanted.is_empty() || wanted.contains(&name);
     let language = p.text("displayLanguage");
-    let display = concept_display(concept, language);
+    let display = super::code_system::in_language(
+        concept.display.as_deref(),
+        concept.designations.as_ref(),
+        language,
+    );
     let mut answer = Answer::default()
         .value(
             "name",
@@ -210,26 +214,6 @@ pub fn lookup(t: &Terminology, p: &Params, _instance: Option<&str>) -> Result<Va
         );
     }
     Ok(answer.build())
-}
-
-fn concept_display<'a>(
-    concept: &'a super::code_system::Concept,
-    language: Option<&str>,
-) -> Option<&'a str> {
-    if let Some(lang) = language {
-        for d in concept
-            .designations
-            .iter()
-            .flat_map(|d| d.as_array())
-            .flatten()
-        {
-            let l = d["language"].as_str().unwrap_or("");
-            if l == lang || l.split('-').next() == Some(lang) {
-                return d["value"].as_str();
-            }
-        }
-    }
-    concept.display.as_deref()
 }
 
 /// The displays a code may be given with: its display and every designation.
@@ -647,8 +631,7 @@ pub fn translate(t: &Terminology, p: &Params, id: Option<&str>) -> Result<Value,
     let maps = t.maps()?;
     let url = match id {
         Some(id) => Some(
-            t.store()
-                .read(|c| super::tables::of_resource(c, "ConceptMap", id))?
+            t.read(|c| super::tables::of_resource(c, "ConceptMap", id))?
                 .ok_or_else(|| TermError::NotFound(format!("ConceptMap/{id} is not known")))?
                 .url,
         ),

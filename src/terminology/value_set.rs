@@ -56,20 +56,11 @@ impl Contained {
 
     /// The display in `language` where a designation gives one, else the display.
     pub fn display_in(&self, language: Option<&str>) -> Option<&str> {
-        if let Some(lang) = language {
-            for d in self
-                .designations
-                .iter()
-                .flat_map(|d| d.as_array())
-                .flatten()
-            {
-                let l = d["language"].as_str().unwrap_or("");
-                if (l == lang || l.split('-').next() == Some(lang)) && d["value"].is_string() {
-                    return d["value"].as_str();
-                }
-            }
-        }
-        self.display.as_deref()
+        super::code_system::in_language(
+            self.display.as_deref(),
+            self.designations.as_ref(),
+            language,
+        )
     }
 
     /// True when every word of `terms` starts a word of the display, or the code is `terms`.
@@ -89,11 +80,61 @@ impl Contained {
     }
 }
 
+/// Expansions of more concepts than this are filtered by text through an index of their
+/// displays' words (built at the first filter); smaller ones are read through.
+const SCAN_AT_MOST: usize = 5_000;
+
+/// Every word start of every display of an expansion (as concept and byte offset), sorted by
+/// the text from there on: the concepts with a word starting with `term` are one run of it,
+/// found by two binary searches.
+#[derive(Debug, Default)]
+struct Words {
+    starts: Vec<(u32, u32)>,
+    /// Concepts by their lowercased code (a filter that is a code finds it).
+    codes: HashMap<String, Vec<u32>>,
+}
+
+impl Words {
+    fn build(contains: &[Contained]) -> Words {
+        let mut starts = Vec::new();
+        let mut codes: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, c) in contains.iter().enumerate() {
+            let mut before_alnum = false;
+            for (at, ch) in c.words.char_indices() {
+                if !before_alnum {
+                    starts.push((i as u32, at as u32));
+                }
+                before_alnum = ch.is_alphanumeric();
+            }
+            codes
+                .entry(c.code.to_lowercase())
+                .or_default()
+                .push(i as u32);
+        }
+        let text = |&(i, at): &(u32, u32)| &contains[i as usize].words[at as usize..];
+        starts.sort_unstable_by(|a, b| text(a).cmp(text(b)));
+        Words { starts, codes }
+    }
+
+    /// The concepts with a word that starts with `term`, in expansion order.
+    fn starting(&self, contains: &[Contained], term: &str) -> Vec<u32> {
+        let text = |&(i, at): &(u32, u32)| &contains[i as usize].words[at as usize..];
+        let from = self.starts.partition_point(|s| text(s) < term);
+        let to = from + self.starts[from..].partition_point(|s| text(s).starts_with(term));
+        let mut found: Vec<u32> = self.starts[from..to].iter().map(|s| s.0).collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}
+
 /// A value set's codes, in the order its definition gives them, each once.
 #[derive(Debug, Default)]
 pub struct Expansion {
     pub contains: Vec<Contained>,
     index: HashMap<(Arc<str>, String), usize>,
+    /// The text filter's index, for a large expansion, built when first filtered.
+    words: std::sync::OnceLock<Words>,
     /// The code systems (and versions) the expansion drew on, for `used-codesystem`.
     pub used: Vec<String>,
     /// What the definition asked for that could not be given (a listed code a complete code
@@ -140,7 +181,25 @@ impl Expansion {
         let mut total = 0;
         let mut page = Vec::new();
         let count = asked.count.unwrap_or(usize::MAX);
-        for c in self.contains.iter().filter(wanted) {
+        let candidates: Box<dyn Iterator<Item = &Contained>> =
+            match terms.is_empty() || self.contains.len() <= SCAN_AT_MOST {
+                true => Box::new(self.contains.iter()),
+                false => {
+                    // the concepts of the term with fewest, and those whose code is the filter;
+                    // each still checked against every term below
+                    let words = self.words.get_or_init(|| Words::build(&self.contains));
+                    let mut found = terms
+                        .iter()
+                        .map(|t| words.starting(&self.contains, t))
+                        .min_by_key(Vec::len)
+                        .unwrap_or_default();
+                    found.extend(words.codes.get(&whole).into_iter().flatten());
+                    found.sort_unstable();
+                    found.dedup();
+                    Box::new(found.into_iter().map(|i| &self.contains[i as usize]))
+                }
+            };
+        for c in candidates.filter(wanted) {
             if total >= asked.offset && page.len() < count {
                 page.push(c);
             }
@@ -488,4 +547,71 @@ fn filter<'a>(cs: &'a CodeSystem, f: &Value) -> Result<HashSet<&'a str>, TermErr
             )));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expansion(n: usize) -> Expansion {
+        let (system, version): (Arc<str>, Arc<str>) = (Arc::from("http://x"), Arc::from(""));
+        let mut e = Expansion::default();
+        for i in 0..n {
+            let display = format!(
+                "{} of the [{}] type {i}",
+                ["Glucose", "Sodium-ion", "pH"][i % 3],
+                ["serum", "urine"][i % 2]
+            );
+            e.add(Contained::new(
+                &system,
+                &version,
+                &format!("C{i}"),
+                Some(display),
+                i % 7 == 0,
+                None,
+            ))
+            .unwrap();
+        }
+        e
+    }
+
+    /// Through the index (a large expansion) or read through (a small one), a text filter
+    /// selects the same concepts in the same order.
+    #[test]
+    fn the_word_index_finds_what_reading_through_finds() {
+        let big = expansion(SCAN_AT_MOST * 2);
+        for filter in [
+            "gluc",
+            "gluc ser",
+            "ion",
+            "sodium-ion ur",
+            "[urine",
+            "c17",
+            "type 1",
+            "ph of",
+            "zzz",
+            "of the",
+        ] {
+            for active_only in [false, true] {
+                let asked = Asked {
+                    filter: Some(filter.to_string()),
+                    active_only,
+                    count: Some(50),
+                    offset: 3,
+                };
+                let (total, page) = big.select(&asked);
+                let whole = filter.to_lowercase();
+                let terms: Vec<String> = whole.split_whitespace().map(str::to_string).collect();
+                let scanned: Vec<&Contained> = big
+                    .contains
+                    .iter()
+                    .filter(|c| (!active_only || !c.inactive) && c.matches(&terms, &whole))
+                    .collect();
+                assert_eq!(total, scanned.len(), "{filter}");
+                let codes = |v: &[&Contained]| v.iter().map(|c| c.code.clone()).collect::<Vec<_>>();
+                let expected: Vec<&Contained> = scanned.into_iter().skip(3).take(50).collect();
+                assert_eq!(codes(&page), codes(&expected), "{filter}");
+            }
+        }
+    }
 }

@@ -48,7 +48,8 @@ fn package_folder(dir: &Path) {
         "concept": [{"code": "235856003", "display": "Disorder of liver", "concept": [
             {"code": "3738000", "display": "Viral hepatitis", "concept": [
                 {"code": "66071002", "display": "Viral hepatitis type B"}]}]},
-            {"code": "73211009", "display": "Diabetes mellitus"}]});
+            {"code": "73211009", "display": "Diabetes mellitus",
+             "designation": [{"language": "de", "value": "Zuckerkrankheit"}]}]});
     std::fs::write(dir.join("loinc.json"), loinc.to_string()).unwrap();
     std::fs::write(dir.join("snomed.json"), snomed.to_string()).unwrap();
 }
@@ -99,6 +100,17 @@ async fn the_specifications_examples_answer_as_written(app: TestApp) {
         designation.to_string().contains("Serum or Plasma"),
         "{designation}"
     );
+    // a display in the language asked for, where a designation has it (a regional variant
+    // falls back to its language), else the code system's own
+    let lookup = |lang: &str| {
+        format!(
+            "CodeSystem/$lookup?system=http://snomed.info/sct&code=73211009&displayLanguage={lang}"
+        )
+    };
+    let r = app.get(&lookup("de-CH")).await;
+    assert_eq!(out(&r.json(), "display"), "Zuckerkrankheit", "{}", r.text);
+    let r = app.get(&lookup("fr")).await;
+    assert_eq!(out(&r.json(), "display"), "Diabetes mellitus", "{}", r.text);
     // $validate-code (ValueSet/$validate-code, example: a wrong display)
     let r = app.get("ValueSet/$validate-code?url=http://hl7.org/fhir/ValueSet/administrative-gender&system=http://hl7.org/fhir/administrative-gender&code=male&display=test").await;
     let p = r.json();
