@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-fn corpus() -> PathBuf {
+pub fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/hl7v2")
 }
 
@@ -93,7 +93,7 @@ fn differs_on_purpose(file: &str, fact: &str) -> bool {
 }
 
 /// The messages of one corpus file: most hold one; some hold several, one after another.
-fn messages(bytes: &[u8]) -> Vec<Vec<u8>> {
+pub fn messages(bytes: &[u8]) -> Vec<Vec<u8>> {
     let text = String::from_utf8_lossy(bytes);
     let starts: Vec<usize> = text
         .match_indices("MSH")

@@ -19,6 +19,7 @@ mod hl7v2_hostile;
 mod hl7v2_ig;
 mod hl7v2_ig_roles;
 mod hl7v2_orders;
+mod hl7v2_out;
 mod hl7v2_results;
 mod hl7v2_tls;
 mod hostile_bodies;

@@ -180,6 +180,45 @@ fn maps() -> &'static Maps {
     })
 }
 
+/// The v2 code of IG table `of` that maps to the FHIR `code` (of `system`, when given): the
+/// first row of the IG's sheet that does, else the project's own choice. For writing v2.
+pub fn v2_code(of: &str, system: Option<&str>, code: &str) -> Option<&'static str> {
+    type Reverse = HashMap<&'static str, Vec<(&'static str, &'static Target)>>;
+    static REVERSE: OnceLock<Reverse> = OnceLock::new();
+    let reverse = REVERSE.get_or_init(|| {
+        let mut reverse: Reverse = HashMap::new();
+        for name in IN_USE {
+            let Some(map) = maps().get(name) else {
+                continue;
+            };
+            let text = table(name).expect("in use tables exist");
+            // the sheet's order first, then the project's additions
+            let mut order: Vec<&'static str> = Vec::new();
+            for row in rows(text) {
+                if let Some((k, _)) = map.get_key_value(&row.v2)
+                    && !order.contains(&k.as_str())
+                {
+                    order.push(k.as_str());
+                }
+            }
+            let mut extra: Vec<&'static str> = map
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !order.contains(k))
+                .collect();
+            extra.sort_unstable();
+            order.extend(extra);
+            reverse.insert(name, order.into_iter().map(|k| (k, &map[k])).collect());
+        }
+        reverse
+    });
+    reverse
+        .get(of)?
+        .iter()
+        .find(|(_, t)| t.code == code && system.is_none_or(|s| t.system.as_deref() == Some(s)))
+        .map(|(v2, _)| *v2)
+}
+
 /// What v2 code `code` of IG table `table` maps to, if anything.
 pub fn target(table: &str, code: &str) -> Option<&'static Target> {
     maps().get(table)?.get(code.trim())
@@ -230,6 +269,25 @@ mod tests {
                 .as_deref()
                 .unwrap()
                 .ends_with("v3-NullFlavor")
+        );
+    }
+
+    #[test]
+    fn fhir_codes_go_back_to_the_sheet_s_first_v2_code() {
+        assert_eq!(v2_code("AdministrativeSex", None, "female"), Some("F"));
+        assert_eq!(v2_code("AdministrativeSex", None, "other"), Some("O"));
+        assert_eq!(v2_code("AdministrativeSex", None, "unknown"), Some("U"));
+        assert_eq!(
+            v2_code("PatientClass[EncounterClass]", None, "IMP"),
+            Some("I")
+        );
+        assert_eq!(
+            v2_code("PatientClass[EncounterClass]", None, "EMER"),
+            Some("E")
+        );
+        assert_eq!(
+            v2_code("AdministrativeSex", Some("http://x"), "female"),
+            None
         );
     }
 

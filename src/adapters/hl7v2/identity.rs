@@ -60,6 +60,32 @@ impl Systems {
     }
 }
 
+impl Systems {
+    /// The assigning authority (CX-4: namespace, universal id, its type) to write for an
+    /// identifier of `system`: `for_authority` turned round. An identifier the sending
+    /// facility scoped has none.
+    pub fn authority_of(&self, system: &str) -> (String, String, String) {
+        if let Some((namespace, _)) = self.authorities.iter().filter(|(_, s)| *s == system).min() {
+            return (namespace.clone(), String::new(), String::new());
+        }
+        if let Some(oid) = system.strip_prefix("urn:oid:") {
+            return (String::new(), oid.to_string(), "ISO".into());
+        }
+        if let Some(rest) = system.strip_prefix(&self.fallback_base) {
+            if let Some(name) = rest.strip_prefix("authority/") {
+                return (name.to_string(), String::new(), String::new());
+            }
+            if rest.starts_with("facility/") {
+                return Default::default();
+            }
+        }
+        if self.facilities.values().any(|s| s == system) || system.is_empty() {
+            return Default::default();
+        }
+        (String::new(), system.to_string(), "URI".into())
+    }
+}
+
 /// The id of the `rtype` whose business key is `key` (an identifier's system and value, say):
 /// 32 hex digits of HMAC-SHA-256 under this installation's `secret`, the same every time here
 /// and unguessable elsewhere: without the secret, an id would tell anyone who can try ids
@@ -128,6 +154,27 @@ mod tests {
         assert_eq!(
             s.for_authority("", "", "", "LAB1"),
             "http://emrsync.org/hl7v2/facility/LAB1/id"
+        );
+    }
+
+    #[test]
+    fn an_identifier_s_system_gives_back_its_authority() {
+        let s = Systems::get();
+        let back = |system: &str| {
+            let (n, u, k) = s.authority_of(system);
+            s.for_authority(&n, &u, &k, "F")
+        };
+        for system in [
+            "urn:oid:1.2.840.114350.1",
+            "http://hl7.org/fhir/sid/us-ssn",
+            "http://emrsync.org/hl7v2/authority/GH",
+            "https://example.org/mrn",
+        ] {
+            assert_eq!(back(system), system);
+        }
+        assert_eq!(
+            s.authority_of("http://emrsync.org/hl7v2/facility/F/id"),
+            Default::default()
         );
     }
 

@@ -15,6 +15,7 @@ pub mod merge;
 pub mod message;
 pub mod mllp;
 pub mod nulls;
+pub mod out;
 pub mod peers;
 pub mod queue;
 pub mod visits;
