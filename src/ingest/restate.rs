@@ -63,6 +63,22 @@ pub trait Unit: Sync {
     ) -> Result<Self::Done, StoreError>;
 }
 
+/// A unit that adds nothing: the resources alone in their transaction.
+pub struct Plain;
+
+impl Unit for Plain {
+    type Done = ();
+    type Seen = ();
+
+    fn look(&self, _: &mut Tx) -> Result<ControlFlow<(), ()>, StoreError> {
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn finish(&self, _: &mut Tx, _: (), _: Vec<String>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// Write `resources` (accepted: see `Writer::accept`) and `unit`'s work in one transaction,
 /// trying again while another writer wins a race on the same resources.
 pub fn restate_all<U: Unit>(

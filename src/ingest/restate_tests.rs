@@ -19,22 +19,6 @@ fn ctx() -> Writer {
     }
 }
 
-/// A unit that adds nothing: the resources alone.
-struct Plain;
-
-impl Unit for Plain {
-    type Done = ();
-    type Seen = ();
-
-    fn look(&self, _: &mut Tx) -> Result<ControlFlow<(), ()>, StoreError> {
-        Ok(ControlFlow::Continue(()))
-    }
-
-    fn finish(&self, _: &mut Tx, _: (), _: Vec<String>) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
 fn practitioner(family: &str) -> Stated {
     Stated {
         rtype: "Practitioner",

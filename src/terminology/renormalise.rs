@@ -14,11 +14,10 @@ use super::Terminology;
 use super::tables::{self, UnmappedRow};
 use crate::auth::Grant;
 use crate::fhir::search::params::{ParamType, SearchParams};
-use crate::ingest::restate::{self, Stated, Unit};
+use crate::ingest::restate::{self, Stated};
 use crate::ingest::{Channel, Ingest, Source};
-use crate::store::{Actor, StoreError, Tx};
+use crate::store::{Actor, StoreError};
 use serde::Serialize;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Worklist codes looked at per call.
@@ -151,7 +150,7 @@ pub fn renormalise(
                     Err(e) => done.failed.push(format!("{rtype}/{id}: {e}")),
                 }
             }
-            match restate::restate_all(store, &writer, &stated, &Nothing) {
+            match restate::restate_all(store, &writer, &stated, &restate::Plain) {
                 Ok(()) => done.updated += stated.len(),
                 Err(e) => done
                     .failed
@@ -165,22 +164,6 @@ pub fn renormalise(
         out.push(done);
     }
     Ok(out)
-}
-
-/// The resources alone: no other work in their transaction.
-struct Nothing;
-
-impl Unit for Nothing {
-    type Done = ();
-    type Seen = ();
-
-    fn look(&self, _: &mut Tx) -> Result<ControlFlow<(), ()>, StoreError> {
-        Ok(ControlFlow::Continue(()))
-    }
-
-    fn finish(&self, _: &mut Tx, _: (), _: Vec<String>) -> Result<(), StoreError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
