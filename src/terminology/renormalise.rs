@@ -16,7 +16,7 @@ use crate::auth::Grant;
 use crate::fhir::search::params::{ParamType, SearchParams};
 use crate::ingest::restate::{self, Stated};
 use crate::ingest::{Channel, Ingest, Source};
-use crate::store::{Actor, StoreError};
+use crate::store::Actor;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -135,19 +135,16 @@ pub fn renormalise(
         };
         for batch in ids.chunks(BATCH) {
             let mut stated = Vec::with_capacity(batch.len());
-            for id in batch {
-                let current = match store.current(rtype, id) {
-                    Ok(v) => v,
-                    Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
+            // the batch's current versions in one read (a deleted one is left alone)
+            let currents = store.read(|c| crate::store::versions::current_many(c, rtype, batch))?;
+            for current in currents.iter().filter(|v| !v.deleted) {
                 match writer.accept(current.json(), rtype, true) {
                     Ok(a) => stated.push(Stated {
                         rtype,
-                        id: id.clone(),
+                        id: current.id.clone(),
                         body: a.resource,
                     }),
-                    Err(e) => done.failed.push(format!("{rtype}/{id}: {e}")),
+                    Err(e) => done.failed.push(format!("{rtype}/{}: {e}", current.id)),
                 }
             }
             match restate::restate_all(store, &writer, &stated, &restate::Plain) {
