@@ -337,6 +337,17 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_NO_SHIPPED_TERMINOLOGY")]
     pub no_shipped_terminology: bool,
 
+    /// Routes to target systems (sync out, docs/routing.md): a JSON file read at start-up and
+    /// recorded as the routes in force when it differs from them (`capability/routes/` holds
+    /// an example). Without it, the routes last recorded (by `PUT /admin/routes`) stay.
+    #[arg(long, env = "EMRSYNC_ROUTES")]
+    pub routes: Option<std::path::PathBuf>,
+
+    /// The longest wait, in seconds, between two tries of an outbound message whose target
+    /// did not answer (the queue of that target waits meanwhile).
+    #[arg(long, env = "EMRSYNC_ROUTE_RETRY_MAX_SECS", default_value_t = 30)]
+    pub route_retry_max_secs: u64,
+
     /// Store codes as the sources send them: no normalisation map applies on ingest and no
     /// unmapped code is counted (docs/terminology.md). For a deployment whose downstream
     /// systems translate codes themselves, and to measure what normalising costs ingest.
@@ -415,6 +426,8 @@ impl Settings {
             no_mpi: false,
             terminology_packages: Vec::new(),
             no_shipped_terminology: false,
+            routes: None,
+            route_retry_max_secs: 30,
             no_normalise: false,
             terminology_ttl_secs: 60,
             event_retention_days: 30,

@@ -24,6 +24,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "adapters",
         &["fhir", "store", "auth", "subscriptions", "ingest", "tls"],
     ),
+    (
+        "routing",
+        &[
+            "fhir",
+            "store",
+            "auth",
+            "subscriptions",
+            "ingest",
+            "identity",
+            "adapters",
+            "tls",
+        ],
+    ),
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

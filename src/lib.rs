@@ -15,6 +15,8 @@
 //!   estimated from the data, and saying why.
 //! - [`adapters`]: what other systems speak (HL7v2 over MLLP), parsed and mapped onto the
 //!   ingest path.
+//! - [`routing`]: sync out: targets and routes as data, each target's ordered queue, its
+//!   sender (HL7v2 over MLLP), the outbound exception queue.
 //! - [`api`]: the actix-web HTTP surface: REST interactions, Bundles, search, SMART, admin.
 //! - [`ops`]: running over time: retention sweeps, task supervision.
 //! - [`config`]: one typed configuration from flags and `EMRSYNC_*` environment variables.
@@ -35,6 +37,7 @@ pub mod identity;
 pub mod ingest;
 pub mod ops;
 pub mod rekey;
+pub mod routing;
 pub mod startup;
 pub mod store;
 pub mod subscriptions;

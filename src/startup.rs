@@ -18,9 +18,19 @@ use std::time::Duration;
 /// through, so that a replayed message meets the same rules as one received).
 pub fn ingest(store: Store, settings: &Settings) -> anyhow::Result<Ingest> {
     let mut hooks = Hooks::default();
+    hooks.truth.push(truth(&store)?);
     hooks.identity.push(mpi(&store, settings)?);
     let terminology = terminology(&store, settings);
     Ok(ingest_with(store, settings, hooks, &terminology))
+}
+
+/// The source-of-truth rules of the routes in force (see `routing::truth`).
+pub fn truth(store: &Store) -> anyhow::Result<Arc<crate::routing::truth::Truth>> {
+    let truth = Arc::new(crate::routing::truth::Truth::default());
+    if let Some((_, routes)) = store.read(crate::routing::revisions::current)? {
+        truth.set(&routes);
+    }
+    Ok(truth)
 }
 
 /// The terminology service of a server with `settings`.
@@ -193,6 +203,25 @@ impl Application {
             tokio::task::spawn_blocking(move || mpi(&store, &settings)).await??
         };
         let mut hooks = hooks;
+        // the routes (and their source-of-truth rules) a file names are in force before the
+        // first write is taken
+        if let Some(path) = settings.routes.clone() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("--routes {}: {e}", path.display()))?;
+            let routes = crate::routing::config::Routes::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--routes {}:\n{e}", path.display()))?;
+            let (s, actor) = (store.clone(), format!("file {}", path.display()));
+            let revision = tokio::task::spawn_blocking(move || {
+                s.write_rows(|c| crate::routing::revisions::record(c, &routes, &actor))
+            })
+            .await??;
+            tracing::info!(version = revision.version, summary = %revision.summary, "routes in force");
+        }
+        let truth = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || truth(&store)).await??
+        };
+        hooks.truth.push(truth.clone());
         if !settings.no_mpi {
             hooks.identity.push(mpi.clone());
         }
@@ -337,6 +366,25 @@ impl Application {
             AtShutdown::Stop,
             move |_| workers.recorder(),
         );
+        {
+            let senders = crate::routing::send::Senders {
+                store: store.clone(),
+                persons: match settings.no_mpi {
+                    true => None,
+                    false => Some(Arc::new(crate::identity::reading::Persons)),
+                },
+                retry_max: Duration::from_secs(settings.route_retry_max_secs.max(1)),
+                owner: uuid::Uuid::new_v4().to_string(),
+            };
+            let truth = truth.clone();
+            tasks.spawn("router", OnExit::Restart, AtShutdown::Stop, move |_| {
+                crate::routing::Router {
+                    senders: senders.clone(),
+                    truth: truth.clone(),
+                }
+                .run()
+            });
+        }
         let retention = crate::ops::retention::Retention {
             hl7v2_archive_days: settings.hl7v2_archive_days,
             event_days: settings.event_retention_days,
@@ -390,6 +438,7 @@ impl Application {
             mpi,
             mpi_on: !settings.no_mpi,
             terminology,
+            truth,
             sockets,
             rates: rates.clone(),
         });

@@ -22,6 +22,7 @@ mod path;
 mod provider_admin;
 pub mod rate;
 mod render;
+mod routes_admin;
 mod search;
 mod smart;
 mod subscription_ops;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub mpi_on: bool,
     /// The terminology service (`$lookup`, `$expand`, `$translate`, ...).
     pub terminology: Arc<crate::terminology::Terminology>,
+    /// The source-of-truth rules on this process's ingest path (set anew by `PUT /admin/routes`).
+    pub truth: Arc<crate::routing::truth::Truth>,
     /// Websocket subscribers' open sockets in this process.
     pub sockets: crate::subscriptions::websocket::Sockets,
     /// Request rates per address (`/auth/*`) and per client (the FHIR API).
@@ -133,6 +136,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route(
                     "/terminology/renormalise",
                     web::post().to(terminology_admin::renormalise),
+                )
+                .route("/routes", web::get().to(routes_admin::current))
+                .route("/routes", web::put().to(routes_admin::put))
+                .route("/routes/history", web::get().to(routes_admin::history))
+                .route("/routes/history/{version}", web::get().to(routes_admin::at))
+                .route("/outbound", web::get().to(routes_admin::outbound))
+                .route("/outbound/summary", web::get().to(routes_admin::summary))
+                .route("/outbound/{seq}", web::get().to(routes_admin::message))
+                .route(
+                    "/outbound/{seq}/replay",
+                    web::post().to(routes_admin::replay),
                 )
                 .route("/providers", web::get().to(provider_admin::status))
                 .route("/providers/reviews", web::get().to(provider_admin::reviews))

@@ -29,8 +29,9 @@ pub trait CodeNormaliser: Send + Sync + std::fmt::Debug {
     fn flush(&self) {}
 }
 
-/// Decides whether `source` may make this change (`new` is absent for a delete): a refusal
-/// says why, and the write is refused with it (403 for a client, AE for a sender).
+/// Decides whether `source` may make this change (`new` is absent for a delete; `old` reads
+/// the current version, if any, when the decision needs it): a refusal says why, and the
+/// write is refused with it (409 for a client, AE for a sender).
 pub trait SourceOfTruth: Send + Sync + std::fmt::Debug {
     fn admits(
         &self,
@@ -38,6 +39,7 @@ pub trait SourceOfTruth: Send + Sync + std::fmt::Debug {
         kind: WriteKind,
         rtype: &str,
         new: Option<&Value>,
+        old: &mut dyn FnMut() -> Option<Value>,
     ) -> Result<(), String>;
 }
 

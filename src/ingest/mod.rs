@@ -59,6 +59,19 @@ pub struct Source {
     pub system: String,
 }
 
+impl Source {
+    /// The name source-of-truth rules and routes know this source by: an HL7v2 sender's
+    /// `hl7v2 APP@FACILITY`, a REST client's `client ID`; `None` for the server's own writers
+    /// (the MPI's golden records, loads, re-normalisation), which no rule holds back.
+    pub fn name(&self) -> Option<String> {
+        match self.channel {
+            Channel::Hl7v2 => Some(format!("hl7v2 {}", self.system)),
+            Channel::Rest => Some(format!("client {}", self.system)),
+            Channel::Mpi | Channel::Load | Channel::Terminology => None,
+        }
+    }
+}
+
 /// One writer on the ingest path: its write context for the store (whose rules hold it to its
 /// grant, the Subscription rules and the hooks), its grant for what the path reads on its
 /// behalf (conditions, the match an `If-None-Exist` returns), and where it writes from.

@@ -26,8 +26,8 @@ impl WriteRules for Rules {
         self.client.allow(kind, rtype, id, new, old)?;
         for truth in &self.hooks.truth {
             truth
-                .admits(&self.source, kind, rtype, new)
-                .map_err(StoreError::Forbidden)?;
+                .admits(&self.source, kind, rtype, new, old)
+                .map_err(StoreError::NotOwner)?;
         }
         Ok(())
     }

@@ -95,6 +95,7 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
         swept.outbox = batches(store, |c| {
             let old: Vec<i64> = o::table
                 .filter(o::dispatched_at.is_not_null())
+                .filter(o::routed_at.is_not_null())
                 .filter(o::created_at.lt(cutoff))
                 .select(o::seq)
                 .order(o::seq)

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// The writer's token does not allow this write (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The writer is not the source of truth of what it changes (409; an HL7v2 AE).
+    #[error("{0}")]
+    NotOwner(String),
     /// The content is not acceptable for reasons the store checks itself (a Subscription
     /// with an unknown topic, say): 422 with these issues.
     #[error("{}", .0.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; "))]

@@ -34,6 +34,8 @@ diesel::table! {
         correlation_id -> Text,
         created_at -> BigInt,
         dispatched_at -> Nullable<BigInt>,
+        origin -> Text,
+        routed_at -> Nullable<BigInt>,
     }
 }
 
@@ -305,6 +307,45 @@ diesel::table! {
     installation (name) {
         name -> Text,
         value -> Text,
+    }
+}
+
+diesel::table! {
+    route_configs (version) {
+        version -> BigInt,
+        recorded_at -> BigInt,
+        actor -> Text,
+        summary -> Text,
+        config -> Text,
+    }
+}
+
+diesel::table! {
+    route_targets (name) {
+        name -> Text,
+        lease_owner -> Nullable<Text>,
+        lease_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    route_messages (seq) {
+        seq -> BigInt,
+        target -> Text,
+        outbox_seq -> BigInt,
+        correlation_id -> Text,
+        focus -> Text,
+        changes -> Text,
+        patient -> Nullable<Text>,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        ack_code -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        kind -> Nullable<Text>,
+        message -> Nullable<Text>,
     }
 }
 

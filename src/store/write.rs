@@ -373,6 +373,7 @@ pub fn flush_changes(conn: &mut DbConnection, changes: &[Change]) -> Result<(), 
                     outbox::action.eq(c.action),
                     outbox::correlation_id.eq(&c.correlation_id),
                     outbox::created_at.eq(c.at),
+                    outbox::origin.eq(&c.actor),
                 )
             })
             .collect();

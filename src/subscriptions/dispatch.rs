@@ -413,8 +413,26 @@ fn passes(
     let Some(focus) = change.current.or(change.previous) else {
         return false;
     };
-    let filtered = l
-        .filters
+    if !filters_pass(&l.filters, change, entries) {
+        return false;
+    }
+    match l.grant.confinement(change.rtype) {
+        Some(p) => in_compartment(&p, change.rtype, id, focus),
+        None => true,
+    }
+}
+
+/// Whether `change` passes `filters` (those of its type; each filter's clauses all hold).
+/// `entries` keeps each parameter's values of the change, computed once for all who filter.
+pub fn filters_pass(
+    filters: &[(String, Vec<Clause>)],
+    change: &Change,
+    entries: &mut HashMap<&'static str, Entries>,
+) -> bool {
+    let Some(focus) = change.current.or(change.previous) else {
+        return false;
+    };
+    filters
         .iter()
         .filter(|(t, _)| t == change.rtype)
         .all(|(_, clauses)| {
@@ -424,12 +442,5 @@ fn passes(
                     .or_insert_with(|| index_param(focus, c.param));
                 matches_entries(e, c)
             })
-        });
-    if !filtered {
-        return false;
-    }
-    match l.grant.confinement(change.rtype) {
-        Some(p) => in_compartment(&p, change.rtype, id, focus),
-        None => true,
-    }
+        })
 }

@@ -236,7 +236,7 @@ pub fn check_headers(headers: &[String]) -> Result<(), String> {
 
 /// A filter must name a type the topic covers and only parameters the topic lets subscribers
 /// filter by, each a valid search of that type.
-fn check_filter(topic: &Topic, text: &str) -> Result<(), String> {
+pub fn check_filter(topic: &Topic, text: &str) -> Result<(), String> {
     let (rtype, query) = text
         .split_once('?')
         .ok_or_else(|| format!("filter '{text}' must read Type?param=value"))?;

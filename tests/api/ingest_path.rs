@@ -60,6 +60,7 @@ impl SourceOfTruth for AllergiesFromPharmacy {
         _: WriteKind,
         rtype: &str,
         _: Option<&Value>,
+        _: &mut dyn FnMut() -> Option<Value>,
     ) -> Result<(), String> {
         match rtype == "AllergyIntolerance" && source.system != "PHARM@GOOD HEALTH" {
             true => Err(format!(
@@ -160,7 +161,7 @@ async fn every_source_meets_the_same_hooks(backend: Backend) {
     let allergy =
         json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/x"}});
     let r = app.post("AllergyIntolerance", &allergy).await;
-    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.status, 409, "{}", r.text);
     assert!(r.text.contains("owned by PHARM@GOOD HEALTH"), "{}", r.text);
     // ...and the registration system's admission that carries one: AE, nothing applied
     let mut mllp = Mllp::connect(app.mllp.unwrap()).await;

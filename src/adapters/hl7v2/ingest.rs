@@ -266,10 +266,15 @@ pub fn process(
         }
         Err(e) => {
             tracing::warn!(control_id = %r.header.control_id, error = %e, "HL7v2 message not applied");
+            let text = match e {
+                // the sender is not the source of truth: the rule's words say it all
+                StoreError::NotOwner(why) => format!("not applied: {why}"),
+                e => format!("the message could not be stored: {e}"),
+            };
             let p = Problem {
                 location: String::new(),
                 code: "207",
-                text: format!("the message could not be stored: {e}"),
+                text,
             };
             r.refuse(store, status::FAILED, AckCode::Error, p)
         }

@@ -211,6 +211,52 @@ pub fn pv1(encounter: &Value) -> Seg {
         .text(45, &dtm(text(encounter, &["period", "end"])))
 }
 
+/// The ADT event an Encounter's change is, told by what changed between its `previous` and
+/// `current` versions (`None`: created; deleted): arriving for an inpatient stay is an
+/// admission (A01), for anything else a registration (A04); a move of its current location a
+/// transfer (A02); finishing a discharge (A03); cancelling or deleting an encounter under way
+/// a cancelled admission (A11); finished again under way a cancelled discharge (A13); any
+/// other change an update (A08). `None`: no ADT event (a planned encounter, say).
+pub fn encounter_trigger(
+    previous: Option<&Value>,
+    current: Option<&Value>,
+) -> Option<&'static str> {
+    const UNDER_WAY: [&str; 4] = ["arrived", "triaged", "in-progress", "onleave"];
+    const ENDED: [&str; 2] = ["cancelled", "entered-in-error"];
+    fn status(e: Option<&Value>) -> &str {
+        e.map(|e| text(e, &["status"])).unwrap_or("")
+    }
+    let inpatient = |e: &Value| matches!(text(e, &["class", "code"]), "IMP" | "ACUTE" | "NONAC");
+    let place = |e: &Value| {
+        items(&e["location"])
+            .iter()
+            .find(|l| l["status"] != "completed")
+            .map(|l| l["location"].clone())
+    };
+    let (before, now) = (status(previous), status(current));
+    let arrival = |e: &Value| if inpatient(e) { "A01" } else { "A04" };
+    match (previous, current) {
+        (_, None) => UNDER_WAY.contains(&before).then_some("A11"),
+        (None, Some(c)) if UNDER_WAY.contains(&now) => Some(arrival(c)),
+        (None, Some(_)) if now == "finished" => Some("A03"),
+        (None, Some(_)) => None,
+        (Some(_), Some(_)) if before != now && now == "finished" => Some("A03"),
+        (Some(_), Some(_)) if before != now && ENDED.contains(&now) => {
+            UNDER_WAY.contains(&before).then_some("A11")
+        }
+        (Some(_), Some(_)) if before == "finished" && UNDER_WAY.contains(&now) => Some("A13"),
+        (Some(_), Some(c)) if !UNDER_WAY.contains(&before) && UNDER_WAY.contains(&now) => {
+            Some(arrival(c))
+        }
+        (Some(p), Some(c)) if UNDER_WAY.contains(&now) && !inpatient(p) && inpatient(c) => {
+            Some("A01")
+        }
+        (Some(p), Some(c)) if UNDER_WAY.contains(&now) && place(p) != place(c) => Some("A02"),
+        (Some(_), Some(_)) if now == "planned" || ENDED.contains(&now) => None,
+        (Some(_), Some(_)) => Some("A08"),
+    }
+}
+
 /// The MSH of a message of `kind` (`ADT^A01^ADT_A01` as components).
 pub fn msh(env: &Envelope, kind: &[&str]) -> Seg {
     Seg::new("MSH")
@@ -232,6 +278,7 @@ pub fn adt(env: &Envelope, trigger: &str, patient: &Value, encounter: Option<&Va
         "A02" => "ADT_A02",
         "A03" => "ADT_A03",
         "A11" => "ADT_A09",
+        "A28" | "A31" => "ADT_A05",
         _ => "ADT_A01",
     };
     let mut segments = vec![
@@ -327,5 +374,33 @@ mod tests {
             ("I", "4W-401-B", "V1")
         );
         assert_eq!(pv1.value(44), "20261125113000+0000");
+    }
+
+    #[test]
+    fn an_encounters_change_is_told_as_its_adt_event() {
+        let enc = |status: &str, class: &str, bed: &str| {
+            json!({"status": status, "class": {"code": class},
+                   "location": [{"location": {"display": bed}, "status": "active"}]})
+        };
+        let ed = enc("arrived", "EMER", "ED-1");
+        let admitted = enc("in-progress", "IMP", "4W-1");
+        let moved = enc("in-progress", "IMP", "4W-2");
+        let done = enc("finished", "IMP", "4W-2");
+        let t = |p: Option<&Value>, c: Option<&Value>| encounter_trigger(p, c);
+        assert_eq!(t(None, Some(&ed)), Some("A04"));
+        assert_eq!(t(None, Some(&admitted)), Some("A01"));
+        assert_eq!(t(Some(&ed), Some(&admitted)), Some("A01"));
+        assert_eq!(t(Some(&admitted), Some(&moved)), Some("A02"));
+        assert_eq!(t(Some(&moved), Some(&done)), Some("A03"));
+        assert_eq!(t(Some(&done), Some(&moved)), Some("A13"));
+        assert_eq!(
+            t(Some(&moved), Some(&enc("cancelled", "IMP", "4W-2"))),
+            Some("A11")
+        );
+        assert_eq!(t(Some(&moved), None), Some("A11"));
+        let mut renamed = moved.clone();
+        renamed["period"] = json!({"start": "2026-12-06"});
+        assert_eq!(t(Some(&moved), Some(&renamed)), Some("A08"));
+        assert_eq!(t(None, Some(&enc("planned", "IMP", ""))), None);
     }
 }

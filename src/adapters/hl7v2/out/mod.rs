@@ -4,4 +4,5 @@
 //! the other message types follow.
 
 pub mod adt;
+pub mod client;
 pub mod write;

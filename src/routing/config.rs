@@ -1,0 +1,324 @@
+//! The integration team's routes, as data: which target systems exist, how each is reached,
+//! which events it receives (topics and filters, as Subscriptions name them), in which
+//! format, and by which identifier system it knows a patient. Read from JSON (a file under
+//! `capability/routes/`, or `PUT /admin/routes`) and checked whole before any of it is used.
+
+use crate::subscriptions::subscription::check_filter;
+use crate::subscriptions::topics;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration: every target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routes {
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    /// Which source is the source of truth of which data (`truth`).
+    #[serde(default)]
+    pub truth: Vec<Domain>,
+}
+
+/// A data domain and its source of truth: only its owners change what it covers; another
+/// source's change to it is refused (409 to a REST client, AE to an HL7v2 sender, which keeps
+/// the message in the exception queue for review and replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    /// Its name, in refusals: `adt`, `results`, `medications`, `allergies`...
+    pub domain: String,
+    /// The resource types it covers.
+    pub resources: Vec<String>,
+    /// The top-level elements it covers (`name`, `birthDate`...); empty: all of them.
+    #[serde(default)]
+    pub elements: Vec<String>,
+    /// The sources that own it, by name (`hl7v2 APP@FACILITY`, `client ID`).
+    pub owners: Vec<String>,
+    /// Whether another source may create what does not exist yet (a lab's result naming a
+    /// patient the registration system has not sent): what it creates is then the owners' to
+    /// change. Default true.
+    #[serde(default = "yes")]
+    pub others_may_create: bool,
+}
+
+/// One target system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Its name: in the queue, the exception queue, metrics and logs.
+    pub name: String,
+    /// Whether it is sent to; a disabled target's events are not queued.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub channel: Channel,
+    pub format: Format,
+    /// The events it receives: a change reaches it when one of these fires for it.
+    pub events: Vec<Event>,
+    /// The identifier system of the MRN this target knows patients by: that identifier is
+    /// sent first (taken from another record of the same person when the MPI links one).
+    #[serde(default)]
+    pub identifier_system: Option<String>,
+    /// The names its own writes reach emrsync under (an HL7v2 sender's `hl7v2 APP@FACILITY`,
+    /// a REST client's id): a change it made is never sent back to it.
+    #[serde(default)]
+    pub origins: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a target is reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Channel {
+    /// HL7v2 over MLLP: one connection, one message in flight, the next after its ACK.
+    Mllp {
+        /// host:port
+        address: String,
+        /// How long an ACK is waited for before the message is sent again (milliseconds).
+        #[serde(default = "ack_timeout_ms")]
+        ack_timeout_ms: u64,
+    },
+}
+
+fn ack_timeout_ms() -> u64 {
+    10_000
+}
+
+/// What a target is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Format {
+    /// HL7v2 messages of this version, from and to these applications (MSH-3 to MSH-6).
+    Hl7v2 {
+        #[serde(default = "v251")]
+        version: String,
+        #[serde(default = "emrsync")]
+        sending_application: String,
+        #[serde(default)]
+        sending_facility: String,
+        #[serde(default)]
+        receiving_application: String,
+        #[serde(default)]
+        receiving_facility: String,
+    },
+}
+
+fn v251() -> String {
+    "2.5.1".into()
+}
+
+fn emrsync() -> String {
+    "EMRSYNC".into()
+}
+
+/// Events a target receives: a topic canonical (or R4 criteria such as `Encounter`) and
+/// filters, exactly as a Subscription says them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub criteria: String,
+    #[serde(default)]
+    pub filters: Vec<String>,
+}
+
+/// The longest target name: it is part of every queued message's key and of log lines.
+const MAX_NAME: usize = 64;
+/// The most targets one configuration may have (each is a task and a connection).
+const MAX_TARGETS: usize = 200;
+
+impl Routes {
+    /// Read and check a configuration; every problem found is reported, one per line.
+    pub fn parse(text: &str) -> Result<Routes, String> {
+        let routes: Routes =
+            serde_json::from_str(text).map_err(|e| format!("routes do not read: {e}"))?;
+        routes.check()?;
+        Ok(routes)
+    }
+
+    /// Every problem of this configuration, or none.
+    pub fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.targets.len() > MAX_TARGETS {
+            problems.push(format!("at most {MAX_TARGETS} targets"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.targets {
+            let ok_name = !t.name.is_empty()
+                && t.name.len() <= MAX_NAME
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok_name {
+                problems.push(format!(
+                    "target name '{}': 1 to {MAX_NAME} letters, digits, '-', '_' or '.'",
+                    t.name
+                ));
+            }
+            if !seen.insert(t.name.as_str()) {
+                problems.push(format!("target '{}' is named twice", t.name));
+            }
+            let Channel::Mllp { address, .. } = &t.channel;
+            if address
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                problems.push(format!(
+                    "target '{}': address '{address}' is not host:port",
+                    t.name
+                ));
+            }
+            if t.events.is_empty() {
+                problems.push(format!("target '{}' receives no events", t.name));
+            }
+            for e in &t.events {
+                match topics::resolve(&e.criteria) {
+                    Ok(topic) => {
+                        for f in &e.filters {
+                            if let Err(why) = check_filter(&topic, f) {
+                                problems.push(format!("target '{}': {why}", t.name));
+                            }
+                        }
+                    }
+                    Err(why) => problems.push(format!("target '{}': {why}", t.name)),
+                }
+            }
+        }
+        let mut domains = std::collections::HashSet::new();
+        for d in &self.truth {
+            if !domains.insert(d.domain.as_str()) {
+                problems.push(format!("domain '{}' is named twice", d.domain));
+            }
+            if d.owners.is_empty() {
+                problems.push(format!("domain '{}' has no owner", d.domain));
+            }
+            if d.resources.is_empty() {
+                problems.push(format!("domain '{}' covers no resource type", d.domain));
+            }
+            for r in &d.resources {
+                if !crate::fhir::definitions::Definitions::get().is_resource_type(r) {
+                    problems.push(format!(
+                        "domain '{}': '{r}' is not an R4 resource type",
+                        d.domain
+                    ));
+                }
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(problems.join("\n")),
+        }
+    }
+
+    /// What changed from `before` to this, in words: targets added, removed and changed.
+    pub fn summary_since(&self, before: &Routes) -> String {
+        let names =
+            |r: &Routes| -> Vec<String> { r.targets.iter().map(|t| t.name.clone()).collect() };
+        let (old, new) = (names(before), names(self));
+        let mut parts = Vec::new();
+        for n in new.iter().filter(|n| !old.contains(n)) {
+            parts.push(format!("added {n}"));
+        }
+        for n in old.iter().filter(|n| !new.contains(n)) {
+            parts.push(format!("removed {n}"));
+        }
+        for t in &self.targets {
+            if let Some(b) = before.targets.iter().find(|b| b.name == t.name)
+                && b != t
+            {
+                parts.push(format!("changed {}", t.name));
+            }
+        }
+        if self.truth != before.truth {
+            let names: Vec<&str> = self.truth.iter().map(|d| d.domain.as_str()).collect();
+            parts.push(format!(
+                "source of truth now: {}",
+                match names.is_empty() {
+                    true => "none".to_string(),
+                    false => names.join(", "),
+                }
+            ));
+        }
+        match parts.is_empty() {
+            true => "no change".into(),
+            false => parts.join(", "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEGACY: &str = r#"{"targets": [{
+        "name": "legacy-emr",
+        "channel": {"type": "mllp", "address": "127.0.0.1:2576"},
+        "format": {"type": "hl7v2", "receiving_application": "LEGACY"},
+        "events": [{"criteria": "http://emrsync.org/SubscriptionTopic/encounter-start",
+                    "filters": ["Encounter?class=EMER"]}],
+        "identifier_system": "urn:oid:2.16.840.1.113883.3.72.5.9.1",
+        "origins": ["hl7v2 LEGACY@HOSP"]}]}"#;
+
+    #[test]
+    fn a_target_reads_with_its_defaults() {
+        let r = Routes::parse(LEGACY).unwrap();
+        let t = &r.targets[0];
+        assert!(t.enabled);
+        assert_eq!(
+            t.channel,
+            Channel::Mllp {
+                address: "127.0.0.1:2576".into(),
+                ack_timeout_ms: 10_000
+            }
+        );
+        let Format::Hl7v2 {
+            version,
+            sending_application,
+            ..
+        } = &t.format;
+        assert_eq!(
+            (version.as_str(), sending_application.as_str()),
+            ("2.5.1", "EMRSYNC")
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"{"targets": [
+            {"name": "a b", "channel": {"type": "mllp", "address": "nowhere"},
+             "format": {"type": "hl7v2"}, "events": [{"criteria": "http://example.org/no-topic"}]},
+            {"name": "x", "channel": {"type": "mllp", "address": "h:1"}, "format": {"type": "hl7v2"},
+             "events": [{"criteria": "Encounter", "filters": ["Encounter?nonsense=1"]}]},
+            {"name": "x", "channel": {"type": "mllp", "address": "h:1"}, "format": {"type": "hl7v2"},
+             "events": []}]}"#;
+        let e = Routes::parse(text).unwrap_err();
+        for part in [
+            "target name 'a b'",
+            "'nowhere' is not host:port",
+            "neither a topic",
+            "nonsense",
+            "named twice",
+            "receives no events",
+        ] {
+            assert!(e.contains(part), "{part} missing from: {e}");
+        }
+        assert!(
+            Routes::parse(r#"{"targets": [], "extra": 1}"#)
+                .unwrap_err()
+                .contains("extra")
+        );
+    }
+
+    #[test]
+    fn the_summary_names_what_changed() {
+        let a = Routes::parse(LEGACY).unwrap();
+        let mut b = a.clone();
+        b.targets[0].origins.clear();
+        let mut c = a.clone();
+        c.targets[0].name = "ed".into();
+        assert_eq!(b.summary_since(&a), "changed legacy-emr");
+        assert_eq!(c.summary_since(&a), "added ed, removed legacy-emr");
+        assert_eq!(a.summary_since(&Routes::default()), "added legacy-emr");
+        assert_eq!(a.summary_since(&a), "no change");
+    }
+}

@@ -1,0 +1,51 @@
+//! Which process sends for a target, when several share one PostgreSQL: a lease on the
+//! target's row, renewed while held; a process that dies holding it blocks the target only
+//! until it runs out. SQLite is one process: there is nothing to share.
+
+use crate::fhir::resource::now_micros;
+use crate::store::db::DbConnection;
+use crate::store::schema::route_targets as t;
+use crate::store::{Store, StoreError};
+use diesel::prelude::*;
+use std::time::Duration;
+
+/// How long a lease lasts unless renewed.
+const LEASE: Duration = Duration::from_secs(15);
+/// How often a process without the lease looks whether it is free.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// Take or renew the lease on `target` for `owner`: whether it is held now.
+pub async fn hold(store: &Store, target: &str, owner: &str) -> Result<bool, StoreError> {
+    let (store, target, owner) = (store.clone(), target.to_string(), owner.to_string());
+    tokio::task::spawn_blocking(move || {
+        store.write_rows(|c| {
+            if matches!(c, DbConnection::Sqlite(_)) {
+                return Ok(true);
+            }
+            let now = now_micros();
+            let known: Option<String> = t::table
+                .find(&target)
+                .select(t::name)
+                .get_result(c)
+                .optional()?;
+            if known.is_none() {
+                diesel::insert_into(t::table)
+                    .values((t::name.eq(&target), t::lease_until.eq(0i64)))
+                    .execute(c)?;
+            }
+            let taken = diesel::update(
+                t::table
+                    .filter(t::name.eq(&target))
+                    .filter(t::lease_until.lt(now).or(t::lease_owner.eq(&owner))),
+            )
+            .set((
+                t::lease_owner.eq(&owner),
+                t::lease_until.eq(now + LEASE.as_micros() as i64),
+            ))
+            .execute(c)?;
+            Ok(taken == 1)
+        })
+    })
+    .await
+    .map_err(|e| StoreError::Database(format!("lease task: {e}")))?
+}
