@@ -7,7 +7,7 @@
 //! queue is in commit order whatever the number of processes.
 
 use super::config::{Routes, Target};
-use crate::fhir::resource::now_micros;
+use crate::fhir::resource::{is_golden_record, now_micros};
 use crate::fhir::search::index::Entries;
 use crate::fhir::search::query::Clause;
 use crate::store::db::DbConnection;
@@ -174,6 +174,16 @@ fn queue(
         })
         .collect();
     let take = |p: &Pending, v: i64| read.get(&(p.resource_type.clone(), p.resource_id.clone(), v));
+    // the MPI's golden records are emrsync's own view of a person, not a record any target
+    // keeps: targets hear of the sources' records
+    let considered: Vec<&Pending> = considered
+        .into_iter()
+        .filter(|p| {
+            take(p, p.version_id)
+                .or_else(|| take(p, p.version_id - 1))
+                .is_none_or(|r| !is_golden_record(r))
+        })
+        .collect();
     // groups in the order of their first change: (correlation, patient) -> changes
     let mut groups: Vec<Group> = Vec::new();
     for p in &considered {

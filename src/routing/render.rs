@@ -1,15 +1,20 @@
 //! A queued message made into what its target reads: the versions it carries are read as
 //! they were written (a message sent after a downtime says what was true then, in order), the
-//! patient given the identifier the target knows, and the event told from what changed.
+//! patient given the identifier the target knows, and the message told from what changed: a
+//! report or its results are an ORU, an order's change an ORM, an encounter's change its ADT
+//! event, a patient's alone an A28 or A08.
 
 use super::config::{Format, Target};
 use super::dispatch::Changed;
 use super::queue::Queued;
 use crate::adapters::hl7v2::message::Delimiters;
 use crate::adapters::hl7v2::out::adt::{self, Envelope};
+use crate::adapters::hl7v2::out::{orm, oru};
 use crate::store::db::DbConnection;
+use crate::store::schema::search_reference as sr;
 use crate::store::{StoreError, versions};
 use crate::subscriptions::dispatch::SamePerson;
+use diesel::prelude::*;
 use serde_json::Value;
 
 /// What a message became: its kind (`ADT^A01`) and text; or why it is not sent.
@@ -22,77 +27,63 @@ pub enum Rendered {
     Nothing(String),
 }
 
-/// Render `q` for `target`. An error of the store is the caller's to retry; `Err(Ok(why))`
-/// is a message that cannot be made (to the exception queue).
+/// The outcome of rendering: an error of the store is the caller's to retry; `Err(why)`
+/// inside is a message that cannot be made (to the exception queue).
+pub type Rendering = Result<Result<Rendered, String>, StoreError>;
+
+/// The versions a message carries, and the current versions of what it refers to.
+struct Versions<'a> {
+    changes: &'a [Changed],
+}
+
+impl Versions<'_> {
+    /// Version `v` of a change's resource (`None`: deleted, or before the first).
+    fn at(
+        &self,
+        conn: &mut DbConnection,
+        c: &Changed,
+        v: i64,
+    ) -> Result<Option<Value>, StoreError> {
+        if v < 1 {
+            return Ok(None);
+        }
+        Ok(versions::versions(conn, &[(&c.rtype, &c.id, v)])?
+            .pop()
+            .filter(|v| !v.deleted)
+            .map(|v| v.json()))
+    }
+
+    fn of(&self, rtype: &str) -> impl Iterator<Item = &Changed> {
+        self.changes.iter().filter(move |c| c.rtype == rtype)
+    }
+
+    /// `Type/id` as this message carries it, else as it is now.
+    fn resolve(
+        &self,
+        conn: &mut DbConnection,
+        reference: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let Some((rtype, id)) = reference.split_once('/') else {
+            return Ok(None);
+        };
+        if let Some(c) = self.changes.iter().find(|c| c.rtype == rtype && c.id == id) {
+            return self.at(conn, c, c.version);
+        }
+        Ok(versions::current(conn, rtype, id)?
+            .filter(|v| !v.deleted)
+            .map(|v| v.json()))
+    }
+}
+
+/// Render `q` for `target`.
 pub fn render(
     conn: &mut DbConnection,
     q: &Queued,
     target: &Target,
     persons: Option<&dyn SamePerson>,
-) -> Result<Result<Rendered, String>, StoreError> {
+) -> Rendering {
     let changes = q.changes();
-    let read =
-        |conn: &mut DbConnection, c: &Changed, v: i64| -> Result<Option<Value>, StoreError> {
-            if v < 1 {
-                return Ok(None);
-            }
-            Ok(versions::versions(conn, &[(&c.rtype, &c.id, v)])?
-                .pop()
-                .filter(|v| !v.deleted)
-                .map(|v| v.json()))
-        };
-    let encounter = match changes.iter().find(|c| c.rtype == "Encounter") {
-        Some(c) => {
-            let current = read(conn, c, c.version)?;
-            let previous = read(conn, c, c.version - 1)?;
-            Some((previous, current))
-        }
-        None => None,
-    };
-    let (trigger, encounter_now) = match &encounter {
-        Some((previous, current)) => {
-            match adt::encounter_trigger(previous.as_ref(), current.as_ref()) {
-                Some(t) => (t, current.clone().or_else(|| previous.clone())),
-                None => {
-                    return Ok(Ok(Rendered::Nothing(
-                        "the encounter's change is no ADT event (planned, or cancelled before it began)".into(),
-                    )));
-                }
-            }
-        }
-        None => match changes.iter().find(|c| c.rtype == "Patient") {
-            Some(c) if c.action == "create" => ("A28", None),
-            Some(c) if c.action == "update" => ("A08", None),
-            _ => {
-                let kinds: Vec<String> = changes.iter().map(|c| c.rtype.clone()).collect();
-                return Ok(Err(format!(
-                    "no HL7v2 message of this server says a change of {} yet",
-                    kinds.join(", ")
-                )));
-            }
-        },
-    };
-    let patient = match changes.iter().find(|c| c.rtype == "Patient") {
-        Some(c) => read(conn, c, c.version)?,
-        None => None,
-    };
-    let patient = match patient {
-        Some(p) => p,
-        None => {
-            let Some(id) = q
-                .patient
-                .as_deref()
-                .and_then(|p| p.strip_prefix("Patient/"))
-            else {
-                return Ok(Err("the message names no patient".into()));
-            };
-            match versions::current(conn, "Patient", id)? {
-                Some(v) if !v.deleted => v.json(),
-                _ => return Ok(Err(format!("Patient/{id} is not known"))),
-            }
-        }
-    };
-    let patient = known_as(conn, patient, target, q.patient.as_deref(), persons)?;
+    let v = Versions { changes: &changes };
     let Format::Hl7v2 {
         version,
         sending_application,
@@ -110,9 +101,145 @@ pub fn render(
         version: version.clone(),
         delimiters: Delimiters::default(),
     };
+    let patient = match v.of("Patient").next() {
+        Some(c) => v.at(conn, c, c.version)?,
+        None => match q.patient.as_deref() {
+            Some(p) => v.resolve(conn, p)?,
+            None => None,
+        },
+    };
+    let Some(patient) = patient else {
+        return Ok(Err(match &q.patient {
+            Some(p) => format!("{p} is not known"),
+            None => "the message names no patient".into(),
+        }));
+    };
+    let patient = known_as(conn, patient, target, q.patient.as_deref(), persons)?;
+    if v.of("DiagnosticReport").next().is_some() || v.of("Observation").next().is_some() {
+        return results(conn, &v, &env, &patient);
+    }
+    if let Some(c) = v.of("ServiceRequest").next() {
+        let (previous, current) = (v.at(conn, c, c.version - 1)?, v.at(conn, c, c.version)?);
+        let Some(request) = current else {
+            return Ok(Ok(Rendered::Nothing("the order was deleted".into())));
+        };
+        let mut refer = |key: &str| -> Result<Option<Value>, StoreError> {
+            match request[key]["reference"].as_str() {
+                Some(r) => v.resolve(conn, r),
+                None => Ok(None),
+            }
+        };
+        let (requester, encounter) = (refer("requester")?, refer("encounter")?);
+        return Ok(Ok(Rendered::Message {
+            kind: "ORM^O01".into(),
+            text: orm::orm(
+                &env,
+                &patient,
+                encounter.as_ref(),
+                (previous.as_ref(), &request),
+                requester.as_ref(),
+            ),
+        }));
+    }
+    if let Some(c) = v.of("Encounter").next() {
+        let (previous, current) = (v.at(conn, c, c.version - 1)?, v.at(conn, c, c.version)?);
+        let Some(trigger) = adt::encounter_trigger(previous.as_ref(), current.as_ref()) else {
+            return Ok(Ok(Rendered::Nothing(
+                "the encounter's change is no ADT event (planned, or cancelled before it began)"
+                    .into(),
+            )));
+        };
+        let encounter = current.or(previous);
+        return Ok(Ok(Rendered::Message {
+            kind: format!("ADT^{trigger}"),
+            text: adt::adt(&env, trigger, &patient, encounter.as_ref()),
+        }));
+    }
+    let trigger = match v.of("Patient").next().map(|c| c.action.as_str()) {
+        Some("create") => "A28",
+        Some("update") => "A08",
+        _ => {
+            let kinds: Vec<&str> = changes.iter().map(|c| c.rtype.as_str()).collect();
+            return Ok(Err(format!(
+                "no HL7v2 message of this server says a change of {} yet",
+                kinds.join(", ")
+            )));
+        }
+    };
     Ok(Ok(Rendered::Message {
         kind: format!("ADT^{trigger}"),
-        text: adt::adt(&env, trigger, &patient, encounter_now.as_ref()),
+        text: adt::adt(&env, trigger, &patient, None),
+    }))
+}
+
+/// An ORU^R01 of the reports the message carries, and of those whose results it carries
+/// (a corrected result whose report says the same as before); results in no report make one
+/// report of their own.
+fn results(conn: &mut DbConnection, v: &Versions, env: &Envelope, patient: &Value) -> Rendering {
+    let mut reports: Vec<(String, Value)> = Vec::new();
+    for c in v.of("DiagnosticReport") {
+        if let Some(r) = v.at(conn, c, c.version)? {
+            reports.push((c.id.clone(), r));
+        }
+    }
+    let observations: Vec<&Changed> = v.of("Observation").collect();
+    let ids: Vec<&str> = observations.iter().map(|c| c.id.as_str()).collect();
+    let citing: Vec<String> = sr::table
+        .filter(sr::resource_type.eq("DiagnosticReport"))
+        .filter(sr::param.eq("result"))
+        .filter(sr::target_type.eq("Observation"))
+        .filter(sr::target_id.eq_any(&ids))
+        .select(sr::resource_id)
+        .distinct()
+        .load(conn)?;
+    for id in citing {
+        if reports.iter().all(|(r, _)| *r != id)
+            && let Some(r) = v.resolve(conn, &format!("DiagnosticReport/{id}"))?
+        {
+            reports.push((id, r));
+        }
+    }
+    let mut written = Vec::new();
+    let mut cited: Vec<String> = Vec::new();
+    for (_, report) in &reports {
+        let mut results = Vec::new();
+        for r in report["result"].as_array().into_iter().flatten() {
+            let Some(reference) = r["reference"].as_str() else {
+                continue;
+            };
+            cited.push(reference.to_string());
+            if let Some(o) = v.resolve(conn, reference)? {
+                results.push(o);
+            }
+        }
+        written.push((report.clone(), results));
+    }
+    // results of no report: one report of their own, named by the first one's code
+    let mut alone = Vec::new();
+    for c in observations {
+        if !cited.contains(&format!("Observation/{}", c.id))
+            && let Some(o) = v.at(conn, c, c.version)?
+        {
+            alone.push(o);
+        }
+    }
+    if let Some(first) = alone.first() {
+        let report = serde_json::json!({"status": first["status"], "code": first["code"],
+            "effectiveDateTime": first["effectiveDateTime"]});
+        written.push((report, alone));
+    }
+    if written.is_empty() {
+        return Ok(Ok(Rendered::Nothing(
+            "the results it carries were deleted".into(),
+        )));
+    }
+    let encounter = match written[0].0["encounter"]["reference"].as_str() {
+        Some(r) => v.resolve(conn, r)?,
+        None => None,
+    };
+    Ok(Ok(Rendered::Message {
+        kind: "ORU^R01".into(),
+        text: oru::oru(env, patient, encounter.as_ref(), &written),
     }))
 }
 

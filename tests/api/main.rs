@@ -40,6 +40,7 @@ mod providers;
 mod receiver;
 mod retention;
 mod routing;
+mod routing_clinical;
 mod scope_queries;
 mod search;
 mod search_examples;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 const GH: &str = "urn:oid:1.2.840.114350.1";
 
-async fn spawn(backend: Backend) -> TestApp {
+pub async fn spawn(backend: Backend) -> TestApp {
     spawn_with(backend, |s| {
         s.mllp = Some("127.0.0.1:0".into());
         s.route_retry_max_secs = 1;
@@ -55,7 +55,7 @@ fn routes(legacy: &LegacyEmr) -> Value {
     }]})
 }
 
-async fn admin_put(app: &TestApp, path: &str, body: &Value) -> crate::helpers::Resp {
+pub async fn admin_put(app: &TestApp, path: &str, body: &Value) -> crate::helpers::Resp {
     let url = format!("{}/admin/{path}", app.root);
     app.send(
         app.client
@@ -66,19 +66,19 @@ async fn admin_put(app: &TestApp, path: &str, body: &Value) -> crate::helpers::R
     .await
 }
 
-async fn admin_get(app: &TestApp, path: &str) -> Value {
+pub async fn admin_get(app: &TestApp, path: &str) -> Value {
     let r = app.get_url(&format!("{}/admin/{path}", app.root)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.json()
 }
 
-async fn send(app: &TestApp, message: &str) {
+pub async fn send(app: &TestApp, message: &str) {
     let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
     let ack = mllp.send(message).await;
     assert_eq!(ack.code(), "AA", "{}", ack.text);
 }
 
-fn events(got: &[String]) -> Vec<String> {
+pub fn events(got: &[String]) -> Vec<String> {
     got.iter().map(|m| field(m, "MSH", 9)).collect()
 }
 

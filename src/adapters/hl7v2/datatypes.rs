@@ -282,6 +282,36 @@ pub fn coding_system(name: &str) -> String {
     }
 }
 
+/// A FHIR system URI as the v2 coding system name (HL7 table 0396) it came from: the reverse
+/// of `coding_system` (the first name of each), empty for a system v2 has no name for.
+pub fn coding_system_name(uri: &str) -> String {
+    match uri {
+        "http://loinc.org" => "LN".into(),
+        "http://snomed.info/sct" => "SCT".into(),
+        "http://www.nlm.nih.gov/research/umls/rxnorm" => "RXNORM".into(),
+        "http://hl7.org/fhir/sid/icd-10" => "I10".into(),
+        "http://hl7.org/fhir/sid/icd-10-cm" => "I10C".into(),
+        "http://hl7.org/fhir/sid/icd-9-cm" => "I9".into(),
+        "http://unitsofmeasure.org" => "UCUM".into(),
+        "http://hl7.org/fhir/sid/cvx" => "CVX".into(),
+        "http://hl7.org/fhir/sid/ndc" => "NDC".into(),
+        u => {
+            for prefix in [
+                "http://emrsync.org/hl7v2/local-code-system/",
+                "http://emrsync.org/hl7v2/code-system/",
+            ] {
+                if let Some(name) = u.strip_prefix(prefix) {
+                    return name.to_string();
+                }
+            }
+            match u.strip_prefix("http://terminology.hl7.org/CodeSystem/v2-") {
+                Some(table) => format!("HL7{table}"),
+                None => String::new(),
+            }
+        }
+    }
+}
+
 /// Text made safe for a URI path segment.
 pub fn uri_part(s: &str) -> String {
     s.chars()
@@ -480,6 +510,11 @@ mod tests {
     #[test]
     fn coding_systems() {
         assert_eq!(coding_system("LN"), "http://loinc.org");
+        for name in [
+            "LN", "SCT", "RXNORM", "I10", "UCUM", "CVX", "HL70078", "99LAB", "L", "ACME",
+        ] {
+            assert_eq!(coding_system_name(&coding_system(name)), name);
+        }
         assert_eq!(
             coding_system("HL70005"),
             "http://terminology.hl7.org/CodeSystem/v2-0005"

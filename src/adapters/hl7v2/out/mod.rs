@@ -5,4 +5,6 @@
 
 pub mod adt;
 pub mod client;
+pub mod orm;
+pub mod oru;
 pub mod write;

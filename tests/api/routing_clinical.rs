@@ -1,0 +1,215 @@
+//! Sync out of orders and results (issue 23): an ambulatory EMR (`legacy_emr`) receives the
+//! orders placed in the hospital (ORM) and their results from the lab (ORU), the correction
+//! too, in order; and every message of the corpus that this project maps in goes back out to
+//! a target that hears everything, each one read without error by an HL7v2 parser written by
+//! others (the PyPI `hl7` package), keeping the patient's identifier.
+
+use crate::helpers::{Backend, TestApp};
+use crate::legacy_emr::{LegacyEmr, field};
+use crate::routing::{admin_get, admin_put, events, send, spawn};
+use serde_json::{Value, json};
+
+const PID: &str = "PID|1||M700^^^GH&1.2.840.114350.1&ISO^MR||Okafor^Ada||19650303|F\r";
+
+fn orm(control: &str, placer: &str, code: &str) -> String {
+    format!(
+        "MSH|^~\\&|CPOE|GOOD HEALTH|EMRSYNC|HUB|20261206090000||ORM^O01^ORM_O01|{control}|P|2.5.1\r{PID}\
+         ORC|{code}|{placer}^CPOE|||||||20261206085500|||1234^Welby^Marcus^^^Dr^^^NPI&2.16.840.1.113883.4.6&ISO\r\
+         OBR|1|{placer}^CPOE||2823-3^Potassium^LN|||20261206090000\r"
+    )
+}
+
+fn oru(control: &str, placer: &str, status: &str, potassium: &str) -> String {
+    format!(
+        "MSH|^~\\&|LAB|GOOD HEALTH|EMRSYNC|HUB|20261206100000||ORU^R01^ORU_R01|{control}|P|2.5.1\r{PID}\
+         OBR|1|{placer}^CPOE|F-{placer}^LAB|2823-3^Potassium^LN|||20261206093000|||||||||||||||20261206095900|||{status}\r\
+         OBX|1|NM|2823-3^Potassium^LN||{potassium}|mmol/L^mmol/L^UCUM|3.5-5.1|{flag}|||{status}|||20261206093000\r",
+        flag = if potassium.parse::<f64>().unwrap() > 5.1 {
+            "H"
+        } else {
+            "N"
+        }
+    )
+}
+
+async fn an_order_its_result_and_the_correction_reach_the_ambulatory_emr(app: TestApp) {
+    let amb = LegacyEmr::start().await;
+    let routes = json!({"targets": [{
+        "name": "ambulatory",
+        "channel": {"type": "mllp", "address": amb.address()},
+        "format": {"type": "hl7v2", "receiving_application": "AMB"},
+        "events": [{"criteria": "ServiceRequest"}, {"criteria": "DiagnosticReport"},
+                   {"criteria": "Observation"}]}]});
+    let r = admin_put(&app, "routes", &routes).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    send(&app, &orm("O1", "PL-9", "NW")).await;
+    send(&app, &oru("L1", "PL-9", "F", "5.9")).await;
+    send(&app, &oru("L2", "PL-9", "C", "4.1")).await;
+    let got = amb.wait_for(3, 20).await;
+    assert_eq!(
+        events(&got),
+        ["ORM^O01^ORM_O01", "ORU^R01^ORU_R01", "ORU^R01^ORU_R01"],
+        "{got:#?}"
+    );
+    let order = &got[0];
+    assert_eq!(field(order, "ORC", 1), "NW");
+    assert_eq!(field(order, "ORC", 2), "PL-9");
+    assert!(
+        field(order, "ORC", 12).starts_with("1234^Welby^Marcus"),
+        "{order}"
+    );
+    assert!(
+        field(order, "OBR", 4).starts_with("2823-3^Potassium^LN"),
+        "{order}"
+    );
+    assert!(field(order, "PID", 3).starts_with("M700^"), "{order}");
+    let (result, correction) = (&got[1], &got[2]);
+    assert_eq!(field(result, "OBR", 2), "PL-9");
+    assert_eq!(field(result, "OBR", 3), "F-PL-9");
+    assert_eq!(
+        (
+            field(result, "OBX", 5),
+            field(result, "OBX", 8),
+            field(result, "OBX", 11)
+        ),
+        ("5.9".to_string(), "H".to_string(), "F".to_string())
+    );
+    assert!(field(result, "OBX", 6).starts_with("mmol/L"), "{result}");
+    assert_eq!(field(result, "OBX", 14), "20261206093000+0000");
+    assert_eq!(
+        (field(correction, "OBX", 5), field(correction, "OBX", 11)),
+        ("4.1".to_string(), "C".to_string())
+    );
+    // a cancellation of the order is an ORM with CA
+    send(&app, &orm("O2", "PL-9", "CA")).await;
+    let got = amb.wait_for(4, 20).await;
+    assert_eq!(field(&got[3], "ORC", 1), "CA", "{got:#?}");
+    let sent = admin_get(&app, "outbound/summary").await;
+    assert_eq!(sent["targets"]["ambulatory"]["sent"], 4, "{sent}");
+}
+
+/// Reads messages (separated by 0x1C) with python-hl7: each one's type and PID-3.1.
+const READ: &str = r#"
+import sys, json, hl7
+out = []
+for text in sys.stdin.read().split('\x1c'):
+    if not text.strip():
+        continue
+    m = hl7.parse(text)
+    out.append({'type': str(m.segment('MSH')[9]), 'mrn': m.extract_field('PID', 1, 3, 1, 1)})
+print(json.dumps(out))
+"#;
+
+async fn every_corpus_message_goes_back_out_readable(app: TestApp) {
+    let everything = LegacyEmr::start().await;
+    let kinds = [
+        "Patient",
+        "Encounter",
+        "ServiceRequest",
+        "DiagnosticReport",
+        "Observation",
+    ];
+    let routes = json!({"targets": [{
+        "name": "everything",
+        "channel": {"type": "mllp", "address": everything.address()},
+        "format": {"type": "hl7v2"},
+        "events": kinds.iter().map(|k| json!({"criteria": k})).collect::<Vec<_>>()}]});
+    let r = admin_put(&app, "routes", &routes).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let corpus = crate::hl7v2_corpus::corpus();
+    let index = std::fs::read_to_string(corpus.join("index.tsv")).unwrap();
+    let mut sent = 0;
+    for line in index.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols[6] != "ok" {
+            continue;
+        }
+        for m in crate::hl7v2_corpus::messages(&std::fs::read(corpus.join(cols[0])).unwrap()) {
+            let mut mllp = crate::mllp_client::Mllp::connect(app.mllp.unwrap()).await;
+            if mllp.send(&String::from_utf8_lossy(&m)).await.code() == "AA" {
+                sent += 1;
+            }
+        }
+    }
+    assert!(sent > 20, "only {sent} corpus messages were taken");
+    // everything routed is sent, refused or skipped: wait until nothing is pending
+    let mut summary = Value::Null;
+    for _ in 0..200 {
+        summary = admin_get(&app, "outbound/summary").await;
+        if summary["targets"]["everything"]["pending"].is_null()
+            && !summary["targets"]["everything"]["sent"].is_null()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        summary["targets"]["everything"]["pending"].is_null(),
+        "{summary}"
+    );
+    let failed = admin_get(&app, "outbound?status=failed").await;
+    assert_eq!(failed["messages"].as_array().unwrap().len(), 0, "{failed}");
+    let got = everything.got();
+    // each change becomes one message of its write and patient: no more than came in (the
+    // MPI's golden records are not sent), and every kind the renderers write is there
+    assert!(
+        got.len() >= sent * 2 / 3 && got.len() <= sent,
+        "{} messages out for {sent} in",
+        got.len()
+    );
+    let kinds = events(&got);
+    for kind in [
+        "ADT^A01^ADT_A01",
+        "ADT^A03^ADT_A03",
+        "ADT^A28^ADT_A05",
+        "ORM^O01^ORM_O01",
+        "ORU^R01^ORU_R01",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+    let python = std::env::var("EMRSYNC_TEST_PYTHON").expect("EMRSYNC_TEST_PYTHON is set");
+    let mut child = std::process::Command::new(python)
+        .args(["-c", READ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(got.join("\u{1c}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read.len(), got.len());
+    for (m, r) in got.iter().zip(&read) {
+        assert_eq!(
+            r["mrn"].as_str().unwrap(),
+            field(m, "PID", 3).split(['~', '^']).next().unwrap()
+        );
+        assert!(!r["mrn"].as_str().unwrap().is_empty(), "no MRN in {m}");
+    }
+}
+
+/// Original-mode ACKs: several corpus messages fill MSH-15/16 and each is read one ACK here.
+async fn spawn_original(backend: Backend) -> TestApp {
+    crate::helpers::spawn_with(backend, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.mllp_original_acks = true;
+    })
+    .await
+}
+
+crate::on_both_backends_with!(
+    spawn,
+    an_order_its_result_and_the_correction_reach_the_ambulatory_emr,
+);
+crate::on_both_backends_with!(spawn_original, every_corpus_message_goes_back_out_readable);
