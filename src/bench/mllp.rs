@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The `n`th message of sender `client`: a 5-message story per patient.
-fn message(client: usize, n: u64) -> String {
+pub(super) fn message(client: usize, n: u64) -> String {
     let patient = n / 5;
     let (trigger, ward, discharge) = match n % 5 {
         0 => ("A01", "4W", ""),
@@ -72,7 +72,11 @@ fn lab_message(client: usize, n: u64) -> String {
 }
 
 /// Send and wait for the ACK; true when it is AA.
-async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>, text: &str) -> std::io::Result<bool> {
+pub(super) async fn send(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    text: &str,
+) -> std::io::Result<bool> {
     let mut framed = Vec::with_capacity(text.len() + 3);
     framed.push(0x0B);
     framed.extend_from_slice(text.as_bytes());

@@ -8,6 +8,7 @@ mod mllp;
 mod notify;
 mod search;
 mod stats;
+mod sync_out;
 mod terminology;
 
 use anyhow::Context;
@@ -161,6 +162,9 @@ pub enum Scenario {
     /// HL7v2 ADT messages offered at `--rate` per second over `--clients` connections, with a
     /// REST-hook subscriber: MLLP send-to-notification latency.
     MllpNotify,
+    /// Sync out to a target EMR the bench runs (an MLLP receiver): a queue filled while it was
+    /// down drained (outbound messages/s), then receipt-to-target-ACK latency at `--rate`.
+    SyncOut,
     /// `CodeSystem/$lookup` of a random concept of the generated code system (`--concepts`,
     /// imported first: `scripts/bench-terminology`).
     TermLookup,
@@ -195,6 +199,15 @@ struct Target {
 }
 
 impl Target {
+    /// A request to `url` (outside the FHIR base: `/admin/...`) with the token.
+    fn request_url(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut r = self.client.request(method, url);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut r = self
             .client
@@ -284,8 +297,8 @@ impl Target {
                 (ok && answered, 1)
             }
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
-            Scenario::Mllp | Scenario::MllpLab | Scenario::MllpNotify => {
-                unreachable!("run by bench::mllp")
+            Scenario::Mllp | Scenario::MllpLab | Scenario::MllpNotify | Scenario::SyncOut => {
+                unreachable!("run by bench::mllp and bench::sync_out")
             }
             _ => {
                 let query = search::query(scenario, self.patients);
@@ -435,6 +448,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let lab = *scenario == Scenario::MllpLab;
             mllp::run(&args.mllp_addr, args.clients, args.seconds, lab).await?;
             target = Arc::into_inner(shared).expect("nothing else holds the target");
+            continue;
+        }
+        if *scenario == Scenario::SyncOut {
+            let addr = args.mllp_addr.clone();
+            sync_out::run(shared.clone(), &addr, args.clients, args.rate, args.seconds).await?;
+            target = Arc::into_inner(shared).expect("every sender has finished");
             continue;
         }
         if *scenario == Scenario::MllpNotify {

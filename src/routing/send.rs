@@ -6,9 +6,9 @@
 
 use super::config::{Channel, Target};
 use super::lease;
-use super::queue::{self, Outcome, Queued};
+use super::queue::{self, Outcome, Queued, Tried};
 use super::render::{Rendered, render};
-use crate::adapters::hl7v2::out::client::{Link, LinkError};
+use crate::adapters::hl7v2::out::client::Link;
 use crate::fhir::resource::now_micros;
 use crate::store::{Store, StoreError};
 use crate::subscriptions::dispatch::SamePerson;
@@ -33,6 +33,11 @@ pub struct Senders {
 }
 
 /// Send `target`'s queue for ever; `wake` is notified when messages are queued.
+///
+/// The queue is read a window at a time and the window rendered in one go; outcomes are
+/// recorded together at the window's end (or before the queue is held). A crash between a
+/// target's ACK and that record sends those messages again after the restart, with the same
+/// control ids: at least once, as every MLLP link is.
 pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
     let Channel::Mllp {
         address,
@@ -55,145 +60,159 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                 continue;
             }
         }
-        let (store, name) = (s.store.clone(), target.name.clone());
-        let window =
-            tokio::task::spawn_blocking(move || store.read(|c| queue::next(c, &name, WINDOW)))
-                .await;
-        let window = match window {
-            Ok(Ok(w)) => w,
-            Ok(Err(e)) => {
+        let window = match rendered_window(&s, &target).await {
+            Ok(w) => w,
+            Err(e) => {
                 tracing::warn!(target = %target.name, error = %e, "the target's queue cannot be read; will retry");
                 tokio::time::sleep(TICK).await;
                 continue;
             }
-            Err(_) => return,
         };
-        if window.is_empty() {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(TICK) => {}
+        match window {
+            Window::Empty => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                continue;
             }
-            continue;
-        }
-        for q in window {
-            let wait = q.next_attempt_at - now_micros();
-            if wait > 0 {
-                // the head waits for its retry, and so does everything behind it
-                tokio::time::sleep(Duration::from_micros(wait as u64)).await;
-                break;
+            // the head waits for its retry, and so does everything behind it
+            Window::Wait(d) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(d.min(TICK * 2)) => {}
+                }
+                continue;
             }
-            match send_one(&s, &target, &address, timeout, &mut link, &q).await {
-                Ok(true) => {}
-                // held: read the queue again (its head now has a retry time)
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::warn!(target = %target.name, error = %e, "recording an outbound message failed; will retry");
+            Window::Ready(messages) => {
+                let mut done: Vec<Tried> = Vec::with_capacity(messages.len());
+                for (q, rendering) in messages {
+                    let (kind, text) = match rendering {
+                        Ok(Rendered::Message { kind, text }) => (kind, text),
+                        Ok(Rendered::Nothing(why)) => {
+                            done.push((q.seq, None, Outcome::Skipped { why }));
+                            continue;
+                        }
+                        Err(why) => {
+                            tracing::warn!(target = %target.name, message = q.seq, error = %why, "outbound message cannot be made: to the exception queue");
+                            done.push((
+                                q.seq,
+                                None,
+                                Outcome::Failed {
+                                    ack: None,
+                                    error: why,
+                                },
+                            ));
+                            continue;
+                        }
+                    };
+                    let outcome =
+                        exchange(&mut link, (&address, timeout, s.retry_max), &q, &text).await;
+                    let held = matches!(outcome, Outcome::Retry { .. });
+                    if let Outcome::Retry { error, .. } = &outcome
+                        && q.attempts == 0
+                    {
+                        tracing::warn!(target = %target.name, message = q.seq, error = %error, "no answer from the target; the queue waits");
+                    }
+                    if let Outcome::Failed { ack, error } = &outcome {
+                        tracing::warn!(target = %target.name, message = q.seq, ack = ?ack, error = %error, "target refused a message: to the exception queue");
+                    }
+                    done.push((q.seq, (!held).then_some((kind, text)), outcome));
+                    if held {
+                        break;
+                    }
+                }
+                while let Err(e) = record(&s, done.clone()).await {
+                    tracing::warn!(target = %target.name, error = %e, "recording outbound outcomes failed; will retry");
                     tokio::time::sleep(TICK).await;
-                    break;
                 }
             }
         }
     }
 }
 
-/// Render, send and record one message. `Ok(false)`: the queue is held (no answer).
-async fn send_one(
-    s: &Senders,
-    target: &Target,
-    address: &str,
-    timeout: Duration,
+/// The next messages of a queue, rendered.
+enum Window {
+    Empty,
+    /// The head is not due for this long.
+    Wait(Duration),
+    Ready(Vec<(Queued, Result<Rendered, String>)>),
+}
+
+/// Read the queue's next window and render the messages that are due, on one connection.
+async fn rendered_window(s: &Senders, target: &Target) -> Result<Window, StoreError> {
+    let (store, persons, t) = (s.store.clone(), s.persons.clone(), target.clone());
+    tokio::task::spawn_blocking(move || {
+        store.read(|c| {
+            let window = queue::next(c, &t.name, WINDOW)?;
+            let now = now_micros();
+            match window.first() {
+                None => return Ok(Window::Empty),
+                Some(head) if head.next_attempt_at > now => {
+                    return Ok(Window::Wait(Duration::from_micros(
+                        (head.next_attempt_at - now) as u64,
+                    )));
+                }
+                Some(_) => {}
+            }
+            let mut ready = Vec::with_capacity(window.len());
+            for q in window.into_iter().take_while(|q| q.next_attempt_at <= now) {
+                let r = render(c, &q, &t, persons.as_deref())?;
+                ready.push((q, r));
+            }
+            Ok(Window::Ready(ready))
+        })
+    })
+    .await
+    .map_err(|e| StoreError::Database(format!("render task: {e}")))?
+}
+
+/// Send one message over the link (opened if need be) and read what became of it.
+/// `(address, ACK timeout, longest back-off)` of the target.
+async fn exchange(
     link: &mut Option<Link>,
+    (address, timeout, retry_max): (&str, Duration, Duration),
     q: &Queued,
-) -> Result<bool, StoreError> {
-    let rendered = {
-        let (store, persons, t, q) = (
-            s.store.clone(),
-            s.persons.clone(),
-            target.clone(),
-            q.clone(),
-        );
-        tokio::task::spawn_blocking(move || store.read(|c| render(c, &q, &t, persons.as_deref())))
-            .await
-            .map_err(|e| StoreError::Database(format!("render task: {e}")))??
-    };
-    let (kind, text) = match rendered {
-        Ok(Rendered::Message { kind, text }) => (kind, text),
-        Ok(Rendered::Nothing(why)) => {
-            record(s, q.seq, None, Outcome::Skipped { why }).await?;
-            return Ok(true);
-        }
-        Err(why) => {
-            tracing::warn!(target = %target.name, message = q.seq, error = %why, "outbound message cannot be made: to the exception queue");
-            record(
-                s,
-                q.seq,
-                None,
-                Outcome::Failed {
-                    ack: None,
-                    error: why,
-                },
-            )
-            .await?;
-            return Ok(true);
-        }
-    };
+    text: &str,
+) -> Outcome {
     let answer = match link.as_mut() {
-        Some(l) => l.exchange(&text, &q.control_id(), timeout).await,
+        Some(l) => l.exchange(text, &q.control_id(), timeout).await,
         None => match Link::connect(address, timeout).await {
             Ok(l) => {
                 link.insert(l)
-                    .exchange(&text, &q.control_id(), timeout)
+                    .exchange(text, &q.control_id(), timeout)
                     .await
             }
             Err(e) => Err(e),
         },
     };
-    let outcome = match answer {
+    match answer {
         Ok(ack) if ack.accepted() => Outcome::Sent { ack: ack.code },
-        Ok(ack) => {
-            tracing::warn!(target = %target.name, message = q.seq, ack = %ack.code, error = ?ack.error, "target refused a message: to the exception queue");
-            Outcome::Failed {
-                error: ack
-                    .error
-                    .unwrap_or_else(|| format!("the target answered {}", ack.code)),
-                ack: Some(ack.code),
-            }
-        }
+        Ok(ack) => Outcome::Failed {
+            error: ack
+                .error
+                .unwrap_or_else(|| format!("the target answered {}", ack.code)),
+            ack: Some(ack.code),
+        },
         Err(e) => {
             *link = None;
-            let pause = backoff(q.attempts, s.retry_max);
-            if !matches!(e, LinkError::Connect(..)) || q.attempts == 0 {
-                tracing::warn!(target = %target.name, message = q.seq, error = %e, retry_in = ?pause, "no answer from the target; the queue waits");
+            let pause = backoff(q.attempts, retry_max);
+            Outcome::Retry {
+                at: now_micros() + pause.as_micros() as i64,
+                error: e.to_string(),
             }
-            record(
-                s,
-                q.seq,
-                None,
-                Outcome::Retry {
-                    at: now_micros() + pause.as_micros() as i64,
-                    error: e.to_string(),
-                },
-            )
-            .await?;
-            return Ok(false);
         }
-    };
-    record(s, q.seq, Some((kind, text)), outcome).await?;
-    Ok(true)
+    }
 }
 
-async fn record(
-    s: &Senders,
-    seq: i64,
-    rendered: Option<(String, String)>,
-    outcome: Outcome,
-) -> Result<(), StoreError> {
+async fn record(s: &Senders, done: Vec<Tried>) -> Result<(), StoreError> {
+    if done.is_empty() {
+        return Ok(());
+    }
     let store = s.store.clone();
-    tokio::task::spawn_blocking(move || {
-        store.write_rows(|c| queue::record(c, &[(seq, rendered, outcome)]))
-    })
-    .await
-    .map_err(|e| StoreError::Database(format!("record task: {e}")))?
+    tokio::task::spawn_blocking(move || store.write_rows(|c| queue::record(c, &done)))
+        .await
+        .map_err(|e| StoreError::Database(format!("record task: {e}")))?
 }
 
 /// The wait before try `attempts + 1`: 250 ms, doubled each time, at most `max`.
