@@ -10,6 +10,8 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod fhir_client;
+pub mod fhir_out;
 pub mod lease;
 pub mod queue;
 pub mod render;

@@ -90,7 +90,10 @@ pub fn render(
         sending_facility,
         receiving_application,
         receiving_facility,
-    } = &target.format;
+    } = &target.format
+    else {
+        return super::fhir_out::transaction(conn, q, target);
+    };
     let env = Envelope {
         sending_application: sending_application.clone(),
         sending_facility: sending_facility.clone(),

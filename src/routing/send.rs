@@ -5,6 +5,7 @@
 //! down receives what it missed, in order, when it returns.
 
 use super::config::{Channel, Target};
+use super::fhir_client::FhirLink;
 use super::lease;
 use super::queue::{self, Outcome, Queued, Tried};
 use super::render::{Rendered, render};
@@ -39,18 +40,13 @@ pub struct Senders {
 /// target's ACK and that record sends those messages again after the restart, with the same
 /// control ids: at least once, as every MLLP link is.
 pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
-    let Channel::Mllp {
-        address,
-        ack_timeout_ms,
-    } = target.channel.clone();
-    let timeout = Duration::from_millis(ack_timeout_ms.max(1));
-    let mut link: Option<Link> = None;
+    let mut link = Connection::of(&target.channel);
     loop {
         match lease::hold(&s.store, &target.name, &s.owner).await {
             Ok(true) => {}
             Ok(false) => {
                 // another process sends for this target
-                link = None;
+                link.close();
                 tokio::time::sleep(lease::RETRY).await;
                 continue;
             }
@@ -60,6 +56,7 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                 continue;
             }
         }
+        let started = std::time::Instant::now();
         let window = match rendered_window(&s, &target).await {
             Ok(w) => w,
             Err(e) => {
@@ -85,6 +82,7 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                 continue;
             }
             Window::Ready(messages) => {
+                let rendered = started.elapsed();
                 let mut done: Vec<Tried> = Vec::with_capacity(messages.len());
                 for (q, rendering) in messages {
                     let (kind, text) = match rendering {
@@ -106,8 +104,7 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                             continue;
                         }
                     };
-                    let outcome =
-                        exchange(&mut link, (&address, timeout, s.retry_max), &q, &text).await;
+                    let outcome = link.exchange(&q, &text, s.retry_max).await;
                     let held = matches!(outcome, Outcome::Retry { .. });
                     if let Outcome::Retry { error, .. } = &outcome
                         && q.attempts == 0
@@ -122,10 +119,12 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                         break;
                     }
                 }
+                let exchanged = started.elapsed();
                 while let Err(e) = record(&s, done.clone()).await {
                     tracing::warn!(target = %target.name, error = %e, "recording outbound outcomes failed; will retry");
                     tokio::time::sleep(TICK).await;
                 }
+                tracing::debug!(target = %target.name, messages = done.len(), ?rendered, ?exchanged, recorded = ?started.elapsed(), "window sent");
             }
         }
     }
@@ -168,38 +167,82 @@ async fn rendered_window(s: &Senders, target: &Target) -> Result<Window, StoreEr
 }
 
 /// Send one message over the link (opened if need be) and read what became of it.
-/// `(address, ACK timeout, longest back-off)` of the target.
-async fn exchange(
-    link: &mut Option<Link>,
-    (address, timeout, retry_max): (&str, Duration, Duration),
-    q: &Queued,
-    text: &str,
-) -> Outcome {
-    let answer = match link.as_mut() {
-        Some(l) => l.exchange(text, &q.control_id(), timeout).await,
-        None => match Link::connect(address, timeout).await {
-            Ok(l) => {
-                link.insert(l)
-                    .exchange(text, &q.control_id(), timeout)
-                    .await
-            }
-            Err(e) => Err(e),
-        },
-    };
-    match answer {
-        Ok(ack) if ack.accepted() => Outcome::Sent { ack: ack.code },
-        Ok(ack) => Outcome::Failed {
-            error: ack
-                .error
-                .unwrap_or_else(|| format!("the target answered {}", ack.code)),
-            ack: Some(ack.code),
-        },
-        Err(e) => {
+/// A target's open link, by its channel.
+enum Connection {
+    Mllp {
+        address: String,
+        timeout: Duration,
+        link: Option<Link>,
+    },
+    Fhir(FhirLink),
+}
+
+impl Connection {
+    fn of(channel: &Channel) -> Connection {
+        match channel.clone() {
+            Channel::Mllp {
+                address,
+                ack_timeout_ms,
+            } => Connection::Mllp {
+                address,
+                timeout: Duration::from_millis(ack_timeout_ms.max(1)),
+                link: None,
+            },
+            Channel::Fhir {
+                base,
+                oauth2,
+                timeout_ms,
+            } => Connection::Fhir(FhirLink::new(
+                &base,
+                oauth2,
+                Duration::from_millis(timeout_ms.max(1)),
+            )),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Connection::Mllp { link, .. } = self {
             *link = None;
-            let pause = backoff(q.attempts, retry_max);
-            Outcome::Retry {
-                at: now_micros() + pause.as_micros() as i64,
-                error: e.to_string(),
+        }
+    }
+
+    /// Send one message and read what became of it; a try that got no answer is tried again
+    /// after the back-off (`retry_max` at most).
+    async fn exchange(&mut self, q: &Queued, text: &str, retry_max: Duration) -> Outcome {
+        let pause = backoff(q.attempts, retry_max);
+        let (address, timeout, link) = match self {
+            Connection::Fhir(f) => return f.send(text, pause).await,
+            Connection::Mllp {
+                address,
+                timeout,
+                link,
+            } => (address.as_str(), *timeout, link),
+        };
+        let answer = match link.as_mut() {
+            Some(l) => l.exchange(text, &q.control_id(), timeout).await,
+            None => match Link::connect(address, timeout).await {
+                Ok(l) => {
+                    link.insert(l)
+                        .exchange(text, &q.control_id(), timeout)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match answer {
+            Ok(ack) if ack.accepted() => Outcome::Sent { ack: ack.code },
+            Ok(ack) => Outcome::Failed {
+                error: ack
+                    .error
+                    .unwrap_or_else(|| format!("the target answered {}", ack.code)),
+                ack: Some(ack.code),
+            },
+            Err(e) => {
+                *link = None;
+                Outcome::Retry {
+                    at: now_micros() + pause.as_micros() as i64,
+                    error: e.to_string(),
+                }
             }
         }
     }

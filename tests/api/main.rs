@@ -41,6 +41,7 @@ mod receiver;
 mod retention;
 mod routing;
 mod routing_clinical;
+mod routing_fhir;
 mod scope_queries;
 mod search;
 mod search_examples;
