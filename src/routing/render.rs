@@ -16,6 +16,7 @@ use crate::store::{StoreError, versions};
 use crate::subscriptions::dispatch::SamePerson;
 use diesel::prelude::*;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// What a message became: its kind (`ADT^A01`) and text; or why it is not sent.
 pub enum Rendered {
@@ -31,9 +32,37 @@ pub enum Rendered {
 /// inside is a message that cannot be made (to the exception queue).
 pub type Rendering = Result<Result<Rendered, String>, StoreError>;
 
+/// The versions a window of messages carries (each change's and the one before it), read in
+/// one query: rendering a window then costs a few statements, not a few per message.
+#[derive(Default)]
+pub struct Prefetched(HashMap<(String, String, i64), Option<Value>>);
+
+impl Prefetched {
+    pub fn load(conn: &mut DbConnection, window: &[Queued]) -> Result<Prefetched, StoreError> {
+        let changes: Vec<Changed> = window.iter().flat_map(Queued::changes).collect();
+        let mut keys: Vec<(&str, &str, i64)> = Vec::new();
+        for c in &changes {
+            keys.push((&c.rtype, &c.id, c.version));
+            if c.version > 1 {
+                keys.push((&c.rtype, &c.id, c.version - 1));
+            }
+        }
+        let mut map: HashMap<(String, String, i64), Option<Value>> = keys
+            .iter()
+            .map(|(t, id, v)| ((t.to_string(), id.to_string(), *v), None))
+            .collect();
+        for v in versions::versions(conn, &keys)? {
+            let json = (!v.deleted).then(|| v.json());
+            map.insert((v.resource_type.clone(), v.id.clone(), v.version_id), json);
+        }
+        Ok(Prefetched(map))
+    }
+}
+
 /// The versions a message carries, and the current versions of what it refers to.
 struct Versions<'a> {
     changes: &'a [Changed],
+    read: &'a Prefetched,
 }
 
 impl Versions<'_> {
@@ -46,6 +75,9 @@ impl Versions<'_> {
     ) -> Result<Option<Value>, StoreError> {
         if v < 1 {
             return Ok(None);
+        }
+        if let Some(known) = self.read.0.get(&(c.rtype.clone(), c.id.clone(), v)) {
+            return Ok(known.clone());
         }
         Ok(versions::versions(conn, &[(&c.rtype, &c.id, v)])?
             .pop()
@@ -78,12 +110,15 @@ impl Versions<'_> {
 /// Render `q` for `target`.
 pub fn render(
     conn: &mut DbConnection,
-    q: &Queued,
+    (q, read): (&Queued, &Prefetched),
     target: &Target,
     persons: Option<&dyn SamePerson>,
 ) -> Rendering {
     let changes = q.changes();
-    let v = Versions { changes: &changes };
+    let v = Versions {
+        changes: &changes,
+        read,
+    };
     let Format::Hl7v2 {
         version,
         sending_application,

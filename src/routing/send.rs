@@ -8,7 +8,7 @@ use super::config::{Channel, Target};
 use super::fhir_client::FhirLink;
 use super::lease;
 use super::queue::{self, Outcome, Queued, Tried};
-use super::render::{Rendered, render};
+use super::render::{Prefetched, Rendered, render};
 use crate::adapters::hl7v2::out::client::Link;
 use crate::fhir::resource::now_micros;
 use crate::store::{Store, StoreError};
@@ -154,9 +154,14 @@ async fn rendered_window(s: &Senders, target: &Target) -> Result<Window, StoreEr
                 }
                 Some(_) => {}
             }
-            let mut ready = Vec::with_capacity(window.len());
-            for q in window.into_iter().take_while(|q| q.next_attempt_at <= now) {
-                let r = render(c, &q, &t, persons.as_deref())?;
+            let due: Vec<Queued> = window
+                .into_iter()
+                .take_while(|q| q.next_attempt_at <= now)
+                .collect();
+            let read = Prefetched::load(c, &due)?;
+            let mut ready = Vec::with_capacity(due.len());
+            for q in due {
+                let r = render(c, (&q, &read), &t, persons.as_deref())?;
                 ready.push((q, r));
             }
             Ok(Window::Ready(ready))
