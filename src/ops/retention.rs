@@ -1,6 +1,7 @@
 //! What may be forgotten, and when (a sweep over the rows of the parts that own them): the HL7v2 archive's messages once applied (or refused,
 //! or replayed) and older than its retention; subscription events once delivered and older
-//! than theirs; outbox rows once dispatched and as old. Resource versions and audit rows are
+//! than theirs; outbox rows once dispatched and routed and as old; outbound messages to target
+//! systems once sent (or skipped) and as old. Resource versions and audit rows are
 //! never swept here. Messages waiting in the exception queue (`failed`) and events not yet
 //! delivered are kept however old: forgetting them would lose work.
 //!
@@ -9,8 +10,9 @@
 
 use crate::adapters::hl7v2::ingest::status;
 use crate::fhir::resource::now_micros;
+use crate::routing::queue;
 use crate::store::schema::{
-    hl7v2_messages as m, outbox as o, subscription_events as e, subscriptions,
+    hl7v2_messages as m, outbox as o, route_messages as r, subscription_events as e, subscriptions,
 };
 use crate::store::{DbConnection, Store, StoreError};
 use diesel::prelude::*;
@@ -33,6 +35,7 @@ pub struct Swept {
     pub hl7v2_messages: usize,
     pub subscription_events: usize,
     pub outbox: usize,
+    pub route_messages: usize,
 }
 
 /// Sweep every `every` until the process ends (the first at once).
@@ -102,6 +105,18 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
                 .limit(BATCH)
                 .load(c)?;
             Ok(diesel::delete(o::table.filter(o::seq.eq_any(&old))).execute(c)?)
+        })?;
+        // outbound messages once sent (or skipped) and as old; the exception queue's and the
+        // pending ones stay
+        swept.route_messages = batches(store, |c| {
+            let old: Vec<i64> = r::table
+                .filter(r::status.eq_any([queue::status::SENT, queue::status::SKIPPED]))
+                .filter(r::created_at.lt(cutoff))
+                .select(r::seq)
+                .order(r::seq)
+                .limit(BATCH)
+                .load(c)?;
+            Ok(diesel::delete(r::table.filter(r::seq.eq_any(&old))).execute(c)?)
         })?;
     }
     Ok(swept)

@@ -34,11 +34,17 @@ print(json.dumps(out))
 "#;
 
 fn read_with_python_hl7(messages: &[String]) -> Vec<Value> {
+    read_with_python(READ, messages)
+}
+
+/// Run `script` (Python, with the PyPI `hl7` package at hand) over `messages`, given on its
+/// stdin separated by 0x1C; what it prints is JSON.
+pub fn read_with_python(script: &str, messages: &[String]) -> Vec<Value> {
     let python = std::env::var("EMRSYNC_TEST_PYTHON").expect(
         "EMRSYNC_TEST_PYTHON is not set: run the suite with scripts/test, which makes the venv",
     );
     let mut child = std::process::Command::new(python)
-        .args(["-c", READ])
+        .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

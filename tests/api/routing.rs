@@ -234,6 +234,51 @@ async fn a_target_down_catches_up_in_order_and_a_refusal_waits_for_replay(app: T
     assert_eq!(r.status, 409, "a sent message is not replayed: {}", r.text);
     let summary = admin_get(&app, "outbound/summary").await;
     assert_eq!(summary["targets"]["legacy-emr"]["sent"], 5, "{summary}");
+
+    // retention forgets what was sent, never what waits in the exception queue
+    legacy.refuse(Some("Kept"));
+    send(
+        &app,
+        &adt(
+            "REG",
+            "A08",
+            "D5",
+            ("M300", "Kept"),
+            ("V300", "O", "CLINIC^2"),
+        ),
+    )
+    .await;
+    let mut failed = 0;
+    for _ in 0..200 {
+        failed = admin_get(&app, "outbound?status=failed").await["messages"]
+            .as_array()
+            .unwrap()
+            .len();
+        if failed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed, 1);
+    let store = emrsync::store::Store::open(&emrsync::store::StoreSettings {
+        seal: None,
+        database: app.database.clone(),
+        pool_size: 2,
+        cache_capacity: 0,
+        cache_ttl: Duration::from_secs(1),
+    })
+    .unwrap();
+    let keep_a_day = emrsync::ops::retention::Retention {
+        hl7v2_archive_days: 1,
+        event_days: 1,
+    };
+    let later = emrsync::fhir::resource::now_micros() + 2 * 86_400 * 1_000_000;
+    let swept = emrsync::ops::retention::sweep(&store, keep_a_day, later).unwrap();
+    assert_eq!(swept.route_messages, 5, "{swept:?}");
+    let left = admin_get(&app, "outbound").await;
+    let left = left["messages"].as_array().unwrap().clone();
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(left[0]["status"], "failed");
 }
 
 async fn routes_are_checked_and_kept_with_who_changed_them(app: TestApp) {

@@ -167,28 +167,7 @@ async fn every_corpus_message_goes_back_out_readable(app: TestApp) {
     ] {
         assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
     }
-    let python = std::env::var("EMRSYNC_TEST_PYTHON").expect("EMRSYNC_TEST_PYTHON is set");
-    let mut child = std::process::Command::new(python)
-        .args(["-c", READ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(got.join("\u{1c}").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let read = crate::hl7v2_out::read_with_python(READ, &got);
     assert_eq!(read.len(), got.len());
     for (m, r) in got.iter().zip(&read) {
         assert_eq!(

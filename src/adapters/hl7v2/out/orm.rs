@@ -5,7 +5,7 @@
 //! requester as ORC-12 and OBR-16, the time asked for as OBR-7 and the priority as OBR-27.5.
 
 use super::adt::{Envelope, dtm, msh, pid, pv1};
-use super::oru::cwe;
+use super::oru::{cwe, ei};
 use super::write::{Rep, Seg, message, rep};
 use serde_json::Value;
 
@@ -44,19 +44,6 @@ fn order_status(status: &str) -> &'static str {
     }
 }
 
-/// The identifier of `kind` (PLAC, FILL) as an EI: value (the authority stays the system's).
-fn ei(r: &Value, kind: &str) -> String {
-    items(&r["identifier"])
-        .iter()
-        .find(|i| {
-            items(&i["type"]["coding"])
-                .iter()
-                .any(|c| c["code"] == kind)
-        })
-        .map(|i| text(i, "value").to_string())
-        .unwrap_or_default()
-}
-
 /// A Practitioner as an XCN: id (NPI first), family, given.
 fn xcn(p: &Value) -> Rep {
     let id = items(&p["identifier"])
@@ -82,7 +69,8 @@ pub fn orm(
     (previous, request): (Option<&Value>, &Value),
     requester: Option<&Value>,
 ) -> String {
-    let (placer, filler) = (ei(request, "PLAC"), ei(request, "FILL"));
+    let ids = &request["identifier"];
+    let (placer, filler) = (ei(ids, "PLAC"), ei(ids, "FILL"));
     let asked = requester.map(xcn).into_iter().collect::<Vec<_>>();
     let when = match text(request, "occurrenceDateTime") {
         "" => text(&request["occurrencePeriod"], "start"),

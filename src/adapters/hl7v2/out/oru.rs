@@ -39,7 +39,7 @@ pub fn cwe(cc: &Value) -> Rep {
 }
 
 /// An identifier of `kind` (PLAC, FILL) as an EI: its value (the authority is the system's).
-fn ei(identifiers: &Value, kind: &str) -> String {
+pub(super) fn ei(identifiers: &Value, kind: &str) -> String {
     items(identifiers)
         .iter()
         .find(|i| {
