@@ -14,6 +14,7 @@ use serde::Serialize;
 /// One recorded configuration, without its text.
 #[derive(Debug, Clone, Serialize, Queryable, Selectable)]
 #[diesel(table_name = rc)]
+#[serde(rename_all = "camelCase")]
 pub struct Revision {
     pub version: i64,
     pub recorded_at: i64,
