@@ -202,7 +202,10 @@ fn queue(
     for ((correlation, patient), group) in &groups {
         for target in &routes.targets {
             // echo suppression: what the target wrote is not sent back to it
-            if group.iter().all(|p| target.origins.contains(&p.origin)) {
+            if group
+                .iter()
+                .all(|p| target.origins.iter().any(|o| is_origin(o, &p.origin)))
+            {
                 continue;
             }
             let mut entries: HashMap<&'static str, Entries> = HashMap::new();
@@ -264,6 +267,16 @@ fn queue(
     Ok(n)
 }
 
+/// Whether a change written by `writer` (the audit trail's name: `hl7v2 APP@FACILITY`,
+/// `client X`, `Practitioner/1 via client X`) came from the system named `origin`: the same
+/// name, or a user writing through that client.
+fn is_origin(origin: &str, writer: &str) -> bool {
+    writer == origin
+        || writer
+            .strip_suffix(origin)
+            .is_some_and(|user| user.ends_with(" via ") && origin.starts_with("client "))
+}
+
 /// The Patient a resource is about (`Patient/id`): itself, or its subject or patient.
 pub fn patient_of(rtype: &str, id: &str, resource: &Value) -> Option<String> {
     if rtype == "Patient" {
@@ -274,4 +287,19 @@ pub fn patient_of(rtype: &str, id: &str, resource: &Value) -> Option<String> {
         .filter_map(|k| resource[*k]["reference"].as_str())
         .find(|r| r.starts_with("Patient/"))
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_origin;
+
+    #[test]
+    fn a_target_is_known_by_its_writes_and_its_users_writes() {
+        assert!(is_origin("hl7v2 LEGACY@GH", "hl7v2 LEGACY@GH"));
+        assert!(is_origin("client emr", "client emr"));
+        assert!(is_origin("client emr", "Practitioner/1 via client emr"));
+        assert!(!is_origin("client emr", "Practitioner/1 via client emr2"));
+        assert!(!is_origin("client emr", "client emr2"));
+        assert!(!is_origin("hl7v2 LEGACY@GH", "hl7v2 OTHER hl7v2 LEGACY@GH"));
+    }
 }
