@@ -9,9 +9,9 @@
 use super::config::Target;
 use super::dispatch::Changed;
 use super::queue::Queued;
-use super::render::{Rendered, Rendering};
+use super::render::{Rendered, Rendering, version_json};
 use crate::store::db::DbConnection;
-use crate::store::{StoreError, versions};
+use crate::store::versions;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -110,11 +110,11 @@ pub fn transaction(conn: &mut DbConnection, q: &Queued, target: &Target) -> Rend
     // (type, id, the resource as sent or, when deleted, as it last was; deleted)
     let mut sent: Vec<(String, String, Value, bool)> = Vec::new();
     for c in &changes {
-        let now = read(conn, c, c.version)?;
+        let now = version_json(conn, c, c.version)?;
         match now {
             Some(v) => sent.push((c.rtype.clone(), c.id.clone(), v, false)),
             None => {
-                if let Some(before) = read(conn, c, c.version - 1)? {
+                if let Some(before) = version_json(conn, c, c.version - 1)? {
                     sent.push((c.rtype.clone(), c.id.clone(), before, true));
                 }
             }
@@ -177,16 +177,6 @@ pub fn transaction(conn: &mut DbConnection, q: &Queued, target: &Target) -> Rend
         kind: "Bundle/transaction".into(),
         text: bundle.to_string(),
     }))
-}
-
-fn read(conn: &mut DbConnection, c: &Changed, v: i64) -> Result<Option<Value>, StoreError> {
-    if v < 1 {
-        return Ok(None);
-    }
-    Ok(versions::versions(conn, &[(&c.rtype, &c.id, v)])?
-        .pop()
-        .filter(|v| !v.deleted)
-        .map(|v| v.json()))
 }
 
 #[cfg(test)]

@@ -14,14 +14,21 @@ const LEASE: Duration = Duration::from_secs(15);
 /// How often a process without the lease looks whether it is free.
 pub const RETRY: Duration = Duration::from_secs(2);
 
+/// Whether senders of several processes may share the database (PostgreSQL): only then is a
+/// lease needed, and taken (SQLite's one process would spend a turn of its one writer on it
+/// every window).
+pub async fn shared(store: &Store) -> Result<bool, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.read(|c| Ok(matches!(c, DbConnection::Pg(_)))))
+        .await
+        .map_err(|e| StoreError::Database(format!("lease task: {e}")))?
+}
+
 /// Take or renew the lease on `target` for `owner`: whether it is held now.
 pub async fn hold(store: &Store, target: &str, owner: &str) -> Result<bool, StoreError> {
     let (store, target, owner) = (store.clone(), target.to_string(), owner.to_string());
     tokio::task::spawn_blocking(move || {
         store.write_rows(|c| {
-            if matches!(c, DbConnection::Sqlite(_)) {
-                return Ok(true);
-            }
             let now = now_micros();
             let known: Option<String> = t::table
                 .find(&target)

@@ -79,10 +79,7 @@ impl Versions<'_> {
         if let Some(known) = self.read.0.get(&(c.rtype.clone(), c.id.clone(), v)) {
             return Ok(known.clone());
         }
-        Ok(versions::versions(conn, &[(&c.rtype, &c.id, v)])?
-            .pop()
-            .filter(|v| !v.deleted)
-            .map(|v| v.json()))
+        version_json(conn, c, v)
     }
 
     fn of(&self, rtype: &str) -> impl Iterator<Item = &Changed> {
@@ -105,6 +102,21 @@ impl Versions<'_> {
             .filter(|v| !v.deleted)
             .map(|v| v.json()))
     }
+}
+
+/// Version `v` of a change's resource as JSON (`None`: deleted, or before the first).
+pub(super) fn version_json(
+    conn: &mut DbConnection,
+    c: &Changed,
+    v: i64,
+) -> Result<Option<Value>, StoreError> {
+    if v < 1 {
+        return Ok(None);
+    }
+    Ok(versions::versions(conn, &[(&c.rtype, &c.id, v)])?
+        .pop()
+        .filter(|v| !v.deleted)
+        .map(|v| v.json()))
 }
 
 /// Render `q` for `target`.

@@ -41,8 +41,21 @@ pub struct Senders {
 /// control ids: at least once, as every MLLP link is.
 pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
     let mut link = Connection::of(&target.channel);
+    let shared = loop {
+        match lease::shared(&s.store).await {
+            Ok(shared) => break shared,
+            Err(e) => {
+                tracing::warn!(target = %target.name, error = %e, "the database cannot be read; will retry");
+                tokio::time::sleep(TICK).await;
+            }
+        }
+    };
     loop {
-        match lease::hold(&s.store, &target.name, &s.owner).await {
+        let held = match shared {
+            true => lease::hold(&s.store, &target.name, &s.owner).await,
+            false => Ok(true),
+        };
+        match held {
             Ok(true) => {}
             Ok(false) => {
                 // another process sends for this target

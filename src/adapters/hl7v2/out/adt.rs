@@ -53,7 +53,8 @@ pub fn dtm(fhir: &str) -> String {
     out
 }
 
-fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+/// The string at `path` (keys, or indexes of arrays), else empty.
+pub(super) fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     path.iter()
         .fold(v, |v, k| match k.parse::<usize>() {
             Ok(i) => &v[i],
@@ -63,7 +64,8 @@ fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
         .unwrap_or("")
 }
 
-fn items(v: &Value) -> &[Value] {
+/// The items of an array, else none.
+pub(super) fn items(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 

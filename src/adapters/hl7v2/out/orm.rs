@@ -4,22 +4,17 @@
 //! status (ORC-5) from the request's, placer and filler numbers, the service as CWE, the
 //! requester as ORC-12 and OBR-16, the time asked for as OBR-7 and the priority as OBR-27.5.
 
-use super::adt::{Envelope, dtm, msh, pid, pv1};
+use super::adt::{Envelope, dtm, items, msh, pid, pv1, text};
 use super::oru::{cwe, ei};
 use super::write::{Rep, Seg, message, rep};
 use serde_json::Value;
 
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("")
-}
-
-fn items(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or(&[])
-}
-
 /// ORC-1 for a ServiceRequest's change from `previous` (`None`: created) to `current`.
 pub fn order_control(previous: Option<&Value>, current: &Value) -> &'static str {
-    let (before, now) = (previous.map(|p| text(p, "status")), text(current, "status"));
+    let (before, now) = (
+        previous.map(|p| text(p, &["status"])),
+        text(current, &["status"]),
+    );
     match (before, now) {
         (None, "revoked" | "entered-in-error") => "CA",
         (None, _) => "NW",
@@ -50,14 +45,14 @@ fn xcn(p: &Value) -> Rep {
         .iter()
         .find(|i| i["system"] == "http://hl7.org/fhir/sid/us-npi")
         .or_else(|| items(&p["identifier"]).first())
-        .map(|i| text(i, "value"))
+        .map(|i| text(i, &["value"]))
         .unwrap_or("");
     let name = items(&p["name"]).first().cloned().unwrap_or_default();
     let given = items(&name["given"])
         .first()
         .and_then(Value::as_str)
         .unwrap_or("");
-    rep(&[id, text(&name, "family"), given])
+    rep(&[id, text(&name, &["family"]), given])
 }
 
 /// An ORM^O01 for `request`'s change (`previous`: its version before), of `patient`, asked by
@@ -72,11 +67,11 @@ pub fn orm(
     let ids = &request["identifier"];
     let (placer, filler) = (ei(ids, "PLAC"), ei(ids, "FILL"));
     let asked = requester.map(xcn).into_iter().collect::<Vec<_>>();
-    let when = match text(request, "occurrenceDateTime") {
-        "" => text(&request["occurrencePeriod"], "start"),
+    let when = match text(request, &["occurrenceDateTime"]) {
+        "" => text(&request["occurrencePeriod"], &["start"]),
         t => t,
     };
-    let priority = match text(request, "priority") {
+    let priority = match text(request, &["priority"]) {
         "stat" => "S",
         "asap" => "A",
         "urgent" => "A",
@@ -92,8 +87,8 @@ pub fn orm(
             .text(1, order_control(previous, request))
             .text(2, &placer)
             .text(3, &filler)
-            .text(5, order_status(text(request, "status")))
-            .text(9, &dtm(text(request, "authoredOn")))
+            .text(5, order_status(text(request, &["status"])))
+            .text(9, &dtm(text(request, &["authoredOn"])))
             .reps(12, asked.clone()),
     );
     segments.push(
@@ -110,7 +105,7 @@ pub fn orm(
         segments.push(
             Seg::new("NTE")
                 .text(1, &(n + 1).to_string())
-                .text(3, text(note, "text")),
+                .text(3, text(note, &["text"])),
         );
     }
     message(&segments, &env.delimiters)

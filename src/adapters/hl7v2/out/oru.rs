@@ -6,17 +6,9 @@
 
 use super::super::codes;
 use super::super::datatypes::coding_system_name;
-use super::adt::{Envelope, dtm, msh, pid, pv1};
+use super::adt::{Envelope, dtm, items, msh, pid, pv1, text};
 use super::write::{Rep, Seg, message, rep};
 use serde_json::Value;
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("")
-}
-
-fn items(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or(&[])
-}
 
 /// A CodeableConcept as a CWE: the first coding, the second as the alternate, the text.
 pub fn cwe(cc: &Value) -> Rep {
@@ -24,14 +16,14 @@ pub fn cwe(cc: &Value) -> Rep {
     let one = |i: usize| -> [String; 3] {
         codings.get(i).map_or_else(Default::default, |c| {
             [
-                text(c, "code").to_string(),
-                text(c, "display").to_string(),
-                coding_system_name(text(c, "system")),
+                text(c, &["code"]).to_string(),
+                text(c, &["display"]).to_string(),
+                coding_system_name(text(c, &["system"])),
             ]
         })
     };
     let ([a, b, c], [d, e, f]) = (one(0), one(1));
-    let original = match text(cc, "text") {
+    let original = match text(cc, &["text"]) {
         t if t == b => "",
         t => t,
     };
@@ -47,21 +39,21 @@ pub(super) fn ei(identifiers: &Value, kind: &str) -> String {
                 .iter()
                 .any(|c| c["code"] == kind)
         })
-        .map(|i| text(i, "value").to_string())
+        .map(|i| text(i, &["value"]).to_string())
         .unwrap_or_default()
 }
 
 /// A Quantity's unit as OBX-6's CWE: the code in its system, the unit text.
 fn units(q: &Value) -> Rep {
-    let code = match text(q, "code") {
-        "" => text(q, "unit"),
+    let code = match text(q, &["code"]) {
+        "" => text(q, &["unit"]),
         c => c,
     };
     if code.is_empty() {
         return Vec::new();
     }
-    let system = coding_system_name(text(q, "system"));
-    rep(&[code, text(q, "unit"), &system])
+    let system = coding_system_name(text(q, &["system"]));
+    rep(&[code, text(q, &["unit"]), &system])
 }
 
 /// OBX-2 and OBX-5 from an Observation's value[x].
@@ -72,7 +64,7 @@ fn value(o: &Value) -> (&'static str, Vec<Rep>) {
             .as_f64()
             .map(|v| v.to_string())
             .unwrap_or_default();
-        let comparator = text(q, "comparator");
+        let comparator = text(q, &["comparator"]);
         return match comparator {
             "" => ("NM", plain(n)),
             c => ("SN", vec![rep(&[c, &n])]),
@@ -124,16 +116,16 @@ pub fn obx(n: usize, o: &Value) -> Seg {
     let status = codes::v2_code(
         "ObservationResultStatusCodesInterpretation",
         None,
-        text(o, "status"),
+        text(o, &["status"]),
     )
     .unwrap_or("F");
     let flags: Vec<Rep> = items(&o["interpretation"])
         .iter()
         .filter_map(|i| items(&i["coding"]).first())
-        .map(|c| rep(&[text(c, "code")]))
+        .map(|c| rep(&[text(c, &["code"])]))
         .collect();
-    let at = match text(o, "effectiveDateTime") {
-        "" => text(o, "issued"),
+    let at = match text(o, &["effectiveDateTime"]) {
+        "" => text(o, &["issued"]),
         t => t,
     };
     Seg::new("OBX")
@@ -166,16 +158,16 @@ pub fn oru(
             ei(&report["identifier"], "FILL"),
         );
         let (start, end) = match report.get("effectivePeriod") {
-            Some(p) => (text(p, "start"), text(p, "end")),
-            None => (text(report, "effectiveDateTime"), ""),
+            Some(p) => (text(p, &["start"]), text(p, &["end"])),
+            None => (text(report, &["effectiveDateTime"]), ""),
         };
-        let status = codes::v2_code("ResultStatus[Non-Queries]", None, text(report, "status"))
+        let status = codes::v2_code("ResultStatus[Non-Queries]", None, text(report, &["status"]))
             .unwrap_or("F");
         let section = items(&report["category"])
             .iter()
             .flat_map(|c| items(&c["coding"]))
             .find(|c| c["system"] == "http://terminology.hl7.org/CodeSystem/v2-0074")
-            .map(|c| text(c, "code"))
+            .map(|c| text(c, &["code"]))
             .unwrap_or("");
         segments.push(
             Seg::new("ORC")
@@ -191,7 +183,7 @@ pub fn oru(
                 .reps(4, vec![cwe(&report["code"])])
                 .text(7, &dtm(start))
                 .text(8, &dtm(end))
-                .text(22, &dtm(text(report, "issued")))
+                .text(22, &dtm(text(report, &["issued"])))
                 .text(24, section)
                 .text(25, status),
         );
