@@ -132,10 +132,34 @@ pub enum Format {
         receiving_application: String,
         #[serde(default)]
         receiving_facility: String,
+        /// The message orders of services are sent as.
+        #[serde(default)]
+        orders: Orders,
     },
     /// FHIR R4: the changed resources (with those they refer to) as a transaction of
     /// conditional updates by identifier, so the target keeps its own ids.
     Fhir,
+}
+
+/// The HL7v2 message orders of services are sent as: ORM^O01 (v2.3 to v2.4, and most
+/// installed interfaces), or OML^O21, which replaces it from v2.5 on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Orders {
+    #[default]
+    #[serde(rename = "ORM^O01")]
+    Orm,
+    #[serde(rename = "OML^O21")]
+    Oml,
+}
+
+impl Orders {
+    /// MSH-9 of the message: code, trigger, structure.
+    pub fn kind(self) -> &'static [&'static str] {
+        match self {
+            Orders::Orm => &["ORM", "O01", "ORM_O01"],
+            Orders::Oml => &["OML", "O21", "OML_O21"],
+        }
+    }
 }
 
 fn v251() -> String {
@@ -374,6 +398,34 @@ mod tests {
             Routes::parse(r#"{"targets": [], "extra": 1}"#)
                 .unwrap_err()
                 .contains("extra")
+        );
+    }
+
+    #[test]
+    fn orders_go_as_orm_unless_the_target_asks_for_oml() {
+        let orders = |text: &str| match Routes::parse(text).map(|r| r.targets[0].format.clone()) {
+            Ok(Format::Hl7v2 { orders, .. }) => Ok(orders.kind().join("^")),
+            Ok(_) => Err("not hl7v2".to_string()),
+            Err(e) => Err(e),
+        };
+        let target = |format: &str| {
+            format!(
+                r#"{{"targets": [{{"name": "lab", "channel": {{"type": "mllp", "address": "h:1"}},
+                   "format": {format}, "events": [{{"criteria": "ServiceRequest"}}]}}]}}"#
+            )
+        };
+        assert_eq!(
+            orders(&target(r#"{"type": "hl7v2"}"#)).unwrap(),
+            "ORM^O01^ORM_O01"
+        );
+        assert_eq!(
+            orders(&target(r#"{"type": "hl7v2", "orders": "OML^O21"}"#)).unwrap(),
+            "OML^O21^OML_O21"
+        );
+        assert!(
+            orders(&target(r#"{"type": "hl7v2", "orders": "OMG^O19"}"#))
+                .unwrap_err()
+                .contains("OML^O21")
         );
     }
 

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod fhir_client;
 pub mod fhir_out;
 pub mod lease;
+pub mod messages;
 pub mod queue;
 pub mod render;
 pub mod revisions;

@@ -1,15 +1,14 @@
 //! A queued message made into what its target reads: the versions it carries are read as
 //! they were written (a message sent after a downtime says what was true then, in order), the
-//! patient given the identifier the target knows, and the message told from what changed: a
-//! report or its results are an ORU, an order's change an ORM, an encounter's change its ADT
-//! event, a patient's alone an A28 or A08.
+//! patient given the identifier the target knows, and the message told from what changed
+//! (`messages`: which HL7v2 message; `fhir_out`: a FHIR transaction).
 
 use super::config::{Format, Target};
 use super::dispatch::Changed;
 use super::queue::Queued;
 use crate::adapters::hl7v2::message::Delimiters;
-use crate::adapters::hl7v2::out::adt::{self, Envelope};
-use crate::adapters::hl7v2::out::{orm, oru};
+use crate::adapters::hl7v2::out::adt::Envelope;
+use crate::adapters::hl7v2::out::oru;
 use crate::store::db::DbConnection;
 use crate::store::schema::search_reference as sr;
 use crate::store::{StoreError, versions};
@@ -60,14 +59,14 @@ impl Prefetched {
 }
 
 /// The versions a message carries, and the current versions of what it refers to.
-struct Versions<'a> {
-    changes: &'a [Changed],
+pub(super) struct Versions<'a> {
+    pub(super) changes: &'a [Changed],
     read: &'a Prefetched,
 }
 
 impl Versions<'_> {
     /// Version `v` of a change's resource (`None`: deleted, or before the first).
-    fn at(
+    pub(super) fn at(
         &self,
         conn: &mut DbConnection,
         c: &Changed,
@@ -82,12 +81,31 @@ impl Versions<'_> {
         version_json(conn, c, v)
     }
 
-    fn of(&self, rtype: &str) -> impl Iterator<Item = &Changed> {
-        self.changes.iter().filter(move |c| c.rtype == rtype)
+    /// The changes of `rtype` the message carries, one per resource: its last (a merge, say,
+    /// writes the survivor twice in one transaction: as its message stated it, then linked).
+    pub(super) fn of(&self, rtype: &str) -> impl Iterator<Item = &Changed> {
+        let all = self.changes;
+        all.iter().enumerate().filter_map(move |(i, c)| {
+            let later = all[i + 1..]
+                .iter()
+                .any(|d| d.rtype == c.rtype && d.id == c.id);
+            (c.rtype == rtype && !later).then_some(c)
+        })
+    }
+
+    /// The version of `c`'s resource before this message changed it (0: it did not exist).
+    pub(super) fn before(&self, c: &Changed) -> i64 {
+        self.changes
+            .iter()
+            .filter(|d| d.rtype == c.rtype && d.id == c.id)
+            .map(|d| d.version)
+            .min()
+            .unwrap_or(c.version)
+            - 1
     }
 
     /// `Type/id` as this message carries it, else as it is now.
-    fn resolve(
+    pub(super) fn resolve(
         &self,
         conn: &mut DbConnection,
         reference: &str,
@@ -137,6 +155,7 @@ pub fn render(
         sending_facility,
         receiving_application,
         receiving_facility,
+        orders,
     } = &target.format
     else {
         return super::fhir_out::transaction(conn, q, target);
@@ -165,67 +184,18 @@ pub fn render(
         }));
     };
     let patient = known_as(conn, patient, target, q.patient.as_deref(), persons)?;
-    if v.of("DiagnosticReport").next().is_some() || v.of("Observation").next().is_some() {
-        return results(conn, &v, &env, &patient);
-    }
-    if let Some(c) = v.of("ServiceRequest").next() {
-        let (previous, current) = (v.at(conn, c, c.version - 1)?, v.at(conn, c, c.version)?);
-        let Some(request) = current else {
-            return Ok(Ok(Rendered::Nothing("the order was deleted".into())));
-        };
-        let mut refer = |key: &str| -> Result<Option<Value>, StoreError> {
-            match request[key]["reference"].as_str() {
-                Some(r) => v.resolve(conn, r),
-                None => Ok(None),
-            }
-        };
-        let (requester, encounter) = (refer("requester")?, refer("encounter")?);
-        return Ok(Ok(Rendered::Message {
-            kind: "ORM^O01".into(),
-            text: orm::orm(
-                &env,
-                &patient,
-                encounter.as_ref(),
-                (previous.as_ref(), &request),
-                requester.as_ref(),
-            ),
-        }));
-    }
-    if let Some(c) = v.of("Encounter").next() {
-        let (previous, current) = (v.at(conn, c, c.version - 1)?, v.at(conn, c, c.version)?);
-        let Some(trigger) = adt::encounter_trigger(previous.as_ref(), current.as_ref()) else {
-            return Ok(Ok(Rendered::Nothing(
-                "the encounter's change is no ADT event (planned, or cancelled before it began)"
-                    .into(),
-            )));
-        };
-        let encounter = current.or(previous);
-        return Ok(Ok(Rendered::Message {
-            kind: format!("ADT^{trigger}"),
-            text: adt::adt(&env, trigger, &patient, encounter.as_ref()),
-        }));
-    }
-    let trigger = match v.of("Patient").next().map(|c| c.action.as_str()) {
-        Some("create") => "A28",
-        Some("update") => "A08",
-        _ => {
-            let kinds: Vec<&str> = changes.iter().map(|c| c.rtype.as_str()).collect();
-            return Ok(Err(format!(
-                "no HL7v2 message of this server says a change of {} yet",
-                kinds.join(", ")
-            )));
-        }
-    };
-    Ok(Ok(Rendered::Message {
-        kind: format!("ADT^{trigger}"),
-        text: adt::adt(&env, trigger, &patient, None),
-    }))
+    super::messages::hl7v2(conn, &v, (&env, orders.kind()), &patient)
 }
 
 /// An ORU^R01 of the reports the message carries, and of those whose results it carries
 /// (a corrected result whose report says the same as before); results in no report make one
 /// report of their own.
-fn results(conn: &mut DbConnection, v: &Versions, env: &Envelope, patient: &Value) -> Rendering {
+pub(super) fn results(
+    conn: &mut DbConnection,
+    v: &Versions,
+    env: &Envelope,
+    patient: &Value,
+) -> Rendering {
     let mut reports: Vec<(String, Value)> = Vec::new();
     for c in v.of("DiagnosticReport") {
         if let Some(r) = v.at(conn, c, c.version)? {
@@ -283,9 +253,14 @@ fn results(conn: &mut DbConnection, v: &Versions, env: &Envelope, patient: &Valu
             "the results it carries were deleted".into(),
         )));
     }
-    let encounter = match written[0].0["encounter"]["reference"].as_str() {
+    // the report's encounter, else its first result's, else the visit the message carries
+    let named = [&written[0].0]
+        .into_iter()
+        .chain(written[0].1.first())
+        .find_map(|r| r["encounter"]["reference"].as_str());
+    let encounter = match named {
         Some(r) => v.resolve(conn, r)?,
-        None => None,
+        None => super::messages::visit(conn, v)?,
     };
     Ok(Ok(Rendered::Message {
         kind: "ORU^R01".into(),

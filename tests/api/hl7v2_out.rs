@@ -128,8 +128,8 @@ async fn every_corpus_adt_goes_back_out_as_it_came(app: TestApp) {
         ours.push(adt(
             &env,
             "A08",
-            &patient,
-            encounter.is_object().then_some(&encounter),
+            (&patient, encounter.is_object().then_some(&encounter)),
+            &[],
         ));
     }
     let back = read_with_python_hl7(&ours);

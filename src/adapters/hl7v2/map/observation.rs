@@ -352,7 +352,8 @@ pub(super) fn organization(cx: &Context, xon: Rep, addresses: Option<&Field>) ->
 fn value(o: &mut Map<String, Value>, group: &[&Segment], zone: Zone) -> Result<(), Unmapped> {
     let obx = group[0];
     let field = obx.field(5);
-    if field.is_empty() {
+    // text may start on a later line (an empty first OBX of a report's text)
+    if field.is_empty() && !matches!(obx.value(2), "TX" | "FT" | "ST") {
         return Ok(());
     }
     let v = field.first();

@@ -7,6 +7,7 @@
 use super::super::codes;
 use super::super::identity::Systems;
 use super::super::message::Delimiters;
+use super::oru::obx;
 use super::write::{Rep, Seg, message, rep};
 use serde_json::Value;
 
@@ -70,7 +71,7 @@ pub(super) fn items(v: &Value) -> &[Value] {
 }
 
 /// An Identifier as a CX: value, authority (HD as subcomponents), type code.
-fn cx(id: &Value) -> Rep {
+pub(super) fn cx(id: &Value) -> Rep {
     let (namespace, universal, kind) = Systems::get().authority_of(text(id, &["system"]));
     vec![
         vec![text(id, &["value"]).to_string()],
@@ -146,6 +147,22 @@ fn xtn(t: &Value) -> Rep {
         _ if text(t, &["use"]) == "mobile" => rep(&[value, "PRN", "CP"]),
         _ => rep(&[value, use_, "PH"]),
     }
+}
+
+/// A Practitioner as an XCN: id (NPI first), family, given.
+pub(super) fn xcn(p: &Value) -> Rep {
+    let id = items(&p["identifier"])
+        .iter()
+        .find(|i| i["system"] == "http://hl7.org/fhir/sid/us-npi")
+        .or_else(|| items(&p["identifier"]).first())
+        .map(|i| text(i, &["value"]))
+        .unwrap_or("");
+    let name = items(&p["name"]).first().cloned().unwrap_or_default();
+    let given = items(&name["given"])
+        .first()
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    rep(&[id, text(&name, &["family"]), given])
 }
 
 /// PID from a Patient.
@@ -273,8 +290,14 @@ pub fn msh(env: &Envelope, kind: &[&str]) -> Seg {
         .text(12, &env.version)
 }
 
-/// An ADT message of `trigger` for `patient` (and its `encounter`).
-pub fn adt(env: &Envelope, trigger: &str, patient: &Value, encounter: Option<&Value>) -> String {
+/// An ADT message of `trigger` for `patient` (and its `encounter`), with what was observed
+/// of the patient (height, weight: `observed`) as OBX.
+pub fn adt(
+    env: &Envelope,
+    trigger: &str,
+    (patient, encounter): (&Value, Option<&Value>),
+    observed: &[Value],
+) -> String {
     let structure = match trigger {
         "A01" | "A04" | "A08" | "A13" => "ADT_A01",
         "A02" => "ADT_A02",
@@ -293,6 +316,25 @@ pub fn adt(env: &Envelope, trigger: &str, patient: &Value, encounter: Option<&Va
         // PV1 is required: a patient without a visit is class N (not applicable)
         None => Seg::new("PV1").text(1, "1").text(2, "N"),
     });
+    segments.extend(observed.iter().enumerate().map(|(n, o)| obx(n + 1, o)));
+    message(&segments, &env.delimiters)
+}
+
+/// An ADT^A40 (merge patient, by identifier list): `survivor` as PID, the `prior` records
+/// merged into it as MRG (their identifiers and names), one PID and MRG pair each.
+pub fn merge(env: &Envelope, survivor: &Value, prior: &[Value]) -> String {
+    let mut segments = vec![
+        msh(env, &["ADT", "A40", "ADT_A39"]),
+        Seg::new("EVN").text(1, "A40").text(2, &dtm(&env.at)),
+    ];
+    for p in prior {
+        segments.push(pid(survivor));
+        segments.push(
+            Seg::new("MRG")
+                .reps(1, items(&p["identifier"]).iter().map(cx).collect())
+                .reps(7, items(&p["name"]).iter().take(1).map(xpn).collect()),
+        );
+    }
     message(&segments, &env.delimiters)
 }
 
@@ -344,7 +386,7 @@ mod tests {
             "identifier": [{"system": "urn:oid:1.2.840.114350.1", "value": "V1"}],
             "location": [{"location": {"display": "4W-401-B"}, "status": "active"}],
             "period": {"start": "2026-11-25T11:30:00Z"}});
-        let text = adt(&envelope(), "A01", &patient, Some(&encounter));
+        let text = adt(&envelope(), "A01", (&patient, Some(&encounter)), &[]);
         let m = parse(&text).unwrap();
         let h = m.header();
         assert_eq!(

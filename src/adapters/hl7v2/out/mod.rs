@@ -1,10 +1,16 @@
 //! HL7v2 out: FHIR resources written as v2 messages for the target EMRs that speak it
 //! (issue 23). `write` builds segments and writes them with a target's delimiters, escaping
-//! every value; `adt` renders Patients and Encounters as ADT. The MLLP client per target and
-//! the other message types follow.
+//! every value; one module per kind of message, each the inbound map of that kind turned
+//! round: `adt` (Patients and Encounters, merges), `oru` (results), `orm` (orders),
+//! `pharmacy` (RDE), `vaccination` (VXU), `scheduling` (SIU), `documents` (MDM). `client` is
+//! the MLLP client of one target.
 
 pub mod adt;
 pub mod client;
+pub mod documents;
 pub mod orm;
 pub mod oru;
+pub mod pharmacy;
+pub mod scheduling;
+pub mod vaccination;
 pub mod write;

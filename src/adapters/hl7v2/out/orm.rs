@@ -4,22 +4,26 @@
 //! status (ORC-5) from the request's, placer and filler numbers, the service as CWE, the
 //! requester as ORC-12 and OBR-16, the time asked for as OBR-7 and the priority as OBR-27.5.
 
-use super::adt::{Envelope, dtm, items, msh, pid, pv1, text};
+use super::adt::{Envelope, dtm, items, msh, pid, pv1, text, xcn};
 use super::oru::{cwe, ei};
-use super::write::{Rep, Seg, message, rep};
+use super::pharmacy::priority;
+use super::write::{Seg, message};
 use serde_json::Value;
 
-/// ORC-1 for a ServiceRequest's change from `previous` (`None`: created) to `current`.
+/// ORC-1 for an order's change (a ServiceRequest's or a MedicationRequest's) from `previous`
+/// (`None`: created) to `current`.
 pub fn order_control(previous: Option<&Value>, current: &Value) -> &'static str {
     let (before, now) = (
         previous.map(|p| text(p, &["status"])),
         text(current, &["status"]),
     );
     match (before, now) {
-        (None, "revoked" | "entered-in-error") => "CA",
+        (None, "revoked" | "cancelled" | "entered-in-error") => "CA",
+        (None, "stopped") => "DC",
         (None, _) => "NW",
         (Some(b), n) if b == n => "XO",
-        (_, "revoked" | "entered-in-error") => "CA",
+        (_, "revoked" | "cancelled" | "entered-in-error") => "CA",
+        (_, "stopped") => "DC",
         (_, "on-hold") => "HD",
         (Some("on-hold"), "active") => "RL",
         (_, "completed") => "SC",
@@ -27,86 +31,84 @@ pub fn order_control(previous: Option<&Value>, current: &Value) -> &'static str 
     }
 }
 
-/// ORC-5 (table 0038) from ServiceRequest.status.
+/// ORC-5 (table 0038) from ServiceRequest.status or MedicationRequest.status.
 fn order_status(status: &str) -> &'static str {
     match status {
         "active" => "IP",
         "on-hold" => "HD",
-        "revoked" => "CA",
+        "revoked" | "cancelled" => "CA",
+        "stopped" => "DC",
         "completed" => "CM",
         "entered-in-error" => "ER",
         _ => "",
     }
 }
 
-/// A Practitioner as an XCN: id (NPI first), family, given.
-fn xcn(p: &Value) -> Rep {
-    let id = items(&p["identifier"])
-        .iter()
-        .find(|i| i["system"] == "http://hl7.org/fhir/sid/us-npi")
-        .or_else(|| items(&p["identifier"]).first())
-        .map(|i| text(i, &["value"]))
-        .unwrap_or("");
-    let name = items(&p["name"]).first().cloned().unwrap_or_default();
-    let given = items(&name["given"])
-        .first()
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    rep(&[id, text(&name, &["family"]), given])
+/// One order of a message: its version before the change (`None`: created), its version
+/// now, and the Practitioner who asked for it.
+pub struct Order {
+    pub previous: Option<Value>,
+    pub current: Value,
+    pub requester: Option<Value>,
 }
 
-/// An ORM^O01 for `request`'s change (`previous`: its version before), of `patient`, asked by
-/// `requester` (its Practitioner) in `encounter`.
+/// ORC of an order's change: its control code and status, placer and filler numbers, when it
+/// was written and who asked for it.
+pub(super) fn orc(o: &Order) -> Seg {
+    let (request, ids) = (&o.current, &o.current["identifier"]);
+    Seg::new("ORC")
+        .text(1, order_control(o.previous.as_ref(), request))
+        .text(2, &ei(ids, "PLAC"))
+        .text(3, &ei(ids, "FILL"))
+        .text(5, order_status(text(request, &["status"])))
+        .text(9, &dtm(text(request, &["authoredOn"])))
+        .reps(12, o.requester.iter().map(xcn).collect())
+}
+
+/// NTE segments of a resource's notes.
+pub(super) fn notes(resource: &Value) -> Vec<Seg> {
+    items(&resource["note"])
+        .iter()
+        .enumerate()
+        .map(|(n, note)| {
+            Seg::new("NTE")
+                .text(1, &(n + 1).to_string())
+                .text(3, text(note, &["text"]))
+        })
+        .collect()
+}
+
+/// An order message of `kind` (ORM^O01, or OML^O21 for a target on v2.5 and later, where
+/// ORM is withdrawn; the segments it carries here are the same) for `orders`' changes, of
+/// `patient` in `encounter`: an ORC, OBR and NTE group per order.
 pub fn orm(
     env: &Envelope,
-    patient: &Value,
-    encounter: Option<&Value>,
-    (previous, request): (Option<&Value>, &Value),
-    requester: Option<&Value>,
+    kind: &[&str],
+    (patient, encounter): (&Value, Option<&Value>),
+    orders: &[Order],
 ) -> String {
-    let ids = &request["identifier"];
-    let (placer, filler) = (ei(ids, "PLAC"), ei(ids, "FILL"));
-    let asked = requester.map(xcn).into_iter().collect::<Vec<_>>();
-    let when = match text(request, &["occurrenceDateTime"]) {
-        "" => text(&request["occurrencePeriod"], &["start"]),
-        t => t,
-    };
-    let priority = match text(request, &["priority"]) {
-        "stat" => "S",
-        "asap" => "A",
-        "urgent" => "A",
-        "routine" => "R",
-        _ => "",
-    };
-    let mut segments = vec![msh(env, &["ORM", "O01", "ORM_O01"]), pid(patient)];
+    let mut segments = vec![msh(env, kind), pid(patient)];
     if let Some(e) = encounter {
         segments.push(pv1(e));
     }
-    segments.push(
-        Seg::new("ORC")
-            .text(1, order_control(previous, request))
-            .text(2, &placer)
-            .text(3, &filler)
-            .text(5, order_status(text(request, &["status"])))
-            .text(9, &dtm(text(request, &["authoredOn"])))
-            .reps(12, asked.clone()),
-    );
-    segments.push(
-        Seg::new("OBR")
-            .text(1, "1")
-            .text(2, &placer)
-            .text(3, &filler)
-            .reps(4, vec![cwe(&request["code"])])
-            .text(7, &dtm(when))
-            .reps(16, asked)
-            .comps(27, &["", "", "", "", priority]),
-    );
-    for (n, note) in items(&request["note"]).iter().enumerate() {
+    for (n, o) in orders.iter().enumerate() {
+        let (request, ids) = (&o.current, &o.current["identifier"]);
+        let when = match text(request, &["occurrenceDateTime"]) {
+            "" => text(&request["occurrencePeriod"], &["start"]),
+            t => t,
+        };
+        segments.push(orc(o));
         segments.push(
-            Seg::new("NTE")
+            Seg::new("OBR")
                 .text(1, &(n + 1).to_string())
-                .text(3, text(note, &["text"])),
+                .text(2, &ei(ids, "PLAC"))
+                .text(3, &ei(ids, "FILL"))
+                .reps(4, vec![cwe(&request["code"])])
+                .text(7, &dtm(when))
+                .reps(16, o.requester.iter().map(xcn).collect())
+                .comps(27, &["", "", "", "", priority(request)]),
         );
+        segments.extend(notes(request));
     }
     message(&segments, &env.delimiters)
 }

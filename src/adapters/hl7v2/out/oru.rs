@@ -44,7 +44,7 @@ pub(super) fn ei(identifiers: &Value, kind: &str) -> String {
 }
 
 /// A Quantity's unit as OBX-6's CWE: the code in its system, the unit text.
-fn units(q: &Value) -> Rep {
+pub(super) fn units(q: &Value) -> Rep {
     let code = match text(q, &["code"]) {
         "" => text(q, &["unit"]),
         c => c,
