@@ -11,6 +11,7 @@
 pub mod accept;
 mod error;
 pub mod hooks;
+pub mod provenance;
 pub mod rest;
 pub mod restate;
 mod rules;

@@ -112,13 +112,36 @@ async fn an_admission_becomes_resources_after_an_aa(app: TestApp) {
         .count()
         .get_result(&mut db)
         .unwrap();
-    assert_eq!(versions, 4, "Patient, Encounter, Location, Practitioner");
+    assert_eq!(
+        versions, 5,
+        "Patient, Encounter, Location, Practitioner and their Provenance"
+    );
     let events: i64 = outbox::table
         .filter(outbox::correlation_id.eq(&correlation))
         .count()
         .get_result(&mut db)
         .unwrap();
-    assert_eq!(events, 4);
+    assert_eq!(events, 5);
+    // the Provenance says who sent what in which message, and what it became
+    let provenance = app.get(&format!("Provenance/{correlation}")).await.json();
+    let targets: Vec<&str> = provenance["target"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets.len(), 4, "{provenance}");
+    assert!(
+        targets.contains(&format!("Patient/{pid}/_history/1").as_str()),
+        "{targets:?}"
+    );
+    assert_eq!(provenance["agent"][0]["who"]["display"], "hl7v2 REG@GOOD HEALTH");
+    assert_eq!(provenance["entity"][0]["role"], "source");
+    assert_eq!(provenance["entity"][0]["what"]["identifier"]["value"], "CTRL1");
+    assert_eq!(provenance["activity"]["text"], "message - ADT^A01");
+    let by_target = found(&app.get(&format!("Provenance?target=Patient/{pid}")).await);
+    assert_eq!(by_target.len(), 1);
+    assert_eq!(by_target[0]["id"], correlation.as_str());
     let audits: i64 = audit_events::table
         .filter(audit_events::correlation_id.eq(&correlation))
         .count()

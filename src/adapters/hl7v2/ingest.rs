@@ -10,6 +10,7 @@ use super::message::{self, Delimiters, Header, Message};
 use super::zone::Zones;
 use crate::auth::Grant;
 use crate::fhir::resource::now_micros;
+use crate::ingest::provenance;
 use crate::ingest::restate::{Unit, restate_all};
 use crate::ingest::{Channel, Ingest, IngestError, Source, Writer};
 use crate::store::schema::hl7v2_messages as m;
@@ -418,6 +419,20 @@ impl Unit for MessageUnit<'_> {
         for merge in &self.mapped.merges {
             written.extend(super::merge::apply(tx, merge, self.writer)?);
         }
+        // which system, which message, which map: the Provenance of what was written
+        let h = &self.r.header;
+        let kind = format!("{}^{}", h.message_type, h.trigger);
+        let sender = format!(
+            "urn:emrsync:hl7v2:{}",
+            self.writer.source.system.replace(' ', "%20")
+        );
+        let map = format!("urn:emrsync:map:hl7v2:{}_{}", h.message_type, h.trigger);
+        let message = provenance::Message {
+            event: (&h.trigger, &kind),
+            identifier: (&sender, self.r.control_id()),
+            map: &map,
+        };
+        provenance::record(tx, self.writer, &written, &message)?;
         // what was left out is kept with the message, for the integration team to see
         let left_out = left_out(&self.mapped.warnings);
         record(
