@@ -61,6 +61,11 @@ pub struct Target {
     /// a REST client's id): a change it made is never sent back to it.
     #[serde(default)]
     pub origins: Vec<String>,
+    /// ConceptMaps (canonical URLs) from this server's codes to the target's own: every coding
+    /// it is sent that one of them maps gets the target's code first (the original kept after
+    /// it, as the alternate).
+    #[serde(default)]
+    pub value_maps: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -10,6 +10,7 @@ use super::config::Target;
 use super::dispatch::Changed;
 use super::queue::Queued;
 use super::render::{Rendered, Rendering, version_json};
+use super::value_maps::ValueMaps;
 use crate::store::db::DbConnection;
 use crate::store::versions;
 use serde_json::{Value, json};
@@ -105,7 +106,12 @@ fn conditional(rtype: &str, (system, value): &(String, String)) -> String {
 }
 
 /// Render `q` for a FHIR target: a transaction Bundle (as JSON text).
-pub fn transaction(conn: &mut DbConnection, q: &Queued, target: &Target) -> Rendering {
+pub fn transaction(
+    conn: &mut DbConnection,
+    q: &Queued,
+    target: &Target,
+    maps: Option<&ValueMaps>,
+) -> Rendering {
     let changes: Vec<Changed> = q.changes();
     // (type, id, the resource as sent or, when deleted, as it last was; deleted)
     let mut sent: Vec<(String, String, Value, bool)> = Vec::new();
@@ -166,6 +172,9 @@ pub fn transaction(conn: &mut DbConnection, q: &Queued, target: &Target) -> Rend
             o.remove("meta");
         }
         rewrite(&mut resource, &urls);
+        if let Some(maps) = maps {
+            maps.apply(&mut resource);
+        }
         entries.push(json!({
             "fullUrl": urls[&format!("{t}/{id}")],
             "resource": resource,

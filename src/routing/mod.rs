@@ -19,6 +19,7 @@ pub mod render;
 pub mod revisions;
 pub mod send;
 pub mod truth;
+pub mod value_maps;
 
 use crate::store::Store;
 use config::Target;

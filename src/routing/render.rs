@@ -6,6 +6,7 @@
 use super::config::{Format, Target};
 use super::dispatch::Changed;
 use super::queue::Queued;
+use super::value_maps::ValueMaps;
 use crate::adapters::hl7v2::message::Delimiters;
 use crate::adapters::hl7v2::out::adt::Envelope;
 use crate::adapters::hl7v2::out::oru;
@@ -62,6 +63,8 @@ impl Prefetched {
 pub(super) struct Versions<'a> {
     pub(super) changes: &'a [Changed],
     read: &'a Prefetched,
+    /// The target's value maps, applied to every resource read.
+    maps: Option<&'a ValueMaps>,
 }
 
 impl Versions<'_> {
@@ -75,10 +78,19 @@ impl Versions<'_> {
         if v < 1 {
             return Ok(None);
         }
-        if let Some(known) = self.read.0.get(&(c.rtype.clone(), c.id.clone(), v)) {
-            return Ok(known.clone());
+        let found = match self.read.0.get(&(c.rtype.clone(), c.id.clone(), v)) {
+            Some(known) => known.clone(),
+            None => version_json(conn, c, v)?,
+        };
+        Ok(self.mapped(found))
+    }
+
+    /// `found` in the target's codes.
+    fn mapped(&self, mut found: Option<Value>) -> Option<Value> {
+        if let (Some(maps), Some(v)) = (self.maps, found.as_mut()) {
+            maps.apply(v);
         }
-        version_json(conn, c, v)
+        found
     }
 
     /// The changes of `rtype` the message carries, one per resource: its last (a merge, say,
@@ -116,9 +128,10 @@ impl Versions<'_> {
         if let Some(c) = self.changes.iter().find(|c| c.rtype == rtype && c.id == id) {
             return self.at(conn, c, c.version);
         }
-        Ok(versions::current(conn, rtype, id)?
+        let now = versions::current(conn, rtype, id)?
             .filter(|v| !v.deleted)
-            .map(|v| v.json()))
+            .map(|v| v.json());
+        Ok(self.mapped(now))
     }
 }
 
@@ -137,17 +150,26 @@ pub(super) fn version_json(
         .map(|v| v.json()))
 }
 
+/// A target's value maps, or why they cannot be applied (the message then waits in the
+/// exception queue).
+pub type Mapping = Result<Option<ValueMaps>, String>;
+
 /// Render `q` for `target`.
 pub fn render(
     conn: &mut DbConnection,
     (q, read): (&Queued, &Prefetched),
     target: &Target,
-    persons: Option<&dyn SamePerson>,
+    (persons, maps): (Option<&dyn SamePerson>, &Mapping),
 ) -> Rendering {
+    let maps = match maps {
+        Ok(maps) => maps.as_ref(),
+        Err(why) => return Ok(Err(why.clone())),
+    };
     let changes = q.changes();
     let v = Versions {
         changes: &changes,
         read,
+        maps,
     };
     let Format::Hl7v2 {
         version,
@@ -158,7 +180,7 @@ pub fn render(
         orders,
     } = &target.format
     else {
-        return super::fhir_out::transaction(conn, q, target);
+        return super::fhir_out::transaction(conn, q, target, maps);
     };
     let env = Envelope {
         sending_application: sending_application.clone(),

@@ -9,10 +9,12 @@ use super::fhir_client::FhirLink;
 use super::lease;
 use super::queue::{self, Outcome, Queued, Tried};
 use super::render::{Prefetched, Rendered, render};
+use super::value_maps::ValueMaps;
 use crate::adapters::hl7v2::out::client::Link;
 use crate::fhir::resource::now_micros;
 use crate::store::{Store, StoreError};
 use crate::subscriptions::dispatch::SamePerson;
+use crate::terminology::Terminology;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -31,6 +33,8 @@ pub struct Senders {
     pub retry_max: Duration,
     /// This process, as lease holder (PostgreSQL: one process sends for a target).
     pub owner: String,
+    /// Where the targets' value maps are read (ConceptMaps, through its cache).
+    pub terminology: Arc<Terminology>,
 }
 
 /// Send `target`'s queue for ever; `wake` is notified when messages are queued.
@@ -154,7 +158,9 @@ enum Window {
 /// Read the queue's next window and render the messages that are due, on one connection.
 async fn rendered_window(s: &Senders, target: &Target) -> Result<Window, StoreError> {
     let (store, persons, t) = (s.store.clone(), s.persons.clone(), target.clone());
+    let terminology = s.terminology.clone();
     tokio::task::spawn_blocking(move || {
+        let maps = ValueMaps::of(&terminology, &t.value_maps);
         store.read(|c| {
             let window = queue::next(c, &t.name, WINDOW)?;
             let now = now_micros();
@@ -174,7 +180,7 @@ async fn rendered_window(s: &Senders, target: &Target) -> Result<Window, StoreEr
             let read = Prefetched::load(c, &due)?;
             let mut ready = Vec::with_capacity(due.len());
             for q in due {
-                let r = render(c, (&q, &read), &t, persons.as_deref())?;
+                let r = render(c, (&q, &read), &t, (persons.as_deref(), &maps))?;
                 ready.push((q, r));
             }
             Ok(Window::Ready(ready))

@@ -135,9 +135,15 @@ async fn an_admission_becomes_resources_after_an_aa(app: TestApp) {
         targets.contains(&format!("Patient/{pid}/_history/1").as_str()),
         "{targets:?}"
     );
-    assert_eq!(provenance["agent"][0]["who"]["display"], "hl7v2 REG@GOOD HEALTH");
+    assert_eq!(
+        provenance["agent"][0]["who"]["display"],
+        "hl7v2 REG@GOOD HEALTH"
+    );
     assert_eq!(provenance["entity"][0]["role"], "source");
-    assert_eq!(provenance["entity"][0]["what"]["identifier"]["value"], "CTRL1");
+    assert_eq!(
+        provenance["entity"][0]["what"]["identifier"]["value"],
+        "CTRL1"
+    );
     assert_eq!(provenance["activity"]["text"], "message - ADT^A01");
     let by_target = found(&app.get(&format!("Provenance?target=Patient/{pid}")).await);
     assert_eq!(by_target.len(), 1);

@@ -88,6 +88,55 @@ async fn an_order_its_result_and_the_correction_reach_the_ambulatory_emr(app: Te
     assert_eq!(sent["targets"]["ambulatory"]["sent"], 4, "{sent}");
 }
 
+/// A lab that knows potassium as its own `K` and takes OML: the hub's LOINC coding is sent as
+/// the alternate after the lab's code, by a ConceptMap the team loads; until it is loaded, the
+/// order waits in the exception queue saying so, and a replay sends it.
+async fn a_lab_gets_its_own_codes_and_orders_as_oml(app: TestApp) {
+    const MAP: &str = "http://goodhealth.example.org/fhir/ConceptMap/lab-codes";
+    let lab = LegacyEmr::start().await;
+    let routes = json!({"targets": [{
+        "name": "lab",
+        "channel": {"type": "mllp", "address": lab.address()},
+        "format": {"type": "hl7v2", "orders": "OML^O21"},
+        "events": [{"criteria": "ServiceRequest"}],
+        "value_maps": [MAP]}]});
+    let r = admin_put(&app, "routes", &routes).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    send(&app, &orm("O1", "PL-7", "NW")).await;
+    let mut failed = json!(null);
+    for _ in 0..100 {
+        failed = admin_get(&app, "outbound?status=failed").await;
+        if !failed["messages"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let message = &failed["messages"][0];
+    assert!(
+        message["lastError"].as_str().unwrap().contains(MAP),
+        "{failed}"
+    );
+    let map = json!({"resourceType": "ConceptMap", "id": "lab-codes", "url": MAP,
+        "status": "active", "group": [{
+            "source": "http://loinc.org",
+            "target": "http://emrsync.org/hl7v2/local-code-system/99LAB",
+            "element": [{"code": "2823-3", "target": [{"code": "K", "display": "Potassium",
+                                                       "equivalence": "equivalent"}]}]}]});
+    let r = app.put("ConceptMap/lab-codes", &map).await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let url = format!("{}/admin/outbound/{}/replay", app.root, message["seq"]);
+    let replay = app.send(app.client.post(&url)).await;
+    assert_eq!(replay.status, 200, "{}", replay.text);
+    let got = lab.wait_for(1, 20).await;
+    assert_eq!(events(&got), ["OML^O21^OML_O21"], "{got:#?}");
+    assert_eq!(
+        field(&got[0], "OBR", 4),
+        "K^Potassium^99LAB^2823-3^Potassium^LN",
+        "{}",
+        got[0]
+    );
+}
+
 /// Reads messages (separated by 0x1C) with python-hl7: each one's type, PID-3.1 and its facts
 /// (`kind value`): the identifiers, codes, values and times of the segments the inbound map of
 /// its kind of message takes in, each component 1 unescaped; times to the minute, numbers as
@@ -278,5 +327,6 @@ async fn spawn_original(backend: Backend) -> TestApp {
 crate::on_both_backends_with!(
     spawn,
     an_order_its_result_and_the_correction_reach_the_ambulatory_emr,
+    a_lab_gets_its_own_codes_and_orders_as_oml,
 );
 crate::on_both_backends_with!(spawn_original, every_corpus_message_goes_back_out_readable);
