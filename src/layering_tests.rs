@@ -33,6 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "subscriptions",
             "ingest",
             "identity",
+            "terminology",
             "adapters",
             "tls",
         ],

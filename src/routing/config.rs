@@ -83,6 +83,9 @@ pub enum Channel {
         /// How long an ACK is waited for before the message is sent again (milliseconds).
         #[serde(default = "ack_timeout_ms")]
         ack_timeout_ms: u64,
+        /// TLS to the target (without it, plain TCP).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls: Option<MllpTls>,
     },
     /// A FHIR R4 server: each message a transaction Bundle POSTed to its base.
     Fhir {
@@ -119,6 +122,21 @@ pub struct OAuth2 {
     /// The scopes asked for, space separated (e.g. `system/*.cruds`).
     #[serde(default)]
     pub scope: Option<String>,
+}
+
+/// TLS to an MLLP target: the CAs its certificate must chain to (PEM: a hospital's own CA, or
+/// the system's bundle such as `/etc/ssl/certs/ca-certificates.crt`), the name it must carry
+/// (default: the address's host), and our certificate and key for a target that asks for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpTls {
+    pub ca_file: std::path::PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// What a target is sent.
@@ -222,13 +240,21 @@ impl Routes {
                 problems.push(format!("target '{}' is named twice", t.name));
             }
             match (&t.channel, &t.format) {
-                (Channel::Mllp { address, .. }, Format::Hl7v2 { .. }) => {
+                (Channel::Mllp { address, tls, .. }, Format::Hl7v2 { .. }) => {
                     let bad = address
                         .rsplit_once(':')
                         .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err());
                     if bad {
                         problems.push(format!(
                             "target '{}': address '{address}' is not host:port",
+                            t.name
+                        ));
+                    }
+                    if let Some(tls) = tls
+                        && tls.cert_file.is_some() != tls.key_file.is_some()
+                    {
+                        problems.push(format!(
+                            "target '{}': tls needs both cert_file and key_file, or neither",
                             t.name
                         ));
                     }
@@ -359,7 +385,8 @@ mod tests {
             t.channel,
             Channel::Mllp {
                 address: "127.0.0.1:2576".into(),
-                ack_timeout_ms: 10_000
+                ack_timeout_ms: 10_000,
+                tls: None
             }
         );
         let Format::Hl7v2 {

@@ -10,7 +10,7 @@ use super::lease;
 use super::queue::{self, Outcome, Queued, Tried};
 use super::render::{Prefetched, Rendered, render};
 use super::value_maps::ValueMaps;
-use crate::adapters::hl7v2::out::client::Link;
+use crate::adapters::hl7v2::out::client::{Link, Tls};
 use crate::fhir::resource::now_micros;
 use crate::store::{Store, StoreError};
 use crate::subscriptions::dispatch::SamePerson;
@@ -196,6 +196,8 @@ enum Connection {
     Mllp {
         address: String,
         timeout: Duration,
+        /// TLS to the target, or why it cannot be set up (each try then fails with that).
+        tls: Option<Result<Tls, String>>,
         link: Option<Link>,
     },
     Fhir(FhirLink),
@@ -207,7 +209,16 @@ impl Connection {
             Channel::Mllp {
                 address,
                 ack_timeout_ms,
+                tls,
             } => Connection::Mllp {
+                tls: tls.map(|t| {
+                    let host = address
+                        .rsplit_once(':')
+                        .map_or(address.as_str(), |(h, _)| h);
+                    let name = t.server_name.as_deref().unwrap_or(host);
+                    let identity = t.cert_file.as_deref().zip(t.key_file.as_deref());
+                    Tls::new(&t.ca_file, name, identity)
+                }),
                 address,
                 timeout: Duration::from_millis(ack_timeout_ms.max(1)),
                 link: None,
@@ -234,17 +245,28 @@ impl Connection {
     /// after the back-off (`retry_max` at most).
     async fn exchange(&mut self, q: &Queued, text: &str, retry_max: Duration) -> Outcome {
         let pause = backoff(q.attempts, retry_max);
-        let (address, timeout, link) = match self {
+        let (address, timeout, tls, link) = match self {
             Connection::Fhir(f) => return f.send(text, pause).await,
             Connection::Mllp {
                 address,
                 timeout,
+                tls,
                 link,
-            } => (address.as_str(), *timeout, link),
+            } => (address.as_str(), *timeout, tls, link),
+        };
+        let tls = match tls {
+            None => None,
+            Some(Ok(t)) => Some(&*t),
+            Some(Err(why)) => {
+                return Outcome::Retry {
+                    at: now_micros() + pause.as_micros() as i64,
+                    error: format!("TLS cannot be set up: {why}"),
+                };
+            }
         };
         let answer = match link.as_mut() {
             Some(l) => l.exchange(text, &q.control_id(), timeout).await,
-            None => match Link::connect(address, timeout).await {
+            None => match Link::connect(address, timeout, tls).await {
                 Ok(l) => {
                     link.insert(l)
                         .exchange(text, &q.control_id(), timeout)

@@ -3,13 +3,17 @@
 //! refused, with the target's words from ERR or MSA-3). An ACK that names another control id
 //! is stale (the answer to a try that timed out), and is skipped. No answer in time, a closed
 //! connection or an unreadable answer are errors of the link: the caller tries again later,
-//! on a new connection.
+//! on a new connection. Over TLS when the target asks for it (`Tls`).
 
 use super::super::message::{decode, parse};
 use super::super::mllp::{Frame, Framer, frame};
+use rustls::pki_types::ServerName;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// The largest ACK read (an ACK is a few hundred bytes; a target that sends megabytes back is
 /// not answering).
@@ -36,6 +40,8 @@ impl Ack {
 pub enum LinkError {
     #[error("cannot connect to {0}: {1}")]
     Connect(String, std::io::Error),
+    #[error("TLS to {0}: {1}")]
+    Tls(String, String),
     #[error("the connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("no ACK within {0:?}")]
@@ -46,19 +52,61 @@ pub enum LinkError {
     Garbled(String),
 }
 
+/// TLS to a target: the CAs its certificate must chain to, the name it must carry, and our
+/// certificate when it asks for one; made once per target, used for every connection.
+#[derive(Clone)]
+pub struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl Tls {
+    /// From PEM files: `ca`, and `identity` (certificate chain, key); `name` as the target's
+    /// certificate must say it (a host name or an IP address).
+    pub fn new(ca: &Path, name: &str, identity: Option<(&Path, &Path)>) -> Result<Tls, String> {
+        let config = crate::tls::client_config(ca, identity).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|e| format!("'{name}' is not a server name: {e}"))?;
+        Ok(Tls {
+            connector: TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+}
+
+/// A connection's byte stream: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// One open connection to a target.
 pub struct Link {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     framer: Framer,
 }
 
 impl Link {
-    pub async fn connect(address: &str, timeout: Duration) -> Result<Link, LinkError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+    /// Connect to `address` within `timeout` (the TLS handshake included, with `tls`).
+    pub async fn connect(
+        address: &str,
+        timeout: Duration,
+        tls: Option<&Tls>,
+    ) -> Result<Link, LinkError> {
+        let timed_out = || LinkError::Connect(address.into(), std::io::ErrorKind::TimedOut.into());
+        let deadline = tokio::time::Instant::now() + timeout;
+        let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(address))
             .await
-            .map_err(|_| LinkError::Connect(address.into(), std::io::ErrorKind::TimedOut.into()))?
+            .map_err(|_| timed_out())?
             .map_err(|e| LinkError::Connect(address.into(), e))?;
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(t) => Box::new(
+                tokio::time::timeout_at(deadline, t.connector.connect(t.name.clone(), tcp))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| LinkError::Tls(address.into(), e.to_string()))?,
+            ),
+        };
         Ok(Link {
             stream,
             framer: Framer::new(MAX_ACK_BYTES),
