@@ -158,6 +158,9 @@ pub enum Format {
         /// The message orders of services are sent as.
         #[serde(default)]
         orders: Orders,
+        /// How results are cut into ORU messages.
+        #[serde(default)]
+        results: Results,
     },
     /// FHIR R4: the changed resources (with those they refer to) as a transaction of
     /// conditional updates by identifier, so the target keeps its own ids.
@@ -183,6 +186,18 @@ impl Orders {
             Orders::Oml => &["OML", "O21", "OML_O21"],
         }
     }
+}
+
+/// How results are cut into ORU^R01 messages: all the reports of one write in one message
+/// (the default), one message per report, or one per result (a target that files each
+/// observation by itself; only the results that changed are sent, each with its report's OBR).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Results {
+    #[default]
+    Together,
+    PerReport,
+    PerObservation,
 }
 
 fn v251() -> String {

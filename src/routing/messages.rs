@@ -5,6 +5,7 @@
 //! in that order (an admission's Patient and Encounter are one ADT; a VXU's Patient and
 //! Immunizations one VXU).
 
+use super::config::Results;
 use super::render::{Rendered, Rendering, Versions};
 use crate::adapters::hl7v2::out::adt::{self, Envelope};
 use crate::adapters::hl7v2::out::orm::{self, Order};
@@ -56,7 +57,7 @@ fn message(kind: String, text: String) -> Rendering {
 pub(super) fn hl7v2(
     conn: &mut DbConnection,
     v: &Versions,
-    (env, orders): (&Envelope, OrderKind),
+    (env, orders, results): (&Envelope, OrderKind, Results),
     patient: &Value,
 ) -> Rendering {
     if let Some(c) = v.of("Patient").next() {
@@ -83,7 +84,7 @@ pub(super) fn hl7v2(
     if v.of("DiagnosticReport").next().is_some()
         || (v.of("Observation").next().is_some() && !about_the_visit)
     {
-        return super::render::results(conn, v, env, patient);
+        return super::render::results(conn, v, (env, results), patient);
     }
     if v.of("ServiceRequest").next().is_some() {
         let (list, encounter) = order_list(conn, v, "ServiceRequest")?;

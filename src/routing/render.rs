@@ -3,7 +3,7 @@
 //! patient given the identifier the target knows, and the message told from what changed
 //! (`messages`: which HL7v2 message; `fhir_out`: a FHIR transaction).
 
-use super::config::{Format, Target};
+use super::config::{Format, Results, Target};
 use super::dispatch::Changed;
 use super::queue::Queued;
 use super::value_maps::ValueMaps;
@@ -23,6 +23,12 @@ pub enum Rendered {
     Message {
         kind: String,
         text: String,
+    },
+    /// One change sent as several messages, in order, each with its own control id (a target
+    /// that takes one result per message): (control id, text).
+    Parts {
+        kind: String,
+        parts: Vec<(String, String)>,
     },
     /// Nothing this target is sent stands for the change (a planned encounter, say).
     Nothing(String),
@@ -178,6 +184,7 @@ pub fn render(
         receiving_application,
         receiving_facility,
         orders,
+        results,
     } = &target.format
     else {
         return super::fhir_out::transaction(conn, q, target, maps);
@@ -206,16 +213,17 @@ pub fn render(
         }));
     };
     let patient = known_as(conn, patient, target, q.patient.as_deref(), persons)?;
-    super::messages::hl7v2(conn, &v, (&env, orders.kind()), &patient)
+    super::messages::hl7v2(conn, &v, (&env, orders.kind(), *results), &patient)
 }
 
 /// An ORU^R01 of the reports the message carries, and of those whose results it carries
 /// (a corrected result whose report says the same as before); results in no report make one
-/// report of their own.
+/// report of their own. `split`: one message, or one per report, or one per result that
+/// changed.
 pub(super) fn results(
     conn: &mut DbConnection,
     v: &Versions,
-    env: &Envelope,
+    (env, split): (&Envelope, Results),
     patient: &Value,
 ) -> Rendering {
     let mut reports: Vec<(String, Value)> = Vec::new();
@@ -284,9 +292,51 @@ pub(super) fn results(
         Some(r) => v.resolve(conn, r)?,
         None => super::messages::visit(conn, v)?,
     };
-    Ok(Ok(Rendered::Message {
+    let messages: Vec<Vec<(Value, Vec<Value>)>> = match split {
+        Results::Together => vec![written],
+        Results::PerReport => written.into_iter().map(|w| vec![w]).collect(),
+        Results::PerObservation => {
+            let changed = |kind: &str, r: &Value| {
+                let id = r["id"].as_str().unwrap_or("");
+                v.of(kind).any(|c| c.id == id)
+            };
+            let mut out = Vec::new();
+            // the results that changed; a report that changed without any of its results
+            // (its status, its conclusion) is told by all of them
+            for (report, results) in written {
+                let (changed_results, others): (Vec<Value>, Vec<Value>) = results
+                    .into_iter()
+                    .partition(|o| changed("Observation", o));
+                let told = match changed_results.is_empty() {
+                    true => others,
+                    false => changed_results,
+                };
+                out.extend(told.into_iter().map(|o| vec![(report.clone(), vec![o])]));
+            }
+            out
+        }
+    };
+    if let [one] = messages.as_slice() {
+        return Ok(Ok(Rendered::Message {
+            kind: "ORU^R01".into(),
+            text: oru::oru(env, patient, encounter.as_ref(), one),
+        }));
+    }
+    let parts = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let env = Envelope {
+                control_id: format!("{}-{}", env.control_id, i + 1),
+                ..env.clone()
+            };
+            let text = oru::oru(&env, patient, encounter.as_ref(), m);
+            (env.control_id, text)
+        })
+        .collect();
+    Ok(Ok(Rendered::Parts {
         kind: "ORU^R01".into(),
-        text: oru::oru(env, patient, encounter.as_ref(), &written),
+        parts,
     }))
 }
 

@@ -102,8 +102,11 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                 let rendered = started.elapsed();
                 let mut done: Vec<Tried> = Vec::with_capacity(messages.len());
                 for (q, rendering) in messages {
-                    let (kind, text) = match rendering {
-                        Ok(Rendered::Message { kind, text }) => (kind, text),
+                    let (kind, parts) = match rendering {
+                        Ok(Rendered::Message { kind, text }) => {
+                            (kind, vec![(q.control_id(), text)])
+                        }
+                        Ok(Rendered::Parts { kind, parts }) => (kind, parts),
                         Ok(Rendered::Nothing(why)) => {
                             done.push((q.seq, None, Outcome::Skipped { why }));
                             continue;
@@ -121,7 +124,20 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                             continue;
                         }
                     };
-                    let outcome = link.exchange(&q, &text, s.retry_max).await;
+                    // the parts in order; the message is sent when every part is taken (a part
+                    // refused or unanswered is the message's outcome: replay sends them all)
+                    let mut outcome = Outcome::Sent { ack: String::new() };
+                    for (control_id, text) in &parts {
+                        outcome = link.exchange(&q, (control_id, text), s.retry_max).await;
+                        if !matches!(outcome, Outcome::Sent { .. }) {
+                            break;
+                        }
+                    }
+                    let text = parts
+                        .into_iter()
+                        .map(|(_, t)| t)
+                        .collect::<Vec<_>>()
+                        .join("\n");
                     let held = matches!(outcome, Outcome::Retry { .. });
                     if let Outcome::Retry { error, .. } = &outcome
                         && q.attempts == 0
@@ -243,7 +259,12 @@ impl Connection {
 
     /// Send one message and read what became of it; a try that got no answer is tried again
     /// after the back-off (`retry_max` at most).
-    async fn exchange(&mut self, q: &Queued, text: &str, retry_max: Duration) -> Outcome {
+    async fn exchange(
+        &mut self,
+        q: &Queued,
+        (control_id, text): (&str, &str),
+        retry_max: Duration,
+    ) -> Outcome {
         let pause = backoff(q.attempts, retry_max);
         let (address, timeout, tls, link) = match self {
             Connection::Fhir(f) => return f.send(text, pause).await,
@@ -265,13 +286,9 @@ impl Connection {
             }
         };
         let answer = match link.as_mut() {
-            Some(l) => l.exchange(text, &q.control_id(), timeout).await,
+            Some(l) => l.exchange(text, control_id, timeout).await,
             None => match Link::connect(address, timeout, tls).await {
-                Ok(l) => {
-                    link.insert(l)
-                        .exchange(text, &q.control_id(), timeout)
-                        .await
-                }
+                Ok(l) => link.insert(l).exchange(text, control_id, timeout).await,
                 Err(e) => Err(e),
             },
         };

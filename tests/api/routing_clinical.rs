@@ -137,6 +137,59 @@ async fn a_lab_gets_its_own_codes_and_orders_as_oml(app: TestApp) {
     );
 }
 
+/// A panel of two results, to a target that files each result by itself: one ORU per result
+/// (each with its report's OBR and its own control id), and a correction of one result sends
+/// that result alone.
+async fn a_target_that_files_results_one_by_one_gets_one_oru_each(app: TestApp) {
+    let chart = LegacyEmr::start().await;
+    let routes = json!({"targets": [{
+        "name": "chart",
+        "channel": {"type": "mllp", "address": chart.address()},
+        "format": {"type": "hl7v2", "results": "per-observation"},
+        "events": [{"criteria": "DiagnosticReport"}, {"criteria": "Observation"}]}]});
+    let r = admin_put(&app, "routes", &routes).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let panel = |control: &str, status: &str, potassium: &str| {
+        format!(
+            "MSH|^~\\&|LAB|GOOD HEALTH|EMRSYNC|HUB|20261206100000||ORU^R01^ORU_R01|{control}|P|2.5.1\r{PID}\
+             OBR|1|PL-5^CPOE|F-PL-5^LAB|24320-4^Basic metabolic panel^LN|||20261206093000|||||||||||||||20261206095900|||{status}\r\
+             OBX|1|NM|2823-3^Potassium^LN||{potassium}|mmol/L^mmol/L^UCUM|3.5-5.1||||{status}|||20261206093000\r\
+             OBX|2|NM|2951-2^Sodium^LN||140|mmol/L^mmol/L^UCUM|135-145||||F|||20261206093000\r"
+        )
+    };
+    send(&app, &panel("P1", "F", "5.9")).await;
+    let got = chart.wait_for(2, 20).await;
+    assert_eq!(events(&got), ["ORU^R01^ORU_R01", "ORU^R01^ORU_R01"]);
+    let control = |m: &str| field(m, "MSH", 10);
+    assert_eq!(
+        (
+            control(&got[0]).ends_with("-1"),
+            control(&got[1]).ends_with("-2")
+        ),
+        (true, true),
+        "{got:#?}"
+    );
+    for (m, code) in got.iter().zip(["2823-3", "2951-2"]) {
+        assert!(field(m, "OBR", 4).starts_with("24320-4^"), "{m}");
+        assert!(field(m, "OBX", 3).starts_with(code), "{m}");
+        assert_eq!(m.matches("\rOBX|").count(), 1, "{m}");
+    }
+    // the potassium corrected: that result alone goes
+    send(&app, &panel("P2", "C", "4.1")).await;
+    let got = chart.wait_for(3, 20).await;
+    assert!(field(&got[2], "OBX", 3).starts_with("2823-3"), "{}", got[2]);
+    assert_eq!(
+        (field(&got[2], "OBX", 5), field(&got[2], "OBX", 11)),
+        ("4.1".to_string(), "C".to_string())
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        chart.got().len(),
+        3,
+        "the unchanged sodium is not sent again"
+    );
+}
+
 /// Reads messages (separated by 0x1C) with python-hl7: each one's type, PID-3.1 and its facts
 /// (`kind value`): the identifiers, codes, values and times of the segments the inbound map of
 /// its kind of message takes in, each component 1 unescaped; times to the minute, numbers as
@@ -328,5 +381,6 @@ crate::on_both_backends_with!(
     spawn,
     an_order_its_result_and_the_correction_reach_the_ambulatory_emr,
     a_lab_gets_its_own_codes_and_orders_as_oml,
+    a_target_that_files_results_one_by_one_gets_one_oru_each,
 );
 crate::on_both_backends_with!(spawn_original, every_corpus_message_goes_back_out_readable);
