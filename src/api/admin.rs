@@ -4,7 +4,9 @@
 //!   their raw text;
 //! - `GET /admin/hl7v2/messages/{id}`: one message with its raw text;
 //! - `POST /admin/hl7v2/messages/{id}/replay`: run it again once the cause is fixed; a body
-//!   (the message text, corrected) replaces the stored text.
+//!   (the message text, corrected) replaces the stored text;
+//! - `POST /admin/hl7v2/messages/{id}/release`: apply a message a source-of-truth rule held
+//!   for review, on the caller's word (409 unless it is held).
 //!
 //! Raw messages carry patient data: a token that may read every Patient is required (a
 //! `system/` or `user/` token not confined to one patient).
@@ -145,6 +147,37 @@ pub async fn replay(
     answer(
         "no such message",
         move || queue::replay(&inbound, &id, corrected),
+        |o| {
+            json!({
+                "code": o.code.as_str(),
+                "correlationId": o.correlation_id,
+                "ack": o.ack,
+                "error": o.problem.map(|p| p.text),
+            })
+        },
+    )
+    .await
+}
+
+/// Apply a held message on the caller's word (its Provenance names them as verifier).
+pub async fn release(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> HttpResponse {
+    if let Some(r) = refused(&req) {
+        return r;
+    }
+    let reviewer = req
+        .extensions()
+        .get::<Arc<Grant>>()
+        .map(|g| g.actor())
+        .unwrap_or_default();
+    let inbound = state.hl7v2.clone();
+    let id = id.into_inner();
+    answer(
+        "no such message",
+        move || queue::release(&inbound, &id, reviewer),
         |o| {
             json!({
                 "code": o.code.as_str(),

@@ -168,7 +168,9 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             StoreError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            StoreError::NotOwner(_) => (StatusCode::CONFLICT, "business-rule"),
+            StoreError::NotOwner(_) | StoreError::Held(_) => {
+                (StatusCode::CONFLICT, "business-rule")
+            }
             StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
             StoreError::Database(_) | StoreError::Invalid(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "exception")

@@ -115,6 +115,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/hl7v2/messages", web::get().to(admin::list))
                 .route("/hl7v2/messages/{id}", web::get().to(admin::get))
                 .route("/hl7v2/messages/{id}/replay", web::post().to(admin::replay))
+                .route(
+                    "/hl7v2/messages/{id}/release",
+                    web::post().to(admin::release),
+                )
                 .route("/mpi", web::get().to(mpi_admin::status))
                 .route("/mpi/reviews", web::get().to(mpi_admin::reviews))
                 .route("/mpi/reviews/{id}", web::post().to(mpi_decisions::decide))

@@ -378,6 +378,7 @@ pub fn writer(ingest: &Ingest, what: &str) -> crate::ingest::Writer {
         Source {
             channel: Channel::Mpi,
             system: SOURCE.into(),
+            reviewed_by: None,
         },
         format!("{what}-{}", uuid::Uuid::now_v7()),
     )

@@ -29,9 +29,25 @@ pub trait CodeNormaliser: Send + Sync + std::fmt::Debug {
     fn flush(&self) {}
 }
 
+/// Why a source may not make a change, and what becomes of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Refused: 409 for a client, AE for a sender.
+    Refuse(String),
+    /// Held for a person to review (a feed's message; a client's write is refused).
+    Hold(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Refuse(why) | Refusal::Hold(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Decides whether `source` may make this change (`new` is absent for a delete; `old` reads
-/// the current version, if any, when the decision needs it): a refusal says why, and the
-/// write is refused with it (409 for a client, AE for a sender).
+/// the current version, if any, when the decision needs it): a refusal says why.
 pub trait SourceOfTruth: Send + Sync + std::fmt::Debug {
     fn admits(
         &self,
@@ -40,7 +56,7 @@ pub trait SourceOfTruth: Send + Sync + std::fmt::Debug {
         rtype: &str,
         new: Option<&Value>,
         old: &mut dyn FnMut() -> Option<Value>,
-    ) -> Result<(), String>;
+    ) -> Result<(), Refusal>;
 }
 
 /// Called in the write's transaction for every version written, deletions included: the place

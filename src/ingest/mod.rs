@@ -58,6 +58,9 @@ pub struct Source {
     /// The sending system: a REST client's id (or its subject), an HL7v2 sender's
     /// `application@facility`.
     pub system: String,
+    /// Who released this write from review (a feed's message a source-of-truth rule held):
+    /// the rule is waived for it, on that person's word.
+    pub reviewed_by: Option<String>,
 }
 
 impl Source {
@@ -137,6 +140,7 @@ impl Ingest {
         let source = Source {
             channel: Channel::Rest,
             system: grant.client_id.clone().unwrap_or_else(|| grant.actor()),
+            reviewed_by: None,
         };
         self.writer(
             grant.clone(),

@@ -44,7 +44,7 @@ pub fn record(
         .unwrap_or_else(|| writer.source.system.clone());
     let (code, text) = message.event;
     let (system, value) = message.identifier;
-    let body = json!({
+    let mut body = json!({
         "resourceType": "Provenance",
         "id": id,
         "target": written.iter().map(|v| json!({"reference": v})).collect::<Vec<_>>(),
@@ -73,6 +73,14 @@ pub fn record(
             "what": {"identifier": {"system": system, "value": value}, "display": format!("{text} {value} from {name}")}
         }]
     });
+    // a write a person released from review names them: it was applied on their word
+    if let Some(reviewer) = &writer.source.reviewed_by {
+        body["agent"].as_array_mut().expect("agents").push(json!({
+            "type": {"coding": [{"system": PARTICIPANT, "code": "verifier", "display": "Verifier"}]},
+            "who": {"display": reviewer}
+        }));
+        body["reason"] = json!([{"text": "released from source-of-truth review"}]);
+    }
     let current = Current::read_locked(tx.conn, "Provenance", id)?;
     restate(tx, "Provenance", id, &current, body, writer)
 }

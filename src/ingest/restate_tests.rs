@@ -14,6 +14,7 @@ fn ctx() -> Writer {
         source: Arc::new(Source {
             channel: Channel::Hl7v2,
             system: "test".into(),
+            reviewed_by: None,
         }),
         hooks: Arc::new(Hooks::default()),
     }

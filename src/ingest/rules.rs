@@ -1,7 +1,8 @@
 //! The store's write rules of a writer on the ingest path: its grant and the Subscription
 //! rules, then the source-of-truth and identity hooks.
 
-use super::{Hooks, Source};
+use super::hooks::Refusal;
+use super::{Channel, Hooks, Source};
 use crate::store::rules::{Recorded, SetAside, WriteKind, WriteRules};
 use crate::store::{StoreError, WriteContext};
 use serde_json::Value;
@@ -27,7 +28,13 @@ impl WriteRules for Rules {
         for truth in &self.hooks.truth {
             truth
                 .admits(&self.source, kind, rtype, new, old)
-                .map_err(StoreError::NotOwner)?;
+                .map_err(|r| match r {
+                    // a client waits for its answer: nothing of its write can wait for review
+                    Refusal::Hold(why) if self.source.channel != Channel::Rest => {
+                        StoreError::Held(why)
+                    }
+                    Refusal::Hold(why) | Refusal::Refuse(why) => StoreError::NotOwner(why),
+                })?;
         }
         Ok(())
     }

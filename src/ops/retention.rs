@@ -2,7 +2,7 @@
 //! or replayed) and older than its retention; subscription events once delivered and older
 //! than theirs; outbox rows once dispatched and routed and as old; outbound messages to target
 //! systems once sent (or skipped) and as old. Resource versions and audit rows are
-//! never swept here. Messages waiting in the exception queue (`failed`) and events not yet
+//! never swept here. Messages waiting in the exception queue (`failed`) or for review (`held`) and events not yet
 //! delivered are kept however old: forgetting them would lose work.
 //!
 //! Deletes go in small batches, each its own transaction, so that a sweep after a long time
@@ -61,7 +61,8 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
         let cutoff = now - i64::from(retention.hl7v2_archive_days) * DAY_MICROS;
         swept.hl7v2_messages = batches(store, |c| {
             let ids: Vec<String> = m::table
-                .filter(m::status.ne(status::FAILED))
+                // what waits for a person (the exception queue, held for review) stays
+                .filter(m::status.ne_all([status::FAILED, status::HELD]))
                 .filter(m::received_at.lt(cutoff))
                 .select(m::id)
                 .limit(BATCH)

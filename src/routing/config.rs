@@ -38,6 +38,20 @@ pub struct Domain {
     /// change. Default true.
     #[serde(default = "yes")]
     pub others_may_create: bool,
+    /// What becomes of a change by another source: refused (a NAK, a 409), or, for a feed's
+    /// message, held for a person to review (`POST /admin/hl7v2/messages/{id}/release` applies
+    /// it).
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+}
+
+/// What a source-of-truth rule does with a change it does not admit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnConflict {
+    #[default]
+    Refuse,
+    Hold,
 }
 
 /// One target system.

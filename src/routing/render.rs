@@ -304,9 +304,8 @@ pub(super) fn results(
             // the results that changed; a report that changed without any of its results
             // (its status, its conclusion) is told by all of them
             for (report, results) in written {
-                let (changed_results, others): (Vec<Value>, Vec<Value>) = results
-                    .into_iter()
-                    .partition(|o| changed("Observation", o));
+                let (changed_results, others): (Vec<Value>, Vec<Value>) =
+                    results.into_iter().partition(|o| changed("Observation", o));
                 let told = match changed_results.is_empty() {
                     true => others,
                     false => changed_results,

@@ -5,9 +5,9 @@
 //! delete it; it may create one that does not exist yet when the rule lets others create.
 //! A change that leaves the owned elements as they are goes through.
 
-use super::config::{Domain, Routes};
+use super::config::{Domain, OnConflict, Routes};
 use crate::ingest::Source;
-use crate::ingest::hooks::SourceOfTruth;
+use crate::ingest::hooks::{Refusal, SourceOfTruth};
 use crate::store::WriteKind;
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
@@ -39,11 +39,15 @@ impl SourceOfTruth for Truth {
         rtype: &str,
         new: Option<&Value>,
         old: &mut dyn FnMut() -> Option<Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let domains = self.domains();
         let Some(name) = source.name() else {
             return Ok(());
         };
+        // a person reviewed this write and released it: the rule is waived for it
+        if source.reviewed_by.is_some() {
+            return Ok(());
+        }
         let mut before: Option<Option<Value>> = None;
         for d in domains
             .iter()
@@ -59,27 +63,37 @@ impl SourceOfTruth for Truth {
                 if d.others_may_create || kind == WriteKind::Delete {
                     continue;
                 }
-                return Err(format!(
+                return Err(d.refusal(format!(
                     "{rtype} belongs to the '{}' domain, whose source of truth is {owners}: {name} may not create one",
                     d.domain
-                ));
+                )));
             };
             let Some(new) = new else {
-                return Err(format!(
+                return Err(d.refusal(format!(
                     "{rtype} belongs to the '{}' domain, whose source of truth is {owners}: {name} may not delete it",
                     d.domain
-                ));
+                )));
             };
             let changed = changed_elements(d, old, new);
             if !changed.is_empty() {
-                return Err(format!(
+                return Err(d.refusal(format!(
                     "{rtype}.{} belongs to the '{}' domain, whose source of truth is {owners}: {name} may not change it",
                     changed.join(", "),
                     d.domain
-                ));
+                )));
             }
         }
         Ok(())
+    }
+}
+
+impl Domain {
+    /// A refusal by this domain's rule: refused, or held for review.
+    fn refusal(&self, why: String) -> Refusal {
+        match self.on_conflict {
+            OnConflict::Refuse => Refusal::Refuse(why),
+            OnConflict::Hold => Refusal::Hold(why),
+        }
     }
 }
 
@@ -116,7 +130,8 @@ mod tests {
             {"domain": "adt", "resources": ["Patient"], "elements": ["name", "birthDate"],
              "owners": ["hl7v2 REG@GH"]},
             {"domain": "allergies", "resources": ["AllergyIntolerance"],
-             "owners": ["hl7v2 PHARM@GH"], "others_may_create": false}]}))
+             "owners": ["hl7v2 PHARM@GH"], "others_may_create": false,
+             "on_conflict": "hold"}]}))
         .unwrap();
         t.set(&routes);
         t
@@ -126,6 +141,7 @@ mod tests {
         Source {
             channel,
             system: system.into(),
+            reviewed_by: None,
         }
     }
 
@@ -147,7 +163,8 @@ mod tests {
                 Some(&renamed),
                 &mut some,
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("Patient.name belongs to the 'adt' domain")
                 && e.contains("hl7v2 REG@GH")
@@ -178,6 +195,7 @@ mod tests {
         assert!(
             t.admits(&lab, WriteKind::Delete, "Patient", None, &mut some)
                 .unwrap_err()
+                .to_string()
                 .contains("may not delete")
         );
         // creating: allowed unless the rule says not
@@ -201,8 +219,32 @@ mod tests {
                 Some(&allergy),
                 &mut none,
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("may not create"), "{e}");
+        // the allergies' rule holds a feed's change for review, and waives it once released
+        let held = t.admits(
+            &lab,
+            WriteKind::Create,
+            "AllergyIntolerance",
+            Some(&allergy),
+            &mut none,
+        );
+        assert!(matches!(held, Err(Refusal::Hold(_))), "{held:?}");
+        let released = Source {
+            reviewed_by: Some("Practitioner/7".into()),
+            ..lab.clone()
+        };
+        assert!(
+            t.admits(
+                &released,
+                WriteKind::Create,
+                "AllergyIntolerance",
+                Some(&allergy),
+                &mut none
+            )
+            .is_ok()
+        );
         // the server's own writers are held by no rule
         assert!(
             t.admits(
@@ -223,7 +265,8 @@ mod tests {
                 Some(&renamed),
                 &mut some,
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("client app may not change"), "{e}");
     }
 }

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The writer is not the source of truth of what it changes (409; an HL7v2 AE).
     #[error("{0}")]
     NotOwner(String),
+    /// The same, where the rule holds a feed's message for a person to review rather than
+    /// refusing it (the HL7v2 archive keeps it as `held`).
+    #[error("{0}")]
+    Held(String),
     /// The content is not acceptable for reasons the store checks itself (a Subscription
     /// with an unknown topic, say): 422 with these issues.
     #[error("{}", .0.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; "))]

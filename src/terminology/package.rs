@@ -124,6 +124,7 @@ fn write(ingest: &Ingest, read: Read_) -> anyhow::Result<Loaded> {
         Source {
             channel: Channel::Load,
             system: format!("{}@{}", read.name, read.version),
+            reviewed_by: None,
         },
         format!("package-{}", uuid::Uuid::now_v7()),
     );

@@ -125,6 +125,7 @@ pub fn renormalise(
             Source {
                 channel: Channel::Terminology,
                 system: row.source.clone(),
+                reviewed_by: None,
             },
             format!("renormalise-{}", uuid::Uuid::now_v7()),
         );

@@ -7,7 +7,7 @@ use crate::hl7v2::adt;
 use crate::hl7v2_results::oru;
 use crate::mllp_client::Mllp;
 use emrsync::fhir::Issue;
-use emrsync::ingest::hooks::{CodeNormaliser, IdentityResolver, SourceOfTruth};
+use emrsync::ingest::hooks::{CodeNormaliser, IdentityResolver, Refusal, SourceOfTruth};
 use emrsync::ingest::{Channel, Hooks, Source};
 use emrsync::store::db::DbConnection;
 use emrsync::store::{StoreError, Version, WriteKind};
@@ -61,12 +61,12 @@ impl SourceOfTruth for AllergiesFromPharmacy {
         rtype: &str,
         _: Option<&Value>,
         _: &mut dyn FnMut() -> Option<Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         match rtype == "AllergyIntolerance" && source.system != "PHARM@GOOD HEALTH" {
-            true => Err(format!(
+            true => Err(Refusal::Refuse(format!(
                 "{rtype} is owned by PHARM@GOOD HEALTH, not {}",
                 source.system
-            )),
+            ))),
             false => Ok(()),
         }
     }

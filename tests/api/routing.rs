@@ -392,9 +392,88 @@ async fn only_the_source_of_truth_changes_what_it_owns(app: TestApp) {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
+/// A rule that holds rather than refuses: the lab's rename is taken (AA, saying it is held),
+/// changes nothing, and waits for a person; released, it applies, its Provenance naming who
+/// released it; a REST client's change is still refused (it cannot wait for review).
+async fn a_held_change_waits_for_a_person_and_applies_on_release(app: TestApp) {
+    let routes = json!({"truth": [{
+        "domain": "adt", "resources": ["Patient"], "elements": ["name"],
+        "owners": ["hl7v2 REG@GOOD HEALTH"], "on_conflict": "hold"}]});
+    let r = admin_put(&app, "routes", &routes).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    send(
+        &app,
+        &adt("REG", "A04", "H1", ("M600", "Owner"), ("V600", "E", "ED^3")),
+    )
+    .await;
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let rename = adt(
+        "LAB",
+        "A08",
+        "H2",
+        ("M600", "Renamed"),
+        ("V600", "E", "ED^3"),
+    );
+    let ack = mllp.send(&rename).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    assert!(ack.text.contains("held for review"), "{}", ack.text);
+    async fn family(app: &TestApp) -> Value {
+        let found = app.get("Patient?identifier=M600").await.json();
+        found["entry"][0]["resource"]["name"][0]["family"].clone()
+    }
+    assert_eq!(family(&app).await, "Owner");
+    async fn messages(app: &TestApp, status: &str) -> Value {
+        let url = format!("{}/admin/hl7v2/messages?status={status}", app.root);
+        app.get_url(&url).await.json()["messages"].clone()
+    }
+    let held = messages(&app, "held").await;
+    assert_eq!(held.as_array().unwrap().len(), 1, "{held}");
+    assert!(held[0]["error"].as_str().unwrap().contains("Patient.name"));
+    // the same message sent again is held again, not applied
+    assert_eq!(mllp.send(&rename).await.code(), "AA");
+    assert_eq!(family(&app).await, "Owner");
+    // a person releases it
+    let url = format!(
+        "{}/admin/hl7v2/messages/{}/release",
+        app.root,
+        held[0]["id"].as_str().unwrap()
+    );
+    let r = app.send(app.client.post(&url)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["code"], "AA", "{}", r.text);
+    assert_eq!(family(&app).await, "Renamed");
+    assert!(messages(&app, "held").await.as_array().unwrap().is_empty());
+    let provenance = app
+        .get(&format!(
+            "Provenance/{}",
+            r.json()["correlationId"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(
+        provenance["agent"][2]["type"]["coding"][0]["code"], "verifier",
+        "{provenance}"
+    );
+    // released once: not again
+    let again = app.send(app.client.post(&url)).await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    // a client's change to what the rule holds is refused, not held
+    let found = app.get("Patient?identifier=M600").await.json();
+    let mut patient = found["entry"][0]["resource"].clone();
+    patient["name"][0]["family"] = json!("ByClient");
+    let r = app
+        .put(
+            &format!("Patient/{}", patient["id"].as_str().unwrap()),
+            &patient,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+}
+
 crate::on_both_backends_with!(
     spawn,
     only_the_source_of_truth_changes_what_it_owns,
+    a_held_change_waits_for_a_person_and_applies_on_release,
     a_stay_reaches_the_legacy_emr_in_order_without_echo,
     a_target_down_catches_up_in_order_and_a_refusal_waits_for_replay,
     routes_are_checked_and_kept_with_who_changed_them,

@@ -27,6 +27,9 @@ pub mod status {
     pub const REJECTED: &str = "rejected";
     /// Was in the exception queue; a corrected copy of it has since been accepted.
     pub const REPLAYED: &str = "replayed";
+    /// Not applied: a source-of-truth rule holds it for a person to review (AA sent: the hub
+    /// has it); `release` applies it on that person's word.
+    pub const HELD: &str = "held";
 }
 
 /// What became of one message (the ACK to send back, and for the caller's logs and tests).
@@ -80,6 +83,8 @@ struct Received {
     hash: String,
     correlation_id: String,
     received_at: i64,
+    /// Who released it from review, when it is applied on a person's word.
+    reviewed_by: Option<String>,
 }
 
 impl Received {
@@ -183,7 +188,7 @@ pub fn handle(inbound: &Inbound, raw: &[u8]) -> Outcome {
     let correlation_id = crate::store::new_correlation_id();
     let text = message::decode(raw);
     match message::parse(&text) {
-        Ok(msg) => process(inbound, &msg, &text, correlation_id, received_at),
+        Ok(msg) => process(inbound, &msg, &text, (correlation_id, received_at), None),
         Err(e) => {
             // as much of the header as can be read, for the ACK's addressing
             let r = Received {
@@ -193,6 +198,7 @@ pub fn handle(inbound: &Inbound, raw: &[u8]) -> Outcome {
                 stored: archived_text(store, &text),
                 correlation_id,
                 received_at,
+                reviewed_by: None,
             };
             let problem = Problem {
                 location: e.location,
@@ -205,12 +211,14 @@ pub fn handle(inbound: &Inbound, raw: &[u8]) -> Outcome {
 }
 
 /// Map and apply a parsed message (also what replay runs).
+/// Apply one parsed message received at `received_at` under `correlation_id`;
+/// `reviewed_by`: a person released it from review (the source-of-truth rules are waived).
 pub fn process(
     inbound: &Inbound,
     msg: &Message,
     text: &str,
-    correlation_id: String,
-    received_at: i64,
+    (correlation_id, received_at): (String, i64),
+    reviewed_by: Option<String>,
 ) -> Outcome {
     let store = &inbound.ingest.store;
     let r = Received {
@@ -220,6 +228,7 @@ pub fn process(
         stored: archived_text(store, text),
         correlation_id,
         received_at,
+        reviewed_by,
     };
     if !r.header.version.starts_with("2.") {
         let p = Problem {
@@ -265,6 +274,16 @@ pub fn process(
             }
             .reply(AckCode::Accept, None, mapped.warnings, true)
         }
+        Err(StoreError::Held(why)) => {
+            tracing::info!(control_id = %r.header.control_id, why = %why, "HL7v2 message held for review");
+            let p = Problem {
+                location: String::new(),
+                code: "207",
+                text: format!("held for review: {why}"),
+            };
+            archive(store, &r, status::HELD, AckCode::Accept, &p);
+            r.reply(AckCode::Accept, None, vec![p], false)
+        }
         Err(e) => {
             tracing::warn!(control_id = %r.header.control_id, error = %e, "HL7v2 message not applied");
             let text = match e {
@@ -294,6 +313,7 @@ fn sender(ingest: &Ingest, r: &Received) -> Writer {
         Source {
             channel: Channel::Hl7v2,
             system,
+            reviewed_by: r.reviewed_by.clone(),
         },
         r.correlation_id.clone(),
     )

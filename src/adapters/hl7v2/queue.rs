@@ -103,6 +103,39 @@ pub fn replay(
     id: &str,
     corrected: Option<String>,
 ) -> Result<Option<Outcome>, StoreError> {
+    run_again(inbound, id, corrected, None)
+}
+
+/// Apply held message `id` on `reviewer`'s word: the source-of-truth rule that held it is
+/// waived for it. `Ok(None)`: no such message; `Err(Conflict)`: it is not held.
+pub fn release(
+    inbound: &Inbound,
+    id: &str,
+    reviewer: String,
+) -> Result<Option<Outcome>, StoreError> {
+    let store = &inbound.ingest.store;
+    let held: Option<String> = store.read(|c| {
+        Ok(m::table
+            .find(id)
+            .select(m::status)
+            .get_result(c)
+            .optional()?)
+    })?;
+    match held.as_deref() {
+        None => Ok(None),
+        Some(status::HELD) => run_again(inbound, id, None, Some(reviewer)),
+        Some(other) => Err(StoreError::Conflict(format!(
+            "the message is {other}, not held for review"
+        ))),
+    }
+}
+
+fn run_again(
+    inbound: &Inbound,
+    id: &str,
+    corrected: Option<String>,
+    reviewer: Option<String>,
+) -> Result<Option<Outcome>, StoreError> {
     let store = &inbound.ingest.store;
     let Some((entry, raw)) = get(store, id)? else {
         return Ok(None);
@@ -110,22 +143,34 @@ pub fn replay(
     let text = corrected.unwrap_or(raw);
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let outcome = match message::parse(&text) {
-        Ok(msg) => ingest::process(inbound, &msg, &text, correlation_id, entry.received_at),
+        Ok(msg) => ingest::process(
+            inbound,
+            &msg,
+            &text,
+            (correlation_id, entry.received_at),
+            reviewer,
+        ),
         // a correction that cannot be read is refused like any such message
         Err(_) => ingest::handle(inbound, text.as_bytes()),
     };
     if outcome.code == super::ack::AckCode::Accept && entry.status != status::APPLIED {
         store.write_rows(|c| {
-            diesel::update(m::table.find(id).filter(m::status.ne(status::APPLIED)))
-                .set((
-                    m::status.eq(status::REPLAYED),
-                    m::processed_at.eq(now_micros()),
-                    m::error.eq(Some(format!(
-                        "replayed: accepted as correlation id {}",
-                        outcome.correlation_id
-                    ))),
-                ))
-                .execute(c)?;
+            // (held again: it stays held)
+            diesel::update(
+                m::table
+                    .find(id)
+                    .filter(m::status.ne(status::APPLIED))
+                    .filter(m::status.ne(status::HELD)),
+            )
+            .set((
+                m::status.eq(status::REPLAYED),
+                m::processed_at.eq(now_micros()),
+                m::error.eq(Some(format!(
+                    "replayed: accepted as correlation id {}",
+                    outcome.correlation_id
+                ))),
+            ))
+            .execute(c)?;
             Ok(())
         })?;
     }

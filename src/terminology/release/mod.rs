@@ -117,6 +117,7 @@ pub fn write(ingest: &Ingest, release: Release, progress: Progress) -> anyhow::R
         Source {
             channel: Channel::Load,
             system: format!("{}@{}", release.name, release.version),
+            reviewed_by: None,
         },
         format!("import-{}", uuid::Uuid::now_v7()),
     );
