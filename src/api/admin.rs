@@ -147,14 +147,7 @@ pub async fn replay(
     answer(
         "no such message",
         move || queue::replay(&inbound, &id, corrected),
-        |o| {
-            json!({
-                "code": o.code.as_str(),
-                "correlationId": o.correlation_id,
-                "ack": o.ack,
-                "error": o.problem.map(|p| p.text),
-            })
-        },
+        outcome,
     )
     .await
 }
@@ -168,24 +161,23 @@ pub async fn release(
     if let Some(r) = refused(&req) {
         return r;
     }
-    let reviewer = req
-        .extensions()
-        .get::<Arc<Grant>>()
-        .map(|g| g.actor())
-        .unwrap_or_default();
+    let reviewer = super::mpi_decisions::who(&req);
     let inbound = state.hl7v2.clone();
     let id = id.into_inner();
     answer(
         "no such message",
         move || queue::release(&inbound, &id, reviewer),
-        |o| {
-            json!({
-                "code": o.code.as_str(),
-                "correlationId": o.correlation_id,
-                "ack": o.ack,
-                "error": o.problem.map(|p| p.text),
-            })
-        },
+        outcome,
     )
     .await
+}
+
+/// What became of a message run again, as these endpoints answer it.
+fn outcome(o: crate::adapters::hl7v2::ingest::Outcome) -> serde_json::Value {
+    json!({
+        "code": o.code.as_str(),
+        "correlationId": o.correlation_id,
+        "ack": o.ack,
+        "error": o.problem.map(|p| p.text),
+    })
 }
