@@ -3,6 +3,7 @@
 //! format, and by which identifier system it knows a patient. Read from JSON (a file under
 //! `capability/routes/`, or `PUT /admin/routes`) and checked whole before any of it is used.
 
+use crate::adapters::hl7v2::message::Delimiters;
 use crate::subscriptions::subscription::check_filter;
 use crate::subscriptions::topics;
 use serde::{Deserialize, Serialize};
@@ -175,6 +176,9 @@ pub enum Format {
         /// How results are cut into ORU messages.
         #[serde(default)]
         results: Results,
+        /// The delimiters, as MSH-1 and MSH-2 write them.
+        #[serde(default = "standard_encoding")]
+        encoding: String,
     },
     /// FHIR R4: the changed resources (with those they refer to) as a transaction of
     /// conditional updates by identifier, so the target keeps its own ids.
@@ -212,6 +216,10 @@ pub enum Results {
     Together,
     PerReport,
     PerObservation,
+}
+
+fn standard_encoding() -> String {
+    "|^~\\&".into()
 }
 
 fn v251() -> String {
@@ -269,7 +277,10 @@ impl Routes {
                 problems.push(format!("target '{}' is named twice", t.name));
             }
             match (&t.channel, &t.format) {
-                (Channel::Mllp { address, tls, .. }, Format::Hl7v2 { .. }) => {
+                (Channel::Mllp { address, tls, .. }, Format::Hl7v2 { encoding, .. }) => {
+                    if let Err(why) = Delimiters::from_encoding(encoding) {
+                        problems.push(format!("target '{}': encoding '{encoding}': {why}", t.name));
+                    }
                     let bad = address
                         .rsplit_once(':')
                         .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err());
@@ -488,6 +499,31 @@ mod tests {
                 .unwrap_err()
                 .contains("OML^O21")
         );
+    }
+
+    #[test]
+    fn a_target_may_have_its_own_delimiters() {
+        let target = |encoding: &str| {
+            format!(
+                r#"{{"targets": [{{"name": "old", "channel": {{"type": "mllp", "address": "h:1"}},
+                   "format": {{"type": "hl7v2", "encoding": "{encoding}"}},
+                   "events": [{{"criteria": "Patient"}}]}}]}}"#
+            )
+        };
+        let r = Routes::parse(&target("#!*$@")).unwrap();
+        let Format::Hl7v2 { encoding, .. } = &r.targets[0].format else {
+            panic!("hl7v2");
+        };
+        let d = Delimiters::from_encoding(encoding).unwrap();
+        assert_eq!((d.field, d.component, d.repetition), ('#', '!', '*'));
+        assert_eq!((d.escape, d.subcomponent), (Some('$'), '@'));
+        let e = Routes::parse(&target("|^^&&")).unwrap_err();
+        assert!(e.contains("encoding '|^^&&'"), "{e}");
+        let standard = Routes::parse(LEGACY).unwrap();
+        let Format::Hl7v2 { encoding, .. } = &standard.targets[0].format else {
+            panic!("hl7v2");
+        };
+        assert_eq!(encoding, "|^~\\&");
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub fn render(
         receiving_facility,
         orders,
         results,
+        encoding,
     } = &target.format
     else {
         return super::fhir_out::transaction(conn, q, target, maps);
@@ -197,7 +198,8 @@ pub fn render(
         control_id: q.control_id(),
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         version: version.clone(),
-        delimiters: Delimiters::default(),
+        // checked with the routes: a target's own delimiters, else the standard ones
+        delimiters: Delimiters::from_encoding(encoding).unwrap_or_default(),
     };
     let patient = match v.of("Patient").next() {
         Some(c) => v.at(conn, c, c.version)?,

@@ -54,6 +54,12 @@ impl Default for Delimiters {
 
 impl Delimiters {
     /// MSH-2 as it should be written back (`^~\&`).
+    /// The delimiters a target wants, as MSH-1 and MSH-2 write them (`|^~\&`).
+    pub fn from_encoding(text: &str) -> Result<Delimiters, String> {
+        let field = text.chars().next().unwrap_or('|');
+        delimiters(&format!("MSH{text}{field}")).map_err(|e| e.text)
+    }
+
     pub fn encoding_characters(&self) -> String {
         let mut s = String::new();
         s.push(self.component);
