@@ -81,6 +81,11 @@ pub fn record(
         }));
         body["reason"] = json!([{"text": "released from source-of-truth review"}]);
     }
-    let current = Current::read_locked(tx.conn, "Provenance", id)?;
-    restate(tx, "Provenance", id, &current, body, writer)
+    // new by construction (its id is this write's correlation id, and a transaction tried
+    // again after a conflict rolled the first try's back): no head to read on the hot path
+    let absent = Current {
+        version: None,
+        json: None,
+    };
+    restate(tx, "Provenance", id, &absent, body, writer)
 }

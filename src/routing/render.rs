@@ -81,9 +81,6 @@ impl Versions<'_> {
         c: &Changed,
         v: i64,
     ) -> Result<Option<Value>, StoreError> {
-        if v < 1 {
-            return Ok(None);
-        }
         let found = match self.read.0.get(&(c.rtype.clone(), c.id.clone(), v)) {
             Some(known) => known.clone(),
             None => version_json(conn, c, v)?,
