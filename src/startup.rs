@@ -376,6 +376,7 @@ impl Application {
                 retry_max: Duration::from_secs(settings.route_retry_max_secs.max(1)),
                 owner: uuid::Uuid::new_v4().to_string(),
                 terminology: terminology.clone(),
+                base: base_url.clone(),
             };
             let truth = truth.clone();
             tasks.spawn("router", OnExit::Restart, AtShutdown::Stop, move |_| {

@@ -54,6 +54,7 @@ fn about<'a>(base: &'a str, sub: &'a Subscriber) -> About<'a> {
         status: &sub.status,
         events_since_start: sub.events_since_start,
         error: sub.last_error.as_deref(),
+        target: false,
     }
 }
 

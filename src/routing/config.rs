@@ -3,6 +3,7 @@
 //! format, and by which identifier system it knows a patient. Read from JSON (a file under
 //! `capability/routes/`, or `PUT /admin/routes`) and checked whole before any of it is used.
 
+pub use super::channel::{Channel, Header, MllpTls, OAuth2};
 use crate::adapters::hl7v2::message::Delimiters;
 use crate::subscriptions::subscription::check_filter;
 use crate::subscriptions::topics;
@@ -87,73 +88,6 @@ fn yes() -> bool {
     true
 }
 
-/// How a target is reached.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Channel {
-    /// HL7v2 over MLLP: one connection, one message in flight, the next after its ACK.
-    Mllp {
-        /// host:port
-        address: String,
-        /// How long an ACK is waited for before the message is sent again (milliseconds).
-        #[serde(default = "ack_timeout_ms")]
-        ack_timeout_ms: u64,
-        /// TLS to the target (without it, plain TCP).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tls: Option<MllpTls>,
-    },
-    /// A FHIR R4 server: each message a transaction Bundle POSTed to its base.
-    Fhir {
-        base: String,
-        /// Without it, requests carry no token.
-        #[serde(default)]
-        oauth2: Option<OAuth2>,
-        /// How long an answer is waited for before the message is sent again (milliseconds).
-        #[serde(default = "ack_timeout_ms")]
-        timeout_ms: u64,
-    },
-}
-
-fn ack_timeout_ms() -> u64 {
-    10_000
-}
-
-/// How a FHIR target's token is got: OAuth2 client credentials (RFC 6749 4.4) with a client
-/// secret sent as HTTP Basic, the way SMART Backend Services servers with symmetric clients
-/// and most vendor gateways take it. The secret never sits in the routes (they are shown to
-/// the integration team and kept in change control): it is read from a file or the
-/// environment when a token is needed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OAuth2 {
-    pub token_url: String,
-    pub client_id: String,
-    /// A file holding the client secret (its first line).
-    #[serde(default)]
-    pub client_secret_file: Option<std::path::PathBuf>,
-    /// An environment variable holding the client secret.
-    #[serde(default)]
-    pub client_secret_env: Option<String>,
-    /// The scopes asked for, space separated (e.g. `system/*.cruds`).
-    #[serde(default)]
-    pub scope: Option<String>,
-}
-
-/// TLS to an MLLP target: the CAs its certificate must chain to (PEM: a hospital's own CA, or
-/// the system's bundle such as `/etc/ssl/certs/ca-certificates.crt`), the name it must carry
-/// (default: the address's host), and our certificate and key for a target that asks for one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MllpTls {
-    pub ca_file: std::path::PathBuf,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<std::path::PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<std::path::PathBuf>,
-}
-
 /// What a target is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
@@ -183,6 +117,22 @@ pub enum Format {
     /// FHIR R4: the changed resources (with those they refer to) as a transaction of
     /// conditional updates by identifier, so the target keeps its own ids.
     Fhir,
+    /// A Subscriptions Backport notification Bundle (`history`, SubscriptionStatus first), with
+    /// as much of each changed resource as `content` says, as a rest-hook Subscription's.
+    Notification {
+        #[serde(default)]
+        content: Content,
+    },
+}
+
+/// How much of a change a notification carries (a Subscription's payload content).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Content {
+    Empty,
+    IdOnly,
+    #[default]
+    FullResource,
 }
 
 /// The HL7v2 message orders of services are sent as: ORM^O01 (v2.3 to v2.4, and most
@@ -306,16 +256,46 @@ impl Routes {
                             t.name
                         ));
                     }
-                    if let Some(o) = oauth2
-                        && o.client_secret_file.is_none()
-                        && o.client_secret_env.is_none()
-                    {
+                    if let Some(why) = oauth2.as_ref().and_then(OAuth2::problem) {
+                        problems.push(format!("target '{}': {why}", t.name));
+                    }
+                }
+                (
+                    Channel::RestHook {
+                        endpoint,
+                        headers,
+                        oauth2,
+                        ..
+                    },
+                    Format::Notification { .. },
+                ) => {
+                    let url = reqwest::Url::parse(endpoint);
+                    let fine = url.as_ref().is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https")
+                            && u.host().is_some()
+                            && u.username().is_empty()
+                            && u.password().is_none()
+                    });
+                    if !fine {
                         problems.push(format!(
-                            "target '{}': oauth2 needs client_secret_file or client_secret_env",
+                            "target '{}': endpoint '{endpoint}' is not an http(s) URL with a host \
+                             and no credentials",
                             t.name
                         ));
                     }
+                    for h in headers {
+                        if let Some(why) = h.problem() {
+                            problems.push(format!("target '{}': {why}", t.name));
+                        }
+                    }
+                    if let Some(why) = oauth2.as_ref().and_then(OAuth2::problem) {
+                        problems.push(format!("target '{}': {why}", t.name));
+                    }
                 }
+                (Channel::RestHook { .. }, _) => problems.push(format!(
+                    "target '{}': a rest-hook channel carries the notification format",
+                    t.name
+                )),
                 (Channel::Mllp { .. }, _) => problems.push(format!(
                     "target '{}': an mllp channel carries the hl7v2 format",
                     t.name

@@ -1,4 +1,5 @@
-//! The HTTP client of one FHIR target: each message (a transaction Bundle) POSTed to its base,
+//! The HTTP client of one FHIR or REST-hook target: each message (a transaction Bundle, a
+//! notification Bundle) POSTed to its base or endpoint, with the target's headers and
 //! with a bearer token got by OAuth2 client credentials (the `oauth2` crate over the server's
 //! reqwest) and kept until shortly before it expires. What the answer means for the queue:
 //! 2xx taken; a refusal of the content (400, 403, 404, 409, 412, 422) to the exception queue
@@ -16,6 +17,8 @@ pub struct FhirLink {
     oauth2: Option<OAuth2>,
     /// The token and when to stop using it.
     token: Option<(String, Instant)>,
+    /// Headers sent with every request, or why they cannot be made (every try then waits).
+    headers: Result<Vec<(String, String)>, String>,
 }
 
 /// Why no token could be got.
@@ -27,6 +30,7 @@ pub struct TokenError {
 }
 
 impl FhirLink {
+    /// A link POSTing to `base` exactly as given.
     pub fn new(base: &str, oauth2: Option<OAuth2>, timeout: Duration) -> FhirLink {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -35,10 +39,17 @@ impl FhirLink {
             .expect("a client with timeouts builds");
         FhirLink {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base: base.to_string(),
             oauth2,
             token: None,
+            headers: Ok(Vec::new()),
         }
+    }
+
+    /// The same, sending `headers` with every request.
+    pub fn with_headers(mut self, headers: Result<Vec<(String, String)>, String>) -> FhirLink {
+        self.headers = headers;
+        self
     }
 
     /// A token (fetched when there is none or it is about to expire).
@@ -102,6 +113,10 @@ impl FhirLink {
             at: now_micros() + retry_at.as_micros() as i64,
             error,
         };
+        let headers = match &self.headers {
+            Ok(h) => h.clone(),
+            Err(why) => return retry(why.clone()),
+        };
         for attempt in 0..2 {
             let token = match self.token().await {
                 Ok(t) => t,
@@ -113,6 +128,9 @@ impl FhirLink {
                 .header("content-type", "application/fhir+json")
                 .header("accept", "application/fhir+json")
                 .body(bundle.to_string());
+            for (name, value) in &headers {
+                req = req.header(name, value);
+            }
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }

@@ -8,12 +8,14 @@
 //! sender per enabled target (and stops those of targets removed or changed), and routes the
 //! outbox as changes commit.
 
+pub mod channel;
 pub mod config;
 pub mod dispatch;
 pub mod fhir_client;
 pub mod fhir_out;
 pub mod lease;
 pub mod messages;
+pub mod notify_out;
 pub mod queue;
 pub mod render;
 pub mod revisions;

@@ -66,7 +66,7 @@ impl Prefetched {
 }
 
 /// The versions a message carries, and the current versions of what it refers to.
-pub(super) struct Versions<'a> {
+pub struct Versions<'a> {
     pub(super) changes: &'a [Changed],
     read: &'a Prefetched,
     /// The target's value maps, applied to every resource read.
@@ -162,7 +162,7 @@ pub fn render(
     conn: &mut DbConnection,
     (q, read): (&Queued, &Prefetched),
     target: &Target,
-    (persons, maps): (Option<&dyn SamePerson>, &Mapping),
+    (persons, maps, base): (Option<&dyn SamePerson>, &Mapping, &str),
 ) -> Rendering {
     let maps = match maps {
         Ok(maps) => maps.as_ref(),
@@ -174,6 +174,9 @@ pub fn render(
         read,
         maps,
     };
+    if let Format::Notification { content } = target.format {
+        return super::notify_out::notification(conn, (q, &v), target, (base, content));
+    }
     let Format::Hl7v2 {
         version,
         sending_application,

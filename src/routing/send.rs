@@ -35,6 +35,8 @@ pub struct Senders {
     pub owner: String,
     /// Where the targets' value maps are read (ConceptMaps, through its cache).
     pub terminology: Arc<Terminology>,
+    /// This server's base URL, as notifications refer to what they are about.
+    pub base: String,
 }
 
 /// Send `target`'s queue for ever; `wake` is notified when messages are queued.
@@ -175,6 +177,7 @@ enum Window {
 async fn rendered_window(s: &Senders, target: &Target) -> Result<Window, StoreError> {
     let (store, persons, t) = (s.store.clone(), s.persons.clone(), target.clone());
     let terminology = s.terminology.clone();
+    let base = s.base.clone();
     tokio::task::spawn_blocking(move || {
         let maps = ValueMaps::of(&terminology, &t.value_maps);
         store.read(|c| {
@@ -196,7 +199,7 @@ async fn rendered_window(s: &Senders, target: &Target) -> Result<Window, StoreEr
             let read = Prefetched::load(c, &due)?;
             let mut ready = Vec::with_capacity(due.len());
             for q in due {
-                let r = render(c, (&q, &read), &t, (persons.as_deref(), &maps))?;
+                let r = render(c, (&q, &read), &t, (persons.as_deref(), &maps, &base))?;
                 ready.push((q, r));
             }
             Ok(Window::Ready(ready))
@@ -244,10 +247,19 @@ impl Connection {
                 oauth2,
                 timeout_ms,
             } => Connection::Fhir(FhirLink::new(
-                &base,
+                base.trim_end_matches('/'),
                 oauth2,
                 Duration::from_millis(timeout_ms.max(1)),
             )),
+            Channel::RestHook {
+                endpoint,
+                headers,
+                oauth2,
+                timeout_ms,
+            } => Connection::Fhir(
+                FhirLink::new(&endpoint, oauth2, Duration::from_millis(timeout_ms.max(1)))
+                    .with_headers(headers.iter().map(|h| h.resolve()).collect()),
+            ),
         }
     }
 

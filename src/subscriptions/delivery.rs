@@ -409,6 +409,7 @@ pub fn notification_for(
         },
         events_since_start: sub.events_since_start,
         error: None,
+        target: false,
     };
     Ok(notification::bundle(&about, kind, &shown))
 }

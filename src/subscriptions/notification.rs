@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 pub const STATUS_PROFILE: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4";
 
+/// The identifier system a notification's status names a route target (sync out) under.
+pub const TARGET_SYSTEM: &str = "http://emrsync.org/fhir/route-target";
+
 /// What a notification is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -39,6 +42,29 @@ pub struct About<'a> {
     pub status: &'a str,
     pub events_since_start: i64,
     pub error: Option<&'a str>,
+    /// `id` names a route target (sync out), not a Subscription resource of this server.
+    pub target: bool,
+}
+
+impl About<'_> {
+    /// The status's `subscription`: this server's Subscription, or the route target by name.
+    fn subscription(&self) -> Value {
+        match self.target {
+            false => json!({"reference": format!("{}/Subscription/{}", self.base, self.id)}),
+            true => json!({
+                "identifier": {"system": TARGET_SYSTEM, "value": self.id},
+                "display": format!("route target {}", self.id)
+            }),
+        }
+    }
+
+    /// The URL the status entry stands for.
+    fn status_url(&self) -> String {
+        match self.target {
+            false => format!("{}/Subscription/{}/$status", self.base, self.id),
+            true => format!("{}?value={}", TARGET_SYSTEM, self.id),
+        }
+    }
 }
 
 /// One event as a notification carries it: the event, how much of it may be shown, and the
@@ -53,7 +79,7 @@ pub struct Shown<'a> {
 /// The SubscriptionStatus `Parameters`.
 pub fn status(about: &About, kind: Kind, shown: &[Shown]) -> Value {
     let mut parameter = vec![
-        json!({"name": "subscription", "valueReference": {"reference": format!("{}/Subscription/{}", about.base, about.id)}}),
+        json!({"name": "subscription", "valueReference": about.subscription()}),
         json!({"name": "topic", "valueCanonical": about.topic}),
         json!({"name": "status", "valueCode": about.status}),
         json!({"name": "type", "valueCode": kind.code()}),
@@ -92,7 +118,7 @@ pub fn bundle(about: &About, kind: Kind, shown: &[Shown]) -> Value {
     let mut entries = vec![json!({
         "fullUrl": format!("urn:uuid:{}", status["id"].as_str().unwrap_or_default()),
         "resource": status,
-        "request": {"method": "GET", "url": format!("{}/Subscription/{}/$status", about.base, about.id)},
+        "request": {"method": "GET", "url": about.status_url()},
         "response": {"status": "200"}
     })];
     for s in shown.iter().filter(|s| s.payload != Payload::Empty) {

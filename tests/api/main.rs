@@ -42,6 +42,7 @@ mod retention;
 mod routing;
 mod routing_clinical;
 mod routing_fhir;
+mod routing_hook;
 mod routing_hubs;
 mod scope_queries;
 mod search;

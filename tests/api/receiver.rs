@@ -1,5 +1,6 @@
 //! A REST-hook endpoint for the tests: a real HTTP server on loopback that keeps every
-//! notification it accepts, and can be "down" (answering 503) for a while.
+//! notification it accepts, and can be "down" (answering 503) for a while, or refuse what it
+//! is sent (422 with an OperationOutcome, as a server that cannot take the content answers).
 
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ pub struct Receiver {
     pub url: String,
     got: Arc<Mutex<Vec<Received>>>,
     down: Arc<AtomicBool>,
+    refusing: Arc<AtomicBool>,
     /// Requests refused while down.
     pub refused: Arc<Mutex<usize>>,
 }
@@ -26,19 +28,27 @@ impl Receiver {
     pub async fn start() -> Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let down = Arc::new(AtomicBool::new(false));
+        let refusing = Arc::new(AtomicBool::new(false));
         let refused: Arc<Mutex<usize>> = Arc::default();
-        let (g, d, r) = (got.clone(), down.clone(), refused.clone());
+        let (g, d, r, no) = (got.clone(), down.clone(), refused.clone(), refusing.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = actix_web::HttpServer::new(move || {
-            let (g, d, r) = (g.clone(), d.clone(), r.clone());
+            let (g, d, r, no) = (g.clone(), d.clone(), r.clone(), no.clone());
             actix_web::App::new().default_service(actix_web::web::to(
                 move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
-                    let (g, d, r) = (g.clone(), d.clone(), r.clone());
+                    let (g, d, r, no) = (g.clone(), d.clone(), r.clone(), no.clone());
                     async move {
                         if d.load(Ordering::SeqCst) {
                             *r.lock().unwrap() += 1;
                             return actix_web::HttpResponse::ServiceUnavailable().finish();
+                        }
+                        if no.load(Ordering::SeqCst) {
+                            return actix_web::HttpResponse::UnprocessableEntity().json(
+                                serde_json::json!({"resourceType": "OperationOutcome", "issue": [
+                                    {"severity": "error", "code": "processing",
+                                     "diagnostics": "this receiver takes nothing now"}]}),
+                            );
                         }
                         capture(&body);
                         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -64,8 +74,14 @@ impl Receiver {
             url: format!("http://127.0.0.1:{port}/hook"),
             got,
             down,
+            refusing,
             refused,
         }
+    }
+
+    /// Answer 422 to everything from now on (or no longer).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
     }
 
     pub fn set_down(&self, down: bool) {
