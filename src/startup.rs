@@ -253,6 +253,11 @@ impl Application {
         }
         let endpoints = ingest.endpoints();
         let mut tasks = Tasks::default();
+        // the recorder first: what the tasks count from their start is kept
+        crate::ops::metrics::handle();
+        tasks.spawn("metrics upkeep", OnExit::Restart, AtShutdown::Stop, |_| {
+            crate::ops::metrics::upkeep()
+        });
         let mllp_port = match &settings.mllp {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -443,6 +448,7 @@ impl Application {
             truth,
             sockets,
             rates: rates.clone(),
+            tasks: tasks.states(),
         });
         let hsts = https.is_some();
         let drain = Arc::new(crate::api::drain::Drain::default());

@@ -73,11 +73,15 @@ pub struct AppState {
     pub sockets: crate::subscriptions::websocket::Sockets,
     /// Request rates per address (`/auth/*`) and per client (the FHIR API).
     pub rates: Arc<rate::Rates>,
+    /// The background tasks' states (`/ready`).
+    pub tasks: crate::ops::tasks::TaskStates,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(health::metrics))
         .service(
             web::scope("/auth")
                 .wrap(private())
@@ -176,6 +180,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     .wrap(from_fn(context::correlate))
                     // on every answer, errors and refusals included
                     .wrap(private())
+                    // every request counted and timed, refusals included
+                    .wrap(from_fn(crate::ops::metrics::http::record))
                     // outermost: a preflight is answered before authentication, and a 401 carries
                     // the headers that let the app's script read it
                     .wrap(cors())

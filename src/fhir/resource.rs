@@ -47,6 +47,11 @@ pub fn now_micros() -> Micros {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// Seconds from `micros` (a stored time) to now, never negative: a latency for the metrics.
+pub fn seconds_since(micros: Micros) -> f64 {
+    (now_micros() - micros).max(0) as f64 / 1e6
+}
+
 /// Format as a FHIR `instant` (UTC, microseconds).
 pub fn instant(micros: Micros) -> String {
     let t = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();

@@ -9,8 +9,10 @@
 //! next start) are stopped at once.
 
 use futures_util::FutureExt;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -37,8 +39,28 @@ pub enum AtShutdown {
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 
+/// Which tasks run now, and why each that does not stopped: what `/ready` reports.
+#[derive(Clone, Default)]
+pub struct TaskStates(Arc<Mutex<BTreeMap<&'static str, Option<String>>>>);
+
+impl TaskStates {
+    fn set(&self, name: &'static str, stopped: Option<String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, stopped);
+    }
+
+    /// Every task by name: `None` while it runs, else how it stopped (it is being restarted).
+    pub fn all(&self) -> Vec<(&'static str, Option<String>)> {
+        let states = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        states.iter().map(|(n, s)| (*n, s.clone())).collect()
+    }
+}
+
 /// The tasks of one server.
 pub struct Tasks {
+    states: TaskStates,
     watched: JoinSet<()>,
     stop: watch::Sender<bool>,
     /// Names of the tasks whose end stops the process.
@@ -50,6 +72,7 @@ impl Default for Tasks {
     fn default() -> Self {
         let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
         Tasks {
+            states: TaskStates::default(),
             watched: JoinSet::new(),
             stop: watch::channel(false).0,
             fatal_tx,
@@ -59,6 +82,11 @@ impl Default for Tasks {
 }
 
 impl Tasks {
+    /// The tasks' states, shared (for `/ready`).
+    pub fn states(&self) -> TaskStates {
+        self.states.clone()
+    }
+
     /// Start `make()`'s task as `name`, watched: `make` is called again for each restart. It
     /// is handed the shutdown signal (`true` once shutdown starts).
     pub fn spawn<F, Fut>(&mut self, name: &'static str, on_exit: OnExit, at: AtShutdown, make: F)
@@ -68,9 +96,11 @@ impl Tasks {
     {
         let stop = self.stop.subscribe();
         let fatal = self.fatal_tx.clone();
+        let states = self.states.clone();
         self.watched.spawn(async move {
             let mut pause = FIRST_PAUSE;
             loop {
+                states.set(name, None);
                 let run = AssertUnwindSafe(make(stop.clone())).catch_unwind();
                 let mut told = stop.clone();
                 let ended = match at {
@@ -87,6 +117,7 @@ impl Tasks {
                     Ok(()) => "ended".to_string(),
                     Err(panic) => format!("panicked: {}", panic_text(panic.as_ref())),
                 };
+                states.set(name, Some(how.clone()));
                 match on_exit {
                     OnExit::Restart => {
                         tracing::error!(

@@ -140,6 +140,7 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                         .map(|(_, t)| t)
                         .collect::<Vec<_>>()
                         .join("\n");
+                    observe(&target.name, &q, &outcome);
                     let held = matches!(outcome, Outcome::Retry { .. });
                     if let Outcome::Retry { error, .. } = &outcome
                         && q.attempts == 0
@@ -320,6 +321,24 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// A try counted, and a message taken timed from its queueing (right after its commit).
+fn observe(target: &str, q: &Queued, outcome: &Outcome) {
+    let result = match outcome {
+        Outcome::Sent { .. } => "sent",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Skipped { .. } => "skipped",
+    };
+    metrics::counter!("emrsync_deliveries_total",
+        "kind" => "target", "name" => target.to_string(), "outcome" => result)
+    .increment(1);
+    if let Outcome::Sent { .. } = outcome {
+        metrics::histogram!("emrsync_delivery_latency_seconds",
+            "kind" => "target", "name" => target.to_string())
+        .record(crate::fhir::resource::seconds_since(q.created_at));
     }
 }
 

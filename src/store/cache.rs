@@ -29,9 +29,13 @@ impl ResourceCache {
     }
 
     pub fn get(&self, rtype: &str, id: &str) -> Option<Arc<Version>> {
-        self.inner
+        let found = self
+            .inner
             .as_ref()?
-            .get(&(rtype.to_string(), id.to_string()))
+            .get(&(rtype.to_string(), id.to_string()));
+        let result = if found.is_some() { "hit" } else { "miss" };
+        metrics::counter!("emrsync_cache_requests_total", "result" => result).increment(1);
+        found
     }
 
     /// Remember `version` unless a newer one is already cached.

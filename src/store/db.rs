@@ -156,6 +156,17 @@ impl Database {
         Ok(applied.len())
     }
 
+    /// How many migrations this binary knows that the database has not had (0 once `migrate`
+    /// ran; more when the database was replaced or rolled back under a running server).
+    pub fn pending_migrations(conn: &mut DbConnection) -> anyhow::Result<usize> {
+        let pending = match conn {
+            DbConnection::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|p| p.len()),
+            DbConnection::Pg(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|p| p.len()),
+        }
+        .map_err(|e| anyhow::anyhow!("migrations cannot be read: {e}"))?;
+        Ok(pending)
+    }
+
     /// A connection pool of `size` connections.
     pub fn pool(&self, size: u32) -> anyhow::Result<Pool> {
         let pool = r2d2::Pool::builder()

@@ -245,6 +245,7 @@ impl GroupCommit {
     }
 
     fn commit(&self, st: &mut State) {
+        metrics::histogram!("emrsync_group_commit_writers").record(st.members as f64);
         let outcome =
             <DbConnection as Connection>::TransactionManager::commit_transaction(&mut st.conn)
                 .map_err(|e| e.to_string());

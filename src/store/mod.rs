@@ -431,4 +431,17 @@ impl Store {
     pub fn cached_entries(&self) -> u64 {
         self.cache.entry_count()
     }
+
+    /// The pool's connections, and how many of them are idle.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+
+    /// Migrations this binary has that the database has not (`/ready`).
+    pub fn pending_migrations(&self) -> Result<usize, StoreError> {
+        self.read(|c| {
+            db::Database::pending_migrations(c).map_err(|e| StoreError::Database(e.to_string()))
+        })
+    }
 }

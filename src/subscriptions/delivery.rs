@@ -205,11 +205,11 @@ impl Deliverer {
                 sub.events_since_start = events_since_start;
                 ahead.extend(next);
             }
-            let Some((through, body)) = ahead.pop_front() else {
+            let Some((through, oldest, body)) = ahead.pop_front() else {
                 break;
             };
             outcome = self
-                .send(&sub, through, Kind::EventNotification, body)
+                .send(&sub, (through, oldest), Kind::EventNotification, body)
                 .await;
         }
         // what was sent counts even if the last attempt failed
@@ -229,7 +229,7 @@ impl Deliverer {
     /// subscriber's busy feed is then bound by its endpoint's answers, not by a database round
     /// trip per notification. With the subscription's event count now; `None` when nothing
     /// more is queued, or the row changed under the lease (a client's update, lease lost, off).
-    async fn read_ahead(&self, sub: &Subscriber, through: i64) -> Option<(i64, Vec<(i64, Value)>)> {
+    async fn read_ahead(&self, sub: &Subscriber, through: i64) -> Option<(i64, Vec<Ahead>)> {
         let (store, base, owner) = (self.store.clone(), self.base.clone(), self.owner.clone());
         let id = sub.id.clone();
         let mut sub = sub.clone();
@@ -258,8 +258,9 @@ impl Deliverer {
                 .chunks(per)
                 .map(|chunk| {
                     let through = chunk.last().map(|e| e.event_number).unwrap_or(through);
+                    let oldest = chunk.first().map(|e| e.occurred_at);
                     notification_for(&store, &base, &sub, Kind::EventNotification, chunk)
-                        .map(|body| (through, body))
+                        .map(|body| (through, oldest, body))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             Ok::<_, StoreError>(Some((events_since_start, bodies)))
@@ -316,6 +317,7 @@ impl Deliverer {
             .last()
             .map(|e| e.event_number)
             .unwrap_or(sub.delivered_through);
+        let oldest = events.first().map(|e| e.occurred_at);
         let body = {
             let store = self.store.clone();
             let base = self.base.clone();
@@ -330,11 +332,35 @@ impl Deliverer {
                 Err(e) => return Outcome::Failed(e.to_string()),
             }
         };
-        self.send(sub, through, kind, body).await
+        self.send(sub, (through, oldest), kind, body).await
     }
 
     /// Send one built notification (`through`: its last event) by the subscription's channel.
-    async fn send(&self, sub: &Subscriber, through: i64, kind: Kind, body: Value) -> Outcome {
+    async fn send(
+        &self,
+        sub: &Subscriber,
+        (through, oldest): (i64, Option<i64>),
+        kind: Kind,
+        body: Value,
+    ) -> Outcome {
+        let outcome = self.send_now(sub, through, kind, body).await;
+        let result = match &outcome {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Nothing => "waiting",
+            _ => "failed",
+        };
+        metrics::counter!("emrsync_deliveries_total",
+            "kind" => "subscription", "name" => sub.id.clone(), "outcome" => result)
+        .increment(1);
+        if let (Outcome::Sent { .. }, Some(at)) = (&outcome, oldest) {
+            metrics::histogram!("emrsync_delivery_latency_seconds",
+                "kind" => "subscription", "name" => sub.id.clone())
+            .record(crate::fhir::resource::seconds_since(at));
+        }
+        outcome
+    }
+
+    async fn send_now(&self, sub: &Subscriber, through: i64, kind: Kind, body: Value) -> Outcome {
         if sub.channel == "websocket" {
             // no socket open (any more): the events wait for the next binding
             return match self.sockets.send(&sub.id, &body.to_string()).await {
@@ -383,6 +409,9 @@ fn causes(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A notification read ahead: its last event, its first event's commit time, its body.
+type Ahead = (i64, Option<i64>, Value);
 
 /// The notification Bundle for `events` (or a handshake or heartbeat), with what the
 /// subscriber's authorization lets it see of each focus.

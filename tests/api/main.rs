@@ -30,6 +30,7 @@ mod ingest_path;
 pub mod launch;
 mod launch_clients;
 mod legacy_emr;
+mod metrics;
 mod mllp_client;
 mod mpi;
 mod mpi_decisions;

@@ -183,19 +183,62 @@ pub struct Inbound {
 
 /// Handle one message's bytes (blocking: call from a blocking thread).
 pub fn handle(inbound: &Inbound, raw: &[u8]) -> Outcome {
-    let store = &inbound.ingest.store;
     let received_at = now_micros();
     let correlation_id = crate::store::new_correlation_id();
     let text = message::decode(raw);
-    match message::parse(&text) {
-        Ok(msg) => process(inbound, &msg, &text, (correlation_id, received_at), None),
+    let outcome = handle_text(inbound, &text, (correlation_id, received_at));
+    // counted by what MSH-9 says, as far as it reads, whatever became of the message
+    let h = loose_header(&text);
+    let (kind, trigger) = labels(&h.message_type, &h.trigger);
+    metrics::counter!("emrsync_hl7v2_messages_total",
+        "type" => kind, "trigger" => trigger, "ack" => outcome.code.as_str())
+    .increment(1);
+    metrics::histogram!("emrsync_hl7v2_message_duration_seconds", "type" => kind)
+        .record(crate::fhir::resource::seconds_since(received_at));
+    outcome
+}
+
+/// Message types counted by name (the HL7 table 0076 codes a hub sees); any other is `other`,
+/// so a sender cannot make the metrics grow without bound.
+const COUNTED_TYPES: &[&str] = &[
+    "ACK", "ADT", "BAR", "DFT", "MDM", "MFN", "OML", "OMG", "ORL", "ORM", "ORU", "OUL", "PPR",
+    "QBP", "RAS", "RDE", "RDS", "RSP", "SIU", "VXU",
+];
+
+/// The type and trigger labels of a message: a known type, and a trigger of its form (a
+/// letter and two digits), else `other`.
+fn labels(kind: &str, trigger: &str) -> (&'static str, String) {
+    let Some(kind) = COUNTED_TYPES.iter().copied().find(|t| *t == kind) else {
+        return ("other", "other".into());
+    };
+    let b = trigger.as_bytes();
+    let well_formed =
+        b.len() == 3 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit);
+    (
+        kind,
+        if well_formed {
+            trigger.to_string()
+        } else {
+            "other".into()
+        },
+    )
+}
+
+fn handle_text(
+    inbound: &Inbound,
+    text: &str,
+    (correlation_id, received_at): (String, i64),
+) -> Outcome {
+    let store = &inbound.ingest.store;
+    match message::parse(text) {
+        Ok(msg) => process(inbound, &msg, text, (correlation_id, received_at), None),
         Err(e) => {
             // as much of the header as can be read, for the ACK's addressing
             let r = Received {
-                header: loose_header(&text),
+                header: loose_header(text),
                 delimiters: Delimiters::default(),
-                hash: content_hash(&text),
-                stored: archived_text(store, &text),
+                hash: content_hash(text),
+                stored: archived_text(store, text),
                 correlation_id,
                 received_at,
                 reviewed_by: None,
