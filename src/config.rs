@@ -370,6 +370,16 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_EVENT_RETENTION_DAYS", default_value_t = 30)]
     pub event_retention_days: u32,
 
+    /// How often accesses other than writes (reads, searches, refusals, messages, deliveries)
+    /// are written to the audit trail, in milliseconds: what a crash may lose of them at most.
+    /// Writes are audited in their own transaction, always.
+    #[arg(long, env = "EMRSYNC_AUDIT_FLUSH_MS", default_value_t = 200)]
+    pub audit_flush_ms: u64,
+
+    /// Days audit rows are kept. 0 keeps them for ever.
+    #[arg(long, env = "EMRSYNC_AUDIT_RETENTION_DAYS", default_value_t = 0)]
+    pub audit_retention_days: u32,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -431,6 +441,8 @@ impl Settings {
             no_normalise: false,
             terminology_ttl_secs: 60,
             event_retention_days: 30,
+            audit_flush_ms: 200,
+            audit_retention_days: 0,
             log_json: false,
         }
     }

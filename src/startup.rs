@@ -258,6 +258,18 @@ impl Application {
         tasks.spawn("metrics upkeep", OnExit::Restart, AtShutdown::Stop, |_| {
             crate::ops::metrics::upkeep()
         });
+        if let Some(queue) = store.take_audit_queue() {
+            // told at shutdown, it writes what is queued before it returns
+            let queue = Arc::new(tokio::sync::Mutex::new(queue));
+            let every = Duration::from_millis(settings.audit_flush_ms.max(1));
+            let s = store.clone();
+            tasks.spawn(
+                "audit flusher",
+                OnExit::Restart,
+                AtShutdown::Drain,
+                move |stop| crate::ops::audit::run(s.clone(), queue.clone(), every, stop),
+            );
+        }
         let mllp_port = match &settings.mllp {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -395,6 +407,7 @@ impl Application {
         let retention = crate::ops::retention::Retention {
             hl7v2_archive_days: settings.hl7v2_archive_days,
             event_days: settings.event_retention_days,
+            audit_days: settings.audit_retention_days,
         };
         let s = store.clone();
         tasks.spawn(

@@ -76,7 +76,17 @@ pub async fn sign_in(
         .and_then(Result::ok)
         .flatten();
     match &user {
-        Some(_) => throttle.succeeded(&account),
+        Some(_) => {
+            throttle.succeeded(&account);
+            let mut e = crate::store::audit::Entry::now(
+                crate::store::audit::kind::LOGIN,
+                "login",
+                &format!("user {username}"),
+                &crate::store::new_correlation_id(),
+            );
+            e.address = Some(addr[5..].to_string());
+            state.store.audit(e);
+        }
         None => {
             let who = format!("user {username} from {}", &addr[5..]);
             state

@@ -74,6 +74,8 @@ pub struct RequestContext {
     /// The caller's verified token (set by `api::require_auth`), or everything under
     /// `--insecure-dev`.
     pub grant: Arc<Grant>,
+    /// Set when the request's audit rows are written by its write (not by the middleware).
+    pub audited: Option<crate::ops::audit::http::Recorded>,
 }
 
 impl RequestContext {
@@ -140,6 +142,10 @@ impl RequestContext {
             pretty: param("_pretty") == Some("true"),
             prefer_return,
             lenient,
+            audited: req
+                .extensions()
+                .get::<crate::ops::audit::http::Recorded>()
+                .cloned(),
             grant: req
                 .extensions()
                 .get::<Arc<Grant>>()

@@ -266,6 +266,10 @@ pub async fn write<T: Send + 'static>(
         f(&store, &writer)
     })
     .await?;
+    // the write's rows (or its refusal's) are its audit record
+    if let Some(mark) = &ctx.audited {
+        mark.set();
+    }
     if let Err(e) = &result {
         let (detail, action) = (e.to_string(), action.to_string());
         let (store, id, actor) = (state.store.clone(), ctx.correlation_id.clone(), ctx.actor());

@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod admission;
+mod audit;
 mod authorize;
 pub mod body;
 mod bundle;
@@ -182,6 +183,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     .wrap(private())
                     // every request counted and timed, refusals included
                     .wrap(from_fn(crate::ops::metrics::http::record))
+                    // every request in the audit trail once (writes by their own rows)
+                    .wrap(from_fn(crate::ops::audit::http::record))
                     // outermost: a preflight is answered before authentication, and a 401 carries
                     // the headers that let the app's script read it
                     .wrap(cors())
@@ -191,7 +194,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                         web::get().to(smart::smart_configuration),
                     )
                     // before `{type}/{id}`, which the path would otherwise match
-                    .route("/Patient/$match", web::post().to(matching::patient)),
+                    .route("/Patient/$match", web::post().to(matching::patient))
+                    // the audit trail: the server's own record, read and searched only
+                    .route("/AuditEvent", web::get().to(audit::search))
+                    .route("/AuditEvent", web::route().to(audit::refused))
+                    .route("/AuditEvent/{id}", web::get().to(audit::read))
+                    .route("/AuditEvent/{id}", web::route().to(audit::refused)),
             )
             .route("", web::post().to(bundle::process))
             .route("/", web::post().to(bundle::process))

@@ -65,7 +65,33 @@ pub async fn token(
     req: HttpRequest,
     super::body::Form(body): super::body::Form,
 ) -> HttpResponse {
-    answer(guarded(&state, &req, "token", token_response(&state, &req, &body)).await)
+    let result = guarded(&state, &req, "token", token_response(&state, &req, &body)).await;
+    if let Ok(t) = &result {
+        audit_issued(&state, &req, t);
+    }
+    answer(result)
+}
+
+/// A token issued, in the audit trail: to whom (client and user), for which patient, with
+/// which scopes, from which address. (Refusals are kept by `failed_attempt`.)
+fn audit_issued(state: &AppState, req: &HttpRequest, answer: &serde_json::Value) {
+    let Some(claims) = answer["access_token"]
+        .as_str()
+        .and_then(|t| state.authority.verify(t, false).ok())
+    else {
+        return;
+    };
+    let grant = crate::auth::Grant::from_claims(claims);
+    let mut e = crate::store::audit::Entry::now(
+        crate::store::audit::kind::LOGIN,
+        "token",
+        &grant.actor(),
+        &crate::store::new_correlation_id(),
+    );
+    e.patient = grant.patient.as_ref().map(|p| format!("Patient/{p}"));
+    e.address = req.peer_addr().map(|a| a.ip().to_string());
+    e.detail = Some(format!("token issued: {}", grant.scope));
+    state.store.audit(e);
 }
 
 /// The throttle's key for the address a request came from (the peer of the connection: a

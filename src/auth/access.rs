@@ -90,6 +90,23 @@ const SHARED_TYPES: &[&str] = &[
 pub struct Denied(pub String);
 
 impl Grant {
+    /// Whether the audit trail may be read: only a system or user scope that names
+    /// `AuditEvent` itself (a wildcard `*` is not enough: the trail shows who saw whom), and
+    /// never a token confined to a patient.
+    pub fn may_read_audit(&self) -> bool {
+        if self.unrestricted {
+            return true;
+        }
+        self.patient.is_none()
+            && self.scopes.iter().any(|s| {
+                s.context != Context::Patient
+                    && s.resource_type.as_deref() == Some("AuditEvent")
+                    && s.query.is_none()
+                    && s.allows(Interaction::Search, "AuditEvent")
+                    && s.allows(Interaction::Read, "AuditEvent")
+            })
+    }
+
     /// Everything allowed: a server started with `--insecure-dev`.
     pub fn unrestricted() -> Grant {
         Grant {

@@ -1,6 +1,7 @@
 //! The `emrsync` command line: its commands and flags, and what each runs. `main.rs` only
 //! parses and calls `run`.
 
+mod audit;
 mod maintenance;
 mod mpi;
 mod operator;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Move the database and the secrets sealed in it to a new master key. Stop every server
     /// on the database first; start them again with the new key. Safe to run again if cut short.
     Rekey(RekeyArgs),
+    /// The audit trail: check its hash chain, export it as ndjson AuditEvents.
+    Audit(audit::AuditArgs),
 }
 
 /// Run the command `cli` names (serving when none is named); the process's exit status.
@@ -93,6 +96,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Terminology(args) => {
             tokio::task::spawn_blocking(move || terminology::run(args)).await??;
+        }
+        Command::Audit(args) => {
+            if !tokio::task::spawn_blocking(move || audit::run(args)).await?? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Replay(args) => {
             let accepted = tokio::task::spawn_blocking(move || maintenance::replay(args)).await??;

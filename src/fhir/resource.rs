@@ -121,6 +121,22 @@ pub fn is_golden_record(resource: &Value) -> bool {
     })
 }
 
+/// The Patient a resource is about (`Patient/id`): itself, or its subject or patient (an
+/// Appointment's: the patient taking part).
+pub fn patient_of(rtype: &str, id: &str, resource: &Value) -> Option<String> {
+    if rtype == "Patient" {
+        return Some(format!("Patient/{id}"));
+    }
+    let participants = resource["participant"].as_array().into_iter().flatten();
+    ["subject", "patient"]
+        .iter()
+        .map(|k| &resource[*k])
+        .chain(participants.map(|p| &p["actor"]))
+        .filter_map(|r| r["reference"].as_str())
+        .find(|r| r.starts_with("Patient/"))
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

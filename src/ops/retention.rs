@@ -1,8 +1,8 @@
 //! What may be forgotten, and when (a sweep over the rows of the parts that own them): the HL7v2 archive's messages once applied (or refused,
 //! or replayed) and older than its retention; subscription events once delivered and older
 //! than theirs; outbox rows once dispatched and routed and as old; outbound messages to target
-//! systems once sent (or skipped) and as old. Resource versions and audit rows are
-//! never swept here. Messages waiting in the exception queue (`failed`) or for review (`held`) and events not yet
+//! systems once sent (or skipped) and as old; audit rows after their own retention (by
+//! default never). Resource versions are never swept here. Messages waiting in the exception queue (`failed`) or for review (`held`) and events not yet
 //! delivered are kept however old: forgetting them would lose work.
 //!
 //! Deletes go in small batches, each its own transaction, so that a sweep after a long time
@@ -27,6 +27,7 @@ const DAY_MICROS: i64 = 86_400 * 1_000_000;
 pub struct Retention {
     pub hl7v2_archive_days: u32,
     pub event_days: u32,
+    pub audit_days: u32,
 }
 
 /// What one sweep deleted.
@@ -36,6 +37,7 @@ pub struct Swept {
     pub subscription_events: usize,
     pub outbox: usize,
     pub route_messages: usize,
+    pub audit_events: usize,
 }
 
 /// Sweep every `every` until the process ends (the first at once).
@@ -118,6 +120,13 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
                 .limit(BATCH)
                 .load(c)?;
             Ok(diesel::delete(r::table.filter(r::seq.eq_any(&old))).execute(c)?)
+        })?;
+    }
+    if retention.audit_days > 0 {
+        let cutoff = now - i64::from(retention.audit_days) * DAY_MICROS;
+        // oldest first along the chain, so that what is kept is one unbroken stretch of it
+        swept.audit_events = batches(store, |c| {
+            crate::store::audit::forget_before(c, cutoff, BATCH)
         })?;
     }
     Ok(swept)

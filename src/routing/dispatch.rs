@@ -277,21 +277,7 @@ fn is_origin(origin: &str, writer: &str) -> bool {
             .is_some_and(|user| user.ends_with(" via ") && origin.starts_with("client "))
 }
 
-/// The Patient a resource is about (`Patient/id`): itself, or its subject or patient (an
-/// Appointment's: the patient taking part).
-pub fn patient_of(rtype: &str, id: &str, resource: &Value) -> Option<String> {
-    if rtype == "Patient" {
-        return Some(format!("Patient/{id}"));
-    }
-    let participants = resource["participant"].as_array().into_iter().flatten();
-    ["subject", "patient"]
-        .iter()
-        .map(|k| &resource[*k])
-        .chain(participants.map(|p| &p["actor"]))
-        .filter_map(|r| r["reference"].as_str())
-        .find(|r| r.starts_with("Patient/"))
-        .map(str::to_string)
-}
+pub use crate::fhir::resource::patient_of;
 
 #[cfg(test)]
 mod tests {

@@ -140,7 +140,7 @@ pub async fn run(s: Senders, target: Target, wake: Arc<Notify>) {
                         .map(|(_, t)| t)
                         .collect::<Vec<_>>()
                         .join("\n");
-                    observe(&target.name, &q, &outcome);
+                    observe(&s.store, &target.name, &q, &outcome);
                     let held = matches!(outcome, Outcome::Retry { .. });
                     if let Outcome::Retry { error, .. } = &outcome
                         && q.attempts == 0
@@ -325,7 +325,7 @@ impl Connection {
 }
 
 /// A try counted, and a message taken timed from its queueing (right after its commit).
-fn observe(target: &str, q: &Queued, outcome: &Outcome) {
+fn observe(store: &Store, target: &str, q: &Queued, outcome: &Outcome) {
     let result = match outcome {
         Outcome::Sent { .. } => "sent",
         Outcome::Failed { .. } => "failed",
@@ -335,11 +335,51 @@ fn observe(target: &str, q: &Queued, outcome: &Outcome) {
     metrics::counter!("emrsync_deliveries_total",
         "kind" => "target", "name" => target.to_string(), "outcome" => result)
     .increment(1);
+    if !matches!(outcome, Outcome::Retry { .. }) {
+        audit_delivery(store, target, q, outcome);
+    }
     if let Outcome::Sent { .. } = outcome {
         metrics::histogram!("emrsync_delivery_latency_seconds",
             "kind" => "target", "name" => target.to_string())
         .record(crate::fhir::resource::seconds_since(q.created_at));
     }
+}
+
+/// A message taken or refused by a target, in the audit trail ("where did this result go"):
+/// the target, the change's resource and patient, under the change's correlation id. A try
+/// that got no answer is not a delivery: the one that does is recorded.
+fn audit_delivery(store: &Store, target: &str, q: &Queued, outcome: &Outcome) {
+    use crate::store::audit::{Entry, kind};
+    let mut e = Entry::now(
+        kind::DELIVERY,
+        "route",
+        &format!("target {target}"),
+        &q.correlation_id,
+    );
+    if let Some((t, id)) = q.focus.split_once('/') {
+        e.resource_type = Some(t.to_string());
+        e.resource_id = Some(id.to_string());
+    }
+    e.patient = q.patient.clone();
+    let (result, detail) = match outcome {
+        Outcome::Sent { ack } => (
+            "success",
+            format!("message {} taken: {ack}", q.control_id()),
+        ),
+        Outcome::Failed { ack, error } => (
+            "failure",
+            format!(
+                "message {} refused ({}): {error}",
+                q.control_id(),
+                ack.as_deref().unwrap_or("-")
+            ),
+        ),
+        Outcome::Skipped { why } => ("success", format!("nothing sent: {why}")),
+        Outcome::Retry { error, .. } => ("failure", error.clone()),
+    };
+    e.outcome = result.into();
+    e.detail = Some(detail);
+    store.audit(e);
 }
 
 async fn record(s: &Senders, done: Vec<Tried>) -> Result<(), StoreError> {

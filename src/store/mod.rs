@@ -22,6 +22,7 @@ macro_rules! insert_all {
 }
 pub(crate) use insert_all;
 
+pub mod audit;
 mod cache;
 pub mod db;
 mod error;
@@ -86,7 +87,14 @@ pub struct Store {
     /// Told of each version written by this process, after its commit: caches built from
     /// resources (the terminology's) learn there that theirs changed.
     observers: Arc<std::sync::RwLock<Vec<CommitObserver>>>,
+    /// Accesses waiting for the audit flusher (`ops::audit`), and its end of the queue until
+    /// it takes it.
+    audit_queue: tokio::sync::mpsc::Sender<audit::Entry>,
+    audit_taken: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<audit::Entry>>>>,
 }
+
+/// Accesses the audit queue holds at most; past that, `Store::audit` writes at once.
+const AUDIT_QUEUE: usize = 100_000;
 
 /// A function told of each version after its commit (`Store::observe_commits`).
 pub type CommitObserver = Arc<dyn Fn(&Version) + Send + Sync>;
@@ -179,7 +187,10 @@ impl Store {
             )?)),
             Database::Postgres(_) => None,
         };
+        let (audit_queue, taken) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
         Ok(Store {
+            audit_queue,
+            audit_taken: Arc::new(std::sync::Mutex::new(Some(taken))),
             pool,
             group,
             cache: ResourceCache::new(settings.cache_capacity, settings.cache_ttl),
@@ -189,6 +200,27 @@ impl Store {
             installation: Arc::default(),
             observers: Arc::default(),
         })
+    }
+
+    /// Record an access in the audit trail: queued for the flusher, which inserts it within
+    /// its interval; written at once when the queue is full or no flusher runs (a tool).
+    pub fn audit(&self, entry: audit::Entry) {
+        use tokio::sync::mpsc::error::TrySendError;
+        let entry = match self.audit_queue.try_send(entry) {
+            Ok(()) => return,
+            Err(TrySendError::Full(e) | TrySendError::Closed(e)) => e,
+        };
+        if let Err(e) = self.write_rows(|c| audit::insert_unsealed(c, &[entry])) {
+            tracing::error!(error = %e, "an audit entry could not be written");
+        }
+    }
+
+    /// The audit queue's receiving end, to the one flusher that asks first.
+    pub fn take_audit_queue(&self) -> Option<tokio::sync::mpsc::Receiver<audit::Entry>> {
+        self.audit_taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Have `observer` told of each version this process writes, once it is committed.

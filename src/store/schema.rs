@@ -95,6 +95,12 @@ diesel::table! {
         outcome -> Text,
         correlation_id -> Text,
         detail -> Nullable<Text>,
+        kind -> Text,
+        patient -> Nullable<Text>,
+        address -> Nullable<Text>,
+        query -> Nullable<Text>,
+        chain_pos -> Nullable<BigInt>,
+        hash -> Nullable<Text>,
     }
 }
 

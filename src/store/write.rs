@@ -33,6 +33,8 @@ pub struct Change {
     at: Micros,
     correlation_id: String,
     actor: String,
+    /// The patient the resource is about, for the audit trail's `patient` search.
+    patient: Option<String>,
 }
 
 /// Create `rtype/id` under a fresh server-assigned id (POST): it cannot exist yet, so no
@@ -356,6 +358,7 @@ impl Change {
             at: v.last_updated,
             correlation_id: ctx.correlation_id.clone(),
             actor: ctx.actor.audit_name().to_string(),
+            patient: super::audit::patient_in(&v.resource_type, &v.id, &v.content),
         }
     }
 }
@@ -390,6 +393,7 @@ pub fn flush_changes(conn: &mut DbConnection, changes: &[Change]) -> Result<(), 
                     audit_events::version_id.eq(Some(c.version_id)),
                     audit_events::outcome.eq("success"),
                     audit_events::correlation_id.eq(&c.correlation_id),
+                    audit_events::patient.eq(&c.patient),
                 )
             })
             .collect();
@@ -417,6 +421,11 @@ pub fn audit_failure(
             audit_events::outcome.eq("failure"),
             audit_events::correlation_id.eq(correlation_id),
             audit_events::detail.eq(detail),
+            // a refused sign-in or client authentication is a login event
+            audit_events::kind.eq(match action == "login" || action.starts_with("token") {
+                true => super::audit::kind::LOGIN,
+                false => super::audit::kind::REST,
+            }),
         ))
         .execute(conn)?;
     Ok(())

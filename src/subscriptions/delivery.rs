@@ -352,6 +352,36 @@ impl Deliverer {
         metrics::counter!("emrsync_deliveries_total",
             "kind" => "subscription", "name" => sub.id.clone(), "outcome" => result)
         .increment(1);
+        if result != "waiting" {
+            // a notification sent or refused, in the audit trail (a socket not open is neither)
+            use crate::store::audit::{Entry, kind as audit_kind};
+            let what = match kind {
+                Kind::EventNotification => "event-notification",
+                Kind::Handshake => "handshake",
+                Kind::Heartbeat => "heartbeat",
+                _ => "notification",
+            };
+            let mut e = Entry::now(
+                audit_kind::DELIVERY,
+                what,
+                &format!("subscription {}", sub.id),
+                &crate::store::new_correlation_id(),
+            );
+            e.resource_type = Some("Subscription".into());
+            e.resource_id = Some(sub.id.clone());
+            e.patient = sub.patient.as_ref().map(|p| format!("Patient/{p}"));
+            e.outcome = if result == "sent" {
+                "success"
+            } else {
+                "failure"
+            }
+            .into();
+            e.detail = Some(match &outcome {
+                Outcome::Failed(why) => why.clone(),
+                _ => format!("through event {through} by {}", sub.channel),
+            });
+            self.store.audit(e);
+        }
         if let (Outcome::Sent { .. }, Some(at)) = (&outcome, oldest) {
             metrics::histogram!("emrsync_delivery_latency_seconds",
                 "kind" => "subscription", "name" => sub.id.clone())

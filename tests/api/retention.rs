@@ -69,6 +69,7 @@ async fn the_sweep_forgets_only_what_it_may(app: TestApp) {
     let keep_a_day = Retention {
         hl7v2_archive_days: 1,
         event_days: 1,
+        audit_days: 0,
     };
     assert_eq!(
         sweep(&store, keep_a_day, now_micros()).unwrap(),

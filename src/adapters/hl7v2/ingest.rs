@@ -195,7 +195,32 @@ pub fn handle(inbound: &Inbound, raw: &[u8]) -> Outcome {
     .increment(1);
     metrics::histogram!("emrsync_hl7v2_message_duration_seconds", "type" => kind)
         .record(crate::fhir::resource::seconds_since(received_at));
+    audit(&inbound.ingest.store, &h, &outcome);
     outcome
+}
+
+/// One message, once, in the audit trail: from whom, what, and what became of it (the
+/// resources it wrote are audited by their own rows, under the same correlation id).
+fn audit(store: &crate::store::Store, h: &Header, outcome: &Outcome) {
+    use crate::store::audit::{Entry, kind};
+    let clip = |s: &str| s.chars().take(64).collect::<String>();
+    let what = clip(&format!("{}^{}", h.message_type, h.trigger));
+    let who = clip(&format!(
+        "hl7v2 {}@{}",
+        h.sending_application, h.sending_facility
+    ));
+    let mut e = Entry::now(kind::MESSAGE, &what, &who, &outcome.correlation_id);
+    let ack = outcome.code.as_str();
+    if ack != "AA" {
+        e.outcome = "failure".into();
+    }
+    let problem = outcome
+        .problem
+        .as_ref()
+        .map(|p| format!(": {}", p.text))
+        .unwrap_or_default();
+    e.detail = Some(clip(&format!("control id {}", h.control_id)) + &format!(", {ack}{problem}"));
+    store.audit(e);
 }
 
 /// Message types counted by name (the HL7 table 0076 codes a hub sees); any other is `other`,

@@ -1,0 +1,12 @@
+DROP INDEX audit_events_unsealed;
+DROP INDEX audit_events_chain;
+DROP INDEX audit_events_by_entity;
+DROP INDEX audit_events_by_actor;
+DROP INDEX audit_events_by_patient;
+DROP INDEX audit_events_by_time;
+ALTER TABLE audit_events DROP COLUMN hash;
+ALTER TABLE audit_events DROP COLUMN chain_pos;
+ALTER TABLE audit_events DROP COLUMN query;
+ALTER TABLE audit_events DROP COLUMN address;
+ALTER TABLE audit_events DROP COLUMN patient;
+ALTER TABLE audit_events DROP COLUMN kind;

@@ -1,0 +1,173 @@
+//! Every FHIR API request recorded once in the audit trail: who (the token's client and user,
+//! the network address), what (the interaction, the resource, the patient, a search's query),
+//! when, and how it ended (a refusal of authorization included). A write records its own rows
+//! in its transaction (or its refusal), and marks the request so that it is not recorded
+//! twice; everything else is queued here for the flusher, off the request path.
+
+use super::super::metrics::http::interaction;
+use crate::api::context::CorrelationId;
+use crate::auth::Grant;
+use crate::store::audit::{Entry, kind};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A request's mark: set when the request's audit rows were written by another path (a write).
+#[derive(Debug, Clone, Default)]
+pub struct Recorded(Arc<AtomicBool>);
+
+impl Recorded {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The longest query kept (a search's query string).
+const MAX_QUERY: usize = 2_000;
+
+/// The middleware (on the `/fhir` scope).
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mark = Recorded::default();
+    req.extensions_mut().insert(mark.clone());
+    let address = req.peer_addr().map(|a| a.ip().to_string());
+    let res = next.call(req).await?;
+    if mark.0.load(Ordering::Relaxed) {
+        return Ok(res);
+    }
+    let r = res.request();
+    let action = interaction(r.method(), r.match_pattern().as_deref(), r.path());
+    if action == "capabilities" || action == "smart-configuration" {
+        return Ok(res); // public, and about no one
+    }
+    let Some(store) = r
+        .app_data::<web::Data<crate::api::AppState>>()
+        .map(|s| s.store.clone())
+    else {
+        return Ok(res);
+    };
+    let ext = r.extensions();
+    let actor = ext
+        .get::<Arc<Grant>>()
+        .map(|g| g.actor())
+        .unwrap_or_else(|| "anonymous".into());
+    let correlation = ext
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    drop(ext);
+    // a request refused before routing (401) has its pattern but not its values: read them
+    // from the path by the pattern
+    let pattern = r.match_pattern().unwrap_or_default();
+    let info = |name: &str| segment(&pattern, r.path(), name);
+    // `Patient/1/Observation`: the entity is the compartment's owner
+    let rtype = info("compartment").or_else(|| info("type"));
+    let id = info("id");
+    let status = res.status();
+    let mut e = Entry::now(kind::REST, action, &actor, &correlation);
+    e.outcome = match status.as_u16() {
+        0..=399 => "success",
+        500.. => "error",
+        _ => "failure",
+    }
+    .into();
+    if !status.is_success() {
+        e.detail = Some(format!("HTTP {}", status.as_u16()));
+    }
+    e.address = address;
+    e.version_id = info("vid").and_then(|v| v.parse().ok());
+    e.patient = patient(rtype.as_deref(), id.as_deref(), r.query_string());
+    e.resource_type = rtype.or_else(|| first_segment(r.path()));
+    e.resource_id = id;
+    if action.starts_with("search") || action == "operation" {
+        let q = r.query_string();
+        if !q.is_empty() {
+            e.query = Some(q.chars().take(MAX_QUERY).collect());
+        }
+    }
+    // a read of another type than Patient is given its patient by the flusher, off the
+    // request path (the resource is in the cache by then)
+    store.audit(e);
+    Ok(res)
+}
+
+/// The path's segment where `pattern` has `{name}` (`/fhir/{type}/{id}`, `/fhir/Patient/1`).
+fn segment(pattern: &str, path: &str, name: &str) -> Option<String> {
+    let wanted = format!("{{{name}}}");
+    let at = pattern.split('/').position(|p| p == wanted)?;
+    let value = path.split('/').nth(at)?;
+    let decoded: String =
+        url::form_urlencoded::parse(format!("x={}", value.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+    (!decoded.is_empty()).then_some(decoded)
+}
+
+fn first_segment(path: &str) -> Option<String> {
+    let t = path.strip_prefix("/fhir/")?.split('/').next()?;
+    crate::fhir::definitions::Definitions::get()
+        .is_resource_type(t)
+        .then(|| t.to_string())
+}
+
+/// The patient a request is about, as far as its path and query say: a Patient's own id, a
+/// Patient compartment, or a search by `patient` / `subject` naming a Patient.
+fn patient(rtype: Option<&str>, id: Option<&str>, query: &str) -> Option<String> {
+    if let (Some("Patient"), Some(id)) = (rtype, id) {
+        return Some(format!("Patient/{id}"));
+    }
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    params.iter().find_map(|(k, v)| {
+        let name = k.split(':').next().unwrap_or(k);
+        let v = v.split(',').next().unwrap_or(v);
+        match name {
+            "patient" if !v.contains('/') && !v.is_empty() => Some(format!("Patient/{v}")),
+            "patient" | "subject" if v.starts_with("Patient/") => Some(v.to_string()),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::patient;
+
+    #[test]
+    fn values_are_read_from_the_path_by_the_pattern() {
+        use super::segment;
+        let p = "/fhir/{type}/{id}/_history/{vid}";
+        assert_eq!(
+            segment(p, "/fhir/Patient/a1/_history/2", "id"),
+            Some("a1".into())
+        );
+        assert_eq!(
+            segment(p, "/fhir/Patient/a1/_history/2", "vid"),
+            Some("2".into())
+        );
+        assert_eq!(segment("/fhir/{type}", "/fhir/Patient", "id"), None);
+    }
+
+    #[test]
+    fn the_patient_is_read_from_the_path_or_the_query() {
+        assert_eq!(
+            patient(Some("Patient"), Some("7"), ""),
+            Some("Patient/7".into())
+        );
+        assert_eq!(
+            patient(Some("Observation"), None, "patient=7&code=x"),
+            Some("Patient/7".into())
+        );
+        assert_eq!(
+            patient(Some("Observation"), None, "subject=Patient%2F9"),
+            Some("Patient/9".into())
+        );
+        assert_eq!(patient(Some("Observation"), None, "subject=Group/1"), None);
+        assert_eq!(patient(Some("Observation"), Some("3"), ""), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! The audit trail as the people who ask about it see it: the flusher that writes and seals
+//! the queued accesses (`run`), what HTTP requests record (`http`), the rows as FHIR
+//! AuditEvents in the IHE Basic Audit Log Patterns shape (`event`) and their search (`search`).
+
+use crate::store::Store;
+use crate::store::audit::{self, Entry};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
+
+pub mod event;
+pub mod http;
+pub mod search;
+
+/// Entries one flush writes at most (the rest at the next, at once).
+const MAX_BATCH: usize = 5_000;
+
+/// Write and seal the queued accesses every `every`, for ever; also seals the rows writes
+/// inserted in their transactions. Once `stop` turns true, what is queued is written before
+/// it returns.
+pub async fn run(
+    store: Store,
+    queue: Arc<tokio::sync::Mutex<Receiver<Entry>>>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut queue = queue.lock().await;
+    loop {
+        let deadline = tokio::time::Instant::now() + every;
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut stopping = *stop.borrow();
+        // gather until the interval is over, the batch is full, or shutdown starts
+        while batch.len() < MAX_BATCH && !stopping {
+            tokio::select! {
+                got = queue.recv() => match got {
+                    Some(e) => batch.push(e),
+                    None => stopping = true,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = stop.wait_for(|s| *s) => stopping = true,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let more = batch.len() >= MAX_BATCH;
+        let n = batch.len();
+        let s = store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut batch = batch;
+            name_patients(&s, &mut batch);
+            // kept, and tried again: nothing queued is dropped for a busy database
+            while let Err(e) = s.write_rows(|c| audit::flush(c, &batch)) {
+                tracing::warn!(error = %e, entries = batch.len(), "audit entries could not be written; will retry");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "the audit flush failed");
+        }
+        metrics::counter!("emrsync_audit_entries_total").increment(n as u64);
+        if stopping && !more {
+            return;
+        }
+    }
+}
+
+/// Reads of resources other than Patients given the patient they are about (the current
+/// version's, from the cache the read filled): "who saw this patient's record" then finds
+/// them. A resource read and deleted since is left without.
+fn name_patients(store: &Store, batch: &mut [Entry]) {
+    let reads = batch.iter_mut().filter(|e| {
+        e.patient.is_none()
+            && e.kind == audit::kind::REST
+            && e.outcome == "success"
+            && matches!(e.action.as_str(), "read" | "vread" | "history-instance")
+    });
+    for e in reads {
+        let (Some(t), Some(id)) = (&e.resource_type, &e.resource_id) else {
+            continue;
+        };
+        let Ok(v) = store.current(t, id) else {
+            continue;
+        };
+        e.patient = audit::patient_in(t, id, &v.content);
+    }
+}

@@ -1,0 +1,346 @@
+//! The audit trail's rows and their hash chain. A write's rows are inserted in its own
+//! transaction (`write`); every other access (a read, a search, a refusal, an HL7v2 message, a
+//! delivery) is handed to `Store::audit`, which queues it for the flusher (`ops::audit`) to
+//! insert in batches off the request path: a crash loses at most the flush interval's entries.
+//!
+//! Every row is sealed into one chain: its place (`chain_pos`) and `hash` = SHA-256 over the
+//! previous row's hash, its place and its content. The flusher seals in the same transaction
+//! as it inserts, taking the rows others inserted unsealed (writes) first, so the chain's order
+//! is the order rows were sealed in. A row edited, removed or moved breaks the chain where it
+//! was; `verify` walks it. Removing the newest rows is only found against a head hash kept
+//! elsewhere, which `verify` prints for that.
+
+use super::StoreError;
+use super::db::DbConnection;
+use super::schema::audit_events as a;
+use crate::fhir::resource::{Micros, now_micros};
+use diesel::prelude::*;
+
+/// The PostgreSQL advisory lock a sealing transaction holds ("auditch" in ASCII): one process
+/// extends the chain at a time.
+const LOCK: i64 = 0x0061_7564_6974_6368;
+/// Rows of others sealed per flush at most (the rest at the next).
+const SEAL_BATCH: i64 = 5_000;
+
+/// What kind of access a row records (its AuditEvent type).
+pub mod kind {
+    /// A FHIR REST interaction (read, search, create...).
+    pub const REST: &str = "rest";
+    /// A sign-in or a client's authentication.
+    pub const LOGIN: &str = "login";
+    /// An HL7v2 message received.
+    pub const MESSAGE: &str = "hl7v2";
+    /// A notification or outbound message delivered.
+    pub const DELIVERY: &str = "delivery";
+}
+
+/// One access, as it is queued.
+#[derive(Debug, Clone, Default, PartialEq, Insertable)]
+#[diesel(table_name = a)]
+pub struct Entry {
+    pub recorded_at: Micros,
+    pub kind: String,
+    /// The interaction or event (`read`, `search-type`, `login`, `ADT^A01`, `notification`).
+    pub action: String,
+    /// Who: the audit name of the client or user, the sending system.
+    pub actor: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub version_id: Option<i64>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub correlation_id: String,
+    pub detail: Option<String>,
+    /// `Patient/id` the access concerned, when one did.
+    pub patient: Option<String>,
+    pub address: Option<String>,
+    pub query: Option<String>,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = a)]
+pub struct Row {
+    pub seq: i64,
+    pub recorded_at: i64,
+    pub actor: String,
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub version_id: Option<i64>,
+    pub outcome: String,
+    pub correlation_id: String,
+    pub detail: Option<String>,
+    pub kind: String,
+    pub patient: Option<String>,
+    pub address: Option<String>,
+    pub query: Option<String>,
+    pub chain_pos: Option<i64>,
+    pub hash: Option<String>,
+}
+
+/// The hash of a row at `pos` after `previous`.
+fn digest(previous: &str, pos: i64, r: &Row) -> String {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "\u{1e}".into());
+    let fields = [
+        previous.to_string(),
+        pos.to_string(),
+        r.recorded_at.to_string(),
+        r.kind.clone(),
+        r.actor.clone(),
+        r.action.clone(),
+        opt(&r.resource_type),
+        opt(&r.resource_id),
+        r.version_id.map_or("\u{1e}".into(), |v| v.to_string()),
+        r.outcome.clone(),
+        r.correlation_id.clone(),
+        opt(&r.detail),
+        opt(&r.patient),
+        opt(&r.address),
+        opt(&r.query),
+    ];
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, fields.join("\u{1f}").as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The chain's last place and hash (0 and empty before the first row).
+fn head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
+    let last: Option<i64> = a::table
+        .select(diesel::dsl::max(a::chain_pos))
+        .get_result(conn)?;
+    let Some(pos) = last else {
+        return Ok((0, String::new()));
+    };
+    let hash: Option<String> = a::table
+        .filter(a::chain_pos.eq(pos))
+        .select(a::hash)
+        .get_result(conn)?;
+    Ok((pos, hash.unwrap_or_default()))
+}
+
+/// In one (write) transaction: seal the rows others inserted unsealed, then insert `entries`
+/// sealed. Returns how many rows were sealed in all.
+pub fn flush(conn: &mut DbConnection, entries: &[Entry]) -> Result<usize, StoreError> {
+    if let DbConnection::Pg(c) = conn {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({LOCK})")).execute(c)?;
+    }
+    let (mut pos, mut hash) = head(conn)?;
+    let unsealed: Vec<Row> = a::table
+        .filter(a::chain_pos.is_null())
+        .order(a::seq.asc())
+        .limit(SEAL_BATCH)
+        .select(Row::as_select())
+        .load(conn)?;
+    for r in &unsealed {
+        pos += 1;
+        hash = digest(&hash, pos, r);
+        diesel::update(a::table.find(r.seq))
+            .set((a::chain_pos.eq(pos), a::hash.eq(&hash)))
+            .execute(conn)?;
+    }
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        pos += 1;
+        hash = digest(&hash, pos, &e.as_row());
+        rows.push((e, a::chain_pos.eq(pos), a::hash.eq(hash.clone())));
+    }
+    for chunk in rows.chunks(200) {
+        let chunk = chunk.to_vec();
+        insert_all!(conn, a::table, chunk)?;
+    }
+    Ok(unsealed.len() + entries.len())
+}
+
+/// Insert `entries` unsealed (the flusher seals them): when the queue is full or gone.
+pub fn insert_unsealed(conn: &mut DbConnection, entries: &[Entry]) -> Result<(), StoreError> {
+    for chunk in entries.chunks(200) {
+        let chunk = chunk.to_vec();
+        insert_all!(conn, a::table, chunk)?;
+    }
+    Ok(())
+}
+
+impl Entry {
+    fn as_row(&self) -> Row {
+        Row {
+            seq: 0,
+            recorded_at: self.recorded_at,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            resource_type: self.resource_type.clone(),
+            resource_id: self.resource_id.clone(),
+            version_id: self.version_id,
+            outcome: self.outcome.clone(),
+            correlation_id: self.correlation_id.clone(),
+            detail: self.detail.clone(),
+            kind: self.kind.clone(),
+            patient: self.patient.clone(),
+            address: self.address.clone(),
+            query: self.query.clone(),
+            chain_pos: None,
+            hash: None,
+        }
+    }
+
+    /// An entry recorded now.
+    pub fn now(kind: &str, action: &str, actor: &str, correlation_id: &str) -> Entry {
+        Entry {
+            recorded_at: now_micros(),
+            kind: kind.into(),
+            action: action.into(),
+            actor: actor.into(),
+            outcome: "success".into(),
+            correlation_id: correlation_id.into(),
+            ..Entry::default()
+        }
+    }
+}
+
+/// The references a resource names its patient by (the rest of it is skipped unread).
+#[derive(serde::Deserialize)]
+struct PatientRefs {
+    subject: Option<Reference>,
+    patient: Option<Reference>,
+    #[serde(default)]
+    participant: Vec<Participant>,
+}
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    reference: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Participant {
+    actor: Option<Reference>,
+}
+
+/// The patient a stored resource is about (`Patient/id`): itself, or its subject, patient or
+/// participant naming a Patient. Read without building the document: only those elements are
+/// kept (a read's and a write's audit row is given it on every access).
+pub fn patient_in(rtype: &str, id: &str, content: &str) -> Option<String> {
+    if rtype == "Patient" {
+        return Some(format!("Patient/{id}"));
+    }
+    let refs = serde_json::from_str::<PatientRefs>(content).ok()?;
+    let participants = refs.participant.into_iter().filter_map(|p| p.actor);
+    [refs.subject, refs.patient]
+        .into_iter()
+        .flatten()
+        .chain(participants)
+        .filter_map(|r| r.reference)
+        .find(|r| r.starts_with("Patient/"))
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    pub rows: i64,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// The last row's hash: kept elsewhere, it shows later that no newest row was removed.
+    pub head: Option<String>,
+    /// Rows not sealed yet (written since the last flush).
+    pub unsealed: i64,
+    /// Each break found (the first 50), by place.
+    pub problems: Vec<String>,
+}
+
+/// Walk the chain from its first kept row (retention removes the oldest: the first kept
+/// row's predecessor is taken as its hash says) to its head.
+pub fn verify(conn: &mut DbConnection) -> Result<Verified, StoreError> {
+    let mut out = Verified {
+        unsealed: a::table
+            .filter(a::chain_pos.is_null())
+            .count()
+            .get_result(conn)?,
+        ..Verified::default()
+    };
+    let mut previous: Option<(i64, String)> = None;
+    let mut after = i64::MIN;
+    loop {
+        let page: Vec<Row> = a::table
+            .filter(a::chain_pos.gt(after))
+            .order(a::chain_pos.asc())
+            .limit(10_000)
+            .select(Row::as_select())
+            .load(conn)?;
+        let Some(last) = page.last() else { break };
+        after = last.chain_pos.unwrap_or(i64::MAX);
+        for r in &page {
+            let pos = r.chain_pos.unwrap_or_default();
+            let stored = r.hash.clone().unwrap_or_default();
+            out.rows += 1;
+            out.first.get_or_insert(pos);
+            match &previous {
+                None => {} // the oldest kept row: nothing before it to check it against
+                Some((p, h)) => {
+                    if pos != p + 1 {
+                        problem(
+                            &mut out,
+                            format!("rows {} to {} are missing", p + 1, pos - 1),
+                        );
+                    }
+                    if digest(h, pos, r) != stored {
+                        problem(
+                            &mut out,
+                            format!(
+                                "row {pos} (seq {}) does not match its hash: edited, or its predecessor was",
+                                r.seq
+                            ),
+                        );
+                    }
+                }
+            }
+            previous = Some((pos, stored));
+        }
+    }
+    if let Some((pos, hash)) = previous {
+        out.last = Some(pos);
+        out.head = Some(hash);
+    }
+    Ok(out)
+}
+
+fn problem(out: &mut Verified, what: String) {
+    if out.problems.len() < 50 {
+        out.problems.push(what);
+    }
+}
+
+/// Rows recorded before `cutoff` removed (retention), oldest first, `limit` at most.
+pub fn forget_before(
+    conn: &mut DbConnection,
+    cutoff: Micros,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    let old: Vec<i64> = a::table
+        .filter(a::recorded_at.lt(cutoff))
+        .filter(a::chain_pos.is_not_null())
+        .order(a::chain_pos.asc())
+        .select(a::seq)
+        .limit(limit)
+        .load(conn)?;
+    Ok(diesel::delete(a::table.filter(a::seq.eq_any(&old))).execute(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_covers_every_field_and_the_predecessor() {
+        let e = Entry::now(kind::REST, "read", "client a", "c1").as_row();
+        let h = digest("", 1, &e);
+        assert_eq!(h.len(), 64);
+        assert_ne!(digest("x", 1, &e), h);
+        assert_ne!(digest("", 2, &e), h);
+        let mut changed = e.clone();
+        changed.patient = Some("Patient/1".into());
+        assert_ne!(digest("", 1, &changed), h);
+        let mut moved = e.clone();
+        moved.query = Some(String::new());
+        assert_ne!(digest("", 1, &moved), h, "empty and absent differ");
+    }
+}
