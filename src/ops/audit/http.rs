@@ -4,7 +4,7 @@
 //! in its transaction (or its refusal), and marks the request so that it is not recorded
 //! twice; everything else is queued here for the flusher, off the request path.
 
-use super::super::metrics::http::interaction;
+use super::super::metrics::http::Route;
 use crate::api::context::CorrelationId;
 use crate::auth::Grant;
 use crate::store::audit::{Entry, kind};
@@ -41,7 +41,8 @@ pub async fn record(
         return Ok(res);
     }
     let r = res.request();
-    let action = interaction(r.method(), r.match_pattern().as_deref(), r.path());
+    let route = Route::of(r.method(), r.path());
+    let action = route.interaction;
     if action == "capabilities" || action == "smart-configuration" {
         return Ok(res); // public, and about no one
     }
@@ -61,13 +62,6 @@ pub async fn record(
         .map(|c| c.0.clone())
         .unwrap_or_default();
     drop(ext);
-    // a request refused before routing (401) has its pattern but not its values: read them
-    // from the path by the pattern
-    let pattern = r.match_pattern().unwrap_or_default();
-    let info = |name: &str| segment(&pattern, r.path(), name);
-    // `Patient/1/Observation`: the entity is the compartment's owner
-    let rtype = info("compartment").or_else(|| info("type"));
-    let id = info("id");
     let status = res.status();
     let mut e = Entry::now(kind::REST, action, &actor, &correlation);
     e.outcome = match status.as_u16() {
@@ -80,10 +74,14 @@ pub async fn record(
         e.detail = Some(format!("HTTP {}", status.as_u16()));
     }
     e.address = address;
-    e.version_id = info("vid").and_then(|v| v.parse().ok());
-    e.patient = patient(rtype.as_deref(), id.as_deref(), r.query_string());
-    e.resource_type = rtype.or_else(|| first_segment(r.path()));
-    e.resource_id = id;
+    e.version_id = route.vid.and_then(|v| v.parse().ok());
+    e.patient = patient(
+        route.rtype.as_deref(),
+        route.id.as_deref(),
+        r.query_string(),
+    );
+    e.resource_type = route.rtype;
+    e.resource_id = route.id;
     if action.starts_with("search") || action == "operation" {
         let q = r.query_string();
         if !q.is_empty() {
@@ -94,26 +92,6 @@ pub async fn record(
     // request path (the resource is in the cache by then)
     store.audit(e);
     Ok(res)
-}
-
-/// The path's segment where `pattern` has `{name}` (`/fhir/{type}/{id}`, `/fhir/Patient/1`).
-fn segment(pattern: &str, path: &str, name: &str) -> Option<String> {
-    let wanted = format!("{{{name}}}");
-    let at = pattern.split('/').position(|p| p == wanted)?;
-    let value = path.split('/').nth(at)?;
-    let decoded: String =
-        url::form_urlencoded::parse(format!("x={}", value.replace('+', "%2B")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-    (!decoded.is_empty()).then_some(decoded)
-}
-
-fn first_segment(path: &str) -> Option<String> {
-    let t = path.strip_prefix("/fhir/")?.split('/').next()?;
-    crate::fhir::definitions::Definitions::get()
-        .is_resource_type(t)
-        .then(|| t.to_string())
 }
 
 /// The patient a request is about, as far as its path and query say: a Patient's own id, a
@@ -137,21 +115,6 @@ fn patient(rtype: Option<&str>, id: Option<&str>, query: &str) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::patient;
-
-    #[test]
-    fn values_are_read_from_the_path_by_the_pattern() {
-        use super::segment;
-        let p = "/fhir/{type}/{id}/_history/{vid}";
-        assert_eq!(
-            segment(p, "/fhir/Patient/a1/_history/2", "id"),
-            Some("a1".into())
-        );
-        assert_eq!(
-            segment(p, "/fhir/Patient/a1/_history/2", "vid"),
-            Some("2".into())
-        );
-        assert_eq!(segment("/fhir/{type}", "/fhir/Patient", "id"), None);
-    }
 
     #[test]
     fn the_patient_is_read_from_the_path_or_the_query() {

@@ -7,6 +7,7 @@
 
 use crate::fhir::resource::now_micros;
 use crate::routing::{queue, revisions};
+use crate::store::db::DbConnection;
 use crate::store::schema::{
     hl7v2_messages as h, outbox as o, route_messages as m, subscriptions as s,
 };
@@ -22,39 +23,39 @@ fn age(created_at: Option<i64>) -> f64 {
     created_at.map_or(0.0, |t| (now_micros() - t).max(0) as f64 / 1e6)
 }
 
+/// The gauges of one stage of the outbox: how many wait, and the first one's age.
+fn outbox_stage(
+    c: &mut DbConnection,
+    stage: &'static str,
+    (depth, first): (i64, Option<i64>),
+) -> Result<(), StoreError> {
+    let oldest = match first {
+        Some(seq) => o::table
+            .find(seq)
+            .select(o::created_at)
+            .get_result(c)
+            .optional()?,
+        None => None,
+    };
+    metrics::gauge!("emrsync_outbox_depth", "stage" => stage).set(depth as f64);
+    metrics::gauge!("emrsync_outbox_oldest_age_seconds", "stage" => stage).set(age(oldest));
+    Ok(())
+}
+
 /// Set the queue gauges from the database.
 pub fn observe(store: &Store) -> Result<(), StoreError> {
     store.read(|c| {
         // the outbox: waiting for the dispatcher (subscriptions) and for the router (targets)
-        let (depth, first): (i64, Option<i64>) = o::table
+        let waiting: (i64, Option<i64>) = o::table
             .filter(o::dispatched_at.is_null())
             .select((count_star(), min(o::seq)))
             .get_result(c)?;
-        let oldest = match first {
-            Some(seq) => o::table
-                .find(seq)
-                .select(o::created_at)
-                .get_result(c)
-                .optional()?,
-            None => None,
-        };
-        metrics::gauge!("emrsync_outbox_depth", "stage" => "dispatch").set(depth as f64);
-        metrics::gauge!("emrsync_outbox_oldest_age_seconds", "stage" => "dispatch")
-            .set(age(oldest));
-        let (depth, first): (i64, Option<i64>) = o::table
+        outbox_stage(c, "dispatch", waiting)?;
+        let waiting: (i64, Option<i64>) = o::table
             .filter(o::routed_at.is_null())
             .select((count_star(), min(o::seq)))
             .get_result(c)?;
-        let oldest = match first {
-            Some(seq) => o::table
-                .find(seq)
-                .select(o::created_at)
-                .get_result(c)
-                .optional()?,
-            None => None,
-        };
-        metrics::gauge!("emrsync_outbox_depth", "stage" => "route").set(depth as f64);
-        metrics::gauge!("emrsync_outbox_oldest_age_seconds", "stage" => "route").set(age(oldest));
+        outbox_stage(c, "route", waiting)?;
 
         // subscriptions: events queued and not yet delivered, and whether each is failing
         let subs: Vec<(String, String, String, i64, i64, i32)> = s::table
