@@ -13,7 +13,7 @@ pub mod http;
 pub mod search;
 
 /// Entries one flush writes at most (the rest at the next, at once).
-const MAX_BATCH: usize = 5_000;
+const MAX_BATCH: usize = 20_000;
 
 /// Write and seal the queued accesses every `every`, for ever; also seals the rows writes
 /// inserted in their transactions. Once `stop` turns true, what is queued is written before
@@ -25,28 +25,31 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut queue = queue.lock().await;
+    let mut behind = false;
     loop {
         let deadline = tokio::time::Instant::now() + every;
         let mut batch: Vec<Entry> = Vec::new();
         let mut stopping = *stop.borrow();
-        // gather until the interval is over, the batch is full, or shutdown starts
-        while batch.len() < MAX_BATCH && !stopping {
+        // wait out the interval (or the start of shutdown), then take what is queued: the
+        // queue is not awaited entry by entry, which would wake this task on every request
+        if !stopping && !behind {
             tokio::select! {
-                got = queue.recv() => match got {
-                    Some(e) => batch.push(e),
-                    None => stopping = true,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline) => {}
                 _ = stop.wait_for(|s| *s) => stopping = true,
             }
         }
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(e) => batch.push(e),
-                Err(_) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    stopping = true;
+                    break;
+                }
             }
         }
-        let more = batch.len() >= MAX_BATCH;
+        // a full batch: more is waiting, taken at once
+        behind = batch.len() >= MAX_BATCH;
         let n = batch.len();
         let s = store.clone();
         let written = tokio::task::spawn_blocking(move || {
@@ -63,7 +66,7 @@ pub async fn run(
             tracing::error!(error = %e, "the audit flush failed");
         }
         metrics::counter!("emrsync_audit_entries_total").increment(n as u64);
-        if stopping && !more {
+        if stopping && !behind {
             return;
         }
     }
