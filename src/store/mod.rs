@@ -203,15 +203,26 @@ impl Store {
     }
 
     /// Record an access in the audit trail: queued for the flusher, which inserts it within
-    /// its interval; written at once when the queue is full or no flusher runs (a tool).
+    /// its interval; written at once (on a blocking thread when called from async code) when
+    /// the queue is full or no flusher runs (a tool).
     pub fn audit(&self, entry: audit::Entry) {
         use tokio::sync::mpsc::error::TrySendError;
         let entry = match self.audit_queue.try_send(entry) {
             Ok(()) => return,
             Err(TrySendError::Full(e) | TrySendError::Closed(e)) => e,
         };
-        if let Err(e) = self.write_rows(|c| audit::insert_unsealed(c, &[entry])) {
-            tracing::error!(error = %e, "an audit entry could not be written");
+        let store = self.clone();
+        let write = move || {
+            if let Err(e) = store.write_rows(|c| audit::insert_unsealed(c, &[entry])) {
+                tracing::error!(error = %e, "an audit entry could not be written");
+            }
+        };
+        // never a blocking write on an async runtime's thread
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(write);
+            }
+            Err(_) => write(),
         }
     }
 
