@@ -26,9 +26,10 @@ pub async fn run(
 ) {
     let mut queue = queue.lock().await;
     let mut behind = false;
+    let mut carried: Vec<Entry> = Vec::new();
     loop {
         let deadline = tokio::time::Instant::now() + every;
-        let mut batch: Vec<Entry> = Vec::new();
+        let mut batch: Vec<Entry> = std::mem::take(&mut carried);
         let mut stopping = *stop.borrow();
         // wait out the interval (or the start of shutdown), then take what is queued: the
         // queue is not awaited entry by entry, which would wake this task on every request
@@ -52,18 +53,30 @@ pub async fn run(
         behind = batch.len() >= MAX_BATCH;
         let n = batch.len();
         let s = store.clone();
+        // one try per turn, on a blocking thread; a failure keeps the batch for the next turn
+        // (never a retry loop there: a blocked thread would hold the runtime at its shutdown)
         let written = tokio::task::spawn_blocking(move || {
-            let mut batch = batch;
             name_patients(&s, &mut batch);
-            // kept, and tried again: nothing queued is dropped for a busy database
-            while let Err(e) = s.write_rows(|c| audit::flush(c, &batch)) {
-                tracing::warn!(error = %e, entries = batch.len(), "audit entries could not be written; will retry");
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            let r = s.write_rows(|c| audit::flush(c, &batch));
+            (batch, r)
         })
         .await;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "the audit flush failed");
+        match written {
+            Ok((_, Ok(_))) => {}
+            Ok((kept, Err(e))) => {
+                tracing::warn!(error = %e, entries = kept.len(), "audit entries could not be written; next turn");
+                carried = kept;
+                behind = false;
+                if stopping {
+                    tracing::error!(
+                        entries = carried.len(),
+                        "audit entries not written at shutdown"
+                    );
+                    return;
+                }
+                continue;
+            }
+            Err(e) => tracing::error!(error = %e, "the audit flush failed"),
         }
         metrics::counter!("emrsync_audit_entries_total").increment(n as u64);
         if stopping && !behind {
