@@ -118,7 +118,7 @@ pub fn render(store: &Store) -> String {
     let h = handle();
     if let Err(e) = queues::observe(store) {
         tracing::warn!(error = %e, "queue states for /metrics cannot be read");
-        metrics::gauge!("emrsync_metrics_store_errors").increment(1.0);
+        metrics::counter!("emrsync_metrics_store_errors_total").increment(1);
     }
     let (connections, idle) = store.pool_state();
     metrics::gauge!("emrsync_db_pool_connections").set(connections as f64);

@@ -41,7 +41,11 @@ pub async fn record(
         return Ok(res);
     }
     let r = res.request();
-    let route = Route::of(r.method(), r.path());
+    let route = r
+        .extensions()
+        .get::<Route>()
+        .cloned()
+        .unwrap_or_else(|| Route::of(r.method(), r.path()));
     let action = route.interaction;
     if action == "capabilities" || action == "smart-configuration" {
         return Ok(res); // public, and about no one

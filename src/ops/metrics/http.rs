@@ -3,6 +3,7 @@
 //! shape of its path (as the route table has them), so the labels are a small fixed set whatever
 //! clients send: an unknown type is left empty, a path of no route `unknown`.
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -14,7 +15,9 @@ pub async fn record(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
+    // told once per request: the audit middleware (outside this one) reads it back
     let route = Route::of(req.method(), req.path());
+    req.extensions_mut().insert(route.clone());
     let res = next.call(req).await?;
     let rtype = route.rtype.unwrap_or_default();
     let status = res.status().as_u16().to_string();
