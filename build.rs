@@ -8,7 +8,10 @@ use std::path::Path;
 
 fn list(dir: &str, ext: &str, name_of: impl Fn(&str) -> Option<String>) -> String {
     println!("cargo:rerun-if-changed={dir}");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    // the directory of this build, read when the script runs (a script built once may run for
+    // another checkout sharing its target directory)
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{dir}: {e}"))
         .map(|e| e.expect("a readable directory entry").path())

@@ -7,6 +7,7 @@ mod authorize;
 pub mod body;
 mod bundle;
 mod conditional;
+mod console;
 pub mod context;
 mod crud;
 pub mod drain;
@@ -29,6 +30,7 @@ mod smart;
 mod subscription_ops;
 mod terminology;
 mod terminology_admin;
+mod transactions;
 mod websocket;
 
 pub use metadata::capability_statement;
@@ -113,6 +115,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .default_service(web::to(unknown_route)),
         )
         .route("/ws/subscriptions", web::get().to(websocket::socket))
+        // the dashboard's pages first: the `/admin` scope below takes every other `/admin` path
+        .configure(console::configure)
         .service(
             web::scope("/admin")
                 .wrap(private())
@@ -150,6 +154,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/routes", web::put().to(routes_admin::put))
                 .route("/routes/history", web::get().to(routes_admin::history))
                 .route("/routes/history/{version}", web::get().to(routes_admin::at))
+                .route("/transactions", web::get().to(transactions::search))
                 .route("/outbound", web::get().to(routes_admin::outbound))
                 .route("/outbound/summary", web::get().to(routes_admin::summary))
                 .route("/outbound/{seq}", web::get().to(routes_admin::message))

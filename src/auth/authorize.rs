@@ -178,6 +178,7 @@ pub fn issue_code(conn: &mut DbConnection, ticket: &Ticket) -> Result<String, St
     let user = User {
         username: ticket.sub.clone(),
         fhir_user: ticket.fhir_user.clone(),
+        roles: String::new(),
     };
     diesel::insert_into(auth_codes::table)
         .values((

@@ -18,6 +18,7 @@ pub mod refresh;
 pub mod revocation;
 pub mod scopes;
 pub mod secret;
+pub mod sessions;
 pub mod throttle;
 pub mod token;
 pub mod users;

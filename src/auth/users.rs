@@ -12,6 +12,8 @@ pub struct User {
     pub username: String,
     /// `Practitioner/123`, `Patient/456`, `RelatedPerson/7` or `Person/8`.
     pub fhir_user: String,
+    /// Space-separated: `admin` may use the dashboard (`auth::sessions`).
+    pub roles: String,
 }
 
 impl User {
@@ -56,6 +58,25 @@ pub fn add(
     Ok(())
 }
 
+/// Give `username` a role (`auth::sessions::ADMIN`); false when there is no such user.
+pub fn grant(conn: &mut DbConnection, username: &str, role: &str) -> Result<bool, StoreError> {
+    let roles: Option<String> = auth_users::table
+        .filter(auth_users::username.eq(username))
+        .select(auth_users::roles)
+        .get_result(conn)
+        .optional()?;
+    let Some(roles) = roles else {
+        return Ok(false);
+    };
+    if !super::sessions::has_role(&roles, role) {
+        let roles = format!("{roles} {role}").trim().to_string();
+        diesel::update(auth_users::table.filter(auth_users::username.eq(username)))
+            .set(auth_users::roles.eq(roles))
+            .execute(conn)?;
+    }
+    Ok(true)
+}
+
 /// The user whose password this is; `None` for an unknown user or a wrong password (the
 /// caller cannot tell which, and neither can an attacker).
 pub fn sign_in(
@@ -63,15 +84,20 @@ pub fn sign_in(
     username: &str,
     password: &str,
 ) -> Result<Option<User>, StoreError> {
-    let row: Option<(String, String)> = auth_users::table
+    let row: Option<(String, String, String)> = auth_users::table
         .filter(auth_users::username.eq(username))
-        .select((auth_users::password_hash, auth_users::fhir_user))
+        .select((
+            auth_users::password_hash,
+            auth_users::fhir_user,
+            auth_users::roles,
+        ))
         .get_result(conn)
         .optional()?;
     Ok(match row {
-        Some((hash, fhir_user)) if secret::matches(&hash, password) => Some(User {
+        Some((hash, fhir_user, roles)) if secret::matches(&hash, password) => Some(User {
             username: username.to_string(),
             fhir_user,
+            roles,
         }),
         Some(_) => None,
         None => {

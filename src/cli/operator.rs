@@ -33,6 +33,16 @@ pub enum UserAction {
         /// The FHIR resource the user is: Practitioner/ID, Patient/ID, RelatedPerson/ID.
         #[arg(long)]
         fhir_user: String,
+        /// A role (repeatable): `admin` signs in to the dashboard at /admin.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Give an existing user a role (`admin`: the dashboard).
+    Grant {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -144,12 +154,20 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
     let database = args.store.database()?;
     database.migrate()?;
     let mut conn = database.connect()?;
+    let known = |role: &str| match role == crate::auth::sessions::ADMIN {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(
+            "unknown role '{role}': the roles are: admin"
+        )),
+    };
     match args.action {
         UserAction::Add {
             username,
             password_file,
             fhir_user,
+            roles,
         } => {
+            roles.iter().try_for_each(|r| known(r))?;
             let password = crate::auth::secret::from_operator(
                 "password",
                 password_file.as_deref(),
@@ -157,7 +175,17 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
             )?;
             crate::auth::users::add(&mut conn, &username, password.expose(), &fhir_user)
                 .map_err(|e| anyhow::anyhow!(e))?;
+            for role in &roles {
+                crate::auth::users::grant(&mut conn, &username, role)?;
+            }
             println!("user {username} added as {fhir_user}");
+        }
+        UserAction::Grant { username, role } => {
+            known(&role)?;
+            if !crate::auth::users::grant(&mut conn, &username, &role)? {
+                anyhow::bail!("no user '{username}'");
+            }
+            println!("user {username} has the role {role}");
         }
     }
     Ok(())

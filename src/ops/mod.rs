@@ -2,6 +2,9 @@
 //! and the supervision of the long-running tasks (`tasks`).
 
 pub mod audit;
+pub mod feeds;
 pub mod metrics;
+pub mod queues;
 pub mod retention;
 pub mod tasks;
+pub mod transactions;

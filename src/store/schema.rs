@@ -250,6 +250,17 @@ diesel::table! {
         password_hash -> Text,
         fhir_user -> Text,
         created_at -> BigInt,
+        roles -> Text,
+    }
+}
+
+diesel::table! {
+    admin_sessions (token_hash) {
+        token_hash -> Text,
+        username -> Text,
+        csrf -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }
 
@@ -306,6 +317,9 @@ diesel::table! {
         attempts -> Integer,
         resources -> Text,
         raw -> Text,
+        mrn -> Nullable<Text>,
+        patient -> Nullable<Text>,
+        acked_at -> Nullable<BigInt>,
     }
 }
 
@@ -371,3 +385,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     search_uri,
     search_composite
 );
+
+diesel::allow_tables_to_appear_in_same_query!(admin_sessions, auth_users);

@@ -9,6 +9,7 @@ pub mod cli;
 mod conditional;
 mod corpus;
 mod crud;
+mod dashboard;
 mod encrypted_database;
 mod everything;
 mod helpers;

@@ -85,6 +85,21 @@ struct Received {
     received_at: i64,
     /// Who released it from review, when it is applied on a person's word.
     reviewed_by: Option<String>,
+    /// The patient's MRN as the sender gave it (`mrn_of`), for the transaction log.
+    mrn: Option<String>,
+    /// Run again from the archive (replay, release), not just off the wire: its ACK time is
+    /// not the feed's latency (the wait was a person's).
+    again: bool,
+}
+
+/// One run of a parsed message through the maps.
+pub struct Run {
+    pub correlation_id: String,
+    pub received_at: i64,
+    /// Who released it from review, when it is applied on a person's word.
+    pub reviewed_by: Option<String>,
+    /// Run again from the archive (replay, release).
+    pub again: bool,
 }
 
 impl Received {
@@ -256,7 +271,15 @@ fn handle_text(
 ) -> Outcome {
     let store = &inbound.ingest.store;
     match message::parse(text) {
-        Ok(msg) => process(inbound, &msg, text, (correlation_id, received_at), None),
+        Ok(msg) => {
+            let run = Run {
+                correlation_id,
+                received_at,
+                reviewed_by: None,
+                again: false,
+            };
+            process(inbound, &msg, text, run)
+        }
         Err(e) => {
             // as much of the header as can be read, for the ACK's addressing
             let r = Received {
@@ -267,6 +290,8 @@ fn handle_text(
                 correlation_id,
                 received_at,
                 reviewed_by: None,
+                mrn: None,
+                again: false,
             };
             let problem = Problem {
                 location: e.location,
@@ -278,25 +303,20 @@ fn handle_text(
     }
 }
 
-/// Map and apply a parsed message (also what replay runs).
-/// Apply one parsed message received at `received_at` under `correlation_id`;
-/// `reviewed_by`: a person released it from review (the source-of-truth rules are waived).
-pub fn process(
-    inbound: &Inbound,
-    msg: &Message,
-    text: &str,
-    (correlation_id, received_at): (String, i64),
-    reviewed_by: Option<String>,
-) -> Outcome {
+/// Map and apply a parsed message (also what replay runs), as `run` says; a person who
+/// released it from review (`run.reviewed_by`) waives the source-of-truth rules.
+pub fn process(inbound: &Inbound, msg: &Message, text: &str, run: Run) -> Outcome {
     let store = &inbound.ingest.store;
     let r = Received {
         header: msg.header(),
         delimiters: msg.delimiters,
         hash: content_hash(text),
         stored: archived_text(store, text),
-        correlation_id,
-        received_at,
-        reviewed_by,
+        correlation_id: run.correlation_id,
+        received_at: run.received_at,
+        reviewed_by: run.reviewed_by,
+        mrn: mrn_of(msg),
+        again: run.again,
     };
     if !r.header.version.starts_with("2.") {
         let p = Problem {
@@ -571,6 +591,25 @@ fn previous(
         .optional()?)
 }
 
+/// The patient's identifier a person searching the transaction log types: PID-3's repetition
+/// typed MR (CX-5), else its first; clipped, since a sender's field is not bounded here.
+fn mrn_of(msg: &Message) -> Option<String> {
+    let ids = msg.first("PID")?.field(3);
+    let mrn = (ids.repetitions().find(|r| r.get(5) == "MR"))
+        .unwrap_or_else(|| ids.first())
+        .get(1)
+        .trim();
+    (!mrn.is_empty()).then(|| mrn.chars().take(64).collect())
+}
+
+/// The Patient a message wrote (`Patient/{id}` among what it wrote), for the transaction log.
+fn patient_written(written: &[String]) -> Option<String> {
+    written.iter().find_map(|w| {
+        let id = w.strip_prefix("Patient/")?;
+        Some(id.split('/').next().unwrap_or(id).to_string())
+    })
+}
+
 /// Insert or update the message's archive row; `archived`: whether it has one already (a
 /// message new to the archive is inserted without trying an update first).
 fn record(
@@ -594,6 +633,8 @@ fn record(
         m::error.eq(problem.map(|p| p.text.clone())),
         m::resources.eq(&resources),
         m::raw.eq(&r.stored),
+        m::mrn.eq(&r.mrn),
+        m::patient.eq(patient_written(written)),
     );
     let updated = if !archived {
         0
@@ -629,6 +670,7 @@ fn record(
                     m::trigger_event.eq(&r.header.trigger),
                     m::version.eq(&r.header.version),
                     m::received_at.eq(r.received_at),
+                    m::acked_at.eq((!r.again).then_some(now)),
                     m::attempts.eq(1),
                 ),
             ))

@@ -42,6 +42,9 @@ pub struct Entry {
     /// JSON array of `Type/id/_history/version` written, shown as that array.
     #[serde(serialize_with = "as_array")]
     pub resources: String,
+    /// PID-3's MRN as the sender gave it, and the Patient the message wrote.
+    pub mrn: Option<String>,
+    pub patient: Option<String>,
 }
 
 fn as_instant<S: serde::Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -143,13 +146,15 @@ fn run_again(
     let text = corrected.unwrap_or(raw);
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let outcome = match message::parse(&text) {
-        Ok(msg) => ingest::process(
-            inbound,
-            &msg,
-            &text,
-            (correlation_id, entry.received_at),
-            reviewer,
-        ),
+        Ok(msg) => {
+            let run = ingest::Run {
+                correlation_id,
+                received_at: entry.received_at,
+                reviewed_by: reviewer,
+                again: true,
+            };
+            ingest::process(inbound, &msg, &text, run)
+        }
         // a correction that cannot be read is refused like any such message
         Err(_) => ingest::handle(inbound, text.as_bytes()),
     };

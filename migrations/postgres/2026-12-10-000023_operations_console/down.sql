@@ -1,0 +1,14 @@
+DROP TABLE admin_sessions;
+ALTER TABLE auth_users DROP COLUMN roles;
+DROP INDEX subscription_events_by_correlation;
+DROP INDEX route_messages_by_patient;
+DROP INDEX route_messages_by_correlation;
+DROP INDEX route_messages_by_time;
+DROP INDEX hl7v2_messages_by_patient;
+DROP INDEX hl7v2_messages_by_mrn;
+DROP INDEX hl7v2_messages_by_correlation;
+DROP INDEX hl7v2_messages_by_control_id;
+DROP INDEX hl7v2_messages_by_time;
+ALTER TABLE hl7v2_messages DROP COLUMN acked_at;
+ALTER TABLE hl7v2_messages DROP COLUMN patient;
+ALTER TABLE hl7v2_messages DROP COLUMN mrn;

@@ -1,0 +1,176 @@
+//! The queues' states: the outbox (changes not yet dispatched to subscriptions, and not yet
+//! routed to targets), each subscription's undelivered events, each route target's pending
+//! and failed messages, the HL7v2 exception queue. `/metrics` and the dashboard show the
+//! same reading. Every query here runs on an index (`outbox_pending`, `outbox_unrouted`,
+//! `route_messages_queue`, `hl7v2_messages_status`) or on the subscriptions' own rows, so a
+//! reading costs a few index reads however much history is kept.
+
+use crate::fhir::resource::now_micros;
+use crate::routing::{queue, revisions};
+use crate::store::StoreError;
+use crate::store::db::DbConnection;
+use crate::store::schema::{
+    hl7v2_messages as h, outbox as o, route_messages as m, subscriptions as s,
+};
+use diesel::dsl::{count_star, min};
+use diesel::prelude::*;
+
+/// Subscriptions reported one by one at most (the deepest queues first).
+pub const MAX_SUBSCRIPTIONS: i64 = 500;
+
+/// How many wait, and for how long the oldest has.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Depth {
+    pub waiting: i64,
+    /// Seconds; 0 when none waits.
+    pub oldest_age: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    pub channel: String,
+    pub status: String,
+    /// Events not yet delivered.
+    pub depth: i64,
+    /// In error, or retrying its last delivery.
+    pub failing: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub pending: Depth,
+    /// In its outbound exception queue.
+    pub failed: i64,
+    /// The first pending message has been tried and not taken (the target is down or slow).
+    pub retrying: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Queues {
+    /// Committed changes the subscription dispatcher has not taken.
+    pub dispatch: Depth,
+    /// Committed changes the router has not taken.
+    pub route: Depth,
+    /// The deepest first.
+    pub subscriptions: Vec<Subscription>,
+    pub targets: Vec<Target>,
+    /// HL7v2 messages in the exception queue (`failed`) and held for review.
+    pub hl7v2_failed: i64,
+    pub hl7v2_held: i64,
+}
+
+fn age(created_at: Option<i64>) -> f64 {
+    created_at.map_or(0.0, |t| (now_micros() - t).max(0) as f64 / 1e6)
+}
+
+/// One stage of the outbox: how many wait, and the first one's age.
+fn outbox_stage(c: &mut DbConnection, (n, first): (i64, Option<i64>)) -> Result<Depth, StoreError> {
+    let oldest = match first {
+        Some(seq) => o::table
+            .find(seq)
+            .select(o::created_at)
+            .get_result(c)
+            .optional()?,
+        None => None,
+    };
+    Ok(Depth {
+        waiting: n,
+        oldest_age: age(oldest),
+    })
+}
+
+/// Read every queue's state.
+pub fn read(c: &mut DbConnection) -> Result<Queues, StoreError> {
+    let waiting: (i64, Option<i64>) = o::table
+        .filter(o::dispatched_at.is_null())
+        .select((count_star(), min(o::seq)))
+        .get_result(c)?;
+    let dispatch = outbox_stage(c, waiting)?;
+    let waiting: (i64, Option<i64>) = o::table
+        .filter(o::routed_at.is_null())
+        .select((count_star(), min(o::seq)))
+        .get_result(c)?;
+    let route = outbox_stage(c, waiting)?;
+
+    type SubRow = (String, String, String, i64, i64, i32, Option<String>);
+    let subs: Vec<SubRow> = s::table
+        .select((
+            s::id,
+            s::status,
+            s::channel,
+            s::events_since_start,
+            s::delivered_through,
+            s::attempts,
+            s::last_error,
+        ))
+        .order((s::events_since_start - s::delivered_through).desc())
+        .limit(MAX_SUBSCRIPTIONS)
+        .load(c)?;
+    let subscriptions = subs
+        .into_iter()
+        .map(
+            |(id, status, channel, events, delivered, attempts, last_error)| Subscription {
+                failing: status == "error" || attempts > 0,
+                depth: (events - delivered).max(0),
+                id,
+                channel,
+                status,
+                last_error,
+            },
+        )
+        .collect();
+
+    let names = revisions::current(c)?
+        .map(|(_, r)| r.targets)
+        .unwrap_or_default();
+    let mut targets = Vec::new();
+    for t in names {
+        let (pending, oldest): (i64, Option<i64>) = m::table
+            .filter(m::target.eq(&t.name))
+            .filter(m::status.eq(queue::status::PENDING))
+            .select((count_star(), min(m::created_at)))
+            .get_result(c)?;
+        let failed: i64 = m::table
+            .filter(m::target.eq(&t.name))
+            .filter(m::status.eq(queue::status::FAILED))
+            .select(count_star())
+            .get_result(c)?;
+        let retrying: Option<Option<String>> = m::table
+            .filter(m::target.eq(&t.name))
+            .filter(m::status.eq(queue::status::PENDING))
+            .filter(m::attempts.gt(0))
+            .order(m::seq.asc())
+            .limit(1)
+            .select(m::last_error)
+            .get_result(c)
+            .optional()?;
+        targets.push(Target {
+            name: t.name,
+            pending: Depth {
+                waiting: pending,
+                oldest_age: age(oldest),
+            },
+            failed,
+            retrying: retrying.map(|e| e.unwrap_or_else(|| "no answer yet".into())),
+        });
+    }
+
+    let mut held = [0i64; 2];
+    for (n, st) in held.iter_mut().zip(["failed", "held"]) {
+        *n = h::table
+            .filter(h::status.eq(st))
+            .select(count_star())
+            .get_result(c)?;
+    }
+    Ok(Queues {
+        dispatch,
+        route,
+        subscriptions,
+        targets,
+        hl7v2_failed: held[0],
+        hl7v2_held: held[1],
+    })
+}
