@@ -380,6 +380,11 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_AUDIT_RETENTION_DAYS", default_value_t = 0)]
     pub audit_retention_days: u32,
 
+    /// How often the alert rules are evaluated, in seconds (`PUT /admin/alerts/rules`). 0: no
+    /// alerts.
+    #[arg(long, env = "EMRSYNC_ALERT_INTERVAL_SECS", default_value_t = 30)]
+    pub alert_interval_secs: u64,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -443,6 +448,7 @@ impl Settings {
             event_retention_days: 30,
             audit_flush_ms: 200,
             audit_retention_days: 0,
+            alert_interval_secs: 30,
             log_json: false,
         }
     }

@@ -404,6 +404,13 @@ impl Application {
                 .run()
             });
         }
+        if settings.alert_interval_secs > 0 {
+            let ingest = ingest.clone();
+            let every = Duration::from_secs(settings.alert_interval_secs);
+            tasks.spawn("alerts", OnExit::Restart, AtShutdown::Stop, move |_| {
+                crate::ops::alerts::run(ingest.clone(), every)
+            });
+        }
         let retention = crate::ops::retention::Retention {
             hl7v2_archive_days: settings.hl7v2_archive_days,
             event_days: settings.event_retention_days,

@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod admission;
+mod alerts_admin;
 mod audit;
 mod authorize;
 pub mod body;
@@ -155,6 +156,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/routes/history", web::get().to(routes_admin::history))
                 .route("/routes/history/{version}", web::get().to(routes_admin::at))
                 .route("/transactions", web::get().to(transactions::search))
+                .route("/alerts", web::get().to(alerts_admin::list))
+                .route("/alerts/rules", web::get().to(alerts_admin::rules))
+                .route("/alerts/rules", web::put().to(alerts_admin::put_rules))
                 .route("/outbound", web::get().to(routes_admin::outbound))
                 .route("/outbound/summary", web::get().to(routes_admin::summary))
                 .route("/outbound/{seq}", web::get().to(routes_admin::message))

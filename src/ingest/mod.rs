@@ -48,6 +48,8 @@ pub enum Channel {
     /// The terminology service writing stored resources again with a new map's codes
     /// (`terminology::renormalise`), as their sender.
     Terminology,
+    /// The server's operations writing its own resources (alerts as Communications).
+    Ops,
 }
 
 /// Where resources came from: what the source-of-truth rules and the identity links are
@@ -71,7 +73,7 @@ impl Source {
         match self.channel {
             Channel::Hl7v2 => Some(format!("hl7v2 {}", self.system)),
             Channel::Rest => Some(format!("client {}", self.system)),
-            Channel::Mpi | Channel::Load | Channel::Terminology => None,
+            Channel::Mpi | Channel::Load | Channel::Terminology | Channel::Ops => None,
         }
     }
 }

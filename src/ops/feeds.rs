@@ -181,12 +181,26 @@ fn load(c: &mut DbConnection, sql: &str) -> Result<Vec<Row>, StoreError> {
     })
 }
 
-/// Every feed that had a message in the last `hours` hours, the worst first.
+/// Every feed that had a message in the last `hours` hours (whole hours, so that the bars
+/// are the clock's hours), the worst first.
 pub fn read(c: &mut DbConnection, hours: i64) -> Result<Vec<Feed>, StoreError> {
-    let now = now_micros();
-    // whole hours, so that the bars are the clock's hours
-    let first_hour = now / HOUR - (hours - 1);
-    let since = first_hour * HOUR;
+    let first_hour = now_micros() / HOUR - (hours - 1);
+    gather(c, first_hour * HOUR, first_hour, hours)
+}
+
+/// Every feed that had a message since `since` (microseconds), the worst first: what an
+/// alert rule's window holds.
+pub fn since(c: &mut DbConnection, since: i64) -> Result<Vec<Feed>, StoreError> {
+    let first_hour = since / HOUR;
+    gather(c, since, first_hour, now_micros() / HOUR - first_hour + 1)
+}
+
+fn gather(
+    c: &mut DbConnection,
+    since: i64,
+    first_hour: i64,
+    hours: i64,
+) -> Result<Vec<Feed>, StoreError> {
     // the numbers are ours (no input reaches this text)
     let inbound = format!(
         "SELECT sending_application || '@' || sending_facility AS feed, \

@@ -57,8 +57,10 @@ pub struct Queues {
     /// The deepest first.
     pub subscriptions: Vec<Subscription>,
     pub targets: Vec<Target>,
-    /// HL7v2 messages in the exception queue (`failed`) and held for review.
+    /// HL7v2 messages in the exception queue (`failed`), the oldest's age since receipt, and
+    /// those held for review.
     pub hl7v2_failed: i64,
+    pub hl7v2_failed_age: f64,
     pub hl7v2_held: i64,
 }
 
@@ -165,7 +167,12 @@ pub fn read(c: &mut DbConnection) -> Result<Queues, StoreError> {
             .select(count_star())
             .get_result(c)?;
     }
+    let oldest_failed: Option<i64> = h::table
+        .filter(h::status.eq("failed"))
+        .select(min(h::received_at))
+        .get_result(c)?;
     Ok(Queues {
+        hl7v2_failed_age: age(oldest_failed),
         dispatch,
         route,
         subscriptions,

@@ -255,6 +255,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    alert_rules (version) {
+        version -> BigInt,
+        recorded_at -> BigInt,
+        actor -> Text,
+        config -> Text,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> Text,
+        rule -> Text,
+        subject -> Text,
+        severity -> Text,
+        status -> Text,
+        raised_at -> BigInt,
+        resolved_at -> Nullable<BigInt>,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
     admin_sessions (token_hash) {
         token_hash -> Text,
         username -> Text,

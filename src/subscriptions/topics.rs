@@ -60,6 +60,10 @@ const FILES: &[(&str, &str)] = &[
         "resource-change",
         include_str!("../../capability/topics/resource-change.json"),
     ),
+    (
+        "ops-alert",
+        include_str!("../../capability/topics/ops-alert.json"),
+    ),
 ];
 
 const STRUCTURE: &str = "http://hl7.org/fhir/StructureDefinition/";

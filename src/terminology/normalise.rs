@@ -234,7 +234,7 @@ impl crate::ingest::hooks::CodeNormaliser for Normaliser {
         // codes are its to choose
         let tracked = !matches!(
             source.channel,
-            Channel::Rest | Channel::Mpi | Channel::Load | Channel::Terminology
+            Channel::Rest | Channel::Mpi | Channel::Load | Channel::Terminology | Channel::Ops
         );
         if rules.is_empty() && !tracked {
             return Vec::new();

@@ -3,8 +3,9 @@
 //! script).
 
 use super::charts;
-use super::page::{page, respond, seconds, trouble};
+use super::page::{page, respond, seconds, trouble, when};
 use super::{AppState, signed_in};
+use crate::ops::alerts::Alert;
 use crate::ops::feeds::{self, Direction, Feed, OBJECTIVES};
 use crate::ops::queues::{self, Queues};
 use actix_web::http::StatusCode;
@@ -20,9 +21,14 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     };
     let user = Some((session.username.as_str(), session.csrf.as_str()));
     let store = state.store.clone();
-    let read =
-        web::block(move || store.read(|c| Ok((feeds::read(c, HOURS)?, queues::read(c)?)))).await;
-    let Ok(Ok((feeds, queues))) = read else {
+    let read = web::block(move || {
+        store.read(|c| {
+            let recent = crate::ops::alerts::list(c, None, 20)?;
+            Ok((feeds::read(c, HOURS)?, queues::read(c)?, recent))
+        })
+    })
+    .await;
+    let Ok(Ok((feeds, queues, alerts))) = read else {
         return trouble(
             StatusCode::SERVICE_UNAVAILABLE,
             user,
@@ -33,6 +39,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     let body = html! {
         meta http-equiv="refresh" content="30";
         h1 { "Overview" }
+        (alert_list(&alerts))
         (tiles(&queues))
         h2 { "Feeds, last 24 hours" }
         p.muted {
@@ -54,6 +61,44 @@ fn pct(share: f64) -> String {
     match p.fract() == 0.0 {
         true => format!("{p:.0}%"),
         false => format!("{p:.1}%"),
+    }
+}
+
+/// The alerts firing, loudest first, then the last resolved.
+fn alert_list(alerts: &[Alert]) -> Markup {
+    let firing: Vec<&Alert> = alerts.iter().filter(|a| a.status == "firing").collect();
+    let resolved: Vec<&Alert> = alerts
+        .iter()
+        .filter(|a| a.status != "firing")
+        .take(5)
+        .collect();
+    html! {
+        @if firing.is_empty() {
+            p.note #alerts { "No alert is firing." }
+        } @else {
+            table #alerts {
+                thead { tr { th { "Alert" } th { "Subject" } th { "Since (UTC)" } th { "What" } } }
+                tbody {
+                    @for a in &firing {
+                        tr class=(if a.severity == "critical" { "red" } else { "amber" }) data-rule=(a.rule) {
+                            td { span.dot {} strong { (a.rule) } " " span.muted { (a.severity) } }
+                            td { (a.subject) }
+                            td { (when(a.raised_at)) }
+                            td { (a.detail) }
+                        }
+                    }
+                }
+            }
+        }
+        @if !resolved.is_empty() {
+            p.muted {
+                "Resolved lately: "
+                @for (i, a) in resolved.iter().enumerate() {
+                    @if i > 0 { "; " }
+                    (a.rule) " (" (a.subject) ") at " (a.resolved_at.map(when).unwrap_or_default())
+                }
+            }
+        }
     }
 }
 

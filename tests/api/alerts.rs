@@ -1,0 +1,244 @@
+//! Alerts as data (issue 24): rules set over the admin API (and refused when wrong), raised
+//! when they start to hold and resolved when they stop, each one a Communication that an
+//! `ops-alert` Subscription delivers like any clinical event, listed by the API and shown on
+//! the dashboard.
+
+use crate::helpers::{Backend, TestApp, spawn_with};
+use crate::hl7v2_results::oru;
+use crate::mllp_client::Mllp;
+use crate::receiver::{Receiver, focuses};
+use crate::subscriptions::subscription;
+use serde_json::{Value, json};
+
+async fn spawn() -> TestApp {
+    spawn_with(Backend::Sqlite, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.audit_flush_ms = 50;
+        s.alert_interval_secs = 1;
+    })
+    .await
+}
+
+/// The Communications notified so far, newest version of each last: (id, status, priority).
+fn alerts_notified(got: &[crate::receiver::Received]) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for r in got {
+        for e in r.body["entry"].as_array().into_iter().flatten() {
+            let c = &e["resource"];
+            if c["resourceType"] == "Communication" {
+                out.push((
+                    c["id"].as_str().unwrap_or_default().to_string(),
+                    c["status"].as_str().unwrap_or_default().to_string(),
+                    c["priority"].as_str().unwrap_or_default().to_string(),
+                    c["topic"]["text"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+async fn alerts(app: &TestApp, status: &str) -> Vec<Value> {
+    let r = app
+        .client
+        .get(format!("{}/admin/alerts?status={status}", app.root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["alerts"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_is_raised_delivered_shown_and_resolved() {
+    let app = spawn().await;
+    let rules_url = format!("{}/admin/alerts/rules", app.root);
+
+    // the shipped rules are in force until someone sets theirs; wrong ones are told, not kept
+    let shipped: Value = app
+        .client
+        .get(&rules_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shipped["version"], 0);
+    assert!(shipped["rules"].as_array().unwrap().len() >= 6, "{shipped}");
+    let wrong =
+        json!({"rules": [{"name": "x", "kind": "queue-age", "queue": "nowhere", "seconds": 1}]});
+    let r = app
+        .client
+        .put(&rules_url)
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let problems = r.json::<Value>().await.unwrap()["problems"].to_string();
+    assert!(problems.contains("queue is"), "{problems}");
+    let rules = json!({"rules": [
+        {"name": "exception-queue", "kind": "queue-age", "queue": "hl7v2-failed", "seconds": 0, "severity": "critical"},
+        {"name": "bulk-reads", "kind": "reads", "agent": "*", "patients": 3, "minutes": 60}
+    ]});
+    let r = app
+        .client
+        .put(&rules_url)
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], 1);
+    // a patient's token may neither read nor set them
+    let token = app.token_for("patient/*.rs", Some("p1"));
+    let r = app
+        .anonymous
+        .get(&rules_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // an operator's app subscribes to the alerts
+    let hook = Receiver::start().await;
+    app.create(&subscription("ops-alert", &[], &hook.url, "full-resource"))
+        .await;
+    hook.wait_until(10, "the handshake", |g| !g.is_empty())
+        .await;
+
+    // a lab result that cannot be applied: the exception queue is not empty
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp.send(&oru("AL1", "MRN700", "F", "high")).await;
+    assert_eq!(ack.code(), "AE", "{}", ack.text);
+    let got = hook
+        .wait_until(15, "the alert's notification", |g| {
+            alerts_notified(g)
+                .iter()
+                .any(|a| a.3.starts_with("exception-queue"))
+        })
+        .await;
+    let raised = alerts_notified(&got)
+        .into_iter()
+        .find(|a| a.3.starts_with("exception-queue"))
+        .unwrap();
+    assert_eq!(raised.1, "in-progress");
+    assert_eq!(raised.2, "urgent");
+    assert_eq!(raised.3, "exception-queue: queue hl7v2-failed");
+    assert!(
+        focuses(&got.last().unwrap().body)
+            .iter()
+            .any(|f| f.contains("Communication/"))
+    );
+    let firing = alerts(&app, "firing").await;
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["id"], raised.0.as_str());
+    assert!(
+        firing[0]["detail"].as_str().unwrap().contains("1 waiting"),
+        "{firing:?}"
+    );
+    // raised once: later turns while it holds do not raise it again
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(alerts(&app, "firing").await.len(), 1);
+    // the Communication is a resource like any other
+    let c = app.get(&format!("Communication/{}", raised.0)).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(c.json()["category"][0]["coding"][0]["code"], "alert");
+
+    // one client reads three patients' records: unusual data movement, by this rule
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (id, _) = app
+            .create(&json!({"resourceType": "Patient", "name": [{"family": format!("Read{n}")}]}))
+            .await;
+        ids.push(id);
+    }
+    for id in &ids {
+        assert_eq!(app.get(&format!("Patient/{id}")).await.status, 200);
+    }
+    hook.wait_until(15, "the reads alert", |g| {
+        alerts_notified(g)
+            .iter()
+            .any(|a| a.3.starts_with("bulk-reads: agent "))
+    })
+    .await;
+    let firing = alerts(&app, "firing").await;
+    let reads = firing.iter().find(|a| a["rule"] == "bulk-reads").unwrap();
+    assert!(
+        reads["detail"]
+            .as_str()
+            .unwrap()
+            .contains("read 3 patients"),
+        "{reads}"
+    );
+    assert_eq!(reads["severity"], "warning");
+
+    // the message corrected and replayed: the exception queue is empty, the alert resolved
+    let queue: Value = app
+        .client
+        .get(format!("{}/admin/hl7v2/messages?status=failed", app.root))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = queue["messages"][0]["id"].as_str().unwrap().to_string();
+    let r = app
+        .client
+        .post(format!("{}/admin/hl7v2/messages/{id}/replay", app.root))
+        .body(oru("AL1", "MRN700", "F", "4.4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "AA");
+    hook.wait_until(15, "the alert resolved", |g| {
+        alerts_notified(g)
+            .iter()
+            .any(|a| a.0 == raised.0 && a.1 == "completed")
+    })
+    .await;
+    let resolved = alerts(&app, "resolved").await;
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0]["rule"], "exception-queue");
+    assert!(resolved[0]["resolvedAt"].is_string());
+
+    // the dashboard shows what fires
+    emrsync::auth::users::add(&mut app.db(), "ops", "s3cret-pass", "Practitioner/ops").unwrap();
+    emrsync::auth::users::grant(&mut app.db(), "ops", "admin").unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/admin/login", app.root))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=ops&password=s3cret-pass&next=%2Fadmin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http
+        .get(format!("{}/admin", app.root))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-rule=\"bulk-reads\""), "{page}");
+    assert!(!page.contains("data-rule=\"exception-queue\""), "{page}");
+}
