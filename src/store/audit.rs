@@ -191,7 +191,11 @@ pub fn flush(conn: &mut DbConnection, entries: &[Entry]) -> Result<usize, StoreE
     for e in entries {
         pos += 1;
         hash = digest(&hash, pos, &fields!(e));
-        rows.push((e, a::chain_pos.eq(pos), a::hash.eq(hash.clone())));
+        rows.push((
+            e,
+            (a::chain_pos.eq(pos), a::hash.eq(hash.clone())),
+            keyed(e),
+        ));
     }
     for chunk in rows.chunks(200) {
         let chunk = chunk.to_vec();
@@ -202,11 +206,27 @@ pub fn flush(conn: &mut DbConnection, entries: &[Entry]) -> Result<usize, StoreE
 
 /// Insert `entries` unsealed (the flusher seals them): when the queue is full or gone.
 pub fn insert_unsealed(conn: &mut DbConnection, entries: &[Entry]) -> Result<(), StoreError> {
-    for chunk in entries.chunks(200) {
+    let rows: Vec<_> = entries.iter().map(|e| (e, keyed(e))).collect();
+    for chunk in rows.chunks(200) {
         let chunk = chunk.to_vec();
         insert_all!(conn, a::table, chunk)?;
     }
     Ok(())
+}
+
+/// An entry's key columns.
+#[allow(clippy::type_complexity)] // diesel's own types of two column assignments
+fn keyed(
+    e: &Entry,
+) -> (
+    diesel::dsl::Eq<a::patient_key, Option<i64>>,
+    diesel::dsl::Eq<a::entity_key, Option<i64>>,
+) {
+    let (p, k) = keys(
+        e.patient.as_deref(),
+        (e.resource_type.as_deref(), e.resource_id.as_deref()),
+    );
+    (a::patient_key.eq(p), a::entity_key.eq(k))
 }
 
 impl Entry {
@@ -236,6 +256,57 @@ struct PatientRefs {
 #[derive(serde::Deserialize)]
 struct Reference {
     reference: Option<String>,
+}
+
+/// The 64-bit key a patient or entity reference (`Patient/1`, `Observation/2`) is looked up
+/// by: the first 8 bytes of its SHA-256 (an index of these costs a row about a third of one of
+/// the text; a lookup checks the text as well, so keys that collide find nothing wrong).
+pub fn key_of(reference: &str) -> i64 {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, reference.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_ref()[..8]);
+    i64::from_be_bytes(b)
+}
+
+/// The keys of a row's patient and entity.
+pub fn keys(
+    patient: Option<&str>,
+    entity: (Option<&str>, Option<&str>),
+) -> (Option<i64>, Option<i64>) {
+    let entity = match entity {
+        (Some(t), Some(id)) => Some(key_of(&format!("{t}/{id}"))),
+        _ => None,
+    };
+    (patient.map(key_of), entity)
+}
+
+/// Give the rows kept before the keys existed their keys (once, right after the migration
+/// that added them), in batches.
+pub fn fill_keys(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    let mut done = 0;
+    let mut after = 0i64;
+    loop {
+        type Refs = (i64, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Refs> = a::table
+            .filter(a::seq.gt(after))
+            .order(a::seq.asc())
+            .limit(10_000)
+            .select((a::seq, a::patient, a::resource_type, a::resource_id))
+            .load(conn)?;
+        let Some(last) = rows.last() else {
+            return Ok(done);
+        };
+        after = last.0;
+        for (seq, patient, t, id) in rows {
+            let (p, e) = keys(patient.as_deref(), (t.as_deref(), id.as_deref()));
+            if p.is_some() || e.is_some() {
+                diesel::update(a::table.find(seq))
+                    .set((a::patient_key.eq(p), a::entity_key.eq(e)))
+                    .execute(conn)?;
+                done += 1;
+            }
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]

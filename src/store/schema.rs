@@ -101,6 +101,8 @@ diesel::table! {
         query -> Nullable<Text>,
         chain_pos -> Nullable<BigInt>,
         hash -> Nullable<Text>,
+        patient_key -> Nullable<BigInt>,
+        entity_key -> Nullable<BigInt>,
     }
 }
 

@@ -384,6 +384,10 @@ pub fn flush_changes(conn: &mut DbConnection, changes: &[Change]) -> Result<(), 
         let audits: Vec<_> = chunk
             .iter()
             .map(|c| {
+                let (patient_key, entity_key) = super::audit::keys(
+                    c.patient.as_deref(),
+                    (Some(&c.resource_type), Some(&c.resource_id)),
+                );
                 (
                     audit_events::recorded_at.eq(c.at),
                     audit_events::actor.eq(&c.actor),
@@ -394,6 +398,8 @@ pub fn flush_changes(conn: &mut DbConnection, changes: &[Change]) -> Result<(), 
                     audit_events::outcome.eq("success"),
                     audit_events::correlation_id.eq(&c.correlation_id),
                     audit_events::patient.eq(&c.patient),
+                    audit_events::patient_key.eq(patient_key),
+                    audit_events::entity_key.eq(entity_key),
                 )
             })
             .collect();
@@ -418,6 +424,11 @@ pub fn audit_failure(
             audit_events::action.eq(action),
             audit_events::resource_type.eq(target.map(|t| t.0)),
             audit_events::resource_id.eq(target.map(|t| t.1)),
+            audit_events::entity_key.eq(super::audit::keys(
+                None,
+                (target.map(|t| t.0), target.map(|t| t.1)),
+            )
+            .1),
             audit_events::outcome.eq("failure"),
             audit_events::correlation_id.eq(correlation_id),
             audit_events::detail.eq(detail),

@@ -425,3 +425,48 @@ async fn the_chain_finds_a_row_edited_or_removed() {
         "{removed:?}"
     );
 }
+
+/// Rows kept before the trail had lookup keys (their keys empty) are found by patient and
+/// entity once `fill_keys` (run after that migration) has given them theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_from_before_the_keys_are_found_once_keyed() {
+    use diesel::prelude::*;
+    use emrsync::store::schema::audit_events as a;
+    let app = spawn(Backend::Sqlite).await;
+    let mut conn = app.db();
+    diesel::insert_into(a::table)
+        .values((
+            a::recorded_at.eq(emrsync::fhir::resource::now_micros()),
+            a::actor.eq("client old"),
+            a::action.eq("read"),
+            a::resource_type.eq("Observation"),
+            a::resource_id.eq("o-old"),
+            a::outcome.eq("success"),
+            a::correlation_id.eq("old-read"),
+            a::patient.eq("Patient/p-old"),
+        ))
+        .execute(&mut conn)
+        .unwrap();
+    let token = app.token_for("system/AuditEvent.rs", None);
+    let found = |q: &'static str| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let r = app
+                .send_as(
+                    &token,
+                    reqwest::Method::GET,
+                    &format!("AuditEvent?{q}"),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json()["entry"].as_array().map(Vec::len).unwrap_or(0)
+        }
+    };
+    assert_eq!(found("patient=Patient/p-old").await, 0);
+    assert!(audit::fill_keys(&mut conn).unwrap() >= 1);
+    assert_eq!(found("patient=Patient/p-old").await, 1);
+    assert_eq!(found("entity=Observation/o-old").await, 1);
+    assert_eq!(found("entity=Observation/other").await, 0);
+}

@@ -5,7 +5,7 @@
 
 use crate::fhir::search::date::DateRange;
 use crate::store::StoreError;
-use crate::store::audit::{Row, kind};
+use crate::store::audit::{Row, key_of, kind};
 use crate::store::db::DbConnection;
 use crate::store::schema::audit_events as a;
 use diesel::prelude::*;
@@ -135,17 +135,29 @@ impl Search {
                 .iter()
                 .filter_map(|p| p.strip_prefix("Patient/"))
                 .collect();
+            // by the references' keys (indexed), then the references themselves
+            let keys: Vec<i64> = self.patient.iter().map(|p| key_of(p)).collect();
             q = q.filter(
-                a::patient.eq_any(&self.patient).or(a::resource_type
-                    .eq("Patient")
-                    .and(a::resource_id.eq_any(ids))),
+                (a::patient_key
+                    .eq_any(keys.clone())
+                    .and(a::patient.eq_any(&self.patient)))
+                .or(a::entity_key.eq_any(keys).and(
+                    a::resource_type
+                        .eq("Patient")
+                        .and(a::resource_id.eq_any(ids)),
+                )),
             );
         }
         if !self.agent.is_empty() {
             q = q.filter(a::actor.eq_any(&self.agent));
         }
         for (t, id) in &self.entity {
-            q = q.filter(a::resource_type.eq(t).and(a::resource_id.eq(id)));
+            q = q.filter(
+                a::entity_key
+                    .eq(key_of(&format!("{t}/{id}")))
+                    .and(a::resource_type.eq(t))
+                    .and(a::resource_id.eq(id)),
+            );
         }
         for low in &self.after {
             q = q.filter(a::recorded_at.ge(*low));
