@@ -1,7 +1,7 @@
 //! `GET /admin/audit?patient=...`: who touched a patient's record, and how (every read,
 //! search, write, message and delivery the audit trail holds for them), newest first.
 
-use super::page::{page, respond, trouble, when};
+use super::page::{page, respond, unavailable, when};
 use super::{AppState, audit, signed_in};
 use crate::ops::audit::search::Search;
 use actix_web::http::StatusCode;
@@ -43,11 +43,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     })
     .await;
     let Ok(Ok((rows, more))) = rows else {
-        return trouble(
-            StatusCode::SERVICE_UNAVAILABLE,
-            user,
-            "The database did not answer; try again.",
-        );
+        return unavailable(user);
     };
     audit(
         &state,

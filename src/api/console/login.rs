@@ -2,7 +2,7 @@
 //! `/auth/authorize` (argon2, the same lockout after failed attempts per user and address),
 //! and only a user with the `admin` role gets a session.
 
-use super::page::{page, respond, see_other, trouble};
+use super::page::{page, respond, see_other, trouble, unavailable};
 use super::{AppState, COOKIE, SESSION_SECS, genuine, signed_in};
 use crate::auth::sessions::{self, ADMIN};
 use crate::auth::users;
@@ -81,11 +81,7 @@ pub async fn sign_in(
     let user = match user {
         Ok(Ok(u)) => u,
         _ => {
-            return trouble(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "The database did not answer; try again.",
-            );
+            return unavailable(None);
         }
     };
     let ip = addr.trim_start_matches("addr:").to_string();
@@ -126,11 +122,7 @@ pub async fn sign_in(
     let opened =
         web::block(move || store.write_rows(|c| sessions::open(c, &username, SESSION_SECS))).await;
     let Ok(Ok((token, _))) = opened else {
-        return trouble(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            "The database did not answer; try again.",
-        );
+        return unavailable(None);
     };
     let cookie = Cookie::build(COOKIE, token)
         .path("/admin")

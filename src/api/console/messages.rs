@@ -3,7 +3,7 @@
 //! received message shown whole: its raw text with the error's place marked, an editor, and
 //! Replay.
 
-use super::page::{page, respond, see_other, trouble, when, when_instant};
+use super::page::{page, respond, see_other, trouble, unavailable, when, when_instant};
 use super::{AppState, audit, genuine, signed_in};
 use crate::adapters::hl7v2::queue;
 use crate::ops::transactions::{self, Entry, Params};
@@ -37,11 +37,7 @@ pub async fn search(
     let query = q.clone();
     let found = web::block(move || store.read(|c| transactions::search(c, &query))).await;
     let Ok(Ok(entries)) = found else {
-        return trouble(
-            StatusCode::SERVICE_UNAVAILABLE,
-            user,
-            "The database did not answer; try again.",
-        );
+        return unavailable(user);
     };
     let patient = q.patient.clone();
     audit(
@@ -163,11 +159,7 @@ pub async fn show(
         Ok(Ok(Some(f))) => f,
         Ok(Ok(None)) => return trouble(StatusCode::NOT_FOUND, user, "There is no such message."),
         _ => {
-            return trouble(
-                StatusCode::SERVICE_UNAVAILABLE,
-                user,
-                "The database did not answer; try again.",
-            );
+            return unavailable(user);
         }
     };
     audit(
@@ -325,11 +317,7 @@ pub async fn replay(
         Ok(Ok(Some(o))) => o.code.as_str().to_string(),
         Ok(Ok(None)) => return trouble(StatusCode::NOT_FOUND, user, "There is no such message."),
         _ => {
-            return trouble(
-                StatusCode::SERVICE_UNAVAILABLE,
-                user,
-                "The database did not answer; try again.",
-            );
+            return unavailable(user);
         }
     };
     audit(

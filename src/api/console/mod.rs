@@ -75,11 +75,7 @@ async fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Session, HttpR
     match web::block(move || store.read(|c| sessions::find(c, &token))).await {
         Ok(Ok(Some(s))) => Ok(s),
         Ok(Ok(None)) => Err(away()),
-        _ => Err(page::trouble(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            "The database did not answer; try again.",
-        )),
+        _ => Err(page::unavailable(None)),
     }
 }
 

@@ -3,7 +3,7 @@
 //! script).
 
 use super::charts;
-use super::page::{page, respond, seconds, trouble, when};
+use super::page::{page, respond, seconds, unavailable, when};
 use super::{AppState, signed_in};
 use crate::ops::alerts::Alert;
 use crate::ops::feeds::{self, Direction, Feed, OBJECTIVES};
@@ -29,11 +29,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     })
     .await;
     let Ok(Ok((feeds, queues, alerts))) = read else {
-        return trouble(
-            StatusCode::SERVICE_UNAVAILABLE,
-            user,
-            "The database did not answer; try again.",
-        );
+        return unavailable(user);
     };
     let now_hour = crate::fhir::resource::now_micros() / 3_600_000_000;
     let body = html! {

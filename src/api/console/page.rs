@@ -113,6 +113,15 @@ pub fn trouble(status: StatusCode, user: Option<(&str, &str)>, text: &str) -> Ht
     respond(status, page("Error", "", user, body))
 }
 
+/// 503: the database did not answer (the page may be asked for again).
+pub fn unavailable(user: Option<(&str, &str)>) -> HttpResponse {
+    trouble(
+        StatusCode::SERVICE_UNAVAILABLE,
+        user,
+        "The database did not answer; try again.",
+    )
+}
+
 /// `micros` as people read a time here: UTC to the second.
 pub fn when(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
