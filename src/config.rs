@@ -448,7 +448,9 @@ impl Settings {
             event_retention_days: 30,
             audit_flush_ms: 200,
             audit_retention_days: 0,
-            alert_interval_secs: 30,
+            // off unless a test turns them on: a rule firing mid-test would write resources the
+            // test did not (the command line's default is 30)
+            alert_interval_secs: 0,
             log_json: false,
         }
     }
