@@ -10,8 +10,8 @@ use crate::receiver::{Receiver, focuses};
 use crate::subscriptions::subscription;
 use serde_json::{Value, json};
 
-async fn spawn() -> TestApp {
-    spawn_with(Backend::Sqlite, |s| {
+async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |s| {
         s.mllp = Some("127.0.0.1:0".into());
         s.audit_flush_ms = 50;
         s.alert_interval_secs = 1;
@@ -52,9 +52,7 @@ async fn alerts(app: &TestApp, status: &str) -> Vec<Value> {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_is_raised_delivered_shown_and_resolved() {
-    let app = spawn().await;
+async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
     let rules_url = format!("{}/admin/alerts/rules", app.root);
 
     // the shipped rules are in force until someone sets theirs; wrong ones are told, not kept
@@ -242,3 +240,5 @@ async fn an_alert_is_raised_delivered_shown_and_resolved() {
     assert!(page.contains("data-rule=\"bulk-reads\""), "{page}");
     assert!(!page.contains("data-rule=\"exception-queue\""), "{page}");
 }
+
+crate::on_both_backends_with!(spawn, an_alert_is_raised_delivered_shown_and_resolved);

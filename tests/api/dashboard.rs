@@ -14,8 +14,8 @@ use serde_json::Value;
 
 const FEED: &str = "LAB@GOOD HEALTH";
 
-async fn spawn() -> TestApp {
-    spawn_with(Backend::Sqlite, |s| {
+async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |s| {
         s.mllp = Some("127.0.0.1:0".into());
         s.audit_flush_ms = 50;
     })
@@ -50,7 +50,7 @@ fn no_redirects() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_corrects_and_replays_a_failed_message_in_chromium() {
-    let app = spawn().await;
+    let app = spawn(Backend::Sqlite).await;
     let _mllp = a_lab_feed_with_a_failure(&app).await;
 
     // without a session: the pages send to the login, a form posted is refused
@@ -183,9 +183,7 @@ async fn an_admin_corrects_and_replays_a_failed_message_in_chromium() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_transaction_log_is_searched_by_mrn_control_id_and_patient() {
-    let app = spawn().await;
+async fn the_transaction_log_is_searched_by_mrn_control_id_and_patient(app: TestApp) {
     let _mllp = a_lab_feed_with_a_failure(&app).await;
     let log = |q: &str| {
         let req = app
@@ -244,3 +242,8 @@ async fn the_transaction_log_is_searched_by_mrn_control_id_and_patient() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+crate::on_both_backends_with!(
+    spawn,
+    the_transaction_log_is_searched_by_mrn_control_id_and_patient
+);
