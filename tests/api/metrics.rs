@@ -217,3 +217,42 @@ async fn the_page_counts_what_was_sent() {
     );
     assert!(value(&s, "emrsync_db_pool_connections", &[]) >= 1.0);
 }
+
+/// The database lost under a running server (its PostgreSQL database dropped): `/ready` says
+/// so with 503, naming the database, and so does `/health`; a load balancer stops sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_fails_when_the_database_is_gone() {
+    use diesel::{Connection, RunQueryDsl};
+    let app = crate::helpers::spawn(crate::helpers::Backend::Postgres).await;
+    let ready = || async {
+        let r = app
+            .anonymous
+            .get(format!("{}/ready", app.root))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+    let emrsync::store::Database::Postgres(url) = &app.database else {
+        panic!("a PostgreSQL test app")
+    };
+    let name = url.expose().rsplit('/').next().unwrap().to_string();
+    let admin = std::env::var("EMRSYNC_TEST_POSTGRES").unwrap();
+    let mut conn = diesel::PgConnection::establish(&admin).unwrap();
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .unwrap();
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "fail");
+    assert_ne!(body["database"], "ok", "{body}");
+    let health = app
+        .anonymous
+        .get(format!("{}/health", app.root))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(health.status(), 200);
+}
