@@ -5,9 +5,8 @@
 use super::AppState;
 use super::admin::{ListQuery, carry_out, problem, refused};
 use crate::ops::alerts::{self, rules::Rules};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
-use std::sync::Arc;
 
 /// A rules document is small: 200 rules at most.
 const MAX_RULES_BYTES: usize = 256 * 1024;
@@ -67,9 +66,7 @@ pub async fn put_rules(
                 .json(json!({"error": "the rules were not kept", "problems": problems}));
         }
     };
-    let actor = (req.extensions().get::<Arc<crate::auth::Grant>>())
-        .map(|g| g.actor())
-        .unwrap_or_default();
+    let actor = super::mpi_decisions::who(&req);
     let store = state.store.clone();
     carry_out(
         move || {

@@ -58,6 +58,22 @@ pub fn instant(micros: Micros) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// serde's `serialize_with` for a stored time (microseconds) shown as an `instant`.
+pub fn serialize_instant<S: serde::Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&instant(*micros))
+}
+
+/// The same for a time that may be absent.
+pub fn serialize_instant_opt<S: serde::Serializer>(
+    micros: &Option<i64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match micros {
+        Some(m) => serialize_instant(m, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// HTTP-date for `Last-Modified`.
 pub fn http_date(micros: Micros) -> String {
     let t = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();

@@ -94,7 +94,8 @@ pub struct Feed {
 }
 
 impl Feed {
-    fn timed(&self) -> i64 {
+    /// Messages answered (timed) in the window.
+    pub fn timed(&self) -> i64 {
         self.latency.iter().sum()
     }
 

@@ -160,16 +160,13 @@ pub fn read(c: &mut DbConnection) -> Result<Queues, StoreError> {
         });
     }
 
-    let mut held = [0i64; 2];
-    for (n, st) in held.iter_mut().zip(["failed", "held"]) {
-        *n = h::table
-            .filter(h::status.eq(st))
-            .select(count_star())
-            .get_result(c)?;
-    }
-    let oldest_failed: Option<i64> = h::table
+    let (failed, oldest_failed): (i64, Option<i64>) = h::table
         .filter(h::status.eq("failed"))
-        .select(min(h::received_at))
+        .select((count_star(), min(h::received_at)))
+        .get_result(c)?;
+    let held: i64 = h::table
+        .filter(h::status.eq("held"))
+        .select(count_star())
         .get_result(c)?;
     Ok(Queues {
         hl7v2_failed_age: age(oldest_failed),
@@ -177,7 +174,7 @@ pub fn read(c: &mut DbConnection) -> Result<Queues, StoreError> {
         route,
         subscriptions,
         targets,
-        hl7v2_failed: held[0],
-        hl7v2_held: held[1],
+        hl7v2_failed: failed,
+        hl7v2_held: held,
     })
 }

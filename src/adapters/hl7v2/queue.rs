@@ -29,9 +29,9 @@ pub struct Entry {
     pub version: String,
     /// When it arrived and when it was last processed: microseconds since the epoch, shown as
     /// instants (`2026-12-04T21:40:00.123456Z`).
-    #[serde(serialize_with = "as_instant")]
+    #[serde(serialize_with = "crate::fhir::resource::serialize_instant")]
     pub received_at: i64,
-    #[serde(serialize_with = "as_instant")]
+    #[serde(serialize_with = "crate::fhir::resource::serialize_instant")]
     pub processed_at: i64,
     pub status: String,
     pub ack_code: String,
@@ -45,10 +45,6 @@ pub struct Entry {
     /// PID-3's MRN as the sender gave it, and the Patient the message wrote.
     pub mrn: Option<String>,
     pub patient: Option<String>,
-}
-
-fn as_instant<S: serde::Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::fhir::resource::instant(*micros))
 }
 
 #[allow(clippy::ptr_arg)] // serde's `serialize_with` hands over the field as it is declared

@@ -56,6 +56,7 @@ pub fn all(
     let now = now_micros();
     let mut out = Vec::new();
     let mut windows: HashMap<i64, Vec<Feed>> = HashMap::new();
+    let mut reads: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
     for rule in rules {
         let fire = |subject: String, detail: String| Firing {
             rule: rule.name.clone(),
@@ -74,7 +75,7 @@ pub fn all(
             } => {
                 let fs = feeds_since(c, &mut windows, now - minutes * MINUTE)?;
                 for f in fs.iter().filter(|f| matches(feed, &f.name)) {
-                    let timed: i64 = f.latency.iter().sum();
+                    let timed = f.timed();
                     let within = f.share_within(*seconds);
                     if timed >= *min_messages && within < *share {
                         out.push(fire(
@@ -173,7 +174,7 @@ pub fn all(
                 baseline_factor,
                 baseline_days,
             } => {
-                let read = patients_read(c, now - minutes * MINUTE, now)?;
+                let read = read_since(c, &mut reads, now - minutes * MINUTE, now)?;
                 let baseline = match *baseline_days > 0 && *baseline_factor > 0.0 {
                     true => Some(memory.baseline(c, (*baseline_days, *minutes), now)?),
                     false => None,
@@ -219,7 +220,7 @@ pub fn all(
                 if !night {
                     continue;
                 }
-                let read = patients_read(c, now - minutes * MINUTE, now)?;
+                let read = read_since(c, &mut reads, now - minutes * MINUTE, now)?;
                 for (who, n) in read.iter().filter(|(who, _)| matches(agent, who)) {
                     if *n >= *patients {
                         out.push(fire(
@@ -245,6 +246,22 @@ fn feeds_since<'a>(
     Ok(match windows.entry(key) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => e.insert(feeds::since(c, key * MINUTE)?),
+    })
+}
+
+/// The patients each client read since `from`, read once per evaluation for every rule of
+/// that window (the audit trail is the largest table: one scan, not one per rule).
+fn read_since<'a>(
+    c: &mut DbConnection,
+    reads: &'a mut HashMap<i64, Vec<(String, i64)>>,
+    from: i64,
+    now: i64,
+) -> Result<&'a Vec<(String, i64)>, StoreError> {
+    Ok(match reads.entry(from / MINUTE) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(patients_read(c, (from / MINUTE) * MINUTE, now)?)
+        }
     })
 }
 

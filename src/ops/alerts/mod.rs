@@ -40,22 +40,11 @@ pub struct Alert {
     pub severity: String,
     /// `firing` or `resolved`.
     pub status: String,
-    #[serde(serialize_with = "as_instant")]
+    #[serde(serialize_with = "crate::fhir::resource::serialize_instant")]
     pub raised_at: i64,
-    #[serde(serialize_with = "as_instant_opt")]
+    #[serde(serialize_with = "crate::fhir::resource::serialize_instant_opt")]
     pub resolved_at: Option<i64>,
     pub detail: String,
-}
-
-fn as_instant<S: serde::Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&instant(*micros))
-}
-
-fn as_instant_opt<S: serde::Serializer>(micros: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match micros {
-        Some(m) => s.serialize_str(&instant(*m)),
-        None => s.serialize_none(),
-    }
 }
 
 /// The rules in force: the latest set, else the shipped ones (version 0).
@@ -66,10 +55,16 @@ pub fn current_rules(conn: &mut DbConnection) -> Result<(i64, Rules), StoreError
         .select((ar::version, ar::config))
         .get_result(conn)
         .optional()?;
-    Ok(match row {
-        Some((v, text)) => (v, serde_json::from_str(&text).unwrap_or_default()),
-        None => (0, rules::shipped()),
-    })
+    match row {
+        // kept after they were checked: one that no longer reads (a rule's shape changed) is
+        // said, never taken for no rules at all
+        Some((v, text)) => serde_json::from_str(&text).map(|r| (v, r)).map_err(|e| {
+            StoreError::Database(format!(
+                "the alert rules kept (version {v}) do not read: {e}"
+            ))
+        }),
+        None => Ok((0, rules::shipped())),
+    }
 }
 
 /// Keep `rules` as the new version, set by `actor`; its number.
