@@ -284,6 +284,16 @@ async fn every_access_is_one_audit_event(app: TestApp) {
     )
     .await;
     assert_eq!(reads.len(), 1);
+    // a Patient's own reads are keyed by the patient alone (`audit::keys`): found as entity too
+    let own = trail(
+        &app,
+        &auditor,
+        &format!("entity=Patient/{pid}&subtype=vread"),
+        |_| true,
+    )
+    .await;
+    let own: Vec<&str> = own.iter().map(correlation).collect();
+    assert_eq!(own, ["a-vread"], "the Patient's reads by entity");
     let r = app
         .send_as(
             &auditor,

@@ -152,11 +152,15 @@ impl Search {
             q = q.filter(a::actor.eq_any(&self.agent));
         }
         for (t, id) in &self.entity {
+            let reference = format!("{t}/{id}");
+            let key = key_of(&reference);
+            let named = a::resource_type.eq(t).and(a::resource_id.eq(id));
+            // a row whose entity is its patient is keyed by the patient only (`audit::keys`)
             q = q.filter(
-                a::entity_key
-                    .eq(key_of(&format!("{t}/{id}")))
-                    .and(a::resource_type.eq(t))
-                    .and(a::resource_id.eq(id)),
+                a::entity_key.eq(key).and(named).or(a::patient_key
+                    .eq(key)
+                    .and(a::patient.eq(reference))
+                    .and(named)),
             );
         }
         for low in &self.after {
