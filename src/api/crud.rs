@@ -9,6 +9,7 @@ use super::path::{IfMatch, Instance, TypeName, parse_etag};
 use super::render;
 use crate::auth::{Interaction, Reach};
 use crate::fhir::Issue;
+use crate::fhir::patch::{self, Patch};
 use crate::ingest::{Accepted, Writer, rest};
 use crate::store::{Store, StoreError, versions};
 use actix_web::http::StatusCode;
@@ -92,36 +93,54 @@ pub async fn resource_body(
     parse_resource(&bytes, format)
 }
 
-/// A JSON Patch document from a PATCH request's body.
+/// The patch a PATCH request's body holds, by its Content-Type: `application/json-patch+json`
+/// (JSON Patch), `application/merge-patch+json` (JSON Merge Patch), or FHIR JSON
+/// (`application/fhir+json`, `application/json`): a Parameters resource is a FHIRPath Patch,
+/// an array a JSON Patch, any other object a partial resource merged in (what `fhirpy` sends).
 pub async fn patch_body(
     state: &AppState,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<Value, ApiError> {
+) -> Result<Patch, ApiError> {
     let ct = header(req, "content-type")
         .unwrap_or("")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_string();
-    if ct != "application/json-patch+json" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Issue::error(
-                "not-supported",
-                format!("PATCH needs Content-Type application/json-patch+json, not '{ct}'"),
-            ),
-        ));
-    }
+        .to_ascii_lowercase();
+    let form = match ct.as_str() {
+        "application/json-patch+json" => "json-patch",
+        "application/merge-patch+json" => "merge",
+        "application/fhir+json" | "application/json" | "application/json+fhir" => "fhir",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Issue::error(
+                    "not-supported",
+                    format!(
+                        "PATCH takes application/json-patch+json (JSON Patch), \
+                         application/merge-patch+json (JSON Merge Patch) or application/fhir+json \
+                         (FHIRPath Patch, a Parameters resource), not '{ct}'"
+                    ),
+                ),
+            ));
+        }
+    };
     let bytes = read_limited(req, payload, state.max_body_bytes).await?;
-    let ops: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             Issue::error("structure", format!("invalid JSON: {e}")),
         )
     })?;
-    Ok(ops)
+    Ok(match form {
+        "json-patch" => Patch::Json(body),
+        "merge" => Patch::Merge(body),
+        _ if body.is_array() => Patch::Json(body),
+        _ if patch::fhirpath::is_fhirpath_patch(&body) => Patch::FhirPath(body),
+        _ => Patch::Merge(body),
+    })
 }
 
 pub async fn create(
@@ -132,7 +151,7 @@ pub async fn create(
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let body = resource_body(&state, &req, payload).await?;
-    let condition = header(&req, "if-none-exist").map(str::to_string);
+    let condition = create_condition(&req)?;
     let (base, lenient) = (state.base_url.clone(), ctx.lenient);
     let target = Some((rtype.clone(), String::new()));
     let (written, warnings) = write(&state, &ctx, "create", target, move |store, w| {
@@ -148,6 +167,39 @@ pub async fn create(
     };
     let location = Some(state.base_url.as_str());
     render::version(status, &written.version, &ctx, location, &warnings)
+}
+
+/// A create's condition: `If-None-Exist`, or a search in the URL's query (`POST
+/// [type]?identifier=...`, as some clients send a conditional create), never ignored. The
+/// parameters that shape the answer (`_format`, `_pretty`) are not a condition.
+fn create_condition(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let search: Vec<_> = params
+        .into_iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
+        .collect();
+    let in_url = match search.is_empty() {
+        true => None,
+        false => Some(
+            serde_urlencoded::to_string(&search)
+                .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?,
+        ),
+    };
+    match (header(req, "if-none-exist"), in_url) {
+        (Some(h), Some(q)) => {
+            let same = serde_urlencoded::from_str::<Vec<(String, String)>>(h).ok()
+                == serde_urlencoded::from_str::<Vec<(String, String)>>(&q).ok();
+            match same {
+                true => Ok(Some(q)),
+                false => Err(ApiError::bad_request(
+                    "a create with both If-None-Exist and a search in the URL: the two differ; send one",
+                )),
+            }
+        }
+        (Some(h), None) => Ok(Some(h.to_string())),
+        (None, q) => Ok(q),
+    }
 }
 
 pub async fn update(

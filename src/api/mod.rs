@@ -249,6 +249,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 "/{compartment}/{id}/{type}",
                 web::get().to(search::compartment),
             )
+            .route(
+                "/{compartment}/{id}/{type}/_search",
+                web::post().to(search::compartment_post),
+            )
             .default_service(web::to(unknown_route)),
         )
         .default_service(web::to(unknown_route));

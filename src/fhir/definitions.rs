@@ -191,6 +191,13 @@ impl Definitions {
             .or_else(|| self.primitives.get_key_value(name).map(|(k, _)| k.as_str()))
     }
 
+    /// Whether the element `name` of `type_name` repeats (is a JSON array).
+    pub fn is_array_member(&self, type_name: &str, name: &str) -> bool {
+        self.structure(type_name)
+            .and_then(|s| s.get(name))
+            .is_some_and(ElementDef::is_array)
+    }
+
     /// The element `name` of type (or backbone path) `type_name`, for FHIRPath member access.
     pub fn member(&'static self, type_name: &str, name: &str) -> Option<Member> {
         self.structure(type_name)?.get(name).map(Member)

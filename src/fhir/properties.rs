@@ -1,5 +1,5 @@
 //! Property tests of the FHIR parsers that take outside bytes (JSON and XML bodies, JSON
-//! Patch): whatever arrives, they answer or refuse, never panic or overflow, and what they
+//! Patch, JSON Merge Patch, FHIRPath Patch): whatever arrives, they answer or refuse, never panic or overflow, and what they
 //! accept stays within the bounds of `nesting` and `patch`.
 
 use super::nesting::{self, MAX_BODY_DEPTH, MAX_DEPTH};
@@ -122,6 +122,49 @@ fn patch_ops() -> impl Strategy<Value = Value> {
     prop::collection::vec(op, 0..60).prop_map(Value::Array)
 }
 
+/// FHIRPath Patch documents: up to 60 operations of any type on paths that select nothing,
+/// one element or several, with values small and nested.
+fn fhirpath_patches() -> impl Strategy<Value = Value> {
+    let op = (
+        prop::sample::select(vec!["add", "insert", "delete", "replace", "move", "bad"]),
+        prop::sample::select(vec![
+            "Patient",
+            "Patient.name",
+            "Patient.name[0]",
+            "Patient.name.given",
+            "Patient.extension",
+            "Patient.extension[0]",
+            "Patient.extension.extension",
+            "Patient.telecom",
+            "Patient.gender",
+            "Patient.name.where(family='F')",
+            "Patient.(",
+        ]),
+        prop::sample::select(vec!["name", "given", "extension", "gender", "deceased", "x"]),
+        prop_oneof![
+            Just(json!({"name": "value", "valueString": "v"})),
+            Just(json!({"name": "value", "valueExtension": {"url": "u", "extension": [{"url": "v"}]}})),
+            Just(json!({"name": "value", "part": [{"name": "family", "valueString": "F"}]})),
+            Just(json!({"name": "value"})),
+        ],
+        0u64..4,
+        0u64..4,
+    )
+        .prop_map(|(kind, path, name, value, a, b)| {
+            json!({"name": "operation", "part": [
+                {"name": "type", "valueCode": kind},
+                {"name": "path", "valueString": path},
+                {"name": "name", "valueString": name},
+                value,
+                {"name": "index", "valueInteger": a},
+                {"name": "source", "valueInteger": a},
+                {"name": "destination", "valueInteger": b},
+            ]})
+        });
+    prop::collection::vec(op, 0..60)
+        .prop_map(|ops| json!({"resourceType": "Parameters", "parameter": ops}))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -155,6 +198,29 @@ proptest! {
                              "extension": [{"url": "u", "valueString": "s"}]});
         let max = 4096;
         if patch::apply(&mut doc, &ops, max).is_ok() {
+            prop_assert!(nesting::depth(&doc) <= MAX_DEPTH);
+            prop_assert!(doc.to_string().len() <= max, "{}", doc.to_string().len());
+        }
+    }
+
+    #[test]
+    fn any_merge_patch_applies_or_is_refused_within_the_bounds(p in fhirish_json()) {
+        let mut doc = json!({"resourceType": "Patient", "id": "p",
+                             "name": [{"family": "F", "given": ["G"]}]});
+        let max = 4096;
+        if patch::Patch::Merge(p).apply(&mut doc, max).is_ok() {
+            prop_assert!(nesting::depth(&doc) <= MAX_DEPTH);
+            prop_assert!(doc.to_string().len() <= max, "{}", doc.to_string().len());
+        }
+    }
+
+    #[test]
+    fn any_fhirpath_patch_applies_or_is_refused_within_the_bounds(p in fhirpath_patches()) {
+        let mut doc = json!({"resourceType": "Patient", "id": "p",
+                             "name": [{"family": "F", "given": ["G"]}],
+                             "extension": [{"url": "u", "valueString": "s"}]});
+        let max = 4096;
+        if patch::Patch::FhirPath(p).apply(&mut doc, max).is_ok() {
             prop_assert!(nesting::depth(&doc) <= MAX_DEPTH);
             prop_assert!(doc.to_string().len() <= max, "{}", doc.to_string().len());
         }

@@ -226,7 +226,8 @@ pub struct PatchRequest {
     pub max_bytes: usize,
 }
 
-/// Patch (JSON Patch, RFC 6902) the current version, within `fhir::patch`'s bounds (the result
+/// Patch (JSON Patch, JSON Merge Patch or FHIRPath Patch) the current version, within
+/// `fhir::patch`'s bounds (the result
 /// at most `max_bytes`); the result is validated like an update.
 /// Without If-Match, the version read here is still required at write time: a concurrent
 /// change makes this patch fail with 409 rather than be silently lost.
@@ -234,7 +235,7 @@ pub fn patch(
     tx: &mut Tx,
     rtype: &str,
     id: &FhirId,
-    operations: &Value,
+    operations: &patch::Patch,
     request: &PatchRequest,
     writer: &Writer,
 ) -> Result<(Written, Vec<crate::fhir::Issue>), IngestError> {
@@ -252,7 +253,7 @@ pub fn patch(
         return Err(current.gone().into());
     }
     let mut doc = current.json();
-    patch::apply(&mut doc, operations, max_bytes).map_err(|e| match e {
+    operations.apply(&mut doc, max_bytes).map_err(|e| match e {
         PatchError::Malformed(m) => IngestError::bad_request(m),
         PatchError::TooLarge(m) => IngestError::TooLarge(m),
         PatchError::Failed(m) => IngestError::Unprocessable(m),

@@ -269,7 +269,7 @@ async fn json_patch_applies_and_validates(app: TestApp) {
         bad.first_issue(),
         ("code-invalid".into(), "Patient.gender".into())
     );
-    let wrong_ct = app.send(patch(json!([]), "application/fhir+json")).await;
+    let wrong_ct = app.send(patch(json!([]), "text/plain")).await;
     assert_eq!(wrong_ct.status, 415);
     let failing = app
         .send(patch(

@@ -42,6 +42,7 @@ mod mpi_reading;
 mod process;
 mod providers;
 mod receiver;
+mod rest_more;
 mod retention;
 mod routing;
 mod routing_clinical;

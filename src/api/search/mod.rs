@@ -65,7 +65,28 @@ pub async fn compartment(
     req: HttpRequest,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let (compartment, id, rtype) = path.into_inner();
+    let params = query_params(req.query_string())?;
+    in_compartment(state, path.into_inner(), params, ctx).await
+}
+
+/// `POST [base]/Patient/[id]/[type]/_search`: the same, parameters in the form body too.
+pub async fn compartment_post(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let params = form_params(&state, &req, payload).await?;
+    in_compartment(state, path.into_inner(), params, ctx).await
+}
+
+async fn in_compartment(
+    state: web::Data<AppState>,
+    (compartment, id, rtype): (String, String, String),
+    params: Vec<(String, String)>,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
     check_type(&compartment)?;
     if compartment != "Patient" {
         return Err(ApiError::not_found(format!(
@@ -75,7 +96,6 @@ pub async fn compartment(
     check_type(&rtype)?;
     parse_id(&id)?;
     let filter = patient_compartment(&rtype, &id).map_err(|e| ApiError::bad_request(e.message))?;
-    let params = query_params(req.query_string())?;
     let path = format!("{}/Patient/{id}/{rtype}", state.base_url);
     run(state, Types::One(rtype), Some(filter), params, path, ctx).await
 }
@@ -134,7 +154,9 @@ async fn form_params(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct.starts_with("application/x-www-form-urlencoded") {
+    let body = read_limited(req, payload, state.max_body_bytes).await?;
+    // an empty body (every parameter in the URL) is read whatever it claims to be
+    if !body.is_empty() && !ct.starts_with("application/x-www-form-urlencoded") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Issue::error(
@@ -143,7 +165,6 @@ async fn form_params(
             ),
         ));
     }
-    let body = read_limited(req, payload, state.max_body_bytes).await?;
     let mut params = query_params(req.query_string())?;
     params.extend(query_params(&String::from_utf8_lossy(&body))?);
     Ok(params)

@@ -1,14 +1,43 @@
-//! JSON Patch (RFC 6902) applied within bounds. A patch is small, but its `copy` operations
-//! double what they copy: twenty of them turn a resource into hundreds of MB, and `copy` into
-//! a path inside its own source nests the result one level deeper each time. So a patch has at
-//! most [`MAX_OPERATIONS`], and before each operation runs, the size and depth it would give
-//! the resource are reckoned from what it adds (as if nothing were ever taken away), and
-//! refused past the bounds a resource sent whole would meet (the body limit,
-//! `nesting::MAX_DEPTH`). The result is then validated like any write, by the caller.
+//! Patches applied within bounds: JSON Patch (RFC 6902) here, JSON Merge Patch (`merge`) and
+//! FHIRPath Patch (`fhirpath`) beside it.
+//!
+//! A JSON Patch is small, but its `copy` operations double what they copy: twenty of them turn
+//! a resource into hundreds of MB, and `copy` into a path inside its own source nests the
+//! result one level deeper each time. So a patch has at most [`MAX_OPERATIONS`], and before
+//! each operation runs, the size and depth it would give the resource are reckoned from what
+//! it adds (as if nothing were ever taken away), and refused past the bounds a resource sent
+//! whole would meet (the body limit, `nesting::MAX_DEPTH`). The result is then validated like
+//! any write, by the caller.
 
 use super::nesting::{self, MAX_DEPTH};
 use json_patch::PatchOperation;
 use serde_json::Value;
+
+pub mod fhirpath;
+pub mod merge;
+
+/// A patch in one of the three forms a PATCH may carry, told apart by its Content-Type (and,
+/// for a FHIR JSON body, by being a Parameters resource).
+#[derive(Debug, Clone)]
+pub enum Patch {
+    /// JSON Patch (RFC 6902), `application/json-patch+json`.
+    Json(Value),
+    /// JSON Merge Patch (RFC 7386), `application/merge-patch+json`, or a partial resource.
+    Merge(Value),
+    /// FHIRPath Patch: a Parameters resource of operations.
+    FhirPath(Value),
+}
+
+impl Patch {
+    /// Apply to `doc`; on error `doc` may be half-patched: callers patch a copy.
+    pub fn apply(&self, doc: &mut Value, max_bytes: usize) -> Result<(), PatchError> {
+        match self {
+            Patch::Json(ops) => apply(doc, ops, max_bytes),
+            Patch::Merge(p) => merge::apply(doc, p, max_bytes),
+            Patch::FhirPath(p) => fhirpath::apply(doc, p, max_bytes),
+        }
+    }
+}
 
 /// Operations one patch may hold: real patches hold a handful.
 pub const MAX_OPERATIONS: usize = 1_000;

@@ -1,0 +1,223 @@
+//! What outside clients reached for beyond the first REST wave (issue 28): the two other
+//! patch forms, a create whose condition is in its URL, and compartment search by POST.
+
+use crate::helpers::{TestApp, matched_ids};
+use crate::on_both_backends;
+use serde_json::json;
+
+on_both_backends!(
+    merge_and_fhirpath_patches_apply_and_validate,
+    a_create_with_a_search_in_its_url_is_conditional,
+    a_compartment_is_searched_by_post,
+);
+
+fn patient(mrn: &str) -> serde_json::Value {
+    json!({"resourceType": "Patient", "gender": "female", "birthDate": "1974-12-25",
+           "identifier": [{"system": "http://hospital.example.org/mrn", "value": mrn}],
+           "name": [{"family": "Ng", "given": ["Ana"]}]})
+}
+
+async fn merge_and_fhirpath_patches_apply_and_validate(app: TestApp) {
+    let (id, _) = app.create(&patient("P1")).await;
+    let patch = |path: String, body: serde_json::Value, ct: &'static str| {
+        app.client
+            .patch(app.url(&path))
+            .header("content-type", ct)
+            .body(body.to_string())
+    };
+    let at = format!("Patient/{id}");
+
+    // JSON Merge Patch: members set, null removes
+    let merged = app
+        .send(patch(
+            at.clone(),
+            json!({"gender": "male", "birthDate": null, "active": true}),
+            "application/merge-patch+json",
+        ))
+        .await;
+    assert_eq!(merged.status, 200, "{}", merged.text);
+    let v = merged.json();
+    assert_eq!(
+        (
+            &v["gender"],
+            &v["active"],
+            v.get("birthDate"),
+            &v["meta"]["versionId"]
+        ),
+        (&json!("male"), &json!(true), None, &json!("2"))
+    );
+    // a partial resource as plain JSON (what fhirpy sends) is a merge patch too
+    let partial = app
+        .send(patch(
+            at.clone(),
+            json!({"name": [{"family": "Nguyen"}]}),
+            "application/json",
+        ))
+        .await;
+    assert_eq!(partial.status, 200, "{}", partial.text);
+    assert_eq!(partial.json()["name"], json!([{"family": "Nguyen"}]));
+    assert_eq!(partial.json()["gender"], "male", "members not named stay");
+
+    // FHIRPath Patch: a Parameters resource of operations
+    let ops = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "operation", "part": [
+            {"name": "type", "valueCode": "add"},
+            {"name": "path", "valueString": "Patient"},
+            {"name": "name", "valueString": "telecom"},
+            {"name": "value", "valueContactPoint": {"system": "phone", "value": "555-0100"}}]},
+        {"name": "operation", "part": [
+            {"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Patient.name[0].family"},
+            {"name": "value", "valueString": "Nguyễn"}]},
+        {"name": "operation", "part": [
+            {"name": "type", "valueCode": "delete"},
+            {"name": "path", "valueString": "Patient.active"}]}]});
+    let fp = app
+        .send(patch(at.clone(), ops, "application/fhir+json"))
+        .await;
+    assert_eq!(fp.status, 200, "{}", fp.text);
+    let v = fp.json();
+    assert_eq!(
+        v["telecom"],
+        json!([{"system": "phone", "value": "555-0100"}])
+    );
+    assert_eq!(v["name"][0]["family"], "Nguyễn");
+    assert!(v.get("active").is_none());
+    assert_eq!(v["meta"]["versionId"], "4");
+
+    // each form is validated as a write is: a bad code is 422 at its element, nothing written
+    let bad = app
+        .send(patch(
+            at.clone(),
+            json!({"gender": "banana"}),
+            "application/merge-patch+json",
+        ))
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(
+        bad.first_issue(),
+        ("code-invalid".into(), "Patient.gender".into())
+    );
+    let bad = app
+        .send(patch(
+            at.clone(),
+            json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+                {"name": "type", "valueCode": "replace"},
+                {"name": "path", "valueString": "Patient.gender"},
+                {"name": "value", "valueCode": "banana"}]}]}),
+            "application/fhir+json",
+        ))
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    // an operation that cannot apply (the path selects two elements) is 422, a malformed one 400
+    let two = app
+        .send(patch(
+            at.clone(),
+            json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+                {"name": "type", "valueCode": "delete"},
+                {"name": "path", "valueString": "Patient.name.family | Patient.identifier"}]}]}),
+            "application/fhir+json",
+        ))
+        .await;
+    assert_eq!(two.status, 422, "{}", two.text);
+    let malformed = app
+        .send(patch(
+            at.clone(),
+            json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+                {"name": "type", "valueCode": "upsert"},
+                {"name": "path", "valueString": "Patient"}]}]}),
+            "application/fhir+json",
+        ))
+        .await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text);
+    let id_change = app
+        .send(patch(
+            at.clone(),
+            json!({"id": "other"}),
+            "application/merge-patch+json",
+        ))
+        .await;
+    assert_eq!(id_change.status, 422, "{}", id_change.text);
+    assert_eq!(
+        app.get(&at).await.json()["meta"]["versionId"],
+        "4",
+        "refused patches change nothing"
+    );
+
+    // conditional: the search picks the resource
+    let cond = app
+        .send(patch(
+            "Patient?identifier=http://hospital.example.org/mrn|P1".into(),
+            json!({"active": false}),
+            "application/merge-patch+json",
+        ))
+        .await;
+    assert_eq!(cond.status, 200, "{}", cond.text);
+    assert_eq!(cond.json()["id"], id.as_str());
+    assert_eq!(cond.json()["active"], false);
+}
+
+async fn a_create_with_a_search_in_its_url_is_conditional(app: TestApp) {
+    let url = "Patient?identifier=http://hospital.example.org/mrn|C1";
+    let first = app.post(url, &patient("C1")).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    // the same again finds it: 200, the existing resource, no second Patient
+    let again = app.post(url, &patient("C1")).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["id"], id.as_str());
+    let found = app
+        .get("Patient?identifier=http://hospital.example.org/mrn|C1")
+        .await;
+    assert_eq!(matched_ids(&found.json()), [id.as_str()]);
+    // a header and a URL that disagree are refused
+    let both = app
+        .post_with(
+            url,
+            &patient("C1"),
+            (
+                "If-None-Exist",
+                "identifier=http://hospital.example.org/mrn|C2",
+            ),
+        )
+        .await;
+    assert_eq!(both.status, 400, "{}", both.text);
+    // `_format` shapes the answer; it is no condition
+    let a = app.post("Patient?_format=json", &patient("C3")).await;
+    let b = app.post("Patient?_format=json", &patient("C3")).await;
+    assert_eq!((a.status, b.status), (201, 201), "{}", b.text);
+    assert_ne!(a.json()["id"], b.json()["id"]);
+}
+
+async fn a_compartment_is_searched_by_post(app: TestApp) {
+    let (pid, _) = app.create(&patient("S1")).await;
+    let (other, _) = app.create(&patient("S2")).await;
+    let obs = |p: &str, code: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+               "subject": {"reference": format!("Patient/{p}")}})
+    };
+    let (heart, _) = app.create(&obs(&pid, "8867-4")).await;
+    let (weight, _) = app.create(&obs(&pid, "29463-7")).await;
+    app.create(&obs(&other, "8867-4")).await;
+    let post = |body: &'static str| {
+        app.client
+            .post(app.url(&format!("Patient/{pid}/Observation/_search")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let by_code = app.send(post("code=http://loinc.org|8867-4")).await;
+    assert_eq!(by_code.status, 200, "{}", by_code.text);
+    assert_eq!(matched_ids(&by_code.json()), [heart.as_str()]);
+    let mut all = vec![heart, weight];
+    all.sort();
+    let everything = app.send(post("")).await;
+    assert_eq!(matched_ids(&everything.json()), all);
+    // the same search by GET agrees
+    let got = app
+        .get(&format!(
+            "Patient/{pid}/Observation?code=http://loinc.org|8867-4"
+        ))
+        .await;
+    assert_eq!(matched_ids(&got.json()), matched_ids(&by_code.json()));
+}
