@@ -17,6 +17,7 @@ mod everything;
 mod health;
 mod history;
 mod matching;
+mod meta;
 mod metadata;
 mod mpi_admin;
 mod mpi_decisions;
@@ -32,6 +33,7 @@ mod subscription_ops;
 mod terminology;
 mod terminology_admin;
 mod transactions;
+mod validate;
 mod websocket;
 
 pub use metadata::capability_statement;
@@ -216,12 +218,20 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             .route("/", web::get().to(search::system_get))
             .route("/_search", web::post().to(search::system_post))
             .route("/_history", web::get().to(history::system))
+            .route("/$meta", web::get().to(meta::of_system))
             .route("/{type}", web::get().to(search::get))
             .route("/{type}", web::post().to(crud::create))
             .route("/{type}", web::put().to(conditional::update))
             .route("/{type}", web::patch().to(conditional::patch))
             .route("/{type}", web::delete().to(conditional::delete))
             .route("/{type}/_search", web::post().to(search::post))
+            .route("/{type}/$validate", web::post().to(validate::type_level))
+            .route("/{type}/{id}/$validate", web::post().to(validate::instance))
+            .route("/{type}/$meta", web::get().to(meta::of_type))
+            .route("/{type}/{id}/$meta", web::get().to(meta::of_instance))
+            .route("/{type}/{id}/$meta", web::post().to(meta::of_instance))
+            .route("/{type}/{id}/$meta-add", web::post().to(meta::add))
+            .route("/{type}/{id}/$meta-delete", web::post().to(meta::delete))
             .route("/{type}/_history", web::get().to(history::of_type))
             .route("/{type}/{id}", web::get().to(crud::read))
             .route("/{type}/{id}", web::put().to(crud::update))

@@ -9,6 +9,7 @@ pub mod nesting;
 pub mod outcome;
 pub mod parameters;
 pub mod patch;
+pub mod profile;
 #[cfg(test)]
 mod properties;
 pub mod resource;

@@ -7,6 +7,7 @@ mod brute_force;
 mod bundles;
 mod certs;
 pub mod cli;
+mod clients_more;
 mod conditional;
 mod corpus;
 mod crud;

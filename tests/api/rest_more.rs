@@ -1,5 +1,6 @@
 //! What outside clients reached for beyond the first REST wave (issue 28): the two other
-//! patch forms, a create whose condition is in its URL, and compartment search by POST.
+//! patch forms, a create whose condition is in its URL, compartment search by POST,
+//! `$validate`, `$meta` and its kin, and part of the CapabilityStatement.
 
 use crate::helpers::{TestApp, matched_ids};
 use crate::on_both_backends;
@@ -9,6 +10,9 @@ on_both_backends!(
     merge_and_fhirpath_patches_apply_and_validate,
     a_create_with_a_search_in_its_url_is_conditional,
     a_compartment_is_searched_by_post,
+    validate_says_what_a_write_would_and_stores_nothing,
+    meta_is_read_added_to_and_taken_from,
+    the_capability_statement_comes_in_part,
 );
 
 fn patient(mrn: &str) -> serde_json::Value {
@@ -220,4 +224,180 @@ async fn a_compartment_is_searched_by_post(app: TestApp) {
         ))
         .await;
     assert_eq!(matched_ids(&got.json()), matched_ids(&by_code.json()));
+}
+
+async fn validate_says_what_a_write_would_and_stores_nothing(app: TestApp) {
+    let validate = |path: &str, body: serde_json::Value| {
+        app.client
+            .post(app.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+    };
+    let severities = |r: &crate::helpers::Resp| -> Vec<String> {
+        r.json()["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["severity"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // valid: 200, no error; invalid: 200 with the write's own issue at its element
+    let ok = app.send(validate("Patient/$validate", patient("V1"))).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert!(
+        !severities(&ok).contains(&"error".to_string()),
+        "{}",
+        ok.text
+    );
+    let mut wrong = patient("V2");
+    wrong["gender"] = json!("banana");
+    let bad = app.send(validate("Patient/$validate", wrong.clone())).await;
+    assert_eq!(bad.status, 200, "{}", bad.text);
+    let written = app.post("Patient", &wrong).await;
+    assert_eq!(written.status, 422);
+    assert_eq!(
+        bad.first_issue(),
+        written.first_issue(),
+        "the same as a write"
+    );
+    // the Parameters form, mode=update on an instance whose id differs
+    let (id, _) = app.create(&patient("V3")).await;
+    let mut other = patient("V3");
+    other["id"] = json!("not-the-same");
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": other}, {"name": "mode", "valueCode": "update"}]});
+    let upd = app
+        .send(validate(&format!("Patient/{id}/$validate"), params))
+        .await;
+    assert_eq!(upd.status, 200, "{}", upd.text);
+    assert!(upd.text.contains("must carry id"), "{}", upd.text);
+    // a profile this server holds: its cardinality and fixed values are checked
+    let profile = json!({"resourceType": "StructureDefinition", "url": "http://example.org/fhir/StructureDefinition/mrn-patient",
+        "name": "MrnPatient", "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "differential": {"element": [
+            {"id": "Patient.identifier", "path": "Patient.identifier", "min": 1},
+            {"id": "Patient.gender", "path": "Patient.gender", "fixedCode": "female"}]}});
+    app.create(&profile).await;
+    let no_mrn = json!({"resourceType": "Patient", "gender": "male"});
+    let checked = app
+        .send(validate(
+            "Patient/$validate?profile=http://example.org/fhir/StructureDefinition/mrn-patient",
+            no_mrn,
+        ))
+        .await;
+    assert_eq!(checked.status, 200, "{}", checked.text);
+    let errors = checked.json()["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["severity"] == "error")
+        .count();
+    assert_eq!(errors, 2, "{}", checked.text);
+    let unknown = app
+        .send(validate(
+            "Patient/$validate?profile=http://example.org/none",
+            patient("V4"),
+        ))
+        .await;
+    assert!(unknown.text.contains("not known here"), "{}", unknown.text);
+    // nothing was stored by any of it
+    let stored = app
+        .get("Patient?identifier=http://hospital.example.org/mrn|V1,http://hospital.example.org/mrn|V2")
+        .await;
+    assert_eq!(matched_ids(&stored.json()), Vec::<String>::new());
+}
+
+async fn meta_is_read_added_to_and_taken_from(app: TestApp) {
+    let (id, _) = app.create(&patient("M1")).await;
+    let op = |name: &str, meta: serde_json::Value| {
+        app.client
+            .post(app.url(&format!("Patient/{id}/{name}")))
+            .header("content-type", "application/fhir+json")
+            .body(
+                json!({"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": meta}]})
+                    .to_string(),
+            )
+    };
+    let vip = json!({"system": "http://example.org/tags", "code": "vip"});
+    let added = app
+        .send(op("$meta-add", json!({"tag": [vip.clone()],
+            "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]})))
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    let meta = &added.json()["parameter"][0]["valueMeta"];
+    assert_eq!(meta["tag"], json!([vip.clone()]));
+    assert_eq!(meta["versionId"], "2", "a new version, audited and sent on");
+    // a tag added twice is one tag
+    let again = app
+        .send(op("$meta-add", json!({"tag": [vip.clone()]})))
+        .await;
+    assert_eq!(
+        again.json()["parameter"][0]["valueMeta"]["tag"],
+        json!([vip.clone()])
+    );
+    let read = app.get(&format!("Patient/{id}/$meta")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.json()["parameter"][0]["name"], "return");
+    assert_eq!(
+        read.json()["parameter"][0]["valueMeta"]["tag"],
+        json!([vip.clone()])
+    );
+    // the type's and the server's tags in use, from the search index
+    for path in ["Patient/$meta", "$meta"] {
+        let in_use = app.get(path).await;
+        assert_eq!(in_use.status, 200, "{}", in_use.text);
+        let tags = &in_use.json()["parameter"][0]["valueMeta"]["tag"];
+        assert!(
+            tags.as_array().unwrap().contains(&vip),
+            "{path}: {}",
+            in_use.text
+        );
+    }
+    let tagged = app.get("Patient?_tag=http://example.org/tags|vip").await;
+    assert_eq!(matched_ids(&tagged.json()), [id.as_str()]);
+    let removed = app
+        .send(op("$meta-delete", json!({"tag": [vip.clone()]})))
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.text);
+    assert!(
+        removed.json()["parameter"][0]["valueMeta"]
+            .get("tag")
+            .is_none()
+    );
+    let tagged = app.get("Patient?_tag=http://example.org/tags|vip").await;
+    assert_eq!(matched_ids(&tagged.json()), Vec::<String>::new());
+}
+
+async fn the_capability_statement_comes_in_part(app: TestApp) {
+    let whole = app.get("metadata").await;
+    // `_summary=true` keeps the elements the spec marks as summary (`rest` among them)
+    let summary = app.get("metadata?_summary=true").await;
+    assert_eq!(summary.status, 200, "{}", summary.text);
+    let s = summary.json();
+    assert_eq!(s["resourceType"], "CapabilityStatement");
+    assert_eq!(s["fhirVersion"], "4.0.1");
+    assert!(s["meta"]["tag"].to_string().contains("SUBSETTED"), "{s}");
+    // `_summary=text` and `_elements` are what a client polling it wants: a few hundred bytes
+    let text = app.get("metadata?_summary=text").await;
+    assert_eq!(text.json()["status"], "active");
+    assert!(text.json().get("rest").is_none());
+    let elements = app.get("metadata?_elements=format,patchFormat").await;
+    let e = elements.json();
+    assert!(e["patchFormat"].to_string().contains("merge-patch"), "{e}");
+    assert!(e.get("rest").is_none(), "{e}");
+    for part in [&text, &elements] {
+        assert!(
+            part.text.len() * 100 < whole.text.len(),
+            "{} against {}",
+            part.text.len(),
+            whole.text.len()
+        );
+    }
+    let bad = app.get("metadata?_summary=count").await;
+    assert_eq!(bad.status, 400);
+    let ops = whole.json()["rest"][0]["operation"].to_string();
+    for op in ["validate", "meta-add", "meta-delete"] {
+        assert!(ops.contains(op), "{op} in {ops}");
+    }
 }

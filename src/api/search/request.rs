@@ -149,11 +149,12 @@ impl SearchRequest {
                 // more than the server pages at is not an error: the spec lets it send fewer
                 self.count = n.min(MAX_COUNT);
             }
-            "_total" => {
+            // `_totalMethod` is Aidbox's name for it, which fhirpy's count() sends
+            "_total" | "_totalMethod" => {
                 self.total = match value {
                     "none" => Total::None,
                     // an estimate would cost the same query here: both are exact
-                    "estimate" | "accurate" => Total::Count,
+                    "estimate" | "accurate" | "count" => Total::Count,
                     other => {
                         return bad(format!(
                             "_total '{other}' must be none, estimate or accurate"

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod fhirpath;
 pub mod merge;
+pub mod meta;
 
 /// A patch in one of the three forms a PATCH may carry, told apart by its Content-Type (and,
 /// for a FHIR JSON body, by being a Parameters resource).
@@ -26,6 +27,8 @@ pub enum Patch {
     Merge(Value),
     /// FHIRPath Patch: a Parameters resource of operations.
     FhirPath(Value),
+    /// `$meta-add` (true) or `$meta-delete` (false) of a Meta's profiles, tags and labels.
+    Meta(Value, bool),
 }
 
 impl Patch {
@@ -35,6 +38,15 @@ impl Patch {
             Patch::Json(ops) => apply(doc, ops, max_bytes),
             Patch::Merge(p) => merge::apply(doc, p, max_bytes),
             Patch::FhirPath(p) => fhirpath::apply(doc, p, max_bytes),
+            Patch::Meta(m, add) => {
+                meta::apply(doc, m, *add)?;
+                match encoded_len(doc, max_bytes) > max_bytes {
+                    true => Err(PatchError::TooLarge(format!(
+                        "the resource would be larger than {max_bytes} bytes"
+                    ))),
+                    false => Ok(()),
+                }
+            }
         }
     }
 }

@@ -93,6 +93,10 @@ impl Route {
                 r.searched = some(t);
                 "search-compartment"
             }
+            [c, _, t, "_search"] if known(c) && known(t) && m == "POST" => {
+                r.searched = some(t);
+                "search-compartment"
+            }
             _ => "unknown",
         };
         if r.interaction == "unknown" {

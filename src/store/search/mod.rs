@@ -7,6 +7,7 @@
 
 mod filter;
 mod include;
+pub mod meta_in_use;
 mod order;
 mod predicate;
 mod sql;
