@@ -47,13 +47,39 @@ pub async fn read(
         prefer_return: None, // Prefer: return shapes write responses, not reads
         ..ctx
     };
-    render::version(StatusCode::OK, &version, &ctx, None, &[])
+    match shaped(&req, &version)? {
+        Some(part) => render::version(StatusCode::OK, &part, &ctx, None, &[]),
+        None => render::version(StatusCode::OK, &version, &ctx, None, &[]),
+    }
+}
+
+/// The version as `_summary` or `_elements` in the query shape it (tagged SUBSETTED), when
+/// they are there.
+fn shaped(
+    req: &HttpRequest,
+    version: &versions::Version,
+) -> Result<Option<versions::Version>, ApiError> {
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    if !params
+        .iter()
+        .any(|(k, _)| k == "_summary" || k == "_elements")
+    {
+        return Ok(None);
+    }
+    let mut json = version.json();
+    crate::fhir::subset::apply_params(&mut json, &params).map_err(ApiError::bad_request)?;
+    Ok(Some(versions::Version {
+        content: json.to_string().into(),
+        ..version.clone()
+    }))
 }
 
 pub async fn vread(
     state: web::Data<AppState>,
     Instance { rtype, id }: Instance,
     vid: web::Path<(String, String, String)>,
+    req: HttpRequest,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let (id, vid) = (id.to_string(), vid.into_inner().2);
@@ -79,7 +105,10 @@ pub async fn vread(
         prefer_return: None,
         ..ctx
     };
-    render::version(StatusCode::OK, &version, &ctx, None, &[])
+    match shaped(&req, &version)? {
+        Some(part) => render::version(StatusCode::OK, &part, &ctx, None, &[]),
+        None => render::version(StatusCode::OK, &version, &ctx, None, &[]),
+    }
 }
 
 /// Read and parse the body as a resource, honouring Content-Type and the size limit.

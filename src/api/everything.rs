@@ -3,6 +3,9 @@
 //! It is a search of every compartment type at once, so it goes through the same confinement
 //! as any search: a token sees only what it could have searched for itself.
 //!
+//! `start` and `end` are care dates: each type's clinical `date` parameter, as a search by it
+//! would read it.
+//!
 //! A golden record's (`identity::golden`) is its person's: every one of its records'
 //! compartments, read through identity.
 
@@ -15,6 +18,7 @@ use crate::auth::{Interaction, Reach};
 use crate::fhir::search::filter::Filter;
 use crate::fhir::search::filter::{compartment_of, compartment_types};
 use crate::fhir::search::query::parse_clause;
+use crate::fhir::search::{ParamType, SearchParams};
 use crate::store::search::{Include, IncludeKind};
 use actix_web::{HttpResponse, web};
 
@@ -51,6 +55,7 @@ pub async fn patient(
 
     let mut types: Vec<String> = Vec::new();
     let mut since = None;
+    let mut care: Vec<String> = Vec::new();
     let mut rest = Vec::new();
     for (name, value) in &params {
         match name.as_str() {
@@ -65,11 +70,8 @@ pub async fn patient(
                 }
             }
             "_since" => since = Some(value.clone()),
-            "start" | "end" => {
-                return Err(ApiError::bad_request(format!(
-                    "{name}: $everything does not filter by care date here; use _since or a search"
-                )));
-            }
+            "start" => care.push(format!("ge{value}")),
+            "end" => care.push(format!("le{value}")),
             _ => rest.push((name.clone(), value.clone())),
         }
     }
@@ -89,6 +91,18 @@ pub async fn patient(
             let clause = parse_clause(rtype, "_lastUpdated", &format!("ge{since}"))
                 .map_err(|e| ApiError::bad_request(format!("_since: {e}")))?
                 .expect("_lastUpdated is a parameter of every type");
+            filters.push(Filter::Clause(clause));
+        }
+        // care dates: each type's clinical `date` parameter (an Observation's effective time,
+        // an Encounter's period...), ranges overlapping; a type without one (the Patient, a
+        // Medication) is not a record of care at a time, and comes whole
+        let dated = SearchParams::get()
+            .find(rtype, "date")
+            .is_some_and(|p| p.kind == ParamType::Date);
+        for bound in care.iter().filter(|_| dated) {
+            let clause = parse_clause(rtype, "date", bound)
+                .map_err(|e| ApiError::bad_request(format!("start/end: {e}")))?
+                .expect("date is a parameter of this type");
             filters.push(Filter::Clause(clause));
         }
         request.includes.push(Include {

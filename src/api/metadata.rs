@@ -179,8 +179,10 @@ pub async fn metadata(
         .map(|(_, v)| v.as_str())
     {
         None | Some("full") => {
+            // part of it (`_summary`, `_elements`) for clients that fetch it often: the whole
+            // is several hundred KB
             let mut cs = capability_statement(&state.base_url);
-            shape(&mut cs, &mode)?;
+            crate::fhir::subset::apply_params(&mut cs, &mode).map_err(ApiError::bad_request)?;
             render::fhir(StatusCode::OK, &cs, &ctx)
         }
         Some("terminology") => {
@@ -194,33 +196,4 @@ pub async fn metadata(
             "mode={other}: this server answers mode=full (the CapabilityStatement) and mode=terminology"
         ))),
     }
-}
-
-/// `_summary` and `_elements` on the CapabilityStatement, for clients that fetch it often and
-/// need only part of it (the whole is several hundred KB).
-fn shape(cs: &mut serde_json::Value, params: &[(String, String)]) -> Result<(), ApiError> {
-    use crate::fhir::subset::{self, Summary};
-    for (k, v) in params {
-        match (k.as_str(), v.as_str()) {
-            ("_summary", "true") => subset::summarize(cs, Summary::True),
-            ("_summary", "text") => subset::summarize(cs, Summary::Text),
-            ("_summary", "data") => subset::summarize(cs, Summary::Data),
-            ("_summary", "false") => {}
-            ("_summary", other) => {
-                return Err(ApiError::bad_request(format!(
-                    "_summary '{other}' must be true, text, data or false here"
-                )));
-            }
-            ("_elements", list) => {
-                let wanted: Vec<String> = list
-                    .split(',')
-                    .map(|e| e.trim().rsplit('.').next().unwrap_or("").to_string())
-                    .filter(|e| !e.is_empty())
-                    .collect();
-                subset::elements(cs, &wanted);
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }

@@ -85,6 +85,36 @@ pub fn elements(resource: &mut Value, wanted: &[String]) {
     });
 }
 
+/// `_summary` and `_elements` among a request's query parameters applied to `resource`;
+/// whether any was (`_summary=false` is none). `count` has no meaning for one resource.
+pub fn apply_params(resource: &mut Value, params: &[(String, String)]) -> Result<bool, String> {
+    let mut shaped = false;
+    for (k, v) in params {
+        match (k.as_str(), v.as_str()) {
+            ("_summary", "true") => summarize(resource, Summary::True),
+            ("_summary", "text") => summarize(resource, Summary::Text),
+            ("_summary", "data") => summarize(resource, Summary::Data),
+            ("_summary", "false") => continue,
+            ("_summary", other) => {
+                return Err(format!(
+                    "_summary '{other}' must be true, text, data or false here"
+                ));
+            }
+            ("_elements", list) => {
+                let wanted: Vec<String> = list
+                    .split(',')
+                    .map(|e| e.trim().rsplit('.').next().unwrap_or("").to_string())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+                elements(resource, &wanted);
+            }
+            _ => continue,
+        }
+        shaped = true;
+    }
+    Ok(shaped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,10 @@ async fn everything(app: &TestApp, token: &str, query: &str) -> Vec<String> {
     all
 }
 
-on_both_backends!(patient_everything_returns_the_record_within_the_token);
+on_both_backends!(
+    patient_everything_returns_the_record_within_the_token,
+    start_and_end_are_care_dates,
+);
 
 async fn patient_everything_returns_the_record_within_the_token(app: TestApp) {
     let (dr, _) = app
@@ -144,4 +147,59 @@ async fn patient_everything_returns_the_record_within_the_token(app: TestApp) {
     let r = app.get_as(&full, &format!("{path}?_type=CodeSystem")).await;
     assert_eq!(r.status, 400);
     assert!(r.text.contains("CodeSystem"), "{}", r.text);
+}
+
+/// `start` and `end` keep the records of care within the dates (by each type's clinical
+/// `date`, ranges overlapping) and whatever has no such date.
+async fn start_and_end_are_care_dates(app: TestApp) {
+    let (p, _) = app.create(&json!({"resourceType": "Patient"})).await;
+    let subject = json!({"reference": format!("Patient/{p}")});
+    let obs = |when: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+               "subject": subject, "effectiveDateTime": when})
+    };
+    app.create(&obs("2020-01-05")).await;
+    let (inside, _) = app.create(&obs("2022-05-05T10:00:00Z")).await;
+    app.create(&obs("2023-06-01")).await;
+    let (enc, _) = app
+        .create(
+            &json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"},
+            "subject": subject, "period": {"start": "2022-12-30", "end": "2023-03-02"}}),
+        )
+        .await;
+    let (cond, _) = app
+        .create(&json!({"resourceType": "Condition", "subject": subject, "code": {"text": "y"}}))
+        .await;
+    let got = everything(
+        &app,
+        &app.token,
+        &format!("Patient/{p}/$everything?start=2022-01-01&end=2023-03-01"),
+    )
+    .await;
+    assert_eq!(
+        got,
+        sorted(vec![
+            format!("Condition/{cond}"),
+            format!("Encounter/{enc}"),
+            format!("Observation/{inside}"),
+            format!("Patient/{p}"),
+        ])
+    );
+    let from = everything(
+        &app,
+        &app.token,
+        &format!("Patient/{p}/$everything?start=2023-01-01"),
+    )
+    .await;
+    assert_eq!(
+        from.iter()
+            .filter(|t| t.starts_with("Observation/"))
+            .count(),
+        1,
+        "{from:?}"
+    );
+    let bad = app
+        .get(&format!("Patient/{p}/$everything?start=yesterday"))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
 }

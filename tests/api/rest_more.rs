@@ -13,6 +13,7 @@ on_both_backends!(
     validate_says_what_a_write_would_and_stores_nothing,
     meta_is_read_added_to_and_taken_from,
     the_capability_statement_comes_in_part,
+    a_read_comes_in_part,
 );
 
 fn patient(mrn: &str) -> serde_json::Value {
@@ -400,4 +401,40 @@ async fn the_capability_statement_comes_in_part(app: TestApp) {
     for op in ["validate", "meta-add", "meta-delete"] {
         assert!(ops.contains(op), "{op} in {ops}");
     }
+}
+
+async fn a_read_comes_in_part(app: TestApp) {
+    let mut p = patient("R1");
+    p["text"] = json!({"status": "generated",
+        "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Ana Ng</div>"});
+    let (id, _) = app.create(&p).await;
+    let whole = app.get(&format!("Patient/{id}")).await.json();
+    assert!(whole.get("text").is_some() && whole["meta"].get("tag").is_none());
+    let part = app.get(&format!("Patient/{id}?_elements=name")).await;
+    assert_eq!(part.status, 200, "{}", part.text);
+    let v = part.json();
+    assert_eq!(v["name"], whole["name"]);
+    assert!(
+        v.get("gender").is_none() && v.get("identifier").is_none(),
+        "{v}"
+    );
+    assert!(v["meta"]["tag"].to_string().contains("SUBSETTED"), "{v}");
+    assert_eq!(part.header("etag"), Some("W/\"1\"".to_string()));
+    let summary = app
+        .get(&format!("Patient/{id}/_history/1?_summary=true"))
+        .await
+        .json();
+    assert!(summary.get("text").is_none(), "{summary}");
+    assert_eq!(summary["gender"], "female");
+    let data = app.get(&format!("Patient/{id}?_summary=data")).await.json();
+    assert!(
+        data.get("text").is_none() && data.get("identifier").is_some(),
+        "{data}"
+    );
+    assert_eq!(
+        app.get(&format!("Patient/{id}?_summary=count"))
+            .await
+            .status,
+        400
+    );
 }
