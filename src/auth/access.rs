@@ -189,8 +189,11 @@ impl Grant {
             return Ok(Reach::All);
         }
         let reads = matches!(what, Interaction::Read | Interaction::Search);
-        let in_compartment =
-            rtype == "Patient" || compartment_params(rtype).is_some_and(|p| !p.is_empty());
+        // a Subscription joins its patient's compartment by the server's mark
+        // (`SUBSCRIPTION_PATIENT`)
+        let in_compartment = rtype == "Patient"
+            || rtype == "Subscription"
+            || compartment_params(rtype).is_some_and(|p| !p.is_empty());
         let mut limits = Vec::new();
         let mut refusal = None;
         for s in self.scopes.iter().filter(|s| s.allows(what, rtype)) {
@@ -275,8 +278,11 @@ impl Grant {
                 && s.query.is_none()
                 && s.resource_type.as_deref().is_none_or(|t| t == rtype)
         });
-        let in_compartment =
-            rtype == "Patient" || compartment_params(rtype).is_some_and(|p| !p.is_empty());
+        // a Subscription joins its patient's compartment by the server's mark
+        // (`SUBSCRIPTION_PATIENT`)
+        let in_compartment = rtype == "Patient"
+            || rtype == "Subscription"
+            || compartment_params(rtype).is_some_and(|p| !p.is_empty());
         match (&self.patient, broad) {
             (Some(p), false) if in_compartment => Some(p.clone()),
             _ => None,
@@ -332,11 +338,28 @@ fn verb(what: Interaction) -> &'static str {
     }
 }
 
+/// The extension the server puts on a Subscription created under a token confined to one
+/// patient, naming that patient: such a Subscription belongs to the patient's compartment (the
+/// spec's compartment has no Subscription), so that its app may read, change and end it, and
+/// no other patient's app may.
+pub const SUBSCRIPTION_PATIENT: &str =
+    "http://emrsync.org/fhir/StructureDefinition/subscription-patient";
+
 /// Whether `resource` is a member of `Patient/{patient}`'s compartment: the patient itself, or
-/// a resource that refers to it through one of the compartment's parameters for its type.
+/// a resource that refers to it through one of the compartment's parameters for its type (a
+/// Subscription: through `SUBSCRIPTION_PATIENT`).
 pub fn in_compartment(patient: &str, rtype: &str, id: &str, resource: &Value) -> bool {
     if rtype == "Patient" && id == patient {
         return true;
+    }
+    if rtype == "Subscription" {
+        let wanted = format!("Patient/{patient}");
+        return resource["extension"].as_array().is_some_and(|exts| {
+            exts.iter().any(|e| {
+                e["url"] == SUBSCRIPTION_PATIENT
+                    && e["valueReference"]["reference"].as_str() == Some(wanted.as_str())
+            })
+        });
     }
     let Some(params) = compartment_params(rtype) else {
         return false;

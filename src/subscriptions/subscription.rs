@@ -301,6 +301,33 @@ pub fn parsed_filters(
 
 /// A client's Subscription as stored: `requested` until the server's handshake succeeds,
 /// unless the client turned it `off`.
+/// The Subscription as stored for a writer confined to `patient` (marked as that patient's,
+/// `access::SUBSCRIPTION_PATIENT`), or for any other writer (no such mark: a client cannot
+/// set it for itself).
+pub fn confined_to(mut resource: Value, patient: Option<&str>) -> Value {
+    use crate::auth::access::SUBSCRIPTION_PATIENT;
+    if let Some(exts) = resource.get_mut("extension").and_then(Value::as_array_mut) {
+        exts.retain(|e| e["url"] != SUBSCRIPTION_PATIENT);
+        if exts.is_empty()
+            && let Some(obj) = resource.as_object_mut()
+        {
+            obj.remove("extension");
+        }
+    }
+    if let (Some(p), Some(obj)) = (patient, resource.as_object_mut()) {
+        let mark = serde_json::json!({"url": SUBSCRIPTION_PATIENT,
+            "valueReference": {"reference": format!("Patient/{p}")}});
+        match obj
+            .entry("extension")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            Value::Array(exts) => exts.push(mark),
+            other => *other = Value::Array(vec![mark]),
+        }
+    }
+    resource
+}
+
 pub fn requested(mut resource: Value) -> Value {
     if resource.get("status").and_then(Value::as_str) != Some("off") {
         resource["status"] = Value::String("requested".into());

@@ -69,7 +69,20 @@ impl WriteRules for Rules {
             return Ok(());
         }
         if let Some(new) = new {
-            self.grant.check(what, rtype, id, || new).map_err(denied)?;
+            // a Subscription is checked as it will be stored: marked as the patient's whose
+            // token writes it (`set_aside`)
+            let confined = (rtype == "Subscription")
+                .then(|| self.grant.confinement(rtype))
+                .flatten();
+            match confined {
+                Some(p) => {
+                    let marked = subscription::confined_to(new.clone(), Some(&p));
+                    self.grant
+                        .check(what, rtype, id, || &marked)
+                        .map_err(denied)?;
+                }
+                None => self.grant.check(what, rtype, id, || new).map_err(denied)?,
+            }
         }
         // an update must also be allowed on what it replaces: a writer confined to one
         // patient may not take over another patient's resource
@@ -93,6 +106,8 @@ impl WriteRules for Rules {
             return (resource, None);
         }
         let headers = subscription::headers_of(&resource);
+        let patient = self.grant.confinement(rtype);
+        let resource = subscription::confined_to(resource, patient.as_deref());
         (
             subscription::requested(subscription::without_headers(resource)),
             Some(headers),

@@ -63,7 +63,8 @@ pub async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
 crate::on_both_backends_with!(
     spawn_fast,
     admissions_reach_the_subscriber_in_order_with_their_context,
-    an_endpoint_that_was_down_gets_every_event_in_order
+    an_endpoint_that_was_down_gets_every_event_in_order,
+    a_patient_app_subscribes_within_its_patient
 );
 
 async fn admissions_reach_the_subscriber_in_order_with_their_context(app: TestApp) {
@@ -303,4 +304,77 @@ async fn a_classic_criteria_subscription_is_notified_of_matches() {
         .collect();
     assert_eq!(events.len(), 1, "{got:#?}");
     assert_eq!(events[0]["entry"][1]["resource"]["id"], bilirubin.as_str());
+}
+
+/// A token confined to one patient may create a Subscription (the Backport IG allows it): the
+/// server marks it as that patient's, only that patient's changes reach it, and no other
+/// patient's app may read, change or end it.
+async fn a_patient_app_subscribes_within_its_patient(app: TestApp) {
+    use reqwest::Method;
+    let hook = Receiver::start().await;
+    let (a, _) = app.create(&json!({"resourceType": "Patient"})).await;
+    let (b, _) = app.create(&json!({"resourceType": "Patient"})).await;
+    let (mine, theirs) = (
+        app.token_for("patient/*.cruds", Some(&a)),
+        app.token_for("patient/*.cruds", Some(&b)),
+    );
+    // no filter at all: the token's patient bounds it
+    let body = subscription("encounter-start", &[], &hook.url, "id-only");
+    let created = app
+        .send_as(&mine, Method::POST, "Subscription", Some(&body))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let sid = created.json()["id"].as_str().unwrap().to_string();
+    let mark = json!([{"url": "http://emrsync.org/fhir/StructureDefinition/subscription-patient",
+                       "valueReference": {"reference": format!("Patient/{a}")}}]);
+    assert_eq!(created.json()["extension"], mark);
+    wait_status(&app, &sid, "active").await;
+
+    app.create(&encounter(&b, "in-progress")).await; // another patient's: never sent
+    let (e, _) = app.create(&encounter(&a, "in-progress")).await;
+    hook.wait_until(10, "the admission", |g| {
+        g.iter().any(|r| kind(&r.body) == "event-notification")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let events: Vec<Value> = hook
+        .received()
+        .into_iter()
+        .filter(|r| kind(&r.body) == "event-notification")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(focuses(&events[0]), [format!("{}/Encounter/{e}", app.base)]);
+
+    // its own app reads it; another patient's neither reads, changes nor ends it
+    let path = format!("Subscription/{sid}");
+    assert_eq!(
+        app.send_as(&mine, Method::GET, &path, None).await.status,
+        200
+    );
+    assert_eq!(
+        app.send_as(&theirs, Method::GET, &path, None).await.status,
+        404
+    );
+    let mut stolen = created.json();
+    stolen["extension"] = json!([{"url": "http://emrsync.org/fhir/StructureDefinition/subscription-patient",
+                                  "valueReference": {"reference": format!("Patient/{b}")}}]);
+    let r = app
+        .send_as(&theirs, Method::PUT, &path, Some(&stolen))
+        .await;
+    assert!(matches!(r.status, 403 | 404), "{}", r.text);
+    assert!(matches!(
+        app.send_as(&theirs, Method::DELETE, &path, None)
+            .await
+            .status,
+        403 | 404
+    ));
+    // a mark the client writes itself is the server's to set: it stays its patient's
+    let r = app.send_as(&mine, Method::PUT, &path, Some(&stolen)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["extension"], mark);
+    assert_eq!(
+        app.send_as(&mine, Method::DELETE, &path, None).await.status,
+        200
+    );
 }
