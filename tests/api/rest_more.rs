@@ -14,6 +14,7 @@ on_both_backends!(
     meta_is_read_added_to_and_taken_from,
     the_capability_statement_comes_in_part,
     a_read_comes_in_part,
+    a_search_by_list_finds_its_members,
 );
 
 fn patient(mrn: &str) -> serde_json::Value {
@@ -437,4 +438,48 @@ async fn a_read_comes_in_part(app: TestApp) {
             .status,
         400
     );
+}
+
+async fn a_search_by_list_finds_its_members(app: TestApp) {
+    let (p1, _) = app.create(&patient("L1")).await;
+    let (p2, _) = app.create(&patient("L2")).await;
+    let mut male = patient("L3");
+    male["gender"] = json!("male");
+    let (p3, _) = app.create(&male).await;
+    let (obs, _) = app
+        .create(
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                        "subject": {"reference": format!("Patient/{p1}")}}),
+        )
+        .await;
+    let item = |r: String| json!({"item": {"reference": r}});
+    let (list, _) = app
+        .create(
+            &json!({"resourceType": "List", "status": "current", "mode": "working",
+            "entry": [item(format!("Patient/{p1}")), item(format!("Patient/{p3}")),
+                      item(format!("Observation/{obs}"))]}),
+        )
+        .await;
+    let ids = |r: crate::helpers::Resp| {
+        assert_eq!(r.status, 200, "{}", r.text);
+        matched_ids(&r.json())
+    };
+    let mut both = vec![p1.clone(), p3.clone()];
+    both.sort();
+    assert_eq!(ids(app.get(&format!("Patient?_list={list}")).await), both);
+    assert_eq!(
+        ids(app.get(&format!("Patient?_list={list}&gender=male")).await),
+        [p3.as_str()]
+    );
+    assert_eq!(
+        ids(app.get(&format!("Observation?_list={list}")).await),
+        [obs.as_str()]
+    );
+    assert!(!ids(app.get(&format!("Patient?_list={list}")).await).contains(&p2));
+    assert_eq!(
+        ids(app.get("Patient?_list=no-such-list").await),
+        Vec::<String>::new()
+    );
+    let functional = app.get("Patient?_list=$current-allergies").await;
+    assert_eq!(functional.status, 400, "{}", functional.text);
 }

@@ -27,7 +27,6 @@ const MAX_INCLUDES: usize = 32;
 const NOT_OFFERED: &[&str] = &[
     "_contained",
     "_containedType",
-    "_list",
     "_text",
     "_content",
     "_query",
@@ -195,6 +194,22 @@ impl SearchRequest {
                         "{CURSOR} '{value}' is not a paging cursor of this server"
                     ))
                 })?)
+            }
+            // `_list=42`: what List/42 holds, which is what points back from it through its
+            // `item` parameter; functional lists (`$current-allergies`) are not kept here
+            "_list" => {
+                if value.starts_with('$') {
+                    return self.unsupported(
+                        format!(
+                            "_list '{value}': functional lists are not offered; name a List by id"
+                        ),
+                        lenient,
+                    );
+                }
+                if value.is_empty() || value.contains(',') {
+                    return bad(format!("_list '{value}' must name one List by its id"));
+                }
+                self.parameter(types, "_has:List:item:_id", value, lenient)?
             }
             n if n == "_include"
                 || n == "_revinclude"
