@@ -121,6 +121,8 @@ pub struct BenchArgs {
 pub enum Scenario {
     /// POST one Patient.
     Create,
+    /// POST one Patient to `Patient/$validate`: a create's checks, nothing stored.
+    Validate,
     /// GET one existing Patient by id.
     Read,
     /// PUT a changed version of an existing Patient.
@@ -250,6 +252,18 @@ impl Target {
                     .request(reqwest::Method::POST, "Patient")
                     .json_fhir(&body);
                 (self.send(req, StatusCode::CREATED).await.0, 1)
+            }
+            Scenario::Validate => {
+                let body = data::patient(None, n);
+                let req = self
+                    .request(reqwest::Method::POST, "Patient/$validate")
+                    .json_fhir(&body);
+                let (ok, outcome) = self.send(req, StatusCode::OK).await;
+                // a 200 that reports an error is a failed check of a valid Patient
+                let clean = outcome["issue"]
+                    .as_array()
+                    .is_some_and(|i| i.iter().all(|i| i["severity"] != "error"));
+                (ok && clean, 1)
             }
             Scenario::Read => {
                 let id = &self.ids[fastrand::usize(..self.ids.len())];
