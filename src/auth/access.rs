@@ -406,7 +406,29 @@ mod tests {
             g.reach(Interaction::Read, "ValueSet"),
             Ok(Reach::All)
         ));
-        assert!(g.reach(Interaction::Read, "Subscription").is_err());
+        assert!(g.reach(Interaction::Read, "Questionnaire").is_err());
+        // a Subscription is the patient's when the server marked it so
+        assert!(matches!(
+            g.reach(Interaction::Read, "Subscription"),
+            Ok(Reach::Only(l)) if l[0].patient.as_deref() == Some("p1")
+        ));
+        let mark = |p: &str| {
+            json!({"resourceType": "Subscription", "extension": [{"url": SUBSCRIPTION_PATIENT,
+                   "valueReference": {"reference": format!("Patient/{p}")}}]})
+        };
+        assert!(
+            g.check(Interaction::Read, "Subscription", "s1", || mark("p1"))
+                .is_ok()
+        );
+        assert!(
+            g.check(Interaction::Read, "Subscription", "s2", || mark("p2"))
+                .is_err()
+        );
+        let unmarked = json!({"resourceType": "Subscription"});
+        assert!(
+            g.check(Interaction::Read, "Subscription", "s3", || &unmarked)
+                .is_err()
+        );
         assert!(g.reach(Interaction::Create, "Observation").is_err());
         let obs = json!({"resourceType":"Observation","subject":{"reference":"Patient/p1"}});
         assert!(
