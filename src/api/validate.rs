@@ -151,6 +151,11 @@ async fn validate(
         Ok(a) => issues.extend(a.warnings),
         Err(e) => issues.extend(ApiError::from(e).issues),
     }
+    // what the token may write: a write outside its patient's compartment would be refused
+    let target = id.as_deref().unwrap_or("");
+    if let Err(denied) = ctx.grant.check(interaction, &rtype, target, || &resource) {
+        issues.push(Issue::error("forbidden", denied.0));
+    }
     if let Some(url) = asked.profile.filter(|u| !is_base_profile(u, &rtype)) {
         match stored_profile(&state, &url).await? {
             Some(p) => issues.extend(profile::check(&resource, &p)),

@@ -296,6 +296,38 @@ async fn validate_says_what_a_write_would_and_stores_nothing(app: TestApp) {
         .filter(|i| i["severity"] == "error")
         .count();
     assert_eq!(errors, 2, "{}", checked.text);
+    // a patient's token is told what its write would be: another patient's record is refused
+    let (mine, _) = app.create(&patient("V5")).await;
+    let token = app.token_for("patient/*.cruds", Some(&mine));
+    let obs = |p: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+               "subject": {"reference": format!("Patient/{p}")}})
+    };
+    let own = app
+        .send_as(
+            &token,
+            reqwest::Method::POST,
+            "Observation/$validate",
+            Some(&obs(&mine)),
+        )
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert!(!own.text.contains("\"error\""), "{}", own.text);
+    let other = app
+        .send_as(
+            &token,
+            reqwest::Method::POST,
+            "Observation/$validate",
+            Some(&obs(&id)),
+        )
+        .await;
+    assert_eq!(other.status, 200, "{}", other.text);
+    assert_eq!(
+        other.json()["issue"][0]["code"],
+        "forbidden",
+        "{}",
+        other.text
+    );
     let unknown = app
         .send(validate(
             "Patient/$validate?profile=http://example.org/none",
