@@ -16,6 +16,26 @@ pub enum Summary {
     Data,
 }
 
+impl Summary {
+    /// The view a `_summary` code names (`count` and `false` name none).
+    pub fn from_code(code: &str) -> Option<Summary> {
+        match code {
+            "true" => Some(Summary::True),
+            "text" => Some(Summary::Text),
+            "data" => Some(Summary::Data),
+            _ => None,
+        }
+    }
+}
+
+/// The top-level element names an `_elements` list asks for (`Patient.name` is `name`).
+pub fn element_names(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|e| e.trim().rsplit('.').next().unwrap_or("").to_string())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
 /// The top-level element a JSON key of `rtype` belongs to: `valueQuantity` → `value`,
 /// `_birthDate` → `birthDate`.
 fn element_of<'k>(rtype: &str, key: &'k str) -> &'k str {
@@ -91,23 +111,16 @@ pub fn apply_params(resource: &mut Value, params: &[(String, String)]) -> Result
     let mut shaped = false;
     for (k, v) in params {
         match (k.as_str(), v.as_str()) {
-            ("_summary", "true") => summarize(resource, Summary::True),
-            ("_summary", "text") => summarize(resource, Summary::Text),
-            ("_summary", "data") => summarize(resource, Summary::Data),
             ("_summary", "false") => continue,
-            ("_summary", other) => {
-                return Err(format!(
-                    "_summary '{other}' must be true, text, data or false here"
-                ));
-            }
-            ("_elements", list) => {
-                let wanted: Vec<String> = list
-                    .split(',')
-                    .map(|e| e.trim().rsplit('.').next().unwrap_or("").to_string())
-                    .filter(|e| !e.is_empty())
-                    .collect();
-                elements(resource, &wanted);
-            }
+            ("_summary", code) => match Summary::from_code(code) {
+                Some(summary) => summarize(resource, summary),
+                None => {
+                    return Err(format!(
+                        "_summary '{code}' must be true, text, data or false here"
+                    ));
+                }
+            },
+            ("_elements", list) => elements(resource, &element_names(list)),
             _ => continue,
         }
         shaped = true;

@@ -162,9 +162,7 @@ impl SearchRequest {
                 }
             }
             "_summary" => match value {
-                "true" => self.summary = Some(Summary::True),
-                "text" => self.summary = Some(Summary::Text),
-                "data" => self.summary = Some(Summary::Data),
+                "true" | "text" | "data" => self.summary = Summary::from_code(value),
                 "count" => self.count_only = true,
                 "false" => self.summary = None,
                 other => {
@@ -173,15 +171,7 @@ impl SearchRequest {
                     ));
                 }
             },
-            "_elements" => {
-                self.elements = Some(
-                    value
-                        .split(',')
-                        .map(|e| e.trim().rsplit('.').next().unwrap_or("").to_string())
-                        .filter(|e| !e.is_empty())
-                        .collect(),
-                )
-            }
+            "_elements" => self.elements = Some(crate::fhir::subset::element_names(value)),
             "_sort" => {
                 for key in value.split(',').filter(|k| !k.is_empty()) {
                     self.sort.push(sort_key(types, key)?);

@@ -316,18 +316,24 @@ fn shape(value: &Value, ty: &str) -> Value {
 
 /// What `path` selects in `doc`, each item as a JSON pointer and its FHIR type.
 fn select(doc: &Value, path: &Expr) -> Vec<(String, &'static str)> {
-    let items: Vec<(*const Value, &'static str)> = fhirpath::evaluate(path, doc)
-        .into_iter()
-        .filter_map(|o| match o {
-            Out::Item(i) => i.value.map(|v| (v as *const Value, i.ty)),
-            Out::Literal(_) => None,
-        })
-        .collect();
-    // each item found again by its address, in document order
+    let items: std::collections::HashMap<*const Value, &'static str> =
+        fhirpath::evaluate(path, doc)
+            .into_iter()
+            .filter_map(|o| match o {
+                Out::Item(i) => i.value.map(|v| (v as *const Value, i.ty)),
+                Out::Literal(_) => None,
+            })
+            .collect();
+    // each item found again by its address (one lookup a node: a path selecting every item of
+    // a long list costs no more than one selecting one), in document order, the walk ending
+    // when the last is found
     let mut out = Vec::new();
     let mut stack: Vec<(&Value, String)> = vec![(doc, String::new())];
     while let Some((v, at)) = stack.pop() {
-        if let Some((_, ty)) = items.iter().find(|(p, _)| std::ptr::eq(*p, v)) {
+        if out.len() == items.len() {
+            break;
+        }
+        if let Some(ty) = items.get(&(v as *const Value)) {
             out.push((at.clone(), *ty));
         }
         match v {

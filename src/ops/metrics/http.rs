@@ -89,11 +89,9 @@ impl Route {
             [t, _] if known(t) => by_method("read", "other"),
             [t, _, "_history"] if known(t) => "history-instance",
             [t, _, "_history", _] if known(t) => "vread",
-            [c, _, t] if known(c) && known(t) => {
-                r.searched = some(t);
-                "search-compartment"
-            }
-            [c, _, t, "_search"] if known(c) && known(t) && m == "POST" => {
+            [c, _, t] | [c, _, t, "_search"]
+                if known(c) && known(t) && (s.len() == 3 || m == "POST") =>
+            {
                 r.searched = some(t);
                 "search-compartment"
             }
@@ -152,6 +150,14 @@ mod tests {
         assert_eq!(
             i(Method::GET, "/fhir/Patient/1/Observation"),
             "search-compartment"
+        );
+        assert_eq!(
+            i(Method::POST, "/fhir/Patient/1/Observation/_search"),
+            "search-compartment"
+        );
+        assert_eq!(
+            i(Method::GET, "/fhir/Patient/1/Observation/_search"),
+            "unknown"
         );
         assert_eq!(i(Method::GET, "/fhir/nonsense/a/b/c"), "unknown");
         assert_eq!(i(Method::GET, "/fhir/metadata"), "capabilities");
