@@ -12,6 +12,7 @@ on_both_backends!(
     batch_entries_succeed_or_fail_alone,
     transaction_conditional_create_and_update,
     bundle_misuse_is_refused,
+    patches_ride_in_transactions_and_batches,
 );
 
 fn patient_entry(uuid: &str, family: &str) -> Value {
@@ -227,4 +228,89 @@ async fn bundle_misuse_is_refused(app: TestApp) {
     let no_request = json!({"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"}}]});
     assert_eq!(app.post("", &no_request).await.status, 400);
     assert_eq!(app.get("Patient/dup").await.status, 404);
+}
+
+async fn patches_ride_in_transactions_and_batches(app: TestApp) {
+    use base64::Engine;
+    let patient = |mrn: &str| {
+        json!({"resourceType": "Patient", "gender": "female",
+            "identifier": [{"system": "http://hospital.example/mrn", "value": mrn}],
+            "name": [{"family": "Ito", "given": ["Yuki"]}]})
+    };
+    let (a, _) = app.create(&patient("P-8")).await;
+    let (b, _) = app.create(&patient("P-9")).await;
+    let binary = |content_type: &str, patch: Value| {
+        json!({"resourceType": "Binary", "contentType": content_type,
+               "data": base64::engine::general_purpose::STANDARD.encode(patch.to_string())})
+    };
+    let fhirpath = json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+        {"name": "name", "valueString": "birthDate"}, {"name": "value", "valueDate": "1990-04-01"}]}]});
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": binary("application/json-patch+json",
+            json!([{"op": "replace", "path": "/gender", "value": "other"}])),
+         "request": {"method": "PATCH", "url": format!("Patient/{a}")}},
+        {"resource": binary("application/merge-patch+json", json!({"active": true})),
+         "request": {"method": "PATCH", "url": "Patient?identifier=http://hospital.example/mrn|P-9"}},
+    ]});
+    let r = app.post("", &tx).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let statuses: Vec<Value> = r.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("200 OK"), json!("200 OK")]);
+    let (now_a, now_b) = (
+        app.get(&format!("Patient/{a}")).await.json(),
+        app.get(&format!("Patient/{b}")).await.json(),
+    );
+    assert_eq!(
+        (&now_a["gender"], &now_a["meta"]["versionId"]),
+        (&json!("other"), &json!("2"))
+    );
+    assert_eq!(
+        (&now_b["active"], &now_b["meta"]["versionId"]),
+        (&json!(true), &json!("2"))
+    );
+
+    // a patch that fails (its test does not hold) rolls the whole transaction back
+    let failing = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": fhirpath.clone(), "request": {"method": "PATCH", "url": format!("Patient/{a}")}},
+        {"resource": binary("application/json-patch+json",
+            json!([{"op": "test", "path": "/gender", "value": "male"}])),
+         "request": {"method": "PATCH", "url": format!("Patient/{b}")}},
+    ]});
+    let r = app.post("", &failing).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("entry[1]"), "{}", r.text);
+    let unchanged = app.get(&format!("Patient/{a}")).await.json();
+    assert_eq!(unchanged["meta"]["versionId"], "2");
+    assert!(unchanged.get("birthDate").is_none());
+
+    // in a batch each stands alone: the FHIRPath Patch applies, the unmatched one is 404, a
+    // patch that is neither a Binary nor a Parameters is 400
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": fhirpath, "request": {"method": "PATCH", "url": format!("Patient/{a}")}},
+        {"resource": binary("application/json-patch+json", json!([])),
+         "request": {"method": "PATCH", "url": "Patient?identifier=http://hospital.example/mrn|none"}},
+        {"resource": {"resourceType": "Patient"}, "request": {"method": "PATCH", "url": format!("Patient/{b}")}},
+    ]});
+    let r = app.post("", &batch).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let out = r.json();
+    let status = |i: usize| {
+        out["entry"][i]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status(0), "200 OK");
+    assert!(status(1).starts_with("404"), "{}", status(1));
+    assert!(status(2).starts_with("400"), "{}", status(2));
+    assert_eq!(
+        app.get(&format!("Patient/{a}")).await.json()["birthDate"],
+        "1990-04-01"
+    );
 }

@@ -1,7 +1,7 @@
 //! Batch and transaction Bundles (`POST [base]`).
 //!
 //! A transaction runs in one database transaction: entries are processed DELETE, POST, PUT,
-//! GET (the spec's order), `urn:uuid:` fullUrls get their server ids and every reference to them
+//! GET (the spec's order; a PATCH with the PUTs), `urn:uuid:` fullUrls get their server ids and every reference to them
 //! is rewritten, and any failing entry rolls the whole Bundle back. A batch runs each entry on
 //! its own and reports each entry's outcome.
 
@@ -16,6 +16,8 @@ use super::error::ApiError;
 use super::path::{check_type, parse_etag, parse_id};
 use super::render;
 use crate::fhir::FhirId;
+use crate::fhir::patch::Patch;
+use crate::ingest::rest::PatchRequest;
 use crate::ingest::{Accepted, Writer};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -39,6 +41,13 @@ enum Action {
         rtype: String,
         target: Target,
         if_match: Option<i64>,
+    },
+    /// A patch of the resource named (a conditional one must match exactly one).
+    Patch {
+        rtype: String,
+        target: Target,
+        patch: Patch,
+        request: PatchRequest,
     },
     Read {
         rtype: String,
@@ -66,6 +75,7 @@ impl Action {
             Action::Create { rtype, .. }
             | Action::Update { rtype, .. }
             | Action::Delete { rtype, .. }
+            | Action::Patch { rtype, .. }
             | Action::Read { rtype, .. } => rtype,
         }
     }
@@ -77,7 +87,7 @@ impl Entry {
         match self.action {
             Action::Delete { .. } => 0,
             Action::Create { .. } => 1,
-            Action::Update { .. } => 2,
+            Action::Update { .. } | Action::Patch { .. } => 2,
             Action::Read { .. } => 3,
         }
     }
@@ -118,6 +128,7 @@ pub async fn process(
     state.rates.charge_client(&ctx.grant, units)?;
     let base = state.base_url.clone();
     let c = ctx.clone();
+    let max_bytes = state.max_body_bytes;
     let response = write(&state, &ctx, &kind, None, move |store, w| {
         let raw = entry_values(raw)?;
         let lenient = c.lenient;
@@ -126,7 +137,7 @@ pub async fn process(
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    parse_entry(r, lenient, w)
+                    parse_entry(r, (lenient, max_bytes), w)
                         .map_err(|e| e.in_context(&format!("Bundle.entry[{i}]")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -134,7 +145,7 @@ pub async fn process(
         } else {
             let entries = raw
                 .into_iter()
-                .map(|r| parse_entry(r, lenient, w))
+                .map(|r| parse_entry(r, (lenient, max_bytes), w))
                 .collect();
             Ok(run::run_batch(store, entries, &base, &c, w))
         }
@@ -234,7 +245,12 @@ fn entry_values(raw: RawEntries) -> Result<Vec<Value>, ApiError> {
 }
 
 /// Parse and validate one entry (no database access).
-fn parse_entry(mut raw: Value, lenient: bool, writer: &Writer) -> Result<Entry, ApiError> {
+/// `lenient` handling asked for, and the largest a patched resource may be (the body limit).
+fn parse_entry(
+    mut raw: Value,
+    (lenient, max_bytes): (bool, usize),
+    writer: &Writer,
+) -> Result<Entry, ApiError> {
     let mut body = raw.get_mut("resource").map(Value::take);
     let request = raw.get("request").ok_or_else(|| {
         ApiError::bad_request("entry.request is required in a batch or transaction")
@@ -315,11 +331,16 @@ fn parse_entry(mut raw: Value, lenient: bool, writer: &Writer) -> Result<Entry, 
                 )));
             }
         },
-        "PATCH" => {
-            return Err(ApiError::bad_request(
-                "PATCH inside a Bundle is not supported; send it as its own request",
-            ));
-        }
+        "PATCH" => Action::Patch {
+            target: target()?,
+            patch: entry_patch(body.take(), method, url)?,
+            request: PatchRequest {
+                expected: if_match,
+                lenient,
+                max_bytes,
+            },
+            rtype,
+        },
         other => {
             return Err(ApiError::bad_request(format!(
                 "'{other} {url}' is not a supported Bundle request"
@@ -333,4 +354,46 @@ fn parse_entry(mut raw: Value, lenient: bool, writer: &Writer) -> Result<Entry, 
             .map(str::to_string),
         action,
     })
+}
+
+/// The patch a PATCH entry carries (the spec's way, as the resource): a `Binary` holding a JSON
+/// Patch (or a JSON Merge Patch) by its `contentType`, or a `Parameters` that is a FHIRPath
+/// Patch.
+fn entry_patch(body: Option<Value>, method: &str, url: &str) -> Result<Patch, ApiError> {
+    use base64::Engine;
+    let body = body.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{method} {url} needs entry.resource: a Binary holding a JSON Patch, or a Parameters \
+             (FHIRPath Patch)"
+        ))
+    })?;
+    match body.get("resourceType").and_then(Value::as_str) {
+        Some("Parameters") => Ok(Patch::FhirPath(body)),
+        Some("Binary") => {
+            let content_type = body
+                .get("contentType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let data = body.get("data").and_then(Value::as_str).unwrap_or("");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("{method} {url}: Binary.data is not base64: {e}"))
+                })?;
+            let patch: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::bad_request(format!("{method} {url}: Binary.data is not JSON: {e}"))
+            })?;
+            match content_type.split(';').next().unwrap_or("").trim() {
+                "application/json-patch+json" => Ok(Patch::Json(patch)),
+                "application/merge-patch+json" => Ok(Patch::Merge(patch)),
+                other => Err(ApiError::bad_request(format!(
+                    "{method} {url}: a Binary patch is application/json-patch+json or \
+                     application/merge-patch+json, not '{other}'"
+                ))),
+            }
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "{method} {url}: the patch is a Binary (JSON Patch) or a Parameters (FHIRPath Patch)"
+        ))),
+    }
 }

@@ -152,7 +152,20 @@ fn resolve(
                 id: existing.unwrap_or_else(FhirId::generate),
             }
         }
-        Action::Update { rtype, target, .. } | Action::Delete { rtype, target, .. } => {
+        Action::Patch {
+            rtype,
+            target: Target::Condition(q),
+            ..
+        } => {
+            // a patch needs something to patch: a condition that matches nothing is 404
+            let id = single_match(tx, rtype, q, base, grant)?.ok_or_else(|| {
+                ApiError::not_found(format!("no {rtype} matches '{q}' to be patched"))
+            })?;
+            Resolved { id, existing: true }
+        }
+        Action::Update { rtype, target, .. }
+        | Action::Delete { rtype, target, .. }
+        | Action::Patch { rtype, target, .. } => {
             let id = match target {
                 Target::Id(id) => id.clone(),
                 Target::Condition(q) => {
@@ -178,6 +191,11 @@ fn check_no_duplicates(entries: &[Entry]) -> Result<(), ApiError> {
             ..
         }
         | Action::Delete {
+            rtype,
+            target: Target::Id(id),
+            ..
+        }
+        | Action::Patch {
             rtype,
             target: Target::Id(id),
             ..
@@ -303,6 +321,9 @@ fn execute(
             Ok(rest::update(tx, &rtype, id, resource, if_match, wctx)?)
         }
         Action::Delete { if_match, .. } => Ok(rest::delete(tx, &rtype, id, *if_match, wctx)?),
+        Action::Patch { patch, request, .. } => {
+            Ok(rest::patch(tx, &rtype, id, patch, request, wctx)?.0)
+        }
         Action::Read { .. } => unreachable!("handled above"),
     }
 }
