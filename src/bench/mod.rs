@@ -143,6 +143,10 @@ pub enum Scenario {
     SearchInclude,
     /// `Patient?_has:Observation:patient:code=...` (a lab code of about 0.1% of Observations).
     SearchHas,
+    /// `Patient?_text="..."`: a problem the narratives name (about 1 in 20 match).
+    SearchText,
+    /// `Patient?_content=given family`: a person's words anywhere in their record (a few match).
+    SearchContent,
     /// Load `--patients` Patients into the master patient index (transactions of 100) and
     /// wait until every one is linked.
     MatchData,

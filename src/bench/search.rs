@@ -43,11 +43,74 @@ pub fn mrn(n: usize) -> String {
     format!("MRN{n:012}")
 }
 
+/// Problems a Patient's narrative names (two each), for the full-text scenarios: one of them
+/// is in about 1 in 20 narratives.
+const PROBLEMS: &[&str] = &[
+    "essential hypertension",
+    "type 2 diabetes mellitus",
+    "chronic kidney disease",
+    "asthma",
+    "chronic obstructive pulmonary disease",
+    "atrial fibrillation",
+    "heart failure",
+    "osteoarthritis of the knee",
+    "major depressive disorder",
+    "hypothyroidism",
+    "migraine",
+    "gout",
+    "psoriasis",
+    "iron deficiency anemia",
+    "obesity",
+    "obstructive sleep apnea",
+    "hyperlipidemia",
+    "generalized anxiety disorder",
+    "rheumatoid arthritis",
+    "osteoporosis",
+    "coronary artery disease",
+    "peripheral neuropathy",
+    "glaucoma",
+    "benign prostatic hyperplasia",
+    "chronic low back pain",
+    "allergic rhinitis",
+    "epilepsy",
+    "ulcerative colitis",
+    "Crohn's disease",
+    "multiple sclerosis",
+    "Parkinson's disease",
+    "cataract",
+    "eczema",
+    "pernicious anemia",
+    "sarcoidosis",
+    "celiac disease",
+    "lupus erythematosus",
+    "tinnitus",
+    "plantar fasciitis",
+    "diverticulosis",
+];
+
+fn problem(n: usize, which: u64) -> &'static str {
+    PROBLEMS[(mix(n as u64 ^ which) % PROBLEMS.len() as u64) as usize]
+}
+
 fn patient(n: usize) -> Value {
     let mut p = data::patient(Some(&format!("bp{n}")), n as u64);
     p["name"][0]["family"] = json!(family(n));
     p["identifier"][0]["value"] = json!(mrn(n));
     p["active"] = json!(true);
+    // a narrative as EMRs generate them: who, and what they are followed for
+    let given = p["name"][0]["given"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let city = p["address"][0]["city"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    p["text"] = json!({"status": "generated", "div": format!(
+        "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p><b>{given} {}</b>, MRN {}, of {city}.</p>\
+         <p>Followed for {} and {}; last seen {}.</p></div>",
+        family(n), mrn(n), problem(n, 1), problem(n, 2), &moment(n as u64)[..10]
+    )});
     p
 }
 
@@ -205,6 +268,15 @@ pub fn query(scenario: super::Scenario, patients: usize) -> String {
             "Patient?_has:Observation:patient:code=http://loinc.org|{}",
             RARE_LABS[n % RARE_LABS.len()]
         ),
+        SearchText => format!("Patient?_text=\"{}\"", problem(n, 1)),
+        SearchContent => {
+            let p = patient(n);
+            format!(
+                "Patient?_content={}%20{}",
+                p["name"][0]["given"][0].as_str().unwrap_or_default(),
+                family(n).split('-').next().unwrap_or_default()
+            )
+        }
         _ => unreachable!("not a search scenario"),
     }
 }

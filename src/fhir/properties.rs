@@ -225,4 +225,49 @@ proptest! {
             prop_assert!(doc.to_string().len() <= max, "{}", doc.to_string().len());
         }
     }
+
+    #[test]
+    fn any_text_query_is_parsed_or_refused_into_words_only(
+        value in "[a-zA-Zé0-9 \"*,()\\-]{0,40}|OR|.{0,600}"
+    ) {
+        use super::search::text::{TextField, TextQuery};
+        if let Ok(q) = TextQuery::parse("_text", TextField::Narrative, &value) {
+            prop_assert!(!q.any_of.is_empty());
+            prop_assert!(q.any_of.iter().map(Vec::len).sum::<usize>() <= 16);
+            for t in q.any_of.iter().flatten() {
+                prop_assert!(!t.words.is_empty());
+                // nothing but letters and digits reaches either engine's query syntax
+                for w in &t.words {
+                    prop_assert!(!w.is_empty() && w.chars().all(char::is_alphanumeric), "{w:?}");
+                }
+            }
+            prop_assert!(q.any_of.iter().all(|g| g.iter().any(|t| !t.negate)));
+        }
+    }
+
+    #[test]
+    fn any_resource_s_text_is_words_within_the_bound(v in fhirish_json()) {
+        let e = super::search::text::entry(&v);
+        for text in [&e.narrative, &e.content] {
+            prop_assert!(text.len() <= 64 * 1024);
+            prop_assert!(text.split(' ').all(|w| w.chars().all(char::is_alphanumeric)));
+        }
+    }
+
+    #[test]
+    fn any_filter_expression_is_parsed_or_refused_within_the_bounds(
+        words in prop::collection::vec(prop::sample::select(vec![
+            "name", "gender", "birthdate", "subject.name", "general-practitioner.name",
+            "eq", "ne", "co", "sw", "ew", "gt", "ge", "pr", "in", "sb", "and", "or", "not",
+            "(", ")", "\"pet\"", "\"a, b\"", "male", "2014-10-10", "true", "x[y]", "\"",
+        ]), 0..200)
+    ) {
+        use super::search::filter::MAX_TERMS;
+        let text = words.join(" ");
+        for rtype in ["Patient", "Observation"] {
+            if let Ok(f) = super::search::filter_expr::parse_filter_expression(rtype, &text) {
+                prop_assert!(f.size() <= 64 * MAX_TERMS);
+            }
+        }
+    }
 }

@@ -54,9 +54,9 @@ pub fn expand(conn: &mut DbConnection, filter: &mut Filter) -> Result<(), StoreE
             *c = c.naming_patients(&records);
             Ok(())
         }
-        Filter::Clause(_) | Filter::Compartment { .. } => Ok(()),
+        Filter::Clause(_) | Filter::Compartment { .. } | Filter::Text(_) => Ok(()),
         Filter::Chain { targets, .. } => targets.iter_mut().try_for_each(|(_, f)| expand(conn, f)),
-        Filter::Has { inner, .. } => expand(conn, inner),
+        Filter::Has { inner, .. } | Filter::Not(inner) => expand(conn, inner),
         Filter::And(parts) | Filter::Or(parts) => {
             parts.iter_mut().try_for_each(|f| expand(conn, f))
         }

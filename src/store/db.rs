@@ -14,6 +14,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 /// The migration that added the audit trail's lookup keys (`audit::fill_keys`).
 const AUDIT_KEYS_MIGRATION: &str = "20261211000025";
+const SEARCH_TEXT_MIGRATION: &str = "20261213000027";
 
 /// A connection to whichever backend the configuration chose.
 #[derive(diesel::MultiConnection)]
@@ -161,6 +162,17 @@ impl Database {
         if applied.iter().any(|v| v == AUDIT_KEYS_MIGRATION) {
             let n = super::audit::fill_keys(&mut conn)?;
             tracing::info!(rows = n, "audit rows given their lookup keys");
+        }
+        // so do the resources kept before the full-text index existed
+        if applied.iter().any(|v| v == SEARCH_TEXT_MIGRATION) {
+            let n = super::search_text::fill(&mut conn)?;
+            tracing::info!(
+                resources = n,
+                "resources' text indexed for _text and _content"
+            );
+            // (and Subscriptions get the server-defined `patient` parameter, new with it)
+            let n = super::search_index::reindex(&mut conn, "Subscription")?;
+            tracing::info!(subscriptions = n, "Subscriptions indexed by patient");
         }
         Ok(applied.len())
     }

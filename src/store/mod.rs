@@ -34,6 +34,7 @@ pub mod schema;
 pub mod seal;
 pub mod search;
 pub mod search_index;
+pub mod search_text;
 pub mod secret;
 pub mod versions;
 mod wal_sync;

@@ -117,6 +117,30 @@ pub fn referring_of(
         .load(conn)?)
 }
 
+/// Index every current `rtype` resource afresh (after a new parameter for the type: the
+/// server-defined `Subscription.patient`), in transactions of a few hundred.
+pub fn reindex(conn: &mut DbConnection, rtype: &str) -> Result<usize, StoreError> {
+    use super::schema::resources as r;
+    let heads: Vec<(String, i64)> = r::table
+        .filter(r::resource_type.eq(rtype))
+        .filter(r::deleted.eq(false))
+        .select((r::resource_id, r::version_id))
+        .load(conn)?;
+    for chunk in heads.chunks(500) {
+        conn.transaction(|conn| {
+            for (id, v) in chunk {
+                if let Some(stored) = super::versions::version(conn, rtype, id, *v)? {
+                    let entries = crate::fhir::search::index::index(&stored.json());
+                    clear(conn, rtype, id)?;
+                    insert(conn, &[(rtype, id, &entries)])?;
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    Ok(heads.len())
+}
+
 /// Remove every index row of `rtype/id` (on delete): a range of the tables' primary keys.
 pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
     for table in TABLES {
@@ -127,7 +151,7 @@ pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), Store
         };
         remove(conn, table, rtype, id, &all)?;
     }
-    Ok(())
+    super::search_text::clear(conn, rtype, id)
 }
 
 /// Move the index of `rtype/id` from its `old` version's entries to its `new` one's, rewriting
@@ -151,7 +175,8 @@ pub fn replace(
             .find(|(table, _)| *table == t)
             .is_some_and(|(_, r)| !r.same && r.writes(n))
     };
-    insert_tables(conn, &[(rtype, id, new)], rewrite)
+    insert_tables(conn, &[(rtype, id, new)], rewrite)?;
+    super::search_text::replace(conn, rtype, id, Some(&old.text), &new.text)
 }
 
 /// Delete the rows of one table that `rewrite` replaces: its changed places and its tail.
@@ -203,7 +228,11 @@ pub fn insert(
     conn: &mut DbConnection,
     owners: &[(&str, &str, &Entries)],
 ) -> Result<(), StoreError> {
-    insert_tables(conn, owners, |_, _| true)
+    insert_tables(conn, owners, |_, _| true)?;
+    for (rtype, id, entries) in owners {
+        super::search_text::replace(conn, rtype, id, None, &entries.text)?;
+    }
+    Ok(())
 }
 
 fn insert_tables(

@@ -373,6 +373,38 @@ async fn a_patient_app_subscribes_within_its_patient(app: TestApp) {
     let r = app.send_as(&mine, Method::PUT, &path, Some(&stolen)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["extension"], mark);
+    // each app searches its own patient's Subscriptions only; a system token finds them by
+    // the server-defined `patient` parameter
+    let other = app
+        .send_as(&theirs, Method::POST, "Subscription", Some(&body))
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+    let other_id = other.json()["id"].as_str().unwrap().to_string();
+    let found = |token: String, query: String| {
+        let app = &app;
+        async move {
+            let r = app.send_as(&token, Method::GET, &query, None).await;
+            assert_eq!(r.status, 200, "{query}: {}", r.text);
+            crate::helpers::matched_ids(&r.json())
+        }
+    };
+    assert_eq!(
+        found(mine.clone(), "Subscription".into()).await,
+        [sid.as_str()]
+    );
+    assert_eq!(
+        found(
+            theirs.clone(),
+            "Subscription?status=requested,active,error,off".into()
+        )
+        .await,
+        [other_id.as_str()]
+    );
+    let admin = app.token_for("system/Subscription.rs", None);
+    assert_eq!(
+        found(admin, format!("Subscription?patient=Patient/{a}")).await,
+        [sid.as_str()]
+    );
     assert_eq!(
         app.send_as(&mine, Method::DELETE, &path, None).await.status,
         200

@@ -71,10 +71,11 @@ fn confine_inner(grant: &Grant, filter: &mut Filter) -> Result<(), Denied> {
         Filter::Has {
             source_type, inner, ..
         } => confine_one(grant, source_type, inner),
+        Filter::Not(inner) => confine_inner(grant, inner),
         Filter::And(parts) | Filter::Or(parts) => {
             parts.iter_mut().try_for_each(|p| confine_inner(grant, p))
         }
-        Filter::Clause(_) | Filter::Compartment { .. } => Ok(()),
+        Filter::Clause(_) | Filter::Compartment { .. } | Filter::Text(_) => Ok(()),
     }
 }
 

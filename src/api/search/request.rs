@@ -8,6 +8,7 @@ use crate::api::paging::CURSOR;
 use crate::fhir::Issue;
 use crate::fhir::definitions::Definitions;
 use crate::fhir::search::filter::{Filter, MAX_TERMS, parse_filter, too_many_terms};
+use crate::fhir::search::filter_expr::parse_filter_expression;
 use crate::fhir::search::{ParamType, SearchParams};
 use crate::fhir::subset::Summary;
 use crate::store::search::{Cursor, Include, IncludeKind, SortKey};
@@ -24,14 +25,7 @@ const MAX_SORT_KEYS: usize = 8;
 const MAX_INCLUDES: usize = 32;
 
 /// Result parameters of the spec this server does not offer.
-const NOT_OFFERED: &[&str] = &[
-    "_contained",
-    "_containedType",
-    "_text",
-    "_content",
-    "_query",
-    "_filter",
-];
+const NOT_OFFERED: &[&str] = &["_query"];
 
 /// Which types a search covers.
 #[derive(Debug, Clone)]
@@ -200,6 +194,30 @@ impl SearchRequest {
                     return bad(format!("_list '{value}' must name one List by its id"));
                 }
                 self.parameter(types, "_has:List:item:_id", value, lenient)?
+            }
+            // the defaults (contained resources are not searched apart from their container)
+            // are what every search here does; searching inside them is not offered
+            "_contained" | "_containedType" => {
+                if !matches!(
+                    (name, value),
+                    ("_contained", "false") | ("_containedType", "container")
+                ) {
+                    return self.unsupported(
+                        format!(
+                            "{name}={value}: contained resources are not searched; only \
+                             _contained=false and _containedType=container (the defaults) are"
+                        ),
+                        lenient,
+                    );
+                }
+            }
+            // `_filter=name co "pet" and ...`: each type's filter, built from the expression
+            "_filter" => {
+                for (rtype, filters) in &mut self.filters {
+                    let f = parse_filter_expression(rtype, value)
+                        .map_err(|e| ApiError::bad_request(e.message))?;
+                    filters.push(f);
+                }
             }
             n if n == "_include"
                 || n == "_revinclude"

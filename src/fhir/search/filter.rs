@@ -5,6 +5,7 @@
 
 use super::params::{ParamType, SearchParam, SearchParams};
 use super::query::{Clause, QueryError, parse_clause};
+use super::text::{TextField, TextQuery};
 use crate::fhir::definitions::Definitions;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -46,6 +47,10 @@ pub enum Filter {
     /// Every one of these (what a chain or `_has` must match when the caller may only reach
     /// one patient's compartment: its own filter and the compartment).
     And(Vec<Filter>),
+    /// Words in the resource's text (`_text`, `_content`).
+    Text(TextQuery),
+    /// Not this (`_filter`'s `not (...)` and `ne`).
+    Not(Box<Filter>),
     /// Any one of these (what a token with several query-restricted scopes on one type may
     /// read: `?category=laboratory` or `?category=vital-signs`).
     Or(Vec<Filter>),
@@ -59,7 +64,9 @@ impl Filter {
             Filter::Clause(c) => c.any_of.len().max(1),
             Filter::Chain { targets, .. } => targets.iter().map(|(_, f)| 1 + f.size()).sum(),
             Filter::Has { inner, .. } => 1 + inner.size(),
+            Filter::Not(inner) => inner.size(),
             Filter::Compartment { params, .. } => 1 + params.len(),
+            Filter::Text(q) => q.any_of.iter().map(Vec::len).sum(),
             Filter::And(parts) | Filter::Or(parts) => parts.iter().map(Filter::size).sum(),
         }
     }
@@ -69,9 +76,9 @@ impl Filter {
     pub fn through_identity(&self) -> bool {
         match self {
             Filter::Clause(c) => c.through_identity,
-            Filter::Compartment { .. } => false,
+            Filter::Compartment { .. } | Filter::Text(_) => false,
             Filter::Chain { targets, .. } => targets.iter().any(|(_, f)| f.through_identity()),
-            Filter::Has { inner, .. } => inner.through_identity(),
+            Filter::Has { inner, .. } | Filter::Not(inner) => inner.through_identity(),
             Filter::And(parts) | Filter::Or(parts) => parts.iter().any(Filter::through_identity),
         }
     }
@@ -84,9 +91,9 @@ impl Filter {
                 .any_of
                 .iter()
                 .any(|p| matches!(p, super::query::Predicate::Coded { .. })),
-            Filter::Compartment { .. } => false,
+            Filter::Compartment { .. } | Filter::Text(_) => false,
             Filter::Chain { targets, .. } => targets.iter().any(|(_, f)| f.through_terminology()),
-            Filter::Has { inner, .. } => inner.through_terminology(),
+            Filter::Has { inner, .. } | Filter::Not(inner) => inner.through_terminology(),
             Filter::And(parts) | Filter::Or(parts) => parts.iter().any(Filter::through_terminology),
         }
     }
@@ -98,11 +105,11 @@ impl Filter {
     ) -> Result<(), String> {
         match self {
             Filter::Clause(c) => f(c),
-            Filter::Compartment { .. } => Ok(()),
+            Filter::Compartment { .. } | Filter::Text(_) => Ok(()),
             Filter::Chain { targets, .. } => targets
                 .iter_mut()
                 .try_for_each(|(_, t)| t.for_each_clause(f)),
-            Filter::Has { inner, .. } => inner.for_each_clause(f),
+            Filter::Has { inner, .. } | Filter::Not(inner) => inner.for_each_clause(f),
             Filter::And(parts) | Filter::Or(parts) => {
                 parts.iter_mut().try_for_each(|p| p.for_each_clause(f))
             }
@@ -141,6 +148,14 @@ fn parse_at(
     }
     if let Some((head, rest)) = name.split_once('.') {
         return parse_chain(rtype, head, rest, value, depth);
+    }
+    let field = match name {
+        "_text" => Some(TextField::Narrative),
+        "_content" => Some(TextField::Content),
+        _ => None,
+    };
+    if let Some(field) = field {
+        return TextQuery::parse(name, field, value).map(|q| Some(Filter::Text(q)));
     }
     Ok(parse_clause(rtype, name, value)?.map(Filter::Clause))
 }
@@ -299,11 +314,17 @@ pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryEr
 
 /// `patient_compartment` of several patients at once: in any one's compartment.
 pub fn compartment_of(rtype: &str, patients: &[String]) -> Result<Filter, QueryError> {
-    let codes = compartment_params(rtype).ok_or_else(|| {
-        QueryError::new(format!(
-            "{rtype} resources are not in the Patient compartment"
-        ))
-    })?;
+    // a Subscription is a patient's by the server's own parameter (see `params`), not by the
+    // spec's compartment, which has none (nor does `$everything` return them)
+    let subscription = [super::params::SUBSCRIPTION_PATIENT_PARAM.to_string()];
+    let codes = (rtype == "Subscription")
+        .then_some(&subscription[..])
+        .or_else(|| compartment_params(rtype))
+        .ok_or_else(|| {
+            QueryError::new(format!(
+                "{rtype} resources are not in the Patient compartment"
+            ))
+        })?;
     let params = codes
         .iter()
         .filter_map(|c| SearchParams::get().find(rtype, c))

@@ -93,6 +93,8 @@ pub struct Entries {
     pub quantities: Vec<QuantityEntry>,
     pub uris: Vec<UriEntry>,
     pub composites: Vec<CompositeEntry>,
+    /// The words `_text` and `_content` find (not counted by `len`: no parameter's values).
+    pub text: super::text::TextEntry,
 }
 
 /// Lower case without accents: "Müller" and "muller" search alike.
@@ -117,6 +119,7 @@ pub fn index(resource: &Value) -> Entries {
         entries.add(param, &found);
     }
     entries.dedup();
+    entries.text = super::text::entry(resource);
     entries
 }
 

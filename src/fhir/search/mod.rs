@@ -3,9 +3,11 @@
 
 pub mod date;
 pub mod filter;
+pub mod filter_expr;
 pub mod index;
 pub mod matcher;
 pub mod params;
 pub mod query;
+pub mod text;
 
 pub use params::{ParamType, SearchParam, SearchParams};

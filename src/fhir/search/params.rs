@@ -108,9 +108,10 @@ impl SearchParams {
     pub fn get() -> &'static SearchParams {
         static PARAMS: OnceLock<SearchParams> = OnceLock::new();
         PARAMS.get_or_init(|| {
-            let raw: BTreeMap<String, BTreeMap<String, RawParam>> =
+            let mut raw: BTreeMap<String, BTreeMap<String, RawParam>> =
                 serde_json::from_str(SEARCH_PARAMETERS_JSON)
                     .expect("capability/search-parameters.json is valid (generated file)");
+            add_server_defined(&mut raw);
             SearchParams::from_raw(raw)
         })
     }
@@ -148,6 +149,25 @@ impl SearchParams {
         let own = self.by_type.get(rtype).into_iter().flat_map(|p| p.values());
         self.common.values().chain(own)
     }
+}
+
+/// The parameter `Subscription.patient` this server defines: the patient whose compartment a
+/// Subscription joined when a token confined to that patient created it (the server's mark,
+/// `auth::access::SUBSCRIPTION_PATIENT`). Indexed like any reference, it lets such a token
+/// search its own Subscriptions, and an administrator find a patient's.
+pub const SUBSCRIPTION_PATIENT_PARAM: &str = "patient";
+
+fn add_server_defined(raw: &mut BTreeMap<String, BTreeMap<String, RawParam>>) {
+    raw.entry("Subscription".into()).or_default().insert(
+        SUBSCRIPTION_PATIENT_PARAM.into(),
+        RawParam {
+            kind: ParamType::Reference,
+            expression: "Subscription.extension('http://emrsync.org/fhir/StructureDefinition/subscription-patient').value".into(),
+            url: "http://emrsync.org/fhir/SearchParameter/Subscription-patient".into(),
+            target: vec!["Patient".into()],
+            components: Vec::new(),
+        },
+    );
 }
 
 fn compile(code: &str, p: RawParam) -> SearchParam {

@@ -93,6 +93,7 @@ fn selectivity(filter: &Filter) -> Option<u8> {
             ParamType::Number | ParamType::Quantity => 5,
             _ => 6,
         }),
+        Filter::Not(_) => None,
         _ => Some(2),
     }
 }
@@ -127,6 +128,8 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
     let id = format!("{}.resource_id", owner.row);
     match filter {
         Filter::Clause(clause) => clause_sql(sql, owner, clause),
+        Filter::Text(query) => super::text::text_sql(sql, owner, query),
+        Filter::Not(inner) => format!("NOT ({})", filter_sql(sql, owner, inner)),
         Filter::Chain { param, targets } => {
             let s = sql.alias("c");
             let p = sql.text(&param.code);

@@ -11,6 +11,7 @@ pub mod meta_in_use;
 mod order;
 mod predicate;
 mod sql;
+mod text;
 
 pub use include::{Include, IncludeKind, includes};
 pub use order::{Cursor, SortKey, SortKind};

@@ -1,0 +1,2 @@
+DROP TABLE search_text;
+DROP TABLE search_text_rows;

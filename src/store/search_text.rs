@@ -1,0 +1,136 @@
+//! Writing the full-text index (`fhir::search::text`), in the caller's transaction like the
+//! rest of the search index: SQLite keeps the words in an FTS5 table without content of its
+//! own, keyed through `search_text_rows`; PostgreSQL in `tsvector` columns with GIN indexes.
+
+use super::db::DbConnection;
+use super::error::StoreError;
+use crate::fhir::search::text::TextEntry;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+#[derive(QueryableByName)]
+struct RowId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// Move the text of `rtype/id` from `old` (what its index holds, if anything) to `new`.
+pub fn replace(
+    conn: &mut DbConnection,
+    rtype: &str,
+    id: &str,
+    old: Option<&TextEntry>,
+    new: &TextEntry,
+) -> Result<(), StoreError> {
+    if old == Some(new) || (old.is_none() && new.is_empty()) {
+        return Ok(());
+    }
+    if new.is_empty() {
+        return clear(conn, rtype, id);
+    }
+    match conn {
+        DbConnection::Pg(c) => {
+            diesel::sql_query(
+                "INSERT INTO search_text (resource_type, resource_id, narrative, content) \
+                 VALUES ($1, $2, to_tsvector('simple', $3), to_tsvector('simple', $3 || ' ' || $4)) \
+                 ON CONFLICT (resource_type, resource_id) \
+                 DO UPDATE SET narrative = EXCLUDED.narrative, content = EXCLUDED.content",
+            )
+            .bind::<Text, _>(rtype)
+            .bind::<Text, _>(id)
+            .bind::<Text, _>(&new.narrative)
+            .bind::<Text, _>(&new.content)
+            .execute(c)?;
+        }
+        DbConnection::Sqlite(c) => {
+            let row: RowId = diesel::sql_query(
+                "INSERT INTO search_text_rows (resource_type, resource_id) VALUES (?1, ?2) \
+                 ON CONFLICT (resource_type, resource_id) DO UPDATE SET resource_id = excluded.resource_id \
+                 RETURNING id",
+            )
+            .bind::<Text, _>(rtype)
+            .bind::<Text, _>(id)
+            .get_result(c)?;
+            if old.is_some() {
+                diesel::sql_query("DELETE FROM search_text WHERE rowid = ?1")
+                    .bind::<BigInt, _>(row.id)
+                    .execute(c)?;
+            }
+            diesel::sql_query(
+                "INSERT INTO search_text (rowid, narrative, content) VALUES (?1, ?2, ?3)",
+            )
+            .bind::<BigInt, _>(row.id)
+            .bind::<Text, _>(&new.narrative)
+            .bind::<Text, _>(&new.content)
+            .execute(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove the text of `rtype/id` (on delete).
+pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
+    match conn {
+        DbConnection::Pg(c) => {
+            diesel::sql_query(
+                "DELETE FROM search_text WHERE resource_type = $1 AND resource_id = $2",
+            )
+            .bind::<Text, _>(rtype)
+            .bind::<Text, _>(id)
+            .execute(c)?;
+        }
+        DbConnection::Sqlite(c) => {
+            let rows: Vec<RowId> = diesel::sql_query(
+                "DELETE FROM search_text_rows WHERE resource_type = ?1 AND resource_id = ?2 \
+                 RETURNING id",
+            )
+            .bind::<Text, _>(rtype)
+            .bind::<Text, _>(id)
+            .load(c)?;
+            for row in rows {
+                diesel::sql_query("DELETE FROM search_text WHERE rowid = ?1")
+                    .bind::<BigInt, _>(row.id)
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Index the text of every current resource written before the full-text index existed (once,
+/// right after the migration that added it), in batches of their heads.
+pub fn fill(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    use super::schema::resources as r;
+    use super::versions::version;
+    let mut done = 0;
+    let mut after = (String::new(), String::new());
+    loop {
+        let heads: Vec<(String, String, i64)> = r::table
+            .filter(r::deleted.eq(false))
+            .filter(
+                r::resource_type.gt(&after.0).or(r::resource_type
+                    .eq(&after.0)
+                    .and(r::resource_id.gt(&after.1))),
+            )
+            .order((r::resource_type.asc(), r::resource_id.asc()))
+            .limit(1000)
+            .select((r::resource_type, r::resource_id, r::version_id))
+            .load(conn)?;
+        let Some(last) = heads.last() else {
+            return Ok(done);
+        };
+        after = (last.0.clone(), last.1.clone());
+        // one transaction a batch: one commit (one sync on SQLite) for a thousand resources
+        done += conn.transaction(|conn| {
+            let mut n = 0;
+            for (rtype, id, v) in &heads {
+                if let Some(stored) = version(conn, rtype, id, *v)? {
+                    let text = crate::fhir::search::text::entry(&stored.json());
+                    replace(conn, rtype, id, None, &text)?;
+                    n += 1;
+                }
+            }
+            Ok::<_, StoreError>(n)
+        })?;
+    }
+}
