@@ -15,6 +15,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// The migration that added the audit trail's lookup keys (`audit::fill_keys`).
 const AUDIT_KEYS_MIGRATION: &str = "20261211000025";
 const SEARCH_TEXT_MIGRATION: &str = "20261213000027";
+const COMPOSITE_THIRD_MIGRATION: &str = "20261213000028";
 
 /// A connection to whichever backend the configuration chose.
 #[derive(diesel::MultiConnection)]
@@ -173,6 +174,14 @@ impl Database {
             // (and Subscriptions get the server-defined `patient` parameter, new with it)
             let n = super::search_index::reindex(&mut conn, "Subscription")?;
             tracing::info!(subscriptions = n, "Subscriptions indexed by patient");
+        }
+        // three-part composites (MolecularSequence's coordinates) are indexed from this one on
+        if applied.iter().any(|v| v == COMPOSITE_THIRD_MIGRATION) {
+            let n = super::search_index::reindex(&mut conn, "MolecularSequence")?;
+            tracing::info!(
+                resources = n,
+                "MolecularSequences indexed by their coordinates"
+            );
         }
         Ok(applied.len())
     }

@@ -203,6 +203,7 @@ diesel::table! {
         date_low -> Nullable<BigInt>,
         date_high -> Nullable<BigInt>,
         text -> Nullable<Text>,
+        value3 -> Nullable<Double>,
     }
 }
 

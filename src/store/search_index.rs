@@ -299,6 +299,7 @@ fn insert_tables(
         date_low = second_date(&e.second).map(|d| d.0),
         date_high = second_date(&e.second).map(|d| d.1),
         text = second_text(&e.second),
+        value3 = e.third,
     ));
     Ok(())
 }

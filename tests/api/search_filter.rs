@@ -1,11 +1,15 @@
 //! The `_filter` parameter (issue 28): an expression of the type's search parameters, answered
-//! as the searches it spells out would be, on both backends.
+//! as the searches it spells out would be, on both backends; and the three-part composite
+//! parameters (MolecularSequence's coordinates).
 
 use crate::helpers::{TestApp, matched_ids};
 use crate::on_both_backends;
 use serde_json::json;
 
-on_both_backends!(filter_expressions_find_what_their_searches_find);
+on_both_backends!(
+    filter_expressions_find_what_their_searches_find,
+    three_part_composites_find_sequences_by_their_coordinates,
+);
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -206,4 +210,54 @@ async fn filter_expressions_find_what_their_searches_find(app: TestApp) {
         assert_eq!(r.status, 400, "{expression}: {}", r.text);
         assert!(r.text.contains(says), "{expression}: {}", r.text);
     }
+}
+
+async fn three_part_composites_find_sequences_by_their_coordinates(app: TestApp) {
+    let sequence = |chromosome: &str, start: i64, end: i64| {
+        json!({"resourceType": "MolecularSequence", "type": "dna", "coordinateSystem": 0,
+            "referenceSeq": {
+                "chromosome": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/chromosome-human", "code": chromosome}]},
+                "referenceSeqId": {"coding": [{"system": "http://www.ncbi.nlm.nih.gov/nuccore", "code": "NC_000001.11"}]},
+                "strand": "watson", "windowStart": start - 3, "windowEnd": end + 6},
+            "variant": [{"start": start, "end": end, "observedAllele": "C", "referenceAllele": "T"}]})
+    };
+    let (one, _) = app.create(&sequence("1", 22125503, 22125504)).await;
+    let (two, _) = app.create(&sequence("2", 22125503, 22125504)).await;
+    let (far, _) = app.create(&sequence("1", 50000000, 50000001)).await;
+    let find = |query: &'static str| ids(&app, query);
+    assert_eq!(
+        find("MolecularSequence?chromosome-variant-coordinate=1$gt22125500$lt22125510").await,
+        [one.as_str()]
+    );
+    // the chromosome comes from the resource (`%resource.referenceSeq.chromosome`), the
+    // coordinates from each variant
+    assert_eq!(
+        find("MolecularSequence?chromosome-variant-coordinate=2$ge22125503$le22125504").await,
+        [two.as_str()]
+    );
+    assert!(
+        find("MolecularSequence?chromosome-variant-coordinate=1$gt22125503$lt22125510")
+            .await
+            .is_empty(),
+        "the start must be after 22125503"
+    );
+    assert!(
+        find("MolecularSequence?chromosome-variant-coordinate=1$gt22125500$lt22125504")
+            .await
+            .is_empty(),
+        "the end must be before 22125504"
+    );
+    assert_eq!(
+        find("MolecularSequence?chromosome-window-coordinate=1$ge22125400$le50000100").await,
+        sorted(vec![&one, &far])
+    );
+    assert_eq!(
+        find("MolecularSequence?referenceseqid-variant-coordinate=http://www.ncbi.nlm.nih.gov/nuccore|NC_000001.11$ge50000000$le50000001").await,
+        [far.as_str()]
+    );
+    let r = app
+        .get("MolecularSequence?chromosome-variant-coordinate=1$gt22125500")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("value$value$value"), "{}", r.text);
 }

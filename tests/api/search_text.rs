@@ -204,6 +204,11 @@ async fn text_combines_with_other_parameters_and_types(app: TestApp) {
         ids(&app, "?_type=Patient,Observation&_content=hypertension").await,
         sorted(vec![&p, &m, &obs])
     );
+    // and without _type: every type's matches, the text index read once
+    assert_eq!(
+        ids(&app, "?_content=hypertension").await,
+        sorted(vec![&p, &m, &obs])
+    );
     assert_eq!(
         ids(&app, "Observation?subject:Patient._content=omar").await,
         [obs.as_str()]

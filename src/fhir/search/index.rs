@@ -72,6 +72,8 @@ pub struct CompositeEntry {
     pub param: &'static str,
     pub first: TokenEntry,
     pub second: Second,
+    /// A three-part composite's last number (a coordinate's end).
+    pub third: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +118,7 @@ pub fn index(resource: &Value) -> Entries {
             continue;
         }
         let found = evaluate(&param.expression, resource);
-        entries.add(param, &found);
+        entries.add(param, &found, resource);
     }
     entries.dedup();
     entries.text = super::text::entry(resource);
@@ -135,7 +137,7 @@ pub fn references_of(resource: &Value, codes: &[String]) -> Vec<ReferenceEntry> 
         .filter_map(|c| SearchParams::get().find(rtype, c))
     {
         if param.kind == ParamType::Reference && !is_golden_link(rtype, &param.code, resource) {
-            entries.add(param, &evaluate(&param.expression, resource));
+            entries.add(param, &evaluate(&param.expression, resource), resource);
         }
     }
     entries.references
@@ -146,7 +148,7 @@ pub fn references_of(resource: &Value, codes: &[String]) -> Vec<ReferenceEntry> 
 /// `_lastUpdated` are evaluated too (the store keeps them as columns instead).
 pub fn index_param(resource: &Value, param: &'static SearchParam) -> Entries {
     let mut entries = Entries::default();
-    entries.add(param, &evaluate(&param.expression, resource));
+    entries.add(param, &evaluate(&param.expression, resource), resource);
     entries
 }
 
@@ -167,7 +169,8 @@ pub fn is_stored_elsewhere(code: &str) -> bool {
 }
 
 impl Entries {
-    fn add(&mut self, param: &'static SearchParam, found: &[Out]) {
+    /// The entries of `param` for the items `found` in `root`.
+    fn add(&mut self, param: &'static SearchParam, found: &[Out], root: &Value) {
         let p = param.code.as_str();
         for out in found {
             let item = match out {
@@ -186,7 +189,7 @@ impl Entries {
                 ParamType::Number => self.numbers.extend(number(p, item)),
                 ParamType::Quantity => self.quantities.extend(quantity(p, item)),
                 ParamType::Uri => self.uris.extend(uri(p, item)),
-                ParamType::Composite => self.composites.extend(composite(param, item)),
+                ParamType::Composite => self.composites.extend(composite(param, item, root)),
                 ParamType::Special => {}
             }
         }
@@ -499,34 +502,58 @@ fn uri(param: &'static str, item: Item) -> Vec<UriEntry> {
         .collect()
 }
 
-/// A composite of two parts (token first): one entry per pair found within the same item.
-/// The few composites of other shapes (three parts, or a reference first) are not indexed.
-fn composite(param: &'static SearchParam, item: Item) -> Vec<CompositeEntry> {
-    let [first, second] = param.components.as_slice() else {
-        return vec![];
+/// A composite of two parts (token first), or of a token and two numbers (MolecularSequence's
+/// coordinates): one entry per combination found within the same item. The two composites of
+/// other shapes (a reference first) are not indexed.
+fn composite(param: &'static SearchParam, item: Item, root: &Value) -> Vec<CompositeEntry> {
+    let (first, second, third) = match param.components.as_slice() {
+        [first, second] => (first, second, None),
+        [first, second, third] if third.kind == ParamType::Number => (first, second, Some(third)),
+        _ => return vec![],
     };
     if first.kind != ParamType::Token {
         return vec![];
     }
     let p = param.code.as_str();
-    let firsts: Vec<TokenEntry> = evaluate_on(&first.expression, item)
-        .iter()
-        .filter_map(|o| match o {
-            Out::Item(i) => Some(tokens(p, *i)),
-            _ => None,
-        })
-        .flatten()
+    // a part's items: within the composite's item, or from the resource (`%resource.`)
+    let items_of = |c: &super::params::Component| -> Vec<Item> {
+        let found = if c.from_root {
+            evaluate(&c.expression, root)
+        } else {
+            evaluate_on(&c.expression, item)
+        };
+        found
+            .into_iter()
+            .filter_map(|o| match o {
+                Out::Item(i) => Some(i),
+                _ => None,
+            })
+            .collect()
+    };
+    let firsts: Vec<TokenEntry> = items_of(first)
+        .into_iter()
+        .flat_map(|i| tokens(p, i))
         .filter(|t| t.code.is_some())
         .collect();
-    let seconds: Vec<Second> = evaluate_on(&second.expression, item)
-        .iter()
-        .filter_map(|o| match o {
-            Out::Item(i) => Some(*i),
-            _ => None,
-        })
+    let seconds: Vec<Second> = items_of(second)
+        .into_iter()
         .flat_map(|i| match second.kind {
             ParamType::Token => tokens(p, i).into_iter().map(Second::Token).collect(),
             ParamType::Quantity => quantity(p, i).into_iter().map(Second::Quantity).collect(),
+            // a number is kept as a quantity without units, its value its range
+            ParamType::Number => number(p, i)
+                .into_iter()
+                .map(|n| {
+                    Second::Quantity(QuantityEntry {
+                        param: p,
+                        low: n.value,
+                        high: n.value,
+                        system: None,
+                        code: None,
+                        unit: None,
+                    })
+                })
+                .collect(),
             ParamType::Date => date(p, i)
                 .into_iter()
                 .map(|d| Second::Date(d.range))
@@ -535,14 +562,25 @@ fn composite(param: &'static SearchParam, item: Item) -> Vec<CompositeEntry> {
             _ => Vec::new(),
         })
         .collect();
+    let thirds: Vec<Option<f64>> = match third {
+        None => vec![None],
+        Some(c) => items_of(c)
+            .into_iter()
+            .flat_map(|i| number(p, i))
+            .map(|n| Some(n.value))
+            .collect(),
+    };
     let mut out = Vec::new();
     for f in &firsts {
         for s in &seconds {
-            out.push(CompositeEntry {
-                param: p,
-                first: f.clone(),
-                second: s.clone(),
-            });
+            for t in &thirds {
+                out.push(CompositeEntry {
+                    param: p,
+                    first: f.clone(),
+                    second: s.clone(),
+                    third: *t,
+                });
+            }
         }
     }
     out

@@ -103,11 +103,35 @@ fn entry_matches(e: &Entries, kind: ParamType, pred: &Predicate) -> bool {
             UriMatch::Below => u.value.starts_with(value.as_str()),
             UriMatch::Above => value.starts_with(u.value.as_str()),
         }),
-        Predicate::Composite { first, second } => e.composites.iter().any(|c| {
+        Predicate::Composite {
+            first,
+            second,
+            third,
+        } => e.composites.iter().any(|c| {
             let Predicate::Token { system, code } = first.as_ref() else {
                 return false;
             };
-            token(&c.first, system, code) && composite_second(&c.second, second)
+            let third_ok = match (third.as_deref(), c.third) {
+                (None, _) => true,
+                (
+                    Some(Predicate::Number {
+                        prefix,
+                        value,
+                        low,
+                        high,
+                        ..
+                    }),
+                    Some(v),
+                ) => Number {
+                    prefix: *prefix,
+                    value: *value,
+                    low: *low,
+                    high: *high,
+                }
+                .matches(v, v),
+                (Some(_), _) => false,
+            };
+            token(&c.first, system, code) && composite_second(&c.second, second) && third_ok
         }),
     }
 }

@@ -76,15 +76,31 @@ pub struct SearchParam {
 
 impl SearchParam {
     /// Whether searches by this parameter are offered: all kinds but `special`, and the
-    /// composites of two parts that start with a token (73 of the spec's 79).
+    /// composites of two parts that start with a token, and of three (a token and two
+    /// numbers: MolecularSequence's coordinates): 77 of the spec's 79.
     pub fn is_supported(&self) -> bool {
         match self.kind {
             ParamType::Special => false,
-            ParamType::Composite => matches!(
-                self.components.as_slice(),
-                [first, second] if first.kind == ParamType::Token
-                    && matches!(second.kind, ParamType::Token | ParamType::Quantity | ParamType::Number | ParamType::Date | ParamType::String)
-            ),
+            ParamType::Composite => match self.components.as_slice() {
+                [first, second] => {
+                    first.kind == ParamType::Token
+                        && matches!(
+                            second.kind,
+                            ParamType::Token
+                                | ParamType::Quantity
+                                | ParamType::Number
+                                | ParamType::Date
+                                | ParamType::String
+                        )
+                }
+                // MolecularSequence's coordinates: a chromosome or sequence id, start, end
+                [first, second, third] => {
+                    first.kind == ParamType::Token
+                        && second.kind == ParamType::Number
+                        && third.kind == ParamType::Number
+                }
+                _ => false,
+            },
             _ => true,
         }
     }
@@ -95,6 +111,9 @@ pub struct Component {
     pub code: String,
     pub kind: ParamType,
     pub expression: Expr,
+    /// The expression starts at the resource (`%resource.referenceSeq.chromosome`), not at the
+    /// item the composite's own expression selected.
+    pub from_root: bool,
 }
 
 /// Every supported parameter, by resource type and code.
@@ -186,10 +205,18 @@ fn compile(code: &str, p: RawParam) -> SearchParam {
         components: p
             .components
             .into_iter()
-            .map(|c| Component {
-                expression: parse(&c.expression),
-                code: c.code,
-                kind: c.kind,
+            .map(|c| {
+                // `%resource.x` is `x` of the resource itself
+                let (expression, from_root) = match c.expression.strip_prefix("%resource.") {
+                    Some(rest) => (parse(rest), true),
+                    None => (parse(&c.expression), false),
+                };
+                Component {
+                    expression,
+                    from_root,
+                    code: c.code,
+                    kind: c.kind,
+                }
             })
             .collect(),
     }

@@ -59,10 +59,12 @@ pub enum Predicate {
         value: String,
         kind: UriMatch,
     },
-    /// A composite: a token, then the second part's predicate.
+    /// A composite: a token, then the second part's predicate (and a three-part one's third,
+    /// a number).
     Composite {
         first: Box<Predicate>,
         second: Box<Predicate>,
+        third: Option<Box<Predicate>>,
     },
     /// A token whose codes come from terminology (`:in` or `:not-in` a value set, `:below` or
     /// `:above` a code in its system's hierarchy): whoever runs the search resolves it into
@@ -501,40 +503,54 @@ fn number(name: &str, v: &str, quantity: bool) -> Result<Predicate, QueryError> 
 
 fn composite(param: &SearchParam, name: &str, v: &str) -> Result<Predicate, QueryError> {
     let parts = split_unescaped(v, '$');
-    let [first, second] = parts.as_slice() else {
-        return err(format!(
-            "{name}: a composite value is first$second, not '{v}'"
-        ));
-    };
-    let [c1, c2] = param.components.as_slice() else {
-        return err(format!("{name}: this composite has no two-part form"));
-    };
-    if c1.kind != ParamType::Token {
-        return err(format!(
-            "{name}: composites starting with a {} are not supported",
-            c1.kind.as_str()
-        ));
-    }
-    let second = match c2.kind {
-        ParamType::Token => token(second),
-        ParamType::Quantity => number(name, second, true)?,
-        ParamType::Number => number(name, second, false)?,
-        ParamType::Date => date(name, second)?,
-        ParamType::String => Predicate::String {
-            value: normalize(second),
-            exact: false,
-            contains: false,
-        },
-        other => {
+    let (first, second, third) = match (parts.as_slice(), param.components.as_slice()) {
+        ([first, second], [c1, c2]) => ((first, c1), (second, c2), None),
+        ([first, second, third], [c1, c2, c3]) => ((first, c1), (second, c2), Some((third, c3))),
+        (_, components) => {
+            let shape = vec!["value"; components.len()].join("$");
             return err(format!(
-                "{name}: composites ending with a {} are not supported",
-                other.as_str()
+                "{name}: a value of this composite is {shape}, not '{v}'"
             ));
         }
     };
+    if first.1.kind != ParamType::Token {
+        return err(format!(
+            "{name}: composites starting with a {} are not supported",
+            first.1.kind.as_str()
+        ));
+    }
+    let part = |(value, c): (&String, &super::params::Component)| -> Result<Predicate, QueryError> {
+        Ok(match c.kind {
+            ParamType::Token => token(value),
+            ParamType::Quantity => number(name, value, true)?,
+            ParamType::Number => number(name, value, false)?,
+            ParamType::Date => date(name, value)?,
+            ParamType::String => Predicate::String {
+                value: normalize(value),
+                exact: false,
+                contains: false,
+            },
+            other => {
+                return err(format!(
+                    "{name}: composites with a {} part are not supported",
+                    other.as_str()
+                ));
+            }
+        })
+    };
+    let third = match third {
+        Some((value, c)) if c.kind == ParamType::Number => Some(Box::new(part((value, c))?)),
+        Some(_) => {
+            return err(format!(
+                "{name}: this composite's last part is not a number"
+            ));
+        }
+        None => None,
+    };
     Ok(Predicate::Composite {
-        first: Box::new(token(first)),
-        second: Box::new(second),
+        first: Box::new(token(first.0)),
+        second: Box::new(part(second)?),
+        third,
     })
 }
 
@@ -636,7 +652,7 @@ mod tests {
             "code-value-quantity",
             "http://loinc.org|8480-6$gt100",
         );
-        let Predicate::Composite { first, second } = p else {
+        let Predicate::Composite { first, second, .. } = p else {
             panic!()
         };
         assert!(matches!(*first, Predicate::Token { .. }));

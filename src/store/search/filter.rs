@@ -19,6 +19,13 @@ pub struct Owner<'a> {
     pub ty: &'a str,
 }
 
+impl Owner<'_> {
+    /// Whether the row's type is one bound value (else the row's own column, `r.resource_type`).
+    pub fn type_is_fixed(&self) -> bool {
+        !self.ty.contains('.')
+    }
+}
+
 pub fn table_of(kind: ParamType) -> &'static str {
     match kind {
         ParamType::String => "search_string",

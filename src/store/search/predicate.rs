@@ -102,7 +102,11 @@ pub fn predicate_sql(sql: &mut Sql, pred: &Predicate, c: &str, kind: ParamType) 
                 format!("substr({v}, 1, length({c}value)) = {c}value")
             }
         },
-        Predicate::Composite { first, second } => {
+        Predicate::Composite {
+            first,
+            second,
+            third,
+        } => {
             let first_sql = match first.as_ref() {
                 Predicate::Token { system, code } => {
                     token_sql(sql, system, code.as_deref(), c, "1")
@@ -138,7 +142,26 @@ pub fn predicate_sql(sql: &mut Sql, pred: &Predicate, c: &str, kind: ParamType) 
                 ),
                 _ => "FALSE".into(),
             };
-            format!("({first_sql}) AND ({second_sql})")
+            let third_sql = match third.as_deref() {
+                None => "TRUE".into(),
+                Some(Predicate::Number {
+                    prefix,
+                    value,
+                    low,
+                    high,
+                    ..
+                }) => number_sql(
+                    sql,
+                    *prefix,
+                    *value,
+                    *low,
+                    *high,
+                    &format!("{c}value3"),
+                    &format!("{c}value3"),
+                ),
+                Some(_) => "FALSE".into(),
+            };
+            format!("({first_sql}) AND ({second_sql}) AND ({third_sql})")
         }
     }
 }

@@ -7,29 +7,47 @@ use super::filter::Owner;
 use super::sql::Sql;
 use crate::fhir::search::text::{Term, TextField, TextQuery};
 
-/// The condition `query` puts on `owner`.
+/// The condition `query` puts on `owner`. The text index is read once, never per row: with
+/// the type fixed, its matches of that type; in a search of every type, its matches of any
+/// type (a subquery correlated on the row's type would run the text query once a row).
 pub fn text_sql(sql: &mut Sql, owner: &Owner, query: &TextQuery) -> String {
-    let id = format!("{}.resource_id", owner.row);
-    if sql.pg {
-        let q = sql.text(&tsquery(query));
-        let t = sql.alias("t");
+    let row = owner.row;
+    let (q, t, k) = if sql.pg {
+        (sql.text(&tsquery(query)), sql.alias("t"), String::new())
+    } else {
+        (sql.text(&fts5(query)), sql.alias("f"), sql.alias("k"))
+    };
+    // rows whose text matches: (type, id) of each
+    let (from, keys) = if sql.pg {
         let column = match query.field {
             TextField::Narrative => "narrative",
             TextField::Content => "content",
         };
+        (
+            format!("search_text {t} WHERE {t}.{column} @@ to_tsquery('simple', {q})"),
+            (format!("{t}.resource_type"), format!("{t}.resource_id")),
+        )
+    } else {
+        // from the FTS matches to their keys by rowid (SQLite would otherwise read every key
+        // of the type and probe the matches)
+        (
+            format!(
+                "search_text {t} CROSS JOIN search_text_rows {k} ON {k}.id = {t}.rowid \
+                 WHERE {t}.search_text MATCH {q}"
+            ),
+            (format!("{k}.resource_type"), format!("{k}.resource_id")),
+        )
+    };
+    let (key_type, key_id) = keys;
+    if owner.type_is_fixed() {
+        let key_type = sql.no_index(&key_type);
         format!(
-            "{id} IN (SELECT {t}.resource_id FROM search_text {t} \
-             WHERE {t}.resource_type = {ty} AND {t}.{column} @@ to_tsquery('simple', {q}))",
+            "{row}.resource_id IN (SELECT {key_id} FROM {from} AND {key_type} = {ty})",
             ty = owner.ty
         )
     } else {
-        let q = sql.text(&fts5(query));
-        let k = sql.alias("k");
         format!(
-            "{id} IN (SELECT {k}.resource_id FROM search_text_rows {k} \
-             WHERE {k}.resource_type = {ty} AND {k}.id IN \
-             (SELECT rowid FROM search_text WHERE search_text MATCH {q}))",
-            ty = owner.ty
+            "({row}.resource_type, {row}.resource_id) IN (SELECT {key_type}, {key_id} FROM {from})"
         )
     }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE search_composite DROP COLUMN value3;
