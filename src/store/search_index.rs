@@ -229,10 +229,11 @@ pub fn insert(
     owners: &[(&str, &str, &Entries)],
 ) -> Result<(), StoreError> {
     insert_tables(conn, owners, |_, _| true)?;
-    for (rtype, id, entries) in owners {
-        super::search_text::replace(conn, rtype, id, None, &entries.text)?;
-    }
-    Ok(())
+    let texts: Vec<(&str, &str, &crate::fhir::search::text::TextEntry)> = owners
+        .iter()
+        .map(|(rtype, id, entries)| (*rtype, *id, &entries.text))
+        .collect();
+    super::search_text::insert(conn, &texts)
 }
 
 fn insert_tables(

@@ -14,6 +14,89 @@ struct RowId {
     id: i64,
 }
 
+#[derive(QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    resource_type: String,
+    #[diesel(sql_type = Text)]
+    resource_id: String,
+}
+
+/// Rows per statement when many resources' text is written at once (SQLite binds at most
+/// 32,766 values; each row binds three).
+const CHUNK: usize = 500;
+
+/// Index the text of new current versions (none of which has text rows yet), a few statements
+/// for all of them: a transaction Bundle's hundred resources cost two statements, not two
+/// hundred (each statement that writes the FTS table opens a statement journal of its own).
+pub fn insert(
+    conn: &mut DbConnection,
+    owners: &[(&str, &str, &TextEntry)],
+) -> Result<(), StoreError> {
+    let owners: Vec<&(&str, &str, &TextEntry)> =
+        owners.iter().filter(|(_, _, t)| !t.is_empty()).collect();
+    for chunk in owners.chunks(CHUNK) {
+        match conn {
+            DbConnection::Pg(c) => {
+                use diesel::sql_types::Array;
+                let types: Vec<&str> = chunk.iter().map(|o| o.0).collect();
+                let ids: Vec<&str> = chunk.iter().map(|o| o.1).collect();
+                let narratives: Vec<&str> = chunk.iter().map(|o| o.2.narrative.as_str()).collect();
+                let contents: Vec<&str> = chunk.iter().map(|o| o.2.content.as_str()).collect();
+                diesel::sql_query(
+                    "INSERT INTO search_text (resource_type, resource_id, narrative, content) \
+                     SELECT t, i, to_tsvector('simple', n), to_tsvector('simple', n || ' ' || c) \
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(t, i, n, c) \
+                     ON CONFLICT (resource_type, resource_id) \
+                     DO UPDATE SET narrative = EXCLUDED.narrative, content = EXCLUDED.content",
+                )
+                .bind::<Array<Text>, _>(types)
+                .bind::<Array<Text>, _>(ids)
+                .bind::<Array<Text>, _>(narratives)
+                .bind::<Array<Text>, _>(contents)
+                .execute(c)?;
+            }
+            DbConnection::Sqlite(c) => {
+                let values = vec!["(?, ?)"; chunk.len()].join(", ");
+                let mut keys = diesel::sql_query(format!(
+                    "INSERT INTO search_text_rows (resource_type, resource_id) VALUES {values} \
+                     RETURNING id, resource_type, resource_id"
+                ))
+                .into_boxed::<diesel::sqlite::Sqlite>();
+                for (rtype, id, _) in chunk {
+                    keys = keys.bind::<Text, _>(*rtype).bind::<Text, _>(*id);
+                }
+                let ids: std::collections::HashMap<(String, String), i64> = keys
+                    .load::<KeyRow>(c)?
+                    .into_iter()
+                    .map(|k| ((k.resource_type, k.resource_id), k.id))
+                    .collect();
+                let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                let mut text = diesel::sql_query(format!(
+                    "INSERT INTO search_text (rowid, narrative, content) VALUES {values}"
+                ))
+                .into_boxed::<diesel::sqlite::Sqlite>();
+                for (rtype, id, t) in chunk {
+                    let key = ids
+                        .get(&(rtype.to_string(), id.to_string()))
+                        .copied()
+                        .ok_or_else(|| {
+                            StoreError::Database(format!("no text key returned for {rtype}/{id}"))
+                        })?;
+                    text = text
+                        .bind::<BigInt, _>(key)
+                        .bind::<Text, _>(t.narrative.as_str())
+                        .bind::<Text, _>(t.content.as_str());
+                }
+                text.execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Move the text of `rtype/id` from `old` (what its index holds, if anything) to `new`.
 pub fn replace(
     conn: &mut DbConnection,
