@@ -14,8 +14,6 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 /// The migration that added the audit trail's lookup keys (`audit::fill_keys`).
 const AUDIT_KEYS_MIGRATION: &str = "20261211000025";
-const SEARCH_TEXT_MIGRATION: &str = "20261213000027";
-const COMPOSITE_THIRD_MIGRATION: &str = "20261213000028";
 
 /// A connection to whichever backend the configuration chose.
 #[derive(diesel::MultiConnection)]
@@ -164,25 +162,8 @@ impl Database {
             let n = super::audit::fill_keys(&mut conn)?;
             tracing::info!(rows = n, "audit rows given their lookup keys");
         }
-        // so do the resources kept before the full-text index existed
-        if applied.iter().any(|v| v == SEARCH_TEXT_MIGRATION) {
-            let n = super::search_text::fill(&mut conn)?;
-            tracing::info!(
-                resources = n,
-                "resources' text indexed for _text and _content"
-            );
-            // (and Subscriptions get the server-defined `patient` parameter, new with it)
-            let n = super::search_index::reindex(&mut conn, "Subscription")?;
-            tracing::info!(subscriptions = n, "Subscriptions indexed by patient");
-        }
-        // three-part composites (MolecularSequence's coordinates) are indexed from this one on
-        if applied.iter().any(|v| v == COMPOSITE_THIRD_MIGRATION) {
-            let n = super::search_index::reindex(&mut conn, "MolecularSequence")?;
-            tracing::info!(
-                resources = n,
-                "MolecularSequences indexed by their coordinates"
-            );
-        }
+        // what migrations left to be done in Rust (still under PostgreSQL's lock)
+        super::backfill::run_pending(&mut conn)?;
         Ok(applied.len())
     }
 

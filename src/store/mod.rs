@@ -23,6 +23,7 @@ macro_rules! insert_all {
 pub(crate) use insert_all;
 
 pub mod audit;
+mod backfill;
 mod cache;
 pub mod db;
 mod error;

@@ -180,8 +180,8 @@ pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), Store
     Ok(())
 }
 
-/// Index the text of every current resource written before the full-text index existed (once,
-/// right after the migration that added it), in batches of their heads.
+/// Index the text of every current resource written before the full-text index existed (a
+/// backfill of migration 000027, `backfill`), in batches of their heads.
 pub fn fill(conn: &mut DbConnection) -> Result<usize, StoreError> {
     use super::schema::resources as r;
     use super::versions::version;
@@ -209,6 +209,8 @@ pub fn fill(conn: &mut DbConnection) -> Result<usize, StoreError> {
             for (rtype, id, v) in &heads {
                 if let Some(stored) = version(conn, rtype, id, *v)? {
                     let text = crate::fhir::search::text::entry(&stored.json());
+                    // what an interrupted fill wrote goes first: filling twice is safe
+                    clear(conn, rtype, id)?;
                     replace(conn, rtype, id, None, &text)?;
                     n += 1;
                 }

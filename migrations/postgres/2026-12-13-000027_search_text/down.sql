@@ -1,1 +1,2 @@
+DROP TABLE pending_backfills;
 DROP TABLE search_text;

@@ -11,3 +11,8 @@ CREATE TABLE search_text (
 );
 CREATE INDEX search_text_narrative ON search_text USING GIN (narrative);
 CREATE INDEX search_text_content ON search_text USING GIN (content);
+
+-- Work a migration leaves for the server to do in Rust once it has run (src/store/backfill.rs):
+-- each row is done, then deleted, so that a crash halfway leaves it to be done again.
+CREATE TABLE pending_backfills (name TEXT PRIMARY KEY);
+INSERT INTO pending_backfills (name) VALUES ('search_text'), ('subscription_patient');

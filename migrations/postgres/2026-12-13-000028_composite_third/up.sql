@@ -2,3 +2,4 @@
 -- a chromosome or sequence id, a start and an end): the end, a number. The start is kept where
 -- a two-part composite keeps its second number (low, high). src/fhir/search/index.rs.
 ALTER TABLE search_composite ADD COLUMN value3 DOUBLE PRECISION;
+INSERT INTO pending_backfills (name) VALUES ('molecular_sequence_coordinates');

@@ -15,3 +15,8 @@ CREATE VIRTUAL TABLE search_text USING fts5(
     content = '', contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 0'
 );
+
+-- Work a migration leaves for the server to do in Rust once it has run (src/store/backfill.rs):
+-- each row is done, then deleted, so that a crash halfway leaves it to be done again.
+CREATE TABLE pending_backfills (name TEXT PRIMARY KEY);
+INSERT INTO pending_backfills (name) VALUES ('search_text'), ('subscription_patient');
