@@ -122,14 +122,7 @@ async fn the_text_index_follows_updates_and_deletes(app: TestApp) {
     assert_eq!(ids(&app, "Patient?_text=penicillin").await, [id.as_str()]);
     let mut changed = patient("Lind", "Maja", "<p>Latex allergy.</p>");
     changed["id"] = json!(id);
-    let r = app
-        .send(
-            app.client
-                .put(app.url(&format!("Patient/{id}")))
-                .header("content-type", "application/fhir+json")
-                .body(changed.to_string()),
-        )
-        .await;
+    let r = app.put(&format!("Patient/{id}"), &changed).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(ids(&app, "Patient?_text=penicillin").await.is_empty());
     assert_eq!(ids(&app, "Patient?_text=latex").await, [id.as_str()]);
@@ -151,14 +144,7 @@ async fn the_text_index_follows_updates_and_deletes(app: TestApp) {
     assert_eq!(ids(&app, "Patient?_text=latex").await, [id.as_str()]);
     // without a narrative, _text finds nothing of it
     let mut bare = json!({"resourceType": "Patient", "id": id, "name": [{"family": "Lindqvist"}]});
-    let r = app
-        .send(
-            app.client
-                .put(app.url(&format!("Patient/{id}")))
-                .header("content-type", "application/fhir+json")
-                .body(bare.to_string()),
-        )
-        .await;
+    let r = app.put(&format!("Patient/{id}"), &bare).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(ids(&app, "Patient?_text=latex").await.is_empty());
     assert_eq!(ids(&app, "Patient?_content=lindqvist").await, [id.as_str()]);
@@ -166,14 +152,7 @@ async fn the_text_index_follows_updates_and_deletes(app: TestApp) {
     assert!(ids(&app, "Patient?_content=lindqvist").await.is_empty());
     // brought back, it is found again
     bare["name"][0]["family"] = json!("Lindgren");
-    let r = app
-        .send(
-            app.client
-                .put(app.url(&format!("Patient/{id}")))
-                .header("content-type", "application/fhir+json")
-                .body(bare.to_string()),
-        )
-        .await;
+    let r = app.put(&format!("Patient/{id}"), &bare).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(ids(&app, "Patient?_content=lindgren").await, [id.as_str()]);
 }

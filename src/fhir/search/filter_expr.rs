@@ -148,28 +148,30 @@ impl Parser<'_> {
                 "parentheses and not nest at most {MAX_DEPTH} levels deep"
             )));
         }
-        let mut any = vec![self.and(depth)?];
-        while self.peek().is_some_and(|t| t.is_keyword("or")) {
-            self.at += 1;
-            any.push(self.and(depth)?);
-        }
-        Ok(if any.len() == 1 {
-            any.pop().expect("one")
-        } else {
-            Filter::Or(any)
-        })
+        self.joined(depth, "or", Self::and, Filter::Or)
     }
 
     fn and(&mut self, depth: usize) -> Result<Filter, QueryError> {
-        let mut all = vec![self.unary(depth)?];
-        while self.peek().is_some_and(|t| t.is_keyword("and")) {
+        self.joined(depth, "and", Self::unary, Filter::And)
+    }
+
+    /// `part (keyword part)*`: one part as it is, several wrapped together.
+    fn joined(
+        &mut self,
+        depth: usize,
+        keyword: &str,
+        part: fn(&mut Self, usize) -> Result<Filter, QueryError>,
+        wrap: fn(Vec<Filter>) -> Filter,
+    ) -> Result<Filter, QueryError> {
+        let mut parts = vec![part(self, depth)?];
+        while self.peek().is_some_and(|t| t.is_keyword(keyword)) {
             self.at += 1;
-            all.push(self.unary(depth)?);
+            parts.push(part(self, depth)?);
         }
-        Ok(if all.len() == 1 {
-            all.pop().expect("one")
+        Ok(if parts.len() == 1 {
+            parts.pop().expect("one")
         } else {
-            Filter::And(all)
+            wrap(parts)
         })
     }
 
