@@ -122,8 +122,20 @@ async fn metadata_says_what_is_supported(app: TestApp) {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(
-        !seq_params.contains(&"chromosome-variant-coordinate"),
-        "a three-part composite is not offered"
+        seq_params.contains(&"chromosome-variant-coordinate"),
+        "a three-part composite is offered"
+    );
+    let document = resources
+        .iter()
+        .find(|r| r["type"] == "DocumentReference")
+        .unwrap();
+    assert!(
+        !document["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "relationship"),
+        "a composite that starts with a reference is not offered"
     );
     let system: Vec<&str> = cs["rest"][0]["interaction"]
         .as_array()

@@ -503,8 +503,8 @@ fn uri(param: &'static str, item: Item) -> Vec<UriEntry> {
 }
 
 /// A composite of two parts (token first), or of a token and two numbers (MolecularSequence's
-/// coordinates): one entry per combination found within the same item. The two composites of
-/// other shapes (a reference first) are not indexed.
+/// coordinates): one entry per combination found within the same item. The one composite of
+/// another shape (DocumentReference's `relationship`, a reference first) is not indexed.
 fn composite(param: &'static SearchParam, item: Item, root: &Value) -> Vec<CompositeEntry> {
     let (first, second, third) = match param.components.as_slice() {
         [first, second] => (first, second, None),

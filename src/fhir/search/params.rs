@@ -77,7 +77,8 @@ pub struct SearchParam {
 impl SearchParam {
     /// Whether searches by this parameter are offered: all kinds but `special`, and the
     /// composites of two parts that start with a token, and of three (a token and two
-    /// numbers: MolecularSequence's coordinates): 77 of the spec's 79.
+    /// numbers: MolecularSequence's coordinates): 71 of the 72 composites here (not
+    /// DocumentReference's `relationship`, which starts with a reference).
     pub fn is_supported(&self) -> bool {
         match self.kind {
             ParamType::Special => false,
