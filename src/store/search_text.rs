@@ -108,47 +108,11 @@ pub fn replace(
     if old == Some(new) || (old.is_none() && new.is_empty()) {
         return Ok(());
     }
-    if new.is_empty() {
-        return clear(conn, rtype, id);
+    // the old words go, and the new ones are written as a new resource's are
+    if old.is_some() {
+        clear(conn, rtype, id)?;
     }
-    match conn {
-        DbConnection::Pg(c) => {
-            diesel::sql_query(
-                "INSERT INTO search_text (resource_type, resource_id, narrative, content) \
-                 VALUES ($1, $2, to_tsvector('simple', $3), to_tsvector('simple', $3 || ' ' || $4)) \
-                 ON CONFLICT (resource_type, resource_id) \
-                 DO UPDATE SET narrative = EXCLUDED.narrative, content = EXCLUDED.content",
-            )
-            .bind::<Text, _>(rtype)
-            .bind::<Text, _>(id)
-            .bind::<Text, _>(&new.narrative)
-            .bind::<Text, _>(&new.content)
-            .execute(c)?;
-        }
-        DbConnection::Sqlite(c) => {
-            let row: RowId = diesel::sql_query(
-                "INSERT INTO search_text_rows (resource_type, resource_id) VALUES (?1, ?2) \
-                 ON CONFLICT (resource_type, resource_id) DO UPDATE SET resource_id = excluded.resource_id \
-                 RETURNING id",
-            )
-            .bind::<Text, _>(rtype)
-            .bind::<Text, _>(id)
-            .get_result(c)?;
-            if old.is_some() {
-                diesel::sql_query("DELETE FROM search_text WHERE rowid = ?1")
-                    .bind::<BigInt, _>(row.id)
-                    .execute(c)?;
-            }
-            diesel::sql_query(
-                "INSERT INTO search_text (rowid, narrative, content) VALUES (?1, ?2, ?3)",
-            )
-            .bind::<BigInt, _>(row.id)
-            .bind::<Text, _>(&new.narrative)
-            .bind::<Text, _>(&new.content)
-            .execute(c)?;
-        }
-    }
-    Ok(())
+    insert(conn, &[(rtype, id, new)])
 }
 
 /// Remove the text of `rtype/id` (on delete).
@@ -211,7 +175,7 @@ pub fn fill(conn: &mut DbConnection) -> Result<usize, StoreError> {
                     let text = crate::fhir::search::text::entry(&stored.json());
                     // what an interrupted fill wrote goes first: filling twice is safe
                     clear(conn, rtype, id)?;
-                    replace(conn, rtype, id, None, &text)?;
+                    insert(conn, &[(rtype, id, &text)])?;
                     n += 1;
                 }
             }
