@@ -26,6 +26,10 @@
 //! if one of them fails, the whole transaction is rolled back, and the others of the group
 //! are told Conflict and try again (with a savepoint, so that a writer that keeps failing
 //! cannot make others fail twice).
+//!
+//! Before its COMMIT, with every writer's savepoint released, a group runs the store's
+//! `BeforeCommit` work once for all its writers (the full-text index's queued words,
+//! `search_text::flush`); if that fails, the group is rolled back and every writer told so.
 
 use super::db::DbConnection;
 use super::error::StoreError;
@@ -84,6 +88,9 @@ pub enum Join {
     MayRetry,
 }
 
+/// Work a group does once for all its writers just before its COMMIT, outside their savepoints.
+pub type BeforeCommit = fn(&mut DbConnection) -> Result<(), StoreError>;
+
 pub struct GroupCommit {
     /// Locked by the writer thread only (a Mutex makes `GroupCommit` shareable).
     state: Mutex<State>,
@@ -97,6 +104,7 @@ pub struct GroupCommit {
     wal: WalSync,
     /// The one thread that runs writers' work, in turn (see the module's doc).
     writer: rayon_core::ThreadPool,
+    before_commit: BeforeCommit,
 }
 
 /// BEGIN IMMEDIATE: the write lock is taken when the group starts (waiting `busy_timeout` for
@@ -113,8 +121,13 @@ fn begin_immediate(conn: &mut DbConnection) -> diesel::QueryResult<()> {
 }
 
 impl GroupCommit {
-    /// `conn` commits with `synchronous = NORMAL`; `wal` syncs its log.
-    pub fn new(conn: DbConnection, wal: WalSync) -> anyhow::Result<GroupCommit> {
+    /// `conn` commits with `synchronous = NORMAL`; `wal` syncs its log; `before_commit` runs
+    /// before each group's COMMIT.
+    pub fn new(
+        conn: DbConnection,
+        wal: WalSync,
+        before_commit: BeforeCommit,
+    ) -> anyhow::Result<GroupCommit> {
         let writer = rayon_core::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "emrsync-writer".into())
@@ -135,6 +148,7 @@ impl GroupCommit {
             queued: AtomicUsize::new(0),
             wal,
             writer,
+            before_commit,
         })
     }
 
@@ -246,9 +260,12 @@ impl GroupCommit {
 
     fn commit(&self, st: &mut State) {
         metrics::histogram!("emrsync_group_commit_writers").record(st.members as f64);
-        let outcome =
-            <DbConnection as Connection>::TransactionManager::commit_transaction(&mut st.conn)
-                .map_err(|e| e.to_string());
+        let outcome = (self.before_commit)(&mut st.conn)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                <DbConnection as Connection>::TransactionManager::commit_transaction(&mut st.conn)
+                    .map_err(|e| e.to_string())
+            });
         if outcome.is_err() {
             // leave no half transaction behind for the next group
             let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(
@@ -301,13 +318,27 @@ mod tests {
 
     /// A group committer on a new database with one table of numbers.
     fn group(dir: &std::path::Path) -> Arc<GroupCommit> {
+        group_with(dir, |_| Ok(()))
+    }
+
+    /// The same, running `before_commit` before each COMMIT; with a table `queue` besides.
+    fn group_with(dir: &std::path::Path, before_commit: BeforeCommit) -> Arc<GroupCommit> {
         let path = dir.join("g.db");
         let mut conn = Database::Sqlite(path.clone(), None)
             .connect_writer()
             .unwrap();
-        conn.batch_execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
-            .unwrap();
-        Arc::new(GroupCommit::new(conn, WalSync::new(&path)).unwrap())
+        conn.batch_execute(
+            "CREATE TABLE t (x INTEGER PRIMARY KEY); CREATE TABLE queue (x INTEGER)",
+        )
+        .unwrap();
+        Arc::new(GroupCommit::new(conn, WalSync::new(&path), before_commit).unwrap())
+    }
+
+    /// What the queue holds goes into `t`, a hundred higher (as the text index's queued words
+    /// go into it); a number already there fails it.
+    fn move_queue(c: &mut DbConnection) -> Result<(), StoreError> {
+        c.batch_execute("INSERT INTO t SELECT x + 100 FROM queue; DELETE FROM queue")?;
+        Ok(())
     }
 
     fn insert(c: &mut DbConnection, x: i32) -> Result<(), StoreError> {
@@ -418,6 +449,37 @@ mod tests {
                 assert_eq!(committed(&gc), "1");
             }
         }
+    }
+
+    /// What writers queue is moved once for the group before it commits: a failed writer's
+    /// queued rows went with its savepoint, and a failure of the move fails the whole group.
+    #[test]
+    fn the_work_before_commit_sees_what_the_group_kept_and_its_failure_fails_the_group() {
+        let queue = |c: &mut DbConnection, x: i32| -> Result<(), StoreError> {
+            diesel::sql_query(format!("INSERT INTO queue VALUES ({x})")).execute(c)?;
+            Ok(())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let gc = group_with(dir.path(), move_queue);
+        let (one, two) = two_in_a_group(&gc, Join::Alone, Join::Alone, |c| {
+            queue(c, 2)?;
+            insert_and_fail(c, 2, false)
+        });
+        assert!(one.is_ok() && two.is_err(), "{one:?} {two:?}");
+        // writer 1's number, and nothing of writer 2's
+        assert_eq!(committed(&gc), "1");
+        gc.write(|c| queue(c, 5), Join::Alone).unwrap();
+        assert_eq!(committed(&gc), "1,105");
+        // two 6s make two 106s: the move fails, and the group with it
+        let dir = tempfile::tempdir().unwrap();
+        let gc = group_with(dir.path(), move_queue);
+        let (one, two) = two_in_a_group(&gc, Join::Alone, Join::Alone, |c| {
+            queue(c, 6)?;
+            queue(c, 6)
+        });
+        assert!(matches!(one, Err(StoreError::Unavailable(_))), "{one:?}");
+        assert!(matches!(two, Err(StoreError::Unavailable(_))), "{two:?}");
+        assert_eq!(committed(&gc), "");
     }
 
     /// A COMMIT that fails (here a deferred foreign key that the group's second writer broke)

@@ -186,6 +186,7 @@ impl Store {
             Database::Sqlite(path, _) => Some(Arc::new(group_commit::GroupCommit::new(
                 settings.database.connect_writer()?,
                 wal_sync::WalSync::new(path),
+                search_text::flush,
             )?)),
             Database::Postgres(_) => None,
         };

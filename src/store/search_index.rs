@@ -135,7 +135,7 @@ pub fn reindex(conn: &mut DbConnection, rtype: &str) -> Result<usize, StoreError
                     insert(conn, &[(rtype, id, &entries)])?;
                 }
             }
-            Ok::<_, StoreError>(())
+            super::search_text::flush(conn)
         })?;
     }
     Ok(heads.len())

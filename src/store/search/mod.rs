@@ -142,10 +142,14 @@ fn run_page(
     };
     let order = order::order_by(&sql, spec.sort, reverse, first_key_never_null);
     let limit = sql.bind(Bind::Int(spec.count + 1));
+    // The page is cut before its versions are read: left to itself, PostgreSQL read the
+    // version of every match first, then sorted them (5,000 matches of a phrase: twice the
+    // time of the search itself).
     let page_sql = format!(
-        "SELECT {VERSION_COLUMNS} FROM ({source}) m JOIN resource_versions v \
+        "SELECT {VERSION_COLUMNS} FROM (SELECT * FROM ({source}) m WHERE {beyond} \
+         ORDER BY {order} LIMIT {limit}) m JOIN resource_versions v \
          ON v.resource_type = m.resource_type AND v.resource_id = m.resource_id \
-         AND v.version_id = m.version_id WHERE {beyond} ORDER BY {order} LIMIT {limit}"
+         AND v.version_id = m.version_id ORDER BY {order}"
     );
     tracing::trace!(target: "emrsync::sql", sql = %page_sql, "search page");
     let mut rows: Vec<VersionRow> = load(conn, &page_sql, &sql.binds)?;
