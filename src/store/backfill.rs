@@ -29,6 +29,8 @@ pub fn run_pending(conn: &mut DbConnection) -> Result<(), StoreError> {
             "molecular_sequence_coordinates" => {
                 super::search_index::reindex(conn, "MolecularSequence")?
             }
+            // contained resources are indexed from migration 000030 on
+            "search_contained" => super::search_index::reindex_containers(conn)?,
             other => {
                 tracing::warn!(
                     backfill = other,

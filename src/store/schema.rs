@@ -132,6 +132,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    search_contained (resource_type, resource_id) {
+        resource_type -> Text,
+        resource_id -> Text,
+        container_type -> Text,
+        container_id -> Text,
+        local_id -> Text,
+    }
+}
+
+diesel::table! {
     search_reference (resource_type, resource_id, n) {
         resource_type -> Text,
         resource_id -> Text,
@@ -408,7 +418,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     search_number,
     search_quantity,
     search_uri,
-    search_composite
+    search_composite,
+    search_contained
 );
 
 diesel::allow_tables_to_appear_in_same_query!(admin_sessions, auth_users);

@@ -7,8 +7,8 @@ use super::schema::{
     search_composite, search_date, search_number, search_quantity, search_reference, search_string,
     search_token, search_uri,
 };
-use crate::fhir::search::ParamType;
 use crate::fhir::search::index::{Entries, Second};
+use crate::fhir::search::{ParamType, contained};
 use diesel::prelude::*;
 
 /// Rows per multi-row statement (PostgreSQL allows 65,535 bound values; composites bind 12).
@@ -91,12 +91,24 @@ pub fn referring(
     target_id: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
     use super::schema::search_reference as sr;
-    Ok(sr::table
+    let owners: Vec<(String, String)> = sr::table
         .filter(sr::target_type.eq(target_type))
         .filter(sr::target_id.eq(target_id))
         .select((sr::resource_type, sr::resource_id))
         .distinct()
-        .load(conn)?)
+        .load(conn)?;
+    // a contained resource's reference is its container's to change
+    let mut resources: Vec<(String, String)> = Vec::with_capacity(owners.len());
+    for (rtype, id) in owners {
+        let owner = match contained::split_key(&id) {
+            Some((ctype, cid, _)) => (ctype.to_string(), cid.to_string()),
+            None => (rtype, id),
+        };
+        if !resources.contains(&owner) {
+            resources.push(owner);
+        }
+    }
+    Ok(resources)
 }
 
 /// The ids of the `rtype` resources whose reference parameters point at
@@ -114,31 +126,77 @@ pub fn referring_of(
         .filter(sr::resource_type.eq(rtype))
         .select(sr::resource_id)
         .distinct()
-        .load(conn)?)
+        .load::<String>(conn)?
+        .into_iter()
+        // stored resources only, not resources contained in others
+        .filter(|id| contained::split_key(id).is_none())
+        .collect())
 }
 
 /// Index every current `rtype` resource afresh (after a new parameter for the type: the
 /// server-defined `Subscription.patient`), in transactions of a few hundred.
 pub fn reindex(conn: &mut DbConnection, rtype: &str) -> Result<usize, StoreError> {
+    reindex_where(conn, Some(rtype), |_| true)
+}
+
+/// Index afresh every current resource that contains others (their index came with migration
+/// 000030), reading every current resource once.
+pub fn reindex_containers(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    reindex_where(conn, None, |json| {
+        json.get("contained")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|c| !c.is_empty())
+    })
+}
+
+/// Index afresh the current resources (of `rtype`, or all) whose content `keep` says, a
+/// transaction per batch of heads; returns how many were indexed.
+fn reindex_where(
+    conn: &mut DbConnection,
+    rtype: Option<&str>,
+    keep: fn(&serde_json::Value) -> bool,
+) -> Result<usize, StoreError> {
     use super::schema::resources as r;
-    let heads: Vec<(String, i64)> = r::table
-        .filter(r::resource_type.eq(rtype))
-        .filter(r::deleted.eq(false))
-        .select((r::resource_id, r::version_id))
-        .load(conn)?;
-    for chunk in heads.chunks(500) {
-        conn.transaction(|conn| {
-            for (id, v) in chunk {
-                if let Some(stored) = super::versions::version(conn, rtype, id, *v)? {
-                    let entries = crate::fhir::search::index::index(&stored.json());
+    let mut done = 0;
+    let mut after = (rtype.unwrap_or_default().to_string(), String::new());
+    loop {
+        let mut heads = r::table
+            .filter(r::deleted.eq(false))
+            .filter(
+                r::resource_type.gt(&after.0).or(r::resource_type
+                    .eq(&after.0)
+                    .and(r::resource_id.gt(&after.1))),
+            )
+            .order((r::resource_type.asc(), r::resource_id.asc()))
+            .limit(500)
+            .select((r::resource_type, r::resource_id, r::version_id))
+            .into_boxed();
+        if let Some(t) = rtype {
+            heads = heads.filter(r::resource_type.eq(t));
+        }
+        let heads: Vec<(String, String, i64)> = heads.load(conn)?;
+        let Some(last) = heads.last() else {
+            return Ok(done);
+        };
+        after = (last.0.clone(), last.1.clone());
+        done += conn.transaction(|conn| {
+            let mut n = 0;
+            for (rtype, id, v) in &heads {
+                let Some(stored) = super::versions::version(conn, rtype, id, *v)? else {
+                    continue;
+                };
+                let json = stored.json();
+                if keep(&json) {
+                    let entries = crate::fhir::search::index::index(&json);
                     clear(conn, rtype, id)?;
                     insert(conn, &[(rtype, id, &entries)])?;
+                    n += 1;
                 }
             }
-            super::search_text::flush(conn)
+            super::search_text::flush(conn)?;
+            Ok::<_, StoreError>(n)
         })?;
     }
-    Ok(heads.len())
 }
 
 /// Remove every index row of `rtype/id` (on delete): a range of the tables' primary keys.
@@ -151,6 +209,7 @@ pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), Store
         };
         remove(conn, table, rtype, id, &all)?;
     }
+    clear_contained(conn, rtype, id)?;
     super::search_text::clear(conn, rtype, id)
 }
 
@@ -176,7 +235,76 @@ pub fn replace(
             .is_some_and(|(_, r)| !r.same && r.writes(n))
     };
     insert_tables(conn, &[(rtype, id, new)], rewrite)?;
+    if old.contained != new.contained {
+        clear_contained(conn, rtype, id)?;
+        insert_contained(conn, &[(rtype, id, new)])?;
+    }
     super::search_text::replace(conn, rtype, id, Some(&old.text), &new.text)
+}
+
+/// Index what `owners` contain, each contained resource under its key (`contained::key`),
+/// and list them in `search_contained`.
+fn insert_contained(
+    conn: &mut DbConnection,
+    owners: &[(&str, &str, &Entries)],
+) -> Result<(), StoreError> {
+    use super::schema::search_contained as sc;
+    let keyed: Vec<(String, &str, &str, &contained::ContainedEntries)> = owners
+        .iter()
+        .flat_map(|(rtype, id, entries)| {
+            entries
+                .contained
+                .iter()
+                .map(move |c| (contained::key(rtype, id, &c.local_id), *rtype, *id, c))
+        })
+        .collect();
+    if keyed.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = keyed
+        .iter()
+        .map(|(key, rtype, id, c)| {
+            (
+                sc::resource_type.eq(c.resource_type.as_str()),
+                sc::resource_id.eq(key.as_str()),
+                sc::container_type.eq(*rtype),
+                sc::container_id.eq(*id),
+                sc::local_id.eq(c.local_id.as_str()),
+            )
+        })
+        .collect();
+    insert_all!(conn, sc::table, rows)?;
+    let indexed: Vec<(&str, &str, &Entries)> = keyed
+        .iter()
+        .map(|(key, _, _, c)| (c.resource_type.as_str(), key.as_str(), &c.entries))
+        .collect();
+    insert_tables(conn, &indexed, |_, _| true)
+}
+
+/// Remove the index rows of what `rtype/id` contains, and their listing.
+fn clear_contained(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), StoreError> {
+    use super::schema::search_contained as sc;
+    let of_container = sc::table
+        .filter(sc::container_type.eq(rtype))
+        .filter(sc::container_id.eq(id));
+    let keys: Vec<(String, String)> = of_container
+        .select((sc::resource_type, sc::resource_id))
+        .load(conn)?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let all = || Rewrite {
+        changed: Vec::new(),
+        tail: 0,
+        same: false,
+    };
+    for (ctype, key) in &keys {
+        for table in TABLES {
+            remove(conn, table, ctype, key, &all())?;
+        }
+    }
+    diesel::delete(of_container).execute(conn)?;
+    Ok(())
 }
 
 /// Delete the rows of one table that `rewrite` replaces: its changed places and its tail.
@@ -229,6 +357,7 @@ pub fn insert(
     owners: &[(&str, &str, &Entries)],
 ) -> Result<(), StoreError> {
     insert_tables(conn, owners, |_, _| true)?;
+    insert_contained(conn, owners)?;
     let texts: Vec<(&str, &str, &crate::fhir::search::text::TextEntry)> = owners
         .iter()
         .map(|(rtype, id, entries)| (*rtype, *id, &entries.text))

@@ -52,6 +52,7 @@ mod routing_hook;
 mod routing_hubs;
 mod scope_queries;
 mod search;
+mod search_contained;
 mod search_examples;
 mod search_filter;
 mod search_index;

@@ -4,6 +4,7 @@
 //! paging links make a searchset Bundle.
 
 mod confine;
+mod contained;
 mod request;
 
 use super::AppState;
@@ -234,6 +235,9 @@ pub async fn respond(
             other => other.into(),
         })?;
     }
+    if let Some(returned) = request.contained {
+        return contained::respond(state, request, returned, params, path, ctx).await;
+    }
     let (page, mut included, cut, request) =
         web::block(move || store.read(|c| Ok(execute(c, request)))).await???;
     // what _include and _revinclude add is read like any other resource
@@ -245,20 +249,10 @@ pub async fn respond(
     let base = &state.base_url;
     let (next, previous) = page_cursors(&page, &request);
     let links = paging::links(path, params, next, previous);
-    let shape = |v: &Version| -> Value {
-        let mut resource = v.json();
-        if let Some(s) = request.summary {
-            subset::summarize(&mut resource, s);
-        }
-        if let Some(e) = &request.elements {
-            subset::elements(&mut resource, e);
-        }
-        resource
-    };
     let entry = |v: &Version, mode: &str| {
         json!({
             "fullUrl": format!("{base}/{}/{}", v.resource_type, v.id),
-            "resource": shape(v),
+            "resource": shaped(v.json(), &request),
             "search": { "mode": mode }
         })
     };
@@ -280,6 +274,17 @@ pub async fn respond(
     }
     let b = bundle("searchset", page.total, links, entries);
     render::fhir(StatusCode::OK, &b, &ctx)
+}
+
+/// `resource` as the request's `_summary` and `_elements` shape it.
+fn shaped(mut resource: Value, request: &SearchRequest) -> Value {
+    if let Some(s) = request.summary {
+        subset::summarize(&mut resource, s);
+    }
+    if let Some(e) = &request.elements {
+        subset::elements(&mut resource, e);
+    }
+    resource
 }
 
 /// The page of matches, and what `_include`/`_revinclude` add to it (with whether the

@@ -11,7 +11,7 @@ use crate::fhir::search::filter::{Filter, MAX_TERMS, parse_filter, too_many_term
 use crate::fhir::search::filter_expr::parse_filter_expression;
 use crate::fhir::search::{ParamType, SearchParams};
 use crate::fhir::subset::Summary;
-use crate::store::search::{Cursor, Include, IncludeKind, SortKey};
+use crate::store::search::{Cursor, Include, IncludeKind, Returned, SortKey};
 use actix_web::http::StatusCode;
 
 pub const DEFAULT_COUNT: i64 = 20;
@@ -63,6 +63,11 @@ pub struct SearchRequest {
     pub includes: Vec<Include>,
     /// Parameters ignored under lenient handling, reported to the client.
     pub ignored: Vec<Issue>,
+    /// `_contained=true`: contained resources are searched instead of stored ones, and this
+    /// is what is returned of them (`_containedType`).
+    pub contained: Option<Returned>,
+    /// `_containedType`, which counts only with `_contained=true`.
+    contained_type: Returned,
 }
 
 impl SearchRequest {
@@ -90,6 +95,8 @@ impl SearchRequest {
             elements: None,
             includes: Vec::new(),
             ignored: Vec::new(),
+            contained: None,
+            contained_type: Returned::Container,
         };
         if let Some(f) = extra {
             for (_, filters) in &mut req.filters {
@@ -122,7 +129,47 @@ impl SearchRequest {
                 req.includes.len()
             )));
         }
+        if req.contained.is_some() {
+            req.contained = Some(req.contained_type);
+            req.check_contained_search(types)?;
+        }
         Ok(req)
+    }
+
+    /// A search of contained resources is one type's plain parameters (and chains), in the
+    /// order of their containers: refuse what it cannot honour rather than ignore it.
+    fn check_contained_search(&self, types: &Types) -> Result<(), ApiError> {
+        let refuse = |what: &str| {
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error(
+                    "not-supported",
+                    format!("_contained=true: {what} not offered with contained resources"),
+                ),
+            ))
+        };
+        if !matches!(types, Types::One(_)) {
+            return refuse("searching several types is");
+        }
+        if !self.sort.is_empty() {
+            return refuse("_sort is (they come in their containers' order)");
+        }
+        if !self.includes.is_empty() {
+            return refuse("_include and _revinclude are");
+        }
+        if self
+            .cursor
+            .as_ref()
+            .is_some_and(|c| c.before || !c.keys.is_empty())
+        {
+            return refuse("this paging cursor is");
+        }
+        for f in self.filters.iter().flat_map(|(_, f)| f) {
+            if let Some(what) = not_for_contained(f) {
+                return refuse(&format!("{what} is"));
+            }
+        }
+        Ok(())
     }
 
     fn parameter(
@@ -195,20 +242,29 @@ impl SearchRequest {
                 }
                 self.parameter(types, "_has:List:item:_id", value, lenient)?
             }
-            // the defaults (contained resources are not searched apart from their container)
-            // are what every search here does; searching inside them is not offered
-            "_contained" | "_containedType" => {
-                if !matches!(
-                    (name, value),
-                    ("_contained", "false") | ("_containedType", "container")
-                ) {
+            // stored resources (false, the default), or the resources they contain (true)
+            "_contained" => match value {
+                "false" => self.contained = None,
+                "true" => self.contained = Some(self.contained_type),
+                "both" => {
                     return self.unsupported(
-                        format!(
-                            "{name}={value}: contained resources are not searched; only \
-                             _contained=false and _containedType=container (the defaults) are"
-                        ),
+                        "_contained=both is not offered: search the stored resources \
+                         (_contained=false) and the contained ones (_contained=true) apart"
+                            .into(),
                         lenient,
                     );
+                }
+                other => return bad(format!("_contained '{other}' must be true or false")),
+            },
+            "_containedType" => {
+                self.contained_type = match value {
+                    "container" => Returned::Container,
+                    "contained" => Returned::Contained,
+                    other => {
+                        return bad(format!(
+                            "_containedType '{other}' must be container or contained"
+                        ));
+                    }
                 }
             }
             // `_filter=name co "pet" and ...`: each type's filter, built from the expression
@@ -374,6 +430,22 @@ fn sort_key(types: &[String], key: &str) -> Result<SortKey, ApiError> {
         found = Some(k);
     }
     found.ok_or_else(|| ApiError::bad_request("_sort needs a type to search"))
+}
+
+/// What of `filter` a search of contained resources cannot answer, named for the client:
+/// `_id` and `_lastUpdated` are the container's, `_has` and full text are kept for stored
+/// resources only.
+fn not_for_contained(filter: &Filter) -> Option<String> {
+    match filter {
+        Filter::Clause(c) if crate::fhir::search::index::is_stored_elsewhere(&c.param.code) => {
+            Some(format!("'{}'", c.param.code))
+        }
+        Filter::Clause(_) | Filter::Chain { .. } | Filter::Compartment { .. } => None,
+        Filter::Has { .. } => Some("_has".into()),
+        Filter::Text(_) => Some("_text and _content".into()),
+        Filter::Not(inner) => not_for_contained(inner),
+        Filter::And(parts) | Filter::Or(parts) => parts.iter().find_map(not_for_contained),
+    }
 }
 
 #[cfg(test)]

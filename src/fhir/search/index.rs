@@ -97,6 +97,8 @@ pub struct Entries {
     pub composites: Vec<CompositeEntry>,
     /// The words `_text` and `_content` find (not counted by `len`: no parameter's values).
     pub text: super::text::TextEntry,
+    /// The entries of each resource it contains (`contained`), indexed apart.
+    pub contained: Vec<super::contained::ContainedEntries>,
 }
 
 /// Lower case without accents: "Müller" and "muller" search alike.
@@ -107,8 +109,18 @@ pub fn normalize(text: &str) -> String {
         .collect()
 }
 
-/// The index entries of `resource` for every search parameter of its type.
+/// The index entries of `resource` for every search parameter of its type, with its words
+/// and what it contains; its local references (`#x`) point at what it contains.
 pub fn index(resource: &Value) -> Entries {
+    let mut entries = own_entries(resource);
+    super::contained::resolve_own(&mut entries.references, resource);
+    entries.text = super::text::entry(resource);
+    entries.contained = super::contained::index_contained(resource);
+    entries
+}
+
+/// The entries of `resource`'s own parameters, local references (`url` `#x`) left as they are.
+pub(super) fn own_entries(resource: &Value) -> Entries {
     let mut entries = Entries::default();
     let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
         return entries;
@@ -121,7 +133,6 @@ pub fn index(resource: &Value) -> Entries {
         entries.add(param, &found, resource);
     }
     entries.dedup();
-    entries.text = super::text::entry(resource);
     entries
 }
 
@@ -140,6 +151,7 @@ pub fn references_of(resource: &Value, codes: &[String]) -> Vec<ReferenceEntry> 
             entries.add(param, &evaluate(&param.expression, resource), resource);
         }
     }
+    super::contained::resolve_own(&mut entries.references, resource);
     entries.references
 }
 
@@ -149,6 +161,7 @@ pub fn references_of(resource: &Value, codes: &[String]) -> Vec<ReferenceEntry> 
 pub fn index_param(resource: &Value, param: &'static SearchParam) -> Entries {
     let mut entries = Entries::default();
     entries.add(param, &evaluate(&param.expression, resource), resource);
+    super::contained::resolve_own(&mut entries.references, resource);
     entries
 }
 
@@ -398,7 +411,13 @@ fn reference(param: &'static str, item: Item) -> Vec<ReferenceEntry> {
         },
     };
     if url.starts_with('#') {
-        return vec![]; // a contained resource: not searchable by reference
+        // a contained resource: `contained::resolve_local` makes it a reference to its key
+        return vec![ReferenceEntry {
+            param,
+            target_type: None,
+            target_id: None,
+            url: Some(url.to_string()),
+        }];
     }
     let split = split_reference(url);
     let absolute = url.contains("://") || url.starts_with("urn:");

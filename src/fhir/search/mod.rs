@@ -1,6 +1,7 @@
 //! FHIR search, independent of the store: the spec's search parameters (`params`) and the
 //! values a resource is indexed under for each of them (`index`).
 
+pub mod contained;
 pub mod date;
 pub mod filter;
 pub mod filter_expr;

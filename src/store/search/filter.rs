@@ -167,10 +167,12 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
             // read the references of the matching sources (primary key), not every reference
             // of that parameter (lookup index)
             let param = sql.no_index(&format!("{h}.param"));
+            // (stored sources only: a contained resource's key has a '#', no id has)
             format!(
                 "{id} IN (SELECT {h}.target_id FROM search_reference {h} \
                  WHERE {h}.resource_type = {src} AND {param} = {p} \
-                 AND {h}.target_type = {ty} AND {h}.resource_id IN ({ids}))",
+                 AND {h}.target_type = {ty} AND {h}.resource_id IN ({ids}) \
+                 AND {h}.resource_id NOT LIKE '%#%')",
                 ty = owner.ty
             )
         }

@@ -5,6 +5,7 @@
 //! Each filter is `resource_id [NOT] IN (rows of an index table)`; filters are ANDed. Pages
 //! are cut by position (`order`), never by offset.
 
+mod contained;
 mod filter;
 mod include;
 pub mod meta_in_use;
@@ -13,6 +14,7 @@ mod predicate;
 mod sql;
 mod text;
 
+pub use contained::{ContainedMatch, ContainedPage, ContainedSpec, Returned, search_contained};
 pub use include::{Include, IncludeKind, includes};
 pub use order::{Cursor, SortKey, SortKind};
 
