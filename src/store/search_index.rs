@@ -149,12 +149,39 @@ pub fn reindex_containers(conn: &mut DbConnection) -> Result<usize, StoreError> 
     })
 }
 
-/// Index afresh the current resources (of `rtype`, or all) whose content `keep` says, a
-/// transaction per batch of heads; returns how many were indexed.
+/// Index afresh the current resources (of `rtype`, or all) whose content `keep` says;
+/// returns how many were indexed.
 fn reindex_where(
     conn: &mut DbConnection,
     rtype: Option<&str>,
     keep: fn(&serde_json::Value) -> bool,
+) -> Result<usize, StoreError> {
+    each_head_batch(conn, rtype, |conn, heads| {
+        let mut n = 0;
+        for (rtype, id, v) in heads {
+            let Some(stored) = super::versions::version(conn, rtype, id, *v)? else {
+                continue;
+            };
+            let json = stored.json();
+            if keep(&json) {
+                let entries = crate::fhir::search::index::index(&json);
+                clear(conn, rtype, id)?;
+                insert(conn, &[(rtype, id, &entries)])?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    })
+}
+
+/// Run `batch` over the heads (type, id, version) of the current resources (of `rtype`, or
+/// all), 500 at a time in key order, each batch in a transaction of its own (one commit, one
+/// sync on SQLite, for each; the full-text words flushed before it); returns the sum of what
+/// `batch` returns. For backfills, which run before the server serves.
+pub(super) fn each_head_batch(
+    conn: &mut DbConnection,
+    rtype: Option<&str>,
+    mut batch: impl FnMut(&mut DbConnection, &[(String, String, i64)]) -> Result<usize, StoreError>,
 ) -> Result<usize, StoreError> {
     use super::schema::resources as r;
     let mut done = 0;
@@ -180,19 +207,7 @@ fn reindex_where(
         };
         after = (last.0.clone(), last.1.clone());
         done += conn.transaction(|conn| {
-            let mut n = 0;
-            for (rtype, id, v) in &heads {
-                let Some(stored) = super::versions::version(conn, rtype, id, *v)? else {
-                    continue;
-                };
-                let json = stored.json();
-                if keep(&json) {
-                    let entries = crate::fhir::search::index::index(&json);
-                    clear(conn, rtype, id)?;
-                    insert(conn, &[(rtype, id, &entries)])?;
-                    n += 1;
-                }
-            }
+            let n = batch(conn, &heads)?;
             super::search_text::flush(conn)?;
             Ok::<_, StoreError>(n)
         })?;

@@ -174,40 +174,17 @@ pub fn flush(conn: &mut DbConnection) -> Result<(), StoreError> {
 /// Index the text of every current resource written before the full-text index existed (a
 /// backfill of migration 000027, `backfill`), in batches of their heads.
 pub fn fill(conn: &mut DbConnection) -> Result<usize, StoreError> {
-    use super::schema::resources as r;
-    use super::versions::version;
-    let mut done = 0;
-    let mut after = (String::new(), String::new());
-    loop {
-        let heads: Vec<(String, String, i64)> = r::table
-            .filter(r::deleted.eq(false))
-            .filter(
-                r::resource_type.gt(&after.0).or(r::resource_type
-                    .eq(&after.0)
-                    .and(r::resource_id.gt(&after.1))),
-            )
-            .order((r::resource_type.asc(), r::resource_id.asc()))
-            .limit(1000)
-            .select((r::resource_type, r::resource_id, r::version_id))
-            .load(conn)?;
-        let Some(last) = heads.last() else {
-            return Ok(done);
-        };
-        after = (last.0.clone(), last.1.clone());
-        // one transaction a batch: one commit (one sync on SQLite) for a thousand resources
-        done += conn.transaction(|conn| {
-            let mut n = 0;
-            for (rtype, id, v) in &heads {
-                if let Some(stored) = version(conn, rtype, id, *v)? {
-                    let text = crate::fhir::search::text::entry(&stored.json());
-                    // what an interrupted fill wrote goes first: filling twice is safe
-                    clear(conn, rtype, id)?;
-                    insert(conn, &[(rtype, id, &text)])?;
-                    n += 1;
-                }
+    super::search_index::each_head_batch(conn, None, |conn, heads| {
+        let mut n = 0;
+        for (rtype, id, v) in heads {
+            if let Some(stored) = super::versions::version(conn, rtype, id, *v)? {
+                let text = crate::fhir::search::text::entry(&stored.json());
+                // what an interrupted fill wrote goes first: filling twice is safe
+                clear(conn, rtype, id)?;
+                insert(conn, &[(rtype, id, &text)])?;
+                n += 1;
             }
-            flush(conn)?;
-            Ok::<_, StoreError>(n)
-        })?;
-    }
+        }
+        Ok(n)
+    })
 }

@@ -53,7 +53,10 @@ async fn contained_resources_are_searched_apart_and_returned_as_asked(app: TestA
         .await;
 
     // by default only stored resources are searched
-    assert_eq!(ids(&app, "Medication?code=1049502").await, [stored.as_str()]);
+    assert_eq!(
+        ids(&app, "Medication?code=1049502").await,
+        [stored.as_str()]
+    );
     // _contained=true: the containers of what matches, each once
     let b = search(&app, "Medication?code=1049502&_contained=true").await;
     assert_eq!(matched_ids(&b), [rx1.as_str()]);
@@ -143,9 +146,40 @@ async fn contained_resources_are_searched_apart_and_returned_as_asked(app: TestA
     let about = format!("Observation?code=2345-7&_contained=true&subject=Patient/{patient}");
     assert_eq!(ids(&app, &about).await.len(), 1);
 
+    // both: the stored Medication and the containers (or the contained Medications)
+    let mut want = more.clone();
+    want.extend([rx1.clone(), stored.clone()]);
+    assert_eq!(
+        ids(&app, "Medication?code=1049502&_contained=both").await,
+        sorted(want)
+    );
+    let b = search(
+        &app,
+        "Medication?code=1049502&_contained=both&_containedType=contained",
+    )
+    .await;
+    assert_eq!(b["total"], 5, "{b}");
+    let entries = b["entry"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["resource"]["resourceType"] == "Medication")
+    );
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["resource"]["id"] == "med1")
+            .count(),
+        4
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["resource"]["id"] == stored.as_str())
+    );
+
     // what a contained search cannot honour is refused by name
     for query in [
-        "Medication?code=1049502&_contained=both",
         "Medication?code=1049502&_contained=true&_sort=code",
         "Medication?_id=med1&_contained=true",
         "Medication?code=1049502&_contained=true&_include=Medication:manufacturer",

@@ -1,7 +1,8 @@
-//! The searchset Bundle of a `_contained=true` search (`store::search::contained`): the
-//! containers that hold a match, each once, or (`_containedType=contained`) the matching
+//! The searchset Bundle of a `_contained=true` (or `both`) search (`store::search::contained`):
+//! the containers that hold a match, each once, or (`_containedType=contained`) the matching
 //! contained resources themselves, whose `fullUrl` names them inside their container
-//! (`[base]/MedicationRequest/1#med1`). Pages go forward only (`next`), in key order.
+//! (`[base]/MedicationRequest/1#med1`); with `both`, the stored resources that match besides.
+//! Pages go forward only (`next`), in position order.
 
 use super::{SearchRequest, Total, shaped};
 use crate::api::AppState;
@@ -93,6 +94,7 @@ fn execute(
         rtype,
         filters,
         returned,
+        also_stored: request.contained_and_stored,
         count: if request.count_only { 0 } else { request.count },
         after: request.cursor.as_ref().map(|c| c.id.as_str()),
         total: request.total == Total::Count || request.count_only || request.count == 0,

@@ -66,6 +66,8 @@ pub struct SearchRequest {
     /// `_contained=true`: contained resources are searched instead of stored ones, and this
     /// is what is returned of them (`_containedType`).
     pub contained: Option<Returned>,
+    /// `_contained=both`: and the stored resources too.
+    pub contained_and_stored: bool,
     /// `_containedType`, which counts only with `_contained=true`.
     contained_type: Returned,
 }
@@ -96,6 +98,7 @@ impl SearchRequest {
             includes: Vec::new(),
             ignored: Vec::new(),
             contained: None,
+            contained_and_stored: false,
             contained_type: Returned::Container,
         };
         if let Some(f) = extra {
@@ -144,7 +147,7 @@ impl SearchRequest {
                 StatusCode::BAD_REQUEST,
                 Issue::error(
                     "not-supported",
-                    format!("_contained=true: {what} not offered with contained resources"),
+                    format!("_contained=true or both: {what} not offered with contained resources"),
                 ),
             ))
         };
@@ -242,20 +245,17 @@ impl SearchRequest {
                 }
                 self.parameter(types, "_has:List:item:_id", value, lenient)?
             }
-            // stored resources (false, the default), or the resources they contain (true)
-            "_contained" => match value {
-                "false" => self.contained = None,
-                "true" => self.contained = Some(self.contained_type),
-                "both" => {
-                    return self.unsupported(
-                        "_contained=both is not offered: search the stored resources \
-                         (_contained=false) and the contained ones (_contained=true) apart"
-                            .into(),
-                        lenient,
-                    );
+            // stored resources (false, the default), the resources they contain (true), or both
+            "_contained" => {
+                (self.contained, self.contained_and_stored) = match value {
+                    "false" => (None, false),
+                    "true" => (Some(self.contained_type), false),
+                    "both" => (Some(self.contained_type), true),
+                    other => {
+                        return bad(format!("_contained '{other}' must be true, false or both"));
+                    }
                 }
-                other => return bad(format!("_contained '{other}' must be true or false")),
-            },
+            }
             "_containedType" => {
                 self.contained_type = match value {
                     "container" => Returned::Container,

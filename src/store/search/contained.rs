@@ -2,8 +2,10 @@
 //! their keys, `fhir::search::contained`), listed in `search_contained`. The same filters as
 //! any search apply to each contained resource's own index rows; the page is either the
 //! matching contained resources (`_containedType=contained`) or their containers, each once.
-//! Results are in the order of their keys (`Container/id#local`, bytewise): a page starts
-//! strictly after the last position the client saw, as other searches' pages do.
+//! `_contained=both` adds the stored resources that match. Results are in the order of their
+//! positions (`Type/id` of a container or stored resource, `Container/id#local` of a contained
+//! one, bytewise): a page starts strictly after the last position the client saw, as other
+//! searches' pages do.
 
 use super::SearchError;
 use super::filter::{Owner, filters_sql};
@@ -28,6 +30,8 @@ pub struct ContainedSpec<'a> {
     pub rtype: &'a str,
     pub filters: &'a [Filter],
     pub returned: Returned,
+    /// The stored resources that match come too (`_contained=both`).
+    pub also_stored: bool,
     pub count: i64,
     /// The position the page starts after (`ContainedMatch::position` of the last one seen).
     pub after: Option<&'a str>,
@@ -86,6 +90,23 @@ pub fn search_contained(
              c.container_type, c.container_id, '' AS local_id, r.version_id FROM {from}"
         ),
     };
+    let source = if spec.also_stored {
+        let r = sql.alias("r");
+        let owner = Owner { row: &r, ty: &t };
+        let mut conds = vec![
+            format!("{r}.resource_type = {t}"),
+            format!("{r}.deleted = FALSE"),
+        ];
+        conds.extend(filters_sql(&mut sql, &owner, spec.filters, true));
+        format!(
+            "{source} UNION SELECT {r}.resource_type || '/' || {r}.resource_id AS position, \
+             {r}.resource_type AS container_type, {r}.resource_id AS container_id, \
+             '' AS local_id, {r}.version_id FROM resources {r} WHERE {}",
+            conds.join(" AND ")
+        )
+    } else {
+        source
+    };
     let total = if spec.total {
         let counted: Vec<Count> = load(
             conn,
@@ -115,7 +136,9 @@ pub fn search_contained(
         .into_iter()
         .map(|row| ContainedMatch {
             container: Version::from(row.version),
-            local_id: (spec.returned == Returned::Contained).then_some(row.local_id),
+            // (a stored resource's is empty: it is returned itself)
+            local_id: (spec.returned == Returned::Contained && !row.local_id.is_empty())
+                .then_some(row.local_id),
             position: row.position,
         })
         .collect();
