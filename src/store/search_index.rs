@@ -10,6 +10,7 @@ use super::schema::{
 use crate::fhir::search::index::{Entries, Second};
 use crate::fhir::search::{ParamType, contained};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
 
 /// Rows per multi-row statement (PostgreSQL allows 65,535 bound values; composites bind 12).
 const CHUNK: usize = 1000;
@@ -158,12 +159,10 @@ fn reindex_where(
 ) -> Result<usize, StoreError> {
     each_head_batch(conn, rtype, |conn, heads| {
         let mut n = 0;
-        for (rtype, id, v) in heads {
-            let Some(stored) = super::versions::version(conn, rtype, id, *v)? else {
-                continue;
-            };
-            let json = stored.json();
+        for head in heads {
+            let json = head.json();
             if keep(&json) {
+                let (rtype, id) = (head.resource_type.as_str(), head.id.as_str());
                 let entries = crate::fhir::search::index::index(&json);
                 clear(conn, rtype, id)?;
                 insert(conn, &[(rtype, id, &entries)])?;
@@ -174,40 +173,79 @@ fn reindex_where(
     })
 }
 
-/// Run `batch` over the heads (type, id, version) of the current resources (of `rtype`, or
-/// all), 500 at a time in key order, each batch in a transaction of its own (one commit, one
-/// sync on SQLite, for each; the full-text words flushed before it); returns the sum of what
-/// `batch` returns. For backfills, which run before the server serves.
+#[derive(QueryableByName)]
+struct Head {
+    #[diesel(sql_type = Text)]
+    resource_type: String,
+    #[diesel(sql_type = Text)]
+    resource_id: String,
+    #[diesel(sql_type = BigInt)]
+    version_id: i64,
+}
+
+/// Run `batch` over the current versions of the resources (of `rtype`, or all) that are not
+/// deleted, 500 at a time in key order, read in one query a batch, each batch in a transaction
+/// of its own (one commit, one sync on SQLite, for each; the full-text words flushed before
+/// it); returns the sum of what `batch` returns. For backfills, which run before the server
+/// serves.
 pub(super) fn each_head_batch(
     conn: &mut DbConnection,
     rtype: Option<&str>,
-    mut batch: impl FnMut(&mut DbConnection, &[(String, String, i64)]) -> Result<usize, StoreError>,
+    mut batch: impl FnMut(&mut DbConnection, &[super::versions::Version]) -> Result<usize, StoreError>,
 ) -> Result<usize, StoreError> {
-    use super::schema::resources as r;
     let mut done = 0;
     let mut after = (rtype.unwrap_or_default().to_string(), String::new());
+    // a row-value comparison, which both backends answer from the primary key: written as
+    // `type > a OR (type = a AND id > b)`, PostgreSQL read the index from its start each time
+    let of_type = if rtype.is_some() {
+        "AND resource_type = $3"
+    } else {
+        ""
+    };
+    let next = format!(
+        "SELECT resource_type, resource_id, version_id FROM resources \
+         WHERE deleted = FALSE AND (resource_type, resource_id) > ($1, $2) {of_type} \
+         ORDER BY resource_type, resource_id LIMIT 500"
+    );
     loop {
-        let mut heads = r::table
-            .filter(r::deleted.eq(false))
-            .filter(
-                r::resource_type.gt(&after.0).or(r::resource_type
-                    .eq(&after.0)
-                    .and(r::resource_id.gt(&after.1))),
-            )
-            .order((r::resource_type.asc(), r::resource_id.asc()))
-            .limit(500)
-            .select((r::resource_type, r::resource_id, r::version_id))
-            .into_boxed();
-        if let Some(t) = rtype {
-            heads = heads.filter(r::resource_type.eq(t));
+        let heads: Vec<(String, String, i64)> = match conn {
+            DbConnection::Pg(c) => {
+                let q = diesel::sql_query(&next)
+                    .into_boxed::<diesel::pg::Pg>()
+                    .bind::<Text, _>(&after.0)
+                    .bind::<Text, _>(&after.1);
+                let q = match rtype {
+                    Some(t) => q.bind::<Text, _>(t),
+                    None => q,
+                };
+                q.load::<Head>(c)?
+            }
+            DbConnection::Sqlite(c) => {
+                let q = diesel::sql_query(next.replace('$', "?"))
+                    .into_boxed::<diesel::sqlite::Sqlite>()
+                    .bind::<Text, _>(&after.0)
+                    .bind::<Text, _>(&after.1);
+                let q = match rtype {
+                    Some(t) => q.bind::<Text, _>(t),
+                    None => q,
+                };
+                q.load::<Head>(c)?
+            }
         }
-        let heads: Vec<(String, String, i64)> = heads.load(conn)?;
+        .into_iter()
+        .map(|h| (h.resource_type, h.resource_id, h.version_id))
+        .collect();
         let Some(last) = heads.last() else {
             return Ok(done);
         };
         after = (last.0.clone(), last.1.clone());
+        let keys: Vec<(&str, &str, i64)> = heads
+            .iter()
+            .map(|(t, id, v)| (t.as_str(), id.as_str(), *v))
+            .collect();
         done += conn.transaction(|conn| {
-            let n = batch(conn, &heads)?;
+            let current = super::versions::versions(conn, &keys)?;
+            let n = batch(conn, &current)?;
             super::search_text::flush(conn)?;
             Ok::<_, StoreError>(n)
         })?;

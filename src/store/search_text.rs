@@ -175,16 +175,13 @@ pub fn flush(conn: &mut DbConnection) -> Result<(), StoreError> {
 /// backfill of migration 000027, `backfill`), in batches of their heads.
 pub fn fill(conn: &mut DbConnection) -> Result<usize, StoreError> {
     super::search_index::each_head_batch(conn, None, |conn, heads| {
-        let mut n = 0;
-        for (rtype, id, v) in heads {
-            if let Some(stored) = super::versions::version(conn, rtype, id, *v)? {
-                let text = crate::fhir::search::text::entry(&stored.json());
-                // what an interrupted fill wrote goes first: filling twice is safe
-                clear(conn, rtype, id)?;
-                insert(conn, &[(rtype, id, &text)])?;
-                n += 1;
-            }
+        for head in heads {
+            let (rtype, id) = (head.resource_type.as_str(), head.id.as_str());
+            let text = crate::fhir::search::text::entry(&head.json());
+            // what an interrupted fill wrote goes first: filling twice is safe
+            clear(conn, rtype, id)?;
+            insert(conn, &[(rtype, id, &text)])?;
         }
-        Ok(n)
+        Ok(heads.len())
     })
 }

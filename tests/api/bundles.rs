@@ -313,4 +313,43 @@ async fn patches_ride_in_transactions_and_batches(app: TestApp) {
         app.get(&format!("Patient/{a}")).await.json()["birthDate"],
         "1990-04-01"
     );
+
+    // a patch may point at what its transaction creates: the urn:uuid becomes the new id, in
+    // a reference the patch adds and in a `reference` it sets; a urn:uuid of no entry is 400
+    let gp = "urn:uuid:6f1c2e4a-5b3d-4c2e-9f00-000000000001";
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": gp, "resource": {"resourceType": "Practitioner", "name": [{"family": "Sato"}]},
+         "request": {"method": "POST", "url": "Practitioner"}},
+        {"resource": binary("application/json-patch+json", json!([
+            {"op": "add", "path": "/generalPractitioner", "value": [{"reference": gp}]},
+            {"op": "add", "path": "/managingOrganization", "value": {"reference": "Organization/x"}},
+            {"op": "replace", "path": "/managingOrganization/reference", "value": gp}])),
+         "request": {"method": "PATCH", "url": format!("Patient/{b}")}},
+    ]});
+    let r = app.post("", &tx).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let location = r.json()["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let practitioner = location.split("/_history").next().unwrap();
+    let now_b = app.get(&format!("Patient/{b}")).await.json();
+    assert!(
+        practitioner.ends_with(
+            now_b["generalPractitioner"][0]["reference"]
+                .as_str()
+                .unwrap()
+        ),
+        "{location} {now_b}"
+    );
+    assert_eq!(
+        now_b["managingOrganization"]["reference"],
+        now_b["generalPractitioner"][0]["reference"]
+    );
+    let dangling = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": binary("application/json-patch+json", json!([
+            {"op": "add", "path": "/generalPractitioner", "value": [{"reference": "urn:uuid:6f1c2e4a-5b3d-4c2e-9f00-00000000dead"}]}])),
+         "request": {"method": "PATCH", "url": format!("Patient/{b}")}},
+    ]});
+    assert_eq!(app.post("", &dangling).await.status, 400);
 }

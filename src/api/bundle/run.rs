@@ -6,6 +6,7 @@ use crate::api::context::{RequestContext, Return};
 use crate::api::error::ApiError;
 use crate::auth::{Grant, Interaction};
 use crate::fhir::bundle::bundle;
+use crate::fhir::patch::Patch;
 use crate::fhir::resource::instant;
 use crate::fhir::{FhirId, operation_outcome};
 use crate::ingest::Writer;
@@ -279,6 +280,59 @@ fn rewrite_references(value: &mut Value, ids: &HashMap<String, String>) {
     }
 }
 
+/// A patch's references to Bundle-local fullUrls, rewritten as a resource's are: in the
+/// values it adds (`{"reference": "urn:uuid:..."}`) and, for a JSON Patch, a string it sets at
+/// a path ending in `/reference`. One that names no entry is refused, as in a resource.
+fn rewrite_patch_references(
+    patch: &mut Patch,
+    ids: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let is_json_patch = matches!(patch, Patch::Json(_));
+    let (Patch::Json(doc) | Patch::Merge(doc) | Patch::FhirPath(doc) | Patch::Meta(doc, _)) = patch;
+    rewrite_references(doc, ids);
+    let mut references: Vec<&mut String> = Vec::new();
+    if is_json_patch && let Value::Array(ops) = doc {
+        for op in ops.iter_mut() {
+            let sets_reference = op
+                .get("path")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p.ends_with("/reference"));
+            if let (true, Some(Value::String(s))) = (sets_reference, op.get_mut("value")) {
+                references.push(s);
+            }
+        }
+    }
+    for s in references {
+        if let Some(new) = ids.get(s.as_str()) {
+            *s = new.clone();
+        } else if s.starts_with("urn:uuid:") || s.starts_with("urn:oid:") {
+            return Err(ApiError::bad_request(format!(
+                "the patch sets reference '{s}', which names no fullUrl of this Bundle's entries"
+            )));
+        }
+    }
+    // what `rewrite_references` left is no entry's
+    let mut stack = vec![&*doc];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("reference")
+                    && (r.starts_with("urn:uuid:") || r.starts_with("urn:oid:"))
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "the patch adds reference '{r}', which names no fullUrl of this \
+                         Bundle's entries"
+                    )));
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Run one entry (other than a transaction's new resources, written by `create_many`).
 fn execute(
     tx: &mut Tx,
@@ -322,6 +376,7 @@ fn execute(
         }
         Action::Delete { if_match, .. } => Ok(rest::delete(tx, &rtype, id, *if_match, wctx)?),
         Action::Patch { patch, request, .. } => {
+            rewrite_patch_references(patch, ids)?;
             Ok(rest::patch(tx, &rtype, id, patch, request, wctx)?.0)
         }
         Action::Read { .. } => unreachable!("handled above"),
