@@ -199,6 +199,18 @@ async fn the_contained_index_follows_updates_deletes_and_the_backfill(app: TestA
     let (rx, _) = app.create(&order(&patient, "1049502")).await;
     let contained = |code: &str| format!("Medication?code={code}&_contained=true");
 
+    // a local id used twice (invalid, yet sent): the first resource holds it, the write goes on
+    let mut twice = order(&patient, "1191");
+    twice["contained"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"resourceType": "Medication",
+        "id": "med1", "code": {"coding": [{"system": RXNORM, "code": "5640"}]}}));
+    let r = app.post("MedicationRequest", &twice).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(ids(&app, &contained("1191")).await.len(), 1);
+    assert!(ids(&app, &contained("5640")).await.is_empty());
+
     // a new contained Medication replaces the old one in the index
     let mut changed = order(&patient, "310965");
     changed["id"] = json!(rx);

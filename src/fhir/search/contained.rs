@@ -52,11 +52,16 @@ pub fn index_contained(container: &Value) -> Vec<ContainedEntries> {
     let Some(list) = container.get("contained").and_then(Value::as_array) else {
         return Vec::new();
     };
+    let mut seen = std::collections::HashSet::new();
     list.iter()
         .take(MAX_CONTAINED)
         .filter_map(|c| {
             let local_id = c.get("id").and_then(Value::as_str)?;
             let ctype = c.get("resourceType").and_then(Value::as_str)?;
+            // a local id names one resource: the first that has it, as `#id` resolves
+            if !seen.insert(local_id) {
+                return None;
+            }
             // (no words of their own: the container's `_content` already has them)
             let mut entries = own_entries(c);
             // its local references: to its siblings, or `#` to the container itself
@@ -132,7 +137,8 @@ mod tests {
                 {"resourceType": "Medication", "id": "med1",
                  "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1049502"}]}},
                 {"resourceType": "Medication", "id": "med2", "manufacturer": {"reference": "#org"}},
-                {"resourceType": "Organization", "id": "org", "name": "Acme"}
+                {"resourceType": "Organization", "id": "org", "name": "Acme"},
+                {"resourceType": "Substance", "id": "org"}
             ],
             "medicationReference": {"reference": "#med1"},
             "requester": {"reference": "#nobody"}
@@ -151,6 +157,7 @@ mod tests {
         // what names nothing contained is not a reference to search by
         assert!(!entries.references.iter().any(|r| r.param == "requester"));
         let contained = index_contained(&rx);
+        // (the Substance that reuses a local id is not indexed)
         assert_eq!(contained.len(), 3);
         assert_eq!(contained[0].resource_type, "Medication");
         assert!(
