@@ -111,7 +111,7 @@ pub struct GroupCommit {
 /// another process, an `emrsync replay` say, to finish), never by a read turning into a write
 /// midway, which SQLite refuses at once ("database is locked") when another connection
 /// committed since that read.
-fn begin_immediate(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+pub(super) fn begin_immediate(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     match conn {
         DbConnection::Sqlite(c) => {
             diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")

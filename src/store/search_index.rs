@@ -9,6 +9,7 @@ use super::schema::{
 };
 use crate::fhir::search::index::{Entries, Second};
 use crate::fhir::search::{ParamType, contained};
+use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
@@ -243,12 +244,23 @@ pub(super) fn each_head_batch(
             .iter()
             .map(|(t, id, v)| (t.as_str(), id.as_str(), *v))
             .collect();
-        done += conn.transaction(|conn| {
-            let current = super::versions::versions(conn, &keys)?;
-            let n = batch(conn, &current)?;
-            super::search_text::flush(conn)?;
-            Ok::<_, StoreError>(n)
-        })?;
+        // the write lock from the start (BEGIN IMMEDIATE on SQLite): a transaction that reads
+        // first is refused at its first write if another connection committed meanwhile
+        super::group_commit::begin_immediate(conn)?;
+        let outcome = super::versions::versions(conn, &keys)
+            .and_then(|current| batch(conn, &current))
+            .and_then(|n| super::search_text::flush(conn).map(|()| n));
+        type Manager = <DbConnection as Connection>::TransactionManager;
+        match outcome {
+            Ok(n) => {
+                Manager::commit_transaction(conn)?;
+                done += n;
+            }
+            Err(e) => {
+                let _ = Manager::rollback_transaction(conn);
+                return Err(e);
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ on_both_backends!(
     the_text_index_follows_updates_and_deletes,
     text_combines_with_other_parameters_and_types,
     resources_stored_before_the_text_index_are_found_once_filled,
+    text_searches_page_forward_and_back_in_id_order,
 );
 
 fn patient(family: &str, given: &str, narrative: &str) -> Value {
@@ -268,4 +269,59 @@ async fn resources_stored_before_the_text_index_are_found_once_filled(app: TestA
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(left.n, 0);
+}
+
+/// A search whose only filter is text reads its page from the text index (`search_by_text_alone`
+/// in store/search): its pages must be the general plan's, in id order, forward and back, and
+/// leave out what was deleted.
+async fn text_searches_page_forward_and_back_in_id_order(app: TestApp) {
+    let mut made = Vec::new();
+    for n in 0..7 {
+        made.push(
+            app.create(&patient(
+                &format!("Page{n}"),
+                "Asha",
+                "<p>Followed for gout.</p>",
+            ))
+            .await
+            .0,
+        );
+    }
+    app.create(&patient("Other", "Asha", "<p>Followed for asthma.</p>"))
+        .await;
+    let gone = made.pop().unwrap();
+    assert_eq!(app.delete(&format!("Patient/{gone}")).await.status, 200);
+    let mut want = made.clone();
+    want.sort();
+    // forward, three at a time: every match once, in id order
+    let mut seen: Vec<String> = Vec::new();
+    let mut pages: Vec<Value> = Vec::new();
+    let mut next = Some(app.url("Patient?_text=gout&_count=3"));
+    while let Some(url) = next {
+        let r = app.get_url(&url).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let b = r.json();
+        seen.extend(matched_ids(&b));
+        next = link(&b, "next");
+        pages.push(b);
+    }
+    assert_eq!(seen, want);
+    assert_eq!(pages.len(), 2);
+    // back from the last page: the first page again
+    let back = link(&pages[1], "previous").expect("a previous link");
+    let r = app.get_url(&back).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(matched_ids(&r.json()), want[..3]);
+    // with a total (the general plan), the same first page
+    let r = app.get("Patient?_text=gout&_count=3&_total=accurate").await;
+    assert_eq!(r.json()["total"], 6);
+    assert_eq!(matched_ids(&r.json()), want[..3]);
+}
+
+fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_string())
 }

@@ -12,33 +12,11 @@ use crate::fhir::search::text::{Term, TextField, TextQuery};
 /// type (a subquery correlated on the row's type would run the text query once a row).
 pub fn text_sql(sql: &mut Sql, owner: &Owner, query: &TextQuery) -> String {
     let row = owner.row;
-    let (q, t, k) = if sql.pg {
-        (sql.text(&tsquery(query)), sql.alias("t"), String::new())
-    } else {
-        (sql.text(&fts5(query)), sql.alias("f"), sql.alias("k"))
-    };
-    // rows whose text matches: (type, id) of each
-    let (from, keys) = if sql.pg {
-        let column = match query.field {
-            TextField::Narrative => "narrative",
-            TextField::Content => "content",
-        };
-        (
-            format!("search_text {t} WHERE {t}.{column} @@ to_tsquery('simple', {q})"),
-            (format!("{t}.resource_type"), format!("{t}.resource_id")),
-        )
-    } else {
-        // from the FTS matches to their keys by rowid (SQLite would otherwise read every key
-        // of the type and probe the matches)
-        (
-            format!(
-                "search_text {t} CROSS JOIN search_text_rows {k} ON {k}.id = {t}.rowid \
-                 WHERE {t}.search_text MATCH {q}"
-            ),
-            (format!("{k}.resource_type"), format!("{k}.resource_id")),
-        )
-    };
-    let (key_type, key_id) = keys;
+    let Matches {
+        from,
+        key_type,
+        key_id,
+    } = matches(sql, query);
     if owner.type_is_fixed() {
         let key_type = sql.no_index(&key_type);
         format!(
@@ -49,6 +27,69 @@ pub fn text_sql(sql: &mut Sql, owner: &Owner, query: &TextQuery) -> String {
         format!(
             "({row}.resource_type, {row}.resource_id) IN (SELECT {key_type}, {key_id} FROM {from})"
         )
+    }
+}
+
+/// The ids of the first `limit` resources of type `ty` (a placeholder) whose text matches
+/// `query`, after the id `after` (a placeholder) if given, in id order: the page of a search
+/// whose only filter is this text, read from the text index alone. Text rows exist for current
+/// resources only, so their order is the search's own (type, then id).
+pub fn first_ids_sql(
+    sql: &mut Sql,
+    ty: &str,
+    query: &TextQuery,
+    after: Option<&str>,
+    limit: &str,
+) -> String {
+    let Matches {
+        from,
+        key_type,
+        key_id,
+    } = matches(sql, query);
+    let key_type = sql.no_index(&key_type);
+    let after = after
+        .map(|a| format!(" AND {key_id} > {a}"))
+        .unwrap_or_default();
+    format!(
+        "SELECT {key_id} AS resource_id FROM {from} AND {key_type} = {ty}{after} \
+         ORDER BY {key_id} LIMIT {limit}"
+    )
+}
+
+/// Where a text query's matches are, as `FROM ... WHERE <match>` and the columns of their
+/// type and id.
+struct Matches {
+    from: String,
+    key_type: String,
+    key_id: String,
+}
+
+fn matches(sql: &mut Sql, query: &TextQuery) -> Matches {
+    if sql.pg {
+        let q = sql.text(&tsquery(query));
+        let t = sql.alias("t");
+        let column = match query.field {
+            TextField::Narrative => "narrative",
+            TextField::Content => "content",
+        };
+        Matches {
+            from: format!("search_text {t} WHERE {t}.{column} @@ to_tsquery('simple', {q})"),
+            key_type: format!("{t}.resource_type"),
+            key_id: format!("{t}.resource_id"),
+        }
+    } else {
+        let q = sql.text(&fts5(query));
+        let (t, k) = (sql.alias("f"), sql.alias("k"));
+        // from the FTS matches to their keys by rowid (SQLite would otherwise read every key
+        // of the type and probe the matches)
+        Matches {
+            from: format!(
+                "search_text {t} CROSS JOIN search_text_rows {k} ON {k}.id = {t}.rowid \
+                 WHERE {t}.search_text MATCH {q}"
+            ),
+            key_type: format!("{k}.resource_type"),
+            key_id: format!("{k}.resource_id"),
+        }
     }
 }
 
