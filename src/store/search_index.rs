@@ -194,48 +194,27 @@ pub(super) fn each_head_batch(
     rtype: Option<&str>,
     mut batch: impl FnMut(&mut DbConnection, &[super::versions::Version]) -> Result<usize, StoreError>,
 ) -> Result<usize, StoreError> {
+    use super::search::sql::{Sql, load};
+    let pg = matches!(conn, DbConnection::Pg(_));
     let mut done = 0;
     let mut after = (rtype.unwrap_or_default().to_string(), String::new());
-    // a row-value comparison, which both backends answer from the primary key: written as
-    // `type > a OR (type = a AND id > b)`, PostgreSQL read the index from its start each time
-    let of_type = if rtype.is_some() {
-        "AND resource_type = $3"
-    } else {
-        ""
-    };
-    let next = format!(
-        "SELECT resource_type, resource_id, version_id FROM resources \
-         WHERE deleted = FALSE AND (resource_type, resource_id) > ($1, $2) {of_type} \
-         ORDER BY resource_type, resource_id LIMIT 500"
-    );
     loop {
-        let heads: Vec<(String, String, i64)> = match conn {
-            DbConnection::Pg(c) => {
-                let q = diesel::sql_query(&next)
-                    .into_boxed::<diesel::pg::Pg>()
-                    .bind::<Text, _>(&after.0)
-                    .bind::<Text, _>(&after.1);
-                let q = match rtype {
-                    Some(t) => q.bind::<Text, _>(t),
-                    None => q,
-                };
-                q.load::<Head>(c)?
-            }
-            DbConnection::Sqlite(c) => {
-                let q = diesel::sql_query(next.replace('$', "?"))
-                    .into_boxed::<diesel::sqlite::Sqlite>()
-                    .bind::<Text, _>(&after.0)
-                    .bind::<Text, _>(&after.1);
-                let q = match rtype {
-                    Some(t) => q.bind::<Text, _>(t),
-                    None => q,
-                };
-                q.load::<Head>(c)?
-            }
-        }
-        .into_iter()
-        .map(|h| (h.resource_type, h.resource_id, h.version_id))
-        .collect();
+        // a row-value comparison, which both backends answer from the primary key: written as
+        // `type > a OR (type = a AND id > b)`, PostgreSQL read the index from its start each time
+        let mut sql = Sql::new(pg);
+        let (a, b) = (sql.text(&after.0), sql.text(&after.1));
+        let of_type = rtype
+            .map(|t| format!(" AND resource_type = {}", sql.text(t)))
+            .unwrap_or_default();
+        let next = format!(
+            "SELECT resource_type, resource_id, version_id FROM resources \
+             WHERE deleted = FALSE AND (resource_type, resource_id) > ({a}, {b}){of_type} \
+             ORDER BY resource_type, resource_id LIMIT 500"
+        );
+        let heads: Vec<(String, String, i64)> = load::<Head>(conn, &next, &sql.binds)?
+            .into_iter()
+            .map(|h| (h.resource_type, h.resource_id, h.version_id))
+            .collect();
         let Some(last) = heads.last() else {
             return Ok(done);
         };

@@ -74,6 +74,15 @@ pub fn matched_ids(bundle: &Value) -> Vec<String> {
     )
 }
 
+/// The URL of `bundle`'s link of `relation` (`next`, `previous`, ...), if it has one.
+pub fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_string())
+}
+
 pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids

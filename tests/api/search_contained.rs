@@ -3,7 +3,7 @@
 //! follow local references into them; updates, deletes and the backfill keep their index; and
 //! nothing of them leaks into searches of stored resources.
 
-use crate::helpers::{TestApp, matched_ids, sorted};
+use crate::helpers::{TestApp, link, matched_ids, sorted};
 use crate::on_both_backends;
 use serde_json::{Value, json};
 
@@ -115,12 +115,7 @@ async fn contained_resources_are_searched_apart_and_returned_as_asked(app: TestA
         let page = matched_ids(&b);
         assert!(page.len() <= 2, "{b}");
         seen.extend(page);
-        next = b["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_string());
+        next = link(&b, "next");
     }
     let mut want = more.clone();
     want.push(rx1.clone());

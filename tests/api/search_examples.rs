@@ -2,7 +2,7 @@
 //! from the example files (hl7.fhir.r4.examples 4.0.1), not from this server's answers.
 
 use crate::corpus::example_resources;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, link};
 use crate::on_both_backends;
 use serde_json::{Value, json};
 
@@ -688,14 +688,6 @@ async fn sorts(app: &TestApp) {
         })
         .collect();
     assert_eq!(backward, pages, "previous links retrace the same pages");
-}
-
-fn link(bundle: &Value, relation: &str) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == relation)
-        .map(|l| l["url"].as_str().unwrap().to_string())
 }
 
 async fn includes(app: &TestApp) {

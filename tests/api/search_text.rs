@@ -2,7 +2,7 @@
 //! resource, with the same answers on both backends, kept current by every write and filled
 //! in for what was stored before the index existed.
 
-use crate::helpers::{TestApp, matched_ids};
+use crate::helpers::{TestApp, link, matched_ids};
 use crate::on_both_backends;
 use serde_json::{Value, json};
 
@@ -316,12 +316,4 @@ async fn text_searches_page_forward_and_back_in_id_order(app: TestApp) {
     let r = app.get("Patient?_text=gout&_count=3&_total=accurate").await;
     assert_eq!(r.json()["total"], 6);
     assert_eq!(matched_ids(&r.json()), want[..3]);
-}
-
-fn link(bundle: &Value, relation: &str) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == relation)
-        .map(|l| l["url"].as_str().unwrap().to_string())
 }

@@ -11,7 +11,7 @@ mod include;
 pub mod meta_in_use;
 mod order;
 mod predicate;
-mod sql;
+pub(crate) mod sql;
 mod text;
 
 pub use contained::{ContainedMatch, ContainedPage, ContainedSpec, Returned, search_contained};
