@@ -54,7 +54,19 @@ pub async fn respond(
                         "{base}/{}/{}#{local}",
                         m.container.resource_type, m.container.id
                     ),
-                    find(&container, local)?.clone(),
+                    match find(&container, local) {
+                        Some(c) => c.clone(),
+                        // the index lists what the container no longer holds: say so, as
+                        // the page comes out one short
+                        None => {
+                            tracing::error!(
+                                container = %format!("{}/{}", m.container.resource_type, m.container.id),
+                                local = %local,
+                                "a contained resource in the index is not in its container"
+                            );
+                            return None;
+                        }
+                    },
                 ),
             };
             Some(json!({
