@@ -72,6 +72,21 @@ pub async fn admin_get(app: &TestApp, path: &str) -> Value {
     r.json()
 }
 
+/// The outbound summary once `done` holds of it, or the last one after 10 s. A target has a
+/// message before the hub has recorded the target's ACK, so a summary read right after the
+/// target got it may still count it as pending.
+pub async fn summary_when(app: &TestApp, done: impl Fn(&Value) -> bool) -> Value {
+    let mut summary = admin_get(app, "outbound/summary").await;
+    for _ in 0..100 {
+        if done(&summary) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        summary = admin_get(app, "outbound/summary").await;
+    }
+    summary
+}
+
 pub async fn send(app: &TestApp, message: &str) {
     let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
     let ack = mllp.send(message).await;
@@ -232,7 +247,7 @@ async fn a_target_down_catches_up_in_order_and_a_refusal_waits_for_replay(app: T
     assert_eq!(field(&got[4], "PID", 5), "Refused^Ann");
     let r = app.send(app.client.post(&url)).await;
     assert_eq!(r.status, 409, "a sent message is not replayed: {}", r.text);
-    let summary = admin_get(&app, "outbound/summary").await;
+    let summary = summary_when(&app, |s| s["targets"]["legacy-emr"]["sent"] == 5).await;
     assert_eq!(summary["targets"]["legacy-emr"]["sent"], 5, "{summary}");
 
     // retention forgets what was sent, never what waits in the exception queue
