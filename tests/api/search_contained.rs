@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     contained_resources_are_searched_apart_and_returned_as_asked,
     the_contained_index_follows_updates_deletes_and_the_backfill,
+    a_patient_app_finds_and_counts_its_own_containers_only,
 );
 
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
@@ -172,6 +173,14 @@ async fn contained_resources_are_searched_apart_and_returned_as_asked(app: TestA
             .iter()
             .any(|e| e["resource"]["id"] == stored.as_str())
     );
+    // _summary=count: how many containers hold a match, and no entries
+    let b = search(
+        &app,
+        "Medication?code=1049502&_contained=true&_summary=count",
+    )
+    .await;
+    assert_eq!(b["total"], 4, "{b}");
+    assert!(b["entry"].is_null(), "{b}");
 
     // what a contained search cannot honour is refused by name
     for query in [
@@ -244,5 +253,38 @@ async fn the_contained_index_follows_updates_deletes_and_the_backfill(app: TestA
         ids(&app, "MedicationRequest?medication.code=310965")
             .await
             .is_empty()
+    );
+}
+
+/// A container is a result of its own type: a patient's app finds its own patient's orders
+/// holding a match and not another's, and is not told how many the others hold.
+async fn a_patient_app_finds_and_counts_its_own_containers_only(app: TestApp) {
+    let patient = json!({"resourceType": "Patient", "name": [{"family": "Adeyemi"}]});
+    let (mine, _) = app.create(&patient).await;
+    let (other, _) = app.create(&patient).await;
+    let (my_order, _) = app.create(&order(&mine, "1049502")).await;
+    app.create(&order(&other, "1049502")).await;
+    app.create(&order(&other, "1049502")).await;
+    let token = app.token_for("patient/*.rs", Some(&mine));
+    let r = app
+        .get_as(&token, "Medication?code=1049502&_contained=true")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    assert_eq!(matched_ids(&b), [my_order.as_str()], "{b}");
+    assert_eq!(b["total"], 1, "{b}");
+    for count in ["_summary=count", "_total=accurate", "_count=0"] {
+        let query = format!("Medication?code=1049502&_contained=true&{count}");
+        let r = app.get_as(&token, &query).await;
+        assert_eq!(r.status, 403, "{query}: {}", r.text);
+    }
+    // a token over every type counts them all
+    assert_eq!(
+        search(
+            &app,
+            "Medication?code=1049502&_contained=true&_summary=count"
+        )
+        .await["total"],
+        3
     );
 }

@@ -28,6 +28,15 @@ pub async fn respond(
     path: &str,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
+    // Containers are checked against the token one by one, after the store has counted them:
+    // a count is the caller's to see only when the token reaches every container, whatever
+    // its type (a patient's app would otherwise count other patients' orders).
+    let whole = ctx.grant.reaches_everything(Interaction::Search);
+    if !whole && (request.count_only || request.count == 0 || request.total == Total::Count) {
+        return Err(ApiError::forbidden(
+            "a count of _contained matches needs a token that searches every type (such as system/*.rs)",
+        ));
+    }
     let store = state.store.clone();
     let (mut page, request) =
         web::block(move || store.read(|c| Ok(execute(c, request, returned)))).await???;
@@ -38,6 +47,9 @@ pub async fn respond(
             .check(Interaction::Search, &v.resource_type, &v.id, || v.json())
             .is_ok()
     });
+    if !whole {
+        page.total = page.total.map(|_| page.matches.len() as i64);
+    }
     let base = &state.base_url;
     let entries: Vec<Value> = page
         .matches
