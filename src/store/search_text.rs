@@ -1,6 +1,7 @@
 //! Writing the full-text index (`fhir::search::text`), in the caller's transaction like the
 //! rest of the search index: SQLite keeps the words in an FTS5 table without content of its
-//! own, keyed through `search_text_rows`; PostgreSQL in `tsvector` columns with GIN indexes.
+//! own, keyed through `search_text_rows`; PostgreSQL in `tsvector` columns with GIN indexes
+//! (every word in `search_text`, the narrative's in `search_narrative`).
 //!
 //! On SQLite a write's words wait in `search_text_pending` until its transaction moves them
 //! into the FTS5 table, all at once, just before it commits (`flush`): FTS5 writes made inside
@@ -52,12 +53,19 @@ pub fn insert(
                 let ids: Vec<&str> = chunk.iter().map(|o| o.1).collect();
                 let narratives: Vec<&str> = chunk.iter().map(|o| o.2.narrative.as_str()).collect();
                 let contents: Vec<&str> = chunk.iter().map(|o| o.2.content.as_str()).collect();
+                // every word in `search_text`, the narrative's again in `search_narrative`
+                // when there is one (migration 000031 says why apart)
                 diesel::sql_query(
-                    "INSERT INTO search_text (resource_type, resource_id, narrative, content) \
-                     SELECT t, i, to_tsvector('simple', n), to_tsvector('simple', n || ' ' || c) \
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(t, i, n, c) \
+                    "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+                     $4::text[]) AS x(t, i, n, c)), \
+                     words AS (INSERT INTO search_text (resource_type, resource_id, content) \
+                     SELECT t, i, to_tsvector('simple', n || ' ' || c) FROM x \
                      ON CONFLICT (resource_type, resource_id) \
-                     DO UPDATE SET narrative = EXCLUDED.narrative, content = EXCLUDED.content",
+                     DO UPDATE SET content = EXCLUDED.content) \
+                     INSERT INTO search_narrative (resource_type, resource_id, narrative) \
+                     SELECT t, i, to_tsvector('simple', n) FROM x WHERE n <> '' \
+                     ON CONFLICT (resource_type, resource_id) \
+                     DO UPDATE SET narrative = EXCLUDED.narrative",
                 )
                 .bind::<Array<Text>, _>(types)
                 .bind::<Array<Text>, _>(ids)
@@ -127,7 +135,9 @@ pub fn clear(conn: &mut DbConnection, rtype: &str, id: &str) -> Result<(), Store
     match conn {
         DbConnection::Pg(c) => {
             diesel::sql_query(
-                "DELETE FROM search_text WHERE resource_type = $1 AND resource_id = $2",
+                "WITH narrative AS (DELETE FROM search_narrative \
+                 WHERE resource_type = $1 AND resource_id = $2) \
+                 DELETE FROM search_text WHERE resource_type = $1 AND resource_id = $2",
             )
             .bind::<Text, _>(rtype)
             .bind::<Text, _>(id)

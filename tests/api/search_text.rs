@@ -246,6 +246,9 @@ async fn resources_stored_before_the_text_index_are_found_once_filled(app: TestA
             diesel::sql_query("DELETE FROM search_text")
                 .execute(c)
                 .unwrap();
+            diesel::sql_query("DELETE FROM search_narrative")
+                .execute(c)
+                .unwrap();
         }
     }
     assert!(ids(&app, "Patient?_text=migraine").await.is_empty());

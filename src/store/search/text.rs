@@ -68,12 +68,12 @@ fn matches(sql: &mut Sql, query: &TextQuery) -> Matches {
     if sql.pg {
         let q = sql.text(&tsquery(query));
         let t = sql.alias("t");
-        let column = match query.field {
-            TextField::Narrative => "narrative",
-            TextField::Content => "content",
+        let (table, column) = match query.field {
+            TextField::Narrative => ("search_narrative", "narrative"),
+            TextField::Content => ("search_text", "content"),
         };
         Matches {
-            from: format!("search_text {t} WHERE {t}.{column} @@ to_tsquery('simple', {q})"),
+            from: format!("{table} {t} WHERE {t}.{column} @@ to_tsquery('simple', {q})"),
             key_type: format!("{t}.resource_type"),
             key_id: format!("{t}.resource_id"),
         }
