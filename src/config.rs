@@ -385,6 +385,22 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_ALERT_INTERVAL_SECS", default_value_t = 30)]
     pub alert_interval_secs: u64,
 
+    /// Bulk Data exports (`$export`) running at once; more wait their turn.
+    #[arg(long, env = "EMRSYNC_EXPORTS_RUNNING", default_value_t = 2)]
+    pub exports_running: usize,
+
+    /// Exports one client may have waiting or running at once; more are refused (429).
+    #[arg(long, env = "EMRSYNC_EXPORTS_PER_CLIENT", default_value_t = 2)]
+    pub exports_per_client: i64,
+
+    /// Hours a finished export's files are kept before they are deleted.
+    #[arg(long, env = "EMRSYNC_EXPORT_KEEP_HOURS", default_value_t = 24)]
+    pub export_keep_hours: u64,
+
+    /// Resources per export file.
+    #[arg(long, env = "EMRSYNC_EXPORT_FILE_RESOURCES", default_value_t = 100_000)]
+    pub export_file_resources: u64,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -451,6 +467,10 @@ impl Settings {
             // off unless a test turns them on: a rule firing mid-test would write resources the
             // test did not (the command line's default is 30)
             alert_interval_secs: 0,
+            exports_running: 2,
+            exports_per_client: 2,
+            export_keep_hours: 24,
+            export_file_resources: 100_000,
             log_json: false,
         }
     }

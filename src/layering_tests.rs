@@ -11,6 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["fhir"]),
     ("auth", &["fhir", "store"]),
     ("subscriptions", &["fhir", "store", "auth"]),
+    ("bulk", &["fhir", "store", "auth"]),
     ("ingest", &["fhir", "store", "auth", "subscriptions"]),
     (
         "identity",

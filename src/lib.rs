@@ -30,6 +30,7 @@ pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod bulk;
 pub mod cli;
 pub mod config;
 pub mod fhir;

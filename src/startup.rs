@@ -423,6 +423,24 @@ impl Application {
             AtShutdown::Stop,
             move |_| crate::ops::retention::run(s.clone(), retention, Duration::from_secs(3600)),
         );
+        let exports = crate::bulk::Exports::new(
+            store.clone(),
+            settings.store.data_dir.clone(),
+            base_url.clone(),
+            crate::bulk::ExportSettings {
+                max_running: settings.exports_running.max(1),
+                max_per_client: settings.exports_per_client.max(1),
+                keep: Duration::from_secs(settings.export_keep_hours * 3600),
+                per_file: settings.export_file_resources.max(1),
+            },
+        );
+        let e = exports.clone();
+        tasks.spawn(
+            "bulk export",
+            OnExit::Restart,
+            AtShutdown::Stop,
+            move |_| e.clone().run(),
+        );
         let rates = Arc::new(crate::api::rate::Rates {
             auth_per_address: crate::api::rate::Rate::per_second(settings.auth_rate),
             api_per_client: crate::api::rate::Rate::per_second(settings.api_rate),
@@ -469,6 +487,7 @@ impl Application {
             sockets,
             rates: rates.clone(),
             tasks: tasks.states(),
+            exports,
         });
         let hsts = https.is_some();
         let drain = Arc::new(crate::api::drain::Drain::default());

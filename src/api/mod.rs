@@ -6,6 +6,7 @@ mod alerts_admin;
 mod audit;
 mod authorize;
 pub mod body;
+mod bulk;
 mod bundle;
 mod conditional;
 mod console;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub rates: Arc<rate::Rates>,
     /// The background tasks' states (`/ready`).
     pub tasks: crate::ops::tasks::TaskStates,
+    /// Bulk Data exports (`$export`).
+    pub exports: crate::bulk::Exports,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
@@ -219,6 +222,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             .route("/_search", web::post().to(search::system_post))
             .route("/_history", web::get().to(history::system))
             .route("/$meta", web::get().to(meta::of_system))
+            .route("/$export", web::get().to(bulk::kick_off_get))
+            .route("/$export", web::post().to(bulk::kick_off_post))
+            .route("/$export-status/{id}", web::get().to(bulk::status))
+            .route("/$export-status/{id}", web::delete().to(bulk::cancel))
+            .route("/$export-file/{id}/{name}", web::get().to(bulk::file))
             .route("/{type}", web::get().to(search::get))
             .route("/{type}", web::post().to(crud::create))
             .route("/{type}", web::put().to(conditional::update))

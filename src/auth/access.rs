@@ -90,6 +90,26 @@ const SHARED_TYPES: &[&str] = &[
 pub struct Denied(pub String);
 
 impl Grant {
+    /// The filter this grant puts on a search of `rtype`, if any: one limit, or any of several
+    /// (`None` when it reaches every resource of the type).
+    pub fn search_limit(&self, rtype: &str) -> Result<Option<Filter>, Denied> {
+        let Reach::Only(limits) = self.reach(Interaction::Search, rtype)? else {
+            return Ok(None);
+        };
+        let mut any = Vec::with_capacity(limits.len());
+        for limit in &limits {
+            match limit.filter(rtype)? {
+                Some(f) => any.push(f),
+                None => return Ok(None),
+            }
+        }
+        Ok(if any.len() == 1 {
+            any.pop()
+        } else {
+            Some(Filter::Or(any))
+        })
+    }
+
     /// Whether the audit trail may be read: only a system or user scope that names
     /// `AuditEvent` itself (a wildcard `*` is not enough: the trail shows who saw whom), and
     /// never a token confined to a patient.

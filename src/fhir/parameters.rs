@@ -92,6 +92,17 @@ impl Params {
             .collect()
     }
 
+    /// Every parameter in the order given: its name, and its value when it is text.
+    pub fn all(&self) -> Vec<(&str, Option<&str>)> {
+        self.given
+            .iter()
+            .map(|(k, v)| match v {
+                Given::Text(t) => (k.as_str(), Some(t.as_str())),
+                Given::Json(_) => (k.as_str(), None),
+            })
+            .collect()
+    }
+
     /// The first complex value (or resource) of `name`.
     pub fn json(&self, name: &str) -> Option<&Value> {
         self.given.iter().find_map(|(k, v)| match v {

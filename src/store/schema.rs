@@ -404,6 +404,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    bulk_exports (id) {
+        id -> Text,
+        owner -> Text,
+        actor -> Text,
+        scope -> Text,
+        patient -> Nullable<Text>,
+        request -> Text,
+        params -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        transaction_time -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+        heartbeat_at -> Nullable<BigInt>,
+        output -> Nullable<Text>,
+        error -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resource_versions,
     resources,

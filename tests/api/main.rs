@@ -4,6 +4,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod brute_force;
+mod bulk_export;
 mod bundles;
 mod certs;
 pub mod cli;

@@ -5,7 +5,7 @@
 
 use super::request::SearchRequest;
 use crate::api::error::ApiError;
-use crate::auth::{Denied, Grant, Interaction, Reach};
+use crate::auth::{Denied, Grant, Interaction};
 use crate::fhir::search::filter::Filter;
 
 pub fn confine(grant: &Grant, request: &mut SearchRequest) -> Result<(), ApiError> {
@@ -21,30 +21,11 @@ pub fn confine(grant: &Grant, request: &mut SearchRequest) -> Result<(), ApiErro
         for f in filters.iter_mut() {
             confine_inner(grant, f)?;
         }
-        if let Some(c) = limit(grant, rtype)? {
+        if let Some(c) = grant.search_limit(rtype)? {
             filters.push(c);
         }
     }
     Ok(())
-}
-
-/// The filter `grant` puts on a search of `rtype`, if any: one limit, or any of several.
-fn limit(grant: &Grant, rtype: &str) -> Result<Option<Filter>, Denied> {
-    let Reach::Only(limits) = grant.reach(Interaction::Search, rtype)? else {
-        return Ok(None);
-    };
-    let mut any = Vec::with_capacity(limits.len());
-    for limit in &limits {
-        match limit.filter(rtype)? {
-            Some(f) => any.push(f),
-            None => return Ok(None),
-        }
-    }
-    Ok(if any.len() == 1 {
-        any.pop()
-    } else {
-        Some(Filter::Or(any))
-    })
 }
 
 /// Confine the resources a chain or `_has` looks at. A chain target the caller may not search
@@ -81,7 +62,7 @@ fn confine_inner(grant: &Grant, filter: &mut Filter) -> Result<(), Denied> {
 
 fn confine_one(grant: &Grant, rtype: &str, inner: &mut Filter) -> Result<(), Denied> {
     confine_inner(grant, inner)?;
-    if let Some(c) = limit(grant, rtype)? {
+    if let Some(c) = grant.search_limit(rtype)? {
         *inner = Filter::And(vec![inner.clone(), c]);
     }
     Ok(())

@@ -1,0 +1,165 @@
+//! Bulk Data export over HTTP (`bulk`): `GET|POST [base]/$export` kicks a job off (202 with
+//! its status URL in `Content-Location`); `GET [base]/$export-status/[id]` answers 202 with
+//! `X-Progress` while it runs, then 200 with the manifest; `DELETE` cancels it; the manifest's
+//! files are `GET [base]/$export-file/[id]/[name]`, ndjson, to the same client only.
+
+use super::AppState;
+use super::body::{parse_resource, read_limited};
+use super::context::{RequestContext, body_format};
+use super::error::ApiError;
+use super::path::QueryPairs;
+use crate::bulk::{ExportError, ExportRequest, Level, Status};
+use crate::fhir::Issue;
+use crate::fhir::parameters::Params;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+/// How long a client is told to wait between polls.
+const RETRY_AFTER_SECS: u32 = 2;
+
+pub async fn kick_off_get(
+    state: web::Data<AppState>,
+    QueryPairs(params): QueryPairs,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    kick_off(state, Level::System, params, &req, ctx).await
+}
+
+/// POST: the parameters in a `Parameters` body (as Medplum's client sends them), or in the
+/// query string.
+pub async fn kick_off_post(
+    state: web::Data<AppState>,
+    QueryPairs(mut params): QueryPairs,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = read_limited(&req, payload, state.max_body_bytes).await?;
+    if !bytes.is_empty() {
+        let body = parse_resource(&bytes, body_format(&req)?)?;
+        let given = Params::from_resource(&body).map_err(ApiError::bad_request)?;
+        for (name, value) in given.all() {
+            let Some(value) = value else {
+                return Err(ApiError::bad_request(format!(
+                    "{name}: this server takes $export parameters as text values"
+                )));
+            };
+            params.push((name.to_string(), value.to_string()));
+        }
+    }
+    kick_off(state, Level::System, params, &req, ctx).await
+}
+
+async fn kick_off(
+    state: web::Data<AppState>,
+    level: Level,
+    params: Vec<(String, String)>,
+    req: &HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let prefer = req
+        .headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    if !prefer {
+        return Err(ApiError::bad_request(
+            "$export runs asynchronously: send Prefer: respond-async",
+        ));
+    }
+    let request = ExportRequest::parse(level, &params, ctx.lenient).map_err(ExportError::from)?;
+    let url = format!(
+        "{}{}",
+        state.base_url.trim_end_matches("/fhir"),
+        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
+    );
+    let (exports, grant) = (state.exports.clone(), ctx.grant.clone());
+    let id = web::block(move || exports.kick_off(&grant, &request, &url)).await??;
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            "Content-Location",
+            format!("{}/$export-status/{id}", state.base_url),
+        ))
+        .finish())
+}
+
+pub async fn status(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let exports = state.exports.clone();
+    let status = web::block(move || exports.status(&ctx.grant, &id)).await??;
+    Ok(match status {
+        Status::InProgress(progress) => HttpResponse::Accepted()
+            .insert_header(("X-Progress", progress))
+            .insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()))
+            .finish(),
+        Status::Done(manifest) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(manifest.to_string()),
+        Status::Failed(why) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Issue::error("exception", why),
+            ));
+        }
+    })
+}
+
+pub async fn cancel(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let exports = state.exports.clone();
+    web::block(move || exports.cancel(&ctx.grant, &id)).await??;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// A file of a finished export, streamed from its place.
+pub async fn file(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let (id, name) = path.into_inner();
+    let exports = state.exports.clone();
+    let path = web::block(move || exports.file(&ctx.grant, &id, &name)).await??;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::from(ExportError::NotFound))?;
+    let chunks = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(web::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/fhir+ndjson")
+        .streaming(chunks))
+}
+
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::Bad(b) => ApiError::bad_request(b.0),
+            ExportError::Forbidden(m) => ApiError::forbidden(m),
+            ExportError::NotFound => ApiError::not_found("no such export, or not yours"),
+            ExportError::Busy(m) => {
+                let mut e = ApiError::busy(Issue::error("throttled", m), RETRY_AFTER_SECS * 5);
+                e.status = StatusCode::TOO_MANY_REQUESTS;
+                e
+            }
+            ExportError::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The `bulk_exports` rows: a job from kick-off until its files expire. Statuses move
+//! accepted → running → done | failed; a cancel deletes the row, and a running job that finds
+//! its row gone (or no longer running) keeps nothing it wrote.
+
+use crate::fhir::resource::now_micros;
+use crate::store::StoreError;
+use crate::store::db::DbConnection;
+use crate::store::schema::bulk_exports as be;
+use diesel::prelude::*;
+
+pub const ACCEPTED: &str = "accepted";
+pub const RUNNING: &str = "running";
+pub const DONE: &str = "done";
+pub const FAILED: &str = "failed";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = be)]
+pub struct Job {
+    pub id: String,
+    /// Who may poll, download and cancel: the client the token was issued to.
+    pub owner: String,
+    /// The name the audit trail gives the requester.
+    pub actor: String,
+    /// The token's scopes and launch patient: what the job may read.
+    pub scope: String,
+    pub patient: Option<String>,
+    /// The kick-off URL, as the manifest's `request` repeats it.
+    pub request: String,
+    /// The parsed request (`ExportRequest` as JSON).
+    pub params: String,
+    pub status: String,
+    pub created_at: i64,
+    /// The snapshot's time, once the job has read it.
+    pub transaction_time: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub heartbeat_at: Option<i64>,
+    /// When done: the files written (`Output` list as JSON).
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+pub fn insert(conn: &mut DbConnection, job: &Job) -> Result<(), StoreError> {
+    diesel::insert_into(be::table).values(job).execute(conn)?;
+    Ok(())
+}
+
+pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<Job>, StoreError> {
+    Ok(be::table
+        .find(id)
+        .select(Job::as_select())
+        .get_result(conn)
+        .optional()?)
+}
+
+/// How many of `owner`'s jobs wait or run.
+pub fn active_of(conn: &mut DbConnection, owner: &str) -> Result<i64, StoreError> {
+    Ok(be::table
+        .filter(be::owner.eq(owner))
+        .filter(be::status.eq_any([ACCEPTED, RUNNING]))
+        .count()
+        .get_result(conn)?)
+}
+
+/// How many jobs run now (in every process sharing the database).
+pub fn running(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    Ok(be::table
+        .filter(be::status.eq(RUNNING))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Take the oldest waiting job, marking it running; `None` when none waits (or another
+/// process took it first).
+pub fn take_next(conn: &mut DbConnection) -> Result<Option<Job>, StoreError> {
+    let Some(id): Option<String> = be::table
+        .filter(be::status.eq(ACCEPTED))
+        .order(be::created_at.asc())
+        .select(be::id)
+        .limit(1)
+        .get_result(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let taken = diesel::update(be::table.find(&id).filter(be::status.eq(ACCEPTED)))
+        .set((be::status.eq(RUNNING), be::heartbeat_at.eq(now_micros())))
+        .execute(conn)?;
+    if taken == 0 {
+        return Ok(None);
+    }
+    get(conn, &id)
+}
+
+/// Record a finished job; false when it was cancelled meanwhile (its row is gone).
+pub fn finish(
+    conn: &mut DbConnection,
+    id: &str,
+    transaction_time: i64,
+    output: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(be::table.find(id).filter(be::status.eq(RUNNING)))
+        .set((
+            be::status.eq(DONE),
+            be::transaction_time.eq(transaction_time),
+            be::output.eq(output),
+            be::finished_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn fail(conn: &mut DbConnection, id: &str, error: &str, at: i64) -> Result<(), StoreError> {
+    diesel::update(be::table.find(id).filter(be::status.eq(RUNNING)))
+        .set((
+            be::status.eq(FAILED),
+            be::error.eq(error),
+            be::finished_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(diesel::delete(be::table.find(id)).execute(conn)? == 1)
+}
+
+/// Say that the jobs `ids` still run in this process.
+pub fn beat(conn: &mut DbConnection, ids: &[String], at: i64) -> Result<(), StoreError> {
+    diesel::update(be::table.filter(be::id.eq_any(ids)))
+        .set(be::heartbeat_at.eq(at))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Running jobs whose process has not said it is alive since `before` (it stopped or
+/// crashed): waiting again, to run from the start (their files are written anew).
+pub fn requeue_silent(conn: &mut DbConnection, before: i64) -> Result<Vec<String>, StoreError> {
+    let silent = be::status
+        .eq(RUNNING)
+        .and(be::heartbeat_at.is_null().or(be::heartbeat_at.lt(before)));
+    let ids: Vec<String> = be::table.filter(silent).select(be::id).load(conn)?;
+    diesel::update(
+        be::table
+            .filter(be::id.eq_any(&ids))
+            .filter(be::status.eq(RUNNING)),
+    )
+    .set(be::status.eq(ACCEPTED))
+    .execute(conn)?;
+    Ok(ids)
+}
+
+/// Finished jobs whose files are older than `before`.
+pub fn expired(conn: &mut DbConnection, before: i64) -> Result<Vec<String>, StoreError> {
+    Ok(be::table
+        .filter(be::status.eq_any([DONE, FAILED]))
+        .filter(be::finished_at.lt(before))
+        .select(be::id)
+        .load(conn)?)
+}

@@ -1,0 +1,221 @@
+//! What a `$export` kick-off asks for, parsed from its query string (GET) or its `Parameters`
+//! body (POST) and checked before a job is made: a request the server would not carry out as
+//! written is refused at kick-off, never discovered by the client in the files.
+
+use crate::fhir::definitions::Definitions;
+use crate::fhir::search::filter::{Filter, parse_filter};
+use serde::{Deserialize, Serialize};
+
+/// At most this many `_type` names and `_typeFilter` queries in one request.
+const MAX_TYPES: usize = 200;
+const MAX_TYPE_FILTERS: usize = 50;
+/// At most this many parameters in one `_typeFilter` query.
+const MAX_FILTER_PARAMS: usize = 20;
+
+/// Which resources an export covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// `[base]/$export`: every resource the client may read.
+    System,
+}
+
+/// A kick-off, as kept with its job (`bulk_exports.params`) and carried out by `run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportRequest {
+    pub level: Level,
+    /// `_type`, in the order given; empty for every type.
+    pub types: Vec<String>,
+    /// `_since`: only resources changed after this instant (microseconds since the epoch).
+    pub since: Option<i64>,
+    /// `_typeFilter`: per type, searches of which a resource must match one (kept as the
+    /// query strings asked, parsed again when the job runs).
+    pub type_filters: Vec<(String, String)>,
+    /// Parameters ignored under `Prefer: handling=lenient`, said in the manifest's `error`.
+    pub ignored: Vec<String>,
+}
+
+/// Why a kick-off is refused (400, with this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+impl ExportRequest {
+    /// Read the kick-off's parameters (each `(name, value)` as sent); unknown ones are refused
+    /// unless `lenient`.
+    pub fn parse(
+        level: Level,
+        params: &[(String, String)],
+        lenient: bool,
+    ) -> Result<ExportRequest, BadRequest> {
+        let mut req = ExportRequest {
+            level,
+            types: Vec::new(),
+            since: None,
+            type_filters: Vec::new(),
+            ignored: Vec::new(),
+        };
+        let bad = |m: String| Err(BadRequest(m));
+        for (name, value) in params {
+            match name.as_str() {
+                "_outputFormat" => {
+                    if !matches!(
+                        value.as_str(),
+                        "application/fhir+ndjson" | "application/ndjson" | "ndjson"
+                    ) {
+                        return bad(format!(
+                            "_outputFormat '{value}': only application/fhir+ndjson is offered"
+                        ));
+                    }
+                }
+                "_type" => {
+                    for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                        if !Definitions::get().is_resource_type(t) {
+                            return bad(format!("_type: '{t}' is not a resource type"));
+                        }
+                        if !req.types.iter().any(|k| k == t) {
+                            req.types.push(t.to_string());
+                        }
+                    }
+                    if req.types.len() > MAX_TYPES {
+                        return bad(format!("_type names more than {MAX_TYPES} types"));
+                    }
+                }
+                "_since" => {
+                    req.since = Some(instant(name, value)?);
+                }
+                "_typeFilter" => {
+                    for query in value.split(',').filter(|q| !q.is_empty()) {
+                        let (rtype, _) = filters_of(query)?;
+                        req.type_filters.push((rtype, query.to_string()));
+                    }
+                    if req.type_filters.len() > MAX_TYPE_FILTERS {
+                        return bad(format!(
+                            "_typeFilter: at most {MAX_TYPE_FILTERS} queries are accepted"
+                        ));
+                    }
+                }
+                _ if lenient => req.ignored.push(name.clone()),
+                _ => {
+                    return bad(format!(
+                        "{name} is not a $export parameter this server offers \
+                         (send Prefer: handling=lenient to have it ignored)"
+                    ));
+                }
+            }
+        }
+        // a filter on a type the export leaves out would filter nothing: say so
+        if !req.types.is_empty()
+            && let Some((t, _)) = req
+                .type_filters
+                .iter()
+                .find(|(t, _)| !req.types.contains(t))
+        {
+            return bad(format!("_typeFilter names {t}, which _type leaves out"));
+        }
+        Ok(req)
+    }
+
+    /// The searches a resource of `rtype` must match one of (empty: every resource).
+    pub fn filters_for(&self, rtype: &str) -> Vec<Vec<Filter>> {
+        self.type_filters
+            .iter()
+            .filter(|(t, _)| t == rtype)
+            // checked at kick-off; a query that no longer parses matches nothing
+            .map(|(_, q)| filters_of(q).map(|(_, f)| f).unwrap_or_default())
+            .collect()
+    }
+}
+
+/// `Type?name=value&...` as the type and its filters. Only plain search parameters, chains and
+/// `_has`: result parameters (`_sort`, `_count`, `_include`) mean nothing in an export, and
+/// codes drawn from terminology or persons from the MPI are not offered here.
+fn filters_of(query: &str) -> Result<(String, Vec<Filter>), BadRequest> {
+    let bad = |m: String| Err(BadRequest(format!("_typeFilter '{query}': {m}")));
+    let Some((rtype, rest)) = query.split_once('?') else {
+        return bad("a filter is Type?parameter=value".into());
+    };
+    if !Definitions::get().is_resource_type(rtype) {
+        return bad(format!("'{rtype}' is not a resource type"));
+    }
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(rest) {
+        Ok(p) => p,
+        Err(e) => return bad(e.to_string()),
+    };
+    if pairs.is_empty() || pairs.len() > MAX_FILTER_PARAMS {
+        return bad(format!("1 to {MAX_FILTER_PARAMS} parameters are accepted"));
+    }
+    let mut filters = Vec::with_capacity(pairs.len());
+    for (name, value) in &pairs {
+        match parse_filter(rtype, name, value) {
+            Ok(Some(f)) if f.through_terminology() || f.through_identity() => {
+                return bad(format!("{name}: not offered in an export"));
+            }
+            Ok(Some(f)) => filters.push(f),
+            Ok(None) => return bad(format!("{name} is not a search parameter of {rtype}")),
+            Err(e) => return bad(e.message),
+        }
+    }
+    Ok((rtype.to_string(), filters))
+}
+
+/// `value` as microseconds since the epoch (`2026-12-01T00:00:00Z`; a date alone is its first
+/// moment in UTC).
+fn instant(name: &str, value: &str) -> Result<i64, BadRequest> {
+    crate::fhir::resource::parse_instant(value).ok_or_else(|| {
+        BadRequest(format!(
+            "{name} '{value}' is not an instant (such as 2026-12-01T00:00:00Z)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parameters_are_read_or_refused_by_name() {
+        let req = ExportRequest::parse(
+            Level::System,
+            &pairs(&[
+                ("_type", "Patient,Observation,Patient"),
+                ("_since", "2026-12-01T00:00:00Z"),
+                ("_typeFilter", "Observation?code=http://loinc.org|2345-7"),
+                ("_outputFormat", "application/fhir+ndjson"),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(req.types, ["Patient", "Observation"]);
+        assert_eq!(req.since, Some(1_796_083_200_000_000));
+        assert_eq!(req.filters_for("Observation").len(), 1);
+        assert!(req.filters_for("Patient").is_empty());
+        for bad in [
+            ("_type", "Patient,Nonsense"),
+            ("_since", "last week"),
+            ("_outputFormat", "text/csv"),
+            ("_typeFilter", "Observation?nonsense=1"),
+            ("_typeFilter", "Observation"),
+            ("_typeFilter", "Observation?code:in=http://x/vs"),
+            ("_elements", "id"),
+        ] {
+            let e = ExportRequest::parse(Level::System, &pairs(&[bad]), false);
+            assert!(e.is_err(), "{bad:?} was accepted");
+        }
+        let e = ExportRequest::parse(
+            Level::System,
+            &pairs(&[("_type", "Patient"), ("_typeFilter", "Observation?code=x")]),
+            false,
+        );
+        assert!(e.unwrap_err().0.contains("_type leaves out"));
+        let lenient =
+            ExportRequest::parse(Level::System, &pairs(&[("_elements", "id")]), true).unwrap();
+        assert_eq!(lenient.ignored, ["_elements"]);
+    }
+}

@@ -1,0 +1,271 @@
+//! Bulk Data export (issue 27): a client kicks off `$export`, polls, and downloads ndjson files
+//! that hold what its searches would find; only that client sees the job; parameters it cannot
+//! honour are refused at kick-off; a cancel removes the job.
+
+use crate::helpers::{Resp, TestApp};
+use crate::on_both_backends;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+on_both_backends!(
+    a_system_export_holds_what_searches_find_for_its_client_only,
+    exports_filter_by_type_time_and_search,
+    what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it,
+);
+
+fn patient(family: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "female"})
+}
+
+fn observation(patient: &str, code: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "valueQuantity": {"value": 5.1, "unit": "mmol/L"}})
+}
+
+/// `GET` (or `POST` with a body) `$export...` with `Prefer: respond-async` as `token`.
+async fn kick_off(app: &TestApp, token: &str, query: &str, body: Option<&Value>) -> Resp {
+    let url = app.url(&format!("$export{query}"));
+    let req = match body {
+        None => app.anonymous.get(url),
+        Some(b) => app
+            .anonymous
+            .post(url)
+            .header("content-type", "application/fhir+json")
+            .body(b.to_string()),
+    };
+    app.send(
+        req.bearer_auth(token)
+            .header("prefer", "respond-async")
+            .header("accept", "application/fhir+json"),
+    )
+    .await
+}
+
+/// Poll the status URL until the manifest comes (202s carry `X-Progress` until then).
+async fn manifest(app: &TestApp, token: &str, status_url: &str) -> Value {
+    for _ in 0..200 {
+        let r = app
+            .send(app.anonymous.get(status_url).bearer_auth(token))
+            .await;
+        match r.status {
+            202 => {
+                assert!(r.header("x-progress").is_some(), "{:?}", r.headers);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            200 => return r.json(),
+            other => panic!("status {other}: {}", r.text),
+        }
+    }
+    panic!("the export did not finish")
+}
+
+/// The export's resources by type: every line of every output file, parsed.
+async fn download(app: &TestApp, token: &str, manifest: &Value) -> Vec<Value> {
+    let mut all = Vec::new();
+    for out in manifest["output"].as_array().unwrap() {
+        let r = app
+            .send(
+                app.anonymous
+                    .get(out["url"].as_str().unwrap())
+                    .bearer_auth(token),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/fhir+ndjson")
+        );
+        let lines: Vec<Value> = r
+            .text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len() as u64, out["count"].as_u64().unwrap(), "{out}");
+        assert!(lines.iter().all(|l| l["resourceType"] == out["type"]));
+        all.extend(lines);
+    }
+    all
+}
+
+fn ids_of(resources: &[Value], rtype: &str) -> BTreeSet<String> {
+    resources
+        .iter()
+        .filter(|r| r["resourceType"] == rtype)
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn token_of(app: &TestApp, client: &str, scope: &str) -> String {
+    let m = emrsync::auth::Mint {
+        subject: client.into(),
+        scope: scope.into(),
+        client_id: Some(client.into()),
+        lifetime: std::time::Duration::from_secs(600),
+        ..Default::default()
+    };
+    emrsync::auth::mint_offline(&app.database, &app.base, &m, app.seal.as_deref()).unwrap()
+}
+
+async fn a_system_export_holds_what_searches_find_for_its_client_only(app: TestApp) {
+    let mut patients = BTreeSet::new();
+    let mut observations = BTreeSet::new();
+    for n in 0..5 {
+        let (p, _) = app.create(&patient(&format!("Export{n}"))).await;
+        for code in ["2823-3", "2345-7"] {
+            observations.insert(app.create(&observation(&p, code)).await.0);
+        }
+        patients.insert(p);
+    }
+    // a deleted one is not exported
+    let (gone, _) = app.create(&patient("Deleted")).await;
+    assert_eq!(app.delete(&format!("Patient/{gone}")).await.status, 200);
+
+    let payer = token_of(&app, "payer", "system/*.rs");
+    let r = kick_off(&app, &payer, "", None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let status_url = r.header("content-location").expect("Content-Location");
+    assert!(status_url.starts_with(&app.base), "{status_url}");
+    let m = manifest(&app, &payer, &status_url).await;
+    assert_eq!(m["requiresAccessToken"], true);
+    assert!(
+        m["request"].as_str().unwrap().ends_with("/fhir/$export"),
+        "{m}"
+    );
+    assert!(m["transactionTime"].as_str().is_some(), "{m}");
+    let exported = download(&app, &payer, &m).await;
+    assert_eq!(ids_of(&exported, "Patient"), patients);
+    assert_eq!(ids_of(&exported, "Observation"), observations);
+    // every resource once
+    let keys: BTreeSet<(String, String)> = exported
+        .iter()
+        .map(|r| (r["resourceType"].to_string(), r["id"].to_string()))
+        .collect();
+    assert_eq!(keys.len(), exported.len());
+
+    // another client neither sees the job nor its files
+    let other = token_of(&app, "someone-else", "system/*.rs");
+    let r = app
+        .send(app.anonymous.get(&status_url).bearer_auth(&other))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let file_url = m["output"][0]["url"].as_str().unwrap();
+    let r = app
+        .send(app.anonymous.get(file_url).bearer_auth(&other))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    // nor does anyone without a token
+    assert_eq!(app.send(app.anonymous.get(file_url)).await.status, 401);
+}
+
+async fn exports_filter_by_type_time_and_search(app: TestApp) {
+    let (early, _) = app.create(&patient("Early")).await;
+    app.create(&observation(&early, "2823-3")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (late, _) = app.create(&patient("Late")).await;
+    let (potassium, _) = app.create(&observation(&late, "2823-3")).await;
+    app.create(&observation(&late, "2345-7")).await;
+    let token = token_of(&app, "payer", "system/*.rs");
+
+    // _type: only those types, whatever else the store holds
+    let r = kick_off(&app, &token, "?_type=Patient", None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert!(got.iter().all(|r| r["resourceType"] == "Patient"));
+    assert_eq!(got.len(), 2);
+
+    // _since: changed after that instant only
+    let query = format!("?_type=Patient,Observation&_since={}", urlencode(&since));
+    let r = kick_off(&app, &token, &query, None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert_eq!(ids_of(&got, "Patient"), BTreeSet::from([late.clone()]));
+    assert_eq!(ids_of(&got, "Observation").len(), 2);
+
+    // _typeFilter, by POST with a Parameters body as Medplum's client sends it
+    let body = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Observation"},
+        {"name": "_typeFilter", "valueString": "Observation?code=http://loinc.org|2823-3&subject=Patient/".to_string() + &late},
+    ]});
+    let r = kick_off(&app, &token, "", Some(&body)).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert_eq!(ids_of(&got, "Observation"), BTreeSet::from([potassium]));
+    assert_eq!(got.len(), 1);
+
+    // a token limited to laboratory Observations exports those only, and no Patients
+    let labs = token_of(&app, "lab-reader", "system/Observation.rs?code=2345-7");
+    let r = kick_off(&app, &labs, "", None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &labs, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &labs, &m).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["code"]["coding"][0]["code"], "2345-7");
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestApp) {
+    let token = token_of(&app, "payer", "system/*.rs");
+    for query in [
+        "?_type=Nonsense",
+        "?_outputFormat=text/csv",
+        "?_since=yesterday",
+        "?_typeFilter=Observation%3Fnonsense%3D1",
+        "?_elements=id",
+    ] {
+        let r = kick_off(&app, &token, query, None).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    }
+    // without Prefer: respond-async
+    let r = app
+        .send(app.anonymous.get(app.url("$export")).bearer_auth(&token))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    // a type the token may not read
+    let patients_only = token_of(&app, "narrow", "system/Patient.rs");
+    let r = kick_off(&app, &patients_only, "?_type=Observation", None).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // lenient handling: the parameter is ignored, and the manifest's error file says so
+    let r = app
+        .send(
+            app.anonymous
+                .get(app.url("$export?_type=Patient&_elements=id"))
+                .bearer_auth(&token)
+                .header("prefer", "respond-async, handling=lenient"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let error_url = m["error"][0]["url"].as_str().expect("an error file");
+    let r = app
+        .send(app.anonymous.get(error_url).bearer_auth(&token))
+        .await;
+    assert!(r.text.contains("_elements"), "{}", r.text);
+
+    // cancel: the job and its files are gone
+    let r = kick_off(&app, &token, "", None).await;
+    let status_url = r.header("content-location").unwrap();
+    let m = manifest(&app, &token, &status_url).await;
+    let r = app
+        .send(app.anonymous.delete(&status_url).bearer_auth(&token))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = app
+        .send(app.anonymous.get(&status_url).bearer_auth(&token))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    if let Some(url) = m["output"][0]["url"].as_str() {
+        let r = app.send(app.anonymous.get(url).bearer_auth(&token)).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+    }
+}
