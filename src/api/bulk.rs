@@ -7,7 +7,8 @@ use super::AppState;
 use super::body::{parse_resource, read_limited};
 use super::context::{RequestContext, body_format};
 use super::error::ApiError;
-use super::path::QueryPairs;
+use super::path::{Id, QueryPairs};
+use crate::auth::Interaction;
 use crate::bulk::{ExportError, ExportRequest, Level, Status};
 use crate::fhir::Issue;
 use crate::fhir::parameters::Params;
@@ -30,25 +31,104 @@ pub async fn kick_off_get(
 /// query string.
 pub async fn kick_off_post(
     state: web::Data<AppState>,
-    QueryPairs(mut params): QueryPairs,
+    QueryPairs(params): QueryPairs,
     req: HttpRequest,
     payload: web::Payload,
     ctx: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = read_limited(&req, payload, state.max_body_bytes).await?;
-    if !bytes.is_empty() {
-        let body = parse_resource(&bytes, body_format(&req)?)?;
-        let given = Params::from_resource(&body).map_err(ApiError::bad_request)?;
-        for (name, value) in given.all() {
-            let Some(value) = value else {
-                return Err(ApiError::bad_request(format!(
-                    "{name}: this server takes $export parameters as text values"
-                )));
-            };
-            params.push((name.to_string(), value.to_string()));
-        }
-    }
+    let params = with_body(&state, params, &req, payload).await?;
     kick_off(state, Level::System, params, &req, ctx).await
+}
+
+pub async fn patient_get(
+    state: web::Data<AppState>,
+    QueryPairs(params): QueryPairs,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    kick_off(state, Level::Patient, params, &req, ctx).await
+}
+
+pub async fn patient_post(
+    state: web::Data<AppState>,
+    QueryPairs(params): QueryPairs,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    let params = with_body(&state, params, &req, payload).await?;
+    kick_off(state, Level::Patient, params, &req, ctx).await
+}
+
+pub async fn group_get(
+    state: web::Data<AppState>,
+    Id(id): Id,
+    QueryPairs(params): QueryPairs,
+    req: HttpRequest,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    readable_group(&state, id.as_str(), &ctx).await?;
+    kick_off(state, Level::Group(id.to_string()), params, &req, ctx).await
+}
+
+pub async fn group_post(
+    state: web::Data<AppState>,
+    Id(id): Id,
+    QueryPairs(params): QueryPairs,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+) -> Result<HttpResponse, ApiError> {
+    readable_group(&state, id.as_str(), &ctx).await?;
+    let params = with_body(&state, params, &req, payload).await?;
+    kick_off(state, Level::Group(id.to_string()), params, &req, ctx).await
+}
+
+/// A Group export's Group must exist and be the caller's to read: said at kick-off, not in a
+/// failed job later.
+async fn readable_group(state: &AppState, id: &str, ctx: &RequestContext) -> Result<(), ApiError> {
+    let (store, gid) = (state.store.clone(), id.to_string());
+    let group = web::block(move || store.current("Group", &gid)).await??;
+    let json = group.json();
+    ctx.grant
+        .check(Interaction::Read, "Group", id, || &json)
+        .map_err(|_| ApiError::unseen("Group", id))
+}
+
+/// The query string's parameters and those of a `Parameters` body, if any: text values, and
+/// `patient` references (`valueReference`).
+async fn with_body(
+    state: &AppState,
+    mut params: Vec<(String, String)>,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let bytes = read_limited(req, payload, state.max_body_bytes).await?;
+    if bytes.is_empty() {
+        return Ok(params);
+    }
+    let body = parse_resource(&bytes, body_format(req)?)?;
+    let given = Params::from_resource(&body).map_err(ApiError::bad_request)?;
+    let mut references = body["parameter"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|p| p["name"] == "patient")
+        .map(|p| p["valueReference"]["reference"].as_str());
+    for (name, value) in given.all() {
+        let value = match (name, value) {
+            ("patient", _) => references.next().flatten(),
+            (_, v) => v,
+        };
+        let Some(value) = value else {
+            return Err(ApiError::bad_request(format!(
+                "{name}: this server takes $export parameters as text values (patient as a valueReference)"
+            )));
+        };
+        params.push((name.to_string(), value.to_string()));
+    }
+    Ok(params)
 }
 
 async fn kick_off(

@@ -3,7 +3,8 @@
 //! written is refused at kick-off, never discovered by the client in the files.
 
 use crate::fhir::definitions::Definitions;
-use crate::fhir::search::filter::{Filter, parse_filter};
+use crate::fhir::resource::FhirId;
+use crate::fhir::search::filter::{Filter, compartment_types, parse_filter};
 use serde::{Deserialize, Serialize};
 
 /// At most this many `_type` names and `_typeFilter` queries in one request.
@@ -12,12 +13,20 @@ const MAX_TYPE_FILTERS: usize = 50;
 /// At most this many parameters in one `_typeFilter` query.
 const MAX_FILTER_PARAMS: usize = 20;
 
+/// At most this many patients named by `patient` (POST), and members of an exported Group.
+pub const MAX_PATIENTS: usize = 10_000;
+
 /// Which resources an export covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// `[base]/$export`: every resource the client may read.
     System,
+    /// `[base]/Patient/$export`: the compartments of every patient, or of those `patient`
+    /// names.
+    Patient,
+    /// `[base]/Group/[id]/$export`: the compartments of the Group's members.
+    Group(String),
 }
 
 /// A kick-off, as kept with its job (`bulk_exports.params`) and carried out by `run`.
@@ -28,6 +37,9 @@ pub struct ExportRequest {
     pub types: Vec<String>,
     /// `_since`: only resources changed after this instant (microseconds since the epoch).
     pub since: Option<i64>,
+    /// `patient` (Patient level, POST): these patients' compartments only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patients: Vec<String>,
     /// `_typeFilter`: per type, searches of which a resource must match one (kept as the
     /// query strings asked, parsed again when the job runs).
     pub type_filters: Vec<(String, String)>,
@@ -48,9 +60,11 @@ impl ExportRequest {
         params: &[(String, String)],
         lenient: bool,
     ) -> Result<ExportRequest, BadRequest> {
+        let compartment = level != Level::System;
         let mut req = ExportRequest {
             level,
             types: Vec::new(),
+            patients: Vec::new(),
             since: None,
             type_filters: Vec::new(),
             ignored: Vec::new(),
@@ -73,12 +87,29 @@ impl ExportRequest {
                         if !Definitions::get().is_resource_type(t) {
                             return bad(format!("_type: '{t}' is not a resource type"));
                         }
+                        if compartment && !compartment_types().any(|c| c == t) {
+                            return bad(format!(
+                                "_type: {t} resources are not in a patient's compartment"
+                            ));
+                        }
                         if !req.types.iter().any(|k| k == t) {
                             req.types.push(t.to_string());
                         }
                     }
                     if req.types.len() > MAX_TYPES {
                         return bad(format!("_type names more than {MAX_TYPES} types"));
+                    }
+                }
+                "patient" if req.level == Level::Patient => {
+                    let Some(id) = value
+                        .strip_prefix("Patient/")
+                        .filter(|i| FhirId::parse(i).is_ok())
+                    else {
+                        return bad(format!("patient '{value}' is not a Patient/[id] reference"));
+                    };
+                    req.patients.push(id.to_string());
+                    if req.patients.len() > MAX_PATIENTS {
+                        return bad(format!("patient: at most {MAX_PATIENTS} patients"));
                     }
                 }
                 "_since" => {

@@ -4,17 +4,22 @@
 //! resources. Memory stays at one page whatever the store's size.
 
 use super::files::ExportFiles;
-use super::request::ExportRequest;
-use crate::auth::Grant;
+use super::request::{ExportRequest, Level, MAX_PATIENTS};
+use crate::auth::{Grant, Interaction};
 use crate::fhir::definitions::Definitions;
 use crate::fhir::resource::now_micros;
-use crate::fhir::search::filter::Filter;
+use crate::fhir::search::filter::{
+    Filter, any_patient_compartment, compartment_of, compartment_types,
+};
 use crate::fhir::search::query::parse_clause;
 use crate::store::StoreError;
 use crate::store::db::DbConnection;
 use crate::store::search::{Cursor, Scope, SearchSpec, search};
+use crate::store::versions::Version;
 use diesel::connection::{Connection, SimpleConnection};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,6 +63,8 @@ pub enum RunError {
     Cancelled,
     #[error("the store: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Group(String),
     #[error("writing the files: {0}")]
     Files(#[from] std::io::Error),
 }
@@ -89,22 +96,31 @@ pub fn export(
         // files and also in the next `_since` export (twice, never lost).
         let transaction_time = now_micros();
         conn.batch_execute("SELECT 1 FROM resources LIMIT 1")?;
+        let patients = patients_of(conn, request, grant)?;
         let mut outputs = Vec::new();
         for rtype in types_of(request, grant) {
             *progress.current.lock().unwrap_or_else(|p| p.into_inner()) = rtype.clone();
             let Some(filters) = filters_of(request, grant, &rtype) else {
                 continue;
             };
-            export_type(
-                conn,
-                files,
-                job,
-                &rtype,
-                &filters,
-                progress,
-                per_file,
-                &mut outputs,
-            )?;
+            let mut out = Out::new(files, job, &rtype, per_file, &mut outputs);
+            match &patients {
+                // every resource of the type (a system export)
+                Patients::All => walk(conn, &rtype, &filters, None, progress, &mut out)?,
+                Patients::Any => {
+                    let compartment = any_patient_compartment(&rtype).ok();
+                    walk(conn, &rtype, &filters, compartment, progress, &mut out)?
+                }
+                Patients::These(ids) => {
+                    // a resource in the compartments of members of two batches is written once
+                    out.seen = (ids.len() > BATCH).then(HashSet::new);
+                    for batch in ids.chunks(BATCH) {
+                        let compartment = compartment_of(&rtype, batch).ok();
+                        walk(conn, &rtype, &filters, compartment, progress, &mut out)?;
+                    }
+                }
+            }
+            out.close()?;
         }
         Ok((transaction_time, outputs))
     })
@@ -115,8 +131,12 @@ fn types_of(request: &ExportRequest, grant: &Grant) -> Vec<String> {
     if !request.types.is_empty() {
         return request.types.clone();
     }
-    let mut types: Vec<String> = Definitions::get()
-        .resource_types()
+    let all: Vec<&str> = match request.level {
+        Level::System => Definitions::get().resource_types().collect(),
+        Level::Patient | Level::Group(_) => compartment_types().collect(),
+    };
+    let mut types: Vec<String> = all
+        .into_iter()
         .filter(|t| grant.search_limit(t).is_ok())
         .map(str::to_string)
         .collect();
@@ -147,20 +167,154 @@ fn filters_of(request: &ExportRequest, grant: &Grant, rtype: &str) -> Option<Vec
     Some(filters)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn export_type(
+/// Whose compartments an export reads.
+enum Patients {
+    /// No compartment: every resource of each type (a system export).
+    All,
+    /// Any patient's (`Patient/$export`).
+    Any,
+    /// These patients' (`patient`, or a Group's members).
+    These(Vec<String>),
+}
+
+/// Patients per compartment query.
+const BATCH: usize = 500;
+
+/// Whose compartments `request` reads; a Group's members as of the snapshot.
+fn patients_of(
     conn: &mut DbConnection,
-    files: &dyn ExportFiles,
-    job: &str,
+    request: &ExportRequest,
+    grant: &Grant,
+) -> Result<Patients, RunError> {
+    Ok(match &request.level {
+        Level::System => Patients::All,
+        Level::Patient if request.patients.is_empty() => Patients::Any,
+        Level::Patient => Patients::These(request.patients.clone()),
+        Level::Group(id) => {
+            let group = crate::store::versions::current(conn, "Group", id)?
+                .filter(|v| !v.deleted)
+                .ok_or_else(|| RunError::Group(format!("Group/{id} is not in the store")))?;
+            let json = group.json();
+            grant
+                .check(Interaction::Read, "Group", id, || &json)
+                .map_err(|d| RunError::Group(d.to_string()))?;
+            Patients::These(members(&json)?)
+        }
+    })
+}
+
+/// The Patients a Group lists as its current members.
+fn members(group: &Value) -> Result<Vec<String>, RunError> {
+    let mut ids: Vec<String> = group["member"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|m| m["inactive"] != true)
+        .filter_map(|m| m["entity"]["reference"].as_str())
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if ids.len() > MAX_PATIENTS {
+        return Err(RunError::Group(format!(
+            "the Group has {} members; an export reads at most {MAX_PATIENTS}",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// The files of one type being written: a new one every `per_file` resources.
+struct Out<'a> {
+    files: &'a dyn ExportFiles,
+    job: &'a str,
+    rtype: &'a str,
+    per_file: u64,
+    outputs: &'a mut Vec<Output>,
+    open: Option<(Box<dyn Write + Send>, Output)>,
+    /// Ids written, when the type is read in several queries that may overlap.
+    seen: Option<HashSet<String>>,
+}
+
+impl<'a> Out<'a> {
+    fn new(
+        files: &'a dyn ExportFiles,
+        job: &'a str,
+        rtype: &'a str,
+        per_file: u64,
+        outputs: &'a mut Vec<Output>,
+    ) -> Self {
+        Out {
+            files,
+            job,
+            rtype,
+            per_file,
+            outputs,
+            open: None,
+            seen: None,
+        }
+    }
+
+    fn write(&mut self, v: &Version) -> Result<(), RunError> {
+        if let Some(seen) = self.seen.as_mut()
+            && !seen.insert(v.id.clone())
+        {
+            return Ok(());
+        }
+        if self
+            .open
+            .as_ref()
+            .is_none_or(|(_, o)| o.count >= self.per_file)
+        {
+            self.close()?;
+            let n = self
+                .outputs
+                .iter()
+                .filter(|o| o.rtype == self.rtype)
+                .count()
+                + 1;
+            let name = format!("{}-{n}.ndjson", self.rtype);
+            let w = self.files.create(self.job, &name)?;
+            let o = Output {
+                rtype: self.rtype.to_string(),
+                name,
+                count: 0,
+            };
+            self.open = Some((w, o));
+        }
+        let (w, o) = self.open.as_mut().expect("a file is open");
+        // the stored JSON is one line already (serde_json writes no newlines)
+        w.write_all(v.content.as_bytes())?;
+        w.write_all(b"\n")?;
+        o.count += 1;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), RunError> {
+        if let Some((mut w, o)) = self.open.take() {
+            w.flush()?;
+            self.outputs.push(o);
+        }
+        Ok(())
+    }
+}
+
+/// Every resource of `rtype` that matches `filters` (and `compartment`), page by page in id
+/// order, into `out`.
+fn walk(
+    conn: &mut DbConnection,
     rtype: &str,
     filters: &[Filter],
+    compartment: Option<Filter>,
     progress: &Progress,
-    per_file: u64,
-    outputs: &mut Vec<Output>,
+    out: &mut Out,
 ) -> Result<(), RunError> {
-    let types = [(rtype.to_string(), filters.to_vec())];
+    let mut all = filters.to_vec();
+    all.extend(compartment);
+    let types = [(rtype.to_string(), all)];
     let mut cursor: Option<Cursor> = None;
-    let mut file: Option<(Box<dyn Write + Send>, Output)> = None;
     loop {
         if progress.cancelled.load(Ordering::Relaxed) {
             return Err(RunError::Cancelled);
@@ -177,28 +331,7 @@ fn export_type(
             other => RunError::Store(StoreError::Database(other.to_string())),
         })?;
         for v in &page.versions {
-            if file.as_ref().is_none_or(|(_, o)| o.count >= per_file) {
-                if let Some((mut w, o)) = file.take() {
-                    w.flush()?;
-                    outputs.push(o);
-                }
-                let n = outputs.iter().filter(|o| o.rtype == rtype).count() + 1;
-                let name = format!("{rtype}-{n}.ndjson");
-                let w = files.create(job, &name)?;
-                file = Some((
-                    w,
-                    Output {
-                        rtype: rtype.to_string(),
-                        name,
-                        count: 0,
-                    },
-                ));
-            }
-            let (w, o) = file.as_mut().expect("a file is open");
-            // the stored JSON is one line already (serde_json writes no newlines)
-            w.write_all(v.content.as_bytes())?;
-            w.write_all(b"\n")?;
-            o.count += 1;
+            out.write(v)?;
         }
         progress
             .exported
@@ -212,12 +345,7 @@ fn export_type(
                     id: last.id.clone(),
                 })
             }
-            _ => break,
+            _ => return Ok(()),
         }
     }
-    if let Some((mut w, o)) = file {
-        w.flush()?;
-        outputs.push(o);
-    }
-    Ok(())
 }

@@ -11,6 +11,7 @@ on_both_backends!(
     a_system_export_holds_what_searches_find_for_its_client_only,
     exports_filter_by_type_time_and_search,
     what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it,
+    patient_and_group_exports_hold_their_members_compartments,
 );
 
 fn patient(family: &str) -> Value {
@@ -267,5 +268,99 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
     if let Some(url) = m["output"][0]["url"].as_str() {
         let r = app.send(app.anonymous.get(url).bearer_auth(&token)).await;
         assert_eq!(r.status, 404, "{}", r.text);
+    }
+}
+
+async fn patient_and_group_exports_hold_their_members_compartments(app: TestApp) {
+    let mut obs = Vec::new();
+    let mut pats = Vec::new();
+    for n in 0..3 {
+        let (p, _) = app.create(&patient(&format!("Member{n}"))).await;
+        obs.push(app.create(&observation(&p, "2823-3")).await.0);
+        pats.push(p);
+    }
+    // an Observation about a device is no patient's, nor is a Practitioner
+    let (device, _) = app
+        .create(&json!({"resourceType": "Device", "status": "active"}))
+        .await;
+    let mut about_device = observation(&pats[0], "2823-3");
+    about_device["subject"] = json!({"reference": format!("Device/{device}")});
+    app.create(&about_device).await;
+    app.create(&json!({"resourceType": "Practitioner", "name": [{"family": "Welby"}]}))
+        .await;
+    let token = token_of(&app, "payer", "system/*.rs");
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+
+    // every patient's compartment
+    let r = app
+        .send(
+            app.anonymous
+                .get(app.url("Patient/$export"))
+                .bearer_auth(&token)
+                .header("prefer", "respond-async"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert_eq!(ids_of(&got, "Patient"), set(&pats));
+    assert_eq!(ids_of(&got, "Observation"), set(&obs));
+    assert!(ids_of(&got, "Practitioner").is_empty() && ids_of(&got, "Device").is_empty());
+
+    // named patients, by POST
+    let body = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{}", pats[1])}}]});
+    let r = app
+        .send(
+            app.anonymous
+                .post(app.url("Patient/$export"))
+                .bearer_auth(&token)
+                .header("prefer", "respond-async")
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert_eq!(ids_of(&got, "Patient"), set(&pats[1..2]));
+    assert_eq!(ids_of(&got, "Observation"), set(&obs[1..2]));
+
+    // a Group's members: the first two
+    let (group, _) = app
+        .create(&json!({"resourceType": "Group", "type": "person", "actual": true,
+            "member": [{"entity": {"reference": format!("Patient/{}", pats[0])}},
+                       {"entity": {"reference": format!("Patient/{}", pats[1])}},
+                       {"entity": {"reference": format!("Patient/{}", pats[2])}, "inactive": true}]}))
+        .await;
+    let r = app
+        .send(
+            app.anonymous
+                .get(app.url(&format!("Group/{group}/$export?_type=Patient,Observation")))
+                .bearer_auth(&token)
+                .header("prefer", "respond-async"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert_eq!(ids_of(&got, "Patient"), set(&pats[..2]));
+    assert_eq!(ids_of(&got, "Observation"), set(&obs[..2]));
+    assert_eq!(got.len(), 4);
+
+    // an unknown Group, and a type outside the compartment, are refused at kick-off
+    for (url, status) in [
+        ("Group/nope/$export", 404),
+        ("Patient/$export?_type=Practitioner", 400),
+    ] {
+        let r = app
+            .send(
+                app.anonymous
+                    .get(app.url(url))
+                    .bearer_auth(&token)
+                    .header("prefer", "respond-async"),
+            )
+            .await;
+        assert_eq!(r.status, status, "{url}: {}", r.text);
     }
 }

@@ -37,10 +37,11 @@ pub enum Filter {
         inner: Box<Filter>,
     },
     /// A member of the compartment of any of `patients` (one; or a golden record and each
-    /// record of its person): the patient itself, or a resource that refers to it through one
-    /// of the compartment's parameters for its type.
+    /// record of its person; `None`: any Patient at all, what a Patient-level export reads):
+    /// the patient itself, or a resource that refers to it through one of the compartment's
+    /// parameters for its type.
     Compartment {
-        patients: Vec<String>,
+        patients: Option<Vec<String>>,
         params: Vec<&'static SearchParam>,
         is_patient_type: bool,
     },
@@ -314,6 +315,16 @@ pub fn patient_compartment(rtype: &str, patient: &str) -> Result<Filter, QueryEr
 
 /// `patient_compartment` of several patients at once: in any one's compartment.
 pub fn compartment_of(rtype: &str, patients: &[String]) -> Result<Filter, QueryError> {
+    compartment_filter(rtype, Some(patients.to_vec()))
+}
+
+/// The compartment of every patient: `rtype`'s resources that refer to some Patient through
+/// a compartment parameter (every Patient, for `Patient`).
+pub fn any_patient_compartment(rtype: &str) -> Result<Filter, QueryError> {
+    compartment_filter(rtype, None)
+}
+
+fn compartment_filter(rtype: &str, patients: Option<Vec<String>>) -> Result<Filter, QueryError> {
     // a Subscription is a patient's by the server's own parameter (see `params`), not by the
     // spec's compartment, which has none (nor does `$everything` return them)
     let subscription = [super::params::SUBSCRIPTION_PATIENT_PARAM.to_string()];
@@ -331,7 +342,7 @@ pub fn compartment_of(rtype: &str, patients: &[String]) -> Result<Filter, QueryE
         .filter(|p| p.kind == ParamType::Reference)
         .collect();
     Ok(Filter::Compartment {
-        patients: patients.to_vec(),
+        patients,
         params,
         is_patient_type: rtype == "Patient",
     })

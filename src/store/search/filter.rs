@@ -190,23 +190,37 @@ pub fn filter_sql(sql: &mut Sql, owner: &Owner, filter: &Filter) -> String {
             params,
             is_patient_type,
         } => {
-            let pids: Vec<String> = patients.iter().map(|p| sql.text(p)).collect();
-            let pid = pids.join(", ");
+            // `None`: any Patient (a Patient-level export), else those named
+            let pid = patients.as_ref().map(|ps| {
+                let pids: Vec<String> = ps.iter().map(|p| sql.text(p)).collect();
+                pids.join(", ")
+            });
             let mut any = Vec::new();
             if *is_patient_type {
-                any.push(format!("{id} IN ({pid})"));
+                any.push(match &pid {
+                    Some(pid) => format!("{id} IN ({pid})"),
+                    None => "TRUE".into(),
+                });
             }
             if !params.is_empty() {
                 let s = sql.alias("m");
                 let codes: Vec<String> = params.iter().map(|p| sql.text(&p.code)).collect();
                 let patient_type = sql.text("Patient");
-                any.push(format!(
-                    "{id} IN (SELECT {s}.resource_id FROM search_reference {s} \
-                     WHERE {s}.resource_type = {ty} AND {s}.param IN ({codes}) \
-                     AND {s}.target_type = {patient_type} AND {s}.target_id IN ({pid}))",
-                    ty = owner.ty,
-                    codes = codes.join(", ")
-                ));
+                let (ty, codes) = (owner.ty, codes.join(", "));
+                any.push(match &pid {
+                    Some(pid) => format!(
+                        "{id} IN (SELECT {s}.resource_id FROM search_reference {s} \
+                         WHERE {s}.resource_type = {ty} AND {s}.param IN ({codes}) \
+                         AND {s}.target_type = {patient_type} AND {s}.target_id IN ({pid}))"
+                    ),
+                    // any patient's: looked up row by row on the index's key, as an export
+                    // walks every resource of the type anyway
+                    None => format!(
+                        "EXISTS (SELECT 1 FROM search_reference {s} \
+                         WHERE {s}.resource_type = {ty} AND {s}.resource_id = {id} \
+                         AND {s}.param IN ({codes}) AND {s}.target_type = {patient_type})"
+                    ),
+                });
             }
             if any.is_empty() {
                 "FALSE".into()
