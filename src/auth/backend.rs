@@ -131,13 +131,19 @@ pub enum Credentials {
 }
 
 /// `grant_type=client_credentials`: authenticate the client, then grant the `system/` scopes
-/// it asked for within those it is allowed.
+/// it asked for (all it is allowed when it asks none) within those it is allowed.
 pub async fn client_credentials(
     authority: &Authority,
     credentials: Credentials,
     requested_scope: &str,
 ) -> Result<TokenResponse, OAuthError> {
     let client = authenticate_client(authority, credentials).await?;
+    // No scope asked: the client's registered ones (OAuth 2.0 lets a server default them,
+    // RFC 6749 3.3; Medplum's client asks none). The answer's `scope` says what was granted.
+    let requested_scope = match requested_scope.trim() {
+        "" => client.scope.as_str(),
+        asked => asked,
+    };
     let scopes: Vec<String> = grant(requested_scope, &client.scope)
         .into_iter()
         .filter(|s| ResourceScope::parse(s).is_some_and(|r| r.context == Context::System))

@@ -364,3 +364,150 @@ async fn patient_and_group_exports_hold_their_members_compartments(app: TestApp)
         assert_eq!(r.status, status, "{url}: {}", r.text);
     }
 }
+
+/// Register a Backend Services client with a fresh ES384 key; the key's PEM file.
+fn backend_client(app: &TestApp, id: &str, kid: &str) -> std::path::PathBuf {
+    use emrsync::auth::clients::{self, ClientKind, NewClient};
+    let (pem, jwks) = clients::generate_es384(kid).unwrap();
+    let key = app.dir.path().join(format!("{id}.pem"));
+    std::fs::write(&key, pem).unwrap();
+    clients::add(
+        &mut app.db(),
+        &NewClient {
+            client_id: id.into(),
+            kind: ClientKind::Asymmetric,
+            scope: "system/*.rs".into(),
+            redirect_uris: Vec::new(),
+            secret: None,
+            jwks: Some(jwks),
+            jwks_uri: None,
+        },
+    )
+    .unwrap();
+    key
+}
+
+fn run_client(cmd: &mut std::process::Command) -> Value {
+    let out = cmd.output().expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// What a search of `query` finds, every page, as sorted ids.
+async fn searched(app: &TestApp, query: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut next = Some(app.url(query));
+    while let Some(url) = next {
+        let b = app.get_url(&url).await.json();
+        ids.extend(crate::helpers::matched_ids(&b));
+        next = crate::helpers::link(&b, "next");
+    }
+    ids.sort();
+    ids
+}
+
+/// Two outside clients, with Backend Services auth: a Python one written from the IG (system,
+/// Patient and Group exports, every line validated as R4 by fhir.resources) and Medplum's
+/// TypeScript client (`bulkExport`, which kicks off by POST). What they download is what
+/// searches find.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_clients_export_what_searches_find() {
+    let app = crate::helpers::spawn(crate::helpers::Backend::Sqlite).await;
+    let mut members = Vec::new();
+    for n in 0..4 {
+        let (p, _) = app.create(&patient(&format!("Outside{n}"))).await;
+        app.create(&observation(&p, "2823-3")).await;
+        if n < 2 {
+            members.push(json!({"entity": {"reference": format!("Patient/{p}")}}));
+        }
+    }
+    app.create(&json!({"resourceType": "Practitioner", "name": [{"family": "Welby"}]}))
+        .await;
+    let (group, _) = app
+        .create(
+            &json!({"resourceType": "Group", "type": "person", "actual": true,
+            "member": members}),
+        )
+        .await;
+    let python = std::env::var("EMRSYNC_TEST_PYTHON").expect(
+        "EMRSYNC_TEST_PYTHON is not set: run the suite with scripts/test, which makes the venv",
+    );
+    let key = backend_client(&app, "py-payer", "py-1");
+    let (base, g) = (app.base.clone(), group.clone());
+    let seen = tokio::task::spawn_blocking(move || {
+        run_client(
+            std::process::Command::new(python)
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/clients/bulk_export.py"
+                ))
+                .args([&base, "py-payer", "py-1"])
+                .arg(&key)
+                .arg(&g),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen["invalid"], json!([]), "{seen:#}");
+    for rtype in ["Patient", "Observation", "Practitioner", "Group"] {
+        assert_eq!(
+            seen["system"][rtype],
+            json!(searched(&app, &format!("{rtype}?_count=100")).await),
+            "{rtype}: {seen:#}"
+        );
+    }
+    assert_eq!(seen["patient"]["Patient"], seen["system"]["Patient"]);
+    assert_eq!(
+        seen["patient"]["Observation"],
+        seen["system"]["Observation"]
+    );
+    assert!(seen["patient"]["Practitioner"].is_null(), "{seen:#}");
+    assert_eq!(
+        seen["group"]["Patient"].as_array().unwrap().len(),
+        2,
+        "{seen:#}"
+    );
+    assert_eq!(seen["group"]["Observation"].as_array().unwrap().len(), 2);
+
+    let browser = std::env::var("EMRSYNC_TEST_BROWSER").expect(
+        "EMRSYNC_TEST_BROWSER is not set: run the suite with scripts/test, which installs \
+         tests/browser's npm packages",
+    );
+    let key = backend_client(&app, "medplum-payer", "mp-1");
+    let root = app.root.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        // Medplum's client needs a global WebSocket, which Node 20 has behind a flag
+        let mut node = std::process::Command::new("node");
+        let has_websocket = std::process::Command::new("node")
+            .args([
+                "-e",
+                "process.exit(typeof WebSocket === 'undefined' ? 1 : 0)",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has_websocket {
+            node.arg("--experimental-websocket");
+        }
+        run_client(
+            node.arg(format!("{browser}/medplum_export.mjs"))
+                .args([&root, "medplum-payer", "mp-1"])
+                .arg(&key),
+        )
+    })
+    .await
+    .unwrap();
+    for rtype in ["Patient", "Observation", "Practitioner", "Group"] {
+        assert_eq!(
+            seen["got"][rtype],
+            json!(searched(&app, &format!("{rtype}?_count=100")).await),
+            "{rtype}: {seen:#}"
+        );
+    }
+    assert!(seen["transactionTime"].as_str().is_some(), "{seen:#}");
+}

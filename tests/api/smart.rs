@@ -313,6 +313,11 @@ async fn a_backend_service_gets_a_token_with_a_signed_assertion_and_searches() {
         (400, Some("invalid_scope")),
         "{body}"
     );
+    // no scope asked: the client's registered ones, said in the answer (Medplum asks none)
+    let jwt = assertion(&app, "payer", &ec, |_| {});
+    let (status, body) = with_assertion(&app, &jwt, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "system/Patient.rs system/Observation.rs");
     let (status, body) = ask(&app, &[("grant_type", "password"), ("username", "x")]).await;
     assert_eq!(
         (status, body["error"].as_str()),
