@@ -96,6 +96,15 @@ pub fn capability_statement(base_url: &str) -> Value {
                         }, {
                             "name": "match",
                             "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"
+                        }, {
+                            "name": "export",
+                            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+                        }]));
+                    }
+                    if t == "Group" {
+                        ordered.insert("operation".into(), json!([{
+                            "name": "export",
+                            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
                         }]));
                     }
                     Value::Object(ordered)

@@ -150,6 +150,27 @@ pub fn requeue_silent(conn: &mut DbConnection, before: i64) -> Result<Vec<String
     Ok(ids)
 }
 
+/// Every running job but `here`'s (those this process runs: the task that runs them may
+/// have been restarted): waiting again.
+pub fn requeue_running_except(
+    conn: &mut DbConnection,
+    here: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let ids: Vec<String> = be::table
+        .filter(be::status.eq(RUNNING))
+        .filter(be::id.ne_all(here))
+        .select(be::id)
+        .load(conn)?;
+    diesel::update(
+        be::table
+            .filter(be::id.eq_any(&ids))
+            .filter(be::status.eq(RUNNING)),
+    )
+    .set(be::status.eq(ACCEPTED))
+    .execute(conn)?;
+    Ok(ids)
+}
+
 /// Finished jobs whose files are older than `before`.
 pub fn expired(conn: &mut DbConnection, before: i64) -> Result<Vec<String>, StoreError> {
     Ok(be::table

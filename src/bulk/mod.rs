@@ -241,6 +241,22 @@ impl Exports {
     /// The task that runs waiting jobs, a few at once, keeps running ones alive in the
     /// table, and removes expired files.
     pub async fn run(self) {
+        // An embedded database has one server: what it left running when it stopped runs
+        // again now. PostgreSQL may have other live servers; their silence decides (`upkeep`).
+        if self.store.database().is_sqlite() {
+            let here: Vec<String> = self.running_here();
+            match self
+                .store
+                .write_rows(|c| jobs::requeue_running_except(c, &here))
+            {
+                Ok(ids) => {
+                    for id in ids {
+                        tracing::warn!(job = %id, "an export cut short by a stop runs again");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "exports left running"),
+            }
+        }
         let mut working = tokio::task::JoinSet::new();
         let mut beat = tokio::time::interval(BEAT_EVERY);
         loop {
@@ -264,17 +280,20 @@ impl Exports {
         }
     }
 
-    /// Say this process's jobs are alive, run again those whose process fell silent, and
-    /// remove what expired.
-    fn upkeep(&self) {
-        let now = now_micros();
-        let ids: Vec<String> = self
-            .running
+    fn running_here(&self) -> Vec<String> {
+        self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .keys()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Say this process's jobs are alive, run again those whose process fell silent, and
+    /// remove what expired.
+    fn upkeep(&self) {
+        let now = now_micros();
+        let ids = self.running_here();
         let silent_since = now - SILENT_AFTER.as_micros() as i64;
         let keep = self.settings.keep.as_micros() as i64;
         let done = self.store.write_rows(|c| {

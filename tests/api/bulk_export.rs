@@ -6,6 +6,7 @@ use crate::helpers::{Resp, TestApp};
 use crate::on_both_backends;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 on_both_backends!(
     a_system_export_holds_what_searches_find_for_its_client_only,
@@ -158,6 +159,15 @@ async fn a_system_export_holds_what_searches_find_for_its_client_only(app: TestA
     assert_eq!(r.status, 404, "{}", r.text);
     // nor does anyone without a token
     assert_eq!(app.send(app.anonymous.get(file_url)).await.status, 401);
+
+    // the CapabilityStatement says so, as the IG asks
+    let cs = app.get("metadata").await.json();
+    assert_eq!(
+        cs["instantiates"][0],
+        "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+    );
+    let ops = cs["rest"][0]["operation"].as_array().unwrap();
+    assert!(ops.iter().any(|o| o["name"] == "export"), "{ops:?}");
 }
 
 async fn exports_filter_by_type_time_and_search(app: TestApp) {
@@ -510,4 +520,145 @@ async fn outside_clients_export_what_searches_find() {
         );
     }
     assert!(seen["transactionTime"].as_str().is_some(), "{seen:#}");
+}
+
+/// The server killed (SIGKILL) while an export runs, then started again on the same database:
+/// the export is carried out again from the start, and its files hold every resource once,
+/// none of what the killed run had written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_short_by_a_kill_runs_again_after_the_restart() {
+    use crate::process::{free_port, start, wait_healthy};
+    let dir = tempfile::tempdir().unwrap();
+    let store = emrsync::config::StoreArgs::new(dir.path().to_path_buf(), None);
+    let port = free_port();
+    let http = reqwest::Client::new();
+    let flags = ["--export-file-resources", "500"];
+    let mut server = start(port, &store, &flags);
+    wait_healthy(&http, &server.root).await;
+    let base = format!("{}/fhir", server.root);
+    let token = crate::helpers::mint(&store.database().unwrap(), &base, "system/*.cruds", None);
+    const PATIENTS: usize = 5_000;
+    for batch in 0..PATIENTS / 250 {
+        let entries: Vec<Value> = (0..250)
+            .map(|n| {
+                json!({"resource": patient(&format!("Kill{batch}x{n}")),
+                "request": {"method": "POST", "url": "Patient"}})
+            })
+            .collect();
+        let r = http
+            .post(&base)
+            .bearer_auth(&token)
+            .header("content-type", "application/fhir+json")
+            .body(
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = http
+        .get(format!("{base}/$export?_type=Patient"))
+        .bearer_auth(&token)
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let status_url = r.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // kill it as soon as it runs (or whenever it stands, if it is quicker than the polls)
+    let mut seen = String::new();
+    for _ in 0..200 {
+        let r = http
+            .get(&status_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        seen = r
+            .headers()
+            .get("x-progress")
+            .map(|p| p.to_str().unwrap().to_string())
+            .unwrap_or_else(|| r.status().to_string());
+        if seen.contains("exported") || r.status() != 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("killed while the export stood at: {seen}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    server = start(port, &store, &flags);
+    wait_healthy(&http, &server.root).await;
+
+    let mut manifest = Value::Null;
+    for _ in 0..600 {
+        let r = http
+            .get(&status_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            manifest = r.json().await.unwrap();
+            break;
+        }
+        assert_eq!(r.status(), 202);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outputs = manifest["output"].as_array().expect("the export finished");
+    assert_eq!(outputs.len(), PATIENTS / 500, "{manifest}");
+    let mut ids = BTreeSet::new();
+    for out in outputs {
+        let text = http
+            .get(out["url"].as_str().unwrap())
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in text.lines() {
+            let p: Value = serde_json::from_str(line).unwrap();
+            assert!(
+                ids.insert(p["id"].as_str().unwrap().to_string()),
+                "twice: {line}"
+            );
+        }
+    }
+    assert_eq!(ids.len(), PATIENTS);
+    drop(server);
+}
+
+/// Files are kept `--export-keep-hours`; with 0 the next upkeep (every 10 s) removes the job
+/// and its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_exports_leave_nothing_behind() {
+    let app =
+        crate::helpers::spawn_with(crate::helpers::Backend::Sqlite, |s| s.export_keep_hours = 0)
+            .await;
+    app.create(&patient("Expiring")).await;
+    let token = token_of(&app, "payer", "system/*.rs");
+    let r = kick_off(&app, &token, "?_type=Patient", None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let status_url = r.header("content-location").unwrap();
+    let job = status_url.rsplit('/').next().unwrap().to_string();
+    let mut last = 0;
+    for _ in 0..300 {
+        last = app
+            .send(app.anonymous.get(&status_url).bearer_auth(&token))
+            .await
+            .status;
+        if last == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 404, "the export did not expire");
+    assert!(!app.dir.path().join("exports").join(&job).exists());
 }
