@@ -3,6 +3,7 @@
 //! nothing. `scripts/bench` runs it against fresh SQLite and PostgreSQL servers.
 
 mod data;
+mod export;
 mod matching;
 mod mllp;
 mod notify;
@@ -180,6 +181,9 @@ pub enum Scenario {
     TermTranslate,
     /// `ValueSet/$expand` of the whole system with a two-word text filter, 10 results.
     TermExpand,
+    /// A system Bulk Data `$export` of what the server holds, kicked off, polled and
+    /// downloaded, while `--clients` tasks read Patients by id (`bench::export`).
+    Export,
 }
 
 /// What one request did: how long it took, and how many resources it wrote or read.
@@ -315,6 +319,7 @@ impl Target {
                 (ok && answered, 1)
             }
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
+            Scenario::Export => unreachable!("run by bench::export"),
             Scenario::Mllp | Scenario::MllpLab | Scenario::MllpNotify | Scenario::SyncOut => {
                 unreachable!("run by bench::mllp and bench::sync_out")
             }
@@ -448,7 +453,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("{}", Sample::header());
     let mut terminology_ready = false;
     for scenario in &args.scenario {
-        if matches!(scenario, Scenario::Read | Scenario::Update) && target.ids.is_empty() {
+        if matches!(
+            scenario,
+            Scenario::Read | Scenario::Update | Scenario::Export
+        ) && target.ids.is_empty()
+        {
             target.ids = populate(&target, args.population).await?;
         }
         let shared = Arc::new(target);
@@ -484,6 +493,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             mllp::notify(shared.clone(), &addr, load).await?;
             target = Arc::into_inner(shared).expect("every sender has finished");
+            continue;
+        }
+        if *scenario == Scenario::Export {
+            export::run(shared.clone()).await?;
+            target = Arc::into_inner(shared).expect("every reader has finished");
             continue;
         }
         if *scenario == Scenario::MatchData {

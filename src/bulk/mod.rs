@@ -17,6 +17,7 @@ use files::ExportFiles;
 use jobs::Job;
 pub use request::{BadRequest, ExportRequest, Level};
 use run::{Output, Progress, RunError};
+use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -225,16 +226,20 @@ impl Exports {
             .and_then(|o| serde_json::from_str(o).ok())
             .unwrap_or_default();
         let url = |o: &Output| format!("{}/$export-file/{}/{}", self.base, job.id, o.name);
-        let (errors, files): (Vec<&Output>, Vec<&Output>) =
-            outputs.iter().partition(|o| o.rtype == "OperationOutcome");
-        serde_json::json!({
+        let listed = |o: &Output| json!({"type": o.rtype, "url": url(o), "count": o.count});
+        let of = |keep: &dyn Fn(&Output) -> bool| -> Vec<serde_json::Value> {
+            outputs.iter().filter(|o| keep(o)).map(listed).collect()
+        };
+        let errors = of(&|o| o.rtype == "OperationOutcome");
+        let deleted = of(&|o| o.deleted);
+        let files = of(&|o| o.rtype != "OperationOutcome" && !o.deleted);
+        json!({
             "transactionTime": crate::fhir::resource::instant(job.transaction_time.unwrap_or(job.created_at)),
             "request": job.request,
             "requiresAccessToken": true,
-            "output": files.iter().map(|o| serde_json::json!({
-                "type": o.rtype, "url": url(o), "count": o.count})).collect::<Vec<_>>(),
-            "error": errors.iter().map(|o| serde_json::json!({
-                "type": o.rtype, "url": url(o), "count": o.count})).collect::<Vec<_>>(),
+            "output": files,
+            "deleted": deleted,
+            "error": errors,
         })
     }
 
@@ -402,6 +407,7 @@ impl Exports {
             rtype: "OperationOutcome".into(),
             name: name.into(),
             count: 1,
+            deleted: false,
         })
     }
 }

@@ -43,6 +43,10 @@ pub struct ExportRequest {
     /// `_typeFilter`: per type, searches of which a resource must match one (kept as the
     /// query strings asked, parsed again when the job runs).
     pub type_filters: Vec<(String, String)>,
+    /// `_elements`: only these top-level elements (and the mandatory ones), each for one type
+    /// (`Patient.name`) or every type (`id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<(Option<String>, String)>,
     /// Parameters ignored under `Prefer: handling=lenient`, said in the manifest's `error`.
     pub ignored: Vec<String>,
 }
@@ -65,6 +69,7 @@ impl ExportRequest {
             level,
             types: Vec::new(),
             patients: Vec::new(),
+            elements: Vec::new(),
             since: None,
             type_filters: Vec::new(),
             ignored: Vec::new(),
@@ -112,6 +117,27 @@ impl ExportRequest {
                         return bad(format!("patient: at most {MAX_PATIENTS} patients"));
                     }
                 }
+                "_elements" => {
+                    for e in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                        let (rtype, name) = match e.split_once('.') {
+                            Some((t, n)) => (Some(t), n),
+                            None => (None, e),
+                        };
+                        if name.is_empty()
+                            || name.contains('.')
+                            || rtype.is_some_and(|t| !Definitions::get().is_resource_type(t))
+                        {
+                            return bad(format!(
+                                "_elements: '{e}' is not an element (name, or Type.name)"
+                            ));
+                        }
+                        req.elements
+                            .push((rtype.map(str::to_string), name.to_string()));
+                    }
+                    if req.elements.len() > MAX_TYPES {
+                        return bad(format!("_elements names more than {MAX_TYPES} elements"));
+                    }
+                }
                 "_since" => {
                     req.since = Some(instant(name, value)?);
                 }
@@ -145,6 +171,20 @@ impl ExportRequest {
             return bad(format!("_typeFilter names {t}, which _type leaves out"));
         }
         Ok(req)
+    }
+
+    /// The elements kept of each resource of `rtype`; `None` keeps them all.
+    pub fn elements_for(&self, rtype: &str) -> Option<Vec<String>> {
+        if self.elements.is_empty() {
+            return None;
+        }
+        Some(
+            self.elements
+                .iter()
+                .filter(|(t, _)| t.as_deref().is_none_or(|t| t == rtype))
+                .map(|(_, n)| n.clone())
+                .collect(),
+        )
     }
 
     /// The searches a resource of `rtype` must match one of (empty: every resource).
@@ -234,7 +274,9 @@ mod tests {
             ("_typeFilter", "Observation?nonsense=1"),
             ("_typeFilter", "Observation"),
             ("_typeFilter", "Observation?code:in=http://x/vs"),
-            ("_elements", "id"),
+            ("_elements", "Patient.name.given"),
+            ("_elements", "Nonsense.id"),
+            ("_until", "2026-12-01"),
         ] {
             let e = ExportRequest::parse(Level::System, &pairs(&[bad]), false);
             assert!(e.is_err(), "{bad:?} was accepted");
@@ -246,7 +288,15 @@ mod tests {
         );
         assert!(e.unwrap_err().0.contains("_type leaves out"));
         let lenient =
-            ExportRequest::parse(Level::System, &pairs(&[("_elements", "id")]), true).unwrap();
-        assert_eq!(lenient.ignored, ["_elements"]);
+            ExportRequest::parse(Level::System, &pairs(&[("_until", "2026")]), true).unwrap();
+        assert_eq!(lenient.ignored, ["_until"]);
+        let req = ExportRequest::parse(
+            Level::System,
+            &pairs(&[("_elements", "Patient.name,id")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(req.elements_for("Patient").unwrap(), ["name", "id"]);
+        assert_eq!(req.elements_for("Observation").unwrap(), ["id"]);
     }
 }

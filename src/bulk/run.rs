@@ -34,6 +34,9 @@ pub struct Output {
     pub rtype: String,
     pub name: String,
     pub count: u64,
+    /// A file of deletions (Bundles of DELETE entries), the manifest's `deleted`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// What a running export has done so far (for `X-Progress`), and whether it was cancelled.
@@ -104,6 +107,7 @@ pub fn export(
                 continue;
             };
             let mut out = Out::new(files, job, &rtype, per_file, &mut outputs);
+            out.elements = request.elements_for(&rtype);
             match &patients {
                 // every resource of the type (a system export)
                 Patients::All => walk(conn, &rtype, &filters, None, progress, &mut out)?,
@@ -121,6 +125,9 @@ pub fn export(
                 }
             }
             out.close()?;
+        }
+        if let (Some(since), Level::System) = (request.since, &request.level) {
+            deletions(conn, files, job, request, grant, since, &mut outputs)?;
         }
         Ok((transaction_time, outputs))
     })
@@ -165,6 +172,71 @@ fn filters_of(request: &ExportRequest, grant: &Grant, rtype: &str) -> Option<Vec
         filters.push(Filter::Clause(clause));
     }
     Some(filters)
+}
+
+/// The resources deleted after `since`, for a `_since` export of the system: one file of
+/// Bundles (a DELETE entry each, at most a page a Bundle), for the manifest's `deleted`. Only
+/// types the token reaches whole: a limited token cannot be shown what no longer is.
+fn deletions(
+    conn: &mut DbConnection,
+    files: &dyn ExportFiles,
+    job: &str,
+    request: &ExportRequest,
+    grant: &Grant,
+    since: i64,
+    outputs: &mut Vec<Output>,
+) -> Result<(), RunError> {
+    use crate::store::schema::resources as r;
+    use diesel::prelude::*;
+    let mut file: Option<(Box<dyn Write + Send>, Output)> = None;
+    for rtype in types_of(request, grant) {
+        if !matches!(grant.search_limit(&rtype), Ok(None)) {
+            continue;
+        }
+        let mut after = String::new();
+        loop {
+            let ids: Vec<String> = r::table
+                .filter(r::resource_type.eq(&rtype))
+                .filter(r::deleted.eq(true))
+                .filter(r::last_updated.gt(since))
+                .filter(r::resource_id.gt(&after))
+                .order(r::resource_id.asc())
+                .limit(PAGE)
+                .select(r::resource_id)
+                .load(conn)?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            if file.is_none() {
+                let name = "deleted-1.ndjson".to_string();
+                let o = Output {
+                    rtype: "Bundle".into(),
+                    name: name.clone(),
+                    count: 0,
+                    deleted: true,
+                };
+                file = Some((files.create(job, &name)?, o));
+            }
+            let (w, o) = file.as_mut().expect("a file is open");
+            let entries: Vec<Value> = ids
+                .iter()
+                .map(|id| serde_json::json!({"request": {"method": "DELETE", "url": format!("{rtype}/{id}")}}))
+                .collect();
+            let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+            serde_json::to_writer(&mut *w, &bundle).map_err(std::io::Error::from)?;
+            w.write_all(b"\n")?;
+            o.count += 1;
+            if (ids.len() as i64) < PAGE {
+                break;
+            }
+            after = last;
+        }
+    }
+    if let Some((mut w, o)) = file {
+        w.flush()?;
+        outputs.push(o);
+    }
+    Ok(())
 }
 
 /// Whose compartments an export reads.
@@ -236,6 +308,8 @@ struct Out<'a> {
     open: Option<(Box<dyn Write + Send>, Output)>,
     /// Ids written, when the type is read in several queries that may overlap.
     seen: Option<HashSet<String>>,
+    /// `_elements`: the top-level elements kept.
+    elements: Option<Vec<String>>,
 }
 
 impl<'a> Out<'a> {
@@ -254,6 +328,7 @@ impl<'a> Out<'a> {
             outputs,
             open: None,
             seen: None,
+            elements: None,
         }
     }
 
@@ -281,12 +356,20 @@ impl<'a> Out<'a> {
                 rtype: self.rtype.to_string(),
                 name,
                 count: 0,
+                deleted: false,
             };
             self.open = Some((w, o));
         }
         let (w, o) = self.open.as_mut().expect("a file is open");
-        // the stored JSON is one line already (serde_json writes no newlines)
-        w.write_all(v.content.as_bytes())?;
+        match &self.elements {
+            // the stored JSON is one line already (serde_json writes no newlines)
+            None => w.write_all(v.content.as_bytes())?,
+            Some(wanted) => {
+                let mut resource = v.json();
+                crate::fhir::subset::elements(&mut resource, wanted);
+                serde_json::to_writer(&mut *w, &resource).map_err(std::io::Error::from)?;
+            }
+        }
         w.write_all(b"\n")?;
         o.count += 1;
         Ok(())

@@ -173,9 +173,11 @@ async fn a_system_export_holds_what_searches_find_for_its_client_only(app: TestA
 async fn exports_filter_by_type_time_and_search(app: TestApp) {
     let (early, _) = app.create(&patient("Early")).await;
     app.create(&observation(&early, "2823-3")).await;
+    let (doomed, _) = app.create(&patient("Doomed")).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(app.delete(&format!("Patient/{doomed}")).await.status, 200);
     let (late, _) = app.create(&patient("Late")).await;
     let (potassium, _) = app.create(&observation(&late, "2823-3")).await;
     app.create(&observation(&late, "2345-7")).await;
@@ -189,6 +191,24 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
     assert!(got.iter().all(|r| r["resourceType"] == "Patient"));
     assert_eq!(got.len(), 2);
 
+    // _elements: what was named (and the mandatory elements), marked as subsetted
+    let r = kick_off(
+        &app,
+        &token,
+        "?_type=Patient&_elements=Patient.gender",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert_eq!(got.len(), 2);
+    for p in &got {
+        assert_eq!(p["gender"], "female", "{p}");
+        assert!(p.get("name").is_none(), "{p}");
+        assert_eq!(p["meta"]["tag"][0]["code"], "SUBSETTED", "{p}");
+    }
+
     // _since: changed after that instant only
     let query = format!("?_type=Patient,Observation&_since={}", urlencode(&since));
     let r = kick_off(&app, &token, &query, None).await;
@@ -197,6 +217,22 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
     let got = download(&app, &token, &m).await;
     assert_eq!(ids_of(&got, "Patient"), BTreeSet::from([late.clone()]));
     assert_eq!(ids_of(&got, "Observation").len(), 2);
+    // and what was deleted since, as Bundles of DELETE entries
+    let deleted = &m["deleted"];
+    assert_eq!(deleted.as_array().map(Vec::len), Some(1), "{m}");
+    let r = app
+        .send(
+            app.anonymous
+                .get(deleted[0]["url"].as_str().unwrap())
+                .bearer_auth(&token),
+        )
+        .await;
+    let bundle: Value = serde_json::from_str(r.text.lines().next().unwrap()).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(
+        bundle["entry"],
+        json!([{"request": {"method": "DELETE", "url": format!("Patient/{doomed}")}}])
+    );
 
     // _typeFilter, by POST with a Parameters body as Medplum's client sends it
     let body = json!({"resourceType": "Parameters", "parameter": [
@@ -231,7 +267,8 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
         "?_outputFormat=text/csv",
         "?_since=yesterday",
         "?_typeFilter=Observation%3Fnonsense%3D1",
-        "?_elements=id",
+        "?_elements=Patient.name.given",
+        "?_until=2026-12-01",
     ] {
         let r = kick_off(&app, &token, query, None).await;
         assert_eq!(r.status, 400, "{query}: {}", r.text);
@@ -250,7 +287,7 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
     let r = app
         .send(
             app.anonymous
-                .get(app.url("$export?_type=Patient&_elements=id"))
+                .get(app.url("$export?_type=Patient&_until=2026-12-01"))
                 .bearer_auth(&token)
                 .header("prefer", "respond-async, handling=lenient"),
         )
@@ -261,7 +298,7 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
     let r = app
         .send(app.anonymous.get(error_url).bearer_auth(&token))
         .await;
-    assert!(r.text.contains("_elements"), "{}", r.text);
+    assert!(r.text.contains("_until"), "{}", r.text);
 
     // cancel: the job and its files are gone
     let r = kick_off(&app, &token, "", None).await;
