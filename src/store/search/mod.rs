@@ -142,7 +142,13 @@ fn run_page(
 ) -> Result<Page, SearchError> {
     let reverse = spec.cursor.is_some_and(|c| c.before);
     let beyond = match spec.cursor {
-        Some(c) => order::beyond(&mut sql, spec.sort, c).ok_or(SearchError::BadCursor)?,
+        Some(c) => {
+            let only_type = match spec.scope {
+                Scope::Types([(t, _)]) => Some(t.as_str()),
+                _ => None,
+            };
+            order::beyond(&mut sql, spec.sort, c, only_type).ok_or(SearchError::BadCursor)?
+        }
         None => "TRUE".into(),
     };
     let order = order::order_by(&sql, spec.sort, reverse, first_key_never_null);
