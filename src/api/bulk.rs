@@ -18,18 +18,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 /// How long a client is told to wait between polls.
 const RETRY_AFTER_SECS: u32 = 2;
 
-pub async fn kick_off_get(
-    state: web::Data<AppState>,
-    QueryPairs(params): QueryPairs,
-    req: HttpRequest,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    kick_off(state, Level::System, params, &req, ctx).await
-}
-
-/// POST: the parameters in a `Parameters` body (as Medplum's client sends them), or in the
-/// query string.
-pub async fn kick_off_post(
+/// `GET` or `POST [base]/$export`: a POST's parameters may come in a `Parameters` body (as
+/// Medplum's client sends them) as well as in the query string.
+pub async fn system(
     state: web::Data<AppState>,
     QueryPairs(params): QueryPairs,
     req: HttpRequest,
@@ -40,16 +31,8 @@ pub async fn kick_off_post(
     kick_off(state, Level::System, params, &req, ctx).await
 }
 
-pub async fn patient_get(
-    state: web::Data<AppState>,
-    QueryPairs(params): QueryPairs,
-    req: HttpRequest,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    kick_off(state, Level::Patient, params, &req, ctx).await
-}
-
-pub async fn patient_post(
+/// `GET` or `POST [base]/Patient/$export`.
+pub async fn patient(
     state: web::Data<AppState>,
     QueryPairs(params): QueryPairs,
     req: HttpRequest,
@@ -60,18 +43,8 @@ pub async fn patient_post(
     kick_off(state, Level::Patient, params, &req, ctx).await
 }
 
-pub async fn group_get(
-    state: web::Data<AppState>,
-    Id(id): Id,
-    QueryPairs(params): QueryPairs,
-    req: HttpRequest,
-    ctx: RequestContext,
-) -> Result<HttpResponse, ApiError> {
-    readable_group(&state, id.as_str(), &ctx).await?;
-    kick_off(state, Level::Group(id.to_string()), params, &req, ctx).await
-}
-
-pub async fn group_post(
+/// `GET` or `POST [base]/Group/[id]/$export`.
+pub async fn group(
     state: web::Data<AppState>,
     Id(id): Id,
     QueryPairs(params): QueryPairs,

@@ -133,34 +133,24 @@ pub fn beat(conn: &mut DbConnection, ids: &[String], at: i64) -> Result<(), Stor
     Ok(())
 }
 
-/// Running jobs whose process has not said it is alive since `before` (it stopped or
-/// crashed): waiting again, to run from the start (their files are written anew).
-pub fn requeue_silent(conn: &mut DbConnection, before: i64) -> Result<Vec<String>, StoreError> {
-    let silent = be::status
-        .eq(RUNNING)
-        .and(be::heartbeat_at.is_null().or(be::heartbeat_at.lt(before)));
-    let ids: Vec<String> = be::table.filter(silent).select(be::id).load(conn)?;
-    diesel::update(
-        be::table
-            .filter(be::id.eq_any(&ids))
-            .filter(be::status.eq(RUNNING)),
-    )
-    .set(be::status.eq(ACCEPTED))
-    .execute(conn)?;
-    Ok(ids)
-}
-
-/// Every running job but `here`'s (those this process runs: the task that runs them may
-/// have been restarted): waiting again.
-pub fn requeue_running_except(
+/// Running jobs to run again from the start (their files are written anew), waiting again:
+/// those whose process has not said it is alive since `silent_before` (it stopped or
+/// crashed), or with `None` every one but `here`'s (those this process runs: the task that
+/// runs them may have been restarted).
+pub fn requeue(
     conn: &mut DbConnection,
+    silent_before: Option<i64>,
     here: &[String],
 ) -> Result<Vec<String>, StoreError> {
-    let ids: Vec<String> = be::table
+    let mut query = be::table
         .filter(be::status.eq(RUNNING))
         .filter(be::id.ne_all(here))
         .select(be::id)
-        .load(conn)?;
+        .into_boxed();
+    if let Some(before) = silent_before {
+        query = query.filter(be::heartbeat_at.is_null().or(be::heartbeat_at.lt(before)));
+    }
+    let ids: Vec<String> = query.load(conn)?;
     diesel::update(
         be::table
             .filter(be::id.eq_any(&ids))

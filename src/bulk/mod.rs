@@ -250,10 +250,7 @@ impl Exports {
         // again now. PostgreSQL may have other live servers; their silence decides (`upkeep`).
         if self.store.database().is_sqlite() {
             let here: Vec<String> = self.running_here();
-            match self
-                .store
-                .write_rows(|c| jobs::requeue_running_except(c, &here))
-            {
+            match self.store.write_rows(|c| jobs::requeue(c, None, &here)) {
                 Ok(ids) => {
                     for id in ids {
                         tracing::warn!(job = %id, "an export cut short by a stop runs again");
@@ -305,7 +302,7 @@ impl Exports {
             if !ids.is_empty() {
                 jobs::beat(c, &ids, now)?;
             }
-            let again = jobs::requeue_silent(c, silent_since)?;
+            let again = jobs::requeue(c, Some(silent_since), &ids)?;
             let expired = jobs::expired(c, now - keep)?;
             for id in &expired {
                 jobs::delete(c, id)?;

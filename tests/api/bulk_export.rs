@@ -26,9 +26,16 @@ fn observation(patient: &str, code: &str) -> Value {
         "valueQuantity": {"value": 5.1, "unit": "mmol/L"}})
 }
 
-/// `GET` (or `POST` with a body) `$export...` with `Prefer: respond-async` as `token`.
-async fn kick_off(app: &TestApp, token: &str, query: &str, body: Option<&Value>) -> Resp {
-    let url = app.url(&format!("$export{query}"));
+/// `GET` (or `POST` with a body) `path` (`$export?...`, `Patient/$export`...) with
+/// `Prefer: respond-async` (and `prefer`, if any) as `token`.
+async fn kick_off_at(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: Option<&Value>,
+    prefer: &str,
+) -> Resp {
+    let url = app.url(path);
     let req = match body {
         None => app.anonymous.get(url),
         Some(b) => app
@@ -37,12 +44,21 @@ async fn kick_off(app: &TestApp, token: &str, query: &str, body: Option<&Value>)
             .header("content-type", "application/fhir+json")
             .body(b.to_string()),
     };
+    let prefer = match prefer {
+        "" => "respond-async".to_string(),
+        more => format!("respond-async, {more}"),
+    };
     app.send(
         req.bearer_auth(token)
-            .header("prefer", "respond-async")
+            .header("prefer", prefer)
             .header("accept", "application/fhir+json"),
     )
     .await
+}
+
+/// A system kick-off: `$export{query}`.
+async fn kick_off(app: &TestApp, token: &str, query: &str, body: Option<&Value>) -> Resp {
+    kick_off_at(app, token, &format!("$export{query}"), body, "").await
 }
 
 /// Poll the status URL until the manifest comes (202s carry `X-Progress` until then).
@@ -284,14 +300,14 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
     let r = kick_off(&app, &patients_only, "?_type=Observation", None).await;
     assert_eq!(r.status, 403, "{}", r.text);
     // lenient handling: the parameter is ignored, and the manifest's error file says so
-    let r = app
-        .send(
-            app.anonymous
-                .get(app.url("$export?_type=Patient&_until=2026-12-01"))
-                .bearer_auth(&token)
-                .header("prefer", "respond-async, handling=lenient"),
-        )
-        .await;
+    let r = kick_off_at(
+        &app,
+        &token,
+        "$export?_type=Patient&_until=2026-12-01",
+        None,
+        "handling=lenient",
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.text);
     let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
     let error_url = m["error"][0]["url"].as_str().expect("an error file");
@@ -339,14 +355,7 @@ async fn patient_and_group_exports_hold_their_members_compartments(app: TestApp)
     let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
 
     // every patient's compartment
-    let r = app
-        .send(
-            app.anonymous
-                .get(app.url("Patient/$export"))
-                .bearer_auth(&token)
-                .header("prefer", "respond-async"),
-        )
-        .await;
+    let r = kick_off_at(&app, &token, "Patient/$export", None, "").await;
     assert_eq!(r.status, 202, "{}", r.text);
     let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
     let got = download(&app, &token, &m).await;
@@ -357,16 +366,7 @@ async fn patient_and_group_exports_hold_their_members_compartments(app: TestApp)
     // named patients, by POST
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "patient", "valueReference": {"reference": format!("Patient/{}", pats[1])}}]});
-    let r = app
-        .send(
-            app.anonymous
-                .post(app.url("Patient/$export"))
-                .bearer_auth(&token)
-                .header("prefer", "respond-async")
-                .header("content-type", "application/fhir+json")
-                .body(body.to_string()),
-        )
-        .await;
+    let r = kick_off_at(&app, &token, "Patient/$export", Some(&body), "").await;
     assert_eq!(r.status, 202, "{}", r.text);
     let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
     let got = download(&app, &token, &m).await;
@@ -380,14 +380,8 @@ async fn patient_and_group_exports_hold_their_members_compartments(app: TestApp)
                        {"entity": {"reference": format!("Patient/{}", pats[1])}},
                        {"entity": {"reference": format!("Patient/{}", pats[2])}, "inactive": true}]}))
         .await;
-    let r = app
-        .send(
-            app.anonymous
-                .get(app.url(&format!("Group/{group}/$export?_type=Patient,Observation")))
-                .bearer_auth(&token)
-                .header("prefer", "respond-async"),
-        )
-        .await;
+    let path = format!("Group/{group}/$export?_type=Patient,Observation");
+    let r = kick_off_at(&app, &token, &path, None, "").await;
     assert_eq!(r.status, 202, "{}", r.text);
     let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
     let got = download(&app, &token, &m).await;
@@ -400,14 +394,7 @@ async fn patient_and_group_exports_hold_their_members_compartments(app: TestApp)
         ("Group/nope/$export", 404),
         ("Patient/$export?_type=Practitioner", 400),
     ] {
-        let r = app
-            .send(
-                app.anonymous
-                    .get(app.url(url))
-                    .bearer_auth(&token)
-                    .header("prefer", "respond-async"),
-            )
-            .await;
+        let r = kick_off_at(&app, &token, url, None, "").await;
         assert_eq!(r.status, status, "{url}: {}", r.text);
     }
 }
@@ -432,18 +419,6 @@ fn backend_client(app: &TestApp, id: &str, kid: &str) -> std::path::PathBuf {
     )
     .unwrap();
     key
-}
-
-fn run_client(cmd: &mut std::process::Command) -> Value {
-    let out = cmd.output().expect("the client runs");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// What a search of `query` finds, every page, as sorted ids.
@@ -488,7 +463,7 @@ async fn outside_clients_export_what_searches_find() {
     let key = backend_client(&app, "py-payer", "py-1");
     let (base, g) = (app.base.clone(), group.clone());
     let seen = tokio::task::spawn_blocking(move || {
-        run_client(
+        crate::clients_more::run(
             std::process::Command::new(python)
                 .arg(concat!(
                     env!("CARGO_MANIFEST_DIR"),
@@ -541,7 +516,7 @@ async fn outside_clients_export_what_searches_find() {
         if !has_websocket {
             node.arg("--experimental-websocket");
         }
-        run_client(
+        crate::clients_more::run(
             node.arg(format!("{browser}/medplum_export.mjs"))
                 .args([&root, "medplum-payer", "mp-1"])
                 .arg(&key),

@@ -11,7 +11,8 @@ fn python() -> String {
     )
 }
 
-fn run(cmd: &mut std::process::Command) -> Value {
+/// Run an outside client; what it printed, as JSON (it must succeed).
+pub fn run(cmd: &mut std::process::Command) -> Value {
     let out = cmd.output().expect("the client runs");
     assert!(
         out.status.success(),
