@@ -187,13 +187,14 @@ impl ExportRequest {
         )
     }
 
-    /// The searches a resource of `rtype` must match one of (empty: every resource).
-    pub fn filters_for(&self, rtype: &str) -> Vec<Vec<Filter>> {
+    /// The searches a resource of `rtype` must match one of (empty: every resource). Checked
+    /// at kick-off; one that no longer parses when the job runs (the server changed between)
+    /// is an error, never a filter dropped (which would export every resource of the type).
+    pub fn filters_for(&self, rtype: &str) -> Result<Vec<Vec<Filter>>, BadRequest> {
         self.type_filters
             .iter()
             .filter(|(t, _)| t == rtype)
-            // checked at kick-off; a query that no longer parses matches nothing
-            .map(|(_, q)| filters_of(q).map(|(_, f)| f).unwrap_or_default())
+            .map(|(_, q)| filters_of(q).map(|(_, f)| f))
             .collect()
     }
 }
@@ -265,8 +266,8 @@ mod tests {
         .unwrap();
         assert_eq!(req.types, ["Patient", "Observation"]);
         assert_eq!(req.since, Some(1_796_083_200_000_000));
-        assert_eq!(req.filters_for("Observation").len(), 1);
-        assert!(req.filters_for("Patient").is_empty());
+        assert_eq!(req.filters_for("Observation").unwrap().len(), 1);
+        assert!(req.filters_for("Patient").unwrap().is_empty());
         for bad in [
             ("_type", "Patient,Nonsense"),
             ("_since", "last week"),

@@ -66,8 +66,9 @@ pub enum RunError {
     Cancelled,
     #[error("the store: {0}")]
     Store(#[from] StoreError),
+    /// What was asked cannot be carried out (a Group gone, a filter that no longer parses).
     #[error("{0}")]
-    Group(String),
+    Refused(String),
     #[error("writing the files: {0}")]
     Files(#[from] std::io::Error),
 }
@@ -103,7 +104,7 @@ pub fn export(
         let mut outputs = Vec::new();
         for rtype in types_of(request, grant) {
             *progress.current.lock().unwrap_or_else(|p| p.into_inner()) = rtype.clone();
-            let Some(filters) = filters_of(request, grant, &rtype) else {
+            let Some(filters) = filters_of(request, grant, &rtype)? else {
                 continue;
             };
             let mut out = Out::new(files, job, &rtype, per_file, &mut outputs);
@@ -152,26 +153,37 @@ fn types_of(request: &ExportRequest, grant: &Grant) -> Vec<String> {
 }
 
 /// What a resource of `rtype` must match: one of the type's `_typeFilter` searches, the
-/// token's limit, changed after `_since`. `None` when the token may not search the type (it
-/// lost the scope since the kick-off) or a filter cannot be built.
-fn filters_of(request: &ExportRequest, grant: &Grant, rtype: &str) -> Option<Vec<Filter>> {
+/// token's limit, changed after `_since`. `None` when the token may no longer search the type
+/// (it lost the scope since the kick-off); a filter that cannot be built fails the export.
+fn filters_of(
+    request: &ExportRequest,
+    grant: &Grant,
+    rtype: &str,
+) -> Result<Option<Vec<Filter>>, RunError> {
+    let Ok(limit) = grant.search_limit(rtype) else {
+        return Ok(None);
+    };
+    let refused = |why: String| RunError::Refused(format!("{rtype}: {why}"));
     let mut filters = Vec::new();
-    let alternatives = request.filters_for(rtype);
+    let alternatives = request.filters_for(rtype).map_err(|e| refused(e.0))?;
     if !alternatives.is_empty() {
         filters.push(Filter::Or(
             alternatives.into_iter().map(Filter::And).collect(),
         ));
     }
-    filters.extend(grant.search_limit(rtype).ok()?);
+    filters.extend(limit);
     if let Some(since) = request.since {
         // to the microsecond, the store's precision: `gt` leaves out that instant itself
-        let at = chrono::DateTime::from_timestamp_micros(since)?
+        let at = chrono::DateTime::from_timestamp_micros(since)
+            .ok_or_else(|| refused(format!("_since {since} is out of range")))?
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string();
-        let clause = parse_clause(rtype, "_lastUpdated", &format!("gt{at}")).ok()??;
+        let clause = parse_clause(rtype, "_lastUpdated", &format!("gt{at}"))
+            .map_err(|e| refused(e.message))?
+            .ok_or_else(|| refused("_lastUpdated is not searchable".into()))?;
         filters.push(Filter::Clause(clause));
     }
-    Some(filters)
+    Ok(Some(filters))
 }
 
 /// The resources deleted after `since`, for a `_since` export of the system: one file of
@@ -265,11 +277,11 @@ fn patients_of(
         Level::Group(id) => {
             let group = crate::store::versions::current(conn, "Group", id)?
                 .filter(|v| !v.deleted)
-                .ok_or_else(|| RunError::Group(format!("Group/{id} is not in the store")))?;
+                .ok_or_else(|| RunError::Refused(format!("Group/{id} is not in the store")))?;
             let json = group.json();
             grant
                 .check(Interaction::Read, "Group", id, || &json)
-                .map_err(|d| RunError::Group(d.to_string()))?;
+                .map_err(|d| RunError::Refused(d.to_string()))?;
             Patients::These(members(&json)?)
         }
     })
@@ -290,7 +302,7 @@ fn members(group: &Value) -> Result<Vec<String>, RunError> {
     ids.sort();
     ids.dedup();
     if ids.len() > MAX_PATIENTS {
-        return Err(RunError::Group(format!(
+        return Err(RunError::Refused(format!(
             "the Group has {} members; an export reads at most {MAX_PATIENTS}",
             ids.len()
         )));
@@ -430,5 +442,35 @@ fn walk(
             }
             _ => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `_typeFilter` that no longer parses when the job runs fails the export: dropped, it
+    /// would have exported every resource of the type.
+    #[test]
+    fn a_filter_that_no_longer_parses_fails_the_export() {
+        let request = ExportRequest {
+            level: Level::System,
+            types: vec!["Observation".into()],
+            patients: Vec::new(),
+            elements: Vec::new(),
+            since: None,
+            type_filters: vec![("Observation".into(), "Observation?nonsense=1".into())],
+            ignored: Vec::new(),
+        };
+        let grant = Grant::unrestricted();
+        let e = filters_of(&request, &grant, "Observation").unwrap_err();
+        assert!(e.to_string().contains("nonsense"), "{e}");
+        // a type the token may not search is left out, not an error
+        let narrow = Grant::stored("t", "system/Patient.rs", None);
+        assert!(
+            filters_of(&request, &narrow, "Observation")
+                .unwrap()
+                .is_none()
+        );
     }
 }
