@@ -7,6 +7,8 @@
 
 pub mod files;
 pub mod jobs;
+mod out;
+mod provenance;
 pub mod request;
 pub mod run;
 
@@ -123,6 +125,11 @@ impl Exports {
             return Err(ExportError::Forbidden(
                 "_typeFilter names a type this token may not search".into(),
             ));
+        }
+        if request.provenance.is_some() {
+            grant
+                .reach(Interaction::Search, "Provenance")
+                .map_err(|d| ExportError::Forbidden(format!("includeAssociatedData: {d}")))?;
         }
         let owner = owner_of(grant);
         let params =

@@ -37,6 +37,13 @@ pub struct ExportRequest {
     pub types: Vec<String>,
     /// `_since`: only resources changed after this instant (microseconds since the epoch).
     pub since: Option<i64>,
+    /// `_until`: only resources last changed at or before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// `includeAssociatedData`: the Provenance of the resources exported, all of it or the
+    /// latest for each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     /// `patient` (Patient level, POST): these patients' compartments only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patients: Vec<String>,
@@ -49,6 +56,16 @@ pub struct ExportRequest {
     pub elements: Vec<(Option<String>, String)>,
     /// Parameters ignored under `Prefer: handling=lenient`, said in the manifest's `error`.
     pub ignored: Vec<String>,
+}
+
+/// Which Provenance `includeAssociatedData` adds: those whose `target` is a resource exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provenance {
+    /// `LatestProvenanceResources`: for each resource, the one recorded last.
+    Latest,
+    /// `RelevantProvenanceResources`: every one.
+    Relevant,
 }
 
 /// Why a kick-off is refused (400, with this text).
@@ -71,6 +88,8 @@ impl ExportRequest {
             patients: Vec::new(),
             elements: Vec::new(),
             since: None,
+            until: None,
+            provenance: None,
             type_filters: Vec::new(),
             ignored: Vec::new(),
         };
@@ -141,6 +160,29 @@ impl ExportRequest {
                 "_since" => {
                     req.since = Some(instant(name, value)?);
                 }
+                "_until" => {
+                    req.until = Some(instant(name, value)?);
+                }
+                "includeAssociatedData" => {
+                    for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                        // of two values, the one that returns more wins (the IG's rule)
+                        match v {
+                            "RelevantProvenanceResources" => {
+                                req.provenance = Some(Provenance::Relevant)
+                            }
+                            "LatestProvenanceResources" => {
+                                req.provenance.get_or_insert(Provenance::Latest);
+                            }
+                            _ if lenient => req.ignored.push(format!("{name}={v}")),
+                            _ => {
+                                return bad(format!(
+                                    "includeAssociatedData '{v}': LatestProvenanceResources \
+                                     and RelevantProvenanceResources are offered"
+                                ));
+                            }
+                        }
+                    }
+                }
                 "_typeFilter" => {
                     for query in value.split(',').filter(|q| !q.is_empty()) {
                         let (rtype, _) = filters_of(query)?;
@@ -169,6 +211,11 @@ impl ExportRequest {
                 .find(|(t, _)| !req.types.contains(t))
         {
             return bad(format!("_typeFilter names {t}, which _type leaves out"));
+        }
+        if let (Some(since), Some(until)) = (req.since, req.until)
+            && until <= since
+        {
+            return bad("_until is not after _since: the export would be empty".into());
         }
         Ok(req)
     }
@@ -277,7 +324,9 @@ mod tests {
             ("_typeFilter", "Observation?code:in=http://x/vs"),
             ("_elements", "Patient.name.given"),
             ("_elements", "Nonsense.id"),
-            ("_until", "2026-12-01"),
+            ("_until", "yesterday"),
+            ("includeAssociatedData", "_everythingElse"),
+            ("_count", "10"),
         ] {
             let e = ExportRequest::parse(Level::System, &pairs(&[bad]), false);
             assert!(e.is_err(), "{bad:?} was accepted");
@@ -288,9 +337,30 @@ mod tests {
             false,
         );
         assert!(e.unwrap_err().0.contains("_type leaves out"));
-        let lenient =
-            ExportRequest::parse(Level::System, &pairs(&[("_until", "2026")]), true).unwrap();
-        assert_eq!(lenient.ignored, ["_until"]);
+        let lenient = ExportRequest::parse(
+            Level::System,
+            &pairs(&[("_count", "2026"), ("includeAssociatedData", "_mine")]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(lenient.ignored, ["_count", "includeAssociatedData=_mine"]);
+        let window = pairs(&[("_since", "2026-12-02"), ("_until", "2026-12-01")]);
+        let e = ExportRequest::parse(Level::System, &window, false).unwrap_err();
+        assert!(e.0.contains("_until"), "{e}");
+        let req = ExportRequest::parse(
+            Level::Patient,
+            &pairs(&[
+                ("_until", "2026-12-01T00:00:00Z"),
+                (
+                    "includeAssociatedData",
+                    "RelevantProvenanceResources,LatestProvenanceResources",
+                ),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(req.until, Some(1_796_083_200_000_000));
+        assert_eq!(req.provenance, Some(Provenance::Relevant));
         let req = ExportRequest::parse(
             Level::System,
             &pairs(&[("_elements", "Patient.name,id")]),

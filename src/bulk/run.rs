@@ -4,6 +4,8 @@
 //! resources. Memory stays at one page whatever the store's size.
 
 use super::files::ExportFiles;
+use super::out::Out;
+use super::provenance::Associated;
 use super::request::{ExportRequest, Level, MAX_PATIENTS};
 use crate::auth::{Grant, Interaction};
 use crate::fhir::definitions::Definitions;
@@ -102,30 +104,58 @@ pub fn export(
         conn.batch_execute("SELECT 1 FROM resources LIMIT 1")?;
         let patients = patients_of(conn, request, grant)?;
         let mut outputs = Vec::new();
+        let mut associated = match request.provenance {
+            Some(mode) => {
+                let limit = grant
+                    .search_limit("Provenance")
+                    .map_err(|d| RunError::Refused(format!("includeAssociatedData: {d}")))?;
+                let mut out = Out::new(files, job, "Provenance", per_file);
+                out.elements = request.elements_for("Provenance");
+                Some(Associated::new(out, mode, limit.into_iter().collect()))
+            }
+            None => None,
+        };
         for rtype in types_of(request, grant) {
             *progress.current.lock().unwrap_or_else(|p| p.into_inner()) = rtype.clone();
             let Some(filters) = filters_of(request, grant, &rtype)? else {
                 continue;
             };
-            let mut out = Out::new(files, job, &rtype, per_file, &mut outputs);
-            out.elements = request.elements_for(&rtype);
+            let mut own = Out::new(files, job, &rtype, per_file);
+            own.elements = request.elements_for(&rtype);
+            // Provenance exported as a type goes to the file its associated ones go to
+            let (out, mut follow) = match associated.as_mut() {
+                Some(a) if rtype == "Provenance" => (&mut a.out, None),
+                a => (&mut own, a),
+            };
+            // a resource in the compartments of members of two batches is written once
+            if matches!(&patients, Patients::These(ids) if ids.len() > BATCH) {
+                out.seen.get_or_insert_with(HashSet::new);
+            }
+            let mut walk = |compartment: Option<Filter>| {
+                walk(
+                    conn,
+                    &rtype,
+                    &filters,
+                    compartment,
+                    progress,
+                    out,
+                    follow.as_deref_mut(),
+                )
+            };
             match &patients {
                 // every resource of the type (a system export)
-                Patients::All => walk(conn, &rtype, &filters, None, progress, &mut out)?,
-                Patients::Any => {
-                    let compartment = any_patient_compartment(&rtype).ok();
-                    walk(conn, &rtype, &filters, compartment, progress, &mut out)?
-                }
+                Patients::All => walk(None)?,
+                Patients::Any => walk(any_patient_compartment(&rtype).ok())?,
                 Patients::These(ids) => {
-                    // a resource in the compartments of members of two batches is written once
-                    out.seen = (ids.len() > BATCH).then(HashSet::new);
                     for batch in ids.chunks(BATCH) {
-                        let compartment = compartment_of(&rtype, batch).ok();
-                        walk(conn, &rtype, &filters, compartment, progress, &mut out)?;
+                        walk(compartment_of(&rtype, batch).ok())?;
                     }
                 }
             }
-            out.close()?;
+            outputs.extend(own.close()?);
+        }
+        if let Some(a) = associated {
+            outputs.extend(a.out.close()?);
         }
         if let (Some(since), Level::System) = (request.since, &request.level) {
             deletions(conn, files, job, request, grant, since, &mut outputs)?;
@@ -153,7 +183,7 @@ fn types_of(request: &ExportRequest, grant: &Grant) -> Vec<String> {
 }
 
 /// What a resource of `rtype` must match: one of the type's `_typeFilter` searches, the
-/// token's limit, changed after `_since`. `None` when the token may no longer search the type
+/// token's limit, changed after `_since` and not after `_until`. `None` when the token may no longer search the type
 /// (it lost the scope since the kick-off); a filter that cannot be built fails the export.
 fn filters_of(
     request: &ExportRequest,
@@ -172,13 +202,14 @@ fn filters_of(
         ));
     }
     filters.extend(limit);
-    if let Some(since) = request.since {
-        // to the microsecond, the store's precision: `gt` leaves out that instant itself
-        let at = chrono::DateTime::from_timestamp_micros(since)
-            .ok_or_else(|| refused(format!("_since {since} is out of range")))?
+    // to the microsecond, the store's precision: `gt` leaves out `_since` itself
+    for (prefix, at) in [("gt", request.since), ("le", request.until)] {
+        let Some(at) = at else { continue };
+        let at = chrono::DateTime::from_timestamp_micros(at)
+            .ok_or_else(|| refused(format!("{at} is out of range")))?
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string();
-        let clause = parse_clause(rtype, "_lastUpdated", &format!("gt{at}"))
+        let clause = parse_clause(rtype, "_lastUpdated", &format!("{prefix}{at}"))
             .map_err(|e| refused(e.message))?
             .ok_or_else(|| refused("_lastUpdated is not searchable".into()))?;
         filters.push(Filter::Clause(clause));
@@ -211,6 +242,7 @@ fn deletions(
                 .filter(r::resource_type.eq(&rtype))
                 .filter(r::deleted.eq(true))
                 .filter(r::last_updated.gt(since))
+                .filter(r::last_updated.le(request.until.unwrap_or(i64::MAX)))
                 .filter(r::resource_id.gt(&after))
                 .order(r::resource_id.asc())
                 .limit(PAGE)
@@ -310,94 +342,8 @@ fn members(group: &Value) -> Result<Vec<String>, RunError> {
     Ok(ids)
 }
 
-/// The files of one type being written: a new one every `per_file` resources.
-struct Out<'a> {
-    files: &'a dyn ExportFiles,
-    job: &'a str,
-    rtype: &'a str,
-    per_file: u64,
-    outputs: &'a mut Vec<Output>,
-    open: Option<(Box<dyn Write + Send>, Output)>,
-    /// Ids written, when the type is read in several queries that may overlap.
-    seen: Option<HashSet<String>>,
-    /// `_elements`: the top-level elements kept.
-    elements: Option<Vec<String>>,
-}
-
-impl<'a> Out<'a> {
-    fn new(
-        files: &'a dyn ExportFiles,
-        job: &'a str,
-        rtype: &'a str,
-        per_file: u64,
-        outputs: &'a mut Vec<Output>,
-    ) -> Self {
-        Out {
-            files,
-            job,
-            rtype,
-            per_file,
-            outputs,
-            open: None,
-            seen: None,
-            elements: None,
-        }
-    }
-
-    fn write(&mut self, v: &Version) -> Result<(), RunError> {
-        if let Some(seen) = self.seen.as_mut()
-            && !seen.insert(v.id.clone())
-        {
-            return Ok(());
-        }
-        if self
-            .open
-            .as_ref()
-            .is_none_or(|(_, o)| o.count >= self.per_file)
-        {
-            self.close()?;
-            let n = self
-                .outputs
-                .iter()
-                .filter(|o| o.rtype == self.rtype)
-                .count()
-                + 1;
-            let name = format!("{}-{n}.ndjson", self.rtype);
-            let w = self.files.create(self.job, &name)?;
-            let o = Output {
-                rtype: self.rtype.to_string(),
-                name,
-                count: 0,
-                deleted: false,
-            };
-            self.open = Some((w, o));
-        }
-        let (w, o) = self.open.as_mut().expect("a file is open");
-        match &self.elements {
-            // the stored JSON is one line already (serde_json writes no newlines)
-            None => w.write_all(v.content.as_bytes())?,
-            Some(wanted) => {
-                let mut resource = v.json();
-                crate::fhir::subset::elements(&mut resource, wanted);
-                serde_json::to_writer(&mut *w, &resource).map_err(std::io::Error::from)?;
-            }
-        }
-        w.write_all(b"\n")?;
-        o.count += 1;
-        Ok(())
-    }
-
-    fn close(&mut self) -> Result<(), RunError> {
-        if let Some((mut w, o)) = self.open.take() {
-            w.flush()?;
-            self.outputs.push(o);
-        }
-        Ok(())
-    }
-}
-
-/// Every resource of `rtype` that matches `filters` (and `compartment`), page by page in id
-/// order, into `out`.
+/// Every resource of `rtype` that matches `filters` (and `compartment`) into `out`, with
+/// their Provenance when `associated`.
 fn walk(
     conn: &mut DbConnection,
     rtype: &str,
@@ -405,15 +351,39 @@ fn walk(
     compartment: Option<Filter>,
     progress: &Progress,
     out: &mut Out,
+    mut associated: Option<&mut Associated>,
 ) -> Result<(), RunError> {
     let mut all = filters.to_vec();
     all.extend(compartment);
-    let types = [(rtype.to_string(), all)];
-    let mut cursor: Option<Cursor> = None;
-    loop {
+    every_page(conn, rtype, &all, |conn, page| {
         if progress.cancelled.load(Ordering::Relaxed) {
             return Err(RunError::Cancelled);
         }
+        let mut n = 0;
+        for v in page {
+            if out.write(v)? {
+                n += 1;
+            }
+        }
+        if let Some(a) = associated.as_deref_mut() {
+            n += a.follow(conn, rtype, page)?;
+        }
+        progress.exported.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+/// Every resource of `rtype` that matches `filters`, a page at a time in id order, to `each`
+/// (which may query the store between pages).
+pub(super) fn every_page(
+    conn: &mut DbConnection,
+    rtype: &str,
+    filters: &[Filter],
+    mut each: impl FnMut(&mut DbConnection, &[Version]) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let types = [(rtype.to_string(), filters.to_vec())];
+    let mut cursor: Option<Cursor> = None;
+    loop {
         let spec = SearchSpec {
             scope: Scope::Types(&types),
             sort: &[],
@@ -425,12 +395,7 @@ fn walk(
             crate::store::search::SearchError::Store(s) => RunError::Store(s),
             other => RunError::Store(StoreError::Database(other.to_string())),
         })?;
-        for v in &page.versions {
-            out.write(v)?;
-        }
-        progress
-            .exported
-            .fetch_add(page.versions.len() as u64, Ordering::Relaxed);
+        each(conn, &page.versions)?;
         match (page.more, page.versions.last()) {
             (true, Some(last)) => {
                 cursor = Some(Cursor {
@@ -459,6 +424,8 @@ mod tests {
             patients: Vec::new(),
             elements: Vec::new(),
             since: None,
+            until: None,
+            provenance: None,
             type_filters: vec![("Observation".into(), "Observation?nonsense=1".into())],
             ignored: Vec::new(),
         };

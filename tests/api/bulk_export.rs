@@ -13,6 +13,7 @@ on_both_backends!(
     exports_filter_by_type_time_and_search,
     what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it,
     patient_and_group_exports_hold_their_members_compartments,
+    associated_provenance_comes_with_what_it_is_about,
 );
 
 fn patient(family: &str) -> Value {
@@ -250,6 +251,28 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
         json!([{"request": {"method": "DELETE", "url": format!("Patient/{doomed}")}}])
     );
 
+    // _until: changed at or before that instant only (Doomed is deleted since); with _since,
+    // a window that holds neither side
+    let query = format!("?_type=Patient&_until={}", urlencode(&since));
+    let r = kick_off(&app, &token, &query, None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    let got = download(&app, &token, &m).await;
+    assert_eq!(ids_of(&got, "Patient"), BTreeSet::from([early.clone()]));
+    assert!(m["deleted"].as_array().is_none_or(Vec::is_empty), "{m}");
+    let query = format!(
+        "?_type=Patient&_since=2020-01-01T00:00:00Z&_until={}",
+        urlencode(&since)
+    );
+    let r = kick_off(&app, &token, &query, None).await;
+    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
+    assert_eq!(
+        ids_of(&download(&app, &token, &m).await, "Patient"),
+        BTreeSet::from([early.clone()])
+    );
+    // the deletion came after _until: not in this window's `deleted`
+    assert!(m["deleted"].as_array().is_none_or(Vec::is_empty), "{m}");
+
     // _typeFilter, by POST with a Parameters body as Medplum's client sends it
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "_type", "valueString": "Observation"},
@@ -272,6 +295,79 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
     assert_eq!(got[0]["code"]["coding"][0]["code"], "2345-7");
 }
 
+fn provenance(recorded: &str, targets: &[&str]) -> Value {
+    let targets: Vec<Value> = targets.iter().map(|t| json!({"reference": t})).collect();
+    json!({"resourceType": "Provenance", "recorded": recorded, "target": targets,
+        "agent": [{"who": {"display": "Lab system"}}]})
+}
+
+/// `includeAssociatedData`: the Provenance of the resources exported, the latest of each or
+/// all of them, each written once, and none about resources left out.
+async fn associated_provenance_comes_with_what_it_is_about(app: TestApp) {
+    let (pat, _) = app.create(&patient("Traced")).await;
+    let (a, _) = app.create(&observation(&pat, "2823-3")).await;
+    let (b, _) = app.create(&observation(&pat, "2345-7")).await;
+    let (a, b) = (format!("Observation/{a}"), format!("Observation/{b}"));
+    let (stale, _) = app.create(&provenance("2025-12-01T00:00:00Z", &[&a])).await;
+    let (first, _) = app
+        .create(&provenance("2026-01-01T00:00:00Z", &[&a, &b]))
+        .await;
+    let (amended, _) = app
+        .create(&provenance(
+            "2026-02-01T00:00:00Z",
+            &[&format!("{a}/_history/1")],
+        ))
+        .await;
+    // about the Patient, which these exports leave out
+    let (of_patient, _) = app
+        .create(&provenance(
+            "2026-03-01T00:00:00Z",
+            &[&format!("Patient/{pat}")],
+        ))
+        .await;
+    let token = token_of(&app, "payer", "system/*.rs");
+    let provenance_of = |query: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let r = kick_off(app, token, query, None).await;
+            assert_eq!(r.status, 202, "{}", r.text);
+            let m = manifest(app, token, &r.header("content-location").unwrap()).await;
+            let got = download(app, token, &m).await;
+            assert_eq!(ids_of(&got, "Observation").len(), 2, "{query}");
+            let provenance: Vec<String> = got
+                .iter()
+                .filter(|r| r["resourceType"] == "Provenance")
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect();
+            let distinct: BTreeSet<String> = provenance.iter().cloned().collect();
+            assert_eq!(
+                distinct.len(),
+                provenance.len(),
+                "written twice: {provenance:?}"
+            );
+            distinct
+        }
+    };
+    // the latest of each Observation: `amended` for a, `first` still for b
+    assert_eq!(
+        provenance_of("?_type=Observation&includeAssociatedData=LatestProvenanceResources").await,
+        BTreeSet::from([first.clone(), amended.clone()])
+    );
+    let all = "?_type=Observation&includeAssociatedData=RelevantProvenanceResources";
+    assert_eq!(
+        provenance_of(all).await,
+        BTreeSet::from([stale.clone(), first.clone(), amended.clone()])
+    );
+    // asked as a type too: every Provenance, still each once
+    assert_eq!(
+        provenance_of(
+            "?_type=Observation,Provenance&includeAssociatedData=LatestProvenanceResources"
+        )
+        .await,
+        BTreeSet::from([stale, first, amended, of_patient])
+    );
+}
+
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
@@ -284,7 +380,10 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
         "?_since=yesterday",
         "?_typeFilter=Observation%3Fnonsense%3D1",
         "?_elements=Patient.name.given",
-        "?_until=2026-12-01",
+        "?_until=yesterday",
+        "?_since=2026-12-02&_until=2026-12-01",
+        "?includeAssociatedData=_ourOwn",
+        "?_count=10",
     ] {
         let r = kick_off(&app, &token, query, None).await;
         assert_eq!(r.status, 400, "{query}: {}", r.text);
@@ -303,7 +402,7 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
     let r = kick_off_at(
         &app,
         &token,
-        "$export?_type=Patient&_until=2026-12-01",
+        "$export?_type=Patient&_count=10",
         None,
         "handling=lenient",
     )
@@ -314,7 +413,16 @@ async fn what_an_export_cannot_honour_is_refused_and_a_cancel_ends_it(app: TestA
     let r = app
         .send(app.anonymous.get(error_url).bearer_auth(&token))
         .await;
-    assert!(r.text.contains("_until"), "{}", r.text);
+    assert!(r.text.contains("_count"), "{}", r.text);
+    // Provenance asked of a token that may not read it
+    let r = kick_off(
+        &app,
+        &patients_only,
+        "?_type=Patient&includeAssociatedData=LatestProvenanceResources",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
 
     // cancel: the job and its files are gone
     let r = kick_off(&app, &token, "", None).await;

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod brute_force;
 mod bulk_export;
+mod bulk_export_queue;
 mod bundles;
 mod certs;
 pub mod cli;
