@@ -473,36 +473,28 @@ pub fn unfiled(
     ))
 }
 
-/// At most `n` filed Patients drawn at random: what the matcher compares of each.
+/// About `n` filed Patients drawn at random (all, when there are fewer): what the matcher
+/// compares of each.
 pub fn sample(conn: &mut DbConnection, n: i64) -> Result<Vec<Person>, StoreError> {
-    use diesel::sql_types::{BigInt, Bool};
+    use diesel::sql_types::Bool;
     use mpi_people::dsl as p;
     // drawn without sorting the index: with a million records filed, `ORDER BY random()`
     // reads and sorts them all (seconds of a read connection) at every doubling
     let rows: Vec<String> = match conn {
         DbConnection::Sqlite(c) => {
-            #[derive(QueryableByName)]
-            struct Top {
-                #[diesel(sql_type = BigInt)]
-                top: i64,
-            }
-            let top = diesel::sql_query("SELECT coalesce(max(rowid), 0) AS top FROM mpi_people")
-                .get_result::<Top>(c)?
-                .top;
-            if top == 0 {
+            // `mpi_people` has no rowid to draw (WITHOUT ROWID): each row is kept with a
+            // chance that yields about `n`, in one walk of the table and no sort, without a
+            // LIMIT that would favour the first ids
+            let size: i64 = p::mpi_people.count().get_result(c)?;
+            if size == 0 {
                 return Ok(Vec::new());
             }
-            // rowids drawn at random (twice as many: some are gaps left by deletions)
-            let drawn: std::collections::BTreeSet<i64> =
-                (0..2 * n).map(|_| fastrand::i64(1..=top)).collect();
-            let list: Vec<String> = drawn.iter().map(i64::to_string).collect();
+            let per_billion = (1e9 * n as f64 / size as f64).min(1e9) as i64;
             p::mpi_people
                 .select(p::person)
                 .filter(diesel::dsl::sql::<Bool>(&format!(
-                    "rowid IN ({})",
-                    list.join(",")
+                    "abs(random() % 1000000000) < {per_billion}"
                 )))
-                .limit(n)
                 .load(c)?
         }
         DbConnection::Pg(c) => {

@@ -615,7 +615,41 @@ crate::on_both_backends_with!(
     patients_from_every_source_are_matched_graded_and_explained,
     match_refuses_what_it_cannot_read_and_confines_a_patient_token,
     links_follow_the_matcher_until_a_person_decides,
+    the_index_draws_its_sample_at_random,
 );
+
+/// The sample the index learns its own `u` from (`identity::chance`): about the size asked,
+/// drawn anew each time, everyone when the index is smaller. (On SQLite it once asked for a
+/// rowid `mpi_people` does not have, and the server never learnt.)
+async fn the_index_draws_its_sample_at_random(app: TestApp) {
+    let entries: Vec<Value> = (0..400)
+        .map(|i| {
+            json!({"request": {"method": "POST", "url": "Patient"}, "resource": {
+                "resourceType": "Patient", "gender": if i % 2 == 0 { "female" } else { "male" },
+                "name": [{"family": format!("Sample{i}"), "given": ["Ann"]}],
+                "birthDate": format!("19{:02}-0{}-1{}", i % 100, 1 + i % 9, i % 10)}})
+        })
+        .collect();
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    assert_eq!(app.post("", &tx).await.status, 200);
+    app.mpi_settled().await;
+    let mut conn = app.db();
+    let family = |p: &emrsync::identity::person::Person| format!("{p:?}");
+    let first: Vec<String> = emrsync::identity::index::sample(&mut conn, 100)
+        .unwrap()
+        .iter()
+        .map(family)
+        .collect();
+    assert!((40..=200).contains(&first.len()), "{} drawn", first.len());
+    let second: Vec<String> = emrsync::identity::index::sample(&mut conn, 100)
+        .unwrap()
+        .iter()
+        .map(family)
+        .collect();
+    assert_ne!(first, second, "the same sample twice");
+    let all = emrsync::identity::index::sample(&mut conn, 1000).unwrap();
+    assert!(all.len() >= 400, "{} of 400 and more", all.len());
+}
 
 /// A store whose Patients the index does not hold (written before the MPI existed, or with its
 /// tables rebuilt by an upgrade) has them filed and linked when a server starts on it.
