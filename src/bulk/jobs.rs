@@ -37,6 +37,8 @@ pub struct Job {
     /// When done: the files written (`Output` list as JSON).
     pub output: Option<String>,
     pub error: Option<String>,
+    /// The process running it (`Exports`' own id), while it runs.
+    pub runner: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConnection, job: &Job) -> Result<(), StoreError> {
@@ -71,7 +73,7 @@ pub fn running(conn: &mut DbConnection) -> Result<i64, StoreError> {
 
 /// Take the oldest waiting job, marking it running; `None` when none waits (or another
 /// process took it first).
-pub fn take_next(conn: &mut DbConnection) -> Result<Option<Job>, StoreError> {
+pub fn take_next(conn: &mut DbConnection, runner: &str) -> Result<Option<Job>, StoreError> {
     let Some(id): Option<String> = be::table
         .filter(be::status.eq(ACCEPTED))
         .order(be::created_at.asc())
@@ -83,7 +85,11 @@ pub fn take_next(conn: &mut DbConnection) -> Result<Option<Job>, StoreError> {
         return Ok(None);
     };
     let taken = diesel::update(be::table.find(&id).filter(be::status.eq(ACCEPTED)))
-        .set((be::status.eq(RUNNING), be::heartbeat_at.eq(now_micros())))
+        .set((
+            be::status.eq(RUNNING),
+            be::heartbeat_at.eq(now_micros()),
+            be::runner.eq(runner),
+        ))
         .execute(conn)?;
     if taken == 0 {
         return Ok(None);
@@ -91,15 +97,27 @@ pub fn take_next(conn: &mut DbConnection) -> Result<Option<Job>, StoreError> {
     get(conn, &id)
 }
 
-/// Record a finished job; false when it was cancelled meanwhile (its row is gone).
+/// `runner`'s job `id`, while it runs it.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn ours<'a>(id: &'a str, runner: &'a str) -> _ {
+    let running: &'static str = RUNNING;
+    be::table
+        .find(id)
+        .filter(be::status.eq(running))
+        .filter(be::runner.eq(runner))
+}
+
+/// Record a finished job; false when it is no longer `runner`'s (cancelled meanwhile, its row
+/// gone, or run again by another process).
 pub fn finish(
     conn: &mut DbConnection,
     id: &str,
+    runner: &str,
     transaction_time: i64,
     output: &str,
     at: i64,
 ) -> Result<bool, StoreError> {
-    let n = diesel::update(be::table.find(id).filter(be::status.eq(RUNNING)))
+    let n = diesel::update(ours(id, runner))
         .set((
             be::status.eq(DONE),
             be::transaction_time.eq(transaction_time),
@@ -110,8 +128,14 @@ pub fn finish(
     Ok(n == 1)
 }
 
-pub fn fail(conn: &mut DbConnection, id: &str, error: &str, at: i64) -> Result<(), StoreError> {
-    diesel::update(be::table.find(id).filter(be::status.eq(RUNNING)))
+pub fn fail(
+    conn: &mut DbConnection,
+    id: &str,
+    runner: &str,
+    error: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    diesel::update(ours(id, runner))
         .set((
             be::status.eq(FAILED),
             be::error.eq(error),
@@ -125,12 +149,34 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
     Ok(diesel::delete(be::table.find(id)).execute(conn)? == 1)
 }
 
-/// Say that the jobs `ids` still run in this process.
-pub fn beat(conn: &mut DbConnection, ids: &[String], at: i64) -> Result<(), StoreError> {
-    diesel::update(be::table.filter(be::id.eq_any(ids)))
-        .set(be::heartbeat_at.eq(at))
-        .execute(conn)?;
-    Ok(())
+/// Say that the jobs `ids` still run in this process; those of them that no longer do (taken
+/// over by another process, cancelled) are returned, for this one to stop.
+pub fn beat(
+    conn: &mut DbConnection,
+    ids: &[String],
+    runner: &str,
+    at: i64,
+) -> Result<Vec<String>, StoreError> {
+    let still: Vec<String> = diesel::update(
+        be::table
+            .filter(be::id.eq_any(ids))
+            .filter(be::status.eq(RUNNING))
+            .filter(be::runner.eq(runner)),
+    )
+    .set(be::heartbeat_at.eq(at))
+    .returning(be::id)
+    .get_results(conn)?;
+    Ok(ids.iter().filter(|i| !still.contains(i)).cloned().collect())
+}
+
+/// Whether job `id` is run by a process other than `runner` now.
+pub fn run_elsewhere(conn: &mut DbConnection, id: &str, runner: &str) -> Result<bool, StoreError> {
+    let by: Option<Option<String>> = be::table
+        .find(id)
+        .select(be::runner)
+        .get_result(conn)
+        .optional()?;
+    Ok(matches!(by, Some(Some(r)) if r != runner))
 }
 
 /// Running jobs to run again from the start (their files are written anew), waiting again:
@@ -156,9 +202,31 @@ pub fn requeue(
             .filter(be::id.eq_any(&ids))
             .filter(be::status.eq(RUNNING)),
     )
-    .set(be::status.eq(ACCEPTED))
+    .set((be::status.eq(ACCEPTED), be::runner.eq(None::<String>)))
     .execute(conn)?;
     Ok(ids)
+}
+
+/// Whether `upkeep` has anything to do besides the heartbeat: a running job of a process
+/// silent since `silent_before`, or finished jobs older than `expire_before` (read first, so
+/// that an idle server does not write every few seconds).
+pub fn tending_due(
+    conn: &mut DbConnection,
+    silent_before: i64,
+    expire_before: i64,
+) -> Result<bool, StoreError> {
+    let silent = be::table
+        .filter(be::status.eq(RUNNING))
+        .filter(be::heartbeat_at.is_null().or(be::heartbeat_at.lt(silent_before)))
+        .select(be::id)
+        .limit(1);
+    let expired = be::table
+        .filter(be::status.eq_any([DONE, FAILED]))
+        .filter(be::finished_at.lt(expire_before))
+        .select(be::id)
+        .limit(1);
+    Ok(silent.get_result::<String>(conn).optional()?.is_some()
+        || expired.get_result::<String>(conn).optional()?.is_some())
 }
 
 /// Finished jobs whose files are older than `before`.

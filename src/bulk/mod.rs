@@ -80,6 +80,8 @@ pub struct Exports {
     /// Jobs running in this process.
     running: Arc<Mutex<HashMap<String, Arc<Progress>>>>,
     wake: Arc<tokio::sync::Notify>,
+    /// This process, as the jobs it runs name it (`bulk_exports.runner`).
+    runner: Arc<str>,
 }
 
 /// Who may see a job: the client a token was issued to (else its subject).
@@ -99,6 +101,7 @@ impl Exports {
             base,
             running: Arc::default(),
             wake: Arc::default(),
+            runner: uuid::Uuid::new_v4().to_string().into(),
         }
     }
 
@@ -149,6 +152,7 @@ impl Exports {
             heartbeat_at: None,
             output: None,
             error: None,
+            runner: None,
         };
         let max = self.settings.max_per_client;
         let made = self.store.write_rows(|c| {
@@ -271,7 +275,7 @@ impl Exports {
         loop {
             let here = self.running.lock().unwrap_or_else(|p| p.into_inner()).len();
             if here < self.settings.max_running {
-                match self.store.write_rows(jobs::take_next) {
+                match self.store.write_rows(|c| jobs::take_next(c, &self.runner)) {
                     Ok(Some(job)) => {
                         let this = self.clone();
                         working.spawn_blocking(move || this.carry_out(job));
@@ -304,20 +308,41 @@ impl Exports {
         let now = now_micros();
         let ids = self.running_here();
         let silent_since = now - SILENT_AFTER.as_micros() as i64;
-        let keep = self.settings.keep.as_micros() as i64;
-        let done = self.store.write_rows(|c| {
-            if !ids.is_empty() {
-                jobs::beat(c, &ids, now)?;
+        let expire_before = now - self.settings.keep.as_micros() as i64;
+        if ids.is_empty() {
+            match self
+                .store
+                .read(|c| jobs::tending_due(c, silent_since, expire_before))
+            {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(e) => return tracing::error!(error = %e, "export upkeep"),
             }
+        }
+        let done = self.store.write_rows(|c| {
+            let lost = match ids.is_empty() {
+                true => Vec::new(),
+                false => jobs::beat(c, &ids, &self.runner, now)?,
+            };
             let again = jobs::requeue(c, Some(silent_since), &ids)?;
-            let expired = jobs::expired(c, now - keep)?;
+            let expired = jobs::expired(c, expire_before)?;
             for id in &expired {
                 jobs::delete(c, id)?;
             }
-            Ok((again, expired))
+            Ok((lost, again, expired))
         });
         match done {
-            Ok((again, expired)) => {
+            Ok((lost, again, expired)) => {
+                // this process was thought stopped and another runs the job now (or it was
+                // cancelled): stop at the next page
+                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                for id in &lost {
+                    if let Some(progress) = running.get(id) {
+                        tracing::warn!(job = %id, "an export this process runs is no longer its own; stopping it");
+                        progress.cancelled.store(true, Ordering::Relaxed);
+                    }
+                }
+                drop(running);
                 for id in &again {
                     tracing::warn!(job = %id, "an export whose process stopped runs again");
                 }
@@ -347,19 +372,26 @@ impl Exports {
             Ok((time, outputs)) => {
                 let text = serde_json::to_string(outputs).unwrap_or_default();
                 self.store
-                    .write_rows(|c| jobs::finish(c, &job.id, *time, &text, now))
+                    .write_rows(|c| jobs::finish(c, &job.id, &self.runner, *time, &text, now))
             }
             Err(RunError::Cancelled) => Ok(false),
             Err(e) => {
                 tracing::error!(job = %job.id, error = %e, "export failed");
                 let said = format!("the export stopped: {e}");
                 self.store
-                    .write_rows(|c| jobs::fail(c, &job.id, &said, now))
+                    .write_rows(|c| jobs::fail(c, &job.id, &self.runner, &said, now))
                     .map(|_| false)
             }
         };
-        // cancelled (its row is gone), failed or not recorded: nothing it wrote is served
-        if !matches!(recorded, Ok(true)) {
+        // cancelled (its row is gone), failed or not recorded: nothing it wrote is served;
+        // unless another process took the job over, whose files these are now when the
+        // directory is shared
+        let elsewhere = || {
+            self.store
+                .read(|c| jobs::run_elsewhere(c, &job.id, &self.runner))
+                .unwrap_or(true)
+        };
+        if !matches!(recorded, Ok(true)) && !elsewhere() {
             let _ = self.files.remove(&job.id);
         }
         if let Err(e) = recorded {

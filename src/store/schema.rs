@@ -420,6 +420,7 @@ diesel::table! {
         heartbeat_at -> Nullable<BigInt>,
         output -> Nullable<Text>,
         error -> Nullable<Text>,
+        runner -> Nullable<Text>,
     }
 }
 

@@ -132,3 +132,84 @@ async fn exports_wait_their_turn_within_each_clients_limit_and_a_lost_group_fail
     ));
     runner.abort();
 }
+
+/// Two processes on one database: a job taken over from a process thought stopped (silent
+/// past the limit) is the new one's; the old one, when it wakes, learns at its heartbeat that
+/// it must stop, cannot record the job's end, and leaves the files to the new one.
+#[test]
+fn a_job_taken_over_from_a_silent_process_is_no_longer_the_first_ones() {
+    use emrsync::bulk::jobs;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::new(
+        "127.0.0.1:0",
+        StoreArgs::new(dir.path().to_path_buf(), None),
+    );
+    let store = Store::open(&settings.store_settings().unwrap()).unwrap();
+    let exports = Exports::new(
+        store.clone(),
+        dir.path().to_path_buf(),
+        "http://localhost/fhir".into(),
+        ExportSettings {
+            max_running: 1,
+            max_per_client: 2,
+            keep: Duration::from_secs(3600),
+            per_file: 1000,
+        },
+    );
+    let payer = Grant::stored("payer", "system/*.rs", None);
+    let system = ExportRequest::parse(Level::System, &[], false).unwrap();
+    let id = exports.kick_off(&payer, &system, "/$export").unwrap();
+    let taken = store
+        .write_rows(|c| jobs::take_next(c, "first"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, id);
+    // "first" falls silent; a second process runs the job again
+    let far = emrsync::fhir::resource::now_micros() + 3_600_000_000;
+    let again = store
+        .write_rows(|c| jobs::requeue(c, Some(far), &[]))
+        .unwrap();
+    assert_eq!(again, [id.clone()]);
+    store
+        .write_rows(|c| jobs::take_next(c, "second"))
+        .unwrap()
+        .unwrap();
+    let now = emrsync::fhir::resource::now_micros();
+    let ids = [id.clone()];
+    // "first" wakes: its heartbeat says the job is no longer its own
+    let lost = store
+        .write_rows(|c| jobs::beat(c, &ids, "first", now))
+        .unwrap();
+    assert_eq!(lost, ids);
+    assert!(
+        store
+            .write_rows(|c| jobs::beat(c, &ids, "second", now))
+            .unwrap()
+            .is_empty()
+    );
+    // nor may it record an end
+    assert!(
+        !store
+            .write_rows(|c| jobs::finish(c, &id, "first", now, "[]", now))
+            .unwrap()
+    );
+    store
+        .write_rows(|c| jobs::fail(c, &id, "first", "late", now))
+        .unwrap();
+    assert!(
+        store
+            .read(|c| jobs::run_elsewhere(c, &id, "first"))
+            .unwrap()
+    );
+    assert!(matches!(
+        exports.status(&payer, &id),
+        Ok(Status::InProgress(_))
+    ));
+    // the second records it
+    assert!(
+        store
+            .write_rows(|c| jobs::finish(c, &id, "second", now, "[]", now))
+            .unwrap()
+    );
+    assert!(matches!(exports.status(&payer, &id), Ok(Status::Done(_))));
+}

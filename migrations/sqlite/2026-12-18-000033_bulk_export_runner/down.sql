@@ -1,0 +1,1 @@
+ALTER TABLE bulk_exports DROP COLUMN runner;
