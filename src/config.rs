@@ -164,9 +164,13 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_POOL_SIZE")]
     pub pool_size: Option<u32>,
 
-    /// Resources kept in the read cache (0 turns it off).
-    #[arg(long, env = "EMRSYNC_CACHE_CAPACITY", default_value_t = 100_000)]
-    pub cache_capacity: u64,
+    /// MiB of resources kept in the read cache (0 turns it off).
+    #[arg(long, env = "EMRSYNC_CACHE_MIB", default_value_t = 64)]
+    pub cache_mib: u64,
+
+    /// MiB of page cache for each SQLite connection of the pool (the writer keeps 16).
+    #[arg(long, env = "EMRSYNC_PAGE_CACHE_MIB", default_value_t = 8)]
+    pub page_cache_mib: u32,
 
     /// Seconds a cached resource may be served; with several processes on one PostgreSQL this
     /// bounds how stale a read of another process's write can be [default: 300 SQLite, 2 PostgreSQL].
@@ -426,7 +430,8 @@ impl Settings {
             lockout_address_after: 20,
             api_rate: 0,
             pool_size: None,
-            cache_capacity: 100_000,
+            cache_mib: 64,
+            page_cache_mib: 8,
             cache_ttl_secs: None,
             workers: None,
             idp_issuer: None,
@@ -481,7 +486,8 @@ impl Settings {
         Ok(StoreSettings {
             seal: self.store.seal()?.map(std::sync::Arc::new),
             pool_size: self.pool_size.unwrap_or(if sqlite { 8 } else { 16 }),
-            cache_capacity: self.cache_capacity,
+            cache_bytes: self.cache_mib * 1024 * 1024,
+            page_cache_kib: self.page_cache_mib.saturating_mul(1024),
             cache_ttl: Duration::from_secs(self.cache_ttl_secs.unwrap_or(if sqlite {
                 300
             } else {

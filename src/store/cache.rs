@@ -11,18 +11,29 @@ use moka::sync::Cache;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What an entry costs beyond its text: the `Version`, two `String`s, the `Arc`s and moka's
+/// own bookkeeping (about 200 bytes by its documentation; rounded up).
+const ENTRY_OVERHEAD: usize = 320;
+
 #[derive(Clone)]
 pub struct ResourceCache {
     inner: Option<Cache<(String, String), Arc<Version>>>,
 }
 
 impl ResourceCache {
-    pub fn new(capacity: u64, ttl: Duration) -> Self {
-        if capacity == 0 || ttl.is_zero() {
+    /// A cache holding at most `bytes` of resources (their JSON and keys, with a fixed
+    /// allowance per entry): bounded by memory, not by a count, since one Bundle or
+    /// DocumentReference weighs what a thousand Patients do.
+    pub fn new(bytes: u64, ttl: Duration) -> Self {
+        if bytes == 0 || ttl.is_zero() {
             return ResourceCache { inner: None };
         }
         let cache = Cache::builder()
-            .max_capacity(capacity)
+            .max_capacity(bytes)
+            .weigher(|key: &(String, String), v: &Arc<Version>| {
+                let size = key.0.len() + key.1.len() + v.content.len() + ENTRY_OVERHEAD;
+                u32::try_from(size).unwrap_or(u32::MAX)
+            })
             .time_to_live(ttl)
             .build();
         ResourceCache { inner: Some(cache) }

@@ -67,8 +67,11 @@ pub struct StoreSettings {
     /// The operator's master key: secrets the store keeps (channel headers) are sealed with it.
     pub seal: Option<Arc<seal::Seal>>,
     pub pool_size: u32,
-    pub cache_capacity: u64,
+    /// Bytes of resources the read cache may hold (0 turns it off).
+    pub cache_bytes: u64,
     pub cache_ttl: Duration,
+    /// Page cache of each SQLite connection that reads, in KiB.
+    pub page_cache_kib: u32,
 }
 
 /// A handle on the store, cheap to clone and shared by every request.
@@ -181,7 +184,9 @@ impl Store {
         if applied > 0 {
             tracing::info!(applied, database = %settings.database.describe(), "applied migrations");
         }
-        let pool = settings.database.pool(settings.pool_size)?;
+        let pool = settings
+            .database
+            .pool(settings.pool_size, settings.page_cache_kib)?;
         let group = match &settings.database {
             Database::Sqlite(path, _) => Some(Arc::new(group_commit::GroupCommit::new(
                 settings.database.connect_writer()?,
@@ -196,7 +201,7 @@ impl Store {
             audit_taken: Arc::new(std::sync::Mutex::new(Some(taken))),
             pool,
             group,
-            cache: ResourceCache::new(settings.cache_capacity, settings.cache_ttl),
+            cache: ResourceCache::new(settings.cache_bytes, settings.cache_ttl),
             database: settings.database.clone(),
             changed: Arc::new(tokio::sync::watch::Sender::new(0)),
             seal: settings.seal.clone(),

@@ -169,7 +169,7 @@ fn a_job_taken_over_from_a_silent_process_is_no_longer_the_first_ones() {
     let again = store
         .write_rows(|c| jobs::requeue(c, Some(far), &[]))
         .unwrap();
-    assert_eq!(again, [id.clone()]);
+    assert_eq!(again, std::slice::from_ref(&id));
     store
         .write_rows(|c| jobs::take_next(c, "second"))
         .unwrap()

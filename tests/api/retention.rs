@@ -62,7 +62,8 @@ async fn the_sweep_forgets_only_what_it_may(app: TestApp) {
         seal: None,
         database: app.database.clone(),
         pool_size: 2,
-        cache_capacity: 0,
+        cache_bytes: 0,
+        page_cache_kib: 4096,
         cache_ttl: std::time::Duration::from_secs(1),
     })
     .unwrap();

@@ -279,7 +279,8 @@ async fn a_target_down_catches_up_in_order_and_a_refusal_waits_for_replay(app: T
         seal: None,
         database: app.database.clone(),
         pool_size: 2,
-        cache_capacity: 0,
+        cache_bytes: 0,
+        page_cache_kib: 4096,
         cache_ttl: Duration::from_secs(1),
     })
     .unwrap();
