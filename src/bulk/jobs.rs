@@ -217,7 +217,11 @@ pub fn tending_due(
 ) -> Result<bool, StoreError> {
     let silent = be::table
         .filter(be::status.eq(RUNNING))
-        .filter(be::heartbeat_at.is_null().or(be::heartbeat_at.lt(silent_before)))
+        .filter(
+            be::heartbeat_at
+                .is_null()
+                .or(be::heartbeat_at.lt(silent_before)),
+        )
         .select(be::id)
         .limit(1);
     let expired = be::table
