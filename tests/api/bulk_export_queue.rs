@@ -6,33 +6,32 @@
 
 use emrsync::auth::Grant;
 use emrsync::bulk::{ExportError, ExportRequest, ExportSettings, Exports, Level, Status};
-use emrsync::config::{Settings, StoreArgs};
-use emrsync::fhir::resource::FhirId;
-use emrsync::store::{Method, Store, write};
+use emrsync::store::{Store, write};
 use serde_json::json;
 use std::time::Duration;
+
+/// The exports of `store`, one running at a time, two per client.
+fn exports_of(store: &Store, dir: &std::path::Path) -> Exports {
+    let settings = ExportSettings {
+        max_running: 1,
+        max_per_client: 2,
+        keep: Duration::from_secs(3600),
+        per_file: 1000,
+    };
+    Exports::new(
+        store.clone(),
+        dir.to_path_buf(),
+        "http://localhost/fhir".into(),
+        settings,
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_wait_their_turn_within_each_clients_limit_and_a_lost_group_fails_its_job() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings::new(
-        "127.0.0.1:0",
-        StoreArgs::new(dir.path().to_path_buf(), None),
-    );
-    let store = Store::open(&settings.store_settings().unwrap()).unwrap();
-    let ctx = emrsync::subscriptions::write_rules::context(
-        "t".into(),
-        emrsync::store::Actor::named("test"),
-        std::sync::Arc::new(Grant::unrestricted()),
-        Default::default(),
-    );
+    let (store, ctx) = crate::helpers::store_in(dir.path());
     let put = |rtype: &str, id: &str, body: serde_json::Value| {
-        store
-            .write(|tx| {
-                let id = FhirId::parse(id).unwrap();
-                write::put(tx, rtype, &id, body, Method::Put, None, &ctx)
-            })
-            .unwrap();
+        crate::helpers::put_in(&store, &ctx, rtype, id, body)
     };
     put(
         "Patient",
@@ -45,17 +44,7 @@ async fn exports_wait_their_turn_within_each_clients_limit_and_a_lost_group_fail
         json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
             "member": [{"entity": {"reference": "Patient/p1"}}]}),
     );
-    let exports = Exports::new(
-        store.clone(),
-        dir.path().to_path_buf(),
-        "http://localhost/fhir".into(),
-        ExportSettings {
-            max_running: 1,
-            max_per_client: 2,
-            keep: Duration::from_secs(3600),
-            per_file: 1000,
-        },
-    );
+    let exports = exports_of(&store, dir.path());
     let payer = Grant::stored("payer", "system/*.rs", None);
     let other = Grant::stored("hie", "system/*.rs", None);
     let system = ExportRequest::parse(Level::System, &[], false).unwrap();
@@ -140,22 +129,8 @@ async fn exports_wait_their_turn_within_each_clients_limit_and_a_lost_group_fail
 fn a_job_taken_over_from_a_silent_process_is_no_longer_the_first_ones() {
     use emrsync::bulk::jobs;
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings::new(
-        "127.0.0.1:0",
-        StoreArgs::new(dir.path().to_path_buf(), None),
-    );
-    let store = Store::open(&settings.store_settings().unwrap()).unwrap();
-    let exports = Exports::new(
-        store.clone(),
-        dir.path().to_path_buf(),
-        "http://localhost/fhir".into(),
-        ExportSettings {
-            max_running: 1,
-            max_per_client: 2,
-            keep: Duration::from_secs(3600),
-            per_file: 1000,
-        },
-    );
+    let (store, _) = crate::helpers::store_in(dir.path());
+    let exports = exports_of(&store, dir.path());
     let payer = Grant::stored("payer", "system/*.rs", None);
     let system = ExportRequest::parse(Level::System, &[], false).unwrap();
     let id = exports.kick_off(&payer, &system, "/$export").unwrap();

@@ -408,3 +408,35 @@ macro_rules! on_both_backends_with {
         )*
     };
 }
+
+/// A store opened directly on an embedded database under `dir`, no server and no background
+/// task running (tests that need changes or jobs left pending), and the context of the writes
+/// made to it.
+pub fn store_in(dir: &std::path::Path) -> (emrsync::store::Store, emrsync::store::WriteContext) {
+    use emrsync::auth::Grant;
+    let settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.to_path_buf(), None));
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let ctx = emrsync::subscriptions::write_rules::context(
+        "t".into(),
+        emrsync::store::Actor::named("test"),
+        std::sync::Arc::new(Grant::unrestricted()),
+        Default::default(),
+    );
+    (store, ctx)
+}
+
+/// Write `body` as `rtype/id` (PUT) in a store opened by `store_in`.
+pub fn put_in(
+    store: &emrsync::store::Store,
+    ctx: &emrsync::store::WriteContext,
+    rtype: &str,
+    id: &str,
+    body: Value,
+) {
+    use emrsync::fhir::resource::FhirId;
+    use emrsync::store::{Method, write};
+    let id = FhirId::parse(id).unwrap();
+    store
+        .write(|tx| write::put(tx, rtype, &id, body, Method::Put, None, ctx))
+        .unwrap();
+}

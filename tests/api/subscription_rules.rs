@@ -260,38 +260,12 @@ async fn a_quiet_subscription_gets_heartbeats() {
 /// store is driven directly, with no dispatcher running, so that such changes are pending.
 #[test]
 fn changes_from_before_a_subscription_are_not_its_events() {
-    use emrsync::auth::Grant;
-    use emrsync::config::{Settings, StoreArgs};
-    use emrsync::fhir::resource::FhirId;
-    use emrsync::store::{Method, Store, StoreError, write};
+    use emrsync::store::StoreError;
     use emrsync::subscriptions::dispatch;
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings::new(
-        "127.0.0.1:0",
-        StoreArgs::new(dir.path().to_path_buf(), None),
-    );
-    let store = Store::open(&settings.store_settings().unwrap()).unwrap();
-    let ctx = emrsync::subscriptions::write_rules::context(
-        "t".into(),
-        emrsync::store::Actor::named("test"),
-        std::sync::Arc::new(Grant::unrestricted()),
-        Default::default(),
-    );
-    let put = |rtype: &str, id: &str, body: Value| {
-        store
-            .write(|tx| {
-                write::put(
-                    tx,
-                    rtype,
-                    &FhirId::parse(id).unwrap(),
-                    body,
-                    Method::Put,
-                    None,
-                    &ctx,
-                )
-            })
-            .unwrap();
-    };
+    let (store, ctx) = crate::helpers::store_in(dir.path());
+    let put =
+        |rtype: &str, id: &str, body: Value| crate::helpers::put_in(&store, &ctx, rtype, id, body);
     put(
         "Patient",
         "before",
