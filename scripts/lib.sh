@@ -7,7 +7,7 @@ as_root() {
 }
 
 # Install what a bare Debian lacks to build and test: a PostgreSQL server, libssl-dev and
-# pkg-config (the bundled libpq links OpenSSL), python3-venv, curl.
+# pkg-config (the bundled libpq links OpenSSL), python3-venv, curl, nats-server.
 ensure_debian_packages() {
     local need=()
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
@@ -20,6 +20,8 @@ ensure_debian_packages() {
     # the browser test: Debian's Chromium, driven by playwright-core under Node.js
     command -v chromium >/dev/null 2>&1 || need+=(chromium)
     command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+    # the event stream's tests start their own JetStream broker (Debian puts it in /usr/sbin)
+    [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
     if [ ${#need[@]} -gt 0 ]; then
         say "installing ${need[*]}"
         as_root apt-get update -qq

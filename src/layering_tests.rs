@@ -12,6 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["fhir", "store"]),
     ("subscriptions", &["fhir", "store", "auth"]),
     ("bulk", &["fhir", "store", "auth"]),
+    ("stream", &["fhir", "store"]),
     ("ingest", &["fhir", "store", "auth", "subscriptions"]),
     (
         "identity",

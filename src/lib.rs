@@ -41,6 +41,7 @@ pub mod rekey;
 pub mod routing;
 pub mod startup;
 pub mod store;
+pub mod stream;
 pub mod subscriptions;
 pub mod terminology;
 pub mod tls;

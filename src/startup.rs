@@ -411,10 +411,31 @@ impl Application {
                 crate::ops::alerts::run(ingest.clone(), every)
             });
         }
+        if let Some(url) = &settings.stream {
+            let stream = crate::stream::StreamSettings {
+                url: url.clone(),
+                name: settings.stream_name.clone(),
+                prefix: settings.stream_prefix.clone(),
+                partitions: settings.stream_partitions.max(1),
+                payload: settings.stream_payload,
+                max_age: Duration::from_secs(settings.stream_max_age_hours * 3600),
+                replicas: settings.stream_replicas.max(1),
+                duplicate_window: Duration::from_secs(600),
+                source: base_url.clone(),
+            };
+            let s = store.clone();
+            tasks.spawn(
+                "stream publisher",
+                OnExit::Restart,
+                AtShutdown::Stop,
+                move |_| crate::stream::run(s.clone(), stream.clone()),
+            );
+        }
         let retention = crate::ops::retention::Retention {
             hl7v2_archive_days: settings.hl7v2_archive_days,
             event_days: settings.event_retention_days,
             audit_days: settings.audit_retention_days,
+            stream: settings.stream.is_some(),
         };
         let s = store.clone();
         tasks.spawn(

@@ -28,6 +28,8 @@ pub struct Retention {
     pub hl7v2_archive_days: u32,
     pub event_days: u32,
     pub audit_days: u32,
+    /// The event stream is on: outbox rows also wait until the broker has them.
+    pub stream: bool,
 }
 
 /// What one sweep deleted.
@@ -99,14 +101,18 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
         }
         // oldest first by position, which follows time: stop at the first one too young
         swept.outbox = batches(store, |c| {
-            let old: Vec<i64> = o::table
+            let mut old = o::table
                 .filter(o::dispatched_at.is_not_null())
                 .filter(o::routed_at.is_not_null())
                 .filter(o::created_at.lt(cutoff))
                 .select(o::seq)
                 .order(o::seq)
                 .limit(BATCH)
-                .load(c)?;
+                .into_boxed();
+            if retention.stream {
+                old = old.filter(o::published_at.is_not_null());
+            }
+            let old: Vec<i64> = old.load(c)?;
             Ok(diesel::delete(o::table.filter(o::seq.eq_any(&old))).execute(c)?)
         })?;
         // outbound messages once sent (or skipped) and as old; the exception queue's and the

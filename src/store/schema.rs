@@ -36,6 +36,7 @@ diesel::table! {
         dispatched_at -> Nullable<BigInt>,
         origin -> Text,
         routed_at -> Nullable<BigInt>,
+        published_at -> Nullable<BigInt>,
     }
 }
 

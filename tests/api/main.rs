@@ -15,6 +15,7 @@ mod corpus;
 mod crud;
 mod dashboard;
 mod encrypted_database;
+mod event_stream;
 mod everything;
 mod helpers;
 mod history;

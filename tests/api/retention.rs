@@ -71,6 +71,7 @@ async fn the_sweep_forgets_only_what_it_may(app: TestApp) {
         hl7v2_archive_days: 1,
         event_days: 1,
         audit_days: 0,
+        stream: false,
     };
     assert_eq!(
         sweep(&store, keep_a_day, now_micros()).unwrap(),

@@ -288,6 +288,7 @@ async fn a_target_down_catches_up_in_order_and_a_refusal_waits_for_replay(app: T
         hl7v2_archive_days: 1,
         event_days: 1,
         audit_days: 0,
+        stream: false,
     };
     let later = emrsync::fhir::resource::now_micros() + 2 * 86_400 * 1_000_000;
     let swept = emrsync::ops::retention::sweep(&store, keep_a_day, later).unwrap();

@@ -1,0 +1,2 @@
+DROP INDEX outbox_unpublished;
+ALTER TABLE outbox DROP COLUMN published_at;

@@ -1,0 +1,153 @@
+//! The event stream: every committed change published to NATS JetStream, in outbox order, for
+//! analytics, a data lake or another region to consume at their own pace and replay from any
+//! point (`serve --stream nats://host:4222`; off by default).
+//!
+//! No loss: a change is marked published only once the broker acknowledged it, and a broker
+//! that is down makes the outbox wait (the publisher tries again, backing off). No
+//! duplicate: each message carries its outbox position as `Nats-Msg-Id`, so the resend of a
+//! change published but not yet marked (a crash in between) is dropped by the broker within
+//! the stream's duplicate window. The contract consumers rely on is `docs/event-stream.md`.
+
+pub mod envelope;
+pub mod outbox;
+
+use crate::store::Store;
+use async_nats::jetstream;
+use envelope::{Change, Payload};
+use std::time::Duration;
+
+/// Changes read and published per turn (their acknowledgements awaited together).
+const BATCH: i64 = 500;
+
+/// How the stream is reached and shaped.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// `nats://[user:password@]host:4222` (`tls://` requires TLS).
+    pub url: String,
+    /// The JetStream stream, created at start-up when it does not exist.
+    pub name: String,
+    /// Subjects are `<prefix>.<resource type>.<partition>`.
+    pub prefix: String,
+    pub partitions: u32,
+    pub payload: Payload,
+    pub max_age: Duration,
+    pub replicas: usize,
+    /// How long the broker remembers message ids to drop resends.
+    pub duplicate_window: Duration,
+    /// The server's base URL: the events' `source`.
+    pub source: String,
+}
+
+/// Publish for ever. A broker that cannot be reached or refuses is tried again, backing off
+/// from half a second to 30 s, with nothing marked that it did not acknowledge; the task
+/// itself keeps running, so that `/ready` does not take a node out of service because the
+/// analytics broker is away.
+pub async fn run(store: Store, settings: StreamSettings) {
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let started = std::time::Instant::now();
+        if let Err(e) = publish(&store, &settings).await {
+            tracing::warn!(error = %e, url = %redacted(&settings.url), retry_in = ?pause, "the event stream stopped; the outbox keeps the changes until it is back");
+        }
+        // a connection that lasted is a new outage, not the same one
+        if started.elapsed() > LONGEST_PAUSE {
+            pause = FIRST_PAUSE;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const LONGEST_PAUSE: Duration = Duration::from_secs(30);
+
+async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String> {
+    let client = async_nats::ConnectOptions::new()
+        .name("emrsync")
+        .connection_timeout(Duration::from_secs(5))
+        .require_tls(settings.url.starts_with("tls://"))
+        .connect(settings.url.as_str())
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    let js = jetstream::new(client);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: settings.name.clone(),
+        subjects: vec![format!("{}.>", settings.prefix)],
+        max_age: settings.max_age,
+        num_replicas: settings.replicas,
+        duplicate_window: settings.duplicate_window,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("the stream {}: {e}", settings.name))?;
+    tracing::info!(stream = %settings.name, url = %redacted(&settings.url), "publishing the event stream");
+    let mut changes = store.changes();
+    loop {
+        let s = store.clone();
+        let batch = tokio::task::spawn_blocking(move || s.read(|c| outbox::unpublished(c, BATCH)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut done = Vec::with_capacity(batch.len());
+        for (p, v) in &batch {
+            let content = v.as_ref().map(|v| &*v.content);
+            let patient = content
+                .and_then(|c| crate::store::audit::patient_in(&p.resource_type, &p.resource_id, c));
+            let change = Change {
+                seq: p.seq,
+                resource_type: &p.resource_type,
+                resource_id: &p.resource_id,
+                version_id: p.version_id,
+                action: &p.action,
+                correlation_id: &p.correlation_id,
+                origin: &p.origin,
+                committed_at: p.created_at,
+                patient: patient.as_deref(),
+                resource: match settings.payload {
+                    Payload::Resource => content,
+                    Payload::Reference => None,
+                },
+            };
+            let body = envelope::encode(&change, &settings.source).map_err(|e| e.to_string())?;
+            let subject = envelope::subject(&settings.prefix, &change, settings.partitions);
+            let message = jetstream::message::PublishMessage::build()
+                .payload(body.into())
+                .message_id(p.seq.to_string());
+            match js.send_publish(subject, message).await {
+                Ok(ack) => acks.push((p.seq, ack)),
+                // too big for the broker: said and skipped, never blocking what follows
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                    tracing::error!(seq = p.seq, resource = %format!("{}/{}", p.resource_type, p.resource_id), error = %e, "a change too big for the event stream is skipped");
+                    metrics::counter!("emrsync_stream_skipped_total").increment(1);
+                    done.push(p.seq);
+                }
+                Err(e) => return Err(format!("publishing: {e}")),
+            }
+        }
+        for (seq, ack) in acks {
+            ack.await
+                .map_err(|e| format!("acknowledgement of {seq}: {e}"))?;
+            done.push(seq);
+        }
+        let n = done.len();
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.write_rows(|c| outbox::published(c, &done)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        metrics::counter!("emrsync_stream_published_total").increment(n as u64);
+    }
+}
+
+/// The URL without its password, for logs.
+fn redacted(url: &str) -> String {
+    crate::store::db::redacted(url)
+}

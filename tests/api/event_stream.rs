@@ -1,0 +1,241 @@
+//! The event stream (issue 26) against a real `nats-server` with JetStream: every committed
+//! change is on the stream once, in outbox order, on its type's and patient's subject, with its
+//! position as `Nats-Msg-Id`; a broker that is not there yet makes the outbox wait, and what
+//! waited arrives, in order, once it is.
+
+use crate::helpers::{TestApp, spawn_with};
+use diesel::prelude::*;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `nats-server` with JetStream on loopback, its store in a temporary directory, stopped
+/// when dropped. Found as `EMRSYNC_TEST_NATS_SERVER`, else `nats-server` on the PATH or in
+/// `/usr/sbin` (Debian's package).
+pub struct Nats {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    pub async fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Nats::start_on(port).await
+    }
+
+    pub async fn start_on(port: u16) -> Nats {
+        let binary = std::env::var("EMRSYNC_TEST_NATS_SERVER").unwrap_or_else(|_| {
+            ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .unwrap_or("nats-server")
+                .to_string()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(&binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary} (Debian's nats-server) cannot start: {e}"));
+        // held from here: stopped and waited for on every path, a panic's included
+        let nats = Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return nats;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not listen on {port}");
+    }
+
+    /// The events of stream `name` from its first, once there are `n` (waiting up to 30 s):
+    /// each message's subject, `Nats-Msg-Id` and envelope.
+    pub async fn events(&self, name: &str, n: u64) -> Vec<(String, String, Value)> {
+        let client = async_nats::connect(&self.url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut held = 0;
+        for _ in 0..300 {
+            if let Ok(mut stream) = js.get_stream(name).await {
+                held = stream.info().await.unwrap().state.messages;
+                if held >= n {
+                    let mut out = Vec::new();
+                    for seq in 1..=held {
+                        let m = stream.get_raw_message(seq).await.unwrap();
+                        let id = m.headers.get("Nats-Msg-Id").unwrap().to_string();
+                        let body: Value = serde_json::from_slice(&m.payload).unwrap();
+                        out.push((m.subject.to_string(), id, body));
+                    }
+                    return out;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the stream holds {held} events, not {n}");
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn with_stream(backend: crate::helpers::Backend, url: String) -> TestApp {
+    spawn_with(backend, move |s| s.stream = Some(url)).await
+}
+
+mod every_change_is_published_once_in_order {
+    use crate::helpers::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::every_change_is_published_once_in_order(Backend::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::every_change_is_published_once_in_order(Backend::Postgres).await
+    }
+}
+
+/// The outbox's positions, oldest first.
+fn outbox(app: &TestApp) -> Vec<(i64, Option<i64>)> {
+    use emrsync::store::schema::outbox as o;
+    let mut c = app.db();
+    match &mut c {
+        emrsync::store::DbConnection::Sqlite(c) => o::table
+            .select((o::seq, o::published_at))
+            .order(o::seq)
+            .load(c)
+            .unwrap(),
+        emrsync::store::DbConnection::Pg(c) => o::table
+            .select((o::seq, o::published_at))
+            .order(o::seq)
+            .load(c)
+            .unwrap(),
+    }
+}
+
+async fn every_change_is_published_once_in_order(backend: crate::helpers::Backend) {
+    let nats = Nats::start().await;
+    let app = with_stream(backend, nats.url.clone()).await;
+    let (pat, _) = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Streamed"}]}))
+        .await;
+    let obs = |code: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": format!("Patient/{pat}")}})
+    };
+    let (first, _) = app.create(&obs("2823-3")).await;
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "POST", "url": "Observation"}, "resource": obs("2345-7")},
+        {"request": {"method": "POST", "url": "Organization"},
+         "resource": {"resourceType": "Organization", "name": "Lab"}}]});
+    assert_eq!(app.post("", &tx).await.status, 200);
+    assert_eq!(
+        app.delete(&format!("Observation/{first}")).await.status,
+        200
+    );
+    let changes = outbox(&app);
+    let events = nats.events("EMRSYNC", changes.len() as u64).await;
+    // once each, in outbox order, the position as the message id
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|(_, id, _)| id.parse().unwrap())
+        .collect();
+    let seqs: Vec<i64> = changes.iter().map(|(s, _)| *s).collect();
+    assert_eq!(ids, seqs);
+    for (subject, id, e) in &events {
+        assert_eq!(&e["id"].as_str().unwrap(), id);
+        assert_eq!(e["specversion"], "1.0");
+        // reference only by default: no PHI in the stream
+        assert!(e.get("data").is_none(), "{e}");
+        let rtype = e["resourceType"].as_str().unwrap();
+        assert!(
+            subject.starts_with(&format!("emrsync.{rtype}.")),
+            "{subject}"
+        );
+    }
+    // the patient's changes share their partition; the Organization is about no one
+    let about_patient: Vec<&String> = events
+        .iter()
+        .filter(|(_, _, e)| e["patient"] == format!("Patient/{pat}"))
+        .map(|(s, _, _)| s)
+        .collect();
+    assert_eq!(about_patient.len(), 4, "{events:?}");
+    let partition = |s: &str| s.rsplit('.').next().unwrap().to_string();
+    assert!(
+        about_patient
+            .iter()
+            .all(|s| partition(s) == partition(about_patient[0]))
+    );
+    let org = events
+        .iter()
+        .find(|(_, _, e)| e["resourceType"] == "Organization")
+        .unwrap();
+    assert_eq!(org.0, "emrsync.Organization.none");
+    let delete = events.last().unwrap();
+    assert_eq!(delete.2["action"], "delete");
+    assert_eq!(delete.2["type"], "org.emrsync.resource.delete");
+    // and every change is marked published
+    for _ in 0..50 {
+        if outbox(&app).iter().all(|(_, p)| p.is_some()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("changes left unmarked: {:?}", outbox(&app));
+}
+
+/// The broker is not there when the server starts and writes go on: they wait in the outbox
+/// (the server stays ready), and arrive in order once it is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_wait_for_a_broker_that_is_down_and_arrive_in_order() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = with_stream(
+        crate::helpers::Backend::Sqlite,
+        format!("nats://127.0.0.1:{port}"),
+    )
+    .await;
+    let mut made = Vec::new();
+    for n in 0..5 {
+        let (id, _) = app
+            .create(
+                &json!({"resourceType": "Patient", "name": [{"family": format!("Waiting{n}")}]}),
+            )
+            .await;
+        made.push(format!("Patient/{id}"));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(outbox(&app).iter().all(|(_, p)| p.is_none()));
+    // the analytics broker away does not take the node out of service
+    let ready = app.get_url(&format!("{}/ready", app.root)).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let nats = Nats::start_on(port).await;
+    let changes = outbox(&app);
+    let events = nats.events("EMRSYNC", changes.len() as u64).await;
+    let patients: Vec<String> = events
+        .iter()
+        .filter_map(|(_, _, e)| e["patient"].as_str().map(str::to_string))
+        .filter(|p| made.contains(p))
+        .collect();
+    assert_eq!(patients, made);
+}
