@@ -63,14 +63,6 @@ pub fn active_of(conn: &mut DbConnection, owner: &str) -> Result<i64, StoreError
         .get_result(conn)?)
 }
 
-/// How many jobs run now (in every process sharing the database).
-pub fn running(conn: &mut DbConnection) -> Result<i64, StoreError> {
-    Ok(be::table
-        .filter(be::status.eq(RUNNING))
-        .count()
-        .get_result(conn)?)
-}
-
 /// Take the oldest waiting job, marking it running; `None` when none waits (or another
 /// process took it first).
 pub fn take_next(conn: &mut DbConnection, runner: &str) -> Result<Option<Job>, StoreError> {

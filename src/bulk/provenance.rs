@@ -67,7 +67,7 @@ fn latest(found: Vec<Version>, refs: &[String]) -> Vec<Version> {
             .as_str()
             .and_then(parse_instant)
             .unwrap_or(i64::MIN);
-        let targets = json["target"].as_array().cloned().unwrap_or_default();
+        let targets = json["target"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         for t in targets.iter().filter_map(|t| t["reference"].as_str()) {
             // a versioned reference (`Observation/1/_history/2`) is to the resource
             let t = t.split("/_history/").next().unwrap_or(t);

@@ -47,7 +47,7 @@ pub async fn run(store: Store, settings: StreamSettings) {
     loop {
         let started = std::time::Instant::now();
         if let Err(e) = publish(&store, &settings).await {
-            tracing::warn!(error = %e, url = %redacted(&settings.url), retry_in = ?pause, "the event stream stopped; the outbox keeps the changes until it is back");
+            tracing::warn!(error = %e, url = %crate::store::db::redacted(&settings.url), retry_in = ?pause, "the event stream stopped; the outbox keeps the changes until it is back");
         }
         // a connection that lasted is a new outage, not the same one
         if started.elapsed() > LONGEST_PAUSE {
@@ -80,7 +80,7 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
     })
     .await
     .map_err(|e| format!("the stream {}: {e}", settings.name))?;
-    tracing::info!(stream = %settings.name, url = %redacted(&settings.url), "publishing the event stream");
+    tracing::info!(stream = %settings.name, url = %crate::store::db::redacted(&settings.url), "publishing the event stream");
     let mut changes = store.changes();
     loop {
         let s = store.clone();
@@ -145,9 +145,4 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
             .map_err(|e| e.to_string())?;
         metrics::counter!("emrsync_stream_published_total").increment(n as u64);
     }
-}
-
-/// The URL without its password, for logs.
-fn redacted(url: &str) -> String {
-    crate::store::db::redacted(url)
 }

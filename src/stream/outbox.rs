@@ -81,19 +81,3 @@ pub fn published(conn: &mut DbConnection, seqs: &[i64]) -> Result<(), StoreError
     }
     Ok(())
 }
-
-/// How many changes wait, and since when (microseconds), for `/metrics` and alerts.
-pub fn backlog(conn: &mut DbConnection) -> Result<(i64, Option<i64>), StoreError> {
-    let waiting: i64 = o::table
-        .filter(o::published_at.is_null())
-        .count()
-        .get_result(conn)?;
-    let oldest: Option<i64> = o::table
-        .filter(o::published_at.is_null())
-        .order(o::seq.asc())
-        .select(o::created_at)
-        .limit(1)
-        .get_result(conn)
-        .optional()?;
-    Ok((waiting, oldest))
-}

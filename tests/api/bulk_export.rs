@@ -80,6 +80,21 @@ async fn manifest(app: &TestApp, token: &str, status_url: &str) -> Value {
     panic!("the export did not finish")
 }
 
+/// A system export of `query` (and `body`) as `token`, run to its end: its manifest and
+/// every resource in its files.
+async fn exported(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    body: Option<&Value>,
+) -> (Value, Vec<Value>) {
+    let r = kick_off(app, token, query, body).await;
+    assert_eq!(r.status, 202, "{query}: {}", r.text);
+    let m = manifest(app, token, &r.header("content-location").unwrap()).await;
+    let got = download(app, token, &m).await;
+    (m, got)
+}
+
 /// The export's resources by type: every line of every output file, parsed.
 async fn download(app: &TestApp, token: &str, manifest: &Value) -> Vec<Value> {
     let mut all = Vec::new();
@@ -201,24 +216,18 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
     let token = token_of(&app, "payer", "system/*.rs");
 
     // _type: only those types, whatever else the store holds
-    let r = kick_off(&app, &token, "?_type=Patient", None).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
-    let got = download(&app, &token, &m).await;
+    let (_, got) = exported(&app, &token, "?_type=Patient", None).await;
     assert!(got.iter().all(|r| r["resourceType"] == "Patient"));
     assert_eq!(got.len(), 2);
 
     // _elements: what was named (and the mandatory elements), marked as subsetted
-    let r = kick_off(
+    let (_, got) = exported(
         &app,
         &token,
         "?_type=Patient&_elements=Patient.gender",
         None,
     )
     .await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
-    let got = download(&app, &token, &m).await;
     assert_eq!(got.len(), 2);
     for p in &got {
         assert_eq!(p["gender"], "female", "{p}");
@@ -228,10 +237,7 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
 
     // _since: changed after that instant only
     let query = format!("?_type=Patient,Observation&_since={}", urlencode(&since));
-    let r = kick_off(&app, &token, &query, None).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
-    let got = download(&app, &token, &m).await;
+    let (m, got) = exported(&app, &token, &query, None).await;
     assert_eq!(ids_of(&got, "Patient"), BTreeSet::from([late.clone()]));
     assert_eq!(ids_of(&got, "Observation").len(), 2);
     // and what was deleted since, as Bundles of DELETE entries
@@ -254,10 +260,7 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
     // _until: changed at or before that instant only (Doomed is deleted since); with _since,
     // a window that holds neither side
     let query = format!("?_type=Patient&_until={}", urlencode(&since));
-    let r = kick_off(&app, &token, &query, None).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
-    let got = download(&app, &token, &m).await;
+    let (m, got) = exported(&app, &token, &query, None).await;
     assert_eq!(ids_of(&got, "Patient"), BTreeSet::from([early.clone()]));
     assert!(m["deleted"].as_array().is_none_or(Vec::is_empty), "{m}");
     let query = format!(
@@ -278,19 +281,13 @@ async fn exports_filter_by_type_time_and_search(app: TestApp) {
         {"name": "_type", "valueString": "Observation"},
         {"name": "_typeFilter", "valueString": "Observation?code=http://loinc.org|2823-3&subject=Patient/".to_string() + &late},
     ]});
-    let r = kick_off(&app, &token, "", Some(&body)).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let m = manifest(&app, &token, &r.header("content-location").unwrap()).await;
-    let got = download(&app, &token, &m).await;
+    let (_, got) = exported(&app, &token, "", Some(&body)).await;
     assert_eq!(ids_of(&got, "Observation"), BTreeSet::from([potassium]));
     assert_eq!(got.len(), 1);
 
     // a token limited to laboratory Observations exports those only, and no Patients
     let labs = token_of(&app, "lab-reader", "system/Observation.rs?code=2345-7");
-    let r = kick_off(&app, &labs, "", None).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let m = manifest(&app, &labs, &r.header("content-location").unwrap()).await;
-    let got = download(&app, &labs, &m).await;
+    let (_, got) = exported(&app, &labs, "", None).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["code"]["coding"][0]["code"], "2345-7");
 }
