@@ -391,15 +391,16 @@ impl Authority {
         }
     }
 
-    /// Reload the keys if the last reload is old enough; true when it reloaded.
+    /// Reload the keys if the last reload is old enough: true when the ring is worth trying
+    /// again (reloaded now, or by another request moments ago). The lock is held through the
+    /// reload, so that requests arriving together with a new key wait for the one reload and
+    /// then verify with what it read, rather than being refused while it runs.
     fn reload_keys(&self) -> bool {
-        {
-            let mut last = self.last_reload.lock().expect("reload lock");
-            if last.elapsed() < RELOAD_EVERY {
-                return false;
-            }
-            *last = Instant::now();
+        let mut last = self.last_reload.lock().expect("reload lock");
+        if last.elapsed() < RELOAD_EVERY {
+            return true;
         }
+        *last = Instant::now();
         match self.store.read(|c| KeyRing::load(c, self.seal.as_deref())) {
             Ok(ring) if ring.signing().is_some() => {
                 *self.ring.write().expect("key ring lock") = Arc::new(ring);
