@@ -1,7 +1,9 @@
 //! From the outbox to each subscription's queue: every change not yet dispatched is tested
 //! against every listening subscription's topic and filters, and each match becomes the
 //! subscription's next numbered event, in the same transaction that marks the change done.
-//! Several processes on one PostgreSQL claim disjoint batches (`FOR UPDATE SKIP LOCKED`).
+//! Several processes on one PostgreSQL dispatch one at a time (an advisory lock held by the
+//! batch's transaction): two batches numbered at once could give a later change of a resource
+//! a lower event number than an earlier one.
 
 use super::registry::{self, Event};
 use super::subscription::parsed_filters;
@@ -18,6 +20,9 @@ use crate::store::{StoreError, versions};
 use diesel::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
+
+/// The PostgreSQL advisory lock a dispatching transaction holds ("dispatch" in ASCII).
+const LOCK: i64 = 0x6469_7370_6174_6368;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = outbox)]
@@ -156,27 +161,24 @@ pub struct Plan {
 }
 
 /// Read up to `limit` pending changes and match them (reads only; on PostgreSQL, inside the
-/// caller's transaction, the rows taken are locked against other dispatchers). SQLite runs
+/// caller's transaction, which waits here for any other process's batch to commit). SQLite runs
 /// this on a reader so that the one writer only does `apply`'s few statements.
 pub fn plan(
     conn: &mut DbConnection,
     cache: &mut Listeners,
     limit: i64,
 ) -> Result<Plan, StoreError> {
-    macro_rules! q {
-        () => {
-            outbox::table
-                .filter(outbox::dispatched_at.is_null())
-                .order(outbox::seq.asc())
-                .limit(limit)
-                .select(Pending::as_select())
-        };
+    if let DbConnection::Pg(c) = conn {
+        // waited for, not tried: the batch is short, and the changes this process was woken
+        // for are dispatched as soon as the other's batch is done
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({LOCK})")).execute(c)?;
     }
-    let pending: Vec<Pending> = match conn {
-        // another process's batch is skipped, not waited for
-        DbConnection::Pg(c) => q!().for_update().skip_locked().load(c)?,
-        DbConnection::Sqlite(c) => q!().load(c)?,
-    };
+    let pending: Vec<Pending> = outbox::table
+        .filter(outbox::dispatched_at.is_null())
+        .order(outbox::seq.asc())
+        .limit(limit)
+        .select(Pending::as_select())
+        .load(conn)?;
     if pending.is_empty() {
         return Ok(Plan {
             seqs: Vec::new(),
