@@ -383,6 +383,9 @@ impl Application {
             AtShutdown::Stop,
             move |_| workers.recorder(),
         );
+        // this process, as holder of the leases of jobs one process does at a time when
+        // several share a PostgreSQL database
+        let process = uuid::Uuid::new_v4().to_string();
         {
             let senders = crate::routing::send::Senders {
                 store: store.clone(),
@@ -391,7 +394,7 @@ impl Application {
                     false => Some(Arc::new(crate::identity::reading::Persons)),
                 },
                 retry_max: Duration::from_secs(settings.route_retry_max_secs.max(1)),
-                owner: uuid::Uuid::new_v4().to_string(),
+                owner: process.clone(),
                 terminology: terminology.clone(),
                 base: base_url.clone(),
             };
@@ -422,6 +425,7 @@ impl Application {
                 replicas: settings.stream_replicas.max(1),
                 duplicate_window: Duration::from_secs(600),
                 source: base_url.clone(),
+                owner: process.clone(),
             };
             let s = store.clone();
             tasks.spawn(

@@ -13,7 +13,6 @@ pub mod config;
 pub mod dispatch;
 pub mod fhir_client;
 pub mod fhir_out;
-pub mod lease;
 pub mod messages;
 pub mod notify_out;
 pub mod queue;

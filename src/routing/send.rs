@@ -6,12 +6,12 @@
 
 use super::config::{Channel, Target};
 use super::fhir_client::FhirLink;
-use super::lease;
 use super::queue::{self, Outcome, Queued, Tried};
 use super::render::{Prefetched, Rendered, render};
 use super::value_maps::ValueMaps;
 use crate::adapters::hl7v2::out::client::{Link, Tls};
 use crate::fhir::resource::now_micros;
+use crate::store::lease;
 use crate::store::{Store, StoreError};
 use crate::subscriptions::dispatch::SamePerson;
 use crate::terminology::Terminology;

@@ -29,6 +29,7 @@ pub mod db;
 mod error;
 pub mod file_cipher;
 mod group_commit;
+pub mod lease;
 mod move_head;
 pub mod rules;
 pub mod schema;

@@ -377,7 +377,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    route_targets (name) {
+    leases (name) {
         name -> Text,
         lease_owner -> Nullable<Text>,
         lease_until -> BigInt,

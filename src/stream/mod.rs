@@ -11,7 +11,7 @@
 pub mod envelope;
 pub mod outbox;
 
-use crate::store::Store;
+use crate::store::{Store, lease};
 use async_nats::jetstream;
 use envelope::{Change, Payload};
 use std::time::Duration;
@@ -36,6 +36,9 @@ pub struct StreamSettings {
     pub duplicate_window: Duration,
     /// The server's base URL: the events' `source`.
     pub source: String,
+    /// This process, as holder of the publisher's lease (several processes on one PostgreSQL:
+    /// one publishes at a time, so the stream keeps the outbox's order).
+    pub owner: String,
 }
 
 /// Publish for ever. A broker that cannot be reached or refuses is tried again, backing off
@@ -82,7 +85,13 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
     .map_err(|e| format!("the stream {}: {e}", settings.name))?;
     tracing::info!(stream = %settings.name, url = %crate::store::db::redacted(&settings.url), "publishing the event stream");
     let mut changes = store.changes();
+    let mut lease = Lease::of(store).await?;
     loop {
+        if !lease.held(store, settings).await? {
+            // another process publishes; this one takes over if that one stops
+            tokio::time::sleep(lease::RETRY).await;
+            continue;
+        }
         let s = store.clone();
         let batch = tokio::task::spawn_blocking(move || s.read(|c| outbox::unpublished(c, BATCH)))
             .await
@@ -132,17 +141,63 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
                 Err(e) => return Err(format!("publishing: {e}")),
             }
         }
+        let (mut new, mut resent) = (0u64, 0u64);
         for (seq, ack) in acks {
-            ack.await
+            let ack = ack
+                .await
                 .map_err(|e| format!("acknowledgement of {seq}: {e}"))?;
+            // published before and not marked (a crash, another process): the broker kept
+            // the first and dropped this one
+            match ack.duplicate {
+                true => resent += 1,
+                false => new += 1,
+            }
             done.push(seq);
         }
-        let n = done.len();
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.write_rows(|c| outbox::published(c, &done)))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        metrics::counter!("emrsync_stream_published_total").increment(n as u64);
+        metrics::counter!("emrsync_stream_published_total").increment(new);
+        metrics::counter!("emrsync_stream_resent_total").increment(resent);
+    }
+}
+
+/// The publisher's lease when processes share the database: taken before a batch, renewed
+/// every few seconds while publishing (a write per renewal, not per batch).
+struct Lease {
+    shared: bool,
+    renewed: Option<std::time::Instant>,
+}
+
+/// How often a held lease is renewed: well inside its term.
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+impl Lease {
+    async fn of(store: &Store) -> Result<Lease, String> {
+        Ok(Lease {
+            shared: lease::shared(store).await.map_err(|e| e.to_string())?,
+            renewed: None,
+        })
+    }
+
+    /// Whether this process may publish the next batch.
+    async fn held(&mut self, store: &Store, settings: &StreamSettings) -> Result<bool, String> {
+        if !self.shared {
+            return Ok(true);
+        }
+        if self.renewed.is_some_and(|at| at.elapsed() < RENEW_EVERY) {
+            return Ok(true);
+        }
+        let name = format!("stream:{}", settings.name);
+        let held = lease::hold(store, &name, &settings.owner)
+            .await
+            .map_err(|e| format!("the publisher's lease: {e}"))?;
+        if held && self.renewed.is_none() {
+            tracing::info!(stream = %settings.name, "this process publishes the event stream");
+        }
+        self.renewed = held.then(std::time::Instant::now);
+        Ok(held)
     }
 }

@@ -75,4 +75,5 @@ mod terminology_import;
 mod terminology_normalise;
 mod tls;
 mod topics;
+mod two_nodes;
 mod validation;

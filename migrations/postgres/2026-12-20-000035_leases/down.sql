@@ -1,0 +1,1 @@
+ALTER TABLE leases RENAME TO route_targets;
