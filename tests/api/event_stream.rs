@@ -96,7 +96,11 @@ impl Drop for Nats {
 }
 
 async fn with_stream(backend: crate::helpers::Backend, url: String) -> TestApp {
-    spawn_with(backend, move |s| s.stream = Some(url)).await
+    spawn_with(backend, move |s| {
+        s.stream = Some(url);
+        s.mllp = Some("127.0.0.1:0".into());
+    })
+    .await
 }
 
 mod every_change_is_published_once_in_order {
@@ -150,6 +154,14 @@ async fn every_change_is_published_once_in_order(backend: crate::helpers::Backen
         app.delete(&format!("Observation/{first}")).await.status,
         200
     );
+    // and an HL7v2 admission: its Patient and Encounter, about the same person
+    let mut mllp = crate::mllp_client::Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp
+        .send(&crate::hl7v2::adt(
+            "A01", "S1", "MRN-S1", "V-S1", "Streamed",
+        ))
+        .await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
     let changes = outbox(&app);
     let events = nats.events("EMRSYNC", changes.len() as u64).await;
     // once each, in outbox order, the position as the message id
@@ -188,9 +200,48 @@ async fn every_change_is_published_once_in_order(backend: crate::helpers::Backen
         .find(|(_, _, e)| e["resourceType"] == "Organization")
         .unwrap();
     assert_eq!(org.0, "emrsync.Organization.none");
-    let delete = events.last().unwrap();
-    assert_eq!(delete.2["action"], "delete");
+    let delete = events
+        .iter()
+        .find(|(_, _, e)| e["action"] == "delete")
+        .unwrap();
+    assert_eq!(delete.2["resourceId"], first.as_str());
     assert_eq!(delete.2["type"], "org.emrsync.resource.delete");
+    // the admission's resources: one write (one correlation id), from its sender, about its
+    // patient, on the patient's partition
+    let admission: Vec<&Value> = events
+        .iter()
+        .map(|(_, _, e)| e)
+        .filter(|e| {
+            e["sourceSystem"]
+                .as_str()
+                .is_some_and(|s| s.contains("REG"))
+        })
+        .collect();
+    let types: Vec<&str> = admission
+        .iter()
+        .map(|e| e["resourceType"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"Patient") && types.contains(&"Encounter"),
+        "{admission:?}"
+    );
+    assert!(
+        admission
+            .iter()
+            .all(|e| e["correlationId"] == admission[0]["correlationId"])
+    );
+    let admitted = admission
+        .iter()
+        .find(|e| e["resourceType"] == "Patient")
+        .unwrap();
+    let encounter = events
+        .iter()
+        .find(|(_, _, e)| e["resourceType"] == "Encounter")
+        .unwrap();
+    assert_eq!(
+        encounter.2["patient"],
+        format!("Patient/{}", admitted["resourceId"].as_str().unwrap())
+    );
     // and every change is marked published
     for _ in 0..50 {
         if outbox(&app).iter().all(|(_, p)| p.is_some()) {

@@ -16,6 +16,7 @@ mod crud;
 mod dashboard;
 mod encrypted_database;
 mod event_stream;
+mod event_stream_crash;
 mod everything;
 mod helpers;
 mod history;
