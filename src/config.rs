@@ -405,39 +405,9 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_EXPORT_FILE_RESOURCES", default_value_t = 100_000)]
     pub export_file_resources: u64,
 
-    /// Publish every committed change to NATS JetStream at this URL
-    /// (`nats://[user:password@]host:4222`, `tls://` for TLS); off when absent.
-    #[arg(long, env = "EMRSYNC_STREAM")]
-    pub stream: Option<String>,
-
-    /// The JetStream stream's name (created at start-up when absent).
-    #[arg(long, env = "EMRSYNC_STREAM_NAME", default_value = "EMRSYNC")]
-    pub stream_name: String,
-
-    /// Subjects are `<prefix>.<resource type>.<patient partition>`.
-    #[arg(long, env = "EMRSYNC_STREAM_PREFIX", default_value = "emrsync")]
-    pub stream_prefix: String,
-
-    /// Patient partitions of each type's subjects.
-    #[arg(long, env = "EMRSYNC_STREAM_PARTITIONS", default_value_t = 16)]
-    pub stream_partitions: u32,
-
-    /// What an event carries: the resource's reference, or the resource itself (PHI).
-    #[arg(
-        long,
-        env = "EMRSYNC_STREAM_PAYLOAD",
-        value_enum,
-        default_value = "reference"
-    )]
-    pub stream_payload: crate::stream::envelope::Payload,
-
-    /// Hours the stream keeps events (a stream created by emrsync).
-    #[arg(long, env = "EMRSYNC_STREAM_MAX_AGE_HOURS", default_value_t = 168)]
-    pub stream_max_age_hours: u64,
-
-    /// Copies of the stream a JetStream cluster keeps (a stream created by emrsync).
-    #[arg(long, env = "EMRSYNC_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
+    /// The event stream (NATS JetStream): `--stream URL` and its `--stream-*` settings.
+    #[command(flatten)]
+    pub stream: crate::stream::config::StreamArgs,
 
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
@@ -508,13 +478,7 @@ impl Settings {
             alert_interval_secs: 0,
             exports_running: 2,
             exports_per_client: 2,
-            stream: None,
-            stream_name: "EMRSYNC".into(),
-            stream_prefix: "emrsync".into(),
-            stream_partitions: 16,
-            stream_payload: crate::stream::envelope::Payload::Reference,
-            stream_max_age_hours: 168,
-            stream_replicas: 1,
+            stream: Default::default(),
             export_keep_hours: 24,
             export_file_resources: 100_000,
             log_json: false,

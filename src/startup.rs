@@ -414,19 +414,7 @@ impl Application {
                 crate::ops::alerts::run(ingest.clone(), every)
             });
         }
-        if let Some(url) = &settings.stream {
-            let stream = crate::stream::StreamSettings {
-                url: url.clone(),
-                name: settings.stream_name.clone(),
-                prefix: settings.stream_prefix.clone(),
-                partitions: settings.stream_partitions.max(1),
-                payload: settings.stream_payload,
-                max_age: Duration::from_secs(settings.stream_max_age_hours * 3600),
-                replicas: settings.stream_replicas.max(1),
-                duplicate_window: Duration::from_secs(600),
-                source: base_url.clone(),
-                owner: process.clone(),
-            };
+        if let Some(stream) = settings.stream.publisher(&base_url, &process) {
             let s = store.clone();
             tasks.spawn(
                 "stream publisher",
@@ -439,7 +427,7 @@ impl Application {
             hl7v2_archive_days: settings.hl7v2_archive_days,
             event_days: settings.event_retention_days,
             audit_days: settings.audit_retention_days,
-            stream: settings.stream.is_some(),
+            stream: settings.stream.url.is_some(),
         };
         let s = store.clone();
         tasks.spawn(

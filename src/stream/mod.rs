@@ -8,6 +8,7 @@
 //! change published but not yet marked (a crash in between) is dropped by the broker within
 //! the stream's duplicate window. The contract consumers rely on is `docs/event-stream.md`.
 
+pub mod config;
 pub mod envelope;
 pub mod outbox;
 
@@ -24,6 +25,8 @@ const BATCH: i64 = 500;
 pub struct StreamSettings {
     /// `nats://[user:password@]host:4222` (`tls://` requires TLS).
     pub url: String,
+    /// The credentials and TLS the broker is reached with.
+    pub connection: config::StreamArgs,
     /// The JetStream stream, created at start-up when it does not exist.
     pub name: String,
     /// Subjects are `<prefix>.<resource type>.<partition>`.
@@ -65,13 +68,7 @@ const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 
 async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String> {
-    let client = async_nats::ConnectOptions::new()
-        .name("emrsync")
-        .connection_timeout(Duration::from_secs(5))
-        .require_tls(settings.url.starts_with("tls://"))
-        .connect(settings.url.as_str())
-        .await
-        .map_err(|e| format!("connecting: {e}"))?;
+    let client = settings.connection.connect(&settings.url).await?;
     let js = jetstream::new(client);
     js.get_or_create_stream(jetstream::stream::Config {
         name: settings.name.clone(),

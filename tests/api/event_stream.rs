@@ -15,20 +15,43 @@ use std::time::Duration;
 pub struct Nats {
     child: Child,
     pub url: String,
-    _dir: tempfile::TempDir,
+    access: Access,
+    pub dir: tempfile::TempDir,
+}
+
+/// What the tests' own client needs for a broker that asks more than an address.
+#[derive(Default, Clone)]
+pub struct Access {
+    pub token: Option<String>,
+    pub nkey_seed: Option<String>,
+    pub ca: Option<std::path::PathBuf>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Nats {
     pub async fn start() -> Nats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Nats::start_on(port).await
+        Nats::start_on(free_port()).await
     }
 
     pub async fn start_on(port: u16) -> Nats {
+        Nats::start_with(port, "", Access::default()).await
+    }
+
+    /// A broker on `port` with `conf` added to its configuration (authorization, TLS), and
+    /// `access` for the tests' own client. `conf` may name files in `dir` as `{dir}`.
+    pub async fn start_with(port: u16, conf: &str, access: Access) -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        Nats::start_in(dir, port, conf, access).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, port: u16, conf: &str, access: Access) -> Nats {
         let binary = std::env::var("EMRSYNC_TEST_NATS_SERVER").unwrap_or_else(|_| {
             ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
                 .into_iter()
@@ -36,19 +59,30 @@ impl Nats {
                 .unwrap_or("nats-server")
                 .to_string()
         });
-        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_string();
+        let file = dir.path().join("nats.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "host: 127.0.0.1\nport: {port}\njetstream {{ store_dir: \"{path}/js\" }}\n{}\n",
+                conf.replace("{dir}", &path)
+            ),
+        )
+        .unwrap();
         let child = Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
+            .arg("-c")
+            .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{binary} (Debian's nats-server) cannot start: {e}"));
+        let scheme = if access.ca.is_some() { "tls" } else { "nats" };
         // held from here: stopped and waited for on every path, a panic's included
         let nats = Nats {
             child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            access,
+            dir,
         };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -62,11 +96,25 @@ impl Nats {
         panic!("nats-server did not listen on {port}");
     }
 
+    /// The tests' own client of this broker.
+    pub async fn client(&self) -> async_nats::Client {
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(token) = &self.access.token {
+            options = options.token(token.clone());
+        }
+        if let Some(seed) = &self.access.nkey_seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &self.access.ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        options.connect(&self.url).await.unwrap()
+    }
+
     /// The events of stream `name` from its first, once there are `n` (waiting up to 30 s):
     /// each message's subject, `Nats-Msg-Id` and envelope.
     pub async fn events(&self, name: &str, n: u64) -> Vec<(String, String, Value)> {
-        let client = async_nats::connect(&self.url).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(self.client().await);
         let mut held = 0;
         for _ in 0..300 {
             if let Ok(mut stream) = js.get_stream(name).await {
@@ -95,9 +143,9 @@ impl Drop for Nats {
     }
 }
 
-async fn with_stream(backend: crate::helpers::Backend, url: String) -> TestApp {
+pub async fn with_stream(backend: crate::helpers::Backend, url: String) -> TestApp {
     spawn_with(backend, move |s| {
-        s.stream = Some(url);
+        s.stream.url = Some(url);
         s.mllp = Some("127.0.0.1:0".into());
     })
     .await
@@ -116,7 +164,7 @@ mod every_change_is_published_once_in_order {
 }
 
 /// The outbox's positions, oldest first.
-fn outbox(app: &TestApp) -> Vec<(i64, Option<i64>)> {
+pub fn outbox(app: &TestApp) -> Vec<(i64, Option<i64>)> {
     use emrsync::store::schema::outbox as o;
     let mut c = app.db();
     match &mut c {
@@ -256,11 +304,7 @@ async fn every_change_is_published_once_in_order(backend: crate::helpers::Backen
 /// (the server stays ready), and arrive in order once it is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_wait_for_a_broker_that_is_down_and_arrive_in_order() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let app = with_stream(
         crate::helpers::Backend::Sqlite,
         format!("nats://127.0.0.1:{port}"),

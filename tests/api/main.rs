@@ -17,6 +17,7 @@ mod dashboard;
 mod encrypted_database;
 mod event_stream;
 mod event_stream_crash;
+mod event_stream_secure;
 mod everything;
 mod helpers;
 mod history;
