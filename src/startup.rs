@@ -427,7 +427,7 @@ impl Application {
             hl7v2_archive_days: settings.hl7v2_archive_days,
             event_days: settings.event_retention_days,
             audit_days: settings.audit_retention_days,
-            stream: settings.stream.url.is_some(),
+            stream: settings.stream.broker.url.is_some(),
         };
         let s = store.clone();
         tasks.spawn(

@@ -6,6 +6,7 @@ mod maintenance;
 mod mpi;
 mod operator;
 mod send;
+mod stream;
 mod terminology;
 
 use crate::config::{Settings, StoreArgs};
@@ -53,6 +54,8 @@ pub enum Command {
     Rekey(RekeyArgs),
     /// The audit trail: check its hash chain, export it as ndjson AuditEvents.
     Audit(audit::AuditArgs),
+    /// The event stream on NATS JetStream: print its events.
+    Stream(stream::StreamCliArgs),
 }
 
 /// Run the command `cli` names (serving when none is named); the process's exit status.
@@ -102,6 +105,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Stream(args) => match args.command {
+            stream::StreamCommand::Tail(args) => stream::tail(args).await?,
+        },
         Command::Replay(args) => {
             let accepted = tokio::task::spawn_blocking(move || maintenance::replay(args)).await??;
             if !accepted {

@@ -8,20 +8,11 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The publisher: which broker and stream, and the shape of what it publishes.
 #[derive(Args, Clone)]
 pub struct StreamArgs {
-    /// Publish every committed change to NATS JetStream at this URL
-    /// (`nats://[user:password@]host:4222`, `tls://` for TLS); off when absent.
-    #[arg(long = "stream", env = "EMRSYNC_STREAM")]
-    pub url: Option<String>,
-
-    /// The JetStream stream's name (created at start-up when absent).
-    #[arg(
-        long = "stream-name",
-        env = "EMRSYNC_STREAM_NAME",
-        default_value = "EMRSYNC"
-    )]
-    pub name: String,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 
     /// Subjects are `<prefix>.<resource type>.<patient partition>`.
     #[arg(
@@ -63,6 +54,23 @@ pub struct StreamArgs {
         default_value_t = 1
     )]
     pub replicas: usize,
+}
+
+/// Which broker and stream, and how emrsync proves who it is (the publisher and `stream tail`).
+#[derive(Args, Clone)]
+pub struct BrokerArgs {
+    /// The NATS JetStream broker (`nats://[user:password@]host:4222`, `tls://` for TLS):
+    /// `serve` publishes every committed change there, and does not publish without it.
+    #[arg(long = "stream", env = "EMRSYNC_STREAM")]
+    pub url: Option<String>,
+
+    /// The JetStream stream's name (created at start-up when absent).
+    #[arg(
+        long = "stream-name",
+        env = "EMRSYNC_STREAM_NAME",
+        default_value = "EMRSYNC"
+    )]
+    pub name: String,
 
     /// A NATS credentials file (`.creds`: the user's JWT and nkey seed, as `nsc` writes it).
     #[arg(
@@ -103,13 +111,21 @@ pub struct StreamArgs {
 impl Default for StreamArgs {
     fn default() -> Self {
         StreamArgs {
-            url: None,
-            name: "EMRSYNC".into(),
+            broker: BrokerArgs::default(),
             prefix: "emrsync".into(),
             partitions: 16,
             payload: Payload::Reference,
             max_age_hours: 168,
             replicas: 1,
+        }
+    }
+}
+
+impl Default for BrokerArgs {
+    fn default() -> Self {
+        BrokerArgs {
+            url: None,
+            name: "EMRSYNC".into(),
             credentials_file: None,
             nkey_file: None,
             token_file: None,
@@ -121,14 +137,11 @@ impl Default for StreamArgs {
 }
 
 /// The URL without its password: no `{:?}` of the settings prints a secret.
-impl std::fmt::Debug for StreamArgs {
+impl std::fmt::Debug for BrokerArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamArgs")
+        f.debug_struct("BrokerArgs")
             .field("url", &self.url.as_deref().map(crate::store::db::redacted))
             .field("name", &self.name)
-            .field("prefix", &self.prefix)
-            .field("partitions", &self.partitions)
-            .field("payload", &self.payload)
             .field("credentials_file", &self.credentials_file)
             .field("nkey_file", &self.nkey_file)
             .field("token_file", &self.token_file)
@@ -137,12 +150,23 @@ impl std::fmt::Debug for StreamArgs {
     }
 }
 
+impl std::fmt::Debug for StreamArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamArgs")
+            .field("broker", &self.broker)
+            .field("prefix", &self.prefix)
+            .field("partitions", &self.partitions)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StreamArgs {
     /// The publisher's settings, when a stream is configured.
     pub fn publisher(&self, source: &str, owner: &str) -> Option<super::StreamSettings> {
         Some(super::StreamSettings {
-            connection: self.clone(),
-            name: self.name.clone(),
+            connection: self.broker.clone(),
+            name: self.broker.name.clone(),
             prefix: self.prefix.clone(),
             partitions: self.partitions.max(1),
             payload: self.payload,
@@ -151,10 +175,12 @@ impl StreamArgs {
             duplicate_window: Duration::from_secs(600),
             source: source.to_string(),
             owner: owner.to_string(),
-            url: self.url.clone()?,
+            url: self.broker.url.clone()?,
         })
     }
+}
 
+impl BrokerArgs {
     /// Connect to the broker with the configured credentials and TLS.
     pub async fn connect(&self, url: &str) -> Result<async_nats::Client, String> {
         let mut options = async_nats::ConnectOptions::new()

@@ -26,7 +26,7 @@ pub struct StreamSettings {
     /// `nats://[user:password@]host:4222` (`tls://` requires TLS).
     pub url: String,
     /// The credentials and TLS the broker is reached with.
-    pub connection: config::StreamArgs,
+    pub connection: config::BrokerArgs,
     /// The JetStream stream, created at start-up when it does not exist.
     pub name: String,
     /// Subjects are `<prefix>.<resource type>.<partition>`.

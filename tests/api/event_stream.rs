@@ -145,7 +145,7 @@ impl Drop for Nats {
 
 pub async fn with_stream(backend: crate::helpers::Backend, url: String) -> TestApp {
     spawn_with(backend, move |s| {
-        s.stream.url = Some(url);
+        s.stream.broker.url = Some(url);
         s.mllp = Some("127.0.0.1:0".into());
     })
     .await
@@ -333,4 +333,119 @@ async fn changes_wait_for_a_broker_that_is_down_and_arrive_in_order() {
         .filter(|p| made.contains(p))
         .collect();
     assert_eq!(patients, made);
+}
+
+/// `emrsync stream tail <args>` against `nats`, run off the runtime the server is on.
+async fn tail(nats: &Nats, args: &[&str]) -> Vec<String> {
+    let mut all = vec![
+        "stream".to_string(),
+        "tail".into(),
+        "--stream".into(),
+        nats.url.clone(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let (ok, out, err) = tokio::task::spawn_blocking(move || crate::cli::emrsync_owned(&all))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    out.lines().map(str::to_string).collect()
+}
+
+/// The stream sequences of `tail --json`'s lines.
+fn seqs(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// `emrsync stream tail`: the last ten, from a position, from a time, on one subject pattern,
+/// and following as events arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_command_prints_what_consumers_see() {
+    let nats = Nats::start().await;
+    let app = with_stream(crate::helpers::Backend::Sqlite, nats.url.clone()).await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    for n in 0..12 {
+        app.create(&json!({"resourceType": "Patient", "name": [{"family": format!("Tail{n}")}]}))
+            .await;
+    }
+    app.create(&json!({"resourceType": "Organization", "name": "Lab"}))
+        .await;
+    let held = outbox(&app).len() as u64;
+    let events = nats.events("EMRSYNC", held).await;
+    let n = events.len() as u64;
+
+    // the last ten, as text: position, time, action, version, patient
+    let last = tail(&nats, &[]).await;
+    assert_eq!(last.len(), 10, "{last:?}");
+    assert!(last[9].trim_start().starts_with(&n.to_string()), "{last:?}");
+    let final_subject = events.last().unwrap().2["subject"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(last[9].contains(&final_subject), "{last:?}");
+
+    // from a position, as JSON lines
+    let from = tail(&nats, &["--from-seq", "3", "--json"]).await;
+    assert_eq!(seqs(&from), (3..=n).collect::<Vec<_>>());
+    let first: Value = serde_json::from_str(&from[0]).unwrap();
+    assert_eq!(first["event"], events[2].2);
+    assert_eq!(first["subject"], events[2].0.as_str());
+
+    // one subject pattern
+    let orgs = tail(
+        &nats,
+        &[
+            "--from-seq",
+            "1",
+            "--json",
+            "--subject",
+            "emrsync.Organization.*",
+        ],
+    )
+    .await;
+    assert_eq!(orgs.len(), 1, "{orgs:?}");
+
+    // from a time: everything written since; from a time to come: nothing
+    let since = tail(&nats, &["--since", &before.to_rfc3339(), "--json"]).await;
+    assert_eq!(seqs(&since), (1..=n).collect::<Vec<_>>());
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert!(tail(&nats, &["--since", &future]).await.is_empty());
+
+    // following: waits for the next event and prints it
+    let next = (n + 1).to_string();
+    let follow = {
+        let nats_url = nats.url.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::cli::emrsync_owned(&[
+                "stream".into(),
+                "tail".into(),
+                "--stream".into(),
+                nats_url,
+                "--from-seq".into(),
+                next,
+                "--follow".into(),
+                "--count".into(),
+                "1".into(),
+                "--json".into(),
+            ])
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (later, _) = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Later"}]}))
+        .await;
+    let (ok, out, err) = tokio::time::timeout(Duration::from_secs(20), follow)
+        .await
+        .expect("the following tail printed the next event and stopped")
+        .unwrap();
+    assert!(ok, "{err}");
+    let e: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(e["seq"], n + 1);
+    assert_eq!(e["event"]["resourceId"], later.as_str());
 }

@@ -4,7 +4,7 @@
 
 use crate::event_stream::{Access, Nats, outbox};
 use crate::helpers::{Backend, TestApp, spawn_with};
-use emrsync::stream::config::StreamArgs;
+use emrsync::stream::config::BrokerArgs;
 use serde_json::json;
 use std::time::Duration;
 
@@ -12,13 +12,13 @@ fn port() -> u16 {
     crate::process::free_port()
 }
 
-async fn publishing(nats: &Nats, set: impl FnOnce(&mut StreamArgs)) -> TestApp {
-    let mut stream = StreamArgs {
+async fn publishing(nats: &Nats, set: impl FnOnce(&mut BrokerArgs)) -> TestApp {
+    let mut broker = BrokerArgs {
         url: Some(nats.url.clone()),
         ..Default::default()
     };
-    set(&mut stream);
-    spawn_with(Backend::Sqlite, move |s| s.stream = stream).await
+    set(&mut broker);
+    spawn_with(Backend::Sqlite, move |s| s.stream.broker = broker).await
 }
 
 /// A Patient written to `app` is on the stream (the stream's first event).
