@@ -415,6 +415,7 @@ impl Application {
             });
         }
         if let Some(stream) = settings.stream.publisher(&base_url, &process) {
+            store.set_publishing();
             let s = store.clone();
             tasks.spawn(
                 "stream publisher",

@@ -2,6 +2,7 @@
 //! routed to targets), each subscription's undelivered events, each route target's pending
 //! and failed messages, the HL7v2 exception queue. `/metrics` and the dashboard show the
 //! same reading. Every query here runs on an index (`outbox_pending`, `outbox_unrouted`,
+//! `outbox_unpublished`,
 //! `route_messages_queue`, `hl7v2_messages_status`) or on the subscriptions' own rows, so a
 //! reading costs a few index reads however much history is kept.
 
@@ -54,6 +55,9 @@ pub struct Queues {
     pub dispatch: Depth,
     /// Committed changes the router has not taken.
     pub route: Depth,
+    /// Committed changes the event stream's broker has not acknowledged (when this process
+    /// publishes one).
+    pub stream: Option<Depth>,
     /// The deepest first.
     pub subscriptions: Vec<Subscription>,
     pub targets: Vec<Target>,
@@ -84,8 +88,9 @@ fn outbox_stage(c: &mut DbConnection, (n, first): (i64, Option<i64>)) -> Result<
     })
 }
 
-/// Read every queue's state.
-pub fn read(c: &mut DbConnection) -> Result<Queues, StoreError> {
+/// Read every queue's state; `stream`: the event stream's backlog too (this process
+/// publishes one).
+pub fn read(c: &mut DbConnection, stream: bool) -> Result<Queues, StoreError> {
     let waiting: (i64, Option<i64>) = o::table
         .filter(o::dispatched_at.is_null())
         .select((count_star(), min(o::seq)))
@@ -96,6 +101,16 @@ pub fn read(c: &mut DbConnection) -> Result<Queues, StoreError> {
         .select((count_star(), min(o::seq)))
         .get_result(c)?;
     let route = outbox_stage(c, waiting)?;
+    let stream = match stream {
+        true => {
+            let waiting: (i64, Option<i64>) = o::table
+                .filter(o::published_at.is_null())
+                .select((count_star(), min(o::seq)))
+                .get_result(c)?;
+            Some(outbox_stage(c, waiting)?)
+        }
+        false => None,
+    };
 
     type SubRow = (String, String, String, i64, i64, i32, Option<String>);
     let subs: Vec<SubRow> = s::table
@@ -172,6 +187,7 @@ pub fn read(c: &mut DbConnection) -> Result<Queues, StoreError> {
         hl7v2_failed_age: age(oldest_failed),
         dispatch,
         route,
+        stream,
         subscriptions,
         targets,
         hl7v2_failed: failed,

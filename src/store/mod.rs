@@ -97,6 +97,9 @@ pub struct Store {
     /// it takes it.
     audit_queue: tokio::sync::mpsc::Sender<audit::Entry>,
     audit_taken: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<audit::Entry>>>>,
+    /// Whether this process publishes the outbox to the event stream: readings of the queues
+    /// then include the stream's backlog (without a stream, every change stays unpublished).
+    publishing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Accesses the audit queue holds at most; past that, `Store::audit` writes at once.
@@ -207,6 +210,7 @@ impl Store {
             changed: Arc::new(tokio::sync::watch::Sender::new(0)),
             seal: settings.seal.clone(),
             installation: Arc::default(),
+            publishing: Arc::default(),
             observers: Arc::default(),
         })
     }
@@ -473,6 +477,17 @@ impl Store {
         let mut c = self.pool.get_timeout(std::time::Duration::from_secs(2))?;
         diesel::sql_query("SELECT 1").execute(&mut *c)?;
         Ok(())
+    }
+
+    /// Say that this process publishes the outbox to the event stream (`stream::run`).
+    pub fn set_publishing(&self) {
+        self.publishing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this process publishes the outbox to the event stream.
+    pub fn publishing(&self) -> bool {
+        self.publishing.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Changed after each commit that recorded a resource change: each task that follows the

@@ -38,7 +38,7 @@ fn alerts_notified(got: &[crate::receiver::Received]) -> Vec<(String, String, St
     out
 }
 
-async fn alerts(app: &TestApp, status: &str) -> Vec<Value> {
+pub async fn alerts(app: &TestApp, status: &str) -> Vec<Value> {
     let r = app
         .client
         .get(format!("{}/admin/alerts?status={status}", app.root))

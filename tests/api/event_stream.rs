@@ -301,15 +301,27 @@ async fn every_change_is_published_once_in_order(backend: crate::helpers::Backen
 }
 
 /// The broker is not there when the server starts and writes go on: they wait in the outbox
-/// (the server stays ready), and arrive in order once it is up.
+/// (the server stays ready, an alert says the stream is behind), and arrive in order once it
+/// is up (and the alert is resolved).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_wait_for_a_broker_that_is_down_and_arrive_in_order() {
     let port = free_port();
-    let app = with_stream(
-        crate::helpers::Backend::Sqlite,
-        format!("nats://127.0.0.1:{port}"),
-    )
+    let url = format!("nats://127.0.0.1:{port}");
+    let app = spawn_with(crate::helpers::Backend::Sqlite, move |s| {
+        s.stream.broker.url = Some(url);
+        s.alert_interval_secs = 1;
+    })
     .await;
+    let rules = json!({"rules": [{"name": "stream-behind", "kind": "queue-age",
+        "queue": "outbox-stream", "seconds": 1, "severity": "warning"}]});
+    let r = app
+        .client
+        .put(format!("{}/admin/alerts/rules", app.root))
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let mut made = Vec::new();
     for n in 0..5 {
         let (id, _) = app
@@ -324,15 +336,42 @@ async fn changes_wait_for_a_broker_that_is_down_and_arrive_in_order() {
     // the analytics broker away does not take the node out of service
     let ready = app.get_url(&format!("{}/ready", app.root)).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
+    let firing = stream_alerts(&app, "firing", 1).await;
+    assert!(
+        firing[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(" waiting, the oldest for"),
+        "{firing:?}"
+    );
     let nats = Nats::start_on(port).await;
     let changes = outbox(&app);
     let events = nats.events("EMRSYNC", changes.len() as u64).await;
+    stream_alerts(&app, "resolved", 1).await;
+    assert!(stream_alerts(&app, "firing", 0).await.is_empty());
     let patients: Vec<String> = events
         .iter()
         .filter_map(|(_, _, e)| e["patient"].as_str().map(str::to_string))
         .filter(|p| made.contains(p))
         .collect();
     assert_eq!(patients, made);
+}
+
+/// The stream's alerts of `status`, once there are `n` (waiting up to 20 s).
+async fn stream_alerts(app: &TestApp, status: &str, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    for _ in 0..80 {
+        got = crate::alerts::alerts(app, status)
+            .await
+            .into_iter()
+            .filter(|a| a["rule"] == "stream-behind")
+            .collect();
+        if got.len() == n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{} {status} stream alerts, not {n}: {got:?}", got.len());
 }
 
 /// `emrsync stream tail <args>` against `nats`, run off the runtime the server is on.

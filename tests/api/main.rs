@@ -1,6 +1,6 @@
 //! Integration tests: one binary (the crate is heavy to link), a module per behaviour.
 
-mod alerts;
+pub mod alerts;
 mod audit;
 mod auth;
 mod brute_force;

@@ -250,6 +250,20 @@ async fn two_nodes_publish_each_change_once_and_one_takes_over_from_the_other() 
         seqs.len() as f64,
         "one node published, once: {published:?}"
     );
+    // the backlog is on the page, and nothing is waiting
+    let page = nodes
+        .http
+        .get(format!("{}/metrics", nodes.nodes[0].root))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("emrsync_outbox_depth{stage=\"stream\"} 0"),
+        "{page}"
+    );
     let publisher = usize::from(published[1] > 0.0);
     assert_eq!(published[1 - publisher], 0.0, "{published:?}");
 

@@ -24,7 +24,8 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     let read = web::block(move || {
         store.read(|c| {
             let recent = crate::ops::alerts::list(c, None, 20)?;
-            Ok((feeds::read(c, HOURS)?, queues::read(c)?, recent))
+            let q = queues::read(c, store.publishing())?;
+            Ok((feeds::read(c, HOURS)?, q, recent))
         })
     })
     .await;
@@ -128,6 +129,10 @@ fn tiles(q: &Queues) -> Markup {
                 format!("{} ({})", q.dispatch.waiting, seconds(q.dispatch.oldest_age)), None))
             (tile(colour(q.route.oldest_age > 5.0), "changes waiting for routing",
                 format!("{} ({})", q.route.waiting, seconds(q.route.oldest_age)), None))
+            @if let Some(s) = q.stream {
+                (tile(colour(s.oldest_age > 30.0), "changes waiting for the event stream",
+                    format!("{} ({})", s.waiting, seconds(s.oldest_age)), None))
+            }
             (tile(colour(failing_targets > 0), "targets failing", failing_targets.to_string(), None))
             (tile(colour(failing_subs > 0), "subscriptions failing", failing_subs.to_string(), None))
         }

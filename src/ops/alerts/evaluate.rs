@@ -129,6 +129,10 @@ pub fn all(
                     "outbox-route" => {
                         vec![(queue.clone(), queues.route.waiting, queues.route.oldest_age)]
                     }
+                    // nothing waits for a stream this process does not publish
+                    "outbox-stream" => (queues.stream.iter())
+                        .map(|d| (queue.clone(), d.waiting, d.oldest_age))
+                        .collect(),
                     q => {
                         let want = q.strip_prefix("target:").unwrap_or(q);
                         (queues.targets.iter())

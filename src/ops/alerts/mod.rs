@@ -129,7 +129,7 @@ pub fn turn(ingest: &Ingest, memory: &mut evaluate::Memory) -> Result<(), StoreE
     let store = &ingest.store;
     let (_, rules) = store.read(current_rules)?;
     let (firing, open) = store.read(|c| {
-        let queues = crate::ops::queues::read(c)?;
+        let queues = crate::ops::queues::read(c, store.publishing())?;
         let firing = evaluate::all(c, &rules.rules, &queues, memory)?;
         Ok((firing, list(c, Some("firing"), 10_000)?))
     })?;

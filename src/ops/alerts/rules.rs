@@ -83,7 +83,8 @@ pub enum Condition {
         min_messages: i64,
     },
     /// The oldest of a queue has waited more than `seconds`: `hl7v2-failed` (the exception
-    /// queue), `outbox-dispatch`, `outbox-route`, `target:NAME` or `target:*`.
+    /// queue), `outbox-dispatch`, `outbox-route`, `outbox-stream` (changes the event stream's
+    /// broker has not taken), `target:NAME` or `target:*`.
     QueueAge { queue: String, seconds: f64 },
     /// A target has not taken its next message for `minutes` (it is being retried).
     TargetDown { target: String, minutes: i64 },
@@ -193,10 +194,10 @@ impl Rules {
                 Condition::QueueAge { queue, seconds } => {
                     let known = matches!(
                         queue.as_str(),
-                        "hl7v2-failed" | "outbox-dispatch" | "outbox-route"
+                        "hl7v2-failed" | "outbox-dispatch" | "outbox-route" | "outbox-stream"
                     ) || queue.strip_prefix("target:").is_some_and(|t| !t.is_empty());
                     if !known {
-                        out.push(format!("{at}: queue is hl7v2-failed, outbox-dispatch, outbox-route or target:NAME (or target:*)"));
+                        out.push(format!("{at}: queue is hl7v2-failed, outbox-dispatch, outbox-route, outbox-stream or target:NAME (or target:*)"));
                     }
                     if *seconds < 0.0 {
                         out.push(format!("{at}: seconds is not negative"));

@@ -6,8 +6,13 @@ use crate::store::{Store, StoreError};
 
 /// Set the queue gauges from the database.
 pub fn observe(store: &Store) -> Result<(), StoreError> {
-    let q = store.read(queues::read)?;
-    for (stage, d) in [("dispatch", q.dispatch), ("route", q.route)] {
+    let q = store.read(|c| queues::read(c, store.publishing()))?;
+    let stages = [
+        ("dispatch", Some(q.dispatch)),
+        ("route", Some(q.route)),
+        ("stream", q.stream),
+    ];
+    for (stage, d) in stages.into_iter().filter_map(|(s, d)| Some((s, d?))) {
         metrics::gauge!("emrsync_outbox_depth", "stage" => stage).set(d.waiting as f64);
         metrics::gauge!("emrsync_outbox_oldest_age_seconds", "stage" => stage).set(d.oldest_age);
     }
