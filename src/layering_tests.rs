@@ -12,12 +12,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["fhir", "store"]),
     ("subscriptions", &["fhir", "store", "auth"]),
     ("bulk", &["fhir", "store", "auth"]),
-    ("stream", &["fhir", "store"]),
     ("ingest", &["fhir", "store", "auth", "subscriptions"]),
     (
         "identity",
         &["fhir", "store", "auth", "subscriptions", "ingest"],
     ),
+    // the stream names each change's enterprise patient (the MPI's golden record)
+    ("stream", &["fhir", "store", "identity"]),
     (
         "terminology",
         &["fhir", "store", "auth", "subscriptions", "ingest"],

@@ -414,7 +414,10 @@ impl Application {
                 crate::ops::alerts::run(ingest.clone(), every)
             });
         }
-        if let Some(stream) = settings.stream.publisher(&base_url, &process) {
+        if let Some(stream) = settings
+            .stream
+            .publisher(&base_url, &process, !settings.no_mpi)
+        {
             store.set_publishing();
             let s = store.clone();
             tasks.spawn(

@@ -9,7 +9,8 @@
 use super::links;
 use crate::fhir::search::filter::Filter;
 use crate::store::{DbConnection, StoreError};
-use std::collections::BTreeSet;
+use diesel::prelude::*;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// The most records one Patient expands to: a person with more is a mistake for a person to
 /// look at, not a reason for a query of thousands of terms.
@@ -44,6 +45,55 @@ pub fn same_person(
         out.extend(records);
     }
     Ok(out.into_iter().collect())
+}
+
+/// The enterprise Patient (golden record id) of each of `patients` (Patient ids) that has one:
+/// its person's golden record when the store holds it, or itself when it is one. A record no
+/// other record matches has none: it is all there is to know of its person.
+pub fn enterprise_patients(
+    conn: &mut DbConnection,
+    patients: &[&str],
+) -> Result<HashMap<String, String>, StoreError> {
+    use super::links::mpi_links as l;
+    use crate::store::schema::resources as r;
+    let mut person_of: HashMap<String, String> = HashMap::new();
+    let mut golden_itself: HashSet<String> = HashSet::new();
+    for chunk in patients.chunks(300) {
+        let rows: Vec<(String, String)> = l::table
+            .filter(l::patient_id.eq_any(chunk))
+            .select((l::patient_id, l::person_id))
+            .load(conn)?;
+        person_of.extend(rows);
+        // a golden record's id is its person's, never a linked record's
+        let persons: Vec<String> = l::table
+            .filter(l::person_id.eq_any(chunk))
+            .select(l::person_id)
+            .distinct()
+            .load(conn)?;
+        golden_itself.extend(persons);
+    }
+    let persons: Vec<&str> = person_of
+        .values()
+        .map(String::as_str)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut kept: HashSet<String> = HashSet::new();
+    for chunk in persons.chunks(300) {
+        let rows: Vec<String> = r::table
+            .filter(r::resource_type.eq("Patient"))
+            .filter(r::resource_id.eq_any(chunk))
+            .filter(r::deleted.eq(false))
+            .select(r::resource_id)
+            .load(conn)?;
+        kept.extend(rows);
+    }
+    let mut out: HashMap<String, String> = person_of
+        .into_iter()
+        .filter(|(_, person)| kept.contains(person))
+        .collect();
+    out.extend(golden_itself.into_iter().map(|g| (g.clone(), g)));
+    Ok(out)
 }
 
 /// Expand every `:mdm` clause of `filter`, however deep in chains and `_has`.

@@ -163,7 +163,7 @@ impl std::fmt::Debug for StreamArgs {
 
 impl StreamArgs {
     /// The publisher's settings, when a stream is configured.
-    pub fn publisher(&self, source: &str, owner: &str) -> Option<super::StreamSettings> {
+    pub fn publisher(&self, source: &str, owner: &str, mpi: bool) -> Option<super::StreamSettings> {
         Some(super::StreamSettings {
             connection: self.broker.clone(),
             name: self.broker.name.clone(),
@@ -175,6 +175,7 @@ impl StreamArgs {
             duplicate_window: Duration::from_secs(600),
             source: source.to_string(),
             owner: owner.to_string(),
+            mpi,
             url: self.broker.url.clone()?,
         })
     }

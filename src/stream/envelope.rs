@@ -33,6 +33,9 @@ pub struct Change<'a> {
     pub committed_at: i64,
     /// `Patient/<id>` the resource is about, when it is about one.
     pub patient: Option<&'a str>,
+    /// `Patient/<id>` of that patient's enterprise record (the MPI's golden record), when the
+    /// MPI keeps one.
+    pub enterprise_patient: Option<&'a str>,
     /// The resource as stored (one line of JSON), when the payload carries it.
     pub resource: Option<&'a str>,
 }
@@ -54,6 +57,8 @@ struct Envelope<'a> {
     action: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     patient: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enterprise_patient: Option<&'a str>,
     correlation_id: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     source_system: &'a str,
@@ -88,6 +93,7 @@ pub fn encode(change: &Change, source: &str) -> Result<Vec<u8>, serde_json::Erro
         version_id: change.version_id,
         action: change.action,
         patient: change.patient,
+        enterprise_patient: change.enterprise_patient,
         correlation_id: change.correlation_id,
         source_system: change.origin,
         data,
@@ -133,6 +139,7 @@ mod tests {
             origin: "LAB",
             committed_at: 1_796_083_200_000_000,
             patient,
+            enterprise_patient: None,
             resource,
         }
     }

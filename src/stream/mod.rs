@@ -39,6 +39,8 @@ pub struct StreamSettings {
     pub duplicate_window: Duration,
     /// The server's base URL: the events' `source`.
     pub source: String,
+    /// Whether the master patient index runs: events then name their enterprise patient.
+    pub mpi: bool,
     /// This process, as holder of the publisher's lease (several processes on one PostgreSQL:
     /// one publishes at a time, so the stream keeps the outbox's order).
     pub owner: String,
@@ -89,8 +91,12 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
             tokio::time::sleep(lease::RETRY).await;
             continue;
         }
-        let s = store.clone();
-        let batch = tokio::task::spawn_blocking(move || s.read(|c| outbox::unpublished(c, BATCH)))
+        let (s, mpi) = (store.clone(), settings.mpi);
+        let Batch {
+            changes: batch,
+            patients,
+            enterprise,
+        } = tokio::task::spawn_blocking(move || s.read(|c| Batch::read(c, mpi)))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -103,10 +109,13 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
         }
         let mut acks = Vec::with_capacity(batch.len());
         let mut done = Vec::with_capacity(batch.len());
-        for (p, v) in &batch {
+        for ((p, v), patient) in batch.iter().zip(&patients) {
             let content = v.as_ref().map(|v| &*v.content);
-            let patient = content
-                .and_then(|c| crate::store::audit::patient_in(&p.resource_type, &p.resource_id, c));
+            let patient = patient.as_deref();
+            let enterprise_patient = patient
+                .and_then(|p| p.strip_prefix("Patient/"))
+                .and_then(|id| enterprise.get(id))
+                .map(|g| format!("Patient/{g}"));
             let change = Change {
                 seq: p.seq,
                 resource_type: &p.resource_type,
@@ -116,7 +125,8 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
                 correlation_id: &p.correlation_id,
                 origin: &p.origin,
                 committed_at: p.created_at,
-                patient: patient.as_deref(),
+                patient,
+                enterprise_patient: enterprise_patient.as_deref(),
                 resource: match settings.payload {
                     Payload::Resource => content,
                     Payload::Reference => None,
@@ -196,5 +206,47 @@ impl Lease {
         }
         self.renewed = held.then(std::time::Instant::now);
         Ok(held)
+    }
+}
+
+/// A batch of unpublished changes, each with the patient it is about, and the enterprise
+/// patient of each such patient that has one.
+struct Batch {
+    changes: Vec<(outbox::Pending, Option<crate::store::versions::Version>)>,
+    patients: Vec<Option<String>>,
+    enterprise: std::collections::HashMap<String, String>,
+}
+
+impl Batch {
+    fn read(
+        c: &mut crate::store::DbConnection,
+        mpi: bool,
+    ) -> Result<Batch, crate::store::StoreError> {
+        let changes = outbox::unpublished(c, BATCH)?;
+        let patients: Vec<Option<String>> = changes
+            .iter()
+            .map(|(p, v)| {
+                let content = v.as_ref().map(|v| &*v.content)?;
+                crate::store::audit::patient_in(&p.resource_type, &p.resource_id, content)
+            })
+            .collect();
+        let enterprise = match mpi {
+            true => {
+                let ids: Vec<&str> = patients
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.strip_prefix("Patient/"))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                crate::identity::reading::enterprise_patients(c, &ids)?
+            }
+            false => Default::default(),
+        };
+        Ok(Batch {
+            changes,
+            patients,
+            enterprise,
+        })
     }
 }

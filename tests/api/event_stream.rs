@@ -488,3 +488,57 @@ async fn the_tail_command_prints_what_consumers_see() {
     assert_eq!(e["seq"], n + 1);
     assert_eq!(e["event"]["resourceId"], later.as_str());
 }
+
+/// With the master patient index on, an event about a record of a person with a golden record
+/// names that enterprise Patient too, and the golden record's own events name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_name_the_enterprise_patient_once_the_mpi_links_records() {
+    let nats = Nats::start().await;
+    let app = with_stream(crate::helpers::Backend::Sqlite, nats.url.clone()).await;
+    let patient = |mrn: &str| {
+        json!({"resourceType": "Patient",
+               "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5", "value": mrn}],
+               "name": [{"family": "Enterprise", "given": ["Michaela"]}],
+               "gender": "female", "birthDate": "1965-11-11",
+               "address": [{"line": ["8 Stanley Street"], "city": "Springfield", "postalCode": "62701"}]})
+    };
+    let (a, _) = app.create(&patient("E-1")).await;
+    app.create(&patient("E-2")).await;
+    let mut golden = String::new();
+    for _ in 0..100 {
+        let found = app
+            .get("/Patient?_tag=http://emrsync.org/fhir/CodeSystem/mpi|golden-record")
+            .await
+            .json();
+        if let Some(id) = found["entry"][0]["resource"]["id"].as_str() {
+            golden = id.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!golden.is_empty(), "the two records were linked");
+    let (obs, _) = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            "subject": {"reference": format!("Patient/{a}")}}))
+        .await;
+    let events = nats.events("EMRSYNC", outbox(&app).len() as u64).await;
+    let of = |id: &str| {
+        events
+            .iter()
+            .map(|(_, _, e)| e)
+            .filter(|e| e["resourceId"] == id)
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let enterprise = Value::String(format!("Patient/{golden}"));
+    let result = of(&obs);
+    assert_eq!(result[0]["patient"], format!("Patient/{a}"));
+    assert_eq!(result[0]["enterprisePatient"], enterprise, "{result:?}");
+    let own = of(&golden);
+    assert!(!own.is_empty());
+    assert!(
+        own.iter().all(|e| e["enterprisePatient"] == enterprise),
+        "{own:?}"
+    );
+}
