@@ -9,6 +9,7 @@ mod mllp;
 mod notify;
 mod search;
 mod stats;
+mod stream;
 mod sync_out;
 mod terminology;
 
@@ -113,6 +114,14 @@ pub struct BenchArgs {
     #[arg(long = "mllp", default_value = "127.0.0.1:2575")]
     pub mllp_addr: String,
 
+    /// The event stream's broker, for the `stream` scenario.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+
+    /// The event stream's name, for the `stream` scenario.
+    #[arg(long, default_value = "EMRSYNC")]
+    pub stream_name: String,
+
     /// A label printed with the figures (e.g. "sqlite", "postgres").
     #[arg(long, default_value = "")]
     pub label: String,
@@ -160,6 +169,9 @@ pub enum Scenario {
     Notify,
     /// One change matching `--fanout` subscriptions: the time until the last is notified.
     Fanout,
+    /// Observations created at `--rate` per second, read back from the event stream
+    /// (`--nats`, `--stream-name`): commit-to-consumer latency.
+    Stream,
     /// HL7v2 ADT messages over MLLP from `--clients` senders, each waiting for its ACK.
     Mllp,
     /// HL7v2 ORU^R01 lab results with the lab's own codes (five OBX each, local test codes and
@@ -319,6 +331,7 @@ impl Target {
                 (ok && answered, 1)
             }
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
+            Scenario::Stream => unreachable!("run by bench::stream"),
             Scenario::Export => unreachable!("run by bench::export"),
             Scenario::Mllp | Scenario::MllpLab | Scenario::MllpNotify | Scenario::SyncOut => {
                 unreachable!("run by bench::mllp and bench::sync_out")
@@ -463,6 +476,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let shared = Arc::new(target);
         if *scenario == Scenario::Notify {
             notify::notify(shared.clone(), args.subscriptions, args.rate, args.seconds).await?;
+            target = Arc::into_inner(shared).expect("every writer task has finished");
+            continue;
+        }
+        if *scenario == Scenario::Stream {
+            let broker = stream::Broker {
+                url: &args.nats,
+                stream: &args.stream_name,
+            };
+            stream::run(shared.clone(), broker, args.rate, args.seconds).await?;
             target = Arc::into_inner(shared).expect("every writer task has finished");
             continue;
         }
