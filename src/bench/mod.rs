@@ -169,8 +169,9 @@ pub enum Scenario {
     Notify,
     /// One change matching `--fanout` subscriptions: the time until the last is notified.
     Fanout,
-    /// Observations created at `--rate` per second, read back from the event stream
-    /// (`--nats`, `--stream-name`): commit-to-consumer latency.
+    /// Observations written at `--rate` per second in transactions of `--bundle-size` (1:
+    /// single creates), read back from the event stream (`--nats`, `--stream-name`):
+    /// commit-to-consumer latency.
     Stream,
     /// HL7v2 ADT messages over MLLP from `--clients` senders, each waiting for its ACK.
     Mllp,
@@ -484,7 +485,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 url: &args.nats,
                 stream: &args.stream_name,
             };
-            stream::run(shared.clone(), broker, args.rate, args.seconds).await?;
+            let load = (args.rate, args.bundle_size, args.seconds);
+            stream::run(shared.clone(), broker, load).await?;
             target = Arc::into_inner(shared).expect("every writer task has finished");
             continue;
         }

@@ -1,8 +1,8 @@
 //! Event stream figures: how long from a committed write to its event being readable by a
-//! consumer of the JetStream stream (`stream`: Observations created at a fixed rate, read by
-//! an ordered consumer in the bench process). The write's response is sent after its commit,
-//! so the time from the response to the event is an upper bound of what the stream adds;
-//! the time from sending the write is printed too.
+//! consumer of the JetStream stream (`stream`: Observations written at a fixed rate, in
+//! transactions of `--bundle-size`, read by an ordered consumer in the bench process). The
+//! write's response is sent after its commit, so the time from the response to the event is
+//! an upper bound of what the stream adds; the time from sending the write is printed too.
 
 use super::notify::{create, percentile};
 use super::{JsonFhir, Target};
@@ -20,16 +20,17 @@ pub struct Broker<'a> {
     pub stream: &'a str,
 }
 
-/// One write: the Observation's id, when it was sent, when its response came, whether it
+/// One write: the Observations' ids, when it was sent, when its response came, whether it
 /// succeeded.
-type Sent = (String, Instant, Instant, bool);
+type Sent = (Vec<String>, Instant, Instant, bool);
 
+/// `rate` Observations a second for `seconds`, in transactions of `bundle` (1: single creates).
 pub async fn run(
     t: Arc<Target>,
     broker: Broker<'_>,
-    rate: u64,
-    seconds: u64,
+    (rate, bundle, seconds): (u64, usize, u64),
 ) -> anyhow::Result<()> {
+    let bundle = bundle.max(1);
     // the consumer first, from what comes next
     let client = async_nats::connect(broker.url).await?;
     let js = async_nats::jetstream::new(client);
@@ -42,7 +43,6 @@ pub async fn run(
     })?;
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: "*.Observation.>".into(),
             deliver_policy: DeliverPolicy::New,
             ..Default::default()
         })
@@ -55,6 +55,7 @@ pub async fn run(
             while let Some(Ok(m)) = messages.next().await {
                 let at = Instant::now();
                 if let Ok(e) = serde_json::from_slice::<Value>(&m.payload)
+                    && e["resourceType"] == "Observation"
                     && let Some(id) = e["resourceId"].as_str()
                 {
                     arrivals
@@ -74,29 +75,55 @@ pub async fn run(
     let subject = format!("Patient/{}", patient["id"].as_str().unwrap_or(""));
 
     let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
-    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
+    let writes_a_second = (rate / bundle as u64).max(1);
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / writes_a_second));
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     let mut n = 0u64;
     while Instant::now() < end {
         tick.tick().await;
-        n += 1;
-        let body = json!({"resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
-            "subject": {"reference": subject},
-            "valueQuantity": {"value": 70 + n % 60, "unit": "mg/dL",
-                "system": "http://unitsofmeasure.org", "code": "mg/dL"}});
+        let observations: Vec<Value> = (0..bundle)
+            .map(|_| {
+                n += 1;
+                json!({"resourceType": "Observation", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+                    "subject": {"reference": subject},
+                    "valueQuantity": {"value": 70 + n % 60, "unit": "mg/dL",
+                        "system": "http://unitsofmeasure.org", "code": "mg/dL"}})
+            })
+            .collect();
         let (t, sent) = (t.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let at = Instant::now();
-            let req = t
-                .request(reqwest::Method::POST, "Observation")
-                .json_fhir(&body);
-            let (ok, resp) = t.send(req, StatusCode::CREATED).await;
-            let id = resp["id"].as_str().unwrap_or("").to_string();
+            let (ok, ids) = match bundle {
+                1 => {
+                    let req = t
+                        .request(reqwest::Method::POST, "Observation")
+                        .json_fhir(&observations[0]);
+                    let (ok, resp) = t.send(req, StatusCode::CREATED).await;
+                    (ok, vec![resp["id"].as_str().unwrap_or("").to_string()])
+                }
+                _ => {
+                    let entries: Vec<Value> = observations
+                        .into_iter()
+                        .map(|o| json!({"resource": o, "request": {"method": "POST", "url": "Observation"}}))
+                        .collect();
+                    let body = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+                    let req = t.request(reqwest::Method::POST, "").json_fhir(&body);
+                    let (ok, resp) = t.send(req, StatusCode::OK).await;
+                    let ids = resp["entry"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e["response"]["location"].as_str())
+                        .filter_map(|l| l.split('/').nth(1).map(str::to_string))
+                        .collect();
+                    (ok, ids)
+                }
+            };
             sent.lock()
                 .expect("not poisoned")
-                .push((id, at, Instant::now(), ok));
+                .push((ids, at, Instant::now(), ok));
         }));
     }
     for task in tasks {
@@ -108,7 +135,11 @@ pub async fn run(
     loop {
         let missing = {
             let a = arrivals.lock().expect("not poisoned");
-            sent.iter().filter(|s| s.3 && !a.contains_key(&s.0)).count()
+            sent.iter()
+                .filter(|s| s.3)
+                .flat_map(|s| &s.0)
+                .filter(|id| !a.contains_key(*id))
+                .count()
         };
         if missing == 0 || Instant::now() > deadline {
             break;
@@ -120,17 +151,19 @@ pub async fn run(
     let mut missing = 0;
     {
         let a = arrivals.lock().expect("not poisoned");
-        for (id, at, answered, ok) in &sent {
+        for (ids, at, answered, ok) in &sent {
             if !ok {
                 continue;
             }
             writes.push(answered.saturating_duration_since(*at));
-            match a.get(id) {
-                Some(arrived) => {
-                    added.push(arrived.saturating_duration_since(*answered));
-                    end_to_end.push(arrived.saturating_duration_since(*at));
+            for id in ids {
+                match a.get(id) {
+                    Some(arrived) => {
+                        added.push(arrived.saturating_duration_since(*answered));
+                        end_to_end.push(arrived.saturating_duration_since(*at));
+                    }
+                    None => missing += 1,
                 }
-                None => missing += 1,
             }
         }
     }
@@ -138,7 +171,7 @@ pub async fn run(
         v.sort_unstable();
     }
     println!(
-        "stream       {rate} writes/s offered for {seconds} s: {} writes ({} failed), {} on the stream, {missing} missing",
+        "stream       {rate} Observations/s offered for {seconds} s in writes of {bundle}: {} writes ({} failed), {} on the stream, {missing} missing",
         sent.len(),
         sent.iter().filter(|s| !s.3).count(),
         added.len()

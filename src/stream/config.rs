@@ -59,8 +59,9 @@ pub struct StreamArgs {
 /// Which broker and stream, and how emrsync proves who it is (the publisher and `stream tail`).
 #[derive(Args, Clone)]
 pub struct BrokerArgs {
-    /// The NATS JetStream broker (`nats://[user:password@]host:4222`, `tls://` for TLS):
-    /// `serve` publishes every committed change there, and does not publish without it.
+    /// The NATS JetStream broker (`nats://[user:password@]host:4222`, `tls://` for TLS; a
+    /// cluster's brokers comma-separated): `serve` publishes every committed change there, and
+    /// does not publish without it.
     #[arg(long = "stream", env = "EMRSYNC_STREAM")]
     pub url: Option<String>,
 
@@ -206,9 +207,11 @@ impl BrokerArgs {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
         let tls = url.starts_with("tls://") || self.ca_file.is_some();
+        // a cluster's seed brokers, comma-separated: any one of them up is enough to start
+        let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         options
             .require_tls(tls)
-            .connect(url)
+            .connect(seeds)
             .await
             .map_err(|e| format!("connecting: {e}"))
     }

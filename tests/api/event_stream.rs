@@ -183,7 +183,9 @@ pub fn outbox(app: &TestApp) -> Vec<(i64, Option<i64>)> {
 
 async fn every_change_is_published_once_in_order(backend: crate::helpers::Backend) {
     let nats = Nats::start().await;
-    let app = with_stream(backend, nats.url.clone()).await;
+    // a cluster's seed list, one of its brokers away
+    let seeds = format!("nats://127.0.0.1:{},{}", free_port(), nats.url);
+    let app = with_stream(backend, seeds).await;
     let (pat, _) = app
         .create(&json!({"resourceType": "Patient", "name": [{"family": "Streamed"}]}))
         .await;
