@@ -208,7 +208,11 @@ impl BrokerArgs {
         }
         let tls = url.starts_with("tls://") || self.ca_file.is_some();
         // a cluster's seed brokers, comma-separated: any one of them up is enough to start
-        let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let seeds: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         options
             .require_tls(tls)
             .connect(seeds)
