@@ -5,7 +5,7 @@
 
 use crate::event_stream::Nats;
 use crate::helpers::mint;
-use crate::process::{Server, free_port, wait_healthy};
+use crate::process::{Server, free_port, metric, wait_healthy};
 use diesel::prelude::*;
 use emrsync::config::StoreArgs;
 use emrsync::store::schema::outbox as o;
@@ -43,25 +43,6 @@ async fn all_published(store: &StoreArgs) -> Vec<i64> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("the outbox is not all published: {:?}", outbox(store));
-}
-
-async fn resent(http: &reqwest::Client, root: &str) -> f64 {
-    let page = http
-        .get(format!("{root}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    page.lines()
-        .find_map(|l| {
-            l.strip_prefix("emrsync_stream_resent_total ")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +137,7 @@ async fn a_killed_server_neither_loses_nor_repeats_a_change_on_the_stream() {
     // the broker recognised each resend: nothing more on the stream
     let mut dropped = 0.0;
     for _ in 0..40 {
-        dropped = resent(&http, &server.root).await;
+        dropped = metric(&http, &server.root, "emrsync_stream_resent_total").await;
         if dropped >= 20.0 {
             break;
         }

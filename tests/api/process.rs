@@ -86,3 +86,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A sample's value on `/metrics` of the server at `root`: `name` as the page writes it, labels
+/// included (`emrsync_outbox_depth{stage="stream"}`); 0 when the page has no such line yet.
+pub async fn metric(http: &reqwest::Client, root: &str, name: &str) -> f64 {
+    let page = http
+        .get(format!("{root}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

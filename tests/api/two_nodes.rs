@@ -4,7 +4,7 @@
 
 use crate::event_stream::Nats;
 use crate::helpers::{fresh_postgres_database, mint};
-use crate::process::{Server, free_port, wait_healthy};
+use crate::process::{Server, free_port, metric, wait_healthy};
 use crate::receiver::{Receiver, event_numbers, kind};
 use crate::subscriptions::subscription;
 use diesel::prelude::*;
@@ -193,21 +193,6 @@ impl Nodes {
     }
 }
 
-/// A counter's value on `/metrics` of the node at `root` (0 when it has not counted yet).
-async fn counter(http: &reqwest::Client, root: &str, name: &str) -> f64 {
-    let page = http
-        .get(format!("{root}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Both nodes run a publisher: one publishes (the other waits on its lease), so the stream
 /// gets each change once and no node does the work twice; when the publishing node is killed
 /// (SIGKILL), the other takes over once the lease runs out, and what was written meanwhile
@@ -232,13 +217,13 @@ async fn two_nodes_publish_each_change_once_and_one_takes_over_from_the_other() 
         .collect();
     assert_eq!(ids, seqs, "each change once, in outbox order");
     let published = [
-        counter(
+        metric(
             &nodes.http,
             &nodes.nodes[0].root,
             "emrsync_stream_published_total",
         )
         .await,
-        counter(
+        metric(
             &nodes.http,
             &nodes.nodes[1].root,
             "emrsync_stream_published_total",
@@ -251,19 +236,11 @@ async fn two_nodes_publish_each_change_once_and_one_takes_over_from_the_other() 
         "one node published, once: {published:?}"
     );
     // the backlog is on the page, and nothing is waiting
-    let page = nodes
-        .http
-        .get(format!("{}/metrics", nodes.nodes[0].root))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        page.contains("emrsync_outbox_depth{stage=\"stream\"} 0"),
-        "{page}"
-    );
+    let (http, a) = (&nodes.http, &nodes.nodes[0].root);
+    let backlog = r#"emrsync_outbox_depth{stage="stream"}"#;
+    let page = http.get(format!("{a}/metrics")).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains(&format!("{backlog} 0")), "{page}");
     let publisher = usize::from(published[1] > 0.0);
     assert_eq!(published[1 - publisher], 0.0, "{published:?}");
 
@@ -284,7 +261,7 @@ async fn two_nodes_publish_each_change_once_and_one_takes_over_from_the_other() 
         .map(|(_, id, _)| id.parse().unwrap())
         .collect();
     assert_eq!(ids, seqs, "each change once, in outbox order");
-    let by_survivor = counter(
+    let by_survivor = metric(
         &nodes.http,
         &nodes.nodes[survivor].root,
         "emrsync_stream_published_total",
