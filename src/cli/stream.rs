@@ -171,7 +171,11 @@ fn instant(since: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     let span = humantime::parse_duration(since).map_err(|_| {
         anyhow::anyhow!("--since {since}: neither an RFC 3339 instant nor a span such as 15m")
     })?;
-    Ok(chrono::Utc::now() - chrono::Duration::from_std(span)?)
+    // a span past the calendar's start is refused, not a panic
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        .ok_or_else(|| anyhow::anyhow!("--since {since}: too long ago"))
 }
 
 #[cfg(test)]
@@ -185,5 +189,6 @@ mod tests {
         let ago = chrono::Utc::now() - instant("15m").unwrap();
         assert!((ago.num_seconds() - 900).abs() < 5, "{ago}");
         assert!(instant("yesterday-ish").is_err());
+        assert!(instant("1000000years").is_err());
     }
 }
