@@ -106,6 +106,28 @@ fn describe() {
         Unit::Seconds,
         "Age of the oldest change not yet dispatched"
     );
+    describe_counter!(
+        "emrsync_stream_published_total",
+        "Changes the event stream's broker acknowledged as new"
+    );
+    describe_counter!(
+        "emrsync_stream_resent_total",
+        "Changes published again that the broker had already (dropped as duplicates)"
+    );
+    describe_counter!(
+        "emrsync_stream_skipped_total",
+        "Changes too big for the event stream's broker, skipped"
+    );
+    describe_histogram!(
+        "emrsync_stream_lag_seconds",
+        Unit::Seconds,
+        "From a change's commit to the event stream's broker acknowledging it"
+    );
+    describe_histogram!(
+        "emrsync_stream_step_seconds",
+        Unit::Seconds,
+        "The event stream publisher's steps per batch: read, publish (to the acknowledgements), mark"
+    );
     describe_gauge!(
         "emrsync_process_resident_memory_bytes",
         Unit::Bytes,

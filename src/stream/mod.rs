@@ -12,9 +12,11 @@ pub mod config;
 pub mod envelope;
 pub mod outbox;
 
+use crate::fhir::resource::now_micros;
 use crate::store::{Store, lease};
 use async_nats::jetstream;
 use envelope::{Change, Payload};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Changes read and published per turn (their acknowledgements awaited together).
@@ -72,16 +74,25 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String> {
     let client = settings.connection.connect(&settings.url).await?;
     let js = jetstream::new(client);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: settings.name.clone(),
-        subjects: vec![format!("{}.>", settings.prefix)],
-        max_age: settings.max_age,
-        num_replicas: settings.replicas,
-        duplicate_window: settings.duplicate_window,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("the stream {}: {e}", settings.name))?;
+    let subjects = format!("{}.>", settings.prefix);
+    let mut stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: settings.name.clone(),
+            subjects: vec![subjects.clone()],
+            max_age: settings.max_age,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("the stream {}: {e}", settings.name))?;
+    let found = stream
+        .info()
+        .await
+        .map_err(|e| format!("the stream {}: {e}", settings.name))?
+        .config
+        .clone();
+    check(&found, settings, &subjects)?;
     tracing::info!(stream = %settings.name, url = %crate::store::db::redacted(&settings.url), "publishing the event stream");
     let mut changes = store.changes();
     let mut lease = Lease::of(store).await?;
@@ -92,6 +103,7 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
             continue;
         }
         let (s, mpi) = (store.clone(), settings.mpi);
+        let read_at = std::time::Instant::now();
         let Batch {
             changes: batch,
             patients,
@@ -107,6 +119,8 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
             }
             continue;
         }
+        step("read", read_at);
+        let publish_at = std::time::Instant::now();
         let mut acks = Vec::with_capacity(batch.len());
         let mut done = Vec::with_capacity(batch.len());
         for ((p, v), patient) in batch.iter().zip(&patients) {
@@ -149,6 +163,8 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
             }
         }
         let (mut new, mut resent) = (0u64, 0u64);
+        let committed: HashMap<i64, i64> =
+            batch.iter().map(|(p, _)| (p.seq, p.created_at)).collect();
         for (seq, ack) in acks {
             let ack = ack
                 .await
@@ -159,16 +175,67 @@ async fn publish(store: &Store, settings: &StreamSettings) -> Result<(), String>
                 true => resent += 1,
                 false => new += 1,
             }
+            if let Some(at) = committed.get(&seq) {
+                let lag = (now_micros() - at).max(0) as f64 / 1e6;
+                metrics::histogram!("emrsync_stream_lag_seconds").record(lag);
+            }
             done.push(seq);
         }
-        let s = store.clone();
+        step("publish", publish_at);
+        let (s, mark_at) = (store.clone(), std::time::Instant::now());
         tokio::task::spawn_blocking(move || s.write_rows(|c| outbox::published(c, &done)))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        step("mark", mark_at);
         metrics::counter!("emrsync_stream_published_total").increment(new);
         metrics::counter!("emrsync_stream_resent_total").increment(resent);
     }
+}
+
+/// A stream that existed before emrsync started is used as it is, but only if it takes
+/// emrsync's subjects (else every publish would be refused: said once, with both lists); limits
+/// that differ from the settings are the operator's choice, and said.
+fn check(
+    found: &jetstream::stream::Config,
+    settings: &StreamSettings,
+    subjects: &str,
+) -> Result<(), String> {
+    if !found.subjects.iter().any(|s| covers(s, &settings.prefix)) {
+        return Err(format!(
+            "the stream {} exists with subjects {:?}, none of which takes {subjects}: add it to the stream or choose another --stream-name or --stream-prefix",
+            settings.name, found.subjects
+        ));
+    }
+    if found.max_age != settings.max_age || found.num_replicas != settings.replicas {
+        tracing::warn!(stream = %settings.name, max_age = ?found.max_age, replicas = found.num_replicas,
+            "the stream exists with other limits than --stream-max-age-hours and --stream-replicas; it keeps its own");
+    }
+    Ok(())
+}
+
+/// Whether the subject filter `pattern` takes every subject emrsync publishes under `prefix`
+/// (`prefix.<type>.<partition>`): `>`, `prefix.>`, `prefix.*.*`, or these with `*` for some of
+/// the prefix's tokens.
+fn covers(pattern: &str, prefix: &str) -> bool {
+    let wanted: Vec<Option<&str>> = prefix.split('.').map(Some).chain([None, None]).collect();
+    let tokens: Vec<&str> = pattern.split('.').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        match (*token, wanted.get(i)) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (t, Some(Some(w))) if t == *w => {}
+            _ => return false,
+        }
+    }
+    tokens.len() == wanted.len()
+}
+
+/// How long one step of a batch took (`read` the outbox, `publish` and await the broker's
+/// acknowledgements, `mark` them published): where the stream's lag comes from.
+fn step(name: &'static str, since: std::time::Instant) {
+    metrics::histogram!("emrsync_stream_step_seconds", "step" => name)
+        .record(since.elapsed().as_secs_f64());
 }
 
 /// The publisher's lease when processes share the database: taken before a batch, renewed
@@ -214,7 +281,7 @@ impl Lease {
 struct Batch {
     changes: Vec<(outbox::Pending, Option<crate::store::versions::Version>)>,
     patients: Vec<Option<String>>,
-    enterprise: std::collections::HashMap<String, String>,
+    enterprise: HashMap<String, String>,
 }
 
 impl Batch {
@@ -248,5 +315,26 @@ impl Batch {
             patients,
             enterprise,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn a_filter_covers_the_prefix_only_with_a_tail_wildcard_after_it() {
+        assert!(covers(">", "emrsync"));
+        assert!(covers("emrsync.>", "emrsync"));
+        assert!(covers("*.>", "emrsync"));
+        assert!(covers("hub.*.>", "hub.east"));
+        assert!(covers("hub.>", "hub.east"));
+        assert!(!covers("emrsync", "emrsync"));
+        assert!(covers("emrsync.*.*", "emrsync"));
+        assert!(!covers("emrsync.*", "emrsync"));
+        assert!(!covers("emrsync.*.*.*", "emrsync"));
+        assert!(!covers("emrsync.Patient.>", "emrsync"));
+        assert!(!covers("elsewhere.>", "emrsync"));
+        assert!(!covers("hub.west.>", "hub.east"));
     }
 }

@@ -31,7 +31,7 @@ fn outbox(store: &StoreArgs) -> Vec<(i64, bool)> {
 
 /// The outbox's positions once all are published and no more come (the master patient
 /// index writes golden records after each Patient).
-async fn all_published(store: &StoreArgs) -> Vec<i64> {
+pub async fn all_published(store: &StoreArgs) -> Vec<i64> {
     let mut last = Vec::new();
     for _ in 0..120 {
         let rows = outbox(store);

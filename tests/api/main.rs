@@ -18,6 +18,7 @@ mod encrypted_database;
 mod event_stream;
 mod event_stream_consumer;
 mod event_stream_crash;
+mod event_stream_limits;
 mod event_stream_secure;
 mod everything;
 mod helpers;

@@ -33,16 +33,7 @@ impl Server {
 
 /// `emrsync serve` on `port` and `store`, with `extra` flags.
 pub fn start(port: u16, store: &StoreArgs, extra: &[&str]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emrsync"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(&store.data_dir)
-        .env(
-            "EMRSYNC_LOG",
-            std::env::var("EMRSYNC_TEST_CHILD_LOG_LEVEL").unwrap_or("warn".into()),
-        )
-        .stdout(Stdio::null());
+    let mut cmd = serve(port, store, extra);
     // the server's own log, kept when the test asks for it (a failure's first clue)
     match std::env::var("EMRSYNC_TEST_CHILD_LOG") {
         Ok(path) => {
@@ -57,9 +48,35 @@ pub fn start(port: u16, store: &StoreArgs, extra: &[&str]) -> Server {
             cmd.stderr(Stdio::null());
         }
     }
+    spawn(cmd, port)
+}
+
+/// `start`, its log (warnings and errors) written to `log` for the test to read.
+pub fn start_logged(port: u16, store: &StoreArgs, extra: &[&str], log: &std::path::Path) -> Server {
+    let mut cmd = serve(port, store, extra);
+    cmd.env("EMRSYNC_LOG", "warn")
+        .stderr(std::fs::File::create(log).unwrap());
+    spawn(cmd, port)
+}
+
+fn serve(port: u16, store: &StoreArgs, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emrsync"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(&store.data_dir)
+        .env(
+            "EMRSYNC_LOG",
+            std::env::var("EMRSYNC_TEST_CHILD_LOG_LEVEL").unwrap_or("warn".into()),
+        )
+        .stdout(Stdio::null());
     if let Some(url) = &store.database_url {
         cmd.args(["--database-url", url.expose()]);
     }
+    cmd
+}
+
+fn spawn(mut cmd: Command, port: u16) -> Server {
     Server {
         child: cmd.spawn().expect("the emrsync binary starts"),
         root: format!("http://127.0.0.1:{port}"),
