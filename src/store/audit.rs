@@ -180,13 +180,13 @@ pub fn flush(conn: &mut DbConnection, entries: &[Entry]) -> Result<usize, StoreE
         .limit(SEAL_BATCH)
         .select(Row::as_select())
         .load(conn)?;
+    let mut seals = Vec::with_capacity(unsealed.len());
     for r in &unsealed {
         pos += 1;
         hash = digest(&hash, pos, &fields!(r));
-        diesel::update(a::table.find(r.seq))
-            .set((a::chain_pos.eq(pos), a::hash.eq(&hash)))
-            .execute(conn)?;
+        seals.push((r.seq, pos, hash.clone()));
     }
+    seal_rows(conn, &seals)?;
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
         pos += 1;
@@ -195,6 +195,36 @@ pub fn flush(conn: &mut DbConnection, entries: &[Entry]) -> Result<usize, StoreE
     }
     insert(conn, &rows)?;
     Ok(unsealed.len() + entries.len())
+}
+
+/// Give each row (`seq`) its place and hash. On PostgreSQL in one statement per thousand
+/// rows: a statement per row is a round trip per row, and a busy server's writes leave a
+/// thousand a second to seal; SQLite's statements are calls in this process.
+fn seal_rows(conn: &mut DbConnection, seals: &[(i64, i64, String)]) -> Result<(), StoreError> {
+    match conn {
+        DbConnection::Pg(c) => {
+            use diesel::sql_types::{Array, BigInt, Text};
+            for chunk in seals.chunks(1000) {
+                diesel::sql_query(
+                    "UPDATE audit_events AS a SET chain_pos = v.pos, hash = v.hash \
+                     FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS v(seq, pos, hash) \
+                     WHERE a.seq = v.seq",
+                )
+                .bind::<Array<BigInt>, _>(chunk.iter().map(|s| s.0).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(chunk.iter().map(|s| s.1).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(chunk.iter().map(|s| s.2.as_str()).collect::<Vec<_>>())
+                .execute(c)?;
+            }
+        }
+        DbConnection::Sqlite(c) => {
+            for (seq, pos, hash) in seals {
+                diesel::update(a::table.find(seq))
+                    .set((a::chain_pos.eq(pos), a::hash.eq(hash)))
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Insert `entries` unsealed (the flusher seals them): when the queue is full or gone.

@@ -356,11 +356,23 @@ async fn only_an_audit_scope_reads_the_trail() {
     assert_eq!(r.status, 405, "{}", r.text);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chain_finds_a_row_edited_or_removed() {
+mod the_chain_finds_a_row_edited_or_removed {
+    use crate::helpers::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::the_chain_finds_a_row_edited_or_removed(Backend::Sqlite).await
+    }
+    // sealed there by one statement per batch, not per row
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::the_chain_finds_a_row_edited_or_removed(Backend::Postgres).await
+    }
+}
+
+async fn the_chain_finds_a_row_edited_or_removed(backend: Backend) {
     use diesel::prelude::*;
     use emrsync::store::schema::audit_events as a;
-    let app = spawn(Backend::Sqlite).await;
+    let app = spawn(backend).await;
     for n in 0..5 {
         app.post(
             "Patient",
@@ -388,12 +400,12 @@ async fn the_chain_finds_a_row_edited_or_removed() {
     assert!(clean.rows >= 10);
     // the CLI says the same, and exports the trail as ndjson
     let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(app.dir.path())
-            .output()
-            .unwrap()
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"));
+        cmd.args(args).arg("--data-dir").arg(app.dir.path());
+        if let emrsync::store::Database::Postgres(url) = &app.database {
+            cmd.args(["--database-url", url.expose()]);
+        }
+        cmd.output().unwrap()
     };
     let ok = cli(&["audit", "verify"]);
     assert!(

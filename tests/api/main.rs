@@ -16,6 +16,7 @@ mod crud;
 mod dashboard;
 mod encrypted_database;
 mod event_stream;
+mod event_stream_cluster;
 mod event_stream_consumer;
 mod event_stream_crash;
 mod event_stream_limits;
