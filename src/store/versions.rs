@@ -277,12 +277,22 @@ pub fn version(
 }
 
 /// Many versions at once, by (type, id, version): one query instead of one per version (the
-/// subscription dispatcher reads a batch of changes this way). Absent ones are left out.
+/// subscription dispatcher, the router and the stream's publisher read a batch of changes this
+/// way). Absent ones are left out.
 pub fn versions(
     conn: &mut DbConnection,
     keys: &[(&str, &str, i64)],
 ) -> Result<Vec<Version>, StoreError> {
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
     let mut out = Vec::with_capacity(keys.len());
+    if let DbConnection::Pg(pg) = conn {
+        for chunk in keys.chunks(1000) {
+            out.extend(versions_pg(pg, chunk)?);
+        }
+        return Ok(out);
+    }
     for chunk in keys.chunks(300) {
         let mut types: Vec<&str> = chunk.iter().map(|k| k.0).collect();
         types.sort_unstable();
@@ -303,6 +313,55 @@ pub fn versions(
         );
     }
     Ok(out)
+}
+
+/// On PostgreSQL the keys are a relation joined to the unique (type, id, version) index: one
+/// row per key whatever the statistics say. Three `= ANY` lists, planned while the table was
+/// small (a new database, before its first ANALYZE), read every version of the type and
+/// filtered: 5-50 ms a batch, growing with the table, where the index takes 0.2 ms. Not a
+/// cached prepared statement either, so it is planned with the keys in hand.
+fn versions_pg(
+    pg: &mut diesel::PgConnection,
+    keys: &[(&str, &str, i64)],
+) -> Result<Vec<Version>, StoreError> {
+    use diesel::sql_types::{Array, BigInt, Text};
+    #[derive(QueryableByName)]
+    #[diesel(table_name = resource_versions)]
+    struct Row {
+        seq: i64,
+        resource_type: String,
+        resource_id: String,
+        version_id: i64,
+        last_updated: i64,
+        method: String,
+        deleted: bool,
+        content: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT v.seq, v.resource_type, v.resource_id, v.version_id, v.last_updated, v.method, \
+         v.deleted, v.content FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k(t, i, n) \
+         JOIN resource_versions v ON v.resource_type = k.t AND v.resource_id = k.i \
+         AND v.version_id = k.n",
+    )
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .load(pg)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            to_version((
+                r.seq,
+                r.resource_type,
+                r.resource_id,
+                r.version_id,
+                r.last_updated,
+                r.method,
+                r.deleted,
+                r.content,
+            ))
+        })
+        .collect())
 }
 
 /// Which history to read: system (no type), type, or instance; newest first.
