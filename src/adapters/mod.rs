@@ -1,3 +1,4 @@
 //! Adapters between legacy interfaces and the canonical FHIR store.
 
 pub mod hl7v2;
+pub mod vendor;

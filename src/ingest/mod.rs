@@ -50,6 +50,9 @@ pub enum Channel {
     Terminology,
     /// The server's operations writing its own resources (alerts as Communications).
     Ops,
+    /// A vendor's REST/JSON API or file drop, read by its source definition
+    /// (`adapters::vendor`).
+    Vendor,
 }
 
 /// Where resources came from: what the source-of-truth rules and the identity links are
@@ -73,6 +76,7 @@ impl Source {
         match self.channel {
             Channel::Hl7v2 => Some(format!("hl7v2 {}", self.system)),
             Channel::Rest => Some(format!("client {}", self.system)),
+            Channel::Vendor => Some(format!("vendor {}", self.system)),
             Channel::Mpi | Channel::Load | Channel::Terminology | Channel::Ops => None,
         }
     }

@@ -385,6 +385,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    vendor_cursors (source, record_type) {
+        source -> Text,
+        record_type -> Text,
+        cursor -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    vendor_exceptions (seq) {
+        seq -> BigInt,
+        source -> Text,
+        record_type -> Text,
+        vendor_key -> Nullable<Text>,
+        record -> Text,
+        element -> Text,
+        path -> Text,
+        reason -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        resolved_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     route_messages (seq) {
         seq -> BigInt,
         target -> Text,

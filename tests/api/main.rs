@@ -82,3 +82,4 @@ mod tls;
 mod topics;
 mod two_nodes;
 mod validation;
+mod vendor_pages;

@@ -1,0 +1,2 @@
+DROP TABLE vendor_exceptions;
+DROP TABLE vendor_cursors;

@@ -1,0 +1,324 @@
+//! A page of a source's records, applied: each record mapped (`mapping`) and accepted by the
+//! ingest path like any write; what was made is written, with where the reading stands after
+//! the page (its cursor) and the records that were refused (the exception queue, each whole
+//! with the element and JSONPath at fault), in one transaction. A crash before the commit
+//! leaves the cursor where it was and the page is read again; after it, the next page follows:
+//! no record is lost or applied twice.
+//!
+//! A page whose write the store refuses as a whole (a record its rules hold back: another
+//! source owns that domain) is applied again record by record, each refused one to the
+//! exception queue, the cursor and the queue written last: a record applied again after a
+//! crash there says what its resource already says, and is not written again.
+
+use super::mapping::{Context, Maps, Refused};
+use crate::auth::Grant;
+use crate::fhir::resource::now_micros;
+use crate::ingest::restate::{Plain, Stated, Unit, restate_all};
+use crate::ingest::{Channel, Ingest, IngestError, Source, Writer};
+use crate::store::schema::{vendor_cursors as vc, vendor_exceptions as ve};
+use crate::store::{Actor, DbConnection, StoreError, Tx};
+use diesel::prelude::*;
+use serde_json::Value;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+/// One page of records of one type.
+pub struct Page<'a> {
+    pub record_type: &'a str,
+    pub records: &'a [Value],
+    /// Where the reading stands after this page (the source's next-page token, the newest
+    /// change time seen): what the next poll starts from. `None` keeps it where it was.
+    pub cursor: Option<String>,
+}
+
+/// What a page came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Records mapped and accepted (written, or found to say what their resource says).
+    pub accepted: usize,
+    /// Records sent to the exception queue.
+    pub refused: usize,
+}
+
+/// A record that did not go in, as the exception queue keeps it.
+struct Exception {
+    vendor_key: Option<String>,
+    record: String,
+    refused: Refused,
+}
+
+/// Apply `page` of source `source` (whose maps are `maps`).
+pub fn apply(
+    ingest: &Ingest,
+    source: &str,
+    maps: &Maps,
+    cx: &Context<'_>,
+    page: &Page<'_>,
+) -> Result<Applied, StoreError> {
+    let writer = writer(ingest, source);
+    let mut resources = Vec::with_capacity(page.records.len());
+    let mut exceptions = Vec::new();
+    for record in page.records {
+        match made(maps, page.record_type, record, cx, &writer) {
+            Ok(r) => resources.push((record, r)),
+            Err(refused) => exceptions.push(exception(maps, page, record, refused)),
+        }
+    }
+    let (records, resources): (Vec<&Value>, Vec<Stated>) = resources.into_iter().unzip();
+    let unit = PageUnit {
+        source,
+        page,
+        exceptions: &exceptions,
+    };
+    let applied = Applied {
+        accepted: resources.len(),
+        refused: exceptions.len(),
+    };
+    match restate_all(&ingest.store, &writer, &resources, &unit) {
+        Ok(()) => Ok(applied),
+        Err(StoreError::Invalid(_)) => {
+            let made = records.into_iter().zip(resources).collect();
+            one_by_one(ingest, (&writer, maps), made, exceptions, (source, page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The page again, each record alone: those the store refuses join the exception queue.
+fn one_by_one(
+    ingest: &Ingest,
+    (writer, maps): (&Writer, &Maps),
+    made: Vec<(&Value, Stated)>,
+    mut exceptions: Vec<Exception>,
+    (source, page): (&str, &Page<'_>),
+) -> Result<Applied, StoreError> {
+    let mut accepted = 0;
+    for (record, r) in made {
+        match restate_all(&ingest.store, writer, std::slice::from_ref(&r), &Plain) {
+            Ok(()) => accepted += 1,
+            Err(StoreError::Invalid(issues)) => exceptions.push(Exception {
+                vendor_key: maps.key_of(page.record_type, record),
+                record: record.to_string(),
+                refused: Refused {
+                    element: issues
+                        .first()
+                        .and_then(|i| i.expression.clone())
+                        .unwrap_or_else(|| r.rtype.to_string()),
+                    path: "$".into(),
+                    reason: format!(
+                        "the store refused the {}: {}",
+                        r.rtype,
+                        issues
+                            .iter()
+                            .map(|i| i.diagnostics.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                },
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    let unit = PageUnit {
+        source,
+        page,
+        exceptions: &exceptions,
+    };
+    restate_all(&ingest.store, writer, &[], &unit)?;
+    Ok(Applied {
+        accepted,
+        refused: exceptions.len(),
+    })
+}
+
+/// The writer of a source's records: the source, by name, held to everything on the ingest
+/// path but a token's scopes (its definition is the operator's).
+fn writer(ingest: &Ingest, source: &str) -> Writer {
+    ingest.writer(
+        Arc::new(Grant::unrestricted()),
+        Actor::Named(format!("vendor {source}")),
+        Source {
+            channel: Channel::Vendor,
+            system: source.to_string(),
+            reviewed_by: None,
+        },
+        crate::store::new_correlation_id(),
+    )
+}
+
+/// The resource a record makes, mapped and accepted (valid R4, codes normalised).
+fn made(
+    maps: &Maps,
+    record_type: &str,
+    record: &Value,
+    cx: &Context<'_>,
+    writer: &Writer,
+) -> Result<Stated, Refused> {
+    let stated = maps.map(record_type, record, cx)?;
+    let accepted = writer
+        .accept(stated.body, stated.rtype, false)
+        .map_err(|e| match e {
+            IngestError::Invalid(issues) => Refused {
+                element: issues
+                    .first()
+                    .and_then(|i| i.expression.clone())
+                    .unwrap_or_else(|| stated.rtype.to_string()),
+                path: "$".into(),
+                reason: format!(
+                    "the {} mapped is not valid FHIR: {}",
+                    stated.rtype,
+                    issues
+                        .iter()
+                        .map(|i| i.diagnostics.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            },
+            other => Refused {
+                element: stated.rtype.to_string(),
+                path: "$".into(),
+                reason: other.to_string(),
+            },
+        })?;
+    Ok(Stated {
+        body: accepted.resource,
+        ..stated
+    })
+}
+
+fn exception(maps: &Maps, page: &Page<'_>, record: &Value, refused: Refused) -> Exception {
+    Exception {
+        vendor_key: maps.key_of(page.record_type, record),
+        record: record.to_string(),
+        refused,
+    }
+}
+
+/// The page's own work in its transaction: the cursor, the exceptions.
+struct PageUnit<'a> {
+    source: &'a str,
+    page: &'a Page<'a>,
+    exceptions: &'a [Exception],
+}
+
+impl Unit for PageUnit<'_> {
+    type Done = ();
+    type Seen = ();
+
+    fn look(&self, _: &mut Tx) -> Result<ControlFlow<(), ()>, StoreError> {
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn finish(&self, tx: &mut Tx, _: (), _: Vec<String>) -> Result<(), StoreError> {
+        let now = now_micros();
+        if let Some(cursor) = &self.page.cursor {
+            set_cursor(tx.conn, self.source, self.page.record_type, cursor, now)?;
+        }
+        for e in self.exceptions {
+            // a record waiting in the queue as it is (a source that sends its last change
+            // again at the start of the next page) is not queued twice
+            let mut same = ve::table
+                .filter(ve::source.eq(self.source))
+                .filter(ve::record_type.eq(self.page.record_type))
+                .filter(ve::status.eq("open"))
+                .filter(ve::record.eq(&e.record))
+                .into_boxed();
+            same = match &e.vendor_key {
+                Some(k) => same.filter(ve::vendor_key.eq(k)),
+                None => same.filter(ve::vendor_key.is_null()),
+            };
+            let waiting: i64 = same.count().get_result(tx.conn)?;
+            if waiting > 0 {
+                continue;
+            }
+            diesel::insert_into(ve::table)
+                .values((
+                    ve::source.eq(self.source),
+                    ve::record_type.eq(self.page.record_type),
+                    ve::vendor_key.eq(&e.vendor_key),
+                    ve::record.eq(&e.record),
+                    ve::element.eq(&e.refused.element),
+                    ve::path.eq(&e.refused.path),
+                    ve::reason.eq(&e.refused.reason),
+                    ve::status.eq("open"),
+                    ve::created_at.eq(now),
+                ))
+                .execute(tx.conn)?;
+        }
+        Ok(())
+    }
+}
+
+fn set_cursor(
+    conn: &mut DbConnection,
+    source: &str,
+    record_type: &str,
+    cursor: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let changed = diesel::update(
+        vc::table
+            .filter(vc::source.eq(source))
+            .filter(vc::record_type.eq(record_type)),
+    )
+    .set((vc::cursor.eq(cursor), vc::updated_at.eq(now)))
+    .execute(conn)?;
+    if changed == 0 {
+        diesel::insert_into(vc::table)
+            .values((
+                vc::source.eq(source),
+                vc::record_type.eq(record_type),
+                vc::cursor.eq(cursor),
+                vc::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Where the reading of `record_type` from `source` stands (`None`: from the start).
+pub fn cursor(
+    conn: &mut DbConnection,
+    source: &str,
+    record_type: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(vc::table
+        .filter(vc::source.eq(source))
+        .filter(vc::record_type.eq(record_type))
+        .select(vc::cursor)
+        .get_result(conn)
+        .optional()?)
+}
+
+/// An open exception as a person sees it.
+#[derive(Debug, Clone, Queryable, serde::Serialize)]
+pub struct Open {
+    pub seq: i64,
+    pub record_type: String,
+    pub vendor_key: Option<String>,
+    pub record: String,
+    pub element: String,
+    pub path: String,
+    pub reason: String,
+    pub created_at: i64,
+}
+
+/// The open exceptions of `source`, oldest first.
+pub fn open(conn: &mut DbConnection, source: &str, limit: i64) -> Result<Vec<Open>, StoreError> {
+    Ok(ve::table
+        .filter(ve::source.eq(source))
+        .filter(ve::status.eq("open"))
+        .order(ve::seq.asc())
+        .limit(limit)
+        .select((
+            ve::seq,
+            ve::record_type,
+            ve::vendor_key,
+            ve::record,
+            ve::element,
+            ve::path,
+            ve::reason,
+            ve::created_at,
+        ))
+        .load(conn)?)
+}

@@ -1,0 +1,163 @@
+//! A vendor source's pages applied to a real store (issue 25, first part): each record mapped
+//! by its map (data), accepted like any write and written with the page's cursor in one
+//! transaction; a record that cannot be mapped waits in the exception queue, whole, with the
+//! element and the JSONPath at fault, and the rest of its page goes on. Restated records are
+//! not written again; a record another refers to is found by its vendor id.
+
+use crate::helpers::{Backend, fresh_postgres_database};
+use emrsync::adapters::hl7v2::zone::Zone;
+use emrsync::adapters::vendor::mapping::{Context, Maps, RecordMap};
+use emrsync::adapters::vendor::page::{self, Applied, Page};
+use emrsync::config::{Settings, StoreArgs};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+fn maps() -> Maps {
+    let records: BTreeMap<String, RecordMap> = serde_json::from_value(json!({
+        "patient": {
+            "resourceType": "Patient", "key": "$.id",
+            "identifierSystem": "https://pm.example.org/patient-id",
+            "elements": [
+                {"to": "/name/0/family", "from": "$.last_name", "required": true},
+                {"to": "/name/0/given/0", "from": "$.first_name"},
+                {"to": "/birthDate", "from": "$.dob", "date": "%m/%d/%Y"},
+                {"to": "/gender", "from": "$.sex", "codes": {"M": "male", "F": "female"},
+                 "otherwise": "unknown"}
+            ]
+        },
+        "appointment": {
+            "resourceType": "Appointment", "key": "$.id",
+            "identifierSystem": "https://pm.example.org/appointment-id",
+            "elements": [
+                {"to": "/status", "from": "$.state", "codes": {"scheduled": "booked"}},
+                {"to": "/participant/0/actor", "from": "$.patient_id", "reference": "patient"},
+                {"to": "/participant/0/status", "value": "accepted"}
+            ]
+        }
+    }))
+    .unwrap();
+    Maps::compile("pm", records).unwrap()
+}
+
+fn id_of(t: &str, system: &str, value: &str) -> String {
+    emrsync::adapters::hl7v2::identity::stable_id(b"", t, &[system, value])
+}
+
+mod applies_pages {
+    use super::*;
+    #[test]
+    fn sqlite() {
+        super::applies_pages(Backend::Sqlite)
+    }
+    #[test]
+    fn postgres() {
+        super::applies_pages(Backend::Postgres)
+    }
+}
+
+fn applies_pages(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres_database()),
+    };
+    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), url));
+    settings.no_shipped_terminology = true;
+    settings.store.database().unwrap().migrate().unwrap();
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
+    let (maps, cx) = (
+        maps(),
+        Context {
+            id_of: &id_of,
+            zone: Zone::default(),
+        },
+    );
+    let apply = |record_type: &str, records: &[Value], cursor: &str| -> Applied {
+        let page = Page {
+            record_type,
+            records,
+            cursor: Some(cursor.into()),
+        };
+        page::apply(&ingest, "pm", &maps, &cx, &page).unwrap()
+    };
+    let open = || store.read(|c| page::open(c, "pm", 100)).unwrap();
+    let cursor = |t: &str| store.read(|c| page::cursor(c, "pm", t)).unwrap();
+
+    let patients = [
+        json!({"id": 1, "last_name": "Nguyen", "first_name": "Thi", "dob": "03/07/1961", "sex": "F"}),
+        json!({"id": 2, "last_name": "Roe", "dob": "1961-03-07"}),
+        json!({"id": 3, "last_name": "Okafor", "sex": "M"}),
+    ];
+    assert_eq!(cursor("patient"), None);
+    let applied = apply("patient", &patients, "2026-12-07T08:00:00Z");
+    assert_eq!(
+        applied,
+        Applied {
+            accepted: 2,
+            refused: 1
+        }
+    );
+    let system = "https://pm.example.org/patient-id";
+    let first = store
+        .current("Patient", &id_of("Patient", system, "1"))
+        .unwrap();
+    let json = first.json();
+    assert_eq!(json["birthDate"], "1961-03-07");
+    assert_eq!(json["identifier"][0]["value"], "1");
+    assert!(
+        store
+            .current("Patient", &id_of("Patient", system, "2"))
+            .is_err()
+    );
+    assert_eq!(cursor("patient").as_deref(), Some("2026-12-07T08:00:00Z"));
+    let waiting = open();
+    assert_eq!(waiting.len(), 1);
+    let e = &waiting[0];
+    assert_eq!(
+        (e.element.as_str(), e.path.as_str(), e.vendor_key.as_deref()),
+        ("/birthDate", "$.dob", Some("2"))
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&e.record).unwrap(),
+        patients[1]
+    );
+
+    // the same records again (a source that resends its last changes): nothing new is
+    // written, and the refused one is not queued twice
+    let again = apply("patient", &patients, "2026-12-07T08:00:00Z");
+    assert_eq!(again.accepted, 2);
+    assert_eq!(
+        store
+            .current("Patient", &id_of("Patient", system, "1"))
+            .unwrap()
+            .version_id,
+        1
+    );
+    assert_eq!(open().len(), 1);
+
+    // an appointment names its patient by the vendor's id
+    let appointments = [
+        json!({"id": "a-1", "state": "scheduled", "patient_id": 3}),
+        json!({"id": "a-2", "state": "maybe", "patient_id": 3}),
+    ];
+    let applied = apply("appointment", &appointments, "page-2");
+    assert_eq!((applied.accepted, applied.refused), (1, 1));
+    let a = store
+        .current(
+            "Appointment",
+            &id_of(
+                "Appointment",
+                "https://pm.example.org/appointment-id",
+                "a-1",
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        a.json()["participant"][0]["actor"]["reference"],
+        format!("Patient/{}", id_of("Patient", system, "3"))
+    );
+    assert_eq!(cursor("appointment").as_deref(), Some("page-2"));
+    assert_eq!(cursor("patient").as_deref(), Some("2026-12-07T08:00:00Z"));
+    assert_eq!(open().len(), 2);
+}
