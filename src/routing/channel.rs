@@ -132,33 +132,10 @@ fn ack_timeout_ms() -> u64 {
     10_000
 }
 
-/// How a FHIR target's token is got: OAuth2 client credentials (RFC 6749 4.4) with a client
-/// secret sent as HTTP Basic, the way SMART Backend Services servers with symmetric clients
-/// and most vendor gateways take it. The secret never sits in the routes (they are shown to
-/// the integration team and kept in change control): it is read from a file or the
-/// environment when a token is needed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OAuth2 {
-    pub token_url: String,
-    pub client_id: String,
-    /// A file holding the client secret (its first line).
-    #[serde(default)]
-    pub client_secret_file: Option<std::path::PathBuf>,
-    /// An environment variable holding the client secret.
-    #[serde(default)]
-    pub client_secret_env: Option<String>,
-    /// The scopes asked for, space separated (e.g. `system/*.cruds`).
-    #[serde(default)]
-    pub scope: Option<String>,
-}
-
-impl OAuth2 {
-    pub(super) fn problem(&self) -> Option<String> {
-        (self.client_secret_file.is_none() && self.client_secret_env.is_none())
-            .then(|| "oauth2 needs client_secret_file or client_secret_env".to_string())
-    }
-}
+/// How a FHIR target's token is got: OAuth2 client credentials, the secret read from a file
+/// or the environment when a token is needed (never in the routes, which the integration team
+/// reads and keeps in change control).
+pub use crate::adapters::oauth2::Credentials as OAuth2;
 
 /// TLS to an MLLP target: the CAs its certificate must chain to (PEM: a hospital's own CA, or
 /// the system's bundle such as `/etc/ssl/certs/ca-certificates.crt`), the name it must carry

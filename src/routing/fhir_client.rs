@@ -8,25 +8,16 @@
 
 use super::config::OAuth2;
 use super::queue::Outcome;
+use crate::adapters::oauth2::{TokenError, Tokens};
 use crate::fhir::resource::now_micros;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct FhirLink {
     http: reqwest::Client,
     base: String,
-    oauth2: Option<OAuth2>,
-    /// The token and when to stop using it.
-    token: Option<(String, Instant)>,
+    oauth2: Option<Tokens>,
     /// Headers sent with every request, or why they cannot be made (every try then waits).
     headers: Result<Vec<(String, String)>, String>,
-}
-
-/// Why no token could be got.
-#[derive(Debug, thiserror::Error)]
-#[error("no token from {url}: {why}")]
-pub struct TokenError {
-    url: String,
-    why: String,
 }
 
 impl FhirLink {
@@ -40,8 +31,7 @@ impl FhirLink {
         FhirLink {
             http,
             base: base.to_string(),
-            oauth2,
-            token: None,
+            oauth2: oauth2.map(Tokens::new),
             headers: Ok(Vec::new()),
         }
     }
@@ -54,57 +44,10 @@ impl FhirLink {
 
     /// A token (fetched when there is none or it is about to expire).
     async fn token(&mut self) -> Result<Option<String>, TokenError> {
-        let Some(o) = &self.oauth2 else {
-            return Ok(None);
-        };
-        if let Some((t, until)) = &self.token
-            && Instant::now() < *until
-        {
-            return Ok(Some(t.clone()));
+        match &mut self.oauth2 {
+            Some(tokens) => tokens.get(&self.http).await.map(Some),
+            None => Ok(None),
         }
-        let failed = |why: String| TokenError {
-            url: o.token_url.clone(),
-            why,
-        };
-        let secret = secret(o).map_err(failed)?;
-        use oauth2::TokenResponse;
-        let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(o.client_id.clone()))
-            .set_client_secret(oauth2::ClientSecret::new(secret))
-            .set_token_uri(
-                oauth2::TokenUrl::new(o.token_url.clone()).map_err(|e| failed(e.to_string()))?,
-            );
-        let mut request = client.exchange_client_credentials();
-        for s in o.scope.iter().flat_map(|s| s.split_whitespace()) {
-            request = request.add_scope(oauth2::Scope::new(s.to_string()));
-        }
-        let http = self.http.clone();
-        let send = move |req: oauth2::HttpRequest| {
-            let http = http.clone();
-            async move {
-                let (parts, body) = req.into_parts();
-                let resp = http
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body)
-                    .send()
-                    .await?;
-                let (status, headers) = (resp.status(), resp.headers().clone());
-                let mut out = oauth2::http::Response::new(resp.bytes().await?.to_vec());
-                *out.status_mut() = status;
-                *out.headers_mut() = headers;
-                Ok::<_, reqwest::Error>(out)
-            }
-        };
-        let answer = request
-            .request_async(&send)
-            .await
-            .map_err(|e| failed(describe(&e)))?;
-        let lasts = answer.expires_in().unwrap_or(Duration::from_secs(300));
-        let token = answer.access_token().secret().clone();
-        // renewed a little before it runs out
-        let until = Instant::now() + lasts.saturating_sub(Duration::from_secs(30).min(lasts / 2));
-        self.token = Some((token.clone(), until));
-        Ok(Some(token))
     }
 
     /// POST `bundle` to the base; what became of it (`retry_at`: when to try again if held).
@@ -148,7 +91,9 @@ impl FhirLink {
                 }
                 401 if attempt == 0 && self.oauth2.is_some() => {
                     // the token was revoked or expired early: a new one, once
-                    self.token = None;
+                    if let Some(tokens) = &mut self.oauth2 {
+                        tokens.forget();
+                    }
                 }
                 400 | 403 | 404 | 409 | 412 | 422 => {
                     return Outcome::Failed {
@@ -168,28 +113,6 @@ impl FhirLink {
             }
         }
         retry("the target refused two tokens in a row (401)".into())
-    }
-}
-
-/// The secret of `o`: its file's first line, or its environment variable.
-fn secret(o: &OAuth2) -> Result<String, String> {
-    if let Some(path) = &o.client_secret_file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(text.lines().next().unwrap_or("").trim().to_string());
-    }
-    if let Some(var) = &o.client_secret_env {
-        return std::env::var(var).map_err(|_| format!("${var} is not set"));
-    }
-    Err("no client secret configured".into())
-}
-
-/// A token error in words: the server's `error` and `error_description` when it gave them.
-fn describe<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'static>(
-    e: &oauth2::RequestTokenError<RE, T>,
-) -> String {
-    match e {
-        oauth2::RequestTokenError::ServerResponse(r) => format!("{r}"),
-        other => format!("{other}"),
     }
 }
 
