@@ -83,3 +83,4 @@ mod topics;
 mod two_nodes;
 mod validation;
 mod vendor_pages;
+mod vendor_poll;

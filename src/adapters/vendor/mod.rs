@@ -6,3 +6,5 @@
 
 pub mod mapping;
 pub mod page;
+pub mod poll;
+pub mod source;

@@ -1,0 +1,422 @@
+//! Reading a source's API: each record type page by page, from where its cursor says, each
+//! page applied (`page`) with the cursor that follows it, until the vendor has no more; then
+//! again after the source's poll interval.
+//!
+//! The cursor says where the reading stands: the change value the current reading asks from
+//! (`since`), the next page's token, number or link while a reading is under way (`next`),
+//! and the newest change value seen in it (`newest`, the next reading's `since`). It is written
+//! in each page's transaction, so a process killed mid-reading resumes at the next page.
+//!
+//! The vendor is treated with care and with suspicion: at most `requestsPerSecond` requests,
+//! one reading at a time per source; `Retry-After` obeyed on 429 and 503, other failures
+//! (5xx, no answer) tried again after a back-off with jitter; a 401 fetches a new token once.
+//! A page is read up to 32 MiB and 10,000 records; a next link must stay on the source's
+//! origin (its credentials go with it).
+
+use super::mapping::Context;
+use super::page::{self, Page};
+use super::source::{Auth, Paging, Source};
+use crate::adapters::oauth2::Tokens;
+use crate::ingest::Ingest;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A page's body is read up to this size.
+const MAX_PAGE_BYTES: usize = 32 << 20;
+/// Records a page may hold.
+const MAX_RECORDS: usize = 10_000;
+/// Tries of one request before the reading stops (its cursor kept) until the next poll.
+const TRIES: u32 = 6;
+/// The longest wait between tries, and the most a `Retry-After` is obeyed for.
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+/// Where the reading of one record type stands (the cursor's stored form).
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Cursor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newest: Option<String>,
+}
+
+/// What one poll did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Polled {
+    pub pages: usize,
+    pub accepted: usize,
+    pub refused: usize,
+}
+
+pub struct Poller {
+    ingest: Ingest,
+    source: Arc<Source>,
+    http: reqwest::Client,
+    tokens: Option<Tokens>,
+    last_request: Option<Instant>,
+}
+
+impl Poller {
+    pub fn new(ingest: Ingest, source: Arc<Source>) -> Poller {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client with timeouts builds");
+        let tokens = match &source.definition.auth {
+            Auth::Oauth2ClientCredentials { credentials } => Some(Tokens::new(credentials.clone())),
+            _ => None,
+        };
+        Poller {
+            ingest,
+            source,
+            http,
+            tokens,
+            last_request: None,
+        }
+    }
+
+    /// Poll for ever, every `pollSeconds`; a failed reading is said and tried at the next.
+    pub async fn run(mut self) {
+        let every = Duration::from_secs(self.source.definition.poll_seconds.max(1));
+        let name = self.source.definition.name.clone();
+        loop {
+            match self.poll().await {
+                Ok(p) => {
+                    tracing::debug!(source = %name, pages = p.pages, accepted = p.accepted, refused = p.refused, "polled");
+                    if p.refused > 0 {
+                        tracing::warn!(source = %name, refused = p.refused, "records went to the vendor exception queue");
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("emrsync_vendor_poll_failures_total", "source" => name.clone()).increment(1);
+                    tracing::warn!(source = %name, error = %e, "the vendor source could not be read; next poll");
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Read every record type from where its cursor stands to the vendor's last page.
+    pub async fn poll(&mut self) -> Result<Polled, String> {
+        let mut polled = Polled::default();
+        let types: Vec<String> = self.source.definition.records.keys().cloned().collect();
+        for record_type in types {
+            self.read(&record_type, &mut polled).await?;
+        }
+        Ok(polled)
+    }
+
+    async fn read(&mut self, record_type: &str, polled: &mut Polled) -> Result<(), String> {
+        let source = self.source.clone();
+        let name = source.definition.name.clone();
+        let records = &source.definition.records[record_type];
+        let paths = &source.paths[record_type];
+        let (store, rt) = (self.ingest.store.clone(), record_type.to_string());
+        let stored =
+            tokio::task::spawn_blocking(move || store.read(|c| page::cursor(c, &name, &rt)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        let mut cursor: Cursor = match stored {
+            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+            None => Cursor::default(),
+        };
+        loop {
+            let url = self.url(records, &cursor)?;
+            let body = self.fetch(url).await?;
+            let items = paths
+                .items
+                .query(&body)
+                .at_most_one()
+                .map_err(|_| format!("{record_type}: items finds several values in the page"))?
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()));
+            let Value::Array(items) = items else {
+                return Err(format!("{record_type}: items finds no array in the page"));
+            };
+            if items.len() > MAX_RECORDS {
+                return Err(format!(
+                    "{record_type}: a page of {} records (at most {MAX_RECORDS})",
+                    items.len()
+                ));
+            }
+            if let Some(changed) = &paths.changed {
+                for r in &items {
+                    let value = changed.query(r).at_most_one().ok().flatten();
+                    let value = match value {
+                        Some(Value::String(s)) => Some(s.clone()),
+                        Some(Value::Number(n)) => Some(n.to_string()),
+                        _ => None,
+                    };
+                    if let Some(v) = value
+                        && cursor.newest.as_ref().is_none_or(|n| v > *n)
+                    {
+                        cursor.newest = Some(v);
+                    }
+                }
+            }
+            cursor.next = next_page(
+                &records.paging,
+                paths.next.as_ref(),
+                &body,
+                &cursor,
+                items.len(),
+            );
+            let after = match &cursor.next {
+                Some(_) => cursor.clone(),
+                // the reading is over: the next asks from the newest change seen
+                None => Cursor {
+                    since: cursor.newest.clone().or(cursor.since.clone()),
+                    next: None,
+                    newest: None,
+                },
+            };
+            let applied = self.apply(record_type, items, &after).await?;
+            polled.pages += 1;
+            polled.accepted += applied.accepted;
+            polled.refused += applied.refused;
+            cursor = after;
+            if cursor.next.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        record_type: &str,
+        items: Vec<Value>,
+        cursor: &Cursor,
+    ) -> Result<page::Applied, String> {
+        let (ingest, source) = (self.ingest.clone(), self.source.clone());
+        let record_type = record_type.to_string();
+        let cursor = serde_json::to_string(cursor).map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || {
+            let secret = crate::adapters::hl7v2::identity::secret(&ingest.store)
+                .map_err(|e| e.to_string())?;
+            let id_of = |t: &str, system: &str, value: &str| {
+                crate::adapters::hl7v2::identity::stable_id(secret.as_bytes(), t, &[system, value])
+            };
+            let cx = Context {
+                id_of: &id_of,
+                zone: source.zone,
+            };
+            let page = Page {
+                record_type: &record_type,
+                records: &items,
+                cursor: Some(cursor),
+            };
+            page::apply(&ingest, &source.definition.name, &source.maps, &cx, &page)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The URL of the page `cursor` is at.
+    fn url(&self, records: &super::source::Records, cursor: &Cursor) -> Result<url::Url, String> {
+        let base = url::Url::parse(&self.source.definition.base_url).map_err(|e| e.to_string())?;
+        if let (Paging::Link { .. }, Some(next)) = (&records.paging, &cursor.next) {
+            let url = base
+                .join(next)
+                .map_err(|e| format!("the next link {next}: {e}"))?;
+            if url.origin() != base.origin() {
+                return Err(format!(
+                    "the next link {url} leaves the source's origin {}",
+                    base.origin().ascii_serialization()
+                ));
+            }
+            return Ok(url);
+        }
+        let joined = format!(
+            "{}/{}",
+            base.as_str().trim_end_matches('/'),
+            records.endpoint.trim_start_matches('/')
+        );
+        let mut url = url::Url::parse(&joined).map_err(|e| format!("{joined}: {e}"))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let (Some(changes), Some(since)) = (&records.changes, &cursor.since) {
+                q.append_pair(&changes.param, since);
+            }
+            match &records.paging {
+                Paging::Page {
+                    param,
+                    size_param,
+                    size,
+                    first,
+                } => {
+                    let n = cursor.next.clone().unwrap_or_else(|| first.to_string());
+                    q.append_pair(param, &n);
+                    if let Some(p) = size_param {
+                        q.append_pair(p, &size.to_string());
+                    }
+                }
+                Paging::Cursor { param, .. } => {
+                    if let Some(token) = &cursor.next {
+                        q.append_pair(param, token);
+                    }
+                }
+                Paging::None | Paging::Link { .. } => {}
+            }
+        }
+        Ok(url)
+    }
+
+    /// GET `url` as the source's client, within its rate, trying again what may pass later.
+    async fn fetch(&mut self, url: url::Url) -> Result<Value, String> {
+        let mut last = String::new();
+        let mut refreshed = false;
+        for attempt in 0..TRIES {
+            self.pace().await;
+            let req = self.authorised(self.http.get(url.clone())).await?;
+            let wait = match req.header("accept", "application/json").send().await {
+                Err(e) => {
+                    last = format!("{url}: {e}");
+                    backoff(attempt)
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    match status {
+                        200..=299 => return read_json(resp).await,
+                        401 if self.tokens.is_some() && !refreshed => {
+                            // revoked or expired early: a new token, once
+                            refreshed = true;
+                            if let Some(t) = &mut self.tokens {
+                                t.forget();
+                            }
+                            continue;
+                        }
+                        429 | 503 => {
+                            last = format!("{url} answered {status}");
+                            retry_after(&resp).unwrap_or_else(|| backoff(attempt))
+                        }
+                        408 | 500..=599 => {
+                            last = format!("{url} answered {status}");
+                            backoff(attempt)
+                        }
+                        _ => {
+                            let text = resp.text().await.unwrap_or_default();
+                            let excerpt: String = text.chars().take(300).collect();
+                            return Err(format!("{url} answered {status}: {excerpt}"));
+                        }
+                    }
+                }
+            };
+            tracing::debug!(%url, attempt, wait = ?wait, error = %last, "the vendor will be asked again");
+            tokio::time::sleep(wait).await;
+        }
+        Err(format!("{last} ({TRIES} tries)"))
+    }
+
+    /// Wait until a request is within the source's rate.
+    async fn pace(&mut self) {
+        let gap = Duration::from_secs_f64(1.0 / self.source.definition.requests_per_second);
+        if let Some(at) = self.last_request {
+            let due = at + gap;
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        self.last_request = Some(Instant::now());
+    }
+
+    async fn authorised(
+        &mut self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        };
+        Ok(match &self.source.definition.auth {
+            Auth::None => req,
+            Auth::Oauth2ClientCredentials { .. } => {
+                let tokens = self.tokens.as_mut().expect("made with the source");
+                let token = tokens.get(&self.http).await.map_err(|e| e.to_string())?;
+                req.bearer_auth(token)
+            }
+            Auth::ApiKey { header, key_file } => req.header(header.as_str(), read(key_file)?),
+            Auth::Basic {
+                user,
+                password_file,
+            } => req.basic_auth(user, Some(read(password_file)?)),
+        })
+    }
+}
+
+/// The next page's place, from the page just read (`None`: it was the last).
+fn next_page(
+    paging: &Paging,
+    next: Option<&serde_json_path::JsonPath>,
+    body: &Value,
+    cursor: &Cursor,
+    records: usize,
+) -> Option<String> {
+    match paging {
+        Paging::None => None,
+        Paging::Page { size, first, .. } => {
+            if records < *size as usize {
+                return None;
+            }
+            let n: u64 = cursor
+                .next
+                .as_deref()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(*first);
+            Some((n + 1).to_string())
+        }
+        Paging::Cursor { .. } | Paging::Link { .. } => {
+            let found = next?.query(body).at_most_one().ok().flatten()?;
+            match found {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Half a second doubled each try, to at most a minute, with up to half of it added at random
+/// (several emrsync sources behind one vendor gateway do not come back in step).
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(500)
+        .saturating_mul(1 << attempt.min(10))
+        .min(LONGEST_WAIT);
+    base + base.mul_f64(fastrand::f64() * 0.5)
+}
+
+/// A `Retry-After` of seconds (an HTTP date is taken as a minute), at most a minute.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp.headers().get("retry-after")?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => LONGEST_WAIT,
+    };
+    Some(wait.min(LONGEST_WAIT))
+}
+
+/// The body as JSON, read up to `MAX_PAGE_BYTES`.
+async fn read_json(mut resp: reqwest::Response) -> Result<Value, String> {
+    let url = resp.url().to_string();
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_PAGE_BYTES as u64)
+    {
+        return Err(format!("{url}: a page larger than {MAX_PAGE_BYTES} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        if body.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err(format!("{url}: a page larger than {MAX_PAGE_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{url}: the page is not JSON: {e}"))
+}

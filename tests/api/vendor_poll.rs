@@ -1,0 +1,249 @@
+//! A vendor source read from its API (issue 25): a simulator of a practice-management system
+//! on loopback (a real HTTP server) that issues OAuth2 tokens and refuses them once they are
+//! stale, serves patients in pages with a change cursor, and answers 429 with `Retry-After`
+//! and 500 now and then. The poller loads everything, then only what changed; a token that goes
+//! stale mid-reading is replaced; nothing is lost or written twice; the bad record waits in
+//! the exception queue.
+
+use emrsync::adapters::hl7v2::identity::{secret, stable_id};
+use emrsync::adapters::vendor::page;
+use emrsync::adapters::vendor::poll::{Polled, Poller};
+use emrsync::adapters::vendor::source::Source;
+use emrsync::config::{Settings, StoreArgs};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the simulated vendor holds and has seen.
+#[derive(Default)]
+pub struct Vendor {
+    pub patients: Vec<Value>,
+    /// Tokens issued, each refused after `TOKEN_LIFE` (the vendor says it lasts an hour).
+    tokens: HashMap<String, Instant>,
+    pub tokens_issued: usize,
+    pub refused_stale: usize,
+    /// Statuses the next page requests get instead of a page.
+    pub fail_next: Vec<u16>,
+    pub page_requests: usize,
+}
+
+const TOKEN_LIFE: Duration = Duration::from_millis(1200);
+const PAGE: usize = 2;
+
+pub async fn vendor() -> (String, Arc<Mutex<Vendor>>) {
+    let state: Arc<Mutex<Vendor>> = Arc::default();
+    let s = state.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || {
+        let (t, p) = (s.clone(), s.clone());
+        actix_web::App::new()
+            .route(
+                "/oauth/token",
+                actix_web::web::post().to(move |req: actix_web::HttpRequest| {
+                    let s = t.clone();
+                    async move {
+                        // client id and secret as HTTP Basic (RFC 6749 2.3.1)
+                        use base64::Engine;
+                        let good = format!(
+                            "Basic {}",
+                            base64::engine::general_purpose::STANDARD.encode("emrsync:s3cret")
+                        );
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap().to_string());
+                        if auth.as_deref() != Some(good.as_str()) {
+                            return actix_web::HttpResponse::Unauthorized()
+                                .json(json!({"error": "invalid_client"}));
+                        }
+                        let mut v = s.lock().unwrap();
+                        v.tokens_issued += 1;
+                        let token = format!("token-{}", v.tokens_issued);
+                        v.tokens.insert(token.clone(), Instant::now() + TOKEN_LIFE);
+                        actix_web::HttpResponse::Ok().json(json!({"access_token": token,
+                            "token_type": "bearer", "expires_in": 3600}))
+                    }
+                }),
+            )
+            .route(
+                "/v1/patients",
+                actix_web::web::get().to(move |req: actix_web::HttpRequest| {
+                    let s = p.clone();
+                    async move { patients(&s, &req) }
+                }),
+            )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}"), state)
+}
+
+fn patients(s: &Mutex<Vendor>, req: &actix_web::HttpRequest) -> actix_web::HttpResponse {
+    let mut v = s.lock().unwrap();
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    match v.tokens.get(&token) {
+        Some(until) if Instant::now() < *until => {}
+        Some(_) => {
+            v.refused_stale += 1;
+            return actix_web::HttpResponse::Unauthorized().json(json!({"error": "expired"}));
+        }
+        None => return actix_web::HttpResponse::Unauthorized().finish(),
+    }
+    v.page_requests += 1;
+    if !v.fail_next.is_empty() {
+        let status = v.fail_next.remove(0);
+        return match status {
+            429 => actix_web::HttpResponse::TooManyRequests()
+                .insert_header(("retry-after", "1"))
+                .finish(),
+            _ => actix_web::HttpResponse::InternalServerError().body("try later"),
+        };
+    }
+    let q: HashMap<String, String> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let since = q.get("updated_since").cloned().unwrap_or_default();
+    let mut changed: Vec<&Value> = v
+        .patients
+        .iter()
+        .filter(|p| p["updated_at"].as_str().unwrap() >= since.as_str())
+        .collect();
+    changed.sort_by_key(|p| p["updated_at"].as_str().unwrap().to_string());
+    let from: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let page: Vec<Value> = changed
+        .iter()
+        .skip(from)
+        .take(PAGE)
+        .map(|p| (*p).clone())
+        .collect();
+    let next = (from + PAGE < changed.len()).then(|| (from + PAGE).to_string());
+    actix_web::HttpResponse::Ok().json(json!({"data": page, "meta": {"next_cursor": next}}))
+}
+
+pub fn definition(base: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("secret"), "s3cret\n").unwrap();
+    let def = json!({
+        "name": "pm-sim",
+        "baseUrl": base,
+        "auth": {"type": "oauth2-client-credentials", "tokenUrl": format!("{base}/oauth/token"),
+                 "clientId": "emrsync", "clientSecretFile": dir.join("secret")},
+        "requestsPerSecond": 4,
+        "records": {
+            "patient": {
+                "endpoint": "/v1/patients",
+                "items": "$.data",
+                "paging": {"type": "cursor", "param": "cursor", "next": "$.meta.next_cursor"},
+                "changes": {"param": "updated_since", "field": "$.updated_at"},
+                "map": {
+                    "resourceType": "Patient", "key": "$.id",
+                    "identifierSystem": "https://pm-sim.example.org/patient-id",
+                    "elements": [
+                        {"to": "/name/0/family", "from": "$.last_name", "required": true},
+                        {"to": "/birthDate", "from": "$.dob", "date": "%m/%d/%Y"}
+                    ]
+                }
+            }
+        }
+    });
+    let path = dir.join("pm-sim.json");
+    std::fs::write(&path, def.to_string()).unwrap();
+    path
+}
+
+pub fn patient(id: u32, last: &str, dob: &str, at: u32) -> Value {
+    json!({"id": id, "last_name": last, "dob": dob,
+        "updated_at": format!("2026-12-07T08:00:{at:02}Z")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_api_is_loaded_then_read_for_changes_only() {
+    let (base, vendor) = vendor().await;
+    {
+        let mut v = vendor.lock().unwrap();
+        v.patients = vec![
+            patient(1, "Nguyen", "03/07/1961", 1),
+            patient(2, "Roe", "11/30/1975", 2),
+            patient(3, "Okafor", "01/01/1990", 3),
+            patient(4, "Bad", "1961-13-45", 4),
+            patient(5, "Smith", "07/04/1976", 5),
+        ];
+        // the first page request is told to come back in a second, the next one fails
+        v.fail_next = vec![429, 500];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = Arc::new(Source::load(&definition(&base, dir.path())).unwrap());
+    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), None));
+    settings.no_shipped_terminology = true;
+    settings.store.database().unwrap().migrate().unwrap();
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
+    let mut poller = Poller::new(ingest, source);
+
+    let first = poller.poll().await.unwrap();
+    assert_eq!(
+        first,
+        Polled {
+            pages: 3,
+            accepted: 4,
+            refused: 1
+        }
+    );
+    let key = secret(&store).unwrap();
+    let id = |n: u32| {
+        stable_id(
+            key.as_bytes(),
+            "Patient",
+            &["https://pm-sim.example.org/patient-id", &n.to_string()],
+        )
+    };
+    let version = |n: u32| store.current("Patient", &id(n)).map(|v| v.version_id).ok();
+    assert_eq!(
+        [1, 2, 3, 4, 5].map(version),
+        [Some(1), Some(1), Some(1), None, Some(1)]
+    );
+    let waiting = store.read(|c| page::open(c, "pm-sim", 10)).unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (waiting[0].vendor_key.as_deref(), waiting[0].path.as_str()),
+        (Some("4"), "$.dob")
+    );
+
+    // changes at the vendor: one patient renamed, one new; the next poll asks from the
+    // newest change it saw and writes only what changed
+    {
+        let mut v = vendor.lock().unwrap();
+        v.patients[1] = patient(2, "Roe-Smith", "11/30/1975", 6);
+        v.patients.push(patient(6, "Ito", "02/02/2002", 7));
+    }
+    let second = poller.poll().await.unwrap();
+    // patient 5 again (asked from its time), then 2 and 6
+    assert_eq!((second.accepted, second.refused), (3, 0));
+    assert_eq!(
+        [1, 2, 3, 5, 6].map(version),
+        [Some(1), Some(2), Some(1), Some(1), Some(1)]
+    );
+    assert_eq!(
+        store.current("Patient", &id(2)).unwrap().json()["name"][0]["family"],
+        "Roe-Smith"
+    );
+    let v = vendor.lock().unwrap();
+    // the stale token was refused and replaced, mid-reading
+    assert!(
+        v.refused_stale >= 1 && v.tokens_issued >= 2,
+        "{} {}",
+        v.refused_stale,
+        v.tokens_issued
+    );
+    assert!(v.fail_next.is_empty());
+}
