@@ -409,6 +409,11 @@ pub struct Settings {
     #[command(flatten)]
     pub stream: crate::stream::config::StreamArgs,
 
+    /// A vendor source definition to poll (a JSON file, see docs/vendor-sources.md); repeat
+    /// for several, or comma-separate in the environment variable.
+    #[arg(long = "source", env = "EMRSYNC_SOURCES", value_delimiter = ',')]
+    pub sources: Vec<PathBuf>,
+
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "EMRSYNC_LOG_JSON")]
     pub log_json: bool,
@@ -420,6 +425,7 @@ impl Settings {
         Settings {
             listen: listen.to_string(),
             store,
+            sources: Vec::new(),
             base_url: None,
             tls_cert: None,
             tls_key: None,

@@ -427,6 +427,19 @@ impl Application {
                 move |_| crate::stream::run(s.clone(), stream.clone()),
             );
         }
+        for path in &settings.sources {
+            let source = crate::adapters::vendor::source::Source::load(path)
+                .map_err(|e| anyhow::anyhow!("the vendor source {e}"))?;
+            let source = Arc::new(source);
+            let (ingest, owner) = (ingest.clone(), process.clone());
+            // a task's name lives as long as the server: one per source, made once at start
+            let name: &'static str =
+                Box::leak(format!("vendor source {}", source.definition.name).into_boxed_str());
+            tasks.spawn(name, OnExit::Restart, AtShutdown::Stop, move |_| {
+                crate::adapters::vendor::poll::Poller::new(ingest.clone(), source.clone())
+                    .run(owner.clone())
+            });
+        }
         let retention = crate::ops::retention::Retention {
             hl7v2_archive_days: settings.hl7v2_archive_days,
             event_days: settings.event_retention_days,

@@ -57,7 +57,13 @@ pub struct Poller {
     http: reqwest::Client,
     tokens: Option<Tokens>,
     last_request: Option<Instant>,
+    /// On a shared PostgreSQL: the source's lease (name, owner) and when it was last renewed;
+    /// renewed between pages, so that a long reading keeps it and one that lost it stops.
+    lease: Option<(String, String, Instant)>,
 }
+
+/// How often a reading renews its lease (its term is 15 s).
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 
 impl Poller {
     pub fn new(ingest: Ingest, source: Arc<Source>) -> Poller {
@@ -77,14 +83,35 @@ impl Poller {
             http,
             tokens,
             last_request: None,
+            lease: None,
         }
     }
 
     /// Poll for ever, every `pollSeconds`; a failed reading is said and tried at the next.
-    pub async fn run(mut self) {
+    /// Processes sharing a PostgreSQL database read a source one at a time: the one holding
+    /// its lease (`source:<name>`, as `owner`).
+    pub async fn run(mut self, owner: String) {
         let every = Duration::from_secs(self.source.definition.poll_seconds.max(1));
         let name = self.source.definition.name.clone();
+        let lease = format!("source:{name}");
+        let shared = crate::store::lease::shared(&self.ingest.store)
+            .await
+            .unwrap_or(true);
         loop {
+            if shared {
+                match crate::store::lease::hold(&self.ingest.store, &lease, &owner).await {
+                    Ok(true) => self.lease = Some((lease.clone(), owner.clone(), Instant::now())),
+                    Ok(false) => {
+                        tokio::time::sleep(crate::store::lease::RETRY).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(source = %name, error = %e, "the source's lease cannot be read");
+                        tokio::time::sleep(crate::store::lease::RETRY).await;
+                        continue;
+                    }
+                }
+            }
             match self.poll().await {
                 Ok(p) => {
                     tracing::debug!(source = %name, pages = p.pages, accepted = p.accepted, refused = p.refused, "polled");
@@ -127,6 +154,7 @@ impl Poller {
             None => Cursor::default(),
         };
         loop {
+            self.keep_lease().await?;
             let url = self.url(records, &cursor)?;
             let body = self.fetch(url).await?;
             let items = paths
@@ -312,6 +340,29 @@ impl Poller {
             tokio::time::sleep(wait).await;
         }
         Err(format!("{last} ({TRIES} tries)"))
+    }
+
+    /// Renew the lease when it is due; an error when another process holds it now.
+    async fn keep_lease(&mut self) -> Result<(), String> {
+        let Some((name, owner, at)) = &self.lease else {
+            return Ok(());
+        };
+        if at.elapsed() < RENEW_EVERY {
+            return Ok(());
+        }
+        let held = crate::store::lease::hold(&self.ingest.store, name, owner)
+            .await
+            .map_err(|e| e.to_string())?;
+        match held {
+            true => {
+                self.lease = Some((name.clone(), owner.clone(), Instant::now()));
+                Ok(())
+            }
+            false => {
+                self.lease = None;
+                Err("another process reads this source now".into())
+            }
+        }
     }
 
     /// Wait until a request is within the source's rate.
