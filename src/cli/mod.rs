@@ -6,6 +6,7 @@ mod maintenance;
 mod mpi;
 mod operator;
 mod send;
+mod source;
 mod stream;
 mod terminology;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// The event stream on NATS JetStream: print its events.
     Stream(stream::StreamCliArgs),
+    /// Vendor sources: check, try, poll, and the exception queue (docs/vendor-sources.md).
+    Source(source::SourceCliArgs),
 }
 
 /// Run the command `cli` names (serving when none is named); the process's exit status.
@@ -108,6 +111,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stream(args) => match args.command {
             stream::StreamCommand::Tail(args) => stream::tail(args).await?,
         },
+        Command::Source(args) => {
+            if !source::run(args).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Replay(args) => {
             let accepted = tokio::task::spawn_blocking(move || maintenance::replay(args)).await??;
             if !accepted {

@@ -315,3 +315,91 @@ async fn a_server_killed_mid_reading_resumes_without_loss_or_doubles() {
     );
     drop(server);
 }
+
+/// `emrsync source`: `test` shows what records become and writes nothing; `poll` writes, the
+/// record with a date the map does not read to the exception queue; once the map is fixed
+/// (a second date format), `exceptions --replay` puts it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_command_tries_polls_and_replays_after_a_map_fix() {
+    let (base, vendor) = vendor().await;
+    vendor.lock().unwrap().patients = vec![
+        patient(1, "Nguyen", "03/07/1961", 1),
+        patient(2, "Roe", "1975-11-30", 2),
+        patient(3, "Okafor", "01/01/1990", 3),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let def = definition(&base, dir.path());
+    let data = dir.path().join("data");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"))
+            .args(["source"])
+            .args(args)
+            .arg(&def)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("EMRSYNC_LOG", "warn")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+
+    let (ok, shown) = cli(&["test"]);
+    assert!(!ok, "a refused record fails the test");
+    let lines: Vec<Value> = shown
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "one page of two: {shown}");
+    assert_eq!(lines[0]["resource"]["birthDate"], "1961-03-07");
+    assert_eq!(lines[1]["refused"]["path"], "$.dob");
+    let (_, listed) = cli(&["list"]);
+    assert!(listed.contains("patient: not read yet"), "{listed}");
+
+    let (ok, said) = cli(&["poll"]);
+    assert!(!ok);
+    assert!(
+        said.contains("2 record(s) in, 1 to the exception queue"),
+        "{said}"
+    );
+    let (_, waiting) = cli(&["exceptions"]);
+    let waiting: Vec<Value> = waiting
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0]["key"], "2");
+    assert_eq!(waiting[0]["record"]["dob"], "1975-11-30");
+
+    // replayed with the map as it was: still refused
+    let (ok, said) = cli(&["exceptions", "--replay"]);
+    assert!(
+        !ok && said.contains("0 record(s) in, 1 still waiting"),
+        "{said}"
+    );
+    // the map fixed: the vendor's ISO dates are read too
+    let mut fixed: Value = serde_json::from_str(&std::fs::read_to_string(&def).unwrap()).unwrap();
+    fixed["records"]["patient"]["map"]["elements"][1]["date"] = json!(["%m/%d/%Y", "%Y-%m-%d"]);
+    std::fs::write(&def, fixed.to_string()).unwrap();
+    let (ok, said) = cli(&["exceptions", "--replay"]);
+    assert!(
+        ok && said.contains("1 record(s) in, 0 still waiting"),
+        "{said}"
+    );
+    let (ok, waiting) = cli(&["exceptions"]);
+    assert!(ok && waiting.is_empty(), "{waiting}");
+
+    let settings = Settings::new("127.0.0.1:0", StoreArgs::new(data.clone(), None));
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let key = secret(&store).unwrap();
+    let id = stable_id(
+        key.as_bytes(),
+        "Patient",
+        &["https://pm-sim.example.org/patient-id", "2"],
+    );
+    assert_eq!(
+        store.current("Patient", &id).unwrap().json()["birthDate"],
+        "1975-11-30"
+    );
+    let (_, listed) = cli(&["list"]);
+    assert!(listed.contains("exception queue: 0 waiting"), "{listed}");
+}

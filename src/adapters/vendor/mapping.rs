@@ -51,13 +51,14 @@ pub struct Element {
     pub codes: Option<BTreeMap<String, Value>>,
     #[serde(default)]
     pub otherwise: Option<Value>,
-    /// The vendor's date format (strftime, `%m/%d/%Y`): the value becomes a FHIR date.
+    /// The vendor's date format (strftime, `%m/%d/%Y`), or a list of them tried in order:
+    /// the value becomes a FHIR date.
     #[serde(default)]
-    pub date: Option<String>,
-    /// The vendor's date-time format (strftime); without an offset in it, the time is the
-    /// source's local time. The value becomes a FHIR dateTime (instant precision kept).
+    pub date: Option<Formats>,
+    /// The vendor's date-time format (strftime), or a list; without an offset in it, the
+    /// time is the source's local time. The value becomes a FHIR dateTime.
     #[serde(default)]
-    pub date_time: Option<String>,
+    pub date_time: Option<Formats>,
     /// The record type (of this source) whose resource the value is the vendor's id of: the
     /// element becomes a Reference to it.
     #[serde(default)]
@@ -69,6 +70,27 @@ pub struct Element {
     /// A record without the value is refused (else the element is left out).
     #[serde(default)]
     pub required: bool,
+}
+
+/// One strftime format or several, tried in order (vendors mix them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Formats {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Formats {
+    fn list(&self) -> &[String] {
+        match self {
+            Formats::One(f) => std::slice::from_ref(f),
+            Formats::Many(fs) => fs,
+        }
+    }
+
+    fn shown(&self) -> String {
+        self.list().join(" or ")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -147,6 +169,11 @@ impl Maps {
                 };
                 if from.is_none() == el.value.is_none() {
                     return Err(at(&el.to, &"give either `from` or `value`"));
+                }
+                let no_format =
+                    |f: &Option<Formats>| f.as_ref().is_some_and(|f| f.list().is_empty());
+                if no_format(&el.date) || no_format(&el.date_time) {
+                    return Err(at(&el.to, &"an empty list of formats"));
                 }
                 if let Some(r) = &el.reference
                     && !records.contains_key(r)
@@ -252,15 +279,24 @@ impl Maps {
                 (None, None) => return Err(format!("'{code}' is not a code the map knows")),
             };
         }
-        if let Some(format) = &el.date {
+        if let Some(formats) = &el.date {
             let t = text(&value).ok_or("a date must be text")?;
-            let d = chrono::NaiveDate::parse_from_str(t.trim(), format)
-                .map_err(|e| format!("'{t}' is not a date as {format}: {e}"))?;
+            let d = formats
+                .list()
+                .iter()
+                .find_map(|f| chrono::NaiveDate::parse_from_str(t.trim(), f).ok())
+                .ok_or_else(|| format!("'{t}' is not a date as {}", formats.shown()))?;
             value = Value::String(d.format("%Y-%m-%d").to_string());
         }
-        if let Some(format) = &el.date_time {
+        if let Some(formats) = &el.date_time {
             let t = text(&value).ok_or("a date-time must be text")?;
-            value = Value::String(date_time(t.trim(), format, cx.zone)?);
+            let found = formats
+                .list()
+                .iter()
+                .find_map(|f| date_time(t.trim(), f, cx.zone).ok());
+            value = Value::String(
+                found.ok_or_else(|| format!("'{t}' is not a date-time as {}", formats.shown()))?,
+            );
         }
         if let Some(record_type) = &el.reference {
             let key = text(&value).ok_or("a reference must be an id (text or a number)")?;

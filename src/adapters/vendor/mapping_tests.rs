@@ -196,6 +196,23 @@ fn mistakes_in_a_map_are_said_when_it_is_loaded() {
 }
 
 #[test]
+fn a_list_of_date_formats_is_tried_in_order() {
+    let records: BTreeMap<String, RecordMap> = serde_json::from_value(json!({"p": {
+        "resourceType": "Patient", "key": "$.id", "identifierSystem": "urn:x",
+        "elements": [{"to": "/birthDate", "from": "$.dob", "date": ["%m/%d/%Y", "%Y-%m-%d"]}]}}))
+    .unwrap();
+    let m = Maps::compile("s", records).unwrap();
+    for dob in ["03/07/1961", "1961-03-07"] {
+        let p = m.map("p", &json!({"id": 1, "dob": dob}), &cx()).unwrap();
+        assert_eq!(p.body["birthDate"], "1961-03-07");
+    }
+    let r = m
+        .map("p", &json!({"id": 1, "dob": "7 March 1961"}), &cx())
+        .unwrap_err();
+    assert!(r.reason.contains("%m/%d/%Y or %Y-%m-%d"), "{r}");
+}
+
+#[test]
 fn a_time_with_its_own_offset_keeps_it() {
     let records: BTreeMap<String, RecordMap> = serde_json::from_value(json!({"e": {
         "resourceType": "Encounter", "key": "$.id", "identifierSystem": "urn:x",

@@ -322,3 +322,120 @@ pub fn open(conn: &mut DbConnection, source: &str, limit: i64) -> Result<Vec<Ope
         ))
         .load(conn)?)
 }
+
+/// What a replay of the exception queue came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Records that went in this time (their rows marked `replayed`).
+    pub applied: usize,
+    /// Records still refused (their rows keep waiting, with this time's reason).
+    pub still: usize,
+}
+
+/// Map again the open exceptions of `source` (after its map was fixed, or the record it
+/// refers to arrived): those that go in now are written and their rows marked `replayed`, in
+/// one transaction per record type; the others keep waiting with the reason of this try.
+pub fn replay(
+    ingest: &Ingest,
+    source: &str,
+    maps: &Maps,
+    cx: &Context<'_>,
+) -> Result<Replayed, StoreError> {
+    let waiting = ingest.store.read(|c| open(c, source, 10_000))?;
+    let writer = writer(ingest, source);
+    let mut out = Replayed::default();
+    let mut types: Vec<&str> = waiting.iter().map(|o| o.record_type.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    for record_type in types {
+        let mut resources = Vec::new();
+        let mut done = Vec::new();
+        let mut still = Vec::new();
+        for o in waiting.iter().filter(|o| o.record_type == record_type) {
+            let record: Value = serde_json::from_str(&o.record).unwrap_or(Value::Null);
+            match made(maps, record_type, &record, cx, &writer) {
+                Ok(r) => {
+                    resources.push(r);
+                    done.push(o.seq);
+                }
+                Err(refused) => still.push((o.seq, refused)),
+            }
+        }
+        let unit = ReplayUnit {
+            done: &done,
+            still: &still,
+        };
+        restate_all(&ingest.store, &writer, &resources, &unit)?;
+        out.applied += done.len();
+        out.still += still.len();
+    }
+    Ok(out)
+}
+
+/// A replay's own work in its transaction: the rows' new states.
+struct ReplayUnit<'a> {
+    done: &'a [i64],
+    still: &'a [(i64, Refused)],
+}
+
+impl Unit for ReplayUnit<'_> {
+    type Done = ();
+    type Seen = ();
+
+    fn look(&self, _: &mut Tx) -> Result<ControlFlow<(), ()>, StoreError> {
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn finish(&self, tx: &mut Tx, _: (), _: Vec<String>) -> Result<(), StoreError> {
+        let now = now_micros();
+        for chunk in self.done.chunks(500) {
+            diesel::update(ve::table.filter(ve::seq.eq_any(chunk)))
+                .set((ve::status.eq("replayed"), ve::resolved_at.eq(now)))
+                .execute(tx.conn)?;
+        }
+        for (seq, r) in self.still {
+            diesel::update(ve::table.find(seq))
+                .set((
+                    ve::element.eq(&r.element),
+                    ve::path.eq(&r.path),
+                    ve::reason.eq(&r.reason),
+                ))
+                .execute(tx.conn)?;
+        }
+        Ok(())
+    }
+}
+
+/// What each record would become, nothing written (`emrsync source test`): the resource,
+/// accepted, or why not.
+pub fn preview(
+    ingest: &Ingest,
+    source: &str,
+    maps: &Maps,
+    cx: &Context<'_>,
+    record_type: &str,
+    records: &[Value],
+) -> Vec<Result<Value, Refused>> {
+    let writer = writer(ingest, source);
+    records
+        .iter()
+        .map(|r| made(maps, record_type, r, cx, &writer).map(|s| s.body))
+        .collect()
+}
+
+/// Run `f` with the mapping context of this installation: resource ids under its id secret
+/// (the one HL7v2's identifiers use), times without an offset in `zone`.
+pub fn in_context<T>(
+    store: &crate::store::Store,
+    zone: crate::adapters::hl7v2::zone::Zone,
+    f: impl FnOnce(&Context<'_>) -> T,
+) -> Result<T, StoreError> {
+    let secret = crate::adapters::hl7v2::identity::secret(store)?;
+    let id_of = |t: &str, system: &str, value: &str| {
+        crate::adapters::hl7v2::identity::stable_id(secret.as_bytes(), t, &[system, value])
+    };
+    Ok(f(&Context {
+        id_of: &id_of,
+        zone,
+    }))
+}

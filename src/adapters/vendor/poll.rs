@@ -13,7 +13,6 @@
 //! A page is read up to 32 MiB and 10,000 records; a next link must stay on the source's
 //! origin (its credentials go with it).
 
-use super::mapping::Context;
 use super::page::{self, Page};
 use super::source::{Auth, Paging, Source};
 use crate::adapters::oauth2::Tokens;
@@ -140,39 +139,12 @@ impl Poller {
 
     async fn read(&mut self, record_type: &str, polled: &mut Polled) -> Result<(), String> {
         let source = self.source.clone();
-        let name = source.definition.name.clone();
         let records = &source.definition.records[record_type];
         let paths = &source.paths[record_type];
-        let (store, rt) = (self.ingest.store.clone(), record_type.to_string());
-        let stored =
-            tokio::task::spawn_blocking(move || store.read(|c| page::cursor(c, &name, &rt)))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-        let mut cursor: Cursor = match stored {
-            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
-            None => Cursor::default(),
-        };
+        let mut cursor = self.stored(record_type).await?;
         loop {
             self.keep_lease().await?;
-            let url = self.url(records, &cursor)?;
-            let body = self.fetch(url).await?;
-            let items = paths
-                .items
-                .query(&body)
-                .at_most_one()
-                .map_err(|_| format!("{record_type}: items finds several values in the page"))?
-                .cloned()
-                .unwrap_or(Value::Array(Vec::new()));
-            let Value::Array(items) = items else {
-                return Err(format!("{record_type}: items finds no array in the page"));
-            };
-            if items.len() > MAX_RECORDS {
-                return Err(format!(
-                    "{record_type}: a page of {} records (at most {MAX_RECORDS})",
-                    items.len()
-                ));
-            }
+            let (body, items) = self.page(record_type, &cursor).await?;
             if let Some(changed) = &paths.changed {
                 for r in &items {
                     let value = changed.query(r).at_most_one().ok().flatten();
@@ -215,6 +187,62 @@ impl Poller {
         }
     }
 
+    /// The page `cursor` is at: the body and its records.
+    async fn page(
+        &mut self,
+        record_type: &str,
+        cursor: &Cursor,
+    ) -> Result<(Value, Vec<Value>), String> {
+        let source = self.source.clone();
+        let records = &source.definition.records[record_type];
+        let url = self.url(records, cursor)?;
+        let body = self.fetch(url).await?;
+        let items = source.paths[record_type]
+            .items
+            .query(&body)
+            .at_most_one()
+            .map_err(|_| format!("{record_type}: items finds several values in the page"))?
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()));
+        let Value::Array(items) = items else {
+            return Err(format!("{record_type}: items finds no array in the page"));
+        };
+        if items.len() > MAX_RECORDS {
+            return Err(format!(
+                "{record_type}: a page of {} records (at most {MAX_RECORDS})",
+                items.len()
+            ));
+        }
+        Ok((body, items))
+    }
+
+    /// The records of the page the next reading of `record_type` starts with, as the vendor
+    /// sends them: nothing applied, the cursor left where it is (`emrsync source test`).
+    pub async fn first_page(&mut self, record_type: &str) -> Result<Vec<Value>, String> {
+        if !self.source.definition.records.contains_key(record_type) {
+            return Err(format!("the source has no record type {record_type}"));
+        }
+        let cursor = self.stored(record_type).await?;
+        Ok(self.page(record_type, &cursor).await?.1)
+    }
+
+    async fn stored(&self, record_type: &str) -> Result<Cursor, String> {
+        let (store, name) = (
+            self.ingest.store.clone(),
+            self.source.definition.name.clone(),
+        );
+        let rt = record_type.to_string();
+        let stored =
+            tokio::task::spawn_blocking(move || store.read(|c| page::cursor(c, &name, &rt)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        Ok(match stored {
+            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+            None => Cursor::default(),
+        })
+    }
+
     async fn apply(
         &self,
         record_type: &str,
@@ -225,22 +253,16 @@ impl Poller {
         let record_type = record_type.to_string();
         let cursor = serde_json::to_string(cursor).map_err(|e| e.to_string())?;
         tokio::task::spawn_blocking(move || {
-            let secret = crate::adapters::hl7v2::identity::secret(&ingest.store)
-                .map_err(|e| e.to_string())?;
-            let id_of = |t: &str, system: &str, value: &str| {
-                crate::adapters::hl7v2::identity::stable_id(secret.as_bytes(), t, &[system, value])
-            };
-            let cx = Context {
-                id_of: &id_of,
-                zone: source.zone,
-            };
             let page = Page {
                 record_type: &record_type,
                 records: &items,
                 cursor: Some(cursor),
             };
-            page::apply(&ingest, &source.definition.name, &source.maps, &cx, &page)
-                .map_err(|e| e.to_string())
+            page::in_context(&ingest.store, source.zone, |cx| {
+                page::apply(&ingest, &source.definition.name, &source.maps, cx, &page)
+            })
+            .and_then(|r| r)
+            .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())?
