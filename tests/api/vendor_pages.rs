@@ -161,3 +161,106 @@ fn applies_pages(backend: Backend) {
     assert_eq!(cursor("patient").as_deref(), Some("2026-12-07T08:00:00Z"));
     assert_eq!(open().len(), 2);
 }
+
+/// The shipped source definitions load, and the practice-management API's maps make valid
+/// FHIR of records in its shape: every record accepted, the appointment and the lab result
+/// about the patient the vendor's id names.
+#[test]
+fn the_shipped_practice_api_definition_maps_its_records_into_valid_fhir() {
+    use emrsync::adapters::vendor::source::Source;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("capability/sources");
+    let mut loaded = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let s = Source::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            loaded.push(s.definition.name.clone());
+        }
+    }
+    assert!(loaded.contains(&"practice-api".to_string()), "{loaded:?}");
+    let source = Source::load(&dir.join("practice-api.json")).unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(tmp.path().into(), None));
+    settings.no_shipped_terminology = true;
+    settings.store.database().unwrap().migrate().unwrap();
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
+    let records = json!({
+        "patient": [
+            {"id": 77001, "chart_id": "CH-1", "first_name": "Thi", "middle_name": "Lan",
+             "last_name": "Nguyen", "date_of_birth": "1961-03-07", "gender": "Female",
+             "cell_phone": "(555) 010-0100", "email": "thi@example.org", "address": "1 Elm St",
+             "city": "Springfield", "state": "IL", "zip_code": 62701, "deceased": false,
+             "updated_at": "2026-12-07T08:00:00Z"},
+            {"id": 77002, "last_name": "Roe", "gender": "", "updated_at": "2026-12-07T08:00:01Z"}
+        ],
+        "appointment": [
+            {"id": 9001, "patient": 77001, "scheduled_time": "2026-12-08T09:30:00",
+             "duration": "30", "status": "Confirmed", "reason": "Follow-up",
+             "updated_at": "2026-12-07T08:01:00Z"},
+            {"id": 9002, "patient": 77002, "scheduled_time": "2026-12-08T10:00:00-0600",
+             "status": "", "updated_at": "2026-12-07T08:01:01Z"}
+        ],
+        "lab_result": [
+            {"id": "L-1", "patient": 77001, "test_code": "2345-7", "test_name": "Glucose",
+             "value": "105", "unit": "mg/dL", "abnormal_flag": "H", "status": "final",
+             "collected_at": "2026-12-07T07:15:00", "updated_at": "2026-12-07T08:02:00Z"}
+        ]
+    });
+    for (record_type, list) in records.as_object().unwrap() {
+        let list = list.as_array().unwrap();
+        let page = Page {
+            record_type,
+            records: list,
+            cursor: None,
+        };
+        let applied = page::in_context(&store, source.zone, |cx| {
+            page::apply(&ingest, "practice-api", &source.maps, cx, &page).unwrap()
+        })
+        .unwrap();
+        let waiting = store.read(|c| page::open(c, "practice-api", 10)).unwrap();
+        assert_eq!(applied.accepted, list.len(), "{record_type}: {waiting:?}");
+    }
+    let key = emrsync::adapters::hl7v2::identity::secret(&store).unwrap();
+    let id = |t: &str, system: &str, v: &str| {
+        emrsync::adapters::hl7v2::identity::stable_id(key.as_bytes(), t, &[system, v])
+    };
+    let sid = |s: &str| format!("https://practice.example.org/fhir/sid/{s}");
+    let patient = id("Patient", &sid("patient-id"), "77001");
+    let p = store.current("Patient", &patient).unwrap().json();
+    assert_eq!(p["identifier"][1]["value"], "CH-1");
+    assert_eq!(p["address"][0]["postalCode"], "62701");
+    assert_eq!(p["telecom"][1]["system"], "email");
+    let a = store
+        .current(
+            "Appointment",
+            &id("Appointment", &sid("appointment-id"), "9001"),
+        )
+        .unwrap()
+        .json();
+    assert_eq!(
+        a["participant"][0]["actor"]["reference"],
+        format!("Patient/{patient}")
+    );
+    assert_eq!(a["start"], "2026-12-08T09:30:00-06:00");
+    let quiet = store
+        .current(
+            "Appointment",
+            &id("Appointment", &sid("appointment-id"), "9002"),
+        )
+        .unwrap()
+        .json();
+    assert_eq!(quiet["status"], "booked");
+    let o = store
+        .current(
+            "Observation",
+            &id("Observation", &sid("lab-result-id"), "L-1"),
+        )
+        .unwrap()
+        .json();
+    assert_eq!(o["subject"]["reference"], format!("Patient/{patient}"));
+    assert_eq!(o["valueQuantity"]["value"], 105);
+    assert_eq!(o["interpretation"][0]["coding"][0]["code"], "H");
+    assert_eq!(o["code"]["coding"][0]["system"], "http://loinc.org");
+}

@@ -67,9 +67,18 @@ pub struct Element {
     /// numbers as text and text as numbers).
     #[serde(default, rename = "as")]
     pub kind: Option<Kind>,
-    /// A record without the value is refused (else the element is left out).
+    /// A record without the value is refused (else the element is left out, or `default`
+    /// placed).
     #[serde(default)]
     pub required: bool,
+    /// What the element is when the record has no value (a FHIR value, placed as it is).
+    #[serde(default)]
+    pub default: Option<Value>,
+    /// The element as a whole, `"{}"` in it standing for the value (a Coding, a ContactPoint,
+    /// an Identifier): placed only when the record has the value, so that no half element
+    /// (a system without its code) is made.
+    #[serde(default)]
+    pub template: Option<Value>,
 }
 
 /// One strftime format or several, tried in order (vendors mix them).
@@ -255,9 +264,16 @@ impl Maps {
                 if el.required {
                     return Err(refused("the record has no value there".into()));
                 }
+                if let Some(d) = &el.default {
+                    to.assign(&mut body, d.clone())
+                        .map_err(|e| refused(format!("cannot be placed at {}: {e}", el.to)))?;
+                }
                 continue;
             };
-            let value = self.convert(el, found, cx).map_err(refused)?;
+            let mut value = self.convert(el, found, cx).map_err(refused)?;
+            if let Some(t) = &el.template {
+                value = filled(t, &value);
+            }
             to.assign(&mut body, value)
                 .map_err(|e| refused(format!("cannot be placed at {}: {e}", el.to)))?;
         }
@@ -318,6 +334,20 @@ pub struct Context<'a> {
     pub id_of: &'a (dyn Fn(&str, &str, &str) -> String + Sync),
     /// The zone of the vendor's times that carry no offset.
     pub zone: Zone,
+}
+
+/// `template` with each `"{}"` in it replaced by `value`.
+fn filled(template: &Value, value: &Value) -> Value {
+    match template {
+        Value::String(s) if s == "{}" => value.clone(),
+        Value::Array(a) => Value::Array(a.iter().map(|t| filled(t, value)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, t)| (k.clone(), filled(t, value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 fn pointer(text: &str) -> Result<jsonptr::PointerBuf, String> {

@@ -213,6 +213,29 @@ fn a_list_of_date_formats_is_tried_in_order() {
 }
 
 #[test]
+fn a_template_is_placed_only_with_its_value_and_a_default_without() {
+    let records: BTreeMap<String, RecordMap> = serde_json::from_value(json!({"p": {
+        "resourceType": "Patient", "key": "$.id", "identifierSystem": "urn:x",
+        "elements": [
+            {"to": "/telecom/0", "from": "$.cell", "template": {"system": "phone", "use": "mobile", "value": "{}"}},
+            {"to": "/gender", "from": "$.sex", "codes": {"M": "male"}, "default": "unknown"}
+        ]}}))
+    .unwrap();
+    let m = Maps::compile("s", records).unwrap();
+    let with = m
+        .map("p", &json!({"id": 1, "cell": "555", "sex": "M"}), &cx())
+        .unwrap();
+    assert_eq!(
+        with.body["telecom"],
+        json!([{"system": "phone", "use": "mobile", "value": "555"}])
+    );
+    assert_eq!(with.body["gender"], "male");
+    let without = m.map("p", &json!({"id": 1}), &cx()).unwrap();
+    assert!(without.body.get("telecom").is_none());
+    assert_eq!(without.body["gender"], "unknown");
+}
+
+#[test]
 fn a_time_with_its_own_offset_keeps_it() {
     let records: BTreeMap<String, RecordMap> = serde_json::from_value(json!({"e": {
         "resourceType": "Encounter", "key": "$.id", "identifierSystem": "urn:x",
