@@ -427,10 +427,12 @@ impl Application {
                 move |_| crate::stream::run(s.clone(), stream.clone()),
             );
         }
+        let mut sources = std::collections::HashMap::new();
         for path in &settings.sources {
             let source = crate::adapters::vendor::source::Source::load(path)
                 .map_err(|e| anyhow::anyhow!("the vendor source {e}"))?;
             let source = Arc::new(source);
+            sources.insert(source.definition.name.clone(), source.clone());
             let (ingest, owner) = (ingest.clone(), process.clone());
             // a task's name lives as long as the server: one per source, made once at start
             let name: &'static str =
@@ -518,6 +520,7 @@ impl Application {
             rates: rates.clone(),
             tasks: tasks.states(),
             exports,
+            sources: Arc::new(sources),
         });
         let hsts = https.is_some();
         let drain = Arc::new(crate::api::drain::Drain::default());

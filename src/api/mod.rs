@@ -35,6 +35,7 @@ mod terminology;
 mod terminology_admin;
 mod transactions;
 mod validate;
+mod webhook;
 mod websocket;
 
 pub use metadata::capability_statement;
@@ -48,6 +49,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, body::MessageBody, web};
 use error::ApiError;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What every handler shares.
@@ -84,6 +86,8 @@ pub struct AppState {
     pub tasks: crate::ops::tasks::TaskStates,
     /// Bulk Data exports (`$export`).
     pub exports: crate::bulk::Exports,
+    /// The vendor sources this process reads, by name (their webhooks).
+    pub sources: Arc<HashMap<String, Arc<crate::adapters::vendor::source::Source>>>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
@@ -91,6 +95,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
+        .service(
+            web::resource("/adapters/{source}/webhook")
+                .wrap(private())
+                // an unauthenticated endpoint: a flood from one address costs a counter
+                .wrap(from_fn(rate::per_address))
+                .route(web::post().to(webhook::receive)),
+        )
         .service(
             web::scope("/auth")
                 .wrap(private())

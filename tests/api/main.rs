@@ -84,3 +84,4 @@ mod two_nodes;
 mod validation;
 mod vendor_pages;
 mod vendor_poll;
+mod vendor_webhook;

@@ -8,3 +8,4 @@ pub mod mapping;
 pub mod page;
 pub mod poll;
 pub mod source;
+pub mod webhook;

@@ -34,6 +34,9 @@ pub struct Definition {
     pub requests_per_second: f64,
     /// Record types, polled in the order of their names.
     pub records: BTreeMap<String, Records>,
+    /// Records the vendor pushes, signed (`POST /adapters/<name>/webhook`).
+    #[serde(default)]
+    pub webhook: Option<super::webhook::Webhook>,
 }
 
 fn poll_seconds() -> u64 {
@@ -136,6 +139,8 @@ pub struct Source {
     pub zone: Zone,
     /// Per record type: where its records are, its paging's path, its change field's path.
     pub paths: BTreeMap<String, Paths>,
+    /// The webhook, when the source pushes.
+    pub receiver: Option<super::webhook::Receiver>,
 }
 
 #[derive(Debug)]
@@ -216,11 +221,17 @@ impl Source {
                 .map(|(k, r)| (k.clone(), r.map.clone()))
                 .collect(),
         )?;
+        let types: Vec<&str> = definition.records.keys().map(String::as_str).collect();
+        let receiver = match &definition.webhook {
+            Some(w) => Some(super::webhook::Receiver::of(w.clone(), &types)?),
+            None => None,
+        };
         Ok(Source {
             definition,
             maps,
             zone,
             paths,
+            receiver,
         })
     }
 }

@@ -1,0 +1,116 @@
+//! A vendor source that pushes (`POST /adapters/<source>/webhook`): a delivery signed with
+//! the shared secret and fresh is applied like a polled page and its Patient is searchable at
+//! once; the same delivery again, an old one, one signed wrong or not at all are refused, and
+//! nothing of them is written.
+
+use crate::helpers::{Backend, spawn_with};
+use serde_json::{Value, json};
+
+fn sign(secret: &[u8], ts: &str, body: &str) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let signed = format!("{ts}.{body}");
+    aws_lc_rs::hmac::sign(&key, signed.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("whsec"), "whsec-test-1\n").unwrap();
+    let def = json!({
+        "name": "pm-push",
+        // nothing listens there: the poller's readings fail, the webhook does the work
+        "baseUrl": format!("http://127.0.0.1:{}", crate::process::free_port()),
+        "pollSeconds": 3600,
+        "records": {"patient": {"endpoint": "/patients", "map": {
+            "resourceType": "Patient", "key": "$.id",
+            "identifierSystem": "https://pm-push.example.org/patient-id",
+            "elements": [{"to": "/name/0/family", "from": "$.last_name", "required": true}]}}},
+        "webhook": {"secretFile": dir.path().join("whsec"), "event": "$.event",
+            "types": {"patient.updated": "patient"}, "items": "$.data"}
+    });
+    let path = dir.path().join("pm-push.json");
+    std::fs::write(&path, def.to_string()).unwrap();
+    let app = spawn_with(Backend::Sqlite, move |s| s.sources = vec![path]).await;
+    let url = format!("{}/adapters/pm-push/webhook", app.root);
+    let post = |body: String, ts: String, sig: Option<String>| {
+        let mut req = app
+            .anonymous
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-webhook-timestamp", ts)
+            .body(body);
+        if let Some(s) = sig {
+            req = req.header("x-webhook-signature", format!("sha256={s}"));
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string()
+    };
+    let body = json!({"event": "patient.updated", "data": {"id": "p-1", "last_name": "Pushed"}})
+        .to_string();
+    let ts = now();
+    let sig = sign(b"whsec-test-1", &ts, &body);
+    let (status, said) = post(body.clone(), ts.clone(), Some(sig.clone())).await;
+    assert_eq!(status, 200, "{said}");
+    assert_eq!(said["accepted"], 1);
+    let found = app
+        .get("Patient?identifier=https://pm-push.example.org/patient-id|p-1")
+        .await;
+    assert_eq!(
+        found.json()["entry"][0]["resource"]["name"][0]["family"],
+        "Pushed"
+    );
+
+    // the same delivery again
+    let (status, said) = post(body.clone(), ts.clone(), Some(sig)).await;
+    assert_eq!(status, 409, "{said}");
+    // signed with another secret, unsigned, signed long ago
+    let other = json!({"event": "patient.updated", "data": {"id": "p-2", "last_name": "Forged"}})
+        .to_string();
+    let ts2 = now();
+    let (status, _) = post(
+        other.clone(),
+        ts2.clone(),
+        Some(sign(b"guess", &ts2, &other)),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = post(other.clone(), ts2.clone(), None).await;
+    assert_eq!(status, 401);
+    let old = (ts2.parse::<u64>().unwrap() - 3600).to_string();
+    let (status, _) = post(
+        other.clone(),
+        old.clone(),
+        Some(sign(b"whsec-test-1", &old, &other)),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let none = app
+        .get("Patient?identifier=https://pm-push.example.org/patient-id|p-2")
+        .await;
+    assert_eq!(none.json()["total"], 0, "{}", none.text);
+    // a source that does not exist
+    let (status, _) = post(body, now(), None).await;
+    assert_eq!(status, 401);
+    let r = app
+        .anonymous
+        .post(format!("{}/adapters/nobody/webhook", app.root))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
