@@ -29,7 +29,7 @@ pub struct Definition {
     /// The zone of the vendor's times that carry no offset (UTC unless given).
     #[serde(default)]
     pub zone: Option<String>,
-    /// At most this many requests a second to the vendor (the token request included).
+    /// At most this many requests a second to the vendor's API (token requests apart).
     #[serde(default = "requests_per_second")]
     pub requests_per_second: f64,
     /// Record types, polled in the order of their names.
