@@ -128,6 +128,14 @@ fn describe() {
         Unit::Seconds,
         "The event stream publisher's steps per batch: read, publish (to the acknowledgements), mark"
     );
+    describe_counter!(
+        "emrsync_vendor_records_total",
+        "Vendor source records by source, record type and outcome (accepted, refused to the exception queue)"
+    );
+    describe_counter!(
+        "emrsync_vendor_poll_failures_total",
+        "Vendor source readings that stopped (the vendor unreachable or refusing), by source"
+    );
     describe_gauge!(
         "emrsync_process_resident_memory_bytes",
         Unit::Bytes,

@@ -74,6 +74,18 @@ async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
         "Pushed"
     );
 
+    // counted on /metrics by source, record type and outcome
+    let metrics = app.get_url(&format!("{}/metrics", app.root)).await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("emrsync_vendor_records_total{")
+                && l.contains("source=\"pm-push\"")
+                && l.contains("outcome=\"accepted\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+
     // the same delivery again
     let (status, said) = post(body.clone(), ts.clone(), Some(sig)).await;
     assert_eq!(status, 409, "{said}");

@@ -74,14 +74,22 @@ pub fn apply(
         accepted: resources.len(),
         refused: exceptions.len(),
     };
-    match restate_all(&ingest.store, &writer, &resources, &unit) {
-        Ok(()) => Ok(applied),
+    let applied = match restate_all(&ingest.store, &writer, &resources, &unit) {
+        Ok(()) => applied,
         Err(StoreError::Invalid(_)) => {
             let made = records.into_iter().zip(resources).collect();
-            one_by_one(ingest, (&writer, maps), made, exceptions, (source, page))
+            one_by_one(ingest, (&writer, maps), made, exceptions, (source, page))?
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    let counted = |outcome: &'static str, n: usize| {
+        metrics::counter!("emrsync_vendor_records_total", "source" => source.to_string(),
+            "record_type" => page.record_type.to_string(), "outcome" => outcome)
+        .increment(n as u64);
+    };
+    counted("accepted", applied.accepted);
+    counted("refused", applied.refused);
+    Ok(applied)
 }
 
 /// The page again, each record alone: those the store refuses join the exception queue.
