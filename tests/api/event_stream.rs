@@ -4,6 +4,7 @@
 //! waited arrives, in order, once it is.
 
 use crate::helpers::{TestApp, spawn_with};
+use crate::process::free_port;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -25,14 +26,6 @@ pub struct Access {
     pub token: Option<String>,
     pub nkey_seed: Option<String>,
     pub ca: Option<std::path::PathBuf>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Nats {
@@ -109,6 +102,18 @@ impl Nats {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         options.connect(&self.url).await.unwrap()
+    }
+
+    /// What the broker says of stream `name` now (its configuration, its cluster's leader).
+    pub async fn stream_info(&self, name: &str) -> async_nats::jetstream::stream::Info {
+        let js = async_nats::jetstream::new(self.client().await);
+        js.get_stream(name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .clone()
     }
 
     /// The events of stream `name` from its first, once there are `n` (waiting up to 30 s):

@@ -95,15 +95,7 @@ async fn a_replicated_stream_loses_nothing_when_its_leader_dies() {
     all_marked(&app).await;
 
     // the stream is on all three; its leader is killed and writes go on
-    let js = async_nats::jetstream::new(cluster.any().client().await);
-    let info = js
-        .get_stream("EMRSYNC")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
+    let info = cluster.any().stream_info("EMRSYNC").await;
     assert_eq!(info.config.num_replicas, 3);
     let leader = info
         .cluster

@@ -11,6 +11,16 @@ use emrsync::config::StoreArgs;
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// A `system/*.cruds` token of the server at `root` on `store`.
+fn token(store: &StoreArgs, root: &str) -> String {
+    mint(
+        &store.database().unwrap(),
+        &format!("{root}/fhir"),
+        "system/*.cruds",
+        None,
+    )
+}
+
 async fn create(http: &reqwest::Client, root: &str, token: &str, body: &Value) -> String {
     let r = http
         .post(format!("{root}/fhir/Patient"))
@@ -47,12 +57,7 @@ async fn a_change_too_big_for_the_broker_is_skipped_and_the_rest_go_on() {
         ],
     );
     wait_healthy(&http, &server.root).await;
-    let token = mint(
-        &store.database().unwrap(),
-        &format!("{}/fhir", server.root),
-        "system/*.cruds",
-        None,
-    );
+    let token = token(&store, &server.root);
 
     let small = |family: &str| json!({"resourceType": "Patient", "name": [{"family": family}]});
     let before = create(&http, &server.root, &token, &small("Before")).await;
@@ -83,15 +88,7 @@ async fn a_change_too_big_for_the_broker_is_skipped_and_the_rest_go_on() {
     assert!(events.iter().all(|(_, _, e)| e.to_string().len() <= 4096));
 
     // the stream emrsync created keeps events for the hours it was given
-    let js = async_nats::jetstream::new(nats.client().await);
-    let info = js
-        .get_stream("EMRSYNC")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
+    let info = nats.stream_info("EMRSYNC").await;
     assert_eq!(info.config.max_age, Duration::from_secs(2 * 3600));
     assert_eq!(info.config.subjects, ["emrsync.>"]);
 }
@@ -114,12 +111,7 @@ async fn a_stream_that_does_not_take_emrsyncs_subjects_is_refused_and_nothing_is
     let log = dir.path().join("server.log");
     let server = crate::process::start_logged(free_port(), &store, &["--stream", &nats.url], &log);
     wait_healthy(&http, &server.root).await;
-    let token = mint(
-        &store.database().unwrap(),
-        &format!("{}/fhir", server.root),
-        "system/*.cruds",
-        None,
-    );
+    let token = token(&store, &server.root);
     create(
         &http,
         &server.root,

@@ -107,22 +107,7 @@ fn one_by_one(
             Err(StoreError::Invalid(issues)) => exceptions.push(Exception {
                 vendor_key: maps.key_of(page.record_type, record),
                 record: record.to_string(),
-                refused: Refused {
-                    element: issues
-                        .first()
-                        .and_then(|i| i.expression.clone())
-                        .unwrap_or_else(|| r.rtype.to_string()),
-                    path: "$".into(),
-                    reason: format!(
-                        "the store refused the {}: {}",
-                        r.rtype,
-                        issues
-                            .iter()
-                            .map(|i| i.diagnostics.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
-                },
+                refused: refused_by(&issues, r.rtype, "the store refused the"),
             }),
             Err(e) => return Err(e),
         }
@@ -166,22 +151,9 @@ fn made(
     let accepted = writer
         .accept(stated.body, stated.rtype, false)
         .map_err(|e| match e {
-            IngestError::Invalid(issues) => Refused {
-                element: issues
-                    .first()
-                    .and_then(|i| i.expression.clone())
-                    .unwrap_or_else(|| stated.rtype.to_string()),
-                path: "$".into(),
-                reason: format!(
-                    "the {} mapped is not valid FHIR: {}",
-                    stated.rtype,
-                    issues
-                        .iter()
-                        .map(|i| i.diagnostics.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            },
+            IngestError::Invalid(issues) => {
+                refused_by(&issues, stated.rtype, "not valid FHIR: the mapped")
+            }
             other => Refused {
                 element: stated.rtype.to_string(),
                 path: "$".into(),
@@ -192,6 +164,26 @@ fn made(
         body: accepted.resource,
         ..stated
     })
+}
+
+/// A record refused for `issues` its resource (`rtype`) met: the first issue's element, every
+/// issue's words after `what` and the type.
+fn refused_by(issues: &[crate::fhir::Issue], rtype: &str, what: &str) -> Refused {
+    Refused {
+        element: issues
+            .first()
+            .and_then(|i| i.expression.clone())
+            .unwrap_or_else(|| rtype.to_string()),
+        path: "$".into(),
+        reason: format!(
+            "{what} {rtype}: {}",
+            issues
+                .iter()
+                .map(|i| i.diagnostics.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
 }
 
 fn exception(maps: &Maps, page: &Page<'_>, record: &Value, refused: Refused) -> Exception {
