@@ -433,14 +433,38 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("the vendor source {e}"))?;
             let source = Arc::new(source);
             sources.insert(source.definition.name.clone(), source.clone());
-            let (ingest, owner) = (ingest.clone(), process.clone());
             // a task's name lives as long as the server: one per source, made once at start
-            let name: &'static str =
-                Box::leak(format!("vendor source {}", source.definition.name).into_boxed_str());
-            tasks.spawn(name, OnExit::Restart, AtShutdown::Stop, move |_| {
-                crate::adapters::vendor::poll::Poller::new(ingest.clone(), source.clone())
-                    .run(owner.clone())
-            });
+            let task = |what: &str| -> &'static str {
+                Box::leak(
+                    format!("vendor source {} {what}", source.definition.name).into_boxed_str(),
+                )
+            };
+            if source.definition.polled().next().is_some() {
+                let (ingest, owner, source) = (ingest.clone(), process.clone(), source.clone());
+                tasks.spawn(
+                    task("poller"),
+                    OnExit::Restart,
+                    AtShutdown::Stop,
+                    move |_| {
+                        crate::adapters::vendor::poll::Poller::new(ingest.clone(), source.clone())
+                            .run(owner.clone())
+                    },
+                );
+            }
+            if source.definition.drop_folder.is_some() {
+                let dropper = Arc::new(crate::adapters::vendor::folder::Dropper {
+                    ingest: ingest.clone(),
+                    inbound: inbound(ingest.clone(), &settings),
+                    source: source.clone(),
+                });
+                let owner = process.clone();
+                tasks.spawn(
+                    task("drop folder"),
+                    OnExit::Restart,
+                    AtShutdown::Stop,
+                    move |_| dropper.clone().run(owner.clone()),
+                );
+            }
         }
         let retention = crate::ops::retention::Retention {
             hl7v2_archive_days: settings.hl7v2_archive_days,

@@ -1,7 +1,8 @@
 //! `emrsync source`: a vendor source's definition checked, tried on its API without writing,
-//! polled once, and its exception queue listed and replayed (`docs/vendor-sources.md`).
+//! polled once, its drop folder swept once, and its exception queue listed and replayed (`docs/vendor-sources.md`).
 
-use crate::adapters::vendor::{page, poll::Poller, source::Source};
+use crate::adapters::vendor::folder::Dropper;
+use crate::adapters::vendor::{dropped, page, poll::Poller, source::Source};
 use crate::config::{Settings, StoreArgs};
 use serde_json::json;
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ pub enum SourceCommand {
     Test(OneArgs),
     /// Read every record type to the vendor's last page now, and write what it sends.
     Poll(OneArgs),
+    /// Sweep the source's drop folder once: apply the files waiting there, print each one's
+    /// report.
+    Drop(OneArgs),
     /// Print the records waiting in the exception queue; with --replay, map them again with
     /// the definition as it is now and write those that go in.
     Exceptions(ExceptionArgs),
@@ -78,8 +82,9 @@ pub async fn run(args: SourceCliArgs) -> anyhow::Result<bool> {
             for f in &a.files {
                 let source = load(f)?;
                 let name = &source.definition.name;
-                println!("{name} ({}): {}", f.display(), source.definition.base_url);
-                for record_type in source.definition.records.keys() {
+                let base = source.definition.base_url.as_deref().unwrap_or("no API");
+                println!("{name} ({}): {base}", f.display());
+                for (record_type, _) in source.definition.polled() {
                     let (s, n, t) = (ingest.store.clone(), name.clone(), record_type.clone());
                     let cursor =
                         tokio::task::spawn_blocking(move || s.read(|c| page::cursor(c, &n, &t)))
@@ -94,6 +99,31 @@ pub async fn run(args: SourceCliArgs) -> anyhow::Result<bool> {
                     tokio::task::spawn_blocking(move || s.read(|c| page::open(c, &n, 10_000)))
                         .await??;
                 println!("  exception queue: {} waiting", waiting.len());
+                if let Some(folder) = &source.definition.drop_folder {
+                    let (s, n) = (ingest.store.clone(), name.clone());
+                    let files =
+                        tokio::task::spawn_blocking(move || s.read(|c| dropped::recent(c, &n, 10)))
+                            .await??;
+                    println!(
+                        "  drop folder {}: {} file(s) lately",
+                        folder.path.display(),
+                        files.len()
+                    );
+                    for r in files {
+                        println!(
+                            "    {} {}: {} record(s), {} in, {} refused{}",
+                            r.finished.as_deref().unwrap_or(&r.started),
+                            r.file,
+                            r.records,
+                            r.accepted,
+                            r.refused,
+                            match r.outcome.as_str() {
+                                dropped::DONE => String::new(),
+                                o => format!(" ({o})"),
+                            }
+                        );
+                    }
+                }
             }
             Ok(true)
         }
@@ -102,7 +132,7 @@ pub async fn run(args: SourceCliArgs) -> anyhow::Result<bool> {
             let source = load(&a.file)?;
             let mut poller = Poller::new(ingest.clone(), source.clone());
             let mut clean = true;
-            for record_type in source.definition.records.keys() {
+            for (record_type, _) in source.definition.polled() {
                 if a.record.as_ref().is_some_and(|r| r != record_type) {
                     continue;
                 }
@@ -152,6 +182,30 @@ pub async fn run(args: SourceCliArgs) -> anyhow::Result<bool> {
                 polled.pages, polled.accepted, polled.refused
             );
             Ok(polled.refused == 0)
+        }
+        SourceCommand::Drop(a) => {
+            let (ingest, settings) = open(a.store)?;
+            let source = load(&a.file)?;
+            if source.definition.drop_folder.is_none() {
+                anyhow::bail!("{} has no drop folder", source.definition.name);
+            }
+            let dropper = Dropper {
+                inbound: crate::startup::inbound(ingest.clone(), &settings),
+                ingest: ingest.clone(),
+                source,
+            };
+            let reports = tokio::task::spawn_blocking(move || dropper.sweep(&|| Ok(()))).await?;
+            ingest.flush_hooks();
+            let reports = reports.map_err(anyhow::Error::msg)?;
+            let mut clean = true;
+            for r in &reports {
+                clean &= r.outcome != dropped::FAILED && r.refused == 0;
+                println!("{}", serde_json::to_string(r)?);
+            }
+            if reports.is_empty() {
+                println!("no file waiting");
+            }
+            Ok(clean)
         }
         SourceCommand::Exceptions(a) => {
             let (ingest, _) = open(a.store)?;

@@ -28,32 +28,35 @@ pub async fn shared(store: &Store) -> Result<bool, StoreError> {
 /// Take or renew the lease `name` for `owner`: whether it is held now.
 pub async fn hold(store: &Store, name: &str, owner: &str) -> Result<bool, StoreError> {
     let (store, name, owner) = (store.clone(), name.to_string(), owner.to_string());
-    tokio::task::spawn_blocking(move || {
-        store.write_rows(|c| {
-            let now = now_micros();
-            let known: Option<String> = t::table
-                .find(&name)
-                .select(t::name)
-                .get_result(c)
-                .optional()?;
-            if known.is_none() {
-                diesel::insert_into(t::table)
-                    .values((t::name.eq(&name), t::lease_until.eq(0i64)))
-                    .execute(c)?;
-            }
-            let taken = diesel::update(
-                t::table
-                    .filter(t::name.eq(&name))
-                    .filter(t::lease_until.lt(now).or(t::lease_owner.eq(&owner))),
-            )
-            .set((
-                t::lease_owner.eq(&owner),
-                t::lease_until.eq(now + LEASE.as_micros() as i64),
-            ))
-            .execute(c)?;
-            Ok(taken == 1)
-        })
+    tokio::task::spawn_blocking(move || hold_now(&store, &name, &owner))
+        .await
+        .map_err(|e| StoreError::Database(format!("lease task: {e}")))?
+}
+
+/// `hold`, from a blocking thread.
+pub fn hold_now(store: &Store, name: &str, owner: &str) -> Result<bool, StoreError> {
+    store.write_rows(|c| {
+        let now = now_micros();
+        let known: Option<String> = t::table
+            .find(&name)
+            .select(t::name)
+            .get_result(c)
+            .optional()?;
+        if known.is_none() {
+            diesel::insert_into(t::table)
+                .values((t::name.eq(&name), t::lease_until.eq(0i64)))
+                .execute(c)?;
+        }
+        let taken = diesel::update(
+            t::table
+                .filter(t::name.eq(&name))
+                .filter(t::lease_until.lt(now).or(t::lease_owner.eq(&owner))),
+        )
+        .set((
+            t::lease_owner.eq(&owner),
+            t::lease_until.eq(now + LEASE.as_micros() as i64),
+        ))
+        .execute(c)?;
+        Ok(taken == 1)
     })
-    .await
-    .map_err(|e| StoreError::Database(format!("lease task: {e}")))?
 }

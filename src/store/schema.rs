@@ -410,6 +410,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    dropped_files (source, sha256) {
+        source -> Text,
+        sha256 -> Text,
+        name -> Text,
+        format -> Text,
+        status -> Text,
+        done_count -> BigInt,
+        report -> Text,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     route_messages (seq) {
         seq -> BigInt,
         target -> Text,

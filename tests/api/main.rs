@@ -82,6 +82,7 @@ mod tls;
 mod topics;
 mod two_nodes;
 mod validation;
+mod vendor_drop;
 mod vendor_pages;
 mod vendor_poll;
 mod vendor_webhook;

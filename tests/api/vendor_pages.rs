@@ -78,6 +78,7 @@ fn applies_pages(backend: Backend) {
             record_type,
             records,
             cursor: Some(cursor.into()),
+            also: None,
         };
         page::apply(&ingest, "pm", &maps, &cx, &page).unwrap()
     };
@@ -91,12 +92,12 @@ fn applies_pages(backend: Backend) {
     ];
     assert_eq!(cursor("patient"), None);
     let applied = apply("patient", &patients, "2026-12-07T08:00:00Z");
+    assert_eq!((applied.accepted, applied.refused), (2, 1));
+    // the page says which record was refused (the second) and where
+    assert_eq!(applied.refusals.len(), 1);
     assert_eq!(
-        applied,
-        Applied {
-            accepted: 2,
-            refused: 1
-        }
+        (applied.refusals[0].0, applied.refusals[0].1.path.as_str()),
+        (1, "$.dob")
     );
     let system = "https://pm.example.org/patient-id";
     let first = store
@@ -214,6 +215,7 @@ fn the_shipped_practice_api_definition_maps_its_records_into_valid_fhir() {
             record_type,
             records: list,
             cursor: None,
+            also: None,
         };
         let applied = page::in_context(&store, source.zone, |cx| {
             page::apply(&ingest, "practice-api", &source.maps, cx, &page).unwrap()

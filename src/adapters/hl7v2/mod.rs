@@ -5,6 +5,7 @@
 //! exception queue with replay (`queue`).
 
 pub mod ack;
+pub mod batch;
 pub mod codes;
 pub mod concept_maps;
 pub mod datatypes;

@@ -29,7 +29,13 @@ pub struct Page<'a> {
     /// Where the reading stands after this page (the source's next-page token, the newest
     /// change time seen): what the next poll starts from. `None` keeps it where it was.
     pub cursor: Option<String>,
+    /// More of the page's own work in its transaction, given what came of the page: a dropped
+    /// file's progress and report (`folder`).
+    pub also: Option<&'a Also<'a>>,
 }
+
+/// Work done in a page's transaction once its records are written.
+pub type Also<'a> = dyn Fn(&mut DbConnection, &Applied) -> Result<(), StoreError> + Sync + 'a;
 
 /// What a page came to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -38,13 +44,32 @@ pub struct Applied {
     pub accepted: usize,
     /// Records sent to the exception queue.
     pub refused: usize,
+    /// Which those were (their place in the page, from 0) and why.
+    pub refusals: Vec<(usize, Refused)>,
 }
 
 /// A record that did not go in, as the exception queue keeps it.
 struct Exception {
+    /// Its place in the page.
+    at: usize,
     vendor_key: Option<String>,
     record: String,
     refused: Refused,
+}
+
+impl Applied {
+    fn of(accepted: usize, exceptions: &[Exception]) -> Applied {
+        let mut refusals: Vec<_> = exceptions
+            .iter()
+            .map(|e| (e.at, e.refused.clone()))
+            .collect();
+        refusals.sort_by_key(|(at, _)| *at);
+        Applied {
+            accepted,
+            refused: exceptions.len(),
+            refusals,
+        }
+    }
 }
 
 /// Apply `page` of source `source` (whose maps are `maps`).
@@ -58,21 +83,19 @@ pub fn apply(
     let writer = writer(ingest, source);
     let mut resources = Vec::with_capacity(page.records.len());
     let mut exceptions = Vec::new();
-    for record in page.records {
+    for (at, record) in page.records.iter().enumerate() {
         match made(maps, page.record_type, record, cx, &writer) {
-            Ok(r) => resources.push((record, r)),
-            Err(refused) => exceptions.push(exception(maps, page, record, refused)),
+            Ok(r) => resources.push(((at, record), r)),
+            Err(refused) => exceptions.push(exception(maps, page, (at, record), refused)),
         }
     }
-    let (records, resources): (Vec<&Value>, Vec<Stated>) = resources.into_iter().unzip();
+    let (records, resources): (Vec<(usize, &Value)>, Vec<Stated>) = resources.into_iter().unzip();
+    let applied = Applied::of(resources.len(), &exceptions);
     let unit = PageUnit {
         source,
         page,
         exceptions: &exceptions,
-    };
-    let applied = Applied {
-        accepted: resources.len(),
-        refused: exceptions.len(),
+        applied: &applied,
     };
     let applied = match restate_all(&ingest.store, &writer, &resources, &unit) {
         Ok(()) => applied,
@@ -96,15 +119,16 @@ pub fn apply(
 fn one_by_one(
     ingest: &Ingest,
     (writer, maps): (&Writer, &Maps),
-    made: Vec<(&Value, Stated)>,
+    made: Vec<((usize, &Value), Stated)>,
     mut exceptions: Vec<Exception>,
     (source, page): (&str, &Page<'_>),
 ) -> Result<Applied, StoreError> {
     let mut accepted = 0;
-    for (record, r) in made {
+    for ((at, record), r) in made {
         match restate_all(&ingest.store, writer, std::slice::from_ref(&r), &Plain) {
             Ok(()) => accepted += 1,
             Err(StoreError::Invalid(issues)) => exceptions.push(Exception {
+                at,
                 vendor_key: maps.key_of(page.record_type, record),
                 record: record.to_string(),
                 refused: refused_by(&issues, r.rtype, "the store refused the"),
@@ -112,16 +136,15 @@ fn one_by_one(
             Err(e) => return Err(e),
         }
     }
+    let applied = Applied::of(accepted, &exceptions);
     let unit = PageUnit {
         source,
         page,
         exceptions: &exceptions,
+        applied: &applied,
     };
     restate_all(&ingest.store, writer, &[], &unit)?;
-    Ok(Applied {
-        accepted,
-        refused: exceptions.len(),
-    })
+    Ok(applied)
 }
 
 /// The writer of a source's records: the source, by name, held to everything on the ingest
@@ -186,8 +209,14 @@ fn refused_by(issues: &[crate::fhir::Issue], rtype: &str, what: &str) -> Refused
     }
 }
 
-fn exception(maps: &Maps, page: &Page<'_>, record: &Value, refused: Refused) -> Exception {
+fn exception(
+    maps: &Maps,
+    page: &Page<'_>,
+    (at, record): (usize, &Value),
+    refused: Refused,
+) -> Exception {
     Exception {
+        at,
         vendor_key: maps.key_of(page.record_type, record),
         record: record.to_string(),
         refused,
@@ -199,6 +228,7 @@ struct PageUnit<'a> {
     source: &'a str,
     page: &'a Page<'a>,
     exceptions: &'a [Exception],
+    applied: &'a Applied,
 }
 
 impl Unit for PageUnit<'_> {
@@ -244,6 +274,9 @@ impl Unit for PageUnit<'_> {
                     ve::created_at.eq(now),
                 ))
                 .execute(tx.conn)?;
+        }
+        if let Some(also) = self.page.also {
+            also(tx.conn, self.applied)?;
         }
         Ok(())
     }

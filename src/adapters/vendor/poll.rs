@@ -130,7 +130,12 @@ impl Poller {
     /// Read every record type from where its cursor stands to the vendor's last page.
     pub async fn poll(&mut self) -> Result<Polled, String> {
         let mut polled = Polled::default();
-        let types: Vec<String> = self.source.definition.records.keys().cloned().collect();
+        let types: Vec<String> = self
+            .source
+            .definition
+            .polled()
+            .map(|(k, _)| k.clone())
+            .collect();
         for record_type in types {
             self.read(&record_type, &mut polled).await?;
         }
@@ -219,8 +224,14 @@ impl Poller {
     /// The records of the page the next reading of `record_type` starts with, as the vendor
     /// sends them: nothing applied, the cursor left where it is (`emrsync source test`).
     pub async fn first_page(&mut self, record_type: &str) -> Result<Vec<Value>, String> {
-        if !self.source.definition.records.contains_key(record_type) {
-            return Err(format!("the source has no record type {record_type}"));
+        match self.source.definition.records.get(record_type) {
+            None => return Err(format!("the source has no record type {record_type}")),
+            Some(r) if r.endpoint.is_none() => {
+                return Err(format!(
+                    "{record_type} is not read from an API (no endpoint)"
+                ));
+            }
+            Some(_) => {}
         }
         let cursor = self.stored(record_type).await?;
         Ok(self.page(record_type, &cursor).await?.1)
@@ -257,6 +268,7 @@ impl Poller {
                 record_type: &record_type,
                 records: &items,
                 cursor: Some(cursor),
+                also: None,
             };
             page::in_context(&ingest.store, source.zone, |cx| {
                 page::apply(&ingest, &source.definition.name, &source.maps, cx, &page)
@@ -270,7 +282,11 @@ impl Poller {
 
     /// The URL of the page `cursor` is at.
     fn url(&self, records: &super::source::Records, cursor: &Cursor) -> Result<url::Url, String> {
-        let base = url::Url::parse(&self.source.definition.base_url).map_err(|e| e.to_string())?;
+        let (Some(base), Some(endpoint)) = (&self.source.definition.base_url, &records.endpoint)
+        else {
+            return Err("a record type without an endpoint is not read from an API".into());
+        };
+        let base = url::Url::parse(base).map_err(|e| e.to_string())?;
         if let (Paging::Link { .. }, Some(next)) = (&records.paging, &cursor.next) {
             let url = base
                 .join(next)
@@ -286,7 +302,7 @@ impl Poller {
         let joined = format!(
             "{}/{}",
             base.as_str().trim_end_matches('/'),
-            records.endpoint.trim_start_matches('/')
+            endpoint.trim_start_matches('/')
         );
         let mut url = url::Url::parse(&joined).map_err(|e| format!("{joined}: {e}"))?;
         {

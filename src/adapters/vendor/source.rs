@@ -19,8 +19,10 @@ pub struct Definition {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// The API's base URL; endpoints are relative to it.
-    pub base_url: String,
+    /// The API's base URL; endpoints are relative to it. A source that only drops files or
+    /// pushes webhooks has none.
+    #[serde(default)]
+    pub base_url: Option<String>,
     #[serde(default)]
     pub auth: Auth,
     /// Seconds between polls.
@@ -37,6 +39,16 @@ pub struct Definition {
     /// Records the vendor pushes, signed (`POST /adapters/<name>/webhook`).
     #[serde(default)]
     pub webhook: Option<super::webhook::Webhook>,
+    /// A folder the source drops files in (CSV exports, HL7v2 batch files).
+    #[serde(default, rename = "drop")]
+    pub drop_folder: Option<super::folder::Folder>,
+}
+
+impl Definition {
+    /// The record types read from the API (those with an endpoint), in the order of their names.
+    pub fn polled(&self) -> impl Iterator<Item = (&String, &Records)> {
+        self.records.iter().filter(|(_, r)| r.endpoint.is_some())
+    }
 }
 
 fn poll_seconds() -> u64 {
@@ -74,8 +86,10 @@ pub enum Auth {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Records {
-    /// The endpoint, relative to the base URL (`/v1/patients`).
-    pub endpoint: String,
+    /// The endpoint, relative to the base URL (`/v1/patients`); none for a record type that
+    /// only arrives in dropped files or webhooks.
+    #[serde(default)]
+    pub endpoint: Option<String>,
     /// Where the records are in a page (JSONPath to an array; `$` for a page that is one).
     #[serde(default = "whole")]
     pub items: String,
@@ -177,8 +191,17 @@ impl Source {
                 "the source's name '{name}' must be letters, digits, - and _"
             ));
         }
-        url::Url::parse(&definition.base_url)
-            .map_err(|e| format!("baseUrl {}: {e}", definition.base_url))?;
+        match (&definition.base_url, definition.polled().next()) {
+            (Some(base), _) => {
+                url::Url::parse(base).map_err(|e| format!("baseUrl {base}: {e}"))?;
+            }
+            (None, Some((record_type, _))) => {
+                return Err(format!(
+                    "{record_type} has an endpoint but the source has no baseUrl"
+                ));
+            }
+            (None, None) => {}
+        }
         let rate = definition.requests_per_second;
         if !rate.is_finite() || rate <= 0.0 {
             return Err("requestsPerSecond must be above 0".into());
@@ -226,6 +249,9 @@ impl Source {
             Some(w) => Some(super::webhook::Receiver::of(w.clone(), &types)?),
             None => None,
         };
+        if let Some(folder) = &definition.drop_folder {
+            folder.check(&types)?;
+        }
         Ok(Source {
             definition,
             maps,

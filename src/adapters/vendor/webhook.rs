@@ -204,6 +204,7 @@ impl Receiver {
             record_type,
             records: &records,
             cursor: None,
+            also: None,
         };
         let applied = page::apply(ingest, &source.definition.name, &source.maps, cx, &page)
             .map_err(|e| Refusal::Store(e.to_string()))?;
