@@ -12,6 +12,7 @@ mod stats;
 mod stream;
 mod sync_out;
 mod terminology;
+mod vendor;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -122,6 +123,22 @@ pub struct BenchArgs {
     #[arg(long, default_value = "EMRSYNC")]
     pub stream_name: String,
 
+    /// The `vendor` scenario's simulated API: the port the server's source definition names.
+    #[arg(long, default_value_t = 0)]
+    pub vendor_port: u16,
+
+    /// The `vendor` scenario's source (its webhook is `/adapters/<name>/webhook`).
+    #[arg(long, default_value = "bench-vendor")]
+    pub vendor_source: String,
+
+    /// The file holding the source's webhook secret.
+    #[arg(long)]
+    pub vendor_secret_file: Option<std::path::PathBuf>,
+
+    /// Webhook deliveries the `vendor` scenario sends (and a fifth as many polled changes).
+    #[arg(long, default_value_t = 500)]
+    pub changes: usize,
+
     /// A label printed with the figures (e.g. "sqlite", "postgres").
     #[arg(long, default_value = "")]
     pub label: String,
@@ -194,6 +211,9 @@ pub enum Scenario {
     TermTranslate,
     /// `ValueSet/$expand` of the whole system with a two-word text filter, 10 results.
     TermExpand,
+    /// A vendor's change to a subscriber's notification: signed webhooks, then changes the
+    /// server finds by polling the simulated API (`scripts/bench-vendor`).
+    Vendor,
     /// A system Bulk Data `$export` of what the server holds, kicked off, polled and
     /// downloaded, while `--clients` tasks read Patients by id (`bench::export`).
     Export,
@@ -334,6 +354,7 @@ impl Target {
             Scenario::Notify | Scenario::Fanout => unreachable!("run by bench::notify"),
             Scenario::Stream => unreachable!("run by bench::stream"),
             Scenario::Export => unreachable!("run by bench::export"),
+            Scenario::Vendor => unreachable!("run by bench::vendor"),
             Scenario::Mllp | Scenario::MllpLab | Scenario::MllpNotify | Scenario::SyncOut => {
                 unreachable!("run by bench::mllp and bench::sync_out")
             }
@@ -517,6 +538,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             mllp::notify(shared.clone(), &addr, load).await?;
             target = Arc::into_inner(shared).expect("every sender has finished");
+            continue;
+        }
+        if *scenario == Scenario::Vendor {
+            let file = args
+                .vendor_secret_file
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the vendor scenario needs --vendor-secret-file"))?;
+            let vendor = vendor::Vendor {
+                port: args.vendor_port,
+                source: &args.vendor_source,
+                secret: std::fs::read_to_string(file)?,
+            };
+            vendor::run(shared.clone(), vendor, args.changes).await?;
+            target = Arc::into_inner(shared).expect("nothing else holds the target");
             continue;
         }
         if *scenario == Scenario::Export {
