@@ -1,9 +1,9 @@
 //! The queues' states: the outbox (changes not yet dispatched to subscriptions, and not yet
 //! routed to targets), each subscription's undelivered events, each route target's pending
 //! and failed messages, the HL7v2 exception queue. `/metrics` and the dashboard show the
-//! same reading. Every query here runs on an index (`outbox_pending`, `outbox_unrouted`,
-//! `outbox_unpublished`,
-//! `route_messages_queue`, `hl7v2_messages_status`) or on the subscriptions' own rows, so a
+//! same reading; and each vendor source's exception queue. Every query here runs on an index
+//! (`outbox_pending`, `outbox_unrouted`, `outbox_unpublished`, `route_messages_queue`,
+//! `hl7v2_messages_status`, `vendor_exceptions_open`) or on the subscriptions' own rows, so a
 //! reading costs a few index reads however much history is kept.
 
 use crate::fhir::resource::now_micros;
@@ -12,6 +12,7 @@ use crate::store::StoreError;
 use crate::store::db::DbConnection;
 use crate::store::schema::{
     hl7v2_messages as h, outbox as o, route_messages as m, subscriptions as s,
+    vendor_exceptions as v,
 };
 use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
@@ -66,6 +67,8 @@ pub struct Queues {
     pub hl7v2_failed: i64,
     pub hl7v2_failed_age: f64,
     pub hl7v2_held: i64,
+    /// Each vendor source's records waiting in its exception queue, by source name.
+    pub vendors: Vec<(String, Depth)>,
 }
 
 fn age(created_at: Option<i64>) -> f64 {
@@ -183,7 +186,26 @@ pub fn read(c: &mut DbConnection, stream: bool) -> Result<Queues, StoreError> {
         .filter(h::status.eq("held"))
         .select(count_star())
         .get_result(c)?;
+    let vendors: Vec<(String, i64, Option<i64>)> = v::table
+        .filter(v::status.eq("open"))
+        .group_by(v::source)
+        .select((v::source, count_star(), min(v::created_at)))
+        .order(v::source)
+        .load(c)?;
     Ok(Queues {
+        vendors: vendors
+            .into_iter()
+            .map(|(source, waiting, oldest)| {
+                let oldest_age = age(oldest);
+                (
+                    source,
+                    Depth {
+                        waiting,
+                        oldest_age,
+                    },
+                )
+            })
+            .collect(),
         hl7v2_failed_age: age(oldest_failed),
         dispatch,
         route,

@@ -86,6 +86,21 @@ async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
         "{metrics}"
     );
 
+    // a record its map refuses (no family name): to the source's exception queue, whose
+    // depth /metrics shows
+    let nameless = json!({"event": "patient.updated", "data": [{"id": "p-3"}]}).to_string();
+    let ts3 = now();
+    let sig3 = sign(b"whsec-test-1", &ts3, &nameless);
+    let (status, said) = post(nameless, ts3, Some(sig3)).await;
+    assert_eq!((status, &said["refused"]), (200, &json!(1)), "{said}");
+    let metrics = app.get_url(&format!("{}/metrics", app.root)).await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "emrsync_vendor_exceptions{source=\"pm-push\"} 1"),
+        "{metrics}"
+    );
+
     // the same delivery again
     let (status, said) = post(body.clone(), ts.clone(), Some(sig)).await;
     assert_eq!(status, 409, "{said}");

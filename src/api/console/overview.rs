@@ -133,6 +133,10 @@ fn tiles(q: &Queues) -> Markup {
                 (tile(colour(s.oldest_age > 30.0), "changes waiting for the event stream",
                     format!("{} ({})", s.waiting, seconds(s.oldest_age)), None))
             }
+            @for (source, d) in &q.vendors {
+                (tile(colour(d.waiting > 0), &format!("vendor {source} exception queue"),
+                    format!("{} ({})", d.waiting, seconds(d.oldest_age)), None))
+            }
             (tile(colour(failing_targets > 0), "targets failing", failing_targets.to_string(), None))
             (tile(colour(failing_subs > 0), "subscriptions failing", failing_subs.to_string(), None))
         }

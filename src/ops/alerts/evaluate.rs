@@ -129,6 +129,15 @@ pub fn all(
                     "outbox-route" => {
                         vec![(queue.clone(), queues.route.waiting, queues.route.oldest_age)]
                     }
+                    q if q.starts_with("vendor:") => {
+                        let want = &q["vendor:".len()..];
+                        (queues.vendors.iter())
+                            .filter(|(source, _)| matches(want, source))
+                            .map(|(source, d)| {
+                                (format!("vendor:{source}"), d.waiting, d.oldest_age)
+                            })
+                            .collect()
+                    }
                     // nothing waits for a stream this process does not publish
                     "outbox-stream" => (queues.stream.iter())
                         .map(|d| (queue.clone(), d.waiting, d.oldest_age))

@@ -84,7 +84,8 @@ pub enum Condition {
     },
     /// The oldest of a queue has waited more than `seconds`: `hl7v2-failed` (the exception
     /// queue), `outbox-dispatch`, `outbox-route`, `outbox-stream` (changes the event stream's
-    /// broker has not taken), `target:NAME` or `target:*`.
+    /// broker has not taken), `target:NAME` or `target:*`, `vendor:SOURCE` or `vendor:*` (a
+    /// vendor source's exception queue).
     QueueAge { queue: String, seconds: f64 },
     /// A target has not taken its next message for `minutes` (it is being retried).
     TargetDown { target: String, minutes: i64 },
@@ -195,9 +196,11 @@ impl Rules {
                     let known = matches!(
                         queue.as_str(),
                         "hl7v2-failed" | "outbox-dispatch" | "outbox-route" | "outbox-stream"
-                    ) || queue.strip_prefix("target:").is_some_and(|t| !t.is_empty());
+                    ) || ["target:", "vendor:"]
+                        .iter()
+                        .any(|p| queue.strip_prefix(p).is_some_and(|t| !t.is_empty()));
                     if !known {
-                        out.push(format!("{at}: queue is hl7v2-failed, outbox-dispatch, outbox-route, outbox-stream or target:NAME (or target:*)"));
+                        out.push(format!("{at}: queue is hl7v2-failed, outbox-dispatch, outbox-route, outbox-stream, target:NAME (or target:*) or vendor:SOURCE (or vendor:*)"));
                     }
                     if *seconds < 0.0 {
                         out.push(format!("{at}: seconds is not negative"));

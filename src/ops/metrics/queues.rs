@@ -32,5 +32,10 @@ pub fn observe(store: &Store) -> Result<(), StoreError> {
     for (st, n) in [("failed", q.hl7v2_failed), ("held", q.hl7v2_held)] {
         metrics::gauge!("emrsync_hl7v2_queue_messages", "status" => st).set(n as f64);
     }
+    for (source, d) in q.vendors {
+        let label = [("source", source)];
+        metrics::gauge!("emrsync_vendor_exceptions", &label).set(d.waiting as f64);
+        metrics::gauge!("emrsync_vendor_exceptions_oldest_age_seconds", &label).set(d.oldest_age);
+    }
     Ok(())
 }
