@@ -266,3 +266,96 @@ fn the_shipped_practice_api_definition_maps_its_records_into_valid_fhir() {
     assert_eq!(o["interpretation"][0]["coding"][0]["code"], "H");
     assert_eq!(o["code"]["coding"][0]["system"], "http://loinc.org");
 }
+
+mod a_record_another_source_owns_waits_and_the_rest_of_its_page_goes_in {
+    use super::*;
+    #[test]
+    fn sqlite() {
+        super::a_record_another_source_owns_waits(Backend::Sqlite)
+    }
+    #[test]
+    fn postgres() {
+        super::a_record_another_source_owns_waits(Backend::Postgres)
+    }
+}
+
+/// A source-of-truth rule gives patients' names to the registration system: the vendor may
+/// create a Patient, but its page renaming one is refused by the store as a whole; applied
+/// again record by record, the rename waits in the exception queue with the rule's words, the
+/// page's other records go in and the cursor moves on (the source is not stuck on that page).
+fn a_record_another_source_owns_waits(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres_database()),
+    };
+    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), url));
+    settings.no_shipped_terminology = true;
+    settings.store.database().unwrap().migrate().unwrap();
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let routes: emrsync::routing::config::Routes = serde_json::from_value(json!({"truth": [{
+        "domain": "adt", "resources": ["Patient"], "elements": ["name"],
+        "owners": ["hl7v2 REG@GOOD HEALTH"]}]}))
+    .unwrap();
+    store
+        .write_rows(|c| emrsync::routing::revisions::record(c, &routes, "test").map(|_| ()))
+        .unwrap();
+    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
+    let maps = maps();
+    let key = emrsync::adapters::hl7v2::identity::secret(&store).unwrap();
+    let id_of = |t: &str, system: &str, value: &str| {
+        emrsync::adapters::hl7v2::identity::stable_id(key.as_bytes(), t, &[system, value])
+    };
+    let cx = Context {
+        id_of: &id_of,
+        zone: Zone::default(),
+    };
+    let apply = |records: &[Value], cursor: &str| {
+        let page = Page {
+            record_type: "patient",
+            records,
+            cursor: Some(cursor.into()),
+            also: None,
+        };
+        page::apply(&ingest, "pm", &maps, &cx, &page).unwrap()
+    };
+    let first = apply(&[json!({"id": 1, "last_name": "Nguyen"})], "c1");
+    assert_eq!((first.accepted, first.refused), (1, 0));
+    let second = apply(
+        &[
+            json!({"id": 1, "last_name": "Renamed"}),
+            json!({"id": 2, "last_name": "Okafor"}),
+        ],
+        "c2",
+    );
+    assert_eq!((second.accepted, second.refused), (1, 1));
+    assert_eq!(second.refusals[0].0, 0);
+    let system = "https://pm.example.org/patient-id";
+    let one = store
+        .current("Patient", &id_of("Patient", system, "1"))
+        .unwrap();
+    assert_eq!(
+        (one.version_id, one.json()["name"][0]["family"].clone()),
+        (1, json!("Nguyen"))
+    );
+    assert!(
+        store
+            .current("Patient", &id_of("Patient", system, "2"))
+            .is_ok()
+    );
+    assert_eq!(
+        store
+            .read(|c| page::cursor(c, "pm", "patient"))
+            .unwrap()
+            .as_deref(),
+        Some("c2")
+    );
+    let waiting = store.read(|c| page::open(c, "pm", 10)).unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert!(
+        waiting[0].reason.contains("belongs to the 'adt' domain")
+            && waiting[0].reason.contains("vendor pm"),
+        "{}",
+        waiting[0].reason
+    );
+}

@@ -5,8 +5,9 @@
 //! leaves the cursor where it was and the page is read again; after it, the next page follows:
 //! no record is lost or applied twice.
 //!
-//! A page whose write the store refuses as a whole (a record its rules hold back: another
-//! source owns that domain) is applied again record by record, each refused one to the
+//! A page whose write the store refuses as a whole (a record invalid there, or that a
+//! source-of-truth rule refuses or holds: another source owns that domain) is applied again
+//! record by record, each refused one to the
 //! exception queue, the cursor and the queue written last: a record applied again after a
 //! crash there says what its resource already says, and is not written again.
 
@@ -99,7 +100,9 @@ pub fn apply(
     };
     let applied = match restate_all(&ingest.store, &writer, &resources, &unit) {
         Ok(()) => applied,
-        Err(StoreError::Invalid(_)) => {
+        // one record the store refuses (invalid there, or not this source's to change)
+        // refuses the page's write: the others go in alone
+        Err(StoreError::Invalid(_) | StoreError::NotOwner(_) | StoreError::Held(_)) => {
             let made = records.into_iter().zip(resources).collect();
             one_by_one(ingest, (&writer, maps), made, exceptions, (source, page))?
         }
@@ -127,13 +130,29 @@ fn one_by_one(
     for ((at, record), r) in made {
         match restate_all(&ingest.store, writer, std::slice::from_ref(&r), &Plain) {
             Ok(()) => accepted += 1,
-            Err(StoreError::Invalid(issues)) => exceptions.push(Exception {
-                at,
-                vendor_key: maps.key_of(page.record_type, record),
-                record: record.to_string(),
-                refused: refused_by(&issues, r.rtype, "the store refused the"),
-            }),
-            Err(e) => return Err(e),
+            Err(e) => {
+                let refused = match e {
+                    StoreError::Invalid(issues) => {
+                        refused_by(&issues, r.rtype, "the store refused the")
+                    }
+                    // a source-of-truth rule: its words name the domain, owner and elements;
+                    // a rule that holds rather than refuses holds it here too (the queue is
+                    // where a person sees it; replayed once the owner's data agrees)
+                    StoreError::NotOwner(why) => {
+                        not_applied(r.rtype, format!("not applied: {why}"))
+                    }
+                    StoreError::Held(why) => {
+                        not_applied(r.rtype, format!("held for review: {why}"))
+                    }
+                    e => return Err(e),
+                };
+                exceptions.push(Exception {
+                    at,
+                    vendor_key: maps.key_of(page.record_type, record),
+                    record: record.to_string(),
+                    refused,
+                })
+            }
         }
     }
     let applied = Applied::of(accepted, &exceptions);
@@ -145,6 +164,14 @@ fn one_by_one(
     };
     restate_all(&ingest.store, writer, &[], &unit)?;
     Ok(applied)
+}
+
+fn not_applied(rtype: &str, reason: String) -> Refused {
+    Refused {
+        element: rtype.to_string(),
+        path: "$".into(),
+        reason,
+    }
 }
 
 /// The writer of a source's records: the source, by name, held to everything on the ingest
