@@ -143,6 +143,11 @@ pub struct Settings {
     #[arg(long, env = "EMRSYNC_AUTH_RATE", default_value_t = 20)]
     pub auth_rate: u32,
 
+    /// Webhook deliveries a second one address may send to `/adapters/<source>/webhook`,
+    /// with bursts of twice that; more get 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "EMRSYNC_WEBHOOK_RATE", default_value_t = 200)]
+    pub webhook_rate: u32,
+
     /// Failed sign-ins or client-secret checks in a row after which that user or client is
     /// locked: 30 s, doubling with each further failure up to 15 min; every attempt meanwhile
     /// gets 429 before any password is checked.
@@ -436,6 +441,7 @@ impl Settings {
             shutdown_secs: 20,
             max_body_bytes_in_flight: 32 * 1024 * 1024,
             auth_rate: 20,
+            webhook_rate: 200,
             lockout_after: 5,
             lockout_address_after: 20,
             api_rate: 0,

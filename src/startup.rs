@@ -499,6 +499,7 @@ impl Application {
         );
         let rates = Arc::new(crate::api::rate::Rates {
             auth_per_address: crate::api::rate::Rate::per_second(settings.auth_rate),
+            webhook_per_address: crate::api::rate::Rate::per_second(settings.webhook_rate),
             api_per_client: crate::api::rate::Rate::per_second(settings.api_rate),
         });
         {
@@ -514,6 +515,7 @@ impl Application {
                         loop {
                             tokio::time::sleep(Duration::from_secs(60)).await;
                             rates.auth_per_address.forget_idle();
+                            rates.webhook_per_address.forget_idle();
                             rates.api_per_client.forget_idle();
                         }
                     }

@@ -99,7 +99,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             web::resource("/adapters/{source}/webhook")
                 .wrap(private())
                 // an unauthenticated endpoint: a flood from one address costs a counter
-                .wrap(from_fn(rate::per_address))
+                .wrap(from_fn(rate::webhook_per_address))
                 .route(web::post().to(webhook::receive)),
         )
         .service(

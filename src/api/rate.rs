@@ -68,6 +68,9 @@ impl Rate {
 /// The rates every request is held to.
 pub struct Rates {
     pub auth_per_address: Rate,
+    /// Vendors' webhook deliveries, per address: a busy system pushes far more often than
+    /// anyone signs in.
+    pub webhook_per_address: Rate,
     pub api_per_client: Rate,
 }
 
@@ -105,12 +108,28 @@ pub async fn per_address(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    by_address(req, next, |r| &r.auth_per_address).await
+}
+
+/// `/adapters/{source}/webhook`: per address, at the webhook rate.
+pub async fn webhook_per_address(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    by_address(req, next, |r| &r.webhook_per_address).await
+}
+
+async fn by_address(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    rate: fn(&Rates) -> &Rate,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
     let ip = req
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let verdict = match state(&req) {
-        Some(s) => s.rates.auth_per_address.charge(&ip, 1),
+        Some(s) => rate(&s.rates).charge(&ip, 1),
         None => Ok(()),
     };
     match verdict {
