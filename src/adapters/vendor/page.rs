@@ -73,6 +73,46 @@ impl Applied {
     }
 }
 
+/// A page's records mapped and accepted, nothing written yet: what `write` writes. Preparing
+/// reads nothing the page's write changes, so a poller prepares the next page while the last
+/// one is written.
+pub struct Prepared {
+    writer: Writer,
+    /// The records that made a resource (their places in the page), and those resources.
+    places: Vec<usize>,
+    resources: Vec<Stated>,
+    exceptions: Vec<Exception>,
+}
+
+/// Map and accept `records` of `record_type` (of source `source`, whose maps are `maps`).
+pub fn prepare(
+    ingest: &Ingest,
+    source: &str,
+    maps: &Maps,
+    cx: &Context<'_>,
+    (record_type, records): (&str, &[Value]),
+) -> Prepared {
+    let writer = writer(ingest, source);
+    let mut places = Vec::with_capacity(records.len());
+    let mut resources = Vec::with_capacity(records.len());
+    let mut exceptions = Vec::new();
+    for (at, record) in records.iter().enumerate() {
+        match made(maps, record_type, record, cx, &writer) {
+            Ok(r) => {
+                places.push(at);
+                resources.push(r);
+            }
+            Err(refused) => exceptions.push(exception(maps, record_type, (at, record), refused)),
+        }
+    }
+    Prepared {
+        writer,
+        places,
+        resources,
+        exceptions,
+    }
+}
+
 /// Apply `page` of source `source` (whose maps are `maps`).
 pub fn apply(
     ingest: &Ingest,
@@ -81,16 +121,23 @@ pub fn apply(
     cx: &Context<'_>,
     page: &Page<'_>,
 ) -> Result<Applied, StoreError> {
-    let writer = writer(ingest, source);
-    let mut resources = Vec::with_capacity(page.records.len());
-    let mut exceptions = Vec::new();
-    for (at, record) in page.records.iter().enumerate() {
-        match made(maps, page.record_type, record, cx, &writer) {
-            Ok(r) => resources.push(((at, record), r)),
-            Err(refused) => exceptions.push(exception(maps, page, (at, record), refused)),
-        }
-    }
-    let (records, resources): (Vec<(usize, &Value)>, Vec<Stated>) = resources.into_iter().unzip();
+    let prepared = prepare(ingest, source, maps, cx, (page.record_type, page.records));
+    write(ingest, (source, maps), page, prepared)
+}
+
+/// Write `page`, whose records `prepared` holds mapped, with its cursor and exceptions.
+pub fn write(
+    ingest: &Ingest,
+    (source, maps): (&str, &Maps),
+    page: &Page<'_>,
+    prepared: Prepared,
+) -> Result<Applied, StoreError> {
+    let Prepared {
+        writer,
+        places,
+        resources,
+        exceptions,
+    } = prepared;
     let applied = Applied::of(resources.len(), &exceptions);
     let unit = PageUnit {
         source,
@@ -103,7 +150,7 @@ pub fn apply(
         // one record the store refuses (invalid there, or not this source's to change)
         // refuses the page's write: the others go in alone
         Err(StoreError::Invalid(_) | StoreError::NotOwner(_) | StoreError::Held(_)) => {
-            let made = records.into_iter().zip(resources).collect();
+            let made = places.into_iter().zip(resources).collect();
             one_by_one(ingest, (&writer, maps), made, exceptions, (source, page))?
         }
         Err(e) => return Err(e),
@@ -122,12 +169,13 @@ pub fn apply(
 fn one_by_one(
     ingest: &Ingest,
     (writer, maps): (&Writer, &Maps),
-    made: Vec<((usize, &Value), Stated)>,
+    made: Vec<(usize, Stated)>,
     mut exceptions: Vec<Exception>,
     (source, page): (&str, &Page<'_>),
 ) -> Result<Applied, StoreError> {
     let mut accepted = 0;
-    for ((at, record), r) in made {
+    for (at, r) in made {
+        let record = &page.records[at];
         match restate_all(&ingest.store, writer, std::slice::from_ref(&r), &Plain) {
             Ok(()) => accepted += 1,
             Err(e) => {
@@ -238,13 +286,13 @@ fn refused_by(issues: &[crate::fhir::Issue], rtype: &str, what: &str) -> Refused
 
 fn exception(
     maps: &Maps,
-    page: &Page<'_>,
+    record_type: &str,
     (at, record): (usize, &Value),
     refused: Refused,
 ) -> Exception {
     Exception {
         at,
-        vendor_key: maps.key_of(page.record_type, record),
+        vendor_key: maps.key_of(record_type, record),
         record: record.to_string(),
         refused,
     }

@@ -147,9 +147,17 @@ impl Poller {
         let records = &source.definition.records[record_type];
         let paths = &source.paths[record_type];
         let mut cursor = self.stored(record_type).await?;
-        loop {
-            self.keep_lease().await?;
-            let (body, items) = self.page(record_type, &cursor).await?;
+        // the page being written while the next is fetched and mapped (one write at a time,
+        // in order: each carries the cursor after it)
+        let mut writing: Option<Writing> = None;
+        let outcome = loop {
+            if let Err(e) = self.keep_lease().await {
+                break Err(e);
+            }
+            let (body, items) = match self.page(record_type, &cursor).await {
+                Ok(page) => page,
+                Err(e) => break Err(e),
+            };
             if let Some(changed) = &paths.changed {
                 for r in &items {
                     let value = changed.query(r).at_most_one().ok().flatten();
@@ -181,15 +189,21 @@ impl Poller {
                     newest: None,
                 },
             };
-            let applied = self.apply(record_type, items, &after).await?;
-            polled.pages += 1;
-            polled.accepted += applied.accepted;
-            polled.refused += applied.refused;
+            let prepared = match self.prepare(record_type, items).await {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            settle(writing.take(), polled).await?;
+            writing = Some(self.write(record_type, prepared, &after)?);
             cursor = after;
             if cursor.next.is_none() {
-                return Ok(());
+                break Ok(());
             }
-        }
+        };
+        // what was handed to the store is written whatever came after (a blocking write is
+        // not cancelled): counted before the reading's outcome is said
+        settle(writing, polled).await?;
+        outcome
     }
 
     /// The page `cursor` is at: the body and its records.
@@ -254,30 +268,46 @@ impl Poller {
         })
     }
 
-    async fn apply(
+    /// Map and accept a page's records, on a blocking thread.
+    async fn prepare(
         &self,
         record_type: &str,
         items: Vec<Value>,
+    ) -> Result<(Vec<Value>, page::Prepared), String> {
+        let (ingest, source) = (self.ingest.clone(), self.source.clone());
+        let record_type = record_type.to_string();
+        tokio::task::spawn_blocking(move || {
+            let prepared = page::in_context(&ingest.store, source.zone, |cx| {
+                let name = &source.definition.name;
+                page::prepare(&ingest, name, &source.maps, cx, (&record_type, &items))
+            })
+            .map_err(|e| e.to_string())?;
+            Ok((items, prepared))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Start writing a prepared page with the cursor after it, on a blocking thread.
+    fn write(
+        &self,
+        record_type: &str,
+        (items, prepared): (Vec<Value>, page::Prepared),
         cursor: &Cursor,
-    ) -> Result<page::Applied, String> {
+    ) -> Result<Writing, String> {
         let (ingest, source) = (self.ingest.clone(), self.source.clone());
         let record_type = record_type.to_string();
         let cursor = serde_json::to_string(cursor).map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(move || {
+        Ok(tokio::task::spawn_blocking(move || {
             let page = Page {
                 record_type: &record_type,
                 records: &items,
                 cursor: Some(cursor),
                 also: None,
             };
-            page::in_context(&ingest.store, source.zone, |cx| {
-                page::apply(&ingest, &source.definition.name, &source.maps, cx, &page)
-            })
-            .and_then(|r| r)
-            .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+            let name = &source.definition.name;
+            page::write(&ingest, (name, &source.maps), &page, prepared).map_err(|e| e.to_string())
+        }))
     }
 
     /// The URL of the page `cursor` is at.
@@ -492,6 +522,21 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 }
 
 /// The body as JSON, read up to `MAX_PAGE_BYTES`.
+/// A page's write in progress.
+type Writing = tokio::task::JoinHandle<Result<page::Applied, String>>;
+
+/// Wait for the page being written, if any, and count what it came to.
+async fn settle(writing: Option<Writing>, polled: &mut Polled) -> Result<(), String> {
+    let Some(w) = writing else {
+        return Ok(());
+    };
+    let applied = w.await.map_err(|e| e.to_string())??;
+    polled.pages += 1;
+    polled.accepted += applied.accepted;
+    polled.refused += applied.refused;
+    Ok(())
+}
+
 async fn read_json(mut resp: reqwest::Response) -> Result<Value, String> {
     let url = resp.url().to_string();
     if resp
