@@ -19,7 +19,9 @@ use std::time::Duration;
 pub fn ingest(store: Store, settings: &Settings) -> anyhow::Result<Ingest> {
     let mut hooks = Hooks::default();
     hooks.truth.push(truth(&store)?);
-    hooks.identity.push(mpi(&store, settings)?);
+    if !settings.no_mpi {
+        hooks.identity.push(mpi(&store, settings)?);
+    }
     let terminology = terminology(&store, settings);
     Ok(ingest_with(store, settings, hooks, &terminology))
 }
