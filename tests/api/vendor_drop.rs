@@ -4,7 +4,9 @@
 //! beside it: the rows or messages not applied, each with its line and why; the same file
 //! dropped again is recognised, not applied twice; a server killed mid-file resumes it.
 
-use crate::helpers::{Backend, fresh_postgres_database};
+use crate::helpers::Backend;
+use crate::vendor_pages::migrated_store;
+use crate::vendor_poll::source_cli;
 use emrsync::adapters::hl7v2::identity::{secret, stable_id};
 use emrsync::adapters::hl7v2::queue;
 use emrsync::adapters::vendor::dropped::Report;
@@ -75,14 +77,7 @@ fn drop_folder_files_are_applied_once(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("drops");
     std::fs::create_dir_all(&folder).unwrap();
-    let url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(fresh_postgres_database()),
-    };
-    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().join("data"), url));
-    settings.no_shipped_terminology = true;
-    settings.store.database().unwrap().migrate().unwrap();
-    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let (settings, store) = migrated_store(backend, &dir.path().join("data"));
     let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
     let source = Arc::new(Source::load(&definition(dir.path(), &folder)).unwrap());
     let dropper = Dropper {
@@ -354,18 +349,7 @@ fn the_source_command_sweeps_the_folder_once() {
     std::fs::create_dir_all(&folder).unwrap();
     let def = definition(dir.path(), &folder);
     let data = dir.path().join("data");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"))
-            .args(["source"])
-            .args(args)
-            .arg(&def)
-            .arg("--data-dir")
-            .arg(&data)
-            .env("EMRSYNC_LOG", "warn")
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8(out.stdout).unwrap())
-    };
+    let cli = |args: &[&str]| source_cli(&def, &data, args);
     let (ok, said) = cli(&["drop"]);
     assert!(ok && said.contains("no file waiting"), "{said}");
     std::fs::write(

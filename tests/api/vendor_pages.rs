@@ -43,6 +43,22 @@ fn id_of(t: &str, system: &str, value: &str) -> String {
     emrsync::adapters::hl7v2::identity::stable_id(b"", t, &[system, value])
 }
 
+/// The settings and store of a fresh, migrated database of `backend` (SQLite in `data`).
+pub fn migrated_store(
+    backend: Backend,
+    data: &std::path::Path,
+) -> (Settings, emrsync::store::Store) {
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres_database()),
+    };
+    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(data.into(), url));
+    settings.no_shipped_terminology = true;
+    settings.store.database().unwrap().migrate().unwrap();
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    (settings, store)
+}
+
 mod applies_pages {
     use super::*;
     #[test]
@@ -57,14 +73,7 @@ mod applies_pages {
 
 fn applies_pages(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(fresh_postgres_database()),
-    };
-    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), url));
-    settings.no_shipped_terminology = true;
-    settings.store.database().unwrap().migrate().unwrap();
-    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let (settings, store) = migrated_store(backend, dir.path());
     let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
     let (maps, cx) = (
         maps(),
@@ -285,14 +294,7 @@ mod a_record_another_source_owns_waits_and_the_rest_of_its_page_goes_in {
 /// page's other records go in and the cursor moves on (the source is not stuck on that page).
 fn a_record_another_source_owns_waits(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(fresh_postgres_database()),
-    };
-    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), url));
-    settings.no_shipped_terminology = true;
-    settings.store.database().unwrap().migrate().unwrap();
-    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let (settings, store) = migrated_store(backend, dir.path());
     let routes: emrsync::routing::config::Routes = serde_json::from_value(json!({"truth": [{
         "domain": "adt", "resources": ["Patient"], "elements": ["name"],
         "owners": ["hl7v2 REG@GOOD HEALTH"]}]}))

@@ -161,6 +161,20 @@ pub fn definition(base: &str, dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// `emrsync source ARGS DEFINITION --data-dir DATA`: whether it succeeded, and what it printed.
+pub fn source_cli(def: &std::path::Path, data: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"))
+        .args(["source"])
+        .args(args)
+        .arg(def)
+        .arg("--data-dir")
+        .arg(data)
+        .env("EMRSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
 pub fn patient(id: u32, last: &str, dob: &str, at: u32) -> Value {
     json!({"id": id, "last_name": last, "dob": dob,
         "updated_at": format!("2026-12-07T08:00:{at:02}Z")})
@@ -330,18 +344,7 @@ async fn the_source_command_tries_polls_and_replays_after_a_map_fix() {
     let dir = tempfile::tempdir().unwrap();
     let def = definition(&base, dir.path());
     let data = dir.path().join("data");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"))
-            .args(["source"])
-            .args(args)
-            .arg(&def)
-            .arg("--data-dir")
-            .arg(&data)
-            .env("EMRSYNC_LOG", "warn")
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8(out.stdout).unwrap())
-    };
+    let cli = |args: &[&str]| source_cli(&def, &data, args);
 
     let (ok, shown) = cli(&["test"]);
     assert!(!ok, "a refused record fails the test");
