@@ -101,6 +101,9 @@ async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
         "{metrics}"
     );
 
+    // ...and that the dashboard lists, whole, with Replay
+    the_dashboard_shows_and_replays_the_queue(&app).await;
+
     // the same delivery again
     let (status, said) = post(body.clone(), ts.clone(), Some(sig)).await;
     assert_eq!(status, 409, "{said}");
@@ -140,4 +143,67 @@ async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// `/admin/vendors` as an admin sees it: the source's waiting record with why, a Replay that
+/// maps it again (still refused by the same map: it keeps waiting, the page says so), a form
+/// from elsewhere refused, an unknown source 404.
+async fn the_dashboard_shows_and_replays_the_queue(app: &crate::helpers::TestApp) {
+    emrsync::auth::users::add(&mut app.db(), "ops", "s3cret-pass", "Practitioner/ops").unwrap();
+    emrsync::auth::users::grant(&mut app.db(), "ops", "admin").unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/admin/login", app.root))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=ops&password=s3cret-pass&next=%2Fadmin%2Fvendors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let get = |path: &str| {
+        let req = http
+            .get(format!("{}{path}", app.root))
+            .header("cookie", &cookie);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let page = get("/admin/vendors").await;
+    assert!(page.contains("data-source=\"pm-push\""), "{page}");
+    assert!(page.contains("/name/0/family"), "{page}");
+    assert!(page.contains("p-3"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let post = |path: &str, body: String| {
+        let req = http
+            .post(format!("{}{path}", app.root))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { req.send().await.unwrap() }
+    };
+    let r = post("/admin/vendors/pm-push/replay", format!("csrf={csrf}")).await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(to, "/admin/vendors?replayed=pm-push&applied=0&still=1");
+    let after = get(&to).await;
+    assert!(after.contains("0 record(s) in, 1 still waiting"), "{after}");
+    assert!(after.contains("p-3"), "{after}");
+    let r = post("/admin/vendors/pm-push/replay", "csrf=forged".into()).await;
+    assert_eq!(r.status(), 403);
+    let r = post("/admin/vendors/nobody/replay", format!("csrf={csrf}")).await;
+    assert_eq!(r.status(), 404);
+    // the overview's tile for the queue links here
+    let overview = get("/admin").await;
+    assert!(
+        overview.contains("href=\"/admin/vendors\">vendor pm-push exception queue"),
+        "{overview}"
+    );
 }

@@ -431,6 +431,15 @@ pub fn open(conn: &mut DbConnection, source: &str, limit: i64) -> Result<Vec<Ope
         .load(conn)?)
 }
 
+/// The sources with records waiting in their exception queues.
+pub fn sources_waiting(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    Ok(ve::table
+        .filter(ve::status.eq("open"))
+        .select(ve::source)
+        .distinct()
+        .load(conn)?)
+}
+
 /// What a replay of the exception queue came to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Replayed {

@@ -1,7 +1,7 @@
 //! The dashboard under `/admin`, for people with the `admin` role who sign in with the
 //! server's own login: the feeds against their service levels, the queues, the exception
-//! queue with each message's raw text, an editor and Replay, the transaction log, and a
-//! patient's audit trail. Server-rendered HTML (`maud`), forms and links only: it works
+//! queue with each message's raw text, an editor and Replay, the transaction log, a
+//! patient's audit trail, and the vendor sources' exception queues with Replay. Server-rendered HTML (`maud`), forms and links only: it works
 //! without JavaScript. The JSON API under `/admin/...` (bearer tokens) is beside it.
 //!
 //! Every page that shows patient data is audited, as the FHIR API's reads are.
@@ -12,6 +12,7 @@ mod login;
 mod messages;
 mod overview;
 mod page;
+mod vendors;
 
 use super::AppState;
 use crate::auth::sessions::{self, Session};
@@ -43,7 +44,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/admin/messages/{id}/replay",
             web::post().to(messages::replay),
         );
-    cfg.route("/admin/audit", web::get().to(audit::show));
+    cfg.route("/admin/audit", web::get().to(audit::show))
+        .route("/admin/vendors", web::get().to(vendors::show))
+        .route(
+            "/admin/vendors/{source}/replay",
+            web::post().to(vendors::replay),
+        );
 }
 
 /// The signed-in admin of this request, or the response to give instead: to the login page

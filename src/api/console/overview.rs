@@ -135,7 +135,7 @@ fn tiles(q: &Queues) -> Markup {
             }
             @for (source, d) in &q.vendors {
                 (tile(colour(d.waiting > 0), &format!("vendor {source} exception queue"),
-                    format!("{} ({})", d.waiting, seconds(d.oldest_age)), None))
+                    format!("{} ({})", d.waiting, seconds(d.oldest_age)), Some("/admin/vendors")))
             }
             (tile(colour(failing_targets > 0), "targets failing", failing_targets.to_string(), None))
             (tile(colour(failing_subs > 0), "subscriptions failing", failing_subs.to_string(), None))

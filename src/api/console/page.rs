@@ -7,9 +7,10 @@ use actix_web::http::StatusCode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 /// The dashboard's sections, as the header links them.
-const SECTIONS: [(&str, &str); 3] = [
+const SECTIONS: [(&str, &str); 4] = [
     ("/admin", "Overview"),
     ("/admin/messages", "Messages"),
+    ("/admin/vendors", "Vendor sources"),
     ("/admin/audit", "Audit trail"),
 ];
 
