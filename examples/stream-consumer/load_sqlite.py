@@ -112,7 +112,9 @@ async def run(args):
     while True:
         try:
             messages = await sub.fetch(args.batch, timeout=args.wait)
-        except nats.errors.TimeoutError:
+        # nats-py says "nothing came" as its own TimeoutError, or (from a batch fetch whose
+        # wait ran out before the first message) as asyncio's
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
             if args.once:
                 break
             continue
