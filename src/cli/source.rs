@@ -213,9 +213,7 @@ pub async fn run(args: SourceCliArgs) -> anyhow::Result<bool> {
             tokio::task::spawn_blocking(move || {
                 let name = &source.definition.name;
                 if a.replay {
-                    let replayed = page::in_context(&ingest.store, source.zone, |cx| {
-                        page::replay(&ingest, name, &source.maps, cx)
-                    })??;
+                    let replayed = page::replay_source(&ingest, &source)?;
                     ingest.flush_hooks();
                     println!(
                         "{} record(s) in, {} still waiting",

@@ -207,27 +207,7 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
     assert!(resolved[0]["resolvedAt"].is_string());
 
     // the dashboard shows what fires
-    emrsync::auth::users::add(&mut app.db(), "ops", "s3cret-pass", "Practitioner/ops").unwrap();
-    emrsync::auth::users::grant(&mut app.db(), "ops", "admin").unwrap();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = http
-        .post(format!("{}/admin/login", app.root))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("username=ops&password=s3cret-pass&next=%2Fadmin")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let (http, cookie) = crate::helpers::admin_session(&app).await;
     let page = http
         .get(format!("{}/admin", app.root))
         .header("cookie", cookie)

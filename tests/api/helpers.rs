@@ -440,3 +440,25 @@ pub fn put_in(
         .write(|tx| write::put(tx, rtype, &id, body, Method::Put, None, ctx))
         .unwrap();
 }
+
+/// An admin `ops` made and signed in to the dashboard: a client that does not follow
+/// redirects, and the session's cookie (`name=value`).
+pub async fn admin_session(app: &TestApp) -> (reqwest::Client, String) {
+    emrsync::auth::users::add(&mut app.db(), "ops", "s3cret-pass", "Practitioner/ops").unwrap();
+    emrsync::auth::users::grant(&mut app.db(), "ops", "admin").unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/admin/login", app.root))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=ops&password=s3cret-pass&next=%2Fadmin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    (http, cookie)
+}

@@ -149,22 +149,7 @@ async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
 /// maps it again (still refused by the same map: it keeps waiting, the page says so), a form
 /// from elsewhere refused, an unknown source 404.
 async fn the_dashboard_shows_and_replays_the_queue(app: &crate::helpers::TestApp) {
-    emrsync::auth::users::add(&mut app.db(), "ops", "s3cret-pass", "Practitioner/ops").unwrap();
-    emrsync::auth::users::grant(&mut app.db(), "ops", "admin").unwrap();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = http
-        .post(format!("{}/admin/login", app.root))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("username=ops&password=s3cret-pass&next=%2Fadmin%2Fvendors")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_string();
+    let (http, cookie) = crate::helpers::admin_session(app).await;
     let get = |path: &str| {
         let req = http
             .get(format!("{}{path}", app.root))

@@ -540,6 +540,16 @@ pub fn preview(
         .collect()
 }
 
+/// `replay` of `source`'s exception queue with its maps, in this installation's context.
+pub fn replay_source(
+    ingest: &Ingest,
+    source: &super::source::Source,
+) -> Result<Replayed, StoreError> {
+    in_context(&ingest.store, source.zone, |cx| {
+        replay(ingest, &source.definition.name, &source.maps, cx)
+    })?
+}
+
 /// Run `f` with the mapping context of this installation: resource ids under its id secret
 /// (the one HL7v2's identifiers use), times without an offset in `zone`.
 pub fn in_context<T>(

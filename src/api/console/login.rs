@@ -2,8 +2,8 @@
 //! `/auth/authorize` (argon2, the same lockout after failed attempts per user and address),
 //! and only a user with the `admin` role gets a session.
 
-use super::page::{page, respond, see_other, trouble, unavailable};
-use super::{AppState, COOKIE, SESSION_SECS, genuine, signed_in};
+use super::page::{page, respond, see_other, unavailable};
+use super::{AppState, COOKIE, SESSION_SECS, forged, genuine_form, signed_in};
 use crate::auth::sessions::{self, ADMIN};
 use crate::auth::users;
 use crate::store::audit::{Entry, kind};
@@ -146,13 +146,8 @@ pub async fn sign_out(
         Ok(s) => s,
         Err(_) => return see_other("/admin/login"),
     };
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    if !genuine(&session, &fields) {
-        return trouble(
-            StatusCode::FORBIDDEN,
-            None,
-            "This form did not come from this dashboard.",
-        );
+    if genuine_form(&session, &body).is_none() {
+        return forged(None);
     }
     if let Some(token) = req.cookie(COOKIE).map(|c| c.value().to_string()) {
         let store = state.store.clone();

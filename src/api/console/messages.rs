@@ -4,7 +4,7 @@
 //! Replay.
 
 use super::page::{page, respond, see_other, trouble, unavailable, when, when_instant};
-use super::{AppState, audit, genuine, signed_in};
+use super::{AppState, audit, forged, genuine_form, signed_in};
 use crate::adapters::hl7v2::queue;
 use crate::ops::transactions::{self, Entry, Params};
 use actix_web::http::StatusCode;
@@ -296,14 +296,9 @@ pub async fn replay(
         Ok(b) => b,
         Err(e) => return trouble(e.status, user, &e.message),
     };
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    if !genuine(&session, &fields) {
-        return trouble(
-            StatusCode::FORBIDDEN,
-            user,
-            "This form did not come from this dashboard.",
-        );
-    }
+    let Some(fields) = genuine_form(&session, &body) else {
+        return forged(user);
+    };
     let corrected = fields
         .iter()
         .find(|(k, _)| k == "message")

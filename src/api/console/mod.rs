@@ -85,6 +85,21 @@ async fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Session, HttpR
     }
 }
 
+/// A posted form's fields, when it carries the session's anti-forgery token (else `forged`).
+fn genuine_form(session: &Session, body: &[u8]) -> Option<Vec<(String, String)>> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    genuine(session, &fields).then_some(fields)
+}
+
+/// The answer to a form without the session's anti-forgery token (shown to `user`).
+fn forged(user: Option<(&str, &str)>) -> HttpResponse {
+    page::trouble(
+        StatusCode::FORBIDDEN,
+        user,
+        "This form did not come from this dashboard.",
+    )
+}
+
 /// Whether a posted form carries the session's anti-forgery token.
 fn genuine(session: &Session, fields: &[(String, String)]) -> bool {
     let given = fields

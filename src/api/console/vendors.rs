@@ -5,7 +5,7 @@
 //! waiting with this try's reason.
 
 use super::page::{page, respond, see_other, trouble, unavailable, when};
-use super::{AppState, audit, genuine, signed_in};
+use super::{AppState, audit, forged, genuine_form, signed_in};
 use crate::adapters::vendor::page::{self as pages, Open};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -125,13 +125,8 @@ pub async fn replay(
         Err(r) => return r,
     };
     let user = Some((session.username.as_str(), session.csrf.as_str()));
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    if !genuine(&session, &fields) {
-        return trouble(
-            StatusCode::FORBIDDEN,
-            user,
-            "This form did not come from this dashboard.",
-        );
+    if genuine_form(&session, &body).is_none() {
+        return forged(user);
     }
     let name = name.into_inner();
     let Some(source) = state.sources.get(&name).cloned() else {
@@ -142,13 +137,7 @@ pub async fn replay(
         );
     };
     let ingest = state.ingest.clone();
-    let replayed = web::block(move || {
-        pages::in_context(&ingest.store, source.zone, |cx| {
-            pages::replay(&ingest, &source.definition.name, &source.maps, cx)
-        })
-        .and_then(|r| r)
-    })
-    .await;
+    let replayed = web::block(move || pages::replay_source(&ingest, &source)).await;
     let Ok(Ok(r)) = replayed else {
         return unavailable(user);
     };
