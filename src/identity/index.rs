@@ -153,6 +153,10 @@ pub fn file(
     use mpi_keys::dsl as k;
     use mpi_people::dsl as p;
     let new = digests(person);
+    let text = serde_json::to_string(person).unwrap_or_default();
+    if first && let DbConnection::Pg(c) = conn {
+        return file_first_pg(c, id, &new, &text, (at, by));
+    }
     // the keys it was filed under are those of what it was filed with
     let old = match first {
         true => None,
@@ -175,7 +179,6 @@ pub fn file(
     if !added.is_empty() {
         crate::store::insert_all!(conn, k::mpi_keys, added)?;
     }
-    let text = serde_json::to_string(person).unwrap_or_default();
     let row = (
         p::person.eq(&text),
         p::pending.eq(Some(at)),
@@ -192,6 +195,30 @@ pub fn file(
             .values((p::patient_id.eq(id), row.0, row.1, row.2))
             .execute(conn)?;
     }
+    Ok(())
+}
+
+/// A Patient's first filing on PostgreSQL: its keys and its row in one statement. Each
+/// statement is a round trip, and on PostgreSQL round trips are what a Patient's write costs
+/// most (docs/performance.md, 2026-12-07, twelfth session); SQLite's are calls in this process.
+fn file_first_pg(
+    c: &mut diesel::PgConnection,
+    id: &str,
+    keys: &BTreeSet<i64>,
+    person: &str,
+    (at, by): (i64, &str),
+) -> Result<(), StoreError> {
+    use diesel::sql_types::{Array, BigInt, Text};
+    diesel::sql_query(
+        "WITH keys AS (INSERT INTO mpi_keys (key, patient_id) SELECT k, $2 FROM unnest($1::bigint[]) AS k) \
+         INSERT INTO mpi_people (patient_id, person, pending, filed_by) VALUES ($2, $3, $4, $5)",
+    )
+    .bind::<Array<BigInt>, _>(keys.iter().copied().collect::<Vec<i64>>())
+    .bind::<Text, _>(id)
+    .bind::<Text, _>(person)
+    .bind::<BigInt, _>(at)
+    .bind::<Text, _>(by)
+    .execute(c)?;
     Ok(())
 }
 

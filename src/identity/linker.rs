@@ -15,6 +15,7 @@
 //! is linked again in a later batch.
 
 use super::index::{self, mpi_people};
+use super::links;
 use super::model::Scored;
 use super::mpi::Mpi;
 use super::person::Person;
@@ -64,13 +65,46 @@ fn pending(conn: &mut DbConnection, limit: i64) -> Result<Vec<Pending>, StoreErr
         .collect())
 }
 
-/// Clear the pending mark of `id` if it is still `at`: whether this linker is the one to link it.
-fn claim(conn: &mut DbConnection, id: &str, at: i64) -> Result<bool, StoreError> {
+/// Clear the pending mark of each of `batch` whose mark is still the one read: the Patients
+/// this linker is the one to link. On PostgreSQL in one statement (a statement per Patient was
+/// a round trip per Patient); on SQLite one per Patient, calls in this process.
+fn claim(
+    conn: &mut DbConnection,
+    batch: &[Pending],
+) -> Result<std::collections::HashSet<String>, StoreError> {
     use mpi_people::dsl as p;
-    let cleared = diesel::update(p::mpi_people.find(id).filter(p::pending.eq(at)))
-        .set(p::pending.eq(None::<i64>))
-        .execute(conn)?;
-    Ok(cleared == 1)
+    match conn {
+        DbConnection::Pg(c) => {
+            use diesel::sql_types::{Array, BigInt, Text};
+            #[derive(QueryableByName)]
+            struct Claimed {
+                #[diesel(sql_type = Text)]
+                patient_id: String,
+            }
+            let rows: Vec<Claimed> = diesel::sql_query(
+                "UPDATE mpi_people AS p SET pending = NULL \
+                 FROM unnest($1::text[], $2::bigint[]) AS v(id, at) \
+                 WHERE p.patient_id = v.id AND p.pending = v.at RETURNING p.patient_id",
+            )
+            .bind::<Array<Text>, _>(batch.iter().map(|p| p.id.as_str()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(batch.iter().map(|p| p.at).collect::<Vec<_>>())
+            .load(c)?;
+            Ok(rows.into_iter().map(|r| r.patient_id).collect())
+        }
+        DbConnection::Sqlite(c) => {
+            let mut claimed = std::collections::HashSet::new();
+            for one in batch {
+                let cleared =
+                    diesel::update(p::mpi_people.find(&one.id).filter(p::pending.eq(one.at)))
+                        .set(p::pending.eq(None::<i64>))
+                        .execute(c)?;
+                if cleared == 1 {
+                    claimed.insert(one.id.clone());
+                }
+            }
+            Ok(claimed)
+        }
+    }
 }
 
 /// Whether the Patient `id` is waiting for its link; `None` when it is not filed.
@@ -123,10 +157,25 @@ impl Mpi {
         let scored: Vec<Vec<(String, Scored)>> = store.read(|c| self.scores_many(c, &asked))?;
         let scoring = started.elapsed();
         store.write_rows(|c| {
+            // the marks are cleared first, all at once, in the transaction the links are
+            // written in: linking reads no mark, so the order makes no difference
+            let claimed = claim(c, &batch)?;
+            let ids: Vec<&str> = claimed.iter().map(String::as_str).collect();
+            let mut links = links::links_of(c, &ids)?;
+            // linking one Patient may write the links of its candidates and of the Patient it
+            // is replaced by (`Mpi::link`): one of those later in the batch is read again
+            let mut touched = std::collections::HashSet::new();
             for (p, found) in batch.iter().zip(scored) {
-                if claim(c, &p.id, p.at)? {
-                    self.link(c, (&p.id, &p.person), found, &p.by)?;
+                if !claimed.contains(&p.id) {
+                    continue;
                 }
+                let current = match touched.contains(&p.id) {
+                    true => links::link_of(c, &p.id)?,
+                    false => links.remove(&p.id),
+                };
+                touched.extend(found.iter().map(|(other, _)| other.clone()));
+                touched.extend(p.person.replaced_by.clone());
+                self.link(c, (&p.id, &p.person), current, found, &p.by)?;
             }
             Ok(())
         })?;

@@ -20,19 +20,21 @@ use crate::store::{DbConnection, StoreError};
 const MAX_REVIEWS: usize = 5;
 
 impl Mpi {
-    /// Link the Patient `id` (whose demographics are `person`) to its person, as the matcher
-    /// sees it now: `found` are its scores against the index (`Mpi::scores`), taken before the
-    /// write transaction this runs in (the linker's), on a reader. `by` is the source system
-    /// that wrote it.
+    /// Link the Patient `id` (whose demographics are `person`, whose link is `current`) to
+    /// its person, as the matcher sees it now: `found` are its scores against the index
+    /// (`Mpi::scores`), taken before the write transaction this runs in (the linker's), on a
+    /// reader. `by` is the source system that wrote it. It writes the links of `id`, of
+    /// Patients in `found` and of the Patient `person` is replaced by, and of no other: the
+    /// linker reads a batch's links at once and reads again only those.
     pub fn link(
         &self,
         conn: &mut DbConnection,
         (id, person): (&str, &Person),
+        current: Option<Link>,
         found: Vec<(String, Scored)>,
         by: &str,
     ) -> Result<(), StoreError> {
         let who = &format!("matcher ({by})");
-        let current = links::link_of(conn, id)?;
         if let Some(cur) = &current {
             // a new version of one of its records, or a record about to leave it
             golden::mark(conn, &cur.person_id)?;

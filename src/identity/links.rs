@@ -158,6 +158,23 @@ pub fn link_of(conn: &mut DbConnection, patient: &str) -> Result<Option<Link>, S
         .optional()?)
 }
 
+/// The links of those of `patients` that have one, by Patient.
+pub fn links_of(
+    conn: &mut DbConnection,
+    patients: &[&str],
+) -> Result<std::collections::HashMap<String, Link>, StoreError> {
+    use mpi_links::dsl as l;
+    let mut out = std::collections::HashMap::new();
+    for chunk in patients.chunks(300) {
+        let rows: Vec<Link> = l::mpi_links
+            .filter(l::patient_id.eq_any(chunk))
+            .select(Link::as_select())
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|l| (l.patient_id.clone(), l)));
+    }
+    Ok(out)
+}
+
 /// The persons of `patients`, as (patient, person): each one's link's, else its own.
 pub fn persons_of(
     conn: &mut DbConnection,

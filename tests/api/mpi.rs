@@ -733,7 +733,7 @@ async fn without_the_index_nothing_is_filed_and_match_is_refused() {
 }
 
 /// A PostgreSQL store filling from empty has its planner's statistics taken by the linker (at
-/// 500 Patients, then each doubling), not a minute later by autovacuum: without them a
+/// 500 Patients, then each eightfold growth), not a minute later by autovacuum: without them a
 /// birth-date block walked every Patient's birth date (docs/performance.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_statistics_are_taken_as_the_index_fills() {

@@ -343,18 +343,18 @@ async fn records_of_one_person_written_together_are_linked(app: TestApp) {
     let person = |id: String| {
         let app = &app;
         async move {
-            let of = app
-                .get_url(&format!("{}/admin/mpi/patients/{id}", app.root))
+            app.get_url(&format!("{}/admin/mpi/patients/{id}", app.root))
                 .await
-                .json();
-            of["person"].as_str().unwrap().to_string()
+                .json()
         }
     };
-    assert_eq!(
-        person(ids[0].clone()).await,
-        person(ids[1].clone()).await,
-        "{ids:?}"
-    );
+    let (first, second) = (person(ids[0].clone()).await, person(ids[1].clone()).await);
+    assert_eq!(first["person"], second["person"], "{first}\n{second}");
+    // linked once each: the first record of the person, and the record that joined it (the
+    // linker reads again the link the first one's linking gave the second, in one batch)
+    let changes = |of: &Value| of["history"].as_array().unwrap().len();
+    assert_eq!(changes(&first), 1, "{first}");
+    assert_eq!(changes(&second), 1, "{second}");
 }
 
 crate::on_both_backends_with!(
