@@ -26,6 +26,9 @@ pub struct Vendor {
     /// Statuses the next page requests get instead of a page.
     pub fail_next: Vec<u16>,
     pub page_requests: usize,
+    /// `/v2/patients`: the `since_seq` each request asked from, and the 304s it answered.
+    pub asked_since: Vec<i64>,
+    pub not_modified: usize,
 }
 
 const TOKEN_LIFE: Duration = Duration::from_millis(1200);
@@ -37,7 +40,7 @@ pub async fn vendor() -> (String, Arc<Mutex<Vendor>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = actix_web::HttpServer::new(move || {
-        let (t, p) = (s.clone(), s.clone());
+        let (t, p, q) = (s.clone(), s.clone(), s.clone());
         actix_web::App::new()
             .route(
                 "/oauth/token",
@@ -72,6 +75,13 @@ pub async fn vendor() -> (String, Arc<Mutex<Vendor>>) {
                 actix_web::web::get().to(move |req: actix_web::HttpRequest| {
                     let s = p.clone();
                     async move { patients(&s, &req) }
+                }),
+            )
+            .route(
+                "/v2/patients",
+                actix_web::web::get().to(move |req: actix_web::HttpRequest| {
+                    let s = q.clone();
+                    async move { sequenced(&s, &req) }
                 }),
             )
     })
@@ -129,6 +139,45 @@ fn patients(s: &Mutex<Vendor>, req: &actix_web::HttpRequest) -> actix_web::HttpR
         .collect();
     let next = (from + PAGE < changed.len()).then(|| (from + PAGE).to_string());
     actix_web::HttpResponse::Ok().json(json!({"data": page, "meta": {"next_cursor": next}}))
+}
+
+/// `/v2/patients`: the changes since a sequence number (`since_seq`, inclusive), by page
+/// number, each page with an ETag over what it holds; asked `If-None-Match` with it: 304.
+fn sequenced(s: &Mutex<Vendor>, req: &actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use std::hash::{Hash, Hasher};
+    let mut v = s.lock().unwrap();
+    let q: HashMap<String, String> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let since: i64 = q.get("since_seq").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let number: usize = q.get("page").and_then(|n| n.parse().ok()).unwrap_or(1);
+    v.asked_since.push(since);
+    let mut changed: Vec<&Value> = v
+        .patients
+        .iter()
+        .filter(|p| p["seq"].as_i64().unwrap() >= since)
+        .collect();
+    changed.sort_by_key(|p| p["seq"].as_i64().unwrap());
+    let page: Vec<Value> = changed
+        .iter()
+        .skip((number - 1) * PAGE)
+        .take(PAGE)
+        .map(|p| (*p).clone())
+        .collect();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (since, number, Value::Array(page.clone()).to_string()).hash(&mut h);
+    let etag = format!("\"{:x}\"", h.finish());
+    let asked = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok());
+    if asked == Some(etag.as_str()) {
+        v.not_modified += 1;
+        return actix_web::HttpResponse::NotModified().finish();
+    }
+    actix_web::HttpResponse::Ok()
+        .insert_header(("etag", etag))
+        .json(json!({"items": page}))
 }
 
 pub fn definition(base: &str, dir: &std::path::Path) -> std::path::PathBuf {
@@ -405,4 +454,75 @@ async fn the_source_command_tries_polls_and_replays_after_a_map_fix() {
     );
     let (_, listed) = cli(&["list"]);
     assert!(listed.contains("exception queue: 0 waiting"), "{listed}");
+}
+
+/// A source whose changes are numbered and whose pages carry ETags: the next reading asks
+/// from the newest number as a number (10 after 9, not "9" after "10"), and a reading whose
+/// first page has not changed ends at the vendor's 304, nothing fetched or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbered_changes_and_etags_read_only_what_changed() {
+    let (base, vendor) = vendor().await;
+    let record = |id: u32, last: &str, seq: i64| json!({"id": id, "last_name": last, "dob": "03/07/1961", "seq": seq});
+    vendor.lock().unwrap().patients = vec![
+        record(1, "Nguyen", 8),
+        record(2, "Roe", 9),
+        record(3, "Okafor", 10),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let def = json!({
+        "name": "pm-seq",
+        "baseUrl": base,
+        "records": {
+            "patient": {
+                "endpoint": "/v2/patients",
+                "items": "$.items",
+                "paging": {"type": "page", "param": "page", "size": 2},
+                "changes": {"param": "since_seq", "field": "$.seq"},
+                "etag": true,
+                "map": {
+                    "resourceType": "Patient", "key": "$.id",
+                    "identifierSystem": "https://pm-seq.example.org/patient-id",
+                    "elements": [
+                        {"to": "/name/0/family", "from": "$.last_name", "required": true},
+                        {"to": "/birthDate", "from": "$.dob", "date": "%m/%d/%Y"}
+                    ]
+                }
+            }
+        }
+    });
+    let source = Arc::new(Source::of(serde_json::from_value(def).unwrap()).unwrap());
+    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), None));
+    settings.no_shipped_terminology = true;
+    settings.store.database().unwrap().migrate().unwrap();
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
+    let mut poller = Poller::new(ingest, source);
+
+    // everything: a full page of two, then the last of one
+    let first = poller.poll().await.unwrap();
+    assert_eq!((first.pages, first.accepted), (2, 3));
+    // the next reading asks from 10, the newest number seen
+    let second = poller.poll().await.unwrap();
+    assert_eq!((second.pages, second.accepted), (1, 1));
+    assert_eq!(vendor.lock().unwrap().asked_since.last(), Some(&10));
+    // nothing changed since: the vendor answers 304 and nothing is read
+    let third = poller.poll().await.unwrap();
+    assert_eq!(third, Polled::default());
+    assert_eq!(vendor.lock().unwrap().not_modified, 1);
+
+    // a change at the vendor: the page's ETag no longer holds, the change is read and written
+    vendor.lock().unwrap().patients[2] = record(3, "Okafor-Ito", 11);
+    let fourth = poller.poll().await.unwrap();
+    assert_eq!((fourth.pages, fourth.accepted), (1, 1));
+    let key = secret(&store).unwrap();
+    let id = stable_id(
+        key.as_bytes(),
+        "Patient",
+        &["https://pm-seq.example.org/patient-id", "3"],
+    );
+    let current = store.current("Patient", &id).unwrap();
+    assert_eq!(current.version_id, 2);
+    assert_eq!(current.json()["name"][0]["family"], "Okafor-Ito");
+    let v = vendor.lock().unwrap();
+    assert_eq!((v.not_modified, v.asked_since.last()), (1, Some(&10)));
 }

@@ -5,6 +5,7 @@
 //! source: `ingest::restate`, the same validation, codes, identity, source of truth, audit and
 //! outbox as an HL7v2 message's resources.
 
+mod cursor;
 pub mod delimited;
 pub mod dropped;
 pub mod folder;

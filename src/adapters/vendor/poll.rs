@@ -4,8 +4,10 @@
 //!
 //! The cursor says where the reading stands: the change value the current reading asks from
 //! (`since`), the next page's token, number or link while a reading is under way (`next`),
-//! and the newest change value seen in it (`newest`, the next reading's `since`). It is written
-//! in each page's transaction, so a process killed mid-reading resumes at the next page.
+//! and the newest change value seen in it (`newest`, the next reading's `since`); for a record
+//! type read with ETags, the first page's ETag (`etag`, sent as `If-None-Match` when the next
+//! reading starts: a 304 ends it there, nothing changed). It is written in each page's
+//! transaction, so a process killed mid-reading resumes at the next page.
 //!
 //! The vendor is treated with care and with suspicion: at most `requestsPerSecond` requests,
 //! one reading at a time per source; `Retry-After` obeyed on 429 and 503, other failures
@@ -13,11 +15,11 @@
 //! A page is read up to 32 MiB and 10,000 records; a next link must stay on the source's
 //! origin (its credentials go with it).
 
+use super::cursor::{Cursor, newer, next_page};
 use super::page::{self, Page};
 use super::source::{Auth, Paging, Source};
 use crate::adapters::oauth2::Tokens;
 use crate::ingest::Ingest;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,15 +33,11 @@ const TRIES: u32 = 6;
 /// The longest wait between tries, and the most a `Retry-After` is obeyed for.
 const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
-/// Where the reading of one record type stands (the cursor's stored form).
-#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct Cursor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    since: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    newest: Option<String>,
+/// A page as the vendor sent it: its body, its records, its ETag.
+struct Fetched {
+    body: Value,
+    items: Vec<Value>,
+    etag: Option<String>,
 }
 
 /// What one poll did.
@@ -154,10 +152,21 @@ impl Poller {
             if let Err(e) = self.keep_lease().await {
                 break Err(e);
             }
-            let (body, items) = match self.page(record_type, &cursor).await {
-                Ok(page) => page,
-                Err(e) => break Err(e),
+            // a reading starts: has anything changed since the last one's first page?
+            let starts = cursor.next.is_none();
+            let asked = match records.etag && starts {
+                true => cursor.etag.clone(),
+                false => None,
             };
+            let Fetched { body, items, etag } =
+                match self.page(record_type, &cursor, asked.as_deref()).await {
+                    Ok(Some(page)) => page,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
+            if records.etag && starts {
+                cursor.fresh = etag;
+            }
             if let Some(changed) = &paths.changed {
                 for r in &items {
                     let value = changed.query(r).at_most_one().ok().flatten();
@@ -167,7 +176,7 @@ impl Poller {
                         _ => None,
                     };
                     if let Some(v) = value
-                        && cursor.newest.as_ref().is_none_or(|n| v > *n)
+                        && cursor.newest.as_ref().is_none_or(|n| newer(&v, n))
                     {
                         cursor.newest = Some(v);
                     }
@@ -187,6 +196,8 @@ impl Poller {
                     since: cursor.newest.clone().or(cursor.since.clone()),
                     next: None,
                     newest: None,
+                    etag: cursor.fresh.clone(),
+                    fresh: None,
                 },
             };
             let prepared = match self.prepare(record_type, items).await {
@@ -206,16 +217,19 @@ impl Poller {
         outcome
     }
 
-    /// The page `cursor` is at: the body and its records.
+    /// The page `cursor` is at; `None` when asked `if_none_match` and the vendor answered 304.
     async fn page(
         &mut self,
         record_type: &str,
         cursor: &Cursor,
-    ) -> Result<(Value, Vec<Value>), String> {
+        if_none_match: Option<&str>,
+    ) -> Result<Option<Fetched>, String> {
         let source = self.source.clone();
         let records = &source.definition.records[record_type];
         let url = self.url(records, cursor)?;
-        let body = self.fetch(url).await?;
+        let Some((body, etag)) = self.fetch(url, if_none_match).await? else {
+            return Ok(None);
+        };
         let items = source.paths[record_type]
             .items
             .query(&body)
@@ -232,7 +246,7 @@ impl Poller {
                 items.len()
             ));
         }
-        Ok((body, items))
+        Ok(Some(Fetched { body, items, etag }))
     }
 
     /// The records of the page the next reading of `record_type` starts with, as the vendor
@@ -248,7 +262,8 @@ impl Poller {
             Some(_) => {}
         }
         let cursor = self.stored(record_type).await?;
-        Ok(self.page(record_type, &cursor).await?.1)
+        let page = self.page(record_type, &cursor, None).await?;
+        Ok(page.map(|p| p.items).unwrap_or_default())
     }
 
     async fn stored(&self, record_type: &str) -> Result<Cursor, String> {
@@ -364,13 +379,21 @@ impl Poller {
         Ok(url)
     }
 
-    /// GET `url` as the source's client, within its rate, trying again what may pass later.
-    async fn fetch(&mut self, url: url::Url) -> Result<Value, String> {
+    /// GET `url` as the source's client, within its rate, trying again what may pass later:
+    /// the body and its ETag, or `None` when asked `if_none_match` and the vendor said 304.
+    async fn fetch(
+        &mut self,
+        url: url::Url,
+        if_none_match: Option<&str>,
+    ) -> Result<Option<(Value, Option<String>)>, String> {
         let mut last = String::new();
         let mut refreshed = false;
         for attempt in 0..TRIES {
             self.pace().await;
-            let req = self.authorised(self.http.get(url.clone())).await?;
+            let mut req = self.authorised(self.http.get(url.clone())).await?;
+            if let Some(tag) = if_none_match {
+                req = req.header("if-none-match", tag);
+            }
             let wait = match req.header("accept", "application/json").send().await {
                 Err(e) => {
                     last = format!("{url}: {e}");
@@ -379,7 +402,15 @@ impl Poller {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     match status {
-                        200..=299 => return read_json(resp).await,
+                        304 if if_none_match.is_some() => return Ok(None),
+                        200..=299 => {
+                            let etag = resp
+                                .headers()
+                                .get("etag")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            return Ok(Some((read_json(resp).await?, etag)));
+                        }
                         401 if self.tokens.is_some() && !refreshed => {
                             // revoked or expired early: a new token, once
                             refreshed = true;
@@ -470,38 +501,6 @@ impl Poller {
     }
 }
 
-/// The next page's place, from the page just read (`None`: it was the last).
-fn next_page(
-    paging: &Paging,
-    next: Option<&serde_json_path::JsonPath>,
-    body: &Value,
-    cursor: &Cursor,
-    records: usize,
-) -> Option<String> {
-    match paging {
-        Paging::None => None,
-        Paging::Page { size, first, .. } => {
-            if records < *size as usize {
-                return None;
-            }
-            let n: u64 = cursor
-                .next
-                .as_deref()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(*first);
-            Some((n + 1).to_string())
-        }
-        Paging::Cursor { .. } | Paging::Link { .. } => {
-            let found = next?.query(body).at_most_one().ok().flatten()?;
-            match found {
-                Value::String(s) if !s.is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }
-        }
-    }
-}
-
 /// Half a second doubled each try, to at most a minute, with up to half of it added at random
 /// (several emrsync sources behind one vendor gateway do not come back in step).
 fn backoff(attempt: u32) -> Duration {
@@ -521,7 +520,6 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     Some(wait.min(LONGEST_WAIT))
 }
 
-/// The body as JSON, read up to `MAX_PAGE_BYTES`.
 /// A page's write in progress.
 type Writing = tokio::task::JoinHandle<Result<page::Applied, String>>;
 
@@ -537,6 +535,7 @@ async fn settle(writing: Option<Writing>, polled: &mut Polled) -> Result<(), Str
     Ok(())
 }
 
+/// The body as JSON, read up to `MAX_PAGE_BYTES`.
 async fn read_json(mut resp: reqwest::Response) -> Result<Value, String> {
     let url = resp.url().to_string();
     if resp

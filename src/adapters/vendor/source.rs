@@ -98,6 +98,10 @@ pub struct Records {
     /// How to ask only for what changed since the last poll.
     #[serde(default)]
     pub changes: Option<Changes>,
+    /// Ask for each reading's first page with the ETag the vendor gave it the last time
+    /// (`If-None-Match`): a 304 says nothing changed, and the reading ends there.
+    #[serde(default)]
+    pub etag: bool,
     pub map: RecordMap,
 }
 
@@ -135,8 +139,8 @@ fn one() -> u64 {
 }
 
 /// Asking for changes only: `param` given the newest value of the records' `field` seen so
-/// far (their last-updated time, say; values that sort as text, such as ISO 8601 times in
-/// one zone). The vendor is asked with that value again, so a record changed at that very
+/// far (their last-updated time, say, as ISO 8601 times in one zone, which sort as text; or
+/// a sequence number, compared as a number). The vendor is asked with that value again, so a record changed at that very
 /// moment is not missed; the one already applied is found unchanged and not written again.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
