@@ -42,15 +42,18 @@ pub async fn receive(
         header(&receiver.webhook.signature_header),
     );
     let now = crate::fhir::resource::now_micros() / 1_000_000;
-    if let Err(r) = receiver.verify(ts.as_deref(), sig.as_deref(), &body, now) {
-        tracing::warn!(source = %name, address = ?req.peer_addr(), why = %r, "a webhook delivery was refused");
-        return refused(r);
-    }
+    let verified = match receiver.verify(ts.as_deref(), sig.as_deref(), &body, now) {
+        Ok(v) => v,
+        Err(r) => {
+            tracing::warn!(source = %name, address = ?req.peer_addr(), why = %r, "a webhook delivery was refused");
+            return refused(r);
+        }
+    };
     let ingest = state.ingest.clone();
     let taken = web::block(move || {
         let receiver = source.receiver.as_ref().expect("checked above");
         page::in_context(&ingest.store, source.zone, |cx| {
-            receiver.take(&ingest, &source, cx, &body)
+            receiver.take(&ingest, &source, cx, (&verified, &body))
         })
         .map_err(|e| Refusal::Store(e.to_string()))
         .and_then(|r| r)

@@ -424,6 +424,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_deliveries (source, signature) {
+        source -> Text,
+        signature -> Text,
+        taken_at -> BigInt,
+    }
+}
+
+diesel::table! {
     route_messages (seq) {
         seq -> BigInt,
         target -> Text,

@@ -3,7 +3,7 @@
 //! once; the same delivery again, an old one, one signed wrong or not at all are refused, and
 //! nothing of them is written.
 
-use crate::helpers::{Backend, spawn_with};
+use crate::helpers::{Backend, TestApp, spawn_with};
 use serde_json::{Value, json};
 
 fn sign(secret: &[u8], ts: &str, body: &str) -> String {
@@ -16,12 +16,12 @@ fn sign(secret: &[u8], ts: &str, body: &str) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("whsec"), "whsec-test-1\n").unwrap();
+/// A source that pushes patients, its secret beside it in `dir`: the definition's path. (Each
+/// test names its own: `/metrics` counts by source for the whole test process.)
+fn push_source(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("whsec"), "whsec-test-1\n").unwrap();
     let def = json!({
-        "name": "pm-push",
+        "name": name,
         // nothing listens there: the poller's readings fail, the webhook does the work
         "baseUrl": format!("http://127.0.0.1:{}", crate::process::free_port()),
         "pollSeconds": 3600,
@@ -29,11 +29,81 @@ async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
             "resourceType": "Patient", "key": "$.id",
             "identifierSystem": "https://pm-push.example.org/patient-id",
             "elements": [{"to": "/name/0/family", "from": "$.last_name", "required": true}]}}},
-        "webhook": {"secretFile": dir.path().join("whsec"), "event": "$.event",
+        "webhook": {"secretFile": dir.join("whsec"), "event": "$.event",
             "types": {"patient.updated": "patient"}, "items": "$.data"}
     });
-    let path = dir.path().join("pm-push.json");
+    let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, def.to_string()).unwrap();
+    path
+}
+
+/// A delivery signed now, posted to `app`'s `pm-nodes` source: the status and what it answered.
+async fn deliver(app: &TestApp, body: &str) -> (u16, Value) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    deliver_signed(app, body, &ts).await
+}
+
+async fn deliver_signed(app: &TestApp, body: &str, ts: &str) -> (u16, Value) {
+    let r = app
+        .anonymous
+        .post(format!("{}/adapters/pm-nodes/webhook", app.root))
+        .header("content-type", "application/json")
+        .header("x-webhook-timestamp", ts)
+        .header(
+            "x-webhook-signature",
+            format!("sha256={}", sign(b"whsec-test-1", ts, body)),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+/// Two servers on one PostgreSQL database: the delivery one of them took, sent again to the
+/// other, is refused there (the signatures taken are kept in the database, not in a process);
+/// another delivery is taken by either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_one_node_took_is_refused_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = push_source(dir.path(), "pm-nodes");
+    let url = crate::helpers::fresh_postgres_database();
+    let node = |path: std::path::PathBuf, url: String| {
+        move |s: &mut emrsync::config::Settings| {
+            s.sources = vec![path];
+            s.store = emrsync::config::StoreArgs::new(s.store.data_dir.clone(), Some(url));
+        }
+    };
+    let a = spawn_with(Backend::Sqlite, node(path.clone(), url.clone())).await;
+    let b = spawn_with(Backend::Sqlite, node(path, url)).await;
+    let body =
+        json!({"event": "patient.updated", "data": {"id": "n-1", "last_name": "Once"}}).to_string();
+    let ts = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs())
+    .to_string();
+    let (status, said) = deliver_signed(&a, &body, &ts).await;
+    assert_eq!((status, &said["accepted"]), (200, &json!(1)), "{said}");
+    let (status, said) = deliver_signed(&b, &body, &ts).await;
+    assert_eq!(status, 409, "{said}");
+    let (status, said) = deliver_signed(&a, &body, &ts).await;
+    assert_eq!(status, 409, "{said}");
+    let next =
+        json!({"event": "patient.updated", "data": {"id": "n-2", "last_name": "Next"}}).to_string();
+    let (status, said) = deliver(&b, &next).await;
+    assert_eq!((status, &said["accepted"]), (200, &json!(1)), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_fresh_deliveries_are_applied_and_the_rest_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = push_source(dir.path(), "pm-push");
     let app = spawn_with(Backend::Sqlite, move |s| s.sources = vec![path]).await;
     let url = format!("{}/adapters/pm-push/webhook", app.root);
     let post = |body: String, ts: String, sig: Option<String>| {

@@ -3,20 +3,24 @@
 //! `X-Webhook-Signature`, the hex HMAC-SHA256 of `<timestamp>.<body>` under a secret both
 //! sides hold (`sha256=` before it is allowed). A delivery is taken only when its signature
 //! verifies (in constant time), its timestamp is within the tolerance of now, and that
-//! signature was not taken before within the window: an old or replayed delivery is refused.
-//! What is taken is applied as a page (`page`), its records mapped by the record type the
-//! delivery's event names.
+//! signature was not taken before: an old or replayed delivery is refused. What is taken is
+//! applied as a page (`page`), its records mapped by the record type the delivery's event
+//! names, and its signature kept in the page's transaction (`webhook_deliveries`, for twice
+//! the tolerance): a delivery sent again to any process on the database is refused, and one
+//! whose application failed is taken when the vendor sends it again.
 
 use super::mapping::Context;
 use super::page::{self, Applied, Page};
 use super::source::Source;
 use crate::ingest::Ingest;
+use crate::store::schema::webhook_deliveries as wd;
+use crate::store::{DbConnection, StoreError};
+use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json_path::JsonPath;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// A source's webhook, as its definition writes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,8 +62,14 @@ pub struct Receiver {
     pub webhook: Webhook,
     event: JsonPath,
     items: JsonPath,
-    /// Signatures taken within the window: a delivery sent again is refused.
-    seen: moka::sync::Cache<String, ()>,
+}
+
+/// A delivery whose signature and time verified: its signature, as hex.
+#[derive(Debug)]
+pub struct Verified {
+    signature: String,
+    /// Unix seconds now.
+    now: i64,
 }
 
 /// Why a delivery was not taken.
@@ -95,26 +105,22 @@ impl Receiver {
                 return Err(format!("webhook.types: no record type {t}"));
             }
         }
-        let window = Duration::from_secs(webhook.tolerance_seconds.max(1) * 2);
         Ok(Receiver {
             event: parse("event", &webhook.event)?,
             items: parse("items", &webhook.items)?,
-            seen: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(window)
-                .build(),
             webhook,
         })
     }
 
-    /// Check a delivery's signature and time; `now` in Unix seconds.
+    /// Check a delivery's signature and time; `now` in Unix seconds. Whether it was taken
+    /// before is `take`'s to say (the database knows).
     pub fn verify(
         &self,
         timestamp: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Verified, Refusal> {
         let (Some(ts), Some(sig)) = (timestamp, signature) else {
             return Err(Refusal::Unsigned(format!(
                 "a delivery needs {} and {}",
@@ -146,26 +152,36 @@ impl Receiver {
                 self.webhook.tolerance_seconds
             )));
         }
-        let mut fresh = false;
         // known by the signature itself, however it was written (case, `sha256=`)
-        let known: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-        self.seen.entry(known).or_insert_with(|| fresh = true);
-        if !fresh {
-            return Err(Refusal::Replayed(
-                "this delivery was taken before (its signature is known)".into(),
-            ));
-        }
-        Ok(())
+        Ok(Verified {
+            signature: tag.iter().map(|b| format!("{b:02x}")).collect(),
+            now,
+        })
     }
 
-    /// Apply a verified delivery of `source`.
+    /// How long a taken delivery's signature is kept: past it, its timestamp is refused anyway.
+    fn window(&self) -> i64 {
+        (self.webhook.tolerance_seconds.max(1) * 2) as i64
+    }
+
+    /// Apply a verified delivery of `source`, unless it was taken before.
     pub fn take(
         &self,
         ingest: &Ingest,
         source: &Source,
         cx: &Context<'_>,
-        body: &[u8],
+        (verified, body): (&Verified, &[u8]),
     ) -> Result<Taken, Refusal> {
+        let name = source.definition.name.as_str();
+        let taken_before = ingest
+            .store
+            .read(|c| taken(c, name, &verified.signature))
+            .map_err(|e| Refusal::Store(e.to_string()))?;
+        if taken_before {
+            return Err(Refusal::Replayed(
+                "this delivery was taken before (its signature is known)".into(),
+            ));
+        }
         let body: Value = serde_json::from_slice(body)
             .map_err(|e| Refusal::Invalid(format!("the delivery is not JSON: {e}")))?;
         let event = match self.event.query(&body).at_most_one() {
@@ -200,11 +216,14 @@ impl Receiver {
                 records.len()
             )));
         }
+        // the signature kept with what the delivery wrote (a second process taking the same
+        // delivery at the same moment fails on its key, and nothing of it is written)
+        let keep = |c: &mut DbConnection, _: &Applied| keep(c, name, verified, self.window());
         let page = Page {
             record_type,
             records: &records,
             cursor: None,
-            also: None,
+            also: Some(&keep),
         };
         let applied = page::apply(ingest, &source.definition.name, &source.maps, cx, &page)
             .map_err(|e| Refusal::Store(e.to_string()))?;
@@ -213,6 +232,39 @@ impl Receiver {
             applied: Some(applied),
         })
     }
+}
+
+/// Whether `source` took the delivery signed `signature` (within the window it is kept for).
+fn taken(conn: &mut DbConnection, source: &str, signature: &str) -> Result<bool, StoreError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        wd::table
+            .filter(wd::source.eq(source))
+            .filter(wd::signature.eq(signature)),
+    ))
+    .get_result(conn)?)
+}
+
+/// Keep the delivery's signature, and forget those of `source` older than the window.
+fn keep(
+    conn: &mut DbConnection,
+    source: &str,
+    verified: &Verified,
+    window: i64,
+) -> Result<(), StoreError> {
+    diesel::delete(
+        wd::table
+            .filter(wd::source.eq(source))
+            .filter(wd::taken_at.lt(verified.now - window)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(wd::table)
+        .values((
+            wd::source.eq(source),
+            wd::signature.eq(&verified.signature),
+            wd::taken_at.eq(verified.now),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -259,15 +311,10 @@ mod tests {
         let now = 1_800_000_000;
         let ts = now.to_string();
         let sig = sign(&ts, body);
-        assert!(
-            r.verify(Some(&ts), Some(&format!("sha256={sig}")), body, now)
-                .is_ok()
-        );
-        // the same delivery again
-        assert!(matches!(
-            r.verify(Some(&ts), Some(&sig), body, now + 1),
-            Err(Refusal::Replayed(_))
-        ));
+        let verified = r.verify(Some(&ts), Some(&format!("sha256={sig}")), body, now);
+        // known by its signature, however written
+        let again = r.verify(Some(&ts), Some(&sig.to_uppercase()), body, now + 1);
+        assert_eq!(verified.unwrap().signature, again.unwrap().signature);
         // another body under that signature, a wrong secret, no signature
         let other = br#"{"event":"patient.updated","data":{"id":2}}"#;
         assert!(matches!(
