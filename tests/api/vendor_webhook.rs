@@ -98,6 +98,13 @@ async fn a_delivery_one_node_took_is_refused_by_another() {
         json!({"event": "patient.updated", "data": {"id": "n-2", "last_name": "Next"}}).to_string();
     let (status, said) = deliver(&b, &next).await;
     assert_eq!((status, &said["accepted"]), (200, &json!(1)), "{said}");
+    // a delivery that was not applied is not marked taken: sent again, it is read again
+    // (and refused again for what it is, not as a replay)
+    let empty = json!({"event": "patient.updated"}).to_string();
+    let (status, said) = deliver_signed(&a, &empty, &ts).await;
+    assert_eq!(status, 400, "{said}");
+    let (status, said) = deliver_signed(&b, &empty, &ts).await;
+    assert_eq!(status, 400, "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
