@@ -229,6 +229,16 @@ pub fn patient(id: u32, last: &str, dob: &str, at: u32) -> Value {
         "updated_at": format!("2026-12-07T08:00:{at:02}Z")})
 }
 
+/// A poller of `source` writing to a fresh SQLite store in `dir`, and that store.
+fn poller_on_sqlite(source: Arc<Source>, dir: &std::path::Path) -> (emrsync::store::Store, Poller) {
+    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.into(), None));
+    settings.no_shipped_terminology = true;
+    settings.store.database().unwrap().migrate().unwrap();
+    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
+    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
+    (store, Poller::new(ingest, source))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_api_is_loaded_then_read_for_changes_only() {
     let (base, vendor) = vendor().await;
@@ -246,12 +256,7 @@ async fn a_vendor_api_is_loaded_then_read_for_changes_only() {
     }
     let dir = tempfile::tempdir().unwrap();
     let source = Arc::new(Source::load(&definition(&base, dir.path())).unwrap());
-    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), None));
-    settings.no_shipped_terminology = true;
-    settings.store.database().unwrap().migrate().unwrap();
-    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
-    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
-    let mut poller = Poller::new(ingest, source);
+    let (store, mut poller) = poller_on_sqlite(source, dir.path());
 
     let first = poller.poll().await.unwrap();
     assert_eq!(
@@ -491,12 +496,7 @@ async fn numbered_changes_and_etags_read_only_what_changed() {
         }
     });
     let source = Arc::new(Source::of(serde_json::from_value(def).unwrap()).unwrap());
-    let mut settings = Settings::new("127.0.0.1:0", StoreArgs::new(dir.path().into(), None));
-    settings.no_shipped_terminology = true;
-    settings.store.database().unwrap().migrate().unwrap();
-    let store = emrsync::store::Store::open(&settings.store_settings().unwrap()).unwrap();
-    let ingest = emrsync::startup::ingest(store.clone(), &settings).unwrap();
-    let mut poller = Poller::new(ingest, source);
+    let (store, mut poller) = poller_on_sqlite(source, dir.path());
 
     // everything: a full page of two, then the last of one
     let first = poller.poll().await.unwrap();
