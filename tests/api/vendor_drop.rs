@@ -228,6 +228,20 @@ fn drop_folder_files_are_applied_once(backend: Backend) {
     assert!(bad["error"].as_str().unwrap().contains("twice"), "{bad}");
     assert!(folder.join("failed/garbage.hl7.report.json").exists());
     assert!(sweep().is_empty(), "nothing left to take");
+
+    // a file left in processing/ under a rule the definition no longer has (a `*.dat` rule
+    // removed while the server was stopped): to failed/, saying why, not left there for ever
+    std::fs::write(folder.join("processing/orders-0001.dat"), "anything\n").unwrap();
+    let reports = sweep();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].outcome, "failed");
+    let stale = report_of(&folder.join("failed/orders-0001.dat"));
+    assert!(
+        stale["error"].as_str().unwrap().contains("no rule"),
+        "{stale}"
+    );
+    assert!(!folder.join("processing/orders-0001.dat").exists());
+    assert!(sweep().is_empty(), "nothing left to take");
 }
 
 fn sorted(mut v: Vec<&str>) -> Vec<&str> {

@@ -183,6 +183,54 @@ pub fn process(cx: &Context<'_>, path: &Path, name: &str, resumed: bool) -> Resu
     go_on(cx, path, report, 0)
 }
 
+/// A file in `processing/` that no rule of the definition takes any more (claimed under a
+/// rule since removed or changed): failed, with why, and what it had applied kept in its
+/// report (its row, if it had one, says so too). Nothing more of it is applied: the rule
+/// that said how to read it is gone.
+pub fn abandoned(
+    store: &crate::store::Store,
+    source: &str,
+    path: &Path,
+    name: &str,
+) -> Result<Report, String> {
+    let sha = sha256_of(path)?;
+    let found = store
+        .read(|c| row(c, source, &sha))
+        .map_err(|e| e.to_string())?;
+    let (mut report, done) = match found {
+        Some(r) => (r.report, r.done),
+        None => (
+            Report {
+                source: source.into(),
+                file: name.into(),
+                sha256: sha,
+                started: instant(now_micros()),
+                ..Report::default()
+            },
+            0,
+        ),
+    };
+    report.outcome = FAILED.into();
+    report.error = Some(format!(
+        "{name}: no rule of the source's drop folder takes this file any more (claimed under \
+         one since removed or changed): what it applied before is counted here, the rest was \
+         not read"
+    ));
+    report.finished = Some(instant(now_micros()));
+    store
+        .write_rows(|c| match found_row(c, &report)? {
+            true => advance(c, &report, done),
+            false => Ok(()),
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(report)
+}
+
+/// Whether the file of `report` has a row.
+fn found_row(c: &mut DbConnection, report: &Report) -> Result<bool, StoreError> {
+    Ok(row(c, &report.source, &report.sha256)?.is_some())
+}
+
 /// Read the file on from record `done`.
 fn go_on(cx: &Context<'_>, path: &Path, report: Report, done: usize) -> Result<Report, String> {
     match cx.rule.format {

@@ -262,11 +262,15 @@ impl Dropper {
         std::fs::create_dir_all(&processing)
             .map_err(|e| format!("{}: {e}", processing.display()))?;
         let mut reports = Vec::new();
-        for (path, _) in files(&processing, 0, folder)? {
-            reports.push(self.take(&path, true, keep)?);
+        for (path, name) in files(&processing, 0, None)? {
+            let report = match folder.rule_for(&name) {
+                Some(_) => self.take(&path, true, keep)?,
+                None => self.abandon(&path, &name)?,
+            };
+            reports.push(report);
         }
         let settle = Duration::from_secs(folder.settle_seconds);
-        for (path, name) in files(&folder.path, settle.as_secs(), folder)?
+        for (path, name) in files(&folder.path, settle.as_secs(), Some(folder))?
             .into_iter()
             .take(FILES_A_SWEEP)
         {
@@ -282,6 +286,20 @@ impl Dropper {
             }
         }
         Ok(reports)
+    }
+
+    /// A file in `processing/` no rule takes any more: to `failed/`, with its report.
+    fn abandon(&self, path: &Path, name: &str) -> Result<Report, String> {
+        let source = &self.source.definition.name;
+        let report = dropped::abandoned(&self.ingest.store, source, path, name)?;
+        let moved = place(path, &self.folder().path.join("failed"), name)?;
+        write_report(&moved, &report)?;
+        metrics::counter!("emrsync_vendor_files_total", "source" => source.clone(),
+            "format" => "unknown", "outcome" => dropped::FAILED)
+        .increment(1);
+        tracing::warn!(source = %source, file = %name, error = report.error.as_deref().unwrap_or(""),
+            "a file left in processing/ that no rule takes any more: moved to failed/");
+        Ok(report)
     }
 
     /// Process the file at `path` (in `processing/`) and move it where it belongs.
@@ -329,9 +347,13 @@ impl Dropper {
     }
 }
 
-/// The regular files of `dir` a rule takes (no hidden ones, no links), unchanged for
-/// `settle` seconds, oldest first: their paths and names.
-fn files(dir: &Path, settle: u64, folder: &Folder) -> Result<Vec<(PathBuf, String)>, String> {
+/// The regular files of `dir` (no hidden ones, no links) a rule of `folder` takes (every one
+/// when `None`), unchanged for `settle` seconds, oldest first: their paths and names.
+fn files(
+    dir: &Path,
+    settle: u64,
+    folder: Option<&Folder>,
+) -> Result<Vec<(PathBuf, String)>, String> {
     let now = SystemTime::now();
     let mut found = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -341,7 +363,8 @@ fn files(dir: &Path, settle: u64, folder: &Folder) -> Result<Vec<(PathBuf, Strin
         let Ok(meta) = entry.path().symlink_metadata() else {
             continue;
         };
-        if !meta.is_file() || name.starts_with('.') || folder.rule_for(&name).is_none() {
+        let taken = folder.is_none_or(|f| f.rule_for(&name).is_some());
+        if !meta.is_file() || name.starts_with('.') || !taken {
             continue;
         }
         let modified = meta.modified().unwrap_or(now);
