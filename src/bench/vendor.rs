@@ -132,7 +132,7 @@ pub async fn run(t: Arc<Target>, v: Vendor<'_>, changes: usize) -> anyhow::Resul
             json!({"event": "patient.updated", "data": record(&id, &family, &stamp())}).to_string();
         let ts = chrono::Utc::now().timestamp().to_string();
         let tag = aws_lc_rs::hmac::sign(&key, format!("{ts}.{body}").as_bytes());
-        let sig: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let sig = hex::encode(tag);
         let sent = Instant::now();
         let resp = t
             .client

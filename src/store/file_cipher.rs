@@ -37,8 +37,7 @@ impl FileKey {
 
     /// The key as SQLCipher takes a raw one: `x'<64 hex digits>'`.
     fn raw(&self) -> String {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        format!("x'{hex}'")
+        format!("x'{}'", hex::encode(self.0))
     }
 
     /// The statements that key a connection: they must be the connection's first.

@@ -216,7 +216,7 @@ impl Unit for Record<'_> {
 
 fn sha256(bytes: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(d.as_ref())
 }
 
 /// A terminology resource's JSON, or None for anything else.

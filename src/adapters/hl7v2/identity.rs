@@ -109,7 +109,7 @@ pub fn stable_id(secret: &[u8], rtype: &str, key: &[&str]) -> String {
                 .to_vec()
         }
     };
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 /// This installation's id secret: made (32 random bytes, hex) the first time a message is
@@ -131,7 +131,7 @@ pub fn secret(store: &Store) -> Result<Arc<str>, StoreError> {
         let mut bytes = [0u8; 32];
         aws_lc_rs::rand::fill(&mut bytes)
             .map_err(|_| StoreError::Database("no random bytes for the id secret".into()))?;
-        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Ok(hex::encode(bytes))
     })
 }
 

@@ -514,10 +514,5 @@ fn sha256_of(path: &Path) -> Result<String, String> {
         }
         cx.update(&buf[..n]);
     }
-    Ok(cx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex::encode(cx.finish()))
 }

@@ -199,7 +199,7 @@ pub(super) fn encapsulated(a: &mut Map<String, Value>, value: Rep) -> Result<(),
                 .decode(clean)
                 .map_err(|e| failed("OBX-5", "102", format!("OBX-5 says Base64 but is not: {e}")))?
         }
-        "hex" => hex(data)
+        "hex" => unhex(data)
             .ok_or_else(|| failed("OBX-5", "102", "OBX-5 says Hex but is not hexadecimal"))?,
         _ => data.as_bytes().to_vec(),
     };
@@ -223,14 +223,10 @@ fn content_type(kind: &str, subtype: &str) -> String {
     }
 }
 
-fn hex(s: &str) -> Option<Vec<u8>> {
+/// Hex data, white space between the digits allowed.
+fn unhex(s: &str) -> Option<Vec<u8>> {
     let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    s.chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// TXA-19 (availability, table 0273) and the trigger -> DocumentReference.status.
@@ -281,7 +277,7 @@ mod tests {
         assert_eq!(content_type("IM", "JPEG"), "image/jpeg");
         assert_eq!(content_type("TEXT", ""), "text/plain");
         assert_eq!(content_type("", ""), "application/octet-stream");
-        assert_eq!(hex("4869"), Some(b"Hi".to_vec()));
-        assert_eq!(hex("486"), None);
+        assert_eq!(unhex("4869"), Some(b"Hi".to_vec()));
+        assert_eq!(unhex("486"), None);
     }
 }
