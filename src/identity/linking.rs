@@ -1,8 +1,9 @@
 //! Linking each source Patient to its person, right after its write (`linker`):
 //! - the person of its best certain match (not decided different), else a person of its own;
-//! - certain with records of two persons, it stays where it is and the pair goes to review
-//!   (persons are never merged without a person deciding), as do its probable and possible
-//!   matches (the most likely few);
+//! - certain with records of two persons, it stays where it is (or, new, joins its best
+//!   match's person) and the pair with the other person's record goes to review (persons are
+//!   never merged without a person deciding), as do its probable and possible matches (the
+//!   most likely few);
 //! - a correction that leaves it certain with no other record of its person unlinks it (a new
 //!   person, said in the history);
 //! - a link a person decided is never moved, a pair decided different never linked.
@@ -74,8 +75,16 @@ impl Mpi {
             if apart.contains(other) {
                 continue;
             }
+            // certain with a record of another person than the best match's: the two
+            // persons may be one, which a person decides (the matcher never merges persons);
+            // before, the pair was passed over in silence
+            let elsewhere = |(b, _): (&str, &Scored)| persons.get(b) != persons.get(other);
             match scored.grade {
                 Grade::Certain if best.is_none() => best = Some((other, scored)),
+                Grade::Certain if reviews < MAX_REVIEWS && best.is_some_and(elsewhere) => {
+                    reviews += 1;
+                    links::review(conn, id, other, scored)?;
+                }
                 // the most likely few: a record like many others is no queue of its own
                 Grade::Probable | Grade::Possible if reviews < MAX_REVIEWS => {
                     reviews += 1;

@@ -609,8 +609,74 @@ async fn a_nickname_is_a_match(app: TestApp) {
     );
 }
 
+/// Two persons a guard keeps apart (twins: another given name), then a record certain with
+/// both (it gives no given name): it joins one, and the pair with the other's record goes
+/// before a person, who decides whether the persons are one; the matcher merges no persons.
+async fn a_record_certain_with_two_persons_puts_them_before_a_person(app: TestApp) {
+    let (first, _) = app
+        .create(&patient(
+            "Agnieszka",
+            "Wisniewska",
+            "1958-06-02",
+            "3 Orchard Row",
+            "62711",
+        ))
+        .await;
+    app.mpi_settled().await;
+    let (second, _) = app
+        .create(&patient(
+            "Malgorzata",
+            "Wisniewska",
+            "1958-06-02",
+            "3 Orchard Row",
+            "62711",
+        ))
+        .await;
+    app.mpi_settled().await;
+    let mut nameless = patient("", "Wisniewska", "1958-06-02", "3 Orchard Row", "62711");
+    nameless["name"][0].as_object_mut().unwrap().remove("given");
+    let (third, _) = app.create(&nameless).await;
+    app.mpi_settled().await;
+    let app = &app;
+    let of = |id: String| async move {
+        let url = format!("{}/admin/mpi/patients/{id}", app.root);
+        app.get_url(&url).await.json()
+    };
+    let (a, b, c) = (
+        of(first.clone()).await,
+        of(second.clone()).await,
+        of(third.clone()).await,
+    );
+    assert_ne!(
+        a["person"], b["person"],
+        "the twins are two persons: {a}\n{b}"
+    );
+    let joined = if c["person"] == a["person"] {
+        &second
+    } else {
+        &first
+    };
+    assert!(
+        c["person"] == a["person"] || c["person"] == b["person"],
+        "{c}"
+    );
+    let open = app
+        .get_url(&format!("{}/admin/mpi/reviews?status=open", app.root))
+        .await
+        .json();
+    let with = |x: &str, y: &str| {
+        open["reviews"].as_array().unwrap().iter().any(|r| {
+            let pair = [r["patient"]["id"].as_str(), r["other"]["id"].as_str()];
+            pair.contains(&Some(x)) && pair.contains(&Some(y))
+        })
+    };
+    assert!(with(&first, &second), "the twins' pair: {open}");
+    assert!(with(&third, joined), "the other person's record: {open}");
+}
+
 crate::on_both_backends_with!(
     spawn,
+    a_record_certain_with_two_persons_puts_them_before_a_person,
     a_nickname_is_a_match,
     patients_from_every_source_are_matched_graded_and_explained,
     match_refuses_what_it_cannot_read_and_confines_a_patient_token,
