@@ -613,30 +613,20 @@ async fn a_nickname_is_a_match(app: TestApp) {
 /// both (it gives no given name): it joins one, and the pair with the other's record goes
 /// before a person, who decides whether the persons are one; the matcher merges no persons.
 async fn a_record_certain_with_two_persons_puts_them_before_a_person(app: TestApp) {
-    let (first, _) = app
-        .create(&patient(
-            "Agnieszka",
-            "Wisniewska",
-            "1958-06-02",
-            "3 Orchard Row",
-            "62711",
-        ))
-        .await;
-    app.mpi_settled().await;
-    let (second, _) = app
-        .create(&patient(
-            "Malgorzata",
-            "Wisniewska",
-            "1958-06-02",
-            "3 Orchard Row",
-            "62711",
-        ))
-        .await;
-    app.mpi_settled().await;
-    let mut nameless = patient("", "Wisniewska", "1958-06-02", "3 Orchard Row", "62711");
-    nameless["name"][0].as_object_mut().unwrap().remove("given");
-    let (third, _) = app.create(&nameless).await;
-    app.mpi_settled().await;
+    let of_the_family = |given: &str| {
+        let mut p = patient(given, "Wisniewska", "1958-06-02", "3 Orchard Row", "62711");
+        if given.is_empty() {
+            p["name"][0].as_object_mut().unwrap().remove("given");
+        }
+        p
+    };
+    let mut ids = Vec::new();
+    // one after the other, each linked before the next arrives
+    for given in ["Agnieszka", "Malgorzata", ""] {
+        ids.push(app.create(&of_the_family(given)).await.0);
+        app.mpi_settled().await;
+    }
+    let [first, second, third] = <[String; 3]>::try_from(ids).unwrap();
     let app = &app;
     let of = |id: String| async move {
         let url = format!("{}/admin/mpi/patients/{id}", app.root);
