@@ -180,15 +180,10 @@ pub fn persons_of(
     conn: &mut DbConnection,
     patients: &[&str],
 ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-    use mpi_links::dsl as l;
-    let mut out = std::collections::HashMap::new();
-    for chunk in patients.chunks(300) {
-        let rows: Vec<(String, String)> = l::mpi_links
-            .filter(l::patient_id.eq_any(chunk))
-            .select((l::patient_id, l::person_id))
-            .load(conn)?;
-        out.extend(rows);
-    }
+    let mut out: std::collections::HashMap<String, String> = links_of(conn, patients)?
+        .into_iter()
+        .map(|(patient, link)| (patient, link.person_id))
+        .collect();
     for p in patients {
         if !out.contains_key(*p) {
             out.insert(p.to_string(), own_person(p));

@@ -197,6 +197,7 @@ pub fn abandoned(
     let found = store
         .read(|c| row(c, source, &sha))
         .map_err(|e| e.to_string())?;
+    let had_row = found.is_some();
     let (mut report, done) = match found {
         Some(r) => (r.report, r.done),
         None => (
@@ -217,18 +218,13 @@ pub fn abandoned(
          not read"
     ));
     report.finished = Some(instant(now_micros()));
-    store
-        .write_rows(|c| match found_row(c, &report)? {
-            true => advance(c, &report, done),
-            false => Ok(()),
-        })
-        .map_err(|e| e.to_string())?;
+    // its row (when it had one) says so too; one it never had is not made now
+    if had_row {
+        store
+            .write_rows(|c| advance(c, &report, done))
+            .map_err(|e| e.to_string())?;
+    }
     Ok(report)
-}
-
-/// Whether the file of `report` has a row.
-fn found_row(c: &mut DbConnection, report: &Report) -> Result<bool, StoreError> {
-    Ok(row(c, &report.source, &report.sha256)?.is_some())
 }
 
 /// Read the file on from record `done`.
