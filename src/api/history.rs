@@ -140,11 +140,11 @@ async fn history(
         };
         !confined || (!v.deleted && allowed().is_ok())
     };
-    let entries = page
-        .iter()
-        .filter(readable)
-        .map(|v| history_entry(v, base))
-        .collect();
+    let shown: Vec<&Version> = page.iter().filter(readable).collect();
+    if let Some(mark) = &ctx.audited {
+        mark.showed(shown.iter().copied());
+    }
+    let entries = shown.iter().map(|v| history_entry(v, base)).collect();
     let total = (!confined || id.is_some()).then_some(total);
     render::fhir(
         StatusCode::OK,

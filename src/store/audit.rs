@@ -35,8 +35,7 @@ pub mod kind {
 }
 
 /// One access, as it is queued.
-#[derive(Debug, Clone, Default, PartialEq, Insertable)]
-#[diesel(table_name = a)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Entry {
     pub recorded_at: Micros,
     pub kind: String,
@@ -55,6 +54,59 @@ pub struct Entry {
     pub patient: Option<String>,
     pub address: Option<String>,
     pub query: Option<String>,
+    /// What the access disclosed (a search's or a history's page): the flusher gives it one
+    /// row per patient those resources belong to (`per_patient`), as IHE BALP's Patient Query
+    /// asks, so that "who saw this patient's record" finds a search that showed it. Not stored.
+    pub shown: Vec<Shown>,
+}
+
+/// A resource an access disclosed (its content shared with the response, not copied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shown {
+    pub resource_type: String,
+    pub id: String,
+    pub content: std::sync::Arc<str>,
+}
+
+/// Most rows one access becomes (a page holds at most 1,000 matches and their includes):
+/// past that, the rest of its patients are named in the last row's detail as a count.
+const MAX_PATIENTS: usize = 2_000;
+
+impl Entry {
+    /// This access as its rows: one per patient among what it disclosed (its own patient
+    /// first, when its request named one), or itself alone when it disclosed none.
+    pub fn per_patient(mut self) -> Vec<Entry> {
+        let shown = std::mem::take(&mut self.shown);
+        let mut seen = std::collections::HashSet::new();
+        let mut patients: Vec<String> = Vec::new();
+        let named = self.patient.take();
+        let found = shown
+            .iter()
+            .filter_map(|s| patient_in(&s.resource_type, &s.id, &s.content));
+        for p in named.into_iter().chain(found) {
+            if seen.insert(p.clone()) {
+                patients.push(p);
+            }
+        }
+        if patients.is_empty() {
+            return vec![self];
+        }
+        let left = patients.len().saturating_sub(MAX_PATIENTS);
+        patients.truncate(MAX_PATIENTS);
+        let mut rows: Vec<Entry> = patients
+            .into_iter()
+            .map(|p| Entry {
+                patient: Some(p),
+                ..self.clone()
+            })
+            .collect();
+        if left > 0
+            && let Some(last) = rows.last_mut()
+        {
+            last.detail = Some(format!("and {left} more patients not named"));
+        }
+        rows
+    }
 }
 
 /// A stored row.
@@ -144,12 +196,7 @@ fn digest(previous: &str, pos: i64, r: &Fields) -> String {
     put(r.patient);
     put(r.address);
     put(r.query);
-    let mut hex = String::with_capacity(64);
-    for b in d.finish().as_ref() {
-        use std::fmt::Write;
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
+    hex::encode(d.finish().as_ref())
 }
 
 /// The chain's last place and hash (0 and empty before the first row).
@@ -286,8 +333,9 @@ impl<'a> Stored<'a> {
     }
 }
 
-/// Rows inserted: one prepared statement per row on SQLite (its fastest way), batches of 200
-/// on PostgreSQL (one round trip each).
+/// Rows inserted: one prepared statement per row on SQLite (its fastest way: statements of
+/// 64 rows in a fixed-size array, which diesel keeps prepared, cost the flush more CPU a row,
+/// docs/performance.md), batches of 200 on PostgreSQL (one round trip each).
 fn insert(conn: &mut DbConnection, rows: &[Stored]) -> Result<(), StoreError> {
     match conn {
         DbConnection::Sqlite(c) => {
@@ -523,5 +571,55 @@ mod tests {
         let mut moved = e.clone();
         moved.query = Some(String::new());
         assert_ne!(digest("", 1, &fields!(moved)), h, "empty and absent differ");
+    }
+
+    #[test]
+    fn a_search_is_one_row_per_patient_it_showed_its_own_first() {
+        let shown = |t: &str, id: &str, content: &str| Shown {
+            resource_type: t.into(),
+            id: id.into(),
+            content: content.into(),
+        };
+        let mut e = Entry::now(kind::REST, "search-type", "client a", "c1");
+        e.patient = Some("Patient/9".into());
+        e.query = Some("code=x".into());
+        e.shown = vec![
+            shown(
+                "Observation",
+                "1",
+                r#"{"subject":{"reference":"Patient/2"}}"#,
+            ),
+            shown(
+                "Observation",
+                "2",
+                r#"{"subject":{"reference":"Patient/9"}}"#,
+            ),
+            shown("Patient", "2", "{}"),
+            shown("Observation", "3", r#"{"subject":{"reference":"Group/1"}}"#),
+            shown("Encounter", "4", "not json"),
+        ];
+        let rows = e.per_patient();
+        let patients: Vec<_> = rows.iter().map(|r| r.patient.as_deref()).collect();
+        assert_eq!(patients, [Some("Patient/9"), Some("Patient/2")]);
+        assert!(
+            rows.iter()
+                .all(|r| r.shown.is_empty() && r.query.as_deref() == Some("code=x"))
+        );
+
+        let mut none = Entry::now(kind::REST, "search-type", "client a", "c2");
+        none.shown = vec![shown("Observation", "3", "{}")];
+        let rows = none.per_patient();
+        assert_eq!((rows.len(), rows[0].patient.as_deref()), (1, None));
+
+        let mut many = Entry::now(kind::REST, "history-type", "client a", "c3");
+        many.shown = (0..MAX_PATIENTS + 5)
+            .map(|n| shown("Patient", &n.to_string(), "{}"))
+            .collect();
+        let rows = many.per_patient();
+        assert_eq!(rows.len(), MAX_PATIENTS);
+        assert_eq!(
+            rows.last().unwrap().detail.as_deref(),
+            Some("and 5 more patients not named")
+        );
     }
 }

@@ -9,7 +9,7 @@ use emrsync::store::audit;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn spawn(backend: Backend) -> TestApp {
+pub async fn spawn(backend: Backend) -> TestApp {
     spawn_with(backend, |s| {
         s.mllp = Some("127.0.0.1:0".into());
         s.audit_flush_ms = 50;
@@ -18,12 +18,12 @@ async fn spawn(backend: Backend) -> TestApp {
 }
 
 /// A request with its own correlation id (`X-Request-Id`), so its AuditEvents can be counted.
-async fn with_id(app: &TestApp, req: reqwest::RequestBuilder, id: &str) -> u16 {
+pub async fn with_id(app: &TestApp, req: reqwest::RequestBuilder, id: &str) -> u16 {
     app.send(req.header("x-request-id", id)).await.status
 }
 
 /// Every AuditEvent of the trail (newest first), through the API, once `pred` holds for them.
-async fn trail(
+pub async fn trail(
     app: &TestApp,
     token: &str,
     query: &str,
@@ -55,7 +55,7 @@ async fn trail(
     events
 }
 
-fn correlation(e: &Value) -> &str {
+pub fn correlation(e: &Value) -> &str {
     e["entity"]
         .as_array()
         .unwrap()
@@ -64,11 +64,11 @@ fn correlation(e: &Value) -> &str {
         .unwrap_or("")
 }
 
-fn of<'a>(events: &'a [Value], id: &str) -> Vec<&'a Value> {
+pub fn of<'a>(events: &'a [Value], id: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| correlation(e) == id).collect()
 }
 
-fn entities(e: &Value) -> Vec<String> {
+pub fn entities(e: &Value) -> Vec<String> {
     e["entity"]
         .as_array()
         .unwrap()

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 mod audit;
+mod audit_disclosure;
 mod auth;
 mod brute_force;
 mod bulk_export;

@@ -7,7 +7,8 @@
 use super::super::metrics::http::Route;
 use crate::api::context::CorrelationId;
 use crate::auth::Grant;
-use crate::store::audit::{Entry, kind};
+use crate::store::Version;
+use crate::store::audit::{Entry, Shown, kind};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -15,13 +16,31 @@ use actix_web::{HttpMessage, web};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A request's mark: set when the request's audit rows were written by another path (a write).
+/// A request's mark, shared between this middleware and the handler: set when the request's
+/// audit rows were written by another path (a write), and given what a response disclosed.
 #[derive(Debug, Clone, Default)]
-pub struct Recorded(Arc<AtomicBool>);
+pub struct Recorded(Arc<Mark>);
+
+#[derive(Debug, Default)]
+struct Mark {
+    written: AtomicBool,
+    shown: std::sync::Mutex<Vec<Shown>>,
+}
 
 impl Recorded {
     pub fn set(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.written.store(true, Ordering::Relaxed);
+    }
+
+    /// The versions a response disclosed (a search's or a history's page): the access is
+    /// recorded once per patient they belong to.
+    pub fn showed<'a>(&self, versions: impl IntoIterator<Item = &'a Version>) {
+        let mut shown = self.0.shown.lock().unwrap_or_else(|p| p.into_inner());
+        shown.extend(versions.into_iter().map(|v| Shown {
+            resource_type: v.resource_type.clone(),
+            id: v.id.clone(),
+            content: v.content.clone(),
+        }));
     }
 }
 
@@ -37,7 +56,7 @@ pub async fn record(
     req.extensions_mut().insert(mark.clone());
     let address = req.peer_addr().map(|a| a.ip().to_string());
     let res = next.call(req).await?;
-    if mark.0.load(Ordering::Relaxed) {
+    if mark.0.written.load(Ordering::Relaxed) {
         return Ok(res);
     }
     let r = res.request();
@@ -86,6 +105,7 @@ pub async fn record(
     );
     e.resource_type = route.rtype;
     e.resource_id = route.id;
+    e.shown = std::mem::take(&mut *mark.0.shown.lock().unwrap_or_else(|p| p.into_inner()));
     if action.starts_with("search") || action == "operation" {
         let q = r.query_string();
         if !q.is_empty() {
@@ -93,7 +113,8 @@ pub async fn record(
         }
     }
     // a read of another type than Patient is given its patient by the flusher, off the
-    // request path (the resource is in the cache by then)
+    // request path (the resource is in the cache by then), and a search one row per patient
+    // it showed
     store.audit(e);
     Ok(res)
 }

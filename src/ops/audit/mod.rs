@@ -51,18 +51,19 @@ pub async fn run(
         }
         // a full batch: more is waiting, taken at once
         behind = batch.len() >= MAX_BATCH;
-        let n = batch.len();
         let s = store.clone();
         // one try per turn, on a blocking thread; a failure keeps the batch for the next turn
         // (never a retry loop there: a blocked thread would hold the runtime at its shutdown)
         let written = tokio::task::spawn_blocking(move || {
-            name_patients(&s, &mut batch);
+            batch = name_patients(&s, batch);
             let r = s.write_rows(|c| audit::flush(c, &batch));
             (batch, r)
         })
         .await;
         match written {
-            Ok((_, Ok(_))) => {}
+            Ok((rows, Ok(_))) => {
+                metrics::counter!("emrsync_audit_entries_total").increment(rows.len() as u64)
+            }
             Ok((kept, Err(e))) => {
                 tracing::warn!(error = %e, entries = kept.len(), "audit entries could not be written; next turn");
                 carried = kept;
@@ -78,30 +79,33 @@ pub async fn run(
             }
             Err(e) => tracing::error!(error = %e, "the audit flush failed"),
         }
-        metrics::counter!("emrsync_audit_entries_total").increment(n as u64);
         if stopping && !behind {
             return;
         }
     }
 }
 
-/// Reads of resources other than Patients given the patient they are about (the current
-/// version's, from the cache the read filled): "who saw this patient's record" then finds
-/// them. A resource read and deleted since is left without.
-fn name_patients(store: &Store, batch: &mut [Entry]) {
-    let reads = batch.iter_mut().filter(|e| {
-        e.patient.is_none()
+/// The patients accesses were about, so that "who saw this patient's record" finds them:
+/// reads of resources other than Patients are given the patient of the resource (the current
+/// version's, from the cache the read filled; a resource read and deleted since is left
+/// without), and a search or history becomes one row per patient its page showed.
+fn name_patients(store: &Store, batch: Vec<Entry>) -> Vec<Entry> {
+    let mut rows = Vec::with_capacity(batch.len());
+    for mut e in batch {
+        if !e.shown.is_empty() {
+            rows.extend(e.per_patient());
+            continue;
+        }
+        let a_read = e.patient.is_none()
             && e.kind == audit::kind::REST
             && e.outcome == "success"
-            && matches!(e.action.as_str(), "read" | "vread" | "history-instance")
-    });
-    for e in reads {
-        let (Some(t), Some(id)) = (&e.resource_type, &e.resource_id) else {
-            continue;
-        };
-        let Ok(v) = store.current(t, id) else {
-            continue;
-        };
-        e.patient = audit::patient_in(t, id, &v.content);
+            && matches!(e.action.as_str(), "read" | "vread" | "history-instance");
+        if let (true, Some(t), Some(id)) = (a_read, &e.resource_type, &e.resource_id)
+            && let Ok(v) = store.current(t, id)
+        {
+            e.patient = audit::patient_in(t, id, &v.content);
+        }
+        rows.push(e);
     }
+    rows
 }
