@@ -81,6 +81,7 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
     assert!(problems.contains("queue is"), "{problems}");
     let rules = json!({"rules": [
         {"name": "exception-queue", "kind": "queue-age", "queue": "hl7v2-failed", "seconds": 0, "severity": "critical"},
+        {"name": "feed-errors", "kind": "error-rate", "feed": "*", "maxShare": 0.5, "minutes": 60, "minMessages": 1},
         {"name": "bulk-reads", "kind": "reads", "agent": "*", "patients": 3, "minutes": 60}
     ]});
     let r = app
@@ -134,15 +135,43 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
             .any(|f| f.contains("Communication/"))
     );
     let firing = alerts(&app, "firing").await;
-    assert_eq!(firing.len(), 1, "{firing:?}");
-    assert_eq!(firing[0]["id"], raised.0.as_str());
+    let queue_alert = firing
+        .iter()
+        .find(|a| a["rule"] == "exception-queue")
+        .unwrap();
+    assert_eq!(queue_alert["id"], raised.0.as_str());
     assert!(
-        firing[0]["detail"].as_str().unwrap().contains("1 waiting"),
+        queue_alert["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 waiting"),
         "{firing:?}"
     );
-    // raised once: later turns while it holds do not raise it again
+    // the feed's one message failed: over its error rate too, said in words
+    let got = hook
+        .wait_until(15, "the error-rate alert", |g| {
+            alerts_notified(g)
+                .iter()
+                .any(|a| a.3.starts_with("feed-errors"))
+        })
+        .await;
+    let errors = alerts_notified(&got)
+        .into_iter()
+        .find(|a| a.3.starts_with("feed-errors"))
+        .unwrap();
+    assert!(errors.3.starts_with("feed-errors: feed "), "{errors:?}");
+    let firing = alerts(&app, "firing").await;
+    let detail = firing.iter().find(|a| a["rule"] == "feed-errors").unwrap()["detail"].clone();
+    assert!(
+        detail
+            .as_str()
+            .unwrap()
+            .contains("1 of 1 messages not applied"),
+        "{detail}"
+    );
+    // raised once: later turns while they hold do not raise them again
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    assert_eq!(alerts(&app, "firing").await.len(), 1);
+    assert_eq!(alerts(&app, "firing").await.len(), 2);
     // the Communication is a resource like any other
     let c = app.get(&format!("Communication/{}", raised.0)).await;
     assert_eq!(c.status, 200);
@@ -196,16 +225,19 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "AA");
-    hook.wait_until(15, "the alert resolved", |g| {
-        alerts_notified(g)
+    // the queue is empty and the feed's one message applied: both alerts resolved
+    hook.wait_until(15, "the alerts resolved", |g| {
+        let told = alerts_notified(g);
+        [&raised.0, &errors.0]
             .iter()
-            .any(|a| a.0 == raised.0 && a.1 == "completed")
+            .all(|id| told.iter().any(|a| &&a.0 == id && a.1 == "completed"))
     })
     .await;
     let resolved = alerts(&app, "resolved").await;
-    assert_eq!(resolved.len(), 1, "{resolved:?}");
-    assert_eq!(resolved[0]["rule"], "exception-queue");
-    assert!(resolved[0]["resolvedAt"].is_string());
+    let mut rules: Vec<&str> = resolved.iter().filter_map(|a| a["rule"].as_str()).collect();
+    rules.sort();
+    assert_eq!(rules, ["exception-queue", "feed-errors"], "{resolved:?}");
+    assert!(resolved.iter().all(|a| a["resolvedAt"].is_string()));
 
     // the dashboard shows what fires
     let (http, cookie) = crate::helpers::admin_session(&app).await;
