@@ -10,9 +10,9 @@
 //! was; `verify` walks it. Removing the newest rows is only found against a head hash kept
 //! elsewhere, which `verify` prints for that.
 
-use super::StoreError;
 use super::db::DbConnection;
 use super::schema::audit_events as a;
+use super::{Store, StoreError};
 use crate::fhir::resource::{Micros, now_micros};
 use diesel::prelude::*;
 
@@ -459,6 +459,31 @@ pub fn patient_in(rtype: &str, id: &str, content: &str) -> Option<String> {
         .chain(participants)
         .filter_map(|r| r.reference)
         .find(|r| r.starts_with("Patient/"))
+}
+
+/// The patients accesses were about, so that "who saw this patient's record" finds them:
+/// reads of resources other than Patients are given the patient of the resource (the current
+/// version's, from the cache the read filled; a resource read and deleted since is left
+/// without), and a search or history becomes one row per patient its page showed.
+pub fn name_patients(store: &Store, batch: Vec<Entry>) -> Vec<Entry> {
+    let mut rows = Vec::with_capacity(batch.len());
+    for mut e in batch {
+        if !e.shown.is_empty() {
+            rows.extend(e.per_patient());
+            continue;
+        }
+        let a_read = e.patient.is_none()
+            && e.kind == kind::REST
+            && e.outcome == "success"
+            && matches!(e.action.as_str(), "read" | "vread" | "history-instance");
+        if let (true, Some(t), Some(id)) = (a_read, &e.resource_type, &e.resource_id)
+            && let Ok(v) = store.current(t, id)
+        {
+            e.patient = patient_in(t, id, &v.content);
+        }
+        rows.push(e);
+    }
+    rows
 }
 
 /// What `verify` found.

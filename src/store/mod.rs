@@ -97,6 +97,10 @@ pub struct Store {
     /// it takes it.
     audit_queue: tokio::sync::mpsc::Sender<audit::Entry>,
     audit_taken: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<audit::Entry>>>>,
+    /// Whether a flusher takes what is queued: a process with none (a command) or whose flusher
+    /// has stopped (a server shutting down) writes each access at once, else it would be queued
+    /// and lost at exit.
+    audit_flushing: Arc<std::sync::atomic::AtomicBool>,
     /// Whether this process publishes the outbox to the event stream: readings of the queues
     /// then include the stream's backlog (without a stream, every change stays unpublished).
     publishing: Arc<std::sync::atomic::AtomicBool>,
@@ -203,6 +207,7 @@ impl Store {
         Ok(Store {
             audit_queue,
             audit_taken: Arc::new(std::sync::Mutex::new(Some(taken))),
+            audit_flushing: Arc::default(),
             pool,
             group,
             cache: ResourceCache::new(settings.cache_bytes, settings.cache_ttl),
@@ -217,16 +222,22 @@ impl Store {
 
     /// Record an access in the audit trail: queued for the flusher, which inserts it within
     /// its interval; written at once (on a blocking thread when called from async code) when
-    /// the queue is full or no flusher runs (a tool).
+    /// the queue is full or no flusher runs (a command, or a server past its flusher's end).
     pub fn audit(&self, entry: audit::Entry) {
+        use std::sync::atomic::Ordering;
         use tokio::sync::mpsc::error::TrySendError;
-        let entry = match self.audit_queue.try_send(entry) {
-            Ok(()) => return,
-            Err(TrySendError::Full(e) | TrySendError::Closed(e)) => e,
+        let entry = match self.audit_flushing.load(Ordering::Acquire) {
+            false => entry,
+            true => match self.audit_queue.try_send(entry) {
+                Ok(()) => return,
+                Err(TrySendError::Full(e) | TrySendError::Closed(e)) => e,
+            },
         };
         let store = self.clone();
         let write = move || {
-            if let Err(e) = store.write_rows(|c| audit::insert_unsealed(c, &[entry])) {
+            // its patients named here, as the flusher would have
+            let entries = audit::name_patients(&store, vec![entry]);
+            if let Err(e) = store.write_rows(|c| audit::insert_unsealed(c, &entries)) {
                 tracing::error!(error = %e, "an audit entry could not be written");
             }
         };
@@ -239,12 +250,24 @@ impl Store {
         }
     }
 
-    /// The audit queue's receiving end, to the one flusher that asks first.
+    /// The audit queue's receiving end, to the one flusher that asks first: accesses are
+    /// queued for it from then on.
     pub fn take_audit_queue(&self) -> Option<tokio::sync::mpsc::Receiver<audit::Entry>> {
-        self.audit_taken
+        let taken = self
+            .audit_taken
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .take();
+        if taken.is_some() {
+            self.set_audit_flushing(true);
+        }
+        taken
+    }
+
+    /// Say whether the flusher takes the queue (false once it drains it for the last time).
+    pub fn set_audit_flushing(&self, on: bool) {
+        self.audit_flushing
+            .store(on, std::sync::atomic::Ordering::Release);
     }
 
     /// Have `observer` told of each version this process writes, once it is committed.

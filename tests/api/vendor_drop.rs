@@ -386,4 +386,39 @@ fn the_source_command_sweeps_the_folder_once() {
         "{listed}"
     );
     assert!(listed.contains("exception queue: 1 waiting"), "{listed}");
+
+    // an HL7v2 batch swept by the command: each message is in the audit trail, as it is when
+    // the server sweeps (the command runs no audit flusher: it writes the rows itself)
+    std::fs::write(
+        folder.join("adt-1.hl7"),
+        format!(
+            "FHS|^~\\&|LABSYS|CITYLAB\nBHS|^~\\&|LABSYS|CITYLAB\n{}{}BTS|2\nFTS|1\n",
+            adt("CLI1", "L-1", "Lane", "2.5.1").replace('\r', "\n"),
+            adt("CLI2", "L-2", "Lowe", "2.5.1").replace('\r', "\n"),
+        ),
+    )
+    .unwrap();
+    let (ok, said) = cli(&["drop"]);
+    assert!(ok, "{said}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"))
+        .args(["audit", "export", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let messages: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"]["code"] == "110107")
+        .collect();
+    let controls: Vec<String> = messages
+        .iter()
+        .map(|e| e["outcomeDesc"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(messages.len(), 2, "{controls:?}");
+    assert!(
+        controls.iter().any(|c| c.contains("control id CLI1")),
+        "{controls:?}"
+    );
 }

@@ -39,6 +39,10 @@ pub async fn run(
                 _ = stop.wait_for(|s| *s) => stopping = true,
             }
         }
+        if stopping {
+            // from now on accesses are written as they come: what is queued is drained below
+            store.set_audit_flushing(false);
+        }
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(e) => batch.push(e),
@@ -55,7 +59,7 @@ pub async fn run(
         // one try per turn, on a blocking thread; a failure keeps the batch for the next turn
         // (never a retry loop there: a blocked thread would hold the runtime at its shutdown)
         let written = tokio::task::spawn_blocking(move || {
-            batch = name_patients(&s, batch);
+            batch = audit::name_patients(&s, batch);
             let r = s.write_rows(|c| audit::flush(c, &batch));
             (batch, r)
         })
@@ -83,29 +87,4 @@ pub async fn run(
             return;
         }
     }
-}
-
-/// The patients accesses were about, so that "who saw this patient's record" finds them:
-/// reads of resources other than Patients are given the patient of the resource (the current
-/// version's, from the cache the read filled; a resource read and deleted since is left
-/// without), and a search or history becomes one row per patient its page showed.
-fn name_patients(store: &Store, batch: Vec<Entry>) -> Vec<Entry> {
-    let mut rows = Vec::with_capacity(batch.len());
-    for mut e in batch {
-        if !e.shown.is_empty() {
-            rows.extend(e.per_patient());
-            continue;
-        }
-        let a_read = e.patient.is_none()
-            && e.kind == audit::kind::REST
-            && e.outcome == "success"
-            && matches!(e.action.as_str(), "read" | "vread" | "history-instance");
-        if let (true, Some(t), Some(id)) = (a_read, &e.resource_type, &e.resource_id)
-            && let Ok(v) = store.current(t, id)
-        {
-            e.patient = audit::patient_in(t, id, &v.content);
-        }
-        rows.push(e);
-    }
-    rows
 }
