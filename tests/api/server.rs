@@ -160,6 +160,21 @@ async fn unknown_routes_and_types_get_operation_outcomes(app: TestApp) {
         .await;
     assert_eq!(wrong_method.status, 405, "{}", wrong_method.text);
     assert_eq!(wrong_method.first_issue().0, "not-supported");
+    // an instance takes GET, PUT, PATCH and DELETE; another method is told, not taken elsewhere
+    let post_instance = app
+        .send(
+            app.client
+                .post(app.url("Patient/p1"))
+                .header("content-type", "application/fhir+json")
+                .body(r#"{"resourceType": "Patient"}"#),
+        )
+        .await;
+    assert_eq!(post_instance.status, 405, "{}", post_instance.text);
+    assert_eq!(post_instance.first_issue().0, "not-supported");
+    // keywords and operations are never taken for an id
+    let history = app.get("Patient/_history").await;
+    assert_eq!(history.status, 200, "{}", history.text);
+    assert_eq!(history.json()["type"], "history");
     let nowhere = app
         .send(app.client.get(format!("{}/nowhere", app.root)))
         .await;
