@@ -96,11 +96,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
         .service(
-            web::resource("/adapters/{source}/webhook")
-                .wrap(private())
-                // an unauthenticated endpoint: a flood from one address costs a counter
-                .wrap(from_fn(rate::webhook_per_address))
-                .route(web::post().to(webhook::receive)),
+            // in a scope: its fixed prefix is compared, where the bare pattern was a regular
+            // expression run for every request of the routes after it
+            web::scope("/adapters").service(
+                web::resource("/{source}/webhook")
+                    .wrap(private())
+                    // an unauthenticated endpoint: a flood from one address costs a counter
+                    .wrap(from_fn(rate::webhook_per_address))
+                    .route(web::post().to(webhook::receive)),
+            ),
         )
         .service(
             web::scope("/auth")
@@ -223,13 +227,24 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     // the audit trail: the server's own record, read and searched only
                     .route("/AuditEvent", web::get().to(audit::search))
                     .route("/AuditEvent", web::route().to(audit::refused))
-                    .route("/AuditEvent/{id}", web::get().to(audit::read))
-                    .route("/AuditEvent/{id}", web::route().to(audit::refused))
+                    .service(
+                        web::resource("/AuditEvent/{id}")
+                            .route(web::get().to(audit::read))
+                            .route(web::route().to(audit::refused)),
+                    )
                     // the type and instance interactions next, before the operations and
                     // keywords: actix tries a request against each route before its own, a
                     // regular expression each, and with these last a read paid some thirty
                     // (a sixth of its CPU). A segment starting `$` or `_` is an operation or a
                     // keyword (`$validate`, `_history`), never a type or an id: those go on.
+                    .service(
+                        web::resource(INSTANCE)
+                            .route(web::get().to(crud::read))
+                            .route(web::put().to(crud::update))
+                            .route(web::patch().to(crud::patch))
+                            .route(web::delete().to(crud::delete))
+                            .default_service(web::to(unknown_route)),
+                    )
                     .service(
                         web::resource(TYPE)
                             .route(web::get().to(search::get))
@@ -237,14 +252,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                             .route(web::put().to(conditional::update))
                             .route(web::patch().to(conditional::patch))
                             .route(web::delete().to(conditional::delete))
-                            .default_service(web::to(unknown_route)),
-                    )
-                    .service(
-                        web::resource(INSTANCE)
-                            .route(web::get().to(crud::read))
-                            .route(web::put().to(crud::update))
-                            .route(web::patch().to(crud::patch))
-                            .route(web::delete().to(crud::delete))
                             .default_service(web::to(unknown_route)),
                     ),
             )
