@@ -84,6 +84,14 @@ impl RequestContext {
         ingest.rest_writer(self.grant.clone(), self.correlation_id.clone())
     }
 
+    /// Tell the audit trail what this response disclosed (a search's or a history's page):
+    /// the access is recorded once per patient those versions belong to.
+    pub fn showed<'a>(&self, versions: impl IntoIterator<Item = &'a crate::store::Version>) {
+        if let Some(mark) = &self.audited {
+            mark.showed(versions);
+        }
+    }
+
     /// Who the audit trail says made this request.
     pub fn actor(&self) -> crate::store::Actor {
         crate::store::Actor::Named(self.grant.actor())

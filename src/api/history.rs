@@ -141,9 +141,7 @@ async fn history(
         !confined || (!v.deleted && allowed().is_ok())
     };
     let shown: Vec<&Version> = page.iter().filter(readable).collect();
-    if let Some(mark) = &ctx.audited {
-        mark.showed(shown.iter().copied());
-    }
+    ctx.showed(shown.iter().copied());
     let entries = shown.iter().map(|v| history_entry(v, base)).collect();
     let total = (!confined || id.is_some()).then_some(total);
     render::fhir(

@@ -50,10 +50,8 @@ pub async fn respond(
     if !whole {
         page.total = page.total.map(|_| page.matches.len() as i64);
     }
-    if let Some(mark) = &ctx.audited {
-        // a contained resource is about its container's patient
-        mark.showed(page.matches.iter().map(|m| &m.container));
-    }
+    // a contained resource is about its container's patient
+    ctx.showed(page.matches.iter().map(|m| &m.container));
     let base = &state.base_url;
     let entries: Vec<Value> = page
         .matches

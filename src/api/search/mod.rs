@@ -256,9 +256,7 @@ pub async fn respond(
             "search": { "mode": mode }
         })
     };
-    if let Some(mark) = &ctx.audited {
-        mark.showed(page.versions.iter().chain(&included));
-    }
+    ctx.showed(page.versions.iter().chain(&included));
     let mut entries: Vec<Value> = page.versions.iter().map(|v| entry(v, "match")).collect();
     entries.extend(included.iter().map(|v| entry(v, "include")));
     let mut notes = request.ignored.clone();
