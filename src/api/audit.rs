@@ -45,14 +45,14 @@ pub async fn search(
         }
         links.push(link(
             "next",
-            &format!("{base}/AuditEvent?{q}_before={}", last.seq),
+            &format!("{base}/AuditEvent?{q}_before={}", last.id),
         ));
     }
     let entries = rows
         .iter()
         .map(|r| {
             json!({
-                "fullUrl": format!("{base}/AuditEvent/{}", r.seq),
+                "fullUrl": format!("{base}/AuditEvent/{}", r.id),
                 "resource": audit_event(r),
                 "search": {"mode": "match"}
             })

@@ -3,8 +3,8 @@
 //! team (oldest first, between two dates).
 
 use crate::config::StoreArgs;
-use crate::store::audit::Row;
-use crate::store::schema::audit_events as a;
+use crate::store::audit::block::{self, Loaded};
+use crate::store::schema::audit_blocks as b;
 use diesel::prelude::*;
 use std::io::Write;
 
@@ -16,7 +16,7 @@ pub struct AuditArgs {
 
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
-    /// Check every kept row against the hash chain; print the head hash to keep elsewhere.
+    /// Check every kept block against the hash chain; print the head hash to keep elsewhere.
     Verify {
         #[command(flatten)]
         store: StoreArgs,
@@ -50,10 +50,10 @@ pub fn run(args: AuditArgs) -> anyhow::Result<bool> {
             let mut v = store.read(crate::store::audit::verify)?;
             if let Some(head) = &expect_head {
                 let found: i64 = store
-                    .read(|c| Ok(a::table.filter(a::hash.eq(head)).count().get_result(c)?))?;
+                    .read(|c| Ok(b::table.filter(b::hash.eq(head)).count().get_result(c)?))?;
                 if found == 0 {
                     v.problems.push(format!(
-                        "the head {head} kept earlier is no longer in the chain: rows were removed or rewritten"
+                        "the head {head} kept earlier is no longer in the chain: blocks were removed or rewritten"
                     ));
                 }
             }
@@ -80,23 +80,28 @@ pub fn run(args: AuditArgs) -> anyhow::Result<bool> {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut after = 0i64;
             loop {
-                let page: Vec<Row> = store.read(|c| {
-                    let mut q = a::table.filter(a::seq.gt(after)).into_boxed();
+                // the blocks whose span meets the dates, then their entries within them
+                let page: Vec<Loaded> = store.read(|c| {
+                    let mut q = b::table.filter(b::seq.gt(after)).into_boxed();
                     if let Some(f) = from {
-                        q = q.filter(a::recorded_at.ge(f));
+                        q = q.filter(b::last_at.ge(f));
                     }
                     if let Some(t) = to {
-                        q = q.filter(a::recorded_at.lt(t));
+                        q = q.filter(b::first_at.lt(t));
                     }
-                    Ok(q.order(a::seq.asc())
-                        .limit(5_000)
-                        .select(Row::as_select())
+                    Ok(q.order(b::seq.asc())
+                        .limit(50)
+                        .select(block::loaded())
                         .load(c)?)
                 })?;
                 let Some(last) = page.last() else { break };
-                after = last.seq;
-                for r in &page {
-                    writeln!(out, "{}", crate::ops::audit::event::audit_event(r))?;
+                after = last.0;
+                for r in page.into_iter().flat_map(block::rows) {
+                    let at = r.entry.recorded_at;
+                    if from.is_some_and(|f| at < f) || to.is_some_and(|t| at >= t) {
+                        continue;
+                    }
+                    writeln!(out, "{}", crate::ops::audit::event::audit_event(&r))?;
                 }
             }
             out.flush()?;

@@ -130,10 +130,17 @@ pub fn sweep(store: &Store, retention: Retention, now: i64) -> Result<Swept, Sto
     }
     if retention.audit_days > 0 {
         let cutoff = now - i64::from(retention.audit_days) * DAY_MICROS;
-        // oldest first along the chain, so that what is kept is one unbroken stretch of it
-        swept.audit_events = batches(store, |c| {
-            crate::store::audit::forget_before(c, cutoff, BATCH)
-        })?;
+        // oldest first along the chain, so that what is kept is one unbroken stretch of it;
+        // a few blocks a transaction (each up to 512 entries and their postings)
+        const BLOCKS: i64 = 20;
+        loop {
+            let (blocks, entries) =
+                store.write_rows(|c| crate::store::audit::forget_before(c, cutoff, BLOCKS))?;
+            swept.audit_events += entries;
+            if blocks < BLOCKS as usize {
+                break;
+            }
+        }
     }
     Ok(swept)
 }

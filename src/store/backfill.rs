@@ -31,6 +31,8 @@ pub fn run_pending(conn: &mut DbConnection) -> Result<(), StoreError> {
             }
             // contained resources are indexed from migration 000030 on
             "search_contained" => super::search_index::reindex_containers(conn)?,
+            // the audit trail's rows become blocks (migration 000040)
+            "audit_blocks" => super::audit::convert(conn)?,
             other => {
                 tracing::warn!(
                     backfill = other,

@@ -12,8 +12,6 @@ use std::time::Duration;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-/// The migration that added the audit trail's lookup keys (`audit::fill_keys`).
-const AUDIT_KEYS_MIGRATION: &str = "20261211000025";
 
 /// A connection to whichever backend the configuration chose.
 #[derive(diesel::MultiConnection)]
@@ -167,12 +165,6 @@ impl Database {
         }
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         let applied: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
-        // the audit rows kept before their lookup keys existed get them once (still holding
-        // PostgreSQL's migration lock, so one process does it)
-        if applied.iter().any(|v| v == AUDIT_KEYS_MIGRATION) {
-            let n = super::audit::fill_keys(&mut conn)?;
-            tracing::info!(rows = n, "audit rows given their lookup keys");
-        }
         // what migrations left to be done in Rust (still under PostgreSQL's lock)
         super::backfill::run_pending(&mut conn)?;
         Ok(applied.len())

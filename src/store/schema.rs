@@ -107,6 +107,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_blocks (seq) {
+        seq -> BigInt,
+        first_at -> BigInt,
+        last_at -> BigInt,
+        entries -> Integer,
+        body -> Text,
+        chain_pos -> Nullable<BigInt>,
+        hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_postings (term, block) {
+        term -> BigInt,
+        block -> BigInt,
+    }
+}
+
 // The search index tables: rows keyed by their owner and a row number within it.
 
 diesel::table! {
@@ -479,6 +498,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscription_events,
     subscriptions,
     audit_events,
+    audit_blocks,
+    audit_postings,
     search_string,
     search_token,
     search_reference,

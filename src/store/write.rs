@@ -4,11 +4,12 @@
 //! A change and its event therefore commit together or not at all, at a few statements per
 //! resource (a 100-entry transaction is a round-trip budget on PostgreSQL, not a detail).
 
+use super::audit::{Entry, kind};
 use super::db::DbConnection;
 use super::error::StoreError;
 use super::move_head::move_head;
 use super::rules::WriteKind;
-use super::schema::{audit_events, outbox, resource_versions, resources};
+use super::schema::{outbox, resource_versions, resources};
 use super::search_index;
 use super::versions::{Actor, Current, Method, Version, WriteContext, Written};
 use super::{Tx, set_aside};
@@ -381,29 +382,23 @@ pub fn flush_changes(conn: &mut DbConnection, changes: &[Change]) -> Result<(), 
             })
             .collect();
         insert_all!(conn, outbox::table, events)?;
-        let audits: Vec<_> = chunk
+        let audits: Vec<Entry> = chunk
             .iter()
-            .map(|c| {
-                let (patient_key, entity_key) = super::audit::keys(
-                    c.patient.as_deref(),
-                    (Some(&c.resource_type), Some(&c.resource_id)),
-                );
-                (
-                    audit_events::recorded_at.eq(c.at),
-                    audit_events::actor.eq(&c.actor),
-                    audit_events::action.eq(c.audit_action),
-                    audit_events::resource_type.eq(Some(&c.resource_type)),
-                    audit_events::resource_id.eq(Some(&c.resource_id)),
-                    audit_events::version_id.eq(Some(c.version_id)),
-                    audit_events::outcome.eq("success"),
-                    audit_events::correlation_id.eq(&c.correlation_id),
-                    audit_events::patient.eq(&c.patient),
-                    audit_events::patient_key.eq(patient_key),
-                    audit_events::entity_key.eq(entity_key),
-                )
+            .map(|c| Entry {
+                recorded_at: c.at,
+                kind: kind::REST.into(),
+                action: c.audit_action.into(),
+                actor: c.actor.clone(),
+                resource_type: Some(c.resource_type.clone()),
+                resource_id: Some(c.resource_id.clone()),
+                version_id: Some(c.version_id),
+                outcome: "success".into(),
+                correlation_id: c.correlation_id.clone(),
+                patient: c.patient.clone(),
+                ..Entry::default()
             })
             .collect();
-        insert_all!(conn, audit_events::table, audits)?;
+        super::audit::insert_unsealed(conn, &audits)?;
     }
     Ok(())
 }
@@ -417,29 +412,17 @@ pub fn audit_failure(
     detail: &str,
     (correlation_id, actor): (&str, &Actor),
 ) -> Result<(), StoreError> {
-    diesel::insert_into(audit_events::table)
-        .values((
-            audit_events::recorded_at.eq(now_micros()),
-            audit_events::actor.eq(actor.audit_name()),
-            audit_events::action.eq(action),
-            audit_events::resource_type.eq(target.map(|t| t.0)),
-            audit_events::resource_id.eq(target.map(|t| t.1)),
-            audit_events::entity_key.eq(super::audit::keys(
-                None,
-                (target.map(|t| t.0), target.map(|t| t.1)),
-            )
-            .1),
-            audit_events::outcome.eq("failure"),
-            audit_events::correlation_id.eq(correlation_id),
-            audit_events::detail.eq(detail),
-            // a refused sign-in or client authentication is a login event
-            audit_events::kind.eq(match action == "login" || action.starts_with("token") {
-                true => super::audit::kind::LOGIN,
-                false => super::audit::kind::REST,
-            }),
-        ))
-        .execute(conn)?;
-    Ok(())
+    // a refused sign-in or client authentication is a login event
+    let kind = match action == "login" || action.starts_with("token") {
+        true => kind::LOGIN,
+        false => kind::REST,
+    };
+    let mut e = Entry::now(kind, action, actor.audit_name(), correlation_id);
+    e.resource_type = target.map(|t| t.0.to_string());
+    e.resource_id = target.map(|t| t.1.to_string());
+    e.outcome = "failure".into();
+    e.detail = Some(detail.into());
+    super::audit::insert_unsealed(conn, &[e])
 }
 
 /// The current version number of a resource and whether it is deleted.

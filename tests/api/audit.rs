@@ -284,7 +284,7 @@ async fn every_access_is_one_audit_event(app: TestApp) {
     )
     .await;
     assert_eq!(reads.len(), 1);
-    // a Patient's own reads are keyed by the patient alone (`audit::keys`): found as entity too
+    // a Patient's own reads are posted under the patient's term: found as entity too
     let own = trail(
         &app,
         &auditor,
@@ -371,7 +371,7 @@ mod the_chain_finds_a_row_edited_or_removed {
 
 async fn the_chain_finds_a_row_edited_or_removed(backend: Backend) {
     use diesel::prelude::*;
-    use emrsync::store::schema::audit_events as a;
+    use emrsync::store::schema::{audit_blocks as b, audit_postings as p};
     let app = spawn(backend).await;
     for n in 0..5 {
         app.post(
@@ -383,8 +383,8 @@ async fn the_chain_finds_a_row_edited_or_removed(backend: Backend) {
     }
     let mut conn = app.db();
     let sealed = |c: &mut emrsync::store::DbConnection| -> i64 {
-        a::table
-            .filter(a::chain_pos.is_null())
+        b::table
+            .filter(b::chain_pos.is_null())
             .count()
             .get_result(c)
             .unwrap()
@@ -422,20 +422,23 @@ async fn the_chain_finds_a_row_edited_or_removed(backend: Backend) {
     assert!(lines.len() as i64 >= clean.rows);
     assert!(lines.iter().all(|e| e["resourceType"] == "AuditEvent"));
 
-    // someone rewrites who read: the chain breaks at that row
-    diesel::update(a::table.filter(a::chain_pos.eq(3)))
-        .set(a::actor.eq("someone else"))
+    // someone rewrites who read: the chain breaks at that block
+    let rewritten = diesel::update(b::table.filter(b::chain_pos.eq(3)))
+        .set(b::body.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "replace(body, '\"actor\":\"', '\"actor\":\"someone else, not ')",
+        )))
         .execute(&mut conn)
         .unwrap();
+    assert_eq!(rewritten, 1);
     let edited = audit::verify(&mut conn).unwrap();
     assert!(
-        edited.problems.iter().any(|p| p.starts_with("row 3 ")),
+        edited.problems.iter().any(|p| p.starts_with("block 3 ")),
         "{edited:?}"
     );
     let broken = cli(&["audit", "verify"]);
     assert!(!broken.status.success());
-    // and removes a row: the gap is named
-    diesel::delete(a::table.filter(a::chain_pos.eq(5)))
+    // and removes a block: the gap is named
+    diesel::delete(b::table.filter(b::chain_pos.eq(5)))
         .execute(&mut conn)
         .unwrap();
     let removed = audit::verify(&mut conn).unwrap();
@@ -443,15 +446,34 @@ async fn the_chain_finds_a_row_edited_or_removed(backend: Backend) {
         removed
             .problems
             .iter()
-            .any(|p| p.contains("rows 5 to 5 are missing")),
+            .any(|p| p.contains("blocks 5 to 5 are missing")),
         "{removed:?}"
+    );
+    // and hides a block from searches by removing what finds it: named too
+    let last = clean.last.unwrap();
+    let seq: i64 = b::table
+        .filter(b::chain_pos.eq(last))
+        .select(b::seq)
+        .get_result(&mut conn)
+        .unwrap();
+    diesel::delete(p::table.filter(p::block.eq(seq)))
+        .execute(&mut conn)
+        .unwrap();
+    let hidden = audit::verify(&mut conn).unwrap();
+    assert!(
+        hidden
+            .problems
+            .iter()
+            .any(|p| p.starts_with(&format!("block {last} "))
+                && p.contains("index terms are missing")),
+        "{hidden:?}"
     );
 }
 
-/// Rows kept before the trail had lookup keys (their keys empty) are found by patient and
-/// entity once `fill_keys` (run after that migration) has given them theirs.
+/// Rows kept one per access before the trail was kept in blocks (migration 000040) become
+/// blocks, found by patient and entity, their old chain checked and the result recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_from_before_the_keys_are_found_once_keyed() {
+async fn rows_from_before_the_blocks_are_found_once_converted() {
     use diesel::prelude::*;
     use emrsync::store::schema::audit_events as a;
     let app = spawn(Backend::Sqlite).await;
@@ -483,13 +505,112 @@ async fn rows_from_before_the_keys_are_found_once_keyed() {
                 )
                 .await;
             assert_eq!(r.status, 200, "{}", r.text);
-            r.json()["entry"].as_array().map(Vec::len).unwrap_or(0)
+            r.json()["entry"].as_array().cloned().unwrap_or_default()
         }
     };
     // (the searches are audited too, by patient: only the old read is counted)
-    assert_eq!(found("patient=Patient/p-old&subtype=read").await, 0);
-    assert!(audit::fill_keys(&mut conn).unwrap() >= 1);
-    assert_eq!(found("patient=Patient/p-old&subtype=read").await, 1);
-    assert_eq!(found("entity=Observation/o-old").await, 1);
-    assert_eq!(found("entity=Observation/other").await, 0);
+    assert_eq!(found("patient=Patient/p-old&subtype=read").await.len(), 0);
+    assert_eq!(audit::convert(&mut conn).unwrap(), 1);
+    let left: i64 = a::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(left, 0, "the rows are gone once in blocks");
+    assert_eq!(found("patient=Patient/p-old&subtype=read").await.len(), 1);
+    assert_eq!(found("entity=Observation/o-old").await.len(), 1);
+    assert_eq!(found("entity=Observation/other").await.len(), 0);
+    // the conversion says what it did in the trail itself
+    let note = found("subtype=audit-convert").await;
+    assert_eq!(note.len(), 1);
+    let detail = note[0]["resource"]["outcomeDesc"].as_str().unwrap();
+    assert!(
+        detail.starts_with("1 rows of the per-row trail kept as blocks"),
+        "{detail}"
+    );
+}
+
+/// Retention forgets the blocks older than it keeps, with what found them, but the chain's
+/// head (the chain goes on from it), and what is left still verifies, the blocks sealed after
+/// it included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_forgets_old_blocks_and_the_rest_still_verifies() {
+    use diesel::prelude::*;
+    use emrsync::fhir::resource::now_micros;
+    use emrsync::ops::retention::{Retention, sweep};
+    use emrsync::store::schema::{audit_blocks as b, audit_postings as p};
+    const DAY: i64 = 86_400 * 1_000_000;
+    let app = spawn(Backend::Sqlite).await;
+    let (pid, _) = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Kept"}]}))
+        .await;
+    app.get(&format!("Patient/{pid}")).await;
+    let mut conn = app.db();
+    let unsealed = |c: &mut emrsync::store::DbConnection| -> i64 {
+        b::table
+            .filter(b::chain_pos.is_null())
+            .count()
+            .get_result(c)
+            .unwrap()
+    };
+    // the read is flushed and the create's block sealed
+    for _ in 0..100 {
+        if unsealed(&mut conn) == 0 && audit::all(&mut conn).unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = audit::verify(&mut conn).unwrap();
+    assert!(
+        before.blocks >= 2 && before.problems.is_empty(),
+        "{before:?}"
+    );
+
+    let store = emrsync::store::Store::open(&emrsync::store::StoreSettings {
+        seal: None,
+        database: app.database.clone(),
+        pool_size: 2,
+        cache_bytes: 0,
+        page_cache_kib: 4096,
+        cache_ttl: Duration::from_secs(1),
+    })
+    .unwrap();
+    let keep_a_day = Retention {
+        hl7v2_archive_days: 0,
+        event_days: 0,
+        audit_days: 1,
+        stream: false,
+    };
+    assert_eq!(
+        sweep(&store, keep_a_day, now_micros())
+            .unwrap()
+            .audit_events,
+        0
+    );
+    let swept = sweep(&store, keep_a_day, now_micros() + 2 * DAY).unwrap();
+    let kept: Vec<(i64, i64)> = b::table
+        .select((b::seq, b::chain_pos.assume_not_null()))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(kept.len(), 1, "the head alone is kept");
+    assert_eq!(kept[0].1, before.last.unwrap());
+    let left = audit::all(&mut conn).unwrap().len() as i64;
+    assert!(swept.audit_events > 0, "{swept:?}");
+    assert_eq!(swept.audit_events as i64 + left, before.rows, "{swept:?}");
+    let other_postings: i64 = p::table
+        .filter(p::block.ne(kept[0].0))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(other_postings, 0, "nothing left of the old blocks");
+
+    // the chain goes on from where it was, and what is kept verifies
+    app.get(&format!("Patient/{pid}")).await;
+    let mut after = audit::verify(&mut conn).unwrap();
+    for _ in 0..100 {
+        if after.blocks > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = audit::verify(&mut conn).unwrap();
+    }
+    assert!(after.problems.is_empty(), "{after:?}");
+    assert_eq!(after.first, before.last, "{after:?}");
+    assert!(after.last.unwrap() > before.last.unwrap(), "{after:?}");
 }

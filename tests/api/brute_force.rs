@@ -5,18 +5,16 @@
 
 use crate::helpers::{Backend, TestApp, spawn, spawn_with};
 use crate::launch::{Flow, setup};
-use diesel::prelude::*;
 use emrsync::auth::clients::{self, ClientKind, NewClient};
-use emrsync::store::schema::audit_events;
 use serde_json::{Value, json};
 
 fn failures(app: &TestApp, action: &str) -> Vec<(String, Option<String>)> {
-    audit_events::table
-        .filter(audit_events::action.eq(action))
-        .filter(audit_events::outcome.eq("failure"))
-        .select((audit_events::actor, audit_events::detail))
-        .load(&mut app.db())
+    emrsync::store::audit::all(&mut app.db())
         .unwrap()
+        .into_iter()
+        .filter(|e| e.action == action && e.outcome == "failure")
+        .map(|e| (e.actor, e.detail))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

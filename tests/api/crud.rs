@@ -3,7 +3,7 @@
 use crate::helpers::TestApp;
 use crate::on_both_backends;
 use diesel::prelude::*;
-use emrsync::store::schema::{audit_events, outbox};
+use emrsync::store::schema::outbox;
 use serde_json::json;
 
 on_both_backends!(
@@ -321,15 +321,12 @@ async fn change_writes_outbox_and_audit_with_correlation_id(app: TestApp) {
         events,
         vec![("Patient".to_string(), id.clone(), 1, "create".to_string())]
     );
-    let audits: Vec<(String, String, String)> = audit_events::table
-        .filter(audit_events::correlation_id.eq("corr-test-123"))
-        .select((
-            audit_events::action,
-            audit_events::outcome,
-            audit_events::actor,
-        ))
-        .load(&mut db)
-        .unwrap();
+    let audits: Vec<(String, String, String)> = emrsync::store::audit::all(&mut db)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.correlation_id == "corr-test-123")
+        .map(|e| (e.action, e.outcome, e.actor))
+        .collect();
     assert_eq!(audits.len(), 1);
     assert_eq!(
         (audits[0].0.as_str(), audits[0].1.as_str()),
@@ -347,12 +344,11 @@ async fn change_writes_outbox_and_audit_with_correlation_id(app: TestApp) {
     assert_eq!(refused.status, 422);
     let mut failure = 0;
     for _ in 0..50 {
-        failure = audit_events::table
-            .filter(audit_events::correlation_id.eq("corr-refused"))
-            .filter(audit_events::outcome.eq("failure"))
-            .count()
-            .get_result::<i64>(&mut db)
-            .unwrap();
+        failure = emrsync::store::audit::all(&mut db)
+            .unwrap()
+            .iter()
+            .filter(|e| e.correlation_id == "corr-refused" && e.outcome == "failure")
+            .count();
         if failure > 0 {
             break;
         }

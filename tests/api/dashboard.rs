@@ -9,7 +9,7 @@ use crate::hl7v2::{found, patient};
 use crate::hl7v2_results::oru;
 use crate::mllp_client::Mllp;
 use diesel::prelude::*;
-use emrsync::store::schema::{audit_events, hl7v2_messages};
+use emrsync::store::schema::hl7v2_messages;
 use serde_json::Value;
 
 const FEED: &str = "LAB@GOOD HEALTH";
@@ -164,11 +164,12 @@ async fn an_admin_corrects_and_replays_a_failed_message_in_chromium() {
     ];
     let mut actions: Vec<(String, String)> = Vec::new();
     for _ in 0..100 {
-        actions = audit_events::table
-            .filter(audit_events::actor.like("% (dashboard)"))
-            .select((audit_events::action, audit_events::outcome))
-            .load(&mut app.db())
-            .unwrap();
+        actions = emrsync::store::audit::all(&mut app.db())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.actor.ends_with(" (dashboard)"))
+            .map(|e| (e.action, e.outcome))
+            .collect();
         let has = |w: &(&str, &str)| actions.iter().any(|(a, o)| (a.as_str(), o.as_str()) == *w);
         if wanted.iter().all(has) {
             break;

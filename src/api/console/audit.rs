@@ -62,7 +62,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
             table #audit {
                 thead { tr { th { "When (UTC)" } th { "Kind" } th { "Action" } th { "Who" } th { "From" } th { "What" } th { "Outcome" } th { "Detail" } } }
                 tbody {
-                    @for r in &rows {
+                    @for r in rows.iter().map(|r| &r.entry) {
                         tr {
                             td { (when(r.recorded_at)) }
                             td { (r.kind) }

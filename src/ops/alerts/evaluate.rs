@@ -8,9 +8,8 @@ use crate::ops::feeds::{self, Direction, Feed};
 use crate::ops::queues::Queues;
 use crate::store::StoreError;
 use crate::store::db::DbConnection;
-use crate::store::schema::audit_events as a;
+use crate::store::schema::audit_blocks as b;
 use chrono::Timelike;
-use diesel::dsl::count;
 use diesel::prelude::*;
 use std::collections::HashMap;
 
@@ -278,22 +277,41 @@ fn read_since<'a>(
     })
 }
 
-/// How many patients' records each client read in `[from, to)`.
+/// How many patients' records each client read in `[from, to)`: the entries of the blocks
+/// whose span meets it (the trail's blocks are read once per evaluation and window).
 fn patients_read(
     c: &mut DbConnection,
     from: i64,
     to: i64,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(a::table
-        .filter(a::recorded_at.ge(from))
-        .filter(a::recorded_at.lt(to))
-        .filter(a::kind.eq(crate::store::audit::kind::REST))
-        .filter(a::outcome.eq("success"))
-        .filter(a::action.eq_any(READS))
-        .filter(a::patient.is_not_null())
-        .group_by(a::actor)
-        .select((a::actor, count(a::patient).aggregate_distinct()))
-        .load(c)?)
+    use crate::store::audit::block;
+    let mut seen: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    let mut after = i64::MIN;
+    loop {
+        let page: Vec<block::Loaded> = b::table
+            .filter(b::seq.gt(after))
+            .filter(b::last_at.ge(from))
+            .filter(b::first_at.lt(to))
+            .order(b::seq.asc())
+            .limit(64)
+            .select(block::loaded())
+            .load(c)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for e in page.into_iter().flat_map(block::rows).map(|r| r.entry) {
+            let a_read = e.kind == crate::store::audit::kind::REST
+                && e.outcome == "success"
+                && READS.contains(&e.action.as_str())
+                && (from..to).contains(&e.recorded_at);
+            if let (true, Some(p)) = (a_read, e.patient) {
+                seen.entry(e.actor).or_default().insert(p);
+            }
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .map(|(actor, patients)| (actor, patients.len() as i64))
+        .collect())
 }
 
 impl Memory {

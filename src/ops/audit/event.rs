@@ -5,7 +5,7 @@
 //! the correlation id that ties it to the archive, the outbox and the logs).
 
 use crate::fhir::resource::instant;
-use crate::store::audit::{Row, kind};
+use crate::store::audit::{Entry, Row, kind};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ pub fn type_code(k: &str) -> (&'static str, &'static str, &'static str) {
 }
 
 /// C, R, U, D or E, from what was done.
-fn action_code(r: &Row) -> &'static str {
+fn action_code(r: &Entry) -> &'static str {
     match (r.kind.as_str(), r.action.as_str()) {
         (kind::MESSAGE, _) => "C",
         (kind::DELIVERY, _) => "R",
@@ -46,7 +46,7 @@ fn action_code(r: &Row) -> &'static str {
 }
 
 /// The outcome code: 0 success, 4 a refusal (minor failure), 8 a server failure.
-pub fn outcome_code(r: &Row) -> &'static str {
+pub fn outcome_code(r: &Entry) -> &'static str {
     match r.outcome.as_str() {
         "success" => "0",
         "error" => "8",
@@ -55,7 +55,8 @@ pub fn outcome_code(r: &Row) -> &'static str {
 }
 
 /// The AuditEvent of `row`.
-pub fn audit_event(row: &Row) -> Value {
+pub fn audit_event(stored: &Row) -> Value {
+    let row = &stored.entry;
     let (system, code, display) = type_code(&row.kind);
     let subtype = match row.kind.as_str() {
         kind::REST => json!([{"system": RESTFUL, "code": row.action}]),
@@ -107,7 +108,7 @@ pub fn audit_event(row: &Row) -> Value {
     }));
     let mut event = json!({
         "resourceType": "AuditEvent",
-        "id": row.seq.to_string(),
+        "id": stored.id,
         "meta": {"lastUpdated": instant(row.recorded_at)},
         "type": {"system": system, "code": code, "display": display},
         "subtype": subtype,
@@ -124,11 +125,11 @@ pub fn audit_event(row: &Row) -> Value {
     if let Some(d) = &row.detail {
         event["outcomeDesc"] = json!(d);
     }
-    if let Some(h) = &row.hash {
-        // the chain's seal, for whoever keeps a copy of the trail
+    if let Some((pos, h)) = &stored.seal {
+        // the seal of its block in the chain, for whoever keeps a copy of the trail
         event["extension"] = json!([{
             "url": "http://emrsync.org/fhir/StructureDefinition/audit-chain-hash",
-            "valueString": format!("{}:{h}", row.chain_pos.unwrap_or_default())
+            "valueString": format!("{pos}:{h}")
         }]);
     }
     event

@@ -1,13 +1,15 @@
 //! `GET /fhir/AuditEvent?...`: the audit trail searched by the parameters an auditor uses
 //! (`patient`, `agent`, `entity`, `date`, `type`, `subtype`, `outcome`), newest first, a page
-//! at a time (`_count`, and a cursor in the `next` link). Each parameter runs on an index of
-//! `audit_events`; an unknown parameter is refused, never ignored.
+//! at a time (`_count`, and a cursor in the `next` link). The blocks that may hold a match are
+//! found by their postings (`patient`, `agent`, `entity`, `type`, `subtype`, `outcome`) and
+//! time span (`date`), and their entries checked against every parameter; an unknown
+//! parameter is refused, never ignored.
 
 use crate::fhir::search::date::DateRange;
 use crate::store::StoreError;
-use crate::store::audit::{Row, key_of, kind};
+use crate::store::audit::{Entry, Row, block, kind, named_term, term_of};
 use crate::store::db::DbConnection;
-use crate::store::schema::audit_events as a;
+use crate::store::schema::{audit_blocks as b, audit_postings as p};
 use diesel::prelude::*;
 
 /// The default and largest page.
@@ -27,8 +29,8 @@ pub struct Search {
     subtypes: Vec<String>,
     outcomes: Vec<&'static str>,
     pub count: i64,
-    /// Only rows older than this one (the next page's cursor).
-    cursor: Option<i64>,
+    /// Only entries before this one, `(block, place)` (the next page's cursor).
+    cursor: Option<(i64, usize)>,
 }
 
 /// `name|code` or `code`: the code.
@@ -112,7 +114,12 @@ impl Search {
                         .clamp(1, MAX_COUNT)
                 }
                 "_before" => {
-                    s.cursor = Some(value.parse().map_err(|_| "_before: a number".to_string())?)
+                    s.cursor = Some(
+                        value
+                            .split_once('-')
+                            .and_then(|(b, n)| Some((b.parse().ok()?, n.parse().ok()?)))
+                            .ok_or("_before: an AuditEvent id (block-place)".to_string())?,
+                    )
                 }
                 "_format" | "_pretty" => {}
                 other => {
@@ -125,81 +132,103 @@ impl Search {
         Ok(s)
     }
 
-    /// One page, newest first, and whether there is more.
-    pub fn run(&self, conn: &mut DbConnection) -> Result<(Vec<Row>, bool), StoreError> {
-        let mut q = a::table.into_boxed();
-        if !self.patient.is_empty() {
-            // a write's rows name the Patient they changed as their entity
-            let ids: Vec<&str> = self
-                .patient
-                .iter()
-                .filter_map(|p| p.strip_prefix("Patient/"))
-                .collect();
-            // by the references' keys (indexed), then the references themselves
-            let keys: Vec<i64> = self.patient.iter().map(|p| key_of(p)).collect();
-            q = q.filter(
-                (a::patient_key
-                    .eq_any(keys.clone())
-                    .and(a::patient.eq_any(&self.patient)))
-                .or(a::entity_key.eq_any(keys).and(
-                    a::resource_type
-                        .eq("Patient")
-                        .and(a::resource_id.eq_any(ids)),
-                )),
-            );
-        }
-        if !self.agent.is_empty() {
-            q = q.filter(a::actor.eq_any(&self.agent));
-        }
+    /// The terms a matching block must have posted: one of each group.
+    fn term_groups(&self) -> Vec<Vec<i64>> {
+        let mut groups = Vec::new();
+        let mut group = |terms: Vec<i64>| {
+            if !terms.is_empty() {
+                groups.push(terms)
+            }
+        };
+        // a write's entries name the Patient they changed as their entity: the same term
+        group(self.patient.iter().map(|p| term_of(p)).collect());
         for (t, id) in &self.entity {
-            let reference = format!("{t}/{id}");
-            let key = key_of(&reference);
-            let named = a::resource_type.eq(t).and(a::resource_id.eq(id));
-            // a row whose entity is its patient is keyed by the patient only (`audit::keys`)
-            q = q.filter(
-                a::entity_key.eq(key).and(named).or(a::patient_key
-                    .eq(key)
-                    .and(a::patient.eq(reference))
-                    .and(named)),
-            );
+            group(vec![term_of(&format!("{t}/{id}"))]);
         }
-        for low in &self.after {
-            q = q.filter(a::recorded_at.ge(*low));
+        let named = |name: &str, values: &[&str]| -> Vec<i64> {
+            values.iter().map(|v| named_term(name, v)).collect()
+        };
+        let agents: Vec<&str> = self.agent.iter().map(String::as_str).collect();
+        group(named("agent", &agents));
+        group(named("type", &self.kinds));
+        let subtypes: Vec<&str> = self.subtypes.iter().map(String::as_str).collect();
+        group(named("subtype", &subtypes));
+        group(named("outcome", &self.outcomes));
+        groups
+    }
+
+    /// Whether `e` matches every parameter (what the postings found may not: keys collide,
+    /// and a block holds other entries).
+    fn matches(&self, e: &Entry) -> bool {
+        let patient_ok = self.patient.is_empty()
+            || e.patient.as_ref().is_some_and(|p| self.patient.contains(p))
+            || (e.resource_type.as_deref() == Some("Patient")
+                && e.resource_id.as_ref().is_some_and(|id| {
+                    self.patient
+                        .iter()
+                        .any(|p| p.strip_prefix("Patient/") == Some(id))
+                }));
+        let entity_ok = self.entity.iter().all(|(t, id)| {
+            e.resource_type.as_ref() == Some(t) && e.resource_id.as_ref() == Some(id)
+        });
+        patient_ok
+            && entity_ok
+            && (self.agent.is_empty() || self.agent.contains(&e.actor))
+            && self.after.iter().all(|low| e.recorded_at >= *low)
+            && self.before.iter().all(|high| e.recorded_at <= *high)
+            && (self.kinds.is_empty() || self.kinds.contains(&e.kind.as_str()))
+            && (self.subtypes.is_empty() || self.subtypes.contains(&e.action))
+            && (self.outcomes.is_empty() || self.outcomes.contains(&e.outcome.as_str()))
+    }
+
+    /// One page, newest first (blocks by seq, a block's entries last to first), and whether
+    /// there is more.
+    pub fn run(&self, conn: &mut DbConnection) -> Result<(Vec<Row>, bool), StoreError> {
+        let want = self.count as usize + 1;
+        let groups = self.term_groups();
+        let (mut below, mut place) = self.cursor.unwrap_or((i64::MAX, usize::MAX));
+        let mut rows = Vec::new();
+        'blocks: loop {
+            let mut q = b::table
+                .filter(b::seq.le(below))
+                .select(block::loaded())
+                .into_boxed();
+            for g in &groups {
+                let posted = p::table.filter(p::term.eq_any(g.clone())).select(p::block);
+                q = q.filter(b::seq.eq_any(posted));
+            }
+            for low in &self.after {
+                q = q.filter(b::last_at.ge(*low));
+            }
+            for high in &self.before {
+                q = q.filter(b::first_at.le(*high));
+            }
+            let blocks: Vec<block::Loaded> = q.order(b::seq.desc()).limit(16).load(conn)?;
+            if blocks.is_empty() {
+                break;
+            }
+            for loaded in blocks {
+                let seq = loaded.0;
+                let entries = block::rows(loaded);
+                let until = if seq == below { place } else { usize::MAX };
+                for r in entries.into_iter().take(until).rev() {
+                    if self.matches(&r.entry) {
+                        rows.push(r);
+                        if rows.len() == want {
+                            break 'blocks;
+                        }
+                    }
+                }
+                (below, place) = (seq - 1, usize::MAX);
+            }
         }
-        for high in &self.before {
-            q = q.filter(a::recorded_at.le(*high));
-        }
-        if !self.kinds.is_empty() {
-            q = q.filter(a::kind.eq_any(&self.kinds));
-        }
-        if !self.subtypes.is_empty() {
-            q = q.filter(a::action.eq_any(&self.subtypes));
-        }
-        if !self.outcomes.is_empty() {
-            q = q.filter(a::outcome.eq_any(&self.outcomes));
-        }
-        if let Some(c) = self.cursor {
-            q = q.filter(a::seq.lt(c));
-        }
-        let mut rows: Vec<Row> = q
-            .order(a::seq.desc())
-            .limit(self.count + 1)
-            .select(Row::as_select())
-            .load(conn)?;
-        let more = rows.len() as i64 > self.count;
+        let more = rows.len() == want;
         rows.truncate(self.count as usize);
         Ok((rows, more))
     }
 
-    /// One row by its id (its `seq`).
+    /// One entry by its id (`<block>-<place>`).
     pub fn one(conn: &mut DbConnection, id: &str) -> Result<Option<Row>, StoreError> {
-        let Ok(seq) = id.parse::<i64>() else {
-            return Ok(None);
-        };
-        Ok(a::table
-            .find(seq)
-            .select(Row::as_select())
-            .get_result(conn)
-            .optional()?)
+        block::one(conn, id)
     }
 }

@@ -1,0 +1,3 @@
+DELETE FROM pending_backfills WHERE name = 'audit_blocks';
+DROP TABLE audit_postings;
+DROP TABLE audit_blocks;
