@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # What a read costs (docs/performance.md, issue 24): starts `BIN serve` on SQLite, drives it
 # with `emrsync bench --scenario read --clients 16` for SECS (15) seconds, and prints reads/s,
-# p99 and the CPU a read took: the whole machine's, the server's (from /proc/<pid>/stat; its SQLite
-# writer thread apart, which in a read load writes only the audit trail) and
-# the load tool's. CPU a read is steadier on a shared VM than reads/s. To measure what auditing
-# reads costs, build a measurement binary whose `ops::audit::http::record` returns before
-# queueing when an environment variable is set (never committed: it would switch the audit
-# off), and run it with and without NO_READ_AUDIT=1, alternating.
+# p99 and the CPU a read took: the whole machine's, the server's (from /proc/<pid>/stat; its
+# SQLite writer thread apart, which in a read load writes only the audit trail, and the 2,000
+# Patients the load tool creates first) and the load tool's. CPU a read is steadier on a
+# shared VM than reads/s. To measure what auditing reads costs, build a measurement binary
+# whose `ops::audit::http::record` returns before queueing when an environment variable is
+# set (never committed: it would switch the audit off), and run it with and without
+# NO_READ_AUDIT=1, alternating. SERVE_ARGS are given to `serve` ("--audit-flush-ms 1000").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -17,7 +18,7 @@ trap '[ -n "$S" ] && kill $S 2>/dev/null; rm -rf "$W"' EXIT
 port=$(free_port)
 mllp=$(free_port)
 [ -n "${NO_READ_AUDIT:-}" ] && export EMRSYNC_MEASURE_NO_READ_AUDIT=1
-"$BIN" serve --listen "127.0.0.1:$port" --mllp "127.0.0.1:$mllp" --data-dir "$W/d" >"$W/log" 2>&1 &
+"$BIN" serve --listen "127.0.0.1:$port" --mllp "127.0.0.1:$mllp" --data-dir "$W/d" ${SERVE_ARGS:-} >"$W/log" 2>&1 &
 S=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 EMRSYNC_BENCH_TOKEN=$("$BIN" token --data-dir "$W/d" --base-url "http://127.0.0.1:$port/fhir" \
@@ -28,7 +29,7 @@ server() { awk '{print $14+$15}' "/proc/$S/stat"; }
 # the SQLite writer thread: in a read load, what it does is write the audit trail
 writer() {
     for t in /proc/"$S"/task/*; do
-        [ "$(cat "$t/comm")" = emrsync-writer ] && awk '{print $14+$15}' "$t/stat"
+        if [ "$(cat "$t/comm")" = emrsync-writer ]; then awk '{print $14+$15}' "$t/stat"; fi
     done | awk '{s += $1} END {print s + 0}'
 }
 m0=$(machine)

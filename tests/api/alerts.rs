@@ -79,10 +79,14 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
     assert_eq!(r.status(), 422);
     let problems = r.json::<Value>().await.unwrap()["problems"].to_string();
     assert!(problems.contains("queue is"), "{problems}");
+    // "night" is this hour and the next in UTC, whenever the test runs
+    let hour = chrono::Timelike::hour(&chrono::Utc::now());
     let rules = json!({"rules": [
         {"name": "exception-queue", "kind": "queue-age", "queue": "hl7v2-failed", "seconds": 0, "severity": "critical"},
         {"name": "feed-errors", "kind": "error-rate", "feed": "*", "maxShare": 0.5, "minutes": 60, "minMessages": 1},
-        {"name": "bulk-reads", "kind": "reads", "agent": "*", "patients": 3, "minutes": 60}
+        {"name": "bulk-reads", "kind": "reads", "agent": "*", "patients": 3, "minutes": 60},
+        {"name": "night-reads", "kind": "night-reads", "agent": "*", "patients": 3, "minutes": 60,
+         "fromHour": hour, "toHour": (hour + 2) % 24, "timeZone": "UTC"}
     ]});
     let r = app
         .client
@@ -189,10 +193,11 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
     assert_eq!(app.get(&format!("Patient/{}", ids[0])).await.status, 200);
     let found = app.get(&format!("Patient?_id={},{}", ids[1], ids[2])).await;
     assert_eq!(found.json()["entry"].as_array().map(Vec::len), Some(2));
-    hook.wait_until(15, "the reads alert", |g| {
-        alerts_notified(g)
+    hook.wait_until(15, "the reads alerts", |g| {
+        let told = alerts_notified(g);
+        ["bulk-reads: agent ", "night-reads: agent "]
             .iter()
-            .any(|a| a.3.starts_with("bulk-reads: agent "))
+            .all(|rule| told.iter().any(|a| a.3.starts_with(rule)))
     })
     .await;
     let firing = alerts(&app, "firing").await;
@@ -205,6 +210,12 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
         "{reads}"
     );
     assert_eq!(reads["severity"], "warning");
+    let night = firing.iter().find(|a| a["rule"] == "night-reads").unwrap();
+    let detail = night["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("read 3 patients") && detail.contains("at night"),
+        "{night}"
+    );
 
     // the message corrected and replayed: the exception queue is empty, the alert resolved
     let queue: Value = app

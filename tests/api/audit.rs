@@ -382,15 +382,8 @@ async fn the_chain_finds_a_row_edited_or_removed(backend: Backend) {
         app.get("Patient?name=C").await;
     }
     let mut conn = app.db();
-    let sealed = |c: &mut emrsync::store::DbConnection| -> i64 {
-        b::table
-            .filter(b::chain_pos.is_null())
-            .count()
-            .get_result(c)
-            .unwrap()
-    };
     for _ in 0..100 {
-        if sealed(&mut conn) == 0 {
+        if unsealed(&mut conn) == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -542,13 +535,6 @@ async fn retention_forgets_old_blocks_and_the_rest_still_verifies() {
         .await;
     app.get(&format!("Patient/{pid}")).await;
     let mut conn = app.db();
-    let unsealed = |c: &mut emrsync::store::DbConnection| -> i64 {
-        b::table
-            .filter(b::chain_pos.is_null())
-            .count()
-            .get_result(c)
-            .unwrap()
-    };
     // the read is flushed and the create's block sealed
     for _ in 0..100 {
         if unsealed(&mut conn) == 0 && audit::all(&mut conn).unwrap().len() >= 2 {
@@ -613,4 +599,15 @@ async fn retention_forgets_old_blocks_and_the_rest_still_verifies() {
     assert!(after.problems.is_empty(), "{after:?}");
     assert_eq!(after.first, before.last, "{after:?}");
     assert!(after.last.unwrap() > before.last.unwrap(), "{after:?}");
+}
+
+/// Blocks stored but not sealed yet (the flusher seals them within its interval).
+fn unsealed(c: &mut emrsync::store::DbConnection) -> i64 {
+    use diesel::prelude::*;
+    use emrsync::store::schema::audit_blocks as b;
+    b::table
+        .filter(b::chain_pos.is_null())
+        .count()
+        .get_result(c)
+        .unwrap()
 }

@@ -60,7 +60,9 @@ pub async fn run(
         // (never a retry loop there: a blocked thread would hold the runtime at its shutdown)
         let written = tokio::task::spawn_blocking(move || {
             batch = audit::name_patients(&s, batch);
-            let r = s.write_rows(|c| audit::flush(c, &batch));
+            // serialised and indexed here, sealed and stored by the writer
+            let blocks = audit::blocks_of(&batch);
+            let r = s.write_rows(|c| audit::flush(c, &blocks));
             (batch, r)
         })
         .await;

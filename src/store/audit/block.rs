@@ -29,8 +29,9 @@ pub struct Row {
     pub seal: Option<(i64, String)>,
 }
 
-/// A block about to be stored.
-pub(super) struct Block {
+/// A block about to be stored: its body and terms made before the write transaction (the
+/// flusher makes them on its own thread: the one SQLite writer is held only to store them).
+pub struct Block {
     pub(super) first_at: i64,
     pub(super) last_at: i64,
     pub(super) entries: i32,
@@ -155,9 +156,14 @@ pub fn insert_unsealed(conn: &mut DbConnection, entries: &[Entry]) -> Result<(),
     Ok(())
 }
 
-/// In one (write) transaction: seal the blocks others stored unsealed, then store `entries`
-/// as blocks, sealed. Returns how many blocks were sealed in all.
-pub fn flush(conn: &mut DbConnection, entries: &[Entry]) -> Result<usize, StoreError> {
+/// `entries` as the blocks `flush` stores.
+pub fn blocks_of(entries: &[Entry]) -> Vec<Block> {
+    entries.chunks(BLOCK_ENTRIES).map(Block::of).collect()
+}
+
+/// In one (write) transaction: seal the blocks others stored unsealed, then store `blocks`,
+/// sealed. Returns how many blocks were sealed in all.
+pub fn flush(conn: &mut DbConnection, blocks: &[Block]) -> Result<usize, StoreError> {
     if let DbConnection::Pg(c) = conn {
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({LOCK})")).execute(c)?;
     }
@@ -175,15 +181,12 @@ pub fn flush(conn: &mut DbConnection, entries: &[Entry]) -> Result<usize, StoreE
             .set((b::chain_pos.eq(pos), b::hash.eq(&hash)))
             .execute(conn)?;
     }
-    let mut stored = 0;
-    for chunk in entries.chunks(BLOCK_ENTRIES) {
-        let block = Block::of(chunk);
+    for block in blocks {
         pos += 1;
         hash = chain::digest(&hash, pos, &block.body);
-        store(conn, &block, Some((pos, hash.clone())))?;
-        stored += 1;
+        store(conn, block, Some((pos, hash.clone())))?;
     }
-    Ok(unsealed.len() + stored)
+    Ok(unsealed.len() + blocks.len())
 }
 
 /// A stored block's entries as rows; none (and a warning) when its body does not read, which

@@ -16,7 +16,7 @@ pub mod block;
 mod chain;
 mod legacy;
 
-pub use block::{Row, all, flush, insert_unsealed, named_term, term_of};
+pub use block::{Block, Row, all, blocks_of, flush, insert_unsealed, named_term, term_of};
 pub use chain::{Verified, forget_before, verify};
 pub use legacy::convert;
 
