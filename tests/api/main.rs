@@ -2,6 +2,7 @@
 
 pub mod alerts;
 mod audit;
+mod audit_blocks;
 mod audit_disclosure;
 mod auth;
 mod brute_force;
