@@ -173,15 +173,7 @@ async fn retention_forgets_old_blocks_and_the_rest_still_verifies() {
         "{before:?}"
     );
 
-    let store = emrsync::store::Store::open(&emrsync::store::StoreSettings {
-        seal: None,
-        database: app.database.clone(),
-        pool_size: 2,
-        cache_bytes: 0,
-        page_cache_kib: 4096,
-        cache_ttl: Duration::from_secs(1),
-    })
-    .unwrap();
+    let store = app.store();
     let keep_a_day = Retention {
         hl7v2_archive_days: 0,
         event_days: 0,

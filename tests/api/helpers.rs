@@ -210,6 +210,20 @@ fn capture(resp: &Resp) {
 }
 
 impl TestApp {
+    /// A second store on the server's database, as a command beside it opens one (to run
+    /// the retention sweep by hand).
+    pub fn store(&self) -> emrsync::store::Store {
+        emrsync::store::Store::open(&emrsync::store::StoreSettings {
+            seal: None,
+            database: self.database.clone(),
+            pool_size: 2,
+            cache_bytes: 0,
+            page_cache_kib: 4096,
+            cache_ttl: std::time::Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }

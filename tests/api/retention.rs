@@ -11,7 +11,6 @@ use diesel::prelude::*;
 use emrsync::fhir::resource::now_micros;
 use emrsync::ops::retention::{Retention, Swept, sweep};
 use emrsync::store::schema::{hl7v2_messages, outbox, subscription_events};
-use emrsync::store::{Store, StoreSettings};
 
 const DAY: i64 = 86_400 * 1_000_000;
 
@@ -58,15 +57,7 @@ async fn the_sweep_forgets_only_what_it_may(app: TestApp) {
     })
     .await;
 
-    let store = Store::open(&StoreSettings {
-        seal: None,
-        database: app.database.clone(),
-        pool_size: 2,
-        cache_bytes: 0,
-        page_cache_kib: 4096,
-        cache_ttl: std::time::Duration::from_secs(1),
-    })
-    .unwrap();
+    let store = app.store();
     let keep_a_day = Retention {
         hl7v2_archive_days: 1,
         event_days: 1,

@@ -275,15 +275,7 @@ async fn a_target_down_catches_up_in_order_and_a_refusal_waits_for_replay(app: T
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(failed, 1);
-    let store = emrsync::store::Store::open(&emrsync::store::StoreSettings {
-        seal: None,
-        database: app.database.clone(),
-        pool_size: 2,
-        cache_bytes: 0,
-        page_cache_kib: 4096,
-        cache_ttl: Duration::from_secs(1),
-    })
-    .unwrap();
+    let store = app.store();
     let keep_a_day = emrsync::ops::retention::Retention {
         hl7v2_archive_days: 1,
         event_days: 1,
