@@ -4,10 +4,11 @@
 //! `Store::audit`, which queues it for the flusher (`ops::audit`) to write as blocks off the
 //! request path: a crash loses at most the flush interval's entries.
 //!
-//! A block, not a row, per access: a row per access with its indexes cost a read about 11 µs of
-//! the server's CPU (issue 24's budget is 10% of read throughput). A block is one row, one
-//! link of the chain, and one posting per patient, entity, agent, type, subtype and outcome
-//! its entries name (`audit_postings`), which is what searches find it by.
+//! A block, not a row, per access: a row per access with its five indexes cost an audited read
+//! about 18 µs of the server's CPU, a block about 9 (docs/performance.md; issue 24's budget is
+//! 10% of read throughput). A block is one row, one link of the chain, and one posting per
+//! patient, entity, agent, type, subtype and outcome its entries name (`audit_postings`),
+//! which is what searches find it by.
 
 use super::Store;
 use crate::fhir::resource::{Micros, now_micros};
@@ -20,7 +21,7 @@ pub use block::{Block, Row, all, blocks_of, flush, insert_unsealed, named_term, 
 pub use chain::{Verified, forget_before, verify};
 pub use legacy::convert;
 
-/// What kind of access a row records (its AuditEvent type).
+/// What kind of access an entry records (its AuditEvent type).
 pub mod kind {
     /// A FHIR REST interaction (read, search, create...).
     pub const REST: &str = "rest";
