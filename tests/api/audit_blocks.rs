@@ -36,13 +36,7 @@ async fn the_trail_pages_newest_first_across_blocks() {
         let entries = page["entry"].as_array().cloned().unwrap_or_default();
         assert!(entries.len() <= 2);
         paged.extend(entries.into_iter().map(|e| e["resource"].clone()));
-        let next = page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_string());
-        match next {
+        match crate::history::next_link(&page) {
             Some(n) => url = n.split_once("/fhir/").unwrap().1.to_string(),
             None => break,
         }

@@ -15,7 +15,8 @@ fn entries(bundle: &Value) -> Vec<Value> {
     bundle["entry"].as_array().cloned().unwrap_or_default()
 }
 
-fn next_link(bundle: &Value) -> Option<String> {
+/// A Bundle's `next` link, when it has one.
+pub fn next_link(bundle: &Value) -> Option<String> {
     bundle["link"]
         .as_array()?
         .iter()
