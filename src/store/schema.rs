@@ -116,6 +116,7 @@ diesel::table! {
         body -> Text,
         chain_pos -> Nullable<BigInt>,
         hash -> Nullable<Text>,
+        posted -> Bool,
     }
 }
 

@@ -211,3 +211,91 @@ async fn retention_forgets_old_blocks_and_the_rest_still_verifies() {
     assert_eq!(after.first, before.last, "{after:?}");
     assert!(after.last.unwrap() > before.last.unwrap(), "{after:?}");
 }
+
+/// A flush's blocks are posted a run at a time: until then a search reads them whole. A run
+/// lost with its server (the blocks stored, their postings never written) is found by searches
+/// all the same, and posted by the next server to start on the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_postings_lost_at_a_stop_is_found_and_posted_at_the_next_start() {
+    use diesel::prelude::*;
+    use emrsync::store::schema::{audit_blocks as b, audit_postings as p};
+    let app = spawn(Backend::Sqlite).await;
+    let (pid, _) = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Unposted"}]}))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(app.get(&format!("Patient/{pid}")).await.status, 200);
+    }
+    let mut conn = app.db();
+    let unposted = |conn: &mut emrsync::store::DbConnection| -> Vec<i64> {
+        b::table
+            .filter(b::posted.eq(false))
+            .select(b::seq)
+            .load(conn)
+            .unwrap()
+    };
+    let reads = |conn: &mut emrsync::store::DbConnection| -> Vec<i64> {
+        let pattern = format!("%\"action\":\"read\"%{pid}%");
+        b::table
+            .filter(b::body.like(pattern))
+            .select(b::seq)
+            .load(conn)
+            .unwrap()
+    };
+    // stored within a flush, posted within a run (two seconds)
+    for _ in 0..100 {
+        if !reads(&mut conn).is_empty()
+            && unposted(&mut conn).is_empty()
+            && unsealed(&mut conn) == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let blocks = reads(&mut conn);
+    assert!(!blocks.is_empty(), "the reads are in the trail");
+    assert_eq!(unposted(&mut conn), Vec::<i64>::new(), "a run posts them");
+
+    // as if the server had stopped before its run: the blocks kept, their postings not
+    diesel::update(b::table.filter(b::seq.eq_any(&blocks)))
+        .set(b::posted.eq(false))
+        .execute(&mut conn)
+        .unwrap();
+    diesel::delete(p::table.filter(p::block.eq_any(&blocks)))
+        .execute(&mut conn)
+        .unwrap();
+    let token = app.token_for("system/AuditEvent.rs", None);
+    let query = format!("patient={pid}&subtype=read");
+    let found = crate::audit::trail(&app, &token, &query, |e| e.len() == 3).await;
+    assert_eq!(found.len(), 3, "found unposted: {found:?}");
+    let checked = audit::verify(&mut conn).unwrap();
+    assert!(checked.problems.is_empty(), "{checked:?}");
+
+    // the next server on the database posts them at its start (this one owes them nothing)
+    let dir = app.dir.path().to_path_buf();
+    let _next = crate::helpers::spawn_with(Backend::Sqlite, move |s| {
+        s.store = emrsync::config::StoreArgs::new(dir, None)
+    })
+    .await;
+    for _ in 0..100 {
+        if unposted(&mut conn).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        unposted(&mut conn),
+        Vec::<i64>::new(),
+        "posted at the start"
+    );
+    let postings: i64 = p::table
+        .filter(p::block.eq_any(&blocks))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert!(postings > 0);
+    let checked = audit::verify(&mut conn).unwrap();
+    assert!(checked.problems.is_empty(), "{checked:?}");
+    let found = crate::audit::trail(&app, &token, &query, |e| e.len() == 3).await;
+    assert_eq!(found.len(), 3, "found by their postings: {found:?}");
+}

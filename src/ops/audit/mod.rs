@@ -27,6 +27,7 @@ pub async fn run(
     let mut queue = queue.lock().await;
     let mut behind = false;
     let mut carried: Vec<Entry> = Vec::new();
+    let mut owed = audit::Owed::default();
     loop {
         let deadline = tokio::time::Instant::now() + every;
         let mut batch: Vec<Entry> = std::mem::take(&mut carried);
@@ -56,16 +57,35 @@ pub async fn run(
         // a full batch: more is waiting, taken at once
         behind = batch.len() >= MAX_BATCH;
         let s = store.clone();
+        let post = owed.due(stopping && !behind);
+        // (a task that panics loses what is owed: the next run, as at a start, finds it)
+        let mut owed_now = std::mem::take(&mut owed);
         // one try per turn, on a blocking thread; a failure keeps the batch for the next turn
         // (never a retry loop there: a blocked thread would hold the runtime at its shutdown)
         let written = tokio::task::spawn_blocking(move || {
             batch = audit::name_patients(&s, batch);
             // serialised and indexed here, sealed and stored by the writer
             let blocks = audit::blocks_of(&batch);
-            let r = s.write_rows(|c| audit::flush(c, &blocks));
-            (batch, r)
+            let r = s.write_rows(|c| {
+                let fresh = audit::flush(c, &blocks)?;
+                if post {
+                    owed_now.post(c, &fresh, &blocks)?;
+                }
+                Ok(fresh)
+            });
+            if let Ok(fresh) = &r {
+                owed_now.flushed(fresh.clone(), blocks, post);
+            }
+            (batch, owed_now, r)
         })
         .await;
+        let written = match written {
+            Ok((batch, kept_owed, r)) => {
+                owed = kept_owed;
+                Ok((batch, r))
+            }
+            Err(e) => Err(e),
+        };
         match written {
             Ok((rows, Ok(_))) => {
                 metrics::counter!("emrsync_audit_entries_total").increment(rows.len() as u64)

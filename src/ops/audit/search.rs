@@ -12,6 +12,8 @@ use crate::store::db::DbConnection;
 use crate::store::schema::{audit_blocks as b, audit_postings as p};
 use diesel::prelude::*;
 
+type Blocks<'a> = b::BoxedQuery<'a, crate::store::db::MultiBackend>;
+
 /// The default and largest page.
 const DEFAULT_COUNT: i64 = 50;
 const MAX_COUNT: i64 = 1_000;
@@ -187,26 +189,36 @@ impl Search {
         let want = self.count as usize + 1;
         let groups = self.term_groups();
         let (mut below, mut place) = self.cursor.unwrap_or((i64::MAX, usize::MAX));
+        // blocks not posted yet are candidates whatever their terms; read before the postings
+        // (a block posted in between is then found twice, never missed)
+        let unposted: Vec<i64> = match groups.is_empty() {
+            true => Vec::new(),
+            false => self
+                .in_time(b::table.filter(diesel::dsl::not(b::posted)).into_boxed())
+                .filter(b::seq.le(below))
+                .select(b::seq)
+                .load(conn)?,
+        };
         let mut rows = Vec::new();
         'blocks: loop {
-            let mut q = b::table
-                .filter(b::seq.le(below))
-                .select(block::loaded())
-                .into_boxed();
+            let mut q = self.in_time(b::table.filter(b::seq.le(below)).into_boxed());
             for g in &groups {
                 let posted = p::table.filter(p::term.eq_any(g.clone())).select(p::block);
                 q = q.filter(b::seq.eq_any(posted));
             }
-            for low in &self.after {
-                q = q.filter(b::last_at.ge(*low));
-            }
-            for high in &self.before {
-                q = q.filter(b::first_at.le(*high));
-            }
-            let blocks: Vec<block::Loaded> = q.order(b::seq.desc()).limit(16).load(conn)?;
-            if blocks.is_empty() {
+            let mut seqs: Vec<i64> = q.select(b::seq).order(b::seq.desc()).limit(16).load(conn)?;
+            seqs.extend(unposted.iter().filter(|s| **s <= below));
+            seqs.sort_unstable_by(|a, b| b.cmp(a));
+            seqs.dedup();
+            seqs.truncate(16);
+            if seqs.is_empty() {
                 break;
             }
+            let blocks: Vec<block::Loaded> = b::table
+                .filter(b::seq.eq_any(&seqs))
+                .order(b::seq.desc())
+                .select(block::loaded())
+                .load(conn)?;
             for loaded in blocks {
                 let seq = loaded.0;
                 let entries = block::rows(loaded);
@@ -225,6 +237,17 @@ impl Search {
         let more = rows.len() == want;
         rows.truncate(self.count as usize);
         Ok((rows, more))
+    }
+
+    /// `q` narrowed to the blocks whose time span meets the `date` bounds.
+    fn in_time<'a>(&self, mut q: Blocks<'a>) -> Blocks<'a> {
+        for low in &self.after {
+            q = q.filter(b::last_at.ge(*low));
+        }
+        for high in &self.before {
+            q = q.filter(b::first_at.le(*high));
+        }
+        q
     }
 
     /// One entry by its id (`<block>-<place>`).

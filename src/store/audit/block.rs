@@ -2,7 +2,7 @@
 //! `audit_blocks` whose body is their JSON array, and the postings that find it: one per
 //! patient, entity, agent, type, subtype and outcome its entries name.
 
-use super::{Entry, chain, key_of};
+use super::{Entry, chain, key_of, postings};
 use crate::store::StoreError;
 use crate::store::db::DbConnection;
 use crate::store::schema::{audit_blocks as b, audit_postings as p};
@@ -98,11 +98,13 @@ pub(super) fn terms<'a>(entries: &'a [Entry]) -> BTreeSet<i64> {
         .collect()
 }
 
-/// Store `block` (sealed at `seal`, or for the flusher to seal) with its postings; its seq.
+/// Store `block` (sealed at `seal`, or for the flusher to seal), with its postings when `post`
+/// (else they are owed: `postings`); its seq.
 fn store(
     conn: &mut DbConnection,
     block: &Block,
     seal: Option<(i64, String)>,
+    post: bool,
 ) -> Result<i64, StoreError> {
     let (chain_pos, hash) = seal.unzip();
     let values = (
@@ -112,6 +114,7 @@ fn store(
         b::body.eq(&block.body),
         b::chain_pos.eq(chain_pos),
         b::hash.eq(hash),
+        b::posted.eq(post),
     );
     let insert = diesel::insert_into(b::table).values(values);
     let seq: i64 = match conn {
@@ -122,27 +125,19 @@ fn store(
             diesel::select(crate::store::write::last_insert_rowid()).get_result(lite)?
         }
     };
-    // a write's few terms by one prepared statement each; a flush's many written into
-    // statements of a few hundred rows (integers: nothing to escape), parsed once each
-    let terms: Vec<i64> = block.terms.iter().copied().collect();
-    if terms.len() <= 16 {
-        for term in terms {
+    if !post {
+        return Ok(seq);
+    }
+    // a write's few terms by one prepared statement each; more (a block a write could not
+    // queue) as `postings` writes a run's
+    if block.terms.len() <= 16 {
+        for term in &block.terms {
             diesel::insert_into(p::table)
                 .values((p::term.eq(term), p::block.eq(seq)))
                 .execute(conn)?;
         }
-        return Ok(seq);
-    }
-    for chunk in terms.chunks(400) {
-        let mut sql = String::with_capacity(60 + chunk.len() * 32);
-        sql.push_str("INSERT INTO audit_postings (term, block) VALUES ");
-        for (n, term) in chunk.iter().enumerate() {
-            if n > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("({term},{seq})"));
-        }
-        diesel::sql_query(sql).execute(conn)?;
+    } else {
+        postings::insert(conn, block.terms.iter().map(|t| (*t, seq)).collect())?;
     }
     Ok(seq)
 }
@@ -151,7 +146,7 @@ fn store(
 /// and an access the queue could not take.
 pub fn insert_unsealed(conn: &mut DbConnection, entries: &[Entry]) -> Result<(), StoreError> {
     for chunk in entries.chunks(BLOCK_ENTRIES) {
-        store(conn, &Block::of(chunk), None)?;
+        store(conn, &Block::of(chunk), None, true)?;
     }
     Ok(())
 }
@@ -162,8 +157,8 @@ pub fn blocks_of(entries: &[Entry]) -> Vec<Block> {
 }
 
 /// In one (write) transaction: seal the blocks others stored unsealed, then store `blocks`,
-/// sealed. Returns how many blocks were sealed in all.
-pub fn flush(conn: &mut DbConnection, blocks: &[Block]) -> Result<usize, StoreError> {
+/// sealed and not yet posted (`postings::Owed` posts them). Returns their seqs.
+pub fn flush(conn: &mut DbConnection, blocks: &[Block]) -> Result<Vec<i64>, StoreError> {
     if let DbConnection::Pg(c) = conn {
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({LOCK})")).execute(c)?;
     }
@@ -181,12 +176,13 @@ pub fn flush(conn: &mut DbConnection, blocks: &[Block]) -> Result<usize, StoreEr
             .set((b::chain_pos.eq(pos), b::hash.eq(&hash)))
             .execute(conn)?;
     }
+    let mut seqs = Vec::with_capacity(blocks.len());
     for block in blocks {
         pos += 1;
         hash = chain::digest(&hash, pos, &block.body);
-        store(conn, block, Some((pos, hash.clone())))?;
+        seqs.push(store(conn, block, Some((pos, hash.clone())), false)?);
     }
-    Ok(unsealed.len() + blocks.len())
+    Ok(seqs)
 }
 
 /// A stored block's entries as rows; none (and a warning) when its body does not read, which

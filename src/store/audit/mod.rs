@@ -8,7 +8,8 @@
 //! about 18 µs of the server's CPU, a block about 9 (docs/performance.md; issue 24's budget is
 //! 10% of read throughput). A block is one row, one link of the chain, and one posting per
 //! patient, entity, agent, type, subtype and outcome its entries name (`audit_postings`),
-//! which is what searches find it by.
+//! which is what searches find it by. A flush's blocks are posted later, a run of them at a
+//! time (`postings`); until then searches read them whole.
 
 use super::Store;
 use crate::fhir::resource::{Micros, now_micros};
@@ -16,10 +17,12 @@ use crate::fhir::resource::{Micros, now_micros};
 pub mod block;
 mod chain;
 mod legacy;
+mod postings;
 
 pub use block::{Block, Row, all, blocks_of, flush, insert_unsealed, named_term, term_of};
 pub use chain::{Verified, forget_before, verify};
 pub use legacy::convert;
+pub use postings::Owed;
 
 /// What kind of access an entry records (its AuditEvent type).
 pub mod kind {

@@ -1,0 +1,2 @@
+DROP INDEX audit_blocks_unposted;
+ALTER TABLE audit_blocks DROP COLUMN posted;
