@@ -205,11 +205,17 @@ impl Deliverer {
                 sub.events_since_start = events_since_start;
                 ahead.extend(next);
             }
-            let Some((through, oldest, body)) = ahead.pop_front() else {
+            let Some((through, oldest, body, events)) = ahead.pop_front() else {
                 break;
             };
             outcome = self
-                .send(&sub, (through, oldest), Kind::EventNotification, body)
+                .send(
+                    &sub,
+                    (through, oldest),
+                    Kind::EventNotification,
+                    body,
+                    &events,
+                )
                 .await;
         }
         // what was sent counts even if the last attempt failed
@@ -260,7 +266,7 @@ impl Deliverer {
                     let through = chunk.last().map(|e| e.event_number).unwrap_or(through);
                     let oldest = chunk.first().map(|e| e.occurred_at);
                     notification_for(&store, &base, &sub, Kind::EventNotification, chunk)
-                        .map(|body| (through, oldest, body))
+                        .map(|body| (through, oldest, body, chunk.to_vec()))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             Ok::<_, StoreError>(Some((events_since_start, bodies)))
@@ -318,30 +324,32 @@ impl Deliverer {
             .map(|e| e.event_number)
             .unwrap_or(sub.delivered_through);
         let oldest = events.first().map(|e| e.occurred_at);
-        let body = {
+        let (body, events) = {
             let store = self.store.clone();
             let base = self.base.clone();
             let sub = sub.clone();
             match tokio::task::spawn_blocking(move || {
-                notification_for(&store, &base, &sub, kind, &events)
+                notification_for(&store, &base, &sub, kind, &events).map(|b| (b, events))
             })
             .await
             {
-                Ok(Ok(b)) => b,
+                Ok(Ok(built)) => built,
                 Ok(Err(e)) => return Outcome::Failed(format!("building the notification: {e}")),
                 Err(e) => return Outcome::Failed(e.to_string()),
             }
         };
-        self.send(sub, (through, oldest), kind, body).await
+        self.send(sub, (through, oldest), kind, body, &events).await
     }
 
-    /// Send one built notification (`through`: its last event) by the subscription's channel.
+    /// Send one built notification (`through`: its last event; `events`: what it tells of) by
+    /// the subscription's channel.
     async fn send(
         &self,
         sub: &Subscriber,
         (through, oldest): (i64, Option<i64>),
         kind: Kind,
         body: Value,
+        events: &[Event],
     ) -> Outcome {
         let outcome = self.send_now(sub, through, kind, body).await;
         let result = match &outcome {
@@ -380,7 +388,26 @@ impl Deliverer {
                 Outcome::Failed(why) => why.clone(),
                 _ => format!("through event {through} by {}", sub.channel),
             });
-            self.store.audit(e);
+            // one entry per change told of, under the change's correlation id and naming its
+            // resource (the flusher names its patient): "where did this result go" finds it
+            for ev in events {
+                let mut told = e.clone();
+                told.resource_type = Some(ev.resource_type.clone());
+                told.resource_id = Some(ev.resource_id.clone());
+                told.version_id = Some(ev.version_id);
+                told.correlation_id = ev.correlation_id.clone();
+                told.detail = Some(match &outcome {
+                    Outcome::Failed(why) => why.clone(),
+                    _ => format!(
+                        "event {} of Subscription/{} ({}) by {}",
+                        ev.event_number, sub.id, ev.action, sub.channel
+                    ),
+                });
+                self.store.audit(told);
+            }
+            if events.is_empty() {
+                self.store.audit(e);
+            }
         }
         if let (Outcome::Sent { .. }, Some(at)) = (&outcome, oldest) {
             metrics::histogram!("emrsync_delivery_latency_seconds",
@@ -440,8 +467,9 @@ fn causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// A notification read ahead: its last event, its first event's commit time, its body.
-type Ahead = (i64, Option<i64>, Value);
+/// A notification read ahead: its last event, its first event's commit time, its body, its
+/// events.
+type Ahead = (i64, Option<i64>, Value, Vec<Event>);
 
 /// The notification Bundle for `events` (or a handshake or heartbeat), with what the
 /// subscriber's authorization lets it see of each focus.

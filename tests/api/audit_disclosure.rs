@@ -110,3 +110,72 @@ async fn a_search_is_audited_once_per_patient_it_showed_on_sqlite() {
 async fn a_search_is_audited_once_per_patient_it_showed_on_postgres() {
     a_search_is_audited_once_per_patient_it_showed(spawn(Backend::Postgres).await).await
 }
+
+/// A notification is a disclosure too: each change it told a subscriber of is an AuditEvent
+/// under the change's own correlation id, naming the resource and its patient, so that
+/// "where did this result go" is answered from the write's correlation id or the patient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_is_audited_per_change_under_the_changes_correlation_id() {
+    let app = spawn(Backend::Sqlite).await;
+    let auditor = mint(&app.database, &app.base, "system/AuditEvent.rs", None);
+    let hook = crate::receiver::Receiver::start().await;
+    let (sid, _) = app
+        .create(&crate::subscriptions::subscription(
+            "resource-change",
+            &[],
+            &hook.url,
+            "id-only",
+        ))
+        .await;
+    hook.wait_until(10, "the handshake", |g| !g.is_empty())
+        .await;
+    let (pid, _) = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Notified"}]}))
+        .await;
+    let r = app
+        .post_with(
+            "Observation",
+            &json!({"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+                "subject": {"reference": format!("Patient/{pid}")}}),
+            ("X-Request-Id", "d-glucose"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let oid = r.json()["id"].as_str().unwrap().to_string();
+    let told = |e: &[Value]| {
+        of(e, "d-glucose")
+            .iter()
+            .any(|x| x["type"]["code"] == "110106")
+    };
+    let events = trail(&app, &auditor, &format!("entity=Observation/{oid}"), told).await;
+    let mut kinds: Vec<&str> = of(&events, "d-glucose")
+        .iter()
+        .map(|e| e["type"]["code"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["110106", "rest"],
+        "the write and its notification: {events:#?}"
+    );
+    let delivery = of(&events, "d-glucose")
+        .into_iter()
+        .find(|e| e["type"]["code"] == "110106")
+        .unwrap();
+    let refs = entities(delivery);
+    assert!(
+        refs.iter()
+            .any(|r| r.starts_with(&format!("Observation/{oid}/"))),
+        "{refs:?}"
+    );
+    assert!(refs.contains(&format!("Patient/{pid}")), "{refs:?}");
+    let detail = delivery["outcomeDesc"].as_str().unwrap_or_default();
+    assert!(detail.contains(&format!("Subscription/{sid}")), "{detail}");
+    // and in the patient's trail, among the deliveries
+    let about = trail(&app, &auditor, &format!("patient={pid}&type=110106"), |e| {
+        !of(e, "d-glucose").is_empty()
+    })
+    .await;
+    assert_eq!(of(&about, "d-glucose").len(), 1, "{about:#?}");
+}

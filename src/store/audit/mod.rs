@@ -181,7 +181,8 @@ pub fn patient_in(rtype: &str, id: &str, content: &str) -> Option<String> {
 }
 
 /// The patients accesses were about, so that "who saw this patient's record" finds them:
-/// reads of resources other than Patients are given the patient of the resource (the current
+/// reads of resources other than Patients, and notifications of their changes, are given the
+/// patient of the resource (the current
 /// version's, from the cache the read filled; a resource read and deleted since is left
 /// without), and a search or history becomes one row per patient its page showed.
 pub fn name_patients(store: &Store, batch: Vec<Entry>) -> Vec<Entry> {
@@ -191,10 +192,14 @@ pub fn name_patients(store: &Store, batch: Vec<Entry>) -> Vec<Entry> {
             rows.extend(e.per_patient());
             continue;
         }
+        // (a notification told of a change disclosed it as a read does)
         let a_read = e.patient.is_none()
-            && e.kind == kind::REST
             && e.outcome == "success"
-            && matches!(e.action.as_str(), "read" | "vread" | "history-instance");
+            && match e.kind.as_str() {
+                kind::REST => matches!(e.action.as_str(), "read" | "vread" | "history-instance"),
+                kind::DELIVERY => e.action == "event-notification",
+                _ => false,
+            };
         if let (true, Some(t), Some(id)) = (a_read, &e.resource_type, &e.resource_id)
             && let Ok(v) = store.current(t, id)
         {
