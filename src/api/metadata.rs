@@ -79,6 +79,21 @@ pub fn capability_statement(base_url: &str) -> Value {
                         "ConceptMap" => &["translate"],
                         _ => &[],
                     };
+                    if t == "AuditEvent" {
+                        // the trail: written by the server only, read and searched by auditors
+                        // with the parameters its own search answers (ops::audit::search)
+                        let supported = crate::ops::audit::search::PARAMS;
+                        ordered.insert("interaction".into(), json!([{"code": "read"}, {"code": "search-type"}]));
+                        for k in ["versioning", "readHistory", "updateCreate", "conditionalCreate",
+                                  "conditionalRead", "conditionalUpdate", "conditionalDelete"] {
+                            ordered.remove(k);
+                        }
+                        ordered.insert("searchInclude".into(), json!([]));
+                        ordered.insert("searchRevInclude".into(), json!([]));
+                        if let Some(Value::Array(ps)) = ordered.get_mut("searchParam") {
+                            ps.retain(|p| p["name"].as_str().is_some_and(|n| supported.contains(&n)));
+                        }
+                    }
                     if !terminology.is_empty() {
                         let ops: Vec<Value> = terminology
                             .iter()
@@ -158,7 +173,8 @@ fn includes_of(rtype: &str) -> Vec<String> {
 /// `_revinclude` values per target type: every `Source:param` that may point at it.
 fn rev_includes(types: &[&str]) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for source in types {
+    // (the audit trail is not a store of resources that a search could add)
+    for source in types.iter().filter(|t| **t != "AuditEvent") {
         for p in SearchParams::get().of_type(source) {
             if p.kind != ParamType::Reference {
                 continue;

@@ -33,6 +33,8 @@ pub fn run_pending(conn: &mut DbConnection) -> Result<(), StoreError> {
             "search_contained" => super::search_index::reindex_containers(conn)?,
             // the audit trail's rows become blocks (migration 000040)
             "audit_blocks" => super::audit::convert(conn)?,
+            // an agent's user and client are terms of their own (migration 000042)
+            "audit_agent_parts" => super::audit::post_again(conn)?,
             other => {
                 tracing::warn!(
                     backfill = other,

@@ -299,3 +299,14 @@ async fn a_run_of_postings_lost_at_a_stop_is_found_and_posted_at_the_next_start(
     let found = crate::audit::trail(&app, &token, &query, |e| e.len() == 3).await;
     assert_eq!(found.len(), 3, "found by their postings: {found:?}");
 }
+
+/// Blocks stored but not posted yet (a run posts them within two seconds).
+pub fn unposted(c: &mut emrsync::store::DbConnection) -> i64 {
+    use diesel::prelude::*;
+    use emrsync::store::schema::audit_blocks as b;
+    b::table
+        .filter(b::posted.eq(false))
+        .count()
+        .get_result(c)
+        .unwrap()
+}

@@ -4,6 +4,7 @@ pub mod alerts;
 mod audit;
 mod audit_blocks;
 mod audit_disclosure;
+mod audit_questions;
 mod auth;
 mod brute_force;
 mod bulk_export;

@@ -32,7 +32,7 @@ pub fn type_code(k: &str) -> (&'static str, &'static str, &'static str) {
 }
 
 /// C, R, U, D or E, from what was done.
-fn action_code(r: &Entry) -> &'static str {
+pub fn action_code(r: &Entry) -> &'static str {
     match (r.kind.as_str(), r.action.as_str()) {
         (kind::MESSAGE, _) => "C",
         (kind::DELIVERY, _) => "R",

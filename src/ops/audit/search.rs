@@ -1,16 +1,23 @@
 //! `GET /fhir/AuditEvent?...`: the audit trail searched by the parameters an auditor uses
-//! (`patient`, `agent`, `entity`, `date`, `type`, `subtype`, `outcome`), newest first, a page
-//! at a time (`_count`, and a cursor in the `next` link). The blocks that may hold a match are
-//! found by their postings (`patient`, `agent`, `entity`, `type`, `subtype`, `outcome`) and
-//! time span (`date`), and their entries checked against every parameter; an unknown
-//! parameter is refused, never ignored.
+//! (`patient`, `agent`, `entity`, `date`, `type`, `subtype`, `outcome`, `action`, `address`),
+//! newest first (`_sort=-date`, the one order), a page at a time (`_count`, and a cursor in
+//! the `next` link). The blocks that may hold a match are found by their postings (`patient`,
+//! `agent` — the whole name, or the user or the client within it —, `entity`, `type`,
+//! `subtype`, `outcome`) and time span (`date`), and their entries checked against every
+//! parameter; an unknown parameter is refused, never ignored.
 
+use super::event::action_code;
 use crate::fhir::search::date::DateRange;
 use crate::store::StoreError;
-use crate::store::audit::{Entry, Row, block, kind, named_term, term_of};
+use crate::store::audit::{Entry, Row, actor_parts, block, kind, named_term, term_of};
 use crate::store::db::DbConnection;
 use crate::store::schema::{audit_blocks as b, audit_postings as p};
 use diesel::prelude::*;
+
+/// The search parameters the trail answers (the capability statement names these).
+pub const PARAMS: [&str; 9] = [
+    "patient", "agent", "entity", "date", "type", "subtype", "outcome", "action", "address",
+];
 
 type Blocks<'a> = b::BoxedQuery<'a, crate::store::db::MultiBackend>;
 
@@ -30,6 +37,10 @@ pub struct Search {
     kinds: Vec<&'static str>,
     subtypes: Vec<String>,
     outcomes: Vec<&'static str>,
+    /// C, R, U, D or E (`event::action_code`).
+    actions: Vec<&'static str>,
+    /// The agent's network address.
+    addresses: Vec<String>,
     pub count: i64,
     /// Only entries before this one, `(block, place)` (the next page's cursor).
     cursor: Option<(i64, usize)>,
@@ -109,6 +120,26 @@ impl Search {
                         });
                     }
                 }
+                "action" => {
+                    for v in values() {
+                        s.actions.push(match code(v) {
+                            "C" => "C",
+                            "R" => "R",
+                            "U" => "U",
+                            "D" => "D",
+                            "E" => "E",
+                            other => return Err(format!("action '{other}': C, R, U, D or E")),
+                        });
+                    }
+                }
+                "address" => s.addresses.extend(values().map(str::to_string)),
+                // the trail's one order: newest first
+                "_sort" if value == "-date" => {}
+                "_sort" => {
+                    return Err(format!(
+                        "_sort '{value}': the trail is given newest first only (_sort=-date)"
+                    ));
+                }
                 "_count" => {
                     s.count = value
                         .parse::<i64>()
@@ -126,7 +157,7 @@ impl Search {
                 "_format" | "_pretty" => {}
                 other => {
                     return Err(format!(
-                        "AuditEvent search parameter '{other}' is not supported here (patient, agent, entity, date, type, subtype, outcome, _count)"
+                        "AuditEvent search parameter '{other}' is not supported here (patient, agent, entity, date, type, subtype, outcome, action, address, _count, _sort=-date)"
                     ));
                 }
             }
@@ -175,7 +206,15 @@ impl Search {
         });
         patient_ok
             && entity_ok
-            && (self.agent.is_empty() || self.agent.contains(&e.actor))
+            && (self.agent.is_empty()
+                || std::iter::once(e.actor.as_str())
+                    .chain(actor_parts(&e.actor))
+                    .any(|a| self.agent.iter().any(|w| w == a)))
+            && (self.actions.is_empty() || self.actions.contains(&action_code(e)))
+            && (self.addresses.is_empty()
+                || e.address
+                    .as_ref()
+                    .is_some_and(|a| self.addresses.contains(a)))
             && self.after.iter().all(|low| e.recorded_at >= *low)
             && self.before.iter().all(|high| e.recorded_at <= *high)
             && (self.kinds.is_empty() || self.kinds.contains(&e.kind.as_str()))

@@ -89,6 +89,10 @@ pub(super) fn terms<'a>(entries: &'a [Entry]) -> BTreeSet<i64> {
             }
         }
         name("agent", &e.actor);
+        // a user through a client: found by either too
+        for part in super::actor_parts(&e.actor) {
+            name("agent", part);
+        }
         name("type", &e.kind);
         name("subtype", &e.action);
         name("outcome", &e.outcome);

@@ -22,7 +22,7 @@ mod postings;
 pub use block::{Block, Row, all, blocks_of, flush, insert_unsealed, named_term, term_of};
 pub use chain::{Verified, forget_before, verify};
 pub use legacy::convert;
-pub use postings::Owed;
+pub use postings::{Owed, post_again};
 
 /// What kind of access an entry records (its AuditEvent type).
 pub mod kind {
@@ -34,6 +34,15 @@ pub mod kind {
     pub const MESSAGE: &str = "hl7v2";
     /// A notification or outbound message delivered.
     pub const DELIVERY: &str = "delivery";
+}
+
+/// The names within an actor that an auditor asks by: `Practitioner/1 via client X` is the
+/// user and the client (the whole name is found as itself).
+pub fn actor_parts(actor: &str) -> impl Iterator<Item = &str> {
+    actor
+        .split_once(" via ")
+        .into_iter()
+        .flat_map(|(u, c)| [u, c])
 }
 
 /// One access, as it is queued.

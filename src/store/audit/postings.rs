@@ -142,6 +142,34 @@ fn lost(
     Ok(out)
 }
 
+/// Every posted block's postings written again from its body, those missing added (a
+/// backfill for terms added since the blocks were posted: a user and a client within an
+/// agent, migration 000042); how many blocks were read.
+pub fn post_again(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    let mut after = 0i64;
+    let mut read = 0;
+    loop {
+        let page: Vec<(i64, String)> = b::table
+            .filter(b::posted)
+            .filter(b::seq.gt(after))
+            .order(b::seq.asc())
+            .limit(128)
+            .select((b::seq, b::body))
+            .load(conn)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        read += page.len();
+        let mut pairs = Vec::new();
+        for (seq, body) in page {
+            let entries: Vec<super::Entry> = serde_json::from_str(&body).unwrap_or_default();
+            pairs.extend(terms(&entries).into_iter().map(|t| (t, seq)));
+        }
+        pairs.sort_unstable();
+        insert(conn, pairs)?;
+    }
+    Ok(read)
+}
+
 /// Insert `(term, block)` postings, in statements of a few hundred rows (integers: nothing to
 /// escape), each parsed once; one already there is left as it is (a lost block two runs
 /// found).
