@@ -4,22 +4,25 @@
 //! CapabilityStatement names what the trail answers, no more.
 
 use crate::audit::{correlation, of, spawn, trail, with_id};
-use crate::helpers::{Backend, mint};
+use crate::helpers::{Backend, TestApp, mint};
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_auditor_asks_by_user_client_action_and_address() {
-    let app = spawn(Backend::Sqlite).await;
-    let auditor = mint(&app.database, &app.base, "system/AuditEvent.rs", None);
+/// A new Patient `family`, read once by `user` through `client` (a clinician's SMART app) under
+/// the correlation id `request`; its id.
+async fn read_by_a_clinician(
+    app: &TestApp,
+    family: &str,
+    (user, client): (&str, &str),
+    request: &str,
+) -> String {
     let (pid, _) = app
-        .create(&json!({"resourceType": "Patient", "name": [{"family": "Asked"}]}))
+        .create(&json!({"resourceType": "Patient", "name": [{"family": family}]}))
         .await;
-    // a clinician reads the record through the ward's app
     let m = emrsync::auth::Mint {
-        subject: "dr-lee".into(),
+        subject: user.into(),
         scope: "user/Patient.rs".into(),
-        client_id: Some("ward-app".into()),
-        fhir_user: Some("Practitioner/dr-lee".into()),
+        client_id: Some(client.into()),
+        fhir_user: Some(user.into()),
         lifetime: std::time::Duration::from_secs(600),
         ..Default::default()
     };
@@ -29,8 +32,18 @@ async fn an_auditor_asks_by_user_client_action_and_address() {
         .anonymous
         .get(app.url(&format!("Patient/{pid}")))
         .bearer_auth(&clinician)
-        .header("x-request-id", "q-clinician-read");
+        .header("x-request-id", request);
     assert_eq!(app.send(read).await.status, 200);
+    pid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_asks_by_user_client_action_and_address() {
+    let app = spawn(Backend::Sqlite).await;
+    let auditor = mint(&app.database, &app.base, "system/AuditEvent.rs", None);
+    // a clinician reads the record through the ward's app
+    let clinician = ("Practitioner/dr-lee", "ward-app");
+    let pid = read_by_a_clinician(&app, "Asked", clinician, "q-clinician-read").await;
     assert_eq!(
         with_id(
             &app,
@@ -166,25 +179,8 @@ async fn blocks_posted_before_agent_parts_get_them_from_their_bodies() {
     use emrsync::store::schema::audit_postings as p;
     let app = spawn(Backend::Sqlite).await;
     let auditor = mint(&app.database, &app.base, "system/AuditEvent.rs", None);
-    let (pid, _) = app
-        .create(&json!({"resourceType": "Patient", "name": [{"family": "Older"}]}))
-        .await;
-    let m = emrsync::auth::Mint {
-        subject: "dr-old".into(),
-        scope: "user/Patient.rs".into(),
-        client_id: Some("old-app".into()),
-        fhir_user: Some("Practitioner/dr-old".into()),
-        lifetime: std::time::Duration::from_secs(600),
-        ..Default::default()
-    };
-    let clinician =
-        emrsync::auth::mint_offline(&app.database, &app.base, &m, app.seal.as_deref()).unwrap();
-    let read = app
-        .anonymous
-        .get(app.url(&format!("Patient/{pid}")))
-        .bearer_auth(&clinician)
-        .header("x-request-id", "q-old-read");
-    assert_eq!(app.send(read).await.status, 200);
+    let clinician = ("Practitioner/dr-old", "old-app");
+    let pid = read_by_a_clinician(&app, "Older", clinician, "q-old-read").await;
     let by_user = format!("patient={pid}&agent=Practitioner/dr-old");
     let found = trail(&app, &auditor, &by_user, |e| !e.is_empty()).await;
     assert_eq!(of(&found, "q-old-read").len(), 1);
