@@ -266,3 +266,50 @@ async fn an_alert_is_raised_delivered_shown_and_resolved(app: TestApp) {
 }
 
 crate::on_both_backends_with!(spawn, an_alert_is_raised_delivered_shown_and_resolved);
+
+/// A feed slower than its target raises the latency alert: here the target is every message
+/// within the shortest latency bound (10 ms), and the message is a panel of 300 results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_over_its_latency_target_raises_an_alert() {
+    let app = spawn(Backend::Sqlite).await;
+    let rules = json!({"rules": [
+        {"name": "lab-latency", "kind": "latency", "feed": "*", "share": 1.0, "seconds": 0.01,
+         "minutes": 60, "minMessages": 1, "severity": "critical"}
+    ]});
+    let r = app
+        .client
+        .put(format!("{}/admin/alerts/rules", app.root))
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut panel = oru("LAT1", "MRN710", "F", "4.1");
+    for n in 7..307 {
+        panel.push_str(&format!(
+            "OBX|{n}|NM|2823-3^Potassium^LN||4.{}|mmol/L^mmol/L^UCUM|3.5-5.1|N|||F\r",
+            n % 10
+        ));
+    }
+    let mut mllp = Mllp::connect(app.mllp.unwrap()).await;
+    let ack = mllp.send(&panel).await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    let mut firing = Vec::new();
+    for _ in 0..150 {
+        firing = alerts(&app, "firing").await;
+        if !firing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let alert = firing
+        .iter()
+        .find(|a| a["rule"] == "lab-latency")
+        .unwrap_or_else(|| panic!("no latency alert: {firing:?}"));
+    assert_eq!(alert["severity"], "critical");
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("0.0% of 1 messages answered within 0.01 s"),
+        "{detail}"
+    );
+}
