@@ -2,7 +2,8 @@
 //! team.
 //!
 //! - `GET /admin/mpi/reviews?status=open&limit=50`: the pairs the matcher is unsure about,
-//!   newest first, each with both Patients side by side and the fields compared;
+//!   newest first, each with both Patients side by side and the fields compared, and when
+//!   they belong to two persons with other records, the merge that would join the persons;
 //! - decisions on reviews and persons (`mpi_decisions`);
 //! - `GET /admin/mpi/patients/{id}`: a Patient's link, the other records of its person, and
 //!   the history of its links (`pending` while the linker has yet to link its latest version);
@@ -70,6 +71,10 @@ pub(super) fn side_by_side(
         Ok(json!({"id": id, "person": person, "resource": resource}))
     };
     let (a, b) = (record(conn, &r.patient_id)?, record(conn, &r.other_id)?);
+    let may_be_one = persons_may_be_one(
+        conn,
+        [(&r.patient_id, &a["person"]), (&r.other_id, &b["person"])],
+    )?;
     Ok(json!({
         "id": r.id,
         "status": r.status,
@@ -81,6 +86,43 @@ pub(super) fn side_by_side(
         "decidedBy": r.decided_by,
         "patient": a,
         "other": b,
+        "personsMayBeOne": may_be_one,
+    }))
+}
+
+/// When a pair's records belong to two persons and either has other records, deciding `same`
+/// moves only the one record: if the two persons are one, it is their merge that joins the
+/// rest. Said here with the merge to ask for (the smaller person into the larger, each named
+/// by the pair's record in it); null when the decision alone would do.
+fn persons_may_be_one(
+    conn: &mut DbConnection,
+    pair: [(&String, &Value); 2],
+) -> Result<Value, crate::store::StoreError> {
+    let [(a, Some(pa)), (b, Some(pb))] = pair.map(|(id, p)| (id, p.as_str())) else {
+        return Ok(Value::Null);
+    };
+    if pa == pb {
+        return Ok(Value::Null);
+    }
+    let (na, nb) = (
+        links::members(conn, pa)?.len(),
+        links::members(conn, pb)?.len(),
+    );
+    if na <= 1 && nb <= 1 {
+        return Ok(Value::Null);
+    }
+    let ((from, from_person, n_from), (into, into_person, n_into)) = match na > nb {
+        true => ((b, pb, nb), (a, pa, na)),
+        false => ((a, pa, na), (b, pb, nb)),
+    };
+    Ok(json!({
+        "persons": [{"id": into_person, "records": n_into}, {"id": from_person, "records": n_from}],
+        "why": "the records belong to two persons with other records: deciding same moves this one record; if the persons are one, merge them",
+        "merge": {
+            "method": "POST",
+            "url": "/admin/mpi/merges",
+            "body": {"from": from, "into": into, "reason": "the review's records are one person"}
+        }
     }))
 }
 

@@ -313,3 +313,63 @@ async fn a_feed_over_its_latency_target_raises_an_alert() {
         "{detail}"
     );
 }
+
+/// A target that has taken nothing for the rule's minute raises `target-down` (not before);
+/// back up, it takes what waited and the alert is resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_down_for_a_minute_raises_an_alert_resolved_when_it_is_back() {
+    use crate::legacy_emr::LegacyEmr;
+    use crate::routing::{admin_put, adt, routes, send};
+    let app = spawn_with(Backend::Sqlite, |s| {
+        s.mllp = Some("127.0.0.1:0".into());
+        s.alert_interval_secs = 1;
+        s.route_retry_max_secs = 2;
+    })
+    .await;
+    let legacy = LegacyEmr::start().await;
+    legacy.down();
+    let r = admin_put(&app, "routes", &routes(&legacy)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rules = json!({"rules": [{"name": "legacy-down", "kind": "target-down",
+        "target": "legacy-emr", "minutes": 1, "severity": "critical"}]});
+    let r = admin_put(&app, "alerts/rules", &rules).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let stay = ("V310", "O", "CLINIC^2");
+    send(&app, &adt("REG", "A08", "TD1", ("M310", "Waiting"), stay)).await;
+    let started = std::time::Instant::now();
+    let down = |a: &[Value]| a.iter().find(|a| a["rule"] == "legacy-down").cloned();
+    let mut raised = None;
+    while started.elapsed() < std::time::Duration::from_secs(100) {
+        raised = down(&alerts(&app, "firing").await);
+        if raised.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let raised = raised.expect("target-down raised within 100 s");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(55),
+        "raised after {:?}, before its minute",
+        started.elapsed()
+    );
+    let detail = raised["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("has taken nothing for") && detail.contains("1 messages waiting"),
+        "{detail}"
+    );
+    assert_eq!(raised["severity"], "critical");
+    legacy.up().await;
+    legacy.wait_for(1, 30).await;
+    let mut resolved = None;
+    for _ in 0..60 {
+        resolved = down(&alerts(&app, "resolved").await);
+        if resolved.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        resolved.is_some(),
+        "resolved once the target took what waited"
+    );
+}

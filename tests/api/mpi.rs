@@ -662,6 +662,37 @@ async fn a_record_certain_with_two_persons_puts_them_before_a_person(app: TestAp
     };
     assert!(with(&first, &second), "the twins' pair: {open}");
     assert!(with(&third, joined), "the other person's record: {open}");
+    // that pair's records are two persons', one with another record: deciding "same" would
+    // move one record, so the review names the merge that joins the persons
+    let review = open["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            let pair = [r["patient"]["id"].as_str(), r["other"]["id"].as_str()];
+            pair.contains(&Some(third.as_str())) && pair.contains(&Some(joined.as_str()))
+        })
+        .unwrap();
+    let hint = &review["personsMayBeOne"];
+    assert_eq!(hint["merge"]["url"], "/admin/mpi/merges", "{review}");
+    assert_eq!(hint["merge"]["body"]["into"], third.as_str(), "{hint}");
+    assert_eq!(hint["merge"]["body"]["from"], joined.as_str(), "{hint}");
+    assert_eq!(hint["persons"][0]["id"], c["person"], "{hint}");
+    assert_eq!(hint["persons"][0]["records"], 2, "{hint}");
+    let merged = app
+        .send(
+            app.client
+                .post(format!("{}/admin/mpi/merges", app.root))
+                .header("content-type", "application/json")
+                .body(hint["merge"]["body"].to_string()),
+        )
+        .await;
+    assert!((200..300).contains(&merged.status), "{}", merged.text);
+    let mut persons = Vec::new();
+    for id in [&first, &second, &third] {
+        persons.push(of(id.clone()).await["person"].clone());
+    }
+    assert!(persons.iter().all(|p| *p == persons[0]), "{persons:?}");
 }
 
 crate::on_both_backends_with!(

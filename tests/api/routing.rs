@@ -23,7 +23,7 @@ pub async fn spawn(backend: Backend) -> TestApp {
 
 /// An ADT message from `app` for patient (`mrn`, family name) in visit (`visit`, class PV1-2,
 /// bed PV1-3).
-fn adt(
+pub fn adt(
     app: &str,
     trigger: &str,
     control: &str,
@@ -44,7 +44,7 @@ fn adt(
     )
 }
 
-fn routes(legacy: &LegacyEmr) -> Value {
+pub fn routes(legacy: &LegacyEmr) -> Value {
     json!({"targets": [{
         "name": "legacy-emr",
         "channel": {"type": "mllp", "address": legacy.address(), "ack_timeout_ms": 2000},
