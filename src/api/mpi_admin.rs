@@ -71,10 +71,20 @@ pub(super) fn side_by_side(
         Ok(json!({"id": id, "person": person, "resource": resource}))
     };
     let (a, b) = (record(conn, &r.patient_id)?, record(conn, &r.other_id)?);
-    let may_be_one = persons_may_be_one(
-        conn,
-        [(&r.patient_id, &a["person"]), (&r.other_id, &b["person"])],
-    )?;
+    let may_be_one = links::persons_may_be_one(conn, &r.patient_id, &r.other_id)?.map(
+        |(from, into)| {
+            json!({
+                "persons": [{"id": into.person, "records": into.records},
+                            {"id": from.person, "records": from.records}],
+                "why": "the records belong to two persons with other records: deciding same moves this one record; if the persons are one, merge them",
+                "merge": {
+                    "method": "POST",
+                    "url": "/admin/mpi/merges",
+                    "body": {"from": from.record, "into": into.record, "reason": "the review's records are one person"}
+                }
+            })
+        },
+    );
     Ok(json!({
         "id": r.id,
         "status": r.status,
@@ -87,42 +97,6 @@ pub(super) fn side_by_side(
         "patient": a,
         "other": b,
         "personsMayBeOne": may_be_one,
-    }))
-}
-
-/// When a pair's records belong to two persons and either has other records, deciding `same`
-/// moves only the one record: if the two persons are one, it is their merge that joins the
-/// rest. Said here with the merge to ask for (the smaller person into the larger, each named
-/// by the pair's record in it); null when the decision alone would do.
-fn persons_may_be_one(
-    conn: &mut DbConnection,
-    pair: [(&String, &Value); 2],
-) -> Result<Value, crate::store::StoreError> {
-    let [(a, Some(pa)), (b, Some(pb))] = pair.map(|(id, p)| (id, p.as_str())) else {
-        return Ok(Value::Null);
-    };
-    if pa == pb {
-        return Ok(Value::Null);
-    }
-    let (na, nb) = (
-        links::members(conn, pa)?.len(),
-        links::members(conn, pb)?.len(),
-    );
-    if na <= 1 && nb <= 1 {
-        return Ok(Value::Null);
-    }
-    let ((from, from_person, n_from), (into, into_person, n_into)) = match na > nb {
-        true => ((b, pb, nb), (a, pa, na)),
-        false => ((a, pa, na), (b, pb, nb)),
-    };
-    Ok(json!({
-        "persons": [{"id": into_person, "records": n_into}, {"id": from_person, "records": n_from}],
-        "why": "the records belong to two persons with other records: deciding same moves this one record; if the persons are one, merge them",
-        "merge": {
-            "method": "POST",
-            "url": "/admin/mpi/merges",
-            "body": {"from": from, "into": into, "reason": "the review's records are one person"}
-        }
     }))
 }
 

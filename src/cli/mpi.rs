@@ -142,6 +142,15 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
                     println!("  {n}");
                 }
                 println!("  {}", r.detail);
+                let persons = store.read(|conn| {
+                    crate::identity::links::persons_may_be_one(conn, &r.patient_id, &r.other_id)
+                })?;
+                if let Some((from, into)) = persons {
+                    println!(
+                        "  two persons ({} and {} records): deciding same moves one record; if they are one, `emrsync mpi merge {} {}`",
+                        into.records, from.records, from.record, into.record
+                    );
+                }
             }
         }
         MpiCommand::Decide {

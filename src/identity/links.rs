@@ -424,3 +424,41 @@ pub fn latest_change(conn: &mut DbConnection) -> Result<i64, StoreError> {
         .get_result(conn)?;
     Ok(seq.unwrap_or(0))
 }
+
+/// One side of a pair whose records are two persons': the pair's record, its person, and how
+/// many records that person has.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub record: String,
+    pub person: String,
+    pub records: usize,
+}
+
+/// When records `a` and `b` belong to two persons and either has other records, deciding
+/// `same` on them moves only the one record: if the persons are one, it is their merge that
+/// joins the rest. The merge to ask for, `(from, into)`: the smaller person into the larger,
+/// each named by the pair's record in it. None when the decision alone would do.
+pub fn persons_may_be_one(
+    conn: &mut DbConnection,
+    a: &str,
+    b: &str,
+) -> Result<Option<(Side, Side)>, StoreError> {
+    let side = |conn: &mut DbConnection, record: &str| -> Result<Side, StoreError> {
+        let person = person_of(conn, record)?;
+        // (a record alone is its own person, with no link row)
+        let records = members(conn, &person)?.len().max(1);
+        Ok(Side {
+            record: record.to_string(),
+            person,
+            records,
+        })
+    };
+    let (a, b) = (side(conn, a)?, side(conn, b)?);
+    if a.person == b.person || (a.records <= 1 && b.records <= 1) {
+        return Ok(None);
+    }
+    Ok(Some(match a.records > b.records {
+        true => (b, a),
+        false => (a, b),
+    }))
+}

@@ -679,6 +679,20 @@ async fn a_record_certain_with_two_persons_puts_them_before_a_person(app: TestAp
     assert_eq!(hint["merge"]["body"]["from"], joined.as_str(), "{hint}");
     assert_eq!(hint["persons"][0]["id"], c["person"], "{hint}");
     assert_eq!(hint["persons"][0]["records"], 2, "{hint}");
+    assert_eq!(hint["persons"][1]["records"], 1, "{hint}");
+    // the CLI's list says the same, with the command to run
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_emrsync"));
+    cmd.args(["mpi", "reviews", "--data-dir"])
+        .arg(app.dir.path());
+    if let emrsync::store::Database::Postgres(url) = &app.database {
+        cmd.args(["--database-url", url.expose()]);
+    }
+    let listed = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+    assert!(
+        listed.contains("two persons (2 and 1 records)")
+            && listed.contains(&format!("emrsync mpi merge {joined} {third}")),
+        "{listed}"
+    );
     let merged = app
         .send(
             app.client
