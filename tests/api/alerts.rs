@@ -276,14 +276,8 @@ async fn a_feed_over_its_latency_target_raises_an_alert() {
         {"name": "lab-latency", "kind": "latency", "feed": "*", "share": 1.0, "seconds": 0.01,
          "minutes": 60, "minMessages": 1, "severity": "critical"}
     ]});
-    let r = app
-        .client
-        .put(format!("{}/admin/alerts/rules", app.root))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = crate::routing::admin_put(&app, "alerts/rules", &rules).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let mut panel = oru("LAT1", "MRN710", "F", "4.1");
     for n in 7..307 {
         panel.push_str(&format!(
