@@ -62,16 +62,20 @@ pub(super) fn side_by_side(
     conn: &mut DbConnection,
     r: Review,
 ) -> Result<Value, crate::store::StoreError> {
-    let record = |conn: &mut DbConnection, id: &str| -> Result<Value, crate::store::StoreError> {
-        let resource = crate::store::versions::current(conn, "Patient", id)?
-            .filter(|v| !v.deleted)
-            .map(|v| v.json())
-            .unwrap_or(Value::Null);
-        let person = links::person_of(conn, id)?;
-        Ok(json!({"id": id, "person": person, "resource": resource}))
-    };
-    let (a, b) = (record(conn, &r.patient_id)?, record(conn, &r.other_id)?);
-    let may_be_one = links::persons_may_be_one(conn, &r.patient_id, &r.other_id)?.map(
+    let (sa, sb) = (
+        links::Side::of(conn, &r.patient_id)?,
+        links::Side::of(conn, &r.other_id)?,
+    );
+    let record =
+        |conn: &mut DbConnection, s: &links::Side| -> Result<Value, crate::store::StoreError> {
+            let resource = crate::store::versions::current(conn, "Patient", &s.record)?
+                .filter(|v| !v.deleted)
+                .map(|v| v.json())
+                .unwrap_or(Value::Null);
+            Ok(json!({"id": s.record, "person": s.person, "resource": resource}))
+        };
+    let (a, b) = (record(conn, &sa)?, record(conn, &sb)?);
+    let may_be_one = links::persons_may_be_one(&sa, &sb).map(
         |(from, into)| {
             json!({
                 "persons": [{"id": into.person, "records": into.records},

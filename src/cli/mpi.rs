@@ -142,10 +142,11 @@ pub fn run(args: MpiArgs) -> anyhow::Result<()> {
                     println!("  {n}");
                 }
                 println!("  {}", r.detail);
-                let persons = store.read(|conn| {
-                    crate::identity::links::persons_may_be_one(conn, &r.patient_id, &r.other_id)
+                use crate::identity::links::{Side, persons_may_be_one};
+                let sides = store.read(|conn| {
+                    Ok((Side::of(conn, &r.patient_id)?, Side::of(conn, &r.other_id)?))
                 })?;
-                if let Some((from, into)) = persons {
+                if let Some((from, into)) = persons_may_be_one(&sides.0, &sides.1) {
                     println!(
                         "  two persons ({} and {} records): deciding same moves one record; if they are one, `emrsync mpi merge {} {}`",
                         into.records, from.records, from.record, into.record

@@ -434,31 +434,60 @@ pub struct Side {
     pub records: usize,
 }
 
-/// When records `a` and `b` belong to two persons and either has other records, deciding
-/// `same` on them moves only the one record: if the persons are one, it is their merge that
-/// joins the rest. The merge to ask for, `(from, into)`: the smaller person into the larger,
-/// each named by the pair's record in it. None when the decision alone would do.
-pub fn persons_may_be_one(
-    conn: &mut DbConnection,
-    a: &str,
-    b: &str,
-) -> Result<Option<(Side, Side)>, StoreError> {
-    let side = |conn: &mut DbConnection, record: &str| -> Result<Side, StoreError> {
+impl Side {
+    /// The filed Patient `record`'s side: its person and that person's size.
+    pub fn of(conn: &mut DbConnection, record: &str) -> Result<Side, StoreError> {
+        use mpi_links::dsl as l;
         let person = person_of(conn, record)?;
-        // (a record alone is its own person, with no link row)
-        let records = members(conn, &person)?.len().max(1);
+        let linked: i64 = l::mpi_links
+            .filter(l::person_id.eq(&person))
+            .count()
+            .get_result(conn)?;
         Ok(Side {
             record: record.to_string(),
             person,
-            records,
+            // (a record alone is its own person, with no link row)
+            records: (linked as usize).max(1),
         })
-    };
-    let (a, b) = (side(conn, a)?, side(conn, b)?);
-    if a.person == b.person || (a.records <= 1 && b.records <= 1) {
-        return Ok(None);
     }
-    Ok(Some(match a.records > b.records {
+}
+
+/// When the pair's records `a` and `b` belong to two persons and either has other records,
+/// deciding `same` on them moves only the one record: if the persons are one, it is their
+/// merge that joins the rest. The merge to ask for, `(from, into)`: the smaller person into
+/// the larger, each named by the pair's record in it. None when the decision alone would do.
+pub fn persons_may_be_one<'a>(a: &'a Side, b: &'a Side) -> Option<(&'a Side, &'a Side)> {
+    if a.person == b.person || (a.records <= 1 && b.records <= 1) {
+        return None;
+    }
+    Some(match a.records > b.records {
         true => (b, a),
         false => (a, b),
-    }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(record: &str, person: &str, records: usize) -> Side {
+        Side {
+            record: record.into(),
+            person: person.into(),
+            records,
+        }
+    }
+
+    #[test]
+    fn two_persons_are_named_for_a_merge_only_when_a_decision_would_leave_records_behind() {
+        // one person already, or two lone records (deciding same joins them): nothing to say
+        assert!(persons_may_be_one(&side("a", "p", 2), &side("b", "p", 2)).is_none());
+        assert!(persons_may_be_one(&side("a", "p", 1), &side("b", "q", 1)).is_none());
+        // the smaller person into the larger, by the pair's records, either way round
+        let (big, small) = (side("a", "p", 3), side("b", "q", 1));
+        for (x, y) in [(&big, &small), (&small, &big)] {
+            let (from, into) = persons_may_be_one(x, y).unwrap();
+            assert_eq!((from.record.as_str(), into.record.as_str()), ("b", "a"));
+        }
+    }
 }

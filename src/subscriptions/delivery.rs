@@ -396,13 +396,13 @@ impl Deliverer {
                 told.resource_id = Some(ev.resource_id.clone());
                 told.version_id = Some(ev.version_id);
                 told.correlation_id = ev.correlation_id.clone();
-                told.detail = Some(match &outcome {
-                    Outcome::Failed(why) => why.clone(),
-                    _ => format!(
+                // (a refusal keeps its reason)
+                if !matches!(outcome, Outcome::Failed(_)) {
+                    told.detail = Some(format!(
                         "event {} of Subscription/{} ({}) by {}",
                         ev.event_number, sub.id, ev.action, sub.channel
-                    ),
-                });
+                    ));
+                }
                 self.store.audit(told);
             }
             if events.is_empty() {

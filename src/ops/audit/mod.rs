@@ -66,26 +66,22 @@ pub async fn run(
             batch = audit::name_patients(&s, batch);
             // serialised and indexed here, sealed and stored by the writer
             let blocks = audit::blocks_of(&batch);
-            let r = s.write_rows(|c| {
-                let fresh = audit::flush(c, &blocks)?;
-                if post {
-                    owed_now.post(c, &fresh, &blocks)?;
-                }
-                Ok(fresh)
-            });
-            if let Ok(fresh) = &r {
-                owed_now.flushed(fresh.clone(), blocks, post);
-            }
+            let r = s
+                .write_rows(|c| {
+                    let fresh = audit::flush(c, &blocks)?;
+                    if post {
+                        owed_now.post(c, &fresh, &blocks)?;
+                    }
+                    Ok(fresh)
+                })
+                .map(|fresh| owed_now.flushed(fresh, blocks, post));
             (batch, owed_now, r)
         })
-        .await;
-        let written = match written {
-            Ok((batch, kept_owed, r)) => {
-                owed = kept_owed;
-                Ok((batch, r))
-            }
-            Err(e) => Err(e),
-        };
+        .await
+        .map(|(batch, kept, r)| {
+            owed = kept;
+            (batch, r)
+        });
         match written {
             Ok((rows, Ok(_))) => {
                 metrics::counter!("emrsync_audit_entries_total").increment(rows.len() as u64)
